@@ -1,0 +1,282 @@
+/**
+ * Time is injected (DESIGN §4). Core reads time and schedules work only
+ * through a `Clock`, so that a whole cluster can run on a `VirtualClock`
+ * deterministically from a seed.
+ */
+import { AbortedError } from '../errors/index.js';
+
+export interface TimerHandle {
+  /** Cancel the timer. Idempotent; cancelling a fired timer does nothing. */
+  cancel(): void;
+  /** Do not keep the process alive for this timer (real clocks only). */
+  unref(): TimerHandle;
+}
+
+export interface Clock {
+  /** Monotonic milliseconds, for measuring intervals and deadlines. */
+  now(): number;
+  /** Wall-clock milliseconds since the epoch, for timestamps shown to people. */
+  wallNow(): number;
+  /** Run `fn` once after `ms` milliseconds (0 when negative). */
+  setTimeout(fn: () => void, ms: number): TimerHandle;
+}
+
+/** Resolve after `ms` on `clock`; reject with AbortedError when `signal` aborts. */
+export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new AbortedError('sleep aborted', { cause: signal.reason }));
+      return;
+    }
+    const onAbort = (): void => {
+      timer.cancel();
+      reject(new AbortedError('sleep aborted', { cause: signal?.reason }));
+    };
+    const timer = clock.setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * A repeating timer built on `setTimeout`, so that any Clock supports it.
+ * The next run is scheduled after `fn` returns: runs never overlap.
+ */
+export function every(clock: Clock, ms: number, fn: () => void): TimerHandle {
+  let current: TimerHandle | undefined;
+  let cancelled = false;
+  let unrefd = false;
+  const schedule = (): void => {
+    current = clock.setTimeout(() => {
+      if (cancelled) return;
+      fn();
+      if (!cancelled) schedule();
+    }, ms);
+    if (unrefd) current.unref();
+  };
+  schedule();
+  const handle: TimerHandle = {
+    cancel() {
+      cancelled = true;
+      current?.cancel();
+    },
+    unref() {
+      unrefd = true;
+      current?.unref();
+      return handle;
+    },
+  };
+  return handle;
+}
+
+/** The real clock: `performance.now()` and the global timers. */
+export class RealClock implements Clock {
+  now(): number {
+    return performance.now(); // allowed: the real clock implementation
+  }
+
+  wallNow(): number {
+    return Date.now(); // allowed: the real clock implementation
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const t = setTimeout(fn, Math.max(0, ms)); // allowed: the real clock implementation
+    const handle: TimerHandle = {
+      cancel: () => clearTimeout(t),
+      unref: () => {
+        t.unref();
+        return handle;
+      },
+    };
+    return handle;
+  }
+}
+
+export const realClock: Clock = new RealClock();
+
+interface VirtualTimer {
+  at: number;
+  seq: number;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+export interface VirtualClockOptions {
+  /** Wall-clock time at virtual time 0. @default 1_767_225_600_000 (2026-01-01T00:00:00Z) */
+  startWallTime?: number;
+}
+
+/**
+ * A clock whose time moves only when told to. Timers fire in order of their
+ * due time, and timers due at the same time fire in the order they were set:
+ * the order is a pure function of the program, never of the machine.
+ */
+export class VirtualClock implements Clock {
+  private current = 0;
+  private seq = 0;
+  private readonly heap: VirtualTimer[] = [];
+  private readonly startWallTime: number;
+  private firedCount = 0;
+
+  constructor(options: VirtualClockOptions = {}) {
+    this.startWallTime = options.startWallTime ?? 1_767_225_600_000;
+  }
+
+  now(): number {
+    return this.current;
+  }
+
+  wallNow(): number {
+    return this.startWallTime + this.current;
+  }
+
+  /** Timers fired since creation. */
+  get fired(): number {
+    return this.firedCount;
+  }
+
+  /** Timers scheduled and not yet fired or cancelled. */
+  get pending(): number {
+    let n = 0;
+    for (const t of this.heap) if (!t.cancelled) n++;
+    return n;
+  }
+
+  /** Due time of the next live timer, or undefined when none is pending. */
+  nextDue(): number | undefined {
+    this.dropCancelledTop();
+    return this.heap[0]?.at;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const timer: VirtualTimer = { at: this.current + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
+    this.push(timer);
+    const handle: TimerHandle = {
+      cancel: () => {
+        timer.cancelled = true;
+      },
+      unref: () => handle,
+    };
+    return handle;
+  }
+
+  /**
+   * Fire the next due timer (moving time to it) and return true, or return
+   * false when nothing is pending. Synchronous: promise continuations that
+   * the timer starts run after this returns.
+   */
+  step(): boolean {
+    this.dropCancelledTop();
+    const timer = this.pop();
+    if (!timer) return false;
+    this.current = Math.max(this.current, timer.at);
+    this.firedCount++;
+    timer.fn();
+    return true;
+  }
+
+  /**
+   * Move time forward by `ms`, firing every timer due on the way, in order,
+   * and letting promise continuations settle after each one.
+   */
+  async advance(ms: number): Promise<void> {
+    const target = this.current + Math.max(0, ms);
+    await flushMicrotasks();
+    for (;;) {
+      const due = this.nextDue();
+      if (due === undefined || due > target) break;
+      this.step();
+      await flushMicrotasks();
+    }
+    this.current = target;
+  }
+
+  /**
+   * Fire timers until none is pending, or until `maxTimers` fired or time
+   * passed `until` (both bound the run; a periodic timer never runs dry).
+   */
+  async runUntilIdle(options: { maxTimers?: number; until?: number } = {}): Promise<number> {
+    const maxTimers = options.maxTimers ?? 100_000;
+    let n = 0;
+    await flushMicrotasks();
+    while (n < maxTimers) {
+      const due = this.nextDue();
+      if (due === undefined || (options.until !== undefined && due > options.until)) break;
+      this.step();
+      n++;
+      await flushMicrotasks();
+    }
+    return n;
+  }
+
+  /**
+   * Advance timer by timer until `predicate()` holds or `maxMs` of virtual
+   * time passed; returns whether the predicate held.
+   */
+  async advanceUntil(predicate: () => boolean, maxMs = 60_000): Promise<boolean> {
+    const limit = this.current + maxMs;
+    await flushMicrotasks();
+    while (!predicate()) {
+      const due = this.nextDue();
+      if (due === undefined || due > limit) {
+        this.current = Math.max(this.current, limit);
+        return predicate();
+      }
+      this.step();
+      await flushMicrotasks();
+    }
+    return true;
+  }
+
+  private dropCancelledTop(): void {
+    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
+  }
+
+  private less(a: VirtualTimer, b: VirtualTimer): boolean {
+    return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+  }
+
+  private push(t: VirtualTimer): void {
+    const h = this.heap;
+    h.push(t);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): VirtualTimer | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length > 0 && last) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/**
+ * Let every queued promise continuation and nextTick callback run. A
+ * macrotask boundary is the only reliable way to drain chains of unknown
+ * depth; with only in-memory work pending, what runs is deterministic.
+ */
+export function flushMicrotasks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve)); // allowed: virtual clock drains microtasks, reads no time
+}

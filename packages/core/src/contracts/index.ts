@@ -1,0 +1,16 @@
+export type {
+  ConnectOptions,
+  Link,
+  LinkCloseInfo,
+  LinkCloseReason,
+  LinkEvents,
+  LinkState,
+  Listener,
+  ListenerEvents,
+  NodeIdentity,
+  RejectedConnection,
+  Transport,
+  TransportCapabilities,
+  TransportContext,
+  TransportFactory,
+} from './transport.js';

@@ -1,0 +1,214 @@
+/**
+ * Errors are data: every error ClusterInfra raises is a `ClusterInfraError`
+ * with a stable string `code`, an optional `cause`, and `retryable`, which
+ * says whether the same operation may succeed if tried again unchanged.
+ *
+ * Codes are namespaced (`TRANSPORT_ERR_…`, `CONFIG_ERR_…`, `CORE_ERR_…`,
+ * later `ICS_ERR_…` and `CLMS_ERR_…`), never reused, and each has a row in
+ * `docs/errors.md`; a test fails when the catalog and the doc disagree.
+ */
+
+/** The catalog of every code, with what it means. Append only. */
+export const ERROR_CODES = {
+  CORE_ERR_ABORTED: 'The operation was cancelled by its AbortSignal.',
+  CORE_ERR_TIMEOUT: 'The operation did not finish within its timeout.',
+  CONFIG_ERR_INVALID_OPTION: 'An option failed validation; the message names its path.',
+  TRANSPORT_ERR_CONNECTION_REFUSED: 'Nothing accepted the connection at that address.',
+  TRANSPORT_ERR_CONNECT_TIMEOUT: 'The connection was not established within the connect timeout.',
+  TRANSPORT_ERR_HANDSHAKE_TIMEOUT: 'The handshake did not complete within the handshake timeout.',
+  TRANSPORT_ERR_HANDSHAKE_REJECTED: 'The peer refused the handshake; `reason` says why.',
+  TRANSPORT_ERR_LINK_CLOSED: 'The link is closed (or closing) and takes no more frames.',
+  TRANSPORT_ERR_LINK_RESET: 'The link was lost without a graceful close (peer crash, reset, network loss).',
+  TRANSPORT_ERR_FRAME_TOO_LARGE: 'A frame is larger than the maximum frame size.',
+  TRANSPORT_ERR_MALFORMED_FRAME: 'The peer sent bytes that are not a valid frame; the link is closed.',
+  TRANSPORT_ERR_FRAME_DEADLINE: 'The peer started a frame and did not finish it within the deadline.',
+  TRANSPORT_ERR_TOO_MANY_PENDING: 'Too many connections are waiting for their handshake; this one was dropped.',
+  TRANSPORT_ERR_ADDRESS_IN_USE: 'The listen address is already taken.',
+  TRANSPORT_ERR_INVALID_ADDRESS: 'The address is not valid for this transport.',
+  TRANSPORT_ERR_TRANSPORT_CLOSED: 'The transport was closed; it neither listens nor connects any more.',
+  TRANSPORT_ERR_TLS: 'TLS failed (certificate not trusted, expired, or missing).',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ClusterInfraErrorOptions {
+  cause?: unknown;
+  retryable?: boolean;
+}
+
+export class ClusterInfraError extends Error {
+  override readonly name: string = 'ClusterInfraError';
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: ClusterInfraErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+  }
+}
+
+/** True when `err` is a ClusterInfraError, optionally with the given code. */
+export function isClusterInfraError(err: unknown, code?: ErrorCode): err is ClusterInfraError {
+  return err instanceof ClusterInfraError && (code === undefined || err.code === code);
+}
+
+export class AbortedError extends ClusterInfraError {
+  override readonly name = 'AbortedError';
+  constructor(message = 'operation aborted', options: ClusterInfraErrorOptions = {}) {
+    super('CORE_ERR_ABORTED', message, options);
+  }
+}
+
+export class TimeoutError extends ClusterInfraError {
+  override readonly name = 'TimeoutError';
+  constructor(message = 'operation timed out', options: ClusterInfraErrorOptions = {}) {
+    super('CORE_ERR_TIMEOUT', message, { retryable: true, ...options });
+  }
+}
+
+export class InvalidOptionError extends ClusterInfraError {
+  override readonly name = 'InvalidOptionError';
+  /** Dotted path of the first offending option, e.g. `limits.maxFrameSize`. */
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super('CONFIG_ERR_INVALID_OPTION', message);
+    this.path = path;
+  }
+}
+
+export class ConnectionRefusedError extends ClusterInfraError {
+  override readonly name = 'ConnectionRefusedError';
+  constructor(address: string, options: ClusterInfraErrorOptions = {}) {
+    super('TRANSPORT_ERR_CONNECTION_REFUSED', `connection refused by ${address}`, { retryable: true, ...options });
+  }
+}
+
+export class ConnectTimeoutError extends ClusterInfraError {
+  override readonly name = 'ConnectTimeoutError';
+  constructor(address: string, timeoutMs: number) {
+    super('TRANSPORT_ERR_CONNECT_TIMEOUT', `connect to ${address} timed out after ${timeoutMs} ms`, { retryable: true });
+  }
+}
+
+export class HandshakeTimeoutError extends ClusterInfraError {
+  override readonly name = 'HandshakeTimeoutError';
+  constructor(address: string, timeoutMs: number) {
+    super('TRANSPORT_ERR_HANDSHAKE_TIMEOUT', `handshake with ${address} timed out after ${timeoutMs} ms`, {
+      retryable: true,
+    });
+  }
+}
+
+/**
+ * Why a handshake was refused. The refusing side sends the reason so that
+ * the other side can log it; neither side learns more than the reason.
+ */
+export type HandshakeRejectReason =
+  | 'version' // no protocol version in common
+  | 'cluster-name' // the peer belongs to another cluster
+  | 'auth' // the proof of the shared secret (or the certificate) did not verify
+  | 'identity' // the node number or incarnation is invalid, or is our own
+  | 'policy' // the admission policy refused this node or address
+  | 'busy' // too many pending handshakes
+  | 'malformed'; // the handshake bytes were not understood
+
+export const HANDSHAKE_REJECT_REASONS: readonly HandshakeRejectReason[] = [
+  'version',
+  'cluster-name',
+  'auth',
+  'identity',
+  'policy',
+  'busy',
+  'malformed',
+];
+
+export class HandshakeRejectedError extends ClusterInfraError {
+  override readonly name = 'HandshakeRejectedError';
+  readonly reason: HandshakeRejectReason;
+  /** `remote` when the peer refused us, `local` when we refused the peer. */
+  readonly by: 'local' | 'remote';
+  constructor(reason: HandshakeRejectReason, by: 'local' | 'remote', detail?: string) {
+    super(
+      'TRANSPORT_ERR_HANDSHAKE_REJECTED',
+      `handshake rejected by ${by} side: ${reason}${detail ? ` (${detail})` : ''}`,
+      { retryable: reason === 'busy' },
+    );
+    this.reason = reason;
+    this.by = by;
+  }
+}
+
+export class LinkClosedError extends ClusterInfraError {
+  override readonly name = 'LinkClosedError';
+  constructor(message = 'link is closed', options: ClusterInfraErrorOptions = {}) {
+    super('TRANSPORT_ERR_LINK_CLOSED', message, { retryable: true, ...options });
+  }
+}
+
+export class LinkResetError extends ClusterInfraError {
+  override readonly name = 'LinkResetError';
+  constructor(message = 'link reset by peer or network', options: ClusterInfraErrorOptions = {}) {
+    super('TRANSPORT_ERR_LINK_RESET', message, { retryable: true, ...options });
+  }
+}
+
+export class FrameTooLargeError extends ClusterInfraError {
+  override readonly name = 'FrameTooLargeError';
+  readonly size: number;
+  readonly max: number;
+  constructor(size: number, max: number) {
+    super('TRANSPORT_ERR_FRAME_TOO_LARGE', `frame of ${size} bytes exceeds the maximum of ${max} bytes`);
+    this.size = size;
+    this.max = max;
+  }
+}
+
+export class MalformedFrameError extends ClusterInfraError {
+  override readonly name = 'MalformedFrameError';
+  constructor(message: string) {
+    super('TRANSPORT_ERR_MALFORMED_FRAME', message);
+  }
+}
+
+export class FrameDeadlineError extends ClusterInfraError {
+  override readonly name = 'FrameDeadlineError';
+  constructor(deadlineMs: number) {
+    super('TRANSPORT_ERR_FRAME_DEADLINE', `a started frame was not completed within ${deadlineMs} ms`);
+  }
+}
+
+export class TooManyPendingError extends ClusterInfraError {
+  override readonly name = 'TooManyPendingError';
+  constructor(message: string) {
+    super('TRANSPORT_ERR_TOO_MANY_PENDING', message, { retryable: true });
+  }
+}
+
+export class AddressInUseError extends ClusterInfraError {
+  override readonly name = 'AddressInUseError';
+  constructor(address: string, options: ClusterInfraErrorOptions = {}) {
+    super('TRANSPORT_ERR_ADDRESS_IN_USE', `address ${address} is already in use`, options);
+  }
+}
+
+export class InvalidAddressError extends ClusterInfraError {
+  override readonly name = 'InvalidAddressError';
+  constructor(address: string, why: string) {
+    super('TRANSPORT_ERR_INVALID_ADDRESS', `invalid address ${JSON.stringify(address)}: ${why}`);
+  }
+}
+
+export class TransportClosedError extends ClusterInfraError {
+  override readonly name = 'TransportClosedError';
+  constructor() {
+    super('TRANSPORT_ERR_TRANSPORT_CLOSED', 'transport is closed');
+  }
+}
+
+export class TlsError extends ClusterInfraError {
+  override readonly name = 'TlsError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('TRANSPORT_ERR_TLS', message, options);
+  }
+}

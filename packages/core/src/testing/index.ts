@@ -1,0 +1,6 @@
+export {
+  transportComplianceSuite,
+  type ComplianceHarness,
+  type ComplianceOptions,
+  type HarnessNodeOptions,
+} from './compliance.js';

@@ -1,0 +1,1 @@
+export { LinkBase, type LinkInit } from './link-base.js';

@@ -1,0 +1,29 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (p: string): string => fileURLToPath(new URL(`./packages/${p}`, import.meta.url));
+
+// Tests import package sources through these aliases, so `npm test` needs no build.
+const alias = {
+  '@clusterinfra/core/testing': src('core/src/testing/index.ts'),
+  '@clusterinfra/core': src('core/src/index.ts'),
+  '@clusterinfra/transport-mem': src('transport-mem/src/index.ts'),
+  '@clusterinfra/transport-tcp': src('transport-tcp/src/index.ts'),
+};
+
+const project = (name: string, extra: Record<string, unknown> = {}) => ({
+  resolve: { alias },
+  test: {
+    name,
+    include: [`packages/${name}/test/**/*.test.ts`],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    ...extra,
+  },
+});
+
+export default defineConfig({
+  test: {
+    projects: [project('core'), project('transport-mem'), project('transport-tcp')],
+  },
+});
