@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { AbortedError, every, sleep, VirtualClock } from '@clusterinfra/core';
+
+describe('VirtualClock', () => {
+  it('moves only when told to', async () => {
+    const clock = new VirtualClock({ startWallTime: 1000 });
+    expect(clock.now()).toBe(0);
+    expect(clock.wallNow()).toBe(1000);
+    let fired = false;
+    clock.setTimeout(() => (fired = true), 10);
+    await clock.advance(9);
+    expect(fired).toBe(false);
+    expect(clock.now()).toBe(9);
+    await clock.advance(1);
+    expect(fired).toBe(true);
+    expect(clock.wallNow()).toBe(1010);
+  });
+
+  it('fires timers by due time, and timers due together in the order they were set', async () => {
+    const clock = new VirtualClock();
+    const order: string[] = [];
+    clock.setTimeout(() => order.push('c@20'), 20);
+    clock.setTimeout(() => order.push('a@10'), 10);
+    clock.setTimeout(() => order.push('b@10'), 10);
+    clock.setTimeout(() => order.push('z@0'), 0);
+    clock.setTimeout(() => order.push('neg'), -5);
+    await clock.advance(100);
+    expect(order).toEqual(['z@0', 'neg', 'a@10', 'b@10', 'c@20']);
+  });
+
+  it('runs timers set by timers, at their own due time', async () => {
+    const clock = new VirtualClock();
+    const seen: number[] = [];
+    clock.setTimeout(() => {
+      seen.push(clock.now());
+      clock.setTimeout(() => seen.push(clock.now()), 5);
+    }, 10);
+    await clock.advance(12);
+    expect(seen).toEqual([10]);
+    await clock.advance(3);
+    expect(seen).toEqual([10, 15]);
+  });
+
+  it('lets promise continuations settle between timers', async () => {
+    const clock = new VirtualClock();
+    const order: string[] = [];
+    clock.setTimeout(() => {
+      void Promise.resolve()
+        .then(() => undefined)
+        .then(() => order.push('continuation of first'));
+    }, 1);
+    clock.setTimeout(() => order.push('second'), 1);
+    await clock.advance(1);
+    expect(order).toEqual(['continuation of first', 'second']);
+  });
+
+  it('cancels timers and counts what is pending', async () => {
+    const clock = new VirtualClock();
+    let n = 0;
+    const t = clock.setTimeout(() => n++, 5);
+    clock.setTimeout(() => n++, 6);
+    expect(clock.pending).toBe(2);
+    t.cancel();
+    t.cancel();
+    expect(clock.pending).toBe(1);
+    expect(clock.nextDue()).toBe(6);
+    await clock.advance(10);
+    expect(n).toBe(1);
+    expect(clock.pending).toBe(0);
+    expect(clock.nextDue()).toBeUndefined();
+  });
+
+  it('runUntilIdle is bounded for periodic work', async () => {
+    const clock = new VirtualClock();
+    let ticks = 0;
+    const h = every(clock, 10, () => ticks++);
+    const fired = await clock.runUntilIdle({ maxTimers: 25 });
+    expect(fired).toBe(25);
+    expect(ticks).toBe(25);
+    h.cancel();
+    expect(await clock.runUntilIdle()).toBe(0);
+  });
+
+  it('advanceUntil stops when the predicate holds, or at the limit', async () => {
+    const clock = new VirtualClock();
+    let x = 0;
+    every(clock, 7, () => x++);
+    expect(await clock.advanceUntil(() => x === 3)).toBe(true);
+    expect(clock.now()).toBe(21);
+    expect(await clock.advanceUntil(() => x === 1000, 50)).toBe(false);
+    expect(clock.now()).toBe(71);
+  });
+
+  it('sleep resolves on virtual time and rejects on abort', async () => {
+    const clock = new VirtualClock();
+    let done = false;
+    const p = sleep(clock, 100).then(() => (done = true));
+    await clock.advance(99);
+    expect(done).toBe(false);
+    await clock.advance(1);
+    await p;
+    expect(done).toBe(true);
+
+    const ac = new AbortController();
+    const q = sleep(clock, 100, ac.signal);
+    ac.abort();
+    await expect(q).rejects.toBeInstanceOf(AbortedError);
+    expect(clock.pending).toBe(0);
+    await expect(sleep(clock, 1, AbortSignal.abort())).rejects.toMatchObject({ code: 'CORE_ERR_ABORTED' });
+  });
+});
