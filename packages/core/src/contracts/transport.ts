@@ -141,7 +141,12 @@ export interface Link extends EventEmitter<LinkEvents>, AsyncDisposable {
   readonly remote: NodeIdentity;
   readonly remoteAddress: string;
   readonly state: LinkState;
-  /** Bytes accepted by `send` and not yet handed to the network. */
+  /**
+   * Bytes accepted by `send` that the transport still holds: not yet taken
+   * by the network (TCP: not yet written to the kernel) or, for an in-process
+   * network, not yet consumed by the peer. A paused receiver makes it grow
+   * until `send` returns false.
+   */
   readonly bufferedBytes: number;
   /** True after `send` returned false, until `drain`. */
   readonly needDrain: boolean;
@@ -161,7 +166,12 @@ export interface Link extends EventEmitter<LinkEvents>, AsyncDisposable {
   resume(): void;
   /** Stop delivering frames; the transport stops reading from the network. */
   pause(): void;
-  /** Flush what is buffered, tell the peer, and close. Resolves with the close info. */
+  /**
+   * Flush what is buffered, tell the peer, and close. Resolves with the
+   * close info. Frames already received are delivered first, so a link that
+   * is paused and never resumed finishes its graceful close only on
+   * `resume()` or `destroy()`.
+   */
   close(): Promise<LinkCloseInfo>;
   /** Close at once; buffered frames may be lost. The peer sees `reset`. */
   destroy(error?: ClusterInfraError): void;

@@ -35,7 +35,7 @@ export interface ComplianceHarness {
    * its links end without a goodbye. Needed when `crashSimulation` is declared.
    */
   crash?(transport: Transport): void | Promise<void>;
-  /** Called after each case. */
+  /** Called after each case; the suite makes a new harness for the next one. */
   teardown?(): void | Promise<void>;
 }
 
@@ -97,7 +97,7 @@ export function transportComplianceSuite(
   options: ComplianceOptions = {},
 ): void {
   describe(`transport compliance: ${name}`, () => {
-    let harness: ComplianceHarness;
+    let harness: ComplianceHarness | undefined;
     const created: Transport[] = [];
 
     async function node(nodeNum: number, extra: Partial<HarnessNodeOptions> = {}): Promise<Transport> {
@@ -118,9 +118,11 @@ export function transportComplianceSuite(
       return { server, client, listener, outbound, inbound };
     }
 
+    // A fresh harness per case: no state leaks from one case to the next.
     afterEach(async () => {
       for (const t of created.splice(0)) t.destroy();
       await harness?.teardown?.();
+      harness = undefined;
     });
 
     it('connects and both ends know each other', async () => {

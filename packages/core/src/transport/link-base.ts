@@ -157,7 +157,7 @@ export abstract class LinkBase extends EventEmitter<LinkEvents> implements Link 
 
   /** The buffer went below the high-water mark. */
   protected drained(): void {
-    if (!this.wantDrain) return;
+    if (!this.wantDrain || this.linkState === 'closed') return;
     this.wantDrain = false;
     this.emit('drain');
   }
