@@ -1,0 +1,336 @@
+/**
+ * A TCP link: moves frames between a socket and LinkBase, which does the
+ * state machine, the single close event and paused delivery.
+ *
+ * Writes are coalesced: frames sent in one tick are staged and handed to the
+ * socket in one corked batch on `process.nextTick` (one writev). Small
+ * frames are copied with their headers into a slab; large ones are written
+ * as they are, after their header, without a copy.
+ *
+ * Closing:
+ * - `close()` flushes, sends GOODBYE, ends our side, and keeps reading until
+ *   the peer answers with its GOODBYE: then everything we sent was read, and
+ *   the reason is `closed`. No answer within `closeTimeoutMs` is a `reset`.
+ * - A GOODBYE from the peer: we answer with ours (after anything already
+ *   sent), end, and close with `remote-closed`.
+ * - EOF or a socket error without a GOODBYE is `reset`: a crashed process's
+ *   kernel sends a FIN too, and that is not a graceful close.
+ * - A protocol violation destroys the socket; the reason is `error`.
+ */
+import type { Socket } from 'node:net';
+import {
+  type ClusterInfraError,
+  type Clock,
+  FrameDeadlineError,
+  LinkBase,
+  type LinkCloseInfo,
+  type LinkInit,
+  LinkResetError,
+  MalformedFrameError,
+  type TimerHandle,
+  isClusterInfraError,
+} from '@clusterinfra/core';
+import { COALESCE_MAX_FRAME, ControlType, HEADER_SIZE, SLAB_SIZE } from './constants.js';
+import { FrameDeadline } from './deadline.js';
+import { type FrameDecoder, encodeControl, writeDataHeader } from './frame.js';
+
+export interface TcpLinkWiring {
+  /** The stream frames travel on (a TLS socket over `raw`, or `raw` itself). */
+  readonly socket: Socket;
+  /** The TCP socket underneath, for an abortive reset. */
+  readonly raw: Socket;
+  /** The decoder the handshake used; it may hold frames that followed it. */
+  readonly decoder: FrameDecoder;
+  readonly clock: Clock;
+  readonly highWaterMark: number;
+  readonly frameDeadlineMs: number;
+  readonly closeTimeoutMs: number;
+  /** Called once, when the link has closed. */
+  readonly onClosed: (link: TcpLink) => void;
+}
+
+export class TcpLink extends LinkBase {
+  private readonly socket: Socket;
+  private readonly raw: Socket;
+  private readonly decoder: FrameDecoder;
+  private readonly clock: Clock;
+  private readonly highWaterMark: number;
+  private readonly closeTimeoutMs: number;
+  private readonly deadline: FrameDeadline;
+
+  // Coalescing: bytes in [slabStart, slabPos) of `slab` are staged; `out` holds sealed chunks.
+  private slab: Buffer | undefined;
+  private slabStart = 0;
+  private slabPos = 0;
+  private out: Uint8Array[] = [];
+  private staged = 0;
+  private flushScheduled = false;
+
+  /** We sent GOODBYE (we started the close, or answered the peer's). */
+  private sentGoodbye = false;
+  private gotGoodbye = false;
+  /** We started the close (vs. answering the peer). */
+  private closer = false;
+  private closeTimer: TimerHandle | undefined;
+  private gone = false;
+  /** We tore the connection down; its own events no longer decide the close reason. */
+  private tornDown = false;
+
+  constructor(init: LinkInit, private readonly wiring: TcpLinkWiring) {
+    super(init);
+    this.socket = wiring.socket;
+    this.raw = wiring.raw;
+    this.decoder = wiring.decoder;
+    this.clock = wiring.clock;
+    this.highWaterMark = wiring.highWaterMark;
+    this.closeTimeoutMs = wiring.closeTimeoutMs;
+    this.deadline = new FrameDeadline(wiring.clock, wiring.frameDeadlineMs, this.decoder, () =>
+      this.protocolError(new FrameDeadlineError(wiring.frameDeadlineMs)),
+    );
+    // A link starts paused (LinkBase): do not read until resume().
+    this.socket.pause();
+    this.deadline.suspend();
+    this.socket.on('data', this.onData);
+    this.socket.on('end', this.onEnd);
+    this.socket.on('error', this.onError);
+    this.socket.on('close', this.onSocketClose);
+    this.socket.on('drain', this.checkDrain);
+    // Frames that arrived with the end of the handshake.
+    this.pump();
+  }
+
+  get bufferedBytes(): number {
+    return this.staged + (this.gone ? 0 : this.socket.writableLength);
+  }
+
+  protected sendFrame(frame: Uint8Array): boolean {
+    const length = frame.byteLength;
+    if (length <= COALESCE_MAX_FRAME) {
+      const at = this.reserve(HEADER_SIZE + length);
+      writeDataHeader(this.slab!, at, length);
+      this.slab!.set(frame, at + HEADER_SIZE);
+    } else {
+      const at = this.reserve(HEADER_SIZE);
+      writeDataHeader(this.slab!, at, length);
+      this.seal();
+      this.out.push(frame); // written as is: the contract says the caller will not modify it
+    }
+    this.staged += HEADER_SIZE + length;
+    this.scheduleFlush();
+    return this.bufferedBytes < this.highWaterMark;
+  }
+
+  protected beginClose(): void {
+    this.closer = true;
+    this.sendGoodbyeAndEnd();
+    // Read the peer's answer even if the application paused the link.
+    this.deadline.unsuspend();
+    this.socket.resume();
+    this.closeTimer = this.clock.setTimeout(() => {
+      this.closeTimer = undefined;
+      this.teardown();
+      this.finish({ reason: 'reset', error: new LinkResetError(`peer did not confirm the close within ${this.closeTimeoutMs} ms`) });
+    }, this.closeTimeoutMs);
+  }
+
+  protected abort(_error?: ClusterInfraError): void {
+    this.teardown();
+  }
+
+  protected onPause(): void {
+    if (this.closer) return; // a close in progress keeps reading for the peer's GOODBYE
+    this.socket.pause();
+    this.deadline.suspend();
+  }
+
+  protected onResume(): void {
+    this.socket.resume();
+    this.deadline.unsuspend();
+  }
+
+  /** Test hook: die like a crashed process (FIN or RST from the kernel, no GOODBYE). */
+  crash(): void {
+    this.teardown(false);
+    this.finish({ reason: 'destroyed' });
+  }
+
+  // ---- reading ----
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.state === 'closed') return;
+    try {
+      this.decoder.feed(chunk);
+    } catch (err) {
+      this.protocolError(err);
+      return;
+    }
+    this.pump();
+  };
+
+  /** Take every whole frame out of the decoder. */
+  private pump(): void {
+    try {
+      for (let f = this.decoder.next(); f !== undefined; f = this.decoder.next()) {
+        if (f.kind === 'data') {
+          if (this.gotGoodbye) throw new MalformedFrameError('data frame after GOODBYE');
+          this.receive(f.data);
+        } else if (f.type === ControlType.GOODBYE && f.body.byteLength === 0 && !this.gotGoodbye) {
+          this.onGoodbye();
+        } else {
+          throw new MalformedFrameError(`unexpected control frame type ${f.type}`);
+        }
+        if (this.state === 'closed') return;
+      }
+    } catch (err) {
+      this.protocolError(err);
+      return;
+    }
+    this.deadline.update();
+  }
+
+  private onGoodbye(): void {
+    this.gotGoodbye = true;
+    if (this.closer) {
+      // The peer read our GOODBYE, so it read everything before it.
+      this.clearCloseTimer();
+      this.finish({ reason: 'closed' });
+      // Our FIN is queued after the GOODBYE; release the socket once it is out.
+      if (this.socket.writableFinished) this.socket.destroy();
+      else this.socket.once('finish', () => this.socket.destroy());
+      return;
+    }
+    this.markClosing();
+    this.sendGoodbyeAndEnd();
+    this.finish({ reason: 'remote-closed' });
+  }
+
+  private readonly onEnd = (): void => {
+    if (this.tornDown) return;
+    if (this.state === 'closed') {
+      this.socket.destroy();
+      return;
+    }
+    if (this.gotGoodbye) return; // the graceful path already finished (or waits for the inbox)
+    this.teardown();
+    this.finish({ reason: 'reset', error: new LinkResetError('connection ended without a goodbye') });
+  };
+
+  private readonly onError = (err: Error): void => {
+    if (this.tornDown) return;
+    this.teardown();
+    if (this.state === 'closed') return;
+    this.finish({ reason: 'reset', error: new LinkResetError(`connection lost: ${err.message}`, { cause: err }) });
+  };
+
+  private readonly onSocketClose = (): void => {
+    this.gone = true;
+    this.clearCloseTimer();
+    this.deadline.cancel();
+    if (this.state !== 'closed' && !this.tornDown) {
+      if (this.gotGoodbye && !this.closer) return; // remote-closed waits only for the inbox
+      this.finish({ reason: 'reset', error: new LinkResetError('connection closed without a goodbye') });
+    }
+  };
+
+  private protocolError(err: unknown): void {
+    const error = isClusterInfraError(err) ? err : new MalformedFrameError(String(err));
+    this.teardown();
+    this.finish({ reason: 'error', error });
+  }
+
+  // ---- writing ----
+
+  /** Room for `n` bytes in the slab; returns the offset. Seals and replaces a full slab. */
+  private reserve(n: number): number {
+    if (this.slab === undefined || this.slabPos + n > this.slab.byteLength) {
+      this.seal();
+      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
+      this.slabStart = 0;
+      this.slabPos = 0;
+    }
+    const at = this.slabPos;
+    this.slabPos += n;
+    return at;
+  }
+
+  /** Move the staged part of the slab to `out`; the slab's later bytes stay free for reuse. */
+  private seal(): void {
+    if (this.slab !== undefined && this.slabPos > this.slabStart) {
+      this.out.push(this.slab.subarray(this.slabStart, this.slabPos));
+      this.slabStart = this.slabPos;
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    process.nextTick(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    this.seal();
+    const chunks = this.out;
+    if (chunks.length === 0) return;
+    this.out = [];
+    this.staged = 0;
+    if (this.gone || this.socket.destroyed || this.socket.writableEnded) return;
+    this.socket.cork();
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) this.socket.write(chunks[i]!);
+    // Writes complete in order: when the last one is done, all are.
+    this.socket.write(chunks[last]!, this.checkDrain);
+    this.socket.uncork();
+  };
+
+  private readonly checkDrain = (): void => {
+    if (this.needDrain && this.state !== 'closed' && this.bufferedBytes < this.highWaterMark) this.drained();
+  };
+
+  private sendGoodbyeAndEnd(): void {
+    if (this.sentGoodbye) return;
+    this.sentGoodbye = true;
+    const goodbye = encodeControl(ControlType.GOODBYE);
+    const at = this.reserve(goodbye.byteLength);
+    this.slab!.set(goodbye, at);
+    this.flush();
+    if (!this.gone && !this.socket.destroyed) this.socket.end();
+  }
+
+  private clearCloseTimer(): void {
+    this.closeTimer?.cancel();
+    this.closeTimer = undefined;
+  }
+
+  /** Drop the connection now: an RST when possible, so the peer learns at once. */
+  private teardown(reset = true): void {
+    this.tornDown = true;
+    this.clearCloseTimer();
+    this.deadline.cancel();
+    this.out = [];
+    this.staged = 0;
+    if (this.gone) return;
+    this.gone = true;
+    const raw = this.raw;
+    if (reset && !raw.destroyed && typeof raw.resetAndDestroy === 'function' && !raw.connecting) {
+      try {
+        raw.resetAndDestroy();
+      } catch {
+        raw.destroy();
+      }
+    } else {
+      raw.destroy();
+    }
+    if (this.socket !== raw) this.socket.destroy();
+  }
+
+  protected override finish(info: LinkCloseInfo, immediate?: boolean): void {
+    const wasClosed = this.state === 'closed';
+    super.finish(info, immediate);
+    if (!wasClosed && (this.state as string) === 'closed') {
+      this.deadline.cancel();
+      this.clearCloseTimer();
+      this.wiring.onClosed(this);
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * `TcpOptions`, validated with zod at the edge: a bad option throws
+ * InvalidOptionError naming its path.
+ */
+import type { NodeIdentity } from '@clusterinfra/core';
+import { parseOptions } from '@clusterinfra/core';
+import { z } from 'zod';
+import { DEFAULTS, MAX_WIRE_LENGTH } from './constants.js';
+
+type Pem = string | Buffer | Array<string | Buffer>;
+
+/** Mutual TLS: both sides present a certificate signed by `ca`, and both verify. */
+export interface TcpTlsOptions {
+  /** This node's private key (PEM). */
+  key: string | Buffer;
+  /** This node's certificate chain (PEM). */
+  cert: string | Buffer;
+  /** CA certificates peers' certificates must chain to (PEM). Only these are trusted. */
+  ca: Pem;
+  /** Passphrase of `key`. */
+  passphrase?: string;
+  /** Lowest TLS version accepted. @default 'TLSv1.2' */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /**
+   * Name the server certificate must carry when connecting; by default the
+   * host of the address (an IP address is matched against IP subjectAltNames).
+   */
+  servername?: string;
+}
+
+export interface TcpOptions {
+  /** Host the listener binds to. @default '127.0.0.1' */
+  host?: string;
+  /** Port the listener binds to; 0 picks a free one. @default 0 */
+  port?: number;
+  /** Pre-shared secret; every node of the cluster must use the same one. @default none */
+  secret?: string | Uint8Array;
+  /** Mutual TLS; combinable with `secret`. @default none (plain TCP) */
+  tls?: TcpTlsOptions;
+  /** Largest data frame, in bytes, sent or received (at most 2^31-1). @default 1 MiB */
+  maxFrameSize?: number;
+  /** Per link: `send` returns false once this many bytes wait to be written. @default 2 MiB */
+  highWaterMark?: number;
+  /** TCP (and TLS) connect must finish within this. @default 3000 */
+  connectTimeoutMs?: number;
+  /** The handshake must finish within this, on both sides. @default 5000 */
+  handshakeTimeoutMs?: number;
+  /** A frame whose first byte arrived must be complete within this. @default 30000 */
+  frameDeadlineMs?: number;
+  /** A graceful close waits this long for the peer to confirm, then resets. @default 5000 */
+  closeTimeoutMs?: number;
+  /** Unauthenticated connections in progress on the listener, in total. @default 64 */
+  maxPendingHandshakes?: number;
+  /** Unauthenticated connections in progress from one source address. @default 8 */
+  maxPendingPerAddress?: number;
+  /** Disable Nagle's algorithm (writes are coalesced by the transport). @default true */
+  noDelay?: boolean;
+  /**
+   * Admission policy, asked on both sides after the peer's identity is known
+   * (and, with a secret, proven). Returning false (or throwing) refuses the
+   * peer with reason `policy`. @default admit everyone
+   */
+  admit?: (remote: NodeIdentity, remoteAddress: string) => boolean;
+}
+
+const pem = z.union([z.string().min(1), z.instanceof(Buffer)]);
+const ms = z.number().int().positive().max(2_147_483_647);
+
+const tlsSchema = z
+  .object({
+    key: pem,
+    cert: pem,
+    ca: z.union([pem, z.array(pem).min(1)]),
+    passphrase: z.string().optional(),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).optional(),
+    servername: z.string().min(1).optional(),
+  })
+  .strict();
+
+const schema = z
+  .object({
+    host: z.string().min(1).default(DEFAULTS.host),
+    port: z.number().int().min(0).max(65535).default(DEFAULTS.port),
+    secret: z
+      .union([z.string().min(1), z.instanceof(Uint8Array).refine((b) => b.byteLength > 0, 'must not be empty')])
+      .optional(),
+    tls: tlsSchema.optional(),
+    maxFrameSize: z.number().int().min(1).max(MAX_WIRE_LENGTH).default(DEFAULTS.maxFrameSize),
+    highWaterMark: z.number().int().positive().default(DEFAULTS.highWaterMark),
+    connectTimeoutMs: ms.default(DEFAULTS.connectTimeoutMs),
+    handshakeTimeoutMs: ms.default(DEFAULTS.handshakeTimeoutMs),
+    frameDeadlineMs: ms.default(DEFAULTS.frameDeadlineMs),
+    closeTimeoutMs: ms.default(DEFAULTS.closeTimeoutMs),
+    maxPendingHandshakes: z.number().int().positive().default(DEFAULTS.maxPendingHandshakes),
+    maxPendingPerAddress: z.number().int().positive().default(DEFAULTS.maxPendingPerAddress),
+    noDelay: z.boolean().default(DEFAULTS.noDelay),
+    admit: z.custom<NonNullable<TcpOptions['admit']>>((v) => typeof v === 'function', 'must be a function').optional(),
+  })
+  .strict();
+
+export interface ResolvedTcpOptions extends Omit<Required<TcpOptions>, 'secret' | 'tls' | 'admit'> {
+  /** The secret as bytes, when configured. */
+  readonly secret: Uint8Array | undefined;
+  readonly tls: TcpTlsOptions | undefined;
+  readonly admit: TcpOptions['admit'];
+}
+
+export function resolveOptions(input: TcpOptions | undefined): ResolvedTcpOptions {
+  const o = parseOptions('tcp', schema, input);
+  const secret = o.secret === undefined ? undefined : typeof o.secret === 'string' ? new Uint8Array(Buffer.from(o.secret, 'utf8')) : new Uint8Array(o.secret);
+  return { ...o, secret, tls: o.tls as TcpTlsOptions | undefined, admit: o.admit };
+}

@@ -1,0 +1,340 @@
+/**
+ * Hostile peers against a real listener, with raw `net` sockets: garbage,
+ * huge lengths, slow dribbles, floods, replays, wrong magic and version.
+ * After each, the listener must still accept a good peer, and no bad peer
+ * may ever produce a `link`.
+ */
+import { type AddressInfo, type Socket, createServer } from 'node:net';
+import {
+  ClusterInfraError,
+  FrameDeadlineError,
+  FrameTooLargeError,
+  HandshakeRejectedError,
+  HandshakeTimeoutError,
+  type Link,
+  type Listener,
+  MalformedFrameError,
+  type RejectedConnection,
+  TooManyPendingError,
+  type Transport,
+} from '@clusterinfra/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlType, REJECT_CODES } from '../src/constants.js';
+import { encodeControl, encodeDataFrame } from '../src/frame.js';
+import type { TcpOptions } from '../src/index.js';
+import { drainSocket, makeTransport } from './helpers.js';
+import { FrameReader, helloBody, hostPort, rawClientHandshake, rawConnect } from './raw.js';
+import { connect } from 'node:net';
+
+const transports: Transport[] = [];
+const sockets: Socket[] = [];
+const cleanups: Array<() => void> = [];
+
+afterEach(() => {
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const t of transports.splice(0)) t.destroy();
+  for (const c of cleanups.splice(0)) c();
+});
+
+interface Watched {
+  server: Transport;
+  listener: Listener;
+  links: Link[];
+  rejected: RejectedConnection[];
+  nextRejected(): Promise<RejectedConnection>;
+}
+
+async function watchedListener(options: TcpOptions = {}): Promise<Watched> {
+  const server = makeTransport(1, options);
+  transports.push(server);
+  const listener = await server.listen();
+  const links: Link[] = [];
+  const rejected: RejectedConnection[] = [];
+  const waiters: Array<(r: RejectedConnection) => void> = [];
+  listener.on('link', (l) => links.push(l));
+  listener.on('rejected', (r) => {
+    rejected.push(r);
+    waiters.shift()?.(r);
+  });
+  let seen = 0;
+  return {
+    server,
+    listener,
+    links,
+    rejected,
+    nextRejected: () => {
+      const i = seen++;
+      if (rejected[i]) return Promise.resolve(rejected[i]!);
+      return new Promise((r) => waiters.push(r));
+    },
+  };
+}
+
+async function raw(address: string, localAddress?: string): Promise<Socket> {
+  const s = await rawConnect(address, localAddress);
+  sockets.push(s);
+  s.on('error', () => {});
+  return s;
+}
+
+/** A good peer still gets through, and can exchange a frame. */
+async function stillAcceptsGoodPeers(w: Watched, options: TcpOptions = {}): Promise<void> {
+  const client = makeTransport(2, options);
+  transports.push(client);
+  const before = w.links.length;
+  const link = await client.connect(w.listener.address);
+  expect(link.remote.nodeNum).toBe(1);
+  await new Promise((r) => setImmediate(r));
+  expect(w.links.length).toBe(before + 1);
+}
+
+const rejectFrame = (reason: keyof typeof REJECT_CODES): Buffer =>
+  encodeControl(ControlType.REJECT, Uint8Array.of(REJECT_CODES[reason]));
+
+describe('hostile peers before the handshake', () => {
+  it('garbage instead of a handshake is refused, the listener keeps working', async () => {
+    const w = await watchedListener();
+    const s = await raw(w.listener.address);
+    const got = drainSocket(s);
+    s.write('GET / HTTP/1.1\r\nHost: example\r\n\r\n');
+    const r = await w.nextRejected();
+    expect(r.error).toBeInstanceOf(ClusterInfraError);
+    expect(r.error).toBeInstanceOf(MalformedFrameError); // "GET " read as a header: a data frame before the handshake
+    expect((await got).equals(rejectFrame('malformed'))).toBe(true);
+    await stillAcceptsGoodPeers(w);
+    expect(w.links.length).toBe(1);
+  });
+
+  it('a huge length header is refused before anything is allocated', async () => {
+    const w = await watchedListener();
+    for (const header of [0x7fffffff, 0xffffffff, 0x80000000]) {
+      const s = await raw(w.listener.address);
+      const closed = drainSocket(s);
+      const h = Buffer.alloc(4);
+      h.writeUInt32BE(header);
+      s.write(h);
+      const r = await w.nextRejected();
+      expect(r.error).toBeInstanceOf(MalformedFrameError);
+      await closed;
+    }
+    await stillAcceptsGoodPeers(w);
+  });
+
+  it('wrong magic is refused as malformed', async () => {
+    const w = await watchedListener();
+    const s = await raw(w.listener.address);
+    const got = drainSocket(s);
+    const body = Buffer.from(helloBody());
+    body.set(Buffer.from('HTTP'), 0);
+    s.write(encodeControl(ControlType.HELLO, body));
+    const r = await w.nextRejected();
+    expect(r.error).toBeInstanceOf(MalformedFrameError);
+    expect(r.error.message).toMatch(/magic/);
+    expect((await got).equals(rejectFrame('malformed'))).toBe(true);
+    await stillAcceptsGoodPeers(w);
+  });
+
+  it('an unknown protocol version is refused with reason version', async () => {
+    const w = await watchedListener();
+    const s = await raw(w.listener.address);
+    const got = drainSocket(s);
+    s.write(encodeControl(ControlType.HELLO, helloBody({ minVersion: 7, maxVersion: 9 })));
+    const r = await w.nextRejected();
+    expect(r.error).toBeInstanceOf(HandshakeRejectedError);
+    expect((r.error as HandshakeRejectedError).reason).toBe('version');
+    expect((r.error as HandshakeRejectedError).by).toBe('local');
+    expect((await got).equals(rejectFrame('version'))).toBe(true);
+    await stillAcceptsGoodPeers(w);
+  });
+
+  it('a peer claiming our node number, or node 0, is refused with reason identity', async () => {
+    const w = await watchedListener();
+    for (const nodeNum of [1, 0]) {
+      const s = await raw(w.listener.address);
+      const got = drainSocket(s);
+      s.write(encodeControl(ControlType.HELLO, helloBody({ nodeNum })));
+      const r = await w.nextRejected();
+      expect((r.error as HandshakeRejectedError).reason).toBe('identity');
+      expect(r.remote?.nodeNum).toBe(nodeNum);
+      expect((await got).equals(rejectFrame('identity'))).toBe(true);
+    }
+    await stillAcceptsGoodPeers(w);
+  });
+
+  it('a data frame before the handshake is refused', async () => {
+    const w = await watchedListener();
+    const s = await raw(w.listener.address);
+    s.write(encodeDataFrame(Uint8Array.of(1, 2, 3)));
+    expect((await w.nextRejected()).error).toBeInstanceOf(MalformedFrameError);
+    expect(w.links.length).toBe(0);
+  });
+
+  it('a header dribbled past the frame deadline is dropped', async () => {
+    const w = await watchedListener({ frameDeadlineMs: 100, handshakeTimeoutMs: 20_000 });
+    const s = await raw(w.listener.address);
+    const closed = drainSocket(s);
+    s.write(Buffer.of(0x80)); // one byte of a header, then silence
+    const r = await w.nextRejected();
+    expect(r.error).toBeInstanceOf(FrameDeadlineError);
+    await closed;
+    await stillAcceptsGoodPeers(w);
+  });
+
+  it('a HELLO dribbled one byte at a time past the handshake timeout is dropped', async () => {
+    const w = await watchedListener({ handshakeTimeoutMs: 250, frameDeadlineMs: 20_000 });
+    const s = await raw(w.listener.address);
+    const closed = drainSocket(s);
+    const hello = encodeControl(ControlType.HELLO, helloBody());
+    let i = 0;
+    const timer = setInterval(() => {
+      if (i < hello.byteLength && !s.destroyed) s.write(hello.subarray(i, ++i));
+    }, 40);
+    cleanups.push(() => clearInterval(timer));
+    const r = await w.nextRejected();
+    expect(r.error).toBeInstanceOf(HandshakeTimeoutError);
+    await closed;
+    expect(i).toBeLessThan(hello.byteLength); // it really was cut off mid-message
+    await stillAcceptsGoodPeers(w);
+    expect(w.links.length).toBe(1);
+  });
+
+  it('a silent connection is dropped at the handshake timeout', async () => {
+    const w = await watchedListener({ handshakeTimeoutMs: 150 });
+    const s = await raw(w.listener.address);
+    await drainSocket(s);
+    expect((await w.nextRejected()).error).toBeInstanceOf(HandshakeTimeoutError);
+  });
+
+  it('a flood of connections past the pending limits is refused at once, per address and in total', async () => {
+    const w = await watchedListener({ maxPendingHandshakes: 4, maxPendingPerAddress: 2, handshakeTimeoutMs: 20_000 });
+    const address = w.listener.address;
+    // Two idle connections from each of 127.0.0.1 and 127.0.0.2 fill both limits.
+    const idle: Socket[] = [];
+    for (const from of ['127.0.0.1', '127.0.0.1', '127.0.0.2', '127.0.0.2']) idle.push(await raw(address, from));
+    // A third from 127.0.0.1 exceeds its per-address limit; one from 127.0.0.3 exceeds the total.
+    for (const from of ['127.0.0.1', '127.0.0.3']) {
+      const s = await raw(address, from);
+      const got = await drainSocket(s);
+      expect(got.equals(rejectFrame('busy'))).toBe(true);
+      const r = await w.nextRejected();
+      expect(r.error).toBeInstanceOf(TooManyPendingError);
+      expect(r.error.retryable).toBe(true);
+    }
+    // The refused ones did not take a slot; when the idle ones go, good peers get in.
+    for (const s of idle) s.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    await stillAcceptsGoodPeers(w);
+    expect(w.links.length).toBe(1);
+  });
+
+  it('a recorded handshake replayed on a new connection is refused (auth)', async () => {
+    const secret = 'cluster secret';
+    const w = await watchedListener({ secret });
+    // Record what a real client sends, through a pass-through proxy.
+    const recorded: Buffer[] = [];
+    const proxy = createServer((inbound) => {
+      const outbound = connect(hostPort(w.listener.address));
+      inbound.on('data', (c: Buffer) => {
+        recorded.push(Buffer.from(c));
+        outbound.write(c);
+      });
+      outbound.on('data', (c: Buffer) => inbound.write(c));
+      inbound.on('error', () => outbound.destroy());
+      outbound.on('error', () => inbound.destroy());
+      inbound.on('close', () => outbound.destroy());
+      outbound.on('close', () => inbound.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    cleanups.push(() => proxy.close());
+    const client = makeTransport(2, { secret });
+    transports.push(client);
+    const link = await client.connect(`127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+    expect(link.remote.nodeNum).toBe(1);
+    await new Promise((r) => setImmediate(r));
+    expect(w.links.length).toBe(1);
+    const bytes = Buffer.concat(recorded); // HELLO + AUTH
+    expect(bytes.byteLength).toBeGreaterThan(60);
+
+    // Replay: all at once, and message by message.
+    const s = await raw(w.listener.address);
+    const reader = new FrameReader(s);
+    s.write(bytes);
+    await reader.control(ControlType.WELCOME); // with a fresh server nonce
+    expect(Buffer.from(await reader.control(ControlType.REJECT)).equals(Buffer.of(REJECT_CODES.auth))).toBe(true);
+    const r = await w.nextRejected();
+    expect(r.error).toBeInstanceOf(HandshakeRejectedError);
+    expect((r.error as HandshakeRejectedError).reason).toBe('auth');
+    expect((r.error as HandshakeRejectedError).by).toBe('local');
+    expect(w.links.length).toBe(1);
+    await stillAcceptsGoodPeers(w, { secret });
+  });
+});
+
+describe('hostile peers after the handshake', () => {
+  async function authenticated(options: TcpOptions = {}) {
+    const w = await watchedListener(options);
+    const linked = new Promise<Link>((r) => w.listener.once('link', r));
+    const { socket, reader } = await rawClientHandshake(w.listener.address);
+    sockets.push(socket);
+    const link = await linked;
+    link.resume();
+    return { w, socket, reader, link };
+  }
+
+  it('a length over the maximum closes the link with FrameTooLargeError', async () => {
+    const { socket, link, w } = await authenticated({ maxFrameSize: 1000 });
+    const h = Buffer.alloc(4);
+    h.writeUInt32BE(1001);
+    socket.write(h);
+    const info = await link.closed;
+    expect(info.reason).toBe('error');
+    expect(info.error).toBeInstanceOf(FrameTooLargeError);
+    await stillAcceptsGoodPeers(w);
+  });
+
+  it('an unknown control frame closes the link as malformed', async () => {
+    const { socket, link } = await authenticated();
+    socket.write(encodeControl(99));
+    const info = await link.closed;
+    expect(info.reason).toBe('error');
+    expect(info.error).toBeInstanceOf(MalformedFrameError);
+  });
+
+  it('a frame that never completes hits the frame deadline', async () => {
+    const { socket, link } = await authenticated({ frameDeadlineMs: 120 });
+    const frames: Uint8Array[] = [];
+    link.on('frame', (f) => frames.push(f));
+    const full = encodeDataFrame(new Uint8Array(100).fill(7));
+    socket.write(encodeDataFrame(Uint8Array.of(1)));
+    socket.write(full.subarray(0, 50)); // header and half the body, then silence
+    const info = await link.closed;
+    expect(info.reason).toBe('error');
+    expect(info.error).toBeInstanceOf(FrameDeadlineError);
+    expect(frames.length).toBe(1);
+  });
+
+  it('EOF without a goodbye is a reset, not a graceful close', async () => {
+    const { socket, link } = await authenticated();
+    socket.end();
+    const info = await link.closed;
+    expect(info.reason).toBe('reset');
+  });
+
+  it('a handshake message after the handshake is a protocol error', async () => {
+    const { socket, link } = await authenticated();
+    socket.write(encodeControl(ControlType.HELLO, helloBody()));
+    expect((await link.closed).reason).toBe('error');
+  });
+
+  it('bytes after GOODBYE are refused', async () => {
+    const { socket, link } = await authenticated();
+    const frames: Uint8Array[] = [];
+    link.on('frame', (f) => frames.push(f));
+    socket.write(Buffer.concat([encodeDataFrame(Uint8Array.of(1)), encodeControl(ControlType.GOODBYE), encodeDataFrame(Uint8Array.of(2))]));
+    const info = await link.closed;
+    // The goodbye made it a graceful close; the frame after it is never delivered.
+    expect(info.reason).toBe('remote-closed');
+    expect(frames.map((f) => f[0])).toEqual([1]);
+  });
+});
+
