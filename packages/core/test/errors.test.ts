@@ -40,7 +40,7 @@ describe('errors', () => {
 
   it('every exported error class uses a code from the catalog', () => {
     const classes = Object.values(core).filter(
-      (v): v is new (...args: never[]) => ClusterInfraError =>
+      (v): v is typeof ClusterInfraError =>
         typeof v === 'function' && v.prototype instanceof ClusterInfraError,
     );
     expect(classes.length).toBeGreaterThan(10);

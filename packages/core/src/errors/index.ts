@@ -27,6 +27,21 @@ export const ERROR_CODES = {
   TRANSPORT_ERR_INVALID_ADDRESS: 'The address is not valid for this transport.',
   TRANSPORT_ERR_TRANSPORT_CLOSED: 'The transport was closed; it neither listens nor connects any more.',
   TRANSPORT_ERR_TLS: 'TLS failed (certificate not trusted, expired, or missing).',
+  ICS_ERR_NODE_DOWN: 'The node was declared down; `sent` says whether the message may have reached it.',
+  ICS_ERR_UNAVAILABLE: 'The node could not be reached, or the link broke while the call was in flight.',
+  ICS_ERR_NOT_FOUND: 'The serving node has no such service or method.',
+  ICS_ERR_INVALID_ARGUMENT: 'The arguments failed validation (at the serving edge, or locally before sending).',
+  ICS_ERR_DEADLINE_EXCEEDED: 'The call did not complete before its deadline.',
+  ICS_ERR_CANCELLED: 'The call was cancelled (by the caller, or the handler was aborted).',
+  ICS_ERR_RESOURCE_EXHAUSTED: 'A bounded queue or table is full (handler queue, pending calls, send queue).',
+  ICS_ERR_INTERNAL: 'The handler failed on the serving node; the message says how, without a stack trace.',
+  ICS_ERR_REMOTE: 'The serving node answered with another status; `status` names it.',
+  ICS_ERR_MALFORMED_MESSAGE: 'A message could not be decoded (bad envelope, bad body, or a limit exceeded).',
+  ICS_ERR_MESSAGE_TOO_LARGE: 'An encoded message is larger than the maximum message size.',
+  ICS_ERR_NOT_SERIALIZABLE: 'A value to send is not plain data (e.g. a Map, Date, class instance, function or BigInt).',
+  ICS_ERR_SERVICE_EXISTS: 'A service with that channel and subservice (or name) is already registered.',
+  ICS_ERR_UNKNOWN_CHANNEL: 'No channel with that name or number is defined on this node.',
+  ICS_ERR_CLOSED: 'ICS on this node is closed.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -210,5 +225,133 @@ export class TlsError extends ClusterInfraError {
   override readonly name = 'TlsError';
   constructor(message: string, options: ClusterInfraErrorOptions = {}) {
     super('TRANSPORT_ERR_TLS', message, options);
+  }
+}
+
+// ---------------------------------------------------------------- ICS
+
+/** Whether a message to a node that went down may have been acted on there. */
+export type NodeDownSent = 'never-sent' | 'may-have-run';
+
+export class NodeDownError extends ClusterInfraError {
+  override readonly name = 'NodeDownError';
+  readonly node: number;
+  readonly sent: NodeDownSent;
+  constructor(node: number, sent: NodeDownSent, options: ClusterInfraErrorOptions = {}) {
+    super('ICS_ERR_NODE_DOWN', `node ${node} is down (${sent === 'never-sent' ? 'message never sent' : 'message may have run'})`, {
+      retryable: sent === 'never-sent',
+      ...options,
+    });
+    this.node = node;
+    this.sent = sent;
+  }
+}
+
+export class UnavailableError extends ClusterInfraError {
+  override readonly name = 'UnavailableError';
+  /** True when the request was handed to a link that then broke: it may have run. */
+  readonly mayHaveRun: boolean;
+  constructor(message: string, options: ClusterInfraErrorOptions & { mayHaveRun?: boolean } = {}) {
+    super('ICS_ERR_UNAVAILABLE', message, { retryable: true, ...options });
+    this.mayHaveRun = options.mayHaveRun ?? false;
+  }
+}
+
+export class NotFoundError extends ClusterInfraError {
+  override readonly name = 'NotFoundError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('ICS_ERR_NOT_FOUND', message, options);
+  }
+}
+
+export class InvalidArgumentError extends ClusterInfraError {
+  override readonly name = 'InvalidArgumentError';
+  /** Plain-data description of what failed validation (e.g. zod issues). */
+  readonly details: unknown;
+  constructor(message: string, options: ClusterInfraErrorOptions & { details?: unknown } = {}) {
+    super('ICS_ERR_INVALID_ARGUMENT', message, options);
+    this.details = options.details;
+  }
+}
+
+export class DeadlineExceededError extends ClusterInfraError {
+  override readonly name = 'DeadlineExceededError';
+  constructor(message = 'deadline exceeded', options: ClusterInfraErrorOptions = {}) {
+    super('ICS_ERR_DEADLINE_EXCEEDED', message, { retryable: true, ...options });
+  }
+}
+
+export class CancelledError extends ClusterInfraError {
+  override readonly name = 'CancelledError';
+  constructor(message = 'cancelled', options: ClusterInfraErrorOptions = {}) {
+    super('ICS_ERR_CANCELLED', message, options);
+  }
+}
+
+export class ResourceExhaustedError extends ClusterInfraError {
+  override readonly name = 'ResourceExhaustedError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('ICS_ERR_RESOURCE_EXHAUSTED', message, { retryable: true, ...options });
+  }
+}
+
+export class RemoteInternalError extends ClusterInfraError {
+  override readonly name = 'RemoteInternalError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('ICS_ERR_INTERNAL', message, options);
+  }
+}
+
+export class RemoteError extends ClusterInfraError {
+  override readonly name = 'RemoteError';
+  /** The wire status name the serving node answered with, e.g. `FAILED_PRECONDITION`. */
+  readonly status: string;
+  readonly details: unknown;
+  constructor(status: string, message: string, options: ClusterInfraErrorOptions & { details?: unknown } = {}) {
+    super('ICS_ERR_REMOTE', message, options);
+    this.status = status;
+    this.details = options.details;
+  }
+}
+
+export class MalformedMessageError extends ClusterInfraError {
+  override readonly name = 'MalformedMessageError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('ICS_ERR_MALFORMED_MESSAGE', message, options);
+  }
+}
+
+export class MessageTooLargeError extends ClusterInfraError {
+  override readonly name = 'MessageTooLargeError';
+  constructor(size: number, max: number) {
+    super('ICS_ERR_MESSAGE_TOO_LARGE', `message of ${size} bytes exceeds the maximum of ${max} bytes`);
+  }
+}
+
+export class NotSerializableError extends ClusterInfraError {
+  override readonly name = 'NotSerializableError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('ICS_ERR_NOT_SERIALIZABLE', message, options);
+  }
+}
+
+export class ServiceExistsError extends ClusterInfraError {
+  override readonly name = 'ServiceExistsError';
+  constructor(message: string) {
+    super('ICS_ERR_SERVICE_EXISTS', message);
+  }
+}
+
+export class UnknownChannelError extends ClusterInfraError {
+  override readonly name = 'UnknownChannelError';
+  constructor(channel: string | number) {
+    super('ICS_ERR_UNKNOWN_CHANNEL', `no channel ${JSON.stringify(channel)} is defined`);
+  }
+}
+
+export class IcsClosedError extends ClusterInfraError {
+  override readonly name = 'IcsClosedError';
+  constructor() {
+    super('ICS_ERR_CLOSED', 'ICS is closed on this node');
   }
 }

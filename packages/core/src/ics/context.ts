@@ -1,0 +1,18 @@
+/**
+ * The handler context travels with the async work a handler starts
+ * (AsyncLocalStorage), so that calls made from inside a handler are raised
+ * to a priority lane (breaking the callback deadlock the seeds describe)
+ * and inherit the handler's deadline and cancellation.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+export interface HandlerContextStore {
+  /** The ICS instance running the handler: only its own calls are raised. */
+  owner: object;
+  /** Absolute deadline on the owner's clock, or undefined. */
+  deadline: number | undefined;
+  /** Aborts when the incoming call is cancelled, times out, or its caller goes down. */
+  signal: AbortSignal;
+}
+
+export const handlerContext = new AsyncLocalStorage<HandlerContextStore>();

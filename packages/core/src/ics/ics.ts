@@ -1,0 +1,1204 @@
+/**
+ * ICS, the internode communication subsystem: services over channels on top
+ * of any transport.
+ *
+ * Invariants kept here (DESIGN §5, TESTING R1–R7):
+ * - every call settles exactly once (R1); a call settles as soon as its node
+ *   is declared down (R2), with `never-sent` or `may-have-run`;
+ * - a reply is matched by (node, incarnation, request id) and only on a link
+ *   to that incarnation (R3); a request id is served at most once per sender
+ *   incarnation, even if the network duplicates it (R4);
+ * - a sender never has more than the receiver's window of non-priority
+ *   messages in flight per channel (R5): the receiver returns credit when a
+ *   handler finishes (implicitly with each Response, explicitly with Credit
+ *   frames for one-way messages);
+ * - replies, cancels, credits and calls made from inside a handler never wait
+ *   for credit: they travel on the reply and priority lanes;
+ * - frames from an incarnation that is not the node's current one are dropped.
+ */
+import { EventEmitter } from 'eventemitter3';
+import { type Clock, realClock, type TimerHandle } from '../clock/index.js';
+import { parseOptions } from '../config/index.js';
+import type { Link, LinkCloseInfo, Listener, Transport } from '../contracts/transport.js';
+import {
+  CancelledError,
+  ClusterInfraError,
+  DeadlineExceededError,
+  IcsClosedError,
+  MessageTooLargeError,
+  NodeDownError,
+  NotFoundError,
+  ResourceExhaustedError,
+  ServiceExistsError,
+  UnavailableError,
+  UnknownChannelError,
+} from '../errors/index.js';
+import { defaultLogger, type Logger } from '../logging/index.js';
+import { cryptoRandom, type RandomSource } from '../random/index.js';
+import { handlerContext } from './context.js';
+import {
+  BuiltinChannel,
+  DEFAULTS,
+  icsOptionsSchema,
+  INITIAL_WINDOW,
+  type IcsOptions,
+  poolSchema,
+  type ResolvedIcsOptions,
+} from './options.js';
+import { HandlerPool } from './pool.js';
+import { errorToWire, wireToError } from './status.js';
+import type {
+  CallOptions,
+  Handler,
+  HandlerContext,
+  IcsEvents,
+  IcsStats,
+  MulticastOptions,
+  MulticastResult,
+  RegisteredService,
+  RequestHandle,
+  ServiceAddress,
+  ServiceRegistration,
+  Settled,
+} from './types.js';
+import { decodeFrame, encodeFrame } from './wire/frame.js';
+import { FrameType, type IcsFrame, type RequestFrame, WireStatus } from './wire/types.js';
+
+/** The service id of (channel, subservice), as ICS_NSC_SVC in the seeds. */
+export function serviceId(channel: number, subservice: number): number {
+  return ((channel << 16) >>> 0) + subservice;
+}
+export const channelOf = (service: number): number => service >>> 16;
+export const subserviceOf = (service: number): number => service & 0xffff;
+
+interface Window {
+  messages: number;
+  bytes: number;
+}
+
+/**
+ * Sender-side credit of one channel on one link. A message may go while
+ * message credit is left and byte credit is positive, so in-flight bytes
+ * stay within the window plus one message (a message larger than the whole
+ * window can still go, alone).
+ */
+type Credit = Window;
+
+/** A frame waiting to go out to one peer. */
+interface Outgoing {
+  bytes: Uint8Array;
+  /** Channel whose credit it needs; undefined for lanes that are never throttled. */
+  channel: number | undefined;
+  /** Called once the frame was handed to a link. */
+  onSent?: () => void;
+  /** Called when the frame is dropped before sending. */
+  onDrop?: (err: ClusterInfraError) => void;
+}
+
+/** A call waiting for its Response. */
+interface Pending {
+  id: number;
+  peer: Peer;
+  /** Incarnation the request was addressed to (known once sent). */
+  incarnation: number | undefined;
+  what: string;
+  sent: boolean;
+  settled: boolean;
+  /** Credit this request holds until its Response returns it. */
+  charged: { channel: number; bytes: number } | undefined;
+  /** The link it went out on; its loss fails the call. */
+  link: Link | undefined;
+  out: Outgoing | undefined;
+  timer: TimerHandle | undefined;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  cleanup: () => void;
+}
+
+/** A handler running (or queued) for a request from a peer. */
+interface Serving {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+interface ChannelInfo {
+  name: string;
+  number: number;
+  window: Window;
+}
+
+interface ServiceEntry {
+  id: number;
+  name: string;
+  channel: number;
+  handlers: Record<string, Handler>;
+  pool: HandlerPool;
+}
+
+/** State per link: credits are per link, since the receiver's buffers are. */
+interface LinkState {
+  credit: Map<number, Credit>;
+  /** Credit to return to the peer for one-way messages we finished. */
+  owed: Map<number, Window>;
+  owedScheduled: boolean;
+}
+
+class Peer {
+  link: Link | undefined;
+  readonly links = new Set<Link>();
+  readonly linkState = new Map<Link, LinkState>();
+  connecting: Promise<void> | undefined;
+  reconnectTimer: TimerHandle | undefined;
+  attempts = 0;
+  /** The incarnation we talk to; frames from any other are dropped. */
+  incarnation: number | undefined;
+  /** Incarnations declared down (bounded). */
+  readonly down: number[] = [];
+  readonly replyQ: Outgoing[] = [];
+  readonly prioQ: Outgoing[] = [];
+  readonly chanQ = new Map<number, Outgoing[]>();
+  /** Channels in round-robin order. */
+  rr: number[] = [];
+  rrNext = 0;
+  queuedBytes = 0;
+  readonly throttled = new Set<number>();
+  readonly wantDrain = new Set<number>();
+  readonly pending = new Map<number, Pending>();
+  nextId = 1;
+  readonly serving = new Map<number, Serving>();
+  readonly recent: number[] = [];
+  readonly recentSet = new Set<number>();
+  pumping = false;
+
+  constructor(readonly nodeNum: number) {}
+
+  queuedFor(channel: number): Outgoing[] {
+    let q = this.chanQ.get(channel);
+    if (!q) {
+      q = [];
+      this.chanQ.set(channel, q);
+      this.rr.push(channel);
+    }
+    return q;
+  }
+
+  isDown(incarnation: number): boolean {
+    return this.down.includes(incarnation);
+  }
+}
+
+const MAX_DOWN_REMEMBERED = 16;
+
+export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
+  readonly nodeNum: number;
+  readonly clusterName: string;
+  readonly incarnation: number;
+  readonly clock: Clock;
+  private readonly random: RandomSource;
+  private readonly log: Logger;
+  private readonly opts: ResolvedIcsOptions;
+  private readonly transport: Transport;
+  private listener: Listener | undefined;
+  private readonly peers = new Map<number, Peer>();
+  private readonly channels = new Map<string, ChannelInfo>();
+  private readonly channelsByNumber = new Map<number, ChannelInfo>();
+  private readonly services = new Map<number, ServiceEntry>();
+  private readonly serviceNames = new Set<string>();
+  private state: 'new' | 'started' | 'closing' | 'closed' = 'new';
+  private closing: Promise<void> | undefined;
+  private pendingTotal = 0;
+  private readonly counters = {
+    callsStarted: 0,
+    callsSucceeded: 0,
+    callsFailed: 0,
+    messagesSent: 0,
+    messagesReceived: 0,
+    requestsServed: 0,
+    dropped: 0,
+    throttleEvents: 0,
+    reconnects: 0,
+  };
+
+  constructor(options: IcsOptions) {
+    super();
+    this.opts = parseOptions('ics', icsOptionsSchema, options);
+    this.nodeNum = this.opts.nodeNum;
+    this.clusterName = this.opts.clusterName;
+    this.clock = this.opts.clock ?? realClock;
+    this.random = this.opts.random ?? cryptoRandom;
+    this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'ics', node: this.nodeNum });
+    // Incarnations grow across restarts (wall-clock milliseconds, scaled),
+    // with a random tail so that two starts in one millisecond differ.
+    this.incarnation = this.opts.incarnation ?? Math.floor(this.clock.wallNow()) * 1000 + this.random.int(1000) + 1;
+    const builtins: [string, number][] = [
+      ['clms', BuiltinChannel.clms],
+      ['clms-probe', BuiltinChannel.clmsProbe],
+      ['keyservice', BuiltinChannel.keyService],
+      ['default', BuiltinChannel.default],
+    ];
+    for (const [name, number] of builtins) this.addChannel({ name, number, window: this.opts.window });
+    for (const c of this.opts.channels) this.addChannel({ name: c.name, number: c.number, window: c.window ?? this.opts.window });
+    this.transport = this.opts.transport.create({
+      identity: { clusterName: this.clusterName, nodeNum: this.nodeNum, incarnation: this.incarnation },
+      clock: this.clock,
+      random: this.random,
+      logger: this.log.child({ component: 'transport' }),
+    });
+  }
+
+  private addChannel(info: ChannelInfo): void {
+    if (this.channels.has(info.name) || this.channelsByNumber.has(info.number)) {
+      throw new ServiceExistsError(`channel ${info.name} (${info.number}) is defined twice`);
+    }
+    this.channels.set(info.name, info);
+    this.channelsByNumber.set(info.number, info);
+  }
+
+  /** The address other nodes reach this one at (after `start`). */
+  get address(): string | undefined {
+    return this.listener?.address;
+  }
+
+  /** Start listening. Calls work without it (outbound only). */
+  async start(): Promise<this> {
+    if (this.state !== 'new') {
+      if (this.state === 'started') return this;
+      throw new IcsClosedError();
+    }
+    this.state = 'started';
+    this.listener = await this.transport.listen();
+    this.listener.on('link', (link) => this.attach(link));
+    this.listener.on('rejected', (info) =>
+      this.log.warn({ remote: info.remoteAddress, code: info.error.code }, 'refused a connection: %s', info.error.message),
+    );
+    return this;
+  }
+
+  // ------------------------------------------------------------ services
+
+  /** Register a service with raw handlers (the typed `serve` builds on this). */
+  registerService(reg: ServiceRegistration): RegisteredService {
+    this.assertOpen();
+    const channel = this.channelInfo(reg.channel ?? 'default');
+    if (!Number.isInteger(reg.subservice) || reg.subservice < 0 || reg.subservice > 0xffff) {
+      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `subservice must be an integer 0–65535, got ${reg.subservice}`);
+    }
+    const id = serviceId(channel.number, reg.subservice);
+    if (this.services.has(id)) throw new ServiceExistsError(`service ${id} (${channel.name}/${reg.subservice}) is already registered`);
+    if (this.serviceNames.has(reg.name)) throw new ServiceExistsError(`a service named ${reg.name} is already registered`);
+    const pool = new HandlerPool(parseOptions(`service ${reg.name} pool`, poolSchema, reg.pool ?? {}));
+    const entry: ServiceEntry = { id, name: reg.name, channel: channel.number, handlers: { ...reg.handlers }, pool };
+    this.services.set(id, entry);
+    this.serviceNames.add(reg.name);
+    return {
+      id,
+      name: reg.name,
+      channel: channel.number,
+      subservice: reg.subservice,
+      unregister: () => {
+        if (this.services.get(id) === entry) {
+          this.services.delete(id);
+          this.serviceNames.delete(reg.name);
+        }
+      },
+    };
+  }
+
+  /** Resolve a service address to its id. */
+  serviceId(address: ServiceAddress): number {
+    if (typeof address === 'number') return address;
+    return serviceId(this.channelInfo(address.channel).number, address.subservice);
+  }
+
+  private channelInfo(name: string): ChannelInfo {
+    const c = this.channels.get(name);
+    if (!c) throw new UnknownChannelError(name);
+    return c;
+  }
+
+  // ------------------------------------------------------------ calling
+
+  /** Synchronous RPC: resolves with the result, rejects with a typed error. */
+  call<T = unknown>(node: number, service: ServiceAddress, method: string, args?: unknown, options: CallOptions = {}): Promise<T> {
+    return this.request<T>(node, service, method, args, options).result();
+  }
+
+  /**
+   * Asynchronous request/response: the request is sent now; the handle's
+   * `result()` gives the outcome whenever the caller asks (or never).
+   */
+  request<T = unknown>(node: number, service: ServiceAddress, method: string, args?: unknown, options: CallOptions = {}): RequestHandle<T> {
+    let settledFlag = false;
+    let cancelFn: (reason?: unknown) => void = () => {};
+    const promise = new Promise<T>((resolve, reject) => {
+      const start = (): void => {
+        this.startCall(node, service, method, args, options, resolve as (v: unknown) => void, reject, (c) => {
+          cancelFn = c;
+        });
+      };
+      start();
+    });
+    // The handle never produces an unhandled rejection on its own.
+    promise.then(
+      () => {
+        settledFlag = true;
+      },
+      () => {
+        settledFlag = true;
+      },
+    );
+    return {
+      node,
+      result: () => promise,
+      cancel: (reason?: unknown) => cancelFn(reason),
+      get settled() {
+        return settledFlag;
+      },
+    };
+  }
+
+  private startCall(
+    node: number,
+    service: ServiceAddress,
+    method: string,
+    args: unknown,
+    options: CallOptions,
+    resolve: (v: unknown) => void,
+    reject: (e: Error) => void,
+    setCancel: (c: (reason?: unknown) => void) => void,
+  ): void {
+    this.counters.callsStarted++;
+    const fail = (err: Error): void => {
+      this.counters.callsFailed++;
+      reject(err);
+    };
+    let svc: number;
+    try {
+      this.assertOpen();
+      svc = this.serviceId(service);
+    } catch (err) {
+      fail(err as Error);
+      return;
+    }
+    const what = `${method} (service ${channelOf(svc)}/${subserviceOf(svc)})`;
+    const ctx = handlerContext.getStore();
+    const inHandler = ctx !== undefined && ctx.owner === this;
+    const now = this.clock.now();
+    let deadline = now + (options.timeoutMs ?? this.opts.defaultTimeoutMs);
+    if (inHandler && ctx.deadline !== undefined) deadline = Math.min(deadline, ctx.deadline);
+    const signals = [options.signal, inHandler ? ctx.signal : undefined].filter((s): s is AbortSignal => s !== undefined);
+    const aborted = signals.find((s) => s.aborted);
+    if (aborted) {
+      fail(new CancelledError(`${what} cancelled before it was sent`, { cause: aborted.reason }));
+      return;
+    }
+    if (this.pendingTotal >= this.opts.maxPendingCalls) {
+      fail(new ResourceExhaustedError(`too many pending calls (${this.opts.maxPendingCalls})`));
+      return;
+    }
+    const peer = this.peer(node);
+    const id = this.allocateId(peer);
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeFrame({
+        type: FrameType.Request,
+        channel: channelOf(svc),
+        service: svc,
+        method,
+        id,
+        priority: inHandler,
+        timeoutMs: Math.max(1, Math.ceil(deadline - now)),
+        body: args ?? null,
+      });
+      if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
+    } catch (err) {
+      fail(err as Error);
+      return;
+    }
+
+    const onAbort = (): void => {
+      const reason = signals.find((s) => s.aborted)?.reason;
+      this.cancelPending(p, new CancelledError(`${what} on node ${node} cancelled`, { cause: reason }), WireStatus.CANCELLED);
+    };
+    const p: Pending = {
+      id,
+      peer,
+      incarnation: undefined,
+      what,
+      sent: false,
+      settled: false,
+      charged: undefined,
+      link: undefined,
+      out: undefined,
+      timer: undefined,
+      resolve: (v) => {
+        this.counters.callsSucceeded++;
+        resolve(v);
+      },
+      reject: fail,
+      cleanup: () => {
+        for (const s of signals) s.removeEventListener('abort', onAbort);
+        p.timer?.cancel();
+      },
+    };
+    peer.pending.set(id, p);
+    this.pendingTotal++;
+    p.timer = this.clock.setTimeout(() => {
+      this.cancelPending(p, new DeadlineExceededError(`${what} on node ${node} exceeded its deadline`), WireStatus.DEADLINE_EXCEEDED);
+    }, deadline - now);
+    for (const s of signals) s.addEventListener('abort', onAbort, { once: true });
+    setCancel((reason) =>
+      this.cancelPending(p, new CancelledError(`${what} on node ${node} cancelled`, { cause: reason }), WireStatus.CANCELLED),
+    );
+
+    const out: Outgoing = {
+      bytes,
+      channel: inHandler ? undefined : channelOf(svc),
+      onSent: () => {
+        p.sent = true;
+        p.out = undefined;
+        p.link = peer.link;
+        p.incarnation = peer.incarnation;
+        if (!inHandler) p.charged = { channel: channelOf(svc), bytes: bytes.byteLength };
+      },
+      onDrop: (err) => this.settle(p, err),
+    };
+    p.out = out;
+    try {
+      this.enqueue(peer, out, inHandler ? 'priority' : 'channel');
+    } catch (err) {
+      p.out = undefined;
+      this.settle(p, err as Error);
+    }
+  }
+
+  /**
+   * A one-way message, awaitable: resolves once the message has been handed
+   * to the link (which paces a sender to the receiver's window), rejects
+   * if it cannot be sent.
+   */
+  send(node: number, service: ServiceAddress, method: string, args?: unknown): Promise<void> {
+    return new Promise((resolve, reject) => {
+      try {
+        this.queueOneWay(node, service, method, args, resolve, reject);
+      } catch (err) {
+        reject(err);
+      }
+    });
+  }
+
+  /**
+   * A one-way message, not awaited. Returns false when the channel to that
+   * node is throttled (the message is queued all the same); wait for the
+   * `drain` event before sending more. Throws when the queue is full.
+   */
+  trySend(node: number, service: ServiceAddress, method: string, args?: unknown): boolean {
+    const failSilently = (err: ClusterInfraError): void => {
+      this.log.debug({ node, code: err.code }, 'one-way message dropped: %s', err.message);
+    };
+    return this.queueOneWay(node, service, method, args, () => {}, failSilently);
+  }
+
+  private queueOneWay(
+    node: number,
+    service: ServiceAddress,
+    method: string,
+    args: unknown,
+    onSent: () => void,
+    onDrop: (err: ClusterInfraError) => void,
+  ): boolean {
+    this.assertOpen();
+    const svc = this.serviceId(service);
+    const ctx = handlerContext.getStore();
+    const inHandler = ctx !== undefined && ctx.owner === this;
+    const bytes = encodeFrame({
+      type: FrameType.OneWay,
+      channel: channelOf(svc),
+      service: svc,
+      method,
+      priority: inHandler,
+      body: args ?? null,
+    });
+    if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
+    const peer = this.peer(node);
+    const channel = channelOf(svc);
+    this.enqueue(peer, { bytes, channel: inHandler ? undefined : channel, onSent, onDrop }, inHandler ? 'priority' : 'channel');
+    if (inHandler) return true;
+    const flowing = (peer.chanQ.get(channel)?.length ?? 0) === 0;
+    if (!flowing) peer.wantDrain.add(channel);
+    return flowing;
+  }
+
+  /** Call the same method on several nodes; per-node results. */
+  async multicast<T = unknown>(
+    nodes: readonly number[],
+    service: ServiceAddress,
+    method: string,
+    args?: unknown,
+    options: MulticastOptions = {},
+  ): Promise<MulticastResult<T>> {
+    const until = options.until ?? 'all';
+    const results = new Map<number, Settled<T>>();
+    const unique = [...new Set(nodes)];
+    const need = until === 'first' ? 1 : until === 'majority' ? Math.floor(unique.length / 2) + 1 : unique.length;
+    if (unique.length === 0) return { results, satisfied: until === 'all' };
+    return new Promise((resolve) => {
+      let ok = 0;
+      let failed = 0;
+      let done = false;
+      const check = (): void => {
+        if (done) return;
+        const allSettled = ok + failed === unique.length;
+        // 'all' waits for every call; the others stop as soon as the
+        // outcome is known either way.
+        if (allSettled || (until !== 'all' && (ok >= need || unique.length - failed < need))) {
+          done = true;
+          resolve({ results: new Map(results), satisfied: ok >= need });
+        }
+      };
+      for (const node of unique) {
+        this.call<T>(node, service, method, args, options).then(
+          (value) => {
+            results.set(node, { ok: true, value });
+            ok++;
+            check();
+          },
+          (error: Error) => {
+            results.set(node, { ok: false, error });
+            failed++;
+            check();
+          },
+        );
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ nodedown
+
+  /**
+   * Node `node` (the given incarnation, or the current one) is down. Every
+   * pending call to it settles at once with NodeDownError, queued messages
+   * to it are dropped, its links are destroyed, messages from it are no
+   * longer delivered, and handlers serving it are aborted. Resolves when
+   * those handlers have finished: CLMS uses this for its cleanup barrier.
+   */
+  async nodeDown(node: number, incarnation?: number): Promise<void> {
+    const peer = this.peers.get(node);
+    if (!peer) return;
+    const inc = incarnation ?? peer.incarnation;
+    if (inc !== undefined && !peer.isDown(inc)) {
+      peer.down.push(inc);
+      if (peer.down.length > MAX_DOWN_REMEMBERED) peer.down.shift();
+    }
+    if (incarnation !== undefined && peer.incarnation !== undefined && incarnation !== peer.incarnation) {
+      // An older incarnation: the current one lives on; nothing else to undo.
+      return;
+    }
+    return this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), true);
+  }
+
+  /** Fail everything addressed to `peer`, drop its links and abort what it asked of us. */
+  private async teardownPeer(peer: Peer, error: (sent: 'never-sent' | 'may-have-run') => ClusterInfraError, destroyLinks: boolean): Promise<void> {
+    peer.reconnectTimer?.cancel();
+    peer.reconnectTimer = undefined;
+    peer.attempts = 0;
+    for (const p of [...peer.pending.values()]) {
+      if (p.out) this.removeQueued(peer, p.out);
+      this.settle(p, error(p.sent ? 'may-have-run' : 'never-sent'));
+      this.forget(p);
+    }
+    for (const q of [peer.prioQ, ...peer.chanQ.values()]) {
+      for (const o of q.splice(0)) o.onDrop?.(error('never-sent'));
+    }
+    peer.replyQ.length = 0;
+    peer.queuedBytes = 0;
+    peer.throttled.clear();
+    peer.wantDrain.clear();
+    for (const svc of this.services.values()) svc.pool.dropFrom(peer.nodeNum);
+    const running = [...peer.serving.values()];
+    for (const s of running) s.controller.abort(error('may-have-run'));
+    if (destroyLinks) {
+      for (const link of [...peer.links]) link.destroy();
+      peer.incarnation = undefined;
+    }
+    peer.recent.length = 0;
+    peer.recentSet.clear();
+    await Promise.all(running.map((s) => s.done));
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** Close gracefully: stop accepting, fail what is pending, close links. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    this.state = 'closing';
+    await this.listener?.close();
+    const teardowns: Promise<void>[] = [];
+    for (const peer of this.peers.values()) {
+      teardowns.push(this.teardownPeer(peer, () => new IcsClosedError(), false));
+    }
+    // Handlers were aborted; one that ignores its signal must not hold the
+    // node open for ever.
+    let grace: TimerHandle | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      grace = this.clock.setTimeout(() => resolve(true), this.opts.closeGraceMs);
+      grace.unref();
+    });
+    if (await Promise.race([Promise.all(teardowns).then(() => false), timedOut])) {
+      this.log.warn({ graceMs: this.opts.closeGraceMs }, 'closing with handlers still running: they ignored their abort signal');
+    }
+    grace?.cancel();
+    await this.transport.close();
+    this.state = 'closed';
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Counters and gauges for metrics. */
+  stats(): IcsStats {
+    let queued = 0;
+    for (const p of this.peers.values()) {
+      queued += p.replyQ.length + p.prioQ.length;
+      for (const q of p.chanQ.values()) queued += q.length;
+    }
+    return { ...this.counters, pendingCalls: this.pendingTotal, queuedMessages: queued };
+  }
+
+  /** Handlers running or queued for requests from `node` (for tests and tools). */
+  servingCount(node: number): number {
+    return this.peers.get(node)?.serving.size ?? 0;
+  }
+
+  private assertOpen(): void {
+    if (this.state === 'closing' || this.state === 'closed') throw new IcsClosedError();
+  }
+
+  // ------------------------------------------------------------ peers and links
+
+  private peer(node: number): Peer {
+    let p = this.peers.get(node);
+    if (!p) {
+      p = new Peer(node);
+      this.peers.set(node, p);
+    }
+    return p;
+  }
+
+  private addressOf(node: number): string | undefined {
+    const peers = this.opts.peers;
+    if (peers === undefined) return undefined;
+    if (typeof peers === 'function') return peers(node);
+    return peers[String(node)];
+  }
+
+  private ensureLink(peer: Peer): void {
+    if (peer.link || peer.connecting || peer.reconnectTimer || this.state !== 'started' && this.state !== 'new') return;
+    const address = this.addressOf(peer.nodeNum);
+    if (address === undefined) {
+      this.failQueued(peer, new UnavailableError(`no address known for node ${peer.nodeNum}`));
+      return;
+    }
+    peer.connecting = this.transport
+      .connect(address)
+      .then(
+        (link) => {
+          if (link.remote.nodeNum !== peer.nodeNum) {
+            this.log.warn({ expected: peer.nodeNum, got: link.remote.nodeNum }, 'address %s belongs to another node', address);
+            link.destroy();
+            throw new UnavailableError(`${address} is node ${link.remote.nodeNum}, not node ${peer.nodeNum}`);
+          }
+          peer.attempts = 0;
+          this.attach(link);
+        },
+        (err: unknown) => {
+          throw err;
+        },
+      )
+      .catch((err: unknown) => {
+        this.log.debug({ node: peer.nodeNum, err: (err as Error).message }, 'connect failed');
+        this.scheduleReconnect(peer, err as Error);
+      })
+      .finally(() => {
+        peer.connecting = undefined;
+      });
+  }
+
+  private hasWork(peer: Peer): boolean {
+    if (peer.replyQ.length + peer.prioQ.length > 0) return true;
+    for (const q of peer.chanQ.values()) if (q.length > 0) return true;
+    return false;
+  }
+
+  private scheduleReconnect(peer: Peer, cause: Error): void {
+    if (this.state === 'closing' || this.state === 'closed' || !this.hasWork(peer)) return;
+    const r = this.opts.reconnect;
+    if (peer.attempts >= r.maxAttempts) {
+      peer.attempts = 0;
+      this.failQueued(peer, new UnavailableError(`node ${peer.nodeNum} unreachable after ${r.maxAttempts} attempts`, { cause }));
+      return;
+    }
+    // Exponential backoff with full jitter: spreads reconnect storms.
+    const cap = Math.min(r.maxDelayMs, r.initialDelayMs * 2 ** peer.attempts);
+    const delay = Math.floor(this.random.next() * cap) + 1;
+    peer.attempts++;
+    this.counters.reconnects++;
+    peer.reconnectTimer = this.clock.setTimeout(() => {
+      peer.reconnectTimer = undefined;
+      this.ensureLink(peer);
+    }, delay);
+  }
+
+  private failQueued(peer: Peer, err: ClusterInfraError): void {
+    for (const q of [peer.prioQ, ...peer.chanQ.values()]) {
+      for (const o of q.splice(0)) o.onDrop?.(err);
+    }
+    peer.queuedBytes = 0;
+  }
+
+  /** A link came up (either direction). */
+  private attach(link: Link): void {
+    if (this.state === 'closing' || this.state === 'closed') {
+      link.destroy();
+      return;
+    }
+    const node = link.remote.nodeNum;
+    const inc = link.remote.incarnation;
+    const peer = this.peer(node);
+    if (peer.isDown(inc)) {
+      this.log.info({ node, incarnation: inc }, 'refusing a link from a downed incarnation');
+      link.destroy();
+      return;
+    }
+    if (peer.incarnation !== undefined && inc !== peer.incarnation) {
+      if (inc < peer.incarnation) {
+        this.log.info({ node, incarnation: inc }, 'refusing a link from an older incarnation');
+        link.destroy();
+        return;
+      }
+      // A newer incarnation: the old one is certainly gone.
+      const previous = peer.incarnation;
+      this.emit('incarnation', { node, previous, current: inc });
+      if (!peer.isDown(previous)) peer.down.push(previous);
+      if (peer.down.length > MAX_DOWN_REMEMBERED) peer.down.shift();
+      const old = [...peer.links];
+      void this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), false);
+      for (const l of old) l.destroy();
+    }
+    peer.incarnation = inc;
+    peer.links.add(link);
+    peer.linkState.set(link, { credit: new Map(), owed: new Map(), owedScheduled: false });
+    link.on('frame', (bytes) => this.onFrame(peer, link, bytes));
+    link.on('drain', () => this.pump(peer));
+    link.on('close', (info) => this.detach(peer, link, info));
+    link.resume();
+    // Two links to one node (both dialled at once): the one dialled by the
+    // lower node number is preferred; the other still delivers.
+    const dialer = (l: Link): number => (l.direction === 'outbound' ? this.nodeNum : l.remote.nodeNum);
+    if (!peer.link || peer.link.state !== 'open' || dialer(link) < dialer(peer.link)) {
+      peer.link = link;
+    }
+    this.grantWindows(peer, link);
+    this.emit('link', { node, incarnation: inc, state: 'up' });
+    this.pump(peer);
+  }
+
+  /** Tell the peer how much more than the initial window our channels allow. */
+  private grantWindows(peer: Peer, link: Link): void {
+    for (const c of this.channelsByNumber.values()) {
+      const messages = c.window.messages - INITIAL_WINDOW.messages;
+      const bytes = c.window.bytes - INITIAL_WINDOW.bytes;
+      if (messages > 0 || bytes > 0) {
+        this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel: c.number, messages, bytes }));
+      }
+    }
+  }
+
+  private sendControl(peer: Peer, link: Link, bytes: Uint8Array): void {
+    if (link.state !== 'open') return;
+    if (link === peer.link) this.enqueue(peer, { bytes, channel: undefined }, 'reply');
+    else link.send(bytes);
+  }
+
+  private detach(peer: Peer, link: Link, info: LinkCloseInfo): void {
+    peer.links.delete(link);
+    peer.linkState.delete(link);
+    this.emit('link', { node: peer.nodeNum, incarnation: link.remote.incarnation, state: 'down', reason: info.reason });
+    if (peer.link === link) {
+      peer.link = [...peer.links].find((l) => l.state === 'open');
+    }
+    // Calls that went out on this link can no longer be answered.
+    for (const p of [...peer.pending.values()]) {
+      if (p.link === link) {
+        this.settle(p, new UnavailableError(`link to node ${peer.nodeNum} lost (${info.reason}) during ${p.what}`, { mayHaveRun: true }));
+        this.forget(p);
+      }
+    }
+    if (!peer.link) {
+      // Nobody is left to answer: abort what the peer asked of us.
+      for (const s of peer.serving.values()) s.controller.abort(new CancelledError(`link to node ${peer.nodeNum} lost`));
+      peer.replyQ.length = 0;
+      if (this.hasWork(peer)) this.scheduleReconnect(peer, new UnavailableError(`link lost: ${info.reason}`));
+    }
+  }
+
+  // ------------------------------------------------------------ sending
+
+  private enqueue(peer: Peer, out: Outgoing, lane: 'reply' | 'priority' | 'channel'): void {
+    if (lane === 'channel') {
+      const q = peer.queuedFor(out.channel!);
+      if (q.length >= this.opts.sendQueueMessages) {
+        throw new ResourceExhaustedError(`send queue to node ${peer.nodeNum} on channel ${out.channel} is full`);
+      }
+      if (peer.queuedBytes + out.bytes.byteLength > this.opts.sendQueueBytes) {
+        throw new ResourceExhaustedError(`send queue to node ${peer.nodeNum} holds more than ${this.opts.sendQueueBytes} bytes`);
+      }
+      q.push(out);
+    } else if (lane === 'priority') {
+      peer.prioQ.push(out);
+    } else {
+      peer.replyQ.push(out);
+    }
+    peer.queuedBytes += out.bytes.byteLength;
+    if (!peer.link) this.ensureLink(peer);
+    else this.pump(peer);
+  }
+
+  private removeQueued(peer: Peer, out: Outgoing): void {
+    for (const q of [peer.prioQ, ...peer.chanQ.values()]) {
+      const i = q.indexOf(out);
+      if (i >= 0) {
+        q.splice(i, 1);
+        peer.queuedBytes -= out.bytes.byteLength;
+        return;
+      }
+    }
+  }
+
+  /**
+   * Move queued frames to the link, highest lane first: replies and control,
+   * then priority, then the channels round-robin, each within its credit.
+   * Stops when the link asks for a drain.
+   */
+  private pump(peer: Peer): void {
+    const link = peer.link;
+    if (!link || link.state !== 'open' || peer.pumping) return;
+    const ls = peer.linkState.get(link);
+    if (!ls) return;
+    peer.pumping = true;
+    try {
+      while (!link.needDrain) {
+        let out = peer.replyQ.shift() ?? peer.prioQ.shift();
+        if (!out) out = this.nextFromChannels(peer, ls);
+        if (!out) break;
+        peer.queuedBytes -= out.bytes.byteLength;
+        link.send(out.bytes);
+        this.counters.messagesSent++;
+        out.onSent?.();
+      }
+    } finally {
+      peer.pumping = false;
+    }
+    for (const ch of peer.wantDrain) {
+      if ((peer.chanQ.get(ch)?.length ?? 0) === 0) {
+        peer.wantDrain.delete(ch);
+        this.emit('drain', { node: peer.nodeNum, channel: ch });
+      }
+    }
+  }
+
+  private creditOf(ls: LinkState, channel: number): Credit {
+    let c = ls.credit.get(channel);
+    if (!c) {
+      c = { messages: INITIAL_WINDOW.messages, bytes: INITIAL_WINDOW.bytes };
+      ls.credit.set(channel, c);
+    }
+    return c;
+  }
+
+  private nextFromChannels(peer: Peer, ls: LinkState): Outgoing | undefined {
+    const n = peer.rr.length;
+    for (let i = 0; i < n; i++) {
+      const idx = (peer.rrNext + i) % n;
+      const ch = peer.rr[idx]!;
+      const q = peer.chanQ.get(ch)!;
+      const head = q[0];
+      if (!head) continue;
+      const credit = this.creditOf(ls, ch);
+      if (credit.messages >= 1 && credit.bytes > 0) {
+        credit.messages--;
+        credit.bytes -= head.bytes.byteLength;
+        q.shift();
+        peer.rrNext = (idx + 1) % n;
+        if (peer.throttled.delete(ch)) this.emit('throttle', { node: peer.nodeNum, channel: ch, throttled: false });
+        return head;
+      }
+      if (!peer.throttled.has(ch)) {
+        peer.throttled.add(ch);
+        this.counters.throttleEvents++;
+        this.emit('throttle', { node: peer.nodeNum, channel: ch, throttled: true });
+      }
+    }
+    return undefined;
+  }
+
+  private returnCredit(peer: Peer, link: Link, channel: number, bytes: number): void {
+    const ls = peer.linkState.get(link);
+    if (!ls) return;
+    const c = this.creditOf(ls, channel);
+    c.messages += 1;
+    c.bytes += bytes;
+  }
+
+  /** Return credit for a one-way message we finished; batched per tick. */
+  private owe(peer: Peer, link: Link, channel: number, bytes: number): void {
+    const ls = peer.linkState.get(link);
+    if (!ls || link.state !== 'open') return;
+    const o = ls.owed.get(channel) ?? { messages: 0, bytes: 0 };
+    o.messages += 1;
+    o.bytes += bytes;
+    ls.owed.set(channel, o);
+    if (!ls.owedScheduled) {
+      ls.owedScheduled = true;
+      queueMicrotask(() => {
+        ls.owedScheduled = false;
+        for (const [ch, w] of ls.owed) {
+          this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel: ch, messages: w.messages, bytes: w.bytes }));
+        }
+        ls.owed.clear();
+      });
+    }
+  }
+
+  // ------------------------------------------------------------ settling calls
+
+  private settle(p: Pending, result: Error | { value: unknown }): void {
+    if (p.settled) return;
+    p.settled = true;
+    p.cleanup();
+    if (result instanceof Error) p.reject(result);
+    else p.resolve(result.value);
+  }
+
+  /** Remove a call from the pending table. */
+  private forget(p: Pending): void {
+    if (p.peer.pending.get(p.id) === p) {
+      p.peer.pending.delete(p.id);
+      this.pendingTotal--;
+    }
+  }
+
+  /** The caller gave up: settle now, tell the serving node if the request went out. */
+  private cancelPending(p: Pending, err: ClusterInfraError, status: typeof WireStatus.CANCELLED | typeof WireStatus.DEADLINE_EXCEEDED): void {
+    if (p.settled) return;
+    this.settle(p, err);
+    if (!p.sent) {
+      if (p.out) this.removeQueued(p.peer, p.out);
+      this.forget(p);
+      return;
+    }
+    // The entry stays until the Response comes back: it returns the credit.
+    const link = p.link;
+    if (link && link.state === 'open') this.sendControl(p.peer, link, encodeFrame({ type: FrameType.Cancel, id: p.id, status }));
+    else this.forget(p);
+  }
+
+  private allocateId(peer: Peer): number {
+    for (;;) {
+      const id = peer.nextId;
+      peer.nextId = peer.nextId >= 0xffffffff ? 1 : peer.nextId + 1;
+      if (!peer.pending.has(id)) return id;
+    }
+  }
+
+  // ------------------------------------------------------------ receiving
+
+  private onFrame(peer: Peer, link: Link, bytes: Uint8Array): void {
+    if (link.remote.incarnation !== peer.incarnation || peer.isDown(link.remote.incarnation)) {
+      this.drop(peer, 'frame from a former incarnation');
+      return;
+    }
+    let frame: IcsFrame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      this.drop(peer, `undecodable frame: ${(err as Error).message}`);
+      this.log.warn({ node: peer.nodeNum, err: (err as Error).message }, 'closing a link that sent an undecodable frame');
+      link.destroy(err instanceof ClusterInfraError ? err : undefined);
+      return;
+    }
+    this.counters.messagesReceived++;
+    switch (frame.type) {
+      case FrameType.Request:
+      case FrameType.OneWay:
+        this.serve(peer, link, frame, bytes.byteLength);
+        return;
+      case FrameType.Response: {
+        const p = peer.pending.get(frame.id);
+        if (!p || p.incarnation !== link.remote.incarnation) {
+          this.drop(peer, 'response to no pending call');
+          return;
+        }
+        if (!p.sent) {
+          this.drop(peer, 'response to a call not sent yet');
+          return;
+        }
+        this.forget(p);
+        if (p.charged && p.link) {
+          this.returnCredit(peer, p.link, p.charged.channel, p.charged.bytes);
+        }
+        if (frame.status === WireStatus.OK) this.settle(p, { value: frame.body });
+        else this.settle(p, wireToError(frame.status, frame.body, peer.nodeNum, p.what));
+        this.pump(peer);
+        return;
+      }
+      case FrameType.Cancel: {
+        const s = peer.serving.get(frame.id);
+        if (s) {
+          const err =
+            frame.status === WireStatus.DEADLINE_EXCEEDED
+              ? new DeadlineExceededError('the caller\'s deadline passed')
+              : new CancelledError('the caller cancelled');
+          s.controller.abort(err);
+        }
+        return;
+      }
+      case FrameType.Credit: {
+        const ls = peer.linkState.get(link);
+        if (!ls) return;
+        // A grant (at link-up) or credit returned for one-way messages.
+        const c = this.creditOf(ls, frame.channel);
+        c.messages += frame.messages;
+        c.bytes += frame.bytes;
+        this.pump(peer);
+        return;
+      }
+      default:
+        this.drop(peer, `frame type ${frame.type} not supported yet`);
+    }
+  }
+
+  private drop(peer: Peer, reason: string): void {
+    this.counters.dropped++;
+    this.emit('drop', { node: peer.nodeNum, reason });
+  }
+
+  private remember(peer: Peer, id: number): void {
+    peer.recent.push(id);
+    peer.recentSet.add(id);
+    if (peer.recent.length > this.opts.dedupWindow) peer.recentSet.delete(peer.recent.shift()!);
+  }
+
+  private serve(peer: Peer, link: Link, frame: RequestFrame | (IcsFrame & { type: typeof FrameType.OneWay }), size: number): void {
+    const isRequest = frame.type === FrameType.Request;
+    const id = isRequest ? frame.id : 0;
+    if (isRequest) {
+      if (peer.serving.has(id) || peer.recentSet.has(id)) {
+        this.drop(peer, `duplicate request ${id}`);
+        return;
+      }
+    }
+    const charged = !frame.priority;
+    const release = (): void => {
+      // A Response returns a request's credit implicitly; one-way messages owe it.
+      if (!isRequest && charged) this.owe(peer, link, frame.channel, size);
+    };
+    const reply = (status: number, body: unknown): void => {
+      if (!isRequest) return;
+      this.remember(peer, id);
+      const target = link.state === 'open' ? link : peer.link;
+      if (!target || target.remote.incarnation !== link.remote.incarnation) return;
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeFrame({ type: FrameType.Response, id, status: status as never, body });
+        if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
+      } catch (err) {
+        const w = errorToWire(err);
+        bytes = encodeFrame({ type: FrameType.Response, id, status: WireStatus.INTERNAL, body: { message: `result not sendable: ${w.message}` } });
+      }
+      if (target === peer.link) this.enqueue(peer, { bytes, channel: undefined }, 'reply');
+      else target.send(bytes);
+    };
+    const fail = (err: unknown): void => {
+      const w = errorToWire(err);
+      reply(w.status, w.details === undefined ? { message: w.message } : { message: w.message, details: w.details });
+    };
+
+    const svc = this.services.get(frame.service);
+    const handler = svc && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
+    if (!svc || !handler) {
+      release();
+      const what = svc ? `method ${frame.method} of service ${svc.name}` : `service ${channelOf(frame.service)}/${subserviceOf(frame.service)}`;
+      if (isRequest) fail(new NotFoundError(`no ${what} on node ${this.nodeNum}`));
+      else this.drop(peer, `one-way message for unknown ${what}`);
+      return;
+    }
+
+    const controller = new AbortController();
+    const deadline = isRequest ? this.clock.now() + frame.timeoutMs : undefined;
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => (resolveDone = r));
+    const serving: Serving = { controller, done };
+    if (isRequest) peer.serving.set(id, serving);
+    const finish = (): void => {
+      if (isRequest && peer.serving.get(id) === serving) peer.serving.delete(id);
+      release();
+      resolveDone();
+    };
+    const ctx: HandlerContext = {
+      caller: { nodeNum: peer.nodeNum, incarnation: link.remote.incarnation },
+      service: svc.name,
+      method: frame.method,
+      signal: controller.signal,
+      deadline,
+      priority: frame.priority,
+      oneWay: !isRequest,
+    };
+    const run = async (): Promise<void> => {
+      let timer: TimerHandle | undefined;
+      if (deadline !== undefined) {
+        timer = this.clock.setTimeout(() => controller.abort(new DeadlineExceededError('deadline passed on the serving node')), deadline - this.clock.now());
+      }
+      try {
+        if (controller.signal.aborted) throw controller.signal.reason;
+        const store = { owner: this, deadline, signal: controller.signal };
+        const value = await handlerContext.run(store, () => handler(frame.body, ctx));
+        this.counters.requestsServed++;
+        if (controller.signal.aborted) fail(controller.signal.reason);
+        else reply(WireStatus.OK, value ?? null);
+      } catch (err) {
+        if (!isRequest) this.log.warn({ node: peer.nodeNum, method: frame.method, err: (err as Error)?.message }, 'one-way handler failed');
+        fail(controller.signal.aborted ? controller.signal.reason : err);
+      } finally {
+        timer?.cancel();
+        finish();
+      }
+    };
+    const accepted = svc.pool.submit({
+      priority: frame.priority,
+      from: peer.nodeNum,
+      run,
+      drop: () => {
+        fail(new CancelledError('dropped: the caller went down'));
+        finish();
+      },
+    });
+    if (!accepted) {
+      fail(new ResourceExhaustedError(`service ${svc.name} on node ${this.nodeNum} is saturated`));
+      finish();
+      this.drop(peer, `pool of ${svc.name} full`);
+    }
+  }
+}
+
+/** Create an ICS endpoint. Call `start()` to accept links. */
+export function createIcs(options: IcsOptions): Ics {
+  return new Ics(options);
+}
+
+export { DEFAULTS as ICS_DEFAULTS };

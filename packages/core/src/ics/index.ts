@@ -1,0 +1,30 @@
+export { createIcs, Ics, serviceId, channelOf, subserviceOf, ICS_DEFAULTS } from './ics.js';
+export { BuiltinChannel, FIRST_USER_CHANNEL, INITIAL_WINDOW, type ChannelDefinition, type IcsOptions, type PoolConfig } from './options.js';
+export { IcsStatusError, statusName } from './status.js';
+export {
+  client,
+  defineService,
+  serve,
+  type MethodDescriptor,
+  type OneWayMethod,
+  type RpcMethod,
+  type ServiceClient,
+  type ServiceDescriptor,
+  type ServiceImpl,
+} from './typed.js';
+export type {
+  CallOptions,
+  Handler,
+  HandlerContext,
+  IcsEvents,
+  IcsStats,
+  LinkEventInfo,
+  MulticastOptions,
+  MulticastResult,
+  RegisteredService,
+  RequestHandle,
+  ServiceAddress,
+  ServiceRegistration,
+  Settled,
+} from './types.js';
+export { WireStatus, FrameType, type WireStatusName } from './wire/types.js';

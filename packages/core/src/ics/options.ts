@@ -1,0 +1,160 @@
+/**
+ * ICS options, their defaults (in one place) and their validation.
+ */
+import { z } from 'zod';
+import type { Clock } from '../clock/index.js';
+import type { TransportFactory } from '../contracts/transport.js';
+import type { Logger } from '../logging/index.js';
+import type { RandomSource } from '../random/index.js';
+
+/**
+ * Built-in channel numbers. Numbers below 32 are reserved for ICS and CLMS;
+ * user channels take 32–65535. Append only.
+ *
+ * The reply and priority lanes are not numbered on the wire: a Response is
+ * always on the reply lane (reply-priority when the request was priority),
+ * and a raised message carries its service's channel plus the priority flag.
+ * They are listed so that metrics and docs can name them.
+ */
+export const BuiltinChannel = {
+  reply: 1,
+  replyPriority: 2,
+  priority: 3,
+  /** CLMS membership traffic. */
+  clms: 8,
+  /** Coming-up nodes asking who the master is. */
+  clmsProbe: 9,
+  /** Key-service calls. */
+  keyService: 10,
+  /** Where services go when they name no channel. */
+  default: 16,
+} as const;
+
+export const FIRST_USER_CHANNEL = 32;
+
+export const DEFAULTS = {
+  /** Largest encoded message, inline. */
+  maxMessageSize: 1024 * 1024,
+  /** Calls waiting for a reply, per node. */
+  maxPendingCalls: 10_000,
+  /** Deadline for a call that gives none. */
+  defaultTimeoutMs: 30_000,
+  /** Messages queued per node and channel before sends are refused. */
+  sendQueueMessages: 4096,
+  /** Bytes queued per node (all channels) before sends are refused. */
+  sendQueueBytes: 64 * 1024 * 1024,
+  /** Flow-control window per channel and peer. */
+  window: { messages: 256, bytes: 8 * 1024 * 1024 },
+  /** Handler pool per service. */
+  pool: { min: 1, max: 64, queue: 1024, priorityReserve: 16 },
+  reconnect: { initialDelayMs: 50, maxDelayMs: 5000, maxAttempts: 20 },
+  /** Recently finished request ids remembered per peer, to drop duplicates. */
+  dedupWindow: 4096,
+  /** How long `close()` waits for aborted handlers to finish. */
+  closeGraceMs: 5000,
+} as const;
+
+/**
+ * The window every sender may assume before it hears from the receiver.
+ * A receiver configured with a larger window grants the rest when a link
+ * comes up; a smaller configured window is raised to this minimum.
+ */
+export const INITIAL_WINDOW = { messages: 16, bytes: 256 * 1024 } as const;
+
+const windowSchema = z.strictObject({
+  messages: z.number().int().min(INITIAL_WINDOW.messages).max(1_000_000),
+  bytes: z.number().int().min(INITIAL_WINDOW.bytes).max(2 ** 31),
+});
+
+export const channelSchema = z.strictObject({
+  name: z.string().min(1).max(64),
+  number: z.number().int().min(FIRST_USER_CHANNEL).max(65_535),
+  window: windowSchema.optional(),
+});
+
+export type ChannelDefinition = z.input<typeof channelSchema>;
+
+export const poolSchema = z.strictObject({
+  min: z.number().int().min(0).max(100_000).default(DEFAULTS.pool.min),
+  max: z.number().int().min(1).max(100_000).default(DEFAULTS.pool.max),
+  queue: z.number().int().min(0).max(1_000_000).default(DEFAULTS.pool.queue),
+  priorityReserve: z.number().int().min(0).max(100_000).default(DEFAULTS.pool.priorityReserve),
+});
+
+export type PoolConfig = z.input<typeof poolSchema>;
+
+export const icsOptionsSchema = z.strictObject({
+  transport: z.custom<TransportFactory>(
+    (v) => typeof v === 'object' && v !== null && typeof (v as TransportFactory).create === 'function',
+    'expected a transport factory such as tcp({...}) or memory({...})',
+  ),
+  clusterName: z.string().min(1).max(255),
+  nodeNum: z.number().int().min(1).max(2 ** 31 - 1),
+  incarnation: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  clock: z.custom<Clock>((v) => typeof v === 'object' && v !== null && 'setTimeout' in v).optional(),
+  random: z.custom<RandomSource>((v) => typeof v === 'object' && v !== null && 'next' in v).optional(),
+  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'child' in v).optional(),
+  peers: z
+    .union([
+      z.record(z.string().regex(/^[1-9]\d*$/, 'node numbers'), z.string().min(1)),
+      z.custom<(nodeNum: number) => string | undefined>((v) => typeof v === 'function'),
+    ])
+    .optional(),
+  channels: z.array(channelSchema).max(1024).default([]),
+  maxMessageSize: z.number().int().min(64 * 1024).max(2 ** 30).default(DEFAULTS.maxMessageSize),
+  maxPendingCalls: z.number().int().min(1).max(10_000_000).default(DEFAULTS.maxPendingCalls),
+  defaultTimeoutMs: z.number().int().min(1).max(2 ** 31 - 1).default(DEFAULTS.defaultTimeoutMs),
+  sendQueueMessages: z.number().int().min(1).max(10_000_000).default(DEFAULTS.sendQueueMessages),
+  sendQueueBytes: z.number().int().min(1024).max(2 ** 40).default(DEFAULTS.sendQueueBytes),
+  window: windowSchema.default(DEFAULTS.window),
+  reconnect: z
+    .strictObject({
+      initialDelayMs: z.number().int().min(1).default(DEFAULTS.reconnect.initialDelayMs),
+      maxDelayMs: z.number().int().min(1).default(DEFAULTS.reconnect.maxDelayMs),
+      maxAttempts: z.number().int().min(0).default(DEFAULTS.reconnect.maxAttempts),
+    })
+    .default(DEFAULTS.reconnect),
+  dedupWindow: z.number().int().min(16).max(1_000_000).default(DEFAULTS.dedupWindow),
+  closeGraceMs: z.number().int().min(0).max(2 ** 31 - 1).default(DEFAULTS.closeGraceMs),
+});
+
+/** Options of `createIcs`. Every field with a default says so. */
+export interface IcsOptions {
+  /** The lower layer: `tcp({...})` or `memory({...})`. */
+  transport: TransportFactory;
+  clusterName: string;
+  /** This node's number, a positive integer fixed per node. */
+  nodeNum: number;
+  /** New at every start. @default derived from the clock's wall time and the random source */
+  incarnation?: number;
+  /** @default the real clock */
+  clock?: Clock;
+  /** @default the crypto random source */
+  random?: RandomSource;
+  /** @default silent (or NODE_DEBUG=clusterinfra) */
+  logger?: Logger;
+  /** Where to reach other nodes: `{ 2: '10.0.0.2:7000' }` or a function. CLMS fills this in. */
+  peers?: Record<string, string> | ((nodeNum: number) => string | undefined);
+  /** User channels (numbers 32–65535), each with its own flow-control window. @default [] */
+  channels?: ChannelDefinition[];
+  /** Largest encoded message. @default 1 MiB */
+  maxMessageSize?: number;
+  /** Calls waiting for replies, per node. @default 10000 */
+  maxPendingCalls?: number;
+  /** Deadline of calls that give none. @default 30000 */
+  defaultTimeoutMs?: number;
+  /** Messages queued per node and channel before sends fail. @default 4096 */
+  sendQueueMessages?: number;
+  /** Bytes queued per node before sends fail. @default 64 MiB */
+  sendQueueBytes?: number;
+  /** Default flow-control window of a channel, per peer. @default { messages: 256, bytes: 8 MiB } */
+  window?: { messages: number; bytes: number };
+  /** Reconnect backoff (exponential with full jitter). @default { initialDelayMs: 50, maxDelayMs: 5000, maxAttempts: 20 } */
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number };
+  /** Finished request ids remembered per peer to drop duplicates. @default 4096 */
+  dedupWindow?: number;
+  /** How long `close()` waits for aborted handlers that ignore their signal. @default 5000 */
+  closeGraceMs?: number;
+}
+
+export type ResolvedIcsOptions = z.output<typeof icsOptionsSchema>;

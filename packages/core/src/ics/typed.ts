@@ -1,0 +1,145 @@
+/**
+ * The typed runtime: a service descriptor is plain data (methods, their
+ * kind, zod schemas for arguments and results) that icsgen generates and
+ * people may write by hand. `serve` validates arguments at the serving edge
+ * (INVALID_ARGUMENT back to the caller, never a crash) and results before
+ * they leave; `client` gives typed methods.
+ */
+import type { z } from 'zod';
+import { InvalidArgumentError, RemoteInternalError } from '../errors/index.js';
+import type { Ics } from './ics.js';
+import type { PoolConfig } from './options.js';
+import type { CallOptions, HandlerContext, RegisteredService, RequestHandle } from './types.js';
+
+export interface RpcMethod<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.ZodType> {
+  kind: 'rpc';
+  input: I;
+  output: O;
+  /** Safe to run twice: a key-service call may be retried on a new host. @default false */
+  idempotent?: boolean;
+  description?: string;
+}
+
+export interface OneWayMethod<I extends z.ZodType = z.ZodType> {
+  kind: 'oneway';
+  input: I;
+  description?: string;
+}
+
+export type MethodDescriptor = RpcMethod | OneWayMethod;
+
+export interface ServiceDescriptor<M extends Record<string, MethodDescriptor> = Record<string, MethodDescriptor>> {
+  /** Unique per node, e.g. `kv.Store`. */
+  name: string;
+  /** Channel name. @default 'default' */
+  channel?: string;
+  /** Subservice number on the channel, 0–65535. */
+  subservice: number;
+  /** Interface version, for humans and tools. @default 1 */
+  version?: number;
+  description?: string;
+  methods: M;
+}
+
+/** Identity function that keeps the literal types of a descriptor. */
+export function defineService<const M extends Record<string, MethodDescriptor>>(d: ServiceDescriptor<M>): ServiceDescriptor<M> {
+  return d;
+}
+
+type MaybePromise<T> = T | Promise<T>;
+
+export type ServiceImpl<M extends Record<string, MethodDescriptor>> = {
+  [K in keyof M]: M[K] extends RpcMethod<infer I, infer O>
+    ? (args: z.output<I>, ctx: HandlerContext) => MaybePromise<z.input<O>>
+    : M[K] extends OneWayMethod<infer I>
+      ? (args: z.output<I>, ctx: HandlerContext) => MaybePromise<void>
+      : never;
+};
+
+export type ServiceClient<M extends Record<string, MethodDescriptor>> = {
+  [K in keyof M]: M[K] extends RpcMethod<infer I, infer O>
+    ? (args: z.input<I>, options?: CallOptions) => Promise<z.output<O>>
+    : M[K] extends OneWayMethod<infer I>
+      ? (args: z.input<I>) => Promise<void>
+      : never;
+} & {
+  /** Asynchronous request/response for a method: the handle now, the result later. */
+  $request<K extends keyof M & string>(
+    method: K,
+    args: M[K] extends RpcMethod<infer I> ? z.input<I> : never,
+    options?: CallOptions,
+  ): RequestHandle<M[K] extends RpcMethod<z.ZodType, infer O> ? z.output<O> : never>;
+};
+
+function issues(error: z.ZodError): { path: string; message: string }[] {
+  return error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
+}
+
+/** Serve `impl` under `descriptor` on `ics`. */
+export function serve<M extends Record<string, MethodDescriptor>>(
+  ics: Ics,
+  descriptor: ServiceDescriptor<M>,
+  impl: ServiceImpl<M>,
+  options: { pool?: PoolConfig } = {},
+): RegisteredService {
+  const handlers: Record<string, (args: unknown, ctx: HandlerContext) => Promise<unknown>> = {};
+  for (const [name, method] of Object.entries(descriptor.methods)) {
+    const fn = (impl as Record<string, ((args: unknown, ctx: HandlerContext) => unknown) | undefined>)[name];
+    if (typeof fn !== 'function') throw new TypeError(`serve ${descriptor.name}: no implementation for method ${name}`);
+    handlers[name] = async (args, ctx) => {
+      const parsed = method.input.safeParse(args);
+      if (!parsed.success) {
+        throw new InvalidArgumentError(`invalid arguments for ${descriptor.name}.${name}`, { details: issues(parsed.error) });
+      }
+      const result = await fn(parsed.data, ctx);
+      if (method.kind === 'oneway') return null;
+      const out = method.output.safeParse(result);
+      if (!out.success) {
+        // The implementation broke its own contract: a server bug, not the caller's.
+        throw new RemoteInternalError(`${descriptor.name}.${name} returned a value that does not match its output schema`);
+      }
+      return out.data;
+    };
+  }
+  return ics.registerService({
+    name: descriptor.name,
+    channel: descriptor.channel ?? 'default',
+    subservice: descriptor.subservice,
+    handlers,
+    ...(options.pool ? { pool: options.pool } : {}),
+  });
+}
+
+/** A typed client of `descriptor` on node `node`. */
+export function client<M extends Record<string, MethodDescriptor>>(ics: Ics, descriptor: ServiceDescriptor<M>, node: number): ServiceClient<M> {
+  const address = { channel: descriptor.channel ?? 'default', subservice: descriptor.subservice };
+  const parseResult = (name: string, method: RpcMethod, value: unknown): unknown => {
+    const out = method.output.safeParse(value);
+    if (!out.success) {
+      throw new RemoteInternalError(`node ${node} answered ${descriptor.name}.${name} with a value that does not match its output schema`);
+    }
+    return out.data;
+  };
+  const result: Record<string, unknown> = {
+    $request: (name: string, args: unknown, options?: CallOptions) => {
+      const method = descriptor.methods[name];
+      if (!method || method.kind !== 'rpc') throw new TypeError(`${descriptor.name}.${name} is not an rpc method`);
+      const handle = ics.request(node, address, name, args, options);
+      return {
+        node,
+        result: () => handle.result().then((v) => parseResult(name, method, v)),
+        cancel: (reason?: unknown) => handle.cancel(reason),
+        get settled() {
+          return handle.settled;
+        },
+      };
+    },
+  };
+  for (const [name, method] of Object.entries(descriptor.methods)) {
+    result[name] =
+      method.kind === 'rpc'
+        ? (args: unknown, options?: CallOptions) => ics.call(node, address, name, args, options).then((v) => parseResult(name, method, v))
+        : (args: unknown) => ics.send(node, address, name, args);
+  }
+  return result as ServiceClient<M>;
+}

@@ -1,0 +1,111 @@
+/** Public types of the ICS runtime. */
+import type { NodeIdentity } from '../contracts/transport.js';
+import type { PoolConfig } from './options.js';
+
+/** What a handler is given besides its arguments. */
+export interface HandlerContext {
+  /** The calling node and its incarnation. */
+  readonly caller: { readonly nodeNum: number; readonly incarnation: number };
+  readonly service: string;
+  readonly method: string;
+  /** Aborts when the caller cancels, the deadline passes, or the caller goes down. */
+  readonly signal: AbortSignal;
+  /** Absolute deadline on this node's clock, when the caller gave one. */
+  readonly deadline: number | undefined;
+  /** True when the message arrived on a priority lane. */
+  readonly priority: boolean;
+  /** True for one-way messages (nobody waits for the result). */
+  readonly oneWay: boolean;
+}
+
+export type Handler = (args: unknown, ctx: HandlerContext) => unknown;
+
+export interface ServiceRegistration {
+  /** Channel name (built-in `default`, `clms`, … or a user channel). @default 'default' */
+  channel?: string;
+  /** Subservice number within the channel, 0–65535. */
+  subservice: number;
+  /** A readable name, unique per node. */
+  name: string;
+  handlers: Record<string, Handler>;
+  pool?: PoolConfig;
+}
+
+export interface RegisteredService {
+  readonly id: number;
+  readonly name: string;
+  readonly channel: number;
+  readonly subservice: number;
+  /** Stop serving: new messages get NOT_FOUND; running handlers finish. */
+  unregister(): void;
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  /** Overrides the default deadline. Inside a handler the earlier of this and the handler's deadline applies. */
+  timeoutMs?: number;
+}
+
+/** Addresses a service: its id, or its channel name and subservice. */
+export type ServiceAddress = number | { channel: string; subservice: number };
+
+/** An asynchronous request: the call is under way; wait for it when you choose. */
+export interface RequestHandle<T = unknown> {
+  readonly node: number;
+  /** Settles with the result or the typed error; never rejects unhandled if you don't await it. */
+  result(): Promise<T>;
+  /** Cancel the call; the serving node's handler is aborted. */
+  cancel(reason?: unknown): void;
+  readonly settled: boolean;
+}
+
+export type Settled<T> = { ok: true; value: T } | { ok: false; error: Error };
+
+export interface MulticastOptions extends CallOptions {
+  /** Resolve when the first call succeeds, a majority has, or all have settled. @default 'all' */
+  until?: 'first' | 'majority' | 'all';
+}
+
+export interface MulticastResult<T = unknown> {
+  /** Per node: the value or the error, for every call settled so far. */
+  results: Map<number, Settled<T>>;
+  /** Whether enough calls succeeded: one for 'first', a majority for 'majority', every one for 'all'. */
+  satisfied: boolean;
+}
+
+export interface LinkEventInfo {
+  node: number;
+  incarnation: number;
+  state: 'up' | 'down';
+  reason?: string;
+}
+
+export interface IcsEvents {
+  /** A link to a node came up or went down. */
+  link: (info: LinkEventInfo) => void;
+  /** A channel to a node ran out of credit (`throttled: true`) or got it back. */
+  throttle: (info: { node: number; channel: number; throttled: boolean }) => void;
+  /** The send queue of a channel to a node emptied after `trySend` returned false. */
+  drain: (info: { node: number; channel: number }) => void;
+  /** A message was dropped: from an old incarnation, for an unknown one-way target, a duplicate, undecodable… */
+  drop: (info: { node: number; reason: string }) => void;
+  /** A node with a newer incarnation appeared: its former incarnation is certainly gone. */
+  incarnation: (info: { node: number; previous: number; current: number }) => void;
+}
+
+export interface IcsStats {
+  callsStarted: number;
+  callsSucceeded: number;
+  callsFailed: number;
+  messagesSent: number;
+  messagesReceived: number;
+  requestsServed: number;
+  dropped: number;
+  throttleEvents: number;
+  pendingCalls: number;
+  queuedMessages: number;
+  reconnects: number;
+}
+
+export type { NodeIdentity };

@@ -1,0 +1,26 @@
+/**
+ * The ICS wire codec: frame envelopes and msgpack bodies. This file is the
+ * layer's only door; everything public is named here.
+ */
+export {
+  BULK_EXT_TYPE,
+  BulkRef,
+  FrameType,
+  WireStatus,
+  type BulkAbortFrame,
+  type BulkChunkFrame,
+  type CancelFrame,
+  type CreditFrame,
+  type DecodeLimits,
+  type FrameTypeNumber,
+  type IcsFrame,
+  type OneWayFrame,
+  type RequestFrame,
+  type ResponseFrame,
+  type WireStatusCode,
+  type WireStatusName,
+} from './types.js';
+export { DEFAULT_DECODE_LIMITS, MAX_DEPTH_LIMIT, MAX_METHOD_BYTES } from './constants.js';
+export { decodeBody, encodeBody, resolveDecodeLimits, type EncodeOptions } from './codec.js';
+export { decodeFrame, encodeFrame, FRAME_HEADER_BYTES } from './frame.js';
+export { IcsDecodeError, IcsEncodeError, type IcsDecodeReason } from './errors.js';

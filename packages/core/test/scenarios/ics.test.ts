@@ -1,0 +1,470 @@
+import { afterEach, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  CancelledError,
+  client,
+  DeadlineExceededError,
+  defineService,
+  type HandlerContext,
+  IcsStatusError,
+  InvalidArgumentError,
+  InvalidOptionError,
+  NodeDownError,
+  NotFoundError,
+  NotSerializableError,
+  RemoteError,
+  RemoteInternalError,
+  ResourceExhaustedError,
+  serve,
+  serviceId,
+} from '@clusterinfra/core';
+import { memory, createMemoryNetwork } from '@clusterinfra/transport-mem';
+import { createIcs } from '@clusterinfra/core';
+import { deferred, forEachTransport, makeCluster, type TestCluster } from './harness.js';
+
+let cluster: TestCluster | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = undefined;
+});
+
+const ECHO = { channel: 'default', subservice: 1 };
+
+forEachTransport('ICS', (kind) => {
+  it('answers a synchronous RPC with plain data both ways', async () => {
+    cluster = await makeCluster(kind, 2);
+    const [a, b] = cluster.nodes as [ReturnType<TestCluster['node']>, ReturnType<TestCluster['node']>];
+    let seen: HandlerContext | undefined;
+    b.registerService({
+      ...ECHO,
+      name: 'echo',
+      handlers: {
+        echo: (args, ctx) => {
+          seen = ctx;
+          return { got: args, from: ctx.caller.nodeNum };
+        },
+      },
+    });
+    const args = { s: 'héllo ✓', n: 42.5, list: [1, null, true], bin: new Uint8Array([1, 2, 3]), nested: { deep: { x: -1 } } };
+    const res = await a.call<{ got: typeof args; from: number }>(2, ECHO, 'echo', args);
+    expect(res.from).toBe(1);
+    expect(res.got.s).toBe(args.s);
+    expect(res.got.nested).toEqual(args.nested);
+    expect([...res.got.bin]).toEqual([1, 2, 3]);
+    expect(seen?.caller.incarnation).toBe(a.incarnation);
+    expect(seen?.priority).toBe(false);
+    expect(seen?.oneWay).toBe(false);
+    expect(a.stats().pendingCalls).toBe(0);
+  });
+
+  it('gives a typed NOT_FOUND for an unknown service or method', async () => {
+    cluster = await makeCluster(kind, 2);
+    const a = cluster.node(1);
+    cluster.node(2).registerService({ ...ECHO, name: 'echo', handlers: { echo: (x) => x } });
+    await expect(a.call(2, { channel: 'default', subservice: 99 }, 'echo')).rejects.toBeInstanceOf(NotFoundError);
+    const err = await a.call(2, ECHO, 'nope').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect((err as NotFoundError).code).toBe('ICS_ERR_NOT_FOUND');
+    // Prototype names are not methods.
+    await expect(a.call(2, ECHO, 'toString')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(a.call(2, ECHO, '__proto__')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('maps handler failures to statuses without sending stack traces', async () => {
+    cluster = await makeCluster(kind, 2);
+    cluster.node(2).registerService({
+      ...ECHO,
+      name: 'fail',
+      handlers: {
+        boom: () => {
+          throw new Error('disk on fire');
+        },
+        precondition: () => {
+          throw new IcsStatusError('FAILED_PRECONDITION', 'not ready', { retryAfterMs: 5 });
+        },
+      },
+    });
+    const boom = await cluster.node(1).call(2, ECHO, 'boom').catch((e: unknown) => e);
+    expect(boom).toBeInstanceOf(RemoteInternalError);
+    expect((boom as Error).message).toContain('disk on fire');
+    expect((boom as Error).stack).not.toContain('ics.test.ts:');
+    const pre = await cluster.node(1).call(2, ECHO, 'precondition').catch((e: unknown) => e);
+    expect(pre).toBeInstanceOf(RemoteError);
+    expect((pre as RemoteError).status).toBe('FAILED_PRECONDITION');
+    expect((pre as RemoteError).details).toEqual({ retryAfterMs: 5 });
+  });
+
+  it('delivers one-way messages, awaitable and not', async () => {
+    cluster = await makeCluster(kind, 2);
+    const got: unknown[] = [];
+    const all = deferred();
+    cluster.node(2).registerService({
+      ...ECHO,
+      name: 'sink',
+      handlers: {
+        put: (x, ctx) => {
+          expect(ctx.oneWay).toBe(true);
+          got.push(x);
+          if (got.length === 3) all.resolve();
+        },
+      },
+    });
+    const a = cluster.node(1);
+    await a.send(2, ECHO, 'put', 1);
+    expect(a.trySend(2, ECHO, 'put', 2)).toBe(true);
+    await a.send(2, ECHO, 'put', 3);
+    await all.promise;
+    expect(got).toEqual([1, 2, 3]);
+  });
+
+  it('runs asynchronous requests whose results are collected later, or never', async () => {
+    cluster = await makeCluster(kind, 2);
+    const gate = deferred();
+    cluster.node(2).registerService({
+      ...ECHO,
+      name: 'slow',
+      handlers: { wait: async (x) => (await gate.promise, x), fail: () => Promise.reject(new Error('no')) },
+    });
+    const a = cluster.node(1);
+    const h1 = a.request<number>(2, ECHO, 'wait', 1);
+    const h2 = a.request<number>(2, ECHO, 'wait', 2);
+    a.request(2, ECHO, 'fail'); // never awaited: must not become an unhandled rejection
+    expect(h1.settled).toBe(false);
+    gate.resolve();
+    expect(await h2.result()).toBe(2);
+    expect(await h1.result()).toBe(1);
+    expect(h1.settled).toBe(true);
+  });
+
+  it('forwards cancellation to the serving node', async () => {
+    cluster = await makeCluster(kind, 2);
+    const started = deferred();
+    const aborted = deferred<unknown>();
+    cluster.node(2).registerService({
+      ...ECHO,
+      name: 'hang',
+      handlers: {
+        hang: (_x, ctx) =>
+          new Promise((_r, reject) => {
+            started.resolve();
+            ctx.signal.addEventListener('abort', () => {
+              aborted.resolve(ctx.signal.reason);
+              reject(ctx.signal.reason);
+            });
+          }),
+      },
+    });
+    const ac = new AbortController();
+    const call = cluster.node(1).call(2, ECHO, 'hang', null, { signal: ac.signal });
+    await started.promise;
+    ac.abort(new Error('user gave up'));
+    await expect(call).rejects.toBeInstanceOf(CancelledError);
+    expect(await aborted.promise).toBeInstanceOf(CancelledError);
+    // The handle form cancels too.
+    const h = cluster.node(1).request(2, ECHO, 'hang');
+    h.cancel();
+    await expect(h.result()).rejects.toBeInstanceOf(CancelledError);
+  });
+
+  it('validates typed services at the serving edge', async () => {
+    cluster = await makeCluster(kind, 2);
+    const Kv = defineService({
+      name: 'kv',
+      subservice: 7,
+      methods: {
+        put: { kind: 'rpc', input: z.object({ key: z.string().min(1), value: z.number() }), output: z.object({ ok: z.boolean() }) },
+        bad: { kind: 'rpc', input: z.object({}), output: z.object({ n: z.number() }) },
+        note: { kind: 'oneway', input: z.string() },
+      },
+    });
+    const store = new Map<string, number>();
+    const notes = deferred<string>();
+    serve(cluster.node(2), Kv, {
+      put: ({ key, value }) => {
+        store.set(key, value);
+        return { ok: true };
+      },
+      bad: () => ({ n: 'not a number' }) as unknown as { n: number },
+      note: (s) => notes.resolve(s),
+    });
+    const kv = client(cluster.node(1), Kv, 2);
+    expect(await kv.put({ key: 'a', value: 1 })).toEqual({ ok: true });
+    expect(store.get('a')).toBe(1);
+    const err = await kv.put({ key: '', value: 'x' as unknown as number }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as InvalidArgumentError).details).toEqual(
+      expect.arrayContaining([expect.objectContaining({ path: 'key' }), expect.objectContaining({ path: 'value' })]),
+    );
+    await expect(kv.bad({})).rejects.toBeInstanceOf(RemoteInternalError);
+    await kv.note('hi');
+    expect(await notes.promise).toBe('hi');
+    const h = kv.$request('put', { key: 'b', value: 2 });
+    expect(await h.result()).toEqual({ ok: true });
+  });
+
+  it('refuses values that are not plain data before sending', async () => {
+    cluster = await makeCluster(kind, 2);
+    cluster.node(2).registerService({ ...ECHO, name: 'echo', handlers: { echo: (x) => x } });
+    for (const bad of [new Map([[1, 2]]), new Date(), () => 1, 10n]) {
+      await expect(cluster.node(1).call(2, ECHO, 'echo', { bad })).rejects.toBeInstanceOf(NotSerializableError);
+    }
+    expect(cluster.node(1).stats().pendingCalls).toBe(0);
+  });
+
+  it('calls many nodes at once and resolves on first, majority or all', async () => {
+    cluster = await makeCluster(kind, 4);
+    for (const n of [2, 3, 4]) {
+      cluster.node(n).registerService({
+        ...ECHO,
+        name: 'who',
+        handlers: {
+          who: () => {
+            if (n === 4) throw new Error('four fails');
+            return n;
+          },
+        },
+      });
+    }
+    const a = cluster.node(1);
+    const all = await a.multicast<number>([2, 3, 4], ECHO, 'who');
+    expect(all.satisfied).toBe(false); // node 4 failed
+    expect(all.results.size).toBe(3);
+    expect(all.results.get(2)).toEqual({ ok: true, value: 2 });
+    expect(all.results.get(3)).toEqual({ ok: true, value: 3 });
+    expect(all.results.get(4)?.ok).toBe(false);
+    const majority = await a.multicast<number>([2, 3, 4], ECHO, 'who', null, { until: 'majority' });
+    expect(majority.satisfied).toBe(true);
+    expect([...majority.results.values()].filter((r) => r.ok).length).toBeGreaterThanOrEqual(2);
+    const first = await a.multicast<number>([4, 2], ECHO, 'who', null, { until: 'first' });
+    expect(first.satisfied).toBe(true);
+    const impossible = await a.multicast<number>([4], ECHO, 'who', null, { until: 'majority' });
+    expect(impossible.satisfied).toBe(false);
+  });
+
+  it('bounds each service with a handler pool and refuses past its queue', async () => {
+    cluster = await makeCluster(kind, 2);
+    const gate = deferred();
+    let running = 0;
+    let peak = 0;
+    cluster.node(2).registerService({
+      ...ECHO,
+      name: 'pool',
+      pool: { max: 2, queue: 3, priorityReserve: 0 },
+      handlers: {
+        work: async () => {
+          running++;
+          peak = Math.max(peak, running);
+          await gate.promise;
+          running--;
+          return 'done';
+        },
+      },
+    });
+    const a = cluster.node(1);
+    const calls = Array.from({ length: 8 }, () => a.call(2, ECHO, 'work').then((v) => v, (e: unknown) => e));
+    // 2 run, 3 wait, 3 are refused at once.
+    const refused = await Promise.all(calls.slice(5));
+    for (const r of refused) expect(r).toBeInstanceOf(ResourceExhaustedError);
+    gate.resolve();
+    expect(await Promise.all(calls.slice(0, 5))).toEqual(['done', 'done', 'done', 'done', 'done']);
+    expect(peak).toBe(2);
+  });
+
+  it('raises calls made inside a handler to priority, so a callback into a throttled caller completes', async () => {
+    // Node 2's service is slow and node 1 fills its channel to node 2 beyond
+    // the window; node 2's handler calls back into node 1 on that same channel.
+    cluster = await makeCluster(kind, 2, { extra: () => ({ window: { messages: 16, bytes: 256 * 1024 } }) });
+    const a = cluster.node(1);
+    const b = cluster.node(2);
+    const release = deferred();
+    let callbackPriority: boolean | undefined;
+    a.registerService({
+      ...ECHO,
+      name: 'a-side',
+      handlers: {
+        callback: (_x, ctx) => {
+          callbackPriority = ctx.priority;
+          release.resolve();
+          return 'called back';
+        },
+      },
+    });
+    let first = true;
+    b.registerService({
+      ...ECHO,
+      name: 'b-side',
+      pool: { max: 64, queue: 1024 },
+      handlers: {
+        work: async () => {
+          if (first) {
+            first = false;
+            // Calls from a handler travel on a priority lane: this one does
+            // not queue behind the 40 calls that wait for credit.
+            return b.call(1, ECHO, 'callback');
+          }
+          await release.promise;
+          return 'worked';
+        },
+      },
+    });
+    const throttled = deferred();
+    a.on('throttle', (e) => e.throttled && e.node === 2 && throttled.resolve());
+    const first1 = a.call(2, ECHO, 'work');
+    const rest = Array.from({ length: 40 }, () => a.call(2, ECHO, 'work'));
+    await throttled.promise;
+    expect(await first1).toBe('called back');
+    expect(callbackPriority).toBe(true);
+    expect(new Set(await Promise.all(rest))).toEqual(new Set(['worked']));
+    expect(a.stats().throttleEvents).toBeGreaterThan(0);
+  });
+
+  it('slows a sender to a slow receiver instead of growing memory (trySend + drain)', async () => {
+    cluster = await makeCluster(kind, 2, { extra: () => ({ window: { messages: 16, bytes: 256 * 1024 }, sendQueueMessages: 64 }) });
+    const gate = deferred();
+    let received = 0;
+    cluster.node(2).registerService({
+      ...ECHO,
+      name: 'slow-sink',
+      pool: { max: 4, queue: 100 },
+      handlers: { put: async () => (await gate.promise, received++) },
+    });
+    const a = cluster.node(1);
+    let sent = 0;
+    while (a.trySend(2, ECHO, 'put', sent)) {
+      sent++;
+      if (sent > 1000) throw new Error('never throttled');
+      await new Promise((r) => setImmediate(r));
+    }
+    sent++;
+    // Queue bounded: past sendQueueMessages a send is refused, not buffered.
+    let refused: unknown;
+    for (let i = 0; i < 200 && !refused; i++) {
+      try {
+        a.trySend(2, ECHO, 'put', -1);
+        sent++;
+      } catch (e) {
+        refused = e;
+      }
+    }
+    expect(refused).toBeInstanceOf(ResourceExhaustedError);
+    expect(a.stats().queuedMessages).toBeLessThanOrEqual(64);
+    const drained = new Promise<void>((r) => a.once('drain', () => r()));
+    gate.resolve();
+    await drained;
+    await expect.poll(() => received, { timeout: 20_000 }).toBe(sent);
+  });
+
+  it('errors out every pending call when a node is declared down, and aborts what it asked', async () => {
+    cluster = await makeCluster(kind, 3);
+    const a = cluster.node(1);
+    const b = cluster.node(2);
+    const started = deferred();
+    const handlerAborted = deferred();
+    b.registerService({
+      ...ECHO,
+      name: 'hang',
+      handlers: { hang: (_x, ctx) => (started.resolve(), new Promise((_r, reject) => ctx.signal.addEventListener('abort', reject))) },
+    });
+    a.registerService({
+      ...ECHO,
+      name: 'a-hang',
+      handlers: {
+        hang: (_x, ctx) =>
+          new Promise((_r, reject) => {
+            ctx.signal.addEventListener('abort', () => {
+              handlerAborted.resolve();
+              // Finish a little later: nodeDown must wait for it.
+              setTimeout(() => reject(ctx.signal.reason), 20);
+            });
+          }),
+      },
+    });
+    const sentCall = a.call(2, ECHO, 'hang');
+    await started.promise;
+    // Node 2 also calls node 1 and waits.
+    void b.call(1, ECHO, 'hang').catch(() => {});
+    await expect.poll(() => a.servingCount(2)).toBe(1);
+    let nodedownDone = false;
+    const down = a.nodeDown(2).then(() => (nodedownDone = true));
+    const err = await sentCall.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NodeDownError);
+    expect((err as NodeDownError).sent).toBe('may-have-run');
+    expect((err as NodeDownError).node).toBe(2);
+    await handlerAborted.promise;
+    expect(nodedownDone).toBe(false);
+    await down;
+    expect(a.servingCount(2)).toBe(0);
+    expect(a.stats().pendingCalls).toBe(0);
+  });
+
+});
+
+it('deadlines use the injected clock and reach the handler (virtual time)', async () => {
+  const { VirtualClock } = await import('@clusterinfra/core');
+  const clock = new VirtualClock();
+  const network = createMemoryNetwork({ clock, seed: 3 });
+  const mk = (n: number) =>
+    createIcs({ transport: memory({ network, address: `node-${n}` }), clusterName: 't', nodeNum: n, clock, peers: (x) => `node-${x}` });
+  const a = await mk(1).start();
+  const b = await mk(2).start();
+  let handlerReason: unknown;
+  let nestedDeadline: number | undefined;
+  b.registerService({
+    ...ECHO,
+    name: 'slow',
+    handlers: {
+      slow: (_x, ctx) =>
+        new Promise((_r, reject) => {
+          nestedDeadline = ctx.deadline;
+          ctx.signal.addEventListener('abort', () => {
+            handlerReason = ctx.signal.reason;
+            reject(ctx.signal.reason);
+          });
+        }),
+    },
+  });
+  let outcome: unknown;
+  const p = a.call(2, ECHO, 'slow', null, { timeoutMs: 500 }).catch((e: unknown) => (outcome = e));
+  await clock.advance(499);
+  expect(outcome).toBeUndefined();
+  await clock.advance(2);
+  await p;
+  expect(outcome).toBeInstanceOf(DeadlineExceededError);
+  await clock.advanceUntil(() => handlerReason !== undefined, 1000);
+  expect(handlerReason).toBeInstanceOf(DeadlineExceededError);
+  expect(nestedDeadline).toBeLessThanOrEqual(clock.now() + 500);
+  await clock.advanceUntil(() => a.stats().pendingCalls === 0, 1000);
+  expect(a.stats().pendingCalls).toBe(0);
+  await Promise.all([a.close(), b.close(), clock.runUntilIdle({ maxTimers: 1000 })]);
+});
+
+it('says never-sent for calls still queued when the node goes down', async () => {
+  cluster = await makeCluster('memory', 2);
+  const a = cluster.node(1);
+  // No link exists yet and the partition makes the connect hang: the call waits in the queue.
+  cluster.network!.partition('node-1', 'node-2');
+  const pending = a.call(2, ECHO, 'x').catch((e: unknown) => e);
+  await new Promise((r) => setTimeout(r, 10));
+  expect(a.stats().queuedMessages).toBe(1);
+  await a.nodeDown(2);
+  const err = await pending;
+  expect(err).toBeInstanceOf(NodeDownError);
+  expect((err as NodeDownError).sent).toBe('never-sent');
+  expect((err as NodeDownError).retryable).toBe(true);
+  expect(a.stats()).toMatchObject({ pendingCalls: 0, queuedMessages: 0 });
+});
+
+it('refuses bad options with the option path', () => {
+  const network = createMemoryNetwork();
+  const err = (() => {
+    try {
+      createIcs({ transport: memory({ network }), clusterName: 't', nodeNum: 0 });
+    } catch (e) {
+      return e;
+    }
+  })();
+  expect(err).toBeInstanceOf(InvalidOptionError);
+  expect((err as InvalidOptionError).path).toBe('nodeNum');
+  expect(() => createIcs({ transport: {} as never, clusterName: 't', nodeNum: 1 })).toThrow(InvalidOptionError);
+  expect(serviceId(16, 1)).toBe((16 << 16) + 1);
+});

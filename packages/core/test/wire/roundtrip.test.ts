@@ -1,0 +1,172 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  BulkRef,
+  decodeBody,
+  decodeFrame,
+  encodeBody,
+  encodeFrame,
+  FrameType,
+  type IcsFrame,
+  WireStatus,
+} from '../../src/ics/wire/index.js';
+import {
+  anyFrame,
+  bulkAbortFrame,
+  bulkChunkFrame,
+  cancelFrame,
+  creditFrame,
+  FUZZ_RUNS,
+  FUZZ_TIMEOUT,
+  hex,
+  oneWayFrame,
+  plain,
+  requestFrame,
+  responseFrame,
+  sameData,
+  sameFrame,
+} from './helpers.js';
+
+const PER_TYPE_RUNS = 1_000;
+
+describe('ICS frames round-trip', () => {
+  const cases: [string, fc.Arbitrary<IcsFrame>][] = [
+    ['Request', requestFrame],
+    ['Response', responseFrame],
+    ['OneWay', oneWayFrame],
+    ['Cancel', cancelFrame],
+    ['Credit', creditFrame],
+    ['BulkChunk', bulkChunkFrame],
+    ['BulkAbort', bulkAbortFrame],
+  ];
+  for (const [name, arb] of cases) {
+    it(`${name}: decode(encode(f)) equals f`, () => {
+      fc.assert(
+        fc.property(arb, (frame) => {
+          const bytes = encodeFrame(frame);
+          expect(bytes[0]).toBe(frame.type);
+          sameFrame(decodeFrame(bytes), frame);
+        }),
+        { numRuns: PER_TYPE_RUNS },
+      );
+    });
+  }
+
+  it(`any frame, ${FUZZ_RUNS} runs, decoded from a private copy`, () => {
+    fc.assert(
+      fc.property(anyFrame, (frame) => {
+        const copy = Uint8Array.from(encodeFrame(frame));
+        sameFrame(decodeFrame(copy), frame);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  }, FUZZ_TIMEOUT);
+
+  it('bodies round-trip on their own', () => {
+    fc.assert(
+      fc.property(plain, (value) => {
+        sameData(decodeBody(encodeBody(value)), value);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  }, FUZZ_TIMEOUT);
+
+  it('keeps -0, NaN, infinities, safe-integer edges and float bits', () => {
+    const values = [-0, 0, NaN, Infinity, -Infinity, 2 ** 53 - 1, -(2 ** 53 - 1), 2 ** 53, 0.1, -1.5e-300, 2 ** 32, -(2 ** 31) - 1];
+    sameData(decodeBody(encodeBody(values)), values);
+  });
+
+  it('leaves out object properties that are undefined', () => {
+    expect(decodeBody(encodeBody({ a: 1, b: undefined }))).toEqual({ a: 1 });
+    expect(Object.keys(decodeBody(encodeBody({ b: undefined })) as object)).toEqual([]);
+  });
+
+  it('accepts null-prototype objects and returns ordinary plain objects', () => {
+    const o = Object.assign(Object.create(null) as object, { x: 1 });
+    const back = decodeBody(encodeBody(o));
+    expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
+    expect(back).toEqual({ x: 1 });
+  });
+
+  it('BulkRef survives at the top level, in arrays and in maps, with extreme fields', () => {
+    const refs = [new BulkRef(0, 0), new BulkRef(0xffff_ffff, Number.MAX_SAFE_INTEGER), new BulkRef(0x8000_0000, 2 ** 32)];
+    for (const r of refs) sameData(decodeBody(encodeBody(r)), r);
+    const v = { a: refs, b: { c: refs[1] } };
+    sameData(decodeBody(encodeBody(v)), v);
+  });
+
+  it('BulkChunk data and bin values are views into the input, not copies', () => {
+    const input = Uint8Array.from(
+      encodeFrame({ type: FrameType.BulkChunk, stream: 1, offset: 0, last: true, data: Uint8Array.of(1, 2, 3) }),
+    );
+    const f = decodeFrame(input);
+    if (f.type !== FrameType.BulkChunk) throw new Error('wrong type');
+    expect(f.data.buffer).toBe(input.buffer);
+    expect(f.data.byteOffset).toBe(16);
+    const bodyBytes = Uint8Array.from(encodeBody({ b: Uint8Array.of(9) }));
+    const body = decodeBody(bodyBytes) as { b: Uint8Array };
+    expect(body.b.buffer).toBe(bodyBytes.buffer);
+    expect(body.b[0]).toBe(9);
+  });
+
+  it('an encoded frame is never overwritten by later encodes (slab reuse)', () => {
+    const first = encodeFrame({ type: FrameType.Cancel, id: 7, status: WireStatus.CANCELLED });
+    const snapshot = Uint8Array.from(first);
+    for (let i = 0; i < 5_000; i++) {
+      encodeFrame({
+        type: FrameType.OneWay,
+        channel: 1,
+        service: 0x1_0002,
+        method: 'm',
+        priority: false,
+        body: { i, pad: 'x'.repeat(i % 300), big: i % 1000 === 0 ? new Uint8Array(100_000) : null },
+      });
+    }
+    expect(Uint8Array.from(first)).toEqual(snapshot);
+  });
+});
+
+describe('ICS frame layouts (golden bytes, as in docs/protocol.md)', () => {
+  it('Request', () => {
+    const bytes = encodeFrame({
+      type: FrameType.Request,
+      priority: true,
+      channel: 3,
+      service: 0x0003_0001,
+      id: 0x0102_0304,
+      timeoutMs: 5000,
+      method: 'ping',
+      body: [1],
+    });
+    expect(Buffer.from(bytes).toString('hex')).toBe(
+      '01' + '01' + '0003' + '00030001' + '01020304' + '00001388' + '04' + '70696e67' + '9101',
+    );
+  });
+
+  it('OneWay', () => {
+    const bytes = encodeFrame({ type: FrameType.OneWay, priority: false, channel: 2, service: 0x2_0000, method: 'x', body: null });
+    expect(bytes).toEqual(hex('03 00 0002 00020000 01 78 c0'));
+  });
+
+  it('Response (error status with its body shape)', () => {
+    const bytes = encodeFrame({ type: FrameType.Response, id: 9, status: WireStatus.NOT_FOUND, body: { message: 'no' } });
+    expect(bytes).toEqual(hex('02 00 0005 00000009 81 a7 6d657373616765 a2 6e6f'));
+  });
+
+  it('Cancel, Credit, BulkChunk, BulkAbort', () => {
+    expect(encodeFrame({ type: FrameType.Cancel, id: 1, status: WireStatus.DEADLINE_EXCEEDED })).toEqual(
+      hex('04 00 0004 00000001'),
+    );
+    expect(encodeFrame({ type: FrameType.Credit, channel: 0xffff, messages: 10, bytes: 65536 })).toEqual(
+      hex('05 00 ffff 0000000a 00010000'),
+    );
+    expect(
+      encodeFrame({ type: FrameType.BulkChunk, stream: 5, offset: 2 ** 32 + 1, last: true, data: Uint8Array.of(0xaa) }),
+    ).toEqual(hex('06 01 0000 00000005 00000001 00000001 aa'));
+    expect(encodeFrame({ type: FrameType.BulkAbort, stream: 0xffff_ffff })).toEqual(hex('07 00 0000 ffffffff'));
+  });
+
+  it('BulkRef extension', () => {
+    expect(encodeBody(new BulkRef(2, 300))).toEqual(hex('c7 0c 42 00000002 000000000000012c'));
+  });
+});
