@@ -511,16 +511,17 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const svc = this.serviceId(service);
     const ctx = handlerContext.getStore();
     const inHandler = ctx !== undefined && ctx.owner === this;
+    const peer = this.peer(node);
     const bytes = encodeFrame({
       type: FrameType.OneWay,
       channel: channelOf(svc),
       service: svc,
+      id: this.allocateId(peer),
       method,
       priority: inHandler,
       body: args ?? null,
     });
     if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
-    const peer = this.peer(node);
     const channel = channelOf(svc);
     this.enqueue(peer, { bytes, channel: inHandler ? undefined : channel, onSent, onDrop }, inHandler ? 'priority' : 'channel');
     if (inHandler) return true;
@@ -1096,13 +1097,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   private serve(peer: Peer, link: Link, frame: RequestFrame | (IcsFrame & { type: typeof FrameType.OneWay }), size: number): void {
     const isRequest = frame.type === FrameType.Request;
-    const id = isRequest ? frame.id : 0;
-    if (isRequest) {
-      if (peer.serving.has(id) || peer.recentSet.has(id)) {
-        this.drop(peer, `duplicate request ${id}`);
-        return;
-      }
+    const id = frame.id;
+    // At most once per (sender incarnation, id), even when the network
+    // duplicates frames (R4).
+    if (peer.serving.has(id) || peer.recentSet.has(id)) {
+      this.drop(peer, `duplicate message ${id}`);
+      return;
     }
+    if (!isRequest) this.remember(peer, id);
     const charged = !frame.priority;
     const release = (): void => {
       // A Response returns a request's credit implicitly; one-way messages owe it.

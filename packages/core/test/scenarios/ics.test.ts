@@ -454,6 +454,34 @@ it('says never-sent for calls still queued when the node goes down', async () =>
   expect(a.stats()).toMatchObject({ pendingCalls: 0, queuedMessages: 0 });
 });
 
+it('delivers each message at most once when the network duplicates every frame (R4)', async () => {
+  cluster = await makeCluster('memory', 2);
+  const counts = { oneWay: 0, calls: 0 };
+  const all = deferred();
+  cluster.node(2).registerService({
+    ...ECHO,
+    name: 'count',
+    handlers: {
+      note: () => {
+        counts.oneWay++;
+        if (counts.oneWay === 20) all.resolve();
+      },
+      call: (x) => (counts.calls++, x),
+    },
+  });
+  cluster.network!.setLinkFaults('node-1', 'node-2', { duplicateRate: 1 }, { bothWays: true });
+  const a = cluster.node(1);
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => a.call(2, ECHO, 'call', i)));
+  expect(results).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  for (let i = 0; i < 20; i++) await a.send(2, ECHO, 'note', i);
+  await all.promise;
+  // Give the duplicates time to arrive: they must be dropped, not served.
+  await expect.poll(() => cluster!.network!.stats().duplicated, { timeout: 5000 }).toBeGreaterThanOrEqual(40);
+  await new Promise((r) => setTimeout(r, 20));
+  expect(counts).toEqual({ oneWay: 20, calls: 20 });
+  expect(cluster.node(2).stats().dropped).toBeGreaterThanOrEqual(40);
+});
+
 it('refuses bad options with the option path', () => {
   const network = createMemoryNetwork();
   const err = (() => {

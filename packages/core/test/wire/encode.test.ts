@@ -80,7 +80,7 @@ describe('encoding refuses what is not plain data', () => {
   it.each(cases)('%s', (_, value) => {
     encodeErrorOf(() => encodeBody(value));
     encodeErrorOf(() =>
-      encodeFrame({ type: FrameType.OneWay, channel: 0, service: 0, method: 'm', priority: false, body: value }),
+      encodeFrame({ type: FrameType.OneWay, channel: 0, service: 0, id: 1, method: 'm', priority: false, body: value }),
     );
   });
 

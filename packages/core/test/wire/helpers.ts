@@ -110,7 +110,7 @@ const statusCodes = Object.values(WireStatus) as WireStatusCode[];
 export const requestFrame = fc
   .record({ a: addressed, id, timeoutMs: u32 })
   .map(({ a, id, timeoutMs }): IcsFrame => ({ type: FrameType.Request, ...a, id, timeoutMs }));
-export const oneWayFrame = addressed.map((a): IcsFrame => ({ type: FrameType.OneWay, ...a }));
+export const oneWayFrame = fc.record({ a: addressed, id }).map(({ a, id }): IcsFrame => ({ type: FrameType.OneWay, ...a, id }));
 export const responseFrame = fc.oneof(
   fc.record({ id, body: plain }).map(({ id, body }): IcsFrame => ({ type: FrameType.Response, id, status: WireStatus.OK, body })),
   fc

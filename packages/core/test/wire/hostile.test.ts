@@ -194,7 +194,7 @@ describe('invalid UTF-8', () => {
 
   it.each(bad)('%s in a method name is refused', (_, bytes) => {
     const s = hex(bytes);
-    expectDecodeError(() => decodeFrame(concat(hex('03 00 0001 00010000'), [s.length], s, [0xc0])), 'utf8');
+    expectDecodeError(() => decodeFrame(concat(hex('03 00 0001 00010000 00000001'), [s.length], s, [0xc0])), 'utf8');
   });
 
   it('well-formed multi-byte text passes, short and long', () => {
@@ -287,7 +287,7 @@ describe('truncation and trailing bytes', () => {
       timeoutMs: 1000,
       body: { args: [1, 'two', { three: 3.5 }, Uint8Array.of(4, 4)], long: 'é'.repeat(40), big: 2 ** 40 },
     },
-    { type: FrameType.OneWay, channel: 0, service: 5, method: 'note', priority: false, body: ['x', null, true] },
+    { type: FrameType.OneWay, channel: 0, service: 5, id: 1, method: 'note', priority: false, body: ['x', null, true] },
     { type: FrameType.Response, id: 1, status: WireStatus.OK, body: { ok: [1, 2, 3] } },
     { type: FrameType.Response, id: 1, status: WireStatus.INTERNAL, body: { message: 'broke', details: { at: 3 } } },
     { type: FrameType.Cancel, id: 3, status: WireStatus.CANCELLED },

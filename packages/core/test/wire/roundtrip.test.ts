@@ -115,6 +115,7 @@ describe('ICS frames round-trip', () => {
     for (let i = 0; i < 5_000; i++) {
       encodeFrame({
         type: FrameType.OneWay,
+        id: i + 1,
         channel: 1,
         service: 0x1_0002,
         method: 'm',
@@ -144,8 +145,8 @@ describe('ICS frame layouts (golden bytes, as in docs/protocol.md)', () => {
   });
 
   it('OneWay', () => {
-    const bytes = encodeFrame({ type: FrameType.OneWay, priority: false, channel: 2, service: 0x2_0000, method: 'x', body: null });
-    expect(bytes).toEqual(hex('03 00 0002 00020000 01 78 c0'));
+    const bytes = encodeFrame({ type: FrameType.OneWay, priority: false, channel: 2, service: 0x2_0000, id: 3, method: 'x', body: null });
+    expect(bytes).toEqual(hex('03 00 0002 00020000 00000003 01 78 c0'));
   });
 
   it('Response (error status with its body shape)', () => {

@@ -58,7 +58,7 @@ const FLAG_LAST = 0x01; // BulkChunk
 export const FRAME_HEADER_BYTES = Object.freeze({
   [FrameType.Request]: 17,
   [FrameType.Response]: 8,
-  [FrameType.OneWay]: 9,
+  [FrameType.OneWay]: 13,
   [FrameType.Cancel]: 8,
   [FrameType.Credit]: 12,
   [FrameType.BulkChunk]: 16,
@@ -155,12 +155,14 @@ export function encodeFrame(frame: IcsFrame, options?: EncodeOptions): Uint8Arra
     }
     case FrameType.OneWay: {
       const { channel, service, methodBytes } = addressedFields(frame);
+      const id = checkU32('id', frame.id, 1);
       beginWrite();
       try {
         writeU8(FrameType.OneWay);
         writeU8(frame.priority ? FLAG_PRIORITY : 0);
         writeU16(channel);
         writeU32(service);
+        writeU32(id);
         writeU8(methodBytes);
         writeUtf8(frame.method, methodBytes);
         writeBody(frame.body, maxDepth, 'body');
@@ -335,15 +337,17 @@ export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>): 
       return frame;
     }
     case FrameType.OneWay: {
-      need(b, 9, 'OneWay');
+      need(b, 13, 'OneWay');
       const f = flags(b, FLAG_PRIORITY);
       const { channel, service } = channelAndService(b);
-      const { method, end } = readMethod(b, 8);
+      const id = readId(b, 8);
+      const { method, end } = readMethod(b, 12);
       const body = readBody(b, end, b.length, resolveDecodeLimits(limits));
       const frame: OneWayFrame = {
         type: FrameType.OneWay,
         channel,
         service,
+        id,
         method,
         priority: (f & FLAG_PRIORITY) !== 0,
         body,

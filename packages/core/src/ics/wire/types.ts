@@ -90,6 +90,8 @@ export interface RequestFrame extends Addressed {
 
 export interface OneWayFrame extends Addressed {
   type: typeof FrameType.OneWay;
+  /** Message id, unique per sending link direction, 1..2^32-1: receivers drop duplicates. */
+  id: number;
 }
 
 export interface ResponseFrame {
