@@ -65,7 +65,6 @@ export class MemoryLink extends LinkBase {
   outFrames = 0;
 
   private readonly wire: LinkWire;
-  private readonly highWaterMark: number;
   private readonly onClosed: (link: MemoryLink) => void;
   private buffered = 0;
   /** Frames received and not yet consumed (the link is paused, or finishing). */
@@ -82,7 +81,6 @@ export class MemoryLink extends LinkBase {
     this.wire = init.wire;
     this.pair = init.pair;
     this.localAddress = init.localAddress;
-    this.highWaterMark = init.highWaterMark;
     this.onClosed = init.onClosed;
   }
 

@@ -54,7 +54,6 @@ export class TcpLink extends LinkBase {
   private readonly raw: Socket;
   private readonly decoder: FrameDecoder;
   private readonly clock: Clock;
-  private readonly highWaterMark: number;
   private readonly closeTimeoutMs: number;
   private readonly deadline: FrameDeadline;
 
@@ -77,12 +76,11 @@ export class TcpLink extends LinkBase {
   private tornDown = false;
 
   constructor(init: LinkInit, private readonly wiring: TcpLinkWiring) {
-    super(init);
+    super({ ...init, highWaterMark: wiring.highWaterMark });
     this.socket = wiring.socket;
     this.raw = wiring.raw;
     this.decoder = wiring.decoder;
     this.clock = wiring.clock;
-    this.highWaterMark = wiring.highWaterMark;
     this.closeTimeoutMs = wiring.closeTimeoutMs;
     this.deadline = new FrameDeadline(wiring.clock, wiring.frameDeadlineMs, this.decoder, () =>
       this.protocolError(new FrameDeadlineError(wiring.frameDeadlineMs)),

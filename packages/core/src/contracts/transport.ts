@@ -148,6 +148,13 @@ export interface Link extends EventEmitter<LinkEvents>, AsyncDisposable {
    * until `send` returns false.
    */
   readonly bufferedBytes: number;
+  /** Bytes buffered before `send` returns false (the transport's option, until changed). */
+  readonly highWaterMark: number;
+  /**
+   * Change the high-water mark of this link. ICS lowers it so that frames it
+   * raised to priority wait behind little data already handed to the link.
+   */
+  setHighWaterMark(bytes: number): void;
   /** True after `send` returned false, until `drain`. */
   readonly needDrain: boolean;
   /** Whether frames are being delivered (false until `resume()`). */

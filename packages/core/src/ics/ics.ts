@@ -792,6 +792,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       for (const l of old) l.destroy();
     }
     peer.incarnation = inc;
+    link.setHighWaterMark(this.opts.linkHighWaterMark);
     peer.links.add(link);
     peer.linkState.set(link, { credit: new Map(), owed: new Map(), owedScheduled: false });
     link.on('frame', (bytes) => this.onFrame(peer, link, bytes));
@@ -893,9 +894,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     if (!ls) return;
     peer.pumping = true;
     try {
-      while (!link.needDrain) {
-        let out = peer.replyQ.shift() ?? peer.prioQ.shift();
-        if (!out) out = this.nextFromChannels(peer, ls);
+      // Replies, control frames and priority frames are never throttled:
+      // they go even when the link asks for a drain (they are bounded by the
+      // calls and handlers that produce them).
+      for (;;) {
+        const out = peer.replyQ.shift() ?? peer.prioQ.shift() ?? (link.needDrain ? undefined : this.nextFromChannels(peer, ls));
         if (!out) break;
         peer.queuedBytes -= out.bytes.byteLength;
         link.send(out.bytes);

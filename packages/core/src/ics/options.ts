@@ -52,6 +52,11 @@ export const DEFAULTS = {
   dedupWindow: 4096,
   /** How long `close()` waits for aborted handlers to finish. */
   closeGraceMs: 5000,
+  /**
+   * High-water mark ICS sets on each link: what may sit in the link ahead of
+   * a priority frame (R6), besides the frame being written.
+   */
+  linkHighWaterMark: 64 * 1024,
 } as const;
 
 /**
@@ -116,6 +121,7 @@ export const icsOptionsSchema = z.strictObject({
     .default(DEFAULTS.reconnect),
   dedupWindow: z.number().int().min(16).max(1_000_000).default(DEFAULTS.dedupWindow),
   closeGraceMs: z.number().int().min(0).max(2 ** 31 - 1).default(DEFAULTS.closeGraceMs),
+  linkHighWaterMark: z.number().int().min(1).max(2 ** 30).default(DEFAULTS.linkHighWaterMark),
 });
 
 /** Options of `createIcs`. Every field with a default says so. */
@@ -155,6 +161,8 @@ export interface IcsOptions {
   dedupWindow?: number;
   /** How long `close()` waits for aborted handlers that ignore their signal. @default 5000 */
   closeGraceMs?: number;
+  /** Bytes a link may hold before ICS stops handing it frames: bounds how long a priority frame waits. @default 64 KiB */
+  linkHighWaterMark?: number;
 }
 
 export type ResolvedIcsOptions = z.output<typeof icsOptionsSchema>;

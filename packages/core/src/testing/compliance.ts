@@ -220,6 +220,26 @@ export function transportComplianceSuite(
       frames.forEach((f, i) => expect(seqOf(f)).toBe(i));
     });
 
+    it('honours a high-water mark changed on the link', async () => {
+      const { outbound, inbound } = await pair();
+      expect(() => outbound.setHighWaterMark(0)).toThrow(ClusterInfraError);
+      outbound.setHighWaterMark(1024);
+      expect(outbound.highWaterMark).toBe(1024);
+      // The receiver is paused: a 4 KiB frame already passes the mark.
+      expect(outbound.send(frameOf(0, 4096))).toBe(false);
+      expect(outbound.needDrain).toBe(true);
+      const drained = outbound.waitDrain();
+      const got = collect(inbound, 1);
+      await drained;
+      checkFrame((await got)[0]!, 0, 4096);
+      // Raising the mark above what is buffered drains at once.
+      outbound.setHighWaterMark(1);
+      outbound.send(frameOf(1, 64));
+      expect(outbound.needDrain).toBe(true);
+      outbound.setHighWaterMark(16 * 1024 * 1024);
+      expect(outbound.needDrain).toBe(false);
+    });
+
     for (const closer of ['outbound', 'inbound'] as const) {
       it(`closes gracefully from the ${closer} end: every frame sent before close arrives`, async () => {
         const p = await pair();

@@ -10,7 +10,15 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import type { Link, LinkCloseInfo, LinkEvents, LinkState, NodeIdentity } from '../contracts/transport.js';
-import { AbortedError, type ClusterInfraError, FrameTooLargeError, LinkClosedError } from '../errors/index.js';
+import {
+  AbortedError,
+  type ClusterInfraError,
+  FrameTooLargeError,
+  InvalidOptionError,
+  LinkClosedError,
+} from '../errors/index.js';
+
+const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
 
 export interface LinkInit {
   id: string;
@@ -19,6 +27,8 @@ export interface LinkInit {
   remote: NodeIdentity;
   remoteAddress: string;
   maxFrameSize: number;
+  /** Bytes buffered before `send` returns false. @default 1 MiB */
+  highWaterMark?: number;
 }
 
 export abstract class LinkBase extends EventEmitter<LinkEvents> implements Link {
@@ -30,6 +40,7 @@ export abstract class LinkBase extends EventEmitter<LinkEvents> implements Link 
   readonly closed: Promise<LinkCloseInfo>;
   protected readonly maxFrameSize: number;
 
+  private hwm: number;
   private linkState: LinkState = 'open';
   private isFlowing = false;
   private wantDrain = false;
@@ -47,6 +58,7 @@ export abstract class LinkBase extends EventEmitter<LinkEvents> implements Link 
     this.remote = init.remote;
     this.remoteAddress = init.remoteAddress;
     this.maxFrameSize = init.maxFrameSize;
+    this.hwm = init.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -65,6 +77,18 @@ export abstract class LinkBase extends EventEmitter<LinkEvents> implements Link 
   }
 
   abstract get bufferedBytes(): number;
+
+  get highWaterMark(): number {
+    return this.hwm;
+  }
+
+  setHighWaterMark(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 1) {
+      throw new InvalidOptionError('highWaterMark', `highWaterMark must be a positive integer, got ${bytes}`);
+    }
+    this.hwm = bytes;
+    if (this.wantDrain && this.bufferedBytes < bytes) this.drained();
+  }
 
   /** Hand one frame to the network; return false past the high-water mark. */
   protected abstract sendFrame(frame: Uint8Array): boolean;

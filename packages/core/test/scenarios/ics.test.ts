@@ -482,6 +482,42 @@ it('delivers each message at most once when the network duplicates every frame (
   expect(cluster.node(2).stats().dropped).toBeGreaterThanOrEqual(40);
 });
 
+it('a priority message overtakes queued bulk traffic: it waits behind at most one frame (R6)', async () => {
+  cluster = await makeCluster('memory', 3);
+  const [a, , c] = [cluster.node(1), cluster.node(2), cluster.node(3)];
+  const arrivals: string[] = [];
+  const urgentSeen = deferred();
+  cluster.node(2).registerService({
+    ...ECHO,
+    name: 'sink',
+    handlers: {
+      big: () => void arrivals.push('big'),
+      urgent: (_x, ctx) => {
+        arrivals.push(ctx.priority ? 'urgent(priority)' : 'urgent');
+        urgentSeen.resolve();
+      },
+    },
+  });
+  a.registerService({
+    ...ECHO,
+    name: 'trigger',
+    // Sent from inside a handler: raised to the priority lane.
+    handlers: { fire: () => a.send(2, ECHO, 'urgent') },
+  });
+  await a.call(2, ECHO, 'big'); // link up
+  arrivals.length = 0;
+  cluster.network!.pause('node-2');
+  const payload = new Uint8Array(200 * 1024);
+  for (let i = 0; i < 20; i++) a.trySend(2, ECHO, 'big', payload);
+  await c.call(1, ECHO, 'fire');
+  cluster.network!.resume('node-2');
+  await urgentSeen.promise;
+  await expect.poll(() => arrivals.length, { timeout: 10_000 }).toBe(21);
+  // Only what the link already held (its 64 KiB high-water mark was passed
+  // by the first 200 KiB frame) may arrive before the urgent message.
+  expect(arrivals.indexOf('urgent(priority)')).toBeLessThanOrEqual(1);
+});
+
 it('refuses bad options with the option path', () => {
   const network = createMemoryNetwork();
   const err = (() => {
