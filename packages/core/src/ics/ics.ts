@@ -35,11 +35,13 @@ import {
 } from '../errors/index.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
+import { BulkReceiver, BulkSender, collectBulkRefs, type IncomingBulk, type OutStream, substituteBulk } from './bulk.js';
 import { handlerContext } from './context.js';
 import {
   BuiltinChannel,
   DEFAULTS,
   icsOptionsSchema,
+  INITIAL_BULK_WINDOW,
   INITIAL_WINDOW,
   type IcsOptions,
   poolSchema,
@@ -61,8 +63,9 @@ import type {
   ServiceRegistration,
   Settled,
 } from './types.js';
+import { lastDecodedBulkRefs, type EncodeOptions } from './wire/codec.js';
 import { decodeFrame, encodeFrame } from './wire/frame.js';
-import { FrameType, type IcsFrame, type RequestFrame, WireStatus } from './wire/types.js';
+import { FrameType, type IcsFrame, type OneWayFrame, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
 
 /** The service id of (channel, subservice), as ICS_NSC_SVC in the seeds. */
 export function serviceId(channel: number, subservice: number): number {
@@ -93,6 +96,8 @@ interface Outgoing {
   onSent?: () => void;
   /** Called when the frame is dropped before sending. */
   onDrop?: (err: ClusterInfraError) => void;
+  /** Out-of-line values of this message: their chunks follow once it is sent. */
+  streams?: OutStream[];
 }
 
 /** A call waiting for its Response. */
@@ -108,6 +113,8 @@ interface Pending {
   charged: { channel: number; bytes: number } | undefined;
   /** The link it went out on; its loss fails the call. */
   link: Link | undefined;
+  /** Out-of-line values of the request, aborted if the call is. */
+  streams: OutStream[] | undefined;
   out: Outgoing | undefined;
   timer: TimerHandle | undefined;
   resolve: (v: unknown) => void;
@@ -141,6 +148,8 @@ interface LinkState {
   /** Credit to return to the peer for one-way messages we finished. */
   owed: Map<number, Window>;
   owedScheduled: boolean;
+  /** Bytes of bulk chunks we may still send on this link. */
+  bulkCredit: number;
 }
 
 class Peer {
@@ -168,9 +177,36 @@ class Peer {
   readonly serving = new Map<number, Serving>();
   readonly recent: number[] = [];
   readonly recentSet = new Set<number>();
+  /** Request and one-way ids whose out-of-line values are still arriving. */
+  readonly awaitingBulk = new Set<number>();
   pumping = false;
+  /** Alternates the bulk lane with the channels. */
+  bulkFirst = false;
+  readonly bulkOut = new BulkSender();
+  readonly bulkIn: BulkReceiver;
+  /** Streams taken by the encode under way. */
+  encodingStreams: OutStream[] = [];
+  readonly encodeOptions: EncodeOptions;
 
-  constructor(readonly nodeNum: number) {}
+  constructor(
+    readonly nodeNum: number,
+    bulkThreshold: number,
+    bulkReceiveBudget: number,
+  ) {
+    this.bulkIn = new BulkReceiver(bulkReceiveBudget);
+    this.encodeOptions = {
+      outOfLine: { threshold: bulkThreshold, take: (data) => this.bulkOut.take(data, this.encodingStreams) },
+    };
+  }
+
+  /** Encode a frame, taking large binary values out of line. */
+  encode(frame: IcsFrame): { bytes: Uint8Array; streams: OutStream[] | undefined } {
+    this.encodingStreams = [];
+    const bytes = encodeFrame(frame, this.encodeOptions);
+    const streams = this.encodingStreams.length > 0 ? this.encodingStreams : undefined;
+    this.encodingStreams = [];
+    return { bytes, streams };
+  }
 
   queuedFor(channel: number): Outgoing[] {
     let q = this.chanQ.get(channel);
@@ -188,6 +224,9 @@ class Peer {
 }
 
 const MAX_DOWN_REMEMBERED = 16;
+
+/** Credit frames for channel 0 carry bulk-lane credit (no service uses channel 0). */
+const BULK_LANE = 0;
 
 export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   readonly nodeNum: number;
@@ -217,6 +256,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     dropped: 0,
     throttleEvents: 0,
     reconnects: 0,
+    bulkBytesSent: 0,
+    bulkBytesReceived: 0,
   };
 
   constructor(options: IcsOptions) {
@@ -399,8 +440,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const peer = this.peer(node);
     const id = this.allocateId(peer);
     let bytes: Uint8Array;
+    let streams: OutStream[] | undefined;
     try {
-      bytes = encodeFrame({
+      ({ bytes, streams } = peer.encode({
         type: FrameType.Request,
         channel: channelOf(svc),
         service: svc,
@@ -409,7 +451,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         priority: inHandler,
         timeoutMs: Math.max(1, Math.ceil(deadline - now)),
         body: args ?? null,
-      });
+      }));
       if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
     } catch (err) {
       fail(err as Error);
@@ -429,6 +471,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       settled: false,
       charged: undefined,
       link: undefined,
+      streams,
       out: undefined,
       timer: undefined,
       resolve: (v) => {
@@ -454,6 +497,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const out: Outgoing = {
       bytes,
       channel: inHandler ? undefined : channelOf(svc),
+      ...(streams ? { streams } : {}),
       onSent: () => {
         p.sent = true;
         p.out = undefined;
@@ -512,7 +556,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const ctx = handlerContext.getStore();
     const inHandler = ctx !== undefined && ctx.owner === this;
     const peer = this.peer(node);
-    const bytes = encodeFrame({
+    const { bytes, streams } = peer.encode({
       type: FrameType.OneWay,
       channel: channelOf(svc),
       service: svc,
@@ -523,7 +567,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     });
     if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
     const channel = channelOf(svc);
-    this.enqueue(peer, { bytes, channel: inHandler ? undefined : channel, onSent, onDrop }, inHandler ? 'priority' : 'channel');
+    this.enqueue(
+      peer,
+      { bytes, channel: inHandler ? undefined : channel, onSent, onDrop, ...(streams ? { streams } : {}) },
+      inHandler ? 'priority' : 'channel',
+    );
     if (inHandler) return true;
     const flowing = (peer.chanQ.get(channel)?.length ?? 0) === 0;
     if (!flowing) peer.wantDrain.add(channel);
@@ -613,6 +661,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     peer.replyQ.length = 0;
     peer.queuedBytes = 0;
+    peer.bulkOut.clear();
+    peer.bulkIn.clear();
+    peer.awaitingBulk.clear();
     peer.throttled.clear();
     peer.wantDrain.clear();
     for (const svc of this.services.values()) svc.pool.dropFrom(peer.nodeNum);
@@ -668,7 +719,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       queued += p.replyQ.length + p.prioQ.length;
       for (const q of p.chanQ.values()) queued += q.length;
     }
-    return { ...this.counters, pendingCalls: this.pendingTotal, queuedMessages: queued };
+    let bulkPending = 0;
+    for (const p of this.peers.values()) bulkPending += p.bulkIn.allocated;
+    return { ...this.counters, pendingCalls: this.pendingTotal, queuedMessages: queued, bulkBytesPending: bulkPending };
   }
 
   /** Handlers running or queued for requests from `node` (for tests and tools). */
@@ -685,7 +738,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private peer(node: number): Peer {
     let p = this.peers.get(node);
     if (!p) {
-      p = new Peer(node);
+      p = new Peer(node, this.opts.bulkThreshold, this.opts.bulkReceiveBudget);
       this.peers.set(node, p);
     }
     return p;
@@ -794,7 +847,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     peer.incarnation = inc;
     link.setHighWaterMark(this.opts.linkHighWaterMark);
     peer.links.add(link);
-    peer.linkState.set(link, { credit: new Map(), owed: new Map(), owedScheduled: false });
+    peer.linkState.set(link, { credit: new Map(), owed: new Map(), owedScheduled: false, bulkCredit: INITIAL_BULK_WINDOW });
     link.on('frame', (bytes) => this.onFrame(peer, link, bytes));
     link.on('drain', () => this.pump(peer));
     link.on('close', (info) => this.detach(peer, link, info));
@@ -812,6 +865,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   /** Tell the peer how much more than the initial window our channels allow. */
   private grantWindows(peer: Peer, link: Link): void {
+    const bulk = this.opts.bulkWindow - INITIAL_BULK_WINDOW;
+    if (bulk > 0) this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel: BULK_LANE, messages: 0, bytes: bulk }));
     for (const c of this.channelsByNumber.values()) {
       const messages = c.window.messages - INITIAL_WINDOW.messages;
       const bytes = c.window.bytes - INITIAL_WINDOW.bytes;
@@ -845,6 +900,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       // Nobody is left to answer: abort what the peer asked of us.
       for (const s of peer.serving.values()) s.controller.abort(new CancelledError(`link to node ${peer.nodeNum} lost`));
       peer.replyQ.length = 0;
+      // Chunks in flight are lost with the link: values half sent or half received are void.
+      peer.bulkOut.clear();
+      peer.bulkIn.clear();
       if (this.hasWork(peer)) this.scheduleReconnect(peer, new UnavailableError(`link lost: ${info.reason}`));
     }
   }
@@ -898,12 +956,13 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       // they go even when the link asks for a drain (they are bounded by the
       // calls and handlers that produce them).
       for (;;) {
-        const out = peer.replyQ.shift() ?? peer.prioQ.shift() ?? (link.needDrain ? undefined : this.nextFromChannels(peer, ls));
+        const out = peer.replyQ.shift() ?? peer.prioQ.shift() ?? (link.needDrain ? undefined : this.nextNormal(peer, ls));
         if (!out) break;
         peer.queuedBytes -= out.bytes.byteLength;
         link.send(out.bytes);
         this.counters.messagesSent++;
         out.onSent?.();
+        if (out.streams) peer.bulkOut.activate(out.streams);
       }
     } finally {
       peer.pumping = false;
@@ -923,6 +982,24 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       ls.credit.set(channel, c);
     }
     return c;
+  }
+
+  /** The bulk lane takes turns with the channels. */
+  private nextNormal(peer: Peer, ls: LinkState): Outgoing | undefined {
+    const out = peer.bulkFirst
+      ? (this.nextBulkChunk(peer, ls) ?? this.nextFromChannels(peer, ls))
+      : (this.nextFromChannels(peer, ls) ?? this.nextBulkChunk(peer, ls));
+    if (out) peer.bulkFirst = !peer.bulkFirst;
+    return out;
+  }
+
+  private nextBulkChunk(peer: Peer, ls: LinkState): Outgoing | undefined {
+    if (ls.bulkCredit <= 0) return undefined;
+    const chunk = peer.bulkOut.nextChunk(this.opts.bulkChunkSize);
+    if (!chunk) return undefined;
+    ls.bulkCredit -= chunk.data.byteLength;
+    this.counters.bulkBytesSent += chunk.data.byteLength;
+    return { bytes: encodeFrame({ type: FrameType.BulkChunk, ...chunk }), channel: undefined };
   }
 
   private nextFromChannels(peer: Peer, ls: LinkState): Outgoing | undefined {
@@ -1006,6 +1083,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       this.forget(p);
       return;
     }
+    if (p.streams) {
+      for (const stream of p.peer.bulkOut.abort(p.streams)) {
+        if (p.link?.state === 'open') this.sendControl(p.peer, p.link, encodeFrame({ type: FrameType.BulkAbort, stream }));
+      }
+    }
     // The entry stays until the Response comes back: it returns the credit.
     const link = p.link;
     if (link && link.state === 'open') this.sendControl(p.peer, link, encodeFrame({ type: FrameType.Cancel, id: p.id, status }));
@@ -1037,10 +1119,22 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       return;
     }
     this.counters.messagesReceived++;
+    // Out-of-line values follow their message: hold it until they are in.
+    if (
+      (frame.type === FrameType.Request || frame.type === FrameType.OneWay || frame.type === FrameType.Response) &&
+      lastDecodedBulkRefs() > 0
+    ) {
+      this.awaitBulk(peer, link, frame, bytes.byteLength);
+      return;
+    }
+    this.dispatch(peer, link, frame, bytes.byteLength);
+  }
+
+  private dispatch(peer: Peer, link: Link, frame: IcsFrame, size: number): void {
     switch (frame.type) {
       case FrameType.Request:
       case FrameType.OneWay:
-        this.serve(peer, link, frame, bytes.byteLength);
+        this.serve(peer, link, frame, size);
         return;
       case FrameType.Response: {
         const p = peer.pending.get(frame.id);
@@ -1075,6 +1169,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       case FrameType.Credit: {
         const ls = peer.linkState.get(link);
         if (!ls) return;
+        if (frame.channel === BULK_LANE) {
+          ls.bulkCredit += frame.bytes;
+          this.pump(peer);
+          return;
+        }
         // A grant (at link-up) or credit returned for one-way messages.
         const c = this.creditOf(ls, frame.channel);
         c.messages += frame.messages;
@@ -1082,8 +1181,84 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         this.pump(peer);
         return;
       }
-      default:
-        this.drop(peer, `frame type ${frame.type} not supported yet`);
+      case FrameType.BulkChunk: {
+        const consumed = peer.bulkIn.chunk(frame.stream, frame.offset, frame.data, frame.last);
+        this.counters.bulkBytesReceived += consumed;
+        this.owe(peer, link, BULK_LANE, consumed);
+        return;
+      }
+      case FrameType.BulkAbort:
+        peer.bulkIn.abort(frame.stream);
+        return;
+    }
+  }
+
+  /**
+   * A message with out-of-line values: register its streams within the
+   * receive budget, and dispatch it once they are complete. Duplicates are
+   * dropped first, so a duplicated envelope never claims streams.
+   */
+  private awaitBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number): void {
+    if (frame.type !== FrameType.Response) {
+      if (peer.awaitingBulk.has(frame.id) || peer.serving.has(frame.id) || peer.recentSet.has(frame.id)) {
+        this.drop(peer, `duplicate message ${frame.id}`);
+        return;
+      }
+      peer.awaitingBulk.add(frame.id);
+    }
+    const refs = collectBulkRefs(frame.body);
+    const owner: IncomingBulk = {
+      missing: 0,
+      done: false,
+      streams: [],
+      complete: () => {
+        if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
+        frame.body = substituteBulk(frame.body, (ref) => peer.bulkIn.bufferOf(ref.stream));
+        // The buffers now belong to the application.
+        peer.bulkIn.release(owner);
+        if (link.state !== 'closed' || frame.type === FrameType.Response) this.dispatch(peer, link, frame, size);
+      },
+      fail: (why) => {
+        if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
+        this.refuseBulk(peer, link, frame, size, new CancelledError(`message abandoned: ${why}`));
+      },
+    };
+    if (!peer.bulkIn.expect(refs, owner)) {
+      owner.done = true;
+      if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
+      const total = refs.reduce((n, r) => n + r.length, 0);
+      this.refuseBulk(
+        peer,
+        link,
+        frame,
+        size,
+        new ResourceExhaustedError(`out-of-line values of ${total} bytes exceed node ${this.nodeNum}'s bulk receive budget`),
+      );
+    }
+  }
+
+  /** A message whose out-of-line values cannot be received: answer or drop it, and return its credit. */
+  private refuseBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number, err: ClusterInfraError): void {
+    this.drop(peer, err.message);
+    if (frame.type === FrameType.Response) {
+      const p = peer.pending.get(frame.id);
+      if (!p) return;
+      this.forget(p);
+      if (p.charged && p.link) this.returnCredit(peer, p.link, p.charged.channel, p.charged.bytes);
+      this.settle(p, err);
+      return;
+    }
+    if (frame.type === FrameType.OneWay) {
+      this.remember(peer, frame.id);
+      if (!frame.priority) this.owe(peer, link, frame.channel, size);
+      return;
+    }
+    this.remember(peer, frame.id);
+    const w = errorToWire(err);
+    const bytes = encodeFrame({ type: FrameType.Response, id: frame.id, status: w.status, body: { message: w.message } });
+    if (link.state === 'open') {
+      if (link === peer.link) this.enqueue(peer, { bytes, channel: undefined }, 'reply');
+      else link.send(bytes);
     }
   }
 
@@ -1119,15 +1294,20 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       const target = link.state === 'open' ? link : peer.link;
       if (!target || target.remote.incarnation !== link.remote.incarnation) return;
       let bytes: Uint8Array;
+      let streams: OutStream[] | undefined;
       try {
-        bytes = encodeFrame({ type: FrameType.Response, id, status: status as never, body });
+        ({ bytes, streams } = peer.encode({ type: FrameType.Response, id, status: status as never, body }));
         if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
       } catch (err) {
         const w = errorToWire(err);
+        streams = undefined;
         bytes = encodeFrame({ type: FrameType.Response, id, status: WireStatus.INTERNAL, body: { message: `result not sendable: ${w.message}` } });
       }
-      if (target === peer.link) this.enqueue(peer, { bytes, channel: undefined }, 'reply');
-      else target.send(bytes);
+      if (target === peer.link) this.enqueue(peer, { bytes, channel: undefined, ...(streams ? { streams } : {}) }, 'reply');
+      else {
+        target.send(bytes);
+        if (streams) peer.bulkOut.activate(streams);
+      }
     };
     const fail = (err: unknown): void => {
       const w = errorToWire(err);

@@ -57,6 +57,14 @@ export const DEFAULTS = {
    * a priority frame (R6), besides the frame being written.
    */
   linkHighWaterMark: 64 * 1024,
+  /** Uint8Array values of at least this size travel out of line. */
+  bulkThreshold: 128 * 1024,
+  /** Size of one out-of-line chunk. */
+  bulkChunkSize: 64 * 1024,
+  /** Bulk bytes in flight per link. */
+  bulkWindow: 4 * 1024 * 1024,
+  /** Bytes of out-of-line values a node holds for one peer while they arrive. */
+  bulkReceiveBudget: 64 * 1024 * 1024,
 } as const;
 
 /**
@@ -65,6 +73,9 @@ export const DEFAULTS = {
  * comes up; a smaller configured window is raised to this minimum.
  */
 export const INITIAL_WINDOW = { messages: 16, bytes: 256 * 1024 } as const;
+
+/** Bulk bytes every sender may have in flight before the receiver's grant. */
+export const INITIAL_BULK_WINDOW = 1024 * 1024;
 
 const windowSchema = z.strictObject({
   messages: z.number().int().min(INITIAL_WINDOW.messages).max(1_000_000),
@@ -122,6 +133,10 @@ export const icsOptionsSchema = z.strictObject({
   dedupWindow: z.number().int().min(16).max(1_000_000).default(DEFAULTS.dedupWindow),
   closeGraceMs: z.number().int().min(0).max(2 ** 31 - 1).default(DEFAULTS.closeGraceMs),
   linkHighWaterMark: z.number().int().min(1).max(2 ** 30).default(DEFAULTS.linkHighWaterMark),
+  bulkThreshold: z.number().int().min(1024).max(2 ** 31).default(DEFAULTS.bulkThreshold),
+  bulkChunkSize: z.number().int().min(1024).max(16 * 1024 * 1024).default(DEFAULTS.bulkChunkSize),
+  bulkWindow: z.number().int().min(INITIAL_BULK_WINDOW).max(2 ** 31).default(DEFAULTS.bulkWindow),
+  bulkReceiveBudget: z.number().int().min(0).max(2 ** 40).default(DEFAULTS.bulkReceiveBudget),
 });
 
 /** Options of `createIcs`. Every field with a default says so. */
@@ -163,6 +178,14 @@ export interface IcsOptions {
   closeGraceMs?: number;
   /** Bytes a link may hold before ICS stops handing it frames: bounds how long a priority frame waits. @default 64 KiB */
   linkHighWaterMark?: number;
+  /** Uint8Array values of at least this many bytes travel out of line, in chunks. @default 128 KiB */
+  bulkThreshold?: number;
+  /** Bytes per out-of-line chunk; keep it below the transport's max frame size. @default 64 KiB */
+  bulkChunkSize?: number;
+  /** Out-of-line bytes in flight per link (the receiver grants it). @default 4 MiB */
+  bulkWindow?: number;
+  /** Out-of-line bytes held per peer while they arrive; larger values are refused with RESOURCE_EXHAUSTED. @default 64 MiB */
+  bulkReceiveBudget?: number;
 }
 
 export type ResolvedIcsOptions = z.output<typeof icsOptionsSchema>;

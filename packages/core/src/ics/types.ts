@@ -106,6 +106,12 @@ export interface IcsStats {
   pendingCalls: number;
   queuedMessages: number;
   reconnects: number;
+  /** Out-of-line bytes handed to links. */
+  bulkBytesSent: number;
+  /** Out-of-line bytes received. */
+  bulkBytesReceived: number;
+  /** Bytes currently held for out-of-line values still arriving (all peers). */
+  bulkBytesPending: number;
 }
 
 export type { NodeIdentity };

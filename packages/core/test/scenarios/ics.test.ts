@@ -532,3 +532,90 @@ it('refuses bad options with the option path', () => {
   expect(() => createIcs({ transport: {} as never, clusterName: 't', nodeNum: 1 })).toThrow(InvalidOptionError);
   expect(serviceId(16, 1)).toBe((16 << 16) + 1);
 });
+
+forEachTransport('ICS out-of-line bulk', (kind) => {
+  const pattern = (n: number, seed: number): Uint8Array => {
+    const b = new Uint8Array(n);
+    for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+    return b;
+  };
+
+  it('carries binary values larger than a message, both ways, intact', async () => {
+    cluster = await makeCluster(kind, 2);
+    cluster.node(2).registerService({
+      ...ECHO,
+      name: 'blob',
+      handlers: {
+        reverse: (args) => {
+          const { data, tag } = args as { data: Uint8Array; tag: string };
+          expect(data).toBeInstanceOf(Uint8Array);
+          return { tag, data: Uint8Array.from(data).reverse(), small: new Uint8Array([7]) };
+        },
+      },
+    });
+    const a = cluster.node(1);
+    const big = pattern(3 * 1024 * 1024 + 17, 5); // over maxMessageSize (1 MiB): only out of line can carry it
+    const res = await a.call<{ tag: string; data: Uint8Array; small: Uint8Array }>(2, ECHO, 'reverse', { tag: 't', data: big });
+    expect(res.tag).toBe('t');
+    expect(res.data.byteLength).toBe(big.byteLength);
+    expect(Buffer.from(res.data).equals(Buffer.from(Uint8Array.from(big).reverse()))).toBe(true);
+    expect([...res.small]).toEqual([7]);
+    expect(a.stats().bulkBytesSent).toBe(big.byteLength);
+    expect(a.stats().bulkBytesReceived).toBe(big.byteLength);
+    expect(a.stats().bulkBytesPending).toBe(0);
+    expect(cluster.node(2).stats().bulkBytesPending).toBe(0);
+  });
+
+  it('interleaves bulk chunks with small calls instead of blocking them', async () => {
+    // The smallest bulk window keeps little bulk data in the kernel's
+    // buffers, so each small call waits behind about one window at most.
+    cluster = await makeCluster(kind, 2, { extra: () => ({ bulkWindow: 1024 * 1024 }) });
+    const order: string[] = [];
+    cluster.node(2).registerService({
+      ...ECHO,
+      name: 'mixed',
+      handlers: { big: (x) => (order.push('big'), (x as Uint8Array).byteLength), small: (x) => (order.push('small'), x) },
+    });
+    const a = cluster.node(1);
+    await a.call(2, ECHO, 'small', 0); // link up
+    const size = 48 * 1024 * 1024;
+    const bigDone = a.call<number>(2, ECHO, 'big', pattern(size, 1)).then((n) => (order.push('big done'), n));
+    for (let i = 1; i <= 5; i++) await a.call(2, ECHO, 'small', i);
+    order.push('smalls done');
+    const sentWhenSmallsDone = a.stats().bulkBytesSent;
+    expect(await bigDone).toBe(size);
+    // Five sequential small calls finished while the value was still in transit.
+    expect(sentWhenSmallsDone).toBeLessThan(size);
+    expect(order.indexOf('smalls done')).toBeLessThan(order.indexOf('big'));
+  });
+
+  it('refuses a value over the receive budget and keeps the link usable', async () => {
+    cluster = await makeCluster(kind, 2, { extra: (n) => (n === 2 ? { bulkReceiveBudget: 1024 * 1024 } : {}) });
+    let ran = 0;
+    cluster.node(2).registerService({ ...ECHO, name: 'blob', handlers: { take: () => ++ran, ping: () => 'pong' } });
+    const a = cluster.node(1);
+    const err = await a.call(2, ECHO, 'take', pattern(2 * 1024 * 1024, 2)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResourceExhaustedError);
+    expect(ran).toBe(0);
+    expect(await a.call(2, ECHO, 'ping')).toBe('pong');
+    expect(await a.call(2, ECHO, 'take', pattern(512 * 1024, 3))).toBe(1);
+    await expect.poll(() => cluster!.node(2).stats().bulkBytesPending).toBe(0);
+  });
+
+  it('a cancelled call abandons its value on both sides', async () => {
+    cluster = await makeCluster(kind, 2);
+    let ran = 0;
+    cluster.node(2).registerService({ ...ECHO, name: 'blob', handlers: { take: () => ++ran, ping: () => 'pong' } });
+    const a = cluster.node(1);
+    await a.call(2, ECHO, 'ping');
+    const ac = new AbortController();
+    const p = a.call(2, ECHO, 'take', pattern(64 * 1024 * 1024 - 1, 4), { signal: ac.signal });
+    await expect.poll(() => a.stats().bulkBytesSent, { timeout: 10_000 }).toBeGreaterThan(0);
+    ac.abort();
+    await expect(p).rejects.toBeInstanceOf(CancelledError);
+    await expect.poll(() => cluster!.node(2).stats().bulkBytesPending, { timeout: 10_000 }).toBe(0);
+    expect(ran).toBe(0);
+    expect(await a.call(2, ECHO, 'ping')).toBe('pong');
+    expect(a.stats().bulkBytesSent).toBeLessThan(64 * 1024 * 1024 - 1);
+  });
+});

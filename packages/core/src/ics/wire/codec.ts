@@ -39,7 +39,16 @@ export interface EncodeOptions {
    * @default DEFAULT_DECODE_LIMITS.maxDepth (32)
    */
   maxDepth?: number;
+  /**
+   * Take large binary values out of line: every Uint8Array of at least
+   * `threshold` bytes in the body is handed to `take`, and the BulkRef it
+   * returns is written in its place. ICS then sends the bytes as chunks.
+   */
+  outOfLine?: { threshold: number; take: (bytes: Uint8Array) => BulkRef };
 }
+
+/** The out-of-line hook of the body being written (set by writeBody). */
+let outOfLine: EncodeOptions['outOfLine'];
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO_32 = 0x1_0000_0000;
@@ -405,6 +414,10 @@ function writeValue(v: unknown, depth: number, maxDepth: number): void {
     writeArray(v as unknown[], depth + 1, maxDepth);
   } else if (v instanceof Uint8Array) {
     const n = v.length;
+    if (outOfLine !== undefined && n >= outOfLine.threshold) {
+      writeValue(outOfLine.take(v), depth, maxDepth);
+      return;
+    }
     if (n < 0x100) {
       writeU8(0xc4);
       writeU8(n);
@@ -494,11 +507,14 @@ function toEncodeError(e: unknown, root: string): unknown {
 }
 
 /** @internal Writes a body into the frame being written; `root` names it in errors. */
-export function writeBody(value: unknown, maxDepth: number, root: string): void {
+export function writeBody(value: unknown, maxDepth: number, root: string, options?: EncodeOptions): void {
+  outOfLine = options?.outOfLine;
   try {
     writeValue(value, 0, maxDepth);
   } catch (e) {
     throw toEncodeError(e, root);
+  } finally {
+    outOfLine = undefined;
   }
 }
 
@@ -906,9 +922,20 @@ function restoreBulkRefs(root: unknown): unknown {
   return root;
 }
 
+let lastBodyBulkRefs = 0;
+
+/**
+ * How many BulkRefs the body decoded last (by decodeFrame or decodeBody)
+ * held: 0 for nearly every body, so callers skip looking for them.
+ */
+export function lastDecodedBulkRefs(): number {
+  return lastBodyBulkRefs;
+}
+
 /** @internal Scans b[p, end) and builds its value; throws only IcsDecodeError. */
 export function readBody(b: Uint8Array, p: number, end: number, limits: Readonly<DecodeLimits>): unknown {
   const bulk = scanBody(b, p, end, limits);
+  lastBodyBulkRefs = bulk;
   let value: unknown;
   try {
     // A fresh view: msgpackr caches a DataView as a property of its input.

@@ -146,7 +146,7 @@ export function encodeFrame(frame: IcsFrame, options?: EncodeOptions): Uint8Arra
         writeU32(timeoutMs);
         writeU8(methodBytes);
         writeUtf8(frame.method, methodBytes);
-        writeBody(frame.body, maxDepth, 'body');
+        writeBody(frame.body, maxDepth, 'body', options);
       } catch (e) {
         abortWrite();
         throw e;
@@ -165,7 +165,7 @@ export function encodeFrame(frame: IcsFrame, options?: EncodeOptions): Uint8Arra
         writeU32(id);
         writeU8(methodBytes);
         writeUtf8(frame.method, methodBytes);
-        writeBody(frame.body, maxDepth, 'body');
+        writeBody(frame.body, maxDepth, 'body', options);
       } catch (e) {
         abortWrite();
         throw e;
@@ -182,7 +182,7 @@ export function encodeFrame(frame: IcsFrame, options?: EncodeOptions): Uint8Arra
         writeU8(0);
         writeU16(status);
         writeU32(id);
-        writeBody(frame.body, maxDepth, 'body');
+        writeBody(frame.body, maxDepth, 'body', options);
       } catch (e) {
         abortWrite();
         throw e;

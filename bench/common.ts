@@ -1,0 +1,236 @@
+/**
+ * Shared by the bench client (run.ts) and server (server.ts): payloads, and
+ * the baseline's wire code, which is plain `node:net` written as well as
+ * plain code can be, so that the ICS/baseline ratio is honest:
+ *
+ * - one syscall per tick: frames sent in one tick are staged and written on
+ *   `process.nextTick` (small frames copied into a reused 64 KiB slab, large
+ *   ones written as they are behind their header, corked into one writev);
+ * - msgpackr encodes straight behind a reserved header (RESERVE_START_SPACE):
+ *   no second buffer per frame;
+ * - a tight parser: frames inside one socket chunk are views of it, a frame
+ *   spanning chunks is copied once into a buffer of exactly its size.
+ *
+ * Baseline RPC frame: u32 length (of what follows), u8 kind, u32 id, msgpack
+ * body. Baseline bulk frame: u32 length, raw bytes (no msgpack); the ack is
+ * an empty frame.
+ */
+import type { Socket } from 'node:net';
+import { Packr, RESERVE_START_SPACE, Unpackr } from 'msgpackr';
+
+/** The ICS service the bench calls (channel `default`, subservice 1). */
+export const BENCH_SERVICE = { channel: 'default', subservice: 1 } as const;
+export const CLUSTER = 'bench';
+export const SERVER_NODE = 1;
+export const CLIENT_NODE = 2;
+/** Raised on both sides for the inline 1 MiB "bulk" row (ICS maxMessageSize and tcp maxFrameSize). */
+export const MAX_MESSAGE = 4 * 1024 * 1024;
+
+/** A ~100-byte RPC payload (msgpack-encoded: see SMALL_ENCODED_BYTES). */
+export const SMALL = {
+  key: 'orders/2024/000123',
+  user: 'ada@example.org',
+  qty: 3,
+  price: 19.99,
+  tags: ['priority', 'eu'],
+  note: 'ring twice',
+};
+
+export const KiB64 = makeBytes(64 * 1024, 1);
+export const MiB1 = makeBytes(1024 * 1024, 2);
+
+function makeBytes(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed * 2654435761;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// Baseline wire code
+
+export const Kind = { Call: 1, Reply: 2, OneWay: 3, Reset: 4, WaitCount: 5 } as const;
+/** u32 length + u8 kind + u32 id. */
+const HDR = 9;
+const COALESCE_MAX = 16 * 1024;
+const SLAB = 64 * 1024;
+/** Like transport-tcp's default highWaterMark. */
+export const HIGH_WATER = 2 * 1024 * 1024;
+
+// Plain msgpack (no records / structures extension), as ICS puts on the wire.
+export const packr = new Packr({ useRecords: false });
+export const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+export const SMALL_ENCODED_BYTES = packr.pack(SMALL).length;
+
+/** Write side of a baseline connection: coalesces one tick's frames into one write. */
+export class FrameWriter {
+  private slab = Buffer.allocUnsafeSlow(SLAB);
+  private pos = 0;
+  private sealed = 0;
+  private chunks: Buffer[] = [];
+  private staged = 0;
+  private scheduled = false;
+
+  constructor(private readonly socket: Socket) {}
+
+  /** A msgpack frame; false once HIGH_WATER bytes wait to be written. */
+  sendPacked(kind: number, id: number, body: unknown): boolean {
+    const b = packr.pack(body, RESERVE_START_SPACE | HDR) as Buffer;
+    b.writeUInt32BE(b.length - 4, 0);
+    b[4] = kind;
+    b.writeUInt32BE(id, 5);
+    if (b.length <= COALESCE_MAX) this.copyIn(b);
+    else {
+      this.seal();
+      this.chunks.push(b); // msgpackr never writes over a region it returned
+    }
+    return this.after(b.length);
+  }
+
+  /** A raw frame (u32 length + bytes), data written without a copy. */
+  sendRaw(data: Uint8Array): boolean {
+    const at = this.reserve(4);
+    this.slab.writeUInt32BE(data.byteLength, at);
+    if (data.byteLength <= COALESCE_MAX) this.copyIn(data);
+    else {
+      this.seal();
+      this.chunks.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    }
+    return this.after(4 + data.byteLength);
+  }
+
+  /** Resolves when the write side is below the high-water mark again. */
+  drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.socket.destroyed) resolve();
+        else if (this.socket.writableNeedDrain) this.socket.once('drain', check);
+        else resolve();
+      };
+      // After this tick's flush: then writableNeedDrain tells the truth.
+      process.nextTick(() => process.nextTick(check));
+    });
+  }
+
+  private after(n: number): boolean {
+    this.staged += n;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      process.nextTick(this.flush);
+    }
+    return this.socket.writableLength + this.staged < HIGH_WATER;
+  }
+
+  private copyIn(b: Uint8Array): void {
+    const at = this.reserve(b.byteLength);
+    this.slab.set(b, at);
+  }
+
+  private reserve(n: number): number {
+    if (this.pos + n > this.slab.length) {
+      this.seal();
+      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB, n));
+      this.pos = 0;
+      this.sealed = 0;
+    }
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+
+  private seal(): void {
+    if (this.pos > this.sealed) {
+      this.chunks.push(this.slab.subarray(this.sealed, this.pos));
+      this.sealed = this.pos;
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    this.seal();
+    const chunks = this.chunks;
+    this.staged = 0;
+    if (chunks.length === 0) return;
+    this.chunks = [];
+    const s = this.socket;
+    if (s.destroyed) return;
+    if (chunks.length === 1) s.write(chunks[0]!);
+    else {
+      s.cork();
+      for (const c of chunks) s.write(c);
+      s.uncork();
+    }
+    // Written through to the kernel at once: the slab is free again.
+    if (s.writableLength === 0) {
+      this.pos = 0;
+      this.sealed = 0;
+    }
+  };
+}
+
+/** Read side: u32-length-prefixed frames, handed out without the length. */
+export class FrameParser {
+  private readonly head = Buffer.alloc(4);
+  private headFill = 0;
+  private body: Buffer | undefined;
+  private bodyFill = 0;
+
+  constructor(private readonly onFrame: (frame: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    const n = chunk.length;
+    let p = 0;
+    while (p < n) {
+      if (this.body !== undefined) {
+        const take = Math.min(this.body.length - this.bodyFill, n - p);
+        chunk.copy(this.body, this.bodyFill, p, p + take);
+        this.bodyFill += take;
+        p += take;
+        if (this.bodyFill === this.body.length) {
+          const b = this.body;
+          this.body = undefined;
+          this.onFrame(b);
+        }
+        continue;
+      }
+      let len: number;
+      if (this.headFill === 0 && n - p >= 4) {
+        len = chunk.readUInt32BE(p);
+        p += 4;
+      } else {
+        while (this.headFill < 4 && p < n) this.head[this.headFill++] = chunk[p++]!;
+        if (this.headFill < 4) return;
+        this.headFill = 0;
+        len = this.head.readUInt32BE(0);
+      }
+      if (n - p >= len) {
+        this.onFrame(chunk.subarray(p, p + len));
+        p += len;
+      } else {
+        this.body = Buffer.allocUnsafe(len);
+        this.bodyFill = 0;
+      }
+    }
+  }
+}
+
+/** A baseline frame's parts (the parser's frame, without its length). */
+export function kindOf(frame: Buffer): number {
+  return frame[0]!;
+}
+export function idOf(frame: Buffer): number {
+  return frame.readUInt32BE(1);
+}
+export function bodyOf(frame: Buffer): unknown {
+  return unpackr.unpack(frame.subarray(5));
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

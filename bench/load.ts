@@ -1,0 +1,48 @@
+/**
+ * Loads the library under test.
+ *
+ * By default ICS and transport-tcp are bundled from their sources with
+ * esbuild, configured like the published tsup build (ESM, target node20, no
+ * `keepNames`), into bench/.build/, and imported from there. Running them
+ * straight from source under tsx would measure tsx's transform instead:
+ * tsx compiles with `keepNames: true`, which wraps every named closure in a
+ * `__name(fn, "...")` call (an Object.defineProperty per closure created),
+ * and ICS creates several closures per call. `--tsx` (or BENCH_TSX=1)
+ * loads the sources under tsx anyway, to see that difference.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export type IcsLib = typeof import('./ics-lib.js');
+
+export const USE_TSX = process.argv.includes('--tsx') || process.env.BENCH_TSX === '1';
+const OUT_DIR = fileURLToPath(new URL('./.build/', import.meta.url));
+export const BUNDLE = `${OUT_DIR}ics-lib.mjs`;
+
+/** Build bench/.build/ics-lib.mjs (the client does it once, before starting the server). */
+export async function buildLib(): Promise<void> {
+  if (USE_TSX) return;
+  const { build } = await import('esbuild');
+  mkdirSync(OUT_DIR, { recursive: true });
+  writeFileSync(`${OUT_DIR}.gitignore`, '*\n');
+  await build({
+    entryPoints: [fileURLToPath(new URL('./ics-lib.ts', import.meta.url))],
+    outfile: BUNDLE,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    sourcemap: true,
+    keepNames: false,
+    tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)),
+    // Dependencies stay packages, as in the published build; @clusterinfra/*
+    // resolves to the sources through the tsconfig paths.
+    external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3', 'vitest'],
+    logLevel: 'warning',
+  });
+}
+
+export async function loadLib(): Promise<IcsLib> {
+  if (USE_TSX) return import('./ics-lib.js');
+  return (await import(pathToFileURL(BUNDLE).href)) as IcsLib;
+}
