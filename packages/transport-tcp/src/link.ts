@@ -118,6 +118,25 @@ export class TcpLink extends LinkBase {
     return this.bufferedBytes < this.highWaterMark;
   }
 
+  /** Large parts go to the socket as they are (writev), small ones through the slab. */
+  protected override sendFrameParts(parts: readonly Uint8Array[], size: number): boolean {
+    if (size <= COALESCE_MAX_FRAME) return super.sendFrameParts(parts, size);
+    const at = this.reserve(HEADER_SIZE);
+    writeDataHeader(this.slab!, at, size);
+    for (const part of parts) {
+      if (part.byteLength <= COALESCE_MAX_FRAME) {
+        const to = this.reserve(part.byteLength);
+        this.slab!.set(part, to);
+      } else {
+        this.seal();
+        this.out.push(part); // written as is: the caller will not modify it
+      }
+    }
+    this.staged += HEADER_SIZE + size;
+    this.scheduleFlush();
+    return this.bufferedBytes < this.highWaterMark;
+  }
+
   protected beginClose(): void {
     this.closer = true;
     this.sendGoodbyeAndEnd();

@@ -82,15 +82,21 @@ export class RealClock implements Clock {
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    const t = setTimeout(fn, Math.max(0, ms)); // allowed: the real clock implementation
-    const handle: TimerHandle = {
-      cancel: () => clearTimeout(t),
-      unref: () => {
-        t.unref();
-        return handle;
-      },
-    };
-    return handle;
+    return new RealTimer(setTimeout(fn, Math.max(0, ms))); // allowed: the real clock implementation
+  }
+}
+
+/** A handle on a Node timer: methods on the prototype, no closures per timer. */
+class RealTimer implements TimerHandle {
+  constructor(private readonly timeout: ReturnType<typeof setTimeout>) {}
+
+  cancel(): void {
+    clearTimeout(this.timeout);
+  }
+
+  unref(): TimerHandle {
+    this.timeout.unref();
+    return this;
   }
 }
 

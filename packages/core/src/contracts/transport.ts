@@ -167,6 +167,13 @@ export interface Link extends EventEmitter<LinkEvents>, AsyncDisposable {
    * The frame must not be modified after it is passed in.
    */
   send(frame: Uint8Array): boolean;
+  /**
+   * Send one frame made of `parts`, in order, as if they were joined: the
+   * receiver gets a single frame. Transports that can write the parts
+   * without joining them (TCP: writev) avoid a copy of large payloads.
+   * Same return value and errors as `send`.
+   */
+  sendv(parts: readonly Uint8Array[]): boolean;
   /** Resolves at the next `drain` (at once when not needed); rejects if the link closes first. */
   waitDrain(signal?: AbortSignal): Promise<void>;
   /** Start (or restart) delivering frames. */

@@ -110,7 +110,8 @@ export class BulkReceiver {
     for (const r of refs) {
       if (this.streams.has(r.stream)) continue;
       owner.streams.push(r.stream);
-      const buffer = fits ? new Uint8Array(r.length) : undefined;
+      // Not zero-filled: it is handed over only once every byte was received.
+      const buffer = fits ? Buffer.allocUnsafeSlow(r.length) : undefined;
       this.streams.set(r.stream, { length: r.length, buffer, received: 0, owner });
       if (fits) owner.missing++;
     }

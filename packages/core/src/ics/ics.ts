@@ -36,7 +36,7 @@ import {
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { BulkReceiver, BulkSender, collectBulkRefs, type IncomingBulk, type OutStream, substituteBulk } from './bulk.js';
-import { handlerContext } from './context.js';
+import { handlerContext, type HandlerContextStore } from './context.js';
 import {
   BuiltinChannel,
   DEFAULTS,
@@ -47,8 +47,8 @@ import {
   poolSchema,
   type ResolvedIcsOptions,
 } from './options.js';
-import { HandlerPool } from './pool.js';
-import { errorToWire, wireToError } from './status.js';
+import { HandlerPool, type PoolItem } from './pool.js';
+import { errorToWire, type WireError, wireToError } from './status.js';
 import type {
   CallOptions,
   Handler,
@@ -64,7 +64,7 @@ import type {
   Settled,
 } from './types.js';
 import { lastDecodedBulkRefs, type EncodeOptions } from './wire/codec.js';
-import { decodeFrame, encodeFrame } from './wire/frame.js';
+import { decodeFrame, encodeBulkChunkHeader, encodeFrame } from './wire/frame.js';
 import { FrameType, type IcsFrame, type OneWayFrame, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
 
 /** The service id of (channel, subservice), as ICS_NSC_SVC in the seeds. */
@@ -98,34 +98,204 @@ interface Outgoing {
   onDrop?: (err: ClusterInfraError) => void;
   /** Out-of-line values of this message: their chunks follow once it is sent. */
   streams?: OutStream[];
+  /** The frame in parts (a bulk chunk: header, then the data as is). */
+  parts?: Uint8Array[];
 }
 
-/** A call waiting for its Response. */
-interface Pending {
-  id: number;
-  peer: Peer;
-  /** Incarnation the request was addressed to (known once sent). */
-  incarnation: number | undefined;
-  what: string;
-  sent: boolean;
-  settled: boolean;
-  /** Credit this request holds until its Response returns it. */
-  charged: { channel: number; bytes: number } | undefined;
+/**
+ * A call waiting for its Response. It is also the queued frame of its
+ * request (one object per call: the hot path allocates little).
+ */
+class Pending implements Outgoing {
+  id = 0;
+  bytes: Uint8Array = EMPTY;
+  /** Channel whose credit the request needs; undefined when raised to priority. */
+  channel: number | undefined = undefined;
+  streams: OutStream[] | undefined = undefined;
+  sent = false;
+  settled = false;
+  /** Incarnation the request went to (known once sent). */
+  incarnation: number | undefined = undefined;
+  /** Bytes of channel credit the request holds until its Response returns it. */
+  charged = 0;
   /** The link it went out on; its loss fails the call. */
-  link: Link | undefined;
-  /** Out-of-line values of the request, aborted if the call is. */
-  streams: OutStream[] | undefined;
-  out: Outgoing | undefined;
-  timer: TimerHandle | undefined;
-  resolve: (v: unknown) => void;
-  reject: (e: Error) => void;
-  cleanup: () => void;
+  link: Link | undefined = undefined;
+  timer: TimerHandle | undefined = undefined;
+  private watched: AbortSignal[] | undefined = undefined;
+  private abortListener: (() => void) | undefined = undefined;
+
+  constructor(
+    private readonly ics: Ics,
+    readonly peer: Peer,
+    readonly service: number,
+    readonly method: string,
+    private readonly resolveFn: (v: unknown) => void,
+    private readonly rejectFn: (e: Error) => void,
+  ) {}
+
+  /** Names the call in error messages (built only when one is needed). */
+  what(): string {
+    return `${this.method} (service ${channelOf(this.service)}/${subserviceOf(this.service)})`;
+  }
+
+  /** The clock calls this at the deadline. */
+  readonly onTimeout = (): void => this.ics.deadlinePassed(this);
+
+  watch(signal: AbortSignal): void {
+    this.abortListener ??= () => {
+      const reason = this.watched?.find((s) => s.aborted)?.reason;
+      this.ics.callAborted(this, reason);
+    };
+    (this.watched ??= []).push(signal);
+    signal.addEventListener('abort', this.abortListener, { once: true });
+  }
+
+  onSent(): void {
+    this.sent = true;
+    this.link = this.peer.link;
+    this.incarnation = this.peer.incarnation;
+    if (this.channel !== undefined) this.charged = this.bytes.byteLength;
+  }
+
+  onDrop(err: ClusterInfraError): void {
+    this.ics.dropCall(this, err);
+  }
+
+  /** Settle once: stop the timer, stop watching signals, resolve or reject. */
+  settle(result: Error | { value: unknown }): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    this.timer?.cancel();
+    if (this.watched) for (const s of this.watched) s.removeEventListener('abort', this.abortListener!);
+    if (result instanceof Error) this.rejectFn(result);
+    else this.resolveFn(result.value);
+    return true;
+  }
+
+  /** Fail before the call was registered. */
+  fail(err: Error): void {
+    this.ics.counters.callsFailed++;
+    this.settled = true;
+    this.rejectFn(err);
+  }
 }
 
-/** A handler running (or queued) for a request from a peer. */
-interface Serving {
-  controller: AbortController;
-  done: Promise<void>;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A message being served: queued for its handler pool or running. It is the
+ * handler's context, the pool's work item and the AsyncLocalStorage store
+ * at once, and creates its AbortController (and deadline timer) only when
+ * the handler looks at `signal` or something aborts it: most handlers never
+ * do, and a signal per message was the largest cost of serving one.
+ */
+class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
+  readonly caller: { readonly nodeNum: number; readonly incarnation: number };
+  readonly service: string;
+  readonly method: string;
+  readonly deadline: number | undefined;
+  readonly priority: boolean;
+  readonly oneWay: boolean;
+  readonly from: number;
+  finished = false;
+  private controller: AbortController | undefined;
+  private reason: unknown = undefined;
+  private isAborted = false;
+  private timer: TimerHandle | undefined;
+  private waiters: (() => void)[] | undefined;
+
+  constructor(
+    readonly owner: Ics,
+    readonly peer: Peer,
+    readonly link: Link,
+    readonly frame: RequestFrame | OneWayFrame,
+    readonly size: number,
+    readonly handler: Handler,
+    serviceName: string,
+  ) {
+    this.caller = { nodeNum: peer.nodeNum, incarnation: link.remote.incarnation };
+    this.service = serviceName;
+    this.method = frame.method;
+    this.priority = frame.priority;
+    this.oneWay = frame.type === FrameType.OneWay;
+    this.deadline = frame.type === FrameType.Request ? owner.clock.now() + frame.timeoutMs : undefined;
+    this.from = peer.nodeNum;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.isAborted) this.controller.abort(this.reason);
+      else if (this.deadline !== undefined && !this.finished) {
+        this.timer = this.owner.clock.setTimeout(
+          () => this.abort(new DeadlineExceededError('deadline passed on the serving node')),
+          this.deadline - this.owner.clock.now(),
+        );
+      }
+    }
+    return this.controller.signal;
+  }
+
+  get aborted(): boolean {
+    if (!this.isAborted && this.deadline !== undefined && this.owner.clock.now() >= this.deadline) {
+      this.abort(new DeadlineExceededError('deadline passed on the serving node'));
+    }
+    return this.isAborted;
+  }
+
+  abort(reason: unknown): void {
+    if (this.isAborted || this.finished) return;
+    this.isAborted = true;
+    this.reason = reason;
+    this.timer?.cancel();
+    this.controller?.abort(reason);
+  }
+
+  /** Pool entry point: run the handler; a promise only when it is asynchronous. */
+  run(): Promise<void> | undefined {
+    if (this.aborted) {
+      this.owner.finishIncoming(this, this.reason, false);
+      return undefined;
+    }
+    let result: unknown;
+    try {
+      result = handlerContext.run(this, this.handler, this.frame.body, this);
+    } catch (err) {
+      this.owner.finishIncoming(this, err, false);
+      return undefined;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      return Promise.resolve(result as PromiseLike<unknown>).then(
+        (value) => this.owner.finishIncoming(this, value, true),
+        (err: unknown) => this.owner.finishIncoming(this, err, false),
+      );
+    }
+    this.owner.finishIncoming(this, result, true);
+    return undefined;
+  }
+
+  /** Pool entry point: dropped from the queue (its caller went down). */
+  drop(): void {
+    this.owner.finishIncoming(this, new CancelledError('dropped: the caller went down'), false);
+  }
+
+  /** Mark finished and wake whoever waits (nodedown's barrier). */
+  markFinished(): void {
+    this.finished = true;
+    this.timer?.cancel();
+    if (this.waiters) for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** Resolves when the handler has finished. */
+  done(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    return new Promise((resolve) => (this.waiters ??= []).push(resolve));
+  }
+
+  /** Why it was aborted (when it was). */
+  get abortReason(): unknown {
+    return this.reason;
+  }
 }
 
 interface ChannelInfo {
@@ -147,7 +317,6 @@ interface LinkState {
   credit: Map<number, Credit>;
   /** Credit to return to the peer for one-way messages we finished. */
   owed: Map<number, Window>;
-  owedScheduled: boolean;
   /** Bytes of bulk chunks we may still send on this link. */
   bulkCredit: number;
 }
@@ -174,10 +343,11 @@ class Peer {
   readonly wantDrain = new Set<number>();
   readonly pending = new Map<number, Pending>();
   nextId = 1;
-  readonly serving = new Map<number, Serving>();
-  readonly recent: number[] = [];
-  readonly recentSet = new Set<number>();
-  /** Request and one-way ids whose out-of-line values are still arriving. */
+  /** Requests queued or running asynchronously, by id (for Cancel and nodedown). */
+  readonly serving = new Map<number, Incoming>();
+  /** Message ids seen recently, at `id % size` (R4). */
+  seen: Uint32Array;
+  /** Ids whose out-of-line values are still arriving. */
   readonly awaitingBulk = new Set<number>();
   pumping = false;
   /** Alternates the bulk lane with the channels. */
@@ -192,20 +362,29 @@ class Peer {
     readonly nodeNum: number,
     bulkThreshold: number,
     bulkReceiveBudget: number,
+    readonly dedupWindow: number,
   ) {
+    this.seen = new Uint32Array(dedupWindow);
     this.bulkIn = new BulkReceiver(bulkReceiveBudget);
     this.encodeOptions = {
       outOfLine: { threshold: bulkThreshold, take: (data) => this.bulkOut.take(data, this.encodingStreams) },
     };
   }
 
-  /** Encode a frame, taking large binary values out of line. */
-  encode(frame: IcsFrame): { bytes: Uint8Array; streams: OutStream[] | undefined } {
+  /**
+   * Encode a frame, taking large binary values out of line; `takeStreams`
+   * then gives the streams this encode created.
+   */
+  encode(frame: IcsFrame): Uint8Array {
+    if (this.encodingStreams.length > 0) this.encodingStreams = [];
+    return encodeFrame(frame, this.encodeOptions);
+  }
+
+  takeStreams(): OutStream[] | undefined {
+    if (this.encodingStreams.length === 0) return undefined;
+    const streams = this.encodingStreams;
     this.encodingStreams = [];
-    const bytes = encodeFrame(frame, this.encodeOptions);
-    const streams = this.encodingStreams.length > 0 ? this.encodingStreams : undefined;
-    this.encodingStreams = [];
-    return { bytes, streams };
+    return streams;
   }
 
   queuedFor(channel: number): Outgoing[] {
@@ -220,6 +399,18 @@ class Peer {
 
   isDown(incarnation: number): boolean {
     return this.down.includes(incarnation);
+  }
+
+  /**
+   * Record message `id`; false when it was seen within the dedup window. Ids
+   * grow per sender incarnation, so one slot per `id % window` remembers the
+   * last `window` ids in O(1) and without allocation.
+   */
+  firstSight(id: number): boolean {
+    const slot = id % this.seen.length;
+    if (this.seen[slot] === id) return false;
+    this.seen[slot] = id;
+    return true;
   }
 }
 
@@ -246,7 +437,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private state: 'new' | 'started' | 'closing' | 'closed' = 'new';
   private closing: Promise<void> | undefined;
   private pendingTotal = 0;
-  private readonly counters = {
+  /** @internal */
+  readonly counters = {
     callsStarted: 0,
     callsSucceeded: 0,
     callsFailed: 0,
@@ -360,160 +552,118 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   // ------------------------------------------------------------ calling
 
   /** Synchronous RPC: resolves with the result, rejects with a typed error. */
-  call<T = unknown>(node: number, service: ServiceAddress, method: string, args?: unknown, options: CallOptions = {}): Promise<T> {
-    return this.request<T>(node, service, method, args, options).result();
+  call<T = unknown>(node: number, service: ServiceAddress, method: string, args?: unknown, options?: CallOptions): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.startCall(node, service, method, args, options, resolve as (v: unknown) => void, reject);
+    });
   }
 
   /**
    * Asynchronous request/response: the request is sent now; the handle's
    * `result()` gives the outcome whenever the caller asks (or never).
    */
-  request<T = unknown>(node: number, service: ServiceAddress, method: string, args?: unknown, options: CallOptions = {}): RequestHandle<T> {
-    let settledFlag = false;
-    let cancelFn: (reason?: unknown) => void = () => {};
+  request<T = unknown>(node: number, service: ServiceAddress, method: string, args?: unknown, options?: CallOptions): RequestHandle<T> {
+    let settled = false;
+    let pending: Pending | undefined;
     const promise = new Promise<T>((resolve, reject) => {
-      const start = (): void => {
-        this.startCall(node, service, method, args, options, resolve as (v: unknown) => void, reject, (c) => {
-          cancelFn = c;
-        });
-      };
-      start();
+      pending = this.startCall(node, service, method, args, options, resolve as (v: unknown) => void, reject);
     });
     // The handle never produces an unhandled rejection on its own.
     promise.then(
-      () => {
-        settledFlag = true;
-      },
-      () => {
-        settledFlag = true;
-      },
+      () => (settled = true),
+      () => (settled = true),
     );
     return {
       node,
       result: () => promise,
-      cancel: (reason?: unknown) => cancelFn(reason),
+      cancel: (reason?: unknown) => {
+        if (pending) this.cancelPending(pending, new CancelledError(`${pending.what()} on node ${node} cancelled`, { cause: reason }), WireStatus.CANCELLED);
+      },
       get settled() {
-        return settledFlag;
+        return settled;
       },
     };
   }
 
+  /** Start a call; returns its table entry, or undefined when it failed at once. */
   private startCall(
     node: number,
     service: ServiceAddress,
     method: string,
     args: unknown,
-    options: CallOptions,
+    options: CallOptions | undefined,
     resolve: (v: unknown) => void,
     reject: (e: Error) => void,
-    setCancel: (c: (reason?: unknown) => void) => void,
-  ): void {
+  ): Pending | undefined {
     this.counters.callsStarted++;
-    const fail = (err: Error): void => {
-      this.counters.callsFailed++;
-      reject(err);
-    };
     let svc: number;
     try {
       this.assertOpen();
-      svc = this.serviceId(service);
+      svc = typeof service === 'number' ? service : this.serviceId(service);
     } catch (err) {
-      fail(err as Error);
-      return;
+      this.counters.callsFailed++;
+      reject(err as Error);
+      return undefined;
     }
-    const what = `${method} (service ${channelOf(svc)}/${subserviceOf(svc)})`;
     const ctx = handlerContext.getStore();
     const inHandler = ctx !== undefined && ctx.owner === this;
     const now = this.clock.now();
-    let deadline = now + (options.timeoutMs ?? this.opts.defaultTimeoutMs);
-    if (inHandler && ctx.deadline !== undefined) deadline = Math.min(deadline, ctx.deadline);
-    const signals = [options.signal, inHandler ? ctx.signal : undefined].filter((s): s is AbortSignal => s !== undefined);
-    const aborted = signals.find((s) => s.aborted);
+    let deadline = now + (options?.timeoutMs ?? this.opts.defaultTimeoutMs);
+    if (inHandler && ctx.deadline !== undefined && ctx.deadline < deadline) deadline = ctx.deadline;
+    const own = options?.signal;
+    const inherited = inHandler ? ctx.signal : undefined;
+    const peer = this.peer(node);
+    const p = new Pending(this, peer, svc, method, resolve, reject);
+    const aborted = own?.aborted ? own : inherited?.aborted ? inherited : undefined;
     if (aborted) {
-      fail(new CancelledError(`${what} cancelled before it was sent`, { cause: aborted.reason }));
-      return;
+      p.fail(new CancelledError(`${p.what()} cancelled before it was sent`, { cause: aborted.reason }));
+      return undefined;
     }
     if (this.pendingTotal >= this.opts.maxPendingCalls) {
-      fail(new ResourceExhaustedError(`too many pending calls (${this.opts.maxPendingCalls})`));
-      return;
+      p.fail(new ResourceExhaustedError(`too many pending calls (${this.opts.maxPendingCalls})`));
+      return undefined;
     }
-    const peer = this.peer(node);
-    const id = this.allocateId(peer);
-    let bytes: Uint8Array;
-    let streams: OutStream[] | undefined;
+    p.id = this.allocateId(peer);
     try {
-      ({ bytes, streams } = peer.encode({
+      p.bytes = peer.encode({
         type: FrameType.Request,
         channel: channelOf(svc),
         service: svc,
         method,
-        id,
+        id: p.id,
         priority: inHandler,
         timeoutMs: Math.max(1, Math.ceil(deadline - now)),
         body: args ?? null,
-      }));
-      if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
+      });
+      p.streams = peer.takeStreams();
+      if (p.bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(p.bytes.byteLength, this.opts.maxMessageSize);
     } catch (err) {
-      fail(err as Error);
-      return;
+      p.fail(err as Error);
+      return undefined;
     }
-
-    const onAbort = (): void => {
-      const reason = signals.find((s) => s.aborted)?.reason;
-      this.cancelPending(p, new CancelledError(`${what} on node ${node} cancelled`, { cause: reason }), WireStatus.CANCELLED);
-    };
-    const p: Pending = {
-      id,
-      peer,
-      incarnation: undefined,
-      what,
-      sent: false,
-      settled: false,
-      charged: undefined,
-      link: undefined,
-      streams,
-      out: undefined,
-      timer: undefined,
-      resolve: (v) => {
-        this.counters.callsSucceeded++;
-        resolve(v);
-      },
-      reject: fail,
-      cleanup: () => {
-        for (const s of signals) s.removeEventListener('abort', onAbort);
-        p.timer?.cancel();
-      },
-    };
-    peer.pending.set(id, p);
+    p.channel = inHandler ? undefined : channelOf(svc);
+    peer.pending.set(p.id, p);
     this.pendingTotal++;
-    p.timer = this.clock.setTimeout(() => {
-      this.cancelPending(p, new DeadlineExceededError(`${what} on node ${node} exceeded its deadline`), WireStatus.DEADLINE_EXCEEDED);
-    }, deadline - now);
-    for (const s of signals) s.addEventListener('abort', onAbort, { once: true });
-    setCancel((reason) =>
-      this.cancelPending(p, new CancelledError(`${what} on node ${node} cancelled`, { cause: reason }), WireStatus.CANCELLED),
-    );
-
-    const out: Outgoing = {
-      bytes,
-      channel: inHandler ? undefined : channelOf(svc),
-      ...(streams ? { streams } : {}),
-      onSent: () => {
-        p.sent = true;
-        p.out = undefined;
-        p.link = peer.link;
-        p.incarnation = peer.incarnation;
-        if (!inHandler) p.charged = { channel: channelOf(svc), bytes: bytes.byteLength };
-      },
-      onDrop: (err) => this.settle(p, err),
-    };
-    p.out = out;
+    p.timer = this.clock.setTimeout(p.onTimeout, deadline - now);
+    if (own) p.watch(own);
+    if (inherited) p.watch(inherited);
     try {
-      this.enqueue(peer, out, inHandler ? 'priority' : 'channel');
+      this.enqueue(peer, p, inHandler ? 'priority' : 'channel');
     } catch (err) {
-      p.out = undefined;
-      this.settle(p, err as Error);
+      this.forget(p);
+      p.settle(err as Error);
     }
+    return p;
+  }
+
+  /** @internal A call's deadline passed. */
+  deadlinePassed(p: Pending): void {
+    this.cancelPending(p, new DeadlineExceededError(`${p.what()} on node ${p.peer.nodeNum} exceeded its deadline`), WireStatus.DEADLINE_EXCEEDED);
+  }
+
+  /** @internal A signal the call watches aborted. */
+  callAborted(p: Pending, reason: unknown): void {
+    this.cancelPending(p, new CancelledError(`${p.what()} on node ${p.peer.nodeNum} cancelled`, { cause: reason }), WireStatus.CANCELLED);
   }
 
   /**
@@ -556,7 +706,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const ctx = handlerContext.getStore();
     const inHandler = ctx !== undefined && ctx.owner === this;
     const peer = this.peer(node);
-    const { bytes, streams } = peer.encode({
+    const bytes = peer.encode({
       type: FrameType.OneWay,
       channel: channelOf(svc),
       service: svc,
@@ -565,6 +715,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       priority: inHandler,
       body: args ?? null,
     });
+    const streams = peer.takeStreams();
     if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
     const channel = channelOf(svc);
     this.enqueue(
@@ -652,7 +803,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     peer.reconnectTimer = undefined;
     peer.attempts = 0;
     for (const p of [...peer.pending.values()]) {
-      if (p.out) this.removeQueued(peer, p.out);
+      if (!p.sent) this.removeQueued(peer, p);
       this.settle(p, error(p.sent ? 'may-have-run' : 'never-sent'));
       this.forget(p);
     }
@@ -668,14 +819,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     peer.wantDrain.clear();
     for (const svc of this.services.values()) svc.pool.dropFrom(peer.nodeNum);
     const running = [...peer.serving.values()];
-    for (const s of running) s.controller.abort(error('may-have-run'));
+    for (const s of running) s.abort(error('may-have-run'));
     if (destroyLinks) {
       for (const link of [...peer.links]) link.destroy();
       peer.incarnation = undefined;
     }
-    peer.recent.length = 0;
-    peer.recentSet.clear();
-    await Promise.all(running.map((s) => s.done));
+    // Ids start again with the next incarnation.
+    peer.seen.fill(0);
+    await Promise.all(running.map((s) => s.done()));
   }
 
   // ------------------------------------------------------------ lifecycle
@@ -738,7 +889,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private peer(node: number): Peer {
     let p = this.peers.get(node);
     if (!p) {
-      p = new Peer(node, this.opts.bulkThreshold, this.opts.bulkReceiveBudget);
+      p = new Peer(node, this.opts.bulkThreshold, this.opts.bulkReceiveBudget, this.opts.dedupWindow);
       this.peers.set(node, p);
     }
     return p;
@@ -847,7 +998,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     peer.incarnation = inc;
     link.setHighWaterMark(this.opts.linkHighWaterMark);
     peer.links.add(link);
-    peer.linkState.set(link, { credit: new Map(), owed: new Map(), owedScheduled: false, bulkCredit: INITIAL_BULK_WINDOW });
+    peer.linkState.set(link, { credit: new Map(), owed: new Map(), bulkCredit: INITIAL_BULK_WINDOW });
     link.on('frame', (bytes) => this.onFrame(peer, link, bytes));
     link.on('drain', () => this.pump(peer));
     link.on('close', (info) => this.detach(peer, link, info));
@@ -892,13 +1043,13 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     // Calls that went out on this link can no longer be answered.
     for (const p of [...peer.pending.values()]) {
       if (p.link === link) {
-        this.settle(p, new UnavailableError(`link to node ${peer.nodeNum} lost (${info.reason}) during ${p.what}`, { mayHaveRun: true }));
+        this.settle(p, new UnavailableError(`link to node ${peer.nodeNum} lost (${info.reason}) during ${p.what()}`, { mayHaveRun: true }));
         this.forget(p);
       }
     }
     if (!peer.link) {
       // Nobody is left to answer: abort what the peer asked of us.
-      for (const s of peer.serving.values()) s.controller.abort(new CancelledError(`link to node ${peer.nodeNum} lost`));
+      for (const s of peer.serving.values()) s.abort(new CancelledError(`link to node ${peer.nodeNum} lost`));
       peer.replyQ.length = 0;
       // Chunks in flight are lost with the link: values half sent or half received are void.
       peer.bulkOut.clear();
@@ -959,7 +1110,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         const out = peer.replyQ.shift() ?? peer.prioQ.shift() ?? (link.needDrain ? undefined : this.nextNormal(peer, ls));
         if (!out) break;
         peer.queuedBytes -= out.bytes.byteLength;
-        link.send(out.bytes);
+        if (out.parts) link.sendv(out.parts);
+        else link.send(out.bytes);
         this.counters.messagesSent++;
         out.onSent?.();
         if (out.streams) peer.bulkOut.activate(out.streams);
@@ -999,7 +1151,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     if (!chunk) return undefined;
     ls.bulkCredit -= chunk.data.byteLength;
     this.counters.bulkBytesSent += chunk.data.byteLength;
-    return { bytes: encodeFrame({ type: FrameType.BulkChunk, ...chunk }), channel: undefined };
+    return { bytes: EMPTY, parts: [encodeBulkChunkHeader(chunk.stream, chunk.offset, chunk.last), chunk.data], channel: undefined };
   }
 
   private nextFromChannels(peer: Peer, ls: LinkState): Outgoing | undefined {
@@ -1037,33 +1189,48 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   }
 
   /** Return credit for a one-way message we finished; batched per tick. */
+  /**
+   * Return credit for work we finished (one-way messages, bulk chunks) once
+   * an eighth of the channel's window (a quarter of the bulk window) is
+   * owed: one Credit frame per batch, not per message. Never a deadlock: a
+   * sender that ran out of credit has its whole window here, so the owed
+   * amount reaches the threshold as that work finishes.
+   */
   private owe(peer: Peer, link: Link, channel: number, bytes: number): void {
     const ls = peer.linkState.get(link);
     if (!ls || link.state !== 'open') return;
-    const o = ls.owed.get(channel) ?? { messages: 0, bytes: 0 };
-    o.messages += 1;
-    o.bytes += bytes;
-    ls.owed.set(channel, o);
-    if (!ls.owedScheduled) {
-      ls.owedScheduled = true;
-      queueMicrotask(() => {
-        ls.owedScheduled = false;
-        for (const [ch, w] of ls.owed) {
-          this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel: ch, messages: w.messages, bytes: w.bytes }));
-        }
-        ls.owed.clear();
-      });
+    let o = ls.owed.get(channel);
+    if (!o) {
+      o = { messages: 0, bytes: 0 };
+      ls.owed.set(channel, o);
     }
+    o.bytes += bytes;
+    let due: boolean;
+    if (channel === BULK_LANE) {
+      due = o.bytes >= this.opts.bulkWindow / 4;
+    } else {
+      o.messages += 1;
+      const w = this.channelsByNumber.get(channel)?.window ?? INITIAL_WINDOW;
+      due = o.messages >= Math.ceil(w.messages / 8) || o.bytes >= w.bytes / 8;
+    }
+    if (!due) return;
+    this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel, messages: o.messages, bytes: o.bytes }));
+    o.messages = 0;
+    o.bytes = 0;
   }
 
   // ------------------------------------------------------------ settling calls
 
   private settle(p: Pending, result: Error | { value: unknown }): void {
-    if (p.settled) return;
-    p.settled = true;
-    p.cleanup();
-    if (result instanceof Error) p.reject(result);
-    else p.resolve(result.value);
+    if (!p.settle(result)) return;
+    if (result instanceof Error) this.counters.callsFailed++;
+    else this.counters.callsSucceeded++;
+  }
+
+  /** @internal A queued call was dropped before it was sent. */
+  dropCall(p: Pending, err: ClusterInfraError): void {
+    this.forget(p);
+    this.settle(p, err);
   }
 
   /** Remove a call from the pending table. */
@@ -1079,7 +1246,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     if (p.settled) return;
     this.settle(p, err);
     if (!p.sent) {
-      if (p.out) this.removeQueued(p.peer, p.out);
+      this.removeQueued(p.peer, p);
       this.forget(p);
       return;
     }
@@ -1130,11 +1297,12 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.dispatch(peer, link, frame, bytes.byteLength);
   }
 
-  private dispatch(peer: Peer, link: Link, frame: IcsFrame, size: number): void {
+  /** `fresh`: the message's id was already checked for duplicates. */
+  private dispatch(peer: Peer, link: Link, frame: IcsFrame, size: number, fresh = false): void {
     switch (frame.type) {
       case FrameType.Request:
       case FrameType.OneWay:
-        this.serve(peer, link, frame, size);
+        this.serve(peer, link, frame, size, fresh);
         return;
       case FrameType.Response: {
         const p = peer.pending.get(frame.id);
@@ -1147,11 +1315,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
           return;
         }
         this.forget(p);
-        if (p.charged && p.link) {
-          this.returnCredit(peer, p.link, p.charged.channel, p.charged.bytes);
-        }
+        if (p.charged > 0 && p.link) this.returnCredit(peer, p.link, channelOf(p.service), p.charged);
         if (frame.status === WireStatus.OK) this.settle(p, { value: frame.body });
-        else this.settle(p, wireToError(frame.status, frame.body, peer.nodeNum, p.what));
+        else this.settle(p, wireToError(frame.status, frame.body, peer.nodeNum, p.what()));
         this.pump(peer);
         return;
       }
@@ -1162,7 +1328,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
             frame.status === WireStatus.DEADLINE_EXCEEDED
               ? new DeadlineExceededError('the caller\'s deadline passed')
               : new CancelledError('the caller cancelled');
-          s.controller.abort(err);
+          s.abort(err);
         }
         return;
       }
@@ -1200,7 +1366,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    */
   private awaitBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number): void {
     if (frame.type !== FrameType.Response) {
-      if (peer.awaitingBulk.has(frame.id) || peer.serving.has(frame.id) || peer.recentSet.has(frame.id)) {
+      if (!peer.firstSight(frame.id)) {
         this.drop(peer, `duplicate message ${frame.id}`);
         return;
       }
@@ -1216,7 +1382,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         frame.body = substituteBulk(frame.body, (ref) => peer.bulkIn.bufferOf(ref.stream));
         // The buffers now belong to the application.
         peer.bulkIn.release(owner);
-        if (link.state !== 'closed' || frame.type === FrameType.Response) this.dispatch(peer, link, frame, size);
+        if (link.state !== 'closed' || frame.type === FrameType.Response) this.dispatch(peer, link, frame, size, true);
       },
       fail: (why) => {
         if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
@@ -1244,16 +1410,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       const p = peer.pending.get(frame.id);
       if (!p) return;
       this.forget(p);
-      if (p.charged && p.link) this.returnCredit(peer, p.link, p.charged.channel, p.charged.bytes);
+      if (p.charged > 0 && p.link) this.returnCredit(peer, p.link, channelOf(p.service), p.charged);
       this.settle(p, err);
       return;
     }
     if (frame.type === FrameType.OneWay) {
-      this.remember(peer, frame.id);
       if (!frame.priority) this.owe(peer, link, frame.channel, size);
       return;
     }
-    this.remember(peer, frame.id);
     const w = errorToWire(err);
     const bytes = encodeFrame({ type: FrameType.Response, id: frame.id, status: w.status, body: { message: w.message } });
     if (link.state === 'open') {
@@ -1267,116 +1431,81 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.emit('drop', { node: peer.nodeNum, reason });
   }
 
-  private remember(peer: Peer, id: number): void {
-    peer.recent.push(id);
-    peer.recentSet.add(id);
-    if (peer.recent.length > this.opts.dedupWindow) peer.recentSet.delete(peer.recent.shift()!);
-  }
-
-  private serve(peer: Peer, link: Link, frame: RequestFrame | (IcsFrame & { type: typeof FrameType.OneWay }), size: number): void {
-    const isRequest = frame.type === FrameType.Request;
-    const id = frame.id;
+  /** Serve a Request or OneWay. `fresh` when the dedup check was already made. */
+  private serve(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number, fresh = false): void {
     // At most once per (sender incarnation, id), even when the network
     // duplicates frames (R4).
-    if (peer.serving.has(id) || peer.recentSet.has(id)) {
-      this.drop(peer, `duplicate message ${id}`);
+    if (!fresh && !peer.firstSight(frame.id)) {
+      this.drop(peer, `duplicate message ${frame.id}`);
       return;
     }
-    if (!isRequest) this.remember(peer, id);
-    const charged = !frame.priority;
-    const release = (): void => {
-      // A Response returns a request's credit implicitly; one-way messages owe it.
-      if (!isRequest && charged) this.owe(peer, link, frame.channel, size);
-    };
-    const reply = (status: number, body: unknown): void => {
-      if (!isRequest) return;
-      this.remember(peer, id);
-      const target = link.state === 'open' ? link : peer.link;
-      if (!target || target.remote.incarnation !== link.remote.incarnation) return;
-      let bytes: Uint8Array;
-      let streams: OutStream[] | undefined;
-      try {
-        ({ bytes, streams } = peer.encode({ type: FrameType.Response, id, status: status as never, body }));
-        if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
-      } catch (err) {
-        const w = errorToWire(err);
-        streams = undefined;
-        bytes = encodeFrame({ type: FrameType.Response, id, status: WireStatus.INTERNAL, body: { message: `result not sendable: ${w.message}` } });
-      }
-      if (target === peer.link) this.enqueue(peer, { bytes, channel: undefined, ...(streams ? { streams } : {}) }, 'reply');
-      else {
-        target.send(bytes);
-        if (streams) peer.bulkOut.activate(streams);
-      }
-    };
-    const fail = (err: unknown): void => {
-      const w = errorToWire(err);
-      reply(w.status, w.details === undefined ? { message: w.message } : { message: w.message, details: w.details });
-    };
-
     const svc = this.services.get(frame.service);
-    const handler = svc && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
+    const handler = svc !== undefined && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
     if (!svc || !handler) {
-      release();
       const what = svc ? `method ${frame.method} of service ${svc.name}` : `service ${channelOf(frame.service)}/${subserviceOf(frame.service)}`;
-      if (isRequest) fail(new NotFoundError(`no ${what} on node ${this.nodeNum}`));
-      else this.drop(peer, `one-way message for unknown ${what}`);
+      if (frame.type === FrameType.Request) {
+        this.reply(peer, link, frame.id, errorToWire(new NotFoundError(`no ${what} on node ${this.nodeNum}`)));
+      } else {
+        this.drop(peer, `one-way message for unknown ${what}`);
+        if (!frame.priority) this.owe(peer, link, frame.channel, size);
+      }
       return;
     }
-
-    const controller = new AbortController();
-    const deadline = isRequest ? this.clock.now() + frame.timeoutMs : undefined;
-    let resolveDone!: () => void;
-    const done = new Promise<void>((r) => (resolveDone = r));
-    const serving: Serving = { controller, done };
-    if (isRequest) peer.serving.set(id, serving);
-    const finish = (): void => {
-      if (isRequest && peer.serving.get(id) === serving) peer.serving.delete(id);
-      release();
-      resolveDone();
-    };
-    const ctx: HandlerContext = {
-      caller: { nodeNum: peer.nodeNum, incarnation: link.remote.incarnation },
-      service: svc.name,
-      method: frame.method,
-      signal: controller.signal,
-      deadline,
-      priority: frame.priority,
-      oneWay: !isRequest,
-    };
-    const run = async (): Promise<void> => {
-      let timer: TimerHandle | undefined;
-      if (deadline !== undefined) {
-        timer = this.clock.setTimeout(() => controller.abort(new DeadlineExceededError('deadline passed on the serving node')), deadline - this.clock.now());
-      }
-      try {
-        if (controller.signal.aborted) throw controller.signal.reason;
-        const store = { owner: this, deadline, signal: controller.signal };
-        const value = await handlerContext.run(store, () => handler(frame.body, ctx));
-        this.counters.requestsServed++;
-        if (controller.signal.aborted) fail(controller.signal.reason);
-        else reply(WireStatus.OK, value ?? null);
-      } catch (err) {
-        if (!isRequest) this.log.warn({ node: peer.nodeNum, method: frame.method, err: (err as Error)?.message }, 'one-way handler failed');
-        fail(controller.signal.aborted ? controller.signal.reason : err);
-      } finally {
-        timer?.cancel();
-        finish();
-      }
-    };
-    const accepted = svc.pool.submit({
-      priority: frame.priority,
-      from: peer.nodeNum,
-      run,
-      drop: () => {
-        fail(new CancelledError('dropped: the caller went down'));
-        finish();
-      },
-    });
-    if (!accepted) {
-      fail(new ResourceExhaustedError(`service ${svc.name} on node ${this.nodeNum} is saturated`));
-      finish();
+    const inc = new Incoming(this, peer, link, frame, size, handler, svc.name);
+    if (!svc.pool.submit(inc)) {
       this.drop(peer, `pool of ${svc.name} full`);
+      this.finishIncoming(inc, new ResourceExhaustedError(`service ${svc.name} on node ${this.nodeNum} is saturated`), false);
+      return;
+    }
+    // Queued, or running asynchronously: findable for Cancel and nodedown.
+    if (!inc.finished) peer.serving.set(frame.id, inc);
+  }
+
+  /** @internal A served message is done: answer it (requests) or return its credit (one-way). */
+  finishIncoming(inc: Incoming, outcome: unknown, ok: boolean): void {
+    if (inc.finished) return;
+    const { peer, link, frame } = inc;
+    if (peer.serving.get(frame.id) === inc) peer.serving.delete(frame.id);
+    const aborted = inc.abortReason !== undefined;
+    inc.markFinished();
+    if (ok) this.counters.requestsServed++;
+    if (frame.type === FrameType.Request) {
+      if (ok && !aborted) this.reply(peer, link, frame.id, undefined, outcome ?? null);
+      else this.reply(peer, link, frame.id, errorToWire(aborted ? inc.abortReason : outcome));
+      return;
+    }
+    if (!ok) this.log.warn({ node: peer.nodeNum, method: frame.method, err: (outcome as Error)?.message }, 'one-way handler failed');
+    if (!frame.priority) this.owe(peer, link, frame.channel, inc.size);
+  }
+
+  /** Send the Response to request `id`: an error when `error` is given, else `value`. */
+  private reply(peer: Peer, link: Link, id: number, error: WireError | undefined, value?: unknown): void {
+    const target = link.state === 'open' ? link : peer.link;
+    if (!target || target.remote.incarnation !== link.remote.incarnation) return;
+    let bytes: Uint8Array;
+    let streams: OutStream[] | undefined;
+    try {
+      bytes =
+        error === undefined
+          ? peer.encode({ type: FrameType.Response, id, status: WireStatus.OK, body: value })
+          : peer.encode({
+              type: FrameType.Response,
+              id,
+              status: error.status,
+              body: error.details === undefined ? { message: error.message } : { message: error.message, details: error.details },
+            });
+      streams = peer.takeStreams();
+      if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
+    } catch (err) {
+      const w = errorToWire(err);
+      streams = undefined;
+      bytes = encodeFrame({ type: FrameType.Response, id, status: WireStatus.INTERNAL, body: { message: `result not sendable: ${w.message}` } });
+    }
+    if (target === peer.link) {
+      this.enqueue(peer, streams ? { bytes, channel: undefined, streams } : { bytes, channel: undefined }, 'reply');
+    } else {
+      target.send(bytes);
+      if (streams) peer.bulkOut.activate(streams);
     }
   }
 }

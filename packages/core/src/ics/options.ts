@@ -44,7 +44,7 @@ export const DEFAULTS = {
   /** Bytes queued per node (all channels) before sends are refused. */
   sendQueueBytes: 64 * 1024 * 1024,
   /** Flow-control window per channel and peer. */
-  window: { messages: 256, bytes: 8 * 1024 * 1024 },
+  window: { messages: 1024, bytes: 8 * 1024 * 1024 },
   /** Handler pool per service. */
   pool: { min: 1, max: 64, queue: 1024, priorityReserve: 16 },
   reconnect: { initialDelayMs: 50, maxDelayMs: 5000, maxAttempts: 20 },
@@ -60,9 +60,9 @@ export const DEFAULTS = {
   /** Uint8Array values of at least this size travel out of line. */
   bulkThreshold: 128 * 1024,
   /** Size of one out-of-line chunk. */
-  bulkChunkSize: 64 * 1024,
+  bulkChunkSize: 256 * 1024,
   /** Bulk bytes in flight per link. */
-  bulkWindow: 4 * 1024 * 1024,
+  bulkWindow: 8 * 1024 * 1024,
   /** Bytes of out-of-line values a node holds for one peer while they arrive. */
   bulkReceiveBudget: 64 * 1024 * 1024,
 } as const;

@@ -22,12 +22,13 @@ export interface PoolOptions {
 }
 
 export interface PoolItem {
-  priority: boolean;
-  run: () => Promise<void>;
+  readonly priority: boolean;
+  /** Do the work; return a promise only when it continues asynchronously. */
+  run(): Promise<void> | undefined;
   /** Called instead of `run` when the item is dropped from the queue. */
-  drop: () => void;
+  drop(): void;
   /** Node the work came from, for nodedown. */
-  from: number;
+  readonly from: number;
 }
 
 export class HandlerPool {
@@ -35,6 +36,8 @@ export class HandlerPool {
   private runningPriority = 0;
   private readonly waiting: PoolItem[] = [];
   private idleWaiters: (() => void)[] = [];
+  /** Set while `next` starts queued work, so synchronous completions do not recurse. */
+  private draining = false;
 
   constructor(readonly options: PoolOptions) {}
 
@@ -84,16 +87,32 @@ export class HandlerPool {
   private start(item: PoolItem, reserve: boolean): void {
     if (reserve) this.runningPriority++;
     else this.running++;
-    void item.run().finally(() => {
-      if (reserve) this.runningPriority--;
-      else this.running--;
-      this.next();
-    });
+    const pending = item.run();
+    if (pending) {
+      pending.then(
+        () => this.done(reserve),
+        () => this.done(reserve),
+      );
+    } else {
+      this.done(reserve);
+    }
+  }
+
+  private done(reserve: boolean): void {
+    if (reserve) this.runningPriority--;
+    else this.running--;
+    this.next();
   }
 
   private next(): void {
-    while (this.waiting.length > 0 && this.running < this.options.max) {
-      this.start(this.waiting.shift()!, false);
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.waiting.length > 0 && this.running < this.options.max) {
+        this.start(this.waiting.shift()!, false);
+      }
+    } finally {
+      this.draining = false;
     }
     if (this.active === 0 && this.waiting.length === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;

@@ -183,11 +183,25 @@ export function transportComplianceSuite(
       });
     });
 
+    it('sends a frame given in parts as one frame', async () => {
+      const { outbound, inbound } = await pair();
+      const got = collect(inbound, 3);
+      const whole = frameOf(5, 100_000);
+      outbound.sendv([whole.subarray(0, 10), whole.subarray(10, 50_000), whole.subarray(50_000)]);
+      outbound.sendv([]);
+      outbound.sendv([frameOf(6, 8)]);
+      const frames = await got;
+      checkFrame(frames[0]!, 5, 100_000);
+      expect(frames[1]!.byteLength).toBe(0);
+      checkFrame(frames[2]!, 6, 8);
+    });
+
     it('refuses a frame over the maximum and keeps the link usable', async () => {
       const { outbound, inbound, client } = await pair();
       const max = client.capabilities.maxFrameSize;
       if (max > 64 * 1024 * 1024) return; // allocating max+1 would dominate the suite
       expect(() => outbound.send(new Uint8Array(max + 1))).toThrow(FrameTooLargeError);
+      expect(() => outbound.sendv([new Uint8Array(max), new Uint8Array(1)])).toThrow(FrameTooLargeError);
       try {
         outbound.send(new Uint8Array(max + 1));
       } catch (err) {

@@ -108,6 +108,31 @@ export abstract class LinkBase extends EventEmitter<LinkEvents> implements Link 
     return ok;
   }
 
+  sendv(parts: readonly Uint8Array[]): boolean {
+    if (this.linkState !== 'open') throw new LinkClosedError(`link ${this.id} is ${this.linkState}`);
+    let size = 0;
+    for (const p of parts) size += p.byteLength;
+    if (size > this.maxFrameSize) throw new FrameTooLargeError(size, this.maxFrameSize);
+    const ok = this.sendFrameParts(parts, size);
+    if (!ok) this.wantDrain = true;
+    return ok;
+  }
+
+  /**
+   * Hand one frame made of `parts` to the network. The default joins them
+   * (one copy); a transport that can write them as they are overrides it.
+   */
+  protected sendFrameParts(parts: readonly Uint8Array[], size: number): boolean {
+    if (parts.length === 1) return this.sendFrame(parts[0]!);
+    const frame = new Uint8Array(size);
+    let at = 0;
+    for (const p of parts) {
+      frame.set(p, at);
+      at += p.byteLength;
+    }
+    return this.sendFrame(frame);
+  }
+
   waitDrain(signal?: AbortSignal): Promise<void> {
     if (this.linkState === 'closed') return Promise.reject(new LinkClosedError(`link ${this.id} is closed`));
     if (!this.wantDrain) return Promise.resolve();

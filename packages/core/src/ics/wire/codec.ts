@@ -131,10 +131,21 @@ function useBuffer(next: Uint8Array): void {
   nodeBuf = Buffer.from(next.buffer, next.byteOffset, next.byteLength);
 }
 
+/** The slab set aside while one oversize frame is written, and where its free room starts. */
+let spare: Uint8Array | undefined;
+let spareAt = 0;
+
 function grow(need: number): void {
   const used = pos - start;
-  const next = new Uint8Array(Math.max(SLAB_BYTES, 2 * (used + need)));
+  // Oversize buffers hold one frame each and are never handed out beyond
+  // it, so they need not be zero-filled (every byte of the frame is written).
+  const next = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, 2 * (used + need)));
   next.set(buf.subarray(start, pos), 0);
+  if (buf.length === SLAB_BYTES && spare === undefined) {
+    // The frame moved out of the slab: its room there is free again.
+    spare = buf;
+    spareAt = start;
+  }
   useBuffer(next);
   start = 0;
   pos = used;
@@ -159,9 +170,15 @@ export function beginWrite(): void {
 export function endWrite(): Uint8Array {
   const out = buf.subarray(start, pos);
   if (buf.length > SLAB_BYTES) {
-    // An oversize buffer served one big frame; do not keep it as the slab.
-    useBuffer(new Uint8Array(SLAB_BYTES));
-    pos = 0;
+    // An oversize buffer served one big frame; go back to the slab.
+    if (spare !== undefined) {
+      useBuffer(spare);
+      pos = spareAt;
+      spare = undefined;
+    } else {
+      useBuffer(new Uint8Array(SLAB_BYTES));
+      pos = 0;
+    }
   } else {
     pos = (pos + 7) & ~7; // keep frames 8-aligned, as msgpackr does
   }
@@ -466,6 +483,30 @@ function writeArray(a: unknown[], depth: number, maxDepth: number): void {
   }
 }
 
+/**
+ * Encoded map keys (header + UTF-8), checked once: the same few keys are
+ * written over and over. Bounded: when full, new keys are just not cached.
+ */
+const keyCache = new Map<string, Uint8Array>();
+const KEY_CACHE_MAX = 4096;
+const KEY_CACHE_MAX_LENGTH = 32;
+
+function writeKey(key: string): void {
+  const cached = keyCache.get(key);
+  if (cached !== undefined) {
+    ensure(cached.length);
+    buf.set(cached, pos);
+    pos += cached.length;
+    return;
+  }
+  if (isForbiddenKeyString(key)) throw new EncodeFailure(`the key ${JSON.stringify(key)} is refused by every decoder`);
+  const at = pos;
+  const into = buf;
+  writeString(key);
+  // (If the write moved the frame to a bigger buffer, just skip caching.)
+  if (into === buf && key.length <= KEY_CACHE_MAX_LENGTH && keyCache.size < KEY_CACHE_MAX) keyCache.set(key, buf.slice(at, pos));
+}
+
 function writeObject(o: Record<string, unknown>, depth: number, maxDepth: number): void {
   const keys = Object.keys(o);
   let n = 0;
@@ -485,8 +526,7 @@ function writeObject(o: Record<string, unknown>, depth: number, maxDepth: number
       key = keys[i]!;
       const value = o[key];
       if (value === undefined) continue;
-      if (isForbiddenKeyString(key)) throw new EncodeFailure(`the key ${JSON.stringify(key)} is refused by every decoder`);
-      writeString(key);
+      writeKey(key);
       writeValue(value, depth, maxDepth);
       written++;
     }

@@ -127,6 +127,23 @@ function addressedFields(f: RequestFrame | OneWayFrame): { channel: number; serv
  * a view into a shared slab: hand it to the transport or copy it, but do
  * not write into it. BulkChunk data is copied into the frame.
  */
+/**
+ * The 16-byte header of a BulkChunk frame; the chunk's data follows it on
+ * the wire. With `Link.sendv([header, data])` the data is never copied.
+ * `encodeFrame` of the same chunk gives the same bytes, joined.
+ */
+export function encodeBulkChunkHeader(stream: number, offset: number, last: boolean): Uint8Array {
+  const id = checkU32('stream', stream);
+  if (!Number.isSafeInteger(offset) || offset < 0) fail('offset', 'must be a safe non-negative integer');
+  beginWrite();
+  writeU8(FrameType.BulkChunk);
+  writeU8(last ? FLAG_LAST : 0);
+  writeU16(0);
+  writeU32(id);
+  writeU64(offset);
+  return endWrite();
+}
+
 export function encodeFrame(frame: IcsFrame, options?: EncodeOptions): Uint8Array {
   const maxDepth = encodeMaxDepth(options);
   // Validate every field before writing, so that the slab is only touched
