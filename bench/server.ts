@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { BENCH_SERVICE, bodyOf, CLUSTER, FrameParser, FrameWriter, idOf, Kind, kindOf, MAX_MESSAGE, SERVER_NODE } from './common.js';
+import { BENCH_SERVICE, bodyOf, CLUSTER, FrameParser, FrameWriter, idOf, Kind, kindOf, SERVER_NODE } from './common.js';
 import { loadLib } from './load.js';
 
 const secret = process.env.BENCH_SECRET;
@@ -40,10 +40,9 @@ function waitCount(n: number): number | Promise<number> {
 // ---- ICS (bundled like the published build: see load.ts)
 const { createIcs, tcp } = await loadLib();
 const ics = createIcs({
-  transport: tcp({ host: '127.0.0.1', port: 0, secret, maxFrameSize: MAX_MESSAGE }),
+  transport: tcp({ host: '127.0.0.1', port: 0, secret }),
   clusterName: CLUSTER,
   nodeNum: SERVER_NODE,
-  maxMessageSize: MAX_MESSAGE,
 });
 await ics.start();
 ics.registerService({

@@ -276,12 +276,35 @@ function bad(offset: number, message: string): never {
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * Method names seen recently, by their bytes: a service has a handful of
+ * methods, so most frames name one already decoded and checked. One entry
+ * per (length, first byte, last byte) slot; a hit is confirmed byte by byte.
+ */
+const methodCache: ({ bytes: Uint8Array; name: string } | undefined)[] = new Array(1024);
+
+function methodSlot(b: Uint8Array, s: number, n: number): number {
+  return (n * 31 + b[s]! * 7 + b[s + n - 1]!) & 1023;
+}
+
 function readMethod(b: Uint8Array, p: number): { method: string; end: number } {
   if (p >= b.length) throw new IcsDecodeError('truncated', p, 'frame ends before the method name');
   const n = b[p]!;
   if (n === 0) bad(p, 'empty method name');
   const s = p + 1;
   if (n > b.length - s) throw new IcsDecodeError('truncated', p, 'frame ends inside the method name');
+  const slot = methodSlot(b, s, n);
+  const hit = methodCache[slot];
+  if (hit !== undefined && hit.bytes.length === n) {
+    let same = true;
+    for (let i = 0; i < n; i++) {
+      if (hit.bytes[i] !== b[s + i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return { method: hit.name, end: s + n };
+  }
   if (!isWellFormedUtf8(b, s, n)) throw new IcsDecodeError('utf8', s, 'method name is not well-formed UTF-8');
   let ascii = true;
   for (let i = s; i < s + n; i++) {
@@ -293,6 +316,7 @@ function readMethod(b: Uint8Array, p: number): { method: string; end: number } {
   const method = ascii
     ? String.fromCharCode.apply(null, b.subarray(s, s + n) as unknown as number[])
     : utf8Decoder.decode(b.subarray(s, s + n));
+  methodCache[slot] = { bytes: b.slice(s, s + n), name: method };
   return { method, end: s + n };
 }
 
