@@ -158,3 +158,43 @@ it('close() does not wait for ever on a handler that ignores its abort signal (v
   expect(closed).toBe(false);
   expect(await clock.advanceUntil(() => closed, 1000)).toBe(true);
 });
+
+it('a call made by a handler inherits its deadline and cancellation, and travels raised (virtual time)', async () => {
+  const clock = (virtual = new VirtualClock());
+  const network = createMemoryNetwork({ seed: 7, clock });
+  const peers = new Map([
+    [1, 'a'],
+    [2, 'b'],
+    [3, 'c'],
+  ]);
+  const a = await node(network, 1, 'a', peers, clock).start();
+  const b = await node(network, 2, 'b', peers, clock).start();
+  const c = await node(network, 3, 'c', peers, clock).start();
+  let inner: { deadline: number | undefined; priority: boolean; aborted?: unknown } | undefined;
+  c.registerService({
+    ...SVC,
+    name: 'inner',
+    handlers: {
+      inner: (_x, ctx) =>
+        new Promise((_r, reject) => {
+          inner = { deadline: ctx.deadline, priority: ctx.priority };
+          ctx.signal.addEventListener('abort', () => {
+            inner!.aborted = ctx.signal.reason;
+            reject(ctx.signal.reason);
+          });
+        }),
+    },
+  });
+  b.registerService({ ...SVC, name: 'outer', handlers: { outer: () => b.call(3, SVC, 'inner') } });
+  const start = clock.now();
+  let outcome: unknown;
+  void a.call(2, SVC, 'outer', null, { timeoutMs: 1000 }).catch((e: unknown) => (outcome = e));
+  await clock.advanceUntil(() => inner !== undefined, 500);
+  // No timeout of its own: the nested call got the outer call's deadline, not the 30 s default.
+  expect(inner!.deadline).toBeLessThanOrEqual(start + 1000);
+  expect(inner!.priority).toBe(true);
+  await clock.advanceUntil(() => outcome !== undefined && inner?.aborted !== undefined, 5000);
+  expect(outcome).toBeInstanceOf(Error);
+  expect((outcome as { code: string }).code).toBe('ICS_ERR_DEADLINE_EXCEEDED');
+  expect((inner!.aborted as { code: string }).code).toMatch(/ICS_ERR_(DEADLINE_EXCEEDED|CANCELLED)/);
+});
