@@ -9,6 +9,8 @@ const alias = {
   '@clusterinfra/core': src('core/src/index.ts'),
   '@clusterinfra/transport-mem': src('transport-mem/src/index.ts'),
   '@clusterinfra/transport-tcp': src('transport-tcp/src/index.ts'),
+  '@clusterinfra/icsgen/runtime': src('icsgen/src/runtime.ts'),
+  '@clusterinfra/icsgen': src('icsgen/src/index.ts'),
 };
 
 const project = (name: string, extra: Record<string, unknown> = {}) => ({
@@ -24,6 +26,6 @@ const project = (name: string, extra: Record<string, unknown> = {}) => ({
 
 export default defineConfig({
   test: {
-    projects: [project('core'), project('transport-mem'), project('transport-tcp')],
+    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen')],
   },
 });
