@@ -16,3 +16,13 @@ export interface HandlerContextStore {
 }
 
 export const handlerContext = new AsyncLocalStorage<HandlerContextStore>();
+
+/**
+ * Run `fn` outside any handler context: background work started while a
+ * handler runs (a timer loop, a queue drained later) would otherwise inherit
+ * the handler's deadline, cancellation and priority. What `fn` starts is
+ * detached too.
+ */
+export function detached<T>(fn: () => T): T {
+  return handlerContext.exit(fn);
+}

@@ -902,6 +902,25 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     return peers[String(node)];
   }
 
+  /**
+   * Open a link to whatever node listens at `address` and return its node
+   * number (discovery: probing configured addresses before membership says
+   * who is where). Reuses nothing: the link joins the node's links as usual.
+   */
+  async connectAddress(address: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<number> {
+    this.assertOpen();
+    const link = await this.transport.connect(address, options);
+    const node = link.remote.nodeNum;
+    this.attach(link);
+    if (link.state !== 'open') throw new UnavailableError(`node ${node} at ${address} refused the link`);
+    return node;
+  }
+
+  /** Whether a link to `node` is open now. */
+  isConnected(node: number): boolean {
+    return this.peers.get(node)?.link?.state === 'open';
+  }
+
   private ensureLink(peer: Peer): void {
     if (peer.link || peer.connecting || peer.reconnectTimer || this.state !== 'started' && this.state !== 'new') return;
     const address = this.addressOf(peer.nodeNum);
@@ -942,6 +961,15 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   private scheduleReconnect(peer: Peer, cause: Error): void {
     if (this.state === 'closing' || this.state === 'closed' || !this.hasWork(peer)) return;
+    if (cause instanceof ClusterInfraError && cause.code === 'TRANSPORT_ERR_CONNECTION_REFUSED') {
+      // Nothing listens there: the process is gone (or not started). Waiting
+      // would only delay what the caller learns; fail what waits, now. A
+      // timeout or a reset, by contrast, may be a passing network fault and
+      // is retried with backoff.
+      peer.attempts = 0;
+      this.failQueued(peer, new UnavailableError(`node ${peer.nodeNum} refused the connection`, { cause }));
+      return;
+    }
     const r = this.opts.reconnect;
     if (peer.attempts >= r.maxAttempts) {
       peer.attempts = 0;

@@ -1,0 +1,126 @@
+/**
+ * The committed transition history of one node: bounded in memory, with a
+ * snapshot of the membership just before the oldest transition kept, so a
+ * late joiner can start from the snapshot plus the tail.
+ *
+ * Invariant (M1): transitions are appended with numbers going up by
+ * exactly one; nothing is ever removed except from the front, into the
+ * snapshot.
+ */
+import type { MemberInfo, NodeState, Transition } from './types.js';
+
+export interface HistorySnapshot {
+  /** The membership after transition `number` (0: empty). */
+  readonly number: number;
+  readonly term: number;
+  readonly members: readonly MemberInfo[];
+  /** Transitions after `number`, in order. */
+  readonly tail: readonly Transition[];
+}
+
+export class History {
+  private readonly items: Transition[] = [];
+  private snapshotNumber = 0;
+  private snapshotTerm = 0;
+  private snapshotMembers = new Map<number, MemberInfo>();
+  private readonly current = new Map<number, MemberInfo>();
+
+  constructor(private readonly limit: number) {}
+
+  /** Number of the last committed transition (0 when none). */
+  get last(): number {
+    return this.snapshotNumber + this.items.length;
+  }
+
+  get lastTerm(): number {
+    return this.items.length > 0 ? this.items[this.items.length - 1]!.term : this.snapshotTerm;
+  }
+
+  /** The first transition number still held in memory. */
+  get first(): number {
+    return this.snapshotNumber + 1;
+  }
+
+  member(node: number): MemberInfo | undefined {
+    return this.current.get(node);
+  }
+
+  members(): MemberInfo[] {
+    return [...this.current.values()].sort((a, b) => a.node - b.node);
+  }
+
+  stateOf(node: number): NodeState {
+    return this.current.get(node)?.state ?? 'NeverUp';
+  }
+
+  /** Nodes whose state is in `states`. */
+  nodesIn(...states: NodeState[]): number[] {
+    const out: number[] = [];
+    for (const m of this.current.values()) if (states.includes(m.state)) out.push(m.node);
+    return out.sort((a, b) => a - b);
+  }
+
+  get(number: number): Transition | undefined {
+    if (number <= this.snapshotNumber) return undefined;
+    return this.items[number - this.snapshotNumber - 1];
+  }
+
+  /** Transitions with numbers in (after, last], as far as memory holds them. */
+  since(after: number, max = Number.MAX_SAFE_INTEGER): Transition[] {
+    const from = Math.max(after, this.snapshotNumber) - this.snapshotNumber;
+    return this.items.slice(from, from + max);
+  }
+
+  /** Append the next transition; returns the member it changed. */
+  append(t: Transition): MemberInfo {
+    if (t.number !== this.last + 1) throw new Error(`transition ${t.number} does not follow ${this.last}`);
+    this.items.push(t);
+    const before = this.current.get(t.node);
+    const info: MemberInfo = {
+      node: t.node,
+      state: t.to,
+      incarnation: t.incarnation,
+      address: t.address ?? before?.address ?? '',
+      meta: t.meta ?? before?.meta ?? {},
+      since: t.number,
+    };
+    this.current.set(t.node, info);
+    while (this.items.length > this.limit) this.compactOne();
+    return info;
+  }
+
+  snapshot(): HistorySnapshot {
+    return {
+      number: this.snapshotNumber,
+      term: this.snapshotTerm,
+      members: [...this.snapshotMembers.values()],
+      tail: [...this.items],
+    };
+  }
+
+  /** Start from another node's snapshot (a late joiner). */
+  install(s: HistorySnapshot): void {
+    this.items.length = 0;
+    this.snapshotNumber = s.number;
+    this.snapshotTerm = s.term;
+    this.snapshotMembers = new Map(s.members.map((m) => [m.node, m]));
+    this.current.clear();
+    for (const m of s.members) this.current.set(m.node, m);
+    for (const t of s.tail) this.append(t);
+  }
+
+  private compactOne(): void {
+    const t = this.items.shift()!;
+    const before = this.snapshotMembers.get(t.node);
+    this.snapshotMembers.set(t.node, {
+      node: t.node,
+      state: t.to,
+      incarnation: t.incarnation,
+      address: t.address ?? before?.address ?? '',
+      meta: t.meta ?? before?.meta ?? {},
+      since: t.number,
+    });
+    this.snapshotNumber = t.number;
+    this.snapshotTerm = t.term;
+  }
+}

@@ -1,0 +1,17 @@
+export { ClusterNode, createClusterNode } from './node.js';
+export { hasQuorum, presets, type AdmissionRequest, type ClusterNodeOptions, type QuorumPolicy, type Timing } from './options.js';
+export { History, type HistorySnapshot } from './history.js';
+export {
+  LEGAL_MOVES,
+  NODE_STATES,
+  type ClusterEvents,
+  type DecisionRecord,
+  type MemberInfo,
+  type Membership,
+  type NodeEvent,
+  type NodeState,
+  type Subsystem,
+  type Transition,
+  type TransitionKind,
+  type WatchEvent,
+} from './types.js';

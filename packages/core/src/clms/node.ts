@@ -1,0 +1,1358 @@
+/**
+ * CLMS, the cluster membership subsystem: a master-driven membership that
+ * every node agrees on.
+ *
+ * The protocol, in short (docs/membership.md and docs/protocol.md have it
+ * in full):
+ * - One master per term decides every change. Terms only grow; a node that
+ *   has seen term e refuses every membership message of a term below e (M5).
+ * - A change is a numbered transition. The master appends it on every
+ *   member and commits it once a quorum of the voters acknowledged it, one
+ *   change at a time (the single-server-change argument of Raft: any two
+ *   quorums of consecutive configurations intersect), then tells everyone.
+ *   Voters are the Up members; before any history exists they are the
+ *   candidates (bootstrap), so two isolated candidates cannot both form a
+ *   cluster.
+ * - A candidate becomes master only with votes from a quorum, and a voter
+ *   grants its vote only to a candidate whose history is at least as
+ *   complete as its own (so every committed transition survives a master
+ *   change) and only when it has not heard from a live master within the
+ *   failure timeout (so a node cut off from the master cannot depose it).
+ * - Nodeup: ComingUp is committed, every member sets up its links and runs
+ *   its nodeup callbacks and reports; then Up. Nodedown: verified, confirmed,
+ *   fenced, GoingDown committed, every node errors out ICS and runs its
+ *   nodedown callbacks and reports; then Down. A node may join again only
+ *   after its Down: the cleanup barrier (C1).
+ */
+import { EventEmitter } from 'eventemitter3';
+import { z } from 'zod';
+import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
+import { parseOptions } from '../config/index.js';
+import { ClusterInfraError, InvalidArgumentError } from '../errors/index.js';
+import { detached } from '../ics/context.js';
+import { createIcs, type Ics } from '../ics/ics.js';
+import type { HandlerContext } from '../ics/types.js';
+import { defaultLogger, type Logger } from '../logging/index.js';
+import { cryptoRandom, type RandomSource } from '../random/index.js';
+import { type HistorySnapshot, History } from './history.js';
+import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
+import type {
+  ClusterEvents,
+  DecisionRecord,
+  MemberInfo,
+  Membership,
+  NodeEvent,
+  NodeState,
+  Subsystem,
+  Transition,
+  TransitionKind,
+  WatchEvent,
+} from './types.js';
+import { LEGAL_MOVES } from './types.js';
+
+const CLMS = { channel: 'clms', subservice: 1 } as const;
+const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
+
+// ---------------------------------------------------------------- wire schemas
+// Every membership message is validated at the edge: a mistyped or rogue
+// message is refused with INVALID_ARGUMENT and changes nothing.
+
+const stateSchema = z.enum(['NeverUp', 'ComingUp', 'Up', 'ShuttingDown', 'GoingDown', 'Down']);
+const transitionSchema = z.strictObject({
+  number: z.number().int().min(1),
+  term: z.number().int().min(1),
+  kind: z.enum(['state', 'master', 'meta']),
+  node: z.number().int().min(1),
+  incarnation: z.number().int().min(0),
+  from: stateSchema,
+  to: stateSchema,
+  cause: z.string().max(1000),
+  time: z.number(),
+  address: z.string().max(1000).optional(),
+  meta: z.record(z.string(), z.unknown()).optional(),
+});
+const memberSchema = z.strictObject({
+  node: z.number().int().min(1),
+  state: stateSchema,
+  incarnation: z.number().int().min(0),
+  address: z.string().max(1000),
+  meta: z.record(z.string(), z.unknown()),
+  since: z.number().int().min(0),
+});
+const snapshotSchema = z.strictObject({
+  number: z.number().int().min(0),
+  term: z.number().int().min(0),
+  members: z.array(memberSchema).max(65_535),
+  tail: z.array(transitionSchema).max(10_000_000),
+});
+const appendSchema = z.strictObject({
+  term: z.number().int().min(1),
+  commit: z.number().int().min(0),
+  entries: z.array(transitionSchema).max(100_000),
+});
+const heartbeatSchema = z.strictObject({ term: z.number().int().min(1), commit: z.number().int().min(0) });
+const voteSchema = z.strictObject({
+  term: z.number().int().min(1),
+  lastNumber: z.number().int().min(0),
+  lastTerm: z.number().int().min(0),
+  bootstrap: z.boolean(),
+});
+const joinSchema = z.strictObject({
+  incarnation: z.number().int().min(1),
+  address: z.string().min(1).max(1000),
+  meta: z.record(z.string(), z.unknown()),
+});
+const reportSchema = z.strictObject({
+  kind: z.enum(['nodeup-done', 'cleanup-done', 'suspect', 'leave', 'down']),
+  node: z.number().int().min(1),
+  incarnation: z.number().int().min(0),
+  reason: z.string().max(1000).optional(),
+});
+const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
+const probeTargetSchema = z.strictObject({ node: z.number().int().min(1) });
+
+function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new InvalidArgumentError('malformed membership message', { details: r.error.issues.map((i) => i.message) });
+  return r.data;
+}
+
+/** A change the master will turn into a transition when its turn comes. */
+interface Proposal {
+  /** Build the transition against the current state, or undefined when it no longer applies. */
+  build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined;
+  done: (t: Transition | undefined, err?: Error) => void;
+}
+
+/** Who must still report before a barrier opens. */
+interface Barrier {
+  incarnation: number;
+  waiting: Set<number>;
+}
+
+export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDisposable {
+  readonly nodeNum: number;
+  readonly clusterName: string;
+  readonly candidates: readonly number[];
+  readonly timing: Timing;
+  private readonly opts: ResolvedClusterNodeOptions;
+  private readonly clock: Clock;
+  private readonly random: RandomSource;
+  private readonly log: Logger;
+
+  private ics!: Ics;
+  private history: History;
+  /** Highest term seen (M5) and the vote given in it. */
+  private term = 0;
+  private votedIn = 0;
+  private masterNum: number | undefined;
+  /** The one appended, not yet committed transition (from the current master). */
+  private pending: Transition | undefined;
+  private lastHeardMaster = Number.NEGATIVE_INFINITY;
+  private quorumOk = false;
+  private phase: 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed' = 'idle';
+  private readonly subsystems: Required<Subsystem>[] = [];
+  private timers: TimerHandle[] = [];
+  private closeController = new AbortController();
+  private electing = false;
+  private joining: Promise<void> | undefined;
+  private readonly decisions: DecisionRecord[] = [];
+  /** Reports this node owes the master (resent to a new master). */
+  private readonly owedReports = new Map<string, z.output<typeof reportSchema>>();
+
+  // ---- master state
+  private readonly proposals: Proposal[] = [];
+  private committing = false;
+  private readonly lastAck = new Map<number, number>();
+  private readonly nodeupBarriers = new Map<number, Barrier>();
+  private readonly cleanupBarriers = new Map<number, Barrier>();
+  private readonly verifying = new Set<number>();
+  private readonly watchers = new Set<(e: WatchEvent) => void>();
+
+  constructor(options: ClusterNodeOptions) {
+    super();
+    this.opts = parseOptions('cluster node', clusterNodeOptionsSchema, options);
+    this.nodeNum = this.opts.nodeNum;
+    this.clusterName = this.opts.clusterName;
+    this.candidates = this.opts.candidates;
+    this.timing = { ...presets[this.opts.preset], ...this.opts.timing } as Timing;
+    this.clock = this.opts.clock ?? realClock;
+    this.random = this.opts.random ?? cryptoRandom;
+    this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'clms', node: this.nodeNum });
+    this.history = new History(this.opts.historyLimit);
+  }
+
+  // ================================================================ API
+
+  /** Start: listen, then find the master and join (or form the cluster). */
+  async start(): Promise<this> {
+    if (this.phase !== 'idle') throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', 'start() called twice');
+    await this.boot();
+    return this;
+  }
+
+  /** The ICS endpoint of the current incarnation (services, calls). */
+  get communication(): Ics {
+    return this.ics;
+  }
+
+  get incarnation(): number {
+    return this.ics.incarnation;
+  }
+
+  get address(): string | undefined {
+    return this.ics.address;
+  }
+
+  get master(): number | undefined {
+    return this.masterNum;
+  }
+
+  get currentTerm(): number {
+    return this.term;
+  }
+
+  get isMaster(): boolean {
+    return this.masterNum === this.nodeNum && this.phase === 'member';
+  }
+
+  get hasQuorum(): boolean {
+    return this.quorumOk;
+  }
+
+  get maxNodes(): number {
+    return this.opts.maxNodes;
+  }
+
+  /** The membership as of the last committed transition. */
+  membership(): Membership {
+    return { number: this.history.last, term: this.term, master: this.masterNum, members: this.history.members() };
+  }
+
+  info(node: number = this.nodeNum): MemberInfo | undefined {
+    return this.history.member(node);
+  }
+
+  /** Committed transitions after `after` (as far as the bounded history holds them). */
+  transitions(after = 0): Transition[] {
+    return this.history.since(after);
+  }
+
+  transition(number: number): Transition | undefined {
+    return this.history.get(number);
+  }
+
+  get lastTransition(): number {
+    return this.history.last;
+  }
+
+  get firstTransition(): number {
+    return this.history.first;
+  }
+
+  /** Why nodes went down, quorum was lost, masters changed (bounded, newest last). */
+  decisionRecords(): readonly DecisionRecord[] {
+    return this.decisions;
+  }
+
+  /** Replace this node's metadata; replicated as a `meta` transition. */
+  async setInfo(meta: Record<string, unknown>): Promise<void> {
+    await this.askMaster({ kind: 'down', node: this.nodeNum, incarnation: this.incarnation, reason: JSON.stringify({ meta }) });
+  }
+
+  registerSubsystem(s: Subsystem): () => void {
+    if (this.subsystems.length >= this.opts.maxSubsystems) {
+      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `at most ${this.opts.maxSubsystems} subsystems (maxSubsystems)`);
+    }
+    if (this.subsystems.some((x) => x.name === s.name)) {
+      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `a subsystem named ${s.name} is registered already`);
+    }
+    const entry: Required<Subsystem> = { name: s.name, band: s.band ?? 0, nodeup: s.nodeup ?? (() => {}), nodedown: s.nodedown ?? (() => {}) };
+    this.subsystems.push(entry);
+    // Stable sort: by band, then registration order.
+    this.subsystems.sort((a, b) => a.band - b.band);
+    return () => {
+      const i = this.subsystems.indexOf(entry);
+      if (i >= 0) this.subsystems.splice(i, 1);
+    };
+  }
+
+  /**
+   * Transitions from `since` (replayed from history) and then live, in
+   * number order, each exactly once; master and quorum changes in between.
+   */
+  async *watch(options: { since?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchEvent> {
+    const queue: WatchEvent[] = [];
+    let wake: (() => void) | undefined;
+    const push = (e: WatchEvent): void => {
+      queue.push(e);
+      wake?.();
+    };
+    let next = options.since ?? this.history.first;
+    for (const t of this.history.since(next - 1)) push({ type: 'transition', transition: t });
+    next = this.history.last + 1;
+    const listener = (e: WatchEvent): void => {
+      if (e.type === 'transition') {
+        if (e.transition.number < next) return;
+        next = e.transition.number + 1;
+      }
+      push(e);
+    };
+    this.watchers.add(listener);
+    const signal = options.signal;
+    const onAbort = (): void => wake?.();
+    signal?.addEventListener('abort', onAbort);
+    try {
+      while (!signal?.aborted && this.phase !== 'closed') {
+        if (queue.length === 0) {
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          continue;
+        }
+        yield queue.shift()!;
+      }
+    } finally {
+      this.watchers.delete(listener);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Leave the cluster cleanly: ShuttingDown, cleanup everywhere, Down; then close. */
+  async leave(): Promise<void> {
+    if (this.phase !== 'member') return this.close();
+    this.phase = 'leaving';
+    const down = new Promise<void>((resolve) => {
+      const check = (t: Transition): void => {
+        if (t.node === this.nodeNum && t.incarnation === this.incarnation && t.to === 'Down') {
+          this.off('transition', check);
+          resolve();
+        }
+      };
+      this.on('transition', check);
+    });
+    try {
+      await this.askMaster({ kind: 'leave', node: this.nodeNum, incarnation: this.incarnation });
+      await Promise.race([down, this.sleep(this.timing.failureTimeoutMs * 10)]);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'leave was not acknowledged; closing anyway');
+    }
+    await this.close();
+  }
+
+  /** Ask the master to declare `node` down (API-driven membership). */
+  async declareDown(node: number, reason = 'declared down by API'): Promise<void> {
+    const info = this.history.member(node);
+    if (!info) throw new InvalidArgumentError(`node ${node} is not a member`);
+    await this.askMaster({ kind: 'down', node, incarnation: info.incarnation, reason });
+  }
+
+  /** Stop at once: no goodbye to the cluster (the others will detect it). Idempotent. */
+  async close(): Promise<void> {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.closeController.abort(new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
+    for (const t of this.timers) t.cancel();
+    this.timers = [];
+    for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
+    for (const w of this.watchers) w({ type: 'quorum', hasQuorum: false });
+    await this.ics?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ================================================================ boot and join
+
+  private async boot(): Promise<void> {
+    this.ics = createIcs({
+      transport: this.opts.transport,
+      clusterName: this.clusterName,
+      nodeNum: this.nodeNum,
+      clock: this.clock,
+      random: this.random,
+      logger: this.opts.logger ?? defaultLogger(),
+      peers: (n) => this.history.member(n)?.address || undefined,
+      ...(this.opts.ics as object),
+    });
+    this.registerServices();
+    this.ics.on('link', (e) => {
+      if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
+    });
+    await this.ics.start();
+    this.phase = 'joining';
+    this.timers.push(every(this.clock, this.timing.heartbeatIntervalMs, () => this.tick()));
+    this.joining = this.joinLoop();
+    await this.joining;
+  }
+
+  /** Probe seeds until a master admits us, or (as a candidate) form the cluster. */
+  private async joinLoop(): Promise<void> {
+    const index = this.candidates.indexOf(this.nodeNum);
+    let attempts = 0;
+    while (this.phase === 'joining' || this.phase === 'rejoining') {
+      attempts++;
+      const master = await this.findMaster();
+      if (master !== undefined && master !== this.nodeNum) {
+        if (await this.tryJoin(master)) return;
+      } else if (index >= 0 && this.history.last === 0 && attempts > 1 + index) {
+        // Nobody answers as master: stand for election with the other candidates.
+        await this.elect(true);
+        if (this.isMaster || this.currentPhase() === 'member') return;
+      }
+      if (this.phase !== 'joining' && this.phase !== 'rejoining') return;
+      await this.sleep(this.timing.joinRetryMs + this.random.int(this.timing.joinRetryMs));
+    }
+  }
+
+  /** Ask every seed (and known member) who the master is. */
+  private async findMaster(): Promise<number | undefined> {
+    const addresses = new Set(this.opts.seeds);
+    for (const m of this.history.members()) if (m.address && m.node !== this.nodeNum) addresses.add(m.address);
+    const answers = await Promise.all(
+      [...addresses].map(async (address) => {
+        try {
+          const node = await this.ics.connectAddress(address, { timeoutMs: this.timing.rpcTimeoutMs });
+          if (node === this.nodeNum) return undefined;
+          const r = (await this.ics.call(node, PROBE, 'whoIsMaster', null, { timeoutMs: this.timing.rpcTimeoutMs })) as {
+            master: number | null;
+            term: number;
+            address: string | null;
+          };
+          return r.master === null ? undefined : r;
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    let best: { master: number | null; term: number; address: string | null } | undefined;
+    for (const a of answers) if (a && (!best || a.term > best.term)) best = a;
+    if (!best || best.master === null) return undefined;
+    if (best.address) {
+      try {
+        await this.ics.connectAddress(best.address, { timeoutMs: this.timing.rpcTimeoutMs });
+      } catch {
+        return undefined;
+      }
+    }
+    return best.master;
+  }
+
+  private async tryJoin(master: number): Promise<boolean> {
+    let r: { ok: boolean; reason?: string; snapshot?: unknown };
+    try {
+      r = (await this.ics.call(
+        master,
+        CLMS,
+        'join',
+        { incarnation: this.incarnation, address: this.ics.address ?? '', meta: this.opts.meta },
+        { timeoutMs: this.timing.rpcTimeoutMs * 4 },
+      )) as typeof r;
+    } catch (err) {
+      this.log.debug({ master, err: (err as Error).message }, 'join failed');
+      return false;
+    }
+    if (!r.ok || !r.snapshot) {
+      this.log.info({ master, reason: r.reason }, 'join refused for now');
+      return false;
+    }
+    const snapshot = parse(snapshotSchema, r.snapshot) as HistorySnapshot;
+    if (this.history.last === 0 || snapshot.number + snapshot.tail.length > this.history.last) {
+      // A late joiner starts from the master's snapshot plus its tail.
+      const replay = this.history.last === 0;
+      this.history.install(snapshot);
+      if (replay) for (const t of snapshot.tail) this.notify(t);
+    }
+    this.phase = 'member';
+    this.lastHeardMaster = this.clock.now();
+    this.setMaster(master, Math.max(this.term, snapshot.tail.at(-1)?.term ?? snapshot.term));
+    // Our ComingUp is in the history: run nodeup for every member, then report.
+    const me = this.history.member(this.nodeNum);
+    if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
+    return true;
+  }
+
+  private async runOwnNodeup(me: MemberInfo): Promise<void> {
+    const t = this.history.get(me.since);
+    for (const m of this.history.members()) {
+      if (m.node === this.nodeNum || m.state !== 'Up') continue;
+      await this.runCallbacks('nodeup', m.node, m.incarnation, t ?? this.syntheticTransition(m));
+    }
+    this.report({ kind: 'nodeup-done', node: this.nodeNum, incarnation: this.incarnation });
+  }
+
+  private syntheticTransition(m: MemberInfo): Transition {
+    return { number: m.since, term: this.term, kind: 'state', node: m.node, incarnation: m.incarnation, from: 'ComingUp', to: m.state, cause: 'joined', time: 0 };
+  }
+
+  // ================================================================ services
+
+  private registerServices(): void {
+    this.ics.registerService({
+      ...PROBE,
+      name: 'clms.probe',
+      handlers: {
+        whoIsMaster: () => ({
+          master: this.masterNum ?? null,
+          term: this.term,
+          address: this.masterNum !== undefined ? (this.history.member(this.masterNum)?.address ?? (this.masterNum === this.nodeNum ? (this.ics.address ?? null) : null)) : null,
+        }),
+      },
+    });
+    this.ics.registerService({
+      ...CLMS,
+      name: 'clms',
+      pool: { max: 256, queue: 4096, priorityReserve: 64 },
+      handlers: {
+        vote: (a, ctx) => this.onVote(parse(voteSchema, a), ctx),
+        append: (a, ctx) => this.onAppend(parse(appendSchema, a) as z.output<typeof appendSchema> & { entries: Transition[] }, ctx),
+        commit: (a, ctx) => this.onCommit(parse(heartbeatSchema, a), ctx),
+        heartbeat: (a, ctx) => this.onHeartbeat(parse(heartbeatSchema, a), ctx),
+        join: (a, ctx) => this.onJoin(parse(joinSchema, a), ctx),
+        report: (a, ctx) => this.onReport(parse(reportSchema, a), ctx),
+        fetch: (a) => this.onFetch(parse(fetchSchema, a)),
+        alive: () => ({ incarnation: this.incarnation }),
+        probe: (a) => this.onProbe(parse(probeTargetSchema, a)),
+      },
+    });
+  }
+
+  // ---- terms
+
+  /** Adopt a higher term (M5): any master role of ours ends. */
+  private observeTerm(term: number): void {
+    if (term > this.term) {
+      const wasMaster = this.isMaster;
+      this.term = term;
+      if (wasMaster) this.stepDown('saw a higher term');
+      else if (this.masterNum !== undefined) this.setMaster(undefined, term);
+    }
+  }
+
+  private setMaster(master: number | undefined, term: number): void {
+    if (this.masterNum === master && this.term === term) return;
+    const changed = this.masterNum !== master;
+    this.masterNum = master;
+    this.term = Math.max(this.term, term);
+    if (changed) {
+      this.emit('master', { master, term: this.term });
+      this.broadcast({ type: 'master', master, term: this.term });
+      if (master !== undefined && master !== this.nodeNum) {
+        // Reports owed to the old master go to the new one.
+        for (const r of this.owedReports.values()) void this.sendReport(r);
+      }
+    }
+  }
+
+  // ---- votes
+
+  private onVote(v: z.output<typeof voteSchema>, ctx: HandlerContext): { term: number; granted: boolean } {
+    const candidate = ctx.caller.nodeNum;
+    if (!this.candidates.includes(candidate)) return { term: this.term, granted: false };
+    // Stickiness: while a live master is heard, nobody else may take over.
+    const masterAlive = this.masterNum !== undefined && this.masterNum !== candidate && this.clock.now() - this.lastHeardMaster < this.timing.failureTimeoutMs;
+    if (masterAlive && !this.isMaster) return { term: this.term, granted: false };
+    if (this.isMaster && this.quorumOk) return { term: this.term, granted: false };
+    if (v.term < this.term || this.votedIn >= v.term) return { term: this.term, granted: false };
+    if (v.bootstrap !== (this.history.last === 0 && this.pending === undefined) && this.history.last === 0) {
+      // A bootstrap vote needs an empty history on both sides.
+      return { term: this.term, granted: false };
+    }
+    const myLast = this.pending?.number ?? this.history.last;
+    const myLastTerm = this.pending?.term ?? this.history.lastTerm;
+    const upToDate = v.lastTerm > myLastTerm || (v.lastTerm === myLastTerm && v.lastNumber >= myLast);
+    this.observeTerm(v.term);
+    if (!upToDate) return { term: this.term, granted: false };
+    this.votedIn = v.term;
+    return { term: this.term, granted: true };
+  }
+
+  /** Stand for election; `bootstrap` when no history exists yet. */
+  private async elect(bootstrap: boolean): Promise<void> {
+    if (this.electing || this.phase === 'closed' || !this.candidates.includes(this.nodeNum)) return;
+    this.electing = true;
+    try {
+      const term = this.term + 1;
+      this.term = term;
+      this.votedIn = term;
+      const voters = bootstrap ? [...this.candidates] : this.voters();
+      const granted = new Set<number>([this.nodeNum]);
+      const lastNumber = this.pending?.number ?? this.history.last;
+      const lastTerm = this.pending?.term ?? this.history.lastTerm;
+      await Promise.all(
+        voters
+          .filter((n) => n !== this.nodeNum)
+          .map(async (n) => {
+            try {
+              if (bootstrap && !this.ics.isConnected(n)) return;
+              const r = (await this.ics.call(n, CLMS, 'vote', { term, lastNumber, lastTerm, bootstrap }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
+                term: number;
+                granted: boolean;
+              };
+              if (r.granted) granted.add(n);
+              else this.observeTerm(r.term);
+            } catch {
+              /* no vote */
+            }
+          }),
+      );
+      if (this.term !== term || this.currentPhase() === 'closed') return;
+      if (!hasQuorum(this.opts.quorum, granted, voters)) {
+        this.log.debug({ term, granted: [...granted], voters }, 'election lost');
+        return;
+      }
+      await this.becomeMaster(term, bootstrap, granted, voters);
+    } finally {
+      this.electing = false;
+    }
+  }
+
+  private async becomeMaster(term: number, bootstrap: boolean, granted: Set<number>, voters: number[]): Promise<void> {
+    this.log.info({ term, votes: [...granted] }, 'elected master');
+    this.phase = 'member';
+    this.setMaster(this.nodeNum, term);
+    this.quorumOk = true;
+    for (const v of voters) this.lastAck.set(v, this.clock.now());
+    this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${[...granted].join(', ')} of voters ${voters.join(', ')}` });
+    // An entry of the previous term we hold uncommitted is proposed again, then our own.
+    const carried = this.pending;
+    this.pending = undefined;
+    if (carried) this.propose(() => ({ ...carried }));
+    if (bootstrap) {
+      this.propose(() => ({
+        kind: 'state',
+        node: this.nodeNum,
+        incarnation: this.incarnation,
+        from: this.history.stateOf(this.nodeNum),
+        to: 'ComingUp',
+        cause: 'formed the cluster',
+        address: this.ics.address ?? '',
+        meta: this.opts.meta,
+      }));
+      this.propose(() => ({ kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'ComingUp', to: 'Up', cause: 'formed the cluster' }));
+    }
+    this.propose(() => ({
+      kind: 'master',
+      node: this.nodeNum,
+      incarnation: this.incarnation,
+      from: this.history.stateOf(this.nodeNum),
+      to: this.history.stateOf(this.nodeNum),
+      cause: `master for term ${term}`,
+    }));
+    // Barriers of the former master are rebuilt from the history.
+    this.rebuildBarriers();
+  }
+
+  private stepDown(why: string): void {
+    this.log.warn({ term: this.term, why }, 'stepping down as master');
+    this.masterNum = undefined;
+    this.emit('master', { master: undefined, term: this.term });
+    this.broadcast({ type: 'master', master: undefined, term: this.term });
+    for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', `no longer master: ${why}`));
+    this.nodeupBarriers.clear();
+    this.cleanupBarriers.clear();
+  }
+
+  /** Voters: the Up members (the candidates before any history exists). */
+  private voters(): number[] {
+    const up = this.history.nodesIn('Up');
+    return up.length > 0 ? up : [...this.candidates];
+  }
+
+  // ================================================================ master: committing
+
+  /** Queue a change; the master commits changes one at a time. */
+  private propose(build: Proposal['build']): Promise<Transition | undefined> {
+    return new Promise((resolve, reject) => {
+      this.proposals.push({ build, done: (t, err) => (err ? reject(err) : resolve(t)) });
+      // The loop outlives whichever handler proposed the change.
+      detached(() => void this.commitLoop());
+    });
+  }
+
+  private async commitLoop(): Promise<void> {
+    if (this.committing) return;
+    this.committing = true;
+    try {
+      while (this.proposals.length > 0 && this.isMaster) {
+        const p = this.proposals.shift()!;
+        const change = p.build();
+        if (!change) {
+          p.done(undefined);
+          continue;
+        }
+        const t: Transition = { ...change, number: this.history.last + 1, term: this.term, time: this.clock.wallNow() };
+        try {
+          const ok = await this.replicate(t);
+          if (ok) {
+            this.apply(t);
+            this.sendCommit(t.number);
+            p.done(t);
+          } else {
+            p.done(undefined, new ClusterInfraError('CORE_ERR_TIMEOUT', `transition ${t.number} did not reach a quorum`));
+          }
+        } catch (err) {
+          p.done(undefined, err as Error);
+        }
+      }
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  /**
+   * Append `t` on every member until a quorum of the voters (before the
+   * change) has it, retrying until the failure timeout says quorum is lost.
+   */
+  private async replicate(t: Transition): Promise<boolean> {
+    const voters = this.history.last === 0 ? (this.opts.quorum === 'none' ? [this.nodeNum] : [...this.candidates]) : this.voters();
+    const acks = new Set<number>([this.nodeNum]);
+    const started = this.clock.now();
+    const targets = (): number[] =>
+      [...new Set([...this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown'), ...voters])].filter((n) => n !== this.nodeNum);
+    while (this.isMaster) {
+      if (hasQuorum(this.opts.quorum, acks, voters)) return true;
+      // Done as soon as a quorum has it: a dead member's timeout is not waited for.
+      await new Promise<void>((resolve) => {
+        const pending = targets().filter((n) => !acks.has(n));
+        let left = pending.length;
+        if (left === 0) resolve();
+        for (const n of pending) {
+          void this.appendTo(n, t).then((ok) => {
+            if (ok) acks.add(n);
+            if (--left === 0 || hasQuorum(this.opts.quorum, acks, voters)) resolve();
+          });
+        }
+      });
+      if (hasQuorum(this.opts.quorum, acks, voters)) return true;
+      if (this.clock.now() - started > this.timing.failureTimeoutMs) {
+        this.loseQuorum(`transition ${t.number} reached ${[...acks].join(', ')} of voters ${voters.join(', ')}`);
+        return false;
+      }
+      await this.sleep(this.timing.heartbeatIntervalMs);
+    }
+    return false;
+  }
+
+  /** Send `t` (and whatever the member misses before it) to node `n`. */
+  private async appendTo(n: number, t: Transition): Promise<boolean> {
+    let entries: Transition[] = [t];
+    for (let round = 0; round < 3; round++) {
+      try {
+        const r = (await this.ics.call(n, CLMS, 'append', { term: this.term, commit: this.history.last, entries }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
+          term: number;
+          ok: boolean;
+          last: number;
+        };
+        if (r.term > this.term) {
+          this.observeTerm(r.term);
+          return false;
+        }
+        this.lastAck.set(n, this.clock.now());
+        if (r.ok) return true;
+        // The member misses transitions: send them first, from history.
+        if (r.last < this.history.first - 1) {
+          entries = [...this.history.since(this.history.first - 1), t];
+        } else {
+          entries = [...this.history.since(r.last), t];
+        }
+      } catch (err) {
+        if (process.env.CLMS_DEBUG) console.log('append to', n, 'failed', (err as Error).message);
+        return false;
+      }
+    }
+    return false;
+  }
+
+  private sendCommit(number: number): void {
+    for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown', 'GoingDown')) {
+      if (n === this.nodeNum) continue;
+      this.ics.send(n, CLMS, 'commit', { term: this.term, commit: number }).catch(() => {});
+    }
+  }
+
+  private loseQuorum(rule: string): void {
+    if (!this.quorumOk) return;
+    this.quorumOk = false;
+    this.record({ kind: 'quorum-lost', term: this.term, time: this.clock.wallNow(), rule });
+    this.emit('quorum', { hasQuorum: false });
+    this.broadcast({ type: 'quorum', hasQuorum: false });
+    if (this.isMaster) this.stepDown('lost quorum');
+  }
+
+  private gainQuorum(rule: string): void {
+    if (this.quorumOk) return;
+    this.quorumOk = true;
+    this.record({ kind: 'quorum-regained', term: this.term, time: this.clock.wallNow(), rule });
+    this.emit('quorum', { hasQuorum: true });
+    this.broadcast({ type: 'quorum', hasQuorum: true });
+  }
+
+  // ================================================================ members: receiving
+
+  private acceptMaster(ctx: HandlerContext, term: number): boolean {
+    const sender = ctx.caller.nodeNum;
+    if (term < this.term) return false;
+    if (!this.candidates.includes(sender)) return false; // M6: only candidates are masters
+    if (term > this.term || this.masterNum !== sender) {
+      if (this.isMaster && term === this.term) return false;
+      if (this.isMaster) this.stepDown(`node ${sender} is master in term ${term}`);
+      this.term = term;
+      this.setMaster(sender, term);
+    }
+    this.lastHeardMaster = this.clock.now();
+    if (this.phase === 'member') this.gainQuorum(`heard master ${sender}`);
+    return true;
+  }
+
+  private onAppend(a: { term: number; commit: number; entries: Transition[] }, ctx: HandlerContext): { term: number; ok: boolean; last: number } {
+    if (!this.acceptMaster(ctx, a.term)) return { term: this.term, ok: false, last: this.history.last };
+    for (const e of a.entries) {
+      if (e.number <= this.history.last) continue;
+      if (e.number !== this.history.last + 1) return { term: this.term, ok: false, last: this.history.last };
+      if (e.number <= a.commit) this.apply(e);
+      else this.pending = e;
+    }
+    return { term: this.term, ok: true, last: this.history.last };
+  }
+
+  private onCommit(c: { term: number; commit: number }, ctx: HandlerContext): null {
+    if (!this.acceptMaster(ctx, c.term)) return null;
+    this.commitUpTo(c.commit);
+    return null;
+  }
+
+  private onHeartbeat(h: { term: number; commit: number }, ctx: HandlerContext): { term: number; last: number; incarnation: number } {
+    if (this.acceptMaster(ctx, h.term)) this.commitUpTo(h.commit);
+    return { term: this.term, last: this.history.last, incarnation: this.incarnation };
+  }
+
+  private commitUpTo(commit: number): void {
+    if (this.pending && this.pending.number <= commit && this.pending.number === this.history.last + 1) {
+      const t = this.pending;
+      this.pending = undefined;
+      this.apply(t);
+    }
+    if (commit > this.history.last && this.masterNum !== undefined && this.masterNum !== this.nodeNum) detached(() => void this.catchUp());
+  }
+
+  private catchingUp = false;
+
+  private async catchUp(): Promise<void> {
+    if (this.catchingUp || this.masterNum === undefined) return;
+    this.catchingUp = true;
+    try {
+      const r = (await this.ics.call(this.masterNum, CLMS, 'fetch', { after: this.history.last }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
+        transitions: unknown[];
+        snapshot: unknown | null;
+      };
+      if (r.snapshot) {
+        this.history.install(parse(snapshotSchema, r.snapshot) as HistorySnapshot);
+        return;
+      }
+      for (const raw of r.transitions) {
+        const t = parse(transitionSchema, raw) as Transition;
+        if (t.number === this.history.last + 1) this.apply(t);
+      }
+    } catch {
+      /* the next heartbeat retries */
+    } finally {
+      this.catchingUp = false;
+    }
+  }
+
+  private onFetch(f: { after: number }): { transitions: Transition[]; snapshot: HistorySnapshot | null } {
+    if (f.after < this.history.first - 1) return { transitions: [], snapshot: this.history.snapshot() };
+    return { transitions: this.history.since(f.after, 10_000), snapshot: null };
+  }
+
+  private async onProbe(p: { node: number }): Promise<{ reachable: boolean }> {
+    try {
+      await this.ics.call(p.node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs });
+      return { reachable: true };
+    } catch {
+      return { reachable: false };
+    }
+  }
+
+  // ================================================================ master: joins, reports, downs
+
+  private async onJoin(j: z.output<typeof joinSchema>, ctx: HandlerContext): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; snapshot?: HistorySnapshot }> {
+    const node = ctx.caller.nodeNum;
+    if (!this.isMaster) return { ok: false, reason: 'not the master', retryAfterMs: this.timing.joinRetryMs };
+    if (ctx.caller.incarnation !== j.incarnation) return { ok: false, reason: 'incarnation does not match the link' };
+    const refuse = (reason: string): { ok: false; reason: string } => {
+      this.record({ kind: 'refused-join', node, term: this.term, time: this.clock.wallNow(), rule: reason });
+      return { ok: false, reason };
+    };
+    if (this.opts.allow?.nodes && !this.opts.allow.nodes.includes(node)) return refuse(`node ${node} is not on the allow-list`);
+    if (this.opts.allow?.addresses && !this.opts.allow.addresses.includes(j.address)) return refuse(`address ${j.address} is not on the allow-list`);
+    if (this.opts.admit) {
+      const verdict = await this.opts.admit({ node, incarnation: j.incarnation, address: j.address, meta: j.meta });
+      if (verdict !== true) return refuse(typeof verdict === 'string' ? verdict : 'refused by the admission policy');
+    }
+    const current = this.history.member(node);
+    if (current && current.incarnation === j.incarnation && (current.state === 'ComingUp' || current.state === 'Up')) {
+      return { ok: true, snapshot: this.history.snapshot() };
+    }
+    if (current && current.state !== 'Down' && current.state !== 'NeverUp') {
+      // A former incarnation is still a member, or its cleanup runs (C1).
+      if (current.state === 'Up' || current.state === 'ComingUp') {
+        detached(() => void this.confirmAndDown(current.node, current.incarnation, 'restarted as a new incarnation', { master: 'saw a new incarnation join' }));
+      }
+      return { ok: false, reason: `node ${node}'s former incarnation is ${current.state}: waiting for its cleanup`, retryAfterMs: this.timing.joinRetryMs };
+    }
+    if (this.history.nodesIn('ComingUp', 'Up', 'ShuttingDown', 'GoingDown').length >= this.opts.maxNodes) return refuse('the cluster has maxNodes members');
+    const t = await this.propose(() => {
+      const s = this.history.stateOf(node);
+      if (s !== 'NeverUp' && s !== 'Down') return undefined;
+      return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta };
+    }).catch(() => undefined);
+    if (!t) return { ok: false, reason: 'could not commit the join', retryAfterMs: this.timing.joinRetryMs };
+    return { ok: true, snapshot: this.history.snapshot() };
+  }
+
+  private async onReport(r: z.output<typeof reportSchema>, ctx: HandlerContext): Promise<{ ok: boolean }> {
+    if (!this.isMaster) return { ok: false };
+    const from = ctx.caller.nodeNum;
+    switch (r.kind) {
+      case 'nodeup-done':
+        this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, from);
+        return { ok: true };
+      case 'cleanup-done':
+        this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, from);
+        return { ok: true };
+      case 'suspect':
+        detached(() => void this.suspect(r.node, `node ${from} reports: ${r.reason ?? 'unreachable'}`, { [String(from)]: r.reason ?? 'unreachable' }));
+        return { ok: true };
+      case 'leave': {
+        if (from !== r.node) return { ok: false };
+        await this.propose(() => {
+          const m = this.history.member(r.node);
+          if (!m || m.incarnation !== r.incarnation || m.state !== 'Up') return undefined;
+          return { kind: 'state', node: r.node, incarnation: r.incarnation, from: 'Up', to: 'ShuttingDown', cause: 'left' };
+        });
+        return { ok: true };
+      }
+      case 'down': {
+        if (r.reason?.startsWith('{"meta"') && from === r.node) {
+          const meta = (JSON.parse(r.reason) as { meta: Record<string, unknown> }).meta;
+          await this.propose(() => {
+            const m = this.history.member(r.node);
+            if (!m || m.state !== 'Up') return undefined;
+            return { kind: 'meta', node: r.node, incarnation: m.incarnation, from: 'Up', to: 'Up', cause: 'metadata', meta };
+          });
+          return { ok: true };
+        }
+        await this.commitDown(r.node, r.incarnation, r.reason ?? `declared down by node ${from}`, { api: `node ${from}` }, this.clock.now());
+        return { ok: true };
+      }
+    }
+  }
+
+  private barrierDone(barriers: Map<number, Barrier>, node: number, incarnation: number, from: number): void {
+    const b = barriers.get(node);
+    if (!b || b.incarnation !== incarnation) return;
+    b.waiting.delete(from);
+    this.checkBarriers();
+  }
+
+  /** Open the barriers whose every member reported (members that went down meanwhile no longer count). */
+  private checkBarriers(): void {
+    if (!this.isMaster) return;
+    const alive = new Set(this.history.nodesIn('Up', 'ComingUp'));
+    for (const [node, b] of this.nodeupBarriers) {
+      for (const w of b.waiting) if (!alive.has(w)) b.waiting.delete(w);
+      if (b.waiting.size === 0) {
+        this.nodeupBarriers.delete(node);
+        void this.propose(() => {
+          const m = this.history.member(node);
+          if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
+          return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
+        }).catch(() => {});
+      }
+    }
+    for (const [node, b] of this.cleanupBarriers) {
+      for (const w of b.waiting) if (!alive.has(w)) b.waiting.delete(w);
+      if (b.waiting.size === 0) {
+        this.cleanupBarriers.delete(node);
+        void this.propose(() => {
+          const m = this.history.member(node);
+          if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
+          return { kind: 'state', node, incarnation: b.incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
+        }).catch(() => {});
+      }
+    }
+  }
+
+  /** A new master rebuilds barriers from the states in the history; members re-report. */
+  private rebuildBarriers(): void {
+    const others = (node: number): Set<number> => new Set(this.history.nodesIn('Up', 'ComingUp').filter((n) => n !== node || this.history.stateOf(n) === 'ComingUp'));
+    for (const m of this.history.members()) {
+      if (m.state === 'ComingUp') this.nodeupBarriers.set(m.node, { incarnation: m.incarnation, waiting: others(m.node) });
+      if (m.state === 'GoingDown' || m.state === 'ShuttingDown') {
+        this.cleanupBarriers.set(m.node, { incarnation: m.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp').filter((n) => n !== m.node)) });
+      }
+    }
+    // Our own reports count at once.
+    for (const r of this.owedReports.values()) {
+      if (r.kind === 'nodeup-done') this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, this.nodeNum);
+      if (r.kind === 'cleanup-done') this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, this.nodeNum);
+    }
+    this.checkBarriers();
+  }
+
+  /** Something suggests `node` is gone: verify, confirm, fence, commit GoingDown. */
+  private async suspect(node: number, reason: string, observers: Record<string, string>): Promise<void> {
+    const m = this.history.member(node);
+    if (!m || node === this.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown')) return;
+    if (this.verifying.has(node)) return;
+    this.verifying.add(node);
+    const first = this.clock.now();
+    try {
+      // Verify before suspicion: ask the node itself and a few others to reach it.
+      const reachable = await this.verify(node, observers);
+      if (reachable) {
+        this.log.info({ node, observers }, 'suspicion not confirmed: the node answers');
+        return;
+      }
+      await this.confirmAndDown(node, m.incarnation, reason, observers, first);
+    } finally {
+      this.verifying.delete(node);
+    }
+  }
+
+  private async verify(node: number, observers: Record<string, string>): Promise<boolean> {
+    try {
+      await this.ics.call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs });
+      observers[String(this.nodeNum)] = 'answered';
+      return true;
+    } catch (err) {
+      observers[String(this.nodeNum)] = (err as ClusterInfraError).code ?? 'no answer';
+    }
+    const helpers = this.history
+      .nodesIn('Up')
+      .filter((n) => n !== node && n !== this.nodeNum)
+      .slice(0, 3);
+    const answers = await Promise.all(
+      helpers.map(async (h) => {
+        try {
+          const r = (await this.ics.call(h, CLMS, 'probe', { node }, { timeoutMs: this.timing.rpcTimeoutMs * 2 })) as { reachable: boolean };
+          observers[String(h)] = r.reachable ? 'reached it' : 'could not reach it';
+          return r.reachable;
+        } catch {
+          observers[String(h)] = 'did not answer';
+          return false;
+        }
+      }),
+    );
+    return answers.some(Boolean);
+  }
+
+  private async confirmAndDown(node: number, incarnation: number, reason: string, observers: Record<string, string>, first = this.clock.now()): Promise<void> {
+    if (this.opts.confirmDown && !(await this.opts.confirmDown(node, reason))) {
+      this.log.info({ node, reason }, 'nodedown not confirmed by policy');
+      return;
+    }
+    await this.commitDown(node, incarnation, reason, observers, first);
+  }
+
+  private async commitDown(node: number, incarnation: number, reason: string, observers: Record<string, string>, first: number): Promise<void> {
+    if (this.opts.fence) {
+      try {
+        await this.opts.fence(node, incarnation);
+      } catch (err) {
+        this.log.error({ node, err: (err as Error).message }, 'fencing failed: the node is not declared down');
+        return;
+      }
+    }
+    const t = await this.propose(() => {
+      const m = this.history.member(node);
+      if (!m || m.incarnation !== incarnation) return undefined;
+      if (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown') return undefined;
+      return { kind: 'state', node, incarnation, from: m.state, to: 'GoingDown', cause: reason };
+    }).catch(() => undefined);
+    if (t) {
+      this.record({ kind: 'down', node, term: this.term, time: this.clock.wallNow(), rule: reason, detector: 'heartbeat+links', observers, tookMs: this.clock.now() - first });
+    }
+  }
+
+  // ================================================================ applying
+
+  /** Apply committed transition `t` (the next number) on this node. */
+  private apply(t: Transition): void {
+    // Effects (callbacks, cleanup, reports) outlive the message that committed t.
+    detached(() => this.applyNow(t));
+  }
+
+  private applyNow(t: Transition): void {
+    if (t.number !== this.history.last + 1) return;
+    const before = this.history.stateOf(t.node);
+    if (t.kind === 'state' && !LEGAL_MOVES[before].includes(t.to) && before !== t.to) {
+      this.log.error({ t, before }, 'illegal transition from the master: applied anyway to stay in step');
+    }
+    if (this.pending && this.pending.number <= t.number) this.pending = undefined;
+    const info = this.history.append(t);
+    this.notify(t);
+    if (t.kind === 'master') this.setMaster(t.node, t.term);
+    if (t.kind !== 'state') return;
+    if (t.node === this.nodeNum) return this.applySelf(t);
+    switch (t.to) {
+      case 'ComingUp':
+        if (this.isMaster) this.nodeupBarriers.set(t.node, { incarnation: t.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp')) });
+        void this.runCallbacks('nodeup', t.node, t.incarnation, t).then(() =>
+          this.report({ kind: 'nodeup-done', node: t.node, incarnation: t.incarnation }),
+        );
+        break;
+      case 'Up':
+        this.emit('nodeup', info);
+        break;
+      case 'GoingDown':
+      case 'ShuttingDown':
+        if (this.isMaster) {
+          this.cleanupBarriers.set(t.node, { incarnation: t.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp')) });
+        }
+        this.emit('nodedown', info);
+        void this.cleanup(t);
+        break;
+      case 'Down':
+        this.owedReports.delete(`cleanup-done:${t.node}:${t.incarnation}`);
+        this.owedReports.delete(`nodeup-done:${t.node}:${t.incarnation}`);
+        break;
+    }
+    if (this.isMaster) this.checkBarriers();
+  }
+
+  private applySelf(t: Transition): void {
+    if (t.incarnation !== this.incarnation) return;
+    if (t.to === 'Up') {
+      this.emit('nodeup', this.history.member(this.nodeNum)!);
+      this.owedReports.delete(`nodeup-done:${this.nodeNum}:${this.incarnation}`);
+    }
+    if (t.to === 'GoingDown') void this.evicted(t);
+    if (t.to === 'ShuttingDown') this.report({ kind: 'cleanup-done', node: this.nodeNum, incarnation: this.incarnation });
+  }
+
+  /** Error out ICS for the node, run nodedown callbacks by band, report (C2). */
+  private async cleanup(t: Transition): Promise<void> {
+    await this.ics.nodeDown(t.node, t.incarnation);
+    await this.runCallbacks('nodedown', t.node, t.incarnation, t);
+    this.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
+  }
+
+  private async runCallbacks(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {
+    const event: NodeEvent = { node, incarnation, transition: t, signal: this.closeController.signal };
+    for (const s of [...this.subsystems]) {
+      try {
+        await s[phase](event);
+      } catch (error) {
+        // A failing callback is reported; the barrier waits for nothing more from it.
+        this.log.error({ subsystem: s.name, phase, node, err: (error as Error)?.message }, 'subsystem callback failed');
+        this.emit('callback-error', { subsystem: s.name, phase, node, error });
+      }
+    }
+  }
+
+  /** We were declared down: stop acting as a member, clean up, rejoin as a new incarnation. */
+  private async evicted(t: Transition): Promise<void> {
+    if (this.phase === 'closed' || this.phase === 'rejoining') return;
+    this.log.warn({ term: t.term }, 'declared down by the cluster: rejoining as a new incarnation');
+    this.phase = 'rejoining';
+    this.emit('evicted', { incarnation: this.incarnation });
+    for (const m of this.history.members()) {
+      if (m.node !== this.nodeNum && (m.state === 'Up' || m.state === 'ComingUp')) {
+        await this.runCallbacks('nodedown', m.node, m.incarnation, t);
+      }
+    }
+    if (!this.opts.autoRejoin) {
+      await this.close();
+      return;
+    }
+    await this.restart();
+  }
+
+  private async restart(): Promise<void> {
+    for (const timer of this.timers) timer.cancel();
+    this.timers = [];
+    const old = this.ics;
+    this.history = new History(this.opts.historyLimit);
+    this.pending = undefined;
+    this.masterNum = undefined;
+    this.quorumOk = false;
+    this.owedReports.clear();
+    await old.close();
+    if (this.phase === 'closed') return;
+    this.phase = 'idle';
+    await this.boot();
+  }
+
+  // ================================================================ reports
+
+  private report(r: z.output<typeof reportSchema>): void {
+    this.owedReports.set(`${r.kind}:${r.node}:${r.incarnation}`, r);
+    if (this.isMaster) {
+      if (r.kind === 'nodeup-done') this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, this.nodeNum);
+      if (r.kind === 'cleanup-done') this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, this.nodeNum);
+      return;
+    }
+    void this.sendReport(r);
+  }
+
+  private async sendReport(r: z.output<typeof reportSchema>): Promise<void> {
+    const master = this.masterNum;
+    if (master === undefined || master === this.nodeNum) return;
+    try {
+      const ok = (await this.ics.call(master, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs })) as { ok: boolean };
+      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}`);
+    } catch {
+      /* resent on the next tick or to the next master */
+    }
+  }
+
+  /** Ask the master to do something (leave, down, meta); waits for its acknowledgement. */
+  private async askMaster(r: z.output<typeof reportSchema>): Promise<void> {
+    const deadline = this.clock.now() + this.timing.failureTimeoutMs * 10;
+    while (this.clock.now() < deadline && this.phase !== 'closed') {
+      if (this.isMaster) {
+        await this.onReport(r, { caller: { nodeNum: this.nodeNum, incarnation: this.incarnation } } as HandlerContext);
+        return;
+      }
+      if (this.masterNum !== undefined) {
+        try {
+          const res = (await this.ics.call(this.masterNum, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs * 4 })) as { ok: boolean };
+          if (res.ok) return;
+        } catch {
+          /* retry */
+        }
+      }
+      await this.sleep(this.timing.heartbeatIntervalMs);
+    }
+    throw new ClusterInfraError('CORE_ERR_TIMEOUT', 'the master did not acknowledge the request');
+  }
+
+  // ================================================================ heartbeats and detection
+
+  /** Every heartbeat interval: masters heartbeat, members watch the master. */
+  private tick(): void {
+    if (this.phase === 'closed') return;
+    const now = this.clock.now();
+    if (this.isMaster) {
+      this.heartbeatAll(now);
+      return;
+    }
+    if (this.phase !== 'member') return;
+    // Owed reports are resent until the master acknowledges the barrier.
+    for (const r of this.owedReports.values()) if (r.kind === 'nodeup-done' || r.kind === 'cleanup-done') void this.sendReport(r);
+    if (now - this.lastHeardMaster > this.timing.failureTimeoutMs * 6) {
+      // Long without a master and no election won: this node may have been
+      // declared down while cut off (the others then refuse its incarnation
+      // and it cannot even hear so). Start again as a new incarnation: if it
+      // was still a member, the master retires the old one when the new one
+      // joins.
+      void this.evicted({ number: this.history.last, term: this.term, kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'Up', to: 'GoingDown', cause: 'no master for too long', time: this.clock.wallNow() });
+      return;
+    }
+    if (now - this.lastHeardMaster > this.timing.failureTimeoutMs) {
+      if (this.quorumOk) this.loseQuorum('no master heard within the failure timeout');
+      if (this.masterNum !== undefined) this.setMaster(undefined, this.term);
+      const index = this.candidates.indexOf(this.nodeNum);
+      if (index >= 0 && this.history.stateOf(this.nodeNum) === 'Up') {
+        // Candidates stand in order: the first at once, the next a stagger later.
+        const wait = index * this.timing.electionStaggerMs + this.random.int(Math.max(1, this.timing.electionStaggerMs / 2));
+        const term = this.term;
+        this.timers.push(
+          this.clock.setTimeout(() => {
+            if (this.term === term && this.masterNum === undefined && this.phase === 'member') void this.elect(false);
+          }, wait),
+        );
+      }
+    }
+  }
+
+  private heartbeatAll(now: number): void {
+    const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.nodeNum);
+    for (const n of members) {
+      void this.ics
+        .call(n, CLMS, 'heartbeat', { term: this.term, commit: this.history.last }, { timeoutMs: this.timing.failureTimeoutMs })
+        .then((r) => {
+          const res = r as { term: number; last: number; incarnation: number };
+          if (res.term > this.term) return this.observeTerm(res.term);
+          this.lastAck.set(n, this.clock.now());
+          if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!);
+        })
+        .catch(() => {});
+    }
+    // Detection: silence longer than the failure timeout.
+    for (const n of members) {
+      const last = this.lastAck.get(n) ?? now;
+      if (!this.lastAck.has(n)) this.lastAck.set(n, now);
+      if (now - last > this.timing.failureTimeoutMs) void this.suspect(n, `no heartbeat answer for ${Math.round(now - last)} ms`, { [String(this.nodeNum)]: 'heartbeat timeout' });
+    }
+    // Quorum: the master must hear a quorum of voters within the timeout.
+    const voters = this.voters();
+    const heard = new Set<number>([this.nodeNum]);
+    for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
+    if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(`heard ${[...heard].join(', ')} of voters ${voters.join(', ')}`);
+  }
+
+  /** The transport lost a link: a fast hint (a killed process closes its sockets). */
+  private onLinkLost(node: number, incarnation: number): void {
+    if (this.phase !== 'member') return;
+    const m = this.history.member(node);
+    if (!m || m.incarnation !== incarnation || (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown')) return;
+    if (this.isMaster) {
+      void this.suspect(node, 'link lost', { [String(this.nodeNum)]: 'link lost' });
+    } else if (node === this.masterNum) {
+      // Verify the master at once: if it is gone, stand for election without waiting the timeout.
+      void this.ics
+        .call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs })
+        .then(() => {
+          this.lastHeardMaster = this.clock.now();
+        })
+        .catch(() => {
+          // Gone: as if the failure timeout had passed, so the election starts now.
+          this.lastHeardMaster = Math.min(this.lastHeardMaster, this.clock.now() - this.timing.failureTimeoutMs - 1);
+          this.tick();
+        });
+    } else {
+      void this.sendReport({ kind: 'suspect', node, incarnation, reason: 'link lost' });
+    }
+  }
+
+  // ================================================================ helpers
+
+  private notify(t: Transition): void {
+    this.emit('transition', t);
+    this.broadcast({ type: 'transition', transition: t });
+  }
+
+  private broadcast(e: WatchEvent): void {
+    for (const w of this.watchers) w(e);
+  }
+
+  private record(r: DecisionRecord): void {
+    this.decisions.push(r);
+    if (this.decisions.length > 256) this.decisions.shift();
+    this.log.info({ decision: r }, `decision: ${r.kind}${r.node !== undefined ? ` node ${r.node}` : ''}: ${r.rule}`);
+    this.emit('decision', r);
+  }
+
+  /** The phase, read fresh (it changes across awaits; TypeScript's narrowing does not know). */
+  private currentPhase(): typeof this.phase {
+    return this.phase;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = this.clock.setTimeout(resolve, ms);
+      this.timers.push(t);
+    });
+  }
+}
+
+/** Create a cluster node; `await node.start()` joins (or forms) the cluster. */
+export function createClusterNode(options: ClusterNodeOptions): ClusterNode {
+  return new ClusterNode(options);
+}
+
+export type { NodeState, TransitionKind };

@@ -1,0 +1,148 @@
+/** CLMS options, presets and quorum policies. */
+import { z } from 'zod';
+import type { Clock } from '../clock/index.js';
+import type { TransportFactory } from '../contracts/transport.js';
+import type { IcsOptions } from '../ics/options.js';
+import type { Logger } from '../logging/index.js';
+import type { RandomSource } from '../random/index.js';
+
+/** Timers of the membership protocol. */
+export interface Timing {
+  /** How often the master heartbeats members (and members expect it). */
+  heartbeatIntervalMs: number;
+  /** Silence after which a node is suspected. A pause shorter than this is not a failure. */
+  failureTimeoutMs: number;
+  /** How long a verification probe or a protocol call may take. */
+  rpcTimeoutMs: number;
+  /** Extra wait per position in the candidate list before standing for election. */
+  electionStaggerMs: number;
+  /** How often a joining node retries finding the master. */
+  joinRetryMs: number;
+}
+
+/**
+ * Presets, as memberlist ships LAN and local configs. `local` has fast timers
+ * for tests and examples on one machine; `lan` suits a data-centre network.
+ * A crashed process is found at once either way (its links break).
+ */
+export const presets = {
+  lan: { heartbeatIntervalMs: 200, failureTimeoutMs: 1000, rpcTimeoutMs: 500, electionStaggerMs: 150, joinRetryMs: 250 },
+  local: { heartbeatIntervalMs: 50, failureTimeoutMs: 300, rpcTimeoutMs: 150, electionStaggerMs: 40, joinRetryMs: 50 },
+} as const satisfies Record<string, Timing>;
+
+/**
+ * Quorum policies (docs/membership.md has each one's failure case):
+ * - `majority` (default): more than half of the voting members;
+ * - `none`: the master decides alone (the seeds' behaviour; for 1–2 nodes;
+ *   both sides of a partition keep deciding: split brain);
+ * - `{ size }`: at least `size` voters;
+ * - `{ tieBreaker }`: a majority, or exactly half when it includes node `tieBreaker`.
+ */
+export type QuorumPolicy = 'majority' | 'none' | { size: number } | { tieBreaker: number };
+
+export function hasQuorum(policy: QuorumPolicy, acks: ReadonlySet<number>, voters: readonly number[]): boolean {
+  const n = voters.length;
+  let got = 0;
+  for (const v of voters) if (acks.has(v)) got++;
+  if (policy === 'none') return true;
+  if (policy === 'majority') return got * 2 > n;
+  if ('size' in policy) return got >= Math.min(policy.size, Math.max(n, 1));
+  return got * 2 > n || (got * 2 === n && acks.has(policy.tieBreaker) && voters.includes(policy.tieBreaker));
+}
+
+export interface AdmissionRequest {
+  node: number;
+  incarnation: number;
+  address: string;
+  meta: Record<string, unknown>;
+}
+
+export interface ClusterNodeOptions {
+  /** This node's number, fixed per node. */
+  nodeNum: number;
+  clusterName: string;
+  /** The lower layer: `tcp({...})` or `memory({...})`. */
+  transport: TransportFactory;
+  /** Node numbers allowed to be master, in order of preference. */
+  candidates: number[];
+  /** Addresses to probe for the master when joining (any member will do). @default [] */
+  seeds?: string[];
+  /** Timers: a preset name or explicit values. @default 'lan' */
+  preset?: keyof typeof presets;
+  timing?: Partial<Timing>;
+  quorum?: QuorumPolicy;
+  /** Admission: node numbers and addresses allowed to join, and a hook. @default everyone the transport authenticated */
+  allow?: { nodes?: number[]; addresses?: string[] };
+  admit?: (request: AdmissionRequest) => boolean | string | Promise<boolean | string>;
+  /** Confirm a nodedown before it is committed (return false to keep the node). */
+  confirmDown?: (node: number, reason: string) => boolean | Promise<boolean>;
+  /** Fence a node (e.g. power it off) before its GoingDown is committed; must resolve. */
+  fence?: (node: number, incarnation: number) => Promise<void>;
+  /** Metadata of this node, replicated with its join. @default {} */
+  meta?: Record<string, unknown>;
+  /** Transitions kept in memory; late joiners get a snapshot plus this tail. @default 1000 */
+  historyLimit?: number;
+  /** Most nodes in the cluster. @default 1024 */
+  maxNodes?: number;
+  /** Most subsystems (the seeds had 15). @default 15 */
+  maxSubsystems?: number;
+  /** Join automatically as a new incarnation after being declared down. @default true */
+  autoRejoin?: boolean;
+  clock?: Clock;
+  random?: RandomSource;
+  logger?: Logger;
+  /** Options passed to ICS (channels, windows, limits). */
+  ics?: Omit<IcsOptions, 'transport' | 'clusterName' | 'nodeNum' | 'incarnation' | 'clock' | 'random' | 'logger' | 'peers'>;
+}
+
+const quorumSchema = z.union([
+  z.literal('majority'),
+  z.literal('none'),
+  z.strictObject({ size: z.number().int().min(1) }),
+  z.strictObject({ tieBreaker: z.number().int().min(1) }),
+]);
+
+const timingSchema = z.strictObject({
+  heartbeatIntervalMs: z.number().int().min(1).max(600_000),
+  failureTimeoutMs: z.number().int().min(2).max(3_600_000),
+  rpcTimeoutMs: z.number().int().min(1).max(600_000),
+  electionStaggerMs: z.number().int().min(0).max(600_000),
+  joinRetryMs: z.number().int().min(1).max(600_000),
+});
+
+export const clusterNodeOptionsSchema = z
+  .strictObject({
+    nodeNum: z.number().int().min(1).max(2 ** 31 - 1),
+    clusterName: z.string().min(1).max(255),
+    transport: z.custom<TransportFactory>(
+      (v) => typeof v === 'object' && v !== null && typeof (v as TransportFactory).create === 'function',
+      'expected a transport factory such as tcp({...}) or memory({...})',
+    ),
+    candidates: z.array(z.number().int().min(1)).min(1).max(1024),
+    seeds: z.array(z.string().min(1)).max(1024).default([]),
+    preset: z.enum(['lan', 'local']).default('lan'),
+    timing: timingSchema.partial().default({}),
+    quorum: quorumSchema.default('majority'),
+    allow: z.strictObject({ nodes: z.array(z.number().int().min(1)).optional(), addresses: z.array(z.string()).optional() }).optional(),
+    admit: z.custom<NonNullable<ClusterNodeOptions['admit']>>((v) => typeof v === 'function').optional(),
+    confirmDown: z.custom<NonNullable<ClusterNodeOptions['confirmDown']>>((v) => typeof v === 'function').optional(),
+    fence: z.custom<NonNullable<ClusterNodeOptions['fence']>>((v) => typeof v === 'function').optional(),
+    meta: z.record(z.string(), z.unknown()).default({}),
+    historyLimit: z.number().int().min(16).max(10_000_000).default(1000),
+    maxNodes: z.number().int().min(1).max(65_535).default(1024),
+    maxSubsystems: z.number().int().min(1).max(1000).default(15),
+    autoRejoin: z.boolean().default(true),
+    clock: z.custom<Clock>((v) => typeof v === 'object' && v !== null && 'setTimeout' in v).optional(),
+    random: z.custom<RandomSource>((v) => typeof v === 'object' && v !== null && 'next' in v).optional(),
+    logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'child' in v).optional(),
+    ics: z.record(z.string(), z.unknown()).optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (new Set(o.candidates).size !== o.candidates.length) ctx.addIssue({ code: 'custom', path: ['candidates'], message: 'candidates repeat a node' });
+    const t = { ...presets[o.preset], ...o.timing };
+    if (t.failureTimeoutMs <= t.heartbeatIntervalMs) {
+      ctx.addIssue({ code: 'custom', path: ['timing', 'failureTimeoutMs'], message: 'must be longer than heartbeatIntervalMs' });
+    }
+  });
+
+export type ResolvedClusterNodeOptions = z.output<typeof clusterNodeOptionsSchema>;

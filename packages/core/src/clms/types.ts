@@ -1,0 +1,117 @@
+/** CLMS public types: states, transitions, members, events. */
+
+/**
+ * Node states. Legal moves (only the master commits them):
+ * NeverUp → ComingUp → Up → ShuttingDown (clean leave) | GoingDown (failure) → Down,
+ * and Down → ComingUp for a new incarnation once every node finished cleanup.
+ */
+export type NodeState = 'NeverUp' | 'ComingUp' | 'Up' | 'ShuttingDown' | 'GoingDown' | 'Down';
+
+export const NODE_STATES: readonly NodeState[] = ['NeverUp', 'ComingUp', 'Up', 'ShuttingDown', 'GoingDown', 'Down'];
+
+/** The legal graph of state changes (M7). */
+export const LEGAL_MOVES: Readonly<Record<NodeState, readonly NodeState[]>> = {
+  NeverUp: ['ComingUp'],
+  ComingUp: ['Up', 'GoingDown'],
+  Up: ['ShuttingDown', 'GoingDown', 'Up'],
+  ShuttingDown: ['Down', 'GoingDown'],
+  GoingDown: ['Down'],
+  Down: ['ComingUp'],
+};
+
+/** What a transition records. `Up → Up` transitions record a master change or new metadata. */
+export type TransitionKind = 'state' | 'master' | 'meta';
+
+/** One numbered, clusterwide membership event. */
+export interface Transition {
+  /** 1, 2, 3, …: every node applies the same numbers in the same order (M1, M2). */
+  readonly number: number;
+  /** Term of the master that committed it. */
+  readonly term: number;
+  readonly kind: TransitionKind;
+  readonly node: number;
+  readonly incarnation: number;
+  readonly from: NodeState;
+  readonly to: NodeState;
+  /** Why, in words: `joined`, `left`, `declared down by API`, `heartbeat timeout`, … */
+  readonly cause: string;
+  /** Wall-clock ms at the master when it was proposed. */
+  readonly time: number;
+  /** The node's address (on joins) and metadata (on joins and `meta`). */
+  readonly address?: string;
+  readonly meta?: Record<string, unknown>;
+}
+
+export interface MemberInfo {
+  readonly node: number;
+  readonly state: NodeState;
+  readonly incarnation: number;
+  readonly address: string;
+  readonly meta: Readonly<Record<string, unknown>>;
+  /** Number of the transition that last changed this member. */
+  readonly since: number;
+}
+
+export interface Membership {
+  /** The transition number this view is valid at. */
+  readonly number: number;
+  readonly term: number;
+  readonly master: number | undefined;
+  readonly members: readonly MemberInfo[];
+}
+
+/** Why a node was declared down, quorum was lost or a master changed. */
+export interface DecisionRecord {
+  readonly kind: 'down' | 'quorum-lost' | 'quorum-regained' | 'master' | 'leave' | 'refused-join';
+  readonly node?: number;
+  readonly term: number;
+  readonly time: number;
+  /** The rule applied, in words. */
+  readonly rule: string;
+  /** Which detector or API raised it, who observed what. */
+  readonly detector?: string;
+  readonly observers?: Readonly<Record<string, string>>;
+  /** Milliseconds from first suspicion to the decision, when relevant. */
+  readonly tookMs?: number;
+}
+
+/** A subsystem: callbacks run on every surviving node, by band, then in registration order. */
+export interface Subsystem {
+  name: string;
+  /** Lower bands run first. @default 0 */
+  band?: number;
+  nodeup?: (event: NodeEvent) => void | Promise<void>;
+  nodedown?: (event: NodeEvent) => void | Promise<void>;
+}
+
+export interface NodeEvent {
+  readonly node: number;
+  readonly incarnation: number;
+  readonly transition: Transition;
+  /** Aborts when the node closes. */
+  readonly signal: AbortSignal;
+}
+
+export type WatchEvent =
+  | { type: 'transition'; transition: Transition }
+  | { type: 'master'; master: number | undefined; term: number }
+  | { type: 'quorum'; hasQuorum: boolean };
+
+export interface ClusterEvents {
+  /** Every committed transition, in number order, exactly once per node (per incarnation). */
+  transition: (t: Transition) => void;
+  /** A node reached Up (after every member ran its nodeup callbacks). */
+  nodeup: (info: MemberInfo) => void;
+  /** A node reached GoingDown or ShuttingDown: its cleanup starts. */
+  nodedown: (info: MemberInfo) => void;
+  /** The master changed (or is unknown: `master` undefined). */
+  master: (info: { master: number | undefined; term: number }) => void;
+  /** This node gained or lost a quorum. */
+  quorum: (info: { hasQuorum: boolean }) => void;
+  /** A decision record (down, quorum loss, master change). */
+  decision: (record: DecisionRecord) => void;
+  /** This node was declared down by the others and restarts as a new incarnation. */
+  evicted: (info: { incarnation: number }) => void;
+  /** A subsystem callback failed or hung; the barrier it belongs to waits. */
+  'callback-error': (info: { subsystem: string; phase: 'nodeup' | 'nodedown'; node: number; error: unknown }) => void;
+}
