@@ -103,10 +103,11 @@ const joinSchema = z.strictObject({
   meta: z.record(z.string(), z.unknown()),
 });
 const reportSchema = z.strictObject({
-  kind: z.enum(['nodeup-done', 'cleanup-done', 'suspect', 'leave', 'down']),
+  kind: z.enum(['nodeup-done', 'cleanup-done', 'suspect', 'leave', 'down', 'meta']),
   node: z.number().int().min(1),
   incarnation: z.number().int().min(0),
   reason: z.string().max(1000).optional(),
+  meta: z.record(z.string(), z.unknown()).optional(),
 });
 const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
 const probeTargetSchema = z.strictObject({ node: z.number().int().min(1) });
@@ -257,7 +258,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** Replace this node's metadata; replicated as a `meta` transition. */
   async setInfo(meta: Record<string, unknown>): Promise<void> {
-    await this.askMaster({ kind: 'down', node: this.nodeNum, incarnation: this.incarnation, reason: JSON.stringify({ meta }) });
+    await this.askMaster({ kind: 'meta', node: this.nodeNum, incarnation: this.incarnation, meta });
   }
 
   registerSubsystem(s: Subsystem): () => void {
@@ -934,16 +935,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         });
         return { ok: true };
       }
+      case 'meta': {
+        if (from !== r.node || !r.meta) return { ok: false };
+        const meta = r.meta;
+        await this.propose(() => {
+          const m = this.history.member(r.node);
+          if (!m || m.state !== 'Up' || m.incarnation !== r.incarnation) return undefined;
+          return { kind: 'meta', node: r.node, incarnation: m.incarnation, from: 'Up', to: 'Up', cause: 'metadata', meta };
+        });
+        return { ok: true };
+      }
       case 'down': {
-        if (r.reason?.startsWith('{"meta"') && from === r.node) {
-          const meta = (JSON.parse(r.reason) as { meta: Record<string, unknown> }).meta;
-          await this.propose(() => {
-            const m = this.history.member(r.node);
-            if (!m || m.state !== 'Up') return undefined;
-            return { kind: 'meta', node: r.node, incarnation: m.incarnation, from: 'Up', to: 'Up', cause: 'metadata', meta };
-          });
-          return { ok: true };
-        }
         await this.commitDown(r.node, r.incarnation, r.reason ?? `declared down by node ${from}`, { api: `node ${from}` }, this.clock.now());
         return { ok: true };
       }

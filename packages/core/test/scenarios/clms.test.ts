@@ -148,3 +148,17 @@ describe('membership API', () => {
     expect(sim.node(4).transitions()).toEqual(sim.node(1).transitions());
   });
 });
+
+describe('metadata', () => {
+  it('setInfo replicates metadata as a transition', async () => {
+    sim = simCluster(3, { extra: (n) => ({ meta: { zone: `z${n}` } }) });
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    expect(sim.node(1).info(2)?.meta).toEqual({ zone: 'z2' });
+    let done = false;
+    void sim.node(2).setInfo({ zone: 'z9', rack: 4 }).then(() => (done = true));
+    await sim.until(() => done && [1, 2, 3].every((n) => sim!.node(n).info(2)?.meta.zone === 'z9'), 10_000, 'meta');
+    const t = sim.node(3).transitions().at(-1)!;
+    expect(t).toMatchObject({ kind: 'meta', node: 2, from: 'Up', to: 'Up' });
+    expect(sim.node(1).info(2)?.state).toBe('Up');
+  });
+});
