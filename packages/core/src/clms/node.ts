@@ -29,6 +29,7 @@ import { z } from 'zod';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
 import { ClusterInfraError, InvalidArgumentError } from '../errors/index.js';
+import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
 import type { HandlerContext } from '../ics/types.js';
@@ -375,6 +376,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       logger: this.opts.logger ?? defaultLogger(),
       peers: (n) => this.history.member(n)?.address || undefined,
       ...(this.opts.ics as object),
+      ...(canaries.reuseIncarnation && this.ics ? { incarnation: this.ics.incarnation } : {}),
     });
     this.registerServices();
     this.ics.on('link', (e) => {
@@ -793,7 +795,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   private acceptMaster(ctx: HandlerContext, term: number): boolean {
     const sender = ctx.caller.nodeNum;
-    if (term < this.term) return false;
+    if (term < this.term && !canaries.acceptStaleTerm) return false;
     if (!this.candidates.includes(sender)) return false; // M6: only candidates are masters
     if (term > this.term || this.masterNum !== sender) {
       if (this.isMaster && term === this.term) return false;
@@ -975,7 +977,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       }
     }
     for (const [node, b] of this.cleanupBarriers) {
-      for (const w of b.waiting) if (!alive.has(w)) b.waiting.delete(w);
+      for (const w of b.waiting) if (!alive.has(w) || canaries.skipCleanupBarrier) b.waiting.delete(w);
       if (b.waiting.size === 0) {
         this.cleanupBarriers.delete(node);
         void this.propose(() => {

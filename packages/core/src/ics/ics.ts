@@ -17,6 +17,7 @@
  * - frames from an incarnation that is not the node's current one are dropped.
  */
 import { EventEmitter } from 'eventemitter3';
+import { canaries } from '../canaries.js';
 import { type Clock, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
 import type { Link, LinkCloseInfo, Listener, Transport } from '../contracts/transport.js';
@@ -803,6 +804,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     peer.reconnectTimer = undefined;
     peer.attempts = 0;
     for (const p of [...peer.pending.values()]) {
+      if (canaries.keepPendingOnNodedown) break;
       if (!p.sent) this.removeQueued(peer, p);
       this.settle(p, error(p.sent ? 'may-have-run' : 'never-sent'));
       this.forget(p);

@@ -1,0 +1,23 @@
+/**
+ * Test-only switches that plant known bugs, so the simulator can show that
+ * its invariant checks catch them (TESTING.md "Canaries"). All off by
+ * default; nothing but tests may turn them on. Process-wide on purpose: the
+ * simulator runs a whole cluster in one process.
+ */
+export const canaries = {
+  /** CLMS: open the cleanup barrier at once (a node may rejoin before everyone cleaned up). */
+  skipCleanupBarrier: false,
+  /** CLMS: accept membership messages from a lower term. */
+  acceptStaleTerm: false,
+  /** CLMS: rejoin with the same incarnation after being declared down. */
+  reuseIncarnation: false,
+  /** ICS: leave pending calls to a downed node unsettled. */
+  keepPendingOnNodedown: false,
+};
+
+export type CanaryName = keyof typeof canaries;
+
+/** Turn every canary off (tests call this in afterEach). */
+export function resetCanaries(): void {
+  for (const k of Object.keys(canaries) as CanaryName[]) canaries[k] = false;
+}
