@@ -157,6 +157,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private timers: TimerHandle[] = [];
   private closeController = new AbortController();
   private electing = false;
+  private electionPlanned = false;
+  private nextElectionAt = 0;
+  /** This process was a member once: it never bootstraps a new cluster again. */
+  private everJoined = false;
   private joining: Promise<void> | undefined;
   private readonly decisions: DecisionRecord[] = [];
   /** Reports this node owes the master (resent to a new master). */
@@ -398,7 +402,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       const master = await this.findMaster();
       if (master !== undefined && master !== this.nodeNum) {
         if (await this.tryJoin(master)) return;
-      } else if (index >= 0 && this.history.last === 0 && attempts > 1 + index) {
+      } else if (index >= 0 && this.history.last === 0 && !this.everJoined && attempts > 1 + index) {
         // Nobody answers as master: stand for election with the other candidates.
         await this.elect(true);
         if (this.isMaster || this.currentPhase() === 'member') return;
@@ -467,6 +471,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (replay) for (const t of snapshot.tail) this.notify(t);
     }
     this.phase = 'member';
+    this.everJoined = true;
     this.lastHeardMaster = this.clock.now();
     this.setMaster(master, Math.max(this.term, snapshot.tail.at(-1)?.term ?? snapshot.term));
     // Our ComingUp is in the history: run nodeup for every member, then report.
@@ -613,6 +618,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private async becomeMaster(term: number, bootstrap: boolean, granted: Set<number>, voters: number[]): Promise<void> {
     this.log.info({ term, votes: [...granted] }, 'elected master');
     this.phase = 'member';
+    this.everJoined = true;
     this.setMaster(this.nodeNum, term);
     this.quorumOk = true;
     for (const v of voters) this.lastAck.set(v, this.clock.now());
@@ -620,9 +626,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // An entry of the previous term we hold uncommitted is proposed again, then our own.
     const carried = this.pending;
     this.pending = undefined;
-    if (carried) this.propose(() => ({ ...carried }));
+    // (Failures surface as quorum loss; nobody awaits these.)
+    const quiet = (p: Promise<unknown>): void => void p.catch(() => {});
+    if (carried) quiet(this.propose(() => ({ ...carried })));
     if (bootstrap) {
-      this.propose(() => ({
+      quiet(this.propose(() => ({
         kind: 'state',
         node: this.nodeNum,
         incarnation: this.incarnation,
@@ -631,17 +639,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         cause: 'formed the cluster',
         address: this.ics.address ?? '',
         meta: this.opts.meta,
-      }));
-      this.propose(() => ({ kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'ComingUp', to: 'Up', cause: 'formed the cluster' }));
+      })));
+      quiet(this.propose(() => ({ kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'ComingUp', to: 'Up', cause: 'formed the cluster' })));
     }
-    this.propose(() => ({
+    quiet(this.propose(() => ({
       kind: 'master',
       node: this.nodeNum,
       incarnation: this.incarnation,
       from: this.history.stateOf(this.nodeNum),
       to: this.history.stateOf(this.nodeNum),
       cause: `master for term ${term}`,
-    }));
+    })));
     // Barriers of the former master are rebuilt from the history.
     this.rebuildBarriers();
   }
@@ -1260,13 +1268,21 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (this.quorumOk) this.loseQuorum('no master heard within the failure timeout');
       if (this.masterNum !== undefined) this.setMaster(undefined, this.term);
       const index = this.candidates.indexOf(this.nodeNum);
-      if (index >= 0 && this.history.stateOf(this.nodeNum) === 'Up') {
-        // Candidates stand in order: the first at once, the next a stagger later.
+      if (index >= 0 && this.history.stateOf(this.nodeNum) === 'Up' && !this.electionPlanned && now >= this.nextElectionAt) {
+        // Candidates stand in order: the first at once, the next a stagger
+        // later. After a lost election a candidate waits a random while, so
+        // that two of them do not keep splitting the votes.
         const wait = index * this.timing.electionStaggerMs + this.random.int(Math.max(1, this.timing.electionStaggerMs / 2));
-        const term = this.term;
+        this.electionPlanned = true;
         this.timers.push(
           this.clock.setTimeout(() => {
-            if (this.term === term && this.masterNum === undefined && this.phase === 'member') void this.elect(false);
+            this.electionPlanned = false;
+            if (this.masterNum !== undefined || this.phase !== 'member') return;
+            void this.elect(false).then(() => {
+              if (this.masterNum === undefined) {
+                this.nextElectionAt = this.clock.now() + this.timing.electionStaggerMs * this.candidates.length + this.random.int(this.timing.failureTimeoutMs);
+              }
+            });
           }, wait),
         );
       }

@@ -162,3 +162,121 @@ describe('metadata', () => {
     expect(sim.node(1).info(2)?.state).toBe('Up');
   });
 });
+
+describe('partitions and barriers', () => {
+  it('a minority side never commits; the majority carries on; healing converges on one history', async () => {
+    sim = simCluster(5, { candidates: [1, 2, 3] });
+    await sim.until(() => allUp(sim!, range(5)) && sim!.converged(range(5)), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    // The master and one other node on the minority side.
+    const minority = [master, master === 5 ? 4 : 5];
+    const majority = range(5).filter((n) => !minority.includes(n));
+    for (const a of minority) for (const b of majority) sim.network.partition(`node-${a}`, `node-${b}`);
+    const minorityHeads = new Map(minority.map((n) => [n, sim!.node(n).lastTransition]));
+    await sim.until(
+      () => majority.every((n) => minority.every((m) => ['GoingDown', 'Down'].includes(stateOn(sim!, n, m) ?? ''))) && sim!.converged(majority),
+      30_000,
+      'majority declares the minority down',
+    );
+    expect(majority).toContain(sim.node(majority[0]!).master);
+    // M4: the minority side committed nothing after the cut (it may only have lost its master).
+    for (const n of minority) {
+      const after = sim.node(n).transitions().filter((t) => t.number > minorityHeads.get(n)!);
+      expect(after.filter((t) => t.kind !== 'master')).toEqual([]);
+      expect(sim.node(n).hasQuorum).toBe(false);
+    }
+    sim.network.heal();
+    await sim.until(() => allUp(sim!, range(5)) && sim!.converged(range(5)), 60_000, 'heal and rejoin');
+    checkHistories(sim, range(5));
+  });
+
+  it('a slow nodedown callback holds the node Down (and its rejoin) back, and nothing else', async () => {
+    sim = simCluster(4, { candidates: [1, 2, 3] });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    await sim.until(() => allUp(sim!, range(4)) && sim!.converged(range(4)), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const [slow, victim, other] = range(4).filter((n) => n !== master) as [number, number, number];
+    sim.node(slow).registerSubsystem({ name: 'slow', nodedown: (e) => (e.node === victim ? gate : undefined) });
+    sim.kill(victim);
+    await sim.until(() => stateOn(sim!, master, victim) === 'GoingDown', 10_000, 'GoingDown');
+    sim.start(victim);
+    await sim.clock.advance(2000);
+    // Still GoingDown: one node has not finished its cleanup; the restart waits.
+    expect(stateOn(sim, master, victim)).toBe('GoingDown');
+    // Other membership work goes on meanwhile.
+    let declared = false;
+    void sim.node(master).declareDown(other, 'unrelated').then(() => (declared = true));
+    await sim.until(() => declared && ['GoingDown', 'Down'].includes(stateOn(sim!, master, other) ?? ''), 10_000, 'unrelated down');
+    release();
+    await sim.until(() => stateOn(sim!, master, victim) === 'Up', 30_000, 'rejoin after the cleanup');
+    const states = sim.node(master).transitions().filter((t) => t.node === victim).map((t) => t.to);
+    const down = states.lastIndexOf('Down');
+    expect(states.slice(down)).toEqual(['Down', 'ComingUp', 'Up']);
+  });
+
+  it('kills two nodes in a row, master first', async () => {
+    sim = simCluster(5, { candidates: [1, 2, 3] });
+    await sim.until(() => allUp(sim!, range(5)) && sim!.converged(range(5)), 30_000, 'formation');
+    const first = sim.node(1).master!;
+    sim.kill(first);
+    const second = range(5).find((n) => n !== first && sim!.node(1 === first ? 2 : 1).candidates.includes(n))!;
+    await sim.clock.advance(10);
+    sim.kill(second);
+    const survivors = range(5).filter((n) => n !== first && n !== second);
+    await sim.until(
+      () => survivors.every((n) => [first, second].every((d) => stateOn(sim!, n, d) === 'Down')) && sim!.converged(survivors),
+      30_000,
+      'both down',
+    );
+    checkHistories(sim, survivors);
+  });
+});
+
+describe('subsystems and notifications', () => {
+  it('runs callbacks by band, then registration order, on every surviving node', async () => {
+    sim = simCluster(3);
+    const order: string[] = [];
+    const node1 = sim.node(1);
+    node1.registerSubsystem({ name: 'late', band: 2, nodeup: (e) => void order.push(`late:up:${e.node}`), nodedown: (e) => void order.push(`late:down:${e.node}`) });
+    node1.registerSubsystem({ name: 'early-a', band: 0, nodeup: (e) => void order.push(`a:up:${e.node}`), nodedown: (e) => void order.push(`a:down:${e.node}`) });
+    node1.registerSubsystem({ name: 'early-b', band: 0, nodeup: (e) => void order.push(`b:up:${e.node}`), nodedown: (e) => void order.push(`b:down:${e.node}`) });
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const victim = sim.node(1).master === 3 ? 2 : 3;
+    sim.kill(victim);
+    await sim.until(() => stateOn(sim!, 1, victim) === 'Down', 10_000, 'down');
+    const downs = order.filter((x) => x.includes(':down:'));
+    expect(downs).toEqual([`a:down:${victim}`, `b:down:${victim}`, `late:down:${victim}`]);
+    const ups = order.filter((x) => x.endsWith(`:up:${victim}`));
+    expect(ups).toEqual([`a:up:${victim}`, `b:up:${victim}`, `late:up:${victim}`]);
+  });
+
+  it('watch() replays from a number and follows live, each transition once, in order', async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const ac = new AbortController();
+    const seen: number[] = [];
+    const done = (async () => {
+      for await (const e of sim!.node(1).watch({ since: 2, signal: ac.signal })) {
+        if (e.type === 'transition') seen.push(e.transition.number);
+      }
+    })();
+    void sim.node(2).setInfo({ x: 1 });
+    const target = sim.node(1).lastTransition + 1;
+    await sim.until(() => seen.includes(target), 10_000, 'live transition');
+    ac.abort();
+    await sim.clock.advance(1);
+    await done;
+    expect(seen).toEqual(Array.from({ length: target - 1 }, (_, i) => i + 2));
+  });
+
+  it('refuses a node outside the allow-list and records why', async () => {
+    sim = simCluster(3, { extra: () => ({ allow: { nodes: [1, 2, 3] } }) });
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    sim.start(7, { seeds: ['node-1', 'node-2', 'node-3'] });
+    await sim.clock.advance(2000);
+    const master = sim.node(1).master!;
+    expect(sim.node(master).info(7)).toBeUndefined();
+    expect(sim.node(master).decisionRecords().some((r) => r.kind === 'refused-join' && r.node === 7)).toBe(true);
+  });
+});

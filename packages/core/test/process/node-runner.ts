@@ -1,0 +1,141 @@
+/**
+ * One ClusterNode over transport-tcp in its own OS process, driven over IPC.
+ * Started by ./cluster.ts with `node --import tsx node-runner.ts` (fork);
+ * never run by hand.
+ *
+ * Configuration: the JSON in env CLMS_RUNNER (see RunnerConfig); the shared
+ * secret in env CLMS_SECRET (not on the command line, where `ps` shows it).
+ *
+ * Reports (child → parent, all times are `performance.timeOrigin +
+ * performance.now()` in ms, comparable between processes on one machine):
+ *   { type: 'loaded', at }                  modules loaded (before start when `hold`)
+ *   { type: 'ready', address, incarnation, at }
+ *   { type: 'transition', transition, at, members }  every committed transition event, with
+ *                                          the membership ([node, state, incarnation]) after it
+ *   { type: 'master', master, term, at }
+ *   { type: 'cleanup', node, incarnation, start, end }   the nodedown callback of subsystem `probe`
+ *   { type: 'reply', id, ok, result?, error? }
+ *   { type: 'fatal', error }
+ * Commands (parent → child): { id, cmd } with cmd one of
+ *   start (when held), leave, declareDown { node, reason }, close, stats, state, history.
+ * The process exits when its IPC channel closes (the parent died).
+ */
+import { performance } from 'node:perf_hooks';
+import { ClusterNode } from '../../src/index.js';
+import { tcp } from '../../../transport-tcp/src/index.js';
+
+export interface RunnerConfig {
+  nodeNum: number;
+  clusterName: string;
+  port: number;
+  candidates: number[];
+  seeds: string[];
+  preset: 'lan' | 'local';
+  /** Load everything, then wait for the `start` command before listening. */
+  hold?: boolean;
+}
+
+const hr = (): number => performance.timeOrigin + performance.now();
+
+const send = (msg: unknown): void => {
+  if (process.connected) process.send!(msg, undefined, {}, () => {});
+};
+
+const raw = process.env.CLMS_RUNNER;
+const secret = process.env.CLMS_SECRET;
+if (!raw || !secret || typeof process.send !== 'function') {
+  console.error('node-runner.ts is started by test/process/cluster.ts over IPC');
+  process.exit(2);
+}
+const config = JSON.parse(raw) as RunnerConfig;
+
+// The parent is gone: so are we (no orphans, whatever happened to the parent).
+process.on('disconnect', () => process.exit(0));
+process.on('uncaughtException', (err) => {
+  send({ type: 'fatal', error: String(err?.stack ?? err) });
+  process.exitCode = 1;
+});
+process.on('unhandledRejection', (err) => {
+  send({ type: 'fatal', error: `unhandled rejection: ${String((err as Error)?.stack ?? err)}` });
+});
+
+const node = new ClusterNode({
+  nodeNum: config.nodeNum,
+  clusterName: config.clusterName,
+  transport: tcp({ host: '127.0.0.1', port: config.port, secret }),
+  candidates: config.candidates,
+  seeds: config.seeds,
+  preset: config.preset,
+});
+
+let transitions = 0;
+node.on('transition', (t) => {
+  const at = hr();
+  transitions++;
+  // The membership after t: a joiner can install a snapshot without a
+  // transition event for what it holds, so states are reported with each one.
+  const members = node.membership().members.map((m) => [m.node, m.state, m.incarnation] as const);
+  send({ type: 'transition', transition: t, at, members });
+});
+node.on('master', (m) => send({ type: 'master', master: m.master, term: m.term, at: hr() }));
+node.registerSubsystem({
+  name: 'probe',
+  nodedown: (e) => {
+    const start = hr();
+    // The callback's work is nothing: its end is what the cleanup barrier waits for.
+    send({ type: 'cleanup', node: e.node, incarnation: e.incarnation, start, end: hr() });
+  },
+});
+
+let started: Promise<unknown> | undefined;
+const start = (): Promise<unknown> => {
+  started ??= node.start().then(
+    () => send({ type: 'ready', address: node.address, incarnation: node.incarnation, at: hr() }),
+    (err: unknown) => send({ type: 'fatal', error: `start failed: ${String((err as Error)?.stack ?? err)}` }),
+  );
+  return started;
+};
+
+interface Command {
+  id: number;
+  cmd: 'start' | 'leave' | 'declareDown' | 'close' | 'stats' | 'state' | 'history';
+  node?: number;
+  reason?: string;
+}
+
+process.on('message', (m: Command) => {
+  const reply = (p: Promise<unknown>): void => {
+    p.then(
+      (result) => send({ type: 'reply', id: m.id, ok: true, result }),
+      (err: unknown) => send({ type: 'reply', id: m.id, ok: false, error: String((err as Error)?.message ?? err) }),
+    );
+  };
+  switch (m.cmd) {
+    case 'start':
+      reply(start().then(() => null));
+      return;
+    case 'leave':
+      reply(node.leave().then(() => null));
+      return;
+    case 'declareDown':
+      reply(node.declareDown(m.node!, m.reason).then(() => null));
+      return;
+    case 'close':
+      reply(node.close().then(() => null));
+      return;
+    case 'stats':
+      reply(Promise.resolve({ messagesSent: node.communication?.stats().messagesSent ?? 0, transitions }));
+      return;
+    case 'state':
+      reply(Promise.resolve({ master: node.master, term: node.currentTerm, last: node.lastTransition, membership: node.membership() }));
+      return;
+    case 'history':
+      reply(Promise.resolve(node.transitions()));
+      return;
+    default:
+      send({ type: 'reply', id: (m as Command).id, ok: false, error: `unknown command ${(m as Command).cmd}` });
+  }
+});
+
+send({ type: 'loaded', at: hr() });
+if (!config.hold) void start();
