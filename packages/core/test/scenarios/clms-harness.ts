@@ -1,5 +1,5 @@
 /** Clusters of ClusterNodes on a memory network under a virtual clock. */
-import { ClusterNode, type ClusterNodeOptions, silentLogger, VirtualClock } from '@clusterinfra/core';
+import { ClusterNode, type ClusterNodeOptions, seededRandom, silentLogger, VirtualClock } from '@clusterinfra/core';
 import { createMemoryNetwork, memory, type MemoryNetwork } from '@clusterinfra/transport-mem';
 
 export interface SimCluster {
@@ -34,6 +34,8 @@ export function simCluster(size: number, options: { candidates?: number[]; seed?
       seeds: Array.from({ length: size }, (_, i) => `node-${i + 1}`).filter((a) => a !== `node-${n}`),
       preset: 'local',
       clock,
+      // Seeded: a scenario replays exactly (set CLMS_SEED to explore others).
+      random: seededRandom(`${options.seed ?? process.env.CLMS_SEED ?? 1}/${n}/${incarnation}`),
       logger: silentLogger,
       ics: {},
       ...options.extra?.(n),
