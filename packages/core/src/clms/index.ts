@@ -1,6 +1,7 @@
 export { ClusterNode, createClusterNode } from './node.js';
 export { hasQuorum, presets, type AdmissionRequest, type ClusterNodeOptions, type QuorumPolicy, type Timing } from './options.js';
 export { History, type HistorySnapshot } from './history.js';
+export { heartbeatDetector, type DetectorContext, type NodedownDetector, type Suspicion } from './detector.js';
 export {
   LEGAL_MOVES,
   NODE_STATES,

@@ -35,6 +35,7 @@ import { createIcs, type Ics } from '../ics/ics.js';
 import type { HandlerContext } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
+import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { type HistorySnapshot, History } from './history.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import type {
@@ -141,6 +142,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly clock: Clock;
   private readonly random: RandomSource;
   private readonly log: Logger;
+  private readonly detector: NodedownDetector;
 
   private ics!: Ics;
   private history: History;
@@ -186,6 +188,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.random = this.opts.random ?? cryptoRandom;
     this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'clms', node: this.nodeNum });
     this.history = new History(this.opts.historyLimit);
+    const d = this.opts.detector ?? heartbeatDetector();
+    this.detector = typeof d === 'function' ? d(this.timing) : d;
   }
 
   // ================================================================ API
@@ -246,6 +250,15 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   transition(number: number): Transition | undefined {
     return this.history.get(number);
+  }
+
+  /** The transition after / before `number` (undefined past either end of the kept history). */
+  nextTransition(number: number): Transition | undefined {
+    return this.history.get(number + 1);
+  }
+
+  previousTransition(number: number): Transition | undefined {
+    return this.history.get(number - 1);
   }
 
   get lastTransition(): number {
@@ -357,6 +370,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     this.closeController.abort(new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
+    this.detector.stop?.();
     for (const t of this.timers) t.cancel();
     this.timers = [];
     for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
@@ -389,6 +403,15 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     await this.ics.start();
     this.phase = 'joining';
     this.timers.push(every(this.clock, this.timing.heartbeatIntervalMs, () => this.tick()));
+    this.detector.start?.({
+      self: this.nodeNum,
+      clock: this.clock,
+      timing: this.timing,
+      suspect: (node, reason) => {
+        if (this.isMaster) detached(() => void this.suspect(node, reason, { [this.detector.name]: reason }));
+        else void this.sendReport({ kind: 'suspect', node, incarnation: this.history.member(node)?.incarnation ?? 0, reason });
+      },
+    });
     this.joining = this.joinLoop();
     await this.joining;
   }
@@ -1085,7 +1108,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       return { kind: 'state', node, incarnation, from: m.state, to: 'GoingDown', cause: reason };
     }).catch(() => undefined);
     if (t) {
-      this.record({ kind: 'down', node, term: this.term, time: this.clock.wallNow(), rule: reason, detector: 'heartbeat+links', observers, tookMs: this.clock.now() - first });
+      this.record({ kind: 'down', node, term: this.term, time: this.clock.wallNow(), rule: reason, detector: this.detector.name, observers, tookMs: this.clock.now() - first });
     }
   }
 
@@ -1128,6 +1151,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         void this.cleanup(t);
         break;
       case 'Down':
+        this.detector.forget(t.node);
         this.owedReports.delete(`cleanup-done:${t.node}:${t.incarnation}`);
         this.owedReports.delete(`nodeup-done:${t.node}:${t.incarnation}`);
         break;
@@ -1298,15 +1322,15 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           const res = r as { term: number; last: number; incarnation: number };
           if (res.term > this.term) return this.observeTerm(res.term);
           this.lastAck.set(n, this.clock.now());
+          this.detector.heard(n, this.clock.now());
           if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!);
         })
         .catch(() => {});
     }
-    // Detection: silence longer than the failure timeout.
-    for (const n of members) {
-      const last = this.lastAck.get(n) ?? now;
-      if (!this.lastAck.has(n)) this.lastAck.set(n, now);
-      if (now - last > this.timing.failureTimeoutMs) void this.suspect(n, `no heartbeat answer for ${Math.round(now - last)} ms`, { [String(this.nodeNum)]: 'heartbeat timeout' });
+    // Detection: the detector says whom to suspect.
+    for (const n of members) if (!this.lastAck.has(n)) this.lastAck.set(n, now);
+    for (const s of this.detector.check(now, members)) {
+      void this.suspect(s.node, s.reason, { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` });
     }
     // Quorum: the master must hear a quorum of voters within the timeout.
     const voters = this.voters();
@@ -1321,7 +1345,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const m = this.history.member(node);
     if (!m || m.incarnation !== incarnation || (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown')) return;
     if (this.isMaster) {
-      void this.suspect(node, 'link lost', { [String(this.nodeNum)]: 'link lost' });
+      if (this.detector.linkLost(node, this.clock.now())) void this.suspect(node, 'link lost', { [String(this.nodeNum)]: 'link lost' });
     } else if (node === this.masterNum) {
       // Verify the master at once: if it is gone, stand for election without waiting the timeout.
       void this.ics

@@ -5,6 +5,7 @@ import type { TransportFactory } from '../contracts/transport.js';
 import type { IcsOptions } from '../ics/options.js';
 import type { Logger } from '../logging/index.js';
 import type { RandomSource } from '../random/index.js';
+import type { NodedownDetector } from './detector.js';
 
 /** Timers of the membership protocol. */
 export interface Timing {
@@ -74,6 +75,8 @@ export interface ClusterNodeOptions {
   /** Admission: node numbers and addresses allowed to join, and a hook. @default everyone the transport authenticated */
   allow?: { nodes?: number[]; addresses?: string[] };
   admit?: (request: AdmissionRequest) => boolean | string | Promise<boolean | string>;
+  /** Nodedown detection. @default heartbeatDetector() (heartbeat timeouts plus link loss) */
+  detector?: NodedownDetector | ((timing: Timing) => NodedownDetector);
   /** Confirm a nodedown before it is committed (return false to keep the node). */
   confirmDown?: (node: number, reason: string) => boolean | Promise<boolean>;
   /** Fence a node (e.g. power it off) before its GoingDown is committed; must resolve. */
@@ -125,6 +128,9 @@ export const clusterNodeOptionsSchema = z
     quorum: quorumSchema.default('majority'),
     allow: z.strictObject({ nodes: z.array(z.number().int().min(1)).optional(), addresses: z.array(z.string()).optional() }).optional(),
     admit: z.custom<NonNullable<ClusterNodeOptions['admit']>>((v) => typeof v === 'function').optional(),
+    detector: z
+      .custom<NonNullable<ClusterNodeOptions['detector']>>((v) => typeof v === 'function' || (typeof v === 'object' && v !== null && 'check' in v))
+      .optional(),
     confirmDown: z.custom<NonNullable<ClusterNodeOptions['confirmDown']>>((v) => typeof v === 'function').optional(),
     fence: z.custom<NonNullable<ClusterNodeOptions['fence']>>((v) => typeof v === 'function').optional(),
     meta: z.record(z.string(), z.unknown()).default({}),

@@ -208,6 +208,10 @@ export interface ProcClusterOptions {
   spare?: number;
   /** Load the processes, but start the nodes only on go(). */
   hold?: boolean;
+  /** Seeds of each node: every other reserved address, or the candidates' only. @default 'all' */
+  seeds?: 'all' | 'candidates';
+  /** The runner to fork. @default node-runner.ts under `node --import tsx` */
+  runner?: { file: string; execArgv: string[] };
 }
 
 /** Ports the kernel hands out now for 127.0.0.1 (held together, so distinct). */
@@ -266,7 +270,8 @@ export class ProcCluster {
   spawn(n: number, extra: Partial<RunnerConfig> = {}): ProcNode {
     const old = this.nodes.get(n);
     if (old?.alive) throw new Error(`node ${n} runs already`);
-    const seeds = [...this.ports.keys()].filter((m) => m !== n).map((m) => this.addressOf(m));
+    const seedNodes = this.options.seeds === 'candidates' ? this.candidates : [...this.ports.keys()];
+    const seeds = seedNodes.filter((m) => m !== n).map((m) => this.addressOf(m));
     const config: RunnerConfig = {
       nodeNum: n,
       clusterName: this.clusterName,
@@ -277,9 +282,9 @@ export class ProcCluster {
       hold: this.options.hold ?? false,
       ...extra,
     };
-    const child = fork(RUNNER, [], {
+    const child = fork(this.options.runner?.file ?? RUNNER, [], {
       cwd: ROOT,
-      execArgv: ['--import', 'tsx'],
+      execArgv: this.options.runner?.execArgv ?? ['--import', 'tsx'],
       env: { ...process.env, CLMS_RUNNER: JSON.stringify(config), CLMS_SECRET: this.secret },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'advanced',

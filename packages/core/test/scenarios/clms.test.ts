@@ -280,3 +280,124 @@ describe('subsystems and notifications', () => {
     expect(sim.node(master).decisionRecords().some((r) => r.kind === 'refused-join' && r.node === 7)).toBe(true);
   });
 });
+
+describe('policies and hooks', () => {
+  it('quorum policies decide as documented', async () => {
+    const { hasQuorum } = await import('@clusterinfra/core');
+    const voters = [1, 2, 3, 4];
+    expect(hasQuorum('majority', new Set([1, 2]), voters)).toBe(false);
+    expect(hasQuorum('majority', new Set([1, 2, 3]), voters)).toBe(true);
+    expect(hasQuorum('none', new Set([1]), voters)).toBe(true);
+    expect(hasQuorum({ size: 2 }, new Set([3, 4]), voters)).toBe(true);
+    expect(hasQuorum({ size: 3 }, new Set([3, 4]), voters)).toBe(false);
+    expect(hasQuorum({ tieBreaker: 1 }, new Set([1, 2]), voters)).toBe(true);
+    expect(hasQuorum({ tieBreaker: 1 }, new Set([3, 4]), voters)).toBe(false);
+    // Acknowledgements from non-voters do not count.
+    expect(hasQuorum('majority', new Set([1, 2, 9]), voters)).toBe(false);
+  });
+
+  it("with quorum 'none' a 2-node cluster survives the loss of one node", async () => {
+    sim = simCluster(2, { candidates: [1, 2], extra: () => ({ quorum: 'none' }) });
+    await sim.until(() => allUp(sim!, [1, 2]) && sim!.converged([1, 2]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const other = master === 1 ? 2 : 1;
+    sim.kill(other);
+    await sim.until(() => stateOn(sim!, master, other) === 'Down', 10_000, 'down');
+  });
+
+  it("with quorum 'majority' a 2-node cluster cannot decide alone", async () => {
+    sim = simCluster(2, { candidates: [1, 2] });
+    await sim.until(() => allUp(sim!, [1, 2]) && sim!.converged([1, 2]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const other = master === 1 ? 2 : 1;
+    const committed: Transition[] = [];
+    sim.node(master).on('transition', (t) => committed.push(t));
+    let quorumLost = false;
+    sim.node(master).on('quorum', (q) => (quorumLost ||= !q.hasQuorum));
+    sim.kill(other);
+    await sim.clock.advance(3000);
+    // Alone it is not a majority of two: nothing is committed, and it says so.
+    expect(committed).toEqual([]);
+    expect(quorumLost).toBe(true);
+    expect(sim.node(master).hasQuorum).toBe(false);
+  });
+
+  it('confirmDown can keep a node; fence runs before GoingDown and a failing fence blocks it', async () => {
+    const fenced: number[] = [];
+    let allowDown = false;
+    let fenceWorks = false;
+    sim = simCluster(3, {
+      extra: () => ({
+        confirmDown: () => allowDown,
+        fence: async (node) => {
+          if (!fenceWorks) throw new Error('fence device offline');
+          fenced.push(node);
+        },
+      }),
+    });
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const victim = [1, 2, 3].find((n) => n !== master)!;
+    sim.kill(victim);
+    await sim.clock.advance(1500);
+    expect(stateOn(sim, master, victim)).toBe('Up'); // the policy said no
+    allowDown = true;
+    await sim.clock.advance(1500);
+    expect(stateOn(sim, master, victim)).toBe('Up'); // fencing failed
+    fenceWorks = true;
+    await sim.until(() => stateOn(sim!, master, victim) === 'Down', 10_000, 'down after fencing');
+    expect(fenced[0]).toBe(victim);
+  });
+
+  it('a pluggable detector can push its own suspicions (verified before acting)', async () => {
+    const { heartbeatDetector } = await import('@clusterinfra/core');
+    let report: ((node: number, reason: string) => void) | undefined;
+    sim = simCluster(3, {
+      extra: () => ({
+        detector: (timing) => {
+          const base = heartbeatDetector()(timing);
+          return { ...base, name: 'watchdog', start: (ctx) => void (report = ctx.suspect) };
+        },
+      }),
+    });
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const victim = [1, 2, 3].find((n) => n !== master)!;
+    // A suspicion about a healthy node is verified and dropped.
+    report!(victim, 'watchdog says so');
+    await sim.clock.advance(1000);
+    expect(stateOn(sim, master, victim)).toBe('Up');
+    // A silent failure (no link break): the heartbeat timeout finds it; the record names the detector.
+    sim.network.isolate(`node-${victim}`);
+    await sim.until(() => stateOn(sim!, master, victim) === 'Down', 10_000, 'down');
+    const r = sim.node(master).decisionRecords().find((d) => d.kind === 'down' && d.node === victim);
+    expect(r?.detector).toBe('watchdog');
+  });
+
+  it('an asymmetric partition (the master hears a node that cannot hear it) does not split the cluster', async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const victim = [1, 2, 3].find((n) => n !== master)!;
+    sim.network.partition(`node-${master}`, `node-${victim}`, { oneWay: true });
+    await sim.clock.advance(5000);
+    const others = [1, 2, 3].filter((n) => n !== victim);
+    // Whatever happened to the one-way-cut node, the others agree and one master decides.
+    expect(sim.converged(others)).toBe(true);
+    checkHistories(sim, [1, 2, 3]);
+    sim.network.heal();
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 60_000, 'heal');
+    checkHistories(sim, [1, 2, 3]);
+  });
+
+  it('history can be walked by number', async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const n = sim.node(2);
+    const first = n.transition(n.firstTransition)!;
+    expect(first.number).toBe(1);
+    expect(n.nextTransition(1)?.number).toBe(2);
+    expect(n.previousTransition(2)?.number).toBe(1);
+    expect(n.nextTransition(n.lastTransition)).toBeUndefined();
+  });
+});
