@@ -36,6 +36,7 @@ import {
 } from './common.js';
 import { buildLib, type IcsLib, loadLib, USE_TSX } from './load.js';
 import { type CpuProfile, formatSummary } from './profile.js';
+import { type ClmsRow, runClmsBench } from './clms.js';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -461,6 +462,17 @@ interface ResultRow {
   ratio: number;
 }
 
+function clmsTable(rows: ClmsRow[]): string {
+  const head = ['suite', 'name', 'unit', 'value', 'baseline', 'ratio'];
+  const f = (v: number | null): string => (v === null ? 'null' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1));
+  const body = rows.map((r) => [r.suite, r.name, r.unit, f(r.value), f(r.baseline), r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const right = new Set([3, 4, 5]);
+  const line = (cells: string[]): string =>
+    '| ' + cells.map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ') + ' |';
+  return [line(head), '|' + widths.map((w, i) => (right.has(i) ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|') + '|', ...body.map(line)].join('\n');
+}
+
 function table(rows: (ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } })[]): string {
   const head = ['suite', 'name', 'unit', 'ICS', 'baseline', 'ratio', 'target', 'result'];
   const body = rows.map((r) => {
@@ -481,10 +493,35 @@ async function main(): Promise<void> {
   const only = flag('only')?.split(',').filter(Boolean);
   const rows = ROWS.filter((r) => !only || only.includes(r.id));
   const profileRows = only ? rows : ROWS.filter((r) => r.id === 'pipelined-small' || r.id === 'oneway');
-  if (rows.length === 0) throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')})`);
-
-  const secret = randomBytes(32).toString('hex');
+  // The CLMS suite (bench/clms.ts) runs after the ICS rows, with the ICS server stopped.
+  const wantClms = !PROFILE && (!only || only.includes('clms'));
+  if (rows.length === 0 && !wantClms) throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, clms)`);
   const t0 = now();
+  const icsRows = rows.length > 0 ? await icsMain(rows, profileRows) : [];
+  if (icsRows === undefined) return; // profiled
+  let clmsRows: ClmsRow[] = [];
+  if (wantClms) {
+    log('bench: CLMS suite (bench/clms.ts)');
+    const clms = await runClmsBench();
+    clmsRows = clms.rows;
+    if (!JSON_OUT) {
+      console.log();
+      console.log(clmsTable(clmsRows));
+      console.log();
+      console.log('CLMS: baseline = the preset failure timeout (detection, callbacks, failover), 3 nodes formed the same way (formation),');
+      console.log('the node count (-up rows), 3(N-1) frames (frames per transition); ratio = value / baseline. null: did not complete.');
+      for (const n of clms.notes) console.log(`  ${n}`);
+    }
+  }
+  const all = [...icsRows, ...clmsRows];
+  writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');
+  if (JSON_OUT) process.stdout.write(JSON.stringify(all, null, 2) + '\n');
+  else console.log(`wrote bench/results.json (${((now() - t0) / 1000).toFixed(0)} s)`);
+}
+
+/** The ICS rows (undefined when profiling, which writes no results). */
+async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultRow[] | undefined> {
+  const secret = randomBytes(32).toString('hex');
   await buildLib();
   const { createIcs, tcp } = await loadLib();
   const ready = await startServer(secret);
@@ -506,7 +543,7 @@ async function main(): Promise<void> {
 
     if (PROFILE) {
       await profile(profileRows, [ics, baseline]);
-      return;
+      return undefined;
     }
 
     log(
@@ -561,10 +598,7 @@ async function main(): Promise<void> {
       baseline: round3(b),
       ratio: round3(ratio),
     }));
-    writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(json, null, 2) + '\n');
-    if (JSON_OUT) {
-      process.stdout.write(JSON.stringify(json, null, 2) + '\n');
-    } else {
+    if (!JSON_OUT) {
       console.log();
       console.log(table(out));
       console.log();
@@ -574,8 +608,8 @@ async function main(): Promise<void> {
         console.log(`  ${r.name}: ${r.rounds.ics.map((v) => fmt(r.unit, v)).join(', ')} | ${r.rounds.baseline.map((v) => fmt(r.unit, v)).join(', ')}`);
       }
       for (const row of rows) if (row.note) console.log(row.note);
-      console.log(`wrote bench/results.json (${((now() - t0) / 1000).toFixed(0)} s)`);
     }
+    return json;
   } finally {
     await Promise.race([ics?.close(), new Promise((r) => setTimeout(r, 3000))]).catch(() => {});
     await baseline?.close();

@@ -82,6 +82,7 @@ export class History {
       incarnation: t.incarnation,
       address: t.address ?? before?.address ?? '',
       meta: t.meta ?? before?.meta ?? {},
+      keyServices: t.keyServices ?? before?.keyServices ?? [],
       since: t.number,
     };
     this.current.set(t.node, info);
@@ -118,6 +119,7 @@ export class History {
       incarnation: t.incarnation,
       address: t.address ?? before?.address ?? '',
       meta: t.meta ?? before?.meta ?? {},
+      keyServices: t.keyServices ?? before?.keyServices ?? [],
       since: t.number,
     });
     this.snapshotNumber = t.number;

@@ -7,6 +7,9 @@ export {
   NODE_STATES,
   type ClusterEvents,
   type DecisionRecord,
+  type HostedKeyService,
+  type KeyServiceChange,
+  type KeyServiceInfo,
   type MemberInfo,
   type Membership,
   type NodeEvent,
@@ -16,3 +19,4 @@ export {
   type TransitionKind,
   type WatchEvent,
 } from './types.js';
+export { type KeyServiceContext, type KeyServiceRegistration } from './keyservices.js';

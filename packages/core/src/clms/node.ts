@@ -36,11 +36,13 @@ import type { HandlerContext } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
+import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
 import { type HistorySnapshot, History } from './history.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import type {
   ClusterEvents,
   DecisionRecord,
+  KeyServiceInfo,
   MemberInfo,
   Membership,
   NodeEvent,
@@ -60,10 +62,11 @@ const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 // message is refused with INVALID_ARGUMENT and changes nothing.
 
 const stateSchema = z.enum(['NeverUp', 'ComingUp', 'Up', 'ShuttingDown', 'GoingDown', 'Down']);
+const hostedSchema = z.strictObject({ name: z.string().min(1).max(200), critical: z.boolean() });
 const transitionSchema = z.strictObject({
   number: z.number().int().min(1),
   term: z.number().int().min(1),
-  kind: z.enum(['state', 'master', 'meta']),
+  kind: z.enum(['state', 'master', 'meta', 'keyservice']),
   node: z.number().int().min(1),
   incarnation: z.number().int().min(0),
   from: stateSchema,
@@ -72,6 +75,15 @@ const transitionSchema = z.strictObject({
   time: z.number(),
   address: z.string().max(1000).optional(),
   meta: z.record(z.string(), z.unknown()).optional(),
+  keyServices: z.array(hostedSchema).max(1000).optional(),
+  keyService: z
+    .strictObject({
+      name: z.string().min(1).max(200),
+      epoch: z.number().int().min(0),
+      phase: z.enum(['assigned', 'ready', 'vacant', 'halted']),
+      handoverFrom: z.number().int().min(1).optional(),
+    })
+    .optional(),
 });
 const memberSchema = z.strictObject({
   node: z.number().int().min(1),
@@ -79,6 +91,7 @@ const memberSchema = z.strictObject({
   incarnation: z.number().int().min(0),
   address: z.string().max(1000),
   meta: z.record(z.string(), z.unknown()),
+  keyServices: z.array(hostedSchema).max(1000),
   since: z.number().int().min(0),
 });
 const snapshotSchema = z.strictObject({
@@ -98,18 +111,23 @@ const voteSchema = z.strictObject({
   lastNumber: z.number().int().min(0),
   lastTerm: z.number().int().min(0),
   bootstrap: z.boolean(),
+  /** A pre-vote: would you vote? Changes nothing on either side. */
+  pre: z.boolean(),
 });
 const joinSchema = z.strictObject({
   incarnation: z.number().int().min(1),
   address: z.string().min(1).max(1000),
   meta: z.record(z.string(), z.unknown()),
+  keyServices: z.array(hostedSchema).max(1000),
 });
 const reportSchema = z.strictObject({
-  kind: z.enum(['nodeup-done', 'cleanup-done', 'suspect', 'leave', 'down', 'meta']),
+  kind: z.enum(['nodeup-done', 'cleanup-done', 'suspect', 'leave', 'down', 'meta', 'keyservice-ready']),
   node: z.number().int().min(1),
   incarnation: z.number().int().min(0),
   reason: z.string().max(1000).optional(),
   meta: z.record(z.string(), z.unknown()).optional(),
+  keyService: z.string().min(1).max(200).optional(),
+  epoch: z.number().int().min(1).optional(),
 });
 const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
 const probeTargetSchema = z.strictObject({ node: z.number().int().min(1) });
@@ -143,6 +161,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly random: RandomSource;
   private readonly log: Logger;
   private readonly detector: NodedownDetector;
+  private readonly keys: KeyServiceManager;
 
   private ics!: Ics;
   private history: History;
@@ -159,6 +178,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private timers: TimerHandle[] = [];
   private closeController = new AbortController();
   private electing = false;
+  /** (node, incarnation) pairs whose nodedown callbacks this incarnation ran (C2: exactly once). */
+  private cleaned = new Set<string>();
   private electionPlanned = false;
   private nextElectionAt = 0;
   /** This process was a member once: it never bootstraps a new cluster again. */
@@ -190,6 +211,53 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.history = new History(this.opts.historyLimit);
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
+    this.keys = new KeyServiceManager({
+      nodeNum: this.nodeNum,
+      log: this.log,
+      ics: () => this.ics,
+      isMaster: () => this.isMaster,
+      hasQuorum: () => this.quorumOk && (this.phase === 'member' || this.phase === 'leaving'),
+      members: () => this.history.members(),
+      member: (n) => this.history.member(n),
+      propose: (build) => this.propose(build),
+      reportReady: (name, epoch) => this.report({ kind: 'keyservice-ready', node: this.nodeNum, incarnation: this.incarnation, keyService: name, epoch }),
+      emitKeyService: (info) => this.emit('keyservice', info),
+      emitFormed: (formed) => this.emit('formed', { formed }),
+      emitHalted: (keyService, reason) => this.emit('halted', { keyService, reason }),
+      rpcTimeoutMs: () => this.timing.rpcTimeoutMs,
+      now: () => this.clock.now(),
+      timer: (ms, fn) => this.clock.setTimeout(fn, ms),
+    });
+  }
+
+  // ================================================================ key services
+
+  /**
+   * Register a key service this node may host (the seeds' boot entries):
+   * register before `start()`, in order of preference. docs/key-services.md.
+   */
+  registerKeyService(reg: KeyServiceRegistration): void {
+    if (this.phase !== 'idle' && this.phase !== 'joining') throw new InvalidArgumentError('register key services before the node has joined');
+    this.keys.register(reg);
+  }
+
+  /** Where key service `name` lives, its epoch, ready or not. */
+  keyService(name: string): KeyServiceInfo | undefined {
+    return this.keys.info(name);
+  }
+
+  keyServices(): KeyServiceInfo[] {
+    return this.keys.all();
+  }
+
+  /** Every critical key service has a ready host. */
+  get formed(): boolean {
+    return this.keys.formed;
+  }
+
+  /** Call a method of key service `name` on its current host (see docs/key-services.md). */
+  callKeyService<T = unknown>(name: string, method: string, args?: unknown, options?: { signal?: AbortSignal; timeoutMs?: number; idempotent?: boolean }): Promise<T> {
+    return this.keys.call(name, method, args ?? null, options) as Promise<T>;
   }
 
   // ================================================================ API
@@ -336,22 +404,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  /** Leave the cluster cleanly: ShuttingDown, cleanup everywhere, Down; then close. */
+  /**
+   * Leave the cluster cleanly: resolves once the master committed this
+   * node's ShuttingDown, then closes. The others run their cleanup and
+   * commit Down (this node, gone by then, does not see it).
+   */
   async leave(): Promise<void> {
     if (this.phase !== 'member') return this.close();
-    this.phase = 'leaving';
-    const down = new Promise<void>((resolve) => {
-      const check = (t: Transition): void => {
-        if (t.node === this.nodeNum && t.incarnation === this.incarnation && t.to === 'Down') {
-          this.off('transition', check);
-          resolve();
-        }
-      };
-      this.on('transition', check);
-    });
     try {
+      // (A leaving master commits its own ShuttingDown while still master; the
+      // others elect a successor once it is gone.)
+      if (!this.isMaster) this.phase = 'leaving';
       await this.askMaster({ kind: 'leave', node: this.nodeNum, incarnation: this.incarnation });
-      await Promise.race([down, this.sleep(this.timing.failureTimeoutMs * 10)]);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'leave was not acknowledged; closing anyway');
     }
@@ -371,6 +435,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.phase = 'closed';
     this.closeController.abort(new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
     this.detector.stop?.();
+    this.keys.close();
     for (const t of this.timers) t.cancel();
     this.timers = [];
     for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
@@ -397,6 +462,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       ...(canaries.reuseIncarnation && this.ics ? { incarnation: this.ics.incarnation } : {}),
     });
     this.registerServices();
+    this.keys.attach(this.ics);
     this.ics.on('link', (e) => {
       if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
     });
@@ -425,7 +491,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       const master = await this.findMaster();
       if (master !== undefined && master !== this.nodeNum) {
         if (await this.tryJoin(master)) return;
-      } else if (index >= 0 && this.history.last === 0 && !this.everJoined && attempts > 1 + index) {
+      } else if (index >= 0 && this.history.last === 0 && attempts > 1 + index) {
         // Nobody answers as master: stand for election with the other candidates.
         await this.elect(true);
         if (this.isMaster || this.currentPhase() === 'member') return;
@@ -475,7 +541,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         master,
         CLMS,
         'join',
-        { incarnation: this.incarnation, address: this.ics.address ?? '', meta: this.opts.meta },
+        { incarnation: this.incarnation, address: this.ics.address ?? '', meta: this.opts.meta, keyServices: this.keys.hosted() },
         { timeoutMs: this.timing.rpcTimeoutMs * 4 },
       )) as typeof r;
     } catch (err) {
@@ -487,12 +553,28 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       return false;
     }
     const snapshot = parse(snapshotSchema, r.snapshot) as HistorySnapshot;
-    if (this.history.last === 0 || snapshot.number + snapshot.tail.length > this.history.last) {
-      // A late joiner starts from the master's snapshot plus its tail.
-      const replay = this.history.last === 0;
-      this.history.install(snapshot);
-      if (replay) for (const t of snapshot.tail) this.notify(t);
+    const had = this.history.last;
+    if (had > 0) {
+      // What we applied before (e.g. bootstrap appends) must be the master's
+      // history too; a node holding another history cannot be reconciled and
+      // starts again as a new incarnation.
+      for (const t of snapshot.tail) {
+        if (t.number > had) break;
+        const mine = this.history.get(t.number);
+        if (mine && (mine.term !== t.term || mine.node !== t.node || mine.kind !== t.kind || mine.to !== t.to || mine.incarnation !== t.incarnation)) {
+          this.log.warn({ number: t.number }, 'my history differs from the master\'s: starting again as a new incarnation');
+          void this.restart();
+          return true;
+        }
+      }
     }
+    // A late joiner starts from the master's snapshot plus its tail; it is
+    // told about every transition it had not applied yet, in order.
+    this.history.install(snapshot);
+    for (const t of snapshot.tail) if (t.number > had) this.notify(t);
+    // The key-service view is rebuilt from the tail.
+    this.keys.reset();
+    for (const t of snapshot.tail) this.keys.applied(t);
     this.phase = 'member';
     this.everJoined = true;
     this.lastHeardMaster = this.clock.now();
@@ -561,6 +643,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   private setMaster(master: number | undefined, term: number): void {
+    if (term < this.term && master !== undefined) return;
     if (this.masterNum === master && this.term === term) return;
     const changed = this.masterNum !== master;
     this.masterNum = master;
@@ -584,7 +667,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const masterAlive = this.masterNum !== undefined && this.masterNum !== candidate && this.clock.now() - this.lastHeardMaster < this.timing.failureTimeoutMs;
     if (masterAlive && !this.isMaster) return { term: this.term, granted: false };
     if (this.isMaster && this.quorumOk) return { term: this.term, granted: false };
-    if (v.term < this.term || this.votedIn >= v.term) return { term: this.term, granted: false };
+    if (v.term < this.term || (!v.pre && this.votedIn >= v.term)) return { term: this.term, granted: false };
     if (v.bootstrap !== (this.history.last === 0 && this.pending === undefined) && this.history.last === 0) {
       // A bootstrap vote needs an empty history on both sides.
       return { term: this.term, granted: false };
@@ -592,6 +675,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const myLast = this.pending?.number ?? this.history.last;
     const myLastTerm = this.pending?.term ?? this.history.lastTerm;
     const upToDate = v.lastTerm > myLastTerm || (v.lastTerm === myLastTerm && v.lastNumber >= myLast);
+    // A pre-vote answers without adopting the term: a node cut off from the
+    // cluster cannot inflate terms and depose a healthy master when it returns.
+    if (v.pre) return { term: this.term, granted: upToDate };
     this.observeTerm(v.term);
     if (!upToDate) return { term: this.term, granted: false };
     this.votedIn = v.term;
@@ -603,32 +689,44 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.electing || this.phase === 'closed' || !this.candidates.includes(this.nodeNum)) return;
     this.electing = true;
     try {
+      const voters = bootstrap ? [...this.candidates] : this.voters();
+      const lastNumber = this.pending?.number ?? this.history.last;
+      const lastTerm = this.pending?.term ?? this.history.lastTerm;
+      const ask = async (term: number, pre: boolean): Promise<Set<number>> => {
+        const granted = new Set<number>([this.nodeNum]);
+        await Promise.all(
+          voters
+            .filter((n) => n !== this.nodeNum)
+            .map(async (n) => {
+              try {
+                if (bootstrap && !this.ics.isConnected(n)) return;
+                const r = (await this.ics.call(n, CLMS, 'vote', { term, lastNumber, lastTerm, bootstrap, pre }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
+                  term: number;
+                  granted: boolean;
+                };
+                if (r.granted) granted.add(n);
+                else if (!pre) this.observeTerm(r.term);
+              } catch {
+                /* no vote */
+              }
+            }),
+        );
+        return granted;
+      };
+      // A node that was a member before re-forms a cluster only with every
+      // candidate (all of them empty and masterless): a quorum of candidates
+      // cut off from a live cluster must not found a second one.
+      const enough = (granted: Set<number>): boolean =>
+        bootstrap && this.everJoined ? voters.every((v) => granted.has(v)) : hasQuorum(this.opts.quorum, granted, voters);
+      // Pre-vote first: only a candidate that could win raises the term.
+      const pre = await ask(this.term + 1, true);
+      if (!enough(pre) || this.currentPhase() === 'closed') return;
       const term = this.term + 1;
       this.term = term;
       this.votedIn = term;
-      const voters = bootstrap ? [...this.candidates] : this.voters();
-      const granted = new Set<number>([this.nodeNum]);
-      const lastNumber = this.pending?.number ?? this.history.last;
-      const lastTerm = this.pending?.term ?? this.history.lastTerm;
-      await Promise.all(
-        voters
-          .filter((n) => n !== this.nodeNum)
-          .map(async (n) => {
-            try {
-              if (bootstrap && !this.ics.isConnected(n)) return;
-              const r = (await this.ics.call(n, CLMS, 'vote', { term, lastNumber, lastTerm, bootstrap }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
-                term: number;
-                granted: boolean;
-              };
-              if (r.granted) granted.add(n);
-              else this.observeTerm(r.term);
-            } catch {
-              /* no vote */
-            }
-          }),
-      );
+      const granted = await ask(term, false);
       if (this.term !== term || this.currentPhase() === 'closed') return;
-      if (!hasQuorum(this.opts.quorum, granted, voters)) {
+      if (!enough(granted)) {
         this.log.debug({ term, granted: [...granted], voters }, 'election lost');
         return;
       }
@@ -651,7 +749,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.pending = undefined;
     // (Failures surface as quorum loss; nobody awaits these.)
     const quiet = (p: Promise<unknown>): void => void p.catch(() => {});
-    if (carried) quiet(this.propose(() => ({ ...carried })));
+    if (carried) quiet(this.propose(() => (carried.number === this.history.last + 1 ? { ...carried } : undefined)));
     if (bootstrap) {
       quiet(this.propose(() => ({
         kind: 'state',
@@ -662,6 +760,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         cause: 'formed the cluster',
         address: this.ics.address ?? '',
         meta: this.opts.meta,
+        keyServices: this.keys.hosted(),
       })));
       quiet(this.propose(() => ({ kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'ComingUp', to: 'Up', cause: 'formed the cluster' })));
     }
@@ -715,10 +814,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           p.done(undefined);
           continue;
         }
-        const t: Transition = { ...change, number: this.history.last + 1, term: this.term, time: this.clock.wallNow() };
+        // An entry carried over from the previous master keeps its term and
+        // time: some members may have it (and even have committed it) as is.
+        const carried = change as Partial<Transition>;
+        const t: Transition =
+          carried.number === this.history.last + 1 && carried.term !== undefined && carried.time !== undefined
+            ? (change as Transition)
+            : { ...change, number: this.history.last + 1, term: this.term, time: this.clock.wallNow() };
         try {
+          const term = this.term;
           const ok = await this.replicate(t);
-          if (ok) {
+          if (ok && this.isMaster && this.term === term) {
             this.apply(t);
             this.sendCommit(t.number);
             p.done(t);
@@ -744,7 +850,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const started = this.clock.now();
     const targets = (): number[] =>
       [...new Set([...this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown'), ...voters])].filter((n) => n !== this.nodeNum);
-    while (this.isMaster) {
+    // Still the master of the term that made `t`? (Checked after every await:
+    // a master that stepped down meanwhile must never commit.)
+    const myTerm = this.term;
+    const current = (): boolean => this.isMaster && this.term === myTerm;
+    while (current()) {
       if (hasQuorum(this.opts.quorum, acks, voters)) return true;
       // Done as soon as a quorum has it: a dead member's timeout is not waited for.
       await new Promise<void>((resolve) => {
@@ -758,6 +868,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           });
         }
       });
+      if (!current()) return false;
       if (hasQuorum(this.opts.quorum, acks, voters)) return true;
       if (this.clock.now() - started > this.timing.failureTimeoutMs) {
         this.loseQuorum(`transition ${t.number} reached ${[...acks].join(', ')} of voters ${voters.join(', ')}`);
@@ -791,7 +902,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           entries = [...this.history.since(r.last), t];
         }
       } catch (err) {
-        if (process.env.CLMS_DEBUG) console.log('append to', n, 'failed', (err as Error).message);
         return false;
       }
     }
@@ -808,6 +918,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private loseQuorum(rule: string): void {
     if (!this.quorumOk) return;
     this.quorumOk = false;
+    // A node without quorum stops hosting at once (K5).
+    this.keys.quorumLost();
     this.record({ kind: 'quorum-lost', term: this.term, time: this.clock.wallNow(), rule });
     this.emit('quorum', { hasQuorum: false });
     this.broadcast({ type: 'quorum', hasQuorum: false });
@@ -826,6 +938,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   private acceptMaster(ctx: HandlerContext, term: number): boolean {
     const sender = ctx.caller.nodeNum;
+    // An evicted incarnation is on its way out: it applies nothing more.
+    if (this.phase === 'rejoining' || this.phase === 'closed' || this.phase === 'idle') return false;
     if (term < this.term && !canaries.acceptStaleTerm) return false;
     if (!this.candidates.includes(sender)) return false; // M6: only candidates are masters
     if (term > this.term || this.masterNum !== sender) {
@@ -940,7 +1054,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const t = await this.propose(() => {
       const s = this.history.stateOf(node);
       if (s !== 'NeverUp' && s !== 'Down') return undefined;
-      return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta };
+      return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta, keyServices: j.keyServices };
     }).catch(() => undefined);
     if (!t) return { ok: false, reason: 'could not commit the join', retryAfterMs: this.timing.joinRetryMs };
     return { ok: true, snapshot: this.history.snapshot() };
@@ -968,6 +1082,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         });
         return { ok: true };
       }
+      case 'keyservice-ready':
+        if (from !== r.node || !r.keyService || r.epoch === undefined) return { ok: false };
+        this.keys.commitReady(r.keyService, r.epoch, from);
+        return { ok: true };
       case 'meta': {
         if (from !== r.node || !r.meta) return { ok: false };
         const meta = r.meta;
@@ -1129,7 +1247,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.pending && this.pending.number <= t.number) this.pending = undefined;
     const info = this.history.append(t);
     this.notify(t);
-    if (t.kind === 'master') this.setMaster(t.node, t.term);
+    this.keys.applied(t);
+    if (this.isMaster) this.keys.place();
+    // A master record from an older term (replayed history) names nobody now.
+    if (t.kind === 'master' && t.term >= this.term) this.setMaster(t.node, t.term);
     if (t.kind !== 'state') return;
     if (t.node === this.nodeNum) return this.applySelf(t);
     switch (t.to) {
@@ -1172,8 +1293,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Error out ICS for the node, run nodedown callbacks by band, report (C2). */
   private async cleanup(t: Transition): Promise<void> {
     await this.ics.nodeDown(t.node, t.incarnation);
+    if (!this.markCleaned(t.node, t.incarnation)) return;
     await this.runCallbacks('nodedown', t.node, t.incarnation, t);
     this.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
+  }
+
+  /** True the first time (node, incarnation) is cleaned up by this incarnation. */
+  private markCleaned(node: number, incarnation: number): boolean {
+    const key = `${node}:${incarnation}`;
+    if (this.cleaned.has(key)) return false;
+    this.cleaned.add(key);
+    return true;
   }
 
   private async runCallbacks(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {
@@ -1196,8 +1326,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.phase = 'rejoining';
     this.emit('evicted', { incarnation: this.incarnation });
     for (const m of this.history.members()) {
-      if (m.node !== this.nodeNum && (m.state === 'Up' || m.state === 'ComingUp')) {
-        await this.runCallbacks('nodedown', m.node, m.incarnation, t);
+      if (m.node !== this.nodeNum && (m.state === 'Up' || m.state === 'ComingUp' || m.state === 'ShuttingDown')) {
+        if (this.markCleaned(m.node, m.incarnation)) await this.runCallbacks('nodedown', m.node, m.incarnation, t);
       }
     }
     if (!this.opts.autoRejoin) {
@@ -1216,6 +1346,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.masterNum = undefined;
     this.quorumOk = false;
     this.owedReports.clear();
+    this.cleaned = new Set();
     await old.close();
     if (this.phase === 'closed') return;
     this.phase = 'idle';
@@ -1225,8 +1356,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   // ================================================================ reports
 
   private report(r: z.output<typeof reportSchema>): void {
-    this.owedReports.set(`${r.kind}:${r.node}:${r.incarnation}`, r);
+    this.owedReports.set(`${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`, r);
     if (this.isMaster) {
+      if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) {
+        this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}`);
+        this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
+      }
       if (r.kind === 'nodeup-done') this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, this.nodeNum);
       if (r.kind === 'cleanup-done') this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, this.nodeNum);
       return;
@@ -1240,6 +1375,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     try {
       const ok = (await this.ics.call(master, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs })) as { ok: boolean };
       if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}`);
+      if (ok.ok && r.kind === 'keyservice-ready') this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}:${r.keyService}:${r.epoch}`);
     } catch {
       /* resent on the next tick or to the next master */
     }
@@ -1273,12 +1409,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.phase === 'closed') return;
     const now = this.clock.now();
     if (this.isMaster) {
+      // A master hears itself: its silence clock starts when it stops being master.
+      this.lastHeardMaster = now;
       this.heartbeatAll(now);
       return;
     }
     if (this.phase !== 'member') return;
     // Owed reports are resent until the master acknowledges the barrier.
-    for (const r of this.owedReports.values()) if (r.kind === 'nodeup-done' || r.kind === 'cleanup-done') void this.sendReport(r);
+    for (const r of this.owedReports.values()) {
+      if (r.kind === 'nodeup-done' || r.kind === 'cleanup-done' || r.kind === 'keyservice-ready') void this.sendReport(r);
+    }
     if (now - this.lastHeardMaster > this.timing.failureTimeoutMs * 6) {
       // Long without a master and no election won: this node may have been
       // declared down while cut off (the others then refuse its incarnation

@@ -20,7 +20,28 @@ export const LEGAL_MOVES: Readonly<Record<NodeState, readonly NodeState[]>> = {
 };
 
 /** What a transition records. `Up → Up` transitions record a master change or new metadata. */
-export type TransitionKind = 'state' | 'master' | 'meta';
+export type TransitionKind = 'state' | 'master' | 'meta' | 'keyservice';
+
+/** What a `keyservice` transition says about one key service. */
+export interface KeyServiceChange {
+  readonly name: string;
+  /** Grows with every activation; a fencing token for external systems. */
+  readonly epoch: number;
+  /**
+   * `assigned`: `node` takes over (failover, data pull) as host of `epoch`;
+   * `ready`: it serves; `vacant`: no eligible node (non-critical);
+   * `halted`: a critical key service has no eligible node left.
+   */
+  readonly phase: 'assigned' | 'ready' | 'vacant' | 'halted';
+  /** For `assigned`: the host it takes over from by hand-over (a clean leave). */
+  readonly handoverFrom?: number;
+}
+
+/** A key service a node may host, as announced when it joins. */
+export interface HostedKeyService {
+  readonly name: string;
+  readonly critical: boolean;
+}
 
 /** One numbered, clusterwide membership event. */
 export interface Transition {
@@ -40,6 +61,10 @@ export interface Transition {
   /** The node's address (on joins) and metadata (on joins and `meta`). */
   readonly address?: string;
   readonly meta?: Record<string, unknown>;
+  /** On joins: the key services the node may host, in its order of preference. */
+  readonly keyServices?: readonly HostedKeyService[];
+  /** On `keyservice` transitions. */
+  readonly keyService?: KeyServiceChange;
 }
 
 export interface MemberInfo {
@@ -48,6 +73,8 @@ export interface MemberInfo {
   readonly incarnation: number;
   readonly address: string;
   readonly meta: Readonly<Record<string, unknown>>;
+  /** Key services this node may host, in its order of preference. */
+  readonly keyServices: readonly HostedKeyService[];
   /** Number of the transition that last changed this member. */
   readonly since: number;
 }
@@ -112,6 +139,24 @@ export interface ClusterEvents {
   decision: (record: DecisionRecord) => void;
   /** This node was declared down by the others and restarts as a new incarnation. */
   evicted: (info: { incarnation: number }) => void;
+  /** A key service moved, became ready, went vacant or halted. */
+  keyservice: (info: KeyServiceInfo) => void;
+  /** Every critical key service has a ready host (again): the cluster is formed. */
+  formed: (info: { formed: boolean }) => void;
+  /** A critical key service has no eligible node left: the cluster halts. */
+  halted: (info: { keyService: string; reason: string }) => void;
   /** A subsystem callback failed or hung; the barrier it belongs to waits. */
   'callback-error': (info: { subsystem: string; phase: 'nodeup' | 'nodedown'; node: number; error: unknown }) => void;
+}
+
+/** Where a key service lives, as every node knows it from the history. */
+export interface KeyServiceInfo {
+  readonly name: string;
+  readonly host: number | undefined;
+  readonly epoch: number;
+  readonly ready: boolean;
+  readonly critical: boolean;
+  readonly halted: boolean;
+  /** Transition number of the last change. */
+  readonly since: number;
 }

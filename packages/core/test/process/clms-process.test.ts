@@ -157,9 +157,8 @@ describe('CLMS over transport-tcp, one OS process per node', () => {
       }
       const hs = await checkHistories(c, survivors);
       expect(hs[0]!.find((t) => t.node === leaver && t.to === 'ShuttingDown')?.cause).toBe('left');
-      // leave() resolves once the leaver applied its own Down (otherwise only after 10 failure timeouts).
+      // leave() resolved once the master committed ShuttingDown; the leaver is gone.
       await left;
-      expect(statesOf(c, leaver, leaver).slice(-2)).toEqual(['ShuttingDown', 'Down']);
     },
     TEST_TIMEOUT,
   );

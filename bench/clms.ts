@@ -1,0 +1,364 @@
+/**
+ * CLMS (membership) benchmark: failure detection, cleanup, failover and
+ * formation with every node a separate OS process over transport-tcp on
+ * 127.0.0.1, formation of 256 in-process nodes on transport-mem (real
+ * clock), and ICS frames per membership transition. See bench/README.md.
+ *
+ * Called by run.ts (`npm run bench`, or alone: `npm run bench -- --only=clms`),
+ * which writes the rows into bench/results.json with the ICS rows.
+ * `npx tsx bench/clms.ts` runs it alone and prints the rows as JSON.
+ *
+ * Times are taken in each process as performance.timeOrigin + performance.now()
+ * (one clock for every process of the machine), from just before the
+ * parent's kill('SIGKILL') to the moment the node applied the transition.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { ClusterNode, presets, silentLogger, VirtualClock } from '../packages/core/src/index.js';
+import { ProcCluster } from '../packages/core/test/process/cluster.js';
+import { createMemoryNetwork, memory, type MemoryNetwork } from '../packages/transport-mem/src/index.js';
+import { median } from './common.js';
+
+export interface ClmsRow {
+  suite: 'clms';
+  name: string;
+  unit: string;
+  better: 'lower' | 'higher';
+  /** null: not measured (the scenario did not complete; see the notes). */
+  value: number | null;
+  baseline: number;
+  ratio: number | null;
+}
+
+export interface ClmsResult {
+  rows: ClmsRow[];
+  /** What the rows do not say: per-repetition values, what did not complete. */
+  notes: string[];
+}
+
+type Preset = 'lan' | 'local';
+
+const hr = (): number => performance.timeOrigin + performance.now();
+const r1 = (v: number): number => Math.round(v * 10) / 10;
+const log = (s: string): void => void process.stderr.write(s + '\n');
+const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
+const RUNNER_BUNDLE = `${BENCH_DIR}.build/clms-runner.mjs`;
+
+/**
+ * The node runner bundled like the published build (esbuild, ESM, no tsx):
+ * 32 processes loading the sources under tsx would take ~25 s of CPU on
+ * two cores before the first one listens.
+ */
+async function buildRunner(): Promise<{ file: string; execArgv: string[] }> {
+  const { build } = await import('esbuild');
+  mkdirSync(`${BENCH_DIR}.build`, { recursive: true });
+  writeFileSync(`${BENCH_DIR}.build/.gitignore`, '*\n');
+  await build({
+    entryPoints: [fileURLToPath(new URL('../packages/core/test/process/node-runner.ts', import.meta.url))],
+    outfile: RUNNER_BUNDLE,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    keepNames: false,
+    tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)),
+    external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3', 'vitest'],
+    logLevel: 'warning',
+  });
+  return { file: RUNNER_BUNDLE, execArgv: [] };
+}
+
+function row(name: string, unit: string, value: number | null, baseline: number, better: 'lower' | 'higher' = 'lower'): ClmsRow {
+  const v = value === null || !Number.isFinite(value) ? null : Math.round(value * 1000) / 1000;
+  return { suite: 'clms', name, unit, better, value: v, baseline: Math.round(baseline * 1000) / 1000, ratio: v === null ? null : Math.round((v / baseline) * 1000) / 1000 };
+}
+
+// ------------------------------------------------------------------ OS processes: kill, cleanup, failover
+
+interface KillFigures {
+  detect: number[];
+  callbacks: number[];
+  failover: number[];
+  failures: string[];
+}
+
+/**
+ * `size` processes; `reps` times SIGKILL a non-master (then restart it on its
+ * address), then `failoverReps` times SIGKILL the master (then restart it).
+ */
+async function killBench(runner: { file: string; execArgv: string[] }, size: number, preset: Preset, reps: number, failoverReps: number): Promise<KillFigures> {
+  const f: KillFigures = { detect: [], callbacks: [], failover: [], failures: [] };
+  const c = await ProcCluster.start({ size, preset, runner, seeds: 'candidates', spare: 0, clusterName: `bench-${size}-${preset}` });
+  const all = Array.from({ length: size }, (_, i) => i + 1);
+  try {
+    await c.formed(all, 60_000);
+    for (let i = 0; i < reps; i++) {
+      const master = c.node(1).master!;
+      // A non-master, and not a candidate when there are others: rotate over them.
+      const pool = all.filter((n) => n !== master && (size <= 3 || !c.candidates.includes(n)));
+      const victim = pool[i % pool.length]!;
+      const survivors = all.filter((n) => n !== victim);
+      const incarnation = c.node(master).incarnationOf(victim);
+      const killedAt = c.kill(victim);
+      try {
+        await c.until(() => survivors.every((n) => c.node(n).stateOf(victim) === 'Down'), 15_000, `node ${victim} Down at every survivor`);
+      } catch (err) {
+        f.failures.push(`${size}p ${preset}: kill ${victim}: ${(err as Error).message.split('\n')[0]}`);
+        return f;
+      }
+      const seen = survivors.map((n) => c.node(n).seen((t) => t.node === victim && t.incarnation === incarnation && t.to === 'GoingDown'));
+      if (seen.some((s) => s === undefined)) {
+        f.failures.push(`${size}p ${preset}: kill ${victim}: a survivor never applied GoingDown (${survivors.filter((_, j) => !seen[j]).join(', ')})`);
+      } else {
+        f.detect.push(Math.max(...seen.map((s) => s!.at)) - killedAt);
+        const committed = c.node(c.node(survivors[0]!).master ?? master).seen((t) => t.node === victim && t.incarnation === incarnation && t.to === 'GoingDown');
+        const ends = survivors.map((n) => c.node(n).cleanups.find((x) => x.node === victim && x.incarnation === incarnation)?.end);
+        if (committed && ends.every((e) => e !== undefined)) f.callbacks.push(Math.max(...(ends as number[])) - committed.at);
+      }
+      c.spawn(victim);
+      await c.formed(all, 30_000);
+    }
+    for (let i = 0; i < failoverReps; i++) {
+      const old = c.node(1).master!;
+      const survivors = all.filter((n) => n !== old);
+      const oldTerm = c.node(old).masters.at(-1)?.value.term ?? 0;
+      const killedAt = c.kill(old);
+      const taken = (n: number) => c.node(n).seen((t) => t.kind === 'master' && t.term > oldTerm && t.node !== old);
+      try {
+        await c.until(() => survivors.every((n) => taken(n) !== undefined), 15_000, `a new master's transition at every survivor`);
+      } catch (err) {
+        f.failures.push(`${size}p ${preset}: failover from ${old}: ${(err as Error).message.split('\n')[0]}`);
+        return f;
+      }
+      f.failover.push(Math.max(...survivors.map((n) => taken(n)!.at)) - killedAt);
+      c.spawn(old);
+      await c.formed(all, 30_000);
+    }
+  } catch (err) {
+    f.failures.push(`${size}p ${preset}: ${(err as Error).message}`);
+  } finally {
+    await c.close();
+  }
+  return f;
+}
+
+// ------------------------------------------------------------------ OS processes: formation
+
+async function procFormation(runner: { file: string; execArgv: string[] }, size: number, preset: Preset, timeoutMs: number): Promise<{ ms: number | null; up: number; note: string }> {
+  const c = await ProcCluster.start({ size, preset, runner, hold: true, seeds: 'candidates', spare: 0, clusterName: `bench-form-${size}` });
+  const all = Array.from({ length: size }, (_, i) => i + 1);
+  try {
+    const t0 = await c.go(all);
+    try {
+      await c.formed(all, timeoutMs);
+    } catch {
+      const up = Math.min(...all.map((n) => all.filter((m) => c.node(n).stateOf(m) === 'Up').length));
+      const stuck = all.filter((m) => c.node(c.node(1).master ?? 1).stateOf(m) !== 'Up');
+      return { ms: null, up, note: `${size} processes (${preset}) not formed within ${timeoutMs / 1000} s: every node sees at least ${up} Up; not Up at the master: ${stuck.join(', ') || '-'}` };
+    }
+    // The moment the last node applied the transition that completed the cluster.
+    const head = c.node(1).lastNumber;
+    const at = Math.max(...all.map((n) => c.node(n).seen((t) => t.number === head)?.at ?? hr()));
+    return { ms: at - t0, up: size, note: '' };
+  } finally {
+    await c.close();
+  }
+}
+
+// ------------------------------------------------------------------ transport-mem: formation (real clock)
+
+async function memFormation(size: number, preset: Preset, timeoutMs: number): Promise<{ ms: number | null; up: number; head: number; msgs: number }> {
+  const network = createMemoryNetwork({ seed: 1 });
+  const candidates = [1, 2, 3].filter((n) => n <= size);
+  const nodes: ClusterNode[] = [];
+  for (let n = 1; n <= size; n++) {
+    nodes.push(
+      new ClusterNode({
+        nodeNum: n,
+        clusterName: 'bench-mem',
+        transport: memory({ network, address: `node-${n}` }),
+        candidates,
+        seeds: candidates.filter((m) => m !== n).map((m) => `node-${m}`),
+        preset,
+        logger: silentLogger,
+      }),
+    );
+  }
+  const upAt = new Map<number, number>();
+  const t0 = performance.now();
+  for (const node of nodes) void node.start().catch(() => {});
+  try {
+    while (performance.now() - t0 < timeoutMs) {
+      await new Promise((r) => setTimeout(r, 25));
+      for (const node of nodes) {
+        if (upAt.has(node.nodeNum)) continue;
+        const ms = node.membership().members;
+        if (ms.length === size && ms.every((m) => m.state === 'Up')) upAt.set(node.nodeNum, performance.now() - t0);
+      }
+      if (upAt.size === size) break;
+    }
+    const up = Math.min(...nodes.map((n) => n.membership().members.filter((m) => m.state === 'Up').length));
+    const msgs = nodes.reduce((a, n) => a + n.communication.stats().messagesSent, 0);
+    const head = Math.max(...nodes.map((n) => n.lastTransition));
+    return { ms: upAt.size === size ? Math.max(...upAt.values()) : null, up, head, msgs };
+  } finally {
+    await Promise.all(nodes.map((n) => n.close().catch(() => {})));
+    network.destroy();
+  }
+}
+
+// ------------------------------------------------------------------ transport-mem: frames per transition (virtual clock)
+
+/**
+ * Form `size` nodes on a virtual clock, then `cycles` times crash a
+ * non-master and start it again (GoingDown, Down, ComingUp, Up: four
+ * transitions each), counting every ICS frame every node sent meanwhile
+ * (heartbeats of the virtual time that passed included).
+ */
+async function framesPerTransition(size: number, cycles: number, wallLimitMs: number): Promise<{ value: number | null; note: string }> {
+  const clock = new VirtualClock();
+  const network: MemoryNetwork = createMemoryNetwork({ seed: 1, clock });
+  const candidates = [1, 2, 3].filter((n) => n <= size);
+  const current = new Map<number, ClusterNode>();
+  const ever: ClusterNode[] = [];
+  const startNode = (n: number): ClusterNode => {
+    const node = new ClusterNode({
+      nodeNum: n,
+      clusterName: 'bench-frames',
+      transport: memory({ network, address: `node-${n}` }),
+      candidates,
+      seeds: candidates.filter((m) => m !== n).map((m) => `node-${m}`),
+      preset: 'local',
+      clock,
+      logger: silentLogger,
+    });
+    current.set(n, node);
+    ever.push(node);
+    void node.start().catch(() => {});
+    return node;
+  };
+  const wallStart = performance.now();
+  const until = async (pred: () => boolean, what: string): Promise<void> => {
+    const ok = await clock.advanceUntil(() => pred() || performance.now() - wallStart > wallLimitMs, 120_000);
+    if (!ok || !pred()) throw new Error(`${size} nodes: ${what} did not happen (virtual ${Math.round(clock.now())} ms, wall ${Math.round(performance.now() - wallStart)} ms)`);
+  };
+  const all = Array.from({ length: size }, (_, i) => i + 1);
+  const formed = (): boolean => {
+    const heads = new Set<number>();
+    const masters = new Set<number | undefined>();
+    for (const node of current.values()) {
+      const ms = node.membership().members;
+      if (ms.length !== size || ms.some((m) => m.state !== 'Up')) return false;
+      heads.add(node.lastTransition);
+      masters.add(node.master);
+    }
+    return heads.size === 1 && masters.size === 1 && !masters.has(undefined);
+  };
+  const frames = (): number => ever.reduce((a, n) => a + (n.communication?.stats().messagesSent ?? 0), 0);
+  try {
+    for (const n of all) startNode(n);
+    await until(formed, 'formation');
+    await clock.advance(presets.local.failureTimeoutMs);
+    const f0 = frames();
+    const h0 = current.get(1)!.lastTransition;
+    const v0 = clock.now();
+    for (let i = 0; i < cycles; i++) {
+      const master = current.get(1)!.master!;
+      const victim = size - (i % Math.max(1, size - 3));
+      const target = victim === master ? all.find((n) => n !== master)! : victim;
+      network.crash(`node-${target}`);
+      void current.get(target)!.close();
+      await until(() => all.every((n) => n === target || current.get(n)!.info(target)?.state === 'Down'), `Down of node ${target}`);
+      startNode(target);
+      await until(formed, `rejoin of node ${target}`);
+    }
+    const transitions = current.get(1)!.lastTransition - h0;
+    const sent = frames() - f0;
+    return {
+      value: sent / transitions,
+      note: `${size} nodes: ${sent} frames for ${transitions} transitions over ${Math.round(clock.now() - v0)} virtual ms (${cycles} crash-and-rejoin cycles; heartbeats included)`,
+    };
+  } catch (err) {
+    return { value: null, note: (err as Error).message };
+  } finally {
+    for (const n of ever) void n.close().catch(() => {});
+    await clock.advance(10_000).catch(() => {});
+    network.destroy();
+  }
+}
+
+// ------------------------------------------------------------------ the suite
+
+export async function runClmsBench(): Promise<ClmsResult> {
+  const rows: ClmsRow[] = [];
+  const notes: string[] = [];
+  const t0 = performance.now();
+  const runner = await buildRunner();
+
+  for (const [size, preset, reps, failoverReps] of [
+    [3, 'lan', 4, 2],
+    [3, 'local', 4, 2],
+    [16, 'lan', 2, 1],
+    [16, 'local', 2, 1],
+  ] as const) {
+    log(`clms: ${size} processes, ${preset}: SIGKILL of a non-master x${reps}, of the master x${failoverReps}`);
+    const s0 = performance.now();
+    const f = await killBench(runner, size, preset, reps, failoverReps);
+    log(`  (${Math.round((performance.now() - s0) / 1000)} s)`);
+    const timeout = presets[preset].failureTimeoutMs;
+    const fmt = (xs: number[]): string => xs.map((x) => r1(x)).join(', ');
+    rows.push(row(`sigkill-nodedown-all-${size}p-${preset}`, 'ms', f.detect.length ? median(f.detect) : null, timeout));
+    rows.push(row(`nodedown-callbacks-done-${size}p-${preset}`, 'ms', f.callbacks.length ? median(f.callbacks) : null, timeout));
+    rows.push(row(`master-failover-${size}p-${preset}`, 'ms', f.failover.length ? median(f.failover) : null, timeout));
+    notes.push(`${size}p ${preset}: SIGKILL -> GoingDown at the last survivor (ms): ${fmt(f.detect)}; GoingDown at master -> last callback done: ${fmt(f.callbacks)}; failover: ${fmt(f.failover)}`);
+    notes.push(...f.failures);
+    log(`  ${notes.at(-1 - f.failures.length)}`);
+    for (const x of f.failures) log(`  FAILED ${x}`);
+  }
+
+  log('clms: formation of 32 OS processes (lan), baseline 3 processes');
+  const base3 = await procFormation(runner, 3, 'lan', 10_000);
+  const form32 = await procFormation(runner, 32, 'lan', 20_000);
+  rows.push(row('formation-32p-lan', 'ms', form32.ms, base3.ms ?? 1));
+  rows.push(row('formation-32p-lan-up', 'nodes', form32.up, 32, 'higher'));
+  notes.push(`formation (processes, lan, from the start command to the last node applying the last Up): 3 -> ${base3.ms === null ? 'not formed' : r1(base3.ms)} ms, 32 -> ${form32.ms === null ? 'not formed' : r1(form32.ms)} ms`);
+  if (form32.note) notes.push(form32.note);
+  if (base3.note) notes.push(base3.note);
+  log(`  ${notes.at(-1)}`);
+
+  log('clms: formation of 256 in-process nodes on transport-mem (local, real clock), baseline 3');
+  const m3 = await memFormation(3, 'local', 5_000);
+  const m256 = await memFormation(256, 'local', 15_000);
+  // No 3-node figure (see notes): the 256-node time is then reported against 1 ms (ratio = ms).
+  rows.push(row('formation-256-mem-local', 'ms', m256.ms, m3.ms ?? 1));
+  rows.push(row('formation-256-mem-local-up', 'nodes', m256.up, 256, 'higher'));
+  notes.push(
+    `formation (transport-mem, local, real clock): 3 -> ${m3.ms === null ? 'not formed' : r1(m3.ms)} ms; 256 -> ` +
+      (m256.ms === null ? `not formed within 15 s: every node sees at least ${m256.up} Up, highest head ${m256.head}, ${m256.msgs} frames sent` : `${r1(m256.ms)} ms`),
+  );
+  log(`  ${notes.at(-1)}`);
+
+  log('clms: ICS frames per membership transition (transport-mem, virtual clock, local)');
+  for (const size of [3, 16, 256]) {
+    const r = await framesPerTransition(size, 2, size > 16 ? 15_000 : 10_000);
+    rows.push(row(`frames-per-transition-${size}`, 'frames', r.value, 3 * (size - 1)));
+    notes.push(r.note);
+    log(`  ${r.note}`);
+  }
+  notes.push(`clms suite took ${Math.round((performance.now() - t0) / 1000)} s`);
+  return { rows, notes };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  runClmsBench().then(
+    (r) => {
+      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      process.exit(0);
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
