@@ -11,6 +11,7 @@ const alias = {
   '@clusterinfra/transport-tcp': src('transport-tcp/src/index.ts'),
   '@clusterinfra/icsgen/runtime': src('icsgen/src/runtime.ts'),
   '@clusterinfra/icsgen': src('icsgen/src/index.ts'),
+  '@clusterinfra/sim': src('sim/src/index.ts'),
 };
 
 const project = (name: string, extra: Record<string, unknown> = {}) => ({
@@ -26,6 +27,6 @@ const project = (name: string, extra: Record<string, unknown> = {}) => ({
 
 export default defineConfig({
   test: {
-    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen')],
+    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen'), project('sim', { testTimeout: 240_000, hookTimeout: 60_000 })],
   },
 });

@@ -1,0 +1,81 @@
+/**
+ * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full] [--canary NAME] [--strict] [--json] [--stop]
+ *
+ * Runs seeds S, S+1, … S+N-1 (S defaults to 1; --seed S alone runs that one
+ * seed and prints its trace). Prints every failing seed with the command that
+ * replays it and the last events before the violation, then a summary.
+ * Known, unfixed CLMS bugs (KNOWN_CLMS_BUGS) are counted, not failed, unless
+ * --strict. Exit code 1 when any seed failed.
+ */
+import { parseArgs } from 'node:util';
+import type { CanaryName } from '@clusterinfra/core';
+import { runSeeds } from './run.js';
+import type { Profile, SimResult } from './sim.js';
+
+const { values } = parseArgs({
+  options: {
+    seeds: { type: 'string' },
+    seed: { type: 'string' },
+    nodes: { type: 'string', default: '5' },
+    profile: { type: 'string', default: 'full' },
+    canary: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    stop: { type: 'boolean', default: false },
+    strict: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', short: 'v', default: false },
+  },
+});
+
+const nodes = Number(values.nodes);
+const from = values.seed !== undefined ? Number(values.seed) : 1;
+const count = values.seeds !== undefined ? Number(values.seeds) : values.seed !== undefined ? 1 : 100;
+const single = values.seed !== undefined && values.seeds === undefined;
+const profile = values.profile as Profile;
+if (!Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || (profile !== 'ci' && profile !== 'full')) {
+  console.error('usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full] [--canary NAME] [--json] [--stop]');
+  process.exit(2);
+}
+
+function printFailure(r: SimResult): void {
+  console.log(`\nFAIL seed ${r.seed}: ${r.violation!.invariant} at ${r.violation!.at} ms: ${r.violation!.detail}`);
+  console.log(`  replay: ${r.replay}`);
+  console.log(`  trace hash ${r.traceHash}`);
+  console.log('  last events:');
+  for (const l of r.tail.slice(-25)) console.log(`    ${l}`);
+}
+
+let done = 0;
+const summary = await runSeeds({
+  from,
+  count,
+  nodes,
+  profile,
+  ...(values.canary ? { canary: values.canary as CanaryName } : {}),
+  stopOnFailure: values.stop,
+  strict: values.strict,
+  onResult: (r) => {
+    done++;
+    if (values.json) console.log(JSON.stringify({ seed: r.seed, ok: r.ok, violation: r.violation, traceHash: r.traceHash, simMs: r.simMs, realMs: Math.round(r.realMs), events: r.events }));
+    else if (single || values.verbose) {
+      console.log(`seed ${r.seed}: ${r.ok ? 'ok' : 'FAIL'}  trace hash ${r.traceHash}  sim ${r.simMs} ms in ${Math.round(r.realMs)} ms, ${r.committed} transitions, ${r.calls} calls, ${r.generations} histories`);
+      if (single && r.ok) for (const l of r.tail) console.log(`    ${l}`);
+    }
+    if (!r.ok && !values.json) printFailure(r);
+    if (!values.json && !single && !values.verbose && done % 100 === 0) console.error(`… ${done} seeds`);
+  },
+});
+
+const line = {
+  seeds: summary.seeds,
+  nodes,
+  profile,
+  violations: summary.failed.length,
+  failedSeeds: summary.failed.map((r) => ({ seed: r.seed, invariant: r.violation!.invariant })),
+  realSeconds: +(summary.realMs / 1000).toFixed(1),
+  seedsPerSec: +summary.seedsPerSec.toFixed(2),
+  simToReal: +summary.ratio.toFixed(1),
+  eventsPerSec: Math.round(summary.eventsPerSec),
+  seedsWithKnownBugs: summary.known,
+};
+console.log(values.json ? JSON.stringify(line) : `\nsummary: ${JSON.stringify(line, null, 1).replace(/\n\s*/g, ' ')}`);
+process.exit(summary.failed.length > 0 ? 1 : 0);

@@ -1,0 +1,4 @@
+export { runSeed, replayCommand, World, type Profile, type SimHooks, type SimOptions, type SimResult } from './sim.js';
+export { Checker, type InvariantId, type Violation } from './checker.js';
+export { NodeClock } from './clock.js';
+export { runSeeds, type Summary } from './run.js';

@@ -1,0 +1,49 @@
+/** Run a range of seeds and summarise: violations, seeds/s, simulated-to-real ratio, events/s. */
+import type { CanaryName } from '@clusterinfra/core';
+import { type Profile, runSeed, type SimResult } from './sim.js';
+
+export interface Summary {
+  seeds: number;
+  failed: SimResult[];
+  realMs: number;
+  simMs: number;
+  events: number;
+  seedsPerSec: number;
+  ratio: number;
+  eventsPerSec: number;
+  /** Seeds that hit each known, unfixed CLMS bug. */
+  known: Record<string, number>;
+}
+
+export async function runSeeds(options: {
+  from: number;
+  count: number;
+  nodes: number;
+  profile?: Profile;
+  canary?: CanaryName;
+  strict?: boolean;
+  /** Stop at the first failing seed. */
+  stopOnFailure?: boolean;
+  onResult?: (r: SimResult) => void;
+}): Promise<Summary> {
+  const failed: SimResult[] = [];
+  let simMs = 0;
+  let events = 0;
+  let seeds = 0;
+  const known: Record<string, number> = {};
+  const t0 = performance.now();
+  for (let seed = options.from; seed < options.from + options.count; seed++) {
+    const r = await runSeed({ seed, nodes: options.nodes, ...(options.profile ? { profile: options.profile } : {}), ...(options.canary ? { canary: options.canary } : {}), strict: options.strict ?? false });
+    for (const k of Object.keys(r.known)) known[k] = (known[k] ?? 0) + 1;
+    seeds++;
+    simMs += r.simMs;
+    events += r.events;
+    options.onResult?.(r);
+    if (!r.ok) {
+      failed.push(r);
+      if (options.stopOnFailure) break;
+    }
+  }
+  const realMs = performance.now() - t0;
+  return { seeds, failed, realMs, simMs, events, seedsPerSec: seeds / (realMs / 1000), ratio: simMs / realMs, eventsPerSec: events / (realMs / 1000), known };
+}
