@@ -180,6 +180,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private electing = false;
   /** (node, incarnation) pairs whose nodedown callbacks this incarnation ran (C2: exactly once). */
   private cleaned = new Set<string>();
+  private cleanups = new Map<string, Promise<void>>();
   private electionPlanned = false;
   private nextElectionAt = 0;
   /** This process was a member once: it never bootstraps a new cluster again. */
@@ -1290,11 +1291,22 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (t.to === 'ShuttingDown') this.report({ kind: 'cleanup-done', node: this.nodeNum, incarnation: this.incarnation });
   }
 
-  /** Error out ICS for the node, run nodedown callbacks by band, report (C2). */
+  /**
+   * Error out ICS for the node, run nodedown callbacks by band, report (C2).
+   * A second trigger for the same (node, incarnation), e.g. ShuttingDown then
+   * GoingDown, waits for the first cleanup and reports again: callbacks run
+   * once, the master hears as often as it asks.
+   */
   private async cleanup(t: Transition): Promise<void> {
+    const key = `${t.node}:${t.incarnation}`;
+    // ICS error-out every time (calls made since the last one settle too).
     await this.ics.nodeDown(t.node, t.incarnation);
-    if (!this.markCleaned(t.node, t.incarnation)) return;
-    await this.runCallbacks('nodedown', t.node, t.incarnation, t);
+    let running = this.cleanups.get(key);
+    if (!running) {
+      running = this.markCleaned(t.node, t.incarnation) ? this.runCallbacks('nodedown', t.node, t.incarnation, t) : Promise.resolve();
+      this.cleanups.set(key, running);
+    }
+    await running;
     this.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
   }
 
@@ -1347,6 +1359,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.quorumOk = false;
     this.owedReports.clear();
     this.cleaned = new Set();
+    this.cleanups = new Map();
     await old.close();
     if (this.phase === 'closed') return;
     this.phase = 'idle';
