@@ -415,8 +415,22 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     try {
       // (A leaving master commits its own ShuttingDown while still master; the
       // others elect a successor once it is gone.)
-      if (!this.isMaster) this.phase = 'leaving';
-      await this.askMaster({ kind: 'leave', node: this.nodeNum, incarnation: this.incarnation });
+      if (this.isMaster) {
+        await this.askMaster({ kind: 'leave', node: this.nodeNum, incarnation: this.incarnation });
+      } else {
+        this.phase = 'leaving';
+        const left = new Promise<void>((resolve) => {
+          // Once ShuttingDown is committed the others error out their links to
+          // this incarnation, which may cut the master's answer short: a link
+          // refused after the request means it was taken.
+          const onLink = (e: { node: number; state: 'up' | 'down' }): void => {
+            if (e.state === 'down' && e.node === this.masterNum) resolve();
+          };
+          this.ics.on('link', onLink);
+          void this.askMaster({ kind: 'leave', node: this.nodeNum, incarnation: this.incarnation }).then(resolve, resolve);
+        });
+        await left;
+      }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'leave was not acknowledged; closing anyway');
     }
