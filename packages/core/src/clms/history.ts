@@ -75,16 +75,7 @@ export class History {
   append(t: Transition): MemberInfo {
     if (t.number !== this.last + 1) throw new Error(`transition ${t.number} does not follow ${this.last}`);
     this.items.push(t);
-    const before = this.current.get(t.node);
-    const info: MemberInfo = {
-      node: t.node,
-      state: t.to,
-      incarnation: t.incarnation,
-      address: t.address ?? before?.address ?? '',
-      meta: t.meta ?? before?.meta ?? {},
-      keyServices: t.keyServices ?? before?.keyServices ?? [],
-      since: t.number,
-    };
+    const info = memberAfter(t, this.current.get(t.node));
     this.current.set(t.node, info);
     while (this.items.length > this.limit) this.compactOne();
     return info;
@@ -112,17 +103,21 @@ export class History {
 
   private compactOne(): void {
     const t = this.items.shift()!;
-    const before = this.snapshotMembers.get(t.node);
-    this.snapshotMembers.set(t.node, {
-      node: t.node,
-      state: t.to,
-      incarnation: t.incarnation,
-      address: t.address ?? before?.address ?? '',
-      meta: t.meta ?? before?.meta ?? {},
-      keyServices: t.keyServices ?? before?.keyServices ?? [],
-      since: t.number,
-    });
+    this.snapshotMembers.set(t.node, memberAfter(t, this.snapshotMembers.get(t.node)));
     this.snapshotNumber = t.number;
     this.snapshotTerm = t.term;
   }
+}
+
+/** A member as transition `t` leaves it: what `t` does not say is kept from before. */
+function memberAfter(t: Transition, before: MemberInfo | undefined): MemberInfo {
+  return {
+    node: t.node,
+    state: t.to,
+    incarnation: t.incarnation,
+    address: t.address ?? before?.address ?? '',
+    meta: t.meta ?? before?.meta ?? {},
+    keyServices: t.keyServices ?? before?.keyServices ?? [],
+    since: t.number,
+  };
 }
