@@ -14,3 +14,4 @@ it('the hello-cluster example runs over TCP too', async () => {
   const r = await main({ transport: 'tcp', print: () => {} });
   expect(r.nodedownError).toBe('ICS_ERR_NODE_DOWN (may-have-run)');
 });
+

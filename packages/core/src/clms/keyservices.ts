@@ -411,6 +411,7 @@ export class KeyServiceManager {
       const subservice = l?.reg.subservice ?? (await this.subserviceOf(name));
       const remaining = Math.max(1, deadline - this.host.now());
       try {
+        if (info.host === this.host.nodeNum && l) return await this.callLocal(l, method, args);
         return await this.host.ics().call(info.host!, { channel: 'keyservice', subservice }, method, args, { ...options, timeoutMs: remaining });
       } catch (err) {
         const e = err as ClusterInfraError & { details?: { notHost?: boolean }; status?: string; mayHaveRun?: boolean; sent?: string };
@@ -429,6 +430,22 @@ export class KeyServiceManager {
         throw err;
       }
     }
+  }
+
+  /** This node is the host: run the method here (no network, same checks). */
+  private async callLocal(l: Local, method: string, args: unknown): Promise<unknown> {
+    const h = l.reg.handlers && Object.hasOwn(l.reg.handlers, method) ? l.reg.handlers[method] : undefined;
+    if (!h) throw new IcsStatusError('NOT_FOUND', `key service ${l.reg.name} has no method ${method}`);
+    const ctx: HandlerContext = {
+      caller: { nodeNum: this.host.nodeNum, incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0 },
+      service: `keyservice.${l.reg.name}`,
+      method,
+      signal: l.active?.controller.signal ?? AbortSignal.abort(),
+      deadline: undefined,
+      priority: false,
+      oneWay: false,
+    };
+    return this.serveMethod(l, h, args, ctx);
   }
 
   private async subserviceOf(name: string): Promise<number> {
