@@ -171,6 +171,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private masterNum: number | undefined;
   /** The one appended, not yet committed transition (from the current master). */
   private pending: Transition | undefined;
+  /** Term of the master that sent `pending`. */
+  private pendingFrom = 0;
   private lastHeardMaster = Number.NEGATIVE_INFINITY;
   private quorumOk = false;
   private phase: 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed' = 'idle';
@@ -600,11 +602,20 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return true;
   }
 
+  /**
+   * A node that joined runs nodeup for every member it found in the history
+   * it installed: the Up ones, and the ones still ComingUp (their barrier
+   * counts this node too: it was ComingUp when they were admitted), then
+   * reports for each and for itself.
+   */
   private async runOwnNodeup(me: MemberInfo): Promise<void> {
     const t = this.history.get(me.since);
     for (const m of this.history.members()) {
-      if (m.node === this.nodeNum || m.state !== 'Up') continue;
-      await this.runCallbacks('nodeup', m.node, m.incarnation, t ?? this.syntheticTransition(m));
+      if (m.node === this.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp')) continue;
+      if (this.markNodeup(m.node, m.incarnation)) {
+        await this.runCallbacks('nodeup', m.node, m.incarnation, this.history.get(m.since) ?? t ?? this.syntheticTransition(m));
+      }
+      if (m.state === 'ComingUp') this.report({ kind: 'nodeup-done', node: m.node, incarnation: m.incarnation });
     }
     this.report({ kind: 'nodeup-done', node: this.nodeNum, incarnation: this.incarnation });
   }
@@ -974,24 +985,33 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (e.number <= this.history.last) continue;
       if (e.number !== this.history.last + 1) return { term: this.term, ok: false, last: this.history.last };
       if (e.number <= a.commit) this.apply(e);
-      else this.pending = e;
+      else {
+        this.pending = e;
+        this.pendingFrom = a.term;
+      }
     }
     return { term: this.term, ok: true, last: this.history.last };
   }
 
   private onCommit(c: { term: number; commit: number }, ctx: HandlerContext): null {
     if (!this.acceptMaster(ctx, c.term)) return null;
-    this.commitUpTo(c.commit);
+    this.commitUpTo(c.commit, c.term);
     return null;
   }
 
   private onHeartbeat(h: { term: number; commit: number }, ctx: HandlerContext): { term: number; last: number; incarnation: number } {
-    if (this.acceptMaster(ctx, h.term)) this.commitUpTo(h.commit);
+    if (this.acceptMaster(ctx, h.term)) this.commitUpTo(h.commit, h.term);
     return { term: this.term, last: this.history.last, incarnation: this.incarnation };
   }
 
-  private commitUpTo(commit: number): void {
-    if (this.pending && this.pending.number <= commit && this.pending.number === this.history.last + 1) {
+  /**
+   * The master of `term` says everything up to `commit` is committed. Our
+   * pending entry counts only if that same master sent it: an entry left by
+   * an earlier master may not be the one committed at that number (log
+   * matching); then we fetch what was committed instead.
+   */
+  private commitUpTo(commit: number, term: number): void {
+    if (this.pending && this.pendingFrom === term && this.pending.number <= commit && this.pending.number === this.history.last + 1) {
       const t = this.pending;
       this.pending = undefined;
       this.apply(t);
@@ -1271,7 +1291,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     switch (t.to) {
       case 'ComingUp':
         if (this.isMaster) this.nodeupBarriers.set(t.node, { incarnation: t.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp')) });
-        void this.runCallbacks('nodeup', t.node, t.incarnation, t).then(() =>
+        void (this.markNodeup(t.node, t.incarnation) ? this.runCallbacks('nodeup', t.node, t.incarnation, t) : Promise.resolve()).then(() =>
           this.report({ kind: 'nodeup-done', node: t.node, incarnation: t.incarnation }),
         );
         break;
@@ -1322,6 +1342,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
     await running;
     this.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
+  }
+
+  /** True the first time this incarnation runs nodeup callbacks for (node, incarnation). */
+  private markNodeup(node: number, incarnation: number): boolean {
+    const key = `up:${node}:${incarnation}`;
+    if (this.cleaned.has(key)) return false;
+    this.cleaned.add(key);
+    return true;
   }
 
   /** True the first time (node, incarnation) is cleaned up by this incarnation. */
