@@ -149,37 +149,20 @@ export function encodeFrame(frame: IcsFrame, options?: EncodeOptions): Uint8Arra
   // Validate every field before writing, so that the slab is only touched
   // for frames that will be completed (bodies are checked while written).
   switch (frame.type) {
-    case FrameType.Request: {
-      const { channel, service, methodBytes } = addressedFields(frame);
-      const id = checkU32('id', frame.id, 1);
-      const timeoutMs = checkU32('timeoutMs', frame.timeoutMs);
-      beginWrite();
-      try {
-        writeU8(FrameType.Request);
-        writeU8(frame.priority ? FLAG_PRIORITY : 0);
-        writeU16(channel);
-        writeU32(service);
-        writeU32(id);
-        writeU32(timeoutMs);
-        writeU8(methodBytes);
-        writeUtf8(frame.method, methodBytes);
-        writeBody(frame.body, maxDepth, 'body', options);
-      } catch (e) {
-        abortWrite();
-        throw e;
-      }
-      return endWrite();
-    }
+    case FrameType.Request:
     case FrameType.OneWay: {
+      // The two differ only in the type byte and the Request's timeoutMs.
       const { channel, service, methodBytes } = addressedFields(frame);
       const id = checkU32('id', frame.id, 1);
+      const timeoutMs = frame.type === FrameType.Request ? checkU32('timeoutMs', frame.timeoutMs) : undefined;
       beginWrite();
       try {
-        writeU8(FrameType.OneWay);
+        writeU8(frame.type);
         writeU8(frame.priority ? FLAG_PRIORITY : 0);
         writeU16(channel);
         writeU32(service);
         writeU32(id);
+        if (timeoutMs !== undefined) writeU32(timeoutMs);
         writeU8(methodBytes);
         writeUtf8(frame.method, methodBytes);
         writeBody(frame.body, maxDepth, 'body', options);
