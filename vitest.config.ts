@@ -11,6 +11,8 @@ const alias = {
   '@clusterinfra/transport-tcp': src('transport-tcp/src/index.ts'),
   '@clusterinfra/icsgen/runtime': src('icsgen/src/runtime.ts'),
   '@clusterinfra/icsgen': src('icsgen/src/index.ts'),
+  '@clusterinfra/admin': src('admin/src/index.ts'),
+  '@clusterinfra/cli': src('cli/src/index.ts'),
   '@clusterinfra/sim': src('sim/src/index.ts'),
 };
 
@@ -27,6 +29,6 @@ const project = (name: string, extra: Record<string, unknown> = {}) => ({
 
 export default defineConfig({
   test: {
-    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen'), project('sim', { testTimeout: 240_000, hookTimeout: 60_000 })],
+    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen'), project('admin'), project('cli'), project('sim', { testTimeout: 240_000, hookTimeout: 60_000 })],
   },
 });

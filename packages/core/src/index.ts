@@ -123,6 +123,7 @@ export {
   NODE_STATES,
   presets,
   type AdmissionRequest,
+  type Discovery,
   type ClusterEvents,
   type ClusterNodeOptions,
   type DecisionRecord,

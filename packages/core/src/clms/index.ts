@@ -1,5 +1,5 @@
 export { ClusterNode, createClusterNode } from './node.js';
-export { hasQuorum, presets, type AdmissionRequest, type ClusterNodeOptions, type QuorumPolicy, type Timing } from './options.js';
+export { hasQuorum, presets, type AdmissionRequest, type ClusterNodeOptions, type Discovery, type QuorumPolicy, type Timing } from './options.js';
 export { History, type HistorySnapshot } from './history.js';
 export { heartbeatDetector, type DetectorContext, type NodedownDetector, type Suspicion } from './detector.js';
 export {

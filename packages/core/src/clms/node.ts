@@ -452,6 +452,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.phase = 'closed';
     this.closeController.abort(new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
     this.detector.stop?.();
+    this.opts.discovery?.close?.();
     this.keys.close();
     for (const t of this.timers) t.cancel();
     this.timers = [];
@@ -518,9 +519,22 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
+  /** Addresses from the configured discovery, bounded; a failing source counts as none. */
+  private async discovered(): Promise<string[]> {
+    if (!this.opts.discovery) return [];
+    try {
+      const found = await this.opts.discovery.addresses();
+      return Array.isArray(found) ? found.filter((a) => typeof a === 'string' && a.length > 0).slice(0, this.opts.maxNodes) : [];
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'discovery failed; probing the static seeds only');
+      return [];
+    }
+  }
+
   /** Ask every seed (and known member) who the master is. */
   private async findMaster(): Promise<number | undefined> {
     const addresses = new Set(this.opts.seeds);
+    for (const a of await this.discovered()) addresses.add(a);
     for (const m of this.history.members()) if (m.address && m.node !== this.nodeNum) addresses.add(m.address);
     const answers = await Promise.all(
       [...addresses].map(async (address) => {

@@ -51,6 +51,18 @@ export function hasQuorum(policy: QuorumPolicy, acks: ReadonlySet<number>, voter
   return got * 2 > n || (got * 2 === n && acks.has(policy.tieBreaker) && voters.includes(policy.tieBreaker));
 }
 
+/**
+ * A source of seed addresses besides the static list: DNS, a service
+ * registry, a file. `addresses()` is called each time a node looks for the
+ * master; it should answer from a cache and refresh in the background, and
+ * it must not throw for a lookup that finds nothing (return []).
+ */
+export interface Discovery {
+  addresses(): Promise<string[]> | string[];
+  /** Called by `close()` of the node. */
+  close?(): void;
+}
+
 export interface AdmissionRequest {
   node: number;
   incarnation: number;
@@ -68,6 +80,8 @@ export interface ClusterNodeOptions {
   candidates: number[];
   /** Addresses to probe for the master when joining (any member will do). @default [] */
   seeds?: string[];
+  /** More addresses to probe, asked each time the node looks for the master (e.g. `dnsDiscovery({...})`). */
+  discovery?: Discovery;
   /** Timers: a preset name or explicit values. @default 'lan' */
   preset?: keyof typeof presets;
   timing?: Partial<Timing>;
@@ -123,6 +137,9 @@ export const clusterNodeOptionsSchema = z
     ),
     candidates: z.array(z.number().int().min(1)).min(1).max(1024),
     seeds: z.array(z.string().min(1)).max(1024).default([]),
+    discovery: z
+      .custom<Discovery>((v) => typeof v === 'object' && v !== null && typeof (v as Discovery).addresses === 'function', 'expected an object with addresses()')
+      .optional(),
     preset: z.enum(['lan', 'local']).default('lan'),
     timing: timingSchema.partial().default({}),
     quorum: quorumSchema.default('majority'),
