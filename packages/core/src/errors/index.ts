@@ -42,6 +42,16 @@ export const ERROR_CODES = {
   ICS_ERR_SERVICE_EXISTS: 'A service with that channel and subservice (or name) is already registered.',
   ICS_ERR_UNKNOWN_CHANNEL: 'No channel with that name or number is defined on this node.',
   ICS_ERR_CLOSED: 'ICS on this node is closed.',
+  ADMIN_ERR_UNAUTHORIZED: 'The admin request carried no bearer token, or the wrong one.',
+  ADMIN_ERR_NOT_FOUND: 'The admin endpoint has no such route.',
+  ADMIN_ERR_METHOD_NOT_ALLOWED: 'The admin route exists but not for this HTTP method.',
+  ADMIN_ERR_BAD_REQUEST: 'The admin request is malformed: bad JSON, a missing or mistyped field, a bad query parameter.',
+  ADMIN_ERR_BODY_TOO_LARGE: 'The admin request body is larger than the limit.',
+  ADMIN_ERR_UNKNOWN_NODE: 'The node named in the admin request is not a member of the cluster.',
+  ADMIN_ERR_TOO_MANY_WATCHERS: 'The admin endpoint already streams to as many watchers as it allows.',
+  ADMIN_ERR_INTERNAL: 'The admin endpoint failed while serving the request.',
+  ADMIN_ERR_UNREACHABLE: 'The admin endpoint could not be reached (connection refused, timeout, bad URL).',
+  ADMIN_ERR_BAD_RESPONSE: 'The admin endpoint answered with something that is not the admin API.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

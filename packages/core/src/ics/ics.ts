@@ -51,7 +51,9 @@ import {
 import { HandlerPool, type PoolItem } from './pool.js';
 import { errorToWire, type WireError, wireToError } from './status.js';
 import type {
+  CallObserver,
   CallOptions,
+  CallRecord,
   Handler,
   HandlerContext,
   IcsEvents,
@@ -122,6 +124,8 @@ class Pending implements Outgoing {
   /** The link it went out on; its loss fails the call. */
   link: Link | undefined = undefined;
   timer: TimerHandle | undefined = undefined;
+  /** Clock time the call started (for call observers). */
+  startedAt = 0;
   private watched: AbortSignal[] | undefined = undefined;
   private abortListener: (() => void) | undefined = undefined;
 
@@ -177,6 +181,7 @@ class Pending implements Outgoing {
   fail(err: Error): void {
     this.ics.counters.callsFailed++;
     this.settled = true;
+    this.ics.observeSettled(this, err);
     this.rejectFn(err);
   }
 }
@@ -438,6 +443,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private state: 'new' | 'started' | 'closing' | 'closed' = 'new';
   private closing: Promise<void> | undefined;
   private pendingTotal = 0;
+  /** Told of every settled client call (metrics); empty in most programs. */
+  private readonly callObservers = new Set<CallObserver>();
   /** @internal */
   readonly counters = {
     callsStarted: 0,
@@ -615,6 +622,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const inherited = inHandler ? ctx.signal : undefined;
     const peer = this.peer(node);
     const p = new Pending(this, peer, svc, method, resolve, reject);
+    p.startedAt = now;
     const aborted = own?.aborted ? own : inherited?.aborted ? inherited : undefined;
     if (aborted) {
       p.fail(new CancelledError(`${p.what()} cancelled before it was sent`, { cause: aborted.reason }));
@@ -1255,6 +1263,39 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     if (!p.settle(result)) return;
     if (result instanceof Error) this.counters.callsFailed++;
     else this.counters.callsSucceeded++;
+    this.observeSettled(p, result);
+  }
+
+  /**
+   * Be told of every client call this endpoint settles (success or typed
+   * error), with its service, status and duration: the hook behind RPC
+   * metrics. Observers run synchronously on the settling path, so they must
+   * be cheap; one that throws is ignored. Returns the function that stops it.
+   */
+  observeCalls(observer: CallObserver): () => void {
+    this.callObservers.add(observer);
+    return () => void this.callObservers.delete(observer);
+  }
+
+  /** @internal Tell the call observers how `p` ended. */
+  observeSettled(p: Pending, result: Error | { value: unknown }): void {
+    if (this.callObservers.size === 0) return;
+    const channel = channelOf(p.service);
+    const record: CallRecord = {
+      node: p.peer.nodeNum,
+      channel: this.channelsByNumber.get(channel)?.name ?? String(channel),
+      subservice: subserviceOf(p.service),
+      method: p.method,
+      status: result instanceof Error ? ((result as { code?: unknown }).code as string | undefined) ?? 'UNKNOWN' : 'OK',
+      durationMs: Math.max(0, this.clock.now() - p.startedAt),
+    };
+    for (const observe of this.callObservers) {
+      try {
+        observe(record);
+      } catch {
+        // A broken observer must not break calls.
+      }
+    }
   }
 
   /** @internal A queued call was dropped before it was sent. */

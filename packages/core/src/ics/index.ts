@@ -14,7 +14,9 @@ export {
   type ServiceImpl,
 } from './typed.js';
 export type {
+  CallObserver,
   CallOptions,
+  CallRecord,
   Handler,
   HandlerContext,
   IcsEvents,

@@ -60,6 +60,22 @@ export interface RequestHandle<T = unknown> {
   readonly settled: boolean;
 }
 
+/** How one client call ended, for observers (`Ics.observeCalls`): the raw material of RPC metrics. */
+export interface CallRecord {
+  /** The node called. */
+  readonly node: number;
+  /** The called service's channel name (or number, when this node does not know it) and subservice. */
+  readonly channel: string;
+  readonly subservice: number;
+  readonly method: string;
+  /** `OK`, or the error's `code` (e.g. `ICS_ERR_DEADLINE_EXCEEDED`); `UNKNOWN` for an error without one. */
+  readonly status: string;
+  /** Milliseconds from the call to its settling, on this node's clock. */
+  readonly durationMs: number;
+}
+
+export type CallObserver = (record: CallRecord) => void;
+
 export type Settled<T> = { ok: true; value: T } | { ok: false; error: Error };
 
 export interface MulticastOptions extends CallOptions {
