@@ -119,6 +119,8 @@ export {
 export {
   ClusterNode,
   createClusterNode,
+  DNS_DISCOVERY_DEFAULTS,
+  dnsDiscovery,
   hasQuorum,
   heartbeatDetector,
   LEGAL_MOVES,
@@ -126,6 +128,7 @@ export {
   presets,
   type AdmissionRequest,
   type Discovery,
+  type DnsDiscoveryOptions,
   type ClusterEvents,
   type ClusterNodeOptions,
   type DecisionRecord,
