@@ -3,7 +3,7 @@
  * synchronous and asynchronous calls, a multicast, and what happens to calls
  * when a node goes down.
  *
- *   npm run demo                      # over TCP on 127.0.0.1
+ *   npm run example:hello             # over TCP on 127.0.0.1
  *   npx tsx examples/hello-cluster.ts --memory   # over the in-memory network
  */
 import { pathToFileURL } from 'node:url';

@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
 import { main } from '../../../examples/hello-cluster.js';
 
-it('the hello-cluster example (npm run demo) runs on transport-mem', async () => {
+it('the hello-cluster example (npm run example:hello) runs on transport-mem', async () => {
   const lines: string[] = [];
   const r = await main({ transport: 'memory', print: (l) => lines.push(l) });
   expect(r.greetings).toEqual(['hello world', 'hello later']);

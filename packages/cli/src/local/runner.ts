@@ -1,0 +1,144 @@
+/**
+ * One ClusterNode over transport-tcp in its own OS process: the program the
+ * local-cluster launcher (launcher.ts) forks for every node. Not run by hand.
+ *
+ * In the repository it runs from source (`node --import tsx runner.ts`);
+ * from the built package it is `dist/local/runner.js` under plain node (see
+ * README in this folder).
+ *
+ * Configuration: JSON in env CLUSTERINFRA_LOCAL_NODE (RunnerConfig); the
+ * cluster secret and the admin token in env (never on the command line).
+ * It reports what happens (protocol.ts) over IPC and answers commands.
+ * It exits when its IPC channel closes, so a parent that dies, however it
+ * dies, leaves no node behind.
+ */
+import { performance } from 'node:perf_hooks';
+import { ClusterNode, type ClusterInfraError } from '@clusterinfra/core';
+import { tcp } from '@clusterinfra/transport-tcp';
+import { registerLedger } from './ledger.js';
+import { type ChildMessage, type Command, ENV, type NodeReport, type RunnerConfig } from './protocol.js';
+
+const hr = (): number => performance.timeOrigin + performance.now();
+
+function send(msg: ChildMessage): void {
+  if (process.connected) process.send!(msg, undefined, {}, () => {});
+}
+
+const report = (r: NodeReport): void => send({ ...r, at: hr() } as ChildMessage);
+
+const raw = process.env[ENV.config];
+const secret = process.env[ENV.secret];
+if (!raw || !secret || typeof process.send !== 'function') {
+  console.error('runner.ts is started by the local-cluster launcher (startLocalCluster) over IPC; it is not run by hand');
+  process.exit(2);
+}
+const config = JSON.parse(raw) as RunnerConfig;
+const token = process.env[ENV.token];
+
+// No orphans: the parent is gone, so are we.
+process.on('disconnect', () => process.exit(0));
+// Ctrl-C reaches the whole process group: the parent decides when we stop.
+process.on('SIGINT', () => {});
+process.on('uncaughtException', (err) => {
+  report({ type: 'fatal', error: String(err?.stack ?? err) });
+  process.exitCode = 1;
+});
+process.on('unhandledRejection', (err) => report({ type: 'fatal', error: `unhandled rejection: ${String((err as Error)?.stack ?? err)}` }));
+
+const node = new ClusterNode({
+  nodeNum: config.nodeNum,
+  clusterName: config.clusterName,
+  transport: tcp({ host: '127.0.0.1', port: config.port, secret }),
+  candidates: config.candidates,
+  seeds: config.seeds,
+  preset: config.preset,
+});
+
+node.on('transition', (t) => report({ type: 'transition', transition: t }));
+node.on('master', (m) => report({ type: 'master', master: m.master, term: m.term }));
+node.on('nodeup', (m) => report({ type: 'nodeup', of: m.node, incarnation: m.incarnation }));
+node.on('nodedown', (m) => report({ type: 'nodedown', of: m.node, incarnation: m.incarnation, state: m.state }));
+node.on('keyservice', (info) => report({ type: 'keyservice', info }));
+node.on('formed', ({ formed }) => report({ type: 'formed', formed }));
+
+// A subsystem with per-node state, so that nodedown has something to clean
+// up: the sessions this node opened with each peer (one per nodeup).
+const sessions = new Map<number, number>();
+node.registerSubsystem({
+  name: 'sessions',
+  band: 10,
+  nodeup: ({ node: peer }) => void sessions.set(peer, (sessions.get(peer) ?? 0) + 1),
+  nodedown: ({ node: peer, incarnation }) => {
+    const dropped = sessions.get(peer) ?? 0;
+    sessions.delete(peer);
+    report({ type: 'cleanup', of: peer, incarnation, subsystem: 'sessions', band: 10, detail: `dropped ${dropped} session(s)` });
+  },
+});
+
+const ledger = config.keyService
+  ? registerLedger(node, {
+      failover: (e) => report({ type: 'failover', name: 'ledger', ...e }),
+      pulled: (e) => report({ type: 'pulled', name: 'ledger', ...e }),
+    })
+  : undefined;
+
+/** The admin endpoint, if @clusterinfra/admin provides serveAdmin (it is being written alongside). */
+async function openAdmin(): Promise<{ adminUrl?: string; adminError?: string }> {
+  if (!config.admin) return {};
+  try {
+    const mod = (await import('@clusterinfra/admin')) as Record<string, unknown>;
+    const serveAdmin = mod.serveAdmin as
+      | ((n: ClusterNode, o: { host: string; port: number; token?: string }) => Promise<{ url: string }> | { url: string })
+      | undefined;
+    if (typeof serveAdmin !== 'function') return { adminError: '@clusterinfra/admin has no serveAdmin yet' };
+    const admin = await serveAdmin(node, { host: '127.0.0.1', port: 0, ...(token ? { token } : {}) });
+    return { adminUrl: admin.url };
+  } catch (err) {
+    return { adminError: String((err as Error)?.message ?? err) };
+  }
+}
+
+async function start(): Promise<void> {
+  try {
+    await node.start();
+  } catch (err) {
+    report({ type: 'fatal', error: `start failed: ${String((err as Error)?.stack ?? err)}` });
+    return;
+  }
+  const admin = await openAdmin();
+  report({ type: 'ready', address: node.address ?? '', incarnation: node.incarnation, ...admin });
+}
+
+async function run(c: Command): Promise<unknown> {
+  switch (c.cmd) {
+    case 'deposit':
+      if (!ledger) throw new Error('this cluster runs no ledger (keyService: false)');
+      return ledger.deposit(c.amount);
+    case 'call':
+      return node.callKeyService(c.name, c.method, c.args, { timeoutMs: c.timeoutMs });
+    case 'state':
+      return { master: node.master, term: node.currentTerm, membership: node.membership(), keyServices: node.keyServices(), deposited: ledger?.deposited() ?? 0 };
+    case 'leave':
+      return node.leave().then(() => null);
+    case 'close':
+      return node.close().then(() => null);
+  }
+}
+
+process.on('message', (c: Command) => {
+  run(c).then(
+    (result) => {
+      if (c.cmd === 'deposit' || c.cmd === 'call') report({ type: 'call', id: c.id, method: c.cmd === 'call' ? c.method : 'deposit', ok: true, result });
+      send({ type: 'reply', id: c.id, ok: true, result, at: hr() });
+    },
+    (err: unknown) => {
+      const e = err as ClusterInfraError & { sent?: string };
+      const error = `${String(e?.message ?? err)}${e?.sent ? ` (${e.sent})` : ''}`;
+      if (c.cmd === 'deposit' || c.cmd === 'call') report({ type: 'call', id: c.id, method: c.cmd === 'call' ? c.method : 'deposit', ok: false, error, code: e?.code });
+      send({ type: 'reply', id: c.id, ok: false, error, code: e?.code, at: hr() });
+    },
+  );
+});
+
+report({ type: 'loaded' });
+void start();
