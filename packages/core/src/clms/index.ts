@@ -9,6 +9,7 @@ export {
   type ClusterEvents,
   type DecisionRecord,
   type HostedKeyService,
+  type KeyServiceActivity,
   type KeyServiceChange,
   type KeyServiceInfo,
   type MemberInfo,
@@ -20,4 +21,4 @@ export {
   type TransitionKind,
   type WatchEvent,
 } from './types.js';
-export { type KeyServiceContext, type KeyServiceRegistration } from './keyservices.js';
+export { type KeyServiceContext, type KeyServiceHandler, type KeyServiceHandlerContext, type KeyServiceRegistration } from './keyservices.js';

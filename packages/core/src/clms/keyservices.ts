@@ -4,27 +4,33 @@
  *
  * Placement and every move are transitions in the history (`keyservice`
  * kind), so every node knows where each key service lives and since when.
- * Each activation has an epoch that only grows (K2); a host acts only while
- * the epoch it was given is the newest it has seen and it has a quorum, and
- * its `signal` aborts the moment either stops being true (K1, K5).
+ * Each activation has an epoch that only grows (K2). A host acts only while
+ * the epoch it was given is the newest it has seen and it holds its lease
+ * (it heard its master, or a master heard a quorum, within the failure
+ * timeout); its `signal` aborts as soon as it learns otherwise (K1, K5), and
+ * a host whose lease ran out (a paused process, a cut link) refuses before
+ * its own timers have noticed.
  *
  * Failover (K4): the master assigns a new host only once the old host's
  * node is Down, that is after fencing and after every node finished its
  * cleanup for it. The new host runs `failover`, then pulls data from every
  * surviving node (`pullData`), hands the results to `failoverData`, and
  * reports; only then is the key service marked ready, clusterwide.
- * A clean leave hands the service over instead: the old host deactivates and
- * returns its data, then the new host activates with it, with no moment where
- * both are active.
+ *
+ * Hand-over (a clean leave): before the leaver's ShuttingDown, it asks the
+ * master to move what it hosts. The old host stops serving when it sees the
+ * new assignment, runs `handover` when the new host asks for its data, and
+ * stops; only then does the new host run `failover` and `failoverData` with
+ * that data. There is no moment with two active hosts.
  */
 import { z } from 'zod';
-import { ClusterInfraError, InvalidArgumentError, UnavailableError } from '../errors/index.js';
+import { ClusterInfraError, InvalidArgumentError, KeyServiceHaltedError, UnavailableError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { CallOptions, Handler, HandlerContext } from '../ics/types.js';
 import type { TimerHandle } from '../clock/index.js';
 import type { Logger } from '../logging/index.js';
-import type { HostedKeyService, KeyServiceInfo, MemberInfo, Transition } from './types.js';
+import type { HostedKeyService, KeyServiceActivity, KeyServiceInfo, MemberInfo, Transition } from './types.js';
 
 const KS = { channel: 'keyservice', subservice: 0 } as const;
 
@@ -37,9 +43,24 @@ export interface KeyServiceContext {
   readonly node: number;
   /** The former host, when there was one. */
   readonly previousHost: number | undefined;
-  /** Aborts when this activation ends (a newer epoch, quorum loss, close). */
+  /** Aborts when this activation ends (a newer epoch, quorum loss, hand-over, close). */
   readonly signal: AbortSignal;
+  /**
+   * True while this activation may act: it has not ended and this node holds
+   * its lease right now. Check it just before an external write: unlike
+   * `signal`, it is right even in the first instant after a long pause.
+   */
+  isActive(): boolean;
 }
+
+/** What a key-service method handler is given: the ICS context plus the epoch it serves in. */
+export interface KeyServiceHandlerContext extends HandlerContext {
+  readonly keyService: string;
+  /** The epoch of the activation serving this call: a fencing token. */
+  readonly epoch: number;
+}
+
+export type KeyServiceHandler = (args: unknown, ctx: KeyServiceHandlerContext) => unknown;
 
 export interface KeyServiceRegistration {
   name: string;
@@ -47,11 +68,11 @@ export interface KeyServiceRegistration {
   critical?: boolean;
   /** The subservice its methods use on the `keyservice` channel (1–65535). */
   subservice: number;
-  /** Methods, served only by the active host (others answer UNAVAILABLE, and the caller goes to the host). */
-  handlers?: Record<string, Handler>;
-  /** Methods safe to run twice: a call is retried once on the new host after a failover. */
+  /** Methods, served only by the active host (others answer "not the host", and the caller goes to the host). */
+  handlers?: Record<string, KeyServiceHandler>;
+  /** Methods safe to run twice: a call that may have run on a host that failed is retried once on the new host. */
   idempotent?: readonly string[];
-  /** Runs on the new host when it takes over (before data is pulled). */
+  /** Runs on the new host when it takes over (after a hand-over's data arrived, before data is pulled). */
   failover?: (ctx: KeyServiceContext) => void | Promise<void>;
   /** Runs on every surviving node during a failover; its result goes to the new host. */
   pullData?: (ctx: KeyServiceContext) => unknown;
@@ -61,10 +82,20 @@ export interface KeyServiceRegistration {
   handover?: (ctx: KeyServiceContext) => unknown;
 }
 
+/** One activation of a key service on this node. */
+interface Activation {
+  epoch: number;
+  controller: AbortController;
+  previousHost: number | undefined;
+  /** Methods are served once `failoverData` is done, and no more once a hand-over began. */
+  serving: boolean;
+  /** A newer epoch was assigned to a node that will ask for our data (a clean leave). */
+  handingOver: TimerHandle | undefined;
+}
+
 interface Local {
   reg: KeyServiceRegistration;
-  /** The activation this node runs, if any. */
-  active: { epoch: number; controller: AbortController } | undefined;
+  active: Activation | undefined;
 }
 
 /** What the manager needs from its ClusterNode. */
@@ -73,62 +104,97 @@ export interface KeyServiceHost {
   readonly log: Logger;
   ics(): Ics;
   isMaster(): boolean;
-  hasQuorum(): boolean;
+  master(): number | undefined;
+  /** This node may act for what it hosts: a member in quorum that heard its master (or, as master, a quorum) within the failure timeout. */
+  leaseValid(): boolean;
   members(): MemberInfo[];
   member(node: number): MemberInfo | undefined;
   propose(build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined): Promise<Transition | undefined>;
-  /** Report to the master that a key service is ready (or ask it to place). */
+  /** Report to the master that a key service is ready. */
   reportReady(name: string, epoch: number): void;
   emitKeyService(info: KeyServiceInfo): void;
+  emitActivity(info: KeyServiceActivity): void;
   emitFormed(formed: boolean): void;
   emitHalted(name: string, reason: string): void;
   rpcTimeoutMs(): number;
+  failureTimeoutMs(): number;
   now(): number;
   /** A timer on the injected clock. */
   timer(ms: number, fn: () => void): TimerHandle;
 }
 
 const pullSchema = z.strictObject({ name: z.string().min(1).max(200), epoch: z.number().int().min(1) });
+const moveSchema = z.strictObject({ name: z.string().min(1).max(200), epoch: z.number().int().min(0), handover: z.boolean() });
+
+/** A "not the host" answer: the method did not run, so any call may go elsewhere. */
+function notHost(node: number, name: string): IcsStatusError {
+  return new IcsStatusError('FAILED_PRECONDITION', `node ${node} is not the active host of ${name}`, { notHost: true });
+}
+
+function isNotHost(err: unknown): boolean {
+  const details = (err as { details?: unknown } | undefined)?.details;
+  return typeof details === 'object' && details !== null && (details as { notHost?: unknown }).notHost === true;
+}
 
 export class KeyServiceManager {
   private readonly local = new Map<string, Local>();
   /** The clusterwide view, from the history. */
   private readonly view = new Map<string, KeyServiceInfo>();
   private formedState = false;
+  /** Woken on every change of the view or of a local activation. */
   private readonly waiters = new Set<() => void>();
+  private ics: Ics | undefined;
 
   constructor(private readonly host: KeyServiceHost) {}
 
+  /** How long a hand-over may take: the old host stops by itself after it, the new host waits it out. */
+  private handoverBoundMs(): number {
+    return this.host.rpcTimeoutMs() * 10;
+  }
+
   register(reg: KeyServiceRegistration): void {
+    if (typeof reg.name !== 'string' || reg.name.length === 0 || reg.name.length > 200) {
+      throw new InvalidArgumentError('key service name must be 1–200 characters');
+    }
     if (this.local.has(reg.name)) throw new InvalidArgumentError(`key service ${reg.name} is registered already`);
     if (!Number.isInteger(reg.subservice) || reg.subservice < 1 || reg.subservice > 0xffff) {
       throw new InvalidArgumentError(`key service ${reg.name}: subservice must be 1–65535`);
+    }
+    for (const m of reg.idempotent ?? []) {
+      if (!reg.handlers || !Object.hasOwn(reg.handlers, m)) throw new InvalidArgumentError(`key service ${reg.name}: idempotent method ${m} has no handler`);
     }
     const l: Local = { reg, active: undefined };
     this.local.set(reg.name, l);
     if (this.ics) this.serve(this.ics, l);
   }
 
-  /** What this node announces when it joins: the key services it may host, in registration order. */
+  /**
+   * What this node announces when it joins: the key services it may host, in
+   * registration order, with what a caller on any node needs to call them.
+   */
   hosted(): HostedKeyService[] {
-    return [...this.local.values()].map((l) => ({ name: l.reg.name, critical: l.reg.critical ?? false }));
+    return [...this.local.values()].map((l) => ({
+      name: l.reg.name,
+      critical: l.reg.critical ?? false,
+      subservice: l.reg.subservice,
+      idempotent: [...(l.reg.idempotent ?? [])],
+    }));
   }
 
-  /** Serve every registered key service's methods (and the pull/hand-over protocol) on `ics`. */
+  /** Serve every registered key service's methods (and the pull/hand-over/move protocol) on `ics`. */
   attach(ics: Ics): void {
     ics.registerService({
       ...KS,
       name: 'clms.keyservice',
       handlers: {
         pull: (a) => this.onPull(pullSchema.parse(a)),
-        handover: (a) => this.onHandover(pullSchema.parse(a)),
+        handover: (a, ctx) => this.onHandover(pullSchema.parse(a), ctx.caller.nodeNum),
+        move: (a, ctx) => this.onMove(moveSchema.parse(a), ctx.caller.nodeNum),
       },
     });
     this.ics = ics;
     for (const l of this.local.values()) this.serve(ics, l);
   }
-
-  private ics: Ics | undefined;
 
   private serve(ics: Ics, l: Local): void {
     const handlers: Record<string, Handler> = {};
@@ -155,42 +221,39 @@ export class KeyServiceManager {
     return this.formedState;
   }
 
-  private serveMethod(l: Local, h: Handler, args: unknown, ctx: HandlerContext): unknown {
-    const active = l.active;
-    if (!active || active.controller.signal.aborted || !this.host.hasQuorum()) {
-      throw new IcsStatusError('UNAVAILABLE', `node ${this.host.nodeNum} is not the active host of ${l.reg.name}`, { notHost: true });
-    }
-    return h(args, ctx);
+  /** The first halted critical key service and why, if any. */
+  halted(): { keyService: string; reason: string } | undefined {
+    for (const v of this.all()) if (v.halted) return { keyService: v.name, reason: v.reason ?? 'no eligible node left' };
+    return undefined;
+  }
+
+  /** The activation may act now: not ended, serving, and this node holds its lease. */
+  private mayAct(a: Activation | undefined): a is Activation {
+    return a !== undefined && !a.controller.signal.aborted && this.host.leaseValid();
+  }
+
+  private serveMethod(l: Local, h: KeyServiceHandler, args: unknown, ctx: HandlerContext): unknown {
+    const a = l.active;
+    if (!this.mayAct(a) || !a.serving || a.handingOver) throw notHost(this.host.nodeNum, l.reg.name);
+    const kctx: KeyServiceHandlerContext = {
+      ...ctx,
+      keyService: l.reg.name,
+      epoch: a.epoch,
+      // The handler stops when the caller gives up or the activation ends.
+      signal: AbortSignal.any([ctx.signal, a.controller.signal]),
+    };
+    return h(args, kctx);
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
   }
 
   // ---------------------------------------------------------------- applying the history
 
   /** A committed transition: update the view; start or stop local activations. */
   applied(t: Transition): void {
-    if (t.kind === 'keyservice' && t.keyService) {
-      const ks = t.keyService;
-      const critical = this.isCritical(ks.name);
-      const info: KeyServiceInfo = {
-        name: ks.name,
-        host: ks.phase === 'assigned' || ks.phase === 'ready' ? t.node : undefined,
-        epoch: ks.epoch,
-        ready: ks.phase === 'ready',
-        critical,
-        halted: ks.phase === 'halted',
-        since: t.number,
-      };
-      const before = this.view.get(ks.name);
-      this.view.set(ks.name, info);
-      // A newer epoch ends any older activation here (K1).
-      const l = this.local.get(ks.name);
-      if (l?.active && l.active.epoch < ks.epoch && !(ks.phase === 'ready' && t.node === this.host.nodeNum)) {
-        if (!(ks.phase === 'assigned' && t.node === this.host.nodeNum && l.active.epoch === ks.epoch)) this.deactivate(l, 'a newer epoch began');
-      }
-      if (ks.phase === 'assigned' && t.node === this.host.nodeNum && l) void this.takeOver(l, ks.epoch, before?.host, ks.handoverFrom);
-      if (ks.phase === 'halted') this.host.emitHalted(ks.name, t.cause);
-      this.host.emitKeyService(info);
-      for (const w of [...this.waiters]) w();
-    }
+    if (t.kind === 'keyservice' && t.keyService) this.appliedKeyService(t, t.keyService);
     if (t.kind === 'state' && (t.to === 'ComingUp' || t.to === 'Up')) {
       // New critical key services may have been announced.
       for (const h of t.keyServices ?? []) {
@@ -199,6 +262,41 @@ export class KeyServiceManager {
       }
     }
     this.updateFormed();
+    this.wake();
+  }
+
+  private appliedKeyService(t: Transition, ks: NonNullable<Transition['keyService']>): void {
+    const me = this.host.nodeNum;
+    const hosted = ks.phase === 'assigned' || ks.phase === 'ready';
+    const info: KeyServiceInfo = {
+      name: ks.name,
+      host: hosted ? t.node : undefined,
+      epoch: ks.epoch,
+      ready: ks.phase === 'ready',
+      critical: this.isCritical(ks.name),
+      halted: ks.phase === 'halted',
+      since: t.number,
+      ...(ks.phase === 'halted' || ks.phase === 'vacant' ? { reason: t.cause } : {}),
+    };
+    const before = this.view.get(ks.name);
+    this.view.set(ks.name, info);
+    const l = this.local.get(ks.name);
+    const a = l?.active;
+    // A newer epoch ends any older activation here (K1); a hand-over keeps
+    // the data until the new host collects it, but stops serving at once.
+    if (l && a && a.epoch < ks.epoch) {
+      if (ks.phase === 'assigned' && ks.handoverFrom === me && t.node !== me) this.beginHandover(l, a);
+      else this.deactivate(l, 'a newer epoch began');
+    }
+    // Only an assignment to this incarnation (not one replayed from a former one).
+    const mine = t.node === me && t.incarnation === this.host.member(me)?.incarnation;
+    if (ks.phase === 'assigned' && mine && l) void this.takeOver(l, ks.epoch, before?.host, ks.handoverFrom);
+    if (ks.phase === 'halted') {
+      this.host.log.error({ keyService: ks.name, reason: t.cause }, 'key service halted');
+      this.host.emitHalted(ks.name, t.cause);
+    }
+    this.host.emitKeyService(info);
+    this.wake();
   }
 
   private isCritical(name: string): boolean {
@@ -206,6 +304,7 @@ export class KeyServiceManager {
     return this.local.get(name)?.reg.critical ?? false;
   }
 
+  /** Formed: every critical key service announced by a live member has a ready host that is Up. */
   private updateFormed(): void {
     const critical = new Set<string>();
     for (const m of this.host.members()) {
@@ -213,7 +312,10 @@ export class KeyServiceManager {
       for (const h of m.keyServices) if (h.critical) critical.add(h.name);
     }
     let formed = true;
-    for (const name of critical) if (!this.view.get(name)?.ready) formed = false;
+    for (const name of critical) {
+      const v = this.view.get(name);
+      if (!v?.ready || v.host === undefined || this.host.member(v.host)?.state !== 'Up') formed = false;
+    }
     if (formed !== this.formedState) {
       this.formedState = formed;
       this.host.emitFormed(formed);
@@ -225,60 +327,141 @@ export class KeyServiceManager {
     for (const l of this.local.values()) if (l.active) this.deactivate(l, 'lost quorum');
   }
 
+  /**
+   * Quorum regained: a key service this node is still the recorded host of
+   * was stopped meanwhile; ask the master to place it again (a new epoch),
+   * or nobody would ever serve it.
+   */
+  quorumRegained(): void {
+    for (const l of this.local.values()) {
+      const v = this.view.get(l.reg.name);
+      if (!l.active && v && v.host === this.host.nodeNum && !v.halted) void this.requestMove(l.reg.name, v.epoch, false);
+    }
+  }
+
+  /** Stop everything this node hosts (close, eviction). */
+  stopAll(why: string): void {
+    for (const l of this.local.values()) if (l.active) this.deactivate(l, why);
+  }
+
   close(): void {
-    for (const l of this.local.values()) if (l.active) this.deactivate(l, 'node closed');
+    this.stopAll('node closed');
   }
 
   private deactivate(l: Local, why: string): void {
     const a = l.active;
     if (!a) return;
     l.active = undefined;
+    a.handingOver?.cancel();
     this.host.log.info({ keyService: l.reg.name, epoch: a.epoch, why }, 'key service deactivated');
     a.controller.abort(new UnavailableError(`key service ${l.reg.name} epoch ${a.epoch} ended: ${why}`));
+    this.host.emitActivity({ name: l.reg.name, epoch: a.epoch, active: false, reason: why });
+    this.wake();
   }
 
-  private ctx(l: Local, epoch: number, previousHost: number | undefined, signal: AbortSignal): KeyServiceContext {
-    return { name: l.reg.name, epoch, node: this.host.nodeNum, previousHost, signal };
+  /** A newer epoch goes to a node that will collect our data: stop serving now, stop entirely once collected (or after the bound). */
+  private beginHandover(l: Local, a: Activation): void {
+    if (a.handingOver) return;
+    a.serving = false;
+    a.handingOver = this.host.timer(this.handoverBoundMs(), () => {
+      if (l.active === a) this.deactivate(l, 'hand-over not collected in time');
+    });
   }
 
-  /** This node was assigned: fail over (or take a hand-over), pull data, report ready. */
+  private ctx(l: Local, a: Activation): KeyServiceContext {
+    return {
+      name: l.reg.name,
+      epoch: a.epoch,
+      node: this.host.nodeNum,
+      previousHost: a.previousHost,
+      signal: a.controller.signal,
+      isActive: () => l.active === a && this.mayAct(a),
+    };
+  }
+
+  /** This node was assigned: collect a hand-over, fail over, pull data, report ready. */
   private async takeOver(l: Local, epoch: number, previousHost: number | undefined, handoverFrom: number | undefined): Promise<void> {
     if (l.active?.epoch === epoch) return;
     if (l.active) this.deactivate(l, 'reassigned');
-    const controller = new AbortController();
-    l.active = { epoch, controller };
-    const ctx = this.ctx(l, epoch, previousHost ?? handoverFrom, controller.signal);
+    const a: Activation = { epoch, controller: new AbortController(), previousHost: previousHost ?? handoverFrom, serving: false, handingOver: undefined };
+    l.active = a;
+    const ctx = this.ctx(l, a);
+    const ended = (): boolean => l.active !== a || a.controller.signal.aborted;
     try {
-      await l.reg.failover?.(ctx);
       const results = new Map<number, unknown>();
-      if (handoverFrom !== undefined) {
-        const data = await this.host.ics().call(handoverFrom, KS, 'handover', { name: l.reg.name, epoch }, { timeoutMs: this.host.rpcTimeoutMs() * 10 }).catch(() => undefined);
-        results.set(handoverFrom, data ?? null);
-      }
-      if (l.reg.pullData) {
-        const survivors = this.host.members().filter((m) => m.state === 'Up' && m.node !== handoverFrom);
-        await Promise.all(
-          survivors.map(async (m) => {
-            try {
-              const data =
-                m.node === this.host.nodeNum
-                  ? await l.reg.pullData!(ctx)
-                  : await this.host.ics().call(m.node, KS, 'pull', { name: l.reg.name, epoch }, { timeoutMs: this.host.rpcTimeoutMs() * 10 });
-              results.set(m.node, data);
-            } catch (err) {
-              this.host.log.warn({ keyService: l.reg.name, from: m.node, err: (err as Error).message }, 'pullData failed on a survivor');
-            }
-          }),
-        );
-      }
-      if (controller.signal.aborted) return;
+      // The old host stops before we start: its data first, then `failover`.
+      if (handoverFrom !== undefined) results.set(handoverFrom, await this.collectHandover(l.reg.name, epoch, handoverFrom));
+      if (ended()) return;
+      await l.reg.failover?.(ctx);
+      if (ended()) return;
+      if (l.reg.pullData) await this.pullFromSurvivors(l, ctx, handoverFrom, results);
+      if (ended()) return;
       await l.reg.failoverData?.(results, ctx);
-      if (controller.signal.aborted) return;
+      if (ended()) return;
+      a.serving = true;
+      this.host.emitActivity({ name: l.reg.name, epoch, active: true, reason: handoverFrom !== undefined ? `hand-over from node ${handoverFrom}` : 'failover complete' });
       this.host.reportReady(l.reg.name, epoch);
     } catch (err) {
       this.host.log.error({ keyService: l.reg.name, epoch, err: (err as Error).message }, 'key service failover failed');
-      this.deactivate(l, 'failover failed');
+      if (l.active !== a) return;
+      this.deactivate(l, `failover failed: ${(err as Error).message}`);
+      // Try again (a new epoch) after a while rather than leave it assigned to nobody.
+      this.host.timer(this.host.failureTimeoutMs(), () => {
+        const v = this.view.get(l.reg.name);
+        if (!l.active && v?.epoch === epoch && v.host === this.host.nodeNum) void this.requestMove(l.reg.name, epoch, false);
+      });
     }
+  }
+
+  /** `pullData` on every Up node (here locally), results by node; a survivor that fails is logged and left out. */
+  private async pullFromSurvivors(l: Local, ctx: KeyServiceContext, skip: number | undefined, results: Map<number, unknown>): Promise<void> {
+    const survivors = this.host.members().filter((m) => m.state === 'Up' && m.node !== skip);
+    await Promise.all(
+      survivors.map(async (m) => {
+        try {
+          const data =
+            m.node === this.host.nodeNum
+              ? await l.reg.pullData!(ctx)
+              : await this.host.ics().call(m.node, KS, 'pull', { name: l.reg.name, epoch: ctx.epoch }, { timeoutMs: this.host.rpcTimeoutMs() * 10 });
+          results.set(m.node, data ?? null);
+        } catch (err) {
+          this.host.log.warn({ keyService: l.reg.name, from: m.node, err: (err as Error).message }, 'pullData failed on a survivor');
+        }
+      }),
+    );
+  }
+
+  /**
+   * Ask the old host for its data, until it answers or the hand-over bound
+   * passes. Without an answer we wait the bound out (plus the failure
+   * timeout, after which a cut-off host has lost its lease): by then the old
+   * host has stopped by itself, so two hosts are never active at once.
+   */
+  private async collectHandover(name: string, epoch: number, from: number): Promise<unknown> {
+    const bound = this.handoverBoundMs();
+    const deadline = this.host.now() + bound;
+    while (this.host.now() < deadline) {
+      try {
+        return (await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: Math.max(1, deadline - this.host.now()) })) ?? null;
+      } catch (err) {
+        const state = this.host.member(from)?.state;
+        if (state === 'GoingDown' || state === 'ShuttingDown' || state === 'Down') {
+          // It failed or left: once Down, every node cleaned up after it and nothing runs there any more (K4).
+          await this.waitFor(() => this.host.member(from)?.state === 'Down', Math.max(0, deadline - this.host.now()));
+          if (this.host.member(from)?.state === 'Down') return null;
+          continue;
+        }
+        this.host.log.debug({ keyService: name, from, err: (err as Error).message }, 'hand-over not collected yet');
+        await this.sleep(this.host.rpcTimeoutMs());
+      }
+    }
+    this.host.log.warn({ keyService: name, from }, 'hand-over data not collected: waiting for the old host to stop by itself');
+    await this.sleep(this.host.failureTimeoutMs());
+    return null;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.host.timer(ms, resolve));
   }
 
   private async onPull(p: { name: string; epoch: number }): Promise<unknown> {
@@ -287,18 +470,102 @@ export class KeyServiceManager {
     if (!l?.reg.pullData) return null;
     // Only for the current epoch: a stale host asking gets nothing.
     if (v && v.epoch > p.epoch) throw new IcsStatusError('FAILED_PRECONDITION', `epoch ${p.epoch} of ${p.name} is stale`);
-    const controller = new AbortController();
-    return (await l.reg.pullData(this.ctx(l, p.epoch, v?.host, controller.signal))) ?? null;
+    const ctx: KeyServiceContext = { name: p.name, epoch: p.epoch, node: this.host.nodeNum, previousHost: v?.host, signal: new AbortController().signal, isActive: () => false };
+    return (await l.reg.pullData(ctx)) ?? null;
   }
 
-  private async onHandover(p: { name: string; epoch: number }): Promise<unknown> {
+  /** The new host asks for our data: only the host the history names for that epoch, once we have seen it. */
+  private async onHandover(p: { name: string; epoch: number }, caller: number): Promise<unknown> {
     const l = this.local.get(p.name);
-    if (!l?.active) return null;
-    const ctx = this.ctx(l, l.active.epoch, undefined, l.active.controller.signal);
+    const a = l?.active;
+    if (!l || !a || a.epoch >= p.epoch) return null; // nothing active here: nothing to hand over
+    const v = this.view.get(p.name);
+    if (!a.handingOver || v?.epoch !== p.epoch || v.host !== caller) {
+      throw new IcsStatusError('FAILED_PRECONDITION', `hand-over of ${p.name} epoch ${p.epoch} not seen here yet`);
+    }
     // Stop first, then give the data away: never two active hosts.
-    const data = await l.reg.handover?.(ctx);
-    this.deactivate(l, 'handed over');
+    const data = await l.reg.handover?.(this.ctx(l, a));
+    if (l.active === a) this.deactivate(l, `handed over to node ${caller}`);
     return data ?? null;
+  }
+
+  // ---------------------------------------------------------------- moves asked of the master
+
+  /**
+   * A clean leave: move every key service this node hosts elsewhere, with
+   * its data, before the leave itself. Bounded; what cannot move (no other
+   * eligible node, no master) is left to the usual placement after the leave.
+   */
+  async handOverAll(): Promise<void> {
+    const moving: Promise<void>[] = [];
+    for (const l of this.local.values()) {
+      const a = l.active;
+      if (!a) continue;
+      moving.push(
+        (async () => {
+          if (!(await this.requestMove(l.reg.name, a.epoch, true))) return;
+          await this.waitFor(() => l.active !== a, this.handoverBoundMs() * 2);
+        })(),
+      );
+    }
+    await Promise.all(moving);
+  }
+
+  /** Ask the master to place `name` again (`handover`: elsewhere, collecting our data). True when it did. */
+  private async requestMove(name: string, epoch: number, handover: boolean): Promise<boolean> {
+    const deadline = this.host.now() + this.handoverBoundMs();
+    while (this.host.now() < deadline) {
+      const master = this.host.master();
+      try {
+        if (master === this.host.nodeNum) return await this.onMove({ name, epoch, handover }, this.host.nodeNum);
+        if (master !== undefined) return (await this.host.ics().call(master, KS, 'move', { name, epoch, handover }, { timeoutMs: this.host.rpcTimeoutMs() * 4 })) as boolean;
+      } catch (err) {
+        this.host.log.debug({ keyService: name, err: (err as Error).message }, 'move request failed; retrying');
+      }
+      await this.sleep(this.host.rpcTimeoutMs());
+    }
+    return false;
+  }
+
+  /** On the master: the host of `name` at `epoch` asks for a new placement. */
+  private async onMove(p: z.output<typeof moveSchema>, from: number): Promise<boolean> {
+    if (!this.host.isMaster()) throw new IcsStatusError('FAILED_PRECONDITION', 'not the master');
+    const v = this.view.get(p.name);
+    if (!v || v.epoch !== p.epoch || v.host !== from) return false;
+    const target = this.eligible(p.name, this.host.members(), p.handover ? from : undefined);
+    if (target === undefined) return false;
+    const t = await this.host.propose(() => {
+      if (!this.stillNeeds(p.name, v.since)) return undefined;
+      const m = this.host.member(target);
+      if (!m || m.state !== 'Up') return undefined;
+      return {
+        kind: 'keyservice',
+        node: target,
+        incarnation: m.incarnation,
+        from: m.state,
+        to: m.state,
+        cause: p.handover ? `hand-over from node ${from}` : `placed again (node ${from} had stopped it)`,
+        keyService: { name: p.name, epoch: v.epoch + 1, phase: 'assigned', ...(p.handover ? { handoverFrom: from } : {}) },
+      };
+    });
+    return t !== undefined;
+  }
+
+  /** Resolve when `pred` holds (checked on every change), or after `ms`. */
+  private waitFor(pred: () => boolean, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (pred()) return resolve();
+      const done = (): void => {
+        this.waiters.delete(waiter);
+        timer.cancel();
+        resolve();
+      };
+      const waiter = (): void => {
+        if (pred()) done();
+      };
+      const timer = this.host.timer(ms, done);
+      this.waiters.add(waiter);
+    });
   }
 
   // ---------------------------------------------------------------- master: placement
@@ -317,61 +584,55 @@ export class KeyServiceManager {
       for (const h of m.keyServices) names.set(h.name, (names.get(h.name) ?? false) || h.critical);
     }
     for (const v of this.view.values()) if (!names.has(v.name)) names.set(v.name, v.critical);
-    for (const [name, critical] of names) {
-      const v = this.view.get(name);
-      const hostState = v?.host !== undefined ? this.host.member(v.host)?.state : undefined;
-      if (v?.host !== undefined && (hostState === 'Up' || hostState === 'ComingUp')) continue;
-      if (v?.host !== undefined && hostState === 'GoingDown') continue; // wait for its Down: cleanup and fencing first
-      const leaving = v?.host !== undefined && hostState === 'ShuttingDown' ? v.host : undefined;
-      const eligible = this.eligible(name, members);
-      const epoch = (v?.epoch ?? 0) + 1;
-      if (eligible === undefined) {
-        if (v?.halted || (!critical && v && v.host === undefined)) continue;
-        void this.host
-          .propose(() =>
-            this.stillNeeds(name, v?.since)
-              ? {
-                  kind: 'keyservice',
-                  node: this.host.nodeNum,
-                  incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0,
-                  from: 'Up',
-                  to: 'Up',
-                  cause: critical ? `no eligible node left for critical key service ${name}` : `no eligible node for ${name}`,
-                  keyService: { name, epoch: v?.epoch ?? 0, phase: critical ? 'halted' : 'vacant' },
-                }
-              : undefined,
-          )
-          .catch(() => {});
-        continue;
-      }
-      const target = this.host.member(eligible)!;
-      void this.host
-        .propose(() =>
-          this.stillNeeds(name, v?.since)
-            ? {
-                kind: 'keyservice',
-                node: eligible,
-                incarnation: target.incarnation,
-                from: target.state,
-                to: target.state,
-                cause: leaving !== undefined ? `hand-over from node ${leaving}` : v?.host !== undefined ? `failover from node ${v.host}` : 'placed',
-                keyService: { name, epoch, phase: 'assigned', ...(leaving !== undefined ? { handoverFrom: leaving } : {}) },
-              }
-            : undefined,
-        )
-        .catch(() => {});
-    }
+    for (const [name, critical] of names) this.placeOne(name, critical, members);
   }
 
-  /** The view did not change since the proposal was made (no double placement). */
+  private placeOne(name: string, critical: boolean, members: MemberInfo[]): void {
+    const v = this.view.get(name);
+    const hostState = v?.host !== undefined ? this.host.member(v.host)?.state : undefined;
+    if (v?.host !== undefined && (hostState === 'Up' || hostState === 'ComingUp')) return;
+    if (v?.host !== undefined && hostState === 'GoingDown') return; // wait for its Down: fencing and cleanup first (K4)
+    const leaving = v?.host !== undefined && hostState === 'ShuttingDown' ? v.host : undefined;
+    const eligible = this.eligible(name, members);
+    if (eligible === undefined) {
+      if (v?.halted || (!critical && v && v.host === undefined)) return;
+      this.proposeChange(name, v?.since, () => ({
+        kind: 'keyservice',
+        node: this.host.nodeNum,
+        incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0,
+        from: 'Up',
+        to: 'Up',
+        cause: critical ? `no eligible node left for critical key service ${name}` : `no eligible node for ${name}`,
+        keyService: { name, epoch: v?.epoch ?? 0, phase: critical ? 'halted' : 'vacant' },
+      }));
+      return;
+    }
+    const target = this.host.member(eligible)!;
+    this.proposeChange(name, v?.since, () => ({
+      kind: 'keyservice',
+      node: eligible,
+      incarnation: target.incarnation,
+      from: target.state,
+      to: target.state,
+      cause: leaving !== undefined ? `hand-over from node ${leaving}` : v?.host !== undefined ? `failover from node ${v.host}` : 'placed',
+      keyService: { name, epoch: (v?.epoch ?? 0) + 1, phase: 'assigned', ...(leaving !== undefined ? { handoverFrom: leaving } : {}) },
+    }));
+  }
+
+  /** Propose a change of `name` unless its view changed meanwhile (no double placement). */
+  private proposeChange(name: string, since: number | undefined, build: () => Omit<Transition, 'number' | 'term' | 'time'>): void {
+    void this.host.propose(() => (this.stillNeeds(name, since) ? build() : undefined)).catch(() => {});
+  }
+
   private stillNeeds(name: string, since: number | undefined): boolean {
     return this.view.get(name)?.since === since;
   }
 
-  private eligible(name: string, members: MemberInfo[]): number | undefined {
+  /** The Up node that announced `name` earliest in its own list, then the lowest number. */
+  private eligible(name: string, members: MemberInfo[], except?: number): number | undefined {
     let best: { node: number; rank: number } | undefined;
     for (const m of members) {
-      if (m.state !== 'Up') continue;
+      if (m.state !== 'Up' || m.node === except) continue;
       const rank = m.keyServices.findIndex((h) => h.name === name);
       if (rank < 0) continue;
       if (!best || rank < best.rank || (rank === best.rank && m.node < best.node)) best = { node: m.node, rank };
@@ -398,38 +659,44 @@ export class KeyServiceManager {
 
   /**
    * Call a key service by name: to its current host, waiting (within the
-   * deadline) while a failover is in progress; retried once on the new host
-   * when the method is idempotent and the first host went down.
+   * deadline) while a failover is in progress. A call the host refused
+   * ("not the host") or that was never sent goes to the next host; a call
+   * that may have run on a host that failed is retried once on the new
+   * host, and only for a method marked idempotent.
    */
   async call(name: string, method: string, args: unknown, options: CallOptions & { idempotent?: boolean } = {}): Promise<unknown> {
     const deadline = this.host.now() + (options.timeoutMs ?? 30_000);
-    const l = this.local.get(name);
-    const idempotent = options.idempotent ?? l?.reg.idempotent?.includes(method) ?? false;
     let retried = false;
     for (;;) {
       const info = await this.readyHost(name, deadline, options.signal);
-      const subservice = l?.reg.subservice ?? (await this.subserviceOf(name));
+      const how = this.howToCall(name);
+      const idempotent = options.idempotent ?? how.idempotent.includes(method);
       const remaining = Math.max(1, deadline - this.host.now());
       try {
+        const l = this.local.get(name);
         if (info.host === this.host.nodeNum && l) return await this.callLocal(l, method, args);
-        return await this.host.ics().call(info.host!, { channel: 'keyservice', subservice }, method, args, { ...options, timeoutMs: remaining });
+        return await this.host.ics().call(info.host!, { channel: 'keyservice', subservice: how.subservice }, method, args, { ...options, timeoutMs: remaining });
       } catch (err) {
-        const e = err as ClusterInfraError & { details?: { notHost?: boolean }; status?: string; mayHaveRun?: boolean; sent?: string };
-        // "Not the host": it did not run; look again.
-        if (e.details?.notHost) {
-          await this.waitChange(info.epoch, name, deadline, options.signal);
-          continue;
-        }
+        const e = err as ClusterInfraError & { sent?: string };
         const lost = e.code === 'ICS_ERR_NODE_DOWN' || e.code === 'ICS_ERR_UNAVAILABLE';
-        const neverRan = e.sent === 'never-sent';
-        if (lost && (neverRan || (idempotent && !retried))) {
-          if (!neverRan) retried = true;
-          await this.waitChange(info.epoch, name, deadline, options.signal);
-          continue;
-        }
-        throw err;
+        const didNotRun = isNotHost(err) || (lost && e.sent === 'never-sent');
+        const retry = didNotRun || (lost && idempotent && !retried);
+        if (!retry) throw err;
+        if (!didNotRun) retried = true;
+        await this.waitChange(info.epoch, name, deadline, options.signal);
       }
     }
+  }
+
+  /** Subservice and idempotent methods: from the local registration, or as its hosts announced them. */
+  private howToCall(name: string): { subservice: number; idempotent: readonly string[] } {
+    const l = this.local.get(name);
+    if (l) return { subservice: l.reg.subservice, idempotent: l.reg.idempotent ?? [] };
+    for (const m of this.host.members()) {
+      const h = m.keyServices.find((k) => k.name === name);
+      if (h?.subservice !== undefined) return { subservice: h.subservice, idempotent: h.idempotent ?? [] };
+    }
+    throw new InvalidArgumentError(`key service ${name} is not announced by any member`);
   }
 
   /** This node is the host: run the method here (no network, same checks). */
@@ -440,7 +707,7 @@ export class KeyServiceManager {
       caller: { nodeNum: this.host.nodeNum, incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0 },
       service: `keyservice.${l.reg.name}`,
       method,
-      signal: l.active?.controller.signal ?? AbortSignal.abort(),
+      signal: new AbortController().signal,
       deadline: undefined,
       priority: false,
       oneWay: false,
@@ -448,20 +715,16 @@ export class KeyServiceManager {
     return this.serveMethod(l, h, args, ctx);
   }
 
-  private async subserviceOf(name: string): Promise<number> {
-    throw new InvalidArgumentError(`key service ${name} is not registered on node ${this.host.nodeNum}: register it to call it by name`);
-  }
-
   private async readyHost(name: string, deadline: number, signal?: AbortSignal): Promise<KeyServiceInfo> {
     for (;;) {
       const v = this.view.get(name);
       if (v?.ready && v.host !== undefined) return v;
-      if (v?.halted) throw new UnavailableError(`key service ${name} is halted: no eligible node`);
+      if (v?.halted) throw new KeyServiceHaltedError(name, v.reason ?? 'no eligible node left');
       await this.waitChange(v?.epoch ?? -1, name, deadline, signal, true);
     }
   }
 
-  /** Wait until the key service's epoch passes `epoch` (or it becomes ready), within the deadline. */
+  /** Wait until the key service's epoch passes `epoch` (or it becomes ready, or halts), within the deadline. */
   private waitChange(epoch: number, name: string, deadline: number, signal?: AbortSignal, readyIsChange = false): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
@@ -469,6 +732,7 @@ export class KeyServiceManager {
         return v !== undefined && (v.epoch > epoch || (readyIsChange && v.ready) || v.halted);
       };
       if (check()) return resolve();
+      if (signal?.aborted) return reject(new ClusterInfraError('CORE_ERR_ABORTED', 'cancelled while waiting for the key service'));
       const done = (err?: Error): void => {
         this.waiters.delete(waiter);
         timer.cancel();

@@ -62,7 +62,12 @@ const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 // message is refused with INVALID_ARGUMENT and changes nothing.
 
 const stateSchema = z.enum(['NeverUp', 'ComingUp', 'Up', 'ShuttingDown', 'GoingDown', 'Down']);
-const hostedSchema = z.strictObject({ name: z.string().min(1).max(200), critical: z.boolean() });
+const hostedSchema = z.strictObject({
+  name: z.string().min(1).max(200),
+  critical: z.boolean(),
+  subservice: z.number().int().min(1).max(0xffff).optional(),
+  idempotent: z.array(z.string().max(200)).max(1000).optional(),
+});
 const transitionSchema = z.strictObject({
   number: z.number().int().min(1),
   term: z.number().int().min(1),
@@ -219,15 +224,27 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       log: this.log,
       ics: () => this.ics,
       isMaster: () => this.isMaster,
-      hasQuorum: () => this.quorumOk && (this.phase === 'member' || this.phase === 'leaving'),
+      master: () => this.masterNum,
+      leaseValid: () => this.keyServiceLease(),
       members: () => this.history.members(),
       member: (n) => this.history.member(n),
       propose: (build) => this.propose(build),
       reportReady: (name, epoch) => this.report({ kind: 'keyservice-ready', node: this.nodeNum, incarnation: this.incarnation, keyService: name, epoch }),
-      emitKeyService: (info) => this.emit('keyservice', info),
-      emitFormed: (formed) => this.emit('formed', { formed }),
-      emitHalted: (keyService, reason) => this.emit('halted', { keyService, reason }),
+      emitKeyService: (info) => {
+        this.emit('keyservice', info);
+        this.broadcast({ type: 'keyservice', keyService: info });
+      },
+      emitActivity: (info) => this.emit('keyservice-host', info),
+      emitFormed: (formed) => {
+        this.emit('formed', { formed });
+        this.broadcast({ type: 'formed', formed });
+      },
+      emitHalted: (keyService, reason) => {
+        this.emit('halted', { keyService, reason });
+        this.broadcast({ type: 'halted', keyService, reason });
+      },
       rpcTimeoutMs: () => this.timing.rpcTimeoutMs,
+      failureTimeoutMs: () => this.timing.failureTimeoutMs,
       now: () => this.clock.now(),
       timer: (ms, fn) => this.clock.setTimeout(fn, ms),
     });
@@ -256,6 +273,28 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Every critical key service has a ready host. */
   get formed(): boolean {
     return this.keys.formed;
+  }
+
+  /** Set while a critical key service has no eligible node left (the cluster is halted), with the reason. */
+  get halted(): { keyService: string; reason: string } | undefined {
+    return this.keys.halted();
+  }
+
+  /**
+   * Key services act only under a lease (K1, K5): a member that heard its
+   * master within the failure timeout, or a master that heard a quorum. The
+   * others need at least that long to declare this node down and move what
+   * it hosts, so a paused or cut-off host stops before a newer one starts,
+   * even before its own timers run.
+   */
+  private keyServiceLease(): boolean {
+    if (!this.quorumOk || (this.phase !== 'member' && this.phase !== 'leaving')) return false;
+    const now = this.clock.now();
+    if (!this.isMaster) return now - this.lastHeardMaster <= this.timing.failureTimeoutMs;
+    const voters = this.voters();
+    const heard = new Set<number>([this.nodeNum]);
+    for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
+    return hasQuorum(this.opts.quorum, heard, voters);
   }
 
   /** Call a method of key service `name` on its current host (see docs/key-services.md). */
@@ -414,6 +453,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    */
   async leave(): Promise<void> {
     if (this.phase !== 'member') return this.close();
+    // Key services this node hosts move first, with their data (bounded).
+    await this.keys.handOverAll();
     try {
       // (A leaving master commits its own ShuttingDown while still master; the
       // others elect a successor once it is gone.)
@@ -969,6 +1010,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private gainQuorum(rule: string): void {
     if (this.quorumOk) return;
     this.quorumOk = true;
+    this.keys.quorumRegained();
     this.record({ kind: 'quorum-regained', term: this.term, time: this.clock.wallNow(), rule });
     this.emit('quorum', { hasQuorum: true });
     this.broadcast({ type: 'quorum', hasQuorum: true });
@@ -1392,6 +1434,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.phase === 'closed' || this.phase === 'rejoining') return;
     this.log.warn({ term: t.term }, 'declared down by the cluster: rejoining as a new incarnation');
     this.phase = 'rejoining';
+    // A master that commits its own down (a carried entry) is master no more.
+    if (this.isMaster) this.stepDown('declared down by the cluster');
+    this.keys.stopAll('this node was declared down');
     this.emit('evicted', { incarnation: this.incarnation });
     for (const m of this.history.members()) {
       if (m.node !== this.nodeNum && (m.state === 'Up' || m.state === 'ComingUp' || m.state === 'ShuttingDown')) {
@@ -1413,6 +1458,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.pending = undefined;
     this.masterNum = undefined;
     this.quorumOk = false;
+    // Nothing the former incarnation meant to commit may reach the new history.
+    for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'restarting as a new incarnation'));
+    this.nodeupBarriers.clear();
+    this.cleanupBarriers.clear();
+    this.lastAck.clear();
     this.owedReports.clear();
     this.cleaned = new Set();
     this.cleanups = new Map();

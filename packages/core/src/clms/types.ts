@@ -41,6 +41,10 @@ export interface KeyServiceChange {
 export interface HostedKeyService {
   readonly name: string;
   readonly critical: boolean;
+  /** Where its methods live on the `keyservice` channel, so any member can call it by name. */
+  readonly subservice?: number;
+  /** Its methods that are safe to retry on a new host. */
+  readonly idempotent?: readonly string[];
 }
 
 /** One numbered, clusterwide membership event. */
@@ -122,7 +126,10 @@ export interface NodeEvent {
 export type WatchEvent =
   | { type: 'transition'; transition: Transition }
   | { type: 'master'; master: number | undefined; term: number }
-  | { type: 'quorum'; hasQuorum: boolean };
+  | { type: 'quorum'; hasQuorum: boolean }
+  | { type: 'keyservice'; keyService: KeyServiceInfo }
+  | { type: 'formed'; formed: boolean }
+  | { type: 'halted'; keyService: string; reason: string };
 
 export interface ClusterEvents {
   /** Every committed transition, in number order, exactly once per node (per incarnation). */
@@ -139,8 +146,10 @@ export interface ClusterEvents {
   decision: (record: DecisionRecord) => void;
   /** This node was declared down by the others and restarts as a new incarnation. */
   evicted: (info: { incarnation: number }) => void;
-  /** A key service moved, became ready, went vacant or halted. */
+  /** A key service moved, became ready, went vacant or halted (from the history: every node sees each once, in order). */
   keyservice: (info: KeyServiceInfo) => void;
+  /** This node started serving a key service (ready) or stopped (a newer epoch, hand-over, lost quorum, closed); `reason` says why. */
+  'keyservice-host': (info: KeyServiceActivity) => void;
   /** Every critical key service has a ready host (again): the cluster is formed. */
   formed: (info: { formed: boolean }) => void;
   /** A critical key service has no eligible node left: the cluster halts. */
@@ -159,4 +168,14 @@ export interface KeyServiceInfo {
   readonly halted: boolean;
   /** Transition number of the last change. */
   readonly since: number;
+  /** Why it is halted or vacant. */
+  readonly reason?: string;
+}
+
+/** A local activation of a key service started or ended on this node. */
+export interface KeyServiceActivity {
+  readonly name: string;
+  readonly epoch: number;
+  readonly active: boolean;
+  readonly reason: string;
 }

@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   ADMIN_ERR_INTERNAL: 'The admin endpoint failed while serving the request.',
   ADMIN_ERR_UNREACHABLE: 'The admin endpoint could not be reached (connection refused, timeout, bad URL).',
   ADMIN_ERR_BAD_RESPONSE: 'The admin endpoint answered with something that is not the admin API.',
+  CLMS_ERR_KEYSERVICE_HALTED: 'A critical key service has no eligible node left; the cluster is halted until one joins.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -363,5 +364,16 @@ export class IcsClosedError extends ClusterInfraError {
   override readonly name = 'IcsClosedError';
   constructor() {
     super('ICS_ERR_CLOSED', 'ICS is closed on this node');
+  }
+}
+
+export class KeyServiceHaltedError extends ClusterInfraError {
+  override readonly name = 'KeyServiceHaltedError';
+  readonly keyService: string;
+  readonly reason: string;
+  constructor(keyService: string, reason: string) {
+    super('CLMS_ERR_KEYSERVICE_HALTED', `key service ${keyService} is halted: ${reason}`);
+    this.keyService = keyService;
+    this.reason = reason;
   }
 }
