@@ -62,7 +62,8 @@ export interface MemoryTransportOptions {
   connectTimeoutMs?: number;
 }
 
-const transportSchema = z.strictObject({
+/** The schema of `MemoryTransportOptions` (exported for the docs test, not from the package entry point). */
+export const transportSchema = z.strictObject({
   network: z.custom<MemoryNetwork>((v) => v instanceof MemoryNetwork, {
     message: 'expected a MemoryNetwork from createMemoryNetwork()',
   }),

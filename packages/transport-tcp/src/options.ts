@@ -77,7 +77,8 @@ const tlsSchema = z
   })
   .strict();
 
-const schema = z
+/** The schema of `TcpOptions` (exported for the docs test, not from the package entry point). */
+export const tcpOptionsSchema = z
   .object({
     host: z.string().min(1).default(DEFAULTS.host),
     port: z.number().int().min(0).max(65535).default(DEFAULTS.port),
@@ -106,7 +107,7 @@ export interface ResolvedTcpOptions extends Omit<Required<TcpOptions>, 'secret' 
 }
 
 export function resolveOptions(input: TcpOptions | undefined): ResolvedTcpOptions {
-  const o = parseOptions('tcp', schema, input);
+  const o = parseOptions('tcp', tcpOptionsSchema, input);
   const secret = o.secret === undefined ? undefined : typeof o.secret === 'string' ? new Uint8Array(Buffer.from(o.secret, 'utf8')) : new Uint8Array(o.secret);
   return { ...o, secret, tls: o.tls as TcpTlsOptions | undefined, admit: o.admit };
 }
