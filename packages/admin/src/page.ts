@@ -19,6 +19,7 @@ const STYLE = `
 body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: var(--bg); color: var(--fg); }
 header { display: flex; flex-wrap: wrap; gap: .75rem; align-items: center; padding: .75rem 1.25rem; border-bottom: 1px solid var(--line); }
 header h1 { font-size: 1.1rem; margin: 0 1rem 0 0; }
+#badges { display: inline-flex; flex-wrap: wrap; gap: .4rem; }
 .badge { padding: .15rem .55rem; border-radius: 999px; border: 1px solid var(--line); font-size: .8rem; }
 .badge.good { border-color: var(--Up); color: var(--Up); }
 .badge.bad { border-color: var(--GoingDown); color: var(--GoingDown); }

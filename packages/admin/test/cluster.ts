@@ -16,7 +16,14 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
-export async function startCluster(size: number): Promise<TestCluster> {
+export interface ClusterSetup {
+  clusterName?: string;
+  /** A (non-critical) key service every node may host. */
+  keyService?: string;
+}
+
+export async function startCluster(size: number, setup: ClusterSetup = {}): Promise<TestCluster> {
+  const clusterName = setup.clusterName ?? 'admin-test';
   const network = createMemoryNetwork({ seed: 1 });
   const nums = Array.from({ length: size }, (_, i) => i + 1);
   const nodes = new Map<number, ClusterNode>();
@@ -25,7 +32,7 @@ export async function startCluster(size: number): Promise<TestCluster> {
       n,
       new ClusterNode({
         nodeNum: n,
-        clusterName: 'admin-test',
+        clusterName,
         transport: memory({ network, address: `node-${n}` }),
         candidates: nums,
         seeds: nums.filter((m) => m !== n).map((m) => `node-${m}`),
@@ -34,6 +41,9 @@ export async function startCluster(size: number): Promise<TestCluster> {
         meta: { role: n === 1 ? 'front "door"' : 'worker' },
       }),
     );
+  }
+  if (setup.keyService) {
+    for (const node of nodes.values()) node.registerKeyService({ name: setup.keyService, subservice: 1, handlers: { where: () => node.nodeNum } });
   }
   await Promise.all([...nodes.values()].map((node) => node.start()));
   for (const node of nodes.values()) {
@@ -55,7 +65,12 @@ export async function startCluster(size: number): Promise<TestCluster> {
       const all = [...nodes.values()];
       const heads = all.map((x) => x.lastTransition);
       return all.every(
-        (x) => x.master !== undefined && x.master === all[0]!.master && x.lastTransition === heads[0] && nums.every((m) => x.info(m)?.state === 'Up'),
+        (x) =>
+          x.master !== undefined &&
+          x.master === all[0]!.master &&
+          x.lastTransition === heads[0] &&
+          nums.every((m) => x.info(m)?.state === 'Up') &&
+          (!setup.keyService || x.keyService(setup.keyService)?.ready === true),
       );
     },
     close: async () => {
