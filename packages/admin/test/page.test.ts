@@ -52,7 +52,7 @@ describe.skipIf(!haveChromium)('live web page', () => {
     // Remote strings are text, never markup.
     expect(await page.locator('#cluster').textContent()).toBe(`cluster ${HOSTILE}`);
     expect(await page.locator('#pwn').count()).toBe(0);
-    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+    expect(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned)).toBeUndefined();
 
     // The key service shows on the card of the node that hosts it.
     const host = cluster.node(1).keyService('directory')!.host!;

@@ -679,11 +679,17 @@ export class KeyServiceManager {
       } catch (err) {
         const e = err as ClusterInfraError & { sent?: string };
         const lost = e.code === 'ICS_ERR_NODE_DOWN' || e.code === 'ICS_ERR_UNAVAILABLE';
-        const didNotRun = isNotHost(err) || (lost && e.sent === 'never-sent');
+        // Refused or unreachable before anything was sent: the host may have just died (a failover
+        // follows) or be briefly out of reach, so look again soon rather than only after a failover.
+        const unreachable = err instanceof UnavailableError && !err.mayHaveRun;
+        const didNotRun = isNotHost(err) || unreachable || (lost && e.sent === 'never-sent');
         const retry = didNotRun || (lost && idempotent && !retried);
         if (!retry) throw err;
         if (!didNotRun) retried = true;
-        await this.waitChange(info.epoch, name, deadline, options.signal);
+        const until = unreachable ? Math.min(deadline, this.host.now() + this.host.rpcTimeoutMs()) : deadline;
+        await this.waitChange(info.epoch, name, until, options.signal).catch((w: unknown) => {
+          if (!unreachable || this.host.now() >= deadline || (w as ClusterInfraError).code !== 'CORE_ERR_TIMEOUT') throw w;
+        });
       }
     }
   }
