@@ -304,13 +304,17 @@ export class KeyServiceManager {
     return this.local.get(name)?.reg.critical ?? false;
   }
 
-  /** Formed: every critical key service announced by a live member has a ready host that is Up. */
+  /**
+   * Formed: every critical key service (announced by a live member, or
+   * known from the history) has a ready host that is Up.
+   */
   private updateFormed(): void {
     const critical = new Set<string>();
     for (const m of this.host.members()) {
       if (m.state !== 'Up' && m.state !== 'ComingUp') continue;
       for (const h of m.keyServices) if (h.critical) critical.add(h.name);
     }
+    for (const v of this.view.values()) if (v.critical) critical.add(v.name);
     let formed = true;
     for (const name of critical) {
       const v = this.view.get(name);
@@ -413,9 +417,13 @@ export class KeyServiceManager {
     }
   }
 
-  /** `pullData` on every Up node (here locally), results by node; a survivor that fails is logged and left out. */
+  /**
+   * `pullData` on every Up node that registered the key service (here
+   * locally), results by node; a survivor that fails is logged and left out.
+   */
   private async pullFromSurvivors(l: Local, ctx: KeyServiceContext, skip: number | undefined, results: Map<number, unknown>): Promise<void> {
-    const survivors = this.host.members().filter((m) => m.state === 'Up' && m.node !== skip);
+    const name = l.reg.name;
+    const survivors = this.host.members().filter((m) => m.state === 'Up' && m.node !== skip && (m.node === this.host.nodeNum || m.keyServices.some((h) => h.name === name)));
     await Promise.all(
       survivors.map(async (m) => {
         try {

@@ -823,6 +823,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.everJoined = true;
     this.setMaster(this.nodeNum, term);
     this.quorumOk = true;
+    this.keys.quorumRegained();
     for (const v of voters) this.lastAck.set(v, this.clock.now());
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${[...granted].join(', ')} of voters ${voters.join(', ')}` });
     // An entry of the previous term we hold uncommitted is proposed again, then our own.
