@@ -148,9 +148,13 @@ export class Checker {
     const live = node.lastTransition === t.number;
     if (live && t.kind === 'state' && (t.to === 'GoingDown' || t.to === 'ShuttingDown') && t.node !== node.nodeNum) {
       const k = obsKey(t.node, t.incarnation);
+      // ShuttingDown then GoingDown is one cleanup: callbacks that already
+      // finished for the first are not owed again for the second.
+      const c = this.cleanups.get(`${o.key}|${k}`);
+      const finished = c !== undefined && !c.running && c.started.length === NODEDOWN_ORDER.length;
       let s = this.owed.get(k);
       if (!s) this.owed.set(k, (s = new Set()));
-      s.add(o.key);
+      if (!finished) s.add(o.key);
     }
     this.sampleTerm(node);
     this.ingest(node);

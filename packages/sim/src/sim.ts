@@ -21,6 +21,8 @@ import {
   SeededRandom,
   seededRandom,
   silentLogger,
+  type Logger,
+  type LogFn,
   sleep,
   VirtualClock,
 } from '@clusterinfra/core';
@@ -213,7 +215,7 @@ export class World {
       preset: 'lan',
       clock,
       random: seededRandom(`sim/${this.seed}/node${n}/${s.starts}`),
-      logger: silentLogger,
+      logger: process.env.SIM_LOG ? simLogger(this.clock, `n${n}`) : silentLogger,
       historyLimit: 1_000_000,
     });
     s.starts++;
@@ -230,7 +232,9 @@ export class World {
     });
     node.on('master', (info) => this.checker.onMaster(node, info));
     node.on('evicted', (info) => this.note(`n${n} evicted (incarnation ${info.incarnation % 100000}), rejoining`));
-    void node.start().catch(() => {});
+    void node.start().catch((err: unknown) => {
+      if (process.env.SIM_LOG) process.stderr.write(`${this.clock.now()} n${n} SIM start failed: ${(err as Error).message}\n`);
+    });
     s.lastIncarnation = node.incarnation;
     this.ensureApp(s);
     this.hooks.nodeStarted?.(node, this);
@@ -241,6 +245,7 @@ export class World {
     this.checker.callbackStart(node, name, e.node, e.incarnation);
     const r = this.cbRandom.next();
     const ms = r < this.rates.slowCallback ? 200 + this.cbRandom.int(3000) : this.cbRandom.int(3) * 20;
+    if (process.env.SIM_LOG) process.stderr.write(`${this.clock.now()} n${node.nodeNum} SIM callback ${name} for n${e.node} takes ${ms} ms\n`);
     try {
       if (ms > 0) await sleep(clock, ms, e.signal);
     } finally {
@@ -295,6 +300,8 @@ export class World {
 
   private restart(s: Slot): void {
     if (s.status === 'running') return;
+    // A node that stopped while paused left its address paused on the network.
+    if (s.clock?.paused) this.network.resume(s.address);
     this.startNode(s.n);
     this.note(`restart n${s.n} as incarnation ${s.node!.incarnation % 100000}`);
   }
@@ -617,6 +624,10 @@ export class World {
     }
     for (const [n, p] of minPending) {
       if (p > 0) {
+        if (process.env.SIM_LOG) {
+          const ics = [...this.liveNodes()].find((x) => x.nodeNum === n)!.communication as unknown as { peers: Map<number, { incarnation?: number; pending: Map<number, { method: string; service: number; sent: boolean; startedAt: number; settled: boolean; timer?: unknown }> }> };
+          for (const [pn, peer] of ics.peers) for (const [id, c] of peer.pending) process.stderr.write(`PENDING n${n}->n${pn}/${peer.incarnation} id ${id} ${c.service} ${c.method} sent=${c.sent} settled=${c.settled} started ${c.startedAt}\n`);
+        }
         this.checker.fail('R7', `node ${n} keeps ${p} pending call(s) at quiescence`);
         return;
       }
@@ -744,5 +755,24 @@ function drawRates(r: SeededRandom): Rates {
         }
       : { latencyMs: r.int(5) },
     lossy,
+  };
+}
+
+/** Debugging aid (SIM_LOG=1): every node's log lines on stderr, stamped with simulated time. */
+function simLogger(clock: { now(): number }, name: string, bindings: Record<string, unknown> = {}): Logger {
+  const at =
+    (level: string): LogFn =>
+    (first: unknown, ...rest: unknown[]) => {
+      const [obj, msg] = typeof first === 'string' ? [{}, first] : [first, String(rest[0] ?? '')];
+      process.stderr.write(`${clock.now().toFixed(1)} ${name} ${level} ${msg} ${JSON.stringify({ ...bindings, ...(obj as object) })}\n`);
+    };
+  return {
+    fatal: at('FATAL'),
+    error: at('ERROR'),
+    warn: at('WARN'),
+    info: at('INFO'),
+    debug: at('DEBUG'),
+    trace: at('TRACE'),
+    child: (more) => simLogger(clock, name, { ...bindings, ...more }),
   };
 }

@@ -944,7 +944,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         let left = pending.length;
         if (left === 0) resolve();
         for (const n of pending) {
-          void this.appendTo(n, t).then((ok) => {
+          void this.appendTo(n, t, myTerm).then((ok) => {
             if (ok) acks.add(n);
             if (--left === 0 || hasQuorum(this.opts.quorum, acks, voters)) resolve();
           });
@@ -961,12 +961,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return false;
   }
 
-  /** Send `t` (and whatever the member misses before it) to node `n`. */
-  private async appendTo(n: number, t: Transition): Promise<boolean> {
+  /**
+   * Send `t` (and whatever the member misses before it) to node `n`, as the
+   * master of `term`. Every round checks that we still are: a master deposed
+   * while a round was in flight must not go on sending, least of all under
+   * the newer term it has just learnt (that would make two masters of it).
+   */
+  private async appendTo(n: number, t: Transition, term: number): Promise<boolean> {
     let entries: Transition[] = [t];
     for (let round = 0; round < 3; round++) {
+      if (!this.isMaster || this.term !== term) return false;
       try {
-        const r = (await this.ics.call(n, CLMS, 'append', { term: this.term, commit: this.history.last, entries }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
+        const r = (await this.ics.call(n, CLMS, 'append', { term, commit: this.history.last, entries }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
           term: number;
           ok: boolean;
           last: number;
@@ -1027,6 +1033,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (!this.candidates.includes(sender)) return false; // M6: only candidates are masters
     if (term > this.term || this.masterNum !== sender) {
       if (this.isMaster && term === this.term) return false;
+      // One master per term (M3): the first one heard for a term keeps it.
+      if (term === this.term && this.masterNum !== undefined) return false;
       if (this.isMaster) this.stepDown(`node ${sender} is master in term ${term}`);
       this.term = term;
       this.setMaster(sender, term);
@@ -1575,15 +1583,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   private heartbeatAll(now: number): void {
     const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.nodeNum);
+    const term = this.term;
     for (const n of members) {
       void this.ics
-        .call(n, CLMS, 'heartbeat', { term: this.term, commit: this.history.last }, { timeoutMs: this.timing.failureTimeoutMs })
+        .call(n, CLMS, 'heartbeat', { term, commit: this.history.last }, { timeoutMs: this.timing.failureTimeoutMs })
         .then((r) => {
           const res = r as { term: number; last: number; incarnation: number };
           if (res.term > this.term) return this.observeTerm(res.term);
           this.lastAck.set(n, this.clock.now());
           this.detector.heard(n, this.clock.now());
-          if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!);
+          if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!, term);
         })
         .catch(() => {});
     }

@@ -188,6 +188,9 @@ class Pending implements Outgoing {
 
 const EMPTY = new Uint8Array(0);
 
+/** How long a cancelled call that went out waits for its Response (which returns its credit) before it is dropped. */
+const CANCELLED_CALL_LINGER_MS = 5_000;
+
 /**
  * A message being served: queued for its handler pool or running. It is the
  * handler's context, the pool's work item and the AsyncLocalStorage store
@@ -1307,6 +1310,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** Remove a call from the pending table. */
   private forget(p: Pending): void {
     if (p.peer.pending.get(p.id) === p) {
+      if (p.settled) p.timer?.cancel();
       p.peer.pending.delete(p.id);
       this.pendingTotal--;
     }
@@ -1327,9 +1331,21 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       }
     }
     // The entry stays until the Response comes back: it returns the credit.
+    // But not for ever: a far side that never answers (a silent partition, a
+    // half-open link) would hold the entry and its credit without bound.
     const link = p.link;
-    if (link && link.state === 'open') this.sendControl(p.peer, link, encodeFrame({ type: FrameType.Cancel, id: p.id, status }));
-    else this.forget(p);
+    if (link && link.state === 'open') {
+      this.sendControl(p.peer, link, encodeFrame({ type: FrameType.Cancel, id: p.id, status }));
+      p.timer = this.clock.setTimeout(() => this.abandon(p), CANCELLED_CALL_LINGER_MS);
+    } else this.forget(p);
+  }
+
+  /** A cancelled call's Response never came: forget it and take its credit back. */
+  private abandon(p: Pending): void {
+    if (p.peer.pending.get(p.id) !== p) return;
+    this.forget(p);
+    if (p.charged > 0 && p.link?.state === 'open' && p.peer.linkState.has(p.link)) this.returnCredit(p.peer, p.link, channelOf(p.service), p.charged);
+    this.pump(p.peer);
   }
 
   private allocateId(peer: Peer): number {

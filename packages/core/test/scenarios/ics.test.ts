@@ -438,6 +438,36 @@ it('deadlines use the injected clock and reach the handler (virtual time)', asyn
   await Promise.all([a.close(), b.close(), clock.runUntilIdle({ maxTimers: 1000 })]);
 });
 
+it('forgets a timed-out call whose answer never comes back (silent partition), and gets its credit back', async () => {
+  const { VirtualClock } = await import('@clusterinfra/core');
+  const clock = new VirtualClock();
+  const network = createMemoryNetwork({ clock, seed: 4 });
+  // The smallest window (16 messages): 16 leaked calls would block the channel for good.
+  const mk = (n: number) =>
+    createIcs({ transport: memory({ network, address: `node-${n}` }), clusterName: 't', nodeNum: n, clock, peers: (x) => `node-${x}`, window: { messages: 16, bytes: 1 << 20 } });
+  const a = await mk(1).start();
+  const b = await mk(2).start();
+  b.registerService({ ...ECHO, name: 'echo', handlers: { echo: (x) => x } });
+  let firstDone = false;
+  const first = a.call(2, ECHO, 'echo', 1, { timeoutMs: 1000 }).finally(() => (firstDone = true));
+  await clock.advanceUntil(() => firstDone, 1000);
+  await expect(first).resolves.toBe(1);
+  // The link stays open but nothing crosses it, the Cancel and the Response included.
+  network.partition('node-1', 'node-2');
+  const lost = Array.from({ length: 16 }, (_, i) => a.call(2, ECHO, 'echo', i, { timeoutMs: 200 }).catch((e: unknown) => e));
+  await clock.advance(250);
+  for (const e of await Promise.all(lost)) expect(e).toBeInstanceOf(DeadlineExceededError);
+  expect(a.stats().pendingCalls).toBe(16);
+  await clock.advance(6_000);
+  expect(a.stats().pendingCalls).toBe(0);
+  network.heal();
+  let afterDone = false;
+  const after = a.call(2, ECHO, 'echo', 'after', { timeoutMs: 1000 }).catch((e: unknown) => e).finally(() => (afterDone = true));
+  await clock.advanceUntil(() => afterDone, 2000);
+  expect(await after).toBe('after');
+  await Promise.all([a.close(), b.close(), clock.runUntilIdle({ maxTimers: 1000 })]);
+});
+
 it('says never-sent for calls still queued when the node goes down', async () => {
   cluster = await makeCluster('memory', 2);
   const a = cluster.node(1);
