@@ -34,7 +34,7 @@ export interface LocalClusterOptions {
   basePort?: number;
   /** Timers of the membership protocol. @default 'local' */
   preset?: 'lan' | 'local';
-  /** Token of each node's admin endpoint. @default a random one */
+  /** Token of each node's admin endpoint (at least 16 characters). @default a random one */
   adminToken?: string;
   /** Open an admin endpoint per node on 127.0.0.1 (needs @clusterinfra/admin's serveAdmin). @default true */
   admin?: boolean;
@@ -213,6 +213,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   if (options.basePort !== undefined && (!Number.isInteger(options.basePort) || options.basePort < 1 || options.basePort + n - 1 > 65_535)) {
     throw new RangeError(`basePort must leave room for ${n} ports below 65536 (got ${String(options.basePort)})`);
   }
+  if (options.adminToken !== undefined && options.adminToken.length < 16) throw new RangeError('adminToken must have at least 16 characters');
   const log = (options.logger ?? silentLogger).child({ component: 'local-cluster' });
   const startedAt = performance.timeOrigin + performance.now();
   const secret = randomBytes(32).toString('hex');

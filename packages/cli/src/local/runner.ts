@@ -82,16 +82,13 @@ const ledger = config.keyService
     })
   : undefined;
 
-/** The admin endpoint, if @clusterinfra/admin provides serveAdmin (it is being written alongside). */
+/** The admin endpoint on 127.0.0.1 (loaded only when asked for: it costs start-up time). */
 async function openAdmin(): Promise<{ adminUrl?: string; adminError?: string }> {
   if (!config.admin) return {};
   try {
-    const mod = (await import('@clusterinfra/admin')) as Record<string, unknown>;
-    const serveAdmin = mod.serveAdmin as
-      | ((n: ClusterNode, o: { host: string; port: number; token?: string }) => Promise<{ url: string }> | { url: string })
-      | undefined;
-    if (typeof serveAdmin !== 'function') return { adminError: '@clusterinfra/admin has no serveAdmin yet' };
-    const admin = await serveAdmin(node, { host: '127.0.0.1', port: 0, ...(token ? { token } : {}) });
+    if (!token) throw new Error('no admin token given');
+    const { serveAdmin } = await import('@clusterinfra/admin');
+    const admin = await serveAdmin(node, { host: '127.0.0.1', port: 0, token });
     return { adminUrl: admin.url };
   } catch (err) {
     return { adminError: String((err as Error)?.message ?? err) };

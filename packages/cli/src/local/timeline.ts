@@ -20,7 +20,7 @@ export function describeEvent(e: LocalEvent): string | undefined {
     case 'spawned':
       return `process started (pid ${e.pid})`;
     case 'ready':
-      return `ready at ${e.address}, incarnation ${e.incarnation}${e.adminUrl ? `, admin ${e.adminUrl}` : ''}`;
+      return `ready at ${e.address}, incarnation ${e.incarnation}${e.adminUrl ? `, admin ${e.adminUrl}` : ''}${e.adminError ? ` (no admin endpoint: ${e.adminError})` : ''}`;
     case 'master':
       return e.master === undefined ? `no master (term ${e.term})` : `master is node ${e.master} (term ${e.term})`;
     case 'nodeup':
