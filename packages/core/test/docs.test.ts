@@ -10,15 +10,21 @@
  *   names the class that raises each code (errors.test.ts checks that the
  *   table has exactly one row per code);
  * - relative links between the docs point at files and headings that exist;
- * - the Kubernetes manifest has the pieces kubernetes.md promises.
+ * - the Kubernetes manifest has the pieces kubernetes.md promises;
+ * - the mutual-TLS setup of operations.md works as written: its openssl
+ *   commands make certificates that let nodes talk over TLS, and a node with
+ *   a certificate from another CA is refused.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import * as core from '@clusterinfra/core';
-import { ClusterInfraError, ERROR_CODES, ICS_DEFAULTS, presets } from '@clusterinfra/core';
+import { ClusterInfraError, createIcs, ERROR_CODES, ICS_DEFAULTS, type Ics, presets } from '@clusterinfra/core';
+import { tcp } from '@clusterinfra/transport-tcp';
 import { ICSGEN_ERROR_CODES } from '@clusterinfra/icsgen';
 import { clusterNodeOptionsSchema } from '../src/clms/options.js';
 import { icsOptionsSchema, poolSchema } from '../src/ics/options.js';
@@ -359,4 +365,57 @@ describe('docs/k8s/statefulset.yaml', () => {
       expect(page, `kubernetes.md reads ${env}`).toContain(`process.env.${env}`);
     }
   });
+});
+
+describe('docs/operations.md: the mutual-TLS worked setup', () => {
+  it('its openssl commands make certificates two nodes talk with, and another CA is refused', async () => {
+    const script = codeBlocks(read('docs/operations.md'), 'sh').find((b) => b.includes('openssl req -x509'));
+    expect(script, 'operations.md has the CA and node certificate commands').toBeDefined();
+    const dir = mkdtempSync(join(tmpdir(), 'docs-tls-'));
+    const nodes: Ics[] = [];
+    try {
+      // The page's addresses are 10.0.0.n; here they are loopback addresses 127.0.0.n.
+      execFileSync('bash', ['-euo', 'pipefail', '-c', script!.replaceAll('10.0.0.', '127.0.0.')], { cwd: dir, stdio: 'pipe', timeout: 60_000 });
+      const file = (name: string): Buffer => readFileSync(join(dir, name));
+      // Another CA and a node certificate from it, for the rogue.
+      const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+      const openssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe', timeout: 60_000 });
+      openssl('req', '-x509', ...ec, '-keyout', 'rogue-ca.key', '-out', 'rogue-ca.crt', '-days', '2', '-subj', '/CN=rogue');
+      openssl('req', ...ec, '-keyout', 'rogue.key', '-out', 'rogue.csr', '-subj', '/CN=rogue');
+      openssl('x509', '-req', '-in', 'rogue.csr', '-CA', 'rogue-ca.crt', '-CAkey', 'rogue-ca.key', '-CAcreateserial', '-out', 'rogue.crt', '-days', '2', '-extfile', 'node3.ext');
+
+      const addresses = new Map<number, string>();
+      const start = async (n: number, key: string, cert: string): Promise<Ics> => {
+        const ics = createIcs({
+          transport: tcp({ host: `127.0.0.${n}`, port: 0, tls: { key: file(key), cert: file(cert), ca: file('ca.crt'), minVersion: 'TLSv1.3' } }),
+          clusterName: 'shop',
+          nodeNum: n,
+          peers: (x) => addresses.get(x),
+          reconnect: { maxAttempts: 0 },
+        });
+        nodes.push(ics);
+        await ics.start();
+        addresses.set(n, ics.address!);
+        ics.registerService({ subservice: 1, name: 'greeter', handlers: { greet: (_a, ctx) => `node ${n} greets node ${ctx.caller.nodeNum}` } });
+        return ics;
+      };
+      const one = await start(1, 'node1.key', 'node1.crt');
+      await start(2, 'node2.key', 'node2.crt');
+      const rogue = await start(3, 'rogue.key', 'rogue.crt');
+
+      const greeter = { channel: 'default', subservice: 1 };
+      expect(await one.call(2, greeter, 'greet', null, { timeoutMs: 20_000 })).toBe('node 2 greets node 1');
+      // As the page says: a client certificate that does not verify is refused with `auth`, an untrusted server certificate is a TLS error.
+      const refused = async (from: Ics, to: number): Promise<string | undefined> => {
+        const err = await from.call(to, greeter, 'greet', null, { timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+        expect(err).toBeInstanceOf(ClusterInfraError);
+        return ((err as ClusterInfraError).cause as ClusterInfraError | undefined)?.code;
+      };
+      expect(await refused(rogue, 1)).toBe('TRANSPORT_ERR_HANDSHAKE_REJECTED');
+      expect(await refused(one, 3)).toBe('TRANSPORT_ERR_TLS');
+    } finally {
+      await Promise.all(nodes.map((n) => n.close()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
