@@ -18,7 +18,7 @@ export interface SimCluster {
   close(): Promise<void>;
 }
 
-export function simCluster(size: number, options: { candidates?: number[]; seed?: number; extra?: (n: number) => Partial<ClusterNodeOptions> } = {}): SimCluster {
+export function simCluster(size: number, options: { candidates?: number[]; seed?: number; extra?: (n: number, clock: VirtualClock) => Partial<ClusterNodeOptions> } = {}): SimCluster {
   const clock = new VirtualClock();
   const network = createMemoryNetwork({ seed: options.seed ?? 1, clock });
   const candidates = options.candidates ?? Array.from({ length: Math.min(size, 3) }, (_, i) => i + 1);
@@ -38,7 +38,7 @@ export function simCluster(size: number, options: { candidates?: number[]; seed?
       random: seededRandom(`${options.seed ?? process.env.CLMS_SEED ?? 1}/${n}/${incarnation}`),
       logger: silentLogger,
       ics: {},
-      ...options.extra?.(n),
+      ...options.extra?.(n, clock),
       ...extra,
     });
     void incarnation++;
