@@ -23,13 +23,14 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import * as core from '@clusterinfra/core';
-import { ClusterInfraError, createIcs, ERROR_CODES, ICS_DEFAULTS, type Ics, presets } from '@clusterinfra/core';
+import { ClusterInfraError, createIcs, DNS_DISCOVERY_DEFAULTS, ERROR_CODES, ICS_DEFAULTS, type Ics, presets } from '@clusterinfra/core';
 import { tcp } from '@clusterinfra/transport-tcp';
 import { ICSGEN_ERROR_CODES } from '@clusterinfra/icsgen';
 import { clusterNodeOptionsSchema } from '../src/clms/options.js';
 import { icsOptionsSchema, poolSchema } from '../src/ics/options.js';
 import { tcpOptionsSchema } from '../../transport-tcp/src/options.js';
 import { networkSchema } from '../../transport-mem/src/options.js';
+import { adminOptionsSchema } from '../../admin/src/options.js';
 import { transportSchema as memoryTransportSchema } from '../../transport-mem/src/transport.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -242,6 +243,18 @@ describe('docs/configuration.md', () => {
   it('memory transport: every option of the network and of memory()', () => {
     const paths = [...optionPaths(networkSchema as unknown as ZodLike), ...optionPaths(memoryTransportSchema as unknown as ZodLike)];
     checkOptionTable('memory', optionRows(section('Memory transport')), paths, {});
+  });
+
+  it('DNS discovery: a row for every option with a default, and that default', () => {
+    // The schema is private to discovery.ts; its defaults are exported, and every option must have a row.
+    const rows = optionRows(section('DNS discovery'));
+    for (const [key, value] of Object.entries(DNS_DISCOVERY_DEFAULTS)) expect(spellings(value), `default of ${key}`).toContain(normalize(rows.get(key)?.[0] ?? ''));
+    for (const key of ['name', 'port', 'servers', 'clock', 'logger']) expect(rows.has(key), key).toBe(true);
+  });
+
+  it('admin endpoint: every option and its default', () => {
+    const resolved = adminOptionsSchema.parse({ token: 'x'.repeat(16) });
+    checkOptionTable('admin', optionRows(section('Admin endpoint')), optionPaths(adminOptionsSchema as unknown as ZodLike), resolved, ['token']);
   });
 
   it('the checker itself notices a missing row and a wrong default', () => {
