@@ -7,6 +7,7 @@
  * form). With --keep it runs until Ctrl-C, printing the merged timeline,
  * then stops every process.
  */
+import { AdminClient } from './client.js';
 import type { Style } from './format.js';
 
 export interface SimOptions {
@@ -56,9 +57,7 @@ export async function runSim(o: SimOptions, io: SimIo): Promise<number> {
       if (first) io.out(`\nexport CLUSTER_URL=${first.adminUrl} CLUSTER_TOKEN=${cluster.token}\n`);
     }
     if (!o.keep) {
-      await cluster.waitFor((e) => e.type === 'nodeup' && countNodeups(cluster.events, o.nodes), { timeoutMs: o.formTimeoutMs ?? 60_000, what: 'every node to see every node up' }).catch(() => {
-        throw new Error(`the cluster did not form within ${o.formTimeoutMs ?? 60_000} ms`);
-      });
+      await formed(nodes, cluster.token, o.nodes, o.formTimeoutMs ?? 60_000, io.signal);
       if (!o.json) io.out(io.style.green('formed: every node sees every node Up; stopping (use --keep to keep it running)'));
       return 0;
     }
@@ -74,9 +73,23 @@ export async function runSim(o: SimOptions, io: SimIo): Promise<number> {
   }
 }
 
-/** Every node reported nodeup for every node (a node counts itself through its own nodeup). */
-function countNodeups(events: readonly { type: string; node: number; of?: number }[], n: number): boolean {
-  const seen = new Set<string>();
-  for (const e of events) if (e.type === 'nodeup' && e.of !== undefined) seen.add(`${e.node}:${e.of}`);
-  return seen.size >= n * n;
+/** Poll every node's admin endpoint until each one reports all `n` members Up and a healthy cluster. */
+async function formed(nodes: { adminUrl: string | null }[], token: string, n: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
+  const clients = nodes.map((x) => (x.adminUrl ? new AdminClient({ url: x.adminUrl, token, timeoutMs: 5_000 }) : undefined));
+  if (clients.some((c) => c === undefined)) throw new Error('a node has no admin endpoint');
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (signal?.aborted) throw new Error('interrupted before the cluster formed');
+    try {
+      const views = await Promise.all(clients.map((c) => c!.status()));
+      const bad = views.find((v) => !v.health.ok || v.members.length !== n || v.members.some((m) => m.state !== 'Up'));
+      if (!bad) return;
+      last = `node ${bad.node}: ${bad.health.problems.join('; ') || bad.members.map((m) => `${m.node} ${m.state}`).join(', ')}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the cluster did not form within ${timeoutMs} ms (${last})`);
 }
