@@ -14,8 +14,8 @@ import { existsSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { type Logger, silentLogger } from '@clusterinfra/core';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type KeyServiceInfo, type Logger, type Membership, silentLogger } from '@clusterinfra/core';
 import { type ChildMessage, type Command, ENV, type NodeReport, type Reply, type RunnerConfig } from './protocol.js';
 
 /** One thing that happened, on one node, `at` ms after the launcher started. */
@@ -65,6 +65,16 @@ export interface LocalNode {
   readonly alive: boolean;
 }
 
+/** What a node answers to `state`. */
+export interface NodeView {
+  master: number | undefined;
+  term: number;
+  membership: Membership;
+  keyServices: KeyServiceInfo[];
+  /** What this node deposited into the demo ledger itself. */
+  deposited: number;
+}
+
 export interface LocalCluster {
   readonly nodes: readonly LocalNode[];
   /** The admin endpoints' token. */
@@ -82,7 +92,13 @@ export interface LocalCluster {
   /** Call any key-service method by name from node `n`. */
   callKeyService(n: number, name: string, method: string, args?: unknown, timeoutMs?: number): Promise<unknown>;
   /** Node `n`'s view: master, term, membership, key services. */
-  state(n: number): Promise<unknown>;
+  state(n: number): Promise<NodeView>;
+  /**
+   * Resolves once every running node sees every running node Up (asked of
+   * each node, every `everyMs`: a node that joined late has no nodeup event
+   * for the members it found Up); rejects after `timeoutMs`.
+   */
+  allUp(options?: { timeoutMs?: number; everyMs?: number }): Promise<void>;
   /** The last lines each node printed, for diagnosis. */
   describe(): string;
   /** Kill every process with SIGKILL and wait until each one has exited. Idempotent. */
@@ -219,7 +235,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const secret = randomBytes(32).toString('hex');
   const token = options.adminToken ?? randomBytes(16).toString('hex');
   const runner = options.runner ?? defaultRunner();
-  const root = process.cwd();
+  // From source, the children run in the repository root, where tsx finds tsconfig.json's paths to the packages' sources.
+  const root = runner.file.endsWith('.ts') ? fileURLToPath(new URL('../../../../', pathToFileURL(runner.file))) : process.cwd();
   const ports = options.basePort !== undefined ? Array.from({ length: n }, (_, i) => options.basePort! + i) : await freePorts(n);
   const nums = Array.from({ length: n }, (_, i) => i + 1);
   const address = (k: number): string => `127.0.0.1:${ports[k - 1]}`;
@@ -359,7 +376,18 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     waitFor,
     deposit: (k, amount) => child(k).command({ cmd: 'deposit', amount }, 30_000),
     callKeyService: (k, name, method, args = null, timeoutMs = 10_000) => child(k).command({ cmd: 'call', name, method, args, timeoutMs }, timeoutMs + 5_000),
-    state: (k) => child(k).command({ cmd: 'state' }, 10_000),
+    state: (k) => child(k).command({ cmd: 'state' }, 10_000) as Promise<NodeView>,
+    allUp: async (o = {}) => {
+      const deadline = Date.now() + (o.timeoutMs ?? 60_000);
+      for (;;) {
+        const running = children.filter((c) => !c.exited);
+        const views = await Promise.all(running.map((c) => (c.command({ cmd: 'state' }, 10_000) as Promise<NodeView>).catch(() => undefined)));
+        const up = views.every((v) => v !== undefined && running.every((c) => v.membership.members.some((m) => m.node === c.node && m.state === 'Up')));
+        if (up) return;
+        if (Date.now() > deadline) throw new Error(`not every node saw every node Up within ${o.timeoutMs ?? 60_000} ms\n${describe()}`);
+        await new Promise((r) => setTimeout(r, o.everyMs ?? 100));
+      }
+    },
     describe,
     close,
   };
