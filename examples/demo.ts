@@ -96,6 +96,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
     // 1. Formation: the ledger (critical) has a ready host, as every node sees it.
     await until(() => nums.every((k) => reported(k, (e) => e.type === 'formed' && e.formed) && ledgerReady(k, () => true)), 'formation (every node formed, ledger ready)');
+    // Every node Up at every node too: the survivors of the kill must be a majority of the voters.
+    await Promise.race([c.allUp({ timeoutMs: remaining() }), interrupted]).catch((err: unknown) => {
+      throw err instanceof DemoFailure ? err : new DemoFailure('not every node saw every node Up in time');
+    });
+    say(`every node sees every node Up`);
     const first = c.events.find((e) => e.type === 'keyservice' && e.info.ready)!;
     if (first.type !== 'keyservice' || first.info.host === undefined) throw new DemoFailure('no ledger host');
     const victim = first.info.host;

@@ -1,5 +1,17 @@
+/**
+ * The examples run as a user runs them (their `main`), on transport-mem
+ * with fast real timers where they can, and assert what each one says it
+ * shows. tcp-cluster-cli needs OS processes over TCP: it runs with --check.
+ */
 import { expect, it } from 'vitest';
 import { main } from '../../../examples/hello-cluster.js';
+import { main as helloRpc } from '../../../examples/hello-rpc/main.js';
+import { main as membershipWatch } from '../../../examples/membership-watch.js';
+import { main as subsystem } from '../../../examples/subsystem.js';
+import { main as tcpClusterCli } from '../../../examples/tcp-cluster-cli.js';
+
+const quiet = (): void => {};
+const consecutive = (ns: number[]): boolean => ns.every((n, i) => i === 0 || n === ns[i - 1]! + 1);
 
 it('the hello-cluster example (npm run example:hello) runs on transport-mem', async () => {
   const lines: string[] = [];
@@ -15,3 +27,75 @@ it('the hello-cluster example runs over TCP too', async () => {
   expect(r.nodedownError).toBe('ICS_ERR_NODE_DOWN (may-have-run)');
 });
 
+it('hello-rpc: the generated stubs serve and call Hello (sync, async, one-way, invalid arguments) on transport-mem', async () => {
+  const lines: string[] = [];
+  const r = await helloRpc('memory', (l) => lines.push(l));
+  expect(r.greetings).toEqual(['hello world', 'hello later']);
+  expect(r.waves).toEqual(['node 2 saw a wave from node 1']);
+  expect(r.invalidCode).toBe('ICS_ERR_INVALID_ARGUMENT');
+  // The invalid call did not count: node 2 greeted once.
+  expect(r.count).toBe(1);
+  expect(lines.at(-1)).toBe('all nodes closed');
+});
+
+it('hello-rpc runs over TCP too', async () => {
+  const r = await helloRpc('tcp', quiet);
+  expect(r.greetings).toEqual(['hello world', 'hello later']);
+});
+
+it('membership-watch: watch() replays from 1 then follows live without gaps or repeats, and resumes from a number', async () => {
+  const lines: string[] = [];
+  const r = await membershipWatch('memory', (l) => lines.push(l));
+  expect(r.watched[0]).toBe(1);
+  expect(consecutive(r.watched)).toBe(true);
+  expect(r.watched.at(-1)).toBe(r.history.at(-1));
+  // Some were replayed, some came live (the leave and the return of node 3).
+  expect(r.replayed).toBeGreaterThan(0);
+  expect(r.watched.length).toBeGreaterThan(r.replayed);
+  expect(lines.some((l) => /watch: live #\d+ node 3 Up → ShuttingDown \(left\)/.test(l))).toBe(true);
+  expect(lines.some((l) => /watch: live #\d+ node 3 Down → ComingUp/.test(l))).toBe(true);
+  // The resumed watcher starts where it asked and reaches the end.
+  const from = r.watched[Math.floor(r.watched.length / 2)]! + 1;
+  expect(r.resumed[0]).toBe(from);
+  expect(consecutive(r.resumed)).toBe(true);
+  expect(r.resumed.at(-1)).toBe(r.history.at(-1));
+  // Node 1's transition events: in order, no gaps, up to its head.
+  expect(consecutive(r.events)).toBe(true);
+  expect(r.events.at(-1)).toBe(r.history.at(-1));
+});
+
+it('subsystem: nodedown callbacks run by band on every survivor, and the restarted node joins only after the slow cleanup', async () => {
+  const lines: string[] = [];
+  const r = await subsystem('memory', (l) => lines.push(l));
+  expect(r.cleanupOrder).toEqual({ 1: ['locks', 'sessions', 'audit'], 2: ['locks', 'sessions', 'audit'] });
+  expect(r.auditDone).toBeGreaterThan(0);
+  expect(r.rejoinedUp).toBeGreaterThan(r.auditDone);
+  expect(r.incarnations[1]).not.toBe(r.incarnations[0]);
+  // The barrier in the history: Down (cleanup finished everywhere) before the new incarnation's ComingUp.
+  const down = lines.findIndex((l) => /node 3 GoingDown → Down/.test(l));
+  const audit = lines.findIndex((l) => l.includes('node 2 audit: done for node 3'));
+  const comingUp = lines.findIndex((l) => /node 3 Down → ComingUp/.test(l));
+  expect(audit).toBeGreaterThan(0);
+  expect(down).toBeGreaterThan(audit);
+  expect(comingUp).toBeGreaterThan(down);
+});
+
+it(
+  'tcp-cluster-cli --check: three processes over TCP, `cluster status` through each admin endpoint agrees on one master and three Up nodes',
+  async () => {
+    const lines: string[] = [];
+    const statuses = await tcpClusterCli({ check: true, print: (l) => lines.push(l) });
+    expect(statuses.map((s) => s.node)).toEqual([1, 2, 3]);
+    for (const s of statuses) {
+      expect(s.exitCode).toBe(0);
+      expect(s.members).toEqual([
+        { node: 1, state: 'Up' },
+        { node: 2, state: 'Up' },
+        { node: 3, state: 'Up' },
+      ]);
+      expect(s.master).toBe(statuses[0]!.master);
+    }
+    expect(lines.at(-1)).toBe('every node stopped');
+  },
+  120_000,
+);
