@@ -10,6 +10,8 @@
 import type { MemberInfo, NodeState, Transition } from './types.js';
 
 export interface HistorySnapshot {
+  /** Which cluster history this is (see `historyIdOf`); null while empty. */
+  readonly id: string | null;
   /** The membership after transition `number` (0: empty). */
   readonly number: number;
   readonly term: number;
@@ -18,14 +20,29 @@ export interface HistorySnapshot {
   readonly tail: readonly Transition[];
 }
 
+/**
+ * A history is named after its first transition (the founder's ComingUp):
+ * two clusters formed apart have different names even when their numbers
+ * and terms coincide, so no member of one ever applies the other's.
+ */
+export function historyIdOf(first: Transition): string {
+  return `${first.node}.${first.incarnation}.${first.time}`;
+}
+
 export class History {
   private readonly items: Transition[] = [];
+  private historyId: string | null = null;
   private snapshotNumber = 0;
   private snapshotTerm = 0;
   private snapshotMembers = new Map<number, MemberInfo>();
   private readonly current = new Map<number, MemberInfo>();
 
   constructor(private readonly limit: number) {}
+
+  /** The name of this history (null while empty). */
+  get id(): string | null {
+    return this.historyId;
+  }
 
   /** Number of the last committed transition (0 when none). */
   get last(): number {
@@ -74,6 +91,7 @@ export class History {
   /** Append the next transition; returns the member it changed. */
   append(t: Transition): MemberInfo {
     if (t.number !== this.last + 1) throw new Error(`transition ${t.number} does not follow ${this.last}`);
+    if (t.number === 1) this.historyId = historyIdOf(t);
     this.items.push(t);
     const info = memberAfter(t, this.current.get(t.node));
     this.current.set(t.node, info);
@@ -83,6 +101,7 @@ export class History {
 
   snapshot(): HistorySnapshot {
     return {
+      id: this.historyId,
       number: this.snapshotNumber,
       term: this.snapshotTerm,
       members: [...this.snapshotMembers.values()],
@@ -93,6 +112,7 @@ export class History {
   /** Start from another node's snapshot (a late joiner). */
   install(s: HistorySnapshot): void {
     this.items.length = 0;
+    this.historyId = s.id;
     this.snapshotNumber = s.number;
     this.snapshotTerm = s.term;
     this.snapshotMembers = new Map(s.members.map((m) => [m.node, m]));

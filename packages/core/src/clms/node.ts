@@ -37,7 +37,7 @@ import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
-import { type HistorySnapshot, History } from './history.js';
+import { type HistorySnapshot, History, historyIdOf } from './history.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import type {
   ClusterEvents,
@@ -99,7 +99,9 @@ const memberSchema = z.strictObject({
   keyServices: z.array(hostedSchema).max(1000),
   since: z.number().int().min(0),
 });
+const historyIdSchema = z.string().max(128).nullable();
 const snapshotSchema = z.strictObject({
+  id: historyIdSchema,
   number: z.number().int().min(0),
   term: z.number().int().min(0),
   members: z.array(memberSchema).max(65_535),
@@ -107,12 +109,14 @@ const snapshotSchema = z.strictObject({
 });
 const appendSchema = z.strictObject({
   term: z.number().int().min(1),
+  history: historyIdSchema,
   commit: z.number().int().min(0),
   entries: z.array(transitionSchema).max(100_000),
 });
-const heartbeatSchema = z.strictObject({ term: z.number().int().min(1), commit: z.number().int().min(0) });
+const heartbeatSchema = z.strictObject({ term: z.number().int().min(1), history: historyIdSchema, commit: z.number().int().min(0) });
 const voteSchema = z.strictObject({
   term: z.number().int().min(1),
+  history: historyIdSchema,
   lastNumber: z.number().int().min(0),
   lastTerm: z.number().int().min(0),
   bootstrap: z.boolean(),
@@ -544,12 +548,20 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Probe seeds until a master admits us, or (as a candidate) form the cluster. */
   private async joinLoop(): Promise<void> {
     const index = this.candidates.indexOf(this.nodeNum);
+    const began = this.clock.now();
     let attempts = 0;
     while (this.phase === 'joining' || this.phase === 'rejoining') {
       attempts++;
       const master = await this.findMaster();
       if (master !== undefined && master !== this.nodeNum) {
         if (await this.tryJoin(master)) return;
+      } else if (this.history.last > 0 && this.clock.now() - Math.max(began, this.lastHeardMaster) > this.timing.failureTimeoutMs * 6) {
+        // We acknowledged the first transitions of a cluster as a candidate,
+        // then its master went before we joined, and nobody we can reach
+        // holds that history: start again as a new incarnation, empty.
+        this.log.warn({ last: this.history.last }, 'the cluster we were joining has no master left: starting again');
+        void this.restart();
+        return;
       } else if (index >= 0 && this.history.last === 0 && attempts > 1 + index) {
         // Nobody answers as master: stand for election with the other candidates.
         await this.elect(true);
@@ -595,7 +607,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     );
     let best: { master: number | null; term: number; address: string | null } | undefined;
     for (const a of answers) if (a && (!best || a.term > best.term)) best = a;
-    if (!best || best.master === null) return undefined;
+    if (!best || best.master === null || best.master === this.nodeNum) return undefined;
     if (best.address) {
       try {
         await this.ics.connectAddress(best.address, { timeoutMs: this.timing.rpcTimeoutMs });
@@ -643,6 +655,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // A late joiner starts from the master's snapshot plus its tail; it is
     // told about every transition it had not applied yet, in order.
     this.history.install(snapshot);
+    // An entry left pending by another history (or master) is not this one's.
+    this.pending = undefined;
     for (const t of snapshot.tail) if (t.number > had) this.notify(t);
     // The key-service view is rebuilt from the tail.
     this.keys.reset();
@@ -654,6 +668,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Our ComingUp is in the history: run nodeup for every member, then report.
     const me = this.history.member(this.nodeNum);
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
+    // Members already on their way down when we joined wait for every member's
+    // cleanup, ours included: we never saw them up, so there is nothing to
+    // call back, but their links are refused and the master hears we are done.
+    for (const m of this.history.members()) {
+      if (m.node === this.nodeNum || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) continue;
+      this.markCleaned(m.node, m.incarnation);
+      void this.ics.nodeDown(m.node, m.incarnation).then(() => this.report({ kind: 'cleanup-done', node: m.node, incarnation: m.incarnation }));
+    }
     return true;
   }
 
@@ -686,11 +708,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       ...PROBE,
       name: 'clms.probe',
       handlers: {
-        whoIsMaster: () => ({
-          master: this.masterNum ?? null,
-          term: this.term,
-          address: this.masterNum !== undefined ? (this.history.member(this.masterNum)?.address ?? (this.masterNum === this.nodeNum ? (this.ics.address ?? null) : null)) : null,
-        }),
+        whoIsMaster: () => {
+          // Only a master we heard lately, as a member, is worth naming: a stale
+          // name sends joiners knocking on a door that no longer opens.
+          const fresh = this.isMaster || (this.phase === 'member' && this.clock.now() - this.lastHeardMaster <= this.timing.failureTimeoutMs);
+          const master = fresh ? this.masterNum : undefined;
+          return {
+            master: master ?? null,
+            term: this.term,
+            address: master !== undefined ? (this.history.member(master)?.address ?? (master === this.nodeNum ? (this.ics.address ?? null) : null)) : null,
+          };
+        },
       },
     });
     this.ics.registerService({
@@ -753,6 +781,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       // A bootstrap vote needs an empty history on both sides.
       return { term: this.term, granted: false };
     }
+    // Numbers and terms of another cluster history say nothing about ours.
+    const mine = this.historyWanted();
+    if (mine !== null && v.history !== mine && !v.bootstrap) return { term: this.term, granted: false };
     const myLast = this.pending?.number ?? this.history.last;
     const myLastTerm = this.pending?.term ?? this.history.lastTerm;
     const upToDate = v.lastTerm > myLastTerm || (v.lastTerm === myLastTerm && v.lastNumber >= myLast);
@@ -781,7 +812,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
             .map(async (n) => {
               try {
                 if (bootstrap && !this.ics.isConnected(n)) return;
-                const r = (await this.ics.call(n, CLMS, 'vote', { term, lastNumber, lastTerm, bootstrap, pre }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
+                const r = (await this.ics.call(n, CLMS, 'vote', { term, history: this.history.id, lastNumber, lastTerm, bootstrap, pre }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
                   term: number;
                   granted: boolean;
                 };
@@ -972,7 +1003,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     for (let round = 0; round < 3; round++) {
       if (!this.isMaster || this.term !== term) return false;
       try {
-        const r = (await this.ics.call(n, CLMS, 'append', { term, commit: this.history.last, entries }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
+        const r = (await this.ics.call(n, CLMS, 'append', { term, history: this.history.id ?? (t.number === 1 ? historyIdOf(t) : null), commit: this.history.last, entries }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
           term: number;
           ok: boolean;
           last: number;
@@ -999,7 +1030,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private sendCommit(number: number): void {
     for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown', 'GoingDown')) {
       if (n === this.nodeNum) continue;
-      this.ics.send(n, CLMS, 'commit', { term: this.term, commit: number }).catch(() => {});
+      this.ics.send(n, CLMS, 'commit', { term: this.term, history: this.history.id, commit: number }).catch(() => {});
     }
   }
 
@@ -1025,8 +1056,22 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ members: receiving
 
-  private acceptMaster(ctx: HandlerContext, term: number): boolean {
+  /** The history this node is in, or is acknowledging the first transition of; null when neither. */
+  private historyWanted(): string | null {
+    return this.history.id ?? (this.pending?.number === 1 ? historyIdOf(this.pending) : null);
+  }
+
+  /**
+   * `founding`: the append carries the first transition of a history nothing
+   * is committed in yet (a cluster being formed, which asks its candidates).
+   */
+  private acceptMaster(ctx: HandlerContext, term: number, history: string | null, founding = false): boolean {
     const sender = ctx.caller.nodeNum;
+    // A master of another cluster history (formed apart, with numbers and
+    // terms of its own) is nobody's master here; a node in no history yet
+    // takes part only in forming one, and otherwise joins.
+    const mine = this.historyWanted();
+    if (mine !== null ? history !== mine : !founding) return false;
     // An evicted incarnation is on its way out: it applies nothing more.
     if (this.phase === 'rejoining' || this.phase === 'closed' || this.phase === 'idle') return false;
     if (term < this.term && !canaries.acceptStaleTerm) return false;
@@ -1044,8 +1089,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return true;
   }
 
-  private onAppend(a: { term: number; commit: number; entries: Transition[] }, ctx: HandlerContext): { term: number; ok: boolean; last: number } {
-    if (!this.acceptMaster(ctx, a.term)) return { term: this.term, ok: false, last: this.history.last };
+  private onAppend(a: { term: number; history: string | null; commit: number; entries: Transition[] }, ctx: HandlerContext): { term: number; ok: boolean; last: number } {
+    const first = a.entries[0];
+    const founding = a.commit === 0 && first?.number === 1 && a.history === historyIdOf(first);
+    if (!this.acceptMaster(ctx, a.term, a.history, founding)) return { term: this.term, ok: false, last: this.history.last };
     for (const e of a.entries) {
       if (e.number <= this.history.last) continue;
       if (e.number !== this.history.last + 1) return { term: this.term, ok: false, last: this.history.last };
@@ -1058,14 +1105,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return { term: this.term, ok: true, last: this.history.last };
   }
 
-  private onCommit(c: { term: number; commit: number }, ctx: HandlerContext): null {
-    if (!this.acceptMaster(ctx, c.term)) return null;
+  private onCommit(c: { term: number; history: string | null; commit: number }, ctx: HandlerContext): null {
+    if (!this.acceptMaster(ctx, c.term, c.history)) return null;
     this.commitUpTo(c.commit, c.term);
     return null;
   }
 
-  private onHeartbeat(h: { term: number; commit: number }, ctx: HandlerContext): { term: number; last: number; incarnation: number } {
-    if (this.acceptMaster(ctx, h.term)) this.commitUpTo(h.commit, h.term);
+  private onHeartbeat(h: { term: number; history: string | null; commit: number }, ctx: HandlerContext): { term: number; last: number; incarnation: number } {
+    if (this.acceptMaster(ctx, h.term, h.history)) this.commitUpTo(h.commit, h.term);
     return { term: this.term, last: this.history.last, incarnation: this.incarnation };
   }
 
@@ -1096,6 +1143,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       };
       if (r.snapshot) {
         this.history.install(parse(snapshotSchema, r.snapshot) as HistorySnapshot);
+        if (this.pending && this.pending.number <= this.history.last) this.pending = undefined;
         return;
       }
       for (const raw of r.transitions) {
@@ -1586,7 +1634,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const term = this.term;
     for (const n of members) {
       void this.ics
-        .call(n, CLMS, 'heartbeat', { term, commit: this.history.last }, { timeoutMs: this.timing.failureTimeoutMs })
+        .call(n, CLMS, 'heartbeat', { term, history: this.history.id, commit: this.history.last }, { timeoutMs: this.timing.failureTimeoutMs })
         .then((r) => {
           const res = r as { term: number; last: number; incarnation: number };
           if (res.term > this.term) return this.observeTerm(res.term);
