@@ -9,5 +9,11 @@ export default defineConfig({
   clean: true,
   target: 'node20',
   tsconfig: '../../tsconfig.build.json',
-  banner: ({ format }) => (format === 'esm' ? { js: '#!/usr/bin/env node' } : {}),
+  // The ESM files get the bin's shebang, and a `require` for CommonJS code
+  // bundled into them (commander, until it is a declared dependency of this
+  // package and so stays external).
+  banner: ({ format }) =>
+    format === 'esm'
+      ? { js: "#!/usr/bin/env node\nimport { createRequire as __clusterinfraCreateRequire } from 'node:module';\nconst require = __clusterinfraCreateRequire(import.meta.url);" }
+      : {},
 });
