@@ -499,6 +499,12 @@ export class KeyServiceManager {
 
   // ---------------------------------------------------------------- moves asked of the master
 
+  /** This node runs an activation of some key service. */
+  hostsAny(): boolean {
+    for (const l of this.local.values()) if (l.active) return true;
+    return false;
+  }
+
   /**
    * A clean leave: move every key service this node hosts elsewhere, with
    * its data, before the leave itself. Bounded; what cannot move (no other

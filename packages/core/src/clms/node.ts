@@ -458,7 +458,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   async leave(): Promise<void> {
     if (this.phase !== 'member') return this.close();
     // Key services this node hosts move first, with their data (bounded).
-    await this.keys.handOverAll();
+    if (this.keys.hostsAny()) await this.keys.handOverAll();
     try {
       // (A leaving master commits its own ShuttingDown while still master; the
       // others elect a successor once it is gone.)

@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import type { MemberInfo, Membership, Transition } from '../../src/index.js';
+import type { KeyServiceInfo, MemberInfo, Membership, Transition } from '../../src/index.js';
 import type { RunnerConfig } from './node-runner.js';
 
 const RUNNER = fileURLToPath(new URL('./node-runner.ts', import.meta.url));
@@ -38,6 +38,8 @@ export class ProcNode {
   readonly transitions: Seen<Transition>[] = [];
   readonly masters: Seen<{ master: number | undefined; term: number }>[] = [];
   readonly cleanups: Cleanup[] = [];
+  /** Key-service reports (with `keyService` configured): every keyservice event, and this node's failover steps. */
+  readonly keyService: Seen<KeyServiceReport>[] = [];
   readonly fatal: string[] = [];
   /** The last lines of its stdout and stderr, for diagnosis. */
   readonly output: string[] = [];
@@ -117,7 +119,7 @@ export class ProcNode {
     return this.transitions.find((s) => pred(s.value));
   }
 
-  command<T = unknown>(cmd: 'start' | 'leave' | 'declareDown' | 'close' | 'stats' | 'state' | 'history', args: Record<string, unknown> = {}, timeoutMs = 15_000): Promise<T> {
+  command<T = unknown>(cmd: 'start' | 'leave' | 'declareDown' | 'close' | 'stats' | 'state' | 'history' | 'call', args: Record<string, unknown> = {}, timeoutMs = 15_000): Promise<T> {
     if (!this.alive || !this.child.connected) return Promise.reject(new Error(`node ${this.nodeNum} is not running`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -145,6 +147,11 @@ export class ProcNode {
 
   state(): Promise<{ master: number | undefined; term: number; last: number; membership: Membership }> {
     return this.command('state');
+  }
+
+  /** callKeyService on this node. */
+  call<T = unknown>(name: string, method: string, args: unknown, timeoutMs: number): Promise<T> {
+    return this.command<T>('call', { name, method, args, timeoutMs }, timeoutMs + 15_000);
   }
 
   /** The node's committed history (ClusterNode.transitions()). */
@@ -180,6 +187,9 @@ export class ProcNode {
         else r?.reject(new Error(`node ${this.nodeNum}: ${m.error}`));
         break;
       }
+      case 'ks':
+        this.keyService.push({ value: m, at: m.at });
+        break;
       case 'fatal':
         this.fatal.push(m.error);
         break;
@@ -195,7 +205,13 @@ type RunnerMessage =
   | { type: 'master'; master: number | undefined; term: number; at: number }
   | { type: 'cleanup'; node: number; incarnation: number; start: number; end: number }
   | { type: 'reply'; id: number; ok: boolean; result?: unknown; error?: string }
+  | ({ type: 'ks'; at: number } & KeyServiceReport)
   | { type: 'fatal'; error: string };
+
+export type KeyServiceReport =
+  | { event: 'info'; info: KeyServiceInfo }
+  | { event: 'failover'; epoch: number }
+  | { event: 'data'; epoch: number; from: number[] };
 
 export interface ProcClusterOptions {
   /** Nodes 1..size are started at once (more with spawn()). */
@@ -212,6 +228,8 @@ export interface ProcClusterOptions {
   seeds?: 'all' | 'candidates';
   /** The runner to fork. @default node-runner.ts under `node --import tsx` */
   runner?: { file: string; execArgv: string[] };
+  /** Runner configuration for every node (e.g. `keyService`). */
+  config?: Partial<RunnerConfig>;
 }
 
 /** Ports the kernel hands out now for 127.0.0.1 (held together, so distinct). */
@@ -280,6 +298,7 @@ export class ProcCluster {
       seeds,
       preset: this.preset,
       hold: this.options.hold ?? false,
+      ...this.options.config,
       ...extra,
     };
     const child = fork(this.options.runner?.file ?? RUNNER, [], {

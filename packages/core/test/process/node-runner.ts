@@ -16,8 +16,18 @@
  *   { type: 'cleanup', node, incarnation, start, end }   the nodedown callback of subsystem `probe`
  *   { type: 'reply', id, ok, result?, error? }
  *   { type: 'fatal', error }
+ *   { type: 'ks', event: 'info' | 'failover' | 'data', ... , at }   with `keyService` configured:
+ *                                          every keyservice event (info), and on the new host the
+ *                                          start of `failover` and of `failoverData` (from: nodes pulled)
  * Commands (parent → child): { id, cmd } with cmd one of
- *   start (when held), leave, declareDown { node, reason }, close, stats, state, history.
+ *   start (when held), leave, declareDown { node, reason }, close, stats, state, history,
+ *   call { name, method, args, timeoutMs } (callKeyService).
+ *
+ * With `keyService` configured the node registers a counter key service of
+ * that name: `add(n)` (not idempotent), `get()` (idempotent), both answering
+ * { value, epoch, node }. Each node remembers what it added through `call`
+ * (as a lock manager's clients know their locks); failover rebuilds the value
+ * as the sum every survivor pulled, or takes what the old host handed over.
  * The process exits when its IPC channel closes (the parent died).
  */
 import { performance } from 'node:perf_hooks';
@@ -33,6 +43,8 @@ export interface RunnerConfig {
   preset: 'lan' | 'local';
   /** Load everything, then wait for the `start` command before listening. */
   hold?: boolean;
+  /** Register a counter key service of this name (see above). */
+  keyService?: { name: string; critical?: boolean };
 }
 
 const hr = (): number => performance.timeOrigin + performance.now();
@@ -87,6 +99,38 @@ node.registerSubsystem({
   },
 });
 
+/** What this node added to the counter through `call` (its pullData). */
+let contributed = 0;
+if (config.keyService) registerCounter(config.keyService.name, config.keyService.critical ?? true);
+
+/** The counter key service: its value survives a failover through pullData, and a hand-over. */
+function registerCounter(name: string, critical: boolean): void {
+  let value = 0;
+  const answer = (epoch: number): { value: number; epoch: number; node: number } => ({ value, epoch, node: config.nodeNum });
+  node.registerKeyService({
+    name,
+    critical,
+    subservice: 1,
+    idempotent: ['get'],
+    handlers: {
+      add: (n, ctx) => {
+        value += Number(n);
+        return answer(ctx.epoch);
+      },
+      get: (_, ctx) => answer(ctx.epoch),
+    },
+    failover: (ctx) => send({ type: 'ks', event: 'failover', epoch: ctx.epoch, at: hr() }),
+    pullData: () => contributed,
+    failoverData: (results, ctx) => {
+      const handed = ctx.previousHost !== undefined ? (results.get(ctx.previousHost) as { value?: unknown } | null | undefined) : undefined;
+      value = typeof handed?.value === 'number' ? handed.value : [...results.values()].reduce((s: number, v) => s + (typeof v === 'number' ? v : 0), 0);
+      send({ type: 'ks', event: 'data', epoch: ctx.epoch, from: [...results.keys()], at: hr() });
+    },
+    handover: () => ({ value }),
+  });
+  node.on('keyservice', (info) => send({ type: 'ks', event: 'info', info, at: hr() }));
+}
+
 let started: Promise<unknown> | undefined;
 const start = (): Promise<unknown> => {
   started ??= node.start().then(
@@ -98,9 +142,13 @@ const start = (): Promise<unknown> => {
 
 interface Command {
   id: number;
-  cmd: 'start' | 'leave' | 'declareDown' | 'close' | 'stats' | 'state' | 'history';
+  cmd: 'start' | 'leave' | 'declareDown' | 'close' | 'stats' | 'state' | 'history' | 'call';
   node?: number;
   reason?: string;
+  name?: string;
+  method?: string;
+  args?: unknown;
+  timeoutMs?: number;
 }
 
 process.on('message', (m: Command) => {
@@ -131,6 +179,14 @@ process.on('message', (m: Command) => {
       return;
     case 'history':
       reply(Promise.resolve(node.transitions()));
+      return;
+    case 'call':
+      reply(
+        node.callKeyService(m.name!, m.method!, m.args ?? null, { timeoutMs: m.timeoutMs ?? 10_000 }).then((r) => {
+          if (m.method === 'add') contributed += Number(m.args);
+          return r;
+        }),
+      );
       return;
     default:
       send({ type: 'reply', id: (m as Command).id, ok: false, error: `unknown command ${(m as Command).cmd}` });
