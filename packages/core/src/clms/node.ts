@@ -458,7 +458,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   async leave(): Promise<void> {
     if (this.phase !== 'member') return this.close();
     // Key services this node hosts move first, with their data (bounded).
-    if (this.keys.hostsAny()) await this.keys.handOverAll();
+    await this.keys.handOverAll();
     try {
       // (A leaving master commits its own ShuttingDown while still master; the
       // others elect a successor once it is gone.)
@@ -825,11 +825,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         );
         return granted;
       };
-      // A node that was a member before re-forms a cluster only with every
-      // candidate (all of them empty and masterless): a quorum of candidates
-      // cut off from a live cluster must not found a second one.
-      const enough = (granted: Set<number>): boolean =>
-        bootstrap && this.everJoined ? voters.every((v) => granted.has(v)) : hasQuorum(this.opts.quorum, granted, voters);
+      // A cluster is founded only with every candidate (all of them empty and
+      // masterless): nodes keep no state across restarts, so a majority of
+      // candidates that restarted, or that cannot see the live cluster for a
+      // moment, would otherwise found a second one beside it. `formation:
+      // 'majority'` trades that guarantee for forming with candidates missing.
+      const allCandidates = bootstrap && this.opts.quorum !== 'none' && (this.opts.formation === 'all-candidates' || this.everJoined);
+      const enough = (granted: Set<number>): boolean => (allCandidates ? voters.every((v) => granted.has(v)) : hasQuorum(this.opts.quorum, granted, voters));
       // Pre-vote first: only a candidate that could win raises the term.
       const pre = await ask(this.term + 1, true);
       if (!enough(pre) || this.currentPhase() === 'closed') return;

@@ -86,6 +86,15 @@ export interface ClusterNodeOptions {
   preset?: keyof typeof presets;
   timing?: Partial<Timing>;
   quorum?: QuorumPolicy;
+  /**
+   * Who must agree to found a cluster (no history anywhere yet):
+   * `all-candidates` (default) is safe when nodes restart with no memory;
+   * `majority` forms with candidates missing, but a majority of candidates
+   * that restart while cut off from the live cluster can found a second one.
+   * A node that was a member before always needs every candidate.
+   * @default 'all-candidates'
+   */
+  formation?: 'all-candidates' | 'majority';
   /** Admission: node numbers and addresses allowed to join, and a hook. @default everyone the transport authenticated */
   allow?: { nodes?: number[]; addresses?: string[] };
   admit?: (request: AdmissionRequest) => boolean | string | Promise<boolean | string>;
@@ -143,6 +152,7 @@ export const clusterNodeOptionsSchema = z
     preset: z.enum(['lan', 'local']).default('lan'),
     timing: timingSchema.partial().default({}),
     quorum: quorumSchema.default('majority'),
+    formation: z.enum(['all-candidates', 'majority']).default('all-candidates'),
     allow: z.strictObject({ nodes: z.array(z.number().int().min(1)).optional(), addresses: z.array(z.string()).optional() }).optional(),
     admit: z.custom<NonNullable<ClusterNodeOptions['admit']>>((v) => typeof v === 'function').optional(),
     detector: z
