@@ -91,6 +91,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       }
     };
     const reported = (node: number, pred: (e: LocalEvent) => boolean): boolean => c.events.some((e) => e.node === node && pred(e));
+    /** The ledger's newest ready placement anyone reported (it may move before the kill: a master that flaps under load re-places it). */
+    const current = (): { host: number; epoch: number } => {
+      let best = { host: -1, epoch: -1 };
+      for (const e of c.events) if (e.type === 'keyservice' && e.info.name === LEDGER && e.info.ready && e.info.epoch > best.epoch) best = { host: e.info.host!, epoch: e.info.epoch };
+      return best;
+    };
     const ledgerReady = (node: number, pred: (k: { host?: number; epoch: number }) => boolean): boolean =>
       reported(node, (e) => e.type === 'keyservice' && e.info.name === LEDGER && e.info.ready && pred(e.info));
 
@@ -101,11 +107,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       throw err instanceof DemoFailure ? err : new DemoFailure('not every node saw every node Up in time');
     });
     say(`every node sees every node Up`);
-    const first = c.events.find((e) => e.type === 'keyservice' && e.info.ready)!;
-    if (first.type !== 'keyservice' || first.info.host === undefined) throw new DemoFailure('no ledger host');
-    const victim = first.info.host;
-    const oldEpoch = first.info.epoch;
-    say(`cluster formed: ${n} nodes, ledger on node ${victim} (epoch ${oldEpoch}); deposits of ${DEPOSIT} from every node, by name`);
+    say(`cluster formed: ${n} nodes, ledger on node ${current().host} (epoch ${current().epoch}); deposits of ${DEPOSIT} from every node, by name`);
 
     // 2. Traffic: deposits by name from every live node in turn, a few in flight at once.
     let inFlight = 0;
@@ -126,11 +128,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     })();
     const okCalls = (pred: (r: LedgerAnswer) => boolean): number =>
       c.events.filter((e) => e.type === 'call' && e.ok && pred(e.result as LedgerAnswer)).length;
-    await until(() => okCalls(() => true) >= 2 * n, `${2 * n} deposits`);
+    await until(() => okCalls((r) => r.epoch === current().epoch) >= 2 * n, `${2 * n} deposits`);
 
-    // 3. The kill.
+    // 3. The kill, of wherever the ledger is now.
+    const { host: victim, epoch: oldEpoch } = current();
     const pid = c.nodes[victim - 1]!.pid;
-    say(`killing node ${victim} (pid ${pid}) with SIGKILL: it hosts the ledger and is the master`);
+    const role = c.events.findLast((e) => e.type === 'master' && e.node !== victim);
+    const master = role?.type === 'master' && role.master === victim ? ' and is the master' : '';
+    say(`killing node ${victim} (pid ${pid}) with SIGKILL: it hosts the ledger (epoch ${oldEpoch})${master}`);
     killed = true;
     c.kill(victim, 'SIGKILL');
     const survivors = nums.filter((k) => k !== victim);
@@ -138,9 +143,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     await until(() => survivors.every((k) => reported(k, (e) => e.type === 'cleanup' && e.of === victim)), `cleanup for node ${victim} at every survivor`);
     await until(() => c.events.some((e) => e.type === 'pulled' && e.epoch > oldEpoch), 'failover with pulled data');
     await until(() => survivors.every((k) => ledgerReady(k, (i) => i.epoch > oldEpoch && i.host !== victim)), 'the ledger ready on a new host at every survivor');
-    const moved = c.events.find((e) => e.type === 'keyservice' && e.info.ready && e.info.epoch > oldEpoch);
-    const newHost = moved?.type === 'keyservice' ? moved.info.host! : -1;
-    const newEpoch = moved?.type === 'keyservice' ? moved.info.epoch : -1;
+    const { host: newHost, epoch: newEpoch } = current();
     say(`ledger failed over to node ${newHost} (epoch ${newEpoch}); calls go on`);
     const before = okCalls((r) => r.epoch === newEpoch);
     await until(() => okCalls((r) => r.epoch === newEpoch && r.host === newHost) >= before + n, `${n} deposits answered by the new host`);
