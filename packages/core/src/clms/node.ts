@@ -28,11 +28,11 @@ import { EventEmitter } from 'eventemitter3';
 import { z } from 'zod';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { ClusterInfraError, InvalidArgumentError } from '../errors/index.js';
+import { ClusterInfraError, InvalidArgumentError, ServiceExistsError } from '../errors/index.js';
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
-import type { HandlerContext } from '../ics/types.js';
+import type { HandlerContext, ServiceRegistration } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
@@ -458,7 +458,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   async leave(): Promise<void> {
     if (this.phase !== 'member') return this.close();
     // Key services this node hosts move first, with their data (bounded).
-    await this.keys.handOverAll();
+    if (this.keys.hostsAny()) await this.keys.handOverAll();
     try {
       // (A leaving master commits its own ShuttingDown while still master; the
       // others elect a successor once it is gone.)
@@ -512,7 +512,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ boot and join
 
-  private async boot(): Promise<void> {
+  /** `carried`: services the application registered on the former incarnation's ICS. */
+  private async boot(carried: ServiceRegistration[] = []): Promise<void> {
     this.ics = createIcs({
       transport: this.opts.transport,
       clusterName: this.clusterName,
@@ -526,6 +527,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     });
     this.registerServices();
     this.keys.attach(this.ics);
+    for (const reg of carried) {
+      try {
+        this.ics.registerService(reg);
+      } catch (err) {
+        // CLMS and key services registered theirs again already.
+        if (!(err instanceof ServiceExistsError)) throw err;
+      }
+    }
     this.ics.on('link', (e) => {
       if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
     });
@@ -1525,10 +1534,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.owedReports.clear();
     this.cleaned = new Set();
     this.cleanups = new Map();
+    // The application's services live on in the next incarnation.
+    const carried = old.registrations();
     await old.close();
     if (this.phase === 'closed') return;
     this.phase = 'idle';
-    await this.boot();
+    await this.boot(carried);
   }
 
   // ================================================================ reports

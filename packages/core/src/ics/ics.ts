@@ -319,6 +319,8 @@ interface ServiceEntry {
   channel: number;
   handlers: Record<string, Handler>;
   pool: HandlerPool;
+  /** As registered, so a node's next incarnation can register it again. */
+  reg: ServiceRegistration;
 }
 
 /** State per link: credits are per link, since the receiver's buffers are. */
@@ -521,6 +523,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   // ------------------------------------------------------------ services
 
   /** Register a service with raw handlers (the typed `serve` builds on this). */
+  /** @internal The services registered here (CLMS carries them to the node's next incarnation). */
+  registrations(): ServiceRegistration[] {
+    return [...this.services.values()].map((e) => e.reg);
+  }
+
   registerService(reg: ServiceRegistration): RegisteredService {
     this.assertOpen();
     const channel = this.channelInfo(reg.channel ?? 'default');
@@ -531,7 +538,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     if (this.services.has(id)) throw new ServiceExistsError(`service ${id} (${channel.name}/${reg.subservice}) is already registered`);
     if (this.serviceNames.has(reg.name)) throw new ServiceExistsError(`a service named ${reg.name} is already registered`);
     const pool = new HandlerPool(parseOptions(`service ${reg.name} pool`, poolSchema, reg.pool ?? {}));
-    const entry: ServiceEntry = { id, name: reg.name, channel: channel.number, handlers: { ...reg.handlers }, pool };
+    const entry: ServiceEntry = { id, name: reg.name, channel: channel.number, handlers: { ...reg.handlers }, pool, reg };
     this.services.set(id, entry);
     this.serviceNames.add(reg.name);
     return {

@@ -104,6 +104,9 @@ describe('failures', () => {
     expect(sim.node(master).lastTransition).toBe(head);
 
     const oldIncarnation = sim.node(victim).incarnation;
+    // An application service on the victim: it must survive the rejoin.
+    const APP = { channel: 'default', subservice: 77 };
+    sim.node(victim).communication.registerService({ ...APP, name: 'app', handlers: { who: () => sim!.node(victim).incarnation } });
     sim.network.pause(`node-${victim}`);
     await sim.until(() => stateOn(sim!, master, victim) === 'Down', 10_000, 'the paused node declared down');
     sim.network.resume(`node-${victim}`);
@@ -113,6 +116,13 @@ describe('failures', () => {
       'rejoin as a new incarnation',
     );
     expect(sim.node(victim).incarnation).not.toBe(oldIncarnation);
+    let answer: unknown;
+    void sim.node(master).communication.call(victim, APP, 'who', null, { timeoutMs: 5000 }).then(
+      (v) => (answer = v),
+      (e: unknown) => (answer = e),
+    );
+    await sim.until(() => answer !== undefined, 10_000, 'a call to the rejoined node');
+    expect(answer).toBe(sim.node(victim).incarnation);
   });
 });
 
