@@ -168,7 +168,7 @@ export interface IcsOptions {
   sendQueueMessages?: number;
   /** Bytes queued per node before sends fail. @default 64 MiB */
   sendQueueBytes?: number;
-  /** Default flow-control window of a channel, per peer. @default { messages: 256, bytes: 8 MiB } */
+  /** Default flow-control window of a channel, per peer. @default { messages: 1024, bytes: 8 MiB } */
   window?: { messages: number; bytes: number };
   /** Reconnect backoff (exponential with full jitter). @default { initialDelayMs: 50, maxDelayMs: 5000, maxAttempts: 20 } */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number };
@@ -180,9 +180,9 @@ export interface IcsOptions {
   linkHighWaterMark?: number;
   /** Uint8Array values of at least this many bytes travel out of line, in chunks. @default 128 KiB */
   bulkThreshold?: number;
-  /** Bytes per out-of-line chunk; keep it below the transport's max frame size. @default 64 KiB */
+  /** Bytes per out-of-line chunk; keep it below the transport's max frame size. @default 256 KiB */
   bulkChunkSize?: number;
-  /** Out-of-line bytes in flight per link (the receiver grants it). @default 4 MiB */
+  /** Out-of-line bytes in flight per link (the receiver grants it). @default 8 MiB */
   bulkWindow?: number;
   /** Out-of-line bytes held per peer while they arrive; larger values are refused with RESOURCE_EXHAUSTED. @default 64 MiB */
   bulkReceiveBudget?: number;
