@@ -3,7 +3,7 @@
  * (which a virtual clock cannot drive): the `lan` timings, which tolerate a
  * loaded machine, and an echo service on every node to make RPC traffic.
  */
-import { ClusterNode, silentLogger } from '@clusterinfra/core';
+import { ClusterNode, type ClusterNodeOptions, silentLogger } from '@clusterinfra/core';
 import { createMemoryNetwork, memory } from '@clusterinfra/transport-mem';
 
 export const ECHO = { channel: 'default', subservice: 7 } as const;
@@ -20,6 +20,8 @@ export interface ClusterSetup {
   clusterName?: string;
   /** A (non-critical) key service every node may host. */
   keyService?: string;
+  /** ICS options of every node (e.g. a small flow-control window). */
+  ics?: ClusterNodeOptions['ics'];
 }
 
 export async function startCluster(size: number, setup: ClusterSetup = {}): Promise<TestCluster> {
@@ -39,6 +41,7 @@ export async function startCluster(size: number, setup: ClusterSetup = {}): Prom
         preset: 'lan',
         logger: silentLogger,
         meta: { role: n === 1 ? 'front "door"' : 'worker' },
+        ...(setup.ics ? { ics: setup.ics } : {}),
       }),
     );
   }
