@@ -55,7 +55,7 @@ const find = (lines: string[], re: RegExp, from = 0): number => {
 it(
   'npm run demo: 3 processes form, the key service host is SIGKILLed, survivors see nodedown and clean up, the ledger fails over with pulled data, calls go on, no process is left',
   async () => {
-    const r = await runDemo(['--nodes', '3'], 100_000);
+    const r = await runDemo(['--nodes', '3'], 170_000);
     const lines = r.stdout;
     const context = `exit ${r.signal ?? r.code}\n${lines.join('\n')}\n${r.stderr}`;
     expect(r.code, context).toBe(0);
@@ -116,7 +116,7 @@ it(
     expect(find(lines, /all 3 processes exited/), context).toBeGreaterThan(moved);
     for (const pid of pids) expect(exists(pid), `pid ${pid} still exists`).toBe(false);
   },
-  120_000,
+  180_000,
 );
 
 it(
