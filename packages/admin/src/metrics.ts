@@ -70,6 +70,8 @@ export class NodeMetrics {
     }
     this.attach();
   };
+  /** An evicted node rejoins with a new ICS: follow it as soon as it exists. */
+  private readonly onEvicted = (): void => this.attach();
 
   constructor(
     private readonly node: ClusterNode,
@@ -77,7 +79,7 @@ export class NodeMetrics {
   ) {
     this.rpc = new RpcStats(maxSeries);
     node.on('transition', this.onTransition);
-    node.on('evicted', this.onTransition as never);
+    node.on('evicted', this.onEvicted);
     this.attach();
   }
 
@@ -105,7 +107,7 @@ export class NodeMetrics {
     this.detach?.();
     this.detach = undefined;
     this.node.off('transition', this.onTransition);
-    this.node.off('evicted', this.onTransition as never);
+    this.node.off('evicted', this.onEvicted);
   }
 
   /** The exposition text for a scrape. */
