@@ -6,6 +6,7 @@
 import { expect, it } from 'vitest';
 import { main } from '../../../examples/hello-cluster.js';
 import { main as helloRpc } from '../../../examples/hello-rpc/main.js';
+import { main as keyServiceFailover } from '../../../examples/key-service-failover.js';
 import { main as membershipWatch } from '../../../examples/membership-watch.js';
 import { main as subsystem } from '../../../examples/subsystem.js';
 import { main as tcpClusterCli } from '../../../examples/tcp-cluster-cli.js';
@@ -100,3 +101,20 @@ it(
   // A ceiling for a loaded machine: three node processes and three `cluster` commands start under tsx.
   240_000,
 );
+
+it('key-service-failover: a critical key service fails over with pulled data, then hands over on a clean leave (transport-mem)', async () => {
+  const lines: string[] = [];
+  const r = await keyServiceFailover('memory', (l) => lines.push(l));
+  // Placed on an eligible node, moved to the other one after the crash, then back by hand-over.
+  expect([2, 3]).toContain(r.hosts[0]);
+  expect(r.hosts[1]).toBe(r.hosts[0] === 2 ? 3 : 2);
+  expect(r.hosts[2]).toBe(r.hosts[0]);
+  expect(r.epochs).toEqual([1, 2, 3]);
+  expect(r.tokens).toEqual([1, 1]);
+  // The lock held by the surviving node came back from its pullData; then it travelled with the hand-over.
+  expect(r.pulledFrom).toContain(r.hosts[1]);
+  expect(r.ownerAfterCrash).toBe(r.hosts[1]);
+  expect(r.handedOver).toEqual({ b: r.hosts[1] });
+  expect(r.ownerAfterLeave).toBe(r.hosts[1]);
+  expect(lines.at(-1)).toContain('all nodes closed');
+}, 60_000);
