@@ -143,6 +143,83 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
   return f;
 }
 
+// ------------------------------------------------------------------ OS processes: key-service failover
+
+/**
+ * Key services (issue 5): 3 processes each able to host a counter key
+ * service; `reps` times SIGKILL its host and take the time until the new
+ * host applied `ready` (after fencing, cleanup, failover, pullData on every
+ * survivor and failoverData). Baseline, measured in the same repetitions:
+ * SIGKILL until the old host is Down at every survivor (the membership step
+ * a failover must wait for). Also whether the new host got pulled data from
+ * every survivor. Node 1 is the only candidate (the master) and a client;
+ * nodes 2 and 3 may host the key service, so the figure is the key
+ * service's own failover, not a master election's (a host that is also the
+ * master adds one: see master-failover-*). `runner` undefined: the sources under tsx.
+ */
+export async function keyServiceBench(runner: { file: string; execArgv: string[] } | undefined, preset: Preset, reps: number): Promise<{ rows: ClmsRow[]; notes: string[] }> {
+  const ready: number[] = [];
+  const down: number[] = [];
+  let complete = 0;
+  const failures: string[] = [];
+  const c = await ProcCluster.start({
+    size: 3,
+    preset,
+    candidates: [1],
+    ...(runner ? { runner } : {}),
+    spare: 0,
+    clusterName: `bench-ks-${preset}`,
+    config: { keyService: { name: 'counter', critical: true, hosts: [2, 3] } },
+  });
+  const all = [1, 2, 3];
+  const info = (n: number) => {
+    const r = c.node(n).keyService.filter((s) => s.value.event === 'info').at(-1);
+    return r && r.value.event === 'info' ? { ...r.value.info, at: r.at } : undefined;
+  };
+  try {
+    await c.until(() => c.allUp(all) && all.every((n) => info(n)?.ready === true), 60_000, 'the key service ready everywhere');
+    for (let i = 0; i < reps; i++) {
+      const old = info(1)!;
+      const host = old.host!;
+      const survivors = all.filter((n) => n !== host);
+      // Something to pull: the other eligible node adds to the counter before the kill.
+      for (const n of survivors) if (n !== 1) await c.node(n).call('counter', 'add', 1, 10_000);
+      const incarnation = c.node(survivors[0]!).incarnationOf(host);
+      const killedAt = c.kill(host);
+      try {
+        await c.until(() => survivors.every((n) => { const v = info(n); return v?.ready === true && v.epoch > old.epoch; }), 20_000, 'the key service ready on a new host');
+      } catch (err) {
+        failures.push(`keyservice ${preset}: kill ${host}: ${(err as Error).message.split('\n')[0]}`);
+        break;
+      }
+      const now = info(survivors[0]!)!;
+      const readyAt = c.node(now.host!).keyService.find((s) => s.value.event === 'info' && s.value.info.ready && s.value.info.epoch === now.epoch)!.at;
+      ready.push(readyAt - killedAt);
+      const downs = survivors.map((n) => c.node(n).seen((t) => t.node === host && t.incarnation === incarnation && t.to === 'Down')?.at);
+      if (downs.every((d) => d !== undefined)) down.push(Math.max(...(downs as number[])) - killedAt);
+      const data = c.node(now.host!).keyService.find((s) => s.value.event === 'data' && s.value.epoch === now.epoch);
+      if (data && data.value.event === 'data' && survivors.every((n) => n === 1 || (data.value as { from: number[] }).from.includes(n))) complete++;
+      c.spawn(host);
+      await c.formed(all, 30_000);
+    }
+  } catch (err) {
+    failures.push(`keyservice ${preset}: ${(err as Error).message.split('\n')[0]}`);
+  } finally {
+    await c.close();
+  }
+  const base = down.length ? median(down) : presets[preset].failureTimeoutMs;
+  return {
+    rows: [
+      row(`keyservice-ready-after-sigkill-3p-${preset}`, 'ms', ready.length ? median(ready) : null, base),
+      row(`keyservice-pulled-complete-3p-${preset}`, 'fraction', ready.length ? complete / ready.length : null, 1, 'higher'),
+    ],
+    notes: [
+      `keyservice ${preset}: SIGKILL of the host -> ready on the new host (ms): ${ready.map(r1).join(', ')}; baseline SIGKILL -> Down at every survivor: ${down.map(r1).join(', ')}; pulled data complete in ${complete} of ${ready.length}`,
+      ...failures,
+    ],
+  };
+}
+
 // ------------------------------------------------------------------ OS processes: formation
 
 async function procFormation(runner: { file: string; execArgv: string[] }, size: number, preset: Preset, timeoutMs: number): Promise<{ ms: number | null; up: number; note: string }> {
@@ -315,6 +392,14 @@ export async function runClmsBench(): Promise<ClmsResult> {
     notes.push(...f.failures);
     log(`  ${notes.at(-1 - f.failures.length)}`);
     for (const x of f.failures) log(`  FAILED ${x}`);
+  }
+
+  for (const preset of ['lan', 'local'] as const) {
+    log(`clms: key service, 3 processes, ${preset}: SIGKILL of its host x3`);
+    const ks = await keyServiceBench(runner, preset, 3);
+    rows.push(...ks.rows);
+    notes.push(...ks.notes);
+    for (const x of ks.notes) log(`  ${x}`);
   }
 
   log('clms: formation of 32 OS processes (lan), baseline 3 processes');

@@ -43,8 +43,8 @@ export interface RunnerConfig {
   preset: 'lan' | 'local';
   /** Load everything, then wait for the `start` command before listening. */
   hold?: boolean;
-  /** Register a counter key service of this name (see above). */
-  keyService?: { name: string; critical?: boolean };
+  /** Register a counter key service of this name (see above); only on the nodes in `hosts` when given. */
+  keyService?: { name: string; critical?: boolean; hosts?: number[] };
 }
 
 const hr = (): number => performance.timeOrigin + performance.now();
@@ -101,7 +101,9 @@ node.registerSubsystem({
 
 /** What this node added to the counter through `call` (its pullData). */
 let contributed = 0;
-if (config.keyService) registerCounter(config.keyService.name, config.keyService.critical ?? true);
+if (config.keyService && (config.keyService.hosts?.includes(config.nodeNum) ?? true)) registerCounter(config.keyService.name, config.keyService.critical ?? true);
+// Every node reports where the key service lives (a client that hosts nothing too).
+if (config.keyService) node.on('keyservice', (info) => send({ type: 'ks', event: 'info', info, at: hr() }));
 
 /** The counter key service: its value survives a failover through pullData, and a hand-over. */
 function registerCounter(name: string, critical: boolean): void {
@@ -128,7 +130,6 @@ function registerCounter(name: string, critical: boolean): void {
     },
     handover: () => ({ value }),
   });
-  node.on('keyservice', (info) => send({ type: 'ks', event: 'info', info, at: hr() }));
 }
 
 let started: Promise<unknown> | undefined;
