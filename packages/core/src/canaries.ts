@@ -11,7 +11,7 @@ export const canaries = {
   acceptStaleTerm: false,
   /** CLMS: rejoin with the same incarnation after being declared down. */
   reuseIncarnation: false,
-  /** ICS: leave pending calls to a downed node unsettled. */
+  /** ICS: leave pending calls to a downed node unsettled, and keep their entries (never abandoned). */
   keepPendingOnNodedown: false,
 };
 

@@ -628,7 +628,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   private async tryJoin(master: number): Promise<boolean> {
-    let r: { ok: boolean; reason?: string; snapshot?: unknown };
+    let r: { ok: boolean; reason?: string; evicted?: boolean; snapshot?: unknown };
     try {
       r = (await this.ics.call(
         master,
@@ -640,6 +640,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     } catch (err) {
       this.log.debug({ master, err: (err as Error).message }, 'join failed');
       return false;
+    }
+    if (!r.ok && r.evicted === true) {
+      this.log.warn({ master, reason: r.reason }, 'this incarnation was declared down: starting again as a new one');
+      void this.restart();
+      return true;
     }
     if (!r.ok || !r.snapshot) {
       this.log.info({ master, reason: r.reason }, 'join refused for now');
@@ -1184,7 +1189,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ master: joins, reports, downs
 
-  private async onJoin(j: z.output<typeof joinSchema>, ctx: HandlerContext): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; snapshot?: HistorySnapshot }> {
+  private async onJoin(
+    j: z.output<typeof joinSchema>,
+    ctx: HandlerContext,
+  ): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; evicted?: boolean; snapshot?: HistorySnapshot }> {
     const node = ctx.caller.nodeNum;
     if (!this.isMaster) return { ok: false, reason: 'not the master', retryAfterMs: this.timing.joinRetryMs };
     if (ctx.caller.incarnation !== j.incarnation) return { ok: false, reason: 'incarnation does not match the link' };
@@ -1201,6 +1209,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const current = this.history.member(node);
     if (current && current.incarnation === j.incarnation && (current.state === 'ComingUp' || current.state === 'Up')) {
       return { ok: true, snapshot: this.history.snapshot() };
+    }
+    if (current && current.incarnation === j.incarnation) {
+      // This incarnation went down (M8): it may come back only as a new one.
+      return { ok: false, reason: `incarnation ${j.incarnation} of node ${node} is ${current.state}: start again as a new incarnation`, evicted: true };
     }
     if (current && current.state !== 'Down' && current.state !== 'NeverUp') {
       // A former incarnation is still a member, or its cleanup runs (C1).
@@ -1519,6 +1531,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   private async restart(): Promise<void> {
+    // Nodedown callbacks under way finish as this incarnation's, in band
+    // order, before the next one starts (it begins with no cleanups of its own).
+    await Promise.all([...this.cleanups.values()]);
+    if (this.currentPhase() === 'closed') return;
     for (const timer of this.timers) timer.cancel();
     this.timers = [];
     const old = this.ics;

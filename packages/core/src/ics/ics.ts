@@ -1349,7 +1349,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   /** A cancelled call's Response never came: forget it and take its credit back. */
   private abandon(p: Pending): void {
-    if (p.peer.pending.get(p.id) !== p) return;
+    if (p.peer.pending.get(p.id) !== p || canaries.keepPendingOnNodedown) return;
     this.forget(p);
     if (p.charged > 0 && p.link?.state === 'open' && p.peer.linkState.has(p.link)) this.returnCredit(p.peer, p.link, channelOf(p.service), p.charged);
     this.pump(p.peer);
