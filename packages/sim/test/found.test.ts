@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { runSeed } from '@clusterinfra/sim';
 import { regressions } from './regressions.js';
 
-describe('found CLMS bugs (expected to fail until fixed)', () => {
+// (Empty when every bug found so far is fixed: vitest refuses an empty suite.)
+describe.runIf(regressions.found.length > 0)('found CLMS bugs (expected to fail until fixed)', () => {
   for (const f of regressions.found) {
     it(`seed ${f.seed} (${f.nodes} nodes, ${f.profile}${f.strict ? ', strict' : ''}) still fails with ${f.invariant}`, async () => {
       const r = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile, strict: f.strict ?? false });
