@@ -141,13 +141,12 @@ class DnsDiscovery implements Discovery {
   private schedule(): void {
     if (this.closed || this.timer !== undefined) return;
     this.asked = false;
-    this.timer = this.clock
-      .setTimeout(() => {
-        this.timer = undefined;
-        if (this.closed || !this.asked) return; // idle: the next call looks up again
-        void this.refresh().then(() => this.schedule());
-      }, this.o.refreshMs)
-      .unref();
+    const tick = (): void => {
+      this.timer = undefined;
+      if (this.closed || !this.asked) return; // idle: the next call looks up again
+      void this.refresh().then(() => this.schedule());
+    };
+    this.timer = this.clock.setTimeout(tick, this.o.refreshMs).unref();
   }
 
   /** Look the name up once (concurrent callers share the lookup) and update the cache. */
