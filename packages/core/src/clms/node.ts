@@ -688,7 +688,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     for (const m of this.history.members()) {
       if (m.node === this.nodeNum || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) continue;
       this.markCleaned(m.node, m.incarnation);
-      void this.ics.nodeDown(m.node, m.incarnation).then(() => this.report({ kind: 'cleanup-done', node: m.node, incarnation: m.incarnation }));
+      void this.cleanup(this.history.get(m.since) ?? this.syntheticTransition(m));
     }
     return true;
   }
