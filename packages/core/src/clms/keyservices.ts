@@ -24,6 +24,7 @@
  * that data. There is no moment with two active hosts.
  */
 import { z } from 'zod';
+import { canaries } from '../canaries.js';
 import { ClusterInfraError, InvalidArgumentError, KeyServiceHaltedError, UnavailableError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
 import { IcsStatusError } from '../ics/status.js';
@@ -140,6 +141,11 @@ export class KeyServiceManager {
   private readonly local = new Map<string, Local>();
   /** The clusterwide view, from the history. */
   private readonly view = new Map<string, KeyServiceInfo>();
+  /** Key services this node is asking the master to place again (see placeStopped). */
+  private readonly asking = new Set<string>();
+  private closed = false;
+  /** Highest epoch seen per key service in former histories (see reset). */
+  private readonly epochFloor = new Map<string, number>();
   private formedState = false;
   /** Woken on every change of the view or of a local activation. */
   private readonly waiters = new Set<() => void>();
@@ -204,9 +210,20 @@ export class KeyServiceManager {
     ics.registerService({ channel: 'keyservice', subservice: l.reg.subservice, name: `keyservice.${l.reg.name}`, handlers });
   }
 
-  /** Forget the clusterwide view (a joiner rebuilds it from the history it installs). */
+  /**
+   * Forget the clusterwide view (a joiner rebuilds it from the history it
+   * installs; a founder starts a new history). The epochs it knew stay as a
+   * floor: a key service this node places in a new history starts above
+   * them, so fencing tokens never go back while this process lives.
+   */
   reset(): void {
+    for (const v of this.view.values()) this.epochFloor.set(v.name, Math.max(this.epochFloor.get(v.name) ?? 0, v.epoch));
     this.view.clear();
+  }
+
+  /** The epoch `name` is at: from the history, else the floor from former histories. */
+  private epochOf(name: string): number {
+    return this.view.get(name)?.epoch ?? this.epochFloor.get(name) ?? 0;
   }
 
   info(name: string): KeyServiceInfo | undefined {
@@ -337,9 +354,28 @@ export class KeyServiceManager {
    * or nobody would ever serve it.
    */
   quorumRegained(): void {
+    this.placeStopped();
+  }
+
+  /**
+   * Every key service this node is the recorded host of but runs no
+   * activation of: ask the master to place it again, and ask again after a
+   * while for as long as that stays so (a master that just changed, or whose
+   * view lagged, may refuse; nobody else would ever ask).
+   */
+  private placeStopped(): void {
+    if (this.closed) return;
     for (const l of this.local.values()) {
-      const v = this.view.get(l.reg.name);
-      if (!l.active && v && v.host === this.host.nodeNum && !v.halted) void this.requestMove(l.reg.name, v.epoch, false);
+      const name = l.reg.name;
+      const v = this.view.get(name);
+      if (l.active || !v || v.host !== this.host.nodeNum || v.halted || this.asking.has(name)) continue;
+      this.asking.add(name);
+      void this.requestMove(name, v.epoch, false)
+        .catch(() => false)
+        .then(() => {
+          this.asking.delete(name);
+          this.host.timer(this.host.failureTimeoutMs(), () => this.placeStopped());
+        });
     }
   }
 
@@ -349,6 +385,7 @@ export class KeyServiceManager {
   }
 
   close(): void {
+    this.closed = true;
     this.stopAll('node closed');
   }
 
@@ -410,10 +447,7 @@ export class KeyServiceManager {
       if (l.active !== a) return;
       this.deactivate(l, `failover failed: ${(err as Error).message}`);
       // Try again (a new epoch) after a while rather than leave it assigned to nobody.
-      this.host.timer(this.host.failureTimeoutMs(), () => {
-        const v = this.view.get(l.reg.name);
-        if (!l.active && v?.epoch === epoch && v.host === this.host.nodeNum) void this.requestMove(l.reg.name, epoch, false);
-      });
+      this.host.timer(this.host.failureTimeoutMs(), () => this.placeStopped());
     }
   }
 
@@ -605,7 +639,7 @@ export class KeyServiceManager {
     const v = this.view.get(name);
     const hostState = v?.host !== undefined ? this.host.member(v.host)?.state : undefined;
     if (v?.host !== undefined && (hostState === 'Up' || hostState === 'ComingUp')) return;
-    if (v?.host !== undefined && hostState === 'GoingDown') return; // wait for its Down: fencing and cleanup first (K4)
+    if (v?.host !== undefined && hostState === 'GoingDown' && !canaries.moveKeyServiceEarly) return; // wait for its Down: fencing and cleanup first (K4)
     const leaving = v?.host !== undefined && hostState === 'ShuttingDown' ? v.host : undefined;
     const eligible = this.eligible(name, members);
     if (eligible === undefined) {
@@ -614,27 +648,32 @@ export class KeyServiceManager {
         kind: 'keyservice',
         node: this.host.nodeNum,
         incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0,
-        from: 'Up',
-        to: 'Up',
+        // The master's own state, whatever it is (it may be leaving): a keyservice transition changes no state.
+        from: this.host.member(this.host.nodeNum)?.state ?? 'Up',
+        to: this.host.member(this.host.nodeNum)?.state ?? 'Up',
         cause: critical ? `no eligible node left for critical key service ${name}` : `no eligible node for ${name}`,
-        keyService: { name, epoch: v?.epoch ?? 0, phase: critical ? 'halted' : 'vacant' },
+        keyService: { name, epoch: this.epochOf(name), phase: critical ? 'halted' : 'vacant' },
       }));
       return;
     }
-    const target = this.host.member(eligible)!;
-    this.proposeChange(name, v?.since, () => ({
+    this.proposeChange(name, v?.since, () => {
+      // As the node is when the change is built (it may have gone down since).
+      const target = this.host.member(eligible);
+      if (target?.state !== 'Up') return undefined;
+      return {
       kind: 'keyservice',
       node: eligible,
       incarnation: target.incarnation,
       from: target.state,
       to: target.state,
       cause: leaving !== undefined ? `hand-over from node ${leaving}` : v?.host !== undefined ? `failover from node ${v.host}` : 'placed',
-      keyService: { name, epoch: (v?.epoch ?? 0) + 1, phase: 'assigned', ...(leaving !== undefined ? { handoverFrom: leaving } : {}) },
-    }));
+      keyService: { name, epoch: this.epochOf(name) + 1, phase: 'assigned', ...(leaving !== undefined ? { handoverFrom: leaving } : {}) },
+      };
+    });
   }
 
   /** Propose a change of `name` unless its view changed meanwhile (no double placement). */
-  private proposeChange(name: string, since: number | undefined, build: () => Omit<Transition, 'number' | 'term' | 'time'>): void {
+  private proposeChange(name: string, since: number | undefined, build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined): void {
     void this.host.propose(() => (this.stillNeeds(name, since) ? build() : undefined)).catch(() => {});
   }
 
@@ -658,12 +697,13 @@ export class KeyServiceManager {
   commitReady(name: string, epoch: number, from: number): void {
     const v = this.view.get(name);
     if (!v || v.epoch !== epoch || v.host !== from || v.ready) return;
-    const m = this.host.member(from);
-    if (!m) return;
     void this.host
       .propose(() => {
         const now = this.view.get(name);
         if (!now || now.epoch !== epoch || now.host !== from || now.ready) return undefined;
+        // A host that went down meanwhile is not ready: its Down brings a failover instead.
+        const m = this.host.member(from);
+        if (m?.state !== 'Up') return undefined;
         return { kind: 'keyservice', node: from, incarnation: m.incarnation, from: m.state, to: m.state, cause: 'failover complete', keyService: { name, epoch, phase: 'ready' } };
       })
       .catch(() => {});

@@ -196,6 +196,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private nextElectionAt = 0;
   /** This process was a member once: it never bootstraps a new cluster again. */
   private everJoined = false;
+  /** The incarnation whose own nodeup (callbacks for every member, then the report) was started. */
+  private ownNodeupFor: number | undefined;
   private joining: Promise<void> | undefined;
   private readonly decisions: DecisionRecord[] = [];
   /** Reports this node owes the master (resent to a new master). */
@@ -564,10 +566,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       const master = await this.findMaster();
       if (master !== undefined && master !== this.nodeNum) {
         if (await this.tryJoin(master)) return;
-      } else if (this.history.last > 0 && this.clock.now() - Math.max(began, this.lastHeardMaster) > this.timing.failureTimeoutMs * 6) {
-        // We acknowledged the first transitions of a cluster as a candidate,
-        // then its master went before we joined, and nobody we can reach
-        // holds that history: start again as a new incarnation, empty.
+      } else if ((this.history.last > 0 || this.pending !== undefined) && this.clock.now() - Math.max(began, this.lastHeardMaster) > this.timing.failureTimeoutMs * 6) {
+        // We acknowledged the first transitions of a cluster as a candidate
+        // (committed or not), then its master went before we joined, and
+        // nobody we can reach holds that history: start again as a new
+        // incarnation, empty (a pending founding entry would otherwise refuse
+        // every other founding for ever).
         this.log.warn({ last: this.history.last }, 'the cluster we were joining has no master left: starting again');
         void this.restart();
         return;
@@ -700,6 +704,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * reports for each and for itself.
    */
   private async runOwnNodeup(me: MemberInfo): Promise<void> {
+    if (this.ownNodeupFor === this.incarnation) return;
+    this.ownNodeupFor = this.incarnation;
     const t = this.history.get(me.since);
     for (const m of this.history.members()) {
       if (m.node === this.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp')) continue;
@@ -858,6 +864,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         this.log.debug({ term, granted: [...granted], voters }, 'election lost');
         return;
       }
+      // Another candidate's founding reached us while we stood: that history
+      // is the cluster now, and founding a second on top of it would strand
+      // its founder half-joined.
+      if (bootstrap && this.history.last > 0) {
+        this.log.debug({ term, last: this.history.last }, 'a cluster was founded meanwhile: not founding one');
+        return;
+      }
       await this.becomeMaster(term, bootstrap, granted, voters);
     } finally {
       this.electing = false;
@@ -870,7 +883,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.everJoined = true;
     this.setMaster(this.nodeNum, term);
     this.quorumOk = true;
-    this.keys.quorumRegained();
     for (const v of voters) this.lastAck.set(v, this.clock.now());
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${[...granted].join(', ')} of voters ${voters.join(', ')}` });
     // An entry of the previous term we hold uncommitted is proposed again, then our own.
@@ -880,6 +892,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const quiet = (p: Promise<unknown>): void => void p.catch(() => {});
     if (carried) quiet(this.propose(() => (carried.number === this.history.last + 1 ? { ...carried } : undefined)));
     if (bootstrap) {
+      // A new history: where key services lived in a former one no longer holds (their epochs go on above it).
+      this.keys.reset();
       quiet(this.propose(() => ({
         kind: 'state',
         node: this.nodeNum,
@@ -901,6 +915,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       to: this.history.stateOf(this.nodeNum),
       cause: `master for term ${term}`,
     })));
+    // Only now may key services ask for moves: their proposals queue behind
+    // the carried entry, which a former quorum may already have committed.
+    this.keys.quorumRegained();
     // Barriers of the former master are rebuilt from the history.
     this.rebuildBarriers();
   }
@@ -1469,15 +1486,21 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    */
   private async cleanup(t: Transition): Promise<void> {
     const key = `${t.node}:${t.incarnation}`;
-    // ICS error-out every time (calls made since the last one settle too).
-    await this.ics.nodeDown(t.node, t.incarnation);
-    let running = this.cleanups.get(key);
-    if (!running) {
-      running = this.markCleaned(t.node, t.incarnation) ? this.runCallbacks('nodedown', t.node, t.incarnation, t) : Promise.resolve();
-      this.cleanups.set(key, running);
-    }
+    const incarnation = this.incarnation;
+    const before = this.cleanups.get(key);
+    // Registered before anything is awaited, ICS error-out included: a
+    // restart that begins meanwhile waits for all of it (callbacks never
+    // straddle two incarnations).
+    const running = (async (): Promise<void> => {
+      // ICS error-out every time (calls made since the last one settle too).
+      await this.ics.nodeDown(t.node, t.incarnation);
+      if (before) await before;
+      else if (this.markCleaned(t.node, t.incarnation)) await this.runCallbacks('nodedown', t.node, t.incarnation, t);
+    })();
+    this.cleanups.set(key, running);
     await running;
-    this.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
+    // A report of a former incarnation's cleanup means nothing to the new one's master.
+    if (this.incarnation === incarnation) this.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
   }
 
   /** True the first time this incarnation runs nodeup callbacks for (node, incarnation). */
@@ -1513,9 +1536,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private async evicted(t: Transition): Promise<void> {
     if (this.phase === 'closed' || this.phase === 'rejoining') return;
     this.log.warn({ term: t.term }, 'declared down by the cluster: rejoining as a new incarnation');
-    this.phase = 'rejoining';
-    // A master that commits its own down (a carried entry) is master no more.
+    // A master that commits its own down (a carried entry) is master no more:
+    // its queued proposals fail now (handlers awaiting them must end before
+    // our cleanups can, and the restart waits for those).
     if (this.isMaster) this.stepDown('declared down by the cluster');
+    this.phase = 'rejoining';
     this.keys.stopAll('this node was declared down');
     this.emit('evicted', { incarnation: this.incarnation });
     for (const m of this.history.members()) {
@@ -1620,6 +1645,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       return;
     }
     if (this.phase !== 'member') return;
+    // A founder deposed before it committed its own Up finishes joining as any joiner does.
+    const me = this.history.member(this.nodeNum);
+    if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
     // Owed reports are resent until the master acknowledges the barrier.
     for (const r of this.owedReports.values()) {
       if (r.kind === 'nodeup-done' || r.kind === 'cleanup-done' || r.kind === 'keyservice-ready') void this.sendReport(r);
