@@ -13,6 +13,8 @@ export const canaries = {
   reuseIncarnation: false,
   /** ICS: leave pending calls to a downed node unsettled, and keep their entries (never abandoned). */
   keepPendingOnNodedown: false,
+  /** Key services: fail over as soon as the host is GoingDown, without waiting for its fence and cleanup (its Down). */
+  moveKeyServiceEarly: false,
 };
 
 export type CanaryName = keyof typeof canaries;

@@ -12,7 +12,7 @@
  */
 import { type ClusterNode, LEGAL_MOVES, type NodeState, type Transition } from '@clusterinfra/core';
 
-export type InvariantId = 'M1' | 'M2' | 'M4' | 'M5' | 'M6' | 'M7' | 'M8' | 'C1' | 'C2' | 'R1' | 'R2' | 'R7' | 'L1' | 'L3';
+export type InvariantId = 'M1' | 'M2' | 'M4' | 'M5' | 'M6' | 'M7' | 'M8' | 'C1' | 'C2' | 'K1' | 'K2' | 'K3' | 'K4' | 'K5' | 'R1' | 'R2' | 'R7' | 'L1' | 'L3';
 
 export interface Violation {
   invariant: InvariantId;
@@ -52,6 +52,8 @@ interface Observer {
   lastTerm: number;
   /** Until its own Up, a gap can be the known join bug. */
   joinGapAllowed: boolean;
+  /** Virtual time of its first 'transition' event: a joiner's events at that instant replay the history it installed. */
+  firstEventAt: number | undefined;
 }
 
 interface Generation {
@@ -61,6 +63,19 @@ interface Generation {
   seenIncs: Map<number, Set<number>>;
   downIncs: Map<number, Set<number>>;
   termMaster: Map<number, number>;
+  /** Key services as this history places them (K2, K4). */
+  keyServices: Map<string, CanonicalKeyService>;
+}
+
+/** Where a key service lives according to one history. */
+export interface CanonicalKeyService {
+  epoch: number;
+  host: number | undefined;
+  incarnation: number;
+  phase: 'assigned' | 'ready' | 'vacant' | 'halted';
+  handoverFrom: number | undefined;
+  /** Transition number of the last change. */
+  since: number;
 }
 
 interface Cleanup {
@@ -126,7 +141,7 @@ export class Checker {
     const key = obsKey(node.nodeNum, node.incarnation);
     let o = this.observers.get(key);
     if (!o) {
-      o = { key, node: node.nodeNum, incarnation: node.incarnation, lastEvent: 0, cursor: 0, gen: undefined, lastTerm: 0, joinGapAllowed: true };
+      o = { key, node: node.nodeNum, incarnation: node.incarnation, lastEvent: 0, cursor: 0, gen: undefined, lastTerm: 0, joinGapAllowed: true, firstEventAt: undefined };
       this.observers.set(key, o);
     }
     return o;
@@ -144,8 +159,10 @@ export class Checker {
     }
     if (t.node === node.nodeNum && t.incarnation === node.incarnation && t.to === 'Up') o.joinGapAllowed = false;
     o.lastEvent = t.number;
-    // Applied live (not replayed from a join snapshot): the node's history ends at t.
-    const live = node.lastTransition === t.number;
+    // Applied live (not replayed from a join snapshot): the node's history
+    // ends at t, and it is not the burst of events of the snapshot it installed.
+    o.firstEventAt ??= this.now();
+    const live = node.lastTransition === t.number && this.now() !== o.firstEventAt;
     if (live && t.kind === 'state' && (t.to === 'GoingDown' || t.to === 'ShuttingDown') && t.node !== node.nodeNum) {
       const k = obsKey(t.node, t.incarnation);
       // ShuttingDown then GoingDown is one cleanup: callbacks that already
@@ -154,7 +171,9 @@ export class Checker {
       const finished = c !== undefined && !c.running && c.started.length === NODEDOWN_ORDER.length;
       let s = this.owed.get(k);
       if (!s) this.owed.set(k, (s = new Set()));
-      if (!finished) s.add(o.key);
+      // A node that joined while x was already leaving never saw x up: it owes nothing for x's GoingDown either.
+      const joinedLate = t.from === 'ShuttingDown' && c === undefined && !s.has(o.key);
+      if (!finished && !joinedLate) s.add(o.key);
     }
     this.sampleTerm(node);
     this.ingest(node);
@@ -239,7 +258,7 @@ export class Checker {
     }
     let g = this.gens.get(gk);
     if (!g) {
-      g = { key: gk, keys: [], states: new Map(), seenIncs: new Map(), downIncs: new Map(), termMaster: new Map() };
+      g = { key: gk, keys: [], states: new Map(), seenIncs: new Map(), downIncs: new Map(), termMaster: new Map(), keyServices: new Map() };
       this.gens.set(gk, g);
       this.newGeneration(g, node);
     }
@@ -280,6 +299,7 @@ export class Checker {
     const down = g.downIncs.get(t.node) ?? new Set<number>();
     g.seenIncs.set(t.node, seen);
     g.downIncs.set(t.node, down);
+    if (t.kind === 'keyservice' && t.keyService) this.canonicalKeyService(g, t, t.keyService);
     if (t.kind === 'master') {
       if (!this.candidates.includes(t.node)) this.fail('M6', `${shortTransition(t)}: node ${t.node} is not a candidate`);
       this.claimTerm(g, t.term, t.node, `transition ${t.number}`);
@@ -315,6 +335,49 @@ export class Checker {
     seen.add(t.incarnation);
     if (t.to === 'GoingDown' || t.to === 'ShuttingDown' || t.to === 'Down') down.add(t.incarnation);
     g.states.set(t.node, { state: t.to, incarnation: t.incarnation });
+  }
+
+  /**
+   * A key-service change, in history order. K2: epochs only grow (a new
+   * assignment takes the next epoch; ready, vacant and halted keep it). K4:
+   * a failover (not a hand-over, not a move the host asked for while Up)
+   * goes to a new host only once the former host's incarnation is Down,
+   * that is fenced and cleaned up after everywhere.
+   */
+  private canonicalKeyService(g: Generation, t: Transition, ks: NonNullable<Transition['keyService']>): void {
+    const before = g.keyServices.get(ks.name);
+    // A history's first change of a key service may start above 0: a founder carries the epochs it knew.
+    const epoch = before?.epoch ?? (ks.phase === 'assigned' ? ks.epoch - 1 : ks.epoch);
+    if (ks.phase === 'assigned') {
+      if (ks.epoch !== epoch + 1 || ks.epoch < 1) this.fail('K2', `${shortTransition(t)}: ${ks.name} assigned at epoch ${ks.epoch} after epoch ${epoch}`);
+      const old = before?.host !== undefined ? g.states.get(before.host) : undefined;
+      if (before?.host !== undefined && old && old.incarnation === before.incarnation && old.state === 'GoingDown') {
+        this.fail('K4', `${shortTransition(t)}: ${ks.name} epoch ${ks.epoch} assigned while its host node ${before.host} (epoch ${epoch}) is GoingDown, before its cleanup finished everywhere`);
+      }
+    } else if (ks.epoch !== epoch) {
+      this.fail('K2', `${shortTransition(t)}: ${ks.name} ${ks.phase} at epoch ${ks.epoch}, current epoch ${epoch}`);
+    } else if (ks.phase === 'ready' && (before?.host !== t.node || before.incarnation !== t.incarnation)) {
+      this.fail('K2', `${shortTransition(t)}: ${ks.name} ready on node ${t.node}, but epoch ${epoch} was assigned to node ${before?.host ?? 'none'}`);
+    }
+    const hosted = ks.phase === 'assigned' || ks.phase === 'ready';
+    g.keyServices.set(ks.name, {
+      epoch: ks.epoch,
+      host: hosted ? t.node : undefined,
+      incarnation: t.incarnation,
+      phase: ks.phase,
+      handoverFrom: ks.phase === 'assigned' ? ks.handoverFrom : undefined,
+      since: t.number,
+    });
+  }
+
+  /** The history `node` follows (its first transition), if it has one. */
+  generationOf(node: ClusterNode): string | undefined {
+    return this.observers.get(obsKey(node.nodeNum, node.incarnation))?.gen;
+  }
+
+  /** Key service `name` as history `gen` places it (as far as the checker has seen). */
+  keyService(gen: string, name: string): CanonicalKeyService | undefined {
+    return this.gens.get(gen)?.keyServices.get(name);
   }
 
   // ------------------------------------------------------------ at the end

@@ -6,9 +6,10 @@
  * that the cluster converges. Invariants (checker.ts) are checked on every
  * event and every simulated step; the first violation stops the seed.
  *
- * Extension point for key services (K1–K5): `hooks` below gets each node
- * object as it starts and every step; a key-service workload registers its
- * services there and checks its invariants through `checker.fail`.
+ * Key services (K1–K5) are part of every seed: keyservices.ts registers
+ * them, writes to a model fencing store and checks what it sees. `hooks`
+ * below gets each node object as it starts and every step, for workloads
+ * of one's own.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -29,6 +30,7 @@ import {
 import { createMemoryNetwork, type LinkFaults, memory, type MemoryNetwork } from '@clusterinfra/transport-mem';
 import { Checker, SUBSYSTEMS, type Violation } from './checker.js';
 import { NodeClock } from './clock.js';
+import { KEY_SERVICES, KeyServiceWorkload } from './keyservices.js';
 
 export type Profile = 'ci' | 'full';
 
@@ -68,6 +70,9 @@ export interface SimResult {
   events: number;
   committed: number;
   calls: number;
+  /** Writes the model store took from key-service hosts, and failovers that completed. */
+  keyServiceWrites: number;
+  failovers: number;
   generations: number;
   /** Findings of known, unfixed CLMS bugs (tolerant mode). */
   known: Record<string, number>;
@@ -131,6 +136,7 @@ export class World {
   readonly slots: Slot[] = [];
   readonly candidates: number[];
   readonly rates: Rates;
+  readonly keyServices: KeyServiceWorkload;
   private readonly rng: SeededRandom;
   private readonly sched: SeededRandom;
   private readonly cbRandom: SeededRandom;
@@ -168,6 +174,8 @@ export class World {
       () => this.liveNodes(),
       (n) => this.slot(n).clock?.paused ?? false,
     );
+    // A node without quorum stops what it hosts at once; two steps of slack for the sampling.
+    this.keyServices = new KeyServiceWorkload(this.rng.fork('keyservices'), size, this.checker, () => this.clock.now(), (line) => this.note(line), 200);
   }
 
   // ------------------------------------------------------------ helpers
@@ -218,6 +226,7 @@ export class World {
       logger: process.env.SIM_LOG ? simLogger(this.clock, `n${n}`) : silentLogger,
       historyLimit: 1_000_000,
     });
+    this.keyServices.register(node);
     s.starts++;
     s.node = node;
     s.clock = clock;
@@ -290,6 +299,7 @@ export class World {
     this.note(`crash n${s.n}${why}`);
     this.network.crash(s.address);
     s.clock!.kill();
+    this.keyServices.forget(s.node);
     void s.node.close().catch(() => {});
     s.status = 'crashed';
     const r = this.sched.next();
@@ -412,6 +422,7 @@ export class World {
     if (s.node !== node || s.status !== 'running') return;
     this.note(`n${s.n} left`);
     s.clock!.kill();
+    this.keyServices.forget(node);
     s.status = 'left';
     if (this.healing) this.restart(s);
     else if (this.sched.next() < 0.7) this.after(100 + this.sched.int(4000), () => this.restart(s));
@@ -465,6 +476,7 @@ export class World {
   private traffic(): void {
     for (const s of this.running()) this.ensureApp(s);
     const caller = this.pick(this.running());
+    if (caller && this.sched.next() < 0.3) return this.keyServiceCall(caller);
     const target = this.pick(this.slots);
     if (!caller || !target || caller === target) return;
     const node = caller.node!;
@@ -491,6 +503,21 @@ export class World {
       call.settled = true;
     };
     ics.call(target.n, APP, slow ? 'slow' : 'echo', slow ? { ms } : { i: this.callCount }, { timeoutMs }).then(settle, settle);
+  }
+
+  /** A call to a key service by name, from any node: it reaches the current host, through failovers (R1 watches it settle). */
+  private keyServiceCall(caller: Slot): void {
+    const node = caller.node!;
+    const name = this.pick(KEY_SERVICES)!;
+    const method = this.sched.next() < 0.5 ? 'write' : 'read';
+    const timeoutMs = 100 + this.sched.int(5000);
+    const call: Call = { caller: node, callerNum: caller.n, target: 0, targetIncarnation: undefined, deadline: this.clock.now() + timeoutMs, settled: false };
+    this.calls.push(call);
+    this.callCount++;
+    const settle = (): void => {
+      call.settled = true;
+    };
+    node.callKeyService(name, method, {}, { timeoutMs }).then(settle, settle);
   }
 
   /** R2: calls from `node` to (x, inc) settle as soon as x is down there. */
@@ -530,6 +557,7 @@ export class World {
   private stepChecks(): void {
     this.checker.step();
     this.checkCalls();
+    this.keyServices.step(this.running().map((s) => ({ node: s.node!, paused: s.clock!.paused, resumedAt: s.resumedAt })));
     this.hooks.step?.(this);
   }
 
@@ -549,6 +577,8 @@ export class World {
       return info?.state !== 'Up' || info.incarnation !== n.incarnation;
     });
     if (out.length > 0) return { ok: false, why: 'L3', detail: `not Up as their current incarnation at master ${master}: ${out.map((n) => `n${n.nodeNum}(${m.info(n.nodeNum)?.state ?? 'unknown'})`).join(' ')}` };
+    const ks = this.keyServices.unsettled(m, live);
+    if (ks !== undefined) return { ok: false, why: 'L1', detail: `key services: ${ks}` };
     return { ok: true, why: 'L1', detail: '' };
   }
 
@@ -672,6 +702,8 @@ export class World {
       events: this.clock.fired + this.network.traceLength,
       committed: this.checker.committed,
       calls: this.callCount,
+      keyServiceWrites: this.keyServices.writes,
+      failovers: this.keyServices.failovers,
       generations: this.checker.generations,
       known: Object.fromEntries(this.checker.known),
       tail,
