@@ -40,8 +40,8 @@ export class KeyServiceWorkload {
   readonly plan = new Map<number, string[]>();
   private readonly activations = new Map<ClusterNode, Map<string, KeyServiceContext>>();
   private readonly store = new Map<string, StoreEntry>();
-  /** Node object → virtual time it was first seen without quorum. */
-  private readonly noQuorumSince = new Map<ClusterNode, number>();
+  /** Node incarnation (n:incarnation) → virtual time it was first seen without quorum. */
+  private readonly noQuorumSince = new Map<string, number>();
   /** Writes the store took. */
   writes = 0;
   /** Failovers that ran `failoverData` with the survivors' data. */
@@ -131,11 +131,12 @@ export class KeyServiceWorkload {
     for (const s of slots) {
       if (s.paused) continue;
       const node = s.node;
-      if (node.hasQuorum) this.noQuorumSince.delete(node);
-      else if (!this.noQuorumSince.has(node)) this.noQuorumSince.set(node, this.now());
+      const inc = `${node.nodeNum}:${node.incarnation}`;
+      if (node.hasQuorum) this.noQuorumSince.delete(inc);
+      else if (!this.noQuorumSince.has(inc)) this.noQuorumSince.set(inc, this.now());
       const m = this.activations.get(node);
       if (!m) continue;
-      const lost = this.noQuorumSince.get(node);
+      const lost = this.noQuorumSince.get(inc);
       for (const [name, ctx] of m) {
         if (lost !== undefined && !ctx.signal.aborted && this.now() - Math.max(lost, s.resumedAt) > this.quorumBoundMs) {
           this.checker.fail('K5', `node ${node.nodeNum} has had no quorum for ${this.now() - lost} ms and still holds ${name} epoch ${ctx.epoch}`);
@@ -153,7 +154,7 @@ export class KeyServiceWorkload {
   /** A node object is gone for good (crash, leave, end): forget it. */
   forget(node: ClusterNode): void {
     this.activations.delete(node);
-    this.noQuorumSince.delete(node);
+    this.noQuorumSince.delete(`${node.nodeNum}:${node.incarnation}`);
   }
 
   /** After healing: every key service is ready on one Up host that may act at that epoch; `undefined` when so. */

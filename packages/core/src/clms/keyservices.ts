@@ -584,6 +584,8 @@ export class KeyServiceManager {
     if (target === undefined) return false;
     const t = await this.host.propose(() => {
       if (!this.stillNeeds(p.name, v.since)) return undefined;
+      // A host that went down meanwhile is failed over after its Down instead (K4).
+      if (this.host.member(from)?.state !== 'Up') return undefined;
       const m = this.host.member(target);
       if (!m || m.state !== 'Up') return undefined;
       return {

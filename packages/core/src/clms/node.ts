@@ -183,6 +183,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Term of the master that sent `pending`. */
   private pendingFrom = 0;
   private lastHeardMaster = Number.NEGATIVE_INFINITY;
+  /**
+   * When this node last heard a master other than itself: the key-service
+   * lease of a member. Unlike `lastHeardMaster`, a master does not hear
+   * itself here, so a deposed master (paused, cut off) has no lease until
+   * it hears its successor.
+   */
+  private heardOtherMasterAt = Number.NEGATIVE_INFINITY;
   private quorumOk = false;
   private phase: 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed' = 'idle';
   private readonly subsystems: Required<Subsystem>[] = [];
@@ -296,7 +303,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private keyServiceLease(): boolean {
     if (!this.quorumOk || (this.phase !== 'member' && this.phase !== 'leaving')) return false;
     const now = this.clock.now();
-    if (!this.isMaster) return now - this.lastHeardMaster <= this.timing.failureTimeoutMs;
+    if (!this.isMaster) return now - this.heardOtherMasterAt <= this.timing.failureTimeoutMs;
     const voters = this.voters();
     const heard = new Set<number>([this.nodeNum]);
     for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
@@ -682,6 +689,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.phase = 'member';
     this.everJoined = true;
     this.lastHeardMaster = this.clock.now();
+    this.heardOtherMasterAt = this.lastHeardMaster;
     this.setMaster(master, Math.max(this.term, snapshot.tail.at(-1)?.term ?? snapshot.term));
     // Our ComingUp is in the history: run nodeup for every member, then report.
     const me = this.history.member(this.nodeNum);
@@ -1035,6 +1043,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     let entries: Transition[] = [t];
     for (let round = 0; round < 3; round++) {
       if (!this.isMaster || this.term !== term) return false;
+      const sentAt = this.clock.now();
       try {
         const r = (await this.ics.call(n, CLMS, 'append', { term, history: this.history.id ?? (t.number === 1 ? historyIdOf(t) : null), commit: this.history.last, entries }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
           term: number;
@@ -1045,7 +1054,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           this.observeTerm(r.term);
           return false;
         }
-        this.lastAck.set(n, this.clock.now());
+        this.ack(n, sentAt);
         if (r.ok) return true;
         // The member misses transitions: send them first, from history.
         if (r.last < this.history.first - 1) {
@@ -1118,7 +1127,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.setMaster(sender, term);
     }
     this.lastHeardMaster = this.clock.now();
-    if (this.phase === 'member') this.gainQuorum(`heard master ${sender}`);
+    this.heardOtherMasterAt = this.lastHeardMaster;
+    if (this.phase === 'member' || this.phase === 'leaving') this.gainQuorum(`heard master ${sender}`);
     return true;
   }
 
@@ -1686,6 +1696,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
+  /**
+   * `n` answered a request sent at `sentAt`: it was with us then. The lease
+   * counts from the sending, not the answer: an answer that waited in a
+   * queue (this process was paused, a link stalled) proves nothing about
+   * the time since.
+   */
+  private ack(n: number, sentAt: number): void {
+    this.lastAck.set(n, Math.max(this.lastAck.get(n) ?? Number.NEGATIVE_INFINITY, sentAt));
+  }
+
   private heartbeatAll(now: number): void {
     const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.nodeNum);
     const term = this.term;
@@ -1695,7 +1715,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         .then((r) => {
           const res = r as { term: number; last: number; incarnation: number };
           if (res.term > this.term) return this.observeTerm(res.term);
-          this.lastAck.set(n, this.clock.now());
+          this.ack(n, now);
           this.detector.heard(n, this.clock.now());
           if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!, term);
         })
@@ -1726,10 +1746,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         .call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs })
         .then(() => {
           this.lastHeardMaster = this.clock.now();
+          this.heardOtherMasterAt = this.lastHeardMaster;
         })
         .catch(() => {
           // Gone: as if the failure timeout had passed, so the election starts now.
           this.lastHeardMaster = Math.min(this.lastHeardMaster, this.clock.now() - this.timing.failureTimeoutMs - 1);
+          this.heardOtherMasterAt = Math.min(this.heardOtherMasterAt, this.lastHeardMaster);
           this.tick();
         });
     } else {
