@@ -108,6 +108,10 @@ export interface KeyServiceHost {
   master(): number | undefined;
   /** This node may act for what it hosts: a member in quorum that heard its master (or, as master, a quorum) within the failure timeout. */
   leaseValid(): boolean;
+  /** Ask the master to renew this member's lease (a host about to serve). */
+  renewLease(): void;
+  /** How long after a host's GoingDown its key services may fail over (its lease has run out by then). */
+  fenceWaitMs(): number;
   members(): MemberInfo[];
   member(node: number): MemberInfo | undefined;
   propose(build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined): Promise<Transition | undefined>;
@@ -144,6 +148,12 @@ export class KeyServiceManager {
   /** Key services this node is asking the master to place again (see placeStopped). */
   private readonly asking = new Set<string>();
   private closed = false;
+  /** The incarnation of each key service's recorded host (moves are asked by that incarnation only). */
+  private readonly hostIncarnation = new Map<string, number>();
+  /** `node:incarnation` → when this node learnt it went down (GoingDown or ShuttingDown): the fence wait counts from there. */
+  private readonly downSince = new Map<string, number>();
+  /** One timer to place again once a fence wait is over. */
+  private placeTimer: TimerHandle | undefined;
   /** Highest epoch seen per key service in former histories (see reset). */
   private readonly epochFloor = new Map<string, number>();
   private formedState = false;
@@ -195,7 +205,7 @@ export class KeyServiceManager {
       handlers: {
         pull: (a) => this.onPull(pullSchema.parse(a)),
         handover: (a, ctx) => this.onHandover(pullSchema.parse(a), ctx.caller.nodeNum),
-        move: (a, ctx) => this.onMove(moveSchema.parse(a), ctx.caller.nodeNum),
+        move: (a, ctx) => this.onMove(moveSchema.parse(a), ctx.caller.nodeNum, ctx.caller.incarnation),
       },
     });
     this.ics = ics;
@@ -219,6 +229,7 @@ export class KeyServiceManager {
   reset(): void {
     for (const v of this.view.values()) this.epochFloor.set(v.name, Math.max(this.epochFloor.get(v.name) ?? 0, v.epoch));
     this.view.clear();
+    this.hostIncarnation.clear();
   }
 
   /** The epoch `name` is at: from the history, else the floor from former histories. */
@@ -271,6 +282,10 @@ export class KeyServiceManager {
   /** A committed transition: update the view; start or stop local activations. */
   applied(t: Transition): void {
     if (t.kind === 'keyservice' && t.keyService) this.appliedKeyService(t, t.keyService);
+    if (t.kind === 'state' && (t.to === 'GoingDown' || t.to === 'ShuttingDown')) {
+      const key = `${t.node}:${t.incarnation}`;
+      if (!this.downSince.has(key)) this.downSince.set(key, this.host.now());
+    }
     if (t.kind === 'state' && (t.to === 'ComingUp' || t.to === 'Up')) {
       // New critical key services may have been announced.
       for (const h of t.keyServices ?? []) {
@@ -297,6 +312,8 @@ export class KeyServiceManager {
     };
     const before = this.view.get(ks.name);
     this.view.set(ks.name, info);
+    if (hosted) this.hostIncarnation.set(ks.name, t.incarnation);
+    else this.hostIncarnation.delete(ks.name);
     const l = this.local.get(ks.name);
     const a = l?.active;
     // A newer epoch ends any older activation here (K1); a hand-over keeps
@@ -335,7 +352,7 @@ export class KeyServiceManager {
     let formed = true;
     for (const name of critical) {
       const v = this.view.get(name);
-      if (!v?.ready || v.host === undefined || this.host.member(v.host)?.state !== 'Up') formed = false;
+      if (!v?.ready || v.host === undefined || this.hostState(v.name, v.host) !== 'Up') formed = false;
     }
     if (formed !== this.formedState) {
       this.formedState = formed;
@@ -368,7 +385,8 @@ export class KeyServiceManager {
     for (const l of this.local.values()) {
       const name = l.reg.name;
       const v = this.view.get(name);
-      if (l.active || !v || v.host !== this.host.nodeNum || v.halted || this.asking.has(name)) continue;
+      const mine = v?.host === this.host.nodeNum && this.hostIncarnation.get(name) === this.host.member(this.host.nodeNum)?.incarnation;
+      if (l.active || !v || !mine || v.halted || this.asking.has(name)) continue;
       this.asking.add(name);
       void this.requestMove(name, v.epoch, false)
         .catch(() => false)
@@ -386,6 +404,7 @@ export class KeyServiceManager {
 
   close(): void {
     this.closed = true;
+    this.placeTimer?.cancel();
     this.stopAll('node closed');
   }
 
@@ -426,6 +445,8 @@ export class KeyServiceManager {
     if (l.active) this.deactivate(l, 'reassigned');
     const a: Activation = { epoch, controller: new AbortController(), previousHost: previousHost ?? handoverFrom, serving: false, handingOver: undefined };
     l.active = a;
+    // A lease of our own by the time we serve (a master holds one already).
+    this.host.renewLease();
     const ctx = this.ctx(l, a);
     const ended = (): boolean => l.active !== a || a.controller.signal.aborted;
     try {
@@ -565,7 +586,7 @@ export class KeyServiceManager {
     while (this.host.now() < deadline) {
       const master = this.host.master();
       try {
-        if (master === this.host.nodeNum) return await this.onMove({ name, epoch, handover }, this.host.nodeNum);
+        if (master === this.host.nodeNum) return await this.onMove({ name, epoch, handover }, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
         if (master !== undefined) return (await this.host.ics().call(master, KS, 'move', { name, epoch, handover }, { timeoutMs: this.host.rpcTimeoutMs() * 4 })) as boolean;
       } catch (err) {
         this.host.log.debug({ keyService: name, err: (err as Error).message }, 'move request failed; retrying');
@@ -576,10 +597,12 @@ export class KeyServiceManager {
   }
 
   /** On the master: the host of `name` at `epoch` asks for a new placement. */
-  private async onMove(p: z.output<typeof moveSchema>, from: number): Promise<boolean> {
+  private async onMove(p: z.output<typeof moveSchema>, from: number, incarnation: number): Promise<boolean> {
     if (!this.host.isMaster()) throw new IcsStatusError('FAILED_PRECONDITION', 'not the master');
     const v = this.view.get(p.name);
-    if (!v || v.epoch !== p.epoch || v.host !== from) return false;
+    // Only the host incarnation the history names: a request left over from a
+    // former incarnation (or history) whose numbers happen to match is not it.
+    if (!v || v.epoch !== p.epoch || v.host !== from || this.hostIncarnation.get(p.name) !== incarnation) return false;
     const target = this.eligible(p.name, this.host.members(), p.handover ? from : undefined);
     if (target === undefined) return false;
     const t = await this.host.propose(() => {
@@ -639,10 +662,19 @@ export class KeyServiceManager {
 
   private placeOne(name: string, critical: boolean, members: MemberInfo[]): void {
     const v = this.view.get(name);
-    const hostState = v?.host !== undefined ? this.host.member(v.host)?.state : undefined;
+    const hostState = v?.host !== undefined ? this.hostState(name, v.host) : undefined;
     if (v?.host !== undefined && (hostState === 'Up' || hostState === 'ComingUp')) return;
     if (v?.host !== undefined && hostState === 'GoingDown' && !canaries.moveKeyServiceEarly) return; // wait for its Down: fencing and cleanup first (K4)
     const leaving = v?.host !== undefined && hostState === 'ShuttingDown' ? v.host : undefined;
+    if (v?.host !== undefined && leaving === undefined && !canaries.moveKeyServiceEarly) {
+      // A failover: the old host may still be alive (declared down by the
+      // API, cut off one way) until its lease has run out (K1, K4).
+      const wait = this.fenceWaitLeft(v.host, this.hostIncarnation.get(name));
+      if (wait > 0) {
+        this.placeLater(wait);
+        return;
+      }
+    }
     const eligible = this.eligible(name, members);
     if (eligible === undefined) {
       if (v?.halted || (!critical && v && v.host === undefined)) return;
@@ -671,6 +703,34 @@ export class KeyServiceManager {
       cause: leaving !== undefined ? `hand-over from node ${leaving}` : v?.host !== undefined ? `failover from node ${v.host}` : 'placed',
       keyService: { name, epoch: this.epochOf(name) + 1, phase: 'assigned', ...(leaving !== undefined ? { handoverFrom: leaving } : {}) },
       };
+    });
+  }
+
+  /** The state of the incarnation `name` was placed on: a newer incarnation of that node is not it (that one is Down). */
+  private hostState(name: string, host: number): MemberInfo['state'] | undefined {
+    const m = this.host.member(host);
+    if (!m) return undefined;
+    const inc = this.hostIncarnation.get(name);
+    return inc === undefined || m.incarnation === inc ? m.state : 'Down';
+  }
+
+  /** Time left before the former host (node, incarnation) can no longer act, from when we learnt it went down. */
+  private fenceWaitLeft(node: number, incarnation: number | undefined): number {
+    const key = `${node}:${incarnation}`;
+    const now = this.host.now();
+    let since = this.downSince.get(key);
+    // Gone before we saw it go (a snapshot we installed): count from now.
+    if (since === undefined) this.downSince.set(key, (since = now));
+    // Bounded: entries whose wait is long over are of no use.
+    if (this.downSince.size > 4096) for (const [k, at] of this.downSince) if (now - at > this.host.fenceWaitMs()) this.downSince.delete(k);
+    return since + this.host.fenceWaitMs() - now;
+  }
+
+  private placeLater(ms: number): void {
+    if (this.placeTimer || this.closed) return;
+    this.placeTimer = this.host.timer(ms, () => {
+      this.placeTimer = undefined;
+      this.place();
     });
   }
 

@@ -183,13 +183,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Term of the master that sent `pending`. */
   private pendingFrom = 0;
   private lastHeardMaster = Number.NEGATIVE_INFINITY;
+  /** Sleeps under way (see sleep). */
+  private readonly sleepers = new Set<() => void>();
   /**
-   * When this node last heard a master other than itself: the key-service
-   * lease of a member. Unlike `lastHeardMaster`, a master does not hear
-   * itself here, so a deposed master (paused, cut off) has no lease until
-   * it hears its successor.
+   * A member's key-service lease: when it sent the last lease request its
+   * master granted (as a member, in quorum). Counted from the sending, on
+   * this node's own clock: a message that waited in a queue (this process
+   * was paused, a link stalled) cannot stretch it, and a master grants none
+   * once it has applied this node's down, so the lease ends at most a
+   * failure timeout after that (the fence wait, docs/key-services.md).
    */
-  private heardOtherMasterAt = Number.NEGATIVE_INFINITY;
+  private leaseFrom = Number.NEGATIVE_INFINITY;
+  private leaseAsking = false;
   private quorumOk = false;
   private phase: 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed' = 'idle';
   private readonly subsystems: Required<Subsystem>[] = [];
@@ -239,6 +244,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       isMaster: () => this.isMaster,
       master: () => this.masterNum,
       leaseValid: () => this.keyServiceLease(),
+      renewLease: () => this.renewLease(),
+      fenceWaitMs: () => this.opts.keyServiceFenceWaitMs ?? (this.opts.fence ? 0 : this.timing.failureTimeoutMs),
       members: () => this.history.members(),
       member: (n) => this.history.member(n),
       propose: (build) => this.propose(build),
@@ -303,11 +310,35 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private keyServiceLease(): boolean {
     if (!this.quorumOk || (this.phase !== 'member' && this.phase !== 'leaving')) return false;
     const now = this.clock.now();
-    if (!this.isMaster) return now - this.heardOtherMasterAt <= this.timing.failureTimeoutMs;
+    if (!this.isMaster) return now - this.leaseFrom <= this.timing.failureTimeoutMs;
     const voters = this.voters();
     const heard = new Set<number>([this.nodeNum]);
     for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
     return hasQuorum(this.opts.quorum, heard, voters);
+  }
+
+  /** As master: `node` (that incarnation) may hold a key-service lease now. */
+  private grantsLease(node: number, incarnation: number): boolean {
+    const m = this.history.member(node);
+    return this.isMaster && this.keyServiceLease() && m?.incarnation === incarnation && (m.state === 'Up' || m.state === 'ComingUp' || m.state === 'ShuttingDown');
+  }
+
+  /** As a member: ask the master for a lease (one request at a time); granted, it counts from the sending. */
+  private renewLease(): void {
+    const master = this.masterNum;
+    if (this.leaseAsking || this.isMaster || master === undefined || (this.phase !== 'member' && this.phase !== 'leaving')) return;
+    this.leaseAsking = true;
+    const sentAt = this.clock.now();
+    const incarnation = this.incarnation;
+    void this.ics
+      .call(master, CLMS, 'lease', null, { timeoutMs: this.timing.rpcTimeoutMs })
+      .then((r) => {
+        if ((r as { granted?: unknown }).granted === true && this.incarnation === incarnation && this.masterNum === master) this.leaseFrom = Math.max(this.leaseFrom, sentAt);
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.leaseAsking = false;
+      });
   }
 
   /** Call a method of key service `name` on its current host (see docs/key-services.md). */
@@ -508,8 +539,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.detector.stop?.();
     this.opts.discovery?.close?.();
     this.keys.close();
-    for (const t of this.timers) t.cancel();
-    this.timers = [];
+    this.stopTimers();
     for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
     for (const w of this.watchers) w({ type: 'quorum', hasQuorum: false });
     await this.ics?.close();
@@ -567,8 +597,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private async joinLoop(): Promise<void> {
     const index = this.candidates.indexOf(this.nodeNum);
     const began = this.clock.now();
+    const ics = this.ics;
     let attempts = 0;
-    while (this.phase === 'joining' || this.phase === 'rejoining') {
+    // One loop per incarnation: a former incarnation's loop (woken by the restart) ends.
+    while ((this.phase === 'joining' || this.phase === 'rejoining') && this.ics === ics) {
       attempts++;
       const master = await this.findMaster();
       if (master !== undefined && master !== this.nodeNum) {
@@ -689,7 +721,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.phase = 'member';
     this.everJoined = true;
     this.lastHeardMaster = this.clock.now();
-    this.heardOtherMasterAt = this.lastHeardMaster;
     this.setMaster(master, Math.max(this.term, snapshot.tail.at(-1)?.term ?? snapshot.term));
     // Our ComingUp is in the history: run nodeup for every member, then report.
     const me = this.history.member(this.nodeNum);
@@ -762,6 +793,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         report: (a, ctx) => this.onReport(parse(reportSchema, a), ctx),
         fetch: (a) => this.onFetch(parse(fetchSchema, a)),
         alive: () => ({ incarnation: this.incarnation }),
+        lease: (_a, ctx) => ({ granted: this.grantsLease(ctx.caller.nodeNum, ctx.caller.incarnation) }),
         probe: (a) => this.onProbe(parse(probeTargetSchema, a)),
       },
     });
@@ -1127,7 +1159,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.setMaster(sender, term);
     }
     this.lastHeardMaster = this.clock.now();
-    this.heardOtherMasterAt = this.lastHeardMaster;
     if (this.phase === 'member' || this.phase === 'leaving') this.gainQuorum(`heard master ${sender}`);
     return true;
   }
@@ -1570,8 +1601,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // order, before the next one starts (it begins with no cleanups of its own).
     await Promise.all([...this.cleanups.values()]);
     if (this.currentPhase() === 'closed') return;
-    for (const timer of this.timers) timer.cancel();
-    this.timers = [];
+    this.stopTimers();
     const old = this.ics;
     this.history = new History(this.opts.historyLimit);
     this.pending = undefined;
@@ -1624,7 +1654,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Ask the master to do something (leave, down, meta); waits for its acknowledgement. */
   private async askMaster(r: z.output<typeof reportSchema>): Promise<void> {
     const deadline = this.clock.now() + this.timing.failureTimeoutMs * 10;
-    while (this.clock.now() < deadline && this.phase !== 'closed') {
+    const ics = this.ics;
+    // Asked by this incarnation: a restart ends it.
+    while (this.clock.now() < deadline && this.phase !== 'closed' && this.ics === ics) {
       if (this.isMaster) {
         await this.onReport(r, { caller: { nodeNum: this.nodeNum, incarnation: this.incarnation } } as HandlerContext);
         return;
@@ -1655,6 +1687,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       return;
     }
     if (this.phase !== 'member') return;
+    // A host keeps its key-service lease fresh.
+    if (this.keys.hostsAny()) this.renewLease();
     // A founder deposed before it committed its own Up finishes joining as any joiner does.
     const me = this.history.member(this.nodeNum);
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
@@ -1746,12 +1780,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         .call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs })
         .then(() => {
           this.lastHeardMaster = this.clock.now();
-          this.heardOtherMasterAt = this.lastHeardMaster;
         })
         .catch(() => {
           // Gone: as if the failure timeout had passed, so the election starts now.
           this.lastHeardMaster = Math.min(this.lastHeardMaster, this.clock.now() - this.timing.failureTimeoutMs - 1);
-          this.heardOtherMasterAt = Math.min(this.heardOtherMasterAt, this.lastHeardMaster);
           this.tick();
         });
     } else {
@@ -1782,11 +1814,28 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return this.phase;
   }
 
+  /**
+   * Wait `ms`. A restart or close cuts every sleep short (they resolve):
+   * loops re-check their conditions and end, instead of hanging with their
+   * flags set (a commit loop asleep at a restart kept `committing` for ever,
+   * and the next incarnation, master, never committed anything).
+   */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = this.clock.setTimeout(resolve, ms);
-      this.timers.push(t);
+      const wake = (): void => {
+        this.sleepers.delete(wake);
+        resolve();
+      };
+      this.sleepers.add(wake);
+      this.timers.push(this.clock.setTimeout(wake, ms));
     });
+  }
+
+  /** Cancel every timer of this incarnation, and end its sleeps. */
+  private stopTimers(): void {
+    for (const t of this.timers) t.cancel();
+    this.timers = [];
+    for (const wake of [...this.sleepers]) wake();
   }
 }
 

@@ -104,6 +104,14 @@ export interface ClusterNodeOptions {
   confirmDown?: (node: number, reason: string) => boolean | Promise<boolean>;
   /** Fence a node (e.g. power it off) before its GoingDown is committed; must resolve. */
   fence?: (node: number, incarnation: number) => Promise<void>;
+  /**
+   * How long the master waits after a host's GoingDown before it fails that
+   * host's key services over: the old host's lease runs out within the
+   * failure timeout, so no two hosts act at once even when the old one is
+   * alive (declared down by the API, cut off one way).
+   * @default the failure timeout; 0 when `fence` is set (the fence stopped it)
+   */
+  keyServiceFenceWaitMs?: number;
   /** Metadata of this node, replicated with its join. @default {} */
   meta?: Record<string, unknown>;
   /** Transitions kept in memory; late joiners get a snapshot plus this tail. @default 1000 */
@@ -160,6 +168,7 @@ export const clusterNodeOptionsSchema = z
       .optional(),
     confirmDown: z.custom<NonNullable<ClusterNodeOptions['confirmDown']>>((v) => typeof v === 'function').optional(),
     fence: z.custom<NonNullable<ClusterNodeOptions['fence']>>((v) => typeof v === 'function').optional(),
+    keyServiceFenceWaitMs: z.number().int().min(0).max(3_600_000).optional(),
     meta: z.record(z.string(), z.unknown()).default({}),
     historyLimit: z.number().int().min(16).max(10_000_000).default(1000),
     maxNodes: z.number().int().min(1).max(65_535).default(1024),

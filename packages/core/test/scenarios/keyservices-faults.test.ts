@@ -2,7 +2,9 @@
  * Key services under faults, on the virtual clock: a host on the minority
  * side of a partition stops within a bound and says so (K5); a host that was
  * paused past its failure timeout (a zombie) never acts with its old epoch
- * when it wakes, as a store fenced by epoch proves (K1, K3).
+ * when it wakes, as a store fenced by epoch proves (K1, K3); a host declared
+ * down while alive, and cut off before it hears so, is failed over only after
+ * the fence wait, when it can no longer act (K1, K4).
  */
 import { afterEach, expect, it } from 'vitest';
 import type { KeyServiceActivity, KeyServiceContext } from '@clusterinfra/core';
@@ -112,4 +114,37 @@ it('a zombie host (paused past its timeout) never acts with its old epoch when i
   expect(journal.lines.filter((l) => l.at >= woke && l.node === zombie && l.text.includes(`epoch ${first.epoch}`) && !l.text.startsWith('stopped'))).toEqual([]);
   expect(store.accepted.filter((w) => w.what === 'add 10').map((w) => w.epoch)).toEqual([store.accepted.find((w) => w.what === 'add 10')!.epoch]);
   expect(store.accepted.find((w) => w.what === 'add 10')!.epoch).toBeGreaterThanOrEqual(second.epoch);
+});
+
+it('a host declared down while alive and cut off before it hears so: the new host starts only after the fence wait, when the old one has stopped (K1, K4)', async () => {
+  sim = simCluster(3, { candidates: [1, 2, 3] });
+  const store = new FencedStore();
+  const journal = new Journal(() => sim!.clock.now());
+  const contexts = new Map<number, KeyServiceContext>();
+  // Hosted by a member, not the master (a master cut off loses its quorum at once).
+  for (const n of [2, 3]) registerCounter(sim.node(n), { store, journal, onFailover: (ctx) => void contexts.set(n, ctx) });
+  await sim.until(() => allUp(sim!, range(3)) && readyElsewhere(sim!, range(3), 'counter'), 30_000, 'placement');
+  const host = sim.node(1).keyService('counter')!.host!;
+  expect(sim.node(1).master).toBe(1);
+  const others = range(3).filter((n) => n !== host);
+  const { failureTimeoutMs } = sim.node(host).timing;
+  // The host hears nobody any more (it can still send): it never learns it was declared down.
+  for (const o of others) sim.network.partition(`node-${o}`, `node-${host}`, { oneWay: true });
+  const declared = sim.clock.now();
+  await settle(sim, sim.node(1).declareDown(host));
+  await sim.until(() => readyElsewhere(sim!, others, 'counter', host), 30_000, 'failover');
+  const next = sim.node(1).keyService('counter')!.host!;
+  const started = journal.lines.find((l) => l.node === next && l.text === 'failover counter epoch 2')!;
+  const stopped = journal.lines.find((l) => l.node === host && l.text === 'stopped counter epoch 1');
+  // The fence wait: no failover before the old host's lease can have run out…
+  expect(started.at - declared).toBeGreaterThanOrEqual(failureTimeoutMs);
+  // …and by then the old host may not act, whether or not its own timers noticed yet.
+  expect(contexts.get(host)!.isActive()).toBe(false);
+  if (stopped) expect(stopped.at).toBeLessThanOrEqual(started.at);
+  // It refuses calls made to it directly, and the fenced store never saw a stale epoch.
+  const direct = await settle(sim, sim.node(host).callKeyService('counter', 'add', 1, { timeoutMs: 300 }).catch((e: unknown) => e));
+  expect(direct).toBeInstanceOf(Error);
+  expect(await settle(sim, sim.node(next).callKeyService('counter', 'add', 2))).toBeGreaterThan(0);
+  expect(store.stale).toEqual([]);
+  expect(store.accepted.at(-1)).toMatchObject({ epoch: 2, node: next });
 });
