@@ -982,6 +982,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** Queue a change; the master commits changes one at a time. */
   private propose(build: Proposal['build']): Promise<Transition | undefined> {
+    // Only a master queues changes: one decided under a former mastership (a
+    // suspicion that outlived it) must not wait in the queue and go before
+    // the entry the next mastership carries (M2).
+    if (!this.isMaster) return Promise.reject(new ClusterInfraError('CORE_ERR_ABORTED', 'not the master'));
     return new Promise((resolve, reject) => {
       this.proposals.push({ build, done: (t, err) => (err ? reject(err) : resolve(t)) });
       // The loop outlives whichever handler proposed the change.
