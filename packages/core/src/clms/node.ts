@@ -207,8 +207,15 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private ownNodeupFor: number | undefined;
   private joining: Promise<void> | undefined;
   private readonly decisions: DecisionRecord[] = [];
-  /** Reports this node owes the master (resent to a new master). */
-  private readonly owedReports = new Map<string, z.output<typeof reportSchema>>();
+  /**
+   * Reports this node owes the master, by key (see `report`): resent to a
+   * new master, and on ticks until the current master acknowledged them.
+   * `sentTo` is the `master:term` a send is under way to or was
+   * acknowledged by: the tick does not send it there again, so a member's
+   * resends per tick are bounded by its reports not yet acknowledged, not
+   * by every member it ever saw come up (that made formation quadratic).
+   */
+  private readonly owedReports = new Map<string, { report: z.output<typeof reportSchema>; sentTo?: string }>();
 
   // ---- master state
   private readonly proposals: Proposal[] = [];
@@ -239,7 +246,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       isMaster: () => this.isMaster,
       master: () => this.masterNum,
       leaseValid: () => this.keyServiceLease(),
-      members: () => this.history.members(),
+      // Read-only: key services only iterate it (no copy per transition).
+      members: () => this.history.membersView() as MemberInfo[],
       member: (n) => this.history.member(n),
       propose: (build) => this.propose(build),
       reportReady: (name, epoch) => this.report({ kind: 'keyservice-ready', node: this.nodeNum, incarnation: this.incarnation, keyService: name, epoch }),
@@ -790,7 +798,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.broadcast({ type: 'master', master, term: this.term });
       if (master !== undefined && master !== this.nodeNum) {
         // Reports owed to the old master go to the new one.
-        for (const r of this.owedReports.values()) void this.sendReport(r);
+        for (const o of this.owedReports.values()) void this.sendReport(o.report);
       }
     }
   }
@@ -1263,10 +1271,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const from = ctx.caller.nodeNum;
     switch (r.kind) {
       case 'nodeup-done':
-        this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, from);
+        this.barrierDone('nodeup', r.node, r.incarnation, from);
         return { ok: true };
       case 'cleanup-done':
-        this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, from);
+        this.barrierDone('cleanup', r.node, r.incarnation, from);
         return { ok: true };
       case 'suspect':
         detached(() => void this.suspect(r.node, `node ${from} reports: ${r.reason ?? 'unreachable'}`, { [String(from)]: r.reason ?? 'unreachable' }));
@@ -1301,38 +1309,50 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  private barrierDone(barriers: Map<number, Barrier>, node: number, incarnation: number, from: number): void {
-    const b = barriers.get(node);
+  /**
+   * `from` reported for the barrier of `node`. Only that barrier can open
+   * now: members that went down were dropped from every barrier when their
+   * transition was applied (`checkBarriers`), so no full scan per report
+   * (a report per member per transition would make that quadratic).
+   */
+  private barrierDone(kind: 'nodeup' | 'cleanup', node: number, incarnation: number, from: number): void {
+    if (!this.isMaster) return;
+    const b = (kind === 'nodeup' ? this.nodeupBarriers : this.cleanupBarriers).get(node);
     if (!b || b.incarnation !== incarnation) return;
     b.waiting.delete(from);
-    this.checkBarriers();
+    this.openIfDone(kind, node, b);
   }
 
-  /** Open the barriers whose every member reported (members that went down meanwhile no longer count). */
+  /** Drop members that went down meanwhile from every barrier, and open those every member reported for. */
   private checkBarriers(): void {
     if (!this.isMaster) return;
     const alive = new Set(this.history.nodesIn('Up', 'ComingUp'));
     for (const [node, b] of this.nodeupBarriers) {
       for (const w of b.waiting) if (!alive.has(w)) b.waiting.delete(w);
-      if (b.waiting.size === 0) {
-        this.nodeupBarriers.delete(node);
-        void this.propose(() => {
-          const m = this.history.member(node);
-          if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
-          return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
-        }).catch(() => {});
-      }
+      this.openIfDone('nodeup', node, b);
     }
     for (const [node, b] of this.cleanupBarriers) {
       for (const w of b.waiting) if (!alive.has(w) || canaries.skipCleanupBarrier) b.waiting.delete(w);
-      if (b.waiting.size === 0) {
-        this.cleanupBarriers.delete(node);
-        void this.propose(() => {
-          const m = this.history.member(node);
-          if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
-          return { kind: 'state', node, incarnation: b.incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
-        }).catch(() => {});
-      }
+      this.openIfDone('cleanup', node, b);
+    }
+  }
+
+  private openIfDone(kind: 'nodeup' | 'cleanup', node: number, b: Barrier): void {
+    if (b.waiting.size > 0) return;
+    if (kind === 'nodeup') {
+      this.nodeupBarriers.delete(node);
+      void this.propose(() => {
+        const m = this.history.member(node);
+        if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
+        return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
+      }).catch(() => {});
+    } else {
+      this.cleanupBarriers.delete(node);
+      void this.propose(() => {
+        const m = this.history.member(node);
+        if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
+        return { kind: 'state', node, incarnation: b.incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
+      }).catch(() => {});
     }
   }
 
@@ -1346,9 +1366,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       }
     }
     // Our own reports count at once.
-    for (const r of this.owedReports.values()) {
-      if (r.kind === 'nodeup-done') this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, this.nodeNum);
-      if (r.kind === 'cleanup-done') this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, this.nodeNum);
+    for (const { report: r } of this.owedReports.values()) {
+      if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
+      if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
     }
     this.checkBarriers();
   }
@@ -1450,6 +1470,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // A master record from an older term (replayed history) names nobody now.
     if (t.kind === 'master' && t.term >= this.term) this.setMaster(t.node, t.term);
     if (t.kind !== 'state') return;
+    // Out of ComingUp, its nodeup barrier is settled: nothing more to report for it.
+    if (t.to !== 'ComingUp') this.owedReports.delete(`nodeup-done:${t.node}:${t.incarnation}`);
     if (t.node === this.nodeNum) return this.applySelf(t);
     switch (t.to) {
       case 'ComingUp':
@@ -1472,10 +1494,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       case 'Down':
         this.detector.forget(t.node);
         this.owedReports.delete(`cleanup-done:${t.node}:${t.incarnation}`);
-        this.owedReports.delete(`nodeup-done:${t.node}:${t.incarnation}`);
         break;
     }
-    if (this.isMaster) this.checkBarriers();
+    // Joining and coming up take nobody out of a barrier and open none: a
+    // full scan (every barrier, every waiter) only when a member left.
+    if (this.isMaster && t.to !== 'Up' && t.to !== 'ComingUp') this.checkBarriers();
   }
 
   private applySelf(t: Transition): void {
@@ -1596,14 +1619,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   // ================================================================ reports
 
   private report(r: z.output<typeof reportSchema>): void {
-    this.owedReports.set(`${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`, r);
+    // A nodeup barrier exists only while its node is ComingUp (a joiner may
+    // finish nodeup for a member that is Up by then).
+    const m = r.kind === 'nodeup-done' ? this.history.member(r.node) : undefined;
+    if (r.kind === 'nodeup-done' && (m?.state !== 'ComingUp' || m.incarnation !== r.incarnation)) return;
+    this.owedReports.set(reportKey(r), { report: r });
     if (this.isMaster) {
       if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) {
         this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}`);
         this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
       }
-      if (r.kind === 'nodeup-done') this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, this.nodeNum);
-      if (r.kind === 'cleanup-done') this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, this.nodeNum);
+      if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
+      if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
       return;
     }
     void this.sendReport(r);
@@ -1612,12 +1639,20 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private async sendReport(r: z.output<typeof reportSchema>): Promise<void> {
     const master = this.masterNum;
     if (master === undefined || master === this.nodeNum) return;
+    const key = reportKey(r);
+    const to = `${master}:${this.term}`;
+    const owed = this.owedReports.get(key);
+    if (owed?.report === r) owed.sentTo = to;
+    let acked = false;
     try {
       const ok = (await this.ics.call(master, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs })) as { ok: boolean };
-      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}`);
-      if (ok.ok && r.kind === 'keyservice-ready') this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}:${r.keyService}:${r.epoch}`);
+      acked = ok.ok;
+      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down' || r.kind === 'keyservice-ready')) this.owedReports.delete(key);
     } catch {
       /* resent on the next tick or to the next master */
+    } finally {
+      // Not acknowledged: the next tick sends it again.
+      if (!acked && owed?.sentTo === to) owed.sentTo = undefined;
     }
   }
 
@@ -1658,9 +1693,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // A founder deposed before it committed its own Up finishes joining as any joiner does.
     const me = this.history.member(this.nodeNum);
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
-    // Owed reports are resent until the master acknowledges the barrier.
-    for (const r of this.owedReports.values()) {
-      if (r.kind === 'nodeup-done' || r.kind === 'cleanup-done' || r.kind === 'keyservice-ready') void this.sendReport(r);
+    // Owed reports are resent until the master acknowledges them (a new
+    // master, or a new term, gets them again: its barriers are rebuilt).
+    const to = `${this.masterNum}:${this.term}`;
+    for (const o of this.owedReports.values()) {
+      const kind = o.report.kind;
+      if ((kind === 'nodeup-done' || kind === 'cleanup-done' || kind === 'keyservice-ready') && o.sentTo !== to) void this.sendReport(o.report);
     }
     if (now - this.lastHeardMaster > this.timing.failureTimeoutMs * 6) {
       // Long without a master and no election won: this node may have been
@@ -1788,6 +1826,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.timers.push(t);
     });
   }
+}
+
+/** The key of a report in `owedReports`: a later report of the same thing replaces it. */
+function reportKey(r: z.output<typeof reportSchema>): string {
+  return `${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`;
 }
 
 /** Create a cluster node; `await node.start()` joins (or forms) the cluster. */
