@@ -55,6 +55,7 @@ import type {
 import { LEGAL_MOVES } from './types.js';
 
 const CLMS = { channel: 'clms', subservice: 1 } as const;
+const TIMED_OUT = Symbol('timed out');
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 
 // ---------------------------------------------------------------- wire schemas
@@ -224,6 +225,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly nodeupBarriers = new Map<number, Barrier>();
   private readonly cleanupBarriers = new Map<number, Barrier>();
   private readonly verifying = new Set<number>();
+  /** Join proposals not settled yet, by node (see onJoin). */
+  private readonly joinsUnderWay = new Map<number, { incarnation: number; committed: Promise<Transition | undefined> }>();
   private readonly watchers = new Set<(e: WatchEvent) => void>();
 
   constructor(options: ClusterNodeOptions) {
@@ -576,11 +579,24 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const index = this.candidates.indexOf(this.nodeNum);
     const began = this.clock.now();
     let attempts = 0;
+    // Rounds in a row in which no master answered: a node that cannot stand
+    // for election probes less and less often (up to the failure timeout),
+    // so hundreds of nodes started at once do not drown the candidates in
+    // probes while they elect the first master.
+    let unanswered = 0;
+    // A master that queued our join: asked again directly, without probing.
+    let queuedAt: number | undefined;
     while (this.phase === 'joining' || this.phase === 'rejoining') {
       attempts++;
-      const master = await this.findMaster();
+      let wait = this.timing.joinRetryMs;
+      const master = queuedAt ?? (await this.findMaster());
+      queuedAt = undefined;
+      unanswered = master === undefined && index < 0 ? unanswered + 1 : 0;
+      if (unanswered > 1) wait = Math.min(this.timing.failureTimeoutMs, this.timing.joinRetryMs * 2 ** Math.min(unanswered - 1, 16));
       if (master !== undefined && master !== this.nodeNum) {
-        if (await this.tryJoin(master)) return;
+        const r = await this.tryJoin(master);
+        if (r === 'joined') return;
+        if (r === 'queued') queuedAt = master;
       } else if ((this.history.last > 0 || this.pending !== undefined) && this.clock.now() - Math.max(began, this.lastHeardMaster) > this.timing.failureTimeoutMs * 6) {
         // We acknowledged the first transitions of a cluster as a candidate
         // (committed or not), then its master went before we joined, and
@@ -596,7 +612,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         if (this.isMaster || this.currentPhase() === 'member') return;
       }
       if (this.phase !== 'joining' && this.phase !== 'rejoining') return;
-      await this.sleep(this.timing.joinRetryMs + this.random.int(this.timing.joinRetryMs));
+      await this.sleep(wait + this.random.int(wait));
     }
   }
 
@@ -646,8 +662,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return best.master;
   }
 
-  private async tryJoin(master: number): Promise<boolean> {
-    let r: { ok: boolean; reason?: string; evicted?: boolean; snapshot?: unknown };
+  /** 'queued': the master has our join in its queue; ask it again. */
+  private async tryJoin(master: number): Promise<'joined' | 'queued' | 'failed'> {
+    let r: { ok: boolean; reason?: string; evicted?: boolean; queued?: boolean; snapshot?: unknown };
     try {
       r = (await this.ics.call(
         master,
@@ -658,16 +675,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       )) as typeof r;
     } catch (err) {
       this.log.debug({ master, err: (err as Error).message }, 'join failed');
-      return false;
+      return 'failed';
     }
     if (!r.ok && r.evicted === true) {
       this.log.warn({ master, reason: r.reason }, 'this incarnation was declared down: starting again as a new one');
       void this.restart();
-      return true;
+      return 'joined';
     }
+    if (!r.ok && r.queued === true) return 'queued';
     if (!r.ok || !r.snapshot) {
       this.log.info({ master, reason: r.reason }, 'join refused for now');
-      return false;
+      return 'failed';
     }
     const snapshot = parse(snapshotSchema, r.snapshot) as HistorySnapshot;
     const had = this.history.last;
@@ -681,7 +699,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         if (mine && (mine.term !== t.term || mine.node !== t.node || mine.kind !== t.kind || mine.to !== t.to || mine.incarnation !== t.incarnation)) {
           this.log.warn({ number: t.number }, 'my history differs from the master\'s: starting again as a new incarnation');
           void this.restart();
-          return true;
+          return 'joined';
         }
       }
     }
@@ -710,7 +728,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.markCleaned(m.node, m.incarnation);
       void this.cleanup(this.history.get(m.since) ?? this.syntheticTransition(m));
     }
-    return true;
+    return 'joined';
   }
 
   /**
@@ -760,7 +778,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.ics.registerService({
       ...CLMS,
       name: 'clms',
-      pool: { max: 256, queue: 4096, priorityReserve: 64 },
+      // A join waits for its commit (bounded, see onJoin): up to one handler
+      // per joining node, so room for every node and the reports besides.
+      pool: { max: Math.max(256, this.opts.maxNodes + 64), queue: 4096, priorityReserve: 64 },
       handlers: {
         vote: (a, ctx) => this.onVote(parse(voteSchema, a), ctx),
         append: (a, ctx) => this.onAppend(parse(appendSchema, a) as z.output<typeof appendSchema> & { entries: Transition[] }, ctx),
@@ -1227,7 +1247,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private async onJoin(
     j: z.output<typeof joinSchema>,
     ctx: HandlerContext,
-  ): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; evicted?: boolean; snapshot?: HistorySnapshot }> {
+  ): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; evicted?: boolean; queued?: boolean; snapshot?: HistorySnapshot }> {
     const node = ctx.caller.nodeNum;
     if (!this.isMaster) return { ok: false, reason: 'not the master', retryAfterMs: this.timing.joinRetryMs };
     if (ctx.caller.incarnation !== j.incarnation) return { ok: false, reason: 'incarnation does not match the link' };
@@ -1257,11 +1277,29 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       return { ok: false, reason: `node ${node}'s former incarnation is ${current.state}: waiting for its cleanup`, retryAfterMs: this.timing.joinRetryMs };
     }
     if (this.history.nodesIn('ComingUp', 'Up', 'ShuttingDown', 'GoingDown').length >= this.opts.maxNodes) return refuse('the cluster has maxNodes members');
-    const t = await this.propose(() => {
-      const s = this.history.stateOf(node);
-      if (s !== 'NeverUp' && s !== 'Down') return undefined;
-      return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta, keyServices: j.keyServices };
-    }).catch(() => undefined);
+    // One proposal per joining incarnation: a joiner that asks again waits
+    // on the same one. The wait is shorter than the joiner's own timeout: in
+    // a join storm (hundreds of nodes started at once) the queue is long,
+    // and a handler that outlives its caller only holds a pool slot that
+    // the reports of the members need. The joiner asks again ('queued').
+    let join = this.joinsUnderWay.get(node);
+    if (!join || join.incarnation !== j.incarnation) {
+      const entry = {
+        incarnation: j.incarnation,
+        committed: this.propose(() => {
+          const s = this.history.stateOf(node);
+          if (s !== 'NeverUp' && s !== 'Down') return undefined;
+          return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta, keyServices: j.keyServices };
+        }).catch(() => undefined),
+      };
+      void entry.committed.then(() => {
+        if (this.joinsUnderWay.get(node) === entry) this.joinsUnderWay.delete(node);
+      });
+      this.joinsUnderWay.set(node, entry);
+      join = entry;
+    }
+    const t = await this.within(join.committed, this.timing.rpcTimeoutMs * 2);
+    if (t === TIMED_OUT) return { ok: false, reason: 'the join is queued', queued: true, retryAfterMs: this.timing.joinRetryMs };
     if (!t) return { ok: false, reason: 'could not commit the join', retryAfterMs: this.timing.joinRetryMs };
     return { ok: true, snapshot: this.history.snapshot() };
   }
@@ -1818,6 +1856,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** The phase, read fresh (it changes across awaits; TypeScript's narrowing does not know). */
   private currentPhase(): typeof this.phase {
     return this.phase;
+  }
+
+  /** `p`, or TIMED_OUT when it has not settled within `ms` (p must not reject). */
+  private within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+    return new Promise((resolve) => {
+      const timer = this.clock.setTimeout(() => resolve(TIMED_OUT), ms);
+      void p.then((v) => {
+        timer.cancel();
+        resolve(v);
+      });
+    });
   }
 
   private sleep(ms: number): Promise<void> {
