@@ -398,8 +398,8 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
   for (const [size, preset, reps, failoverReps] of [
     [3, 'lan', 4, 2],
     [3, 'local', 4, 2],
-    [16, 'lan', 2, 1],
-    [16, 'local', 2, 1],
+    [16, 'lan', 2, 3],
+    [16, 'local', 2, 3],
   ] as const) {
     if (!want(`kill-${size}p-${preset}`)) continue;
     log(`clms: ${size} processes, ${preset}: SIGKILL of a non-master x${reps}, of the master x${failoverReps}`);
