@@ -979,6 +979,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Queue a change; the master commits changes one at a time. */
   private propose(build: Proposal['build']): Promise<Transition | undefined> {
     return new Promise((resolve, reject) => {
+      // Only a master queues changes. A decision begun as master and
+      // finished after stepping down (a nodedown verified across a term
+      // change) must not wait in the queue for a later term of ours: it
+      // would go before the entry carried over from the former master and
+      // take its number, which a quorum may have committed already (M2).
+      if (!this.isMaster) return reject(new ClusterInfraError('CORE_ERR_ABORTED', 'not the master'));
       this.proposals.push({ build, done: (t, err) => (err ? reject(err) : resolve(t)) });
       // The loop outlives whichever handler proposed the change.
       detached(() => void this.commitLoop());
