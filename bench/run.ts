@@ -494,7 +494,9 @@ async function main(): Promise<void> {
   const rows = ROWS.filter((r) => !only || only.includes(r.id));
   const profileRows = only ? rows : ROWS.filter((r) => r.id === 'pipelined-small' || r.id === 'oneway');
   // The CLMS suite (bench/clms.ts) runs after the ICS rows, with the ICS server stopped.
-  const wantClms = !PROFILE && (!only || only.includes('clms'));
+  // --clms=<part>,...: only those parts of the CLMS suite (ids in bench/clms.ts), e.g. --only=clms --clms=formation-256
+  const clmsOnly = flag('clms')?.split(',').filter(Boolean);
+  const wantClms = !PROFILE && (!only || only.includes('clms') || clmsOnly !== undefined);
   if (rows.length === 0 && !wantClms) throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, clms)`);
   const t0 = now();
   const icsRows = rows.length > 0 ? await icsMain(rows, profileRows) : [];
@@ -502,7 +504,7 @@ async function main(): Promise<void> {
   let clmsRows: ClmsRow[] = [];
   if (wantClms) {
     log('bench: CLMS suite (bench/clms.ts)');
-    const clms = await runClmsBench();
+    const clms = await runClmsBench(clmsOnly ? { only: clmsOnly } : {});
     clmsRows = clms.rows;
     if (!JSON_OUT) {
       console.log();
@@ -513,7 +515,9 @@ async function main(): Promise<void> {
       for (const n of clms.notes) console.log(`  ${n}`);
     }
   }
-  const all = [...icsRows, ...clmsRows];
+  const fresh = [...icsRows, ...clmsRows];
+  // A partial run (--only, --clms) replaces its own rows and keeps the others from the last full run.
+  const all = only || clmsOnly ? mergeRows(fresh) : fresh;
   writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');
   if (JSON_OUT) process.stdout.write(JSON.stringify(all, null, 2) + '\n');
   else console.log(`wrote bench/results.json (${((now() - t0) / 1000).toFixed(0)} s)`);
@@ -618,6 +622,21 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
 }
 
 const round3 = (v: number): number => Math.round(v * 1000) / 1000;
+
+/** `fresh` rows in place of the rows of bench/results.json with the same suite and name; new ones at the end. */
+function mergeRows(fresh: (ResultRow | ClmsRow)[]): (ResultRow | ClmsRow)[] {
+  let old: (ResultRow | ClmsRow)[] = [];
+  try {
+    old = JSON.parse(readFileSync(`${BENCH_DIR}results.json`, 'utf8')) as (ResultRow | ClmsRow)[];
+  } catch {
+    /* no earlier results */
+  }
+  const key = (r: { suite: string; name: string }): string => `${r.suite}\u0000${r.name}`;
+  const byKey = new Map(fresh.map((r) => [key(r), r]));
+  const out = old.map((r) => byKey.get(key(r)) ?? r);
+  const kept = new Set(old.map(key));
+  return [...out, ...fresh.filter((r) => !kept.has(key(r)))];
+}
 
 async function profile(rows: RowSpec[], systems: System[]): Promise<void> {
   const dir = `${BENCH_DIR}profiles`;

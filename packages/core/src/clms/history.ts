@@ -36,6 +36,12 @@ export class History {
   private snapshotTerm = 0;
   private snapshotMembers = new Map<number, MemberInfo>();
   private readonly current = new Map<number, MemberInfo>();
+  /**
+   * `current` ordered by node number, kept in step with it: the membership
+   * is read on every transition (key services, barriers), and sorting it
+   * each time cost O(n log n) per transition on every node at 256 nodes.
+   */
+  private sorted: MemberInfo[] = [];
 
   constructor(private readonly limit: number) {}
 
@@ -63,7 +69,12 @@ export class History {
   }
 
   members(): MemberInfo[] {
-    return [...this.current.values()].sort((a, b) => a.node - b.node);
+    return this.sorted.slice();
+  }
+
+  /** `members()` without the copy, for readers that only iterate it now. */
+  membersView(): readonly MemberInfo[] {
+    return this.sorted;
   }
 
   stateOf(node: number): NodeState {
@@ -73,8 +84,8 @@ export class History {
   /** Nodes whose state is in `states`. */
   nodesIn(...states: NodeState[]): number[] {
     const out: number[] = [];
-    for (const m of this.current.values()) if (states.includes(m.state)) out.push(m.node);
-    return out.sort((a, b) => a - b);
+    for (const m of this.sorted) if (states.includes(m.state)) out.push(m.node);
+    return out;
   }
 
   get(number: number): Transition | undefined {
@@ -94,7 +105,7 @@ export class History {
     if (t.number === 1) this.historyId = historyIdOf(t);
     this.items.push(t);
     const info = memberAfter(t, this.current.get(t.node));
-    this.current.set(t.node, info);
+    this.setCurrent(info);
     while (this.items.length > this.limit) this.compactOne();
     return info;
   }
@@ -117,8 +128,23 @@ export class History {
     this.snapshotTerm = s.term;
     this.snapshotMembers = new Map(s.members.map((m) => [m.node, m]));
     this.current.clear();
-    for (const m of s.members) this.current.set(m.node, m);
+    this.sorted = [];
+    for (const m of s.members) this.setCurrent(m);
     for (const t of s.tail) this.append(t);
+  }
+
+  private setCurrent(info: MemberInfo): void {
+    const had = this.current.has(info.node);
+    this.current.set(info.node, info);
+    let lo = 0;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.sorted[mid]!.node < info.node) lo = mid + 1;
+      else hi = mid;
+    }
+    if (had) this.sorted[lo] = info;
+    else this.sorted.splice(lo, 0, info);
   }
 
   private compactOne(): void {

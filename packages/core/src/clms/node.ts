@@ -55,6 +55,7 @@ import type {
 import { LEGAL_MOVES } from './types.js';
 
 const CLMS = { channel: 'clms', subservice: 1 } as const;
+const TIMED_OUT = Symbol('timed out');
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 
 // ---------------------------------------------------------------- wire schemas
@@ -212,8 +213,15 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private ownNodeupFor: number | undefined;
   private joining: Promise<void> | undefined;
   private readonly decisions: DecisionRecord[] = [];
-  /** Reports this node owes the master (resent to a new master). */
-  private readonly owedReports = new Map<string, z.output<typeof reportSchema>>();
+  /**
+   * Reports this node owes the master, by key (see `report`): resent to a
+   * new master, and on ticks until the current master acknowledged them.
+   * `sentTo` is the `master:term` a send is under way to or was
+   * acknowledged by: the tick does not send it there again, so a member's
+   * resends per tick are bounded by its reports not yet acknowledged, not
+   * by every member it ever saw come up (that made formation quadratic).
+   */
+  private readonly owedReports = new Map<string, { report: z.output<typeof reportSchema>; sentTo?: string }>();
 
   // ---- master state
   private readonly proposals: Proposal[] = [];
@@ -222,6 +230,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly nodeupBarriers = new Map<number, Barrier>();
   private readonly cleanupBarriers = new Map<number, Barrier>();
   private readonly verifying = new Set<number>();
+  /** Join proposals not settled yet, by node (see onJoin). */
+  private readonly joinsUnderWay = new Map<number, { incarnation: number; committed: Promise<Transition | undefined> }>();
   private readonly watchers = new Set<(e: WatchEvent) => void>();
 
   constructor(options: ClusterNodeOptions) {
@@ -246,7 +256,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       leaseValid: () => this.keyServiceLease(),
       renewLease: () => this.renewLease(),
       fenceWaitMs: () => this.opts.keyServiceFenceWaitMs ?? (this.opts.fence ? 0 : this.timing.failureTimeoutMs),
-      members: () => this.history.members(),
+      // Read-only: key services only iterate it (no copy per transition).
+      members: () => this.history.membersView() as MemberInfo[],
       member: (n) => this.history.member(n),
       propose: (build) => this.propose(build),
       reportReady: (name, epoch) => this.report({ kind: 'keyservice-ready', node: this.nodeNum, incarnation: this.incarnation, keyService: name, epoch }),
@@ -599,12 +610,25 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const began = this.clock.now();
     const ics = this.ics;
     let attempts = 0;
+    // Rounds in a row in which no master answered: a node that cannot stand
+    // for election probes less and less often (up to the failure timeout),
+    // so hundreds of nodes started at once do not drown the candidates in
+    // probes while they elect the first master.
+    let unanswered = 0;
+    // A master that queued our join: asked again directly, without probing.
+    let queuedAt: number | undefined;
     // One loop per incarnation: a former incarnation's loop (woken by the restart) ends.
     while ((this.phase === 'joining' || this.phase === 'rejoining') && this.ics === ics) {
       attempts++;
-      const master = await this.findMaster();
+      let wait = this.timing.joinRetryMs;
+      const master = queuedAt ?? (await this.findMaster());
+      queuedAt = undefined;
+      unanswered = master === undefined && index < 0 ? unanswered + 1 : 0;
+      if (unanswered > 1) wait = Math.min(this.timing.failureTimeoutMs, this.timing.joinRetryMs * 2 ** Math.min(unanswered - 1, 16));
       if (master !== undefined && master !== this.nodeNum) {
-        if (await this.tryJoin(master)) return;
+        const r = await this.tryJoin(master);
+        if (r === 'joined') return;
+        if (r === 'queued') queuedAt = master;
       } else if ((this.history.last > 0 || this.pending !== undefined) && this.clock.now() - Math.max(began, this.lastHeardMaster) > this.timing.failureTimeoutMs * 6) {
         // We acknowledged the first transitions of a cluster as a candidate
         // (committed or not), then its master went before we joined, and
@@ -620,7 +644,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         if (this.isMaster || this.currentPhase() === 'member') return;
       }
       if (this.phase !== 'joining' && this.phase !== 'rejoining') return;
-      await this.sleep(this.timing.joinRetryMs + this.random.int(this.timing.joinRetryMs));
+      await this.sleep(wait + this.random.int(wait));
     }
   }
 
@@ -670,8 +694,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return best.master;
   }
 
-  private async tryJoin(master: number): Promise<boolean> {
-    let r: { ok: boolean; reason?: string; evicted?: boolean; snapshot?: unknown };
+  /** 'queued': the master has our join in its queue; ask it again. */
+  private async tryJoin(master: number): Promise<'joined' | 'queued' | 'failed'> {
+    let r: { ok: boolean; reason?: string; evicted?: boolean; queued?: boolean; snapshot?: unknown };
     try {
       r = (await this.ics.call(
         master,
@@ -682,16 +707,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       )) as typeof r;
     } catch (err) {
       this.log.debug({ master, err: (err as Error).message }, 'join failed');
-      return false;
+      return 'failed';
     }
     if (!r.ok && r.evicted === true) {
       this.log.warn({ master, reason: r.reason }, 'this incarnation was declared down: starting again as a new one');
       void this.restart();
-      return true;
+      return 'joined';
     }
+    if (!r.ok && r.queued === true) return 'queued';
     if (!r.ok || !r.snapshot) {
       this.log.info({ master, reason: r.reason }, 'join refused for now');
-      return false;
+      return 'failed';
     }
     const snapshot = parse(snapshotSchema, r.snapshot) as HistorySnapshot;
     const had = this.history.last;
@@ -705,7 +731,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         if (mine && (mine.term !== t.term || mine.node !== t.node || mine.kind !== t.kind || mine.to !== t.to || mine.incarnation !== t.incarnation)) {
           this.log.warn({ number: t.number }, 'my history differs from the master\'s: starting again as a new incarnation');
           void this.restart();
-          return true;
+          return 'joined';
         }
       }
     }
@@ -733,7 +759,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.markCleaned(m.node, m.incarnation);
       void this.cleanup(this.history.get(m.since) ?? this.syntheticTransition(m));
     }
-    return true;
+    return 'joined';
   }
 
   /**
@@ -783,7 +809,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.ics.registerService({
       ...CLMS,
       name: 'clms',
-      pool: { max: 256, queue: 4096, priorityReserve: 64 },
+      // A join waits for its commit (bounded, see onJoin): up to one handler
+      // per joining node, so room for every node and the reports besides.
+      pool: { max: Math.max(256, this.opts.maxNodes + 64), queue: 4096, priorityReserve: 64 },
       handlers: {
         vote: (a, ctx) => this.onVote(parse(voteSchema, a), ctx),
         append: (a, ctx) => this.onAppend(parse(appendSchema, a) as z.output<typeof appendSchema> & { entries: Transition[] }, ctx),
@@ -822,7 +850,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.broadcast({ type: 'master', master, term: this.term });
       if (master !== undefined && master !== this.nodeNum) {
         // Reports owed to the old master go to the new one.
-        for (const r of this.owedReports.values()) void this.sendReport(r);
+        for (const o of this.owedReports.values()) void this.sendReport(o.report);
       }
     }
   }
@@ -982,11 +1010,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** Queue a change; the master commits changes one at a time. */
   private propose(build: Proposal['build']): Promise<Transition | undefined> {
-    // Only a master queues changes: one decided under a former mastership (a
-    // suspicion that outlived it) must not wait in the queue and go before
-    // the entry the next mastership carries (M2).
-    if (!this.isMaster) return Promise.reject(new ClusterInfraError('CORE_ERR_ABORTED', 'not the master'));
     return new Promise((resolve, reject) => {
+      // Only a master queues changes. A decision begun as master and
+      // finished after stepping down (a nodedown verified across a term
+      // change) must not wait in the queue for a later term of ours: it
+      // would go before the entry carried over from the former master and
+      // take its number, which a quorum may have committed already (M2).
+      if (!this.isMaster) return reject(new ClusterInfraError('CORE_ERR_ABORTED', 'not the master'));
       this.proposals.push({ build, done: (t, err) => (err ? reject(err) : resolve(t)) });
       // The loop outlives whichever handler proposed the change.
       detached(() => void this.commitLoop());
@@ -1254,7 +1284,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private async onJoin(
     j: z.output<typeof joinSchema>,
     ctx: HandlerContext,
-  ): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; evicted?: boolean; snapshot?: HistorySnapshot }> {
+  ): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; evicted?: boolean; queued?: boolean; snapshot?: HistorySnapshot }> {
     const node = ctx.caller.nodeNum;
     if (!this.isMaster) return { ok: false, reason: 'not the master', retryAfterMs: this.timing.joinRetryMs };
     if (ctx.caller.incarnation !== j.incarnation) return { ok: false, reason: 'incarnation does not match the link' };
@@ -1284,11 +1314,29 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       return { ok: false, reason: `node ${node}'s former incarnation is ${current.state}: waiting for its cleanup`, retryAfterMs: this.timing.joinRetryMs };
     }
     if (this.history.nodesIn('ComingUp', 'Up', 'ShuttingDown', 'GoingDown').length >= this.opts.maxNodes) return refuse('the cluster has maxNodes members');
-    const t = await this.propose(() => {
-      const s = this.history.stateOf(node);
-      if (s !== 'NeverUp' && s !== 'Down') return undefined;
-      return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta, keyServices: j.keyServices };
-    }).catch(() => undefined);
+    // One proposal per joining incarnation: a joiner that asks again waits
+    // on the same one. The wait is shorter than the joiner's own timeout: in
+    // a join storm (hundreds of nodes started at once) the queue is long,
+    // and a handler that outlives its caller only holds a pool slot that
+    // the reports of the members need. The joiner asks again ('queued').
+    let join = this.joinsUnderWay.get(node);
+    if (!join || join.incarnation !== j.incarnation) {
+      const entry = {
+        incarnation: j.incarnation,
+        committed: this.propose(() => {
+          const s = this.history.stateOf(node);
+          if (s !== 'NeverUp' && s !== 'Down') return undefined;
+          return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta, keyServices: j.keyServices };
+        }).catch(() => undefined),
+      };
+      void entry.committed.then(() => {
+        if (this.joinsUnderWay.get(node) === entry) this.joinsUnderWay.delete(node);
+      });
+      this.joinsUnderWay.set(node, entry);
+      join = entry;
+    }
+    const t = await this.within(join.committed, this.timing.rpcTimeoutMs * 2);
+    if (t === TIMED_OUT) return { ok: false, reason: 'the join is queued', queued: true, retryAfterMs: this.timing.joinRetryMs };
     if (!t) return { ok: false, reason: 'could not commit the join', retryAfterMs: this.timing.joinRetryMs };
     return { ok: true, snapshot: this.history.snapshot() };
   }
@@ -1298,10 +1346,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const from = ctx.caller.nodeNum;
     switch (r.kind) {
       case 'nodeup-done':
-        this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, from);
+        this.barrierDone('nodeup', r.node, r.incarnation, from);
         return { ok: true };
       case 'cleanup-done':
-        this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, from);
+        this.barrierDone('cleanup', r.node, r.incarnation, from);
         return { ok: true };
       case 'suspect':
         detached(() => void this.suspect(r.node, `node ${from} reports: ${r.reason ?? 'unreachable'}`, { [String(from)]: r.reason ?? 'unreachable' }));
@@ -1336,38 +1384,50 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  private barrierDone(barriers: Map<number, Barrier>, node: number, incarnation: number, from: number): void {
-    const b = barriers.get(node);
+  /**
+   * `from` reported for the barrier of `node`. Only that barrier can open
+   * now: members that went down were dropped from every barrier when their
+   * transition was applied (`checkBarriers`), so no full scan per report
+   * (a report per member per transition would make that quadratic).
+   */
+  private barrierDone(kind: 'nodeup' | 'cleanup', node: number, incarnation: number, from: number): void {
+    if (!this.isMaster) return;
+    const b = (kind === 'nodeup' ? this.nodeupBarriers : this.cleanupBarriers).get(node);
     if (!b || b.incarnation !== incarnation) return;
     b.waiting.delete(from);
-    this.checkBarriers();
+    this.openIfDone(kind, node, b);
   }
 
-  /** Open the barriers whose every member reported (members that went down meanwhile no longer count). */
+  /** Drop members that went down meanwhile from every barrier, and open those every member reported for. */
   private checkBarriers(): void {
     if (!this.isMaster) return;
     const alive = new Set(this.history.nodesIn('Up', 'ComingUp'));
     for (const [node, b] of this.nodeupBarriers) {
       for (const w of b.waiting) if (!alive.has(w)) b.waiting.delete(w);
-      if (b.waiting.size === 0) {
-        this.nodeupBarriers.delete(node);
-        void this.propose(() => {
-          const m = this.history.member(node);
-          if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
-          return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
-        }).catch(() => {});
-      }
+      this.openIfDone('nodeup', node, b);
     }
     for (const [node, b] of this.cleanupBarriers) {
       for (const w of b.waiting) if (!alive.has(w) || canaries.skipCleanupBarrier) b.waiting.delete(w);
-      if (b.waiting.size === 0) {
-        this.cleanupBarriers.delete(node);
-        void this.propose(() => {
-          const m = this.history.member(node);
-          if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
-          return { kind: 'state', node, incarnation: b.incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
-        }).catch(() => {});
-      }
+      this.openIfDone('cleanup', node, b);
+    }
+  }
+
+  private openIfDone(kind: 'nodeup' | 'cleanup', node: number, b: Barrier): void {
+    if (b.waiting.size > 0) return;
+    if (kind === 'nodeup') {
+      this.nodeupBarriers.delete(node);
+      void this.propose(() => {
+        const m = this.history.member(node);
+        if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
+        return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
+      }).catch(() => {});
+    } else {
+      this.cleanupBarriers.delete(node);
+      void this.propose(() => {
+        const m = this.history.member(node);
+        if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
+        return { kind: 'state', node, incarnation: b.incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
+      }).catch(() => {});
     }
   }
 
@@ -1381,9 +1441,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       }
     }
     // Our own reports count at once.
-    for (const r of this.owedReports.values()) {
-      if (r.kind === 'nodeup-done') this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, this.nodeNum);
-      if (r.kind === 'cleanup-done') this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, this.nodeNum);
+    for (const { report: r } of this.owedReports.values()) {
+      if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
+      if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
     }
     this.checkBarriers();
   }
@@ -1485,6 +1545,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // A master record from an older term (replayed history) names nobody now.
     if (t.kind === 'master' && t.term >= this.term) this.setMaster(t.node, t.term);
     if (t.kind !== 'state') return;
+    // Out of ComingUp, its nodeup barrier is settled: nothing more to report for it.
+    if (t.to !== 'ComingUp') this.owedReports.delete(`nodeup-done:${t.node}:${t.incarnation}`);
     if (t.node === this.nodeNum) return this.applySelf(t);
     switch (t.to) {
       case 'ComingUp':
@@ -1507,10 +1569,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       case 'Down':
         this.detector.forget(t.node);
         this.owedReports.delete(`cleanup-done:${t.node}:${t.incarnation}`);
-        this.owedReports.delete(`nodeup-done:${t.node}:${t.incarnation}`);
         break;
     }
-    if (this.isMaster) this.checkBarriers();
+    // Joining and coming up take nobody out of a barrier and open none: a
+    // full scan (every barrier, every waiter) only when a member left.
+    if (this.isMaster && t.to !== 'Up' && t.to !== 'ComingUp') this.checkBarriers();
   }
 
   private applySelf(t: Transition): void {
@@ -1630,14 +1693,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   // ================================================================ reports
 
   private report(r: z.output<typeof reportSchema>): void {
-    this.owedReports.set(`${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`, r);
+    // A nodeup barrier exists only while its node is ComingUp (a joiner may
+    // finish nodeup for a member that is Up by then).
+    const m = r.kind === 'nodeup-done' ? this.history.member(r.node) : undefined;
+    if (r.kind === 'nodeup-done' && (m?.state !== 'ComingUp' || m.incarnation !== r.incarnation)) return;
+    this.owedReports.set(reportKey(r), { report: r });
     if (this.isMaster) {
       if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) {
         this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}`);
         this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
       }
-      if (r.kind === 'nodeup-done') this.barrierDone(this.nodeupBarriers, r.node, r.incarnation, this.nodeNum);
-      if (r.kind === 'cleanup-done') this.barrierDone(this.cleanupBarriers, r.node, r.incarnation, this.nodeNum);
+      if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
+      if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
       return;
     }
     void this.sendReport(r);
@@ -1646,12 +1713,20 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private async sendReport(r: z.output<typeof reportSchema>): Promise<void> {
     const master = this.masterNum;
     if (master === undefined || master === this.nodeNum) return;
+    const key = reportKey(r);
+    const to = `${master}:${this.term}`;
+    const owed = this.owedReports.get(key);
+    if (owed?.report === r) owed.sentTo = to;
+    let acked = false;
     try {
       const ok = (await this.ics.call(master, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs })) as { ok: boolean };
-      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}`);
-      if (ok.ok && r.kind === 'keyservice-ready') this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}:${r.keyService}:${r.epoch}`);
+      acked = ok.ok;
+      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down' || r.kind === 'keyservice-ready')) this.owedReports.delete(key);
     } catch {
       /* resent on the next tick or to the next master */
+    } finally {
+      // Not acknowledged: the next tick sends it again.
+      if (!acked && owed?.sentTo === to) owed.sentTo = undefined;
     }
   }
 
@@ -1696,9 +1771,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // A founder deposed before it committed its own Up finishes joining as any joiner does.
     const me = this.history.member(this.nodeNum);
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
-    // Owed reports are resent until the master acknowledges the barrier.
-    for (const r of this.owedReports.values()) {
-      if (r.kind === 'nodeup-done' || r.kind === 'cleanup-done' || r.kind === 'keyservice-ready') void this.sendReport(r);
+    // Owed reports are resent until the master acknowledges them (a new
+    // master, or a new term, gets them again: its barriers are rebuilt).
+    const to = `${this.masterNum}:${this.term}`;
+    for (const o of this.owedReports.values()) {
+      const kind = o.report.kind;
+      if ((kind === 'nodeup-done' || kind === 'cleanup-done' || kind === 'keyservice-ready') && o.sentTo !== to) void this.sendReport(o.report);
     }
     if (now - this.lastHeardMaster > this.timing.failureTimeoutMs * 6) {
       // Long without a master and no election won: this node may have been
@@ -1818,6 +1896,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return this.phase;
   }
 
+  /** `p`, or TIMED_OUT when it has not settled within `ms` (p must not reject). */
+  private within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+    return new Promise((resolve) => {
+      const timer = this.clock.setTimeout(() => resolve(TIMED_OUT), ms);
+      void p.then((v) => {
+        timer.cancel();
+        resolve(v);
+      });
+    });
+  }
+
   /**
    * Wait `ms`. A restart or close cuts every sleep short (they resolve):
    * loops re-check their conditions and end, instead of hanging with their
@@ -1841,6 +1930,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.timers = [];
     for (const wake of [...this.sleepers]) wake();
   }
+}
+
+/** The key of a report in `owedReports`: a later report of the same thing replaces it. */
+function reportKey(r: z.output<typeof reportSchema>): string {
+  return `${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`;
 }
 
 /** Create a cluster node; `await node.start()` joins (or forms) the cluster. */
