@@ -45,6 +45,8 @@ export interface RunnerConfig {
   hold?: boolean;
   /** Register a counter key service of this name (see above); only on the nodes in `hosts` when given. */
   keyService?: { name: string; critical?: boolean; hosts?: number[] };
+  /** ClusterNode's keyServiceFenceWaitMs (default: the failure timeout). */
+  keyServiceFenceWaitMs?: number;
 }
 
 const hr = (): number => performance.timeOrigin + performance.now();
@@ -78,6 +80,7 @@ const node = new ClusterNode({
   candidates: config.candidates,
   seeds: config.seeds,
   preset: config.preset,
+  ...(config.keyServiceFenceWaitMs !== undefined ? { keyServiceFenceWaitMs: config.keyServiceFenceWaitMs } : {}),
 });
 
 let transitions = 0;
