@@ -1345,10 +1345,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (!this.isMaster) return { ok: false };
     const from = ctx.caller.nodeNum;
     switch (r.kind) {
+      // A report about a node this master has not applied yet (a new master
+      // still committing the entry it carried) is refused, so the member
+      // sends it again; acknowledged, it would never come back and the
+      // barrier would wait for ever.
       case 'nodeup-done':
+        if (!this.history.member(r.node)) return { ok: false };
         this.barrierDone('nodeup', r.node, r.incarnation, from);
         return { ok: true };
       case 'cleanup-done':
+        if (!this.history.member(r.node)) return { ok: false };
         this.barrierDone('cleanup', r.node, r.incarnation, from);
         return { ok: true };
       case 'suspect':
