@@ -1680,6 +1680,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.pending = undefined;
     this.masterNum = undefined;
     this.quorumOk = false;
+    // What the former incarnation hosted ends with it (K5; evicted() did so already, other restarts did not).
+    this.keys.stopAll('restarting as a new incarnation');
     // Nothing the former incarnation meant to commit may reach the new history.
     for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'restarting as a new incarnation'));
     this.nodeupBarriers.clear();
