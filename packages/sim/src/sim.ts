@@ -721,6 +721,10 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
   const profile = options.profile ?? 'full';
   const t0 = performance.now();
   if (options.canary) __canaries[options.canary] = true;
+  // Errors are values here (timeouts, refusals by the thousand): their stack
+  // traces cost a tenth of a run and no check reads them.
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   try {
     const world = new World(options.seed, options.nodes, options.tail ?? 40, options.hooks);
     world.checker.strict = options.strict ?? false;
@@ -728,6 +732,7 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
     return world.result(profile, options.canary, performance.now() - t0);
   } finally {
     if (options.canary) __canaries[options.canary] = false;
+    Error.stackTraceLimit = stackTraceLimit;
   }
 }
 

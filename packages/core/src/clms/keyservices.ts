@@ -691,9 +691,12 @@ export class KeyServiceManager {
       return;
     }
     this.proposeChange(name, v?.since, () => {
-      // As the node is when the change is built (it may have gone down since).
+      // As the nodes are when the change is built: the target may have gone
+      // down since, and a leaving host that failed meanwhile is failed over
+      // after its Down and the fence wait instead (K4).
       const target = this.host.member(eligible);
       if (target?.state !== 'Up') return undefined;
+      if (leaving !== undefined && this.hostState(name, leaving) !== 'ShuttingDown') return undefined;
       return {
       kind: 'keyservice',
       node: eligible,

@@ -184,6 +184,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Term of the master that sent `pending`. */
   private pendingFrom = 0;
   private lastHeardMaster = Number.NEGATIVE_INFINITY;
+  /** The restart under way, if any, the incarnation it replaces, and whether the next one asked for another (see restart). */
+  private restarting: Promise<void> | undefined;
+  private restartingFrom: number | undefined;
+  private restartAgain = false;
   /** Sleeps under way (see sleep). */
   private readonly sleepers = new Set<() => void>();
   /**
@@ -638,7 +642,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         this.log.warn({ last: this.history.last }, 'the cluster we were joining has no master left: starting again');
         void this.restart();
         return;
-      } else if (index >= 0 && this.history.last === 0 && attempts > 1 + index) {
+      } else if (index >= 0 && this.history.last === 0 && this.pending === undefined && attempts > 1 + index) {
         // Nobody answers as master: stand for election with the other candidates.
         await this.elect(true);
         if (this.isMaster || this.currentPhase() === 'member') return;
@@ -890,6 +894,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.electing = true;
     try {
       const voters = bootstrap ? [...this.candidates] : this.voters();
+      const history = this.history;
       const lastNumber = this.pending?.number ?? this.history.last;
       const lastTerm = this.pending?.term ?? this.history.lastTerm;
       const ask = async (term: number, pre: boolean): Promise<Set<number>> => {
@@ -927,7 +932,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.term = term;
       this.votedIn = term;
       const granted = await ask(term, false);
-      if (this.term !== term || this.currentPhase() === 'closed') return;
+      // The votes are for the history we stood with: an eviction or restart meanwhile ends this election.
+      if (this.term !== term || this.currentPhase() === 'closed' || this.currentPhase() === 'rejoining' || this.history !== history) return;
       if (!enough(granted)) {
         this.log.debug({ term, granted: [...granted], voters }, 'election lost');
         return;
@@ -935,7 +941,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       // Another candidate's founding reached us while we stood: that history
       // is the cluster now, and founding a second on top of it would strand
       // its founder half-joined.
-      if (bootstrap && this.history.last > 0) {
+      if (bootstrap && (this.history.last > 0 || this.pending !== undefined)) {
         this.log.debug({ term, last: this.history.last }, 'a cluster was founded meanwhile: not founding one');
         return;
       }
@@ -1669,7 +1675,37 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     await this.restart();
   }
 
-  private async restart(): Promise<void> {
+  /**
+   * Start again as a new incarnation. One restart at a time: several paths
+   * can ask at once (an eviction, a dead history, a history that differs),
+   * and two would each start a new incarnation on the same address. Never
+   * rejects: a restart that fails (the address taken) is logged and the
+   * node closes, rather than an unhandled rejection in the application.
+   */
+  private restart(): Promise<void> {
+    if (this.restarting) {
+      // Asked by the new incarnation (its join found a dead history): once more after this one.
+      if (this.incarnation !== this.restartingFrom) this.restartAgain = true;
+      return this.restarting;
+    }
+    this.restarting = (async () => {
+      try {
+        do {
+          this.restartAgain = false;
+          this.restartingFrom = this.incarnation;
+          await this.doRestart();
+        } while (this.restartAgain && this.currentPhase() !== 'closed');
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'could not start again as a new incarnation: closing');
+        await this.close().catch(() => {});
+      } finally {
+        this.restarting = undefined;
+      }
+    })();
+    return this.restarting;
+  }
+
+  private async doRestart(): Promise<void> {
     // Nodedown callbacks under way finish as this incarnation's, in band
     // order, before the next one starts (it begins with no cleanups of its own).
     await Promise.all([...this.cleanups.values()]);
