@@ -11,7 +11,7 @@ export const canaries = {
   acceptStaleTerm: false,
   /** CLMS: rejoin with the same incarnation after being declared down. */
   reuseIncarnation: false,
-  /** ICS: leave pending calls to a downed node unsettled, and keep their entries (never abandoned). */
+  /** ICS: leave pending calls to a downed node unsettled (and its links open, whose loss would fail them), and keep their entries (never abandoned). */
   keepPendingOnNodedown: false,
   /** Key services: fail over as soon as the host is GoingDown, without waiting for its fence and cleanup (its Down). */
   moveKeyServiceEarly: false,

@@ -421,11 +421,22 @@ export class World {
   private left(s: Slot, node: ClusterNode): void {
     if (s.node !== node || s.status !== 'running') return;
     this.note(`n${s.n} left`);
+    // A leave that failed (the node was paused, evicted meanwhile) ends the process all the same.
+    void node.close().catch(() => {});
     s.clock!.kill();
     this.keyServices.forget(node);
     s.status = 'left';
     if (this.healing) this.restart(s);
     else if (this.sched.next() < 0.7) this.after(100 + this.sched.int(4000), () => this.restart(s));
+  }
+
+  /**
+   * A partition blackholes the frames in flight on links that stay open; a
+   * reliable link (TCP) never loses frames and carries on, it delivers them
+   * late or resets. So links that crossed the cut are reset when it heals.
+   */
+  private resetCutLinks(): void {
+    for (const s of this.slots) this.network.killLinks(s.address);
   }
 
   private partition(): void {
@@ -466,6 +477,7 @@ export class World {
     this.after(300 + this.sched.int(TIMING.failureTimeoutMs * 8), () => {
       if (this.healing) return;
       this.network.heal();
+      this.resetCutLinks();
       this.partitioned = false;
       this.note('partition healed');
     });
@@ -493,7 +505,8 @@ export class World {
       caller: node,
       callerNum: caller.n,
       target: target.n,
-      targetIncarnation: node.info(target.n)?.incarnation,
+      // Where ICS sends it: the incarnation it talks to (newer than the membership's view right after a restart).
+      targetIncarnation: ics.peerIncarnation(target.n) ?? node.info(target.n)?.incarnation,
       deadline: this.clock.now() + timeoutMs,
       settled: false,
     };
@@ -522,7 +535,6 @@ export class World {
 
   /** R2: calls from `node` to (x, inc) settle as soon as x is down there. */
   private checkR2(node: ClusterNode, x: number, inc: number): void {
-    if (this.slot(x).lastIncarnation !== inc) return; // a newer incarnation may own those calls
     const waiting = this.calls.filter((c) => !c.settled && c.caller === node && c.target === x && c.targetIncarnation === inc);
     if (waiting.length === 0) return;
     setImmediate(() => {
@@ -624,8 +636,9 @@ export class World {
     this.note('healing: network healed, faults cleared, everyone resumed and restarted');
     this.network.heal();
     this.network.clearFaults();
-    // Lossy links (a broken reliable-link contract) end in a reset, as a real connection would.
-    if (this.rates.lossy) for (const s of this.slots) this.network.killLinks(s.address);
+    // Lossy links and links across a partition (a broken reliable-link
+    // contract) end in a reset, as a real connection would.
+    if (this.rates.lossy || this.partitioned) this.resetCutLinks();
     for (const s of this.slots) {
       if (s.status === 'running' && s.clock!.paused) this.resume(s, s.clock!);
       if (s.status !== 'running') this.restart(s);

@@ -13,7 +13,7 @@ afterEach(() => __resetCanaries());
 const expected: Record<CanaryName, string[]> = {
   skipCleanupBarrier: ['C1'],
   acceptStaleTerm: ['M5', 'M2', 'M4'],
-  reuseIncarnation: ['M8', 'L3', 'L1'],
+  reuseIncarnation: ['M8', 'M1', 'L3', 'L1'],
   // R2 when a call to the downed node is pending at that moment; otherwise
   // the leaked entries surface later (the seed passes without the canary, so
   // any of these is the canary's doing).

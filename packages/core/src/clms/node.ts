@@ -592,7 +592,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.ics.on('link', (e) => {
       if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
     });
-    await this.ics.start();
+    try {
+      await this.ics.start();
+    } catch (err) {
+      // Closed while this incarnation began: nothing to start.
+      if (this.currentPhase() === 'closed') return;
+      throw err;
+    }
+    if (this.currentPhase() === 'closed') {
+      await this.ics.close();
+      return;
+    }
     this.phase = 'joining';
     this.timers.push(every(this.clock, this.timing.heartbeatIntervalMs, () => this.tick()));
     this.detector.start?.({

@@ -440,6 +440,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private readonly opts: ResolvedIcsOptions;
   private readonly transport: Transport;
   private listener: Listener | undefined;
+  /** The listen under way, while `start()` runs (close waits for it). */
+  private starting: Promise<Listener> | undefined;
   private readonly peers = new Map<number, Peer>();
   private readonly channels = new Map<string, ChannelInfo>();
   private readonly channelsByNumber = new Map<number, ChannelInfo>();
@@ -512,7 +514,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       throw new IcsClosedError();
     }
     this.state = 'started';
-    this.listener = await this.transport.listen();
+    this.starting = this.transport.listen();
+    const listener = await this.starting;
+    // Closed while it began to listen: let the address go again.
+    if (this.state !== 'started') {
+      await listener.close();
+      throw new IcsClosedError();
+    }
+    this.listener = listener;
     this.listener.on('link', (link) => this.attach(link));
     this.listener.on('rejected', (info) =>
       this.log.warn({ remote: info.remoteAddress, code: info.error.code }, 'refused a connection: %s', info.error.message),
@@ -813,7 +822,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       // An older incarnation: the current one lives on; nothing else to undo.
       return;
     }
-    return this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), true);
+    // (The canary leaves the links too: destroying them would fail the calls it means to leak.)
+    return this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), !canaries.keepPendingOnNodedown);
   }
 
   /** Fail everything addressed to `peer`, drop its links and abort what it asked of us. */
@@ -859,6 +869,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   private async doClose(): Promise<void> {
     this.state = 'closing';
+    // A start under way finishes first (and, seeing us closing, lets go of what it bound).
+    await this.starting?.catch(() => undefined);
     await this.listener?.close();
     const teardowns: Promise<void>[] = [];
     for (const peer of this.peers.values()) {
@@ -939,6 +951,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** Whether a link to `node` is open now. */
   isConnected(node: number): boolean {
     return this.peers.get(node)?.link?.state === 'open';
+  }
+
+  /** The incarnation of `node` this endpoint talks to (its calls go there), once a link brought it; undefined before. */
+  peerIncarnation(node: number): number | undefined {
+    return this.peers.get(node)?.incarnation;
   }
 
   private ensureLink(peer: Peer): void {
