@@ -631,6 +631,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     let unanswered = 0;
     // A master that queued our join: asked again directly, without probing.
     let queuedAt: number | undefined;
+    // When this incarnation last asked a master to join, and since when no master answers.
+    let asked = false;
+    let lastFound = began;
     // One loop per incarnation: a former incarnation's loop (woken by the restart) ends.
     while ((this.phase === 'joining' || this.phase === 'rejoining') && this.ics === ics) {
       attempts++;
@@ -639,7 +642,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       queuedAt = undefined;
       unanswered = master === undefined && index < 0 ? unanswered + 1 : 0;
       if (unanswered > 1) wait = Math.min(this.timing.failureTimeoutMs, this.timing.joinRetryMs * 2 ** Math.min(unanswered - 1, 16));
+      if (master !== undefined) lastFound = this.clock.now();
+      if (master === undefined && asked && this.clock.now() - lastFound > this.timing.failureTimeoutMs * 10) {
+        // We asked a master to join, then nobody answers any more: the join
+        // may have been committed and this incarnation declared down since,
+        // and the others refuse its links, so they cannot even tell us.
+        this.log.warn({ silentMs: this.clock.now() - lastFound }, 'no master answers since we asked to join: starting again as a new incarnation');
+        void this.restart();
+        return;
+      }
       if (master !== undefined && master !== this.nodeNum) {
+        asked = true;
         const r = await this.tryJoin(master);
         if (r === 'joined') return;
         if (r === 'queued') queuedAt = master;
