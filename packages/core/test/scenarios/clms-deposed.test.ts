@@ -4,7 +4,7 @@
  * number of an entry a quorum had committed, M2).
  */
 import { afterEach, expect, it } from 'vitest';
-import { type SimCluster, simCluster } from './clms-harness.js';
+import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
 
 let sim: SimCluster | undefined;
 afterEach(async () => {
@@ -12,8 +12,6 @@ afterEach(async () => {
   sim = undefined;
 });
 
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
-const allUp = (s: SimCluster, ns: number[]): boolean => ns.every((n) => ns.every((m) => s.node(n).info(m)?.state === 'Up'));
 
 it('a nodedown finished after the master was deposed is dropped, not committed when that node is master again', async () => {
   let release: (() => void) | undefined;

@@ -75,3 +75,9 @@ export function simCluster(size: number, options: { candidates?: number[]; seed?
     },
   };
 }
+
+/** 1..n: node numbers. */
+export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
+
+/** Every node in `ns` sees every node in `ns` Up. */
+export const allUp = (s: SimCluster, ns: number[]): boolean => ns.every((n) => ns.every((m) => s.node(n).info(m)?.state === 'Up'));

@@ -4,7 +4,7 @@
  * a formation of many nodes started at once (a join storm).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type SimCluster, simCluster } from './clms-harness.js';
+import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
 
 let sim: SimCluster | undefined;
 afterEach(async () => {
@@ -12,8 +12,6 @@ afterEach(async () => {
   sim = undefined;
 });
 
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
-const allUp = (s: SimCluster, ns: number[]): boolean => ns.every((n) => ns.every((m) => s.node(n).info(m)?.state === 'Up'));
 const framesSent = (s: SimCluster, n: number): number => s.node(n).communication.stats().messagesSent;
 
 describe('scale', () => {

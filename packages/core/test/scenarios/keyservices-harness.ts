@@ -2,7 +2,7 @@
 import type { ClusterNode, KeyServiceContext, KeyServiceRegistration } from '@clusterinfra/core';
 import type { SimCluster } from './clms-harness.js';
 
-export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
+export { range } from './clms-harness.js';
 
 /**
  * An external store fenced by epoch, as a database with a fencing token
