@@ -78,6 +78,8 @@ function row(name: string, unit: string, value: number | null, baseline: number,
 
 interface KillFigures {
   detect: number[];
+  /** Per kill, from SIGKILL: the master's first suspicion / its verification / its commit of GoingDown / the last survivor applying it. */
+  phases: string[];
   callbacks: number[];
   failover: number[];
   failures: string[];
@@ -88,7 +90,7 @@ interface KillFigures {
  * address), then `failoverReps` times SIGKILL the master (then restart it).
  */
 async function killBench(runner: { file: string; execArgv: string[] }, size: number, preset: Preset, reps: number, failoverReps: number): Promise<KillFigures> {
-  const f: KillFigures = { detect: [], callbacks: [], failover: [], failures: [] };
+  const f: KillFigures = { detect: [], phases: [], callbacks: [], failover: [], failures: [] };
   const c = await ProcCluster.start({ size, preset, runner, seeds: 'candidates', spare: 0, clusterName: `bench-${size}-${preset}` });
   const all = Array.from({ length: size }, (_, i) => i + 1);
   try {
@@ -111,7 +113,13 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
       if (seen.some((s) => s === undefined)) {
         f.failures.push(`${size}p ${preset}: kill ${victim}: a survivor never applied GoingDown (${survivors.filter((_, j) => !seen[j]).join(', ')})`);
       } else {
-        f.detect.push(Math.max(...seen.map((s) => s!.at)) - killedAt);
+        const last = Math.max(...seen.map((s) => s!.at)) - killedAt;
+        f.detect.push(last);
+        const decided = survivors.flatMap((n) => c.node(n).decisions).find((d) => d.value.kind === 'down' && d.value.node === victim && d.at >= killedAt);
+        if (decided) {
+          const suspected = decided.at - (decided.value.tookMs ?? 0) - killedAt;
+          f.phases.push(`${r1(suspected)}/${r1(suspected + (decided.value.timings?.verified ?? 0))}/${r1(decided.at - killedAt)}/${r1(last)}`);
+        }
         const committed = c.node(c.node(survivors[0]!).master ?? master).seen((t) => t.node === victim && t.incarnation === incarnation && t.to === 'GoingDown');
         const ends = survivors.map((n) => c.node(n).cleanups.find((x) => x.node === victim && x.incarnation === incarnation)?.end);
         if (committed && ends.every((e) => e !== undefined)) f.callbacks.push(Math.max(...(ends as number[])) - committed.at);
@@ -408,8 +416,8 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
   for (const [size, preset, reps, failoverReps] of [
     [3, 'lan', 4, 2],
     [3, 'local', 4, 2],
-    [16, 'lan', 2, 3],
-    [16, 'local', 2, 3],
+    [16, 'lan', 5, 3],
+    [16, 'local', 5, 3],
   ] as const) {
     if (!want(`kill-${size}p-${preset}`)) continue;
     log(`clms: ${size} processes, ${preset}: SIGKILL of a non-master x${reps}, of the master x${failoverReps}`);
@@ -421,7 +429,7 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
     rows.push(row(`sigkill-nodedown-all-${size}p-${preset}`, 'ms', f.detect.length ? median(f.detect) : null, timeout));
     rows.push(row(`nodedown-callbacks-done-${size}p-${preset}`, 'ms', f.callbacks.length ? median(f.callbacks) : null, timeout));
     rows.push(row(`master-failover-${size}p-${preset}`, 'ms', f.failover.length ? median(f.failover) : null, timeout));
-    notes.push(`${size}p ${preset}: SIGKILL -> GoingDown at the last survivor (ms): ${fmt(f.detect)}; GoingDown at master -> last callback done: ${fmt(f.callbacks)}; failover: ${fmt(f.failover)}`);
+    notes.push(`${size}p ${preset}: SIGKILL -> GoingDown at the last survivor (ms): ${fmt(f.detect)} (the master suspected/verified/committed, the last survivor applied: ${f.phases.join(', ')}); GoingDown at master -> last callback done: ${fmt(f.callbacks)}; failover: ${fmt(f.failover)}`);
     notes.push(...f.failures);
     log(`  ${notes.at(-1 - f.failures.length)}`);
     for (const x of f.failures) log(`  FAILED ${x}`);

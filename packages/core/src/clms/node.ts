@@ -234,6 +234,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly nodeupBarriers = new Map<number, Barrier>();
   private readonly cleanupBarriers = new Map<number, Barrier>();
   private readonly verifying = new Set<number>();
+  /** Master: members that reported a node unreachable, and when (evidence for verify()). */
+  private readonly unreachable = new Map<number, { incarnation: number; from: Map<number, number> }>();
+  /** Master: a verification under way, woken by each such report. */
+  private readonly unreachableHeard = new Map<number, () => void>();
   /** Join proposals not settled yet, by node (see onJoin). */
   private readonly joinsUnderWay = new Map<number, { incarnation: number; committed: Promise<Transition | undefined> }>();
   private readonly watchers = new Set<(e: WatchEvent) => void>();
@@ -911,8 +915,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return { term: this.term, granted: true };
   }
 
-  /** Stand for election; `bootstrap` when no history exists yet. */
-  private async elect(bootstrap: boolean): Promise<void> {
+  /**
+   * Stand for election; `bootstrap` when no history exists yet. Resolves
+   * 'refused' when the pre-vote found no quorum (the voters still hear a
+   * master, or have a fuller history): no term was raised, so no split
+   * vote to back off from.
+   */
+  private async elect(bootstrap: boolean): Promise<'refused' | undefined> {
     if (this.electing || this.phase === 'closed' || !this.candidates.includes(this.nodeNum)) return;
     this.electing = true;
     try {
@@ -950,7 +959,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       const enough = (granted: Set<number>): boolean => (allCandidates ? voters.every((v) => granted.has(v)) : hasQuorum(this.opts.quorum, granted, voters));
       // Pre-vote first: only a candidate that could win raises the term.
       const pre = await ask(this.term + 1, true);
-      if (!enough(pre) || this.currentPhase() === 'closed') return;
+      if (!enough(pre) || this.currentPhase() === 'closed') return 'refused';
       const term = this.term + 1;
       this.term = term;
       this.votedIn = term;
@@ -1387,6 +1396,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         this.barrierDone('cleanup', r.node, r.incarnation, from);
         return { ok: true };
       case 'suspect':
+        this.noteUnreachable(r.node, r.incarnation, from);
         detached(() => void this.suspect(r.node, `node ${from} reports: ${r.reason ?? 'unreachable'}`, { [String(from)]: r.reason ?? 'unreachable' }));
         return { ok: true };
       case 'leave': {
@@ -1492,53 +1502,110 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const first = this.clock.now();
     try {
       // Verify before suspicion: ask the node itself and a few others to reach it.
-      const reachable = await this.verify(node, observers);
+      const reachable = await this.verify(node, m.incarnation, observers);
       if (reachable) {
         this.log.info({ node, observers }, 'suspicion not confirmed: the node answers');
         return;
       }
-      await this.confirmAndDown(node, m.incarnation, reason, observers, first);
+      await this.confirmAndDown(node, m.incarnation, reason, observers, first, { verified: this.clock.now() - first });
     } finally {
       this.verifying.delete(node);
     }
   }
 
-  private async verify(node: number, observers: Record<string, string>): Promise<boolean> {
-    try {
-      await this.ics.call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs });
-      observers[String(this.nodeNum)] = 'answered';
-      return true;
-    } catch (err) {
-      observers[String(this.nodeNum)] = (err as ClusterInfraError).code ?? 'no answer';
-    }
+  /**
+   * A member reported `node` unreachable (its link to it was lost, or its
+   * detector suspects it): evidence for a verification under way or soon.
+   */
+  private noteUnreachable(node: number, incarnation: number, from: number): void {
+    if (from === node || from === this.nodeNum || this.history.member(node)?.incarnation !== incarnation) return;
+    let seen = this.unreachable.get(node);
+    if (!seen || seen.incarnation !== incarnation) this.unreachable.set(node, (seen = { incarnation, from: new Map() }));
+    seen.from.set(from, this.clock.now());
+    this.unreachableHeard.get(node)?.();
+  }
+
+  /**
+   * Is `node` reachable? Asked at once, in parallel: the node itself, and
+   * up to three other members who try to reach it (so one broken link does
+   * not kill a healthy node). Reachable as soon as anyone reaches it;
+   * unreachable once we could not reach it and either every probe came back
+   * without reaching it, or that many members said so, by probe or by a
+   * report of their own within the failure timeout (a killed process
+   * closes its links to everyone: their reports arrive before the probes).
+   */
+  private verify(node: number, incarnation: number, observers: Record<string, string>): Promise<boolean> {
     const helpers = this.history
       .nodesIn('Up')
       .filter((n) => n !== node && n !== this.nodeNum)
       .slice(0, 3);
-    const answers = await Promise.all(
-      helpers.map(async (h) => {
-        try {
-          const r = (await this.ics.call(h, CLMS, 'probe', { node }, { timeoutMs: this.timing.rpcTimeoutMs * 2 })) as { reachable: boolean };
-          observers[String(h)] = r.reachable ? 'reached it' : 'could not reach it';
-          return r.reachable;
-        } catch {
-          observers[String(h)] = 'did not answer';
-          return false;
+    const wanted = helpers.length;
+    const couldNot = new Set<number>();
+    let selfFailed = false;
+    let settled = 0;
+    let decide: (reachable: boolean) => void = () => {};
+    const decided = new Promise<boolean>((resolve) => (decide = resolve));
+    let done = false;
+    const finish = (reachable: boolean): void => {
+      if (done) return;
+      done = true;
+      this.unreachableHeard.delete(node);
+      decide(reachable);
+    };
+    const evaluate = (): void => {
+      if (done || !selfFailed) return;
+      const reports = this.unreachable.get(node);
+      if (reports?.incarnation === incarnation) {
+        const since = this.clock.now() - this.timing.failureTimeoutMs;
+        for (const [from, at] of reports.from) {
+          if (at < since || couldNot.has(from) || couldNot.size >= wanted) continue;
+          couldNot.add(from);
+          observers[String(from)] ??= 'reported it unreachable';
         }
-      }),
+      }
+      if (couldNot.size >= wanted || settled === helpers.length) finish(false);
+    };
+    this.unreachableHeard.set(node, evaluate);
+    void this.ics.call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs }).then(
+      () => {
+        observers[String(this.nodeNum)] = 'answered';
+        finish(true);
+      },
+      (err: unknown) => {
+        observers[String(this.nodeNum)] = (err as ClusterInfraError).code ?? 'no answer';
+        selfFailed = true;
+        evaluate();
+      },
     );
-    return answers.some(Boolean);
+    for (const h of helpers) {
+      void this.ics.call(h, CLMS, 'probe', { node }, { timeoutMs: this.timing.rpcTimeoutMs * 2 }).then(
+        (r) => {
+          const reachable = (r as { reachable: boolean }).reachable;
+          observers[String(h)] = reachable ? 'reached it' : 'could not reach it';
+          settled++;
+          if (reachable) return finish(true);
+          couldNot.add(h);
+          evaluate();
+        },
+        () => {
+          observers[String(h)] ??= 'did not answer';
+          settled++;
+          evaluate();
+        },
+      );
+    }
+    return decided;
   }
 
-  private async confirmAndDown(node: number, incarnation: number, reason: string, observers: Record<string, string>, first = this.clock.now()): Promise<void> {
+  private async confirmAndDown(node: number, incarnation: number, reason: string, observers: Record<string, string>, first = this.clock.now(), timings: Record<string, number> = {}): Promise<void> {
     if (this.opts.confirmDown && !(await this.opts.confirmDown(node, reason))) {
       this.log.info({ node, reason }, 'nodedown not confirmed by policy');
       return;
     }
-    await this.commitDown(node, incarnation, reason, observers, first);
+    await this.commitDown(node, incarnation, reason, observers, first, timings);
   }
 
-  private async commitDown(node: number, incarnation: number, reason: string, observers: Record<string, string>, first: number): Promise<void> {
+  private async commitDown(node: number, incarnation: number, reason: string, observers: Record<string, string>, first: number, timings: Record<string, number> = {}): Promise<void> {
     if (this.opts.fence) {
       try {
         await this.opts.fence(node, incarnation);
@@ -1547,6 +1614,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         return;
       }
     }
+    timings.confirmed = this.clock.now() - first;
     const t = await this.propose(() => {
       const m = this.history.member(node);
       if (!m || m.incarnation !== incarnation) return undefined;
@@ -1554,7 +1622,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       return { kind: 'state', node, incarnation, from: m.state, to: 'GoingDown', cause: reason };
     }).catch(() => undefined);
     if (t) {
-      this.record({ kind: 'down', node, term: this.term, time: this.clock.wallNow(), rule: reason, detector: this.detector.name, observers, tookMs: this.clock.now() - first });
+      const tookMs = this.clock.now() - first;
+      this.record({ kind: 'down', node, term: this.term, time: this.clock.wallNow(), rule: reason, detector: this.detector.name, observers, tookMs, timings: { ...timings, committed: tookMs } });
     }
   }
 
@@ -1603,6 +1672,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         break;
       case 'Down':
         this.detector.forget(t.node);
+        this.unreachable.delete(t.node);
         this.owedReports.delete(`cleanup-done:${t.node}:${t.incarnation}`);
         break;
     }
@@ -1746,6 +1816,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.nodeupBarriers.clear();
     this.cleanupBarriers.clear();
     this.lastAck.clear();
+    this.unreachable.clear();
     this.owedReports.clear();
     this.cleaned = new Set();
     this.cleanups = new Map();
@@ -1868,10 +1939,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           this.clock.setTimeout(() => {
             this.electionPlanned = false;
             if (this.masterNum !== undefined || this.phase !== 'member') return;
-            void this.elect(false).then(() => {
-              if (this.masterNum === undefined) {
-                this.nextElectionAt = this.clock.now() + this.timing.electionStaggerMs * this.candidates.length + this.random.int(this.timing.failureTimeoutMs);
-              }
+            void this.elect(false).then((outcome) => {
+              if (this.masterNum !== undefined) return;
+              // A refused pre-vote raised no term: stand again soon, so the
+              // first candidate to lose its master does not hand the
+              // election to a later one that lost it a moment after (the
+              // voters still heard the master when asked). A lost vote
+              // backs off at random, so that two candidates stop splitting it.
+              this.nextElectionAt =
+                this.clock.now() +
+                (outcome === 'refused'
+                  ? Math.max(1, this.timing.electionStaggerMs / 2)
+                  : this.timing.electionStaggerMs * this.candidates.length + this.random.int(this.timing.failureTimeoutMs));
             });
           }, wait),
         );

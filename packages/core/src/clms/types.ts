@@ -104,6 +104,12 @@ export interface DecisionRecord {
   readonly observers?: Readonly<Record<string, string>>;
   /** Milliseconds from first suspicion to the decision, when relevant. */
   readonly tookMs?: number;
+  /**
+   * A down's steps, in milliseconds from the first suspicion: `verified`
+   * (the probes agreed it is unreachable), `confirmed` (the policy hook and
+   * the fence, when set), `committed` (a quorum has the GoingDown).
+   */
+  readonly timings?: Readonly<Record<string, number>>;
 }
 
 /** A subsystem: callbacks run on every surviving node, by band, then in registration order. */

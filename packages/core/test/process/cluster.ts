@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import type { KeyServiceInfo, MemberInfo, Membership, Transition } from '../../src/index.js';
+import type { DecisionRecord, KeyServiceInfo, MemberInfo, Membership, Transition } from '../../src/index.js';
 import type { RunnerConfig } from './node-runner.js';
 
 const RUNNER = fileURLToPath(new URL('./node-runner.ts', import.meta.url));
@@ -38,6 +38,8 @@ export class ProcNode {
   readonly transitions: Seen<Transition>[] = [];
   readonly masters: Seen<{ master: number | undefined; term: number }>[] = [];
   readonly cleanups: Cleanup[] = [];
+  /** The decision records this node made (a master's downs, its mastership, quorum changes). */
+  readonly decisions: Seen<DecisionRecord>[] = [];
   /** Key-service reports (with `keyService` configured): every keyservice event, and this node's failover steps. */
   readonly keyService: Seen<KeyServiceReport>[] = [];
   readonly fatal: string[] = [];
@@ -187,6 +189,9 @@ export class ProcNode {
         else r?.reject(new Error(`node ${this.nodeNum}: ${m.error}`));
         break;
       }
+      case 'decision':
+        this.decisions.push({ value: m.record, at: m.at });
+        break;
       case 'ks':
         this.keyService.push({ value: m, at: m.at });
         break;
@@ -204,6 +209,7 @@ type RunnerMessage =
   | { type: 'transition'; transition: Transition; at: number; members: [number, string, number][] }
   | { type: 'master'; master: number | undefined; term: number; at: number }
   | { type: 'cleanup'; node: number; incarnation: number; start: number; end: number }
+  | { type: 'decision'; record: DecisionRecord; at: number }
   | { type: 'reply'; id: number; ok: boolean; result?: unknown; error?: string }
   | ({ type: 'ks'; at: number } & KeyServiceReport)
   | { type: 'fatal'; error: string };

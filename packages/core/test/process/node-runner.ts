@@ -93,6 +93,7 @@ node.on('transition', (t) => {
   send({ type: 'transition', transition: t, at, members });
 });
 node.on('master', (m) => send({ type: 'master', master: m.master, term: m.term, at: hr() }));
+node.on('decision', (record) => send({ type: 'decision', record, at: hr() }));
 node.registerSubsystem({
   name: 'probe',
   nodedown: (e) => {

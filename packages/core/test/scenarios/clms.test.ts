@@ -67,6 +67,45 @@ describe('failures', () => {
     expect(record?.node).toBe(victim);
   });
 
+  it('a crash is verified by the probes and the members that lost their links; the record says who saw what, and when', async () => {
+    sim = simCluster(5);
+    await sim.until(() => allUp(sim!, range(5)) && sim!.converged(range(5)), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const victim = range(5).filter((n) => n !== master).at(-1)!;
+    const incarnation = sim.node(victim).incarnation;
+    sim.kill(victim);
+    await sim.until(() => stateOn(sim!, master, victim) === 'GoingDown' || stateOn(sim!, master, victim) === 'Down', 10_000, 'GoingDown');
+    const record = sim.node(master).decisionRecords().find((r) => r.kind === 'down' && r.node === victim)!;
+    expect(record.rule).toMatch(/link lost/);
+    // Three others could not reach it: by probe, or by a report of their own.
+    const others = Object.entries(record.observers ?? {}).filter(([n, v]) => Number(n) !== master && /could not reach it|reported it unreachable/.test(v));
+    expect(others.length).toBe(3);
+    expect(record.observers?.[String(master)]).not.toBe('answered');
+    const t = record.timings!;
+    expect(t.verified).toBeLessThanOrEqual(t.confirmed!);
+    expect(t.confirmed).toBeLessThanOrEqual(t.committed!);
+    expect(t.committed).toBe(record.tookMs);
+    expect(sim.node(master).transitions().some((x) => x.node === victim && x.incarnation === incarnation && x.to === 'GoingDown')).toBe(true);
+  });
+
+  it('one member that loses its link to a node does not bring it down: the master reaches it', async () => {
+    // Three nodes: the reporter is the only other member, so its word alone would settle it.
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, range(3)) && sim!.converged(range(3)), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const [reporter, target] = range(3).filter((n) => n !== master) as [number, number];
+    // Cut the pair both ways and break their link: the reporter tells the master at once.
+    sim.network.partition(`node-${reporter}`, `node-${target}`);
+    sim.network.killLinks(`node-${reporter}`, `node-${target}`);
+    await sim.clock.advance(3000);
+    expect(stateOn(sim, master, target)).toBe('Up');
+    expect(stateOn(sim, master, reporter)).toBe('Up');
+    expect(sim.node(master).decisionRecords().filter((r) => r.kind === 'down')).toEqual([]);
+    sim.network.heal();
+    await sim.clock.advance(1000);
+    expect(sim.converged(range(3))).toBe(true);
+  });
+
   it('kills the master: a surviving candidate takes over with a higher term, history intact', async () => {
     sim = simCluster(3);
     await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
