@@ -82,26 +82,33 @@ interface KillFigures {
   phases: string[];
   callbacks: number[];
   failover: number[];
+  /** SIGSTOP -> GoingDown at the last survivor. */
+  silent: number[];
+  /** Per SIGSTOP of half the failure timeout: true when nobody declared the node down. */
+  shortPauses: boolean[];
   failures: string[];
 }
 
 /**
  * `size` processes; `reps` times SIGKILL a non-master (then restart it on its
- * address), then `failoverReps` times SIGKILL the master (then restart it).
+ * address), then `failoverReps` times SIGKILL the master (then restart it),
+ * then `stopReps` times SIGSTOP a non-master briefly and then for good.
  */
-async function killBench(runner: { file: string; execArgv: string[] }, size: number, preset: Preset, reps: number, failoverReps: number): Promise<KillFigures> {
-  const f: KillFigures = { detect: [], phases: [], callbacks: [], failover: [], failures: [] };
+async function killBench(runner: { file: string; execArgv: string[] }, size: number, preset: Preset, reps: number, failoverReps: number, stopReps: number): Promise<KillFigures> {
+  const f: KillFigures = { detect: [], phases: [], callbacks: [], failover: [], silent: [], shortPauses: [], failures: [] };
   const c = await ProcCluster.start({ size, preset, runner, seeds: 'candidates', spare: 0, clusterName: `bench-${size}-${preset}` });
   const all = Array.from({ length: size }, (_, i) => i + 1);
   try {
     await c.formed(all, 60_000);
-    for (let i = 0; i < reps; i++) {
+    // The i-th victim: a non-master, and not a candidate when there are others (rotating over them).
+    const pick = (i: number): { master: number; victim: number; survivors: number[]; incarnation: number | undefined } => {
       const master = c.node(1).master!;
-      // A non-master, and not a candidate when there are others: rotate over them.
       const pool = all.filter((n) => n !== master && (size <= 3 || !c.candidates.includes(n)));
       const victim = pool[i % pool.length]!;
-      const survivors = all.filter((n) => n !== victim);
-      const incarnation = c.node(master).incarnationOf(victim);
+      return { master, victim, survivors: all.filter((n) => n !== victim), incarnation: c.node(master).incarnationOf(victim) };
+    };
+    for (let i = 0; i < reps; i++) {
+      const { master, victim, survivors, incarnation } = pick(i);
       const killedAt = c.kill(victim);
       try {
         await c.until(() => survivors.every((n) => c.node(n).stateOf(victim) === 'Down'), 15_000, `node ${victim} Down at every survivor`);
@@ -141,6 +148,31 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
       }
       f.failover.push(Math.max(...survivors.map((n) => taken(n)!.at)) - killedAt);
       c.spawn(old);
+      await c.formed(all, 30_000);
+    }
+    // Silent failures: SIGSTOP leaves the sockets open, so only heartbeats
+    // notice. A pause of half the failure timeout first (it must be kept),
+    // then one that lasts until the node is down at every survivor.
+    const timeout = presets[preset].failureTimeoutMs;
+    for (let i = 0; i < stopReps; i++) {
+      const { master, victim, survivors, incarnation } = pick(i);
+      const downOf = (n: number) => c.node(n).seen((t) => t.node === victim && t.incarnation === incarnation && t.to === 'GoingDown');
+      c.pause(victim);
+      await new Promise((r) => setTimeout(r, timeout / 2));
+      c.resume(victim);
+      await new Promise((r) => setTimeout(r, timeout * 2));
+      f.shortPauses.push(survivors.every((n) => downOf(n) === undefined));
+      await c.formed(all, 30_000);
+      const again = c.node(master).incarnationOf(victim);
+      const downAgain = (n: number) => c.node(n).seen((t) => t.node === victim && t.incarnation === again && t.to === 'GoingDown');
+      const stoppedAt = c.pause(victim);
+      try {
+        await c.until(() => survivors.every((n) => downAgain(n) !== undefined), 15_000, `paused node ${victim} GoingDown at every survivor`);
+      } finally {
+        c.resume(victim);
+      }
+      f.silent.push(Math.max(...survivors.map((n) => downAgain(n)!.at)) - stoppedAt);
+      // It wakes, finds itself declared down and rejoins as a new incarnation.
       await c.formed(all, 30_000);
     }
   } catch (err) {
@@ -413,23 +445,25 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
   const want = (id: string): boolean => !options.only || options.only.some((p) => id.startsWith(p));
   const runner = await buildRunner();
 
-  for (const [size, preset, reps, failoverReps] of [
-    [3, 'lan', 4, 2],
-    [3, 'local', 4, 2],
-    [16, 'lan', 5, 3],
-    [16, 'local', 5, 3],
+  for (const [size, preset, reps, failoverReps, stopReps] of [
+    [3, 'lan', 4, 2, 3],
+    [3, 'local', 4, 2, 3],
+    [16, 'lan', 5, 3, 2],
+    [16, 'local', 5, 3, 2],
   ] as const) {
     if (!want(`kill-${size}p-${preset}`)) continue;
-    log(`clms: ${size} processes, ${preset}: SIGKILL of a non-master x${reps}, of the master x${failoverReps}`);
+    log(`clms: ${size} processes, ${preset}: SIGKILL of a non-master x${reps}, of the master x${failoverReps}; SIGSTOP x${stopReps}`);
     const s0 = performance.now();
-    const f = await killBench(runner, size, preset, reps, failoverReps);
+    const f = await killBench(runner, size, preset, reps, failoverReps, stopReps);
     log(`  (${Math.round((performance.now() - s0) / 1000)} s)`);
     const timeout = presets[preset].failureTimeoutMs;
     const fmt = (xs: number[]): string => xs.map((x) => r1(x)).join(', ');
     rows.push(row(`sigkill-nodedown-all-${size}p-${preset}`, 'ms', f.detect.length ? median(f.detect) : null, timeout));
     rows.push(row(`nodedown-callbacks-done-${size}p-${preset}`, 'ms', f.callbacks.length ? median(f.callbacks) : null, timeout));
     rows.push(row(`master-failover-${size}p-${preset}`, 'ms', f.failover.length ? median(f.failover) : null, timeout));
-    notes.push(`${size}p ${preset}: SIGKILL -> GoingDown at the last survivor (ms): ${fmt(f.detect)} (the master suspected/verified/committed, the last survivor applied: ${f.phases.join(', ')}); GoingDown at master -> last callback done: ${fmt(f.callbacks)}; failover: ${fmt(f.failover)}`);
+    rows.push(row(`sigstop-nodedown-all-${size}p-${preset}`, 'ms', f.silent.length ? Math.max(...f.silent) : null, timeout));
+    rows.push(row(`short-pause-kept-${size}p-${preset}`, 'pauses', f.shortPauses.filter(Boolean).length, f.shortPauses.length || 1, 'higher'));
+    notes.push(`${size}p ${preset}: SIGKILL -> GoingDown at the last survivor (ms): ${fmt(f.detect)} (the master suspected/verified/committed, the last survivor applied: ${f.phases.join(', ')}); GoingDown at master -> last callback done: ${fmt(f.callbacks)}; failover: ${fmt(f.failover)}; SIGSTOP -> GoingDown at the last survivor: ${fmt(f.silent)}; pauses of half the timeout kept: ${f.shortPauses.filter(Boolean).length}/${f.shortPauses.length}`);
     notes.push(...f.failures);
     log(`  ${notes.at(-1 - f.failures.length)}`);
     for (const x of f.failures) log(`  FAILED ${x}`);

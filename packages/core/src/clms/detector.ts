@@ -12,6 +12,12 @@ import type { Timing } from './options.js';
 export interface Suspicion {
   readonly node: number;
   readonly reason: string;
+  /**
+   * Clock time until which verification waits for the node to answer
+   * (a paused node that wakes before then is kept). Default: the RPC
+   * timeout from when verification starts.
+   */
+  readonly deadline?: number;
 }
 
 export interface DetectorContext {
@@ -39,14 +45,19 @@ export interface NodedownDetector {
 }
 
 /**
- * The default detector: a member is suspected when no heartbeat answer came
- * for `timeoutMs` (default: the preset's failure timeout), and at once when
- * its link breaks. A pause shorter than the timeout goes unnoticed, as it
- * should.
+ * The default detector: a member silent for `timeoutMs` (default: the
+ * preset's failure timeout) since its last heartbeat answer is declared
+ * down then, not a verification later: it is suspected a verification
+ * window earlier (the RPC timeout, at most half the timeout), and
+ * verification waits for its answer until the timeout is up. A node that
+ * answers meanwhile is kept, so a pause shorter than the timeout less one
+ * heartbeat interval (how much older than the pause the last answer can
+ * be) is never a failure. A broken link is suspected at once.
  */
 export function heartbeatDetector(options: { timeoutMs?: number } = {}): (timing: Timing) => NodedownDetector {
   return (timing) => {
     const timeoutMs = options.timeoutMs ?? timing.failureTimeoutMs;
+    const window = Math.min(timing.rpcTimeoutMs, timeoutMs / 2);
     const last = new Map<number, number>();
     return {
       name: 'heartbeat',
@@ -57,7 +68,7 @@ export function heartbeatDetector(options: { timeoutMs?: number } = {}): (timing
         for (const n of watched) {
           const t = last.get(n);
           if (t === undefined) last.set(n, now);
-          else if (now - t > timeoutMs) out.push({ node: n, reason: `no heartbeat answer for ${Math.round(now - t)} ms` });
+          else if (now - t > timeoutMs - window) out.push({ node: n, reason: `no heartbeat answer for ${timeoutMs} ms`, deadline: t + timeoutMs });
         }
         return out;
       },

@@ -145,11 +145,18 @@ export class KeyServiceManager {
   private readonly local = new Map<string, Local>();
   /** The clusterwide view, from the history. */
   private readonly view = new Map<string, KeyServiceInfo>();
+  /** Master: ready transitions proposed and not settled yet (name:epoch:host). */
+  private readonly readyProposed = new Set<string>();
   /** Key services this node is asking the master to place again (see placeStopped). */
   private readonly asking = new Set<string>();
   private closed = false;
   /** The incarnation of each key service's recorded host (moves are asked by that incarnation only). */
   private readonly hostIncarnation = new Map<string, number>();
+  /**
+   * A hand-over whose new host is not ready yet: its source, and when this
+   * node applied the assignment (see placeAfterHandover).
+   */
+  private readonly handoverSource = new Map<string, { node: number; at: number }>();
   /** `node:incarnation` → when this node learnt it went down (GoingDown or ShuttingDown): the fence wait counts from there. */
   private readonly downSince = new Map<string, number>();
   /** One timer to place again once a fence wait is over. */
@@ -230,6 +237,7 @@ export class KeyServiceManager {
     for (const v of this.view.values()) this.epochFloor.set(v.name, Math.max(this.epochFloor.get(v.name) ?? 0, v.epoch));
     this.view.clear();
     this.hostIncarnation.clear();
+    this.handoverSource.clear();
   }
 
   /** The epoch `name` is at: from the history, else the floor from former histories. */
@@ -311,6 +319,7 @@ export class KeyServiceManager {
       ...(ks.phase === 'halted' || ks.phase === 'vacant' ? { reason: t.cause } : {}),
     };
     const before = this.view.get(ks.name);
+    this.trackHandover(ks.name, t, ks);
     this.view.set(ks.name, info);
     if (hosted) this.hostIncarnation.set(ks.name, t.incarnation);
     else this.hostIncarnation.delete(ks.name);
@@ -331,6 +340,12 @@ export class KeyServiceManager {
     }
     this.host.emitKeyService(info);
     this.wake();
+  }
+
+  private trackHandover(name: string, t: Transition, ks: NonNullable<Transition['keyService']>): void {
+    // Ready: the new host collected the hand-over (or waited its source out).
+    if (ks.phase === 'ready') this.handoverSource.delete(name);
+    else if (ks.phase === 'assigned' && ks.handoverFrom !== undefined) this.handoverSource.set(name, { node: ks.handoverFrom, at: this.host.now() });
   }
 
   private isCritical(name: string): boolean {
@@ -511,7 +526,18 @@ export class KeyServiceManager {
         if (state === 'GoingDown' || state === 'ShuttingDown' || state === 'Down') {
           // It failed or left: once Down, every node cleaned up after it and nothing runs there any more (K4).
           await this.waitFor(() => this.host.member(from)?.state === 'Down', Math.max(0, deadline - this.host.now()));
-          if (this.host.member(from)?.state === 'Down') return null;
+          const gone = this.host.member(from);
+          if (gone?.state === 'Down') {
+            // Down without handing over: the others refused its links from
+            // its GoingDown or ShuttingDown on, so it renewed no lease since,
+            // but one it held then may still run (a leaver closes a little
+            // after its leave is committed; a cut-off host acts until its
+            // lease ends). Wait that out (K1).
+            const since = this.downSince.get(`${from}:${gone.incarnation}`) ?? this.host.now();
+            const wait = since + this.host.failureTimeoutMs() - this.host.now();
+            if (wait > 0) await this.sleep(wait);
+            return null;
+          }
           continue;
         }
         this.host.log.debug({ keyService: name, from, err: (err as Error).message }, 'hand-over not collected yet');
@@ -664,6 +690,7 @@ export class KeyServiceManager {
     const v = this.view.get(name);
     const hostState = v?.host !== undefined ? this.hostState(name, v.host) : undefined;
     if (v?.host !== undefined && (hostState === 'Up' || hostState === 'ComingUp')) return;
+    if (this.placeAfterHandover(name)) return;
     if (v?.host !== undefined && hostState === 'GoingDown' && !canaries.moveKeyServiceEarly) return; // wait for its Down: fencing and cleanup first (K4)
     const leaving = v?.host !== undefined && hostState === 'ShuttingDown' ? v.host : undefined;
     if (v?.host !== undefined && leaving === undefined && !canaries.moveKeyServiceEarly) {
@@ -707,6 +734,27 @@ export class KeyServiceManager {
       keyService: { name, epoch: this.epochOf(name) + 1, phase: 'assigned', ...(leaving !== undefined ? { handoverFrom: leaving } : {}) },
       };
     });
+  }
+
+  /**
+   * A hand-over that never completed (its new host left or failed before it
+   * was ready): its source may still act, if it was cut off before it
+   * learnt of the newer epoch. It stops by itself once its lease runs out,
+   * and any lease it got after that epoch was committed came behind the
+   * commit on the same link (so it learnt). Nothing more is placed (no other
+   * hand-over, no vacancy) until a failure timeout after the assignment
+   * (K1). True when that decided.
+   */
+  private placeAfterHandover(name: string): boolean {
+    const src = this.handoverSource.get(name);
+    if (!src || canaries.moveKeyServiceEarly) return false;
+    const wait = src.at + this.host.failureTimeoutMs() - this.host.now();
+    if (wait > 0) {
+      this.placeLater(wait);
+      return true;
+    }
+    this.handoverSource.delete(name);
+    return false;
   }
 
   /** The state of the incarnation `name` was placed on: a newer incarnation of that node is not it (that one is Down). */
@@ -759,9 +807,24 @@ export class KeyServiceManager {
   }
 
   /** The master got `ready` from a host: commit it (if still its epoch). */
+  /**
+   * This node took over `name` at `epoch` and the history does not say it
+   * is ready yet: its ready report is still owed (the master that
+   * acknowledged it may have lost the commit, and a new master would never
+   * learn it otherwise).
+   */
+  awaitsReady(name: string, epoch: number): boolean {
+    const v = this.view.get(name);
+    return v !== undefined && v.epoch === epoch && v.host === this.host.nodeNum && !v.ready && this.local.get(name)?.active?.epoch === epoch;
+  }
+
   commitReady(name: string, epoch: number, from: number): void {
     const v = this.view.get(name);
     if (!v || v.epoch !== epoch || v.host !== from || v.ready) return;
+    // One proposal at a time for it (the master's own report is offered every tick).
+    const key = `${name}:${epoch}:${from}`;
+    if (this.readyProposed.has(key)) return;
+    this.readyProposed.add(key);
     void this.host
       .propose(() => {
         const now = this.view.get(name);
@@ -771,7 +834,8 @@ export class KeyServiceManager {
         if (m?.state !== 'Up') return undefined;
         return { kind: 'keyservice', node: from, incarnation: m.incarnation, from: m.state, to: m.state, cause: 'failover complete', keyService: { name, epoch, phase: 'ready' } };
       })
-      .catch(() => {});
+      .catch(() => {})
+      .finally(() => this.readyProposed.delete(key));
   }
 
   // ---------------------------------------------------------------- calling

@@ -140,7 +140,7 @@ const reportSchema = z.strictObject({
   epoch: z.number().int().min(1).optional(),
 });
 const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
-const probeTargetSchema = z.strictObject({ node: z.number().int().min(1) });
+const probeTargetSchema = z.strictObject({ node: z.number().int().min(1), timeoutMs: z.number().int().min(1).max(3_600_000).optional() });
 
 function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const r = schema.safeParse(value);
@@ -1308,9 +1308,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return { transitions: this.history.since(f.after, 10_000), snapshot: null };
   }
 
-  private async onProbe(p: { node: number }): Promise<{ reachable: boolean }> {
+  private async onProbe(p: { node: number; timeoutMs?: number | undefined }): Promise<{ reachable: boolean }> {
     try {
-      await this.ics.call(p.node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs });
+      await this.ics.call(p.node, CLMS, 'alive', null, { timeoutMs: Math.min(p.timeoutMs ?? this.timing.rpcTimeoutMs, this.timing.failureTimeoutMs) });
       return { reachable: true };
     } catch {
       return { reachable: false };
@@ -1379,6 +1379,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return { ok: true, snapshot: this.history.snapshot() };
   }
 
+  /**
+   * A report about (node, incarnation) that this master's history is behind
+   * on: the node unknown, an older incarnation of it, or that incarnation
+   * still in one of `before` (the states before the reported transition).
+   */
+  private notAppliedYet(node: number, incarnation: number, before: MemberInfo['state'][]): boolean {
+    const m = this.history.member(node);
+    if (!m || m.incarnation < incarnation) return true;
+    return m.incarnation === incarnation && before.includes(m.state);
+  }
+
   private async onReport(r: z.output<typeof reportSchema>, ctx: HandlerContext): Promise<{ ok: boolean }> {
     if (!this.isMaster) return { ok: false };
     const from = ctx.caller.nodeNum;
@@ -1387,12 +1398,15 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       // still committing the entry it carried) is refused, so the member
       // sends it again; acknowledged, it would never come back and the
       // barrier would wait for ever.
+      // The same for a transition it has not applied yet (the node is not
+      // ComingUp, or not going down, as that incarnation here yet): its
+      // barrier does not exist, and would wait for this report for ever.
       case 'nodeup-done':
-        if (!this.history.member(r.node)) return { ok: false };
+        if (this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Down'])) return { ok: false };
         this.barrierDone('nodeup', r.node, r.incarnation, from);
         return { ok: true };
       case 'cleanup-done':
-        if (!this.history.member(r.node)) return { ok: false };
+        if (this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Up', 'ComingUp'])) return { ok: false };
         this.barrierDone('cleanup', r.node, r.incarnation, from);
         return { ok: true };
       case 'suspect':
@@ -1494,7 +1508,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   /** Something suggests `node` is gone: verify, confirm, fence, commit GoingDown. */
-  private async suspect(node: number, reason: string, observers: Record<string, string>): Promise<void> {
+  private async suspect(node: number, reason: string, observers: Record<string, string>, deadline?: number): Promise<void> {
     const m = this.history.member(node);
     if (!m || node === this.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown')) return;
     if (this.verifying.has(node)) return;
@@ -1502,7 +1516,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const first = this.clock.now();
     try {
       // Verify before suspicion: ask the node itself and a few others to reach it.
-      const reachable = await this.verify(node, m.incarnation, observers);
+      const reachable = await this.verify(node, m.incarnation, observers, deadline ?? first + this.timing.rpcTimeoutMs);
       if (reachable) {
         this.log.info({ node, observers }, 'suspicion not confirmed: the node answers');
         return;
@@ -1533,8 +1547,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * without reaching it, or that many members said so, by probe or by a
    * report of their own within the failure timeout (a killed process
    * closes its links to everyone: their reports arrive before the probes).
+   * The node has until `deadline` to answer; the helpers give up on it a
+   * quarter of the time left earlier, so their answers are in by then.
    */
-  private verify(node: number, incarnation: number, observers: Record<string, string>): Promise<boolean> {
+  private verify(node: number, incarnation: number, observers: Record<string, string>, deadline: number): Promise<boolean> {
+    const left = Math.max(1, Math.round(deadline - this.clock.now()));
     const helpers = this.history
       .nodesIn('Up')
       .filter((n) => n !== node && n !== this.nodeNum)
@@ -1566,7 +1583,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (couldNot.size >= wanted || settled === helpers.length) finish(false);
     };
     this.unreachableHeard.set(node, evaluate);
-    void this.ics.call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs }).then(
+    void this.ics.call(node, CLMS, 'alive', null, { timeoutMs: left }).then(
       () => {
         observers[String(this.nodeNum)] = 'answered';
         finish(true);
@@ -1578,7 +1595,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       },
     );
     for (const h of helpers) {
-      void this.ics.call(h, CLMS, 'probe', { node }, { timeoutMs: this.timing.rpcTimeoutMs * 2 }).then(
+      void this.ics.call(h, CLMS, 'probe', { node, timeoutMs: Math.max(1, Math.floor((left * 3) / 4)) }, { timeoutMs: left }).then(
         (r) => {
           const reachable = (r as { reachable: boolean }).reachable;
           observers[String(h)] = reachable ? 'reached it' : 'could not reach it';
@@ -1837,10 +1854,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (r.kind === 'nodeup-done' && (m?.state !== 'ComingUp' || m.incarnation !== r.incarnation)) return;
     this.owedReports.set(reportKey(r), { report: r });
     if (this.isMaster) {
-      if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) {
-        this.owedReports.delete(`${r.kind}:${r.node}:${r.incarnation}`);
-        this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
-      }
+      // Still owed until the ready transition is applied (tick offers it again).
+      if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
       if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
       if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
       return;
@@ -1859,7 +1874,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     try {
       const ok = (await this.ics.call(master, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs })) as { ok: boolean };
       acked = ok.ok;
-      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down' || r.kind === 'keyservice-ready')) this.owedReports.delete(key);
+      // A ready report stays owed until the history says ready: the master
+      // that acknowledged it may lose the commit with its mastership.
+      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owedReports.delete(key);
     } catch {
       /* resent on the next tick or to the next master */
     } finally {
@@ -1897,6 +1914,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private tick(): void {
     if (this.phase === 'closed') return;
     const now = this.clock.now();
+    // Ready reports: dropped once the history says ready (or the epoch
+    // ended); a master offers its own to itself again.
+    for (const [key, { report: r }] of this.owedReports) {
+      if (r.kind !== 'keyservice-ready' || !r.keyService || r.epoch === undefined) continue;
+      if (!this.keys.awaitsReady(r.keyService, r.epoch)) this.owedReports.delete(key);
+      else if (this.isMaster) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
+    }
     if (this.isMaster) {
       // A master hears itself: its silence clock starts when it stops being master.
       this.lastHeardMaster = now;
@@ -1986,7 +2010,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Detection: the detector says whom to suspect.
     for (const n of members) if (!this.lastAck.has(n)) this.lastAck.set(n, now);
     for (const s of this.detector.check(now, members)) {
-      void this.suspect(s.node, s.reason, { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` });
+      void this.suspect(s.node, s.reason, { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` }, s.deadline);
     }
     // Quorum: the master must hear a quorum of voters within the timeout.
     const voters = this.voters();
@@ -2000,6 +2024,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.phase !== 'member') return;
     const m = this.history.member(node);
     if (!m || m.incarnation !== incarnation || (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown')) return;
+    // A node that is leaving closes its links when its leave is committed:
+    // that is no failure (its Down follows the others' cleanup, with or
+    // without it), unless it was our master.
+    if (m.state === 'ShuttingDown' && node !== this.masterNum) return;
     if (this.isMaster) {
       if (this.detector.linkLost(node, this.clock.now())) void this.suspect(node, 'link lost', { [String(this.nodeNum)]: 'link lost' });
     } else if (node === this.masterNum) {

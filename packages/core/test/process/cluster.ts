@@ -348,6 +348,18 @@ export class ProcCluster {
     return at;
   }
 
+  /** SIGSTOP node `n` (a silent failure: its sockets stay open); the time it was sent. */
+  pause(n: number): number {
+    const at = hrNow();
+    this.node(n).child.kill('SIGSTOP');
+    return at;
+  }
+
+  /** SIGCONT node `n` after pause(). */
+  resume(n: number): void {
+    this.node(n).child.kill('SIGCONT');
+  }
+
   /** Resolve when `pred` holds (checked on every report), or reject after `timeoutMs` with the state of every node. */
   until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
     return new Promise((resolve, reject) => {

@@ -128,6 +128,33 @@ describe('failures', () => {
     checkHistories(sim, survivors);
   });
 
+  it('a silent failure is declared down within the failure timeout; pauses shorter than it less a heartbeat interval never are', async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const victim = [1, 2, 3].find((n) => n !== master)!;
+    const { failureTimeoutMs, heartbeatIntervalMs } = sim.node(master).timing;
+    const head = sim.node(master).lastTransition;
+    // Pauses begun at every phase of the heartbeat cycle, each just shorter than the guarantee.
+    for (let i = 0; i < 8; i++) {
+      await sim.clock.advance(heartbeatIntervalMs / 8 + 3 * heartbeatIntervalMs);
+      sim.network.pause(`node-${victim}`);
+      await sim.clock.advance(failureTimeoutMs - heartbeatIntervalMs - 5);
+      sim.network.resume(`node-${victim}`);
+    }
+    await sim.clock.advance(failureTimeoutMs * 2);
+    expect(stateOn(sim, master, victim)).toBe('Up');
+    expect(sim.node(master).lastTransition).toBe(head);
+    // A cut that never heals: declared within the timeout (a commit round trip after its end at most).
+    const cutAt = sim.clock.now();
+    sim.network.isolate(`node-${victim}`);
+    await sim.until(() => stateOn(sim!, master, victim) === 'GoingDown' || stateOn(sim!, master, victim) === 'Down', 10_000, 'declared down');
+    const took = sim.clock.now() - cutAt;
+    expect(took).toBeLessThanOrEqual(failureTimeoutMs + 10);
+    const record = sim.node(master).decisionRecords().find((r) => r.kind === 'down' && r.node === victim)!;
+    expect(record.rule).toMatch(/no heartbeat answer/);
+  });
+
   it('a pause shorter than the timeout is not a failure; a longer one is, and the node rejoins as a new incarnation', async () => {
     sim = simCluster(3);
     await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
