@@ -114,6 +114,7 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
         await c.until(() => survivors.every((n) => c.node(n).stateOf(victim) === 'Down'), 15_000, `node ${victim} Down at every survivor`);
       } catch (err) {
         f.failures.push(`${size}p ${preset}: kill ${victim}: ${(err as Error).message.split('\n')[0]}`);
+        log(`  ${(err as Error).message}`);
         return f;
       }
       const seen = survivors.map((n) => c.node(n).seen((t) => t.node === victim && t.incarnation === incarnation && t.to === 'GoingDown'));
@@ -144,6 +145,7 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
         await c.until(() => survivors.every((n) => taken(n) !== undefined), 15_000, `a new master's transition at every survivor`);
       } catch (err) {
         f.failures.push(`${size}p ${preset}: failover from ${old}: ${(err as Error).message.split('\n')[0]}`);
+        log(`  ${(err as Error).message}`);
         return f;
       }
       f.failover.push(Math.max(...survivors.map((n) => taken(n)!.at)) - killedAt);
@@ -448,8 +450,8 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
   for (const [size, preset, reps, failoverReps, stopReps] of [
     [3, 'lan', 4, 2, 3],
     [3, 'local', 4, 2, 3],
-    [16, 'lan', 5, 3, 2],
-    [16, 'local', 5, 3, 2],
+    [16, 'lan', 8, 3, 2],
+    [16, 'local', 8, 3, 2],
   ] as const) {
     if (!want(`kill-${size}p-${preset}`)) continue;
     log(`clms: ${size} processes, ${preset}: SIGKILL of a non-master x${reps}, of the master x${failoverReps}; SIGSTOP x${stopReps}`);

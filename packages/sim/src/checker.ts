@@ -54,6 +54,8 @@ interface Observer {
   joinGapAllowed: boolean;
   /** Virtual time of its first 'transition' event: a joiner's events at that instant replay the history it installed. */
   firstEventAt: number | undefined;
+  /** The last burst of replayed events (a snapshot installed): up to which number, and when. */
+  burst?: { to: number; at: number };
 }
 
 interface Generation {
@@ -162,7 +164,11 @@ export class Checker {
     // Applied live (not replayed from a join snapshot): the node's history
     // ends at t, and it is not the burst of events of the snapshot it installed.
     o.firstEventAt ??= this.now();
-    const live = node.lastTransition === t.number && this.now() !== o.firstEventAt;
+    // A history installed later (a joiner that had founding entries of its
+    // own) replays in one burst too: events whose node is already further on.
+    if (node.lastTransition > t.number) o.burst = { to: node.lastTransition, at: this.now() };
+    const replayed = o.burst !== undefined && o.burst.to === t.number && o.burst.at === this.now();
+    const live = node.lastTransition === t.number && this.now() !== o.firstEventAt && !replayed;
     if (live && t.kind === 'state' && (t.to === 'GoingDown' || t.to === 'ShuttingDown') && t.node !== node.nodeNum) {
       const k = obsKey(t.node, t.incarnation);
       // ShuttingDown then GoingDown is one cleanup: callbacks that already

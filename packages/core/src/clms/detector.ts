@@ -47,17 +47,20 @@ export interface NodedownDetector {
 /**
  * The default detector: a member silent for `timeoutMs` (default: the
  * preset's failure timeout) since its last heartbeat answer is declared
- * down then, not a verification later: it is suspected a verification
+ * down by then, not a verification later: it is suspected a verification
  * window earlier (the RPC timeout, at most half the timeout), and
- * verification waits for its answer until the timeout is up. A node that
- * answers meanwhile is kept, so a pause shorter than the timeout less one
- * heartbeat interval (how much older than the pause the last answer can
- * be) is never a failure. A broken link is suspected at once.
+ * verification waits for its answer until a quarter heartbeat interval
+ * before the timeout is up (room for the commit to reach every member in
+ * time). A node that answers meanwhile is kept, so a pause shorter than
+ * the timeout less 1.25 heartbeat intervals (the last answer can be one
+ * interval older than the pause) is never a failure. A broken link is
+ * suspected at once.
  */
 export function heartbeatDetector(options: { timeoutMs?: number } = {}): (timing: Timing) => NodedownDetector {
   return (timing) => {
     const timeoutMs = options.timeoutMs ?? timing.failureTimeoutMs;
     const window = Math.min(timing.rpcTimeoutMs, timeoutMs / 2);
+    const answerBy = timeoutMs - Math.min(timing.heartbeatIntervalMs / 4, window / 2);
     const last = new Map<number, number>();
     return {
       name: 'heartbeat',
@@ -68,7 +71,7 @@ export function heartbeatDetector(options: { timeoutMs?: number } = {}): (timing
         for (const n of watched) {
           const t = last.get(n);
           if (t === undefined) last.set(n, now);
-          else if (now - t > timeoutMs - window) out.push({ node: n, reason: `no heartbeat answer for ${timeoutMs} ms`, deadline: t + timeoutMs });
+          else if (now - t > timeoutMs - window) out.push({ node: n, reason: `no heartbeat answer for ${timeoutMs} ms`, deadline: t + answerBy });
         }
         return out;
       },

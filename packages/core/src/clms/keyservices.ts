@@ -450,7 +450,8 @@ export class KeyServiceManager {
       node: this.host.nodeNum,
       previousHost: a.previousHost,
       signal: a.controller.signal,
-      isActive: () => l.active === a && this.mayAct(a),
+      // A hand-over under way ends acting at once: the data it exports must not change after.
+      isActive: () => l.active === a && !a.handingOver && this.mayAct(a),
     };
   }
 

@@ -991,9 +991,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.quorumOk = true;
     for (const v of voters) this.lastAck.set(v, this.clock.now());
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${[...granted].join(', ')} of voters ${voters.join(', ')}` });
-    // An entry of the previous term we hold uncommitted is proposed again, then our own.
+    // An entry of the previous term we hold uncommitted is proposed again,
+    // then our own. We keep holding it until it is applied: should this
+    // mastership end before it commits, a later election must still count
+    // it (a quorum of the former master may have committed it), and a later
+    // mastership of ours carries it again rather than give its number away.
     const carried = this.pending;
-    this.pending = undefined;
     // (Failures surface as quorum loss; nobody awaits these.)
     const quiet = (p: Promise<unknown>): void => void p.catch(() => {});
     if (carried) quiet(this.propose(() => (carried.number === this.history.last + 1 ? { ...carried } : undefined)));
@@ -1510,7 +1513,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Something suggests `node` is gone: verify, confirm, fence, commit GoingDown. */
   private async suspect(node: number, reason: string, observers: Record<string, string>, deadline?: number): Promise<void> {
     const m = this.history.member(node);
-    if (!m || node === this.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown')) return;
+    // A leaving node (ShuttingDown) goes silent and closes its links on
+    // purpose, and its Down follows the others' cleanup without it: nothing
+    // to suspect (the API can still declare it down).
+    if (!m || node === this.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp')) return;
     if (this.verifying.has(node)) return;
     this.verifying.add(node);
     const first = this.clock.now();
@@ -1541,12 +1547,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /**
    * Is `node` reachable? Asked at once, in parallel: the node itself, and
-   * up to three other members who try to reach it (so one broken link does
-   * not kill a healthy node). Reachable as soon as anyone reaches it;
-   * unreachable once we could not reach it and either every probe came back
-   * without reaching it, or that many members said so, by probe or by a
-   * report of their own within the failure timeout (a killed process
-   * closes its links to everyone: their reports arrive before the probes).
+   * up to five other members who try to reach it (so one broken link does
+   * not kill a healthy node). Reachable as soon as anyone reaches it.
+   * Unreachable once we could not reach it and either three of the others
+   * (all of them when fewer) said so, by probe or by a report of their own
+   * within the failure timeout (a killed process closes its links to
+   * everyone: their reports may arrive before the probes), or every probe
+   * came back without reaching it. Three of five, not all: one helper the
+   * scheduler or the network holds back does not hold the decision back.
    * The node has until `deadline` to answer; the helpers give up on it a
    * quarter of the time left earlier, so their answers are in by then.
    */
@@ -1555,8 +1563,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const helpers = this.history
       .nodesIn('Up')
       .filter((n) => n !== node && n !== this.nodeNum)
-      .slice(0, 3);
-    const wanted = helpers.length;
+      .slice(0, 5);
+    const wanted = Math.min(3, helpers.length);
     const couldNot = new Set<number>();
     let selfFailed = false;
     let settled = 0;

@@ -128,7 +128,7 @@ describe('failures', () => {
     checkHistories(sim, survivors);
   });
 
-  it('a silent failure is declared down within the failure timeout; pauses shorter than it less a heartbeat interval never are', async () => {
+  it('a silent failure is declared down within the failure timeout; pauses shorter than it less 1.25 heartbeat intervals never are', async () => {
     sim = simCluster(3);
     await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
     const master = sim.node(1).master!;
@@ -139,18 +139,18 @@ describe('failures', () => {
     for (let i = 0; i < 8; i++) {
       await sim.clock.advance(heartbeatIntervalMs / 8 + 3 * heartbeatIntervalMs);
       sim.network.pause(`node-${victim}`);
-      await sim.clock.advance(failureTimeoutMs - heartbeatIntervalMs - 5);
+      await sim.clock.advance(failureTimeoutMs - 1.25 * heartbeatIntervalMs - 2);
       sim.network.resume(`node-${victim}`);
     }
     await sim.clock.advance(failureTimeoutMs * 2);
     expect(stateOn(sim, master, victim)).toBe('Up');
     expect(sim.node(master).lastTransition).toBe(head);
-    // A cut that never heals: declared within the timeout (a commit round trip after its end at most).
+    // A cut that never heals: committed within the timeout.
     const cutAt = sim.clock.now();
     sim.network.isolate(`node-${victim}`);
     await sim.until(() => stateOn(sim!, master, victim) === 'GoingDown' || stateOn(sim!, master, victim) === 'Down', 10_000, 'declared down');
     const took = sim.clock.now() - cutAt;
-    expect(took).toBeLessThanOrEqual(failureTimeoutMs + 10);
+    expect(took).toBeLessThanOrEqual(failureTimeoutMs);
     const record = sim.node(master).decisionRecords().find((r) => r.kind === 'down' && r.node === victim)!;
     expect(record.rule).toMatch(/no heartbeat answer/);
   });
