@@ -783,11 +783,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const me = this.history.member(this.nodeNum);
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
     // Members already on their way down when we joined wait for every member's
-    // cleanup, ours included: we never saw them up, so there is nothing to
-    // call back, but their links are refused and the master hears we are done.
+    // cleanup, ours included. Those we never saw up have nothing to call
+    // back, but their links are refused and the master hears we are done;
+    // those we ran nodeup for (we applied their ComingUp as a follower before
+    // our join was answered) get their nodedown callbacks like anywhere else.
     for (const m of this.history.members()) {
       if (m.node === this.nodeNum || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) continue;
-      this.markCleaned(m.node, m.incarnation);
+      if (!this.cleaned.has(`up:${m.node}:${m.incarnation}`)) this.markCleaned(m.node, m.incarnation);
       void this.cleanup(this.history.get(m.since) ?? this.syntheticTransition(m));
     }
     return 'joined';
