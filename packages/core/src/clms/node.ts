@@ -1596,6 +1596,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     void this.ics.call(node, CLMS, 'alive', null, { timeoutMs: left }).then(
       () => {
         observers[String(this.nodeNum)] = 'answered';
+        // Heard from: its silence starts again (a later suspicion gets a full window, not one already past).
+        this.detector.heard(node, this.clock.now());
         finish(true);
       },
       (err: unknown) => {
