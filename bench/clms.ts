@@ -99,7 +99,9 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
   const c = await ProcCluster.start({ size, preset, runner, seeds: 'candidates', spare: 0, clusterName: `bench-${size}-${preset}` });
   const all = Array.from({ length: size }, (_, i) => i + 1);
   try {
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
     await c.formed(all, 60_000);
+    await settle();
     // The i-th victim: a non-master, and not a candidate when there are others (rotating over them).
     const pick = (i: number): { master: number; victim: number; survivors: number[]; incarnation: number | undefined } => {
       const master = c.node(1).master!;
@@ -134,6 +136,9 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
       }
       c.spawn(victim);
       await c.formed(all, 30_000);
+      // Measure a cluster at rest: the rejoined process warms up (JIT, first
+      // GCs) for a moment after it is Up everywhere.
+      await settle();
     }
     for (let i = 0; i < failoverReps; i++) {
       const old = c.node(1).master!;
@@ -151,6 +156,7 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
       f.failover.push(Math.max(...survivors.map((n) => taken(n)!.at)) - killedAt);
       c.spawn(old);
       await c.formed(all, 30_000);
+      await settle();
     }
     // Silent failures: SIGSTOP leaves the sockets open, so only heartbeats
     // notice. A pause of half the failure timeout first (it must be kept),
@@ -165,6 +171,7 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
       await new Promise((r) => setTimeout(r, timeout * 2));
       f.shortPauses.push(survivors.every((n) => downOf(n) === undefined));
       await c.formed(all, 30_000);
+      await settle();
       const again = c.node(master).incarnationOf(victim);
       const downAgain = (n: number) => c.node(n).seen((t) => t.node === victim && t.incarnation === again && t.to === 'GoingDown');
       const stoppedAt = c.pause(victim);
@@ -176,6 +183,7 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
       f.silent.push(Math.max(...survivors.map((n) => downAgain(n)!.at)) - stoppedAt);
       // It wakes, finds itself declared down and rejoins as a new incarnation.
       await c.formed(all, 30_000);
+      await settle();
     }
   } catch (err) {
     f.failures.push(`${size}p ${preset}: ${(err as Error).message}`);
