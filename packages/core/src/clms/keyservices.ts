@@ -807,7 +807,6 @@ export class KeyServiceManager {
     return best?.node;
   }
 
-  /** The master got `ready` from a host: commit it (if still its epoch). */
   /**
    * This node took over `name` at `epoch` and the history does not say it
    * is ready yet: its ready report is still owed (the master that
@@ -819,6 +818,7 @@ export class KeyServiceManager {
     return v !== undefined && v.epoch === epoch && v.host === this.host.nodeNum && !v.ready && this.local.get(name)?.active?.epoch === epoch;
   }
 
+  /** The master got `ready` from a host: commit it (if still its epoch). */
   commitReady(name: string, epoch: number, from: number): void {
     const v = this.view.get(name);
     if (!v || v.epoch !== epoch || v.host !== from || v.ready) return;
