@@ -157,6 +157,8 @@ export class KeyServiceManager {
    * node applied the assignment (see placeAfterHandover).
    */
   private readonly handoverSource = new Map<string, { node: number; at: number }>();
+  /** A key service made vacant or halted while its host (node, incarnation) was leaving or going down: it may still act for a while. */
+  private readonly vacatedFrom = new Map<string, { node: number; incarnation: number | undefined }>();
   /** `node:incarnation` → when this node learnt it went down (GoingDown or ShuttingDown): the fence wait counts from there. */
   private readonly downSince = new Map<string, number>();
   /** One timer to place again once a fence wait is over. */
@@ -238,6 +240,7 @@ export class KeyServiceManager {
     this.view.clear();
     this.hostIncarnation.clear();
     this.handoverSource.clear();
+    this.vacatedFrom.clear();
   }
 
   /** The epoch `name` is at: from the history, else the floor from former histories. */
@@ -320,6 +323,8 @@ export class KeyServiceManager {
     };
     const before = this.view.get(ks.name);
     this.trackHandover(ks.name, t, ks);
+    if ((ks.phase === 'vacant' || ks.phase === 'halted') && before?.host !== undefined) this.vacatedFrom.set(ks.name, { node: before.host, incarnation: this.hostIncarnation.get(ks.name) });
+    else if (hosted) this.vacatedFrom.delete(ks.name);
     this.view.set(ks.name, info);
     if (hosted) this.hostIncarnation.set(ks.name, t.incarnation);
     else this.hostIncarnation.delete(ks.name);
@@ -692,6 +697,7 @@ export class KeyServiceManager {
     const hostState = v?.host !== undefined ? this.hostState(name, v.host) : undefined;
     if (v?.host !== undefined && (hostState === 'Up' || hostState === 'ComingUp')) return;
     if (this.placeAfterHandover(name)) return;
+    if (v !== undefined && v.host === undefined && this.placeAfterVacancy(name, members)) return;
     if (v?.host !== undefined && hostState === 'GoingDown' && !canaries.moveKeyServiceEarly) return; // wait for its Down: fencing and cleanup first (K4)
     const leaving = v?.host !== undefined && hostState === 'ShuttingDown' ? v.host : undefined;
     if (v?.host !== undefined && leaving === undefined && !canaries.moveKeyServiceEarly) {
@@ -755,6 +761,34 @@ export class KeyServiceManager {
       return true;
     }
     this.handoverSource.delete(name);
+    return false;
+  }
+
+  /**
+   * A key service made vacant while its host was leaving or going down
+   * (nobody eligible to hand it to): that host may still act at its epoch
+   * (a leaver until it closes, a cut-off host until its lease ends; neither
+   * hears of the vacancy). A new host is placed only once its lease has run
+   * out: a failure timeout after its GoingDown or ShuttingDown (K1).
+   */
+  private placeAfterVacancy(name: string, members: MemberInfo[]): boolean {
+    const from = this.vacatedFrom.get(name);
+    if (!from || canaries.moveKeyServiceEarly) return false;
+    const m = members.find((x) => x.node === from.node);
+    const state = m && (from.incarnation === undefined || m.incarnation === from.incarnation) ? m.state : 'Down';
+    if (state === 'Up' || state === 'ComingUp') {
+      this.vacatedFrom.delete(name);
+      return false;
+    }
+    const key = `${from.node}:${from.incarnation}`;
+    let since = this.downSince.get(key);
+    if (since === undefined) this.downSince.set(key, (since = this.host.now()));
+    const wait = since + this.host.failureTimeoutMs() - this.host.now();
+    if (wait > 0) {
+      this.placeLater(wait);
+      return true;
+    }
+    this.vacatedFrom.delete(name);
     return false;
   }
 
