@@ -539,8 +539,7 @@ export class KeyServiceManager {
             // but one it held then may still run (a leaver closes a little
             // after its leave is committed; a cut-off host acts until its
             // lease ends). Wait that out (K1).
-            const since = this.downSince.get(`${from}:${gone.incarnation}`) ?? this.host.now();
-            const wait = since + this.host.failureTimeoutMs() - this.host.now();
+            const wait = this.downWaitLeft(from, gone.incarnation, this.host.failureTimeoutMs());
             if (wait > 0) await this.sleep(wait);
             return null;
           }
@@ -780,10 +779,7 @@ export class KeyServiceManager {
       this.vacatedFrom.delete(name);
       return false;
     }
-    const key = `${from.node}:${from.incarnation}`;
-    let since = this.downSince.get(key);
-    if (since === undefined) this.downSince.set(key, (since = this.host.now()));
-    const wait = since + this.host.failureTimeoutMs() - this.host.now();
+    const wait = this.downWaitLeft(from.node, from.incarnation, this.host.failureTimeoutMs());
     if (wait > 0) {
       this.placeLater(wait);
       return true;
@@ -802,14 +798,20 @@ export class KeyServiceManager {
 
   /** Time left before the former host (node, incarnation) can no longer act, from when we learnt it went down. */
   private fenceWaitLeft(node: number, incarnation: number | undefined): number {
+    return this.downWaitLeft(node, incarnation, this.host.fenceWaitMs());
+  }
+
+  /** Time left of `waitMs` counted from when we learnt (node, incarnation) went down (GoingDown or ShuttingDown). */
+  private downWaitLeft(node: number, incarnation: number | undefined, waitMs: number): number {
     const key = `${node}:${incarnation}`;
     const now = this.host.now();
     let since = this.downSince.get(key);
     // Gone before we saw it go (a snapshot we installed): count from now.
     if (since === undefined) this.downSince.set(key, (since = now));
-    // Bounded: entries whose wait is long over are of no use.
-    if (this.downSince.size > 4096) for (const [k, at] of this.downSince) if (now - at > this.host.fenceWaitMs()) this.downSince.delete(k);
-    return since + this.host.fenceWaitMs() - now;
+    // Bounded: entries whose every wait is long over are of no use.
+    const longest = Math.max(this.host.fenceWaitMs(), this.host.failureTimeoutMs());
+    if (this.downSince.size > 4096) for (const [k, at] of this.downSince) if (now - at > longest) this.downSince.delete(k);
+    return since + waitMs - now;
   }
 
   private placeLater(ms: number): void {

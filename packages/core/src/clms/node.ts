@@ -789,7 +789,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // our join was answered) get their nodedown callbacks like anywhere else.
     for (const m of this.history.members()) {
       if (m.node === this.nodeNum || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) continue;
-      if (!this.cleaned.has(`up:${m.node}:${m.incarnation}`)) this.markCleaned(m.node, m.incarnation);
+      if (!this.ranNodeup(m.node, m.incarnation)) this.markCleaned(m.node, m.incarnation);
       void this.cleanup(this.history.get(m.since) ?? this.syntheticTransition(m));
     }
     return 'joined';
@@ -1747,10 +1747,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** True the first time this incarnation runs nodeup callbacks for (node, incarnation). */
   private markNodeup(node: number, incarnation: number): boolean {
-    const key = `up:${node}:${incarnation}`;
-    if (this.cleaned.has(key)) return false;
-    this.cleaned.add(key);
+    if (this.ranNodeup(node, incarnation)) return false;
+    this.cleaned.add(`up:${node}:${incarnation}`);
     return true;
+  }
+
+  /** This incarnation ran (or is running) nodeup callbacks for (node, incarnation). */
+  private ranNodeup(node: number, incarnation: number): boolean {
+    return this.cleaned.has(`up:${node}:${incarnation}`);
   }
 
   /** True the first time (node, incarnation) is cleaned up by this incarnation. */
