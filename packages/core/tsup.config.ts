@@ -7,5 +7,7 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // Error classes are recognised across copies by their names (errors/index.ts), so keep them.
+  keepNames: true,
   tsconfig: '../../tsconfig.build.json',
 });

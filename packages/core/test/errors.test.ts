@@ -80,3 +80,28 @@ describe('parseOptions', () => {
     expect(() => parseOptions('thing', schema, { nmae: 'typo' })).toThrow(InvalidOptionError);
   });
 });
+
+describe('errors made by another copy of the package', () => {
+  // A second instance of the errors module stands for the other build (ESM vs
+  // CommonJS) or another version of @clusterinfra/core in the same process.
+  const otherCopy = async () => (await import('../src/errors/index.ts?another-copy')) as typeof core;
+
+  it('are recognised by instanceof, class by class', async () => {
+    const other = await otherCopy();
+    expect(other.ClusterInfraError).not.toBe(ClusterInfraError);
+    const foreign = new other.TimeoutError('slow');
+    expect(foreign instanceof core.TimeoutError).toBe(true);
+    expect(foreign instanceof ClusterInfraError).toBe(true);
+    expect(foreign instanceof core.AbortedError).toBe(false);
+    expect(isClusterInfraError(foreign, 'CORE_ERR_TIMEOUT')).toBe(true);
+    const local = new core.AbortedError();
+    expect(local instanceof other.AbortedError).toBe(true);
+    expect(local instanceof other.TimeoutError).toBe(false);
+  });
+
+  it('do not make plain errors or look-alikes pass', async () => {
+    expect(new Error('x') instanceof ClusterInfraError).toBe(false);
+    expect({ code: 'CORE_ERR_TIMEOUT', name: 'TimeoutError' } instanceof core.TimeoutError).toBe(false);
+    expect(null instanceof ClusterInfraError).toBe(false);
+  });
+});

@@ -62,10 +62,38 @@ export interface ClusterInfraErrorOptions {
   retryable?: boolean;
 }
 
+/**
+ * A brand shared by every copy of this package in a process (the ESM and the
+ * CommonJS build, or two versions side by side): `Symbol.for` gives the same
+ * symbol everywhere, so `instanceof` can recognise an error made by another
+ * copy by the names of the classes it was made from.
+ */
+const ERROR_BRAND = Symbol.for('@clusterinfra/core.error');
+
 export class ClusterInfraError extends Error {
   override readonly name: string = 'ClusterInfraError';
   readonly code: ErrorCode;
   readonly retryable: boolean;
+
+  /**
+   * `err instanceof NodeDownError` holds for a `NodeDownError` made by any
+   * copy of `@clusterinfra/core`, not only this one.
+   */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (typeof value !== 'object' || value === null) return false;
+    const kinds = (value as { [ERROR_BRAND]?: unknown })[ERROR_BRAND];
+    return Array.isArray(kinds) && kinds.includes(this.name);
+  }
+
+  /** The names of the classes this error was made from, most derived first (see `Symbol.hasInstance`). */
+  get [ERROR_BRAND](): string[] {
+    const kinds: string[] = [];
+    for (let proto = Object.getPrototypeOf(this) as object | null; proto !== null && proto !== Error.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
+      kinds.push((proto as { constructor: { name: string } }).constructor.name);
+    }
+    return kinds;
+  }
 
   constructor(code: ErrorCode, message: string, options: ClusterInfraErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
