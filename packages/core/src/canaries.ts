@@ -4,7 +4,7 @@
  * default; nothing but tests may turn them on. Process-wide on purpose: the
  * simulator runs a whole cluster in one process.
  */
-export const canaries = {
+const defaults = {
   /** CLMS: open the cleanup barrier at once (a node may rejoin before everyone cleaned up). */
   skipCleanupBarrier: false,
   /** CLMS: accept membership messages from a lower term. */
@@ -17,7 +17,16 @@ export const canaries = {
   moveKeyServiceEarly: false,
 };
 
-export type CanaryName = keyof typeof canaries;
+export type CanaryName = keyof typeof defaults;
+
+/**
+ * One switchboard per process, kept on `globalThis` under a `Symbol.for` key:
+ * the `./testing` entry that turns canaries on and the main entry whose code
+ * reads them may be separate bundles (the CommonJS build has no shared chunks).
+ */
+const SWITCHBOARD = Symbol.for('@clusterinfra/core.canaries');
+const holder = globalThis as { [SWITCHBOARD]?: Record<CanaryName, boolean> };
+export const canaries: Record<CanaryName, boolean> = (holder[SWITCHBOARD] ??= { ...defaults });
 
 /** Turn every canary off (tests call this in afterEach). */
 export function resetCanaries(): void {

@@ -155,5 +155,3 @@ export {
   type TransitionKind,
   type WatchEvent,
 } from './clms/index.js';
-// Test-only: planted bugs for the simulator's canaries. Never turn on in production.
-export { canaries as __canaries, resetCanaries as __resetCanaries, type CanaryName } from './canaries.js';

@@ -8,7 +8,7 @@
  * --strict. Exit code 1 when any seed failed.
  */
 import { parseArgs } from 'node:util';
-import type { CanaryName } from '@clusterinfra/core';
+import type { CanaryName } from '@clusterinfra/core/testing';
 import { runSeeds } from './run.js';
 import type { Profile, SimResult } from './sim.js';
 

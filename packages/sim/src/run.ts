@@ -1,5 +1,5 @@
 /** Run a range of seeds and summarise: violations, seeds/s, simulated-to-real ratio, events/s. */
-import type { CanaryName } from '@clusterinfra/core';
+import type { CanaryName } from '@clusterinfra/core/testing';
 import { type Profile, runSeed, type SimResult } from './sim.js';
 
 export interface Summary {

@@ -13,8 +13,6 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  __canaries,
-  type CanaryName,
   ClusterNode,
   every,
   type NodeEvent,
@@ -27,6 +25,7 @@ import {
   sleep,
   VirtualClock,
 } from '@clusterinfra/core';
+import { type CanaryName, canaries } from '@clusterinfra/core/testing';
 import { createMemoryNetwork, type LinkFaults, memory, type MemoryNetwork } from '@clusterinfra/transport-mem';
 import { Checker, SUBSYSTEMS, type Violation } from './checker.js';
 import { NodeClock } from './clock.js';
@@ -739,7 +738,7 @@ export class World {
 export async function runSeed(options: SimOptions): Promise<SimResult> {
   const profile = options.profile ?? 'full';
   const t0 = performance.now();
-  if (options.canary) __canaries[options.canary] = true;
+  if (options.canary) canaries[options.canary] = true;
   // Errors are values here (timeouts, refusals by the thousand): their stack
   // traces cost a tenth of a run and no check reads them.
   const stackTraceLimit = Error.stackTraceLimit;
@@ -750,7 +749,7 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
     await world.run(profile);
     return world.result(profile, options.canary, performance.now() - t0);
   } finally {
-    if (options.canary) __canaries[options.canary] = false;
+    if (options.canary) canaries[options.canary] = false;
     Error.stackTraceLimit = stackTraceLimit;
   }
 }

@@ -4,11 +4,11 @@
  * fails, within a bound, and check the invariant that caught it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { __resetCanaries, type CanaryName } from '@clusterinfra/core';
+import { type CanaryName, resetCanaries } from '@clusterinfra/core/testing';
 import { runSeed } from '@clusterinfra/sim';
 import { regressions } from './regressions.js';
 
-afterEach(() => __resetCanaries());
+afterEach(() => resetCanaries());
 
 const expected: Record<CanaryName, string[]> = {
   skipCleanupBarrier: ['C1'],

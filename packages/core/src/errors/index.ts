@@ -79,7 +79,7 @@ export class ClusterInfraError extends Error {
    * `err instanceof NodeDownError` holds for a `NodeDownError` made by any
    * copy of `@clusterinfra/core`, not only this one.
    */
-  static [Symbol.hasInstance](value: unknown): boolean {
+  static override [Symbol.hasInstance](value: unknown): boolean {
     if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
     if (typeof value !== 'object' || value === null) return false;
     const kinds = (value as { [ERROR_BRAND]?: unknown })[ERROR_BRAND];

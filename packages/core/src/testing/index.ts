@@ -4,3 +4,5 @@ export {
   type ComplianceOptions,
   type HarnessNodeOptions,
 } from './compliance.js';
+// Planted bugs for the simulator's canaries (TESTING.md "Canaries"). Never turn on in production.
+export { canaries, resetCanaries, type CanaryName } from '../canaries.js';
