@@ -1696,8 +1696,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         if (this.isMaster) {
           this.cleanupBarriers.set(t.node, { incarnation: t.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp')) });
         }
-        this.emit('nodedown', info);
+        // ICS errors out the calls to the node first (synchronously, as
+        // cleanup begins), so a 'nodedown' listener finds none still pending.
         void this.cleanup(t);
+        this.emit('nodedown', info);
         break;
       case 'Down':
         this.detector.forget(t.node);
@@ -1789,11 +1791,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.phase = 'rejoining';
     this.keys.stopAll('this node was declared down');
     this.emit('evicted', { incarnation: this.incarnation });
-    for (const m of this.history.members()) {
-      if (m.node !== this.nodeNum && (m.state === 'Up' || m.state === 'ComingUp' || m.state === 'ShuttingDown')) {
-        if (this.markCleaned(m.node, m.incarnation)) await this.runCallbacks('nodedown', m.node, m.incarnation, t);
-      }
-    }
+    // Every member is gone for this incarnation: their nodedown callbacks run
+    // side by side, each member's in band order (C2), as when members go down
+    // one by one. One after another, 31 members' slow callbacks kept a node of
+    // a 32-node cluster from rejoining for minutes (sim seed 2 at 32 nodes, L1).
+    const gone = this.history.members().filter((m) => m.node !== this.nodeNum && (m.state === 'Up' || m.state === 'ComingUp' || m.state === 'ShuttingDown'));
+    await Promise.all(gone.filter((m) => this.markCleaned(m.node, m.incarnation)).map((m) => this.runCallbacks('nodedown', m.node, m.incarnation, t)));
     if (!this.opts.autoRejoin) {
       await this.close();
       return;

@@ -192,6 +192,31 @@ describe('failures', () => {
   });
 });
 
+describe('nodedown ordering', () => {
+  it("the 'nodedown' event fires after ICS errored out the calls to that node", async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const [victim, caller] = [1, 2, 3].filter((n) => n !== master) as [number, number];
+    const HANG = { channel: 'default', subservice: 78 };
+    sim.node(victim).communication.registerService({ ...HANG, name: 'hang', handlers: { wait: (_args, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)) } });
+    let outcome: unknown;
+    void sim.node(caller).communication.call(victim, HANG, 'wait', null, { timeoutMs: 60_000 }).then(
+      (v) => (outcome = v),
+      (e: unknown) => (outcome = e),
+    );
+    await sim.until(() => sim!.node(victim).communication.servingCount(caller) === 1, 5_000, 'the call to reach its handler');
+    let pendingAtEvent: number | undefined;
+    sim.node(caller).on('nodedown', (info) => {
+      if (info.node === victim) pendingAtEvent = sim!.node(caller).communication.stats().pendingCalls;
+    });
+    void sim.node(master).declareDown(victim, 'test');
+    await sim.until(() => pendingAtEvent !== undefined && outcome !== undefined, 10_000, 'nodedown at the caller');
+    expect(pendingAtEvent).toBe(0);
+    expect((outcome as { code?: string }).code).toBe('ICS_ERR_NODE_DOWN');
+  });
+});
+
 describe('membership API', () => {
   it('a node leaves cleanly: ShuttingDown then Down, and it closes', async () => {
     sim = simCluster(3);
