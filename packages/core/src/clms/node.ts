@@ -55,6 +55,9 @@ import type {
 import { LEGAL_MOVES } from './types.js';
 
 const CLMS = { channel: 'clms', subservice: 1 } as const;
+/** What a verification found: someone reached the node, others confirmed it unreachable, or nobody could say. */
+type Verdict = 'reachable' | 'unreachable' | 'unknown';
+
 const TIMED_OUT = Symbol('timed out');
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 
@@ -1001,7 +1004,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const carried = this.pending;
     // (Failures surface as quorum loss; nobody awaits these.)
     const quiet = (p: Promise<unknown>): void => void p.catch(() => {});
-    if (carried) quiet(this.propose(() => (carried.number === this.history.last + 1 ? { ...carried } : undefined)));
+    if (carried) {
+      const committed = this.propose(() => (carried.number === this.history.last + 1 ? { ...carried } : undefined));
+      quiet(committed);
+      // A down the former master proposed and this one commits gets a record
+      // here too: its evidence stayed with its proposer (whose own record,
+      // if any, is on that node), so this one says where it came from.
+      void committed.then((t) => {
+        if (t?.kind === 'state' && t.to === 'GoingDown') {
+          this.record({ kind: 'down', node: t.node, term: t.term, time: this.clock.wallNow(), rule: `carried over by master ${this.nodeNum} (term ${term}) from the master of term ${t.term}: ${t.cause}`, observers: { [String(this.nodeNum)]: 'held it uncommitted when elected' } });
+        }
+      }, () => {});
+    }
     if (bootstrap) {
       // A new history: where key services lived in a former one no longer holds (their epochs go on above it).
       this.keys.reset();
@@ -1524,9 +1538,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const first = this.clock.now();
     try {
       // Verify before suspicion: ask the node itself and a few others to reach it.
-      const reachable = await this.verify(node, m.incarnation, observers, deadline ?? first + this.timing.rpcTimeoutMs);
-      if (reachable) {
-        this.log.info({ node, observers }, 'suspicion not confirmed: the node answers');
+      const verdict = await this.verify(node, m.incarnation, observers, deadline ?? first + this.timing.rpcTimeoutMs);
+      if (verdict !== 'unreachable') {
+        this.log.info({ node, observers, verdict }, verdict === 'reachable' ? 'suspicion not confirmed: the node answers' : 'suspicion left open: nobody else could say anything about the node');
         return;
       }
       await this.confirmAndDown(node, m.incarnation, reason, observers, first, { verified: this.clock.now() - first });
@@ -1548,81 +1562,106 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   /**
-   * Is `node` reachable? Asked at once, in parallel: the node itself, and
-   * up to five other members who try to reach it (so one broken link does
-   * not kill a healthy node). Reachable as soon as anyone reaches it.
+   * Is `node` reachable? Asked at once, in parallel: the node itself, and up
+   * to five other members who try to reach it (so one broken link does not
+   * kill a healthy node). Reachable as soon as anyone reaches it.
    * Unreachable once we could not reach it and either three of the others
    * (all of them when fewer) said so, by probe or by a report of their own
    * within the failure timeout (a killed process closes its links to
-   * everyone: their reports may arrive before the probes), or every probe
-   * came back without reaching it. Three of five, not all: one helper the
-   * scheduler or the network holds back does not hold the decision back.
-   * The node has until `deadline` to answer; the helpers give up on it a
-   * quarter of the time left earlier, so their answers are in by then.
+   * everyone: their reports may arrive before the probes), or every helper
+   * settled and at least one of them said so. Three of five, not all: one
+   * helper the scheduler or the network holds back does not hold the
+   * decision back. The node has until `deadline` to answer; the helpers give
+   * up on it a quarter of the time left earlier, so their answers are in by
+   * then.
+   *
+   * A node's own trouble is never evidence against others (Lifeguard,
+   * DESIGN §4.7): a probe that never came back says nothing about the
+   * suspect, only an answer does; when no helper could say anything the
+   * suspicion is left open ('unknown': the node stays, the detector may
+   * suspect it again), and our own failed call is tried again until the
+   * deadline, since our links may just have been reset. A member that already
+   * reported the node unreachable counts as it is and is not asked to dial
+   * it again.
    */
-  private verify(node: number, incarnation: number, observers: Record<string, string>, deadline: number): Promise<boolean> {
+  private verify(node: number, incarnation: number, observers: Record<string, string>, deadline: number): Promise<Verdict> {
     const left = Math.max(1, Math.round(deadline - this.clock.now()));
-    const helpers = this.history
+    const pool = this.history
       .nodesIn('Up')
       .filter((n) => n !== node && n !== this.nodeNum)
       .slice(0, 5);
-    const wanted = Math.min(3, helpers.length);
+    const wanted = Math.min(3, pool.length);
     const couldNot = new Set<number>();
+    const reportedLately = (): void => {
+      const reports = this.unreachable.get(node);
+      if (reports?.incarnation !== incarnation) return;
+      const since = this.clock.now() - this.timing.failureTimeoutMs;
+      for (const [from, at] of reports.from) {
+        if (at < since || couldNot.has(from) || couldNot.size >= wanted) continue;
+        couldNot.add(from);
+        observers[String(from)] ??= 'reported it unreachable';
+      }
+    };
+    reportedLately();
+    const helpers = pool.filter((h) => !couldNot.has(h));
     let selfFailed = false;
     let settled = 0;
-    let decide: (reachable: boolean) => void = () => {};
-    const decided = new Promise<boolean>((resolve) => (decide = resolve));
+    let retry: { cancel(): void } | undefined;
+    let decide: (verdict: Verdict) => void = () => {};
+    const decided = new Promise<Verdict>((resolve) => (decide = resolve));
     let done = false;
-    const finish = (reachable: boolean): void => {
+    const finish = (verdict: Verdict): void => {
       if (done) return;
       done = true;
+      retry?.cancel();
       this.unreachableHeard.delete(node);
-      decide(reachable);
+      decide(verdict);
     };
     const evaluate = (): void => {
       if (done || !selfFailed) return;
-      const reports = this.unreachable.get(node);
-      if (reports?.incarnation === incarnation) {
-        const since = this.clock.now() - this.timing.failureTimeoutMs;
-        for (const [from, at] of reports.from) {
-          if (at < since || couldNot.has(from) || couldNot.size >= wanted) continue;
-          couldNot.add(from);
-          observers[String(from)] ??= 'reported it unreachable';
-        }
-      }
-      if (couldNot.size >= wanted || settled === helpers.length) finish(false);
+      reportedLately();
+      if (couldNot.size >= wanted) return finish('unreachable');
+      if (settled === helpers.length) finish(couldNot.size > 0 ? 'unreachable' : 'unknown');
     };
     this.unreachableHeard.set(node, evaluate);
-    void this.ics.call(node, CLMS, 'alive', null, { timeoutMs: left }).then(
-      () => {
-        observers[String(this.nodeNum)] = 'answered';
-        // Heard from: its silence starts again (a later suspicion gets a full window, not one already past).
-        this.detector.heard(node, this.clock.now());
-        finish(true);
-      },
-      (err: unknown) => {
-        observers[String(this.nodeNum)] = (err as ClusterInfraError).code ?? 'no answer';
-        selfFailed = true;
-        evaluate();
-      },
-    );
+    const askSelf = (): void => {
+      const timeoutMs = Math.max(1, Math.round(deadline - this.clock.now()));
+      void this.ics.call(node, CLMS, 'alive', null, { timeoutMs }).then(
+        () => {
+          observers[String(this.nodeNum)] = 'answered';
+          // Heard from: its silence starts again (a later suspicion gets a full window, not one already past).
+          this.detector.heard(node, this.clock.now());
+          finish('reachable');
+        },
+        (err: unknown) => {
+          observers[String(this.nodeNum)] = (err as ClusterInfraError).code ?? 'no answer';
+          selfFailed = true;
+          evaluate();
+          const wait = Math.max(1, Math.round(this.timing.heartbeatIntervalMs / 4));
+          if (!done && this.clock.now() + wait < deadline) retry = this.clock.setTimeout(() => !done && askSelf(), wait);
+        },
+      );
+    };
+    askSelf();
     for (const h of helpers) {
       void this.ics.call(h, CLMS, 'probe', { node, timeoutMs: Math.max(1, Math.floor((left * 3) / 4)) }, { timeoutMs: left }).then(
         (r) => {
           const reachable = (r as { reachable: boolean }).reachable;
           observers[String(h)] = reachable ? 'reached it' : 'could not reach it';
           settled++;
-          if (reachable) return finish(true);
+          if (reachable) return finish('reachable');
           couldNot.add(h);
           evaluate();
         },
         () => {
+          // No answer is no evidence: it may be our own link that failed.
           observers[String(h)] ??= 'did not answer';
           settled++;
           evaluate();
         },
       );
     }
+    if (helpers.length === 0) evaluate();
     return decided;
   }
 
