@@ -32,6 +32,7 @@ import { ClusterInfraError, InvalidArgumentError, ServiceExistsError } from '../
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
+import { IcsStatusError } from '../ics/status.js';
 import type { HandlerContext, ServiceRegistration } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
@@ -59,6 +60,8 @@ const CLMS = { channel: 'clms', subservice: 1 } as const;
 type Verdict = 'reachable' | 'unreachable' | 'unknown';
 
 const TIMED_OUT = Symbol('timed out');
+/** Join handlers that may wait for their commit at once; later joins are answered 'queued' at once. */
+const MAX_JOIN_WAITERS = 64;
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 
 // ---------------------------------------------------------------- wire schemas
@@ -242,6 +245,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Master: a verification under way, woken by each such report. */
   private readonly unreachableHeard = new Map<number, () => void>();
   /** Join proposals not settled yet, by node (see onJoin). */
+  /** Join handlers waiting for their commit (at most MAX_JOIN_WAITERS). */
+  private joinWaiters = 0;
   private readonly joinsUnderWay = new Map<number, { incarnation: number; committed: Promise<Transition | undefined> }>();
   private readonly watchers = new Set<(e: WatchEvent) => void>();
 
@@ -855,12 +860,44 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         heartbeat: (a, ctx) => this.onHeartbeat(parse(heartbeatSchema, a), ctx),
         join: (a, ctx) => this.onJoin(parse(joinSchema, a), ctx),
         report: (a, ctx) => this.onReport(parse(reportSchema, a), ctx),
-        fetch: (a) => this.onFetch(parse(fetchSchema, a)),
+        fetch: (a, ctx) => {
+          this.allowOnly('fetch', this.isMemberOrJoiner(ctx.caller), ctx);
+          return this.onFetch(parse(fetchSchema, a));
+        },
         alive: () => ({ incarnation: this.incarnation }),
         lease: (_a, ctx) => ({ granted: this.grantsLease(ctx.caller.nodeNum, ctx.caller.incarnation) }),
-        probe: (a) => this.onProbe(parse(probeTargetSchema, a)),
+        probe: (a, ctx) => {
+          this.allowOnly('probe', this.isCurrentMaster(ctx.caller), ctx);
+          return this.onProbe(parse(probeTargetSchema, a));
+        },
       },
     });
+  }
+
+  // ---- who may ask what
+
+  /**
+   * Any peer that knows the secret can call these services; a membership
+   * request that makes this node work or wait on someone's behalf (probe:
+   * a call to a third node, held up to a failure timeout; fetch: the whole
+   * history) is served only to those the protocol sends it: refused at once
+   * otherwise, so a rogue or confused peer holds no handler slot.
+   */
+  private allowOnly(what: string, allowed: boolean, ctx: HandlerContext): void {
+    if (allowed) return;
+    throw new IcsStatusError('PERMISSION_DENIED', `clms.${what} is not served to node ${ctx.caller.nodeNum} (incarnation ${ctx.caller.incarnation})`);
+  }
+
+  /** The master of the current term, as this node knows it (probes are its verification). */
+  private isCurrentMaster(caller: HandlerContext['caller']): boolean {
+    return caller.nodeNum === this.masterNum && caller.nodeNum !== this.nodeNum && this.history.member(caller.nodeNum)?.incarnation === caller.incarnation;
+  }
+
+  /** A member of this history (any state but Down), or a node whose join is under way here. */
+  private isMemberOrJoiner(caller: HandlerContext['caller']): boolean {
+    const m = this.history.member(caller.nodeNum);
+    if (m && m.incarnation === caller.incarnation && m.state !== 'Down') return true;
+    return this.joinsUnderWay.get(caller.nodeNum)?.incarnation === caller.incarnation;
   }
 
   // ---- terms
@@ -1392,7 +1429,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.joinsUnderWay.set(node, entry);
       join = entry;
     }
-    const t = await this.within(join.committed, this.timing.rpcTimeoutMs * 2);
+    // At most MAX_JOIN_WAITERS handlers wait for a commit: the others answer
+    // 'queued' at once, so joins (which anyone who knows the secret can send,
+    // under any node number) never fill the pool that appends, heartbeats and
+    // reports are served from.
+    if (this.joinWaiters >= MAX_JOIN_WAITERS) return { ok: false, reason: 'the join is queued', queued: true, retryAfterMs: this.timing.joinRetryMs };
+    this.joinWaiters++;
+    const t = await this.within(join.committed, this.timing.rpcTimeoutMs * 2).finally(() => this.joinWaiters--);
     if (t === TIMED_OUT) return { ok: false, reason: 'the join is queued', queued: true, retryAfterMs: this.timing.joinRetryMs };
     if (!t) return { ok: false, reason: 'could not commit the join', retryAfterMs: this.timing.joinRetryMs };
     return { ok: true, snapshot: this.history.snapshot() };

@@ -3,6 +3,8 @@
  * deterministic scenario on the memory network and the virtual clock.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { createIcs, type Ics, silentLogger } from '@clusterinfra/core';
+import { memory } from '@clusterinfra/transport-mem';
 import { range, type SimCluster, simCluster } from './clms-harness.js';
 
 let sim: SimCluster | undefined;
@@ -50,5 +52,97 @@ describe('a master that can send but not receive', () => {
       const recorded = range(5).some((n) => sim!.node(n).decisionRecords().some((r) => r.kind === 'down' && r.node === t.node && r.term === t.term));
       expect(recorded, `a decision record for #${t.number} ${t.node} GoingDown`).toBe(true);
     }
+  });
+});
+
+describe('membership requests from a peer that is not a member', () => {
+  const CLMS_SERVICE = { channel: 'clms', subservice: 1 };
+  async function outsider(s: SimCluster, nodeNum = 9): Promise<Ics> {
+    const ics = createIcs({ transport: memory({ network: s.network, address: `node-${nodeNum}` }), clusterName: 'sim', nodeNum, clock: s.clock, logger: silentLogger, peers: (n) => `node-${n}` });
+    let started = false;
+    void ics.start().then(() => (started = true));
+    await s.until(() => started, 5_000, 'the outsider to start');
+    return ics;
+  }
+  async function closeOutsider(s: SimCluster, ics: Ics): Promise<void> {
+    let closed = false;
+    void ics.close().then(() => (closed = true));
+    await s.until(() => closed, 10_000, 'the outsider to close');
+  }
+  const outcome = async (s: SimCluster, p: Promise<unknown>): Promise<unknown> => {
+    let out: unknown;
+    void p.then(
+      (v) => (out = { value: v }),
+      (e: unknown) => (out = e),
+    );
+    await s.until(() => out !== undefined, 10_000, 'an answer');
+    return out;
+  };
+
+  it('probe is served to the current master only, fetch to members only', async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const [a, b] = [1, 2, 3].filter((n) => n !== master) as [number, number];
+    const x = await outsider(sim);
+    try {
+      const probe = (await outcome(sim, x.call(a, CLMS_SERVICE, 'probe', { node: b }))) as { code?: string; status?: string };
+      expect(probe.code).toBe('ICS_ERR_REMOTE');
+      expect(probe.status).toBe('PERMISSION_DENIED');
+      const fetch = (await outcome(sim, x.call(master, CLMS_SERVICE, 'fetch', { after: 0 }))) as { code?: string; status?: string };
+      expect(fetch.status).toBe('PERMISSION_DENIED');
+      // A member that is not the master may not make others probe either.
+      const byMember = (await outcome(sim, sim.node(a).communication.call(b, CLMS_SERVICE, 'probe', { node: master }))) as { status?: string };
+      expect(byMember.status).toBe('PERMISSION_DENIED');
+      // The master may, and a member may fetch.
+      expect(await outcome(sim, sim.node(master).communication.call(a, CLMS_SERVICE, 'probe', { node: b }))).toEqual({ value: { reachable: true } });
+      expect(await outcome(sim, sim.node(a).communication.call(master, CLMS_SERVICE, 'fetch', { after: 0 }))).toMatchObject({ value: { snapshot: null } });
+    } finally {
+      await closeOutsider(sim, x);
+    }
+  });
+
+  it('a flood of probes naming the caller itself holds no handler and downs nobody', async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const member = [1, 2, 3].find((n) => n !== master)!;
+    const head = sim.node(master).lastTransition;
+    const x = await outsider(sim);
+    x.registerService({ ...CLMS_SERVICE, name: 'clms', handlers: { alive: () => new Promise(() => {}) } });
+    try {
+      for (let round = 0; round < 20; round++) {
+        for (let i = 0; i < 100; i++) void x.call(member, CLMS_SERVICE, 'probe', { node: 9, timeoutMs: 60_000 }, { timeoutMs: 60_000 }).catch(() => {});
+        await sim.clock.advance(50);
+        // Refused at once: none waits on the caller's silence in the member's clms pool.
+        expect(sim.node(member).communication.servingCount(9)).toBe(0);
+      }
+      await sim.clock.advance(sim.node(master).timing.failureTimeoutMs * 3);
+      expect(sim.node(master).transitions(head).filter((t) => t.kind === 'state').map((t) => `${t.node} ${t.to}`)).toEqual([]);
+    } finally {
+      await closeOutsider(sim, x);
+    }
+  });
+
+  it('joins wait for their commit in a bounded number of handlers; the others are told to ask again', async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const joiners: Ics[] = [];
+    for (const i of range(100)) joiners.push(await outsider(sim, 100 + i));
+    const answers: unknown[] = [];
+    for (const x of joiners) {
+      void x.call(master, CLMS_SERVICE, 'join', { incarnation: x.incarnation, address: x.address ?? '', meta: {}, keyServices: [] }, { timeoutMs: 60_000 }).then(
+        (v) => answers.push(v),
+        (e: unknown) => answers.push(e),
+      );
+    }
+    await sim.until(() => answers.length === joiners.length, 10_000, 'every join answered');
+    // The joins all arrive in one instant; only MAX_JOIN_WAITERS (64) handlers wait for their commit.
+    const waited = answers.filter((a) => (a as { ok?: boolean }).ok === true).length;
+    const queued = answers.filter((a) => (a as { queued?: boolean }).queued === true).length;
+    expect(waited).toBeLessThanOrEqual(64);
+    expect(queued).toBe(joiners.length - waited);
+    for (const x of joiners) await closeOutsider(sim, x);
   });
 });
