@@ -1,44 +1,185 @@
-// Checks that every published package resolves for import, require and
-// TypeScript: publint (package.json correctness), are-the-types-wrong
-// (types for node16 CJS/ESM and bundler), and a real import() + require()
-// of each entry point from the built output. Run after `npm run build`.
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+// Checks every published package of the workspaces (the root package.json's
+// `workspaces`, skipping `private` ones) as npm would ship it. Run after
+// `npm run build`:
+// - package.json: publint, and `repository` (with `directory`), `homepage`
+//   and `bugs` as scripts/repository.mjs derives them from the root's
+//   `repository.url` (`npm run sync:packages` writes them);
+// - types: are-the-types-wrong (node16 CJS/ESM and bundler);
+// - the packed tarball: it has a README.md, and every link in that README
+//   resolves: a relative link to a file inside the tarball, an absolute link
+//   into the repository to a file or folder the repository has (and a
+//   heading, for `#anchor`s into Markdown); links elsewhere are listed, not
+//   fetched. No CommonJS file in it uses `import.meta` (tsup leaves it empty);
+// - every entry point: import() and require() give the same exports, and
+//   every exported function, called once from each build
+//   (scripts/call-exports.mjs), behaves the same in both; typedoc.json lists
+//   its source (`.` → src/index.ts, `./x` → src/x.ts or src/x/index.ts), so
+//   the API reference covers it.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import { packageFields, readJson, repository, repositoryTarget, root, workspaces } from './repository.mjs';
 
-const root = new URL('..', import.meta.url).pathname;
-const packagesDir = join(root, 'packages');
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+const repo = repository();
+
+/** Files of the repository (tracked, or new and not ignored), and the folders that hold them. */
+const repoFiles = new Set(
+  execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean),
+);
+const parents = (files) => {
+  const dirs = new Set();
+  for (const f of files) for (let d = posix.dirname(f); d !== '.'; d = posix.dirname(d)) dirs.add(d);
+  return dirs;
+};
+const repoDirs = parents(repoFiles);
+
+// ------------------------------------------------------------------ package.json fields
+
+function checkFields(dir, pkg) {
+  const problems = [];
+  for (const [key, want] of Object.entries(packageFields(dir, repo))) {
+    if (JSON.stringify(pkg[key]) !== JSON.stringify(want)) problems.push(`${key} is ${JSON.stringify(pkg[key])}, want ${JSON.stringify(want)}`);
+  }
+  if (problems.length > 0) throw new Error(`package.json: ${problems.join('; ')} (run npm run sync:packages)`);
+}
+
+// ------------------------------------------------------------------ the tarball
+
+/** Packs the package as npm publish would; the files it holds (relative paths) and where they were unpacked. */
+function pack(pkgDir) {
+  const out = mkdtempSync(join(tmpdir(), 'check-packages-'));
+  const [info] = JSON.parse(execFileSync('npm', ['pack', pkgDir, '--json', '--pack-destination', out], { cwd: root, encoding: 'utf8' }));
+  execFileSync('tar', ['-xzf', join(out, info.filename), '-C', out]);
+  return { dir: join(out, 'package'), files: new Set(info.files.map((f) => f.path)), cleanup: () => rmSync(out, { recursive: true, force: true }) };
+}
+
+/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
+function anchors(markdown) {
+  const text = markdown.replace(/^```[\s\S]*?^```$/gm, '');
+  return new Set(
+    [...text.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+      m[1]
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, '')
+        .replace(/ /g, '-'),
+    ),
+  );
+}
+
+/** Every link target of a Markdown text outside code: inline, reference-style, autolinks and bare URLs. */
+function links(markdown) {
+  const text = markdown.replace(/^```[\s\S]*?^```$/gm, '').replace(/`[^`\n]*`/g, '');
+  const out = new Set();
+  for (const m of text.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) out.add(m[1]);
+  for (const m of text.matchAll(/^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)/gm)) out.add(m[1]);
+  for (const m of text.matchAll(/https?:\/\/[^\s<>()[\]`"']+/g)) out.add(m[0].replace(/[.,;:!?]+$/, ''));
+  return [...out];
+}
+
+/** Why `link` in the packed README does not resolve, or undefined when it does; `external` collects links elsewhere. */
+function brokenLink(link, packed, readme, external) {
+  const [target, anchor] = link.split('#');
+  const hasHeading = (file) => anchor === undefined || !file.endsWith('.md') || anchors(readFileSync(file, 'utf8')).has(anchor);
+  if (target === '') return anchors(readme).has(anchor) ? undefined : 'no such heading in the README';
+  if (/^mailto:/.test(link)) return undefined;
+  if (/^[a-z][a-z0-9+.-]*:/i.test(link)) {
+    const into = repositoryTarget(link, repo);
+    if (into === undefined) return void external.push(link);
+    if (into.error) return into.error;
+    if (into.page) return undefined;
+    if (!repoFiles.has(into.path) && !repoDirs.has(into.path)) return `${into.path} is not in the repository`;
+    return hasHeading(join(root, into.path)) ? undefined : `no heading #${into.anchor} in ${into.path}`;
+  }
+  const path = posix.normalize(decodeURIComponent(target)).replace(/\/$/, '');
+  if (path.startsWith('../') || path.startsWith('/')) return 'points outside the package: npm does not ship it (use the repository URL)';
+  if (!packed.files.has(path) && !parents(packed.files).has(path)) return `${path} is not in the tarball`;
+  return hasHeading(join(packed.dir, path)) ? undefined : `no heading #${anchor} in ${path}`;
+}
+
+function checkTarball(pkg, packed) {
+  if (!packed.files.has('README.md')) throw new Error('the tarball has no README.md (add it, and to `files`)');
+  const readme = readFileSync(join(packed.dir, 'README.md'), 'utf8');
+  const external = [];
+  const found = links(readme);
+  const broken = found.map((l) => [l, brokenLink(l, packed, readme, external)]).filter(([, why]) => why);
+  if (broken.length > 0) throw new Error(`README.md has links that do not resolve:\n${broken.map(([l, why]) => `  ${l}: ${why}`).join('\n')}`);
+  console.log(`README.md: ${found.length - external.length} links resolve${external.length ? `; not fetched (outside the repository): ${external.join(', ')}` : ''}`);
+
+  const emptyMeta = [...packed.files].filter((f) => f.endsWith('.cjs') || (f.endsWith('.js') && pkg.type !== 'module'));
+  const offenders = emptyMeta.filter((f) => /\bimport\.meta\b|\bimport_meta\s*=\s*\{\s*\}/.test(readFileSync(join(packed.dir, f), 'utf8')));
+  if (offenders.length > 0) throw new Error(`import.meta is empty in CommonJS, used in ${offenders.join(', ')} (tsup: shims: true, or avoid it)`);
+}
+
+// ------------------------------------------------------------------ entry points
+
+/** Runs scripts/call-exports.mjs for `spec` in an empty folder and returns its report. */
+function callExports(spec) {
+  const cwd = mkdtempSync(join(tmpdir(), 'call-exports-'));
+  try {
+    const r = spawnSync(process.execPath, [join(root, 'scripts', 'call-exports.mjs'), spec], { cwd, encoding: 'utf8', timeout: 180_000, env: { ...process.env, NO_COLOR: '1' } });
+    const line = r.stdout?.split('\n').findLast((l) => l.startsWith('@@call-exports@@'));
+    if (!line) throw new Error(`${spec}: calling the exports ended without a report (${r.error?.message ?? `exit ${r.status}`})\n${r.stderr}`);
+    return JSON.parse(line.slice('@@call-exports@@'.length));
+  } finally {
+    rmSync(cwd, { recursive: true, force: true });
+  }
+}
+
+const typedocEntries = new Set(readJson(join(root, 'typedoc.json')).entryPoints);
+
+async function checkEntries(dir, pkg) {
+  const require = createRequire(join(root, 'package.json'));
+  for (const sub of Object.keys(pkg.exports)) {
+    if (sub.endsWith('package.json')) continue;
+    const spec = sub === '.' ? pkg.name : `${pkg.name}/${sub.slice(2)}`;
+    const sources = sub === '.' ? [`${dir}/src/index.ts`] : [`${dir}/src/${sub.slice(2)}.ts`, `${dir}/src/${sub.slice(2)}/index.ts`];
+    if (!sources.some((f) => typedocEntries.has(f))) throw new Error(`${spec}: typedoc.json's entryPoints lack ${sources.join(' or ')} (the API reference would miss it)`);
+    // The testing entry imports vitest, which refuses to load outside its runner.
+    if (spec.endsWith('/testing')) {
+      require.resolve(spec);
+      console.log(`${spec}: resolves (not loaded: it needs vitest's runner)`);
+      continue;
+    }
+    const cjs = require(spec);
+    const esm = await import(spec);
+    const names = Object.keys(esm).filter((k) => k !== 'default');
+    if (names.length === 0 || names.some((k) => !(k in cjs))) throw new Error(`${spec}: ESM and CJS exports differ`);
+    const r = callExports(spec);
+    const problems = [
+      ...r.differ.map((d) => `  ${d.name}(): CommonJS ${d.cjs}, ESM ${d.esm}`),
+      ...r.failed.map((f) => `  ${f.name}(${JSON.stringify(f.args ?? [])}) from ${f.build}: ${f.outcome}`),
+    ];
+    if (problems.length > 0) throw new Error(`${spec}: calling the exports:\n${problems.join('\n')}`);
+    console.log(`${spec}: import and require both give ${names.length} exports; ${r.called} functions called from each build behave alike`);
+  }
+}
+
+// ------------------------------------------------------------------ main
 
 let failures = 0;
-for (const dir of readdirSync(packagesDir)) {
-  const pkgDir = join(packagesDir, dir);
-  const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+for (const dir of workspaces()) {
+  const pkgDir = join(root, dir);
+  const pkg = readJson(join(pkgDir, 'package.json'));
   if (pkg.private) continue;
-  console.log(`\n--- ${pkg.name}`);
+  console.log(`\n--- ${pkg.name} (${dir})`);
+  let packed;
   try {
+    checkFields(dir, pkg);
     run(bin('publint'), ['--strict', pkgDir]);
     run(bin('attw'), ['--pack', pkgDir, '--profile', 'node16', '--format', 'table-flipped']);
-    const require = createRequire(join(root, 'package.json'));
-    for (const sub of Object.keys(pkg.exports)) {
-      if (sub.endsWith('package.json')) continue;
-      const spec = sub === '.' ? pkg.name : `${pkg.name}/${sub.slice(2)}`;
-      // The testing entry imports vitest, which refuses to load outside its runner.
-      if (spec.endsWith('/testing')) {
-        require.resolve(spec);
-        continue;
-      }
-      const cjs = require(spec);
-      const esm = await import(spec);
-      const names = Object.keys(esm).filter((k) => k !== 'default');
-      if (names.length === 0 || names.some((k) => !(k in cjs))) throw new Error(`${spec}: ESM and CJS exports differ`);
-      console.log(`${spec}: import and require both give ${names.length} exports`);
-    }
+    packed = pack(pkgDir);
+    checkTarball(pkg, packed);
+    await checkEntries(dir, pkg);
   } catch (err) {
     failures++;
     console.error(`${pkg.name}: ${err.message}`);
+  } finally {
+    packed?.cleanup();
   }
 }
 if (failures > 0) {
