@@ -15,6 +15,8 @@
 //   (scripts/call-exports.mjs), behaves the same in both; typedoc.json lists
 //   its source (`.` → src/index.ts, `./x` → src/x.ts or src/x/index.ts), so
 //   the API reference covers it.
+//
+//   node scripts/check-packages.mjs [package names]   (default: every one)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -161,11 +163,12 @@ async function checkEntries(dir, pkg) {
 
 // ------------------------------------------------------------------ main
 
+const only = process.argv.slice(2);
 let failures = 0;
 for (const dir of workspaces()) {
   const pkgDir = join(root, dir);
   const pkg = readJson(join(pkgDir, 'package.json'));
-  if (pkg.private) continue;
+  if (pkg.private || (only.length > 0 && !only.includes(pkg.name))) continue;
   console.log(`\n--- ${pkg.name} (${dir})`);
   let packed;
   try {
