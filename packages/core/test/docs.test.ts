@@ -37,7 +37,7 @@ const root = fileURLToPath(new URL('../../../', import.meta.url));
 const read = (p: string): string => readFileSync(join(root, p), 'utf8');
 
 /** The pages whose ```ts blocks are whole programs (other guides show fragments). */
-const COMPILED_DOCS = ['README.md', 'docs/architecture.md', 'docs/configuration.md', 'docs/operations.md', 'docs/kubernetes.md'];
+const COMPILED_DOCS = ['README.md', 'docs/architecture.md', 'docs/configuration.md', 'docs/operations.md', 'docs/kubernetes.md', 'packages/core/README.md'];
 
 // ------------------------------------------------------------------ markdown helpers
 
