@@ -56,7 +56,12 @@ function pack(pkgDir) {
   const out = mkdtempSync(join(tmpdir(), 'check-packages-'));
   const [info] = JSON.parse(execFileSync('npm', ['pack', pkgDir, '--json', '--pack-destination', out], { cwd: root, encoding: 'utf8' }));
   execFileSync('tar', ['-xzf', join(out, info.filename), '-C', out]);
-  return { dir: join(out, 'package'), files: new Set(info.files.map((f) => f.path)), cleanup: () => rmSync(out, { recursive: true, force: true }) };
+  return {
+    tarball: join(out, info.filename),
+    dir: join(out, 'package'),
+    files: new Set(info.files.map((f) => f.path)),
+    cleanup: () => rmSync(out, { recursive: true, force: true }),
+  };
 }
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
@@ -174,8 +179,8 @@ for (const dir of workspaces()) {
   try {
     checkFields(dir, pkg);
     run(bin('publint'), ['--strict', pkgDir]);
-    run(bin('attw'), ['--pack', pkgDir, '--profile', 'node16', '--format', 'table-flipped']);
     packed = pack(pkgDir);
+    run(bin('attw'), [packed.tarball, '--profile', 'node16', '--format', 'table-flipped']);
     checkTarball(pkg, packed);
     await checkEntries(dir, pkg);
   } catch (err) {
