@@ -21,29 +21,25 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, posix } from 'node:path';
-import { packageFields, readJson, repository, repositoryTarget, root, workspaces } from './repository.mjs';
+import { join } from 'node:path';
+import { checkLinks } from './readme-links.mjs';
+import { packageFields, readJson, repository, root, workspaces } from './repository.mjs';
 
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
-const repo = repository();
 
-/** Files of the repository (tracked, or new and not ignored), and the folders that hold them. */
-const repoFiles = new Set(
-  execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean),
-);
-const parents = (files) => {
-  const dirs = new Set();
-  for (const f of files) for (let d = posix.dirname(f); d !== '.'; d = posix.dirname(d)) dirs.add(d);
-  return dirs;
+/** The repository as README links see it: its files (tracked, or new and not ignored). */
+const repoView = {
+  ...repository(),
+  files: new Set(execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean)),
+  read: (path) => readFileSync(join(root, path), 'utf8'),
 };
-const repoDirs = parents(repoFiles);
 
 // ------------------------------------------------------------------ package.json fields
 
 function checkFields(dir, pkg) {
   const problems = [];
-  for (const [key, want] of Object.entries(packageFields(dir, repo))) {
+  for (const [key, want] of Object.entries(packageFields(dir, repoView))) {
     if (JSON.stringify(pkg[key]) !== JSON.stringify(want)) problems.push(`${key} is ${JSON.stringify(pkg[key])}, want ${JSON.stringify(want)}`);
   }
   if (problems.length > 0) throw new Error(`package.json: ${problems.join('; ')} (run npm run sync:packages)`);
@@ -64,58 +60,12 @@ function pack(pkgDir) {
   };
 }
 
-/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
-function anchors(markdown) {
-  const text = markdown.replace(/^```[\s\S]*?^```$/gm, '');
-  return new Set(
-    [...text.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
-      m[1]
-        .trim()
-        .toLowerCase()
-        .replace(/[^\p{L}\p{N} _-]/gu, '')
-        .replace(/ /g, '-'),
-    ),
-  );
-}
-
-/** Every link target of a Markdown text outside code: inline, reference-style, autolinks and bare URLs. */
-function links(markdown) {
-  const text = markdown.replace(/^```[\s\S]*?^```$/gm, '').replace(/`[^`\n]*`/g, '');
-  const out = new Set();
-  for (const m of text.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) out.add(m[1]);
-  for (const m of text.matchAll(/^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)/gm)) out.add(m[1]);
-  for (const m of text.matchAll(/https?:\/\/[^\s<>()[\]`"']+/g)) out.add(m[0].replace(/[.,;:!?]+$/, ''));
-  return [...out];
-}
-
-/** Why `link` in the packed README does not resolve, or undefined when it does; `external` collects links elsewhere. */
-function brokenLink(link, packed, readme, external) {
-  const [target, anchor] = link.split('#');
-  const hasHeading = (file) => anchor === undefined || !file.endsWith('.md') || anchors(readFileSync(file, 'utf8')).has(anchor);
-  if (target === '') return anchors(readme).has(anchor) ? undefined : 'no such heading in the README';
-  if (/^mailto:/.test(link)) return undefined;
-  if (/^[a-z][a-z0-9+.-]*:/i.test(link)) {
-    const into = repositoryTarget(link, repo);
-    if (into === undefined) return void external.push(link);
-    if (into.error) return into.error;
-    if (into.page) return undefined;
-    if (!repoFiles.has(into.path) && !repoDirs.has(into.path)) return `${into.path} is not in the repository`;
-    return hasHeading(join(root, into.path)) ? undefined : `no heading #${into.anchor} in ${into.path}`;
-  }
-  const path = posix.normalize(decodeURIComponent(target)).replace(/\/$/, '');
-  if (path.startsWith('../') || path.startsWith('/')) return 'points outside the package: npm does not ship it (use the repository URL)';
-  if (!packed.files.has(path) && !parents(packed.files).has(path)) return `${path} is not in the tarball`;
-  return hasHeading(join(packed.dir, path)) ? undefined : `no heading #${anchor} in ${path}`;
-}
-
 function checkTarball(pkg, packed) {
   if (!packed.files.has('README.md')) throw new Error('the tarball has no README.md (add it, and to `files`)');
-  const readme = readFileSync(join(packed.dir, 'README.md'), 'utf8');
-  const external = [];
-  const found = links(readme);
-  const broken = found.map((l) => [l, brokenLink(l, packed, readme, external)]).filter(([, why]) => why);
-  if (broken.length > 0) throw new Error(`README.md has links that do not resolve:\n${broken.map(([l, why]) => `  ${l}: ${why}`).join('\n')}`);
-  console.log(`README.md: ${found.length - external.length} links resolve${external.length ? `; not fetched (outside the repository): ${external.join(', ')}` : ''}`);
+  const read = (path) => readFileSync(join(packed.dir, path), 'utf8');
+  const { checked, broken, external } = checkLinks(read('README.md'), { files: packed.files, read }, repoView);
+  if (broken.length > 0) throw new Error(`README.md has links that do not resolve:\n${broken.map((b) => `  ${b.link}: ${b.why}`).join('\n')}`);
+  console.log(`README.md: ${checked} links resolve${external.length ? `; not fetched (outside the repository): ${external.join(', ')}` : ''}`);
 
   const emptyMeta = [...packed.files].filter((f) => f.endsWith('.cjs') || (f.endsWith('.js') && pkg.type !== 'module'));
   const offenders = emptyMeta.filter((f) => /\bimport\.meta\b|\bimport_meta\s*=\s*\{\s*\}/.test(readFileSync(join(packed.dir, f), 'utf8')));
