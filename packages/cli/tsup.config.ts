@@ -9,6 +9,10 @@ export default defineConfig({
   clean: true,
   target: 'node20',
   tsconfig: '../../tsconfig.build.json',
+  // The CommonJS files get `import.meta.url` from `__filename` (the launcher
+  // finds its runner next to itself); without this it is empty there and
+  // require('@clusterinfra/cli').startLocalCluster(...) throws.
+  shims: true,
   // The ESM files get the bin's shebang, and a `require` for CommonJS code
   // bundled into them (commander, until it is a declared dependency of this
   // package and so stays external).

@@ -32,12 +32,14 @@ import { tcpOptionsSchema } from '../../transport-tcp/src/options.js';
 import { networkSchema } from '../../transport-mem/src/options.js';
 import { adminOptionsSchema } from '../../admin/src/options.js';
 import { transportSchema as memoryTransportSchema } from '../../transport-mem/src/transport.js';
+import { anchors, checkLinks } from '../../../scripts/readme-links.mjs';
+import { packageFields, readJson, repository, workspaces } from '../../../scripts/repository.mjs';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const read = (p: string): string => readFileSync(join(root, p), 'utf8');
 
 /** The pages whose ```ts blocks are whole programs (other guides show fragments). */
-const COMPILED_DOCS = ['README.md', 'docs/architecture.md', 'docs/configuration.md', 'docs/operations.md', 'docs/kubernetes.md'];
+const COMPILED_DOCS = ['README.md', 'docs/architecture.md', 'docs/configuration.md', 'docs/operations.md', 'docs/kubernetes.md', 'packages/core/README.md'];
 
 // ------------------------------------------------------------------ markdown helpers
 
@@ -310,18 +312,6 @@ describe('docs: error codes', () => {
 });
 
 describe('docs: links', () => {
-  /** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
-  const anchors = (markdown: string): Set<string> =>
-    new Set(
-      [...markdown.replace(/^```[\s\S]*?^```$/gm, '').matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
-        m[1]!
-          .trim()
-          .toLowerCase()
-          .replace(/[^\p{L}\p{N} _-]/gu, '')
-          .replace(/ /g, '-'),
-      ),
-    );
-
   it('relative links of the README and the guides point at files and headings that exist', () => {
     const broken: string[] = [];
     for (const doc of COMPILED_DOCS) {
@@ -431,4 +421,60 @@ describe('docs/operations.md: the mutual-TLS worked setup', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe('package READMEs: they stand alone on npm (check:packages runs the same check on the packed tarballs)', () => {
+  const repoFiles = new Set(execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean));
+  it('every published package has repository, homepage and bugs from the root, and a README whose links resolve', () => {
+    const broken: string[] = [];
+    const published = workspaces().filter((dir) => readJson(join(root, dir, 'package.json')).private !== true);
+    expect(published).toContain('packages/core');
+    for (const dir of published) {
+      const pkg = readJson(join(root, dir, 'package.json')) as { files: string[]; repository: unknown; homepage: unknown; bugs: unknown };
+      expect({ repository: pkg.repository, homepage: pkg.homepage, bugs: pkg.bugs }, `${dir}/package.json (npm run sync:packages)`).toEqual(packageFields(dir));
+      expect(pkg.files, `${dir}: files lists README.md`).toContain('README.md');
+      // What npm packs, from the sources: the files under the package's `files` entries (the build output is not linked).
+      const files = new Set(
+        [...repoFiles]
+          .filter((f) => f.startsWith(`${dir}/`))
+          .map((f) => f.slice(dir.length + 1))
+          .filter((f) => pkg.files.some((e) => f === e || f.startsWith(`${e}/`))),
+      );
+      const r = checkLinks(read(`${dir}/README.md`), { files, read: (p) => read(`${dir}/${p}`) }, { ...repository(), files: repoFiles, read });
+      broken.push(...r.broken.map((b) => `${dir}/README.md: ${b.link}: ${b.why}`));
+    }
+    expect(broken).toEqual([]);
+  });
+
+  it('the link check reports every kind of broken link and passes the good ones', () => {
+    const readme = [
+      '# Pkg',
+      '## Usage',
+      '[bad 1](../../docs/cli.md) [bad 2](https://github.com/o/r/blob/main/docs/nope.md)',
+      '[bad 3](https://github.com/o/r/blob/main/docs/cli.md#no-such-heading) [bad 4](src/index.ts) [bad 5](#nothing)',
+      '[bad 6](https://github.com/o/r/blob/dev/docs/cli.md) and https://github.com/o/r/wiki.',
+      '[good](https://github.com/o/r/blob/main/docs/cli.md#options) [good](dist/index.js) [good](#usage)',
+      '<https://github.com/o/r/issues> [good](https://github.com/o/r/tree/main/examples/kv) https://nodejs.org/api/net.html.',
+      '`[not a link](../../x.md)`',
+      '',
+      '[ref]: https://github.com/o/r/blob/main/missing.md',
+    ].join('\n');
+    const r = checkLinks(
+      readme,
+      { files: new Set(['README.md', 'dist/index.js']), read: () => readme },
+      { url: 'git+https://github.com/o/r.git', web: 'https://github.com/o/r', files: new Set(['docs/cli.md', 'examples/kv/main.ts']), read: () => '# CLI\n\n## Options\n' },
+    );
+    expect(r.broken.map((b) => b.link)).toEqual([
+      '../../docs/cli.md',
+      'https://github.com/o/r/blob/main/docs/nope.md',
+      'https://github.com/o/r/blob/main/docs/cli.md#no-such-heading',
+      'src/index.ts',
+      '#nothing',
+      'https://github.com/o/r/blob/dev/docs/cli.md',
+      'https://github.com/o/r/blob/main/missing.md',
+      'https://github.com/o/r/wiki',
+    ]);
+    expect(r.external).toEqual(['https://nodejs.org/api/net.html']);
+    expect(r.checked).toBe(13);
+  });
 });

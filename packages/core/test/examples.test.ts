@@ -7,6 +7,7 @@ import { expect, it } from 'vitest';
 import { main } from '../../../examples/hello-cluster.js';
 import { main as helloRpc } from '../../../examples/hello-rpc/main.js';
 import { main as keyServiceFailover } from '../../../examples/key-service-failover.js';
+import { main as singleNode } from '../../../examples/single-node.js';
 import { main as membershipWatch } from '../../../examples/membership-watch.js';
 import { main as subsystem } from '../../../examples/subsystem.js';
 import { main as tcpClusterCli } from '../../../examples/tcp-cluster-cli.js';
@@ -118,3 +119,19 @@ it('key-service-failover: a critical key service fails over with pulled data, th
   expect(r.ownerAfterLeave).toBe(r.hosts[1]);
   expect(lines.at(-1)).toContain('all nodes closed');
 }, 60_000);
+
+it('single-node: a node that is its own only candidate forms a cluster alone and node 2 joins it; two of three candidates wait for the third', async () => {
+  const lines: string[] = [];
+  const r = await singleNode('memory', (l) => lines.push(l));
+  expect(r.solo).toEqual([
+    'node 1 NeverUp → ComingUp (formed the cluster)',
+    'node 1 ComingUp → Up (formed the cluster)',
+    'node 2 NeverUp → ComingUp (joined)',
+    'node 2 ComingUp → Up (every member ran its nodeup callbacks)',
+  ]);
+  // Every candidate is needed to found a cluster, not two of three: nodes 3 and 4 were still starting when node 5 started.
+  expect(r.waitingLines).toBeGreaterThanOrEqual(3);
+  expect(r.startedWithout5).toBe(false);
+  expect(r.trio).toEqual(['node 3 Up', 'node 4 Up', 'node 5 Up']);
+  expect(lines.at(-1)).toBe('all nodes closed');
+});
