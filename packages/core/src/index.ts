@@ -51,6 +51,7 @@ export {
   UnknownChannelError,
   IcsClosedError,
   KeyServiceHaltedError,
+  LeaveFailedError,
   type NodeDownSent,
   type ClusterInfraErrorOptions,
   type ErrorCode,

@@ -392,8 +392,8 @@ export class World {
         this.note(`leave n${any.n}`);
         const node = any.node!;
         void node.leave().then(
-          () => this.left(any, node),
-          () => this.left(any, node),
+          () => this.left(any, node, true),
+          () => this.left(any, node, false),
         );
         break;
       }
@@ -417,10 +417,13 @@ export class World {
     }
   }
 
-  private left(s: Slot, node: ClusterNode): void {
+  private left(s: Slot, node: ClusterNode, ok: boolean): void {
     if (s.node !== node || s.status !== 'running') return;
-    this.note(`n${s.n} left`);
-    // A leave that failed (the node was paused, evicted meanwhile) ends the process all the same.
+    this.note(ok ? `n${s.n} left` : `n${s.n} leave failed: the process exits`);
+    // A leave that failed (no master committed it; the node is still a
+    // member and running) ends the process all the same, at once, as an
+    // application that exits after a failed leave does.
+    if (!ok) this.network.crash(s.address);
     void node.close().catch(() => {});
     s.clock!.kill();
     this.keyServices.forget(node);

@@ -28,7 +28,7 @@ import { EventEmitter } from 'eventemitter3';
 import { z } from 'zod';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { ClusterInfraError, InvalidArgumentError, ServiceExistsError } from '../errors/index.js';
+import { ClusterInfraError, InvalidArgumentError, LeaveFailedError, ServiceExistsError } from '../errors/index.js';
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
@@ -245,6 +245,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Master: a verification under way, woken by each such report. */
   private readonly unreachableHeard = new Map<number, () => void>();
   /** Join proposals not settled yet, by node (see onJoin). */
+  /** While leave() waits: settles it once this incarnation's leave is known to be committed. */
+  private leaving: { resolve(): void } | undefined;
   /** Join handlers waiting for their commit (at most MAX_JOIN_WAITERS). */
   private joinWaiters = 0;
   private readonly joinsUnderWay = new Map<number, { incarnation: number; committed: Promise<Transition | undefined> }>();
@@ -518,36 +520,39 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   /**
-   * Leave the cluster cleanly: resolves once the master committed this
-   * node's ShuttingDown, then closes. The others run their cleanup and
-   * commit Down (this node, gone by then, does not see it).
+   * Leave the cluster cleanly: resolves once this node's ShuttingDown is
+   * committed, then closes. The others run their cleanup and commit Down
+   * (this node, gone by then, does not see it). Committed means: the master
+   * acknowledged it, this node applied it, or a member refused this
+   * incarnation's link because it applied it. A master that dies meanwhile
+   * is waited out: the request goes to the next one. Rejects with
+   * `LeaveFailedError` when no master acknowledged it within ten failure
+   * timeouts; the node did not leave then and is still a member.
    */
   async leave(): Promise<void> {
     if (this.phase !== 'member') return this.close();
     // Key services this node hosts move first, with their data (bounded).
     if (this.keys.hostsAny()) await this.keys.handOverAll();
+    const request = { kind: 'leave' as const, node: this.nodeNum, incarnation: this.incarnation };
     try {
       // (A leaving master commits its own ShuttingDown while still master; the
       // others elect a successor once it is gone.)
       if (this.isMaster) {
-        await this.askMaster({ kind: 'leave', node: this.nodeNum, incarnation: this.incarnation });
+        await this.askMaster(request);
       } else {
         this.phase = 'leaving';
-        const left = new Promise<void>((resolve) => {
-          // Once ShuttingDown is committed the others error out their links to
-          // this incarnation, which may cut the master's answer short: a link
-          // refused after the request means it was taken.
-          const onLink = (e: { node: number; state: 'up' | 'down' }): void => {
-            if (e.state === 'down' && e.node === this.masterNum) resolve();
-          };
-          this.ics.on('link', onLink);
-          void this.askMaster({ kind: 'leave', node: this.nodeNum, incarnation: this.incarnation }).then(resolve, resolve);
+        await new Promise<void>((resolve, reject) => {
+          this.leaving = { resolve };
+          this.askMaster(request).then(resolve, reject);
         });
-        await left;
       }
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'leave was not acknowledged; closing anyway');
+      this.leaving = undefined;
+      if (this.currentPhase() === 'leaving') this.phase = 'member';
+      if (this.currentPhase() === 'closed') return;
+      throw new LeaveFailedError(`node ${this.nodeNum} did not leave: its ShuttingDown was not committed (${(err as Error).message})`, { cause: err });
     }
+    this.leaving = undefined;
     await this.close();
   }
 
@@ -604,6 +609,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.ics.on('link', (e) => {
       if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
     });
+    this.ics.on('refused', (e) => this.onRefused(e.node, e.reason));
     try {
       await this.ics.start();
     } catch (err) {
@@ -1800,6 +1806,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.emit('nodeup', this.history.member(this.nodeNum)!);
       this.owedReports.delete(`nodeup-done:${this.nodeNum}:${this.incarnation}`);
     }
+    // A leaver that sees itself out is done, whichever way it went (leave() closes it).
+    if ((t.to === 'ShuttingDown' || t.to === 'GoingDown') && this.leaving) return this.leaving.resolve();
     if (t.to === 'GoingDown') void this.evicted(t);
     if (t.to === 'ShuttingDown') this.report({ kind: 'cleanup-done', node: this.nodeNum, incarnation: this.incarnation });
   }
@@ -2118,6 +2126,22 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const heard = new Set<number>([this.nodeNum]);
     for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
     if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(`heard ${[...heard].join(', ')} of voters ${voters.join(', ')}`);
+  }
+
+  /**
+   * A node refused this incarnation's link because it applied this
+   * incarnation's GoingDown or ShuttingDown: a committed fact, said by a
+   * member of our history (or our master). A leaver is done; a member was
+   * declared down and starts again as a new incarnation at once, instead of
+   * waiting six failure timeouts without a master to find out.
+   */
+  private onRefused(node: number, reason: 'incarnation-down' | 'newer-incarnation'): void {
+    if (reason !== 'incarnation-down' || node === this.nodeNum) return;
+    const m = this.history.member(node);
+    if (node !== this.masterNum && m?.state !== 'Up' && m?.state !== 'ComingUp') return;
+    if (this.leaving) return this.leaving.resolve();
+    if (this.phase !== 'member') return;
+    void this.evicted({ number: this.history.last, term: this.term, kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'Up', to: 'GoingDown', cause: `node ${node} refused this incarnation: it was declared down`, time: this.clock.wallNow() });
   }
 
   /** The transport lost a link: a fast hint (a killed process closes its sockets). */

@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   ADMIN_ERR_UNREACHABLE: 'The admin endpoint could not be reached (connection refused, timeout, bad URL).',
   ADMIN_ERR_BAD_RESPONSE: 'The admin endpoint answered with something that is not the admin API.',
   CLMS_ERR_KEYSERVICE_HALTED: 'A critical key service has no eligible node left; the cluster is halted until one joins.',
+  CLMS_ERR_LEAVE_FAILED: 'leave() could not get this node\'s ShuttingDown committed; the node did not leave and is still a member.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -403,5 +404,12 @@ export class KeyServiceHaltedError extends ClusterInfraError {
     super('CLMS_ERR_KEYSERVICE_HALTED', `key service ${keyService} is halted: ${reason}`);
     this.keyService = keyService;
     this.reason = reason;
+  }
+}
+
+export class LeaveFailedError extends ClusterInfraError {
+  override readonly name = 'LeaveFailedError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('CLMS_ERR_LEAVE_FAILED', message, { retryable: true, ...options });
   }
 }

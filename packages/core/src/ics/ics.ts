@@ -67,8 +67,8 @@ import type {
   Settled,
 } from './types.js';
 import { lastDecodedBulkRefs, type EncodeOptions } from './wire/codec.js';
-import { decodeFrame, encodeBulkChunkHeader, encodeFrame } from './wire/frame.js';
-import { FrameType, type IcsFrame, type OneWayFrame, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
+import { decodeFrame, encodeBulkChunkHeader, encodeFrame, FRAME_HEADER_BYTES } from './wire/frame.js';
+import { FrameType, type IcsFrame, type OneWayFrame, RefusedReason, type RefusedReasonCode, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
 
 /** The service id of (channel, subservice), as ICS_NSC_SVC in the seeds. */
 export function serviceId(channel: number, subservice: number): number {
@@ -1042,13 +1042,13 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const peer = this.peer(node);
     if (peer.isDown(inc)) {
       this.log.info({ node, incarnation: inc }, 'refusing a link from a downed incarnation');
-      link.destroy();
+      this.refuse(link, RefusedReason.IncarnationDown);
       return;
     }
     if (peer.incarnation !== undefined && inc !== peer.incarnation) {
       if (inc < peer.incarnation) {
         this.log.info({ node, incarnation: inc }, 'refusing a link from an older incarnation');
-        link.destroy();
+        this.refuse(link, RefusedReason.NewerIncarnation);
         return;
       }
       // A newer incarnation: the old one is certainly gone.
@@ -1077,6 +1077,21 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.grantWindows(peer, link);
     this.emit('link', { node, incarnation: inc, state: 'up' });
     this.pump(peer);
+  }
+
+  /**
+   * Refuse a link and tell the other side why before it closes (a Refused
+   * frame): a downed incarnation learns at once that the others stopped
+   * talking to it, instead of guessing from links that keep closing.
+   */
+  private refuse(link: Link, reason: RefusedReasonCode): void {
+    try {
+      link.resume();
+      link.send(encodeFrame({ type: FrameType.Refused, reason }));
+      void link.close();
+    } catch {
+      link.destroy();
+    }
   }
 
   /** Tell the peer how much more than the initial window our channels allow. */
@@ -1383,6 +1398,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   // ------------------------------------------------------------ receiving
 
   private onFrame(peer: Peer, link: Link, bytes: Uint8Array): void {
+    // A refusal is the only frame of its link (it closes next): said before anything else is checked.
+    if (bytes.byteLength === FRAME_HEADER_BYTES[FrameType.Refused] && bytes[0] === FrameType.Refused) {
+      this.onRefused(peer, link, bytes);
+      return;
+    }
     if (link.remote.incarnation !== peer.incarnation || peer.isDown(link.remote.incarnation)) {
       this.drop(peer, 'frame from a former incarnation');
       return;
@@ -1406,6 +1426,20 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       return;
     }
     this.dispatch(peer, link, frame, bytes.byteLength);
+  }
+
+  private onRefused(peer: Peer, link: Link, bytes: Uint8Array): void {
+    let frame: IcsFrame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      link.destroy(err instanceof ClusterInfraError ? err : undefined);
+      return;
+    }
+    if (frame.type !== FrameType.Refused) return;
+    const reason = frame.reason === RefusedReason.IncarnationDown ? 'incarnation-down' : 'newer-incarnation';
+    this.log.warn({ node: peer.nodeNum, reason }, 'a node refused our link');
+    this.emit('refused', { node: peer.nodeNum, incarnation: link.remote.incarnation, reason });
   }
 
   /** `fresh`: the message's id was already checked for duplicates. */

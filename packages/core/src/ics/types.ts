@@ -108,6 +108,12 @@ export interface IcsEvents {
   drop: (info: { node: number; reason: string }) => void;
   /** A node with a newer incarnation appeared: its former incarnation is certainly gone. */
   incarnation: (info: { node: number; previous: number; current: number }) => void;
+  /**
+   * `node` refused our link and said why: it declared this incarnation of
+   * ours down (`incarnation-down`), or it knows a newer incarnation of our
+   * node number (`newer-incarnation`). The link closes next.
+   */
+  refused: (info: { node: number; incarnation: number; reason: 'incarnation-down' | 'newer-incarnation' }) => void;
 }
 
 export interface IcsStats {

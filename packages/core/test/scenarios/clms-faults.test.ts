@@ -146,3 +146,66 @@ describe('membership requests from a peer that is not a member', () => {
     for (const x of joiners) await closeOutsider(sim, x);
   });
 });
+
+describe('leave() and a master that dies at the same moment', () => {
+  for (const size of [4, 5]) {
+    it(`${size} nodes: leave() resolves only once the next master committed the ShuttingDown, and the survivors carry on`, async () => {
+      sim = simCluster(size, { candidates: [1, 2, 3] });
+      await sim.until(() => allUp(sim!, range(size)) && sim!.converged(range(size)), 30_000, 'formation');
+      const master = sim.node(1).master!;
+      const leaver = size;
+      const survivors = range(size).filter((n) => n !== master && n !== leaver);
+      let left: unknown;
+      sim.kill(master);
+      void sim.node(leaver).leave().then(
+        () => (left = 'left'),
+        (e: unknown) => (left = e),
+      );
+      await sim.until(() => left !== undefined, 60_000, 'leave() to settle');
+      expect(left).toBe('left');
+      await sim.until(() => sim!.converged(survivors) && survivors.every((n) => ['ShuttingDown', 'Down'].includes(stateOn(sim!, n, leaver) ?? '')), 30_000, 'the survivors to agree');
+      const mine = sim.node(survivors[0]!).transitions().filter((t) => t.node === leaver && t.kind === 'state');
+      expect(mine.map((t) => t.to)).toContain('ShuttingDown');
+      expect(mine.map((t) => t.to)).not.toContain('GoingDown');
+      expect(survivors.every((n) => stateOn(sim!, n, n) === 'Up')).toBe(true);
+      expect(sim.node(survivors[0]!).master).toBeDefined();
+    });
+  }
+
+  it('leave() rejects with LeaveFailedError when no master can commit it, and the node stays', async () => {
+    sim = simCluster(3, { candidates: [1, 2, 3] });
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const [leaver, other] = [1, 2, 3].filter((n) => n !== master) as [number, number];
+    sim.kill(master);
+    sim.kill(other);
+    let left: unknown;
+    void sim.node(leaver).leave().then(
+      () => (left = 'left'),
+      (e: unknown) => (left = e),
+    );
+    await sim.until(() => left !== undefined, 120_000, 'leave() to settle');
+    expect((left as { code?: string }).code).toBe('CLMS_ERR_LEAVE_FAILED');
+    expect(sim.node(leaver).info()?.state).toBe('Up');
+  });
+});
+
+describe('a healthy node declared down', () => {
+  it('learns it from the first refused link and is Up again as a new incarnation within a failure timeout', async () => {
+    sim = simCluster(3);
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const victim = [1, 2, 3].find((n) => n !== master)!;
+    const before = sim.node(victim).incarnation;
+    // The victim misses the news: every frame to it is lost while it is declared down.
+    sim.network.partition(`node-${master}`, `node-${victim}`, { oneWay: true });
+    const third = [1, 2, 3].find((n) => n !== master && n !== victim)!;
+    sim.network.partition(`node-${third}`, `node-${victim}`, { oneWay: true });
+    void sim.node(master).declareDown(victim, 'operator');
+    await sim.until(() => stateOn(sim!, master, victim) === 'GoingDown' || stateOn(sim!, master, victim) === 'Down', 10_000, 'GoingDown');
+    const downAt = sim.clock.now();
+    sim.network.heal();
+    await sim.until(() => stateOn(sim!, master, victim) === 'Up' && sim!.node(master).info(victim)!.incarnation !== before, 30_000, 'the new incarnation Up');
+    expect(sim.clock.now() - downAt).toBeLessThanOrEqual(sim.node(master).timing.failureTimeoutMs);
+  });
+});

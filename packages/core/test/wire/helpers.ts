@@ -7,6 +7,7 @@ import { MalformedMessageError } from '../../src/errors/index.js';
 import {
   BulkRef,
   FrameType,
+  RefusedReason,
   IcsDecodeError,
   type IcsDecodeReason,
   type IcsFrame,
@@ -139,6 +140,7 @@ export const bulkChunkFrame = fc
   .record({ stream: u32, offset: fc.oneof(fc.nat(), fc.maxSafeNat()), last: fc.boolean(), data: bytes })
   .map((f): IcsFrame => ({ type: FrameType.BulkChunk, ...f }));
 export const bulkAbortFrame = fc.record({ stream: u32 }).map((f): IcsFrame => ({ type: FrameType.BulkAbort, ...f }));
+export const refusedFrame = fc.constantFrom(RefusedReason.IncarnationDown, RefusedReason.NewerIncarnation).map((reason): IcsFrame => ({ type: FrameType.Refused, reason }));
 
 export const anyFrame = fc.oneof(
   requestFrame,
@@ -148,6 +150,7 @@ export const anyFrame = fc.oneof(
   creditFrame,
   bulkChunkFrame,
   bulkAbortFrame,
+  refusedFrame,
 );
 
 /**

@@ -7,6 +7,7 @@ import {
   encodeBody,
   encodeFrame,
   FrameType,
+  RefusedReason,
   type IcsFrame,
   WireStatus,
 } from '../../src/ics/wire/index.js';
@@ -16,6 +17,7 @@ import {
   bulkChunkFrame,
   cancelFrame,
   creditFrame,
+  refusedFrame,
   FUZZ_RUNS,
   FUZZ_TIMEOUT,
   hex,
@@ -38,6 +40,7 @@ describe('ICS frames round-trip', () => {
     ['Credit', creditFrame],
     ['BulkChunk', bulkChunkFrame],
     ['BulkAbort', bulkAbortFrame],
+    ['Refused', refusedFrame],
   ];
   for (const [name, arb] of cases) {
     it(`${name}: decode(encode(f)) equals f`, () => {
@@ -165,6 +168,7 @@ describe('ICS frame layouts (golden bytes, as in docs/protocol.md)', () => {
       encodeFrame({ type: FrameType.BulkChunk, stream: 5, offset: 2 ** 32 + 1, last: true, data: Uint8Array.of(0xaa) }),
     ).toEqual(hex('06 01 0000 00000005 00000001 00000001 aa'));
     expect(encodeFrame({ type: FrameType.BulkAbort, stream: 0xffff_ffff })).toEqual(hex('07 00 0000 ffffffff'));
+    expect(encodeFrame({ type: FrameType.Refused, reason: RefusedReason.IncarnationDown })).toEqual(hex('08 00 0001'));
   });
 
   it('BulkRef extension', () => {

@@ -37,6 +37,8 @@ import { MAX_METHOD_BYTES } from './constants.js';
 import { IcsDecodeError, IcsEncodeError } from './errors.js';
 import {
   type BulkAbortFrame,
+  RefusedReason,
+  type RefusedFrame,
   type BulkChunkFrame,
   type CancelFrame,
   type CreditFrame,
@@ -63,7 +65,10 @@ export const FRAME_HEADER_BYTES = Object.freeze({
   [FrameType.Credit]: 12,
   [FrameType.BulkChunk]: 16,
   [FrameType.BulkAbort]: 8,
+  [FrameType.Refused]: 4,
 });
+
+const VALID_REFUSED = new Set<number>(Object.values(RefusedReason));
 
 const TWO_32 = 0x1_0000_0000;
 
@@ -235,6 +240,14 @@ export function encodeFrame(frame: IcsFrame, options?: EncodeOptions): Uint8Arra
       writeU8(0);
       writeU16(0);
       writeU32(stream);
+      return endWrite();
+    }
+    case FrameType.Refused: {
+      if (!VALID_REFUSED.has(frame.reason)) fail('reason', `unknown refusal reason ${String(frame.reason)}`);
+      beginWrite();
+      writeU8(FrameType.Refused);
+      writeU8(0);
+      writeU16(frame.reason);
       return endWrite();
     }
     default:
@@ -425,6 +438,14 @@ export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>): 
       flags(b, 0);
       if (u16(b, 2) !== 0) bad(2, 'reserved field is not zero');
       const frame: BulkAbortFrame = { type: FrameType.BulkAbort, stream: u32(b, 4) };
+      return frame;
+    }
+    case FrameType.Refused: {
+      exact(b, 4, 'Refused');
+      flags(b, 0);
+      const reason = u16(b, 2);
+      if (!VALID_REFUSED.has(reason)) bad(2, `unknown refusal reason ${reason}`);
+      const frame: RefusedFrame = { type: FrameType.Refused, reason: reason as RefusedFrame['reason'] };
       return frame;
     }
     default:

@@ -23,7 +23,22 @@ export const FrameType = {
   BulkChunk: 6,
   /** The sender abandons a bulk stream (its message failed or was cancelled). */
   BulkAbort: 7,
+  /** The sender refuses this link (it closes next) and says why: see `RefusedReason`. Added in ICS 1.1. */
+  Refused: 8,
 } as const;
+
+/**
+ * Why a node refused a link, told to the refused side before the link closes,
+ * so that it learns what it cannot learn otherwise: the others stopped
+ * talking to this incarnation of it. Append only.
+ */
+export const RefusedReason = {
+  /** This incarnation of yours was declared down here (its GoingDown or ShuttingDown was applied). */
+  IncarnationDown: 1,
+  /** A newer incarnation of your node number is known here. */
+  NewerIncarnation: 2,
+} as const;
+export type RefusedReasonCode = (typeof RefusedReason)[keyof typeof RefusedReason];
 export type FrameTypeNumber = (typeof FrameType)[keyof typeof FrameType];
 
 /**
@@ -133,7 +148,13 @@ export interface BulkAbortFrame {
   stream: number;
 }
 
+export interface RefusedFrame {
+  type: typeof FrameType.Refused;
+  reason: RefusedReasonCode;
+}
+
 export type IcsFrame =
+  | RefusedFrame
   | RequestFrame
   | ResponseFrame
   | OneWayFrame
