@@ -23,7 +23,6 @@
  * stops; only then does the new host run `failover` and `failoverData` with
  * that data. There is no moment with two active hosts.
  */
-import { z } from 'zod';
 import { canaries } from '../canaries.js';
 import { ClusterInfraError, InvalidArgumentError, KeyServiceHaltedError, UnavailableError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
@@ -31,6 +30,7 @@ import { IcsStatusError } from '../ics/status.js';
 import type { CallOptions, Handler, HandlerContext } from '../ics/types.js';
 import type { TimerHandle } from '../clock/index.js';
 import type { Logger } from '../logging/index.js';
+import { type MoveRequest, moveSchema, pullSchema } from './protocol/messages.js';
 import type { HostedKeyService, KeyServiceActivity, KeyServiceInfo, MemberInfo, Transition } from './types.js';
 
 const KS = { channel: 'keyservice', subservice: 0 } as const;
@@ -128,8 +128,6 @@ export interface KeyServiceHost {
   timer(ms: number, fn: () => void): TimerHandle;
 }
 
-const pullSchema = z.strictObject({ name: z.string().min(1).max(200), epoch: z.number().int().min(1) });
-const moveSchema = z.strictObject({ name: z.string().min(1).max(200), epoch: z.number().int().min(0), handover: z.boolean() });
 
 /** A "not the host" answer: the method did not run, so any call may go elsewhere. */
 function notHost(node: number, name: string): IcsStatusError {
@@ -628,7 +626,7 @@ export class KeyServiceManager {
   }
 
   /** On the master: the host of `name` at `epoch` asks for a new placement. */
-  private async onMove(p: z.output<typeof moveSchema>, from: number, incarnation: number): Promise<boolean> {
+  private async onMove(p: MoveRequest, from: number, incarnation: number): Promise<boolean> {
     if (!this.host.isMaster()) throw new IcsStatusError('FAILED_PRECONDITION', 'not the master');
     const v = this.view.get(p.name);
     // Only the host incarnation the history names: a request left over from a

@@ -25,7 +25,6 @@
  *   after its Down: the cleanup barrier (C1).
  */
 import { EventEmitter } from 'eventemitter3';
-import { z } from 'zod';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
 import { ClusterInfraError, InvalidArgumentError, ServiceExistsError } from '../errors/index.js';
@@ -37,7 +36,7 @@ import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
-import { type HistorySnapshot, History, historyIdOf } from './history.js';
+import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import type {
   ClusterEvents,
@@ -53,100 +52,25 @@ import type {
   WatchEvent,
 } from './types.js';
 import { LEGAL_MOVES } from './types.js';
+import {
+  appendSchema,
+  fetchSchema,
+  heartbeatSchema,
+  joinSchema,
+  type JoinRequest,
+  parseMessage as parse,
+  probeTargetSchema,
+  type Report,
+  reportSchema,
+  snapshotSchema,
+  transitionSchema,
+  voteSchema,
+  type VoteRequest,
+} from './protocol/messages.js';
 
 const CLMS = { channel: 'clms', subservice: 1 } as const;
 const TIMED_OUT = Symbol('timed out');
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
-
-// ---------------------------------------------------------------- wire schemas
-// Every membership message is validated at the edge: a mistyped or rogue
-// message is refused with INVALID_ARGUMENT and changes nothing.
-
-const stateSchema = z.enum(['NeverUp', 'ComingUp', 'Up', 'ShuttingDown', 'GoingDown', 'Down']);
-const hostedSchema = z.strictObject({
-  name: z.string().min(1).max(200),
-  critical: z.boolean(),
-  subservice: z.number().int().min(1).max(0xffff).optional(),
-  idempotent: z.array(z.string().max(200)).max(1000).optional(),
-});
-const transitionSchema = z.strictObject({
-  number: z.number().int().min(1),
-  term: z.number().int().min(1),
-  kind: z.enum(['state', 'master', 'meta', 'keyservice']),
-  node: z.number().int().min(1),
-  incarnation: z.number().int().min(0),
-  from: stateSchema,
-  to: stateSchema,
-  cause: z.string().max(1000),
-  time: z.number(),
-  address: z.string().max(1000).optional(),
-  meta: z.record(z.string(), z.unknown()).optional(),
-  keyServices: z.array(hostedSchema).max(1000).optional(),
-  keyService: z
-    .strictObject({
-      name: z.string().min(1).max(200),
-      epoch: z.number().int().min(0),
-      phase: z.enum(['assigned', 'ready', 'vacant', 'halted']),
-      handoverFrom: z.number().int().min(1).optional(),
-    })
-    .optional(),
-});
-const memberSchema = z.strictObject({
-  node: z.number().int().min(1),
-  state: stateSchema,
-  incarnation: z.number().int().min(0),
-  address: z.string().max(1000),
-  meta: z.record(z.string(), z.unknown()),
-  keyServices: z.array(hostedSchema).max(1000),
-  since: z.number().int().min(0),
-});
-const historyIdSchema = z.string().max(128).nullable();
-const snapshotSchema = z.strictObject({
-  id: historyIdSchema,
-  number: z.number().int().min(0),
-  term: z.number().int().min(0),
-  members: z.array(memberSchema).max(65_535),
-  tail: z.array(transitionSchema).max(10_000_000),
-});
-const appendSchema = z.strictObject({
-  term: z.number().int().min(1),
-  history: historyIdSchema,
-  commit: z.number().int().min(0),
-  entries: z.array(transitionSchema).max(100_000),
-});
-const heartbeatSchema = z.strictObject({ term: z.number().int().min(1), history: historyIdSchema, commit: z.number().int().min(0) });
-const voteSchema = z.strictObject({
-  term: z.number().int().min(1),
-  history: historyIdSchema,
-  lastNumber: z.number().int().min(0),
-  lastTerm: z.number().int().min(0),
-  bootstrap: z.boolean(),
-  /** A pre-vote: would you vote? Changes nothing on either side. */
-  pre: z.boolean(),
-});
-const joinSchema = z.strictObject({
-  incarnation: z.number().int().min(1),
-  address: z.string().min(1).max(1000),
-  meta: z.record(z.string(), z.unknown()),
-  keyServices: z.array(hostedSchema).max(1000),
-});
-const reportSchema = z.strictObject({
-  kind: z.enum(['nodeup-done', 'cleanup-done', 'suspect', 'leave', 'down', 'meta', 'keyservice-ready']),
-  node: z.number().int().min(1),
-  incarnation: z.number().int().min(0),
-  reason: z.string().max(1000).optional(),
-  meta: z.record(z.string(), z.unknown()).optional(),
-  keyService: z.string().min(1).max(200).optional(),
-  epoch: z.number().int().min(1).optional(),
-});
-const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
-const probeTargetSchema = z.strictObject({ node: z.number().int().min(1), timeoutMs: z.number().int().min(1).max(3_600_000).optional() });
-
-function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  const r = schema.safeParse(value);
-  if (!r.success) throw new InvalidArgumentError('malformed membership message', { details: r.error.issues.map((i) => i.message) });
-  return r.data;
-}
 
 /** A change the master will turn into a transition when its turn comes. */
 interface Proposal {
@@ -225,7 +149,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * resends per tick are bounded by its reports not yet acknowledged, not
    * by every member it ever saw come up (that made formation quadratic).
    */
-  private readonly owedReports = new Map<string, { report: z.output<typeof reportSchema>; sentTo?: string }>();
+  private readonly owedReports = new Map<string, { report: Report; sentTo?: string }>();
 
   // ---- master state
   private readonly proposals: Proposal[] = [];
@@ -847,7 +771,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       pool: { max: Math.max(256, this.opts.maxNodes + 64), queue: 4096, priorityReserve: 64 },
       handlers: {
         vote: (a, ctx) => this.onVote(parse(voteSchema, a), ctx),
-        append: (a, ctx) => this.onAppend(parse(appendSchema, a) as z.output<typeof appendSchema> & { entries: Transition[] }, ctx),
+        append: (a, ctx) => this.onAppend(parse(appendSchema, a), ctx),
         commit: (a, ctx) => this.onCommit(parse(heartbeatSchema, a), ctx),
         heartbeat: (a, ctx) => this.onHeartbeat(parse(heartbeatSchema, a), ctx),
         join: (a, ctx) => this.onJoin(parse(joinSchema, a), ctx),
@@ -890,7 +814,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ---- votes
 
-  private onVote(v: z.output<typeof voteSchema>, ctx: HandlerContext): { term: number; granted: boolean } {
+  private onVote(v: VoteRequest, ctx: HandlerContext): { term: number; granted: boolean } {
     const candidate = ctx.caller.nodeNum;
     if (!this.candidates.includes(candidate)) return { term: this.term, granted: false };
     // Stickiness: while a live master is heard, nobody else may take over.
@@ -1325,7 +1249,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   // ================================================================ master: joins, reports, downs
 
   private async onJoin(
-    j: z.output<typeof joinSchema>,
+    j: JoinRequest,
     ctx: HandlerContext,
   ): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; evicted?: boolean; queued?: boolean; snapshot?: HistorySnapshot }> {
     const node = ctx.caller.nodeNum;
@@ -1395,7 +1319,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return m.incarnation === incarnation && before.includes(m.state);
   }
 
-  private async onReport(r: z.output<typeof reportSchema>, ctx: HandlerContext): Promise<{ ok: boolean }> {
+  private async onReport(r: Report, ctx: HandlerContext): Promise<{ ok: boolean }> {
     if (!this.isMaster) return { ok: false };
     const from = ctx.caller.nodeNum;
     switch (r.kind) {
@@ -1863,7 +1787,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ reports
 
-  private report(r: z.output<typeof reportSchema>): void {
+  private report(r: Report): void {
     // A nodeup barrier exists only while its node is ComingUp (a joiner may
     // finish nodeup for a member that is Up by then).
     const m = r.kind === 'nodeup-done' ? this.history.member(r.node) : undefined;
@@ -1879,7 +1803,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     void this.sendReport(r);
   }
 
-  private async sendReport(r: z.output<typeof reportSchema>): Promise<void> {
+  private async sendReport(r: Report): Promise<void> {
     const master = this.masterNum;
     if (master === undefined || master === this.nodeNum) return;
     const key = reportKey(r);
@@ -1902,7 +1826,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   /** Ask the master to do something (leave, down, meta); waits for its acknowledgement. */
-  private async askMaster(r: z.output<typeof reportSchema>): Promise<void> {
+  private async askMaster(r: Report): Promise<void> {
     const deadline = this.clock.now() + this.timing.failureTimeoutMs * 10;
     const ics = this.ics;
     // Asked by this incarnation: a restart ends it.
@@ -2123,7 +2047,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 }
 
 /** The key of a report in `owedReports`: a later report of the same thing replaces it. */
-function reportKey(r: z.output<typeof reportSchema>): string {
+function reportKey(r: Report): string {
   return `${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`;
 }
 
