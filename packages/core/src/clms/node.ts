@@ -37,6 +37,8 @@ import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
 import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
+import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protocol/barriers.js';
+import { Lease } from './protocol/lease.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import type {
   ClusterEvents,
@@ -79,12 +81,6 @@ interface Proposal {
   done: (t: Transition | undefined, err?: Error) => void;
 }
 
-/** Who must still report before a barrier opens. */
-interface Barrier {
-  incarnation: number;
-  waiting: Set<number>;
-}
-
 export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDisposable {
   readonly nodeNum: number;
   readonly clusterName: string;
@@ -114,16 +110,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private restartAgain = false;
   /** Sleeps under way (see sleep). */
   private readonly sleepers = new Set<() => void>();
-  /**
-   * A member's key-service lease: when it sent the last lease request its
-   * master granted (as a member, in quorum). Counted from the sending, on
-   * this node's own clock: a message that waited in a queue (this process
-   * was paused, a link stalled) cannot stretch it, and a master grants none
-   * once it has applied this node's down, so the lease ends at most a
-   * failure timeout after that (the fence wait, docs/key-services.md).
-   */
-  private leaseFrom = Number.NEGATIVE_INFINITY;
-  private leaseAsking = false;
+  /** Key-service leases, as a member and as a master (protocol/lease.ts). */
+  private readonly lease: Lease;
   private quorumOk = false;
   private phase: 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed' = 'idle';
   private readonly subsystems: Required<Subsystem>[] = [];
@@ -142,21 +130,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private joining: Promise<void> | undefined;
   private readonly decisions: DecisionRecord[] = [];
   /**
-   * Reports this node owes the master, by key (see `report`): resent to a
-   * new master, and on ticks until the current master acknowledged them.
-   * `sentTo` is the `master:term` a send is under way to or was
-   * acknowledged by: the tick does not send it there again, so a member's
-   * resends per tick are bounded by its reports not yet acknowledged, not
-   * by every member it ever saw come up (that made formation quadratic).
+   * Reports this node owes the master (see `report`): resent to a new
+   * master, and on ticks until the current master acknowledged them
+   * (protocol/barriers.ts).
    */
-  private readonly owedReports = new Map<string, { report: Report; sentTo?: string }>();
+  private readonly owedReports = new OwedReports();
 
   // ---- master state
   private readonly proposals: Proposal[] = [];
   private committing = false;
-  private readonly lastAck = new Map<number, number>();
-  private readonly nodeupBarriers = new Map<number, Barrier>();
-  private readonly cleanupBarriers = new Map<number, Barrier>();
+  /** Nodeup and cleanup barriers (protocol/barriers.ts). */
+  private readonly barriers = new Barriers();
   private readonly verifying = new Set<number>();
   /** Master: members that reported a node unreachable, and when (evidence for verify()). */
   private readonly unreachable = new Map<number, { incarnation: number; from: Map<number, number> }>();
@@ -177,6 +161,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.random = this.opts.random ?? cryptoRandom;
     this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'clms', node: this.nodeNum });
     this.history = new History(this.opts.historyLimit);
+    this.lease = new Lease(this.timing.failureTimeoutMs, this.opts.quorum);
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
     this.keys = new KeyServiceManager({
@@ -253,11 +238,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private keyServiceLease(): boolean {
     if (!this.quorumOk || (this.phase !== 'member' && this.phase !== 'leaving')) return false;
     const now = this.clock.now();
-    if (!this.isMaster) return now - this.leaseFrom <= this.timing.failureTimeoutMs;
-    const voters = this.voters();
-    const heard = new Set<number>([this.nodeNum]);
-    for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
-    return hasQuorum(this.opts.quorum, heard, voters);
+    if (!this.isMaster) return this.lease.memberHolds(now);
+    return this.lease.masterHolds(this.nodeNum, this.voters(), now);
   }
 
   /** As master: `node` (that incarnation) may hold a key-service lease now. */
@@ -269,18 +251,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** As a member: ask the master for a lease (one request at a time); granted, it counts from the sending. */
   private renewLease(): void {
     const master = this.masterNum;
-    if (this.leaseAsking || this.isMaster || master === undefined || (this.phase !== 'member' && this.phase !== 'leaving')) return;
-    this.leaseAsking = true;
+    if (this.lease.asking || this.isMaster || master === undefined || (this.phase !== 'member' && this.phase !== 'leaving')) return;
+    this.lease.asking = true;
     const sentAt = this.clock.now();
     const incarnation = this.incarnation;
     void this.ics
       .call(master, CLMS, 'lease', null, { timeoutMs: this.timing.rpcTimeoutMs })
       .then((r) => {
-        if ((r as { granted?: unknown }).granted === true && this.incarnation === incarnation && this.masterNum === master) this.leaseFrom = Math.max(this.leaseFrom, sentAt);
+        if ((r as { granted?: unknown }).granted === true && this.incarnation === incarnation && this.masterNum === master) this.lease.granted(sentAt);
       })
       .catch(() => {})
       .finally(() => {
-        this.leaseAsking = false;
+        this.lease.asking = false;
       });
   }
 
@@ -807,7 +789,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.broadcast({ type: 'master', master, term: this.term });
       if (master !== undefined && master !== this.nodeNum) {
         // Reports owed to the old master go to the new one.
-        for (const o of this.owedReports.values()) void this.sendReport(o.report);
+        for (const r of this.owedReports.reports()) void this.sendReport(r);
       }
     }
   }
@@ -915,7 +897,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.everJoined = true;
     this.setMaster(this.nodeNum, term);
     this.quorumOk = true;
-    for (const v of voters) this.lastAck.set(v, this.clock.now());
+    this.lease.elected(voters, this.clock.now());
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${[...granted].join(', ')} of voters ${voters.join(', ')}` });
     // An entry of the previous term we hold uncommitted is proposed again,
     // then our own. We keep holding it until it is applied: should this
@@ -963,8 +945,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.emit('master', { master: undefined, term: this.term });
     this.broadcast({ type: 'master', master: undefined, term: this.term });
     for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', `no longer master: ${why}`));
-    this.nodeupBarriers.clear();
-    this.cleanupBarriers.clear();
+    this.barriers.clear();
   }
 
   /** Voters: the Up members (the candidates before any history exists). */
@@ -1087,7 +1068,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           this.observeTerm(r.term);
           return false;
         }
-        this.ack(n, sentAt);
+        this.lease.ack(n, sentAt);
         if (r.ok) return true;
         // The member misses transitions: send them first, from history.
         if (r.last < this.history.first - 1) {
@@ -1372,45 +1353,29 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  /**
-   * `from` reported for the barrier of `node`. Only that barrier can open
-   * now: members that went down were dropped from every barrier when their
-   * transition was applied (`checkBarriers`), so no full scan per report
-   * (a report per member per transition would make that quadratic).
-   */
-  private barrierDone(kind: 'nodeup' | 'cleanup', node: number, incarnation: number, from: number): void {
+  /** `from` reported for the barrier of `node` (only that barrier can open now). */
+  private barrierDone(kind: BarrierKind, node: number, incarnation: number, from: number): void {
     if (!this.isMaster) return;
-    const b = (kind === 'nodeup' ? this.nodeupBarriers : this.cleanupBarriers).get(node);
-    if (!b || b.incarnation !== incarnation) return;
-    b.waiting.delete(from);
-    this.openIfDone(kind, node, b);
+    const b = this.barriers.report(kind, node, incarnation, from);
+    if (b) this.barrierOpened(b);
   }
 
   /** Drop members that went down meanwhile from every barrier, and open those every member reported for. */
   private checkBarriers(): void {
     if (!this.isMaster) return;
-    const alive = new Set(this.history.nodesIn('Up', 'ComingUp'));
-    for (const [node, b] of this.nodeupBarriers) {
-      for (const w of b.waiting) if (!alive.has(w)) b.waiting.delete(w);
-      this.openIfDone('nodeup', node, b);
-    }
-    for (const [node, b] of this.cleanupBarriers) {
-      for (const w of b.waiting) if (!alive.has(w) || canaries.skipCleanupBarrier) b.waiting.delete(w);
-      this.openIfDone('cleanup', node, b);
-    }
+    for (const b of this.barriers.prune(new Set(this.history.nodesIn('Up', 'ComingUp')), canaries.skipCleanupBarrier)) this.barrierOpened(b);
   }
 
-  private openIfDone(kind: 'nodeup' | 'cleanup', node: number, b: Barrier): void {
-    if (b.waiting.size > 0) return;
-    if (kind === 'nodeup') {
-      this.nodeupBarriers.delete(node);
+  /** Every member reported: propose the node's Up (nodeup) or Down (cleanup). */
+  private barrierOpened(b: Barrier): void {
+    const node = b.node;
+    if (b.kind === 'nodeup') {
       void this.propose(() => {
         const m = this.history.member(node);
         if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
         return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
       }).catch(() => {});
     } else {
-      this.cleanupBarriers.delete(node);
       void this.propose(() => {
         const m = this.history.member(node);
         if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
@@ -1421,15 +1386,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** A new master rebuilds barriers from the states in the history; members re-report. */
   private rebuildBarriers(): void {
-    const others = (node: number): Set<number> => new Set(this.history.nodesIn('Up', 'ComingUp').filter((n) => n !== node || this.history.stateOf(n) === 'ComingUp'));
-    for (const m of this.history.members()) {
-      if (m.state === 'ComingUp') this.nodeupBarriers.set(m.node, { incarnation: m.incarnation, waiting: others(m.node) });
-      if (m.state === 'GoingDown' || m.state === 'ShuttingDown') {
-        this.cleanupBarriers.set(m.node, { incarnation: m.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp').filter((n) => n !== m.node)) });
-      }
-    }
+    this.barriers.rebuild(this.history.membersView(), this.history.nodesIn('Up', 'ComingUp'));
     // Our own reports count at once.
-    for (const { report: r } of this.owedReports.values()) {
+    for (const r of this.owedReports.reports()) {
       if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
       if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
     }
@@ -1603,11 +1562,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (t.kind === 'master' && t.term >= this.term) this.setMaster(t.node, t.term);
     if (t.kind !== 'state') return;
     // Out of ComingUp, its nodeup barrier is settled: nothing more to report for it.
-    if (t.to !== 'ComingUp') this.owedReports.delete(`nodeup-done:${t.node}:${t.incarnation}`);
+    if (t.to !== 'ComingUp') this.owedReports.settle('nodeup-done', t.node, t.incarnation);
     if (t.node === this.nodeNum) return this.applySelf(t);
     switch (t.to) {
       case 'ComingUp':
-        if (this.isMaster) this.nodeupBarriers.set(t.node, { incarnation: t.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp')) });
+        if (this.isMaster) this.barriers.start('nodeup', t.node, t.incarnation, this.history.nodesIn('Up', 'ComingUp'));
         void (this.markNodeup(t.node, t.incarnation) ? this.runCallbacks('nodeup', t.node, t.incarnation, t) : Promise.resolve()).then(() =>
           this.report({ kind: 'nodeup-done', node: t.node, incarnation: t.incarnation }),
         );
@@ -1618,7 +1577,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       case 'GoingDown':
       case 'ShuttingDown':
         if (this.isMaster) {
-          this.cleanupBarriers.set(t.node, { incarnation: t.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp')) });
+          this.barriers.start('cleanup', t.node, t.incarnation, this.history.nodesIn('Up', 'ComingUp'));
         }
         this.emit('nodedown', info);
         void this.cleanup(t);
@@ -1626,7 +1585,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       case 'Down':
         this.detector.forget(t.node);
         this.unreachable.delete(t.node);
-        this.owedReports.delete(`cleanup-done:${t.node}:${t.incarnation}`);
+        this.owedReports.settle('cleanup-done', t.node, t.incarnation);
         break;
     }
     // Joining and coming up take nobody out of a barrier and open none: a
@@ -1638,7 +1597,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (t.incarnation !== this.incarnation) return;
     if (t.to === 'Up') {
       this.emit('nodeup', this.history.member(this.nodeNum)!);
-      this.owedReports.delete(`nodeup-done:${this.nodeNum}:${this.incarnation}`);
+      this.owedReports.settle('nodeup-done', this.nodeNum, this.incarnation);
     }
     if (t.to === 'GoingDown') void this.evicted(t);
     if (t.to === 'ShuttingDown') this.report({ kind: 'cleanup-done', node: this.nodeNum, incarnation: this.incarnation });
@@ -1770,9 +1729,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.keys.stopAll('restarting as a new incarnation');
     // Nothing the former incarnation meant to commit may reach the new history.
     for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'restarting as a new incarnation'));
-    this.nodeupBarriers.clear();
-    this.cleanupBarriers.clear();
-    this.lastAck.clear();
+    this.barriers.clear();
+    this.lease.forgetAcks();
     this.unreachable.clear();
     this.owedReports.clear();
     this.cleaned = new Set();
@@ -1792,7 +1750,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // finish nodeup for a member that is Up by then).
     const m = r.kind === 'nodeup-done' ? this.history.member(r.node) : undefined;
     if (r.kind === 'nodeup-done' && (m?.state !== 'ComingUp' || m.incarnation !== r.incarnation)) return;
-    this.owedReports.set(reportKey(r), { report: r });
+    this.owedReports.owe(r);
     if (this.isMaster) {
       // Still owed until the ready transition is applied (tick offers it again).
       if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
@@ -1806,22 +1764,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private async sendReport(r: Report): Promise<void> {
     const master = this.masterNum;
     if (master === undefined || master === this.nodeNum) return;
-    const key = reportKey(r);
     const to = `${master}:${this.term}`;
-    const owed = this.owedReports.get(key);
-    if (owed?.report === r) owed.sentTo = to;
+    const owed = this.owedReports.sending(r, to);
     let acked = false;
     try {
       const ok = (await this.ics.call(master, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs })) as { ok: boolean };
       acked = ok.ok;
-      // A ready report stays owed until the history says ready: the master
-      // that acknowledged it may lose the commit with its mastership.
-      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owedReports.delete(key);
     } catch {
       /* resent on the next tick or to the next master */
     } finally {
-      // Not acknowledged: the next tick sends it again.
-      if (!acked && owed?.sentTo === to) owed.sentTo = undefined;
+      this.owedReports.answered(r, owed, to, acked);
     }
   }
 
@@ -1856,9 +1808,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const now = this.clock.now();
     // Ready reports: dropped once the history says ready (or the epoch
     // ended); a master offers its own to itself again.
-    for (const [key, { report: r }] of this.owedReports) {
+    for (const r of this.owedReports.reports()) {
       if (r.kind !== 'keyservice-ready' || !r.keyService || r.epoch === undefined) continue;
-      if (!this.keys.awaitsReady(r.keyService, r.epoch)) this.owedReports.delete(key);
+      if (!this.keys.awaitsReady(r.keyService, r.epoch)) this.owedReports.forget(r);
       else if (this.isMaster) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
     }
     if (this.isMaster) {
@@ -1875,11 +1827,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
     // Owed reports are resent until the master acknowledges them (a new
     // master, or a new term, gets them again: its barriers are rebuilt).
-    const to = `${this.masterNum}:${this.term}`;
-    for (const o of this.owedReports.values()) {
-      const kind = o.report.kind;
-      if ((kind === 'nodeup-done' || kind === 'cleanup-done' || kind === 'keyservice-ready') && o.sentTo !== to) void this.sendReport(o.report);
-    }
+    for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`)) void this.sendReport(r);
     if (now - this.lastHeardMaster > this.timing.failureTimeoutMs * 6) {
       // Long without a master and no election won: this node may have been
       // declared down while cut off (the others then refuse its incarnation
@@ -1922,16 +1870,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  /**
-   * `n` answered a request sent at `sentAt`: it was with us then. The lease
-   * counts from the sending, not the answer: an answer that waited in a
-   * queue (this process was paused, a link stalled) proves nothing about
-   * the time since.
-   */
-  private ack(n: number, sentAt: number): void {
-    this.lastAck.set(n, Math.max(this.lastAck.get(n) ?? Number.NEGATIVE_INFINITY, sentAt));
-  }
-
   private heartbeatAll(now: number): void {
     const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.nodeNum);
     const term = this.term;
@@ -1941,21 +1879,20 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         .then((r) => {
           const res = r as { term: number; last: number; incarnation: number };
           if (res.term > this.term) return this.observeTerm(res.term);
-          this.ack(n, now);
+          this.lease.ack(n, now);
           this.detector.heard(n, this.clock.now());
           if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!, term);
         })
         .catch(() => {});
     }
     // Detection: the detector says whom to suspect.
-    for (const n of members) if (!this.lastAck.has(n)) this.lastAck.set(n, now);
+    this.lease.expect(members, now);
     for (const s of this.detector.check(now, members)) {
       void this.suspect(s.node, s.reason, { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` }, s.deadline);
     }
     // Quorum: the master must hear a quorum of voters within the timeout.
     const voters = this.voters();
-    const heard = new Set<number>([this.nodeNum]);
-    for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
+    const heard = this.lease.heard(this.nodeNum, voters, now);
     if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(`heard ${[...heard].join(', ')} of voters ${voters.join(', ')}`);
   }
 
@@ -2044,11 +1981,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.timers = [];
     for (const wake of [...this.sleepers]) wake();
   }
-}
-
-/** The key of a report in `owedReports`: a later report of the same thing replaces it. */
-function reportKey(r: Report): string {
-  return `${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`;
 }
 
 /** Create a cluster node; `await node.start()` joins (or forms) the cluster. */
