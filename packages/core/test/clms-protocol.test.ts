@@ -1,7 +1,7 @@
 /**
  * The pure pieces of CLMS (packages/core/src/clms/protocol/), by hand: no
  * network, no clock, no node. History, quorum, leases, barriers and owed
- * reports.
+ * reports, verification.
  */
 import { describe, expect, it } from 'vitest';
 import { Barriers, OwedReports } from '../src/clms/protocol/barriers.js';
@@ -9,6 +9,7 @@ import { History, historyIdOf } from '../src/clms/protocol/history.js';
 import { Lease } from '../src/clms/protocol/lease.js';
 import type { MemberInfo, NodeState, Report, Transition } from '../src/clms/protocol/messages.js';
 import { hasQuorum } from '../src/clms/protocol/quorum.js';
+import { UnreachableReports, Verification } from '../src/clms/protocol/verification.js';
 
 let number = 0;
 /** A state transition with the next number (reset with `number = 0`). */
@@ -204,5 +205,64 @@ describe('OwedReports', () => {
     o.owe(s2);
     o.forget(s2);
     expect([...o.reports()]).toEqual([]);
+  });
+});
+
+describe('Verification', () => {
+  const start = (up: number[], reports = new UnreachableReports()) => {
+    const observers: Record<string, string> = {};
+    // Master 1 verifies node 9 (incarnation 90); failure timeout 1000.
+    const v = new Verification({ node: 9, incarnation: 90, self: 1, up, observers, reports, failureTimeoutMs: 1000 });
+    return { v, observers, reports };
+  };
+
+  it('asks up to five Up members, neither the node nor the master', () => {
+    expect(start([1, 2, 3, 4, 5, 6, 7, 8, 9]).v.helpers).toEqual([2, 3, 4, 5, 6]);
+  });
+
+  it('reachable as soon as the node answers or a helper reaches it, decided once', () => {
+    const a = start([1, 2, 3, 9]);
+    expect(a.v.probeAnswered(2, false, 10)).toBeUndefined();
+    expect(a.v.aliveAnswered()).toBe(true);
+    expect(a.v.aliveAnswered()).toBeUndefined();
+    expect(a.observers).toEqual({ '1': 'answered', '2': 'could not reach it' });
+    const b = start([1, 2, 3, 9]);
+    expect(b.v.aliveFailed('ICS_ERR_TIMEOUT', 10)).toBeUndefined();
+    expect(b.v.probeAnswered(3, true, 20)).toBe(true);
+    expect(b.v.outcome).toBe(true);
+  });
+
+  it('the master failing to reach it is not enough: it also needs three helpers, or every probe back', () => {
+    const { v, observers } = start([1, 2, 3, 4, 5, 9]);
+    expect(v.probeAnswered(2, false, 10)).toBeUndefined();
+    expect(v.probeAnswered(3, false, 10)).toBeUndefined();
+    expect(v.probeAnswered(4, false, 10)).toBeUndefined(); // three say so, but the master has not failed yet
+    expect(v.aliveFailed(undefined, 20)).toBe(false);
+    expect(observers).toEqual({ '1': 'no answer', '2': 'could not reach it', '3': 'could not reach it', '4': 'could not reach it' });
+    // With fewer helpers, all of them; a helper that does not answer counts once every probe is back.
+    const few = start([1, 2, 9]);
+    expect(few.v.aliveFailed('X', 0)).toBeUndefined();
+    expect(few.v.probeFailed(2, 5)).toBe(false);
+    expect(few.observers['2']).toBe('did not answer');
+  });
+
+  it("members' own reports within the failure timeout count as helpers that could not reach it", () => {
+    const reports = new UnreachableReports();
+    const { v, observers } = start([1, 2, 3, 4, 5, 6, 9], reports);
+    reports.note(9, 90, 2, 100);
+    reports.note(9, 90, 4, 1500);
+    expect(v.aliveFailed('ICS_ERR_TIMEOUT', 2000)).toBeUndefined(); // 2's report is too old by now; 4's counts
+    expect(observers['4']).toBe('reported it unreachable');
+    expect(observers['2']).toBeUndefined();
+    reports.note(9, 90, 5, 2100);
+    expect(v.reported(2100)).toBeUndefined();
+    expect(v.probeAnswered(6, false, 2200)).toBe(false);
+    expect([...reports.of(9, 90)!.keys()]).toEqual([2, 4, 5]);
+    // A report about another incarnation starts afresh.
+    reports.note(9, 91, 3, 2300);
+    expect(reports.of(9, 90)).toBeUndefined();
+    expect([...reports.of(9, 91)!.keys()]).toEqual([3]);
+    reports.forget(9);
+    expect(reports.of(9, 91)).toBeUndefined();
   });
 });

@@ -39,6 +39,7 @@ import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js
 import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
 import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protocol/barriers.js';
 import { Lease } from './protocol/lease.js';
+import { UnreachableReports, Verification } from './protocol/verification.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import type {
   ClusterEvents,
@@ -143,7 +144,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly barriers = new Barriers();
   private readonly verifying = new Set<number>();
   /** Master: members that reported a node unreachable, and when (evidence for verify()). */
-  private readonly unreachable = new Map<number, { incarnation: number; from: Map<number, number> }>();
+  private readonly unreachable = new UnreachableReports();
   /** Master: a verification under way, woken by each such report. */
   private readonly unreachableHeard = new Map<number, () => void>();
   /** Join proposals not settled yet, by node (see onJoin). */
@@ -1424,86 +1425,43 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    */
   private noteUnreachable(node: number, incarnation: number, from: number): void {
     if (from === node || from === this.nodeNum || this.history.member(node)?.incarnation !== incarnation) return;
-    let seen = this.unreachable.get(node);
-    if (!seen || seen.incarnation !== incarnation) this.unreachable.set(node, (seen = { incarnation, from: new Map() }));
-    seen.from.set(from, this.clock.now());
+    this.unreachable.note(node, incarnation, from, this.clock.now());
     this.unreachableHeard.get(node)?.();
   }
 
   /**
    * Is `node` reachable? Asked at once, in parallel: the node itself, and
    * up to five other members who try to reach it (so one broken link does
-   * not kill a healthy node). Reachable as soon as anyone reaches it.
-   * Unreachable once we could not reach it and either three of the others
-   * (all of them when fewer) said so, by probe or by a report of their own
-   * within the failure timeout (a killed process closes its links to
-   * everyone: their reports may arrive before the probes), or every probe
-   * came back without reaching it. Three of five, not all: one helper the
-   * scheduler or the network holds back does not hold the decision back.
+   * not kill a healthy node); the rule that decides from their answers and
+   * the members' own reports is the tally of protocol/verification.ts.
    * The node has until `deadline` to answer; the helpers give up on it a
    * quarter of the time left earlier, so their answers are in by then.
    */
   private verify(node: number, incarnation: number, observers: Record<string, string>, deadline: number): Promise<boolean> {
     const left = Math.max(1, Math.round(deadline - this.clock.now()));
-    const helpers = this.history
-      .nodesIn('Up')
-      .filter((n) => n !== node && n !== this.nodeNum)
-      .slice(0, 5);
-    const wanted = Math.min(3, helpers.length);
-    const couldNot = new Set<number>();
-    let selfFailed = false;
-    let settled = 0;
+    // The tally decides (protocol/verification.ts); this makes the calls and feeds it each answer.
+    const v = new Verification({ node, incarnation, self: this.nodeNum, up: this.history.nodesIn('Up'), observers, reports: this.unreachable, failureTimeoutMs: this.timing.failureTimeoutMs });
     let decide: (reachable: boolean) => void = () => {};
     const decided = new Promise<boolean>((resolve) => (decide = resolve));
-    let done = false;
-    const finish = (reachable: boolean): void => {
-      if (done) return;
-      done = true;
+    const settle = (reachable: boolean | undefined): void => {
+      if (reachable === undefined) return;
       this.unreachableHeard.delete(node);
       decide(reachable);
     };
-    const evaluate = (): void => {
-      if (done || !selfFailed) return;
-      const reports = this.unreachable.get(node);
-      if (reports?.incarnation === incarnation) {
-        const since = this.clock.now() - this.timing.failureTimeoutMs;
-        for (const [from, at] of reports.from) {
-          if (at < since || couldNot.has(from) || couldNot.size >= wanted) continue;
-          couldNot.add(from);
-          observers[String(from)] ??= 'reported it unreachable';
-        }
-      }
-      if (couldNot.size >= wanted || settled === helpers.length) finish(false);
-    };
-    this.unreachableHeard.set(node, evaluate);
+    this.unreachableHeard.set(node, () => settle(v.reported(this.clock.now())));
     void this.ics.call(node, CLMS, 'alive', null, { timeoutMs: left }).then(
       () => {
-        observers[String(this.nodeNum)] = 'answered';
+        const outcome = v.aliveAnswered();
         // Heard from: its silence starts again (a later suspicion gets a full window, not one already past).
         this.detector.heard(node, this.clock.now());
-        finish(true);
+        settle(outcome);
       },
-      (err: unknown) => {
-        observers[String(this.nodeNum)] = (err as ClusterInfraError).code ?? 'no answer';
-        selfFailed = true;
-        evaluate();
-      },
+      (err: unknown) => settle(v.aliveFailed((err as ClusterInfraError).code, this.clock.now())),
     );
-    for (const h of helpers) {
+    for (const h of v.helpers) {
       void this.ics.call(h, CLMS, 'probe', { node, timeoutMs: Math.max(1, Math.floor((left * 3) / 4)) }, { timeoutMs: left }).then(
-        (r) => {
-          const reachable = (r as { reachable: boolean }).reachable;
-          observers[String(h)] = reachable ? 'reached it' : 'could not reach it';
-          settled++;
-          if (reachable) return finish(true);
-          couldNot.add(h);
-          evaluate();
-        },
-        () => {
-          observers[String(h)] ??= 'did not answer';
-          settled++;
-          evaluate();
-        },
+        (r) => settle(v.probeAnswered(h, (r as { reachable: boolean }).reachable, this.clock.now())),
+        () => settle(v.probeFailed(h, this.clock.now())),
       );
     }
     return decided;
@@ -1584,7 +1542,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         break;
       case 'Down':
         this.detector.forget(t.node);
-        this.unreachable.delete(t.node);
+        this.unreachable.forget(t.node);
         this.owedReports.settle('cleanup-done', t.node, t.incarnation);
         break;
     }
