@@ -50,8 +50,6 @@ interface Observer {
   cursor: number;
   gen: string | undefined;
   lastTerm: number;
-  /** Until its own Up, a gap can be the known join bug. */
-  joinGapAllowed: boolean;
   /** Virtual time of its first 'transition' event: a joiner's events at that instant replay the history it installed. */
   firstEventAt: number | undefined;
   /** The last burst of replayed events (a snapshot installed): up to which number, and when. */
@@ -85,31 +83,8 @@ interface Cleanup {
   running: boolean;
 }
 
-/**
- * CLMS bugs the simulator found and that are not fixed yet (CLMS is not ours
- * to edit). A check that recognises one of them names its tag; in tolerant
- * mode (the default for gates and long runs) a tagged finding is counted in
- * `known` and the seed goes on, so that the bug does not hide everything
- * else; in strict mode it is a violation like any other. The regression test
- * replays each one strictly and expects it to fail: when CLMS is fixed, that
- * test flips and the entry is removed from here (docs/testing.md).
- */
-export const KNOWN_CLMS_BUGS = {
-  'join-skips-events': {
-    invariant: 'M1' as InvariantId,
-    seed: 1,
-    nodes: 5,
-    summary:
-      "A node that already applied some transitions live (a candidate gets the bootstrap appends) and then joins installs the master's snapshot without emitting 'transition' for the transitions in between: its event stream has a gap (ClusterNode.tryJoin: install() without notify() when history.last > 0).",
-  },
-} as const;
-export type KnownBug = keyof typeof KNOWN_CLMS_BUGS;
-
 export class Checker {
   violation: Violation | undefined;
-  /** Findings of known, unfixed bugs (tolerant mode): tag → count. */
-  readonly known = new Map<KnownBug, number>();
-  strict = false;
   private readonly observers = new Map<string, Observer>();
   private readonly gens = new Map<string, Generation>();
   /** x:inc → observers that applied x's GoingDown/ShuttingDown live and owe its cleanup (C1, C2). */
@@ -128,13 +103,8 @@ export class Checker {
     private readonly isPaused: (node: number) => boolean,
   ) {}
 
-  fail(invariant: InvariantId, detail: string, known?: KnownBug): void {
+  fail(invariant: InvariantId, detail: string): void {
     if (this.violation) return;
-    if (known && !this.strict) {
-      if (!this.known.has(known)) this.log(`known bug ${known} (${invariant}): ${detail}`);
-      this.known.set(known, (this.known.get(known) ?? 0) + 1);
-      return;
-    }
     this.violation = { invariant, detail, at: this.now() };
     this.log(`VIOLATION ${invariant}: ${detail}`);
   }
@@ -143,7 +113,7 @@ export class Checker {
     const key = obsKey(node.nodeNum, node.incarnation);
     let o = this.observers.get(key);
     if (!o) {
-      o = { key, node: node.nodeNum, incarnation: node.incarnation, lastEvent: 0, cursor: 0, gen: undefined, lastTerm: 0, joinGapAllowed: true, firstEventAt: undefined };
+      o = { key, node: node.nodeNum, incarnation: node.incarnation, lastEvent: 0, cursor: 0, gen: undefined, lastTerm: 0, firstEventAt: undefined };
       this.observers.set(key, o);
     }
     return o;
@@ -154,12 +124,12 @@ export class Checker {
   /** A 'transition' event on `node` (M1, then the history checks). */
   onTransition(node: ClusterNode, t: Transition): void {
     const o = this.observer(node);
+    // A joiner that applied some transitions live before its join installed
+    // the master's snapshot is told about the rest too: no gap (once a known
+    // bug, join-skips-events, now fixed and checked in every run).
     if (o.lastEvent !== 0 && t.number !== o.lastEvent + 1) {
-      // A gap right after a join (the snapshot was installed silently) is the known bug; anything else is not.
-      const afterJoin = t.number > o.lastEvent + 1 && node.info(node.nodeNum)?.incarnation === node.incarnation && o.joinGapAllowed;
-      this.fail('M1', `node ${node.nodeNum} (incarnation ${o.incarnation}) got transition ${t.number} after ${o.lastEvent}`, afterJoin ? 'join-skips-events' : undefined);
+      this.fail('M1', `node ${node.nodeNum} (incarnation ${o.incarnation}) got transition ${t.number} after ${o.lastEvent}`);
     }
-    if (t.node === node.nodeNum && t.incarnation === node.incarnation && t.to === 'Up') o.joinGapAllowed = false;
     o.lastEvent = t.number;
     // Applied live (not replayed from a join snapshot): the node's history
     // ends at t, and it is not the burst of events of the snapshot it installed.

@@ -2,3 +2,4 @@ export { runSeed, replayCommand, World, type Profile, type SimHooks, type SimOpt
 export { Checker, type InvariantId, type Violation } from './checker.js';
 export { NodeClock } from './clock.js';
 export { runSeeds, type Summary } from './run.js';
+export { compareHashes, readHashFile, traceHashes, type HashChange, type HashFile, type HashRun } from './hashes.js';

@@ -16,7 +16,6 @@ interface Found {
   profile: 'ci' | 'full';
   invariant: string;
   diagnosis: string;
-  strict?: boolean;
 }
 interface Regressions {
   about: string;
@@ -31,20 +30,20 @@ const stillFound: Found[] = [];
 const fixed: NonNullable<Regressions['fixed']> = [];
 // A fixed seed that fails again goes back to the open list.
 for (const f of r.fixed ?? []) {
-  const res = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile, strict: f.strict ?? false });
+  const res = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile });
   const got = res.violation?.invariant;
   if (got === undefined) fixed.push(f);
   else {
     console.log(`seed ${f.seed} (${f.nodes} nodes): fails again with ${got} (was fixed)`);
-    stillFound.push({ seed: f.seed, nodes: f.nodes, profile: f.profile, invariant: got, diagnosis: f.diagnosis, ...(f.strict ? { strict: true } : {}) });
+    stillFound.push({ seed: f.seed, nodes: f.nodes, profile: f.profile, invariant: got, diagnosis: f.diagnosis });
   }
 }
 for (const f of r.found) {
-  const res = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile, strict: f.strict ?? false });
+  const res = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile });
   const got = res.violation?.invariant;
   if (got === undefined) {
     console.log(`seed ${f.seed} (${f.nodes} nodes): fixed (was ${f.invariant})`);
-    fixed.push({ seed: f.seed, nodes: f.nodes, profile: f.profile, diagnosis: f.diagnosis, was: f.invariant, ...(f.strict ? { strict: true } : {}) });
+    fixed.push({ seed: f.seed, nodes: f.nodes, profile: f.profile, diagnosis: f.diagnosis, was: f.invariant });
   } else {
     if (got !== f.invariant) console.log(`seed ${f.seed} (${f.nodes} nodes): now ${got} (was ${f.invariant})`);
     stillFound.push({ ...f, invariant: got });

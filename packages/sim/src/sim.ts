@@ -42,8 +42,6 @@ export interface SimOptions {
   canary?: CanaryName;
   /** Lines of trace kept for the report. @default 40 */
   tail?: number;
-  /** Known CLMS bugs (KNOWN_CLMS_BUGS) fail the seed too. @default false */
-  strict?: boolean;
   /** Called for each node object as it starts and on every step (key services go here). */
   hooks?: SimHooks;
 }
@@ -73,8 +71,6 @@ export interface SimResult {
   keyServiceWrites: number;
   failovers: number;
   generations: number;
-  /** Findings of known, unfixed CLMS bugs (tolerant mode). */
-  known: Record<string, number>;
   tail: string[];
   replay: string;
 }
@@ -124,8 +120,8 @@ const ACTIONS: Action[] = ['crash', 'pause', 'partition', 'linkFaults', 'spike',
 const TIMING = presets.lan;
 const APP = { channel: 'default', subservice: 77 } as const;
 
-export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: CanaryName | undefined; strict?: boolean }): string {
-  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' ? ' --profile ci' : ''}${o.canary ? ` --canary ${o.canary}` : ''}${o.strict ? ' --strict' : ''}`;
+export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: CanaryName | undefined }): string {
+  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' ? ' --profile ci' : ''}${o.canary ? ` --canary ${o.canary}` : ''}`;
 }
 
 export class World {
@@ -726,9 +722,8 @@ export class World {
       keyServiceWrites: this.keyServices.writes,
       failovers: this.keyServices.failovers,
       generations: this.checker.generations,
-      known: Object.fromEntries(this.checker.known),
       tail,
-      replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary, strict: this.checker.strict }),
+      replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary }),
     };
   }
 
@@ -748,7 +743,6 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
   Error.stackTraceLimit = 0;
   try {
     const world = new World(options.seed, options.nodes, options.tail ?? 40, options.hooks);
-    world.checker.strict = options.strict ?? false;
     await world.run(profile);
     return world.result(profile, options.canary, performance.now() - t0);
   } finally {

@@ -11,8 +11,8 @@ import { regressions } from './regressions.js';
 // (Empty when every bug found so far is fixed: vitest refuses an empty suite.)
 describe.runIf(regressions.found.length > 0)('found CLMS bugs (expected to fail until fixed)', () => {
   for (const f of regressions.found) {
-    it(`seed ${f.seed} (${f.nodes} nodes, ${f.profile}${f.strict ? ', strict' : ''}) still fails with ${f.invariant}`, async () => {
-      const r = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile, strict: f.strict ?? false });
+    it(`seed ${f.seed} (${f.nodes} nodes, ${f.profile}) still fails with ${f.invariant}`, async () => {
+      const r = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile });
       expect(r.violation?.invariant, `${f.diagnosis}\nreplay: ${r.replay}`).toBe(f.invariant);
     });
   }
@@ -21,7 +21,7 @@ describe.runIf(regressions.found.length > 0)('found CLMS bugs (expected to fail 
 describe('fixed CLMS bugs (regression tests: each seed must keep passing)', () => {
   for (const f of regressions.fixed) {
     it(`seed ${f.seed} (${f.nodes} nodes, ${f.profile}) passes (it violated ${f.was})`, async () => {
-      const r = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile, strict: f.strict ?? false });
+      const r = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile });
       expect(r.violation, `${f.diagnosis}\nreplay: ${r.replay}`).toBeUndefined();
     });
   }

@@ -6,7 +6,6 @@ export interface Found {
   seed: number;
   nodes: number;
   profile: Profile;
-  strict?: boolean;
   invariant: InvariantId;
   diagnosis: string;
 }
@@ -15,7 +14,6 @@ export interface Fixed {
   seed: number;
   nodes: number;
   profile: Profile;
-  strict?: boolean;
   /** The invariant it violated before the fix. */
   was: InvariantId;
   diagnosis: string;

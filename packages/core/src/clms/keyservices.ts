@@ -23,7 +23,6 @@
  * stops; only then does the new host run `failover` and `failoverData` with
  * that data. There is no moment with two active hosts.
  */
-import { z } from 'zod';
 import { canaries } from '../canaries.js';
 import { ClusterInfraError, InvalidArgumentError, KeyServiceHaltedError, UnavailableError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
@@ -31,6 +30,8 @@ import { IcsStatusError } from '../ics/status.js';
 import type { CallOptions, Handler, HandlerContext } from '../ics/types.js';
 import type { TimerHandle } from '../clock/index.js';
 import type { Logger } from '../logging/index.js';
+import { downKey, eligibleHost, hostStateOf, placement, type PlacementStep } from '../keyservice/index.js';
+import { type MoveRequest, moveSchema, pullSchema } from './protocol/messages.js';
 import type { HostedKeyService, KeyServiceActivity, KeyServiceInfo, MemberInfo, Transition } from './types.js';
 
 const KS = { channel: 'keyservice', subservice: 0 } as const;
@@ -128,8 +129,6 @@ export interface KeyServiceHost {
   timer(ms: number, fn: () => void): TimerHandle;
 }
 
-const pullSchema = z.strictObject({ name: z.string().min(1).max(200), epoch: z.number().int().min(1) });
-const moveSchema = z.strictObject({ name: z.string().min(1).max(200), epoch: z.number().int().min(0), handover: z.boolean() });
 
 /** A "not the host" answer: the method did not run, so any call may go elsewhere. */
 function notHost(node: number, name: string): IcsStatusError {
@@ -628,13 +627,13 @@ export class KeyServiceManager {
   }
 
   /** On the master: the host of `name` at `epoch` asks for a new placement. */
-  private async onMove(p: z.output<typeof moveSchema>, from: number, incarnation: number): Promise<boolean> {
+  private async onMove(p: MoveRequest, from: number, incarnation: number): Promise<boolean> {
     if (!this.host.isMaster()) throw new IcsStatusError('FAILED_PRECONDITION', 'not the master');
     const v = this.view.get(p.name);
     // Only the host incarnation the history names: a request left over from a
     // former incarnation (or history) whose numbers happen to match is not it.
     if (!v || v.epoch !== p.epoch || v.host !== from || this.hostIncarnation.get(p.name) !== incarnation) return false;
-    const target = this.eligible(p.name, this.host.members(), p.handover ? from : undefined);
+    const target = eligibleHost(p.name, this.host.members(), p.handover ? from : undefined);
     if (target === undefined) return false;
     const t = await this.host.propose(() => {
       if (!this.stillNeeds(p.name, v.since)) return undefined;
@@ -681,129 +680,87 @@ export class KeyServiceManager {
    */
   place(): void {
     if (!this.host.isMaster()) return;
-    const members = this.host.members();
-    const names = new Map<string, boolean>();
-    for (const m of members) {
-      if (m.state !== 'Up') continue;
-      for (const h of m.keyServices) names.set(h.name, (names.get(h.name) ?? false) || h.critical);
-    }
-    for (const v of this.view.values()) if (!names.has(v.name)) names.set(v.name, v.critical);
-    for (const [name, critical] of names) this.placeOne(name, critical, members);
-  }
-
-  private placeOne(name: string, critical: boolean, members: MemberInfo[]): void {
-    const v = this.view.get(name);
-    const hostState = v?.host !== undefined ? this.hostState(name, v.host) : undefined;
-    if (v?.host !== undefined && (hostState === 'Up' || hostState === 'ComingUp')) return;
-    if (this.placeAfterHandover(name)) return;
-    if (v !== undefined && v.host === undefined && this.placeAfterVacancy(name, members)) return;
-    if (v?.host !== undefined && hostState === 'GoingDown' && !canaries.moveKeyServiceEarly) return; // wait for its Down: fencing and cleanup first (K4)
-    const leaving = v?.host !== undefined && hostState === 'ShuttingDown' ? v.host : undefined;
-    if (v?.host !== undefined && leaving === undefined && !canaries.moveKeyServiceEarly) {
-      // A failover: the old host may still be alive (declared down by the
-      // API, cut off one way) until its lease has run out (K1, K4).
-      const wait = this.fenceWaitLeft(v.host, this.hostIncarnation.get(name));
-      if (wait > 0) {
-        this.placeLater(wait);
-        return;
+    const steps = placement({
+      now: this.host.now(),
+      members: this.host.members(),
+      member: (n) => this.host.member(n),
+      view: this.view,
+      hostIncarnation: this.hostIncarnation,
+      handoverSource: this.handoverSource,
+      vacatedFrom: this.vacatedFrom,
+      downSince: this.downSince,
+      fenceWaitMs: this.host.fenceWaitMs(),
+      failureTimeoutMs: this.host.failureTimeoutMs(),
+      moveEarly: canaries.moveKeyServiceEarly,
+    });
+    for (const step of steps) {
+      switch (step.kind) {
+        case 'wait':
+          this.placeLater(step.ms);
+          break;
+        case 'forget-handover':
+          this.handoverSource.delete(step.name);
+          break;
+        case 'forget-vacancy':
+          this.vacatedFrom.delete(step.name);
+          break;
+        case 'down-seen':
+          this.downWaitLeft(step.node, step.incarnation, 0);
+          break;
+        case 'vacate':
+          this.proposeVacancy(step.name, step.critical, step.since);
+          break;
+        case 'assign':
+          this.proposeHost(step);
+          break;
       }
     }
-    const eligible = this.eligible(name, members);
-    if (eligible === undefined) {
-      if (v?.halted || (!critical && v && v.host === undefined)) return;
-      this.proposeChange(name, v?.since, () => ({
-        kind: 'keyservice',
-        node: this.host.nodeNum,
-        incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0,
-        // The master's own state, whatever it is (it may be leaving): a keyservice transition changes no state.
-        from: this.host.member(this.host.nodeNum)?.state ?? 'Up',
-        to: this.host.member(this.host.nodeNum)?.state ?? 'Up',
-        cause: critical ? `no eligible node left for critical key service ${name}` : `no eligible node for ${name}`,
-        keyService: { name, epoch: this.epochOf(name), phase: critical ? 'halted' : 'vacant' },
-      }));
-      return;
-    }
-    this.proposeChange(name, v?.since, () => {
+  }
+
+  /** No eligible node for `name`: halted (critical) or vacant, as a change by the master itself. */
+  private proposeVacancy(name: string, critical: boolean, since: number | undefined): void {
+    this.proposeChange(name, since, () => ({
+      kind: 'keyservice',
+      node: this.host.nodeNum,
+      incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0,
+      // The master's own state, whatever it is (it may be leaving): a keyservice transition changes no state.
+      from: this.host.member(this.host.nodeNum)?.state ?? 'Up',
+      to: this.host.member(this.host.nodeNum)?.state ?? 'Up',
+      cause: critical ? `no eligible node left for critical key service ${name}` : `no eligible node for ${name}`,
+      keyService: { name, epoch: this.epochOf(name), phase: critical ? 'halted' : 'vacant' },
+    }));
+  }
+
+  /** `step.node` takes `step.name` over: a hand-over from a leaving host, a failover, or a first placement. */
+  private proposeHost(step: Extract<PlacementStep, { kind: 'assign' }>): void {
+    const { name, node, previousHost, handoverFrom: leaving } = step;
+    this.proposeChange(name, step.since, () => {
       // As the nodes are when the change is built: the target may have gone
       // down since, and a leaving host that failed meanwhile is failed over
       // after its Down and the fence wait instead (K4).
-      const target = this.host.member(eligible);
+      const target = this.host.member(node);
       if (target?.state !== 'Up') return undefined;
       if (leaving !== undefined && this.hostState(name, leaving) !== 'ShuttingDown') return undefined;
       return {
-      kind: 'keyservice',
-      node: eligible,
-      incarnation: target.incarnation,
-      from: target.state,
-      to: target.state,
-      cause: leaving !== undefined ? `hand-over from node ${leaving}` : v?.host !== undefined ? `failover from node ${v.host}` : 'placed',
-      keyService: { name, epoch: this.epochOf(name) + 1, phase: 'assigned', ...(leaving !== undefined ? { handoverFrom: leaving } : {}) },
+        kind: 'keyservice',
+        node,
+        incarnation: target.incarnation,
+        from: target.state,
+        to: target.state,
+        cause: leaving !== undefined ? `hand-over from node ${leaving}` : previousHost !== undefined ? `failover from node ${previousHost}` : 'placed',
+        keyService: { name, epoch: this.epochOf(name) + 1, phase: 'assigned', ...(leaving !== undefined ? { handoverFrom: leaving } : {}) },
       };
     });
   }
 
-  /**
-   * A hand-over that never completed (its new host left or failed before it
-   * was ready): its source may still act, if it was cut off before it
-   * learnt of the newer epoch. It stops by itself once its lease runs out,
-   * and any lease it got after that epoch was committed came behind the
-   * commit on the same link (so it learnt). Nothing more is placed (no other
-   * hand-over, no vacancy) until a failure timeout after the assignment
-   * (K1). True when that decided.
-   */
-  private placeAfterHandover(name: string): boolean {
-    const src = this.handoverSource.get(name);
-    if (!src || canaries.moveKeyServiceEarly) return false;
-    const wait = src.at + this.host.failureTimeoutMs() - this.host.now();
-    if (wait > 0) {
-      this.placeLater(wait);
-      return true;
-    }
-    this.handoverSource.delete(name);
-    return false;
-  }
-
-  /**
-   * A key service made vacant while its host was leaving or going down
-   * (nobody eligible to hand it to): that host may still act at its epoch
-   * (a leaver until it closes, a cut-off host until its lease ends; neither
-   * hears of the vacancy). A new host is placed only once its lease has run
-   * out: a failure timeout after its GoingDown or ShuttingDown (K1).
-   */
-  private placeAfterVacancy(name: string, members: MemberInfo[]): boolean {
-    const from = this.vacatedFrom.get(name);
-    if (!from || canaries.moveKeyServiceEarly) return false;
-    const m = members.find((x) => x.node === from.node);
-    const state = m && (from.incarnation === undefined || m.incarnation === from.incarnation) ? m.state : 'Down';
-    if (state === 'Up' || state === 'ComingUp') {
-      this.vacatedFrom.delete(name);
-      return false;
-    }
-    const wait = this.downWaitLeft(from.node, from.incarnation, this.host.failureTimeoutMs());
-    if (wait > 0) {
-      this.placeLater(wait);
-      return true;
-    }
-    this.vacatedFrom.delete(name);
-    return false;
-  }
-
-  /** The state of the incarnation `name` was placed on: a newer incarnation of that node is not it (that one is Down). */
+  /** The state of the incarnation `name` was placed on (keyservice/placement.ts). */
   private hostState(name: string, host: number): MemberInfo['state'] | undefined {
-    const m = this.host.member(host);
-    if (!m) return undefined;
-    const inc = this.hostIncarnation.get(name);
-    return inc === undefined || m.incarnation === inc ? m.state : 'Down';
-  }
-
-  /** Time left before the former host (node, incarnation) can no longer act, from when we learnt it went down. */
-  private fenceWaitLeft(node: number, incarnation: number | undefined): number {
-    return this.downWaitLeft(node, incarnation, this.host.fenceWaitMs());
+    return hostStateOf(name, host, (n) => this.host.member(n), this.hostIncarnation);
   }
 
   /** Time left of `waitMs` counted from when we learnt (node, incarnation) went down (GoingDown or ShuttingDown). */
   private downWaitLeft(node: number, incarnation: number | undefined, waitMs: number): number {
-    const key = `${node}:${incarnation}`;
+    const key = downKey(node, incarnation);
     const now = this.host.now();
     let since = this.downSince.get(key);
     // Gone before we saw it go (a snapshot we installed): count from now.
@@ -829,18 +786,6 @@ export class KeyServiceManager {
 
   private stillNeeds(name: string, since: number | undefined): boolean {
     return this.view.get(name)?.since === since;
-  }
-
-  /** The Up node that announced `name` earliest in its own list, then the lowest number. */
-  private eligible(name: string, members: MemberInfo[], except?: number): number | undefined {
-    let best: { node: number; rank: number } | undefined;
-    for (const m of members) {
-      if (m.state !== 'Up' || m.node === except) continue;
-      const rank = m.keyServices.findIndex((h) => h.name === name);
-      if (rank < 0) continue;
-      if (!best || rank < best.rank || (rank === best.rank && m.node < best.node)) best = { node: m.node, rank };
-    }
-    return best?.node;
   }
 
   /**

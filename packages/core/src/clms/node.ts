@@ -25,7 +25,6 @@
  *   after its Down: the cleanup barrier (C1).
  */
 import { EventEmitter } from 'eventemitter3';
-import { z } from 'zod';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
 import { ClusterInfraError, InvalidArgumentError, LeaveFailedError, ServiceExistsError } from '../errors/index.js';
@@ -38,7 +37,10 @@ import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
-import { type HistorySnapshot, History, historyIdOf } from './history.js';
+import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
+import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protocol/barriers.js';
+import { Lease } from './protocol/lease.js';
+import { UnreachableReports, type Verdict, Verification } from './protocol/verification.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import type {
   ClusterEvents,
@@ -54,117 +56,34 @@ import type {
   WatchEvent,
 } from './types.js';
 import { LEGAL_MOVES } from './types.js';
+import {
+  appendSchema,
+  fetchSchema,
+  heartbeatSchema,
+  joinSchema,
+  type JoinRequest,
+  parseMessage as parse,
+  probeTargetSchema,
+  type Report,
+  reportSchema,
+  snapshotSchema,
+  transitionSchema,
+  voteSchema,
+  type VoteRequest,
+} from './protocol/messages.js';
 
 const CLMS = { channel: 'clms', subservice: 1 } as const;
-/** What a verification found: someone reached the node, others confirmed it unreachable, or nobody could say. */
-type Verdict = 'reachable' | 'unreachable' | 'unknown';
 
 const TIMED_OUT = Symbol('timed out');
 /** Join handlers that may wait for their commit at once; later joins are answered 'queued' at once. */
 const MAX_JOIN_WAITERS = 64;
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 
-// ---------------------------------------------------------------- wire schemas
-// Every membership message is validated at the edge: a mistyped or rogue
-// message is refused with INVALID_ARGUMENT and changes nothing.
-
-const stateSchema = z.enum(['NeverUp', 'ComingUp', 'Up', 'ShuttingDown', 'GoingDown', 'Down']);
-const hostedSchema = z.strictObject({
-  name: z.string().min(1).max(200),
-  critical: z.boolean(),
-  subservice: z.number().int().min(1).max(0xffff).optional(),
-  idempotent: z.array(z.string().max(200)).max(1000).optional(),
-});
-const transitionSchema = z.strictObject({
-  number: z.number().int().min(1),
-  term: z.number().int().min(1),
-  kind: z.enum(['state', 'master', 'meta', 'keyservice']),
-  node: z.number().int().min(1),
-  incarnation: z.number().int().min(0),
-  from: stateSchema,
-  to: stateSchema,
-  cause: z.string().max(1000),
-  time: z.number(),
-  address: z.string().max(1000).optional(),
-  meta: z.record(z.string(), z.unknown()).optional(),
-  keyServices: z.array(hostedSchema).max(1000).optional(),
-  keyService: z
-    .strictObject({
-      name: z.string().min(1).max(200),
-      epoch: z.number().int().min(0),
-      phase: z.enum(['assigned', 'ready', 'vacant', 'halted']),
-      handoverFrom: z.number().int().min(1).optional(),
-    })
-    .optional(),
-});
-const memberSchema = z.strictObject({
-  node: z.number().int().min(1),
-  state: stateSchema,
-  incarnation: z.number().int().min(0),
-  address: z.string().max(1000),
-  meta: z.record(z.string(), z.unknown()),
-  keyServices: z.array(hostedSchema).max(1000),
-  since: z.number().int().min(0),
-});
-const historyIdSchema = z.string().max(128).nullable();
-const snapshotSchema = z.strictObject({
-  id: historyIdSchema,
-  number: z.number().int().min(0),
-  term: z.number().int().min(0),
-  members: z.array(memberSchema).max(65_535),
-  tail: z.array(transitionSchema).max(10_000_000),
-});
-const appendSchema = z.strictObject({
-  term: z.number().int().min(1),
-  history: historyIdSchema,
-  commit: z.number().int().min(0),
-  entries: z.array(transitionSchema).max(100_000),
-});
-const heartbeatSchema = z.strictObject({ term: z.number().int().min(1), history: historyIdSchema, commit: z.number().int().min(0) });
-const voteSchema = z.strictObject({
-  term: z.number().int().min(1),
-  history: historyIdSchema,
-  lastNumber: z.number().int().min(0),
-  lastTerm: z.number().int().min(0),
-  bootstrap: z.boolean(),
-  /** A pre-vote: would you vote? Changes nothing on either side. */
-  pre: z.boolean(),
-});
-const joinSchema = z.strictObject({
-  incarnation: z.number().int().min(1),
-  address: z.string().min(1).max(1000),
-  meta: z.record(z.string(), z.unknown()),
-  keyServices: z.array(hostedSchema).max(1000),
-});
-const reportSchema = z.strictObject({
-  kind: z.enum(['nodeup-done', 'cleanup-done', 'suspect', 'leave', 'down', 'meta', 'keyservice-ready']),
-  node: z.number().int().min(1),
-  incarnation: z.number().int().min(0),
-  reason: z.string().max(1000).optional(),
-  meta: z.record(z.string(), z.unknown()).optional(),
-  keyService: z.string().min(1).max(200).optional(),
-  epoch: z.number().int().min(1).optional(),
-});
-const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
-const probeTargetSchema = z.strictObject({ node: z.number().int().min(1), timeoutMs: z.number().int().min(1).max(3_600_000).optional() });
-
-function parse<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  const r = schema.safeParse(value);
-  if (!r.success) throw new InvalidArgumentError('malformed membership message', { details: r.error.issues.map((i) => i.message) });
-  return r.data;
-}
-
 /** A change the master will turn into a transition when its turn comes. */
 interface Proposal {
   /** Build the transition against the current state, or undefined when it no longer applies. */
   build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined;
   done: (t: Transition | undefined, err?: Error) => void;
-}
-
-/** Who must still report before a barrier opens. */
-interface Barrier {
-  incarnation: number;
-  waiting: Set<number>;
 }
 
 export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDisposable {
@@ -196,16 +115,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private restartAgain = false;
   /** Sleeps under way (see sleep). */
   private readonly sleepers = new Set<() => void>();
-  /**
-   * A member's key-service lease: when it sent the last lease request its
-   * master granted (as a member, in quorum). Counted from the sending, on
-   * this node's own clock: a message that waited in a queue (this process
-   * was paused, a link stalled) cannot stretch it, and a master grants none
-   * once it has applied this node's down, so the lease ends at most a
-   * failure timeout after that (the fence wait, docs/key-services.md).
-   */
-  private leaseFrom = Number.NEGATIVE_INFINITY;
-  private leaseAsking = false;
+  /** Key-service leases, as a member and as a master (protocol/lease.ts). */
+  private readonly lease: Lease;
   private quorumOk = false;
   private phase: 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed' = 'idle';
   private readonly subsystems: Required<Subsystem>[] = [];
@@ -224,24 +135,20 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private joining: Promise<void> | undefined;
   private readonly decisions: DecisionRecord[] = [];
   /**
-   * Reports this node owes the master, by key (see `report`): resent to a
-   * new master, and on ticks until the current master acknowledged them.
-   * `sentTo` is the `master:term` a send is under way to or was
-   * acknowledged by: the tick does not send it there again, so a member's
-   * resends per tick are bounded by its reports not yet acknowledged, not
-   * by every member it ever saw come up (that made formation quadratic).
+   * Reports this node owes the master (see `report`): resent to a new
+   * master, and on ticks until the current master acknowledged them
+   * (protocol/barriers.ts).
    */
-  private readonly owedReports = new Map<string, { report: z.output<typeof reportSchema>; sentTo?: string }>();
+  private readonly owedReports = new OwedReports();
 
   // ---- master state
   private readonly proposals: Proposal[] = [];
   private committing = false;
-  private readonly lastAck = new Map<number, number>();
-  private readonly nodeupBarriers = new Map<number, Barrier>();
-  private readonly cleanupBarriers = new Map<number, Barrier>();
+  /** Nodeup and cleanup barriers (protocol/barriers.ts). */
+  private readonly barriers = new Barriers();
   private readonly verifying = new Set<number>();
   /** Master: members that reported a node unreachable, and when (evidence for verify()). */
-  private readonly unreachable = new Map<number, { incarnation: number; from: Map<number, number> }>();
+  private readonly unreachable = new UnreachableReports();
   /** Master: a verification under way, woken by each such report. */
   private readonly unreachableHeard = new Map<number, () => void>();
   /** Join proposals not settled yet, by node (see onJoin). */
@@ -263,6 +170,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.random = this.opts.random ?? cryptoRandom;
     this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'clms', node: this.nodeNum });
     this.history = new History(this.opts.historyLimit);
+    this.lease = new Lease(this.timing.failureTimeoutMs, this.opts.quorum);
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
     this.keys = new KeyServiceManager({
@@ -339,11 +247,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private keyServiceLease(): boolean {
     if (!this.quorumOk || (this.phase !== 'member' && this.phase !== 'leaving')) return false;
     const now = this.clock.now();
-    if (!this.isMaster) return now - this.leaseFrom <= this.timing.failureTimeoutMs;
-    const voters = this.voters();
-    const heard = new Set<number>([this.nodeNum]);
-    for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
-    return hasQuorum(this.opts.quorum, heard, voters);
+    if (!this.isMaster) return this.lease.memberHolds(now);
+    return this.lease.masterHolds(this.nodeNum, this.voters(), now);
   }
 
   /** As master: `node` (that incarnation) may hold a key-service lease now. */
@@ -355,18 +260,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** As a member: ask the master for a lease (one request at a time); granted, it counts from the sending. */
   private renewLease(): void {
     const master = this.masterNum;
-    if (this.leaseAsking || this.isMaster || master === undefined || (this.phase !== 'member' && this.phase !== 'leaving')) return;
-    this.leaseAsking = true;
+    if (this.lease.asking || this.isMaster || master === undefined || (this.phase !== 'member' && this.phase !== 'leaving')) return;
+    this.lease.asking = true;
     const sentAt = this.clock.now();
     const incarnation = this.incarnation;
     void this.ics
       .call(master, CLMS, 'lease', null, { timeoutMs: this.timing.rpcTimeoutMs })
       .then((r) => {
-        if ((r as { granted?: unknown }).granted === true && this.incarnation === incarnation && this.masterNum === master) this.leaseFrom = Math.max(this.leaseFrom, sentAt);
+        if ((r as { granted?: unknown }).granted === true && this.incarnation === incarnation && this.masterNum === master) this.lease.granted(sentAt);
       })
       .catch(() => {})
       .finally(() => {
-        this.leaseAsking = false;
+        this.lease.asking = false;
       });
   }
 
@@ -861,7 +766,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       pool: { max: Math.max(256, this.opts.maxNodes + 64), queue: 4096, priorityReserve: 64 },
       handlers: {
         vote: (a, ctx) => this.onVote(parse(voteSchema, a), ctx),
-        append: (a, ctx) => this.onAppend(parse(appendSchema, a) as z.output<typeof appendSchema> & { entries: Transition[] }, ctx),
+        append: (a, ctx) => this.onAppend(parse(appendSchema, a), ctx),
         commit: (a, ctx) => this.onCommit(parse(heartbeatSchema, a), ctx),
         heartbeat: (a, ctx) => this.onHeartbeat(parse(heartbeatSchema, a), ctx),
         join: (a, ctx) => this.onJoin(parse(joinSchema, a), ctx),
@@ -929,14 +834,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.broadcast({ type: 'master', master, term: this.term });
       if (master !== undefined && master !== this.nodeNum) {
         // Reports owed to the old master go to the new one.
-        for (const o of this.owedReports.values()) void this.sendReport(o.report);
+        for (const r of this.owedReports.reports()) void this.sendReport(r);
       }
     }
   }
 
   // ---- votes
 
-  private onVote(v: z.output<typeof voteSchema>, ctx: HandlerContext): { term: number; granted: boolean } {
+  private onVote(v: VoteRequest, ctx: HandlerContext): { term: number; granted: boolean } {
     const candidate = ctx.caller.nodeNum;
     if (!this.candidates.includes(candidate)) return { term: this.term, granted: false };
     // Stickiness: while a live master is heard, nobody else may take over.
@@ -1037,7 +942,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.everJoined = true;
     this.setMaster(this.nodeNum, term);
     this.quorumOk = true;
-    for (const v of voters) this.lastAck.set(v, this.clock.now());
+    this.lease.elected(voters, this.clock.now());
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${[...granted].join(', ')} of voters ${voters.join(', ')}` });
     // An entry of the previous term we hold uncommitted is proposed again,
     // then our own. We keep holding it until it is applied: should this
@@ -1096,8 +1001,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.emit('master', { master: undefined, term: this.term });
     this.broadcast({ type: 'master', master: undefined, term: this.term });
     for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', `no longer master: ${why}`));
-    this.nodeupBarriers.clear();
-    this.cleanupBarriers.clear();
+    this.barriers.clear();
   }
 
   /** Voters: the Up members (the candidates before any history exists). */
@@ -1220,7 +1124,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           this.observeTerm(r.term);
           return false;
         }
-        this.ack(n, sentAt);
+        this.lease.ack(n, sentAt);
         if (r.ok) return true;
         // The member misses transitions: send them first, from history.
         if (r.last < this.history.first - 1) {
@@ -1382,7 +1286,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   // ================================================================ master: joins, reports, downs
 
   private async onJoin(
-    j: z.output<typeof joinSchema>,
+    j: JoinRequest,
     ctx: HandlerContext,
   ): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; evicted?: boolean; queued?: boolean; snapshot?: HistorySnapshot }> {
     const node = ctx.caller.nodeNum;
@@ -1458,7 +1362,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return m.incarnation === incarnation && before.includes(m.state);
   }
 
-  private async onReport(r: z.output<typeof reportSchema>, ctx: HandlerContext): Promise<{ ok: boolean }> {
+  private async onReport(r: Report, ctx: HandlerContext): Promise<{ ok: boolean }> {
     if (!this.isMaster) return { ok: false };
     const from = ctx.caller.nodeNum;
     switch (r.kind) {
@@ -1511,45 +1415,29 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  /**
-   * `from` reported for the barrier of `node`. Only that barrier can open
-   * now: members that went down were dropped from every barrier when their
-   * transition was applied (`checkBarriers`), so no full scan per report
-   * (a report per member per transition would make that quadratic).
-   */
-  private barrierDone(kind: 'nodeup' | 'cleanup', node: number, incarnation: number, from: number): void {
+  /** `from` reported for the barrier of `node` (only that barrier can open now). */
+  private barrierDone(kind: BarrierKind, node: number, incarnation: number, from: number): void {
     if (!this.isMaster) return;
-    const b = (kind === 'nodeup' ? this.nodeupBarriers : this.cleanupBarriers).get(node);
-    if (!b || b.incarnation !== incarnation) return;
-    b.waiting.delete(from);
-    this.openIfDone(kind, node, b);
+    const b = this.barriers.report(kind, node, incarnation, from);
+    if (b) this.barrierOpened(b);
   }
 
   /** Drop members that went down meanwhile from every barrier, and open those every member reported for. */
   private checkBarriers(): void {
     if (!this.isMaster) return;
-    const alive = new Set(this.history.nodesIn('Up', 'ComingUp'));
-    for (const [node, b] of this.nodeupBarriers) {
-      for (const w of b.waiting) if (!alive.has(w)) b.waiting.delete(w);
-      this.openIfDone('nodeup', node, b);
-    }
-    for (const [node, b] of this.cleanupBarriers) {
-      for (const w of b.waiting) if (!alive.has(w) || canaries.skipCleanupBarrier) b.waiting.delete(w);
-      this.openIfDone('cleanup', node, b);
-    }
+    for (const b of this.barriers.prune(new Set(this.history.nodesIn('Up', 'ComingUp')), canaries.skipCleanupBarrier)) this.barrierOpened(b);
   }
 
-  private openIfDone(kind: 'nodeup' | 'cleanup', node: number, b: Barrier): void {
-    if (b.waiting.size > 0) return;
-    if (kind === 'nodeup') {
-      this.nodeupBarriers.delete(node);
+  /** Every member reported: propose the node's Up (nodeup) or Down (cleanup). */
+  private barrierOpened(b: Barrier): void {
+    const node = b.node;
+    if (b.kind === 'nodeup') {
       void this.propose(() => {
         const m = this.history.member(node);
         if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
         return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
       }).catch(() => {});
     } else {
-      this.cleanupBarriers.delete(node);
       void this.propose(() => {
         const m = this.history.member(node);
         if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
@@ -1560,15 +1448,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** A new master rebuilds barriers from the states in the history; members re-report. */
   private rebuildBarriers(): void {
-    const others = (node: number): Set<number> => new Set(this.history.nodesIn('Up', 'ComingUp').filter((n) => n !== node || this.history.stateOf(n) === 'ComingUp'));
-    for (const m of this.history.members()) {
-      if (m.state === 'ComingUp') this.nodeupBarriers.set(m.node, { incarnation: m.incarnation, waiting: others(m.node) });
-      if (m.state === 'GoingDown' || m.state === 'ShuttingDown') {
-        this.cleanupBarriers.set(m.node, { incarnation: m.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp').filter((n) => n !== m.node)) });
-      }
-    }
+    this.barriers.rebuild(this.history.membersView(), this.history.nodesIn('Up', 'ComingUp'));
     // Our own reports count at once.
-    for (const { report: r } of this.owedReports.values()) {
+    for (const r of this.owedReports.reports()) {
       if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
       if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
     }
@@ -1604,113 +1486,58 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    */
   private noteUnreachable(node: number, incarnation: number, from: number): void {
     if (from === node || from === this.nodeNum || this.history.member(node)?.incarnation !== incarnation) return;
-    let seen = this.unreachable.get(node);
-    if (!seen || seen.incarnation !== incarnation) this.unreachable.set(node, (seen = { incarnation, from: new Map() }));
-    seen.from.set(from, this.clock.now());
+    this.unreachable.note(node, incarnation, from, this.clock.now());
     this.unreachableHeard.get(node)?.();
   }
 
   /**
-   * Is `node` reachable? Asked at once, in parallel: the node itself, and up
-   * to five other members who try to reach it (so one broken link does not
-   * kill a healthy node). Reachable as soon as anyone reaches it.
-   * Unreachable once we could not reach it and either three of the others
-   * (all of them when fewer) said so, by probe or by a report of their own
-   * within the failure timeout (a killed process closes its links to
-   * everyone: their reports may arrive before the probes), or every helper
-   * settled and at least one of them said so. Three of five, not all: one
-   * helper the scheduler or the network holds back does not hold the
-   * decision back. The node has until `deadline` to answer; the helpers give
-   * up on it a quarter of the time left earlier, so their answers are in by
-   * then.
-   *
-   * A node's own trouble is never evidence against others (Lifeguard,
-   * DESIGN §4.7): a probe that never came back says nothing about the
-   * suspect, only an answer does; when no helper could say anything the
-   * suspicion is left open ('unknown': the node stays, the detector may
-   * suspect it again), and our own failed call is tried again until the
-   * deadline, since our links may just have been reset. A member that already
-   * reported the node unreachable counts as it is and is not asked to dial
-   * it again.
+   * Is `node` reachable? Asked at once, in parallel: the node itself, and
+   * up to five other members who try to reach it (so one broken link does
+   * not kill a healthy node); the rule that decides from their answers and
+   * the members' own reports is the tally of protocol/verification.ts (a
+   * probe that never came back is no evidence). The node has until
+   * `deadline` to answer; the helpers give up on it a quarter of the time
+   * left earlier, so their answers are in by then. Our own failed `alive`
+   * is tried again every quarter heartbeat until the deadline while the
+   * tally is undecided: our links may just have been reset.
    */
   private verify(node: number, incarnation: number, observers: Record<string, string>, deadline: number): Promise<Verdict> {
     const left = Math.max(1, Math.round(deadline - this.clock.now()));
-    const pool = this.history
-      .nodesIn('Up')
-      .filter((n) => n !== node && n !== this.nodeNum)
-      .slice(0, 5);
-    const wanted = Math.min(3, pool.length);
-    const couldNot = new Set<number>();
-    const reportedLately = (): void => {
-      const reports = this.unreachable.get(node);
-      if (reports?.incarnation !== incarnation) return;
-      const since = this.clock.now() - this.timing.failureTimeoutMs;
-      for (const [from, at] of reports.from) {
-        if (at < since || couldNot.has(from) || couldNot.size >= wanted) continue;
-        couldNot.add(from);
-        observers[String(from)] ??= 'reported it unreachable';
-      }
-    };
-    reportedLately();
-    const helpers = pool.filter((h) => !couldNot.has(h));
-    let selfFailed = false;
-    let settled = 0;
+    // The tally decides (protocol/verification.ts); this makes the calls and feeds it each answer.
+    const v = new Verification({ node, incarnation, self: this.nodeNum, up: this.history.nodesIn('Up'), observers, reports: this.unreachable, failureTimeoutMs: this.timing.failureTimeoutMs, now: this.clock.now() });
     let retry: { cancel(): void } | undefined;
     let decide: (verdict: Verdict) => void = () => {};
     const decided = new Promise<Verdict>((resolve) => (decide = resolve));
-    let done = false;
-    const finish = (verdict: Verdict): void => {
-      if (done) return;
-      done = true;
+    const settle = (verdict: Verdict | undefined): void => {
+      if (verdict === undefined) return;
       retry?.cancel();
       this.unreachableHeard.delete(node);
       decide(verdict);
     };
-    const evaluate = (): void => {
-      if (done || !selfFailed) return;
-      reportedLately();
-      if (couldNot.size >= wanted) return finish('unreachable');
-      if (settled === helpers.length) finish(couldNot.size > 0 ? 'unreachable' : 'unknown');
-    };
-    this.unreachableHeard.set(node, evaluate);
+    this.unreachableHeard.set(node, () => settle(v.reported(this.clock.now())));
     const askSelf = (): void => {
       const timeoutMs = Math.max(1, Math.round(deadline - this.clock.now()));
       void this.ics.call(node, CLMS, 'alive', null, { timeoutMs }).then(
         () => {
-          observers[String(this.nodeNum)] = 'answered';
+          const outcome = v.aliveAnswered();
           // Heard from: its silence starts again (a later suspicion gets a full window, not one already past).
           this.detector.heard(node, this.clock.now());
-          finish('reachable');
+          settle(outcome);
         },
         (err: unknown) => {
-          observers[String(this.nodeNum)] = (err as ClusterInfraError).code ?? 'no answer';
-          selfFailed = true;
-          evaluate();
+          settle(v.aliveFailed((err as ClusterInfraError).code, this.clock.now()));
           const wait = Math.max(1, Math.round(this.timing.heartbeatIntervalMs / 4));
-          if (!done && this.clock.now() + wait < deadline) retry = this.clock.setTimeout(() => !done && askSelf(), wait);
+          if (v.outcome === undefined && this.clock.now() + wait < deadline) retry = this.clock.setTimeout(() => v.outcome === undefined && askSelf(), wait);
         },
       );
     };
     askSelf();
-    for (const h of helpers) {
+    for (const h of v.helpers) {
       void this.ics.call(h, CLMS, 'probe', { node, timeoutMs: Math.max(1, Math.floor((left * 3) / 4)) }, { timeoutMs: left }).then(
-        (r) => {
-          const reachable = (r as { reachable: boolean }).reachable;
-          observers[String(h)] = reachable ? 'reached it' : 'could not reach it';
-          settled++;
-          if (reachable) return finish('reachable');
-          couldNot.add(h);
-          evaluate();
-        },
-        () => {
-          // No answer is no evidence: it may be our own link that failed.
-          observers[String(h)] ??= 'did not answer';
-          settled++;
-          evaluate();
-        },
+        (r) => settle(v.probeAnswered(h, (r as { reachable: boolean }).reachable, this.clock.now())),
+        () => settle(v.probeFailed(h, this.clock.now())),
       );
     }
-    if (helpers.length === 0) evaluate();
     return decided;
   }
 
@@ -1767,11 +1594,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (t.kind === 'master' && t.term >= this.term) this.setMaster(t.node, t.term);
     if (t.kind !== 'state') return;
     // Out of ComingUp, its nodeup barrier is settled: nothing more to report for it.
-    if (t.to !== 'ComingUp') this.owedReports.delete(`nodeup-done:${t.node}:${t.incarnation}`);
+    if (t.to !== 'ComingUp') this.owedReports.settle('nodeup-done', t.node, t.incarnation);
     if (t.node === this.nodeNum) return this.applySelf(t);
     switch (t.to) {
       case 'ComingUp':
-        if (this.isMaster) this.nodeupBarriers.set(t.node, { incarnation: t.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp')) });
+        if (this.isMaster) this.barriers.start('nodeup', t.node, t.incarnation, this.history.nodesIn('Up', 'ComingUp'));
         void (this.markNodeup(t.node, t.incarnation) ? this.runCallbacks('nodeup', t.node, t.incarnation, t) : Promise.resolve()).then(() =>
           this.report({ kind: 'nodeup-done', node: t.node, incarnation: t.incarnation }),
         );
@@ -1782,7 +1609,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       case 'GoingDown':
       case 'ShuttingDown':
         if (this.isMaster) {
-          this.cleanupBarriers.set(t.node, { incarnation: t.incarnation, waiting: new Set(this.history.nodesIn('Up', 'ComingUp')) });
+          this.barriers.start('cleanup', t.node, t.incarnation, this.history.nodesIn('Up', 'ComingUp'));
         }
         // ICS errors out the calls to the node first (synchronously, as
         // cleanup begins), so a 'nodedown' listener finds none still pending.
@@ -1791,8 +1618,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         break;
       case 'Down':
         this.detector.forget(t.node);
-        this.unreachable.delete(t.node);
-        this.owedReports.delete(`cleanup-done:${t.node}:${t.incarnation}`);
+        this.unreachable.forget(t.node);
+        this.owedReports.settle('cleanup-done', t.node, t.incarnation);
         break;
     }
     // Joining and coming up take nobody out of a barrier and open none: a
@@ -1804,7 +1631,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (t.incarnation !== this.incarnation) return;
     if (t.to === 'Up') {
       this.emit('nodeup', this.history.member(this.nodeNum)!);
-      this.owedReports.delete(`nodeup-done:${this.nodeNum}:${this.incarnation}`);
+      this.owedReports.settle('nodeup-done', this.nodeNum, this.incarnation);
     }
     // A leaver that sees itself out is done, whichever way it went (leave() closes it).
     if ((t.to === 'ShuttingDown' || t.to === 'GoingDown') && this.leaving) return this.leaving.resolve();
@@ -1939,9 +1766,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.keys.stopAll('restarting as a new incarnation');
     // Nothing the former incarnation meant to commit may reach the new history.
     for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'restarting as a new incarnation'));
-    this.nodeupBarriers.clear();
-    this.cleanupBarriers.clear();
-    this.lastAck.clear();
+    this.barriers.clear();
+    this.lease.forgetAcks();
     this.unreachable.clear();
     this.owedReports.clear();
     this.cleaned = new Set();
@@ -1956,12 +1782,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ reports
 
-  private report(r: z.output<typeof reportSchema>): void {
+  private report(r: Report): void {
     // A nodeup barrier exists only while its node is ComingUp (a joiner may
     // finish nodeup for a member that is Up by then).
     const m = r.kind === 'nodeup-done' ? this.history.member(r.node) : undefined;
     if (r.kind === 'nodeup-done' && (m?.state !== 'ComingUp' || m.incarnation !== r.incarnation)) return;
-    this.owedReports.set(reportKey(r), { report: r });
+    this.owedReports.owe(r);
     if (this.isMaster) {
       // Still owed until the ready transition is applied (tick offers it again).
       if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
@@ -1972,30 +1798,24 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     void this.sendReport(r);
   }
 
-  private async sendReport(r: z.output<typeof reportSchema>): Promise<void> {
+  private async sendReport(r: Report): Promise<void> {
     const master = this.masterNum;
     if (master === undefined || master === this.nodeNum) return;
-    const key = reportKey(r);
     const to = `${master}:${this.term}`;
-    const owed = this.owedReports.get(key);
-    if (owed?.report === r) owed.sentTo = to;
+    const owed = this.owedReports.sending(r, to);
     let acked = false;
     try {
       const ok = (await this.ics.call(master, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs })) as { ok: boolean };
       acked = ok.ok;
-      // A ready report stays owed until the history says ready: the master
-      // that acknowledged it may lose the commit with its mastership.
-      if (ok.ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owedReports.delete(key);
     } catch {
       /* resent on the next tick or to the next master */
     } finally {
-      // Not acknowledged: the next tick sends it again.
-      if (!acked && owed?.sentTo === to) owed.sentTo = undefined;
+      this.owedReports.answered(r, owed, to, acked);
     }
   }
 
   /** Ask the master to do something (leave, down, meta); waits for its acknowledgement. */
-  private async askMaster(r: z.output<typeof reportSchema>): Promise<void> {
+  private async askMaster(r: Report): Promise<void> {
     const deadline = this.clock.now() + this.timing.failureTimeoutMs * 10;
     const ics = this.ics;
     // Asked by this incarnation: a restart ends it.
@@ -2025,9 +1845,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const now = this.clock.now();
     // Ready reports: dropped once the history says ready (or the epoch
     // ended); a master offers its own to itself again.
-    for (const [key, { report: r }] of this.owedReports) {
+    for (const r of this.owedReports.reports()) {
       if (r.kind !== 'keyservice-ready' || !r.keyService || r.epoch === undefined) continue;
-      if (!this.keys.awaitsReady(r.keyService, r.epoch)) this.owedReports.delete(key);
+      if (!this.keys.awaitsReady(r.keyService, r.epoch)) this.owedReports.forget(r);
       else if (this.isMaster) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
     }
     if (this.isMaster) {
@@ -2044,11 +1864,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
     // Owed reports are resent until the master acknowledges them (a new
     // master, or a new term, gets them again: its barriers are rebuilt).
-    const to = `${this.masterNum}:${this.term}`;
-    for (const o of this.owedReports.values()) {
-      const kind = o.report.kind;
-      if ((kind === 'nodeup-done' || kind === 'cleanup-done' || kind === 'keyservice-ready') && o.sentTo !== to) void this.sendReport(o.report);
-    }
+    for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`)) void this.sendReport(r);
     if (now - this.lastHeardMaster > this.timing.failureTimeoutMs * 6) {
       // Long without a master and no election won: this node may have been
       // declared down while cut off (the others then refuse its incarnation
@@ -2091,16 +1907,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  /**
-   * `n` answered a request sent at `sentAt`: it was with us then. The lease
-   * counts from the sending, not the answer: an answer that waited in a
-   * queue (this process was paused, a link stalled) proves nothing about
-   * the time since.
-   */
-  private ack(n: number, sentAt: number): void {
-    this.lastAck.set(n, Math.max(this.lastAck.get(n) ?? Number.NEGATIVE_INFINITY, sentAt));
-  }
-
   private heartbeatAll(now: number): void {
     const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.nodeNum);
     const term = this.term;
@@ -2110,21 +1916,20 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         .then((r) => {
           const res = r as { term: number; last: number; incarnation: number };
           if (res.term > this.term) return this.observeTerm(res.term);
-          this.ack(n, now);
+          this.lease.ack(n, now);
           this.detector.heard(n, this.clock.now());
           if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!, term);
         })
         .catch(() => {});
     }
     // Detection: the detector says whom to suspect.
-    for (const n of members) if (!this.lastAck.has(n)) this.lastAck.set(n, now);
+    this.lease.expect(members, now);
     for (const s of this.detector.check(now, members)) {
       void this.suspect(s.node, s.reason, { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` }, s.deadline);
     }
     // Quorum: the master must hear a quorum of voters within the timeout.
     const voters = this.voters();
-    const heard = new Set<number>([this.nodeNum]);
-    for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
+    const heard = this.lease.heard(this.nodeNum, voters, now);
     if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(`heard ${[...heard].join(', ')} of voters ${voters.join(', ')}`);
   }
 
@@ -2229,11 +2034,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.timers = [];
     for (const wake of [...this.sleepers]) wake();
   }
-}
-
-/** The key of a report in `owedReports`: a later report of the same thing replaces it. */
-function reportKey(r: z.output<typeof reportSchema>): string {
-  return `${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`;
 }
 
 /** Create a cluster node; `await node.start()` joins (or forms) the cluster. */

@@ -6,6 +6,7 @@ import type { IcsOptions } from '../ics/options.js';
 import type { Logger } from '../logging/index.js';
 import type { RandomSource } from '../random/index.js';
 import type { NodedownDetector } from './detector.js';
+import type { QuorumPolicy } from './protocol/quorum.js';
 
 /** Timers of the membership protocol. */
 export interface Timing {
@@ -31,25 +32,7 @@ export const presets = {
   local: { heartbeatIntervalMs: 50, failureTimeoutMs: 300, rpcTimeoutMs: 150, electionStaggerMs: 40, joinRetryMs: 50 },
 } as const satisfies Record<string, Timing>;
 
-/**
- * Quorum policies (docs/membership.md has each one's failure case):
- * - `majority` (default): more than half of the voting members;
- * - `none`: the master decides alone (the seeds' behaviour; for 1–2 nodes;
- *   both sides of a partition keep deciding: split brain);
- * - `{ size }`: at least `size` voters;
- * - `{ tieBreaker }`: a majority, or exactly half when it includes node `tieBreaker`.
- */
-export type QuorumPolicy = 'majority' | 'none' | { size: number } | { tieBreaker: number };
-
-export function hasQuorum(policy: QuorumPolicy, acks: ReadonlySet<number>, voters: readonly number[]): boolean {
-  const n = voters.length;
-  let got = 0;
-  for (const v of voters) if (acks.has(v)) got++;
-  if (policy === 'none') return true;
-  if (policy === 'majority') return got * 2 > n;
-  if ('size' in policy) return got >= Math.min(policy.size, Math.max(n, 1));
-  return got * 2 > n || (got * 2 === n && acks.has(policy.tieBreaker) && voters.includes(policy.tieBreaker));
-}
+export { hasQuorum, type QuorumPolicy } from './protocol/quorum.js';
 
 /**
  * A source of seed addresses besides the static list: DNS, a service

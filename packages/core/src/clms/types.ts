@@ -1,13 +1,12 @@
 /** CLMS public types: states, transitions, members, events. */
 
-/**
- * Node states. Legal moves (only the master commits them):
- * NeverUp → ComingUp → Up → ShuttingDown (clean leave) | GoingDown (failure) → Down,
- * and Down → ComingUp for a new incarnation once every node finished cleanup.
- */
-export type NodeState = 'NeverUp' | 'ComingUp' | 'Up' | 'ShuttingDown' | 'GoingDown' | 'Down';
+import { type MemberInfo, type NodeState, nodeStateSchema, type Transition } from './protocol/messages.js';
 
-export const NODE_STATES: readonly NodeState[] = ['NeverUp', 'ComingUp', 'Up', 'ShuttingDown', 'GoingDown', 'Down'];
+// Transitions, members and node states are what crosses the wire: their
+// types are inferred from the schemas in protocol/messages.ts.
+export type { HostedKeyService, KeyServiceChange, MemberInfo, NodeState, Transition, TransitionKind } from './protocol/messages.js';
+
+export const NODE_STATES: readonly NodeState[] = nodeStateSchema.options;
 
 /** The legal graph of state changes (M7). */
 export const LEGAL_MOVES: Readonly<Record<NodeState, readonly NodeState[]>> = {
@@ -18,70 +17,6 @@ export const LEGAL_MOVES: Readonly<Record<NodeState, readonly NodeState[]>> = {
   GoingDown: ['Down'],
   Down: ['ComingUp'],
 };
-
-/** What a transition records. `Up → Up` transitions record a master change or new metadata. */
-export type TransitionKind = 'state' | 'master' | 'meta' | 'keyservice';
-
-/** What a `keyservice` transition says about one key service. */
-export interface KeyServiceChange {
-  readonly name: string;
-  /** Grows with every activation; a fencing token for external systems. */
-  readonly epoch: number;
-  /**
-   * `assigned`: `node` takes over (failover, data pull) as host of `epoch`;
-   * `ready`: it serves; `vacant`: no eligible node (non-critical);
-   * `halted`: a critical key service has no eligible node left.
-   */
-  readonly phase: 'assigned' | 'ready' | 'vacant' | 'halted';
-  /** For `assigned`: the host it takes over from by hand-over (a clean leave). */
-  readonly handoverFrom?: number;
-}
-
-/** A key service a node may host, as announced when it joins. */
-export interface HostedKeyService {
-  readonly name: string;
-  readonly critical: boolean;
-  /** Where its methods live on the `keyservice` channel, so any member can call it by name. */
-  readonly subservice?: number;
-  /** Its methods that are safe to retry on a new host. */
-  readonly idempotent?: readonly string[];
-}
-
-/** One numbered, clusterwide membership event. */
-export interface Transition {
-  /** 1, 2, 3, …: every node applies the same numbers in the same order (M1, M2). */
-  readonly number: number;
-  /** Term of the master that committed it. */
-  readonly term: number;
-  readonly kind: TransitionKind;
-  readonly node: number;
-  readonly incarnation: number;
-  readonly from: NodeState;
-  readonly to: NodeState;
-  /** Why, in words: `joined`, `left`, `declared down by API`, `heartbeat timeout`, … */
-  readonly cause: string;
-  /** Wall-clock ms at the master when it was proposed. */
-  readonly time: number;
-  /** The node's address (on joins) and metadata (on joins and `meta`). */
-  readonly address?: string;
-  readonly meta?: Record<string, unknown>;
-  /** On joins: the key services the node may host, in its order of preference. */
-  readonly keyServices?: readonly HostedKeyService[];
-  /** On `keyservice` transitions. */
-  readonly keyService?: KeyServiceChange;
-}
-
-export interface MemberInfo {
-  readonly node: number;
-  readonly state: NodeState;
-  readonly incarnation: number;
-  readonly address: string;
-  readonly meta: Readonly<Record<string, unknown>>;
-  /** Key services this node may host, in its order of preference. */
-  readonly keyServices: readonly HostedKeyService[];
-  /** Number of the transition that last changed this member. */
-  readonly since: number;
-}
 
 export interface Membership {
   /** The transition number this view is valid at. */

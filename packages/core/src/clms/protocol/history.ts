@@ -6,19 +6,12 @@
  * Invariant (M1): transitions are appended with numbers going up by
  * exactly one; nothing is ever removed except from the front, into the
  * snapshot.
+ *
+ * Pure: no IO, no timers, nothing asynchronous (test/architecture.test.ts).
  */
-import type { MemberInfo, NodeState, Transition } from './types.js';
+import type { HistorySnapshot, MemberInfo, NodeState, Transition } from './messages.js';
 
-export interface HistorySnapshot {
-  /** Which cluster history this is (see `historyIdOf`); null while empty. */
-  readonly id: string | null;
-  /** The membership after transition `number` (0: empty). */
-  readonly number: number;
-  readonly term: number;
-  readonly members: readonly MemberInfo[];
-  /** Transitions after `number`, in order. */
-  readonly tail: readonly Transition[];
-}
+export type { HistorySnapshot } from './messages.js';
 
 /**
  * A history is named after its first transition (the founder's ComingUp):

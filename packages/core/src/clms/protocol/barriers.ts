@@ -1,0 +1,169 @@
+/**
+ * Barriers and owed reports (docs/membership.md, C1).
+ *
+ * A barrier is the master's list of members that must still report before
+ * a node moves on: every Up or ComingUp member runs its nodeup callbacks for
+ * a ComingUp node (then it is Up), and its nodedown callbacks for a node
+ * going down or leaving (then it is Down, and may rejoin). A barrier opens
+ * when its list is empty; a member that goes down meanwhile reports nothing
+ * more and is dropped from every list.
+ *
+ * A member owes the master each report until the master acknowledged it, or
+ * the history shows its effect; a new master (or term) gets every report
+ * still owed, since it rebuilds its barriers from the history.
+ *
+ * Pure: the driver proposes the transition of each barrier that opens and
+ * sends the reports; these classes only keep the books. No IO, no timers,
+ * nothing asynchronous (test/architecture.test.ts).
+ */
+import type { MemberInfo, Report } from './messages.js';
+
+export type BarrierKind = 'nodeup' | 'cleanup';
+
+/** Who must still report before `node` (that incarnation) moves on. */
+export interface Barrier {
+  readonly kind: BarrierKind;
+  readonly node: number;
+  readonly incarnation: number;
+  readonly waiting: Set<number>;
+}
+
+/** The master's open barriers, one per node and kind. */
+export class Barriers {
+  private readonly open: Record<BarrierKind, Map<number, Barrier>> = { nodeup: new Map(), cleanup: new Map() };
+
+  /** A barrier for (node, incarnation): every node in `waiting` must report. Replaces an older one for the node. */
+  start(kind: BarrierKind, node: number, incarnation: number, waiting: Iterable<number>): void {
+    this.open[kind].set(node, { kind, node, incarnation, waiting: new Set(waiting) });
+  }
+
+  /** No barriers (a master that steps down, a new incarnation). */
+  clear(): void {
+    this.open.nodeup.clear();
+    this.open.cleanup.clear();
+  }
+
+  /**
+   * `from` reported for the barrier of (node, incarnation): the barrier, now
+   * closed and gone, when that was the last report it waited for. Only that
+   * barrier can open now (members that went down were dropped when their
+   * transition was applied, see `prune`), so no scan per report (a report
+   * per member per transition would make that quadratic).
+   */
+  report(kind: BarrierKind, node: number, incarnation: number, from: number): Barrier | undefined {
+    const b = this.open[kind].get(node);
+    if (!b || b.incarnation !== incarnation) return undefined;
+    b.waiting.delete(from);
+    return this.openIfDone(b);
+  }
+
+  /**
+   * Drop from every barrier the nodes no longer `alive` (Up or ComingUp),
+   * and return the barriers that opened, nodeup ones first, each in the
+   * order it was started. `dropAllCleanup` is the test-only canary that
+   * skips the cleanup barrier.
+   */
+  prune(alive: ReadonlySet<number>, dropAllCleanup = false): Barrier[] {
+    const opened: Barrier[] = [];
+    for (const kind of ['nodeup', 'cleanup'] as const) {
+      for (const b of this.open[kind].values()) {
+        for (const w of b.waiting) if (!alive.has(w) || (kind === 'cleanup' && dropAllCleanup)) b.waiting.delete(w);
+        const o = this.openIfDone(b);
+        if (o) opened.push(o);
+      }
+    }
+    return opened;
+  }
+
+  /**
+   * A new master rebuilds every barrier from the history: a nodeup barrier
+   * for each ComingUp member and a cleanup barrier for each member going
+   * down or leaving, waiting for every `alive` member (Up or ComingUp) but
+   * the node itself. What opens then comes from `report` and `prune`.
+   */
+  rebuild(members: readonly MemberInfo[], alive: readonly number[]): void {
+    for (const m of members) {
+      if (m.state === 'ComingUp') this.start('nodeup', m.node, m.incarnation, alive);
+      if (m.state === 'GoingDown' || m.state === 'ShuttingDown') this.start('cleanup', m.node, m.incarnation, alive.filter((n) => n !== m.node));
+    }
+  }
+
+  private openIfDone(b: Barrier): Barrier | undefined {
+    if (b.waiting.size > 0) return undefined;
+    this.open[b.kind].delete(b.node);
+    return b;
+  }
+}
+
+/** The key of an owed report: a later report of the same thing replaces it. */
+export function reportKey(r: Report): string {
+  return `${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`;
+}
+
+/** A report this member owes the master. */
+export interface Owed {
+  readonly report: Report;
+  /**
+   * The `master:term` a send is under way to or was acknowledged by: the
+   * tick does not send it there again, so a member's resends per tick are
+   * bounded by its reports not yet acknowledged, not by every member it
+   * ever saw come up (that made formation quadratic).
+   */
+  sentTo?: string | undefined;
+}
+
+/** The reports a member owes the master, by key. */
+export class OwedReports {
+  private readonly owed = new Map<string, Owed>();
+
+  /** `r` is owed from now on (replacing an older report of the same thing). */
+  owe(r: Report): void {
+    this.owed.set(reportKey(r), { report: r });
+  }
+
+  /** The history shows the effect of (kind, node, incarnation): nothing more to report. */
+  settle(kind: 'nodeup-done' | 'cleanup-done', node: number, incarnation: number): void {
+    this.owed.delete(`${kind}:${node}:${incarnation}`);
+  }
+
+  /** A send of `r` to `to` (`master:term`) begins: the entry of `r`, marked, if `r` itself is still what is owed. */
+  sending(r: Report, to: string): Owed | undefined {
+    const o = this.owed.get(reportKey(r));
+    if (o?.report === r) o.sentTo = to;
+    return o;
+  }
+
+  /**
+   * The master of `to` answered `r` (`ok`) or not. Requests (suspect, leave,
+   * down) are owed no more once acknowledged; barrier and ready reports stay
+   * until the history shows their effect (the master that acknowledged one
+   * may lose the commit with its mastership). Not acknowledged, a send is
+   * made again on the next tick.
+   */
+  answered(r: Report, o: Owed | undefined, to: string, ok: boolean): void {
+    if (ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owed.delete(reportKey(r));
+    if (!ok && o?.sentTo === to) o.sentTo = undefined;
+  }
+
+  /** Barrier and ready reports not yet sent to or acknowledged by `to` (`master:term`): the tick sends these. */
+  *due(to: string): Generator<Report> {
+    for (const o of this.owed.values()) {
+      const kind = o.report.kind;
+      if ((kind === 'nodeup-done' || kind === 'cleanup-done' || kind === 'keyservice-ready') && o.sentTo !== to) yield o.report;
+    }
+  }
+
+  /** Every report owed, oldest first. */
+  *reports(): Generator<Report> {
+    for (const o of this.owed.values()) yield o.report;
+  }
+
+  /** Forget `r` (a ready report whose epoch is over or is ready in the history). */
+  forget(r: Report): void {
+    this.owed.delete(reportKey(r));
+  }
+
+  clear(): void {
+    this.owed.clear();
+  }
+}
