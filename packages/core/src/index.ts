@@ -51,6 +51,9 @@ export {
   UnknownChannelError,
   IcsClosedError,
   KeyServiceHaltedError,
+  NotJoinedError,
+  NodeClosedError,
+  InvalidStateError,
   type NodeDownSent,
   type ClusterInfraErrorOptions,
   type ErrorCode,
@@ -154,4 +157,7 @@ export {
   type Transition,
   type TransitionKind,
   type WatchEvent,
+  type JoinProgress,
+  type RefusedHandshake,
+  type StartOptions,
 } from './clms/index.js';

@@ -28,7 +28,7 @@ import { EventEmitter } from 'eventemitter3';
 import { z } from 'zod';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { ClusterInfraError, InvalidArgumentError, ServiceExistsError } from '../errors/index.js';
+import { ClusterInfraError, InvalidArgumentError, InvalidStateError, ServiceExistsError } from '../errors/index.js';
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
@@ -40,6 +40,9 @@ import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
 import { type HistorySnapshot, History, historyIdOf } from './history.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
+import { heardOnly } from './reasons.js';
+import { JoinTracker, type RefusedHandshake } from './progress.js';
+import { giveUpAfter, startOptionsSchema, type StartOptions, waitForUp } from './lifecycle.js';
 import type {
   ClusterEvents,
   DecisionRecord,
@@ -190,6 +193,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Term of the master that sent `pending`. */
   private pendingFrom = 0;
   private lastHeardMaster = Number.NEGATIVE_INFINITY;
+  /** The master whose link this member lost and who did not answer then (see suspectLostMaster). */
+  private lostMaster: { node: number; incarnation: number } | undefined;
   /** The restart under way, if any, the incarnation it replaces, and whether the next one asked for another (see restart). */
   private restarting: Promise<void> | undefined;
   private restartingFrom: number | undefined;
@@ -249,6 +254,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private joinWaiters = 0;
   private readonly joinsUnderWay = new Map<number, { incarnation: number; committed: Promise<Transition | undefined> }>();
   private readonly watchers = new Set<(e: WatchEvent) => void>();
+  /** What joining waits for (the `joining` event), and handshakes refused lately. */
+  private readonly progress: JoinTracker;
 
   constructor(options: ClusterNodeOptions) {
     super();
@@ -261,6 +268,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.random = this.opts.random ?? cryptoRandom;
     this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'clms', node: this.nodeNum });
     this.history = new History(this.opts.historyLimit);
+    this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
     this.keys = new KeyServiceManager({
@@ -304,7 +312,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * register before `start()`, in order of preference. docs/key-services.md.
    */
   registerKeyService(reg: KeyServiceRegistration): void {
-    if (this.phase !== 'idle' && this.phase !== 'joining') throw new InvalidArgumentError('register key services before the node has joined');
+    if (this.phase !== 'idle' && this.phase !== 'joining') throw new InvalidStateError('register key services before the node has joined (before start())');
     this.keys.register(reg);
   }
 
@@ -375,11 +383,53 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ API
 
-  /** Start: listen, then find the master and join (or form the cluster). */
-  async start(): Promise<this> {
+  /**
+   * Start: listen, then find the master and join (or form the cluster).
+   * Resolves once this node is a member (its ComingUp committed; `whenUp()`
+   * waits for Up). With `timeoutMs` or `signal`, gives up when either ends
+   * first: the node closes and start() rejects with NotJoinedError
+   * (`CLMS_ERR_NOT_JOINED`) carrying the reasons of the last `joining` event.
+   */
+  async start(options: StartOptions = {}): Promise<this> {
     if (this.phase !== 'idle') throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', 'start() called twice');
-    await this.boot();
+    const o = parseOptions('start', startOptionsSchema, options);
+    const booting = this.boot();
+    if (o.timeoutMs === undefined && o.signal === undefined) {
+      await booting;
+      return this;
+    }
+    await giveUpAfter(booting, { ...o, clock: this.clock, nodeNum: this.nodeNum, reasons: () => this.progress.reasons(), close: () => this.close() });
     return this;
+  }
+
+  /**
+   * Resolves when this node is Up (its own Up transition applied, in its
+   * current incarnation; at once when it is). Rejects with NodeClosedError
+   * (`CLMS_ERR_CLOSED`) when the node closes first, and with the signal's
+   * AbortedError when `signal` aborts.
+   */
+  whenUp(options: { signal?: AbortSignal } = {}): Promise<this> {
+    return waitForUp(this, {
+      isUp: () => (this.phase === 'member' || this.phase === 'leaving') && this.history.member(this.nodeNum)?.state === 'Up' && this.history.member(this.nodeNum)?.incarnation === this.ics?.incarnation,
+      isClosed: () => this.phase === 'closed',
+      closed: this.closeController.signal,
+      ...options,
+    });
+  }
+
+  /**
+   * Handshakes refused lately, both ways: peers this node refused (a wrong
+   * secret or cluster name, a clashing node number) and seeds that refused
+   * it. Bounded (the 32 most recent kinds), newest last; `cluster status`
+   * reports them.
+   */
+  refusedHandshakes(): RefusedHandshake[] {
+    return this.progress.refused();
+  }
+
+  /** What joining waits for now (the reasons of the last `joining` event); empty once joined. */
+  joiningReasons(): readonly string[] {
+    return this.phase === 'joining' || this.phase === 'rejoining' ? this.progress.reasons() : [];
   }
 
   /** The ICS endpoint of the current incarnation (services, calls). */
@@ -604,6 +654,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.ics.on('link', (e) => {
       if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
     });
+    this.ics.on('rejected', (info) => this.progress.refusedInbound(info.remoteAddress, info.error, info.remote?.nodeNum));
     try {
       await this.ics.start();
     } catch (err) {
@@ -626,6 +677,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         else void this.sendReport({ kind: 'suspect', node, incarnation: this.history.member(node)?.incarnation ?? 0, reason });
       },
     });
+    this.progress.begin(this.incarnation);
     this.joining = this.joinLoop();
     await this.joining;
   }
@@ -683,6 +735,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         if (this.isMaster || this.currentPhase() === 'member') return;
       }
       if (this.phase !== 'joining' && this.phase !== 'rejoining') return;
+      this.progress.publish();
       await this.sleep(wait + this.random.int(wait));
     }
   }
@@ -704,6 +757,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const addresses = new Set(this.opts.seeds);
     for (const a of await this.discovered()) addresses.add(a);
     for (const m of this.history.members()) if (m.address && m.node !== this.nodeNum) addresses.add(m.address);
+    const failures = new Map<string, unknown>();
+    let answered = 0;
     const answers = await Promise.all(
       [...addresses].map(async (address) => {
         try {
@@ -714,14 +769,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
             term: number;
             address: string | null;
           };
+          answered++;
           return r.master === null ? undefined : r;
-        } catch {
+        } catch (err) {
+          failures.set(address, err);
           return undefined;
         }
       }),
     );
     let best: { master: number | null; term: number; address: string | null } | undefined;
     for (const a of answers) if (a && (!best || a.term > best.term)) best = a;
+    this.progress.probed({ tried: addresses.size, answered, failures, master: best?.master ?? undefined }, this.candidates.includes(this.nodeNum), this.candidates);
     if (!best || best.master === null || best.master === this.nodeNum) return undefined;
     if (best.address) {
       try {
@@ -746,8 +804,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       )) as typeof r;
     } catch (err) {
       this.log.debug({ master, err: (err as Error).message }, 'join failed');
+      this.progress.joinAnswer(master, `no answer (${(err as Error).message})`);
       return 'failed';
     }
+    this.progress.joinAnswer(master, r.ok || r.queued === true ? undefined : r.reason ?? 'no reason given');
     if (!r.ok && r.evicted === true) {
       this.log.warn({ master, reason: r.reason }, 'this incarnation was declared down: starting again as a new one');
       void this.restart();
@@ -1001,6 +1061,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       const enough = (granted: Set<number>): boolean => (allCandidates ? voters.every((v) => granted.has(v)) : hasQuorum(this.opts.quorum, granted, voters));
       // Pre-vote first: only a candidate that could win raises the term.
       const pre = await ask(this.term + 1, true);
+      if (bootstrap) this.progress.electionWaits(enough(pre) ? [] : voters.filter((v) => !pre.has(v)), allCandidates ? 'all-candidates' : this.opts.quorum === 'majority' ? this.opts.formation : 'quorum', voters);
       if (!enough(pre) || this.currentPhase() === 'closed') return 'refused';
       const term = this.term + 1;
       this.term = term;
@@ -1082,6 +1143,19 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.keys.quorumRegained();
     // Barriers of the former master are rebuilt from the history.
     this.rebuildBarriers();
+    this.suspectLostMaster();
+  }
+
+  /**
+   * The former master's link broke and it did not answer (onLinkLost): that
+   * is its evidence, so its record says `link lost`, not a heartbeat timeout
+   * later. Verified like any suspicion.
+   */
+  private suspectLostMaster(): void {
+    const lost = this.lostMaster;
+    this.lostMaster = undefined;
+    if (!lost || lost.node === this.nodeNum || this.history.member(lost.node)?.incarnation !== lost.incarnation) return;
+    if (this.detector.linkLost(lost.node, this.clock.now())) void this.suspect(lost.node, 'link lost', { [String(this.nodeNum)]: 'link lost (the former master)' });
   }
 
   private stepDown(why: string): void {
@@ -1185,7 +1259,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (!current()) return false;
       if (hasQuorum(this.opts.quorum, acks, voters)) return true;
       if (this.clock.now() - started > this.timing.failureTimeoutMs) {
-        this.loseQuorum(`transition ${t.number} reached ${[...acks].join(', ')} of voters ${voters.join(', ')}`);
+        this.loseQuorum(heardOnly(this.nodeNum, acks, voters, `transition ${t.number} not acknowledged within the failure timeout`));
         return false;
       }
       await this.sleep(this.timing.heartbeatIntervalMs);
@@ -2117,7 +2191,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const voters = this.voters();
     const heard = new Set<number>([this.nodeNum]);
     for (const v of voters) if (now - (this.lastAck.get(v) ?? now) <= this.timing.failureTimeoutMs) heard.add(v);
-    if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(`heard ${[...heard].join(', ')} of voters ${voters.join(', ')}`);
+    if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(heardOnly(this.nodeNum, heard, voters, 'no quorum heard within the failure timeout'));
   }
 
   /** The transport lost a link: a fast hint (a killed process closes its sockets). */
@@ -2140,6 +2214,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         })
         .catch(() => {
           // Gone: as if the failure timeout had passed, so the election starts now.
+          this.lostMaster = { node, incarnation };
           this.lastHeardMaster = Math.min(this.lastHeardMaster, this.clock.now() - this.timing.failureTimeoutMs - 1);
           this.tick();
         });

@@ -1,5 +1,5 @@
 /** Public types of the ICS runtime. */
-import type { NodeIdentity } from '../contracts/transport.js';
+import type { NodeIdentity, RejectedConnection } from '../contracts/transport.js';
 import type { PoolConfig } from './options.js';
 
 /** What a handler is given besides its arguments. */
@@ -108,6 +108,8 @@ export interface IcsEvents {
   drop: (info: { node: number; reason: string }) => void;
   /** A node with a newer incarnation appeared: its former incarnation is certainly gone. */
   incarnation: (info: { node: number; previous: number; current: number }) => void;
+  /** The listener refused a connection during its handshake (wrong secret, cluster name, identity, limits). */
+  rejected: (info: RejectedConnection) => void;
 }
 
 export interface IcsStats {
