@@ -42,6 +42,7 @@ import { type HistorySnapshot, History, historyIdOf } from './history.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import { heardOnly } from './reasons.js';
 import { JoinTracker, type RefusedHandshake } from './progress.js';
+import { CommunicationHandle } from './communication.js';
 import { giveUpAfter, startOptionsSchema, type StartOptions, waitForUp } from './lifecycle.js';
 import type {
   ClusterEvents,
@@ -256,6 +257,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly watchers = new Set<(e: WatchEvent) => void>();
   /** What joining waits for (the `joining` event), and handshakes refused lately. */
   private readonly progress: JoinTracker;
+  /** What `communication` returns: follows the endpoint across incarnations. */
+  private readonly handle = new CommunicationHandle();
 
   constructor(options: ClusterNodeOptions) {
     super();
@@ -432,8 +435,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return this.phase === 'joining' || this.phase === 'rejoining' ? this.progress.reasons() : [];
   }
 
-  /** The ICS endpoint of the current incarnation (services, calls). */
+  /**
+   * ICS for the application (services, calls, typed clients): a stable
+   * handle that forwards to the endpoint of the current incarnation, so it
+   * keeps working after an automatic rejoin (see communication.ts).
+   * Undefined before `start()`.
+   */
   get communication(): Ics {
+    return (this.ics ? this.handle.proxy : undefined) as Ics;
+  }
+
+  /** The ICS endpoint of the current incarnation itself: a new one after each rejoin (for tools that follow incarnations). */
+  get currentCommunication(): Ics {
     return this.ics;
   }
 
@@ -539,7 +552,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       wake?.();
     };
     let next = options.since ?? this.history.first;
-    for (const t of this.history.since(next - 1)) push({ type: 'transition', transition: t });
+    for (const t of this.history.since(next - 1)) push({ type: 'transition', transition: { ...t, replayed: true } });
     next = this.history.last + 1;
     const listener = (e: WatchEvent): void => {
       if (e.type === 'transition') {
@@ -643,6 +656,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     });
     this.registerServices();
     this.keys.attach(this.ics);
+    this.handle.attach(this.ics);
     for (const reg of carried) {
       try {
         this.ics.registerService(reg);
@@ -839,7 +853,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.history.install(snapshot);
     // An entry left pending by another history (or master) is not this one's.
     this.pending = undefined;
-    for (const t of snapshot.tail) if (t.number > had) this.notify(t);
+    for (const t of snapshot.tail) if (t.number > had) this.notify(t, t.number < joinedAt(snapshot.tail, this.nodeNum, this.incarnation));
     // The key-service view is rebuilt from the tail.
     this.keys.reset();
     for (const t of snapshot.tail) this.keys.applied(t);
@@ -878,6 +892,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (this.markNodeup(m.node, m.incarnation)) {
         await this.runCallbacks('nodeup', m.node, m.incarnation, this.history.get(m.since) ?? t ?? this.syntheticTransition(m));
       }
+      // Up before we joined: its Up came in the history, not live, so the event is ours to give (after our callbacks, as for any member).
+      if (m.state === 'Up' && this.ownNodeupFor === this.incarnation) this.emitNodeup(this.history.member(m.node) ?? m);
       if (m.state === 'ComingUp') this.report({ kind: 'nodeup-done', node: m.node, incarnation: m.incarnation });
     }
     this.report({ kind: 'nodeup-done', node: this.nodeNum, incarnation: this.incarnation });
@@ -1845,7 +1861,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         );
         break;
       case 'Up':
-        this.emit('nodeup', info);
+        this.emitNodeup(info);
         break;
       case 'GoingDown':
       case 'ShuttingDown':
@@ -1871,7 +1887,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private applySelf(t: Transition): void {
     if (t.incarnation !== this.incarnation) return;
     if (t.to === 'Up') {
-      this.emit('nodeup', this.history.member(this.nodeNum)!);
+      this.emitNodeup(this.history.member(this.nodeNum)!);
       this.owedReports.delete(`nodeup-done:${this.nodeNum}:${this.incarnation}`);
     }
     if (t.to === 'GoingDown') void this.evicted(t);
@@ -2225,9 +2241,19 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ helpers
 
-  private notify(t: Transition): void {
-    this.emit('transition', t);
-    this.broadcast({ type: 'transition', transition: t });
+  /** `replayed`: history a late joiner receives with its join, not a transition as it commits (docs/membership.md). */
+  private notify(t: Transition, replayed = false): void {
+    const e = replayed ? { ...t, replayed: true } : t;
+    this.emit('transition', e);
+    this.broadcast({ type: 'transition', transition: e });
+  }
+
+  /** The `nodeup` event, once per (node, incarnation) in this incarnation: live, or for members already Up when we joined. */
+  private emitNodeup(info: MemberInfo): void {
+    const key = `event:${info.node}:${info.incarnation}`;
+    if (this.cleaned.has(key) || info.state !== 'Up') return;
+    this.cleaned.add(key);
+    this.emit('nodeup', info);
   }
 
   private broadcast(e: WatchEvent): void {
@@ -2280,6 +2306,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.timers = [];
     for (const wake of [...this.sleepers]) wake();
   }
+}
+
+/** Number of this incarnation's ComingUp in a join snapshot's tail (what came before it is history to the joiner). */
+function joinedAt(tail: readonly Transition[], node: number, incarnation: number): number {
+  return tail.find((t) => t.node === node && t.incarnation === incarnation && t.to === 'ComingUp')?.number ?? Number.POSITIVE_INFINITY;
 }
 
 /** The key of a report in `owedReports`: a later report of the same thing replaces it. */

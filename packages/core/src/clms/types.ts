@@ -70,6 +70,14 @@ export interface Transition {
   readonly keyServices?: readonly HostedKeyService[];
   /** On `keyservice` transitions. */
   readonly keyService?: KeyServiceChange;
+  /**
+   * Only on delivered events, never in the history or on the wire: true
+   * when the event delivers a transition after the fact rather than as it
+   * was applied here, i.e. the history a late joiner receives with its join
+   * (the transitions before its own ComingUp), and what `watch({ since })`
+   * replays from the kept history. Absent on live transitions.
+   */
+  readonly replayed?: boolean;
 }
 
 export interface MemberInfo {
