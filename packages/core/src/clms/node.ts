@@ -668,7 +668,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.ics.on('link', (e) => {
       if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
     });
-    this.ics.on('rejected', (info) => this.progress.refusedInbound(info.remoteAddress, info.error, info.remote?.nodeNum));
+    this.ics.on('rejected', (info) => {
+      // This very node dialling itself (its own address among the seeds) is no news.
+      if (info.remote?.nodeNum !== this.nodeNum || info.remote.incarnation !== this.incarnation) this.progress.refusedInbound(info.remoteAddress, info.error, info.remote?.nodeNum);
+    });
     try {
       await this.ics.start();
     } catch (err) {
@@ -771,6 +774,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const addresses = new Set(this.opts.seeds);
     for (const a of await this.discovered()) addresses.add(a);
     for (const m of this.history.members()) if (m.address && m.node !== this.nodeNum) addresses.add(m.address);
+    // Seeds often list every node, this one too: it has nothing to say to itself.
+    if (this.ics.address) addresses.delete(this.ics.address);
     const failures = new Map<string, unknown>();
     let answered = 0;
     const answers = await Promise.all(

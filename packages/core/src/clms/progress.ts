@@ -26,7 +26,7 @@ export interface JoinProgress {
 
 /** A handshake refused lately, in either direction (see `ClusterNode.refusedHandshakes`). */
 export interface RefusedHandshake {
-  /** `inbound`: this node refused a peer; `outbound`: a peer (a seed) refused this node. */
+  /** `inbound`: a peer's handshake with this node failed; `outbound`: this node's handshake with a seed failed (either side may have found the mismatch). */
   readonly direction: 'inbound' | 'outbound';
   /** The peer's address as the transport reports it. */
   readonly address: string;
@@ -164,7 +164,7 @@ export class JoinTracker {
 
   private noteOutbound(address: string, err: unknown): void {
     const reason = (err as { reason?: string }).reason;
-    if (reason === undefined || (err as { by?: string }).by !== 'remote') return;
+    if (reason === undefined) return;
     this.remember({ direction: 'outbound', address, reason, text: reachFailure(address, err) });
   }
 

@@ -43,8 +43,8 @@ export function heardOnly(self: number, heard: ReadonlySet<number>, voters: read
 /** `handshake with 127.0.0.1:7201 rejected: auth (check the secret)`, or what else went wrong reaching `address`. */
 export function reachFailure(address: string, err: unknown): string {
   if (err instanceof HandshakeRejectedError) {
-    const side = err.by === 'remote' ? 'rejected' : 'refused here';
-    return `handshake with ${address} ${side}: ${err.reason} (${HANDSHAKE_HINTS[err.reason]})`;
+    // Either side may be the one that found the mismatch (over TCP the dialling side checks the other's proof): the same words.
+    return `handshake with ${address} rejected: ${err.reason} (${HANDSHAKE_HINTS[err.reason]})`;
   }
   const code = (err as ClusterInfraError | undefined)?.code;
   if (code === 'TRANSPORT_ERR_INVALID_ADDRESS') return `${address} is not a valid address: ${(err as Error).message}`;

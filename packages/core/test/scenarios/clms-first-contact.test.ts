@@ -3,6 +3,7 @@
  * configuration is wrong or the cluster is still forming. Memory network,
  * virtual clock: every test is deterministic.
  */
+import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
@@ -375,4 +376,42 @@ describe('small things (item 13)', () => {
     expect(() => tcp({ host: '::' })).toThrow(expect.objectContaining({ path: 'host' }));
     expect(() => tcp({ host: '10.0.0.5' })).not.toThrow();
   });
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+describe('over TCP on 127.0.0.1 (item 8)', () => {
+  it('a wrong secret: the joiner names the refused handshake, the healthy node keeps it; a node listing its own address as a seed does not report itself', async () => {
+    const healthy = new ClusterNode({ nodeNum: 1, clusterName: 'tcp-first', transport: tcp({ secret: 'right' }), candidates: [1], preset: 'local', logger: silentLogger });
+    const stray = () =>
+      new ClusterNode({ nodeNum: 2, clusterName: 'tcp-first', transport: tcp({ secret: 'wrong' }), candidates: [1], seeds: [healthy.address!], preset: 'local', logger: silentLogger });
+    try {
+      await healthy.start({ timeoutMs: 20_000 });
+      await healthy.whenUp();
+      const events: JoinProgress[] = [];
+      const node = stray();
+      node.on('joining', (p) => events.push(p));
+      const err = (await node.start({ timeoutMs: 1500 }).catch((e: unknown) => e)) as NotJoinedError;
+      const expected = `handshake with ${healthy.address} rejected: auth (check the secret)`;
+      expect(err.code).toBe('CLMS_ERR_NOT_JOINED');
+      expect(err.reasons).toContain(expected);
+      expect(events.at(-1)?.reasons).toContain(expected);
+      expect(healthy.refusedHandshakes()).toEqual([expect.objectContaining({ direction: 'inbound', node: 2, reason: 'auth' })]);
+      // Its own address among its seeds (as in the README): no `identity` refusal of itself.
+      const port = await freePort();
+      const self = new ClusterNode({ nodeNum: 3, clusterName: 'tcp-first', transport: tcp({ secret: 'right', port }), candidates: [3, 4], seeds: [`127.0.0.1:${port}`], preset: 'local', logger: silentLogger });
+      const reasons = (await self.start({ timeoutMs: 1000 }).catch((e: unknown) => e)) as NotJoinedError;
+      expect(reasons.reasons).toContain('waiting for candidates 4 (formation: all-candidates)');
+      expect(reasons.reasons.join('\n')).not.toContain('identity');
+      expect(self.refusedHandshakes()).toEqual([]);
+    } finally {
+      await healthy.close();
+    }
+  }, 30_000);
 });
