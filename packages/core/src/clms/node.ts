@@ -32,6 +32,7 @@ import { ClusterInfraError, InvalidArgumentError, InvalidStateError, ServiceExis
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
+import { checkCallOptions } from '../ics/options.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { HandlerContext, ServiceRegistration } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
@@ -381,6 +382,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** Call a method of key service `name` on its current host (see docs/key-services.md). */
   callKeyService<T = unknown>(name: string, method: string, args?: unknown, options?: { signal?: AbortSignal; timeoutMs?: number; idempotent?: boolean }): Promise<T> {
+    try {
+      checkCallOptions(options);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.keys.call(name, method, args ?? null, options) as Promise<T>;
   }
 

@@ -366,6 +366,7 @@ describe('small things (item 13)', () => {
     await expect(a!.communication.call(b!.nodeNum, { channel: 'default', subservice: 5 }, 'echo', 1, { timeoutMs: -1 })).rejects.toMatchObject({ code: 'ICS_ERR_INVALID_ARGUMENT' });
     await expect(a!.communication.call(b!.nodeNum, { channel: 'default', subservice: -1 }, 'echo', 1)).rejects.toMatchObject({ code: 'ICS_ERR_INVALID_ARGUMENT' });
     await expect(a!.communication.send(b!.nodeNum, { channel: 'default', subservice: 70_000 }, 'echo', 1)).rejects.toMatchObject({ code: 'ICS_ERR_INVALID_ARGUMENT' });
+    await expect(a!.callKeyService('any', 'get', null, { timeoutMs: -5 })).rejects.toMatchObject({ code: 'ICS_ERR_INVALID_ARGUMENT' });
   });
 
   it("a seed the transport cannot dial ('localhost' without a port) and a wildcard tcp host are refused by validation, with the option's path", () => {
