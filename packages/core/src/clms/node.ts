@@ -864,7 +864,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.history.install(snapshot);
     // An entry left pending by another history (or master) is not this one's.
     this.pending = undefined;
-    for (const t of snapshot.tail) if (t.number > had) this.notify(t, t.number < joinedAt(snapshot.tail, this.nodeNum, this.incarnation));
+    const news = joinedAt(snapshot.tail, this.nodeNum, this.incarnation);
+    for (const t of snapshot.tail) if (t.number > had) this.notify(t, t.number < news);
     // The key-service view is rebuilt from the tail.
     this.keys.reset();
     for (const t of snapshot.tail) this.keys.applied(t);
