@@ -32,6 +32,8 @@ const UNSUBSCRIBE = new Set(['off', 'removeListener']);
 export class CommunicationHandle {
   private current: Ics | undefined;
   private readonly subscriptions: Subscription[] = [];
+  /** Methods of the current endpoint, bound once per endpoint rather than at every access. */
+  private bound = new Map<string | symbol, { fn: unknown; bound: unknown }>();
   /** The handle users hold: typed as the ICS endpoint it forwards to. */
   readonly proxy: Ics;
 
@@ -48,6 +50,7 @@ export class CommunicationHandle {
   /** A new incarnation's endpoint: every listener added through the handle follows it. */
   attach(ics: Ics): void {
     this.current = ics;
+    this.bound = new Map();
     for (const s of this.subscriptions) ics.on(s.event as never, s.attached as never);
   }
 
@@ -62,7 +65,12 @@ export class CommunicationHandle {
     if (prop === 'removeAllListeners') return (event?: string) => this.unsubscribeAll(event);
     const ics = this.endpoint();
     const value = Reflect.get(ics, prop, ics) as unknown;
-    return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(ics) : value;
+    if (typeof value !== 'function') return value;
+    const cached = this.bound.get(prop);
+    if (cached?.fn === value) return cached.bound;
+    const bound = (value as (...a: unknown[]) => unknown).bind(ics);
+    this.bound.set(prop, { fn: value, bound });
+    return bound;
   }
 
   private subscribe(event: string, fn: Listener, once: boolean): Ics {
