@@ -88,7 +88,7 @@ export class NodeMetrics {
    * new one. Checked on every transition and every scrape.
    */
   attach(): void {
-    const ics = this.node.communication as Ics | undefined;
+    const ics = this.node.currentCommunication as Ics | undefined;
     if (ics === undefined || ics === this.attached) return;
     this.detach?.();
     const stopCalls = ics.observeCalls((r) => this.rpc.record(r));

@@ -3,7 +3,7 @@
  * public API only, and typed here so that clients (the `cluster` command)
  * share the shapes.
  */
-import type { ClusterNode, DecisionRecord, KeyServiceInfo, NodeState, Transition } from '@clusterinfra/core';
+import type { ClusterNode, DecisionRecord, KeyServiceInfo, NodeState, RefusedHandshake, Transition } from '@clusterinfra/core';
 
 export interface MemberView {
   node: number;
@@ -36,6 +36,12 @@ export interface StatusView {
   members: MemberView[];
   /** Nodes under suspicion, when the node exposes them (this version does not: `null`). */
   suspected: number[] | null;
+  /**
+   * Handshakes refused lately, both ways (a node with the wrong secret or
+   * cluster name knocking, a seed refusing this node). Absent from older
+   * endpoints.
+   */
+  refusedHandshakes?: RefusedHandshake[];
   health: Health;
 }
 
@@ -62,6 +68,9 @@ export interface DecisionsView {
   decisions: DecisionRecord[];
 }
 
+/** A refused handshake counts against health while it was seen within this long. */
+export const REFUSED_RECENT_MS = 60_000;
+
 /** States that mean a member is on its way out without having left cleanly. */
 const TROUBLED: ReadonlySet<NodeState> = new Set<NodeState>(['GoingDown', 'ShuttingDown']);
 
@@ -70,13 +79,17 @@ const TROUBLED: ReadonlySet<NodeState> = new Set<NodeState>(['GoingDown', 'Shutt
  * command's exit code: formed, with quorum, a master known, and no member
  * suspected or on its way down.
  */
-export function assessHealth(s: Pick<StatusView, 'formed' | 'hasQuorum' | 'master' | 'members' | 'suspected'>): Health {
+export function assessHealth(s: Pick<StatusView, 'formed' | 'hasQuorum' | 'master' | 'members' | 'suspected' | 'refusedHandshakes'>): Health {
   const problems: string[] = [];
   if (s.master === null) problems.push('no master known');
   if (!s.hasQuorum) problems.push('no quorum');
   if (!s.formed) problems.push('not formed (a critical key service has no ready host)');
   for (const m of s.members) if (TROUBLED.has(m.state)) problems.push(`node ${m.node} is ${m.state}`);
   for (const n of s.suspected ?? []) problems.push(`node ${n} is suspected`);
+  // A node that cannot get in (wrong secret, cluster name, node number) is a problem of the cluster too.
+  for (const r of s.refusedHandshakes ?? []) {
+    if (r.lastAgoMs <= REFUSED_RECENT_MS) problems.push(`${r.text} (${r.count} ${r.count === 1 ? 'time' : 'times'}, last ${Math.round(r.lastAgoMs / 1000)} s ago)`);
+  }
   return { ok: problems.length === 0, problems };
 }
 
@@ -121,6 +134,7 @@ export function statusView(node: ClusterNode): StatusView {
     firstTransition: node.firstTransition,
     members,
     suspected: null,
+    refusedHandshakes: node.refusedHandshakes(),
   };
   return { ...base, health: assessHealth(base) };
 }

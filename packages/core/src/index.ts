@@ -52,6 +52,9 @@ export {
   IcsClosedError,
   KeyServiceHaltedError,
   LeaveFailedError,
+  NotJoinedError,
+  NodeClosedError,
+  InvalidStateError,
   type NodeDownSent,
   type ClusterInfraErrorOptions,
   type ErrorCode,
@@ -155,4 +158,7 @@ export {
   type Transition,
   type TransitionKind,
   type WatchEvent,
+  type JoinProgress,
+  type RefusedHandshake,
+  type StartOptions,
 } from './clms/index.js';

@@ -264,7 +264,7 @@ export class World {
     if (!node || s.status !== 'running') return;
     let ics;
     try {
-      ics = node.communication;
+      ics = node.currentCommunication;
     } catch {
       return;
     }
@@ -495,7 +495,7 @@ export class World {
     const ms = slow ? this.sched.int(10_000) : 0;
     let ics;
     try {
-      ics = node.communication;
+      ics = node.currentCommunication;
     } catch {
       return;
     }
@@ -660,14 +660,14 @@ export class World {
     for (let i = 0; i < 5; i++) {
       await this.clock.advance(TIMING.heartbeatIntervalMs * 1.37);
       for (const n of this.liveNodes()) {
-        const p = n.communication.stats().pendingCalls;
+        const p = n.currentCommunication.stats().pendingCalls;
         minPending.set(n.nodeNum, Math.min(minPending.get(n.nodeNum) ?? Infinity, p));
       }
     }
     for (const [n, p] of minPending) {
       if (p > 0) {
         if (process.env.SIM_LOG) {
-          const ics = [...this.liveNodes()].find((x) => x.nodeNum === n)!.communication as unknown as { peers: Map<number, { incarnation?: number; pending: Map<number, { method: string; service: number; sent: boolean; startedAt: number; settled: boolean; timer?: unknown }> }> };
+          const ics = [...this.liveNodes()].find((x) => x.nodeNum === n)!.currentCommunication as unknown as { peers: Map<number, { incarnation?: number; pending: Map<number, { method: string; service: number; sent: boolean; startedAt: number; settled: boolean; timer?: unknown }> }> };
           for (const [pn, peer] of ics.peers) for (const [id, c] of peer.pending) process.stderr.write(`PENDING n${n}->n${pn}/${peer.incarnation} id ${id} ${c.service} ${c.method} sent=${c.sent} settled=${c.settled} started ${c.startedAt}\n`);
         }
         this.checker.fail('R7', `node ${n} keeps ${p} pending call(s) at quiescence`);

@@ -63,6 +63,8 @@ export interface TcpOptions {
   admit?: (remote: NodeIdentity, remoteAddress: string) => boolean;
 }
 
+const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::', '[::]', '0:0:0:0:0:0:0:0', '::0']);
+
 const pem = z.union([z.string().min(1), z.instanceof(Buffer)]);
 const ms = z.number().int().positive().max(2_147_483_647);
 
@@ -80,7 +82,13 @@ const tlsSchema = z
 /** The schema of `TcpOptions` (exported for the docs test, not from the package entry point). */
 export const tcpOptionsSchema = z
   .object({
-    host: z.string().min(1).default(DEFAULTS.host),
+    // The listen host is also the address the node announces to the others:
+    // a wildcard would be announced as is, and nobody can dial it.
+    host: z
+      .string()
+      .min(1)
+      .refine((h) => !WILDCARD_HOSTS.has(h), 'a wildcard (0.0.0.0, ::) is announced as is and nobody can dial it: give an address the other nodes reach')
+      .default(DEFAULTS.host),
     port: z.number().int().min(0).max(65535).default(DEFAULTS.port),
     secret: z
       .union([z.string().min(1), z.instanceof(Uint8Array).refine((b) => b.byteLength > 0, 'must not be empty')])

@@ -1,5 +1,6 @@
 import type { TransportFactory } from '@clusterinfra/core';
 import { type TcpOptions, resolveOptions } from './options.js';
+import { parseAddress } from './address.js';
 import { TcpTransport } from './transport.js';
 
 /**
@@ -13,5 +14,13 @@ export function tcp(options: TcpOptions = {}): TransportFactory {
   return {
     kind: 'tcp',
     create: (context) => new TcpTransport(resolved, context),
+    checkAddress: (address) => {
+      try {
+        parseAddress(address);
+        return undefined;
+      } catch (err) {
+        return `${(err as Error).message} (expected host:port, IPv6 as [::1]:port)`;
+      }
+    },
   };
 }

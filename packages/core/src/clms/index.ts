@@ -22,3 +22,5 @@ export {
   type WatchEvent,
 } from './types.js';
 export { type KeyServiceContext, type KeyServiceHandler, type KeyServiceHandlerContext, type KeyServiceRegistration } from './keyservices.js';
+export { type JoinProgress, type RefusedHandshake } from './progress.js';
+export { type StartOptions } from './lifecycle.js';

@@ -27,10 +27,11 @@
 import { EventEmitter } from 'eventemitter3';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { ClusterInfraError, InvalidArgumentError, LeaveFailedError, ServiceExistsError } from '../errors/index.js';
+import { ClusterInfraError, InvalidArgumentError, InvalidStateError, LeaveFailedError, ServiceExistsError } from '../errors/index.js';
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
+import { checkCallOptions } from '../ics/options.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { HandlerContext, ServiceRegistration } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
@@ -42,6 +43,10 @@ import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protoco
 import { Lease } from './protocol/lease.js';
 import { UnreachableReports, type Verdict, Verification } from './protocol/verification.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
+import { heardOnly } from './reasons.js';
+import { JoinTracker, type RefusedHandshake } from './progress.js';
+import { CommunicationHandle } from './communication.js';
+import { giveUpAfter, startOptionsSchema, type StartOptions, waitForUp } from './lifecycle.js';
 import type {
   ClusterEvents,
   DecisionRecord,
@@ -109,6 +114,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Term of the master that sent `pending`. */
   private pendingFrom = 0;
   private lastHeardMaster = Number.NEGATIVE_INFINITY;
+  /** The master whose link this member lost and who did not answer then (see suspectLostMaster). */
+  private lostMaster: { node: number; incarnation: number } | undefined;
   /** The restart under way, if any, the incarnation it replaces, and whether the next one asked for another (see restart). */
   private restarting: Promise<void> | undefined;
   private restartingFrom: number | undefined;
@@ -158,6 +165,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private joinWaiters = 0;
   private readonly joinsUnderWay = new Map<number, { incarnation: number; committed: Promise<Transition | undefined> }>();
   private readonly watchers = new Set<(e: WatchEvent) => void>();
+  /** What joining waits for (the `joining` event), and handshakes refused lately. */
+  private readonly progress: JoinTracker;
+  /** What `communication` returns: follows the endpoint across incarnations. */
+  private readonly handle = new CommunicationHandle();
 
   constructor(options: ClusterNodeOptions) {
     super();
@@ -171,6 +182,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'clms', node: this.nodeNum });
     this.history = new History(this.opts.historyLimit);
     this.lease = new Lease(this.timing.failureTimeoutMs, this.opts.quorum);
+    this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
     this.keys = new KeyServiceManager({
@@ -214,7 +226,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * register before `start()`, in order of preference. docs/key-services.md.
    */
   registerKeyService(reg: KeyServiceRegistration): void {
-    if (this.phase !== 'idle' && this.phase !== 'joining') throw new InvalidArgumentError('register key services before the node has joined');
+    if (this.phase !== 'idle' && this.phase !== 'joining') throw new InvalidStateError('register key services before the node has joined (before start())');
     this.keys.register(reg);
   }
 
@@ -277,20 +289,77 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** Call a method of key service `name` on its current host (see docs/key-services.md). */
   callKeyService<T = unknown>(name: string, method: string, args?: unknown, options?: { signal?: AbortSignal; timeoutMs?: number; idempotent?: boolean }): Promise<T> {
+    try {
+      checkCallOptions(options);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.keys.call(name, method, args ?? null, options) as Promise<T>;
   }
 
   // ================================================================ API
 
-  /** Start: listen, then find the master and join (or form the cluster). */
-  async start(): Promise<this> {
+  /**
+   * Start: listen, then find the master and join (or form the cluster).
+   * Resolves once this node is a member (its ComingUp committed; `whenUp()`
+   * waits for Up). With `timeoutMs` or `signal`, gives up when either ends
+   * first: the node closes and start() rejects with NotJoinedError
+   * (`CLMS_ERR_NOT_JOINED`) carrying the reasons of the last `joining` event.
+   */
+  async start(options: StartOptions = {}): Promise<this> {
     if (this.phase !== 'idle') throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', 'start() called twice');
-    await this.boot();
+    const o = parseOptions('start', startOptionsSchema, options);
+    const booting = this.boot();
+    if (o.timeoutMs === undefined && o.signal === undefined) {
+      await booting;
+      return this;
+    }
+    await giveUpAfter(booting, { ...o, clock: this.clock, nodeNum: this.nodeNum, reasons: () => this.progress.reasons(), close: () => this.close() });
     return this;
   }
 
-  /** The ICS endpoint of the current incarnation (services, calls). */
+  /**
+   * Resolves when this node is Up (its own Up transition applied, in its
+   * current incarnation; at once when it is). Rejects with NodeClosedError
+   * (`CLMS_ERR_CLOSED`) when the node closes first, and with the signal's
+   * AbortedError when `signal` aborts.
+   */
+  whenUp(options: { signal?: AbortSignal } = {}): Promise<this> {
+    return waitForUp(this, {
+      isUp: () => (this.phase === 'member' || this.phase === 'leaving') && this.history.member(this.nodeNum)?.state === 'Up' && this.history.member(this.nodeNum)?.incarnation === this.ics?.incarnation,
+      isClosed: () => this.phase === 'closed',
+      closed: this.closeController.signal,
+      ...options,
+    });
+  }
+
+  /**
+   * Handshakes refused lately, both ways: peers this node refused (a wrong
+   * secret or cluster name, a clashing node number) and seeds that refused
+   * it. Bounded (the 32 most recent kinds), newest last; `cluster status`
+   * reports them.
+   */
+  refusedHandshakes(): RefusedHandshake[] {
+    return this.progress.refused();
+  }
+
+  /** What joining waits for now (the reasons of the last `joining` event); empty once joined. */
+  joiningReasons(): readonly string[] {
+    return this.phase === 'joining' || this.phase === 'rejoining' ? this.progress.reasons() : [];
+  }
+
+  /**
+   * ICS for the application (services, calls, typed clients): a stable
+   * handle that forwards to the endpoint of the current incarnation, so it
+   * keeps working after an automatic rejoin (see communication.ts).
+   * Undefined before `start()`.
+   */
   get communication(): Ics {
+    return (this.ics ? this.handle.proxy : undefined) as Ics;
+  }
+
+  /** The ICS endpoint of the current incarnation itself: a new one after each rejoin (for tools that follow incarnations). */
+  get currentCommunication(): Ics {
     return this.ics;
   }
 
@@ -396,7 +465,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       wake?.();
     };
     let next = options.since ?? this.history.first;
-    for (const t of this.history.since(next - 1)) push({ type: 'transition', transition: t });
+    for (const t of this.history.since(next - 1)) push({ type: 'transition', transition: { ...t, replayed: true } });
     next = this.history.last + 1;
     const listener = (e: WatchEvent): void => {
       if (e.type === 'transition') {
@@ -503,6 +572,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     });
     this.registerServices();
     this.keys.attach(this.ics);
+    this.handle.attach(this.ics);
     for (const reg of carried) {
       try {
         this.ics.registerService(reg);
@@ -515,6 +585,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
     });
     this.ics.on('refused', (e) => this.onRefused(e.node, e.reason));
+    this.ics.on('rejected', (info) => {
+      // This very node dialling itself (its own address among the seeds) is no news.
+      if (info.remote?.nodeNum !== this.nodeNum || info.remote.incarnation !== this.incarnation) this.progress.refusedInbound(info.remoteAddress, info.error, info.remote?.nodeNum);
+    });
     try {
       await this.ics.start();
     } catch (err) {
@@ -537,6 +611,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         else void this.sendReport({ kind: 'suspect', node, incarnation: this.history.member(node)?.incarnation ?? 0, reason });
       },
     });
+    this.progress.begin(this.incarnation);
     this.joining = this.joinLoop();
     await this.joining;
   }
@@ -594,6 +669,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         if (this.isMaster || this.currentPhase() === 'member') return;
       }
       if (this.phase !== 'joining' && this.phase !== 'rejoining') return;
+      this.progress.publish();
       await this.sleep(wait + this.random.int(wait));
     }
   }
@@ -615,6 +691,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const addresses = new Set(this.opts.seeds);
     for (const a of await this.discovered()) addresses.add(a);
     for (const m of this.history.members()) if (m.address && m.node !== this.nodeNum) addresses.add(m.address);
+    // Seeds often list every node, this one too: it has nothing to say to itself.
+    if (this.ics.address) addresses.delete(this.ics.address);
+    const failures = new Map<string, unknown>();
+    let answered = 0;
     const answers = await Promise.all(
       [...addresses].map(async (address) => {
         try {
@@ -625,14 +705,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
             term: number;
             address: string | null;
           };
+          answered++;
           return r.master === null ? undefined : r;
-        } catch {
+        } catch (err) {
+          failures.set(address, err);
           return undefined;
         }
       }),
     );
     let best: { master: number | null; term: number; address: string | null } | undefined;
     for (const a of answers) if (a && (!best || a.term > best.term)) best = a;
+    this.progress.probed({ tried: addresses.size, answered, failures, master: best?.master ?? undefined }, this.candidates.includes(this.nodeNum), this.candidates);
     if (!best || best.master === null || best.master === this.nodeNum) return undefined;
     if (best.address) {
       try {
@@ -657,8 +740,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       )) as typeof r;
     } catch (err) {
       this.log.debug({ master, err: (err as Error).message }, 'join failed');
+      this.progress.joinAnswer(master, `no answer (${(err as Error).message})`);
       return 'failed';
     }
+    this.progress.joinAnswer(master, r.ok || r.queued === true ? undefined : r.reason ?? 'no reason given');
     if (!r.ok && r.evicted === true) {
       this.log.warn({ master, reason: r.reason }, 'this incarnation was declared down: starting again as a new one');
       void this.restart();
@@ -690,7 +775,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.history.install(snapshot);
     // An entry left pending by another history (or master) is not this one's.
     this.pending = undefined;
-    for (const t of snapshot.tail) if (t.number > had) this.notify(t);
+    const news = joinedAt(snapshot.tail, this.nodeNum, this.incarnation);
+    for (const t of snapshot.tail) if (t.number > had) this.notify(t, t.number < news);
     // The key-service view is rebuilt from the tail.
     this.keys.reset();
     for (const t of snapshot.tail) this.keys.applied(t);
@@ -729,6 +815,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (this.markNodeup(m.node, m.incarnation)) {
         await this.runCallbacks('nodeup', m.node, m.incarnation, this.history.get(m.since) ?? t ?? this.syntheticTransition(m));
       }
+      // Up before we joined: its Up came in the history, not live, so the event is ours to give (after our callbacks, as for any member).
+      if (m.state === 'Up' && this.ownNodeupFor === this.incarnation) this.emitNodeup(this.history.member(m.node) ?? m);
       if (m.state === 'ComingUp') this.report({ kind: 'nodeup-done', node: m.node, incarnation: m.incarnation });
     }
     this.report({ kind: 'nodeup-done', node: this.nodeNum, incarnation: this.incarnation });
@@ -912,6 +1000,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       const enough = (granted: Set<number>): boolean => (allCandidates ? voters.every((v) => granted.has(v)) : hasQuorum(this.opts.quorum, granted, voters));
       // Pre-vote first: only a candidate that could win raises the term.
       const pre = await ask(this.term + 1, true);
+      if (bootstrap) this.progress.electionWaits(enough(pre) ? [] : voters.filter((v) => !pre.has(v)), allCandidates ? 'all-candidates' : this.opts.quorum === 'majority' ? this.opts.formation : 'quorum', voters);
       if (!enough(pre) || this.currentPhase() === 'closed') return 'refused';
       const term = this.term + 1;
       this.term = term;
@@ -993,6 +1082,19 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.keys.quorumRegained();
     // Barriers of the former master are rebuilt from the history.
     this.rebuildBarriers();
+    this.suspectLostMaster();
+  }
+
+  /**
+   * The former master's link broke and it did not answer (onLinkLost): that
+   * is its evidence, so its record says `link lost`, not a heartbeat timeout
+   * later. Verified like any suspicion.
+   */
+  private suspectLostMaster(): void {
+    const lost = this.lostMaster;
+    this.lostMaster = undefined;
+    if (!lost || lost.node === this.nodeNum || this.history.member(lost.node)?.incarnation !== lost.incarnation) return;
+    if (this.detector.linkLost(lost.node, this.clock.now())) void this.suspect(lost.node, 'link lost', { [String(this.nodeNum)]: 'link lost (the former master)' });
   }
 
   private stepDown(why: string): void {
@@ -1095,7 +1197,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (!current()) return false;
       if (hasQuorum(this.opts.quorum, acks, voters)) return true;
       if (this.clock.now() - started > this.timing.failureTimeoutMs) {
-        this.loseQuorum(`transition ${t.number} reached ${[...acks].join(', ')} of voters ${voters.join(', ')}`);
+        this.loseQuorum(heardOnly(this.nodeNum, acks, voters, `transition ${t.number} not acknowledged within the failure timeout`));
         return false;
       }
       await this.sleep(this.timing.heartbeatIntervalMs);
@@ -1604,7 +1706,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         );
         break;
       case 'Up':
-        this.emit('nodeup', info);
+        this.emitNodeup(info);
         break;
       case 'GoingDown':
       case 'ShuttingDown':
@@ -1630,7 +1732,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private applySelf(t: Transition): void {
     if (t.incarnation !== this.incarnation) return;
     if (t.to === 'Up') {
-      this.emit('nodeup', this.history.member(this.nodeNum)!);
+      this.emitNodeup(this.history.member(this.nodeNum)!);
       this.owedReports.settle('nodeup-done', this.nodeNum, this.incarnation);
     }
     // A leaver that sees itself out is done, whichever way it went (leave() closes it).
@@ -1930,7 +2032,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Quorum: the master must hear a quorum of voters within the timeout.
     const voters = this.voters();
     const heard = this.lease.heard(this.nodeNum, voters, now);
-    if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(`heard ${[...heard].join(', ')} of voters ${voters.join(', ')}`);
+    if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(heardOnly(this.nodeNum, heard, voters, 'no quorum heard within the failure timeout'));
   }
 
   /**
@@ -1969,6 +2071,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         })
         .catch(() => {
           // Gone: as if the failure timeout had passed, so the election starts now.
+          this.lostMaster = { node, incarnation };
           this.lastHeardMaster = Math.min(this.lastHeardMaster, this.clock.now() - this.timing.failureTimeoutMs - 1);
           this.tick();
         });
@@ -1979,9 +2082,19 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ helpers
 
-  private notify(t: Transition): void {
-    this.emit('transition', t);
-    this.broadcast({ type: 'transition', transition: t });
+  /** `replayed`: history a late joiner receives with its join, not a transition as it commits (docs/membership.md). */
+  private notify(t: Transition, replayed = false): void {
+    const e = replayed ? { ...t, replayed: true } : t;
+    this.emit('transition', e);
+    this.broadcast({ type: 'transition', transition: e });
+  }
+
+  /** The `nodeup` event, once per (node, incarnation) in this incarnation: live, or for members already Up when we joined. */
+  private emitNodeup(info: MemberInfo): void {
+    const key = `event:${info.node}:${info.incarnation}`;
+    if (this.cleaned.has(key) || info.state !== 'Up') return;
+    this.cleaned.add(key);
+    this.emit('nodeup', info);
   }
 
   private broadcast(e: WatchEvent): void {
@@ -2034,6 +2147,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.timers = [];
     for (const wake of [...this.sleepers]) wake();
   }
+}
+
+/** Number of this incarnation's ComingUp in a join snapshot's tail (what came before it is history to the joiner). */
+function joinedAt(tail: readonly Transition[], node: number, incarnation: number): number {
+  return tail.find((t) => t.node === node && t.incarnation === incarnation && t.to === 'ComingUp')?.number ?? Number.POSITIVE_INFINITY;
 }
 
 /** Create a cluster node; `await node.start()` joins (or forms) the cluster. */

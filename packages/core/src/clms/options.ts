@@ -164,6 +164,11 @@ export const clusterNodeOptionsSchema = z
   })
   .superRefine((o, ctx) => {
     if (new Set(o.candidates).size !== o.candidates.length) ctx.addIssue({ code: 'custom', path: ['candidates'], message: 'candidates repeat a node' });
+    // Seeds the transport cannot dial would only fail, silently, while joining.
+    o.seeds.forEach((seed, i) => {
+      const wrong = o.transport.checkAddress?.(seed);
+      if (wrong !== undefined) ctx.addIssue({ code: 'custom', path: ['seeds', i], message: wrong });
+    });
     const t = { ...presets[o.preset], ...o.timing };
     if (t.failureTimeoutMs <= t.heartbeatIntervalMs) {
       ctx.addIssue({ code: 'custom', path: ['timing', 'failureTimeoutMs'], message: 'must be longer than heartbeatIntervalMs' });

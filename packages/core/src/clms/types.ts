@@ -1,4 +1,5 @@
 /** CLMS public types: states, transitions, members, events. */
+import type { JoinProgress } from './progress.js';
 
 import { type MemberInfo, type NodeState, nodeStateSchema, type Transition } from './protocol/messages.js';
 
@@ -73,6 +74,12 @@ export type WatchEvent =
   | { type: 'halted'; keyService: string; reason: string };
 
 export interface ClusterEvents {
+  /**
+   * While this node looks for the cluster (start, or a rejoin): what it waits
+   * for, in words, each time that changes (docs/membership.md, "Joining:
+   * progress and timeouts").
+   */
+  joining: (progress: JoinProgress) => void;
   /** Every committed transition, in number order, exactly once per node (per incarnation). */
   transition: (t: Transition) => void;
   /** A node reached Up (after every member ran its nodeup callbacks). */

@@ -50,6 +50,13 @@ export interface TransportFactory {
   /** Short name, e.g. `tcp` or `memory`. */
   readonly kind: string;
   create(context: TransportContext): Transport;
+  /**
+   * Check an address of this transport before it is ever dialled (a node's
+   * `seeds` are checked when the node is created, so `'localhost'` without
+   * a port fails at once): what is wrong with it, or undefined when it is
+   * fine. Optional: without it, a bad address fails only when dialled.
+   */
+  checkAddress?(address: string): string | undefined;
 }
 
 export interface TransportCapabilities {

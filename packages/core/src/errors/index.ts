@@ -54,6 +54,9 @@ export const ERROR_CODES = {
   ADMIN_ERR_BAD_RESPONSE: 'The admin endpoint answered with something that is not the admin API.',
   CLMS_ERR_KEYSERVICE_HALTED: 'A critical key service has no eligible node left; the cluster is halted until one joins.',
   CLMS_ERR_LEAVE_FAILED: 'leave() could not get this node\'s ShuttingDown committed; the node did not leave and is still a member.',
+  CLMS_ERR_NOT_JOINED: 'start() gave up (its timeout or signal) before the node joined; `reasons` says what it was waiting for.',
+  CLMS_ERR_CLOSED: 'The node closed before the awaited state was reached (e.g. whenUp()).',
+  CLMS_ERR_INVALID_STATE: 'The operation is not allowed in the node\'s current phase (e.g. registerKeyService after the node joined).',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -411,5 +414,30 @@ export class LeaveFailedError extends ClusterInfraError {
   override readonly name = 'LeaveFailedError';
   constructor(message: string, options: ClusterInfraErrorOptions = {}) {
     super('CLMS_ERR_LEAVE_FAILED', message, { retryable: true, ...options });
+  }
+}
+
+export class NotJoinedError extends ClusterInfraError {
+  override readonly name = 'NotJoinedError';
+  /** What the node was waiting for when start() gave up, newest last (the `joining` event's reasons). */
+  readonly reasons: readonly string[];
+  constructor(message: string, options: ClusterInfraErrorOptions & { reasons?: readonly string[] } = {}) {
+    const reasons = options.reasons ?? [];
+    super('CLMS_ERR_NOT_JOINED', reasons.length > 0 ? `${message}: ${reasons.join('; ')}` : message, { retryable: true, ...(options.cause === undefined ? {} : { cause: options.cause }) });
+    this.reasons = [...reasons];
+  }
+}
+
+export class NodeClosedError extends ClusterInfraError {
+  override readonly name = 'NodeClosedError';
+  constructor(message = 'the node closed', options: ClusterInfraErrorOptions = {}) {
+    super('CLMS_ERR_CLOSED', message, options);
+  }
+}
+
+export class InvalidStateError extends ClusterInfraError {
+  override readonly name = 'InvalidStateError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('CLMS_ERR_INVALID_STATE', message, options);
   }
 }

@@ -34,12 +34,14 @@ import {
   UnavailableError,
   UnknownChannelError,
 } from '../errors/index.js';
-import { defaultLogger, type Logger } from '../logging/index.js';
+import { defaultLogger, LogLimiter, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { BulkReceiver, BulkSender, collectBulkRefs, type IncomingBulk, type OutStream, substituteBulk } from './bulk.js';
 import { handlerContext, type HandlerContextStore } from './context.js';
 import {
   BuiltinChannel,
+  checkCallOptions,
+  checkSubservice,
   DEFAULTS,
   icsOptionsSchema,
   INITIAL_BULK_WINDOW,
@@ -74,6 +76,8 @@ import { FrameType, type IcsFrame, type OneWayFrame, RefusedReason, type Refused
 export function serviceId(channel: number, subservice: number): number {
   return ((channel << 16) >>> 0) + subservice;
 }
+/** Refused connections of one kind are logged at most this often (a misconfigured peer retries many times a second). */
+const REJECTED_LOG_EVERY_MS = 10_000;
 export const channelOf = (service: number): number => service >>> 16;
 export const subserviceOf = (service: number): number => service & 0xffff;
 
@@ -453,6 +457,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** Told of every settled client call (metrics); empty in most programs. */
   private readonly callObservers = new Set<CallObserver>();
   /** @internal */
+  private readonly rejectedLog: LogLimiter;
   readonly counters = {
     callsStarted: 0,
     callsSucceeded: 0,
@@ -475,6 +480,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.clock = this.opts.clock ?? realClock;
     this.random = this.opts.random ?? cryptoRandom;
     this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'ics', node: this.nodeNum });
+    this.rejectedLog = new LogLimiter(() => this.clock.now(), REJECTED_LOG_EVERY_MS);
     // Incarnations grow across restarts (wall-clock milliseconds, scaled),
     // with a random tail so that two starts in one millisecond differ.
     this.incarnation = this.opts.incarnation ?? Math.floor(this.clock.wallNow()) * 1000 + this.random.int(1000) + 1;
@@ -523,9 +529,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     this.listener = listener;
     this.listener.on('link', (link) => this.attach(link));
-    this.listener.on('rejected', (info) =>
-      this.log.warn({ remote: info.remoteAddress, code: info.error.code }, 'refused a connection: %s', info.error.message),
-    );
+    this.listener.on('rejected', (info) => {
+      // A peer with the wrong secret retries many times a second: one line
+      // per kind of refusal every REJECTED_LOG_EVERY_MS, with the count held back.
+      const reason = (info.error as { reason?: string }).reason ?? info.error.code;
+      const { ok, suppressed } = this.rejectedLog.take(reason);
+      if (ok) this.log.warn({ remote: info.remoteAddress, node: info.remote?.nodeNum, code: info.error.code, reason, suppressed }, 'refused a connection: %s', info.error.message);
+      this.emit('rejected', info);
+    });
     return this;
   }
 
@@ -567,6 +578,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** Resolve a service address to its id. */
   serviceId(address: ServiceAddress): number {
     if (typeof address === 'number') return address;
+    checkSubservice(address.subservice);
     return serviceId(this.channelInfo(address.channel).number, address.subservice);
   }
 
@@ -626,6 +638,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     let svc: number;
     try {
       this.assertOpen();
+      checkCallOptions(options);
       svc = typeof service === 'number' ? service : this.serviceId(service);
     } catch (err) {
       this.counters.callsFailed++;

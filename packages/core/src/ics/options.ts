@@ -6,6 +6,7 @@ import type { Clock } from '../clock/index.js';
 import type { TransportFactory } from '../contracts/transport.js';
 import type { Logger } from '../logging/index.js';
 import type { RandomSource } from '../random/index.js';
+import { InvalidArgumentError } from '../errors/index.js';
 
 /**
  * Built-in channel numbers. Numbers below 32 are reserved for ICS and CLMS;
@@ -189,3 +190,22 @@ export interface IcsOptions {
 }
 
 export type ResolvedIcsOptions = z.output<typeof icsOptionsSchema>;
+
+/**
+ * Per-call options, checked before anything is sent: a negative or
+ * non-finite `timeoutMs` is refused (it used to give a deadline in the past,
+ * or never). Plain checks, not zod: this runs on every call.
+ */
+export function checkCallOptions(options: { timeoutMs?: number } | undefined): void {
+  const t = options?.timeoutMs;
+  if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 0)) {
+    throw new InvalidArgumentError(`timeoutMs must be a finite number >= 0, got ${String(t)}`, { details: [{ path: 'timeoutMs', message: 'must be >= 0' }] });
+  }
+}
+
+/** A service address's subservice: an integer 0–65535 (−1 used to address another channel's service). */
+export function checkSubservice(subservice: unknown): void {
+  if (!Number.isInteger(subservice) || (subservice as number) < 0 || (subservice as number) > 0xffff) {
+    throw new InvalidArgumentError(`subservice must be an integer 0–65535, got ${String(subservice)}`, { details: [{ path: 'subservice', message: 'must be 0–65535' }] });
+  }
+}

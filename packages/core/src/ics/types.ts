@@ -1,5 +1,5 @@
 /** Public types of the ICS runtime. */
-import type { NodeIdentity } from '../contracts/transport.js';
+import type { NodeIdentity, RejectedConnection } from '../contracts/transport.js';
 import type { PoolConfig } from './options.js';
 
 /** What a handler is given besides its arguments. */
@@ -114,6 +114,8 @@ export interface IcsEvents {
    * node number (`newer-incarnation`). The link closes next.
    */
   refused: (info: { node: number; incarnation: number; reason: 'incarnation-down' | 'newer-incarnation' }) => void;
+  /** The listener refused a connection during its handshake (wrong secret, cluster name, identity, limits). */
+  rejected: (info: RejectedConnection) => void;
 }
 
 export interface IcsStats {

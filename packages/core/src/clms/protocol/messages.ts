@@ -78,7 +78,14 @@ export const transitionSchema = z.strictObject({
   /** On `keyservice` transitions. */
   keyService: keyServiceChangeSchema.optional(),
 });
-export type Transition = Frozen<z.infer<typeof transitionSchema>>;
+/**
+ * A transition as the history holds it and the wire carries it, plus, only
+ * on delivered events, `replayed`: true when the event delivers a transition
+ * after the fact rather than as it was applied here (the history a late
+ * joiner receives with its join, what `watch({ since })` replays). The
+ * schema is strict, so `replayed` never crosses the wire.
+ */
+export type Transition = Frozen<z.infer<typeof transitionSchema>> & { readonly replayed?: boolean };
 
 export const memberSchema = z.strictObject({
   node: z.number().int().min(1),
