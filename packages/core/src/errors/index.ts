@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   ADMIN_ERR_UNREACHABLE: 'The admin endpoint could not be reached (connection refused, timeout, bad URL).',
   ADMIN_ERR_BAD_RESPONSE: 'The admin endpoint answered with something that is not the admin API.',
   CLMS_ERR_KEYSERVICE_HALTED: 'A critical key service has no eligible node left; the cluster is halted until one joins.',
+  TRANSPORT_ERR_INTEGRITY: 'An encrypted record failed authentication (altered, replayed, reordered or out of key sync); the link is closed.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -236,6 +237,13 @@ export class TlsError extends ClusterInfraError {
   override readonly name = 'TlsError';
   constructor(message: string, options: ClusterInfraErrorOptions = {}) {
     super('TRANSPORT_ERR_TLS', message, options);
+  }
+}
+
+export class IntegrityError extends ClusterInfraError {
+  override readonly name = 'IntegrityError';
+  constructor(message: string) {
+    super('TRANSPORT_ERR_INTEGRITY', message);
   }
 }
 
