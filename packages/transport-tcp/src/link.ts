@@ -143,10 +143,12 @@ export class TcpLink extends LinkBase {
     return this.sealer !== undefined;
   }
 
+  private readonly feedPlain = (plain: Uint8Array): void => this.decoder.feed(plain);
+
   /** Socket bytes into the decoder, through the record layer when there is one. */
   private feed(chunk: Uint8Array): void {
     if (this.opener === undefined) this.decoder.feed(chunk);
-    else for (const plain of this.opener.open(chunk)) this.decoder.feed(plain);
+    else this.opener.open(chunk, this.feedPlain);
   }
 
   get bufferedBytes(): number {
@@ -227,13 +229,15 @@ export class TcpLink extends LinkBase {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.state === 'closed') return;
+    let failure: unknown;
     try {
       this.feed(chunk);
     } catch (err) {
-      this.protocolError(err);
-      return;
+      failure = err ?? new MalformedFrameError('unknown read failure');
     }
+    // Frames of the records that checked out come first, then the failure closes the link.
     this.pump();
+    if (failure !== undefined && (this.state as string) !== 'closed') this.protocolError(failure);
   };
 
   /** Take every whole frame out of the decoder. */

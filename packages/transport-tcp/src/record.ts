@@ -128,13 +128,13 @@ export class RecordOpener extends KeyState {
   }
 
   /**
-   * Take bytes from the socket; return the plaintext of every record they
-   * complete, in order. Throws (and stays failed) on a bad length or a record
-   * that does not authenticate.
+   * Take bytes from the socket; hand the plaintext of every record they
+   * complete to `deliver`, in order, each as soon as it checked out. Throws
+   * (and stays failed) on a bad length or a record that does not
+   * authenticate; records before it have been delivered.
    */
-  open(chunk: Uint8Array): Uint8Array[] {
+  open(chunk: Uint8Array, deliver: (plaintext: Uint8Array) => void): void {
     if (this.failure) throw this.failure;
-    const out: Uint8Array[] = [];
     let pos = 0;
     while (pos < chunk.byteLength) {
       if (!this.inBody) {
@@ -157,9 +157,8 @@ export class RecordOpener extends KeyState {
       this.fill += n;
       pos += n;
       if (this.fill < this.need) break;
-      out.push(this.openRecord());
+      deliver(this.openRecord());
     }
-    return out;
   }
 
   private openRecord(): Uint8Array {

@@ -22,7 +22,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ControlType, REJECT_CODES } from '../src/constants.js';
 import { encodeControl, encodeDataFrame } from '../src/frame.js';
 import type { TcpOptions } from '../src/index.js';
-import { drainSocket, makeTransport } from './helpers.js';
+import { drainSocket, makeTransport, watchRejected } from './helpers.js';
 import { FrameReader, helloBody, hostPort, rawClientHandshake, rawConnect } from './raw.js';
 import { connect } from 'node:net';
 
@@ -49,25 +49,9 @@ async function watchedListener(options: TcpOptions = {}): Promise<Watched> {
   transports.push(server);
   const listener = await server.listen();
   const links: Link[] = [];
-  const rejected: RejectedConnection[] = [];
-  const waiters: Array<(r: RejectedConnection) => void> = [];
   listener.on('link', (l) => links.push(l));
-  listener.on('rejected', (r) => {
-    rejected.push(r);
-    waiters.shift()?.(r);
-  });
-  let seen = 0;
-  return {
-    server,
-    listener,
-    links,
-    rejected,
-    nextRejected: () => {
-      const i = seen++;
-      if (rejected[i]) return Promise.resolve(rejected[i]!);
-      return new Promise((r) => waiters.push(r));
-    },
-  };
+  const { rejected, next } = watchRejected(listener);
+  return { server, listener, links, rejected, nextRejected: next };
 }
 
 async function raw(address: string, localAddress?: string): Promise<Socket> {

@@ -110,6 +110,16 @@ export interface RawHandshake {
   ready: Ready;
 }
 
+/** The client's proof for `secret`, as a client of incarnation 1 that sent `hello` and got `welcome`. */
+export function clientProof(secret: string, clusterName: string, nodeNum: number, hello: Uint8Array, welcome: Uint8Array): Uint8Array {
+  const key = deriveHandshakeKey(new Uint8Array(Buffer.from(secret)), parseHello(hello).nonce, parseWelcome(welcome).nonce, {
+    clusterName: new Uint8Array(Buffer.from(clusterName)),
+    clientNodeNum: nodeNum,
+    clientIncarnation: 1,
+  });
+  return computeProof(key, 'client', transcriptHash([[ControlType.HELLO, hello], [ControlType.WELCOME2, welcome]]));
+}
+
 /**
  * Handshake as a client by hand: HELLO, WELCOME, AUTH (with a proof when
  * `secret` is given), READY, FINISH. Returns the socket and reader, ready
@@ -126,15 +136,7 @@ export async function rawClientHandshake(address: string, options: number | RawC
   socket.write(encodeControl(ControlType.HELLO, hello));
   const welcomeBody = await reader.control(ControlType.WELCOME2);
   const welcome = parseWelcome(welcomeBody);
-  let proof: Uint8Array = new Uint8Array(0);
-  if (o.secret !== undefined) {
-    const key = deriveHandshakeKey(new Uint8Array(Buffer.from(o.secret)), nonce, welcome.nonce, {
-      clusterName: new Uint8Array(Buffer.from(clusterName)),
-      clientNodeNum: nodeNum,
-      clientIncarnation: 1,
-    });
-    proof = computeProof(key, 'client', transcriptHash([[ControlType.HELLO, hello], [ControlType.WELCOME2, welcomeBody]]));
-  }
+  const proof = o.secret === undefined ? new Uint8Array(0) : clientProof(o.secret, clusterName, nodeNum, hello, welcomeBody);
   socket.write(encodeControl(ControlType.AUTH, encodeAuth(proof)));
   const ready = parseReady(await reader.control(ControlType.READY2));
   socket.write(encodeControl(ControlType.FINISH));

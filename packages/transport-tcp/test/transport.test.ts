@@ -24,6 +24,7 @@ import { parseAddress } from '../src/address.js';
 import { FrameDecoder } from '../src/frame.js';
 import { type TcpOptions, tcp } from '../src/index.js';
 import { computeProof, deriveHandshakeKey, deriveTrafficKeys } from '../src/handshake.js';
+import type { TcpLink } from '../src/link.js';
 import { makePki, makeTransport } from './helpers.js';
 import { rawServer } from './raw.js';
 
@@ -453,7 +454,9 @@ describe('TLS', () => {
 
   it('combines TLS with a secret', async () => {
     const listener = await node(1, { ...tlsFor('node1'), secret: SECRET }).listen();
-    expect((await node(2, { ...tlsFor('node2'), secret: SECRET }).connect(listener.address)).remote.nodeNum).toBe(1);
+    const link = await node(2, { ...tlsFor('node2'), secret: SECRET }).connect(listener.address);
+    expect(link.remote.nodeNum).toBe(1);
+    expect((link as TcpLink).encrypted).toBe(false); // TLS encrypts; no second layer of records
     const err = await failure(node(3, { ...tlsFor('node2'), secret: OTHER_SECRET }).connect(listener.address));
     expect((err as HandshakeRejectedError).reason).toBe('auth');
   });
