@@ -168,9 +168,8 @@ export class RecordOpener extends KeyState {
     this.inBody = false;
     const cut = body.byteLength - RECORD_TAG_SIZE;
     const decipher = createDecipheriv(RECORD_CIPHER, this.key, this.nextNonce(), { authTagLength: RECORD_TAG_SIZE });
-    const aad = Buffer.alloc(HEADER_SIZE);
-    aad.writeUInt32BE(((this.keyUpdate ? RECORD_KEY_UPDATE_BIT : 0) | body.byteLength) >>> 0, 0);
-    decipher.setAAD(aad);
+    // The header is still the one this record came with: the next is read only after it is opened.
+    decipher.setAAD(this.header);
     decipher.setAuthTag(body.subarray(cut));
     const plain = decipher.update(body.subarray(0, cut));
     try {

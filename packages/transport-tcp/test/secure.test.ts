@@ -21,7 +21,7 @@ import {
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlType, Flags, REJECT_CODES } from '../src/constants.js';
 import { FrameDecoder, encodeControl } from '../src/frame.js';
-import { encodeAuth, encodeReject } from '../src/handshake.js';
+import { encodeAuth, encodeReady, encodeReject, encodeWelcome } from '../src/handshake.js';
 import { TcpKeyring, type TcpOptions, tcp } from '../src/index.js';
 import type { TcpLink } from '../src/link.js';
 import { PendingSlots, networkOf } from '../src/pending.js';
@@ -145,6 +145,31 @@ describe('handshake: the client proves first', () => {
     const err = await failure(node(2, { secret: SECRET }, 'other').connect(w.listener.address));
     expect((err as HandshakeRejectedError).reason).toBe('auth');
     expect((err as HandshakeRejectedError).by).toBe('remote');
+  });
+
+  it('a server that cannot prove the secret is refused by the client (auth), after the client proved itself', async () => {
+    // A rogue server: answers HELLO with a WELCOME and AUTH with a READY whose proof it made up.
+    let afterReady: Buffer = Buffer.alloc(0);
+    const rogue = createServer((sock) => {
+      sock.on('error', () => {});
+      const reader = new FrameReader(sock);
+      void (async () => {
+        await reader.control(ControlType.HELLO);
+        sock.write(encodeControl(ControlType.WELCOME2, encodeWelcome({ version: 2, flags: Flags.PSK | Flags.ENCRYPT, nonce: new Uint8Array(32) })));
+        await reader.control(ControlType.AUTH);
+        sock.write(encodeControl(ControlType.READY2, encodeReady({ nodeNum: 1, incarnation: 1, maxFrameSize: 1 << 20, proof: new Uint8Array(32).fill(9) })));
+        const f = await reader.next();
+        if (f?.kind === 'control') afterReady = encodeControl(f.type, f.body);
+      })().catch(() => sock.destroy());
+    });
+    servers.push(rogue);
+    await new Promise<void>((r) => rogue.listen(0, '127.0.0.1', r));
+    const err = await failure(node(2, { secret: SECRET }).connect(`127.0.0.1:${(rogue.address() as AddressInfo).port}`));
+    expect((err as HandshakeRejectedError).reason).toBe('auth');
+    expect((err as HandshakeRejectedError).by).toBe('local');
+    expect((err as Error).message).toMatch(/server proof did not verify/);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(afterReady.equals(rejectFrame('auth'))).toBe(true); // REJECT, not FINISH: no link, no records
   });
 
   it('an old peer (protocol 1) is refused with reason version, and a message that says so, on both sides', async () => {
