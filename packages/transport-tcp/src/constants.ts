@@ -3,7 +3,8 @@
  *
  * Wire numbers (control types, reject codes, protocol versions) are
  * append-only: a number, once shipped, keeps its meaning forever and is
- * never reused. README.md has the table with the version that added each.
+ * never reused. docs/protocol.md (Transport handshake) has the table with
+ * the version that added each.
  */
 import type { HandshakeRejectReason } from '@clusterinfra/core';
 
@@ -51,8 +52,7 @@ export const MAGIC = Uint8Array.of(0x43, 0x49, 0x54, 0x50);
 /** Protocol versions this build speaks. The handshake picks the highest common one. */
 export const PROTOCOL_VERSION_MIN = 2;
 export const PROTOCOL_VERSION_MAX = 2;
-/** The first version this build refuses to speak (v1: the server proved first; frames not encrypted). */
-export const PROTOCOL_VERSION_RETIRED = 1;
+// Version 1 is retired: its server proved first (offline guessing from one HELLO) and frames were not encrypted.
 
 export const NONCE_SIZE = 32;
 export const PROOF_SIZE = 32;

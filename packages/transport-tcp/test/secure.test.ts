@@ -20,7 +20,7 @@ import {
 } from '@clusterinfra/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ControlType, Flags, REJECT_CODES } from '../src/constants.js';
-import { FrameDecoder, encodeControl } from '../src/frame.js';
+import { FrameDecoder, encodeControl, encodeDataFrame } from '../src/frame.js';
 import { encodeAuth, encodeReady, encodeReject, encodeWelcome } from '../src/handshake.js';
 import { TcpKeyring, type TcpOptions, tcp } from '../src/index.js';
 import type { TcpLink } from '../src/link.js';
@@ -345,6 +345,23 @@ describe('encryption of secret links', () => {
       expect(proxy.clientBytes().includes(MARKER)).toBe(visible);
       expect(proxy.clientBytes().includes(Buffer.alloc(1000, 0x41))).toBe(visible);
     }
+  });
+
+  it('a peer that proved the secret but sends frames in clear on an encrypted link is cut off; nothing is delivered', async () => {
+    const w = await listening({ secret: SECRET });
+    const linked = new Promise<Link>((r) => w.listener.once('link', r));
+    const { socket } = await rawClientHandshake(w.listener.address, { secret: SECRET, flags: Flags.PSK | Flags.ENCRYPT });
+    sockets.push(socket);
+    const link = (await linked) as TcpLink;
+    expect(link.encrypted).toBe(true);
+    const got: Uint8Array[] = [];
+    link.on('frame', (f) => got.push(f));
+    link.resume();
+    socket.write(encodeDataFrame(new Uint8Array(64).fill(1)));
+    const info = await link.closed;
+    expect(info.reason).toBe('error');
+    expect(info.error).toBeInstanceOf(IntegrityError);
+    expect(got).toEqual([]);
   });
 
   it('a link is encrypted when either side asks (TLS links: transport.test.ts)', async () => {
