@@ -157,21 +157,34 @@ export class RecordOpener extends KeyState {
       this.fill += n;
       pos += n;
       if (this.fill < this.need) break;
-      deliver(this.openRecord());
+      for (const piece of this.openRecord()) if (piece.byteLength > 0) deliver(piece);
     }
   }
 
-  private openRecord(): Uint8Array {
-    const body = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.fill);
+  /**
+   * Decrypt the buffered record piece by piece as it lies in the socket's
+   * chunks (no copy to join them), and return the plaintext pieces once the
+   * tag verified.
+   */
+  private openRecord(): Buffer[] {
+    const parts = this.parts;
+    const cut = this.fill - RECORD_TAG_SIZE;
     this.parts = [];
     this.fill = 0;
     this.inBody = false;
-    const cut = body.byteLength - RECORD_TAG_SIZE;
     const decipher = createDecipheriv(RECORD_CIPHER, this.key, this.nextNonce(), { authTagLength: RECORD_TAG_SIZE });
     // The header is still the one this record came with: the next is read only after it is opened.
     decipher.setAAD(this.header);
-    decipher.setAuthTag(body.subarray(cut));
-    const plain = decipher.update(body.subarray(0, cut));
+    const plain: Buffer[] = [];
+    const tag = Buffer.allocUnsafe(RECORD_TAG_SIZE);
+    let pos = 0;
+    for (const part of parts) {
+      const end = pos + part.byteLength;
+      if (pos < cut) plain.push(decipher.update(end <= cut ? part : part.subarray(0, cut - pos)));
+      if (end > cut) tag.set(part.subarray(Math.max(0, cut - pos)), Math.max(0, pos - cut));
+      pos = end;
+    }
+    decipher.setAuthTag(tag);
     try {
       decipher.final();
     } catch {
