@@ -234,3 +234,89 @@ export function median(xs: number[]): number {
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
+
+// ---------------------------------------------------------------------------
+// Shared by the bench servers (server.ts, encryption.ts) and clients (run.ts, encryption.ts)
+
+/** One-way messages a bench server counted; `waitCount(n)` settles once n have arrived. */
+export class OneWayCounter {
+  private count = 0;
+  private waiters: { n: number; resolve: (n: number) => void }[] = [];
+
+  counted(): void {
+    this.count++;
+    if (this.waiters.length === 0) return;
+    const due = this.waiters.filter((w) => this.count >= w.n);
+    this.waiters = this.waiters.filter((w) => this.count < w.n);
+    for (const w of due) w.resolve(this.count);
+  }
+
+  reset(): number {
+    this.count = 0;
+    return 0;
+  }
+
+  waitCount(n: number): number | Promise<number> {
+    if (this.count >= n) return this.count;
+    return new Promise((resolve) => this.waiters.push({ n, resolve }));
+  }
+}
+
+/** The handlers of the bench service on an ICS server. */
+export function benchHandlers(counter: OneWayCounter): Record<'echo' | 'note' | 'reset' | 'waitCount' | 'sink', (args: unknown) => unknown> {
+  return {
+    echo: (args) => args,
+    note: () => counter.counted(),
+    reset: () => counter.reset(),
+    waitCount: (n) => counter.waitCount(n as number),
+    sink: (chunk) => (chunk as Uint8Array).byteLength,
+  };
+}
+
+/** What the one-way measurement drives. */
+export interface OneWayTarget {
+  /** A one-way message; false when the sender should wait for `drained()`. */
+  trySend(payload: unknown): boolean;
+  drained(): Promise<void>;
+  /** Zero the server's counter. */
+  reset(): Promise<unknown>;
+  /** Resolves once the server has counted n messages. */
+  waitCount(n: number): Promise<unknown>;
+}
+
+/**
+ * One-way messages as fast as backpressure allows, counted by the server:
+ * the clock stops when the server has counted every message sent.
+ */
+export async function oneWayRate(target: OneWayTarget, seconds: number, payload: unknown, batch = 1024): Promise<{ rate: number; sent: number }> {
+  await target.reset();
+  let sent = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  while (performance.now() < end) {
+    let ok = true;
+    for (let i = 0; i < batch && ok; i++) {
+      ok = target.trySend(payload);
+      sent++;
+    }
+    if (!ok) await target.drained();
+    else await new Promise((r) => setImmediate(r));
+  }
+  await target.waitCount(sent);
+  return { rate: sent / ((performance.now() - t0) / 1000), sent };
+}
+
+/** `inFlight` closed-loop callers of `op`; completed operations per second. */
+export async function closedLoopRate(seconds: number, inFlight: number, op: () => Promise<unknown>): Promise<number> {
+  let done = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < end) {
+      await op();
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  return done / ((performance.now() - t0) / 1000);
+}

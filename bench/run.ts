@@ -21,6 +21,7 @@ import {
   BENCH_SERVICE,
   bodyOf,
   CLIENT_NODE,
+  closedLoopRate,
   CLUSTER,
   FrameParser,
   FrameWriter,
@@ -30,6 +31,7 @@ import {
   kindOf,
   median,
   MiB1,
+  oneWayRate,
   SERVER_NODE,
   SMALL,
   SMALL_ENCODED_BYTES,
@@ -37,6 +39,7 @@ import {
 import { buildLib, type IcsLib, loadLib, USE_TSX } from './load.js';
 import { type CpuProfile, formatSummary } from './profile.js';
 import { type ClmsRow, runClmsBench } from './clms.js';
+import { type EncryptionRow, runEncryptionBench } from './encryption.js';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -247,40 +250,14 @@ async function latency(sys: System, seconds: number): Promise<Measured> {
 }
 
 /** `inFlight` closed-loop callers; completed calls (or bytes) per second. */
-async function pipelined(sys: System, seconds: number, inFlight: number, op: () => Promise<unknown>): Promise<number> {
-  let done = 0;
-  const t0 = now();
-  const end = t0 + seconds * 1000;
-  const worker = async (): Promise<void> => {
-    while (now() < end) {
-      await op();
-      done++;
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, worker));
-  return done / ((now() - t0) / 1000);
+function pipelined(_sys: System, seconds: number, inFlight: number, op: () => Promise<unknown>): Promise<number> {
+  return closedLoopRate(seconds, inFlight, op);
 }
 
-/**
- * One-way messages as fast as backpressure allows, counted by the server:
- * the clock stops when the server has counted every message sent.
- */
+/** One-way messages counted by the server (common.ts: oneWayRate). */
 async function oneWay(sys: System, seconds: number): Promise<Measured> {
-  await sys.reset();
-  let sent = 0;
-  const t0 = now();
-  const end = t0 + seconds * 1000;
-  while (now() < end) {
-    let ok = true;
-    for (let i = 0; i < ONEWAY_BATCH && ok; i++) {
-      ok = sys.trySend(SMALL);
-      sent++;
-    }
-    if (!ok) await sys.drained();
-    else await macrotask();
-  }
-  await sys.waitCount(sent);
-  return { value: sent / ((now() - t0) / 1000), extra: { messages: sent } };
+  const { rate, sent } = await oneWayRate(sys, seconds, SMALL, ONEWAY_BATCH);
+  return { value: rate, extra: { messages: sent } };
 }
 
 interface RowSpec {
@@ -497,10 +474,19 @@ async function main(): Promise<void> {
   // --clms=<part>,...: only those parts of the CLMS suite (ids in bench/clms.ts), e.g. --only=clms --clms=formation-256
   const clmsOnly = flag('clms')?.split(',').filter(Boolean);
   const wantClms = !PROFILE && (!only || only.includes('clms') || clmsOnly !== undefined);
-  if (rows.length === 0 && !wantClms) throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, clms)`);
+  // bench/encryption.ts: encrypted vs plain secret links, after the ICS rows (--only=encryption alone).
+  const wantEncryption = !PROFILE && clmsOnly === undefined && (!only || only.includes('encryption'));
+  if (rows.length === 0 && !wantClms && !wantEncryption)
+    throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, encryption, clms)`);
   const t0 = now();
   const icsRows = rows.length > 0 ? await icsMain(rows, profileRows) : [];
   if (icsRows === undefined) return; // profiled
+  let encryptionRows: EncryptionRow[] = [];
+  if (wantEncryption) {
+    log('bench: encrypted vs plain secret links (bench/encryption.ts)');
+    encryptionRows = await runEncryptionBench({ rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP, log });
+    if (!JSON_OUT) console.log(`\n${table(encryptionRows)}\n(ICS column: encrypted; baseline: encrypt: false on both sides)\n`);
+  }
   let clmsRows: ClmsRow[] = [];
   if (wantClms) {
     log('bench: CLMS suite (bench/clms.ts)');
@@ -515,7 +501,16 @@ async function main(): Promise<void> {
       for (const n of clms.notes) console.log(`  ${n}`);
     }
   }
-  const fresh = [...icsRows, ...clmsRows];
+  const encryption = encryptionRows.map(({ suite, name, unit, better, value, baseline, ratio }) => ({
+    suite,
+    name,
+    unit,
+    better,
+    value: round3(value),
+    baseline: round3(baseline),
+    ratio: round3(ratio),
+  }));
+  const fresh = [...icsRows, ...encryption, ...clmsRows];
   // A partial run (--only, --clms) replaces its own rows and keeps the others from the last full run.
   const all = only || clmsOnly ? mergeRows(fresh) : fresh;
   writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');

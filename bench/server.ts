@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { BENCH_SERVICE, bodyOf, CLUSTER, FrameParser, FrameWriter, idOf, Kind, kindOf, SERVER_NODE } from './common.js';
+import { BENCH_SERVICE, benchHandlers, bodyOf, CLUSTER, FrameParser, FrameWriter, idOf, Kind, kindOf, OneWayCounter, SERVER_NODE } from './common.js';
 import { loadLib } from './load.js';
 
 const secret = process.env.BENCH_SECRET;
@@ -17,25 +17,7 @@ if (!secret || typeof process.send !== 'function') {
 }
 
 // One-way counting, shared by ICS and the baseline (they never run at once).
-let count = 0;
-const waiters: { n: number; resolve: (n: number) => void }[] = [];
-function counted(): void {
-  count++;
-  if (waiters.length > 0) wake();
-}
-function wake(): void {
-  for (let i = waiters.length - 1; i >= 0; i--) {
-    const w = waiters[i]!;
-    if (count >= w.n) {
-      waiters.splice(i, 1);
-      w.resolve(count);
-    }
-  }
-}
-function waitCount(n: number): number | Promise<number> {
-  if (count >= n) return count;
-  return new Promise((resolve) => waiters.push({ n, resolve }));
-}
+const counter = new OneWayCounter();
 
 // ---- ICS (bundled like the published build: see load.ts)
 const { createIcs, tcp } = await loadLib();
@@ -45,22 +27,7 @@ const ics = createIcs({
   nodeNum: SERVER_NODE,
 });
 await ics.start();
-ics.registerService({
-  ...BENCH_SERVICE,
-  name: 'bench',
-  handlers: {
-    echo: (args) => args,
-    note: () => {
-      counted();
-    },
-    reset: () => {
-      count = 0;
-      return 0;
-    },
-    waitCount: (n) => waitCount(n as number),
-    sink: (chunk) => (chunk as Uint8Array).byteLength,
-  },
-});
+ics.registerService({ ...BENCH_SERVICE, name: 'bench', handlers: benchHandlers(counter) });
 
 // ---- baseline RPC: decode every body, re-encode every reply (as ICS does)
 const sockets = new Set<Socket>();
@@ -78,14 +45,13 @@ const rpc = createServer({ noDelay: true }, (socket) => {
         w.sendPacked(Kind.Reply, id, body);
         return;
       case Kind.OneWay:
-        counted();
+        counter.counted();
         return;
       case Kind.Reset:
-        count = 0;
-        w.sendPacked(Kind.Reply, id, 0);
+        w.sendPacked(Kind.Reply, id, counter.reset());
         return;
       case Kind.WaitCount: {
-        const r = waitCount(body as number);
+        const r = counter.waitCount(body as number);
         if (typeof r === 'number') w.sendPacked(Kind.Reply, id, r);
         else void r.then((c) => w.sendPacked(Kind.Reply, id, c));
         return;

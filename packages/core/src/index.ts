@@ -26,6 +26,7 @@ export {
   HandshakeRejectedError,
   HandshakeTimeoutError,
   InvalidAddressError,
+  IntegrityError,
   InvalidOptionError,
   isClusterInfraError,
   LinkClosedError,

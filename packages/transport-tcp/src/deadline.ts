@@ -6,7 +6,15 @@
  * costs one timer at a time, not one per frame.
  */
 import type { Clock, TimerHandle } from '@clusterinfra/core';
-import type { FrameDecoder } from './frame.js';
+
+/** What the deadline watches: a frame decoder, or a record opener and the decoder behind it. */
+export interface ReadProgress {
+  /** Part of a unit (frame or record) has arrived and the rest has not. */
+  readonly partial: boolean;
+  /** Units completed so far: tells which one is the partial one. */
+  readonly completed: number;
+  readonly failed: boolean;
+}
 
 export class FrameDeadline {
   private timer: TimerHandle | undefined;
@@ -17,7 +25,7 @@ export class FrameDeadline {
   constructor(
     private readonly clock: Clock,
     private readonly ms: number,
-    private readonly decoder: FrameDecoder,
+    private readonly decoder: ReadProgress,
     private readonly onExpire: () => void,
   ) {}
 

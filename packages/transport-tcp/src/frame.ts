@@ -77,6 +77,19 @@ export class FrameDecoder {
     return this.failure !== undefined;
   }
 
+  /**
+   * Take out the bytes not yet read into a frame, at a frame boundary (the
+   * handshake hands what follows its last message to the record layer).
+   */
+  drain(): Uint8Array[] {
+    if (this.headerFill > 0 || this.inBody) throw new MalformedFrameError('handshake ended inside a frame');
+    const out = this.queue.splice(0);
+    if (out.length > 0 && this.pos > 0) out[0] = out[0]!.subarray(this.pos);
+    this.pos = 0;
+    this.buffered = 0;
+    return out;
+  }
+
   /** Append bytes; call `next()` until it returns undefined to take the frames out. */
   feed(chunk: Uint8Array): void {
     if (this.failure) throw this.failure;

@@ -1,20 +1,31 @@
 /**
  * The handshake state machines, one per side, over an established stream
- * (plain TCP, or TLS after its own handshake):
+ * (plain TCP, or TLS after its own handshake). Protocol version 2:
  *
- *   client                                  server
- *   HELLO   magic, versions, identity, nonce  →
- *                                         ←  WELCOME magic, version, identity, nonce, server proof
- *   AUTH    client proof                      →
- *                                         ←  READY
+ *   client                                     server
+ *   HELLO    magic, versions, flags, client identity, nonce, cluster name  →
+ *                                           ←  WELCOME  magic, version, flags, server nonce
+ *   AUTH     client proof                                                  →
+ *                                           ←  READY    server identity, server proof
+ *   FINISH                                                                 →
+ *
+ * The client proves first: until it has, the server says nothing that
+ * depends on the secret, its cluster name or its identity, so a stranger
+ * learns nothing from a HELLO and cannot test guesses at the secret offline
+ * from the server's answer (only by connecting, once per guess). A wrong
+ * cluster name with a secret fails the proof like a wrong secret (the key is
+ * bound to the name each side knows), and the same REJECT `auth` goes back.
  *
  * Either side may answer with REJECT(reason) instead and close. The server
- * checks version, cluster name, identity and secret presence on HELLO, and
- * the client's proof and its admission policy on AUTH; the client checks the
- * version, identity, secret presence, the server's proof and its policy on
- * WELCOME. `connect()` resolves on READY; the listener emits `link` after
- * sending READY. No data frame is accepted before that (the decoder refuses
- * them), and handshake messages are bounded by MAX_CONTROL_SIZE.
+ * checks version, identity format and secret presence on HELLO; the proof,
+ * the cluster name, its own node number and its admission policy on AUTH.
+ * The client checks version and secret presence on WELCOME; the server's
+ * proof, identity and its policy on READY. `connect()` resolves when FINISH
+ * is sent; the listener emits `link` on FINISH. No data frame is accepted
+ * before that (the decoder refuses them), and handshake messages are bounded
+ * by MAX_CONTROL_SIZE. With a secret and no TLS, both sides then derive
+ * per-direction traffic keys and the link is encrypted (record.ts) unless
+ * both sides turned `encrypt` off.
  */
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -35,23 +46,28 @@ import { FrameDeadline } from './deadline.js';
 import { type DecodedFrame, FrameDecoder, encodeControl } from './frame.js';
 import {
   type Hello,
+  READY_CORE,
   computeProof,
-  deriveSessionKey,
+  deriveHandshakeKey,
+  deriveTrafficKeys,
   encodeAuth,
   encodeHello,
+  encodeReady,
   encodeReject,
   encodeWelcome,
   negotiateVersion,
   parseAuth,
   parseEmpty,
   parseHello,
+  parseReady,
   parseReject,
   parseWelcome,
-  transcriptOf,
+  transcriptHash,
   validIncarnation,
   validNodeNum,
   verifyProof,
 } from './handshake.js';
+import { kKeys } from './keyring.js';
 import type { TransportCore } from './core.js';
 
 const EMPTY = new Uint8Array(0);
@@ -66,6 +82,8 @@ export interface HandshakeResult {
   /** Largest frame the peer accepts. */
   readonly remoteMaxFrameSize: number;
   readonly version: number;
+  /** Traffic keys when the link is encrypted (a secret, no TLS, and either side asked). */
+  readonly keys?: { readonly send: Uint8Array; readonly receive: Uint8Array };
 }
 
 export interface HandshakeFailure {
@@ -213,11 +231,11 @@ abstract class Session {
     this.onFail({ error, remote: this.remoteIdentity });
   }
 
-  protected complete(remote: NodeIdentity, remoteMaxFrameSize: number, version: number): void {
+  protected complete(remote: NodeIdentity, remoteMaxFrameSize: number, version: number, keys: HandshakeResult['keys']): void {
     const socket = this.socket!;
     this.settle();
     this.decoder.allowData = true;
-    this.onDone({ socket, raw: this.raw, decoder: this.decoder, remote, remoteMaxFrameSize, version });
+    this.onDone({ socket, raw: this.raw, decoder: this.decoder, remote, remoteMaxFrameSize, version, ...(keys ? { keys } : {}) });
   }
 
   private settle(): void {
@@ -271,105 +289,139 @@ abstract class Session {
   }
 
   protected flags(): number {
-    return this.core.options.secret !== undefined ? Flags.PSK : 0;
+    const o = this.core.options;
+    if (o.secret === undefined) return 0;
+    return Flags.PSK | (o.encrypt && o.tls === undefined ? Flags.ENCRYPT : 0);
   }
 
-  protected sessionKey(hello: Hello, serverNonce: Uint8Array, server: { nodeNum: number; incarnation: number }): Uint8Array {
-    return deriveSessionKey(this.core.options.secret!, hello.nonce, serverNonce, {
-      clusterName: hello.clusterName,
-      clientNodeNum: hello.nodeNum,
-      clientIncarnation: hello.incarnation,
-      serverNodeNum: server.nodeNum,
-      serverIncarnation: server.incarnation,
-    });
+  /** A secret link without TLS is encrypted when either side asks. */
+  protected encrypted(remoteFlags: number): boolean {
+    const o = this.core.options;
+    return o.secret !== undefined && o.tls === undefined && ((this.flags() | remoteFlags) & Flags.ENCRYPT) !== 0;
   }
 }
 
 function noop(): void {}
 
+
+type Message = readonly [type: number, body: Uint8Array];
+
+const RETIRED_VERSION_HINT = `protocol 1 is retired (the server proved first and frames were not encrypted): run the same release on every node`;
+
 export class ServerSession extends Session {
-  private stage: 'hello' | 'auth' = 'hello';
+  private stage: 'hello' | 'auth' | 'finish' = 'hello';
   private hello: Hello | undefined;
-  private key: Uint8Array | undefined;
-  private transcript: Uint8Array = EMPTY;
+  private welcomeBody: Uint8Array = EMPTY;
   private version = 0;
+  private remote: NodeIdentity | undefined;
+  private keys: HandshakeResult['keys'];
+
+  /** Bytes the peer sent so far (the listener evicts the connections that sent nothing first). */
+  get bytesRead(): number {
+    return this.raw.bytesRead;
+  }
 
   protected onMessage(f: DecodedFrame & { kind: 'control' }): void {
-    if (f.type === ControlType.REJECT && this.stage === 'auth') {
+    if (f.type === ControlType.REJECT && this.stage !== 'hello') {
       this.rejectedByPeer(parseReject(f.body));
       return;
     }
-    if (this.stage === 'hello') {
-      if (f.type !== ControlType.HELLO) throw new MalformedFrameError(`expected HELLO, got control type ${f.type}`);
-      this.onHello(f.body);
-    } else {
-      if (f.type !== ControlType.AUTH) throw new MalformedFrameError(`expected AUTH, got control type ${f.type}`);
-      this.onAuth(f.body);
+    const expected = { hello: ControlType.HELLO, auth: ControlType.AUTH, finish: ControlType.FINISH }[this.stage];
+    if (f.type !== expected) throw new MalformedFrameError(`expected ${this.stage.toUpperCase()}, got control type ${f.type}`);
+    if (this.stage === 'hello') this.onHello(f.body);
+    else if (this.stage === 'auth') this.onAuth(f.body);
+    else {
+      parseEmpty(f.body, 'FINISH');
+      this.complete(this.remote!, this.hello!.maxFrameSize, this.version, this.keys);
     }
   }
 
+  /** Structure, version, identity format and secret presence: nothing that tells a stranger about us. */
   private onHello(body: Uint8Array): void {
     const hello = parseHello(body);
     this.hello = hello;
     this.helloBody = new Uint8Array(body);
-    this.remoteIdentity = { nodeNum: hello.nodeNum, incarnation: hello.incarnation };
+    this.remoteIdentity = { nodeNum: hello.nodeNum, incarnation: hello.incarnation, clusterName: utf8.decode(hello.clusterName) };
     const version = negotiateVersion(PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_MAX, hello.minVersion, hello.maxVersion);
     if (version === undefined)
-      throw new HandshakeRejectedError('version', 'local', `peer speaks ${hello.minVersion}..${hello.maxVersion}`);
+      throw new HandshakeRejectedError(
+        'version',
+        'local',
+        `peer speaks protocol ${hello.minVersion}..${hello.maxVersion}, this node ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}; ${RETIRED_VERSION_HINT}`,
+      );
     this.version = version;
-    const name = utf8.decode(hello.clusterName);
-    this.remoteIdentity.clusterName = name;
-    if (!Buffer.from(hello.clusterName).equals(this.core.clusterNameBytes))
-      throw new HandshakeRejectedError('cluster-name', 'local', `peer is in cluster ${JSON.stringify(name)}`);
-    this.checkIdentity(hello.nodeNum, hello.incarnation);
+    if (!validNodeNum(hello.nodeNum) || !validIncarnation(hello.incarnation))
+      throw new HandshakeRejectedError('identity', 'local', 'invalid node number or incarnation');
     this.checkSecretPresence(hello.flags);
     if (hello.maxFrameSize < 1 || hello.maxFrameSize > 0x7fff_ffff) throw new MalformedFrameError('HELLO: bad max frame size');
-
     this.nonce = this.core.random.bytes(NONCE_SIZE);
-    const me = this.core.identity;
-    const welcome = {
-      version,
-      flags: this.flags(),
-      nodeNum: me.nodeNum,
-      incarnation: me.incarnation,
-      maxFrameSize: this.core.options.maxFrameSize,
-      nonce: this.nonce,
-      proof: EMPTY,
-    };
-    let welcomeBody = encodeWelcome(welcome);
-    this.transcript = transcriptOf(this.helloBody, welcomeBody);
-    if (this.core.options.secret !== undefined) {
-      this.key = this.sessionKey(hello, this.nonce, me);
-      welcomeBody = encodeWelcome({ ...welcome, proof: computeProof(this.key, 'server', this.transcript) });
-    }
+    this.welcomeBody = encodeWelcome({ version, flags: this.flags(), nonce: this.nonce });
     this.stage = 'auth';
-    this.send(ControlType.WELCOME, welcomeBody);
+    this.send(ControlType.WELCOME2, this.welcomeBody);
   }
 
   private onAuth(body: Uint8Array): void {
     const proof = parseAuth(body);
     const hello = this.hello!;
-    if (this.key !== undefined) {
-      if (!verifyProof(this.key, 'client', this.transcript, proof))
-        throw new HandshakeRejectedError('auth', 'local', 'client proof did not verify');
-    } else if (proof.byteLength !== 0) {
-      throw new MalformedFrameError('AUTH: proof without a secret');
+    const seen: Message[] = [
+      [ControlType.HELLO, this.helloBody],
+      [ControlType.WELCOME2, this.welcomeBody],
+    ];
+    const sameName = Buffer.from(hello.clusterName).equals(this.core.clusterNameBytes);
+    let key: Uint8Array | undefined;
+    if (this.core.options.secret !== undefined) {
+      key = this.findKey(proof, transcriptHash(seen));
+      // With a secret, another cluster name fails the proof like another secret, and gets the same answer.
+      if (key === undefined)
+        throw new HandshakeRejectedError(
+          'auth',
+          'local',
+          `client proof did not verify${sameName ? '' : ` (the peer also names another cluster, ${JSON.stringify(this.remoteIdentity?.clusterName)})`}`,
+        );
+    } else {
+      if (proof.byteLength !== 0) throw new MalformedFrameError('AUTH: proof without a secret');
+      if (!sameName)
+        throw new HandshakeRejectedError('cluster-name', 'local', `peer is in cluster ${JSON.stringify(this.remoteIdentity?.clusterName)}`);
     }
-    const remote: NodeIdentity = {
-      clusterName: this.core.identity.clusterName,
-      nodeNum: hello.nodeNum,
-      incarnation: hello.incarnation,
-    };
+    if (hello.nodeNum === this.core.identity.nodeNum)
+      throw new HandshakeRejectedError('identity', 'local', `peer claims our own node number ${hello.nodeNum}`);
+    const remote: NodeIdentity = { clusterName: this.core.identity.clusterName, nodeNum: hello.nodeNum, incarnation: hello.incarnation };
     this.checkPolicy(remote);
-    this.send(ControlType.READY);
-    this.complete(remote, hello.maxFrameSize, this.version);
+
+    const me = this.core.identity;
+    const ready = { nodeNum: me.nodeNum, incarnation: me.incarnation, maxFrameSize: this.core.options.maxFrameSize, proof: EMPTY };
+    seen.push([ControlType.AUTH, new Uint8Array(body)]);
+    let readyBody = encodeReady(ready);
+    if (key !== undefined) {
+      const proven = transcriptHash([...seen, [ControlType.READY2, readyBody.subarray(0, READY_CORE)]]);
+      readyBody = encodeReady({ ...ready, proof: computeProof(key, 'server', proven) });
+      if (this.encrypted(hello.flags)) {
+        const t = deriveTrafficKeys(key, transcriptHash([...seen, [ControlType.READY2, readyBody]]));
+        this.keys = { send: t.serverToClient, receive: t.clientToServer };
+      }
+    }
+    this.remote = remote;
+    this.stage = 'finish';
+    this.send(ControlType.READY2, readyBody);
+  }
+
+  /** The handshake key of the first keyring key under which the client's proof verifies. */
+  private findKey(proof: Uint8Array, transcript: Uint8Array): Uint8Array | undefined {
+    const hello = this.hello!;
+    const binding = { clusterName: this.core.clusterNameBytes, clientNodeNum: hello.nodeNum, clientIncarnation: hello.incarnation };
+    for (const secret of this.core.options.secret![kKeys]()) {
+      const key = deriveHandshakeKey(secret, hello.nonce, this.nonce, binding);
+      if (verifyProof(key, 'client', transcript, proof)) return key;
+    }
+    return undefined;
   }
 }
 
 export class ClientSession extends Session {
   private stage: 'welcome' | 'ready' = 'welcome';
-  private remote: NodeIdentity | undefined;
-  private remoteMax = 0;
+  private seen: Message[] = [];
+  private key: Uint8Array | undefined;
+  private welcomeFlags = 0;
   private version = 0;
 
   /** Send HELLO; call once the stream (and TLS) is up. */
@@ -386,6 +438,7 @@ export class ClientSession extends Session {
       nonce: this.nonce,
       clusterName: this.core.clusterNameBytes,
     });
+    this.seen = [[ControlType.HELLO, this.helloBody]];
     this.send(ControlType.HELLO, this.helloBody);
   }
 
@@ -398,46 +451,75 @@ export class ClientSession extends Session {
 
   protected onMessage(f: DecodedFrame & { kind: 'control' }): void {
     if (f.type === ControlType.REJECT) {
-      this.rejectedByPeer(parseReject(f.body));
+      const reason = parseReject(f.body);
+      if (reason === 'version')
+        this.abandon(
+          new HandshakeRejectedError(
+            'version',
+            'remote',
+            `the peer does not speak protocol ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}: it probably runs an older release; ${RETIRED_VERSION_HINT}`,
+          ),
+        );
+      else this.rejectedByPeer(reason);
       return;
     }
     if (this.stage === 'welcome') {
-      if (f.type !== ControlType.WELCOME) throw new MalformedFrameError(`expected WELCOME, got control type ${f.type}`);
+      if (f.type === ControlType.WELCOME)
+        throw new HandshakeRejectedError('version', 'local', `the peer answered with a protocol 1 WELCOME; ${RETIRED_VERSION_HINT}`);
+      if (f.type !== ControlType.WELCOME2) throw new MalformedFrameError(`expected WELCOME, got control type ${f.type}`);
       this.onWelcome(f.body);
     } else {
-      if (f.type !== ControlType.READY) throw new MalformedFrameError(`expected READY, got control type ${f.type}`);
-      parseEmpty(f.body, 'READY');
-      this.complete(this.remote!, this.remoteMax, this.version);
+      if (f.type !== ControlType.READY2) throw new MalformedFrameError(`expected READY, got control type ${f.type}`);
+      this.onReady(f.body);
     }
   }
 
+  /** Prove first: the server has said nothing yet that depends on the secret. */
   private onWelcome(body: Uint8Array): void {
     const w = parseWelcome(body);
-    this.remoteIdentity = { nodeNum: w.nodeNum, incarnation: w.incarnation };
     if (w.version < PROTOCOL_VERSION_MIN || w.version > PROTOCOL_VERSION_MAX)
       throw new HandshakeRejectedError('version', 'local', `server chose version ${w.version}`);
-    this.checkIdentity(w.nodeNum, w.incarnation);
     this.checkSecretPresence(w.flags);
-    if (w.maxFrameSize < 1 || w.maxFrameSize > 0x7fff_ffff) throw new MalformedFrameError('WELCOME: bad max frame size');
-    const me = this.core.identity;
-    const transcript = transcriptOf(this.helloBody, body);
-    let proof: Uint8Array = EMPTY;
-    if (this.core.options.secret !== undefined) {
-      const hello = parseHello(this.helloBody);
-      const key = this.sessionKey(hello, w.nonce, w);
-      if (!verifyProof(key, 'server', transcript, w.proof))
-        throw new HandshakeRejectedError('auth', 'local', 'server proof did not verify');
-      proof = computeProof(key, 'client', transcript);
-    } else if (w.proof.byteLength !== 0) {
-      throw new MalformedFrameError('WELCOME: proof without a secret');
-    }
-    const remote: NodeIdentity = { clusterName: me.clusterName, nodeNum: w.nodeNum, incarnation: w.incarnation };
-    this.checkPolicy(remote);
-    this.remote = remote;
-    this.remoteMax = w.maxFrameSize;
+    this.welcomeFlags = w.flags;
     this.version = w.version;
+    this.seen.push([ControlType.WELCOME2, new Uint8Array(body)]);
+    let proof: Uint8Array = EMPTY;
+    const secret = this.core.options.secret;
+    if (secret !== undefined) {
+      const me = this.core.identity;
+      this.key = deriveHandshakeKey(secret[kKeys]()[0]!, this.nonce, w.nonce, {
+        clusterName: this.core.clusterNameBytes,
+        clientNodeNum: me.nodeNum,
+        clientIncarnation: me.incarnation,
+      });
+      proof = computeProof(this.key, 'client', transcriptHash(this.seen));
+    }
+    const auth = encodeAuth(proof);
+    this.seen.push([ControlType.AUTH, auth]);
     this.stage = 'ready';
-    this.send(ControlType.AUTH, encodeAuth(proof));
+    this.send(ControlType.AUTH, auth);
+  }
+
+  private onReady(body: Uint8Array): void {
+    const r = parseReady(body);
+    this.remoteIdentity = { nodeNum: r.nodeNum, incarnation: r.incarnation };
+    let keys: HandshakeResult['keys'];
+    if (this.key !== undefined) {
+      const proven = transcriptHash([...this.seen, [ControlType.READY2, body.subarray(0, READY_CORE)]]);
+      if (!verifyProof(this.key, 'server', proven, r.proof)) throw new HandshakeRejectedError('auth', 'local', 'server proof did not verify');
+      if (this.encrypted(this.welcomeFlags)) {
+        const t = deriveTrafficKeys(this.key, transcriptHash([...this.seen, [ControlType.READY2, body]]));
+        keys = { send: t.clientToServer, receive: t.serverToClient };
+      }
+    } else if (r.proof.byteLength !== 0) {
+      throw new MalformedFrameError('READY: proof without a secret');
+    }
+    this.checkIdentity(r.nodeNum, r.incarnation);
+    if (r.maxFrameSize < 1 || r.maxFrameSize > 0x7fff_ffff) throw new MalformedFrameError('READY: bad max frame size');
+    const remote: NodeIdentity = { clusterName: this.core.identity.clusterName, nodeNum: r.nodeNum, incarnation: r.incarnation };
+    this.checkPolicy(remote);
+    this.send(ControlType.FINISH);
+    this.complete(remote, r.maxFrameSize, this.version, keys);
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { type HandshakeRejectReason, HANDSHAKE_REJECT_REASONS, MalformedFrameError } from '@clusterinfra/core';
-import { LABELS, MAGIC, NONCE_SIZE, PROOF_SIZE, REJECT_CODES } from './constants.js';
+import { LABELS, MAGIC, NONCE_SIZE, PROOF_SIZE, RECORD_KEY_SIZE, REJECT_CODES } from './constants.js';
 
 export interface Hello {
   readonly minVersion: number;
@@ -25,21 +25,27 @@ export interface Hello {
   readonly clusterName: Uint8Array;
 }
 
+/** v2 WELCOME: what the server says before the client has proven anything (no identity, no proof). */
 export interface Welcome {
   readonly version: number;
   readonly flags: number;
+  readonly nonce: Uint8Array;
+}
+
+/** v2 READY: sent once the client's proof verified. */
+export interface Ready {
   readonly nodeNum: number;
   readonly incarnation: number;
   readonly maxFrameSize: number;
-  readonly nonce: Uint8Array;
   /** Empty without a pre-shared secret, else PROOF_SIZE bytes. */
   readonly proof: Uint8Array;
 }
 
 /** Fixed part of HELLO before the cluster name. */
 const HELLO_FIXED = 4 + 2 + 2 + 1 + 4 + 8 + 4 + NONCE_SIZE + 1;
-/** Part of WELCOME covered by the transcript (everything before the proof). */
-export const WELCOME_CORE = 4 + 2 + 1 + 4 + 8 + 4 + NONCE_SIZE;
+const WELCOME_SIZE = 4 + 2 + 1 + NONCE_SIZE;
+/** Part of READY the server's proof covers (everything before the proof length). */
+export const READY_CORE = 4 + 8 + 4;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -114,38 +120,47 @@ export function parseHello(body: Uint8Array): Hello {
 }
 
 export function encodeWelcome(w: Welcome): Uint8Array {
-  const out = new Uint8Array(WELCOME_CORE + 1 + w.proof.byteLength);
+  const out = new Uint8Array(WELCOME_SIZE);
   const dv = view(out);
   out.set(MAGIC, 0);
   dv.setUint16(4, w.version);
   dv.setUint8(6, w.flags);
-  dv.setUint32(7, w.nodeNum);
-  writeU64(dv, 11, w.incarnation);
-  dv.setUint32(19, w.maxFrameSize);
-  out.set(w.nonce, 23);
-  dv.setUint8(WELCOME_CORE, w.proof.byteLength);
-  out.set(w.proof, WELCOME_CORE + 1);
+  out.set(w.nonce, 7);
   return out;
 }
 
 export function parseWelcome(body: Uint8Array): Welcome {
-  if (body.byteLength < WELCOME_CORE + 1) throw new MalformedFrameError(`WELCOME: ${body.byteLength} bytes is too short`);
+  if (body.byteLength !== WELCOME_SIZE) throw new MalformedFrameError(`WELCOME: ${body.byteLength} bytes, expected ${WELCOME_SIZE}`);
   checkMagic(body, 'WELCOME');
   const dv = view(body);
-  const proofLength = dv.getUint8(WELCOME_CORE);
-  if (proofLength !== 0 && proofLength !== PROOF_SIZE) throw new MalformedFrameError('WELCOME: bad proof length');
-  if (body.byteLength !== WELCOME_CORE + 1 + proofLength)
-    throw new MalformedFrameError(`WELCOME: ${body.byteLength} bytes, expected ${WELCOME_CORE + 1 + proofLength}`);
   const version = dv.getUint16(4);
   if (version === 0) throw new MalformedFrameError('WELCOME: version 0');
+  return { version, flags: dv.getUint8(6), nonce: copy(body.subarray(7, 7 + NONCE_SIZE)) };
+}
+
+export function encodeReady(r: Ready): Uint8Array {
+  const out = new Uint8Array(READY_CORE + 1 + r.proof.byteLength);
+  const dv = view(out);
+  dv.setUint32(0, r.nodeNum);
+  writeU64(dv, 4, r.incarnation);
+  dv.setUint32(12, r.maxFrameSize);
+  dv.setUint8(READY_CORE, r.proof.byteLength);
+  out.set(r.proof, READY_CORE + 1);
+  return out;
+}
+
+export function parseReady(body: Uint8Array): Ready {
+  if (body.byteLength < READY_CORE + 1) throw new MalformedFrameError(`READY: ${body.byteLength} bytes is too short`);
+  const dv = view(body);
+  const proofLength = dv.getUint8(READY_CORE);
+  if (proofLength !== 0 && proofLength !== PROOF_SIZE) throw new MalformedFrameError('READY: bad proof length');
+  if (body.byteLength !== READY_CORE + 1 + proofLength)
+    throw new MalformedFrameError(`READY: ${body.byteLength} bytes, expected ${READY_CORE + 1 + proofLength}`);
   return {
-    version,
-    flags: dv.getUint8(6),
-    nodeNum: dv.getUint32(7),
-    incarnation: readU64(dv, 11),
-    maxFrameSize: dv.getUint32(19),
-    nonce: copy(body.subarray(23, 23 + NONCE_SIZE)),
-    proof: copy(body.subarray(WELCOME_CORE + 1)),
+    nodeNum: dv.getUint32(0),
+    incarnation: readU64(dv, 4),
+    maxFrameSize: dv.getUint32(12),
+    proof: copy(body.subarray(READY_CORE + 1)),
   };
 }
 
@@ -194,49 +209,58 @@ export function validIncarnation(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 1;
 }
 
-export interface SessionIdentities {
+/** What the handshake key is bound to besides the secret and the nonces. */
+export interface ClientBinding {
+  /** The cluster name as the deriving side knows it: a client in another cluster derives another key. */
   readonly clusterName: Uint8Array;
   readonly clientNodeNum: number;
   readonly clientIncarnation: number;
-  readonly serverNodeNum: number;
-  readonly serverIncarnation: number;
 }
 
 /**
- * HKDF-SHA256 over the secret, salted with both nonces, bound to the
- * cluster name and both identities: a different session, cluster or pair of
- * nodes gives an unrelated key.
+ * The handshake key: HKDF-SHA256 over the secret, salted with both nonces,
+ * bound to the cluster name and the client's identity. Both proofs and the
+ * traffic keys come from it; a different session, cluster or client gives
+ * an unrelated key. (The server's identity is bound through its proof,
+ * which covers READY.)
  */
-export function deriveSessionKey(
-  secret: Uint8Array,
-  clientNonce: Uint8Array,
-  serverNonce: Uint8Array,
-  ids: SessionIdentities,
-): Uint8Array {
+export function deriveHandshakeKey(secret: Uint8Array, clientNonce: Uint8Array, serverNonce: Uint8Array, b: ClientBinding): Uint8Array {
   const salt = Buffer.concat([clientNonce, serverNonce]);
-  const label = Buffer.from(LABELS.sessionKey, 'utf8');
-  const info = Buffer.alloc(label.byteLength + 1 + 1 + ids.clusterName.byteLength + 24);
+  const label = Buffer.from(LABELS.handshakeKey, 'utf8');
+  const info = Buffer.alloc(label.byteLength + 2 + b.clusterName.byteLength + 12);
   let o = label.copy(info, 0);
   info[o++] = 0;
-  info[o++] = ids.clusterName.byteLength;
-  info.set(ids.clusterName, o);
-  o += ids.clusterName.byteLength;
+  info[o++] = b.clusterName.byteLength;
+  info.set(b.clusterName, o);
+  o += b.clusterName.byteLength;
   const dv = new DataView(info.buffer, info.byteOffset, info.byteLength);
-  dv.setUint32(o, ids.clientNodeNum);
-  writeU64(dv, o + 4, ids.clientIncarnation);
-  dv.setUint32(o + 12, ids.serverNodeNum);
-  writeU64(dv, o + 16, ids.serverIncarnation);
+  dv.setUint32(o, b.clientNodeNum);
+  writeU64(dv, o + 4, b.clientIncarnation);
   return new Uint8Array(hkdfSync('sha256', secret, salt, info, 32));
 }
 
-/** HMAC-SHA256 under the session key of a role label and the transcript hash. */
+/**
+ * SHA-256 over handshake messages, each as its type byte, a u32 length and
+ * its body, so that no two different sequences hash alike.
+ */
+export function transcriptHash(messages: ReadonlyArray<readonly [type: number, body: Uint8Array]>): Uint8Array {
+  const h = createHash('sha256');
+  const head = Buffer.alloc(5);
+  for (const [type, body] of messages) {
+    head[0] = type;
+    head.writeUInt32BE(body.byteLength, 1);
+    h.update(head).update(body);
+  }
+  return new Uint8Array(h.digest());
+}
+
+/** HMAC-SHA256 under the handshake key of a role label and a transcript hash. */
 export function computeProof(key: Uint8Array, role: 'client' | 'server', transcript: Uint8Array): Uint8Array {
-  const digest = createHash('sha256').update(transcript).digest();
   return new Uint8Array(
     createHmac('sha256', key)
       .update(role === 'client' ? LABELS.clientProof : LABELS.serverProof)
       .update(Uint8Array.of(0))
-      .update(digest)
+      .update(transcript)
       .digest(),
   );
 }
@@ -246,7 +270,18 @@ export function verifyProof(key: Uint8Array, role: 'client' | 'server', transcri
   return timingSafeEqual(computeProof(key, role, transcript), proof);
 }
 
-/** The bytes both proofs cover: the whole HELLO body and WELCOME up to its proof. */
-export function transcriptOf(helloBody: Uint8Array, welcomeBody: Uint8Array): Uint8Array {
-  return Buffer.concat([helloBody, welcomeBody.subarray(0, WELCOME_CORE)]);
+export interface TrafficKeys {
+  readonly clientToServer: Uint8Array;
+  readonly serverToClient: Uint8Array;
+}
+
+/** One key per direction, from the handshake key and the hash of the whole handshake. */
+export function deriveTrafficKeys(handshakeKey: Uint8Array, transcript: Uint8Array): TrafficKeys {
+  const one = (label: string) => new Uint8Array(hkdfSync('sha256', handshakeKey, transcript, label, RECORD_KEY_SIZE));
+  return { clientToServer: one(LABELS.clientToServer), serverToClient: one(LABELS.serverToClient) };
+}
+
+/** The key after `key` in one direction (a one-way step: the old key cannot be recovered from the new). */
+export function nextTrafficKey(key: Uint8Array): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', key, new Uint8Array(0), LABELS.keyUpdate, RECORD_KEY_SIZE));
 }

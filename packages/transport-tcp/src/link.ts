@@ -16,6 +16,12 @@
  * - EOF or a socket error without a GOODBYE is `reset`: a crashed process's
  *   kernel sends a FIN too, and that is not a graceful close.
  * - A protocol violation destroys the socket; the reason is `error`.
+ *
+ * Encrypted links (`records`): everything after the handshake, GOODBYE
+ * included, goes through the record layer (record.ts). Writes are sealed
+ * at flush time, one or more records per batch; reads are opened before the
+ * frame decoder sees them, so a record that fails its check closes the link
+ * with IntegrityError before any of its bytes is delivered.
  */
 import type { Socket } from 'node:net';
 import {
@@ -31,8 +37,9 @@ import {
   isClusterInfraError,
 } from '@clusterinfra/core';
 import { COALESCE_MAX_FRAME, ControlType, HEADER_SIZE, SLAB_SIZE } from './constants.js';
-import { FrameDeadline } from './deadline.js';
+import { FrameDeadline, type ReadProgress } from './deadline.js';
 import { type FrameDecoder, encodeControl, writeDataHeader } from './frame.js';
+import type { RecordOpener, RecordSealer } from './record.js';
 
 export interface TcpLinkWiring {
   /** The stream frames travel on (a TLS socket over `raw`, or `raw` itself). */
@@ -47,6 +54,8 @@ export interface TcpLinkWiring {
   readonly closeTimeoutMs: number;
   /** Called once, when the link has closed. */
   readonly onClosed: (link: TcpLink) => void;
+  /** The record layer of an encrypted link. */
+  readonly records?: { readonly sealer: RecordSealer; readonly opener: RecordOpener };
 }
 
 export class TcpLink extends LinkBase {
@@ -56,6 +65,8 @@ export class TcpLink extends LinkBase {
   private readonly clock: Clock;
   private readonly closeTimeoutMs: number;
   private readonly deadline: FrameDeadline;
+  private readonly sealer: RecordSealer | undefined;
+  private readonly opener: RecordOpener | undefined;
 
   // Coalescing: bytes in [slabStart, slabPos) of `slab` are staged; `out` holds sealed chunks.
   private slab: Buffer | undefined;
@@ -82,7 +93,24 @@ export class TcpLink extends LinkBase {
     this.decoder = wiring.decoder;
     this.clock = wiring.clock;
     this.closeTimeoutMs = wiring.closeTimeoutMs;
-    this.deadline = new FrameDeadline(wiring.clock, wiring.frameDeadlineMs, this.decoder, () =>
+    this.sealer = wiring.records?.sealer;
+    const opener = (this.opener = wiring.records?.opener);
+    const decoder = this.decoder;
+    // With records, a record in progress counts as a frame in progress.
+    const progress: ReadProgress = opener
+      ? {
+          get partial() {
+            return opener.partial || decoder.partial;
+          },
+          get completed() {
+            return opener.completed + decoder.completed;
+          },
+          get failed() {
+            return opener.failed || decoder.failed;
+          },
+        }
+      : decoder;
+    this.deadline = new FrameDeadline(wiring.clock, wiring.frameDeadlineMs, progress, () =>
       this.protocolError(new FrameDeadlineError(wiring.frameDeadlineMs)),
     );
     // A link starts paused (LinkBase): do not read until resume().
@@ -93,8 +121,34 @@ export class TcpLink extends LinkBase {
     this.socket.on('error', this.onError);
     this.socket.on('close', this.onSocketClose);
     this.socket.on('drain', this.checkDrain);
-    // Frames that arrived with the end of the handshake.
+    // Frames (or records) that arrived with the end of the handshake.
+    if (opener) {
+      try {
+        for (const chunk of decoder.drain()) this.feed(chunk);
+      } catch (err) {
+        this.protocolError(err);
+        return;
+      }
+    }
     this.pump();
+  }
+
+  /** Key updates so far in each direction (0 on a link without encryption). */
+  get keyUpdates(): { sent: number; received: number } {
+    return { sent: this.sealer?.updates ?? 0, received: this.opener?.updates ?? 0 };
+  }
+
+  /** Whether the frames of this link are sealed by the record layer. */
+  get encrypted(): boolean {
+    return this.sealer !== undefined;
+  }
+
+  private readonly feedPlain = (plain: Uint8Array): void => this.decoder.feed(plain);
+
+  /** Socket bytes into the decoder, through the record layer when there is one. */
+  private feed(chunk: Uint8Array): void {
+    if (this.opener === undefined) this.decoder.feed(chunk);
+    else this.opener.open(chunk, this.feedPlain);
   }
 
   get bufferedBytes(): number {
@@ -175,13 +229,15 @@ export class TcpLink extends LinkBase {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.state === 'closed') return;
+    let failure: unknown;
     try {
-      this.decoder.feed(chunk);
+      this.feed(chunk);
     } catch (err) {
-      this.protocolError(err);
-      return;
+      failure = err ?? new MalformedFrameError('unknown read failure');
     }
+    // Frames of the records that checked out come first, then the failure closes the link.
     this.pump();
+    if (failure !== undefined && (this.state as string) !== 'closed') this.protocolError(failure);
   };
 
   /** Take every whole frame out of the decoder. */
@@ -292,13 +348,23 @@ export class TcpLink extends LinkBase {
     this.out = [];
     this.staged = 0;
     if (this.gone || this.socket.destroyed || this.socket.writableEnded) return;
+    if (this.sealer !== undefined) {
+      const sealed: Uint8Array[] = [];
+      this.sealer.seal(chunks, sealed);
+      this.write(sealed);
+    } else {
+      this.write(chunks);
+    }
+  };
+
+  private write(chunks: Uint8Array[]): void {
     this.socket.cork();
     const last = chunks.length - 1;
     for (let i = 0; i < last; i++) this.socket.write(chunks[i]!);
     // Writes complete in order: when the last one is done, all are.
     this.socket.write(chunks[last]!, this.checkDrain);
     this.socket.uncork();
-  };
+  }
 
   private readonly checkDrain = (): void => {
     if (this.needDrain && this.state !== 'closed' && this.bufferedBytes < this.highWaterMark) this.drained();

@@ -4,8 +4,10 @@
  */
 import type { NodeIdentity } from '@clusterinfra/core';
 import { parseOptions } from '@clusterinfra/core';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULTS, MAX_WIRE_LENGTH } from './constants.js';
+import { TcpKeyring, type TcpKeyringInit, type TcpSecret } from './keyring.js';
 
 type Pem = string | Buffer | Array<string | Buffer>;
 
@@ -33,8 +35,20 @@ export interface TcpOptions {
   host?: string;
   /** Port the listener binds to; 0 picks a free one. @default 0 */
   port?: number;
-  /** Pre-shared secret; every node of the cluster must use the same one. @default none */
-  secret?: string | Uint8Array;
+  /**
+   * Pre-shared secret (at least 16 bytes), or a keyring: `{ primary, accept }`
+   * or a `TcpKeyring` that can be changed while the node runs. Every node of
+   * the cluster must hold the key the others prove with. @default none
+   */
+  secret?: TcpSecret | TcpKeyringInit | TcpKeyring;
+  /**
+   * Encrypt and authenticate every frame of a `secret` link (AES-256-GCM with
+   * keys derived from the handshake). A link is encrypted when either side
+   * asks; TLS links keep TLS's own encryption. @default true
+   */
+  encrypt?: boolean;
+  /** An encrypted link moves to its next key after this many bytes in one direction. @default 4096 MiB */
+  rekeyAfterBytes?: number;
   /** Mutual TLS; combinable with `secret`. @default none (plain TCP) */
   tls?: TcpTlsOptions;
   /** Largest data frame, in bytes, sent or received (at most 2^31-1). @default 1 MiB */
@@ -49,10 +63,24 @@ export interface TcpOptions {
   frameDeadlineMs?: number;
   /** A graceful close waits this long for the peer to confirm, then resets. @default 5000 */
   closeTimeoutMs?: number;
-  /** Unauthenticated connections in progress on the listener, in total. @default 64 */
+  /** A new connection that sends nothing within this is dropped (shorter than the handshake timeout). @default 1000 */
+  silentTimeoutMs?: number;
+  /**
+   * Unauthenticated connections in progress on the listener, in total. When
+   * full, a new connection evicts the pending one that has sent the least
+   * (the oldest among equals). @default 64
+   */
   maxPendingHandshakes?: number;
-  /** Unauthenticated connections in progress from one source address. @default 8 */
+  /** Unauthenticated connections in progress from one source network (/24 for IPv4, /64 for IPv6). @default 8 */
   maxPendingPerAddress?: number;
+  /**
+   * Pending slots only connections from known addresses may use: addresses in
+   * `knownAddresses`, and those a peer authenticated from before. Others
+   * share the rest (at least one slot). @default 16
+   */
+  pendingReservedForKnown?: number;
+  /** IP addresses of members, known before they ever connect (e.g. the seeds' hosts). @default [] */
+  knownAddresses?: string[];
   /** Disable Nagle's algorithm (writes are coalesced by the transport). @default true */
   noDelay?: boolean;
   /**
@@ -90,9 +118,10 @@ export const tcpOptionsSchema = z
       .refine((h) => !WILDCARD_HOSTS.has(h), 'a wildcard (0.0.0.0, ::) is announced as is and nobody can dial it: give an address the other nodes reach')
       .default(DEFAULTS.host),
     port: z.number().int().min(0).max(65535).default(DEFAULTS.port),
-    secret: z
-      .union([z.string().min(1), z.instanceof(Uint8Array).refine((b) => b.byteLength > 0, 'must not be empty')])
-      .optional(),
+    // Checked by TcpKeyring, whose errors say what is wrong and why (length, count).
+    secret: z.custom<NonNullable<TcpOptions['secret']>>(() => true).optional(),
+    encrypt: z.boolean().default(DEFAULTS.encrypt),
+    rekeyAfterBytes: z.number().int().min(1024).max(DEFAULTS.rekeyAfterBytes).default(DEFAULTS.rekeyAfterBytes),
     tls: tlsSchema.optional(),
     maxFrameSize: z.number().int().min(1).max(MAX_WIRE_LENGTH).default(DEFAULTS.maxFrameSize),
     highWaterMark: z.number().int().positive().default(DEFAULTS.highWaterMark),
@@ -100,22 +129,25 @@ export const tcpOptionsSchema = z
     handshakeTimeoutMs: ms.default(DEFAULTS.handshakeTimeoutMs),
     frameDeadlineMs: ms.default(DEFAULTS.frameDeadlineMs),
     closeTimeoutMs: ms.default(DEFAULTS.closeTimeoutMs),
+    silentTimeoutMs: ms.default(DEFAULTS.silentTimeoutMs),
     maxPendingHandshakes: z.number().int().positive().default(DEFAULTS.maxPendingHandshakes),
     maxPendingPerAddress: z.number().int().positive().default(DEFAULTS.maxPendingPerAddress),
+    pendingReservedForKnown: z.number().int().min(0).default(DEFAULTS.pendingReservedForKnown),
+    knownAddresses: z.array(z.string().refine((s) => isIP(s) !== 0, 'must be an IP address')).max(4096).default([]),
     noDelay: z.boolean().default(DEFAULTS.noDelay),
     admit: z.custom<NonNullable<TcpOptions['admit']>>((v) => typeof v === 'function', 'must be a function').optional(),
   })
   .strict();
 
 export interface ResolvedTcpOptions extends Omit<Required<TcpOptions>, 'secret' | 'tls' | 'admit'> {
-  /** The secret as bytes, when configured. */
-  readonly secret: Uint8Array | undefined;
+  /** The keys, when a secret is configured (a keyring given as such is shared, not copied). */
+  readonly secret: TcpKeyring | undefined;
   readonly tls: TcpTlsOptions | undefined;
   readonly admit: TcpOptions['admit'];
 }
 
 export function resolveOptions(input: TcpOptions | undefined): ResolvedTcpOptions {
   const o = parseOptions('tcp', tcpOptionsSchema, input);
-  const secret = o.secret === undefined ? undefined : typeof o.secret === 'string' ? new Uint8Array(Buffer.from(o.secret, 'utf8')) : new Uint8Array(o.secret);
+  const secret = o.secret === undefined || o.secret instanceof TcpKeyring ? o.secret : new TcpKeyring(o.secret);
   return { ...o, secret, tls: o.tls as TcpTlsOptions | undefined, admit: o.admit };
 }

@@ -3,11 +3,14 @@
  * outbound connects, both running the handshake before a link exists.
  *
  * Limits on the accepting side, before any byte is parsed: at most
- * `maxPendingHandshakes` connections in their handshake in total and
- * `maxPendingPerAddress` per source address; excess connections are dropped
- * at once (with a REJECT `busy` on plain TCP) and reported as `rejected`.
- * Every pending connection has a handshake timeout and a partial-frame
- * deadline; every timer is cancelled when its connection settles.
+ * `maxPendingHandshakes` connections in their handshake in total,
+ * `maxPendingPerAddress` per source network, and room kept for known
+ * members (pending.ts). A new connection is never refused for want of room:
+ * it displaces a pending one that sent nothing (else the oldest), which is
+ * dropped (with a REJECT `busy` on plain TCP) and reported as `rejected`.
+ * Every pending connection has a silent deadline (no byte at all), a
+ * handshake timeout and a partial-frame deadline; every timer is cancelled
+ * when its connection settles.
  */
 import { type AddressInfo, type Server, type Socket, connect as netConnect, createServer } from 'node:net';
 import * as tls from 'node:tls';
@@ -20,6 +23,7 @@ import {
   ConnectTimeoutError,
   ConnectionRefusedError,
   HandshakeRejectedError,
+  HandshakeTimeoutError,
   InvalidAddressError,
   InvalidOptionError,
   type Link,
@@ -38,18 +42,24 @@ import {
 } from '@clusterinfra/core';
 import { EventEmitter } from 'eventemitter3';
 import { formatAddress, isValidHost, parseAddress } from './address.js';
-import { ControlType } from './constants.js';
+import { MAX_KNOWN_ADDRESSES } from './constants.js';
 import { type TransportCore, makeTlsError } from './core.js';
-import { encodeControl } from './frame.js';
-import { encodeReject, validIncarnation, validNodeNum } from './handshake.js';
+import { validIncarnation, validNodeNum } from './handshake.js';
 import { ClientSession, type HandshakeFailure, type HandshakeResult, ServerSession } from './handshake-session.js';
 import { TcpLink } from './link.js';
 import type { ResolvedTcpOptions } from './options.js';
+import { PendingSlots, networkOf } from './pending.js';
+import { RecordOpener, RecordSealer } from './record.js';
 
 /** Internal: makes a transport die like a crashed process. Not part of the public API. */
 export const kCrash: unique symbol = Symbol('clusterinfra.tcp.crash');
 
 function noop(): void {}
+
+/** `::ffff:10.0.0.1` and `10.0.0.1` are the same peer. */
+function plainIp(ip: string): string {
+  return ip.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+}
 
 /** Failures that are just a peer going away or us stopping: not worth a `rejected` event. */
 function isQuietFailure(err: ClusterInfraError): boolean {
@@ -88,6 +98,8 @@ export class TcpTransport implements Transport, TransportCore {
   /** Outbound connects in progress (TCP connect, TLS or handshake). */
   private readonly connecting = new Set<{ cancel(error: ClusterInfraError): void }>();
   private linkSeq = 0;
+  /** Source addresses of members: configured, and learned from every authenticated link (bounded, oldest forgotten first). */
+  private readonly known: Set<string>;
 
   constructor(
     readonly options: ResolvedTcpOptions,
@@ -105,17 +117,31 @@ export class TcpTransport implements Transport, TransportCore {
     this.clock = context.clock;
     this.random = context.random;
     this.logger = context.logger.child({ component: 'transport-tcp', nodeNum: id.nodeNum });
+    this.known = new Set(options.knownAddresses.map(plainIp));
     this.capabilities = {
       maxFrameSize: options.maxFrameSize,
       nativeBulk: false,
       authentication: true,
-      encryption: options.tls !== undefined,
+      encryption: options.tls !== undefined || (options.secret !== undefined && options.encrypt),
       crashSimulation: true,
     };
   }
 
   tlsError(cause: unknown, message?: string): TlsError {
     return makeTlsError(cause, message);
+  }
+
+  /** Whether `ip` belongs to a member we know (it may use the reserved pending slots). */
+  isKnown(ip: string): boolean {
+    return this.known.has(plainIp(ip));
+  }
+
+  private learn(ip: string | undefined): void {
+    if (ip === undefined) return;
+    const key = plainIp(ip);
+    this.known.delete(key);
+    this.known.add(key);
+    if (this.known.size > MAX_KNOWN_ADDRESSES) this.known.delete(this.known.values().next().value!);
   }
 
   listen(options: { signal?: AbortSignal } = {}): Promise<Listener> {
@@ -276,6 +302,7 @@ export class TcpTransport implements Transport, TransportCore {
   /** A finished handshake becomes a link. */
   adopt(result: HandshakeResult, direction: 'inbound' | 'outbound', remoteAddress: string): TcpLink {
     result.decoder.maxFrameSize = this.options.maxFrameSize;
+    this.learn(result.raw.remoteAddress);
     const link = new TcpLink(
       {
         id: `${direction === 'inbound' ? 'in' : 'out'}-${++this.linkSeq}`,
@@ -295,6 +322,9 @@ export class TcpTransport implements Transport, TransportCore {
         frameDeadlineMs: this.options.frameDeadlineMs,
         closeTimeoutMs: this.options.closeTimeoutMs,
         onClosed: (l) => this.links.delete(l),
+        ...(result.keys
+          ? { records: { sealer: new RecordSealer(result.keys.send, this.options.rekeyAfterBytes), opener: new RecordOpener(result.keys.receive) } }
+          : {}),
       },
     );
     if (link.state !== 'closed') this.links.add(link);
@@ -302,11 +332,18 @@ export class TcpTransport implements Transport, TransportCore {
   }
 }
 
+interface PendingEntry {
+  readonly network: string;
+  readonly known: boolean;
+  readonly bytesRead: number;
+  readonly session: ServerSession;
+}
+
 export class TcpListener extends EventEmitter<ListenerEvents> implements Listener {
   private readonly tlsServer: tls.Server | undefined;
   /** Connections in their handshake, by `ip|port` (how a TLS socket is matched to its TCP one). */
   private readonly pending = new Map<string, ServerSession>();
-  private readonly perAddress = new Map<string, number>();
+  private readonly slots: PendingSlots<PendingEntry>;
   private closed = false;
 
   constructor(
@@ -315,7 +352,9 @@ export class TcpListener extends EventEmitter<ListenerEvents> implements Listene
     readonly address: string,
   ) {
     super();
-    const t = transport.options.tls;
+    const o = transport.options;
+    this.slots = new PendingSlots({ total: o.maxPendingHandshakes, perNetwork: o.maxPendingPerAddress, reserved: o.pendingReservedForKnown });
+    const t = o.tls;
     if (t !== undefined) {
       // Client certificates are requested and checked by us (`authorized`) so
       // that a refused client gets a REJECT it can read, not a bare reset.
@@ -367,25 +406,16 @@ export class TcpListener extends EventEmitter<ListenerEvents> implements Listene
     }
     const remoteAddress = formatAddress(ip, port);
     const o = this.transport.options;
-    const fromHere = this.perAddress.get(ip) ?? 0;
-    if (this.pending.size >= o.maxPendingHandshakes || fromHere >= o.maxPendingPerAddress) {
-      // Refuse before reading a byte. Plain TCP peers get a REJECT they can read;
-      // a TLS peer could not read it, so it just sees the connection drop.
-      if (this.tlsServer === undefined) raw.write(encodeControl(ControlType.REJECT, encodeReject('busy')));
-      raw.destroy();
-      const which = fromHere >= o.maxPendingPerAddress ? `${o.maxPendingPerAddress} from ${ip}` : `${o.maxPendingHandshakes} in total`;
-      this.emit('rejected', { remoteAddress, error: new TooManyPendingError(`too many pending handshakes (${which})`) });
-      return;
-    }
+    const clock = this.transport.clock;
     const key = `${ip}|${port}`;
     let released = false;
+    let silent: { cancel(): void } | undefined;
     const release = (): void => {
       if (released) return;
       released = true;
+      silent?.cancel();
       this.pending.delete(key);
-      const n = (this.perAddress.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perAddress.delete(ip);
-      else this.perAddress.set(ip, n);
+      this.slots.remove(entry);
     };
     const session = new ServerSession(
       this.transport,
@@ -406,10 +436,20 @@ export class TcpListener extends EventEmitter<ListenerEvents> implements Listene
         this.emit('rejected', { remoteAddress, error: failure.error, ...(failure.remote ? { remote: failure.remote } : {}) });
       },
     );
+    const entry: PendingEntry = { network: networkOf(ip), known: this.transport.isKnown(ip), get bytesRead() { return raw.bytesRead; }, session };
+    // Room for the newcomer: a pending connection gives way (pending.ts says which).
+    for (const { victim, limit } of this.slots.admit(entry))
+      victim.session.refuse('busy', new TooManyPendingError(`too many pending handshakes (${limit}); this one gave way to a newer connection`));
+    this.slots.add(entry);
     this.pending.set(key, session);
-    this.perAddress.set(ip, fromHere + 1);
     raw.setNoDelay(o.noDelay);
     session.startTimer();
+    // A peer speaks at once; one that says nothing holds a slot for free, so it gets less time.
+    if (o.silentTimeoutMs < o.handshakeTimeoutMs)
+      silent = clock.setTimeout(() => {
+        silent = undefined;
+        if (raw.bytesRead === 0) session.cancel(new HandshakeTimeoutError(remoteAddress, o.silentTimeoutMs));
+      }, o.silentTimeoutMs);
     if (this.tlsServer) this.tlsServer.emit('connection', raw);
     else session.attach(raw);
   };

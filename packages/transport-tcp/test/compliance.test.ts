@@ -30,3 +30,17 @@ transportComplianceSuite('tcp+tls', () => ({
   unusedAddress,
   crash: (t) => simulateCrash(t),
 }));
+
+// Every link sealed by the record layer (a secret and no TLS: encrypted by default).
+const clusterSecret = 'compliance cluster secret, 32 B.';
+
+// With a secret, a peer from another cluster is refused like a wrong secret (`auth`).
+transportComplianceSuite(
+  'tcp+secret (encrypted)',
+  () => ({
+    create: (o) => makeTransport(o.nodeNum, { ...base, secret: o.secret ?? clusterSecret }, o.clusterName),
+    unusedAddress,
+    crash: (t) => simulateCrash(t),
+  }),
+  { otherClusterReason: 'auth' },
+);

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Transport, cryptoRandom, realClock, silentLogger } from '@clusterinfra/core';
+import { type Listener, type RejectedConnection, type Transport, cryptoRandom, realClock, silentLogger } from '@clusterinfra/core';
 import { type TcpOptions, tcp } from '../src/index.js';
 
 let incarnation = 1000;
@@ -78,4 +78,22 @@ export function drainSocket(socket: Socket): Promise<Buffer> {
     socket.on('error', () => {});
     socket.on('close', () => resolve(Buffer.concat(chunks)));
   });
+}
+
+/** Every `rejected` event of `listener`, and `next()`: the next one not yet taken (waits for it). */
+export function watchRejected(listener: Listener): { rejected: RejectedConnection[]; next(): Promise<RejectedConnection> } {
+  const rejected: RejectedConnection[] = [];
+  const waiters: Array<(r: RejectedConnection) => void> = [];
+  listener.on('rejected', (r) => {
+    rejected.push(r);
+    waiters.shift()?.(r);
+  });
+  let seen = 0;
+  return {
+    rejected,
+    next: () => {
+      const i = seen++;
+      return rejected[i] ? Promise.resolve(rejected[i]!) : new Promise((r) => waiters.push(r));
+    },
+  };
 }

@@ -22,7 +22,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ControlType, REJECT_CODES } from '../src/constants.js';
 import { encodeControl, encodeDataFrame } from '../src/frame.js';
 import type { TcpOptions } from '../src/index.js';
-import { drainSocket, makeTransport } from './helpers.js';
+import { drainSocket, makeTransport, watchRejected } from './helpers.js';
 import { FrameReader, helloBody, hostPort, rawClientHandshake, rawConnect } from './raw.js';
 import { connect } from 'node:net';
 
@@ -49,25 +49,9 @@ async function watchedListener(options: TcpOptions = {}): Promise<Watched> {
   transports.push(server);
   const listener = await server.listen();
   const links: Link[] = [];
-  const rejected: RejectedConnection[] = [];
-  const waiters: Array<(r: RejectedConnection) => void> = [];
   listener.on('link', (l) => links.push(l));
-  listener.on('rejected', (r) => {
-    rejected.push(r);
-    waiters.shift()?.(r);
-  });
-  let seen = 0;
-  return {
-    server,
-    listener,
-    links,
-    rejected,
-    nextRejected: () => {
-      const i = seen++;
-      if (rejected[i]) return Promise.resolve(rejected[i]!);
-      return new Promise((r) => waiters.push(r));
-    },
-  };
+  const { rejected, next } = watchRejected(listener);
+  return { server, listener, links, rejected, nextRejected: next };
 }
 
 async function raw(address: string, localAddress?: string): Promise<Socket> {
@@ -82,9 +66,11 @@ async function stillAcceptsGoodPeers(w: Watched, options: TcpOptions = {}): Prom
   const client = makeTransport(2, options);
   transports.push(client);
   const before = w.links.length;
+  // The listener emits `link` on the client's FINISH, a moment after connect() resolved.
+  const accepted = new Promise<Link>((r) => w.listener.once('link', r));
   const link = await client.connect(w.listener.address);
   expect(link.remote.nodeNum).toBe(1);
-  await new Promise((r) => setImmediate(r));
+  expect((await accepted).remote.nodeNum).toBe(2);
   expect(w.links.length).toBe(before + 1);
 }
 
@@ -147,17 +133,25 @@ describe('hostile peers before the handshake', () => {
     await stillAcceptsGoodPeers(w);
   });
 
-  it('a peer claiming our node number, or node 0, is refused with reason identity', async () => {
+  it('node 0 is refused at HELLO, a peer claiming our node number after it proved itself (identity)', async () => {
     const w = await watchedListener();
-    for (const nodeNum of [1, 0]) {
-      const s = await raw(w.listener.address);
-      const got = drainSocket(s);
-      s.write(encodeControl(ControlType.HELLO, helloBody({ nodeNum })));
-      const r = await w.nextRejected();
-      expect((r.error as HandshakeRejectedError).reason).toBe('identity');
-      expect(r.remote?.nodeNum).toBe(nodeNum);
-      expect((await got).equals(rejectFrame('identity'))).toBe(true);
-    }
+    const zero = await raw(w.listener.address);
+    const gotZero = drainSocket(zero);
+    zero.write(encodeControl(ControlType.HELLO, helloBody({ nodeNum: 0 })));
+    let r = await w.nextRejected();
+    expect((r.error as HandshakeRejectedError).reason).toBe('identity');
+    expect(r.remote?.nodeNum).toBe(0);
+    expect((await gotZero).equals(rejectFrame('identity'))).toBe(true);
+    // Our own number: the WELCOME does not say it is ours; the refusal comes after AUTH.
+    const twin = await raw(w.listener.address);
+    const reader = new FrameReader(twin);
+    twin.write(encodeControl(ControlType.HELLO, helloBody({ nodeNum: 1 })));
+    await reader.control(ControlType.WELCOME2);
+    twin.write(encodeControl(ControlType.AUTH, Uint8Array.of(0)));
+    expect(Buffer.from(await reader.control(ControlType.REJECT)).equals(Buffer.of(REJECT_CODES.identity))).toBe(true);
+    r = await w.nextRejected();
+    expect((r.error as HandshakeRejectedError).reason).toBe('identity');
+    expect(r.remote?.nodeNum).toBe(1);
     await stillAcceptsGoodPeers(w);
   });
 
@@ -205,30 +199,33 @@ describe('hostile peers before the handshake', () => {
     expect((await w.nextRejected()).error).toBeInstanceOf(HandshakeTimeoutError);
   });
 
-  it('a flood of connections past the pending limits is refused at once, per address and in total', async () => {
-    const w = await watchedListener({ maxPendingHandshakes: 4, maxPendingPerAddress: 2, handshakeTimeoutMs: 20_000 });
+  it('a flood past the pending limits: the newcomer gets in, a silent pending connection gives way (per /24 and in total)', async () => {
+    const w = await watchedListener({ maxPendingHandshakes: 4, maxPendingPerAddress: 2, pendingReservedForKnown: 0, handshakeTimeoutMs: 20_000, silentTimeoutMs: 20_000 });
     const address = w.listener.address;
-    // Two idle connections from each of 127.0.0.1 and 127.0.0.2 fill both limits.
+    // Two idle connections from each of 127.0.1.0/24 and 127.0.2.0/24 fill both limits.
     const idle: Socket[] = [];
-    for (const from of ['127.0.0.1', '127.0.0.1', '127.0.0.2', '127.0.0.2']) idle.push(await raw(address, from));
-    // A third from 127.0.0.1 exceeds its per-address limit; one from 127.0.0.3 exceeds the total.
-    for (const from of ['127.0.0.1', '127.0.0.3']) {
-      const s = await raw(address, from);
-      const got = await drainSocket(s);
-      expect(got.equals(rejectFrame('busy'))).toBe(true);
-      const r = await w.nextRejected();
-      expect(r.error).toBeInstanceOf(TooManyPendingError);
-      expect(r.error.retryable).toBe(true);
-    }
-    // The refused ones did not take a slot; when the idle ones go, good peers get in.
-    for (const s of idle) s.destroy();
-    await new Promise((r) => setTimeout(r, 50));
+    for (const from of ['127.0.1.1', '127.0.1.2', '127.0.2.1', '127.0.2.2']) idle.push(await raw(address, from));
+    const closed = idle.map((s) => drainSocket(s));
+    // A third from 127.0.1.0/24 (another address, same network) displaces the oldest of its network.
+    await raw(address, '127.0.1.3');
+    expect((await closed[0]!).equals(rejectFrame('busy'))).toBe(true);
+    let r = await w.nextRejected();
+    expect(r.error).toBeInstanceOf(TooManyPendingError);
+    expect(r.error.message).toMatch(/network 127\.0\.1\.0\/24/);
+    expect(r.error.retryable).toBe(true);
+    // One from a third network exceeds the total: the oldest silent one anywhere gives way.
+    await raw(address, '127.0.3.1');
+    expect((await closed[1]!).equals(rejectFrame('busy'))).toBe(true);
+    r = await w.nextRejected();
+    expect(r.error.message).toMatch(/4 in total/);
+    // A good peer always gets in (displacing a silent connection), even with every slot taken.
     await stillAcceptsGoodPeers(w);
     expect(w.links.length).toBe(1);
+    expect(w.rejected.length).toBe(3);
   });
 
   it('a recorded handshake replayed on a new connection is refused (auth)', async () => {
-    const secret = 'cluster secret';
+    const secret = 'cluster secret, 32 bytes or so..';
     const w = await watchedListener({ secret });
     // Record what a real client sends, through a pass-through proxy.
     const recorded: Buffer[] = [];
@@ -248,18 +245,19 @@ describe('hostile peers before the handshake', () => {
     cleanups.push(() => proxy.close());
     const client = makeTransport(2, { secret });
     transports.push(client);
+    const accepted = new Promise<Link>((r) => w.listener.once('link', r));
     const link = await client.connect(`127.0.0.1:${(proxy.address() as AddressInfo).port}`);
     expect(link.remote.nodeNum).toBe(1);
-    await new Promise((r) => setImmediate(r));
+    await accepted;
     expect(w.links.length).toBe(1);
-    const bytes = Buffer.concat(recorded); // HELLO + AUTH
+    const bytes = Buffer.concat(recorded); // HELLO + AUTH + FINISH
     expect(bytes.byteLength).toBeGreaterThan(60);
 
     // Replay: all at once, and message by message.
     const s = await raw(w.listener.address);
     const reader = new FrameReader(s);
     s.write(bytes);
-    await reader.control(ControlType.WELCOME); // with a fresh server nonce
+    await reader.control(ControlType.WELCOME2); // with a fresh server nonce
     expect(Buffer.from(await reader.control(ControlType.REJECT)).equals(Buffer.of(REJECT_CODES.auth))).toBe(true);
     const r = await w.nextRejected();
     expect(r.error).toBeInstanceOf(HandshakeRejectedError);

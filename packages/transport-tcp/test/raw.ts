@@ -1,9 +1,23 @@
 /** Raw-socket peers that speak (or abuse) the wire protocol byte by byte. */
 import { randomBytes } from 'node:crypto';
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
-import { ControlType, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN } from '../src/constants.js';
+import { ControlType, Flags, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN } from '../src/constants.js';
 import { type DecodedFrame, FrameDecoder, encodeControl } from '../src/frame.js';
-import { type Hello, encodeAuth, encodeHello, encodeWelcome, parseHello } from '../src/handshake.js';
+import {
+  type Hello,
+  type Ready,
+  type Welcome,
+  computeProof,
+  deriveHandshakeKey,
+  encodeAuth,
+  encodeHello,
+  encodeReady,
+  encodeWelcome,
+  parseHello,
+  parseReady,
+  parseWelcome,
+  transcriptHash,
+} from '../src/handshake.js';
 
 export function hostPort(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
@@ -80,15 +94,53 @@ export function helloBody(overrides: Partial<Hello> = {}, clusterName = 'test'):
   });
 }
 
-/** Handshake as a client without a secret; returns the socket and reader, ready for frames. */
-export async function rawClientHandshake(address: string, nodeNum = 77): Promise<{ socket: Socket; reader: FrameReader }> {
+export interface RawClientOptions {
+  nodeNum?: number;
+  /** Prove with this secret (the HELLO then carries the PSK flag, without ENCRYPT unless `flags` says so). */
+  secret?: string;
+  clusterName?: string;
+  flags?: number;
+}
+
+export interface RawHandshake {
+  socket: Socket;
+  reader: FrameReader;
+  welcome: Welcome;
+  welcomeBody: Uint8Array;
+  ready: Ready;
+}
+
+/** The client's proof for `secret`, as a client of incarnation 1 that sent `hello` and got `welcome`. */
+export function clientProof(secret: string, clusterName: string, nodeNum: number, hello: Uint8Array, welcome: Uint8Array): Uint8Array {
+  const key = deriveHandshakeKey(new Uint8Array(Buffer.from(secret)), parseHello(hello).nonce, parseWelcome(welcome).nonce, {
+    clusterName: new Uint8Array(Buffer.from(clusterName)),
+    clientNodeNum: nodeNum,
+    clientIncarnation: 1,
+  });
+  return computeProof(key, 'client', transcriptHash([[ControlType.HELLO, hello], [ControlType.WELCOME2, welcome]]));
+}
+
+/**
+ * Handshake as a client by hand: HELLO, WELCOME, AUTH (with a proof when
+ * `secret` is given), READY, FINISH. Returns the socket and reader, ready
+ * for frames. Throws when the server refuses.
+ */
+export async function rawClientHandshake(address: string, options: number | RawClientOptions = {}): Promise<RawHandshake> {
+  const o = typeof options === 'number' ? { nodeNum: options } : options;
+  const nodeNum = o.nodeNum ?? 77;
+  const clusterName = o.clusterName ?? 'test';
   const socket = await rawConnect(address);
   const reader = new FrameReader(socket);
-  socket.write(encodeControl(ControlType.HELLO, helloBody({ nodeNum })));
-  await reader.control(ControlType.WELCOME);
-  socket.write(encodeControl(ControlType.AUTH, encodeAuth(new Uint8Array(0))));
-  await reader.control(ControlType.READY);
-  return { socket, reader };
+  const nonce = new Uint8Array(randomBytes(32));
+  const hello = helloBody({ nodeNum, nonce, flags: o.flags ?? (o.secret !== undefined ? Flags.PSK : 0) }, clusterName);
+  socket.write(encodeControl(ControlType.HELLO, hello));
+  const welcomeBody = await reader.control(ControlType.WELCOME2);
+  const welcome = parseWelcome(welcomeBody);
+  const proof = o.secret === undefined ? new Uint8Array(0) : clientProof(o.secret, clusterName, nodeNum, hello, welcomeBody);
+  socket.write(encodeControl(ControlType.AUTH, encodeAuth(proof)));
+  const ready = parseReady(await reader.control(ControlType.READY2));
+  socket.write(encodeControl(ControlType.FINISH));
+  return { socket, reader, welcome, welcomeBody, ready };
 }
 
 /** A server that does the handshake by hand (no secret) and hands each accepted peer to `onPeer`. */
@@ -103,18 +155,12 @@ export async function rawServer(
     const reader = new FrameReader(socket);
     void (async () => {
       const hello = parseHello(await reader.control(ControlType.HELLO));
-      const welcome = encodeWelcome({
-        version: PROTOCOL_VERSION_MAX,
-        flags: 0,
-        nodeNum,
-        incarnation: 5,
-        maxFrameSize: hello.maxFrameSize,
-        nonce: new Uint8Array(randomBytes(32)),
-        proof: new Uint8Array(0),
-      });
-      socket.write(encodeControl(ControlType.WELCOME, welcome));
+      const welcome = encodeWelcome({ version: PROTOCOL_VERSION_MAX, flags: 0, nonce: new Uint8Array(randomBytes(32)) });
+      socket.write(encodeControl(ControlType.WELCOME2, welcome));
       await reader.control(ControlType.AUTH);
-      socket.write(encodeControl(ControlType.READY));
+      const ready = encodeReady({ nodeNum, incarnation: 5, maxFrameSize: hello.maxFrameSize, proof: new Uint8Array(0) });
+      socket.write(encodeControl(ControlType.READY2, ready));
+      await reader.control(ControlType.FINISH);
       onPeer(socket, reader);
     })().catch(() => socket.destroy());
   });

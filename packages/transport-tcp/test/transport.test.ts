@@ -23,7 +23,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseAddress } from '../src/address.js';
 import { FrameDecoder } from '../src/frame.js';
 import { type TcpOptions, tcp } from '../src/index.js';
-import { computeProof, deriveSessionKey } from '../src/handshake.js';
+import { computeProof, deriveHandshakeKey, deriveTrafficKeys } from '../src/handshake.js';
+import type { TcpLink } from '../src/link.js';
 import { makePki, makeTransport } from './helpers.js';
 import { rawServer } from './raw.js';
 
@@ -49,6 +50,9 @@ async function pair(serverOptions: TcpOptions = {}, clientOptions: TcpOptions = 
   return { server, client, listener, outbound, inbound: await accepted };
 }
 
+const SECRET = 'a test secret of 32 characters..';
+const OTHER_SECRET = 'another secret, also long enough';
+
 const failure = (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
 
 describe('options and addresses', () => {
@@ -59,6 +63,13 @@ describe('options and addresses', () => {
       [{ port: 70000 }, 'port'],
       [{ handshakeTimeoutMs: 0 }, 'handshakeTimeoutMs'],
       [{ secret: '' }, 'secret'],
+      [{ secret: 'fifteen bytes..' }, 'secret'],
+      [{ secret: new Uint8Array(15) }, 'secret'],
+      [{ secret: { primary: SECRET, accept: ['short'] } }, 'secret.accept.0'],
+      [{ secret: { primary: 'short' } }, 'secret.primary'],
+      [{ secret: 42 }, 'secret'],
+      [{ rekeyAfterBytes: 10 }, 'rekeyAfterBytes'],
+      [{ knownAddresses: ['not-an-ip'] }, 'knownAddresses.0'],
       [{ tls: { key: 'k', cert: 'c' } }, 'tls.ca'],
       [{ admit: 'yes' }, 'admit'],
       [{ maxPendingPerAdress: 3 }, '(root)'],
@@ -73,6 +84,20 @@ describe('options and addresses', () => {
       expect(err, JSON.stringify(options)).toBeInstanceOf(InvalidOptionError);
       expect((err as InvalidOptionError).path).toBe(path);
     }
+  });
+
+  it('refuses a short secret, saying why and how to make a good one', () => {
+    let err: unknown;
+    try {
+      tcp({ secret: 'hunter2' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(InvalidOptionError);
+    expect((err as Error).message).toMatch(/at least 16 bytes, got 7/);
+    expect((err as Error).message).toMatch(/offline/);
+    expect((err as Error).message).toMatch(/openssl rand -base64 32/);
+    expect(() => tcp({ secret: 'x'.repeat(16) })).not.toThrow();
   });
 
   it('refuses an invalid identity', () => {
@@ -108,25 +133,32 @@ describe('options and addresses', () => {
 
   it('declares its capabilities', () => {
     expect(node(1).capabilities).toEqual({ maxFrameSize: 1024 * 1024, nativeBulk: false, authentication: true, encryption: false, crashSimulation: true });
+    expect(node(2, { secret: SECRET }).capabilities.encryption).toBe(true);
+    expect(node(3, { secret: SECRET, encrypt: false }).capabilities.encryption).toBe(false);
   });
 });
 
 describe('handshake', () => {
-  it('derives different keys and proofs for different nonces, secrets and roles', () => {
-    const ids = { clusterName: new Uint8Array(Buffer.from('c')), clientNodeNum: 2, clientIncarnation: 1, serverNodeNum: 1, serverIncarnation: 1 };
+  it('derives different keys and proofs for different nonces, secrets, clusters, clients, roles and directions', () => {
+    const ids = { clusterName: new Uint8Array(Buffer.from('c')), clientNodeNum: 2, clientIncarnation: 1 };
     const n = (b: number) => new Uint8Array(32).fill(b);
-    const secret = new Uint8Array(Buffer.from('s'));
-    const k1 = deriveSessionKey(secret, n(1), n(2), ids);
-    expect(Buffer.from(k1).equals(Buffer.from(deriveSessionKey(secret, n(1), n(2), ids)))).toBe(true);
-    expect(Buffer.from(k1).equals(Buffer.from(deriveSessionKey(secret, n(1), n(3), ids)))).toBe(false);
-    expect(Buffer.from(k1).equals(Buffer.from(deriveSessionKey(new Uint8Array([9]), n(1), n(2), ids)))).toBe(false);
-    expect(Buffer.from(k1).equals(Buffer.from(deriveSessionKey(secret, n(1), n(2), { ...ids, clientNodeNum: 3 })))).toBe(false);
+    const secret = new Uint8Array(Buffer.from('sixteen byte key'));
+    const eq = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+    const k1 = deriveHandshakeKey(secret, n(1), n(2), ids);
+    expect(eq(k1, deriveHandshakeKey(secret, n(1), n(2), ids))).toBe(true);
+    expect(eq(k1, deriveHandshakeKey(secret, n(1), n(3), ids))).toBe(false);
+    expect(eq(k1, deriveHandshakeKey(new Uint8Array(16).fill(9), n(1), n(2), ids))).toBe(false);
+    expect(eq(k1, deriveHandshakeKey(secret, n(1), n(2), { ...ids, clientNodeNum: 3 }))).toBe(false);
+    expect(eq(k1, deriveHandshakeKey(secret, n(1), n(2), { ...ids, clusterName: new Uint8Array(Buffer.from('d')) }))).toBe(false);
     const t = new Uint8Array([1, 2, 3]);
-    expect(Buffer.from(computeProof(k1, 'client', t)).equals(Buffer.from(computeProof(k1, 'server', t)))).toBe(false);
+    expect(eq(computeProof(k1, 'client', t), computeProof(k1, 'server', t))).toBe(false);
+    const traffic = deriveTrafficKeys(k1, t);
+    expect(eq(traffic.clientToServer, traffic.serverToClient)).toBe(false);
+    expect(eq(traffic.clientToServer, deriveTrafficKeys(k1, new Uint8Array([1, 2, 4])).clientToServer)).toBe(false);
   });
 
   it('connects with the same secret on both sides', async () => {
-    const { outbound, inbound } = await pair({ secret: 'x' }, { secret: 'x' });
+    const { outbound, inbound } = await pair({ secret: SECRET }, { secret: SECRET });
     const got = new Promise<Uint8Array>((r) => inbound.once('frame', r));
     inbound.resume();
     outbound.send(Uint8Array.of(5));
@@ -167,7 +199,7 @@ describe('handshake', () => {
 
   it('a secret on the client only is refused with auth', async () => {
     const listener = await node(1).listen();
-    const err = await failure(node(2, { secret: 'x' }).connect(listener.address));
+    const err = await failure(node(2, { secret: SECRET }).connect(listener.address));
     expect((err as HandshakeRejectedError).reason).toBe('auth');
   });
 
@@ -238,7 +270,7 @@ describe('handshake', () => {
       await got;
       await out.close();
     }
-    const refused = node(50, { secret: 'nope' });
+    const refused = node(50, { secret: OTHER_SECRET });
     await failure(refused.connect(listener.address));
     await new Promise((r) => setTimeout(r, 20));
     expect(live.size).toBe(0);
@@ -249,16 +281,18 @@ describe('links', () => {
   it('coalesces many small frames sent in one tick into few socket writes', async () => {
     let resolveChunks!: (n: { chunks: number; frames: number[] }) => void;
     const done = new Promise<{ chunks: number; frames: number[] }>((r) => (resolveChunks = r));
-    const srv = await rawServer((socket) => {
-      const frames: number[] = [];
-      const decoder = new FrameDecoder({ maxFrameSize: 1 << 20 });
-      socket.removeAllListeners('data');
-      let chunks = 0;
-      socket.on('data', (c: Buffer) => {
-        chunks++;
-        for (const f of decoder.push(c)) if (f.kind === 'data') frames.push(new DataView(f.data.buffer, f.data.byteOffset).getUint32(0));
-        if (frames.length === 1000) resolveChunks({ chunks, frames });
-      });
+    const srv = await rawServer((_socket, reader) => {
+      // Frames that came in the chunk with FINISH are already in the reader; count chunks from there.
+      const before = reader.chunks - 1;
+      void (async () => {
+        const frames: number[] = [];
+        while (frames.length < 1000) {
+          const f = await reader.next();
+          if (f === undefined) return;
+          if (f.kind === 'data') frames.push(new DataView(f.data.buffer, f.data.byteOffset).getUint32(0));
+        }
+        resolveChunks({ chunks: reader.chunks - before, frames });
+      })();
     });
     cleanups.push(() => {
       srv.sockets.forEach((s) => s.destroy());
@@ -419,9 +453,11 @@ describe('TLS', () => {
   });
 
   it('combines TLS with a secret', async () => {
-    const listener = await node(1, { ...tlsFor('node1'), secret: 's' }).listen();
-    expect((await node(2, { ...tlsFor('node2'), secret: 's' }).connect(listener.address)).remote.nodeNum).toBe(1);
-    const err = await failure(node(3, { ...tlsFor('node2'), secret: 'wrong' }).connect(listener.address));
+    const listener = await node(1, { ...tlsFor('node1'), secret: SECRET }).listen();
+    const link = await node(2, { ...tlsFor('node2'), secret: SECRET }).connect(listener.address);
+    expect(link.remote.nodeNum).toBe(1);
+    expect((link as TcpLink).encrypted).toBe(false); // TLS encrypts; no second layer of records
+    const err = await failure(node(3, { ...tlsFor('node2'), secret: OTHER_SECRET }).connect(listener.address));
     expect((err as HandshakeRejectedError).reason).toBe('auth');
   });
 });

@@ -84,7 +84,11 @@ export interface Transport extends AsyncDisposable {
   readonly identity: NodeIdentity;
   /** Start accepting links. One listener per transport. */
   listen(options?: { signal?: AbortSignal }): Promise<Listener>;
-  /** Open a link to `address`; resolves after the handshake succeeded. */
+  /**
+   * Open a link to `address`; resolves after the handshake succeeded. The
+   * listener's `link` for it may come a moment later (after the last
+   * handshake message reaches it), but always before any frame sent on it.
+   */
   connect(address: string, options?: ConnectOptions): Promise<Link>;
   /** Stop listening and close every link gracefully. Idempotent. */
   close(): Promise<void>;

@@ -57,6 +57,7 @@ export const ERROR_CODES = {
   CLMS_ERR_NOT_JOINED: 'start() gave up (its timeout or signal) before the node joined; `reasons` says what it was waiting for.',
   CLMS_ERR_CLOSED: 'The node closed before the awaited state was reached (e.g. whenUp()).',
   CLMS_ERR_INVALID_STATE: 'The operation is not allowed in the node\'s current phase (e.g. registerKeyService after the node joined).',
+  TRANSPORT_ERR_INTEGRITY: 'An encrypted record failed authentication (altered, replayed, reordered or out of key sync); the link is closed.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -268,6 +269,13 @@ export class TlsError extends ClusterInfraError {
   override readonly name = 'TlsError';
   constructor(message: string, options: ClusterInfraErrorOptions = {}) {
     super('TRANSPORT_ERR_TLS', message, options);
+  }
+}
+
+export class IntegrityError extends ClusterInfraError {
+  override readonly name = 'IntegrityError';
+  constructor(message: string) {
+    super('TRANSPORT_ERR_INTEGRITY', message);
   }
 }
 
