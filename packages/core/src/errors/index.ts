@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   ADMIN_ERR_UNREACHABLE: 'The admin endpoint could not be reached (connection refused, timeout, bad URL).',
   ADMIN_ERR_BAD_RESPONSE: 'The admin endpoint answered with something that is not the admin API.',
   CLMS_ERR_KEYSERVICE_HALTED: 'A critical key service has no eligible node left; the cluster is halted until one joins.',
+  CLMS_ERR_KEYSERVICE_UNKNOWN: 'No member announced a key service of that name, and the history never placed one.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -403,5 +404,14 @@ export class KeyServiceHaltedError extends ClusterInfraError {
     super('CLMS_ERR_KEYSERVICE_HALTED', `key service ${keyService} is halted: ${reason}`);
     this.keyService = keyService;
     this.reason = reason;
+  }
+}
+
+export class UnknownKeyServiceError extends ClusterInfraError {
+  override readonly name = 'UnknownKeyServiceError';
+  readonly keyService: string;
+  constructor(keyService: string) {
+    super('CLMS_ERR_KEYSERVICE_UNKNOWN', `no member announced key service ${JSON.stringify(keyService)}: check the name, or that a node registering it has joined`);
+    this.keyService = keyService;
   }
 }
