@@ -44,10 +44,17 @@ export function defineKeyService<const M extends Record<string, RpcMethod>, P ex
 
 type MaybePromise<T> = T | Promise<T>;
 
+type AnyMethods = Record<string, RpcMethod>;
+type MaybeSchema = z.ZodType | undefined;
+/** The `pullData` schema of a descriptor's type (undefined when it declares none). */
+type PullSchema<D> = D extends KeyServiceDescriptor<AnyMethods, infer P, MaybeSchema> ? P : undefined;
+/** The `handover` schema of a descriptor's type (undefined when it declares none). */
+type HandoverSchema<D> = D extends KeyServiceDescriptor<AnyMethods, MaybeSchema, infer H> ? H : undefined;
+
 /** What each survivor's `pullData` gives the new host (never when nothing is pulled). */
-export type PulledData<D extends KeyServiceDescriptor> = D['pullData'] extends z.ZodType ? z.output<D['pullData']> : never;
+export type PulledData<D extends KeyServiceDescriptor> = PullSchema<D> extends z.ZodType ? z.output<PullSchema<D>> : never;
 /** What the old host's `handover` gives the new host (null when nothing is handed over). */
-export type HandoverData<D extends KeyServiceDescriptor> = D['handover'] extends z.ZodType ? z.output<D['handover']> : null;
+export type HandoverData<D extends KeyServiceDescriptor> = HandoverSchema<D> extends z.ZodType ? z.output<HandoverSchema<D>> : null;
 
 /** What a typed `failoverData` is given: pulled and hand-over data apart, each checked against its schema. */
 export interface TypedFailoverInput<P, H> {
@@ -68,8 +75,8 @@ export type KeyServiceImpl<D extends KeyServiceDescriptor> = {
   handlers: KeyServiceHandlers<D['methods']>;
   failover?: (ctx: KeyServiceContext) => MaybePromise<void>;
   failoverData?: (input: TypedFailoverInput<PulledData<D>, HandoverData<D>>, ctx: KeyServiceContext) => MaybePromise<void>;
-} & (D['pullData'] extends z.ZodType ? { pullData: (ctx: KeyServiceContext) => MaybePromise<z.input<D['pullData']>> } : { pullData?: never }) &
-  (D['handover'] extends z.ZodType ? { handover: (ctx: KeyServiceContext) => MaybePromise<z.input<D['handover']>> } : { handover?: never });
+} & (PullSchema<D> extends z.ZodType ? { pullData: (ctx: KeyServiceContext) => MaybePromise<z.input<PullSchema<D>>> } : { pullData?: never }) &
+  (HandoverSchema<D> extends z.ZodType ? { handover: (ctx: KeyServiceContext) => MaybePromise<z.input<HandoverSchema<D>>> } : { handover?: never });
 
 /** Options of one key-service call (as `callKeyService` takes). */
 export interface KeyServiceCallOptions {
