@@ -193,4 +193,14 @@ describe('typed key services', () => {
     // A known one still works from the same nodes.
     expect(await deposit(1, mine, 'dave', 1)).toBe(1);
   });
+
+  it('a node that has not joined yet cannot tell a name is unknown: its call waits for the cluster, then reaches the host', async () => {
+    sim = simCluster(3, { candidates: [1] });
+    const seen: Seen[] = [];
+    for (const n of [2, 3]) serveLedger(sim.node(n), seen, []);
+    // Node 1 knows no member yet (it registers nothing and has no history): the call must wait, not fail.
+    expect(sim.node(1).info(1)).toBeUndefined();
+    const early = keyServiceClient(sim.node(1), Ledger).balance({ account: 'erin' }, { timeoutMs: 20_000 });
+    expect(await settle(sim, early)).toBe(0);
+  });
 });
