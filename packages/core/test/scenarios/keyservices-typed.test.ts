@@ -39,6 +39,32 @@ const Ledger = defineKeyService({
   handover: z.object({ balances: z.record(z.string(), z.number()) }),
 });
 
+/**
+ * Compile-time checks (npm run typecheck): the types follow the descriptor.
+ * Each @ts-expect-error fails the typecheck if the types were loose.
+ */
+export function typeChecks(node: ClusterNode): void {
+  const Bare = defineKeyService({ name: 'bare', subservice: 8, methods: { now: { kind: 'rpc', input: z.object({}), output: z.number() } } });
+  // @ts-expect-error Bare declares no pull data: no pullData
+  serveKeyService(node, Bare, { handlers: { now: () => 1 }, pullData: () => 1 });
+  // @ts-expect-error Ledger declares pull data: pullData is required
+  serveKeyService(node, Ledger, { handlers: { deposit: () => 1, balance: () => 1, broken: () => 1 }, handover: () => ({ balances: {} }) });
+  serveKeyService(node, Bare, {
+    handlers: { now: () => 1 },
+    failoverData: ({ handover }) => {
+      // Nothing is handed over: the data is null.
+      const data: null | undefined = handover?.data;
+      void data;
+    },
+  });
+  const ledger = keyServiceClient(node, Ledger);
+  // @ts-expect-error amount is a number
+  void ledger.deposit({ account: 'a', amount: '1' });
+  // @ts-expect-error no such method
+  void ledger.withdraw({});
+  void ledger.balance({ account: 'a' }).then((n: number) => n);
+}
+
 interface Seen {
   node: number;
   epoch: number;
