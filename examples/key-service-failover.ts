@@ -30,7 +30,7 @@ export interface KeyServiceFailoverResult {
   /** Who holds `b` according to the second and the third host. */
   ownerAfterCrash: number | null;
   ownerAfterLeave: number | null;
-  /** Nodes whose pulled data the second host received. */
+  /** Nodes whose pulled data the second host received (on the failover after the crash). */
   pulledFrom: number[];
   /** What the third host got from the second by hand-over. */
   handedOver: Record<string, number>;
@@ -80,15 +80,18 @@ export async function main(transport: TransportKind = 'memory', print: (line: st
         table = {};
       },
       pullData: () => [...mine],
-      failoverData: (results, ctx) => {
-        const handed = ctx.previousHost !== undefined ? results.get(ctx.previousHost) : undefined;
+      failoverData: ({ pulled, handover }) => {
+        // A clean leave hands the whole table over; the survivors' pulls add what they hold.
+        const handed = handover?.data;
         if (handed && typeof handed === 'object' && !Array.isArray(handed)) {
           table = { ...(handed as Record<string, number>) };
           handedOver = table;
         }
-        for (const [from, keys] of results) if (Array.isArray(keys)) for (const k of keys) table[String(k)] = from;
-        pulledFrom = [...results.keys()].sort((a, b) => a - b);
-        say(`node ${n}: lock table rebuilt from nodes ${pulledFrom.join(', ')}: ${JSON.stringify(table)}`);
+        for (const [from, keys] of pulled) if (Array.isArray(keys)) for (const k of keys) table[String(k)] = from;
+        const from = [...pulled.keys()].sort((a, b) => a - b);
+        if (!handover) pulledFrom = from;
+        const handedNote = handover ? `node ${handover.from}'s hand-over and ` : '';
+        say(`node ${n}: lock table rebuilt from ${handedNote}pulls from nodes ${from.join(', ')}: ${JSON.stringify(table)}`);
       },
       handover: () => {
         say(`node ${n}: handing the lock table over: ${JSON.stringify(table)}`);

@@ -7,6 +7,7 @@ import { expect, it } from 'vitest';
 import { main } from '../../../examples/hello-cluster.js';
 import { main as helloRpc } from '../../../examples/hello-rpc/main.js';
 import { main as keyServiceFailover } from '../../../examples/key-service-failover.js';
+import { main as ledger } from '../../../examples/ledger/main.js';
 import { main as singleNode } from '../../../examples/single-node.js';
 import { main as membershipWatch } from '../../../examples/membership-watch.js';
 import { main as subsystem } from '../../../examples/subsystem.js';
@@ -135,3 +136,20 @@ it('single-node: a node that is its own only candidate forms a cluster alone and
   expect(r.trio).toEqual(['node 3 Up', 'node 4 Up', 'node 5 Up']);
   expect(lines.at(-1)).toBe('all nodes closed');
 });
+
+it('ledger: a typed key service (icsgen keyservice) fails over with pulled data, hands over apart from the pulls, refuses bad arguments and unknown names', async () => {
+  const lines: string[] = [];
+  const r = await ledger('memory', (l) => lines.push(l));
+  const [first, second, third] = r.hosts;
+  expect([2, 3]).toContain(first);
+  expect(second).toBe(first === 2 ? 3 : 2);
+  expect(third).toBe(first);
+  // 100 by the host, 50 by the other; the crashed host's own 100 is gone with it; then 10 more, handed over whole.
+  expect(r.balances).toEqual([150, 50, 60]);
+  expect(r.handover).toEqual({ from: second, accounts: 1 });
+  // The new host's own deposit (10) came as pulled data too, apart: summing both would say 70.
+  expect(r.pulledOnLeave).toEqual([third]);
+  expect(r.invalidCode).toBe('ICS_ERR_INVALID_ARGUMENT');
+  expect(r.unknownCode).toBe('CLMS_ERR_KEYSERVICE_UNKNOWN');
+  expect(lines.at(-1)).toContain('all nodes closed');
+}, 60_000);

@@ -5,16 +5,23 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { type BreakingChange, compareFiles } from './compat.js';
-import { emitFile } from './emit.js';
+import { type EmitMode, emitFile } from './emit.js';
 import type { IcsgenError } from './errors.js';
-import { type LoadOptions, loadProgram, outputName } from './resolve.js';
+import { type LoadedFile, type LoadOptions, loadProgram, outputName } from './resolve.js';
 
-export type GenerateOptions = LoadOptions;
+export interface GenerateOptions extends LoadOptions {
+  /**
+   * `ts`: one `<name>.gen.ts` per file. `js`: plain JavaScript (`<name>.gen.js`,
+   * an ES module) and its declarations (`<name>.gen.d.ts`), for projects
+   * without a TypeScript toolchain. @default 'ts'
+   */
+  lang?: 'ts' | 'js';
+}
 
 export interface GeneratedFile {
   /** The `.ics` file it was generated from, as shown to the user. */
   source: string;
-  /** The output file name, e.g. `kv.gen.ts` (all outputs go flat into one directory). */
+  /** The output file name, e.g. `kv.gen.ts`, or `kv.gen.js` and `kv.gen.d.ts` (all outputs go flat into one directory). */
   name: string;
   content: string;
 }
@@ -27,15 +34,19 @@ export interface GenerateResult {
 
 /**
  * Generates one module for each input file and for each file they import
- * (the generated modules import each other as `./name.gen.js`).
+ * (the generated modules import each other as `./name.gen.js`); with
+ * `lang: 'js'`, a JavaScript module and its declarations for each.
  */
 export function generate(inputs: string[], options: GenerateOptions = {}): GenerateResult {
   const program = loadProgram(inputs, options);
   if (program.errors.length > 0) return { files: [], errors: program.errors };
-  return {
-    files: program.files.map((f) => ({ source: f.ast.file, name: outputName(f.path), content: emitFile(f) })),
-    errors: [],
-  };
+  const file = (f: LoadedFile, mode: EmitMode): GeneratedFile => ({
+    source: f.ast.file,
+    name: outputName(f.path, mode === 'dts' ? 'd.ts' : mode),
+    content: emitFile(f, mode),
+  });
+  const modes: EmitMode[] = options.lang === 'js' ? ['js', 'dts'] : ['ts'];
+  return { files: program.files.flatMap((f) => modes.map((m) => file(f, m))), errors: [] };
 }
 
 /** Writes generated files into `outDir` (created if missing); returns the paths written. */

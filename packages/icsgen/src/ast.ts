@@ -58,6 +58,21 @@ export interface MethodDecl {
   argsPos: Pos;
 }
 
+/** `pull: T` or `handover: T` in a key service: the type of what that callback returns. */
+export interface KeyServiceData {
+  type: TypeExpr;
+  pos: Pos;
+  doc?: string;
+}
+
+/** What a `keyservice` declaration adds to a service (its channel is always `keyservice`). */
+export interface KeyServiceParts {
+  /** What each survivor's `pullData` returns to the new host. */
+  pull?: KeyServiceData;
+  /** What the old host's `handover` returns to the new host on a clean leave. */
+  handover?: KeyServiceData;
+}
+
 export interface ServiceDecl {
   kind: 'service';
   name: string;
@@ -68,6 +83,8 @@ export interface ServiceDecl {
   subservice: number;
   subservicePos: Pos;
   methods: MethodDecl[];
+  /** Set for a `keyservice` declaration: rpc methods only, on the `keyservice` channel. */
+  keyService?: KeyServiceParts;
 }
 
 export type TypeDecl = EnumDecl | StructDecl;

@@ -5,7 +5,7 @@
  * renaming a struct is not a change, changing what it holds is.
  */
 import type { FieldDecl, MethodDecl, Pos, ServiceDecl, TypeDecl, TypeExpr } from './ast.js';
-import type { LoadedFile } from './resolve.js';
+import { KEY_SERVICE_DATA, type LoadedFile } from './resolve.js';
 
 export const BREAKING_CHANGE_KINDS = [
   'SERVICE_REMOVED',
@@ -85,6 +85,19 @@ class Comparer {
           `address changed from channel ${o.channel} subservice ${o.subservice} to channel ${n.channel} subservice ${n.subservice}`,
           o.channel !== n.channel ? n.channelPos : n.subservicePos,
         );
+      }
+      if ((o.keyService === undefined) !== (n.keyService === undefined)) {
+        const word = (s: ServiceDecl): string => (s.keyService ? 'keyservice' : 'service');
+        this.add('KIND_CHANGED', n.name, `changed from ${word(o)} to ${word(n)}`, n.pos);
+        continue;
+      }
+      for (const which of KEY_SERVICE_DATA) {
+        // Old and new hosts exchange this data during a rolling upgrade.
+        const od = o.keyService?.[which];
+        const nd = n.keyService?.[which];
+        const path = `${n.name} ${which}`;
+        if (od && nd) this.type(path, { file: oldFile }, od.type, { file: newFile }, nd.type);
+        else if (od || nd) this.add('TYPE_CHANGED', path, `type changed from ${typeText(od?.type)} to ${typeText(nd?.type)}`, nd?.pos ?? n.pos);
       }
       const newMethods = new Map(n.methods.map((m) => [m.name, m]));
       for (const om of o.methods) {

@@ -22,7 +22,7 @@ export const ICSGEN_ERROR_CODES = [
   'ICSGEN_ERR_FILE_NOT_FOUND',
   /** A name that the IDL, TypeScript or the generated code reserves. */
   'ICSGEN_ERR_RESERVED_WORD',
-  /** A number or name outside what ICS accepts (subservice 0–65535, channel name length). */
+  /** A number or name outside what ICS accepts (subservice 0–65535, 1–65535 for a key service; channel name length). */
   'ICSGEN_ERR_OUT_OF_RANGE',
   /** Two input files would generate the same output file name. */
   'ICSGEN_ERR_OUTPUT_CONFLICT',

@@ -7,7 +7,7 @@
  * Newlines carry no meaning: separators between fields, members and
  * methods are optional because nothing that ends a type can start a field.
  */
-import type { Decl, EnumDecl, EnumMember, FieldDecl, IcsFile, ImportDecl, MethodDecl, Pos, ServiceDecl, StructDecl, TypeExpr } from './ast.js';
+import type { Decl, EnumDecl, EnumMember, FieldDecl, IcsFile, ImportDecl, KeyServiceParts, MethodDecl, Pos, ServiceDecl, StructDecl, TypeExpr } from './ast.js';
 import { BUILTIN_TYPES, type BuiltinName } from './ast.js';
 import { IcsgenError } from './errors.js';
 
@@ -191,6 +191,11 @@ class Parser {
     return this.t.kind === 'ident' && this.t.value === w;
   }
 
+  private isColonNext(): boolean {
+    const n = this.toks[this.k + 1];
+    return n?.kind === 'punct' && n.value === ':';
+  }
+
   private punct(p: string, expected = `'${p}'`): Token {
     if (!this.isPunct(p)) this.fail(expected);
     return this.next();
@@ -224,8 +229,10 @@ class Parser {
         decls.push(this.structDecl());
       } else if (this.isWord('service')) {
         decls.push(this.serviceDecl());
+      } else if (this.isWord('keyservice')) {
+        decls.push(this.keyServiceDecl());
       } else {
-        this.fail("'import', 'enum', 'struct' or 'service'");
+        this.fail("'import', 'enum', 'struct', 'service' or 'keyservice'");
       }
     }
     return { file: name, imports, decls };
@@ -295,6 +302,56 @@ class Parser {
     this.next();
     return this.withDoc(
       { kind: 'service', name: name.value, pos: name.pos, channel, channelPos, subservice: Number(ss.value), subservicePos: ss.pos, methods },
+      kw.doc,
+    );
+  }
+
+  /**
+   * `keyservice Name subservice N { … }`: rpc methods, plus `pull: T` and
+   * `handover: T` for what the failover callbacks return. Always on the
+   * `keyservice` channel; `pull` and `handover` are keywords only there, and
+   * only before a ':' (a method still starts with 'rpc' or 'idempotent').
+   */
+  private keyServiceDecl(): ServiceDecl {
+    const kw = this.next();
+    const name = this.ident('a key service name');
+    if (this.isWord('channel')) this.fail("'subservice' (a key service is always on the 'keyservice' channel)");
+    if (!this.isWord('subservice')) this.fail("'subservice'");
+    this.next();
+    if (this.t.kind !== 'number') this.fail("a subservice number after 'subservice'");
+    const ss = this.next();
+    this.punct('{', "'{' to open the key service");
+    const methods: MethodDecl[] = [];
+    const parts: KeyServiceParts = {};
+    while (!this.isPunct('}')) {
+      const t = this.t;
+      if ((this.isWord('pull') || this.isWord('handover')) && this.isColonNext()) {
+        const which = this.next().value as 'pull' | 'handover';
+        if (parts[which]) {
+          throw new Stop(new IcsgenError('ICSGEN_ERR_DUPLICATE_NAME', `duplicate '${which}' in key service '${name.value}'`, t.pos));
+        }
+        this.next();
+        parts[which] = this.withDoc({ type: this.type(), pos: t.pos }, t.doc);
+        this.optional(';');
+        continue;
+      }
+      if (this.isWord('msg')) this.fail("'rpc', 'idempotent', 'pull:', 'handover:' or '}' (a key service has no one-way messages)");
+      if (!this.isWord('rpc') && !this.isWord('idempotent')) this.fail("'rpc', 'idempotent', 'pull:', 'handover:' or '}'");
+      methods.push(this.method());
+    }
+    this.next();
+    return this.withDoc(
+      {
+        kind: 'service',
+        name: name.value,
+        pos: name.pos,
+        channel: 'keyservice',
+        channelPos: name.pos,
+        subservice: Number(ss.value),
+        subservicePos: ss.pos,
+        methods,
+        keyService: parts,
+      },
       kw.doc,
     );
   }

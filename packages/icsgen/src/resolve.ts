@@ -54,7 +54,7 @@ export interface Program {
  */
 export const RESERVED_DECLARATION_NAMES = new Set([
   // IDL
-  'import', 'enum', 'struct', 'service', 'channel', 'subservice', 'rpc', 'msg', 'idempotent', 'map', 'void',
+  'import', 'enum', 'struct', 'service', 'keyservice', 'channel', 'subservice', 'rpc', 'msg', 'idempotent', 'map', 'void',
   'bool', 'int', 'uint', 'float', 'bigint', 'string', 'bytes', 'any',
   // JavaScript and TypeScript
   'break', 'case', 'catch', 'class', 'const', 'continue', 'debugger', 'default', 'delete', 'do', 'else', 'export',
@@ -64,7 +64,8 @@ export const RESERVED_DECLARATION_NAMES = new Set([
   'namespace', 'module', 'abstract', 'as', 'is', 'keyof', 'readonly', 'infer', 'satisfies', 'of', 'unique',
   'number', 'boolean', 'symbol', 'object', 'unknown', 'never', 'undefined', 'arguments', 'eval',
   // Names generated code uses
-  'z', 'defineService', 'plainData', 'PlainData', 'ServiceImpl', 'ServiceClient',
+  'z', 'defineService', 'plainData', 'PlainData', 'ServiceImpl', 'ServiceClient', 'ServiceDescriptor',
+  'defineKeyService', 'KeyServiceImpl', 'KeyServiceClient', 'KeyServiceDescriptor',
   'Uint8Array', 'Record', 'Array', 'Number', 'String', 'Boolean', 'Object', 'Promise', 'Error',
 ]);
 
@@ -91,15 +92,25 @@ export function generatedNames(s: ServiceDecl): { name: string; what: string; po
     out.push({ name: argsName(s, m.name), what: `the arguments of ${s.name}.${m.name}`, pos: m.pos });
     if (m.kind === 'rpc') out.push({ name: resultName(s, m.name), what: `the result of ${s.name}.${m.name}`, pos: m.pos });
   }
+  for (const which of KEY_SERVICE_DATA) {
+    const part = s.keyService?.[which];
+    if (part) out.push({ name: dataName(s, which), what: `the ${which} data of key service ${s.name}`, pos: part.pos });
+  }
   return out;
 }
+
+/** The data a key service may declare, in the order they are emitted. */
+export const KEY_SERVICE_DATA = ['pull', 'handover'] as const;
+
+/** `Ledger` + `pull` → `LedgerPullData`. */
+export const dataName = (s: ServiceDecl, which: (typeof KEY_SERVICE_DATA)[number]): string => `${s.name}${capitalize(which)}Data`;
 
 export const argsName = (s: ServiceDecl, method: string): string => `${s.name}${capitalize(method)}Args`;
 export const resultName = (s: ServiceDecl, method: string): string => `${s.name}${capitalize(method)}Result`;
 
-/** The output file name of an input: `kv.ics` → `kv.gen.ts`. */
-export function outputName(path: string): string {
-  return `${basename(path).replace(/\.ics$/, '')}.gen.ts`;
+/** The output file name of an input: `kv.ics` → `kv.gen.ts` (`kv.gen.js` with `ext: 'js'`, `kv.gen.d.ts` with `'d.ts'`). */
+export function outputName(path: string, ext: 'ts' | 'js' | 'd.ts' = 'ts'): string {
+  return `${basename(path).replace(/\.ics$/, '')}.gen.${ext}`;
 }
 
 function at(pos: Pos): Pos {
@@ -280,7 +291,14 @@ function checkFile(file: LoadedFile, errors: IcsgenError[]): void {
     } else {
       checkMembers(d.methods, 'method', d.name, RESERVED_METHOD_NAMES);
       if (d.subservice > 65_535) {
-        errors.push(new IcsgenError('ICSGEN_ERR_OUT_OF_RANGE', `subservice ${d.subservice} is out of range: expected 0–65535`, d.subservicePos));
+        errors.push(new IcsgenError('ICSGEN_ERR_OUT_OF_RANGE', `subservice ${d.subservice} is out of range: expected ${d.keyService ? 1 : 0}–65535`, d.subservicePos));
+      } else if (d.keyService && d.subservice === 0) {
+        const msg = "subservice 0 of the 'keyservice' channel is the key-service protocol's: expected 1–65535";
+        errors.push(new IcsgenError('ICSGEN_ERR_OUT_OF_RANGE', msg, d.subservicePos));
+      }
+      for (const which of KEY_SERVICE_DATA) {
+        const part = d.keyService?.[which];
+        if (part) checkType(part.type);
       }
       if (d.channel.length === 0 || d.channel.length > MAX_CHANNEL_NAME) {
         errors.push(new IcsgenError('ICSGEN_ERR_OUT_OF_RANGE', `channel name must be 1–${MAX_CHANNEL_NAME} characters`, d.channelPos));

@@ -31,6 +31,18 @@ describe('icsgen CLI', () => {
     expect(await cli(['a.ics', '--out', 'gen', '--check'], dir)).toEqual({ code: 0, out: '2 generated files are up to date\n', err: '' });
   });
 
+  it('--lang js writes a .gen.js and a .gen.d.ts per .ics, which --check --lang js then accepts', async () => {
+    expect(await cli(['a.ics', '--out', 'gen', '--lang', 'js'], dir)).toEqual({ code: 0, out: 'wrote 4 files to gen\n', err: '' });
+    expect(readFileSync(join(dir, 'gen/a.gen.js'), 'utf8')).toContain("import { B } from './b.gen.js';");
+    expect(readFileSync(join(dir, 'gen/a.gen.d.ts'), 'utf8')).toContain("import type { B } from './b.gen.js';");
+    expect(await cli(['a.ics', '--out', 'gen', '--check', '--lang', 'js'], dir)).toEqual({ code: 0, out: '4 generated files are up to date\n', err: '' });
+    // The TypeScript output is not there: --check without --lang js says so.
+    expect((await cli(['a.ics', '--out', 'gen', '--check'], dir)).code).toBe(1);
+    const bad = await cli(['a.ics', '--out', 'gen', '--lang', 'python'], dir);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain("--lang must be 'ts' or 'js', not 'python'");
+  });
+
   it('--check exits 1 when a file is missing or differs, and writes nothing', async () => {
     await cli(['a.ics', '--out', 'gen'], dir);
     writeFileSync(join(dir, 'gen/b.gen.ts'), '// edited by hand\n');

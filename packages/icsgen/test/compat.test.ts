@@ -84,6 +84,16 @@ describe('icsgen --against: breaking changes', () => {
     expect(changes(split, OLD, { 'color.ics': 'struct Color { red: int }' })).toEqual(['TYPE_CHANGED Kv.get result.color: type changed from Color to Color @new.ics:7']);
   });
 
+  it('key services: a service turned keyservice, and changed pull or handover data (old and new hosts exchange it)', () => {
+    const ks = (body: string): string => keep(`${KV_BODY}\nkeyservice Ledger subservice 4 {\n${body}\n  rpc get(): int\n}`);
+    const before = ks('  pull: map<int>\n  handover: int[]');
+    expect(changes(before, before)).toEqual([]);
+    expect(changes(ks('  pull: map<uint>\n  handover: int[]'), before)).toEqual(['TYPE_CHANGED Ledger pull{}: type changed from int to uint @new.ics:18']);
+    expect(changes(ks('  pull: map<int>'), before)).toEqual(['TYPE_CHANGED Ledger handover: type changed from int[] to nothing @new.ics:17']);
+    const asService = keep(`${KV_BODY}\nservice Ledger channel keyservice subservice 4 {\n  rpc get(): int\n}`);
+    expect(changes(asService, before)).toEqual(['KIND_CHANGED Ledger: changed from keyservice to service @new.ics:17']);
+  });
+
   it('reports IDL errors in either file instead of comparing', () => {
     const r = checkCompatibility('old.ics', 'new.ics', virtual({ 'old.ics': OLD, 'new.ics': 'struct {' }));
     expect(r.errors.map((e) => `${e.file}:${e.line}:${e.col} ${e.code}`)).toEqual(['new.ics:1:8 ICSGEN_ERR_SYNTAX']);

@@ -22,7 +22,7 @@ describe('syntax errors say what was expected, where', () => {
   const cases: [string, string, string][] = [
     ['struct A { x string }', "main.ics:1:14 ICSGEN_ERR_SYNTAX expected ':' after field name 'x', found 'string'", 'missing colon'],
     ['struct A {\n  x: string\n', 'main.ics:3:1 ICSGEN_ERR_SYNTAX expected a field name or \'}\', found end of file', 'unclosed struct'],
-    ['strukt A {}', "main.ics:1:1 ICSGEN_ERR_SYNTAX expected 'import', 'enum', 'struct' or 'service', found 'strukt'", 'unknown keyword'],
+    ['strukt A {}', "main.ics:1:1 ICSGEN_ERR_SYNTAX expected 'import', 'enum', 'struct', 'service' or 'keyservice', found 'strukt'", 'unknown keyword'],
     ['enum E {}', "main.ics:1:9 ICSGEN_ERR_SYNTAX expected at least one enum member, found '}'", 'empty enum'],
     ['service S channel app { }', "main.ics:1:23 ICSGEN_ERR_SYNTAX expected 'subservice', found '{'", 'no subservice'],
     ['service S subservice x {}', "main.ics:1:22 ICSGEN_ERR_SYNTAX expected a subservice number after 'subservice', found 'x'", 'subservice not a number'],
@@ -36,6 +36,14 @@ describe('syntax errors say what was expected, where', () => {
     ['/* never closed\nstruct A {}', 'main.ics:1:1 ICSGEN_ERR_SYNTAX unterminated block comment: expected "*/"', 'unterminated comment'],
     ['import other', "main.ics:1:8 ICSGEN_ERR_SYNTAX expected a file name in double quotes after 'import', found 'other'", 'unquoted import'],
     ['service S subservice 007 {}', "main.ics:1:22 ICSGEN_ERR_SYNTAX bad number '007': expected a decimal integer", 'leading zeros'],
+    [
+      'keyservice K subservice 1 { msg m() }',
+      "main.ics:1:29 ICSGEN_ERR_SYNTAX expected 'rpc', 'idempotent', 'pull:', 'handover:' or '}' (a key service has no one-way messages), found 'msg'",
+      'msg in a key service',
+    ],
+    ['keyservice K channel app subservice 1 {}', "main.ics:1:14 ICSGEN_ERR_SYNTAX expected 'subservice' (a key service is always on the 'keyservice' channel), found 'channel'", 'channel on a key service'],
+    ['keyservice K subservice 1 { pull int }', "main.ics:1:29 ICSGEN_ERR_SYNTAX expected 'rpc', 'idempotent', 'pull:', 'handover:' or '}', found 'pull'", 'pull without colon'],
+    ['keyservice K subservice 1 { pull: int\n  pull: uint }', "main.ics:2:3 ICSGEN_ERR_DUPLICATE_NAME duplicate 'pull' in key service 'K'", 'pull twice'],
   ];
   it.each(cases)('%s', (source, expected) => {
     expect(brief(only(source))).toBe(expected);
@@ -147,6 +155,21 @@ describe('semantic errors', () => {
     expect(brief(only(`service S channel "${'c'.repeat(65)}" subservice 1 {}`))).toBe(
       'main.ics:1:19 ICSGEN_ERR_OUT_OF_RANGE channel name must be 1–64 characters',
     );
+  });
+
+  it('key services: subservice 0 is the protocol\'s, data types must exist, generated names and addresses must not clash', () => {
+    expect(brief(only('keyservice K subservice 0 { rpc f(): void }'))).toBe(
+      "main.ics:1:25 ICSGEN_ERR_OUT_OF_RANGE subservice 0 of the 'keyservice' channel is the key-service protocol's: expected 1–65535",
+    );
+    expect(brief(only('keyservice K subservice 1 { pull: Share }'))).toBe("main.ics:1:35 ICSGEN_ERR_UNKNOWN_TYPE unknown type 'Share'");
+    expect(brief(only('struct KPullData {}\nkeyservice K subservice 1 { pull: KPullData }'))).toBe(
+      "main.ics:2:29 ICSGEN_ERR_DUPLICATE_NAME duplicate name 'KPullData': icsgen generates it for the pull data of key service K, but it is declared at main.ics:1:8",
+    );
+    // A plain service on the keyservice channel would take the key service's address.
+    expect(brief(only('keyservice K subservice 3 {}\nservice S channel keyservice subservice 3 {}'))).toBe(
+      'main.ics:2:41 ICSGEN_ERR_DUPLICATE_SERVICE duplicate service address: channel keyservice subservice 3 is already used by service K at main.ics:1:12',
+    );
+    expect(brief(only('struct keyservice {}'))).toBe("main.ics:1:8 ICSGEN_ERR_RESERVED_WORD 'keyservice' is a reserved word and cannot name a struct");
   });
 
   it('two inputs that would write the same output file', () => {

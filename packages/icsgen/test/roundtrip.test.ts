@@ -3,19 +3,18 @@
  * settings, and a service generated from the fixture is served on one node
  * and called from another over transport-mem.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client, createIcs, type Ics, InvalidArgumentError, serve } from '@clusterinfra/core';
 import { createMemoryNetwork, memory } from '@clusterinfra/transport-mem';
 import { plainData } from '../src/runtime.js';
 import { generate, writeGenerated } from '../src/index.js';
 import { type Doc, Store, Audit, type StoreImpl, type AuditImpl } from './golden/store.gen.js';
+import { repoTempDir, TSC_CEILING_MS, typecheck } from './helpers.js';
 
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
-const root = here('../../..');
 
 /** Code that uses the generated API; the @ts-expect-error lines fail if the types were loose. */
 const USAGE = `
@@ -53,10 +52,7 @@ export async function use(): Promise<void> {
 describe('generated code type-checks under strict', () => {
   let dir: string;
   beforeAll(() => {
-    // Inside the repo, so that zod and @clusterinfra/* resolve as they would for a user.
-    const parent = join(here('..'), 'node_modules');
-    mkdirSync(parent, { recursive: true });
-    dir = mkdtempSync(join(parent, '.tmp-roundtrip-'));
+    dir = repoTempDir('.tmp-roundtrip-');
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -66,16 +62,9 @@ describe('generated code type-checks under strict', () => {
     const written = writeGenerated(dir, result.files);
     const usage = join(dir, 'usage.ts');
     writeFileSync(usage, USAGE);
-    const config = ts.readConfigFile(join(root, 'tsconfig.json'), (p) => ts.sys.readFile(p));
-    const parsed = ts.parseJsonConfigFileContent(config.config, ts.sys, root);
-    expect(parsed.options.strict).toBe(true);
-    const program = ts.createProgram([...written, usage], { ...parsed.options, noEmit: true });
-    const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => {
-      const where = d.file ? `${d.file.fileName}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}` : '';
-      return `${where} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
-    });
+    const diagnostics = typecheck([...written, usage]);
     expect(diagnostics).toEqual([]);
-  });
+  }, TSC_CEILING_MS);
 });
 
 describe('served on one node, called from another (transport-mem)', () => {

@@ -90,9 +90,10 @@ export class KeyServiceWorkload {
           this.note(`n${n} takes over ${name} epoch ${ctx.epoch}${ctx.previousHost !== undefined ? ` from n${ctx.previousHost}` : ''}`);
         },
         pullData: () => ({ node: n }),
-        failoverData: (results) => {
+        failoverData: ({ pulled, handover }) => {
           this.failovers++;
-          this.note(`n${n} got ${name} data from ${[...results.keys()].sort((a, b) => a - b).join(',') || 'nobody'}`);
+          const from = [...pulled.keys(), ...(handover ? [handover.from] : [])];
+          this.note(`n${n} got ${name} data from ${from.sort((a, b) => a - b).join(',') || 'nobody'}`);
         },
       });
     }

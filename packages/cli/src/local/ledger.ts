@@ -52,7 +52,7 @@ export function registerLedger(node: ClusterNode, events: LedgerEvents): { depos
     },
     // Runs on every survivor (this node too, when it is the new host).
     pullData: () => ({ deposited: mine }),
-    failoverData: (results, ctx) => {
+    failoverData: ({ pulled: results }, ctx) => {
       const from: Record<string, unknown> = {};
       balance = 0;
       for (const [n, data] of [...results.entries()].sort((a, b) => a[0] - b[0])) {

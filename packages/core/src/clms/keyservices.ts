@@ -24,7 +24,7 @@
  * that data. There is no moment with two active hosts.
  */
 import { canaries } from '../canaries.js';
-import { ClusterInfraError, InvalidArgumentError, KeyServiceHaltedError, UnavailableError } from '../errors/index.js';
+import { ClusterInfraError, InvalidArgumentError, KeyServiceHaltedError, UnavailableError, UnknownKeyServiceError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { CallOptions, Handler, HandlerContext } from '../ics/types.js';
@@ -78,10 +78,26 @@ export interface KeyServiceRegistration {
   failover?: (ctx: KeyServiceContext) => void | Promise<void>;
   /** Runs on every surviving node during a failover; its result goes to the new host. */
   pullData?: (ctx: KeyServiceContext) => unknown;
-  /** Runs on the new host with every survivor's `pullData` result (node → data). */
-  failoverData?: (results: Map<number, unknown>, ctx: KeyServiceContext) => void | Promise<void>;
-  /** Planned hand-over: runs on the old host, which then stops; the result goes to the new host's `failoverData` under the old host's number. */
+  /** Runs on the new host with every survivor's `pullData` result and, after a clean leave, the old host's hand-over, apart. */
+  failoverData?: (input: FailoverInput, ctx: KeyServiceContext) => void | Promise<void>;
+  /** Planned hand-over: runs on the old host, which then stops; the result goes to the new host's `failoverData` as `input.handover`. */
   handover?: (ctx: KeyServiceContext) => unknown;
+}
+
+/**
+ * What `failoverData` is given. Pulled data and hand-over data stay apart:
+ * the hand-over usually holds the whole state already, so an application
+ * that merged both (as one map did before) would count the survivors twice.
+ */
+export interface FailoverInput {
+  /** Each surviving node's `pullData` result, by node number (this node included; the old host never). */
+  readonly pulled: Map<number, unknown>;
+  /**
+   * A clean leave: what the old host's `handover` returned (null when it has
+   * none) and its node. Undefined on a failover, and when the old host
+   * stopped before the data was collected.
+   */
+  readonly handover: { readonly from: number; readonly data: unknown } | undefined;
 }
 
 /** One activation of a key service on this node. */
@@ -470,15 +486,15 @@ export class KeyServiceManager {
     const ctx = this.ctx(l, a);
     const ended = (): boolean => l.active !== a || a.controller.signal.aborted;
     try {
-      const results = new Map<number, unknown>();
+      const pulled = new Map<number, unknown>();
       // The old host stops before we start: its data first, then `failover`.
-      if (handoverFrom !== undefined) results.set(handoverFrom, await this.collectHandover(l.reg.name, epoch, handoverFrom));
+      const handover = handoverFrom !== undefined ? await this.collectHandover(l.reg.name, epoch, handoverFrom) : undefined;
       if (ended()) return;
       await l.reg.failover?.(ctx);
       if (ended()) return;
-      if (l.reg.pullData) await this.pullFromSurvivors(l, ctx, handoverFrom, results);
+      if (l.reg.pullData) await this.pullFromSurvivors(l, ctx, handoverFrom, pulled);
       if (ended()) return;
-      await l.reg.failoverData?.(results, ctx);
+      await l.reg.failoverData?.({ pulled, handover }, ctx);
       if (ended()) return;
       a.serving = true;
       this.host.emitActivity({ name: l.reg.name, epoch, active: true, reason: handoverFrom !== undefined ? `hand-over from node ${handoverFrom}` : 'failover complete' });
@@ -520,12 +536,13 @@ export class KeyServiceManager {
    * timeout, after which a cut-off host has lost its lease): by then the old
    * host has stopped by itself, so two hosts are never active at once.
    */
-  private async collectHandover(name: string, epoch: number, from: number): Promise<unknown> {
+  private async collectHandover(name: string, epoch: number, from: number): Promise<FailoverInput['handover']> {
     const bound = this.handoverBoundMs();
     const deadline = this.host.now() + bound;
     while (this.host.now() < deadline) {
       try {
-        return (await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: Math.max(1, deadline - this.host.now()) })) ?? null;
+        const data = await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: Math.max(1, deadline - this.host.now()) });
+        return { from, data: data ?? null };
       } catch (err) {
         const state = this.host.member(from)?.state;
         if (state === 'GoingDown' || state === 'ShuttingDown' || state === 'Down') {
@@ -540,7 +557,7 @@ export class KeyServiceManager {
             // lease ends). Wait that out (K1).
             const wait = this.downWaitLeft(from, gone.incarnation, this.host.failureTimeoutMs());
             if (wait > 0) await this.sleep(wait);
-            return null;
+            return undefined;
           }
           continue;
         }
@@ -550,7 +567,7 @@ export class KeyServiceManager {
     }
     this.host.log.warn({ keyService: name, from }, 'hand-over data not collected: waiting for the old host to stop by itself');
     await this.sleep(this.host.failureTimeoutMs());
-    return null;
+    return undefined;
   }
 
   private sleep(ms: number): Promise<void> {
@@ -891,8 +908,19 @@ export class KeyServiceManager {
       const v = this.view.get(name);
       if (v?.ready && v.host !== undefined) return v;
       if (v?.halted) throw new KeyServiceHaltedError(name, v.reason ?? 'no eligible node left');
+      if (!v && this.unknown(name)) throw new UnknownKeyServiceError(name);
       await this.waitChange(v?.epoch ?? -1, name, deadline, signal, true);
     }
+  }
+
+  /**
+   * Nobody knows `name`: the history never placed it, no member announced it,
+   * and this node does not register it. Only a member can tell (a node still
+   * joining has no history yet, so its caller waits as before).
+   */
+  private unknown(name: string): boolean {
+    if (this.local.has(name) || this.host.member(this.host.nodeNum) === undefined) return false;
+    return !this.host.members().some((m) => m.keyServices.some((h) => h.name === name));
   }
 
   /** Wait until the key service's epoch passes `epoch` (or it becomes ready, or halts), within the deadline. */

@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   CLMS_ERR_CLOSED: 'The node closed before the awaited state was reached (e.g. whenUp()).',
   CLMS_ERR_INVALID_STATE: 'The operation is not allowed in the node\'s current phase (e.g. registerKeyService after the node joined).',
   TRANSPORT_ERR_INTEGRITY: 'An encrypted record failed authentication (altered, replayed, reordered or out of key sync); the link is closed.',
+  CLMS_ERR_KEYSERVICE_UNKNOWN: 'No member announced a key service of that name, and the history never placed one.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -447,5 +448,14 @@ export class InvalidStateError extends ClusterInfraError {
   override readonly name = 'InvalidStateError';
   constructor(message: string, options: ClusterInfraErrorOptions = {}) {
     super('CLMS_ERR_INVALID_STATE', message, options);
+  }
+}
+
+export class UnknownKeyServiceError extends ClusterInfraError {
+  override readonly name = 'UnknownKeyServiceError';
+  readonly keyService: string;
+  constructor(keyService: string) {
+    super('CLMS_ERR_KEYSERVICE_UNKNOWN', `no member announced key service ${JSON.stringify(keyService)}: check the name, or that a node registering it has joined`);
+    this.keyService = keyService;
   }
 }

@@ -75,6 +75,40 @@ function issues(error: z.ZodError): { path: string; message: string }[] {
   return error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
 }
 
+/**
+ * `fn` behind the method's schemas: arguments that fail `input` are refused
+ * with INVALID_ARGUMENT before `fn` runs; a result that fails `output` is the
+ * implementation's bug (INTERNAL). Shared by `serve` and the typed key services.
+ */
+export function validatedHandler<C>(
+  service: string,
+  name: string,
+  method: MethodDescriptor,
+  fn: (args: unknown, ctx: C) => unknown,
+): (args: unknown, ctx: C) => Promise<unknown> {
+  return async (args, ctx) => {
+    const parsed = method.input.safeParse(args);
+    if (!parsed.success) {
+      throw new InvalidArgumentError(`invalid arguments for ${service}.${name}`, { details: issues(parsed.error) });
+    }
+    const result = await fn(parsed.data, ctx);
+    if (method.kind === 'oneway') return null;
+    const out = method.output.safeParse(result);
+    if (!out.success) {
+      // The implementation broke its own contract: a server bug, not the caller's.
+      throw new RemoteInternalError(`${service}.${name} returned a value that does not match its output schema`);
+    }
+    return out.data;
+  };
+}
+
+/** A method's result as received: a value that fails `output` is the serving node's bug (INTERNAL). */
+export function parseResult(service: string, name: string, method: RpcMethod, value: unknown, from: string): unknown {
+  const out = method.output.safeParse(value);
+  if (!out.success) throw new RemoteInternalError(`${from} answered ${service}.${name} with a value that does not match its output schema`);
+  return out.data;
+}
+
 /** Serve `impl` under `descriptor` on `ics`. */
 export function serve<M extends Record<string, MethodDescriptor>>(
   ics: Ics,
@@ -86,20 +120,7 @@ export function serve<M extends Record<string, MethodDescriptor>>(
   for (const [name, method] of Object.entries(descriptor.methods)) {
     const fn = (impl as Record<string, ((args: unknown, ctx: HandlerContext) => unknown) | undefined>)[name];
     if (typeof fn !== 'function') throw new TypeError(`serve ${descriptor.name}: no implementation for method ${name}`);
-    handlers[name] = async (args, ctx) => {
-      const parsed = method.input.safeParse(args);
-      if (!parsed.success) {
-        throw new InvalidArgumentError(`invalid arguments for ${descriptor.name}.${name}`, { details: issues(parsed.error) });
-      }
-      const result = await fn(parsed.data, ctx);
-      if (method.kind === 'oneway') return null;
-      const out = method.output.safeParse(result);
-      if (!out.success) {
-        // The implementation broke its own contract: a server bug, not the caller's.
-        throw new RemoteInternalError(`${descriptor.name}.${name} returned a value that does not match its output schema`);
-      }
-      return out.data;
-    };
+    handlers[name] = validatedHandler(descriptor.name, name, method, fn);
   }
   return ics.registerService({
     name: descriptor.name,
@@ -113,13 +134,7 @@ export function serve<M extends Record<string, MethodDescriptor>>(
 /** A typed client of `descriptor` on node `node`. */
 export function client<M extends Record<string, MethodDescriptor>>(ics: Ics, descriptor: ServiceDescriptor<M>, node: number): ServiceClient<M> {
   const address = { channel: descriptor.channel ?? 'default', subservice: descriptor.subservice };
-  const parseResult = (name: string, method: RpcMethod, value: unknown): unknown => {
-    const out = method.output.safeParse(value);
-    if (!out.success) {
-      throw new RemoteInternalError(`node ${node} answered ${descriptor.name}.${name} with a value that does not match its output schema`);
-    }
-    return out.data;
-  };
+  const parsed = (name: string, method: RpcMethod, value: unknown): unknown => parseResult(descriptor.name, name, method, value, `node ${node}`);
   const result: Record<string, unknown> = {
     $request: (name: string, args: unknown, options?: CallOptions) => {
       const method = descriptor.methods[name];
@@ -127,7 +142,7 @@ export function client<M extends Record<string, MethodDescriptor>>(ics: Ics, des
       const handle = ics.request(node, address, name, args, options);
       return {
         node,
-        result: () => handle.result().then((v) => parseResult(name, method, v)),
+        result: () => handle.result().then((v) => parsed(name, method, v)),
         cancel: (reason?: unknown) => handle.cancel(reason),
         get settled() {
           return handle.settled;
@@ -138,7 +153,7 @@ export function client<M extends Record<string, MethodDescriptor>>(ics: Ics, des
   for (const [name, method] of Object.entries(descriptor.methods)) {
     result[name] =
       method.kind === 'rpc'
-        ? (args: unknown, options?: CallOptions) => ics.call(node, address, name, args, options).then((v) => parseResult(name, method, v))
+        ? (args: unknown, options?: CallOptions) => ics.call(node, address, name, args, options).then((v) => parsed(name, method, v))
         : (args: unknown) => ics.send(node, address, name, args);
   }
   return result as ServiceClient<M>;

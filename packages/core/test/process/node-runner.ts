@@ -127,10 +127,10 @@ function registerCounter(name: string, critical: boolean): void {
     },
     failover: (ctx) => send({ type: 'ks', event: 'failover', epoch: ctx.epoch, at: hr() }),
     pullData: () => contributed,
-    failoverData: (results, ctx) => {
-      const handed = ctx.previousHost !== undefined ? (results.get(ctx.previousHost) as { value?: unknown } | null | undefined) : undefined;
-      value = typeof handed?.value === 'number' ? handed.value : [...results.values()].reduce((s: number, v) => s + (typeof v === 'number' ? v : 0), 0);
-      send({ type: 'ks', event: 'data', epoch: ctx.epoch, from: [...results.keys()], at: hr() });
+    failoverData: ({ pulled, handover }, ctx) => {
+      const handed = handover?.data as { value?: unknown } | null | undefined;
+      value = typeof handed?.value === 'number' ? handed.value : [...pulled.values()].reduce((s: number, v) => s + (typeof v === 'number' ? v : 0), 0);
+      send({ type: 'ks', event: 'data', epoch: ctx.epoch, from: [...(handover ? [handover.from] : []), ...pulled.keys()], at: hr() });
     },
     handover: () => ({ value }),
   });

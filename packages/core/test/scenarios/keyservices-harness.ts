@@ -84,11 +84,12 @@ export function registerCounter(node: ClusterNode, o: CounterOptions): { value: 
       o.journal.add(node.nodeNum, `pull ${name} epoch ${ctx.epoch}`);
       return { seen: node.nodeNum * 10 };
     },
-    failoverData: (results, ctx) => {
-      const handed = ctx.previousHost !== undefined ? (results.get(ctx.previousHost) as { value?: number } | null | undefined) : undefined;
+    failoverData: ({ pulled, handover }, ctx) => {
+      const handed = handover?.data as { value?: number } | null | undefined;
       if (handed && typeof handed.value === 'number') value = handed.value;
-      else value = [...results.values()].reduce((s: number, r) => s + ((r as { seen?: number } | null)?.seen ?? 0), 0);
-      o.journal.add(node.nodeNum, `data ${name} epoch ${ctx.epoch} from ${[...results.keys()].sort((a, b) => a - b).join(',')} value ${value}`);
+      else value = [...pulled.values()].reduce((s: number, r) => s + ((r as { seen?: number } | null)?.seen ?? 0), 0);
+      const from = [...pulled.keys()].sort((a, b) => a - b).join(',');
+      o.journal.add(node.nodeNum, `data ${name} epoch ${ctx.epoch} from ${from}${handover ? ` handover from ${handover.from}` : ''} value ${value}`);
     },
     handover: (ctx) => {
       o.journal.add(node.nodeNum, `handover ${name} epoch ${ctx.epoch} value ${value}`);

@@ -23,6 +23,7 @@ const defaultIo: CliIo = {
 
 interface Flags {
   out?: string;
+  lang?: string;
   check?: boolean;
   against?: string;
 }
@@ -31,6 +32,7 @@ const USAGE_EXAMPLES = `
 Examples:
   icsgen kv.ics --out src/gen          generate src/gen/kv.gen.ts
   icsgen kv.ics --out src/gen --check  exit 1 if src/gen is not up to date (for CI)
+  icsgen kv.ics --out gen --lang js    generate gen/kv.gen.js and gen/kv.gen.d.ts
   icsgen --against old/kv.ics kv.ics   list changes that break peers on old/kv.ics
 `;
 
@@ -44,9 +46,10 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
   let flags: Flags = {};
   let files: string[] = [];
   const program = new Command('icsgen')
-    .description('Generate TypeScript ICS service descriptors, types and zod schemas from .ics interface files.')
+    .description('Generate ICS service and key-service descriptors, types and zod schemas (TypeScript, or JavaScript with .d.ts) from .ics interface files.')
     .argument('[files...]', '.ics files (one .gen.ts each, plus one per imported file)')
     .option('-o, --out <dir>', 'directory to write the generated files to')
+    .option('--lang <lang>', "'ts' (<name>.gen.ts) or 'js' (<name>.gen.js and <name>.gen.d.ts, no TypeScript needed)", 'ts')
     .option('--check', 'do not write: exit 1 if the files in --out differ from what would be generated')
     .option('--against <old>', 'compare the one given file with this older version and list breaking changes')
     .addHelpText('after', USAGE_EXAMPLES)
@@ -85,7 +88,8 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
 
   if (files.length === 0) return usage('no input files');
   if (flags.out === undefined) return usage('--out <dir> is required');
-  const result = generate(files, { cwd });
+  if (flags.lang !== 'ts' && flags.lang !== 'js') return usage(`--lang must be 'ts' or 'js', not '${flags.lang}'`);
+  const result = generate(files, { cwd, lang: flags.lang });
   if (result.errors.length > 0) return printErrors(result.errors);
   if (flags.check) {
     const stale = checkGenerated(flags.out, result.files, { cwd });
