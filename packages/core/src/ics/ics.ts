@@ -68,7 +68,7 @@ import type {
 } from './types.js';
 import { lastDecodedBulkRefs, type EncodeOptions } from './wire/codec.js';
 import { decodeFrame, encodeBulkChunkHeader, encodeFrame } from './wire/frame.js';
-import { FrameType, type IcsFrame, type OneWayFrame, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
+import { BulkRef, FrameType, type IcsFrame, type OneWayFrame, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
 
 /** The service id of (channel, subservice), as ICS_NSC_SVC in the seeds. */
 export function serviceId(channel: number, subservice: number): number {
@@ -126,6 +126,8 @@ class Pending implements Outgoing {
   timer: TimerHandle | undefined = undefined;
   /** Clock time the call started (for call observers). */
   startedAt = 0;
+  /** A call to this node itself: the message serving it (no link, no frame on the wire). */
+  local: Incoming | undefined = undefined;
   private watched: AbortSignal[] | undefined = undefined;
   private abortListener: (() => void) | undefined = undefined;
 
@@ -207,6 +209,8 @@ class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
   readonly oneWay: boolean;
   readonly from: number;
   finished = false;
+  /** Set for a call this node made to itself: settled directly instead of answered on a link. */
+  local: Pending | undefined = undefined;
   private controller: AbortController | undefined;
   private reason: unknown = undefined;
   private isAborted = false;
@@ -216,13 +220,14 @@ class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
   constructor(
     readonly owner: Ics,
     readonly peer: Peer,
-    readonly link: Link,
+    /** The link the message came on; undefined for a message this node sent itself. */
+    readonly link: Link | undefined,
     readonly frame: RequestFrame | OneWayFrame,
     readonly size: number,
     readonly handler: Handler,
     serviceName: string,
   ) {
-    this.caller = { nodeNum: peer.nodeNum, incarnation: link.remote.incarnation };
+    this.caller = { nodeNum: peer.nodeNum, incarnation: link ? link.remote.incarnation : owner.incarnation };
     this.service = serviceName;
     this.method = frame.method;
     this.priority = frame.priority;
@@ -426,6 +431,11 @@ class Peer {
 }
 
 const MAX_DOWN_REMEMBERED = 16;
+
+/** The error a handler's signal aborts with when its caller cancelled or ran out of time. */
+function callerGaveUp(status: number): ClusterInfraError {
+  return status === WireStatus.DEADLINE_EXCEEDED ? new DeadlineExceededError("the caller's deadline passed") : new CancelledError('the caller cancelled');
+}
 
 /** Credit frames for channel 0 carry bulk-lane credit (no service uses channel 0). */
 const BULK_LANE = 0;
@@ -651,6 +661,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       p.fail(new ResourceExhaustedError(`too many pending calls (${this.opts.maxPendingCalls})`));
       return undefined;
     }
+    if (node === this.nodeNum) return this.startLocal(p, args, deadline, now, inHandler, own, inherited);
     p.id = this.allocateId(peer);
     try {
       p.bytes = peer.encode({
@@ -682,6 +693,91 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       p.settle(err as Error);
     }
     return p;
+  }
+
+  /**
+   * A call to this node itself: no link and no frame, but the same copy of
+   * the arguments and result, size limit, deadline, cancellation, handler
+   * pool, priority and errors as a call to another node.
+   */
+  private startLocal(
+    p: Pending,
+    args: unknown,
+    deadline: number,
+    now: number,
+    priority: boolean,
+    own: AbortSignal | undefined,
+    inherited: AbortSignal | undefined,
+  ): Pending | undefined {
+    const peer = p.peer;
+    p.id = this.allocateId(peer);
+    let request: { frame: RequestFrame; size: number };
+    try {
+      request = this.copyLocal<RequestFrame>({
+        type: FrameType.Request,
+        channel: channelOf(p.service),
+        service: p.service,
+        method: p.method,
+        id: p.id,
+        priority,
+        timeoutMs: Math.max(1, Math.ceil(deadline - now)),
+        body: args ?? null,
+      });
+    } catch (err) {
+      p.fail(err as Error);
+      return undefined;
+    }
+    p.sent = true;
+    peer.pending.set(p.id, p);
+    this.pendingTotal++;
+    // Armed before the handler may run (and finish) synchronously.
+    p.timer = this.clock.setTimeout(p.onTimeout, deadline - now);
+    if (own) p.watch(own);
+    if (inherited) p.watch(inherited);
+    const err = this.submit(peer, undefined, request.frame, request.size, p);
+    if (err) this.finishLocal(p, errorToWire(err));
+    return p;
+  }
+
+  /**
+   * What a link would make of `frame`: encoded (large binary values taken
+   * out of line), held to maxMessageSize, decoded into a fresh copy with the
+   * out-of-line values copied back in. A call to this node thus sees the
+   * same values, limits and encoding errors as a call to another.
+   */
+  private copyLocal<F extends RequestFrame | OneWayFrame | ResponseFrame>(frame: F): { frame: F; size: number } {
+    const taken: Uint8Array[] = [];
+    let size = 0;
+    const bytes = encodeFrame(frame, {
+      outOfLine: {
+        threshold: this.opts.bulkThreshold,
+        take: (data) => {
+          taken.push(data);
+          size += data.byteLength;
+          return new BulkRef(taken.length - 1, data.byteLength);
+        },
+      },
+    });
+    if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
+    const copy = decodeFrame(bytes.slice()) as F;
+    if (taken.length > 0) copy.body = substituteBulk(copy.body, (ref) => Buffer.from(taken[ref.stream]!));
+    return { frame: copy, size: size + bytes.byteLength };
+  }
+
+  /** Settle a call to this node with its handler's outcome (copied as a Response would be). */
+  private finishLocal(p: Pending, error: WireError | undefined, value?: unknown): void {
+    // Cancelled or past its deadline: settled (and forgotten) already.
+    if (p.settled) return;
+    this.forget(p);
+    let result: { value: unknown } | undefined;
+    if (error === undefined) {
+      try {
+        result = { value: this.copyLocal<ResponseFrame>({ type: FrameType.Response, id: p.id, status: WireStatus.OK, body: value }).frame.body };
+      } catch (err) {
+        error = { status: WireStatus.INTERNAL, message: `result not sendable: ${errorToWire(err).message}` };
+      }
+    }
+    this.settle(p, result ?? wireToError(error!.status, error, this.nodeNum, p.what()));
   }
 
   /** @internal A call's deadline passed. */
@@ -734,7 +830,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const ctx = handlerContext.getStore();
     const inHandler = ctx !== undefined && ctx.owner === this;
     const peer = this.peer(node);
-    const bytes = peer.encode({
+    const frame: OneWayFrame = {
       type: FrameType.OneWay,
       channel: channelOf(svc),
       service: svc,
@@ -742,7 +838,18 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       method,
       priority: inHandler,
       body: args ?? null,
-    });
+    };
+    if (node === this.nodeNum) {
+      // To this node itself: served at once by the local pool, never queued.
+      const local = this.copyLocal(frame);
+      const err = this.submit(peer, undefined, local.frame, local.size);
+      if (err) {
+        this.drop(peer, err.message);
+        onDrop(err);
+      } else onSent();
+      return true;
+    }
+    const bytes = peer.encode(frame);
     const streams = peer.takeStreams();
     if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
     const channel = channelOf(svc);
@@ -1344,6 +1451,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private cancelPending(p: Pending, err: ClusterInfraError, status: typeof WireStatus.CANCELLED | typeof WireStatus.DEADLINE_EXCEEDED): void {
     if (p.settled) return;
     this.settle(p, err);
+    if (p.local) {
+      p.local.abort(callerGaveUp(status));
+      this.forget(p);
+      return;
+    }
     if (!p.sent) {
       this.removeQueued(p.peer, p);
       this.forget(p);
@@ -1432,17 +1544,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         this.pump(peer);
         return;
       }
-      case FrameType.Cancel: {
-        const s = peer.serving.get(frame.id);
-        if (s) {
-          const err =
-            frame.status === WireStatus.DEADLINE_EXCEEDED
-              ? new DeadlineExceededError('the caller\'s deadline passed')
-              : new CancelledError('the caller cancelled');
-          s.abort(err);
-        }
+      case FrameType.Cancel:
+        peer.serving.get(frame.id)?.abort(callerGaveUp(frame.status));
         return;
-      }
       case FrameType.Credit: {
         const ls = peer.linkState.get(link);
         if (!ls) return;
@@ -1550,26 +1654,34 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       this.drop(peer, `duplicate message ${frame.id}`);
       return;
     }
+    const err = this.submit(peer, link, frame, size);
+    if (!err) return;
+    this.drop(peer, err.message);
+    if (frame.type === FrameType.Request) this.reply(peer, link, frame.id, errorToWire(err));
+    else if (!frame.priority) this.owe(peer, link, frame.channel, size);
+  }
+
+  /**
+   * Hand a message to its service's pool (`link` undefined: this node sent
+   * it itself, `local` is the call when it is one). Returns the error when
+   * there is no such handler or the pool refuses it; the caller answers.
+   */
+  private submit(peer: Peer, link: Link | undefined, frame: RequestFrame | OneWayFrame, size: number, local?: Pending): ClusterInfraError | undefined {
     const svc = this.services.get(frame.service);
     const handler = svc !== undefined && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
     if (!svc || !handler) {
       const what = svc ? `method ${frame.method} of service ${svc.name}` : `service ${channelOf(frame.service)}/${subserviceOf(frame.service)}`;
-      if (frame.type === FrameType.Request) {
-        this.reply(peer, link, frame.id, errorToWire(new NotFoundError(`no ${what} on node ${this.nodeNum}`)));
-      } else {
-        this.drop(peer, `one-way message for unknown ${what}`);
-        if (!frame.priority) this.owe(peer, link, frame.channel, size);
-      }
-      return;
+      return new NotFoundError(`no ${what} on node ${this.nodeNum}`);
     }
     const inc = new Incoming(this, peer, link, frame, size, handler, svc.name);
-    if (!svc.pool.submit(inc)) {
-      this.drop(peer, `pool of ${svc.name} full`);
-      this.finishIncoming(inc, new ResourceExhaustedError(`service ${svc.name} on node ${this.nodeNum} is saturated`), false);
-      return;
+    if (local) {
+      inc.local = local;
+      local.local = inc;
     }
+    if (!svc.pool.submit(inc)) return new ResourceExhaustedError(`service ${svc.name} on node ${this.nodeNum} is saturated`);
     // Queued, or running asynchronously: findable for Cancel and nodedown.
     if (!inc.finished) peer.serving.set(frame.id, inc);
+    return undefined;
   }
 
   /** @internal A served message is done: answer it (requests) or return its credit (one-way). */
@@ -1581,12 +1693,13 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     inc.markFinished();
     if (ok) this.counters.requestsServed++;
     if (frame.type === FrameType.Request) {
-      if (ok && !aborted) this.reply(peer, link, frame.id, undefined, outcome ?? null);
-      else this.reply(peer, link, frame.id, errorToWire(aborted ? inc.abortReason : outcome));
+      const error = ok && !aborted ? undefined : errorToWire(aborted ? inc.abortReason : outcome);
+      if (inc.local) this.finishLocal(inc.local, error, outcome ?? null);
+      else if (link) this.reply(peer, link, frame.id, error, outcome ?? null);
       return;
     }
     if (!ok) this.log.warn({ node: peer.nodeNum, method: frame.method, err: (outcome as Error)?.message }, 'one-way handler failed');
-    if (!frame.priority) this.owe(peer, link, frame.channel, inc.size);
+    if (link && !frame.priority) this.owe(peer, link, frame.channel, inc.size);
   }
 
   /** Send the Response to request `id`: an error when `error` is given, else `value`. */
