@@ -36,7 +36,16 @@ import {
 } from '../errors/index.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
-import { BulkReceiver, BulkSender, collectBulkRefs, type IncomingBulk, type OutStream, substituteBulk } from './bulk.js';
+import {
+  BulkBudget,
+  type BulkReceiveLimits,
+  BulkReceiver,
+  BulkSender,
+  collectBulkRefs,
+  type IncomingBulk,
+  type OutStream,
+  substituteBulk,
+} from './bulk.js';
 import { handlerContext, type HandlerContextStore } from './context.js';
 import {
   BuiltinChannel,
@@ -66,7 +75,7 @@ import type {
   ServiceRegistration,
   Settled,
 } from './types.js';
-import { lastDecodedBulkRefs, type EncodeOptions } from './wire/codec.js';
+import { lastDecodedBulkRefs, resolveDecodeLimits, type EncodeOptions } from './wire/codec.js';
 import { decodeFrame, encodeBulkChunkHeader, encodeFrame } from './wire/frame.js';
 import { BulkRef, FrameType, type IcsFrame, type OneWayFrame, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
 
@@ -361,8 +370,8 @@ class Peer {
   nextId = 1;
   /** Requests queued or running asynchronously, by id (for Cancel and nodedown). */
   readonly serving = new Map<number, Incoming>();
-  /** Message ids seen recently, at `id % size` (R4). */
-  seen: Uint32Array;
+  /** Message ids seen recently, at `id % size` (R4); allocated at the first message. */
+  seen: Uint32Array | undefined;
   /** Ids whose out-of-line values are still arriving. */
   readonly awaitingBulk = new Set<number>();
   pumping = false;
@@ -376,14 +385,11 @@ class Peer {
 
   constructor(
     readonly nodeNum: number,
-    bulkThreshold: number,
-    bulkReceiveBudget: number,
-    readonly dedupWindow: number,
+    private readonly config: PeerConfig,
   ) {
-    this.seen = new Uint32Array(dedupWindow);
-    this.bulkIn = new BulkReceiver(bulkReceiveBudget);
+    this.bulkIn = new BulkReceiver(config.bulkLimits, config.bulkBudget);
     this.encodeOptions = {
-      outOfLine: { threshold: bulkThreshold, take: (data) => this.bulkOut.take(data, this.encodingStreams) },
+      outOfLine: { threshold: config.bulkThreshold, take: (data) => this.bulkOut.take(data, this.encodingStreams) },
     };
   }
 
@@ -393,7 +399,13 @@ class Peer {
    */
   encode(frame: IcsFrame): Uint8Array {
     if (this.encodingStreams.length > 0) this.encodingStreams = [];
-    return encodeFrame(frame, this.encodeOptions);
+    const bytes = encodeFrame(frame, this.encodeOptions);
+    const max = this.config.bulkLimits.maxRefsPerMessage;
+    if (this.encodingStreams.length > max) {
+      this.encodingStreams = [];
+      throw new ResourceExhaustedError(`a message may carry at most ${max} out-of-line values`);
+    }
+    return bytes;
   }
 
   takeStreams(): OutStream[] | undefined {
@@ -423,11 +435,21 @@ class Peer {
    * last `window` ids in O(1) and without allocation.
    */
   firstSight(id: number): boolean {
-    const slot = id % this.seen.length;
-    if (this.seen[slot] === id) return false;
-    this.seen[slot] = id;
+    const seen = (this.seen ??= new Uint32Array(this.config.dedupWindow));
+    const slot = id % seen.length;
+    if (seen[slot] === id) return false;
+    seen[slot] = id;
     return true;
   }
+}
+
+/** What every Peer of one endpoint shares. */
+interface PeerConfig {
+  readonly bulkThreshold: number;
+  readonly dedupWindow: number;
+  readonly bulkLimits: BulkReceiveLimits & { readonly maxRefsPerMessage: number };
+  /** The node-wide budget of out-of-line values. */
+  readonly bulkBudget: BulkBudget;
 }
 
 const MAX_DOWN_REMEMBERED = 16;
@@ -462,6 +484,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private pendingTotal = 0;
   /** Told of every settled client call (metrics); empty in most programs. */
   private readonly callObservers = new Set<CallObserver>();
+  private readonly peerConfig: PeerConfig;
+  private readonly decodeLimits: ReturnType<typeof resolveDecodeLimits>;
   /** @internal */
   readonly counters = {
     callsStarted: 0,
@@ -475,6 +499,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     reconnects: 0,
     bulkBytesSent: 0,
     bulkBytesReceived: 0,
+    oneWayDropped: 0,
+    linksClosedForViolation: 0,
   };
 
   constructor(options: IcsOptions) {
@@ -485,6 +511,18 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.clock = this.opts.clock ?? realClock;
     this.random = this.opts.random ?? cryptoRandom;
     this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'ics', node: this.nodeNum });
+    this.peerConfig = {
+      bulkThreshold: this.opts.bulkThreshold,
+      dedupWindow: this.opts.dedupWindow,
+      bulkLimits: {
+        perPeer: this.opts.bulkReceiveBudget,
+        streamCost: this.opts.bulkStreamCost,
+        maxStreams: this.opts.maxBulkStreamsPerPeer,
+        maxRefsPerMessage: this.opts.maxBulkRefsPerMessage,
+      },
+      bulkBudget: new BulkBudget(this.opts.bulkReceiveBudgetTotal),
+    };
+    this.decodeLimits = resolveDecodeLimits({ maxBulkRefs: this.opts.maxBulkRefsPerMessage });
     // Incarnations grow across restarts (wall-clock milliseconds, scaled),
     // with a random tail so that two starts in one millisecond differ.
     this.incarnation = this.opts.incarnation ?? Math.floor(this.clock.wallNow()) * 1000 + this.random.int(1000) + 1;
@@ -962,7 +1000,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       peer.incarnation = undefined;
     }
     // Ids start again with the next incarnation.
-    peer.seen.fill(0);
+    peer.seen = undefined;
     await Promise.all(running.map((s) => s.done()));
   }
 
@@ -1009,9 +1047,16 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       queued += p.replyQ.length + p.prioQ.length;
       for (const q of p.chanQ.values()) queued += q.length;
     }
-    let bulkPending = 0;
-    for (const p of this.peers.values()) bulkPending += p.bulkIn.allocated;
-    return { ...this.counters, pendingCalls: this.pendingTotal, queuedMessages: queued, bulkBytesPending: bulkPending };
+    let bulkStreams = 0;
+    for (const p of this.peers.values()) bulkStreams += p.bulkIn.pendingStreams;
+    return {
+      ...this.counters,
+      pendingCalls: this.pendingTotal,
+      queuedMessages: queued,
+      bulkBytesPending: this.peerConfig.bulkBudget.used,
+      bulkStreamsPending: bulkStreams,
+      peers: this.peers.size,
+    };
   }
 
   /** Handlers running or queued for requests from `node` (for tests and tools). */
@@ -1028,7 +1073,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private peer(node: number): Peer {
     let p = this.peers.get(node);
     if (!p) {
-      p = new Peer(node, this.opts.bulkThreshold, this.opts.bulkReceiveBudget, this.opts.dedupWindow);
+      p = new Peer(node, this.peerConfig);
       this.peers.set(node, p);
     }
     return p;
@@ -1501,7 +1546,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     let frame: IcsFrame;
     try {
-      frame = decodeFrame(bytes);
+      frame = decodeFrame(bytes, this.decodeLimits);
     } catch (err) {
       this.drop(peer, `undecodable frame: ${(err as Error).message}`);
       this.log.warn({ node: peer.nodeNum, err: (err as Error).message }, 'closing a link that sent an undecodable frame');
@@ -1585,6 +1630,12 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         this.drop(peer, `duplicate message ${frame.id}`);
         return;
       }
+      // Nobody to deliver it to: refused before a byte of its values is held.
+      const found = this.handlerOf(frame);
+      if (found instanceof NotFoundError) {
+        this.refuseBulk(peer, link, frame, size, found);
+        return;
+      }
       peer.awaitingBulk.add(frame.id);
     }
     const refs = collectBulkRefs(frame.body);
@@ -1592,6 +1643,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       missing: 0,
       done: false,
       streams: [],
+      charged: 0,
       complete: () => {
         if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
         frame.body = substituteBulk(frame.body, (ref) => peer.bulkIn.bufferOf(ref.stream));
@@ -1604,17 +1656,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         this.refuseBulk(peer, link, frame, size, new CancelledError(`message abandoned: ${why}`));
       },
     };
-    if (!peer.bulkIn.expect(refs, owner)) {
+    const refused = peer.bulkIn.expect(refs, owner);
+    if (refused !== undefined) {
       owner.done = true;
       if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
-      const total = refs.reduce((n, r) => n + r.length, 0);
-      this.refuseBulk(
-        peer,
-        link,
-        frame,
-        size,
-        new ResourceExhaustedError(`out-of-line values of ${total} bytes exceed node ${this.nodeNum}'s bulk receive budget`),
-      );
+      this.refuseBulk(peer, link, frame, size, new ResourceExhaustedError(`node ${this.nodeNum} refused the message: ${refused}`));
     }
   }
 
@@ -1661,18 +1707,24 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     else if (!frame.priority) this.owe(peer, link, frame.channel, size);
   }
 
+  /** The service and handler a message is for, or the NotFoundError to answer it with. */
+  private handlerOf(frame: RequestFrame | OneWayFrame): { svc: ServiceEntry; handler: Handler } | NotFoundError {
+    const svc = this.services.get(frame.service);
+    const handler = svc !== undefined && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
+    if (svc && handler) return { svc, handler };
+    const what = svc ? `method ${frame.method} of service ${svc.name}` : `service ${channelOf(frame.service)}/${subserviceOf(frame.service)}`;
+    return new NotFoundError(`no ${what} on node ${this.nodeNum}`);
+  }
+
   /**
    * Hand a message to its service's pool (`link` undefined: this node sent
    * it itself, `local` is the call when it is one). Returns the error when
    * there is no such handler or the pool refuses it; the caller answers.
    */
   private submit(peer: Peer, link: Link | undefined, frame: RequestFrame | OneWayFrame, size: number, local?: Pending): ClusterInfraError | undefined {
-    const svc = this.services.get(frame.service);
-    const handler = svc !== undefined && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
-    if (!svc || !handler) {
-      const what = svc ? `method ${frame.method} of service ${svc.name}` : `service ${channelOf(frame.service)}/${subserviceOf(frame.service)}`;
-      return new NotFoundError(`no ${what} on node ${this.nodeNum}`);
-    }
+    const found = this.handlerOf(frame);
+    if (found instanceof NotFoundError) return found;
+    const { svc, handler } = found;
     const inc = new Incoming(this, peer, link, frame, size, handler, svc.name);
     if (local) {
       inc.local = local;

@@ -77,7 +77,8 @@ describe('ICS calls to the local node', () => {
       ...ECHO,
       name: 'echo',
       handlers: {
-        keep: (args: { list: number[]; bin: Uint8Array }) => {
+        keep: (x) => {
+          const args = x as { list: number[]; bin: Uint8Array };
           kept.args = args;
           args.list.push(99);
           args.bin[0] = 7;

@@ -97,6 +97,7 @@ export function resolveDecodeLimits(limits?: Partial<DecodeLimits>): Readonly<De
     maxDepth: checkCount('limits.maxDepth', limits.maxDepth ?? d.maxDepth, 0, MAX_DEPTH_LIMIT),
     maxElements: checkCount('limits.maxElements', limits.maxElements ?? d.maxElements, 0),
     maxStringBytes: checkCount('limits.maxStringBytes', limits.maxStringBytes ?? d.maxStringBytes, 0),
+    maxBulkRefs: checkCount('limits.maxBulkRefs', limits.maxBulkRefs ?? d.maxBulkRefs, 0),
     allowedExtensions: Object.freeze([...(allowed as number[])]),
   });
   resolvedLimits.add(out);
@@ -660,7 +661,7 @@ const K_EXT = 5;
  * @returns the number of BulkRef extensions seen.
  */
 export function scanBody(b: Uint8Array, p: number, end: number, limits: Readonly<DecodeLimits>): number {
-  const { maxDepth, maxElements, maxStringBytes, allowedExtensions } = limits;
+  const { maxDepth, maxElements, maxStringBytes, allowedExtensions, maxBulkRefs } = limits;
   const stackSize = Math.min(maxDepth, end - p) + 1;
   if (scanRemaining.length < stackSize) {
     scanRemaining = new Float64Array(stackSize);
@@ -886,7 +887,7 @@ export function scanBody(b: Uint8Array, p: number, end: number, limits: Readonly
             throw new IcsDecodeError('extension', at, `BulkRef payload must be ${BULK_REF_PAYLOAD_BYTES} bytes`);
           }
           if (readU32(b, p + 4) > 0x1f_ffff) throw new IcsDecodeError('extension', at, 'BulkRef length beyond 2^53 - 1');
-          bulk++;
+          if (++bulk > maxBulkRefs) throw new IcsDecodeError('bulk-refs', at, `more than maxBulkRefs ${maxBulkRefs} out-of-line references`);
         } else if (!allowedExtensions.includes(type)) {
           throw new IcsDecodeError('extension', at, `extension type ${type} is not allowed`);
         }
