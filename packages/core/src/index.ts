@@ -50,6 +50,7 @@ export {
   ServiceExistsError,
   UnknownChannelError,
   IcsClosedError,
+  ProtocolViolationError,
   KeyServiceHaltedError,
   type NodeDownSent,
   type ClusterInfraErrorOptions,

@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   ADMIN_ERR_UNREACHABLE: 'The admin endpoint could not be reached (connection refused, timeout, bad URL).',
   ADMIN_ERR_BAD_RESPONSE: 'The admin endpoint answered with something that is not the admin API.',
   CLMS_ERR_KEYSERVICE_HALTED: 'A critical key service has no eligible node left; the cluster is halted until one joins.',
+  ICS_ERR_PROTOCOL_VIOLATION: 'A peer broke the ICS protocol (more than the window granted, or a write backlog past the hard cap); its link was closed.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -364,6 +365,13 @@ export class IcsClosedError extends ClusterInfraError {
   override readonly name = 'IcsClosedError';
   constructor() {
     super('ICS_ERR_CLOSED', 'ICS is closed on this node');
+  }
+}
+
+export class ProtocolViolationError extends ClusterInfraError {
+  override readonly name = 'ProtocolViolationError';
+  constructor(message: string) {
+    super('ICS_ERR_PROTOCOL_VIOLATION', message);
   }
 }
 

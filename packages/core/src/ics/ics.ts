@@ -29,6 +29,7 @@ import {
   MessageTooLargeError,
   NodeDownError,
   NotFoundError,
+  ProtocolViolationError,
   ResourceExhaustedError,
   ServiceExistsError,
   UnavailableError,
@@ -110,6 +111,13 @@ interface Outgoing {
   onDrop?: (err: ClusterInfraError) => void;
   /** Out-of-line values of this message: their chunks follow once it is sent. */
   streams?: OutStream[];
+  /**
+   * Their bytes, for one-way messages: charged against the window and the
+   * send queue with the message, so a one-way sender is paced by what the
+   * receiver has taken in. (A call's values are paced by its caller, who
+   * waits for the answer, and bounded by the receiver's bulk budgets.)
+   */
+  bulkBytes?: number;
   /** The frame in parts (a bulk chunk: header, then the data as is). */
   parts?: Uint8Array[];
 }
@@ -198,6 +206,16 @@ class Pending implements Outgoing {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** What a queued frame costs: its bytes and those of its out-of-line values. */
+const costOf = (o: Outgoing): number => o.bytes.byteLength + (o.bulkBytes ?? 0);
+
+/** Bytes of out-of-line values. */
+function bulkBytesOf(streams: readonly OutStream[] | undefined): number {
+  let n = 0;
+  if (streams) for (const s of streams) n += s.data.byteLength;
+  return n;
+}
 
 /** How long a cancelled call that went out waits for its Response (which returns its credit) before it is dropped. */
 const CANCELLED_CALL_LINGER_MS = 5_000;
@@ -344,6 +362,22 @@ interface LinkState {
   owed: Map<number, Window>;
   /** Bytes of bulk chunks we may still send on this link. */
   bulkCredit: number;
+  /**
+   * Receiving side, the mirror of the peer's `credit`: what it may still
+   * send us per channel (the window we granted, less what it sent, plus what
+   * we returned). A message that finds none left is a protocol violation.
+   */
+  granted: Map<number, Window>;
+  /** Bulk bytes the peer may still send us. */
+  bulkGranted: number;
+  /** Requests that spent credit and are not answered yet: their credit comes back with the answer (or a Cancel). */
+  unanswered: Map<number, { channel: number; size: number }>;
+  /** Messages held unserved while the link's write backlog is past linkBacklogHighWater, in arrival order. */
+  held: { frame: RequestFrame | OneWayFrame; size: number }[];
+  /** Bytes of priority messages among them (those spend no credit, so they are bounded here). */
+  heldPriorityBytes: number;
+  /** We paused reading the link. */
+  paused: boolean;
 }
 
 class Peer {
@@ -893,7 +927,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const channel = channelOf(svc);
     this.enqueue(
       peer,
-      { bytes, channel: inHandler ? undefined : channel, onSent, onDrop, ...(streams ? { streams } : {}) },
+      { bytes, channel: inHandler ? undefined : channel, onSent, onDrop, ...(streams ? { streams, bulkBytes: bulkBytesOf(streams) } : {}) },
       inHandler ? 'priority' : 'channel',
     );
     if (inHandler) return true;
@@ -1215,9 +1249,22 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     peer.incarnation = inc;
     link.setHighWaterMark(this.opts.linkHighWaterMark);
     peer.links.add(link);
-    peer.linkState.set(link, { credit: new Map(), owed: new Map(), bulkCredit: INITIAL_BULK_WINDOW });
+    peer.linkState.set(link, {
+      credit: new Map(),
+      owed: new Map(),
+      bulkCredit: INITIAL_BULK_WINDOW,
+      granted: new Map(),
+      bulkGranted: this.opts.bulkWindow,
+      unanswered: new Map(),
+      held: [],
+      heldPriorityBytes: 0,
+      paused: false,
+    });
     link.on('frame', (bytes) => this.onFrame(peer, link, bytes));
-    link.on('drain', () => this.pump(peer));
+    link.on('drain', () => {
+      this.releaseHeld(peer, link);
+      this.pump(peer);
+    });
     link.on('close', (info) => this.detach(peer, link, info));
     link.resume();
     // Two links to one node (both dialled at once): the one dialled by the
@@ -1245,9 +1292,34 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   }
 
   private sendControl(peer: Peer, link: Link, bytes: Uint8Array): void {
-    if (link.state !== 'open') return;
-    if (link === peer.link) this.enqueue(peer, { bytes, channel: undefined }, 'reply');
-    else link.send(bytes);
+    if (link.state === 'open') this.sendReplyLane(peer, link, { bytes, channel: undefined });
+  }
+
+  /** Reply-lane traffic for `link`: through the scheduler when it is the preferred link, else straight onto it. */
+  private sendReplyLane(peer: Peer, link: Link, out: Outgoing): void {
+    if (link === peer.link) {
+      this.enqueue(peer, out, 'reply');
+      return;
+    }
+    link.send(out.bytes);
+    if (out.streams) peer.bulkOut.activate(out.streams);
+    this.checkBacklog(peer, link);
+  }
+
+  /** A peer that does not read: past linkBacklogMax unsent bytes its link is closed. */
+  private checkBacklog(peer: Peer, link: Link): void {
+    const backlog = link.bufferedBytes;
+    if (backlog > this.opts.linkBacklogMax) {
+      this.violation(peer, link, `${backlog} bytes wait to be written to node ${peer.nodeNum}, more than linkBacklogMax (${this.opts.linkBacklogMax}): it does not read`);
+    }
+  }
+
+  /** The peer broke the protocol: close its link. */
+  private violation(peer: Peer, link: Link, why: string): void {
+    this.counters.linksClosedForViolation++;
+    this.drop(peer, why);
+    this.log.warn({ node: peer.nodeNum }, 'closing a link: %s', why);
+    link.destroy(new ProtocolViolationError(why));
   }
 
   private detach(peer: Peer, link: Link, info: LinkCloseInfo): void {
@@ -1283,7 +1355,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       if (q.length >= this.opts.sendQueueMessages) {
         throw new ResourceExhaustedError(`send queue to node ${peer.nodeNum} on channel ${out.channel} is full`);
       }
-      if (peer.queuedBytes + out.bytes.byteLength > this.opts.sendQueueBytes) {
+      // A lone value larger than the whole bound may still go.
+      if (peer.queuedBytes > 0 && peer.queuedBytes + costOf(out) > this.opts.sendQueueBytes) {
         throw new ResourceExhaustedError(`send queue to node ${peer.nodeNum} holds more than ${this.opts.sendQueueBytes} bytes`);
       }
       q.push(out);
@@ -1292,7 +1365,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     } else {
       peer.replyQ.push(out);
     }
-    peer.queuedBytes += out.bytes.byteLength;
+    peer.queuedBytes += costOf(out);
     if (!peer.link) this.ensureLink(peer);
     else this.pump(peer);
   }
@@ -1302,7 +1375,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       const i = q.indexOf(out);
       if (i >= 0) {
         q.splice(i, 1);
-        peer.queuedBytes -= out.bytes.byteLength;
+        peer.queuedBytes -= costOf(out);
         return;
       }
     }
@@ -1326,7 +1399,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       for (;;) {
         const out = peer.replyQ.shift() ?? peer.prioQ.shift() ?? (link.needDrain ? undefined : this.nextNormal(peer, ls));
         if (!out) break;
-        peer.queuedBytes -= out.bytes.byteLength;
+        peer.queuedBytes -= costOf(out);
         if (out.parts) link.sendv(out.parts);
         else link.send(out.bytes);
         this.counters.messagesSent++;
@@ -1336,6 +1409,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     } finally {
       peer.pumping = false;
     }
+    this.checkBacklog(peer, link);
     for (const ch of peer.wantDrain) {
       if ((peer.chanQ.get(ch)?.length ?? 0) === 0) {
         peer.wantDrain.delete(ch);
@@ -1382,7 +1456,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       const credit = this.creditOf(ls, ch);
       if (credit.messages >= 1 && credit.bytes > 0) {
         credit.messages--;
-        credit.bytes -= head.bytes.byteLength;
+        credit.bytes -= costOf(head);
         q.shift();
         peer.rrNext = (idx + 1) % n;
         if (peer.throttled.delete(ch)) this.emit('throttle', { node: peer.nodeNum, channel: ch, throttled: false });
@@ -1432,6 +1506,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     if (!due) return;
     this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel, messages: o.messages, bytes: o.bytes }));
+    if (channel === BULK_LANE) ls.bulkGranted += o.bytes;
+    else this.giveBack(ls, channel, o.messages, o.bytes);
     o.messages = 0;
     o.bytes = 0;
   }
@@ -1553,24 +1629,121 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       link.destroy(err instanceof ClusterInfraError ? err : undefined);
       return;
     }
+    const refs = lastDecodedBulkRefs() > 0 ? collectBulkRefs((frame as { body?: unknown }).body) : undefined;
     this.counters.messagesReceived++;
-    // Out-of-line values follow their message: hold it until they are in.
-    if (
-      (frame.type === FrameType.Request || frame.type === FrameType.OneWay || frame.type === FrameType.Response) &&
-      lastDecodedBulkRefs() > 0
-    ) {
-      this.awaitBulk(peer, link, frame, bytes.byteLength);
+    if (frame.type === FrameType.Request || frame.type === FrameType.OneWay) {
+      // At most once per (sender incarnation, id), even when the network
+      // duplicates frames (R4); checked before anything is charged or held.
+      if (!peer.firstSight(frame.id)) {
+        this.drop(peer, `duplicate message ${frame.id}`);
+        return;
+      }
+      // What it costs the window, as the sender counted it: the frame, and
+      // for a one-way message its out-of-line values too.
+      let size = bytes.byteLength;
+      if (refs && frame.type === FrameType.OneWay) for (const r of refs) size += r.length;
+      if (!frame.priority && !this.takeCredit(peer, link, frame, size)) return;
+      // Out-of-line values follow their message: hold it until they are in.
+      if (refs) this.awaitBulk(peer, link, frame, size, refs);
+      else this.admit(peer, link, frame, size);
+      return;
+    }
+    if (refs && frame.type === FrameType.Response) {
+      this.awaitBulk(peer, link, frame, bytes.byteLength, refs);
       return;
     }
     this.dispatch(peer, link, frame, bytes.byteLength);
   }
 
-  /** `fresh`: the message's id was already checked for duplicates. */
-  private dispatch(peer: Peer, link: Link, frame: IcsFrame, size: number, fresh = false): void {
+  /** The receiver's mirror of the peer's credit on `channel`. */
+  private grantedOf(ls: LinkState, channel: number): Window {
+    let g = ls.granted.get(channel);
+    if (!g) {
+      const w = this.channelsByNumber.get(channel)?.window ?? INITIAL_WINDOW;
+      g = { messages: w.messages, bytes: w.bytes };
+      ls.granted.set(channel, g);
+    }
+    return g;
+  }
+
+  /**
+   * Charge a non-priority message against the credit we granted, by the
+   * sender's own rule (a message may go while a message and a byte of credit
+   * are left). False, and the link closed, when the peer had none left.
+   */
+  private takeCredit(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): boolean {
+    const ls = peer.linkState.get(link);
+    if (!ls) return false;
+    const g = this.grantedOf(ls, frame.channel);
+    if (g.messages < 1 || g.bytes <= 0) {
+      this.violation(peer, link, `node ${peer.nodeNum} sent more than the window granted on channel ${frame.channel}`);
+      return false;
+    }
+    g.messages--;
+    g.bytes -= size;
+    if (frame.type === FrameType.Request) ls.unanswered.set(frame.id, { channel: frame.channel, size });
+    return true;
+  }
+
+  private giveBack(ls: LinkState, channel: number, messages: number, bytes: number): void {
+    const g = this.grantedOf(ls, channel);
+    g.messages += messages;
+    g.bytes += bytes;
+  }
+
+  /** A request is answered (or cancelled): the peer gets its credit back. */
+  private answered(ls: LinkState, id: number): void {
+    const r = ls.unanswered.get(id);
+    if (!r) return;
+    ls.unanswered.delete(id);
+    this.giveBack(ls, r.channel, 1, r.size);
+  }
+
+  /**
+   * Serve a message now, or hold it while the link's write backlog is past
+   * linkBacklogHighWater: a peer that does not read our answers gets no
+   * more of them (and, spending credit it does not get back, soon stops).
+   * Priority messages spend no credit, so past the same mark of them held,
+   * the link is not read at all until the backlog drains.
+   */
+  private admit(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): void {
+    const ls = peer.linkState.get(link);
+    if (!ls || (ls.held.length === 0 && link.bufferedBytes <= this.opts.linkBacklogHighWater)) {
+      this.serve(peer, link, frame, size);
+      return;
+    }
+    ls.held.push({ frame, size });
+    if (!frame.priority) return;
+    ls.heldPriorityBytes += size;
+    if (ls.heldPriorityBytes > this.opts.linkBacklogHighWater && !ls.paused) {
+      ls.paused = true;
+      link.pause();
+    }
+  }
+
+  /** The link drained: serve what was held, and read it again. */
+  private releaseHeld(peer: Peer, link: Link): void {
+    const ls = peer.linkState.get(link);
+    if (!ls) return;
+    while (ls.held.length > 0 && link.state === 'open' && link.bufferedBytes <= this.opts.linkBacklogHighWater) {
+      const { frame, size } = ls.held.shift()!;
+      if (frame.priority) ls.heldPriorityBytes -= size;
+      if (frame.type === FrameType.Request && !frame.priority && !ls.unanswered.has(frame.id)) {
+        // Cancelled while held: answered without running.
+        this.reply(peer, link, frame.id, errorToWire(new CancelledError('cancelled before it was served')));
+      } else this.serve(peer, link, frame, size);
+    }
+    if (ls.paused && ls.heldPriorityBytes <= this.opts.linkBacklogHighWater && link.state === 'open') {
+      ls.paused = false;
+      link.resume();
+    }
+  }
+
+  private dispatch(peer: Peer, link: Link, frame: IcsFrame, size: number): void {
     switch (frame.type) {
       case FrameType.Request:
       case FrameType.OneWay:
-        this.serve(peer, link, frame, size, fresh);
+        this.admit(peer, link, frame, size);
         return;
       case FrameType.Response: {
         const p = peer.pending.get(frame.id);
@@ -1589,9 +1762,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         this.pump(peer);
         return;
       }
-      case FrameType.Cancel:
+      case FrameType.Cancel: {
+        // The caller stops waiting for the answer's credit after a while:
+        // give it back now, or the peer would seem to overrun its window.
+        const ls = peer.linkState.get(link);
+        if (ls) this.answered(ls, frame.id);
         peer.serving.get(frame.id)?.abort(callerGaveUp(frame.status));
         return;
+      }
       case FrameType.Credit: {
         const ls = peer.linkState.get(link);
         if (!ls) return;
@@ -1608,6 +1786,13 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         return;
       }
       case FrameType.BulkChunk: {
+        const ls = peer.linkState.get(link);
+        if (!ls) return;
+        if (ls.bulkGranted <= 0) {
+          this.violation(peer, link, `node ${peer.nodeNum} sent more out-of-line bytes than the bulk window granted`);
+          return;
+        }
+        ls.bulkGranted -= frame.data.byteLength;
         const consumed = peer.bulkIn.chunk(frame.stream, frame.offset, frame.data, frame.last);
         this.counters.bulkBytesReceived += consumed;
         this.owe(peer, link, BULK_LANE, consumed);
@@ -1621,15 +1806,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   /**
    * A message with out-of-line values: register its streams within the
-   * receive budget, and dispatch it once they are complete. Duplicates are
-   * dropped first, so a duplicated envelope never claims streams.
+   * receive budgets, and dispatch it once they are complete. Duplicates
+   * were dropped before, so a duplicated envelope never claims streams.
    */
-  private awaitBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number): void {
+  private awaitBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number, refs: BulkRef[]): void {
     if (frame.type !== FrameType.Response) {
-      if (!peer.firstSight(frame.id)) {
-        this.drop(peer, `duplicate message ${frame.id}`);
-        return;
-      }
       // Nobody to deliver it to: refused before a byte of its values is held.
       const found = this.handlerOf(frame);
       if (found instanceof NotFoundError) {
@@ -1638,7 +1819,6 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       }
       peer.awaitingBulk.add(frame.id);
     }
-    const refs = collectBulkRefs(frame.body);
     const owner: IncomingBulk = {
       missing: 0,
       done: false,
@@ -1649,7 +1829,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         frame.body = substituteBulk(frame.body, (ref) => peer.bulkIn.bufferOf(ref.stream));
         // The buffers now belong to the application.
         peer.bulkIn.release(owner);
-        if (link.state !== 'closed' || frame.type === FrameType.Response) this.dispatch(peer, link, frame, size, true);
+        if (link.state !== 'closed' || frame.type === FrameType.Response) this.dispatch(peer, link, frame, size);
       },
       fail: (why) => {
         if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
@@ -1679,12 +1859,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       if (!frame.priority) this.owe(peer, link, frame.channel, size);
       return;
     }
-    const w = errorToWire(err);
-    const bytes = encodeFrame({ type: FrameType.Response, id: frame.id, status: w.status, body: { message: w.message } });
-    if (link.state === 'open') {
-      if (link === peer.link) this.enqueue(peer, { bytes, channel: undefined }, 'reply');
-      else link.send(bytes);
-    }
+    this.reply(peer, link, frame.id, errorToWire(err));
   }
 
   private drop(peer: Peer, reason: string): void {
@@ -1692,14 +1867,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.emit('drop', { node: peer.nodeNum, reason });
   }
 
-  /** Serve a Request or OneWay. `fresh` when the dedup check was already made. */
-  private serve(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number, fresh = false): void {
-    // At most once per (sender incarnation, id), even when the network
-    // duplicates frames (R4).
-    if (!fresh && !peer.firstSight(frame.id)) {
-      this.drop(peer, `duplicate message ${frame.id}`);
-      return;
-    }
+  /** Serve a Request or OneWay (checked for duplicates and charged already). */
+  private serve(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): void {
     const err = this.submit(peer, link, frame, size);
     if (!err) return;
     this.drop(peer, err.message);
@@ -1756,6 +1925,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   /** Send the Response to request `id`: an error when `error` is given, else `value`. */
   private reply(peer: Peer, link: Link, id: number, error: WireError | undefined, value?: unknown): void {
+    const ls = peer.linkState.get(link);
+    if (ls) this.answered(ls, id);
     const target = link.state === 'open' ? link : peer.link;
     if (!target || target.remote.incarnation !== link.remote.incarnation) return;
     let bytes: Uint8Array;
@@ -1777,12 +1948,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       streams = undefined;
       bytes = encodeFrame({ type: FrameType.Response, id, status: WireStatus.INTERNAL, body: { message: `result not sendable: ${w.message}` } });
     }
-    if (target === peer.link) {
-      this.enqueue(peer, streams ? { bytes, channel: undefined, streams } : { bytes, channel: undefined }, 'reply');
-    } else {
-      target.send(bytes);
-      if (streams) peer.bulkOut.activate(streams);
-    }
+    this.sendReplyLane(peer, target, streams ? { bytes, channel: undefined, streams } : { bytes, channel: undefined });
   }
 }
 

@@ -46,7 +46,7 @@ export const DEFAULTS = {
   /** Flow-control window per channel and peer. */
   window: { messages: 1024, bytes: 8 * 1024 * 1024 },
   /** Handler pool per service. */
-  pool: { min: 1, max: 64, queue: 1024, priorityReserve: 16 },
+  pool: { min: 1, max: 64, queue: 1024, queuePerPeer: 256, priorityReserve: 16 },
   reconnect: { initialDelayMs: 50, maxDelayMs: 5000, maxAttempts: 20 },
   /** Recently finished request ids remembered per peer, to drop duplicates. */
   dedupWindow: 4096,
@@ -65,6 +65,14 @@ export const DEFAULTS = {
   bulkWindow: 8 * 1024 * 1024,
   /** Bytes of out-of-line values a node holds for one peer while they arrive. */
   bulkReceiveBudget: 64 * 1024 * 1024,
+  /**
+   * Bytes a link may hold unsent (the peer is not reading) before this node
+   * stops serving what that peer sends, and pauses reading it once what it
+   * holds unserved is past this too.
+   */
+  linkBacklogHighWater: 4 * 1024 * 1024,
+  /** Bytes a link may hold unsent before it is closed as a protocol violation. */
+  linkBacklogMax: 64 * 1024 * 1024,
   /** Bytes of out-of-line values a node holds for all peers together. */
   bulkReceiveBudgetTotal: 256 * 1024 * 1024,
   /** What an out-of-line value is charged at least, however short (a stream costs memory beyond its bytes). */
@@ -102,6 +110,7 @@ export const poolSchema = z.strictObject({
   min: z.number().int().min(0).max(100_000).default(DEFAULTS.pool.min),
   max: z.number().int().min(1).max(100_000).default(DEFAULTS.pool.max),
   queue: z.number().int().min(0).max(1_000_000).default(DEFAULTS.pool.queue),
+  queuePerPeer: z.number().int().min(0).max(1_000_000).default(DEFAULTS.pool.queuePerPeer),
   priorityReserve: z.number().int().min(0).max(100_000).default(DEFAULTS.pool.priorityReserve),
 });
 
@@ -145,6 +154,8 @@ export const icsOptionsSchema = z.strictObject({
   bulkChunkSize: z.number().int().min(1024).max(16 * 1024 * 1024).default(DEFAULTS.bulkChunkSize),
   bulkWindow: z.number().int().min(INITIAL_BULK_WINDOW).max(2 ** 31).default(DEFAULTS.bulkWindow),
   bulkReceiveBudget: z.number().int().min(0).max(2 ** 40).default(DEFAULTS.bulkReceiveBudget),
+  linkBacklogHighWater: z.number().int().min(1).max(2 ** 40).default(DEFAULTS.linkBacklogHighWater),
+  linkBacklogMax: z.number().int().min(1).max(2 ** 40).default(DEFAULTS.linkBacklogMax),
   bulkReceiveBudgetTotal: z.number().int().min(0).max(2 ** 40).default(DEFAULTS.bulkReceiveBudgetTotal),
   bulkStreamCost: z.number().int().min(1).max(2 ** 30).default(DEFAULTS.bulkStreamCost),
   maxBulkRefsPerMessage: z.number().int().min(1).max(1_000_000).default(DEFAULTS.maxBulkRefsPerMessage),
@@ -190,6 +201,10 @@ export interface IcsOptions {
   closeGraceMs?: number;
   /** Bytes a link may hold before ICS stops handing it frames: bounds how long a priority frame waits. @default 64 KiB */
   linkHighWaterMark?: number;
+  /** Unsent bytes on a link past which the peer's messages wait unserved (and, past it again, unread). @default 4 MiB */
+  linkBacklogHighWater?: number;
+  /** Unsent bytes on a link past which it is closed (the peer does not read). @default 64 MiB */
+  linkBacklogMax?: number;
   /** Uint8Array values of at least this many bytes travel out of line, in chunks. @default 128 KiB */
   bulkThreshold?: number;
   /** Bytes per out-of-line chunk; keep it below the transport's max frame size. @default 256 KiB */

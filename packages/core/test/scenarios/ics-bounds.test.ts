@@ -4,7 +4,7 @@
  * itself (rogue.ts); the TCP twin is packages/transport-tcp/test/ics-hostile.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Ics, type IcsOptions, WireStatus } from '@clusterinfra/core';
+import { type HandlerContext, type Ics, type IcsOptions, WireStatus } from '@clusterinfra/core';
 import { FrameType, type ResponseFrame } from '../../src/ics/wire/index.js';
 import { makeCluster, type TestCluster } from './harness.js';
 import { onDefault, rogue, type Rogue } from './rogue.js';
@@ -111,5 +111,181 @@ describe('ICS bounds: out-of-line references', () => {
     const big = () => new Uint8Array(2048);
     await expect(cluster.node(1).call(2, SINK, 'put', [big(), big()])).resolves.toBe(2);
     await expect(cluster.node(1).call(2, SINK, 'put', [big(), big(), big()])).rejects.toMatchObject({ code: 'ICS_ERR_RESOURCE_EXHAUSTED' });
+  });
+});
+
+/** A handler that runs until its signal aborts. */
+const untilAborted = (_x: unknown, ctx: HandlerContext): Promise<never> =>
+  new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error)));
+
+/** A Request frame to subservice `sub` of the default channel. */
+function request(r: Rogue, id: number, sub: number, method: string, body: unknown = null, priority = false): boolean {
+  return r.send({ type: FrameType.Request, id, channel: 16, service: onDefault(sub), method, priority, timeoutMs: 60_000, body });
+}
+
+describe('ICS bounds: the window is enforced on receipt', () => {
+  it('closes the link of a peer that sends more messages than the window granted', async () => {
+    const t = await target({ window: { messages: 16, bytes: 1024 * 1024 } });
+    t.registerService({ channel: 'default', subservice: 2, name: 'never', handlers: {} });
+    let running = 0;
+    t.registerService({ channel: 'default', subservice: 3, name: 'hang', handlers: { hang: (x, ctx) => (running++, untilAborted(x, ctx)) } });
+    const a = await attacker(t, 50);
+    const hang = (id: number): boolean =>
+      request(a, id, 3, 'hang', null);
+    for (let id = 1; id <= 16; id++) hang(id);
+    await expect.poll(() => running).toBe(16);
+    expect(t.stats().linksClosedForViolation).toBe(0);
+    hang(17);
+    const closed = await a.link.closed;
+    expect(closed.reason).not.toBe('closed');
+    expect(t.stats().linksClosedForViolation).toBe(1);
+    expect(running).toBe(16);
+  });
+
+  it('counts bytes by the sender rule: a message may go while a byte of credit is left', async () => {
+    const t = await target({ window: { messages: 1024, bytes: 256 * 1024 } });
+    let running = 0;
+    t.registerService({ channel: 'default', subservice: 3, name: 'hang', handlers: { hang: (x, ctx) => (running++, untilAborted(x, ctx)) } });
+    const a = await attacker(t, 50);
+    const hang = (id: number): boolean =>
+      request(a, id, 3, 'hang', 'x'.repeat(100 * 1024));
+    for (let id = 1; id <= 3; id++) hang(id); // 300 KiB: the third went with 56 KiB of credit left
+    await expect.poll(() => running).toBe(3);
+    hang(4);
+    await a.link.closed;
+    expect(t.stats().linksClosedForViolation).toBe(1);
+    expect(running).toBe(3);
+  });
+
+  it('an honest sender never trips it: one-way floods, cancelled and timed-out calls through a small window', async () => {
+    cluster = await makeCluster('memory', 2, { extra: () => ({ window: { messages: 16, bytes: 256 * 1024 }, bulkThreshold: 4096 }) });
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    let got = 0;
+    b.registerService({
+      ...SINK,
+      name: 'sink',
+      handlers: {
+        note: () => void got++,
+        slow: (_x, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => setTimeout(resolve, 5))),
+        echo: (x) => x,
+      },
+    });
+    for (let i = 0; i < 500; i++) await a.send(2, SINK, 'note', i % 10 === 0 ? new Uint8Array(8192) : i);
+    const slow = Array.from({ length: 40 }, () => a.call(2, SINK, 'slow', null, { timeoutMs: 20 }).catch(() => 'gave up'));
+    const echoes = Array.from({ length: 100 }, (_, i) => a.call(2, SINK, 'echo', 'y'.repeat(i * 100)));
+    expect(await Promise.all(slow)).toEqual(Array(40).fill('gave up'));
+    expect((await Promise.all(echoes)).length).toBe(100);
+    await expect.poll(() => got).toBe(500);
+    expect(b.stats().linksClosedForViolation).toBe(0);
+    expect(a.stats().linksClosedForViolation).toBe(0);
+  });
+});
+
+describe("ICS bounds: each peer gets a share of a service's queue", () => {
+  it('refuses a flooding peer past its share and serves the others in turn', async () => {
+    cluster = await makeCluster('memory', 2);
+    const t = cluster.node(1);
+    const gate: (() => void)[] = [];
+    const order: string[] = [];
+    t.registerService({
+      ...SINK,
+      name: 'one',
+      pool: { max: 1, queue: 8, queuePerPeer: 4 },
+      handlers: { put: (x) => new Promise<void>((resolve) => gate.push(() => (order.push(String(x)), resolve()))) },
+    });
+    const a = await attacker(t, 50);
+    for (let id = 1; id <= 7; id++) {
+      request(a, id, 1, 'put', `a${id}`);
+    }
+    // One runs, four wait, two are refused.
+    await expect.poll(() => responses(a).length).toBe(2);
+    expect(responses(a).map((f) => f.status)).toEqual([WireStatus.RESOURCE_EXHAUSTED, WireStatus.RESOURCE_EXHAUSTED]);
+    const honest = cluster.node(2).call(1, SINK, 'put', 'b1');
+    await expect.poll(() => gate.length).toBe(1);
+    // Another node still gets in, and is served after one more of the flooder's, not after all of them.
+    await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 6; i++) {
+      await expect.poll(() => gate.length).toBeGreaterThan(0);
+      gate.shift()!();
+    }
+    await honest;
+    expect(order).toEqual(['a1', 'a2', 'b1', 'a3', 'a4', 'a5']);
+  });
+});
+
+describe('ICS bounds: a peer that does not read', () => {
+  it('is not served past linkBacklogHighWater, and is closed once it overruns the window', async () => {
+    const t = await target({ linkBacklogHighWater: 64 * 1024, window: { messages: 64, bytes: 8 * 1024 * 1024 } });
+    let served = 0;
+    t.registerService({ channel: 'default', subservice: 2, name: 'echo', handlers: { echo: (x) => (served++, x) } });
+    const a = await attacker(t, 50);
+    a.link.pause();
+    const echo = (id: number): boolean =>
+      request(a, id, 2, 'echo', 'e'.repeat(16 * 1024));
+    for (let id = 1; id <= 64; id++) echo(id);
+    await expect.poll(() => t.stats().messagesReceived).toBeGreaterThanOrEqual(64);
+    // Served until the unread answers passed the mark (64 KiB of 16 KiB answers), then held.
+    expect(served).toBeGreaterThanOrEqual(4);
+    expect(served).toBeLessThanOrEqual(6);
+    expect(t.stats().linksClosedForViolation).toBe(0);
+    // The answers it was sent gave back their credit; the held ones did not.
+    for (let id = 65; id <= 64 + served; id++) echo(id);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(t.stats().linksClosedForViolation).toBe(0);
+    echo(65 + served);
+    await a.link.closed;
+    expect(t.stats().linksClosedForViolation).toBe(1);
+  });
+
+  it('serves what it held once the peer reads again', async () => {
+    const t = await target({ linkBacklogHighWater: 64 * 1024 });
+    let served = 0;
+    t.registerService({ channel: 'default', subservice: 2, name: 'echo', handlers: { echo: (x) => (served++, x) } });
+    const a = await attacker(t, 50);
+    a.link.pause();
+    for (let id = 1; id <= 40; id++) {
+      request(a, id, 2, 'echo', 'e'.repeat(16 * 1024));
+    }
+    await expect.poll(() => t.stats().messagesReceived).toBeGreaterThanOrEqual(40);
+    expect(served).toBeLessThan(40);
+    a.link.resume();
+    await expect.poll(() => responses(a).length).toBe(40);
+    expect(served).toBe(40);
+  });
+
+  it('stops reading a peer that floods priority messages it does not read the answers of', async () => {
+    const t = await target({ linkBacklogHighWater: 64 * 1024 });
+    t.registerService({ channel: 'default', subservice: 2, name: 'echo', handlers: { echo: (x) => x } });
+    const a = await attacker(t, 50);
+    a.link.pause();
+    for (let id = 1; id <= 200; id++) {
+      request(a, id, 2, 'echo', 'p'.repeat(16 * 1024), true);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    // Held past the mark again: the link is no longer read.
+    const read = t.stats().messagesReceived;
+    expect(read).toBeLessThan(200);
+    a.link.resume();
+    await expect.poll(() => responses(a).length).toBe(200);
+  });
+
+  it('closes a link whose unsent bytes pass linkBacklogMax', async () => {
+    const t = await target({ linkBacklogHighWater: 64 * 1024, linkBacklogMax: 1024 * 1024 });
+    const gate: (() => void)[] = [];
+    t.registerService({
+      channel: 'default',
+      subservice: 2,
+      name: 'big',
+      handlers: { big: () => new Promise((resolve) => gate.push(() => resolve('b'.repeat(512 * 1024)))) },
+    });
+    const a = await attacker(t, 50);
+    a.link.pause();
+    for (let id = 1; id <= 4; id++) {
+      request(a, id, 2, 'big', null);
+    }
+    await expect.poll(() => gate.length).toBe(4);
+    for (const open of gate) open();
+    await a.link.closed;
+    expect(t.stats().linksClosedForViolation).toBe(1);
   });
 });
