@@ -11,6 +11,7 @@
  * once into the value's buffer, which is handed to the handler (or caller)
  * as is.
  */
+import type { ClusterInfraError } from '../errors/index.js';
 import { BulkRef } from './wire/types.js';
 
 /** A value being sent out of line. */
@@ -18,6 +19,25 @@ export interface OutStream {
   readonly stream: number;
   readonly data: Uint8Array;
   offset: number;
+  /** Told when the last chunk was handed to the link (no error), or when the value was lost (the error). */
+  settle?: (lost?: ClusterInfraError) => void;
+}
+
+/**
+ * Settle once when every stream of a message was sent (`sent`), or at the
+ * first one lost (`lost`): a one-way message is delivered only with all its
+ * values, so its sender learns of it only then.
+ */
+export function watchStreams(streams: readonly OutStream[], sent: () => void, lost: (err: ClusterInfraError) => void): void {
+  let left = streams.length;
+  const settle = (err?: ClusterInfraError): void => {
+    if (left <= 0) return;
+    if (err) {
+      left = 0;
+      lost(err);
+    } else if (--left === 0) sent();
+  };
+  for (const s of streams) s.settle = settle;
 }
 
 /** Sender side, per peer. */
@@ -48,8 +68,10 @@ export class BulkSender {
     const end = Math.min(s.data.byteLength, offset + max);
     s.offset = end;
     const last = end === s.data.byteLength;
-    if (last) this.active.splice(this.turn, 1);
-    else this.turn++;
+    if (last) {
+      this.active.splice(this.turn, 1);
+      s.settle?.();
+    } else this.turn++;
     return { stream: s.stream, offset, data: s.data.subarray(offset, end), last };
   }
 
@@ -66,8 +88,10 @@ export class BulkSender {
     return started;
   }
 
-  clear(): void {
-    this.active.length = 0;
+  /** Drop every value still being sent; `lost` tells their senders why. */
+  clear(lost: ClusterInfraError): void {
+    const streams = this.active.splice(0);
+    for (const s of streams) s.settle?.(lost);
   }
 }
 

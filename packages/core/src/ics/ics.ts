@@ -46,6 +46,7 @@ import {
   type IncomingBulk,
   type OutStream,
   substituteBulk,
+  watchStreams,
 } from './bulk.js';
 import { handlerContext, type HandlerContextStore } from './context.js';
 import {
@@ -488,6 +489,9 @@ interface PeerConfig {
 
 const MAX_DOWN_REMEMBERED = 16;
 
+/** Peers forgotten (no link, call or work) whose incarnation gate is still remembered. */
+const MAX_FORGOTTEN_PEERS = 4096;
+
 /** The error a handler's signal aborts with when its caller cancelled or ran out of time. */
 function callerGaveUp(status: number): ClusterInfraError {
   return status === WireStatus.DEADLINE_EXCEEDED ? new DeadlineExceededError("the caller's deadline passed") : new CancelledError('the caller cancelled');
@@ -509,6 +513,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** The listen under way, while `start()` runs (close waits for it). */
   private starting: Promise<Listener> | undefined;
   private readonly peers = new Map<number, Peer>();
+  /** The incarnation gate of peers forgotten while idle (bounded, oldest out first). */
+  private readonly forgotten = new Map<number, { incarnation: number | undefined; down: number[] }>();
   private readonly channels = new Map<string, ChannelInfo>();
   private readonly channelsByNumber = new Map<number, ChannelInfo>();
   private readonly services = new Map<number, ServiceEntry>();
@@ -883,10 +889,12 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    * `drain` event before sending more. Throws when the queue is full.
    */
   trySend(node: number, service: ServiceAddress, method: string, args?: unknown): boolean {
-    const failSilently = (err: ClusterInfraError): void => {
-      this.log.debug({ node, code: err.code }, 'one-way message dropped: %s', err.message);
+    // Nobody waits for it: a message that cannot be delivered is counted and logged, never lost silently.
+    const dropped = (err: ClusterInfraError): void => {
+      this.counters.oneWayDropped++;
+      this.log.warn({ node, code: err.code }, 'one-way message dropped: %s', err.message);
     };
-    return this.queueOneWay(node, service, method, args, () => {}, failSilently);
+    return this.queueOneWay(node, service, method, args, () => {}, dropped);
   }
 
   private queueOneWay(
@@ -925,11 +933,13 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const streams = peer.takeStreams();
     if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
     const channel = channelOf(svc);
-    this.enqueue(
-      peer,
-      { bytes, channel: inHandler ? undefined : channel, onSent, onDrop, ...(streams ? { streams, bulkBytes: bulkBytesOf(streams) } : {}) },
-      inHandler ? 'priority' : 'channel',
-    );
+    const out: Outgoing = { bytes, channel: inHandler ? undefined : channel, onSent, onDrop };
+    if (streams) {
+      // Sent once its values are: a value lost on the way fails the message.
+      watchStreams(streams, onSent, onDrop);
+      Object.assign(out, { streams, bulkBytes: bulkBytesOf(streams), onSent: undefined });
+    }
+    this.enqueue(peer, out, inHandler ? 'priority' : 'channel');
     if (inHandler) return true;
     const flowing = (peer.chanQ.get(channel)?.length ?? 0) === 0;
     if (!flowing) peer.wantDrain.add(channel);
@@ -990,7 +1000,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    * those handlers have finished: CLMS uses this for its cleanup barrier.
    */
   async nodeDown(node: number, incarnation?: number): Promise<void> {
-    const peer = this.peers.get(node);
+    // A peer forgotten while idle comes back for its incarnation gate.
+    const peer = this.peers.get(node) ?? (this.forgotten.has(node) ? this.peer(node) : undefined);
     if (!peer) return;
     const inc = incarnation ?? peer.incarnation;
     if (inc !== undefined && !peer.isDown(inc)) {
@@ -999,10 +1010,12 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     if (incarnation !== undefined && peer.incarnation !== undefined && incarnation !== peer.incarnation) {
       // An older incarnation: the current one lives on; nothing else to undo.
+      this.forgetIfIdle(peer);
       return;
     }
     // (The canary leaves the links too: destroying them would fail the calls it means to leak.)
-    return this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), !canaries.keepPendingOnNodedown);
+    await this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), !canaries.keepPendingOnNodedown);
+    this.forgetIfIdle(peer);
   }
 
   /** Fail everything addressed to `peer`, drop its links and abort what it asked of us. */
@@ -1021,7 +1034,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     peer.replyQ.length = 0;
     peer.queuedBytes = 0;
-    peer.bulkOut.clear();
+    peer.bulkOut.clear(error('never-sent'));
     peer.bulkIn.clear();
     peer.awaitingBulk.clear();
     peer.throttled.clear();
@@ -1108,9 +1121,40 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     let p = this.peers.get(node);
     if (!p) {
       p = new Peer(node, this.peerConfig);
+      const gate = this.forgotten.get(node);
+      if (gate) {
+        this.forgotten.delete(node);
+        p.incarnation = gate.incarnation;
+        p.down.push(...gate.down);
+      }
       this.peers.set(node, p);
     }
     return p;
+  }
+
+  /**
+   * Drop a peer nothing refers to any more (no link, call, work or timer),
+   * keeping only its incarnation gate, in a bounded table: a peer that came
+   * and went (or an identity a hostile peer made up) costs a few bytes.
+   */
+  private forgetIfIdle(peer: Peer): void {
+    if (
+      peer.links.size > 0 ||
+      peer.connecting ||
+      peer.reconnectTimer ||
+      peer.pending.size > 0 ||
+      peer.serving.size > 0 ||
+      peer.awaitingBulk.size > 0 ||
+      peer.bulkOut.active.length > 0 ||
+      this.hasWork(peer) ||
+      this.peers.get(peer.nodeNum) !== peer
+    ) {
+      return;
+    }
+    this.peers.delete(peer.nodeNum);
+    if (peer.incarnation === undefined && peer.down.length === 0) return;
+    this.forgotten.set(peer.nodeNum, { incarnation: peer.incarnation, down: [...peer.down] });
+    if (this.forgotten.size > MAX_FORGOTTEN_PEERS) this.forgotten.delete(this.forgotten.keys().next().value!);
   }
 
   private addressOf(node: number): string | undefined {
@@ -1173,6 +1217,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       })
       .finally(() => {
         peer.connecting = undefined;
+        if (!peer.link) this.forgetIfIdle(peer);
       });
   }
 
@@ -1341,9 +1386,10 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       for (const s of peer.serving.values()) s.abort(new CancelledError(`link to node ${peer.nodeNum} lost`));
       peer.replyQ.length = 0;
       // Chunks in flight are lost with the link: values half sent or half received are void.
-      peer.bulkOut.clear();
+      peer.bulkOut.clear(new UnavailableError(`link to node ${peer.nodeNum} lost (${info.reason}) before out-of-line values were sent`));
       peer.bulkIn.clear();
       if (this.hasWork(peer)) this.scheduleReconnect(peer, new UnavailableError(`link lost: ${info.reason}`));
+      this.forgetIfIdle(peer);
     }
   }
 
@@ -1565,6 +1611,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       if (p.settled) p.timer?.cancel();
       p.peer.pending.delete(p.id);
       this.pendingTotal--;
+      if (!p.peer.link) this.forgetIfIdle(p.peer);
     }
   }
 
@@ -1910,6 +1957,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     if (inc.finished) return;
     const { peer, link, frame } = inc;
     if (peer.serving.get(frame.id) === inc) peer.serving.delete(frame.id);
+    if (!peer.link) this.forgetIfIdle(peer);
     const aborted = inc.abortReason !== undefined;
     inc.markFinished();
     if (ok) this.counters.requestsServed++;

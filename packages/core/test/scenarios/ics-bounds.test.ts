@@ -203,7 +203,7 @@ describe("ICS bounds: each peer gets a share of a service's queue", () => {
     const honest = cluster.node(2).call(1, SINK, 'put', 'b1');
     await expect.poll(() => gate.length).toBe(1);
     // Another node still gets in, and is served after one more of the flooder's, not after all of them.
-    await new Promise((r) => setTimeout(r, 10));
+    await expect.poll(() => t.servingCount(2)).toBe(1);
     for (let i = 0; i < 6; i++) {
       await expect.poll(() => gate.length).toBeGreaterThan(0);
       gate.shift()!();
@@ -287,5 +287,87 @@ describe('ICS bounds: a peer that does not read', () => {
     for (const open of gate) open();
     await a.link.closed;
     expect(t.stats().linksClosedForViolation).toBe(1);
+  });
+});
+
+describe('ICS bounds: peers', () => {
+  it('forgets identities that came and went, and keeps refusing a downed incarnation', async () => {
+    const t = await target();
+    for (let n = 100; n < 140; n++) {
+      const r = await attacker(t, n);
+      request(r, 1, 1, 'put', [1]);
+      await expect.poll(() => responses(r).length).toBe(1);
+      r.close();
+    }
+    await expect.poll(() => t.stats().peers).toBe(0);
+    // A downed incarnation stays refused after its entry was forgotten.
+    const r = await attacker(t, 200);
+    request(r, 1, 1, 'put', [1]);
+    await expect.poll(() => responses(r).length).toBe(1);
+    await t.nodeDown(200);
+    await r.link.closed;
+    await expect.poll(() => t.stats().peers).toBe(0);
+    const again = await attacker(t, 200);
+    await again.link.closed;
+    expect(t.isConnected(200)).toBe(false);
+    // A new incarnation is welcome.
+    const next = await rogue(cluster!.network!, t, 200, 2);
+    rogues.push(next);
+    request(next, 1, 1, 'put', [1, 2]);
+    expect((await answered(next, 1)).body).toBe(2);
+  });
+
+  it('forgets a peer whose calls failed for want of an address', async () => {
+    cluster = await makeCluster('memory', 1);
+    const t = cluster.node(1);
+    await expect(t.call(77, SINK, 'put')).rejects.toMatchObject({ code: 'ICS_ERR_UNAVAILABLE' });
+    expect(t.stats().peers).toBe(0);
+  });
+});
+
+describe('ICS bounds: one-way messages', () => {
+  it('charge their out-of-line values to the window: trySend asks to wait, and everything arrives', async () => {
+    cluster = await makeCluster('memory', 2);
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    let got = 0;
+    let bytes = 0;
+    b.registerService({ ...SINK, name: 'sink', handlers: { put: (x) => void (got++, (bytes += (x as { data: Uint8Array }).data.byteLength)) } });
+    await a.call(2, SINK, 'nothing').catch(() => undefined); // link up
+    const droppedBefore = b.stats().dropped;
+    const total = 48;
+    let waits = 0;
+    let maxPending = 0;
+    for (let i = 0; i < total; i += 4) {
+      let flowing = true;
+      for (let j = 0; j < 4; j++) flowing = a.trySend(2, SINK, 'put', { i: i + j, data: new Uint8Array(1024 * 1024) }) && flowing;
+      maxPending = Math.max(maxPending, b.stats().bulkBytesPending);
+      if (!flowing) {
+        waits++;
+        await new Promise<void>((resolve) => a.once('drain', () => resolve()));
+      }
+    }
+    await expect.poll(() => got, { timeout: 20_000 }).toBe(total);
+    expect(bytes).toBe(total * 1024 * 1024);
+    // The 8 MiB window holds 8 of them: trySend asked to wait.
+    expect(waits).toBeGreaterThan(0);
+    expect(maxPending).toBeLessThanOrEqual(9 * 1024 * 1024);
+    expect(b.stats().dropped).toBe(droppedBefore);
+    expect(a.stats().oneWayDropped).toBe(0);
+  });
+
+  it('are never lost silently: send rejects, trySend counts the drop', async () => {
+    cluster = await makeCluster('memory', 2, { extra: () => ({ window: { messages: 16, bytes: 256 * 1024 } }) });
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    b.registerService({ ...SINK, name: 'sink', handlers: { put: (x, ctx) => untilAborted(x, ctx) } });
+    await a.call(2, SINK, 'nothing').catch(() => undefined); // link up
+    const sent = Array.from({ length: 16 }, (_, i) => a.send(2, SINK, 'put', i));
+    await Promise.all(sent); // handed to the link: the window is now spent
+    const queued = a.send(2, SINK, 'put', 'waits for credit');
+    let accepted = 0;
+    for (let i = 0; i < 5; i++) if (!a.trySend(2, SINK, 'put', i)) accepted++;
+    expect(accepted).toBe(5); // queued, each with false: wait for drain
+    await a.nodeDown(2);
+    await expect(queued).rejects.toMatchObject({ code: 'ICS_ERR_NODE_DOWN' });
+    expect(a.stats().oneWayDropped).toBe(5);
   });
 });
