@@ -526,6 +526,12 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private readonly callObservers = new Set<CallObserver>();
   private readonly peerConfig: PeerConfig;
   private readonly decodeLimits: ReturnType<typeof resolveDecodeLimits>;
+  /**
+   * Write backlog past which a link's messages are held: linkBacklogHighWater,
+   * but never below the link's own high-water mark, so that a link holding
+   * messages has asked for a drain and will say when it is below again.
+   */
+  private readonly holdAbove: number;
   /** @internal */
   readonly counters = {
     callsStarted: 0,
@@ -563,6 +569,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       bulkBudget: new BulkBudget(this.opts.bulkReceiveBudgetTotal),
     };
     this.decodeLimits = resolveDecodeLimits({ maxBulkRefs: this.opts.maxBulkRefsPerMessage });
+    this.holdAbove = Math.max(this.opts.linkBacklogHighWater, this.opts.linkHighWaterMark);
     // Incarnations grow across restarts (wall-clock milliseconds, scaled),
     // with a random tail so that two starts in one millisecond differ.
     this.incarnation = this.opts.incarnation ?? Math.floor(this.clock.wallNow()) * 1000 + this.random.int(1000) + 1;
@@ -1755,14 +1762,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    */
   private admit(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): void {
     const ls = peer.linkState.get(link);
-    if (!ls || (ls.held.length === 0 && link.bufferedBytes <= this.opts.linkBacklogHighWater)) {
+    if (!ls || (ls.held.length === 0 && link.bufferedBytes <= this.holdAbove)) {
       this.serve(peer, link, frame, size);
       return;
     }
     ls.held.push({ frame, size });
     if (!frame.priority) return;
     ls.heldPriorityBytes += size;
-    if (ls.heldPriorityBytes > this.opts.linkBacklogHighWater && !ls.paused) {
+    if (ls.heldPriorityBytes > this.holdAbove && !ls.paused) {
       ls.paused = true;
       link.pause();
     }
@@ -1772,7 +1779,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private releaseHeld(peer: Peer, link: Link): void {
     const ls = peer.linkState.get(link);
     if (!ls) return;
-    while (ls.held.length > 0 && link.state === 'open' && link.bufferedBytes <= this.opts.linkBacklogHighWater) {
+    while (ls.held.length > 0 && link.state === 'open' && link.bufferedBytes <= this.holdAbove) {
       const { frame, size } = ls.held.shift()!;
       if (frame.priority) ls.heldPriorityBytes -= size;
       if (frame.type === FrameType.Request && !frame.priority && !ls.unanswered.has(frame.id)) {
@@ -1780,7 +1787,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         this.reply(peer, link, frame.id, errorToWire(new CancelledError('cancelled before it was served')));
       } else this.serve(peer, link, frame, size);
     }
-    if (ls.paused && ls.heldPriorityBytes <= this.opts.linkBacklogHighWater && link.state === 'open') {
+    if (ls.paused && ls.heldPriorityBytes <= this.holdAbove && link.state === 'open') {
       ls.paused = false;
       link.resume();
     }
