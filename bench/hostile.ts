@@ -62,6 +62,7 @@ type Attack = (address: string) => Promise<string>;
 
 async function main(): Promise<void> {
   const { tcpRogue } = await import('../packages/transport-tcp/test/ics-rogue.js');
+  const { FrameType } = await import('../packages/core/src/ics/wire/index.js');
   const flood = async (r: Awaited<ReturnType<typeof tcpRogue>>, n: number, one: (id: number) => boolean): Promise<number> => {
     let id = 1;
     for (; id <= n && !r.socket.destroyed; id++) {
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
       for (let n = 1000; n < 2000; n++) {
         const r = await tcpRogue(address, n);
         r.request(1, 1, 'put', [1]);
-        for (let f = await r.reader.next(); f && (f.kind !== 'data' || f.data[0] !== 3); f = await r.reader.next());
+        for (let f = await r.reader.next(); f && (f.kind !== 'data' || f.data[0] !== FrameType.Response); f = await r.reader.next());
         r.socket.destroy();
         await r.closed;
       }
@@ -123,6 +124,7 @@ async function main(): Promise<void> {
     await sleep(300);
     const rest = await ask(child, 'report');
     child.send('reset');
+    console.error(`[hostile] ${name}…`);
     const what = await attacks[name]!(ready.address!);
     await sleep(300);
     const after = await ask(child, 'report');

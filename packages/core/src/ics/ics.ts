@@ -1683,7 +1683,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       link.destroy(err instanceof ClusterInfraError ? err : undefined);
       return;
     }
-    const refs = lastDecodedBulkRefs() > 0 ? collectBulkRefs((frame as { body?: unknown }).body) : undefined;
+    // Only frames with a body set the count: read it for those alone.
+    const withBody = frame.type === FrameType.Request || frame.type === FrameType.OneWay || frame.type === FrameType.Response ? frame : undefined;
+    const refs = withBody && lastDecodedBulkRefs() > 0 ? collectBulkRefs(withBody.body) : undefined;
     this.counters.messagesReceived++;
     if (frame.type === FrameType.Request || frame.type === FrameType.OneWay) {
       // At most once per (sender incarnation, id), even when the network
