@@ -464,6 +464,13 @@ class Peer {
     return this.down.includes(incarnation);
   }
 
+  /** Remember that `incarnation` is down (the last MAX_DOWN_REMEMBERED of them). */
+  markDown(incarnation: number): void {
+    if (this.isDown(incarnation)) return;
+    this.down.push(incarnation);
+    if (this.down.length > MAX_DOWN_REMEMBERED) this.down.shift();
+  }
+
   /**
    * Record message `id`; false when it was seen within the dedup window. Ids
    * grow per sender incarnation, so one slot per `id % window` remembers the
@@ -1011,10 +1018,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const peer = this.peers.get(node) ?? (this.forgotten.has(node) ? this.peer(node) : undefined);
     if (!peer) return;
     const inc = incarnation ?? peer.incarnation;
-    if (inc !== undefined && !peer.isDown(inc)) {
-      peer.down.push(inc);
-      if (peer.down.length > MAX_DOWN_REMEMBERED) peer.down.shift();
-    }
+    if (inc !== undefined) peer.markDown(inc);
     if (incarnation !== undefined && peer.incarnation !== undefined && incarnation !== peer.incarnation) {
       // An older incarnation: the current one lives on; nothing else to undo.
       this.forgetIfIdle(peer);
@@ -1036,11 +1040,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       this.settle(p, error(p.sent ? 'may-have-run' : 'never-sent'));
       this.forget(p);
     }
-    for (const q of [peer.prioQ, ...peer.chanQ.values()]) {
-      for (const o of q.splice(0)) o.onDrop?.(error('never-sent'));
-    }
-    peer.replyQ.length = 0;
-    peer.queuedBytes = 0;
+    this.dropReplies(peer);
+    this.failQueued(peer, error('never-sent'));
     peer.bulkOut.clear(error('never-sent'));
     peer.bulkIn.clear();
     peer.awaitingBulk.clear();
@@ -1262,11 +1263,19 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }, delay);
   }
 
+  /** Drop the replies and control frames queued for `peer` (nobody is left to read them). */
+  private dropReplies(peer: Peer): void {
+    for (const o of peer.replyQ.splice(0)) peer.queuedBytes -= costOf(o);
+  }
+
+  /** Drop everything queued for `peer` but replies, telling each sender why. */
   private failQueued(peer: Peer, err: ClusterInfraError): void {
     for (const q of [peer.prioQ, ...peer.chanQ.values()]) {
-      for (const o of q.splice(0)) o.onDrop?.(err);
+      for (const o of q.splice(0)) {
+        peer.queuedBytes -= costOf(o);
+        o.onDrop?.(err);
+      }
     }
-    peer.queuedBytes = 0;
   }
 
   /** A link came up (either direction). */
@@ -1292,8 +1301,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       // A newer incarnation: the old one is certainly gone.
       const previous = peer.incarnation;
       this.emit('incarnation', { node, previous, current: inc });
-      if (!peer.isDown(previous)) peer.down.push(previous);
-      if (peer.down.length > MAX_DOWN_REMEMBERED) peer.down.shift();
+      peer.markDown(previous);
       const old = [...peer.links];
       void this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), false);
       for (const l of old) l.destroy();
@@ -1391,7 +1399,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     if (!peer.link) {
       // Nobody is left to answer: abort what the peer asked of us.
       for (const s of peer.serving.values()) s.abort(new CancelledError(`link to node ${peer.nodeNum} lost`));
-      peer.replyQ.length = 0;
+      this.dropReplies(peer);
       // Chunks in flight are lost with the link: values half sent or half received are void.
       peer.bulkOut.clear(new UnavailableError(`link to node ${peer.nodeNum} lost (${info.reason}) before out-of-line values were sent`));
       peer.bulkIn.clear();

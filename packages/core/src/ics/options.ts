@@ -46,7 +46,7 @@ export const DEFAULTS = {
   /** Flow-control window per channel and peer. */
   window: { messages: 1024, bytes: 8 * 1024 * 1024 },
   /** Handler pool per service. */
-  pool: { min: 1, max: 64, queue: 1024, queuePerPeer: 256, priorityReserve: 16 },
+  pool: { min: 1, max: 64, queue: 1024, priorityReserve: 16 },
   reconnect: { initialDelayMs: 50, maxDelayMs: 5000, maxAttempts: 20 },
   /** Recently finished request ids remembered per peer, to drop duplicates. */
   dedupWindow: 4096,
@@ -110,7 +110,7 @@ export const poolSchema = z.strictObject({
   min: z.number().int().min(0).max(100_000).default(DEFAULTS.pool.min),
   max: z.number().int().min(1).max(100_000).default(DEFAULTS.pool.max),
   queue: z.number().int().min(0).max(1_000_000).default(DEFAULTS.pool.queue),
-  queuePerPeer: z.number().int().min(0).max(1_000_000).default(DEFAULTS.pool.queuePerPeer),
+  queuePerPeer: z.number().int().min(0).max(1_000_000).optional(),
   priorityReserve: z.number().int().min(0).max(100_000).default(DEFAULTS.pool.priorityReserve),
 });
 

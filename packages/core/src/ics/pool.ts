@@ -13,6 +13,9 @@
  * priority reserve, which would all sit beside p-queue rather than in it.
  */
 
+/** The smallest default share of a queue per peer. */
+const MIN_QUEUE_PER_PEER = 256;
+
 export interface PoolOptions {
   /** Handlers kept ready. In Node this is advisory: handlers are async functions, not threads. @default 1 */
   min: number;
@@ -20,8 +23,8 @@ export interface PoolOptions {
   max: number;
   /** Work items waiting for a handler. @default 1024 */
   queue: number;
-  /** Work items from one node waiting for a handler: each peer's share of the queue. @default 256 */
-  queuePerPeer: number;
+  /** Work items from one node waiting for a handler: each peer's share of the queue. @default a quarter of `queue`, at least 256 */
+  queuePerPeer?: number | undefined;
   /** Extra slots only priority work may use. @default 16 */
   priorityReserve: number;
 }
@@ -46,7 +49,11 @@ export class HandlerPool {
   /** Set while `next` starts queued work, so synchronous completions do not recurse. */
   private draining = false;
 
-  constructor(readonly options: PoolOptions) {}
+  private readonly perPeer: number;
+
+  constructor(readonly options: PoolOptions) {
+    this.perPeer = options.queuePerPeer ?? Math.max(MIN_QUEUE_PER_PEER, Math.ceil(options.queue / 4));
+  }
 
   get active(): number {
     return this.running + this.runningPriority;
@@ -68,7 +75,7 @@ export class HandlerPool {
     }
     if (this.waitingCount >= this.options.queue) return false;
     const mine = this.waiting.get(item.from);
-    if (mine && mine.length >= this.options.queuePerPeer) return false;
+    if (mine && mine.length >= this.perPeer) return false;
     if (mine) mine.push(item);
     else this.waiting.set(item.from, [item]);
     this.waitingCount++;
