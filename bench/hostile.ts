@@ -105,6 +105,30 @@ async function main(): Promise<void> {
       await sleep(500);
       return `${sent} requests of 512 KiB to a slow service${r.socket.destroyed ? ' (closed by the node)' : ''}`;
     },
+    'oneway-1mib-values': async (address) => {
+      // Not hostile: the issue's two-process case, trySend of 1 MiB values in batches of 4 with the drain protocol.
+      const { createIcs, silentLogger } = await import('@clusterinfra/core');
+      const { tcp } = await import('@clusterinfra/transport-tcp');
+      const ics = createIcs({ transport: tcp({ host: '127.0.0.1', port: 0 }), clusterName: 'test', nodeNum: 2, logger: silentLogger, peers: { '1': address } });
+      await ics.start();
+      const sink = { channel: 'default', subservice: 1 };
+      await ics.call(1, sink, 'put');
+      const t0 = Date.now(); // allowed: bench
+      let sent = 0;
+      let waits = 0;
+      while (Date.now() - t0 < 3000) {
+        let flowing = true;
+        for (let j = 0; j < 4; j++, sent++) flowing = ics.trySend(1, sink, 'put', { data: Buffer.alloc(1024 * 1024, j) }) && flowing;
+        if (!flowing) {
+          waits++;
+          await new Promise<void>((resolve) => ics.once('drain', () => resolve()));
+        }
+      }
+      const dropped = ics.stats().oneWayDropped;
+      await sleep(1000);
+      await ics.close();
+      return `${sent} one-way messages with a 1 MiB value in 3 s (${((sent * 1.048576) / 3).toFixed(0)} MB/s offered), trySend asked to wait ${waits} times, ${dropped} dropped; delivered: see requestsServed (+1 for the first call)`;
+    },
     'identity-churn': async (address) => {
       for (let n = 1000; n < 2000; n++) {
         const r = await tcpRogue(address, n);
