@@ -124,6 +124,26 @@ interface Outgoing {
 }
 
 /**
+ * What a call and a served message need of their endpoint: a narrow door,
+ * so that neither holds the whole Ics and nothing of this shows in its API.
+ */
+interface EndpointDoor {
+  readonly clock: Clock;
+  /** The node's own incarnation (the caller of a message it sent itself). */
+  readonly incarnation: number;
+  /** A call's deadline passed. */
+  deadlinePassed(p: Pending): void;
+  /** A signal the call watches aborted. */
+  callAborted(p: Pending, reason: unknown): void;
+  /** A queued call was dropped before it was sent. */
+  dropCall(p: Pending, err: ClusterInfraError): void;
+  /** A call failed before it was registered: count it and tell the observers. */
+  failedEarly(p: Pending, err: Error): void;
+  /** A served message is done: answer it (requests) or return its credit (one-way). */
+  finishIncoming(inc: Incoming, outcome: unknown, ok: boolean): void;
+}
+
+/**
  * A call waiting for its Response. It is also the queued frame of its
  * request (one object per call: the hot path allocates little).
  */
@@ -150,7 +170,7 @@ class Pending implements Outgoing {
   private abortListener: (() => void) | undefined = undefined;
 
   constructor(
-    private readonly ics: Ics,
+    private readonly ics: EndpointDoor,
     readonly peer: Peer,
     readonly service: number,
     readonly method: string,
@@ -199,9 +219,8 @@ class Pending implements Outgoing {
 
   /** Fail before the call was registered. */
   fail(err: Error): void {
-    this.ics.counters.callsFailed++;
     this.settled = true;
-    this.ics.observeSettled(this, err);
+    this.ics.failedEarly(this, err);
     this.rejectFn(err);
   }
 }
@@ -246,7 +265,8 @@ class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
   private waiters: (() => void)[] | undefined;
 
   constructor(
-    readonly owner: Ics,
+    /** Its endpoint; also what tells a handler context of this endpoint from another's. */
+    readonly owner: EndpointDoor,
     readonly peer: Peer,
     /** The link the message came on; undefined for a message this node sent itself. */
     readonly link: Link | undefined,
@@ -402,7 +422,6 @@ class Peer {
   readonly throttled = new Set<number>();
   readonly wantDrain = new Set<number>();
   readonly pending = new Map<number, Pending>();
-  nextId = 1;
   /** Requests queued or running asynchronously, by id (for Cancel and nodedown). */
   readonly serving = new Map<number, Incoming>();
   /** Message ids seen recently, at `id % size` (R4); allocated at the first message. */
@@ -520,6 +539,12 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** The listen under way, while `start()` runs (close waits for it). */
   private starting: Promise<Listener> | undefined;
   private readonly peers = new Map<number, Peer>();
+  /**
+   * Message ids, one sequence for all peers: a peer forgotten and met again
+   * must never see an id it already had from this incarnation (its
+   * duplicate window would drop the message).
+   */
+  private nextId = 1;
   /** The incarnation gate of peers forgotten while idle (bounded, oldest out first). */
   private readonly forgotten = new Map<number, { incarnation: number | undefined; down: number[] }>();
   private readonly channels = new Map<string, ChannelInfo>();
@@ -532,6 +557,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** Told of every settled client call (metrics); empty in most programs. */
   private readonly callObservers = new Set<CallObserver>();
   private readonly peerConfig: PeerConfig;
+  /** What calls and served messages see of this endpoint. */
+  private readonly door: EndpointDoor;
   private readonly decodeLimits: ReturnType<typeof resolveDecodeLimits>;
   /**
    * Write backlog past which a link's messages are held: linkBacklogHighWater,
@@ -539,8 +566,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    * messages has asked for a drain and will say when it is below again.
    */
   private readonly holdAbove: number;
-  /** @internal */
-  readonly counters = {
+  private readonly counters = {
     callsStarted: 0,
     callsSucceeded: 0,
     callsFailed: 0,
@@ -580,6 +606,18 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     // Incarnations grow across restarts (wall-clock milliseconds, scaled),
     // with a random tail so that two starts in one millisecond differ.
     this.incarnation = this.opts.incarnation ?? Math.floor(this.clock.wallNow()) * 1000 + this.random.int(1000) + 1;
+    this.door = {
+      clock: this.clock,
+      incarnation: this.incarnation,
+      deadlinePassed: (p) => this.deadlinePassed(p),
+      callAborted: (p, reason) => this.callAborted(p, reason),
+      dropCall: (p, err) => this.dropCall(p, err),
+      failedEarly: (p, err) => {
+        this.counters.callsFailed++;
+        this.observeSettled(p, err);
+      },
+      finishIncoming: (inc, outcome, ok) => this.finishIncoming(inc, outcome, ok),
+    };
     const builtins: [string, number][] = [
       ['clms', BuiltinChannel.clms],
       ['clms-probe', BuiltinChannel.clmsProbe],
@@ -735,14 +773,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       return undefined;
     }
     const ctx = handlerContext.getStore();
-    const inHandler = ctx !== undefined && ctx.owner === this;
+    const inHandler = ctx !== undefined && ctx.owner === this.door;
     const now = this.clock.now();
     let deadline = now + (options?.timeoutMs ?? this.opts.defaultTimeoutMs);
     if (inHandler && ctx.deadline !== undefined && ctx.deadline < deadline) deadline = ctx.deadline;
     const own = options?.signal;
     const inherited = inHandler ? ctx.signal : undefined;
     const peer = this.peer(node);
-    const p = new Pending(this, peer, svc, method, resolve, reject);
+    const p = new Pending(this.door, peer, svc, method, resolve, reject);
     p.startedAt = now;
     const aborted = own?.aborted ? own : inherited?.aborted ? inherited : undefined;
     if (aborted) {
@@ -872,13 +910,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.settle(p, result ?? wireToError(error!.status, error, this.nodeNum, p.what()));
   }
 
-  /** @internal A call's deadline passed. */
-  deadlinePassed(p: Pending): void {
+  private deadlinePassed(p: Pending): void {
     this.cancelPending(p, new DeadlineExceededError(`${p.what()} on node ${p.peer.nodeNum} exceeded its deadline`), WireStatus.DEADLINE_EXCEEDED);
   }
 
-  /** @internal A signal the call watches aborted. */
-  callAborted(p: Pending, reason: unknown): void {
+  private callAborted(p: Pending, reason: unknown): void {
     this.cancelPending(p, new CancelledError(`${p.what()} on node ${p.peer.nodeNum} cancelled`, { cause: reason }), WireStatus.CANCELLED);
   }
 
@@ -922,7 +958,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.assertOpen();
     const svc = this.serviceId(service);
     const ctx = handlerContext.getStore();
-    const inHandler = ctx !== undefined && ctx.owner === this;
+    const inHandler = ctx !== undefined && ctx.owner === this.door;
     const peer = this.peer(node);
     const frame: OneWayFrame = {
       type: FrameType.OneWay,
@@ -1593,8 +1629,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     return () => void this.callObservers.delete(observer);
   }
 
-  /** @internal Tell the call observers how `p` ended. */
-  observeSettled(p: Pending, result: Error | { value: unknown }): void {
+  /** Tell the call observers how `p` ended. */
+  private observeSettled(p: Pending, result: Error | { value: unknown }): void {
     if (this.callObservers.size === 0) return;
     const channel = channelOf(p.service);
     const record: CallRecord = {
@@ -1614,8 +1650,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
   }
 
-  /** @internal A queued call was dropped before it was sent. */
-  dropCall(p: Pending, err: ClusterInfraError): void {
+  /** A queued call was dropped before it was sent. */
+  private dropCall(p: Pending, err: ClusterInfraError): void {
     this.forget(p);
     this.settle(p, err);
   }
@@ -1669,8 +1705,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   private allocateId(peer: Peer): number {
     for (;;) {
-      const id = peer.nextId;
-      peer.nextId = peer.nextId >= 0xffffffff ? 1 : peer.nextId + 1;
+      const id = this.nextId;
+      this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
       if (!peer.pending.has(id)) return id;
     }
   }
@@ -1958,7 +1994,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     const found = this.handlerOf(frame);
     if (found instanceof NotFoundError) return found;
     const { svc, handler } = found;
-    const inc = new Incoming(this, peer, link, frame, size, handler, svc.name);
+    const inc = new Incoming(this.door, peer, link, frame, size, handler, svc.name);
     if (local) {
       inc.local = local;
       local.local = inc;
@@ -1969,8 +2005,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     return undefined;
   }
 
-  /** @internal A served message is done: answer it (requests) or return its credit (one-way). */
-  finishIncoming(inc: Incoming, outcome: unknown, ok: boolean): void {
+  /** A served message is done: answer it (requests) or return its credit (one-way). */
+  private finishIncoming(inc: Incoming, outcome: unknown, ok: boolean): void {
     if (inc.finished) return;
     const { peer, link, frame } = inc;
     if (peer.serving.get(frame.id) === inc) peer.serving.delete(frame.id);

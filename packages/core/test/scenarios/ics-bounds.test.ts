@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type HandlerContext, type Ics, type IcsOptions, WireStatus } from '@clusterinfra/core';
 import { FrameType, type ResponseFrame } from '../../src/ics/wire/index.js';
-import { makeCluster, type TestCluster } from './harness.js';
+import { deferred, makeCluster, type TestCluster } from './harness.js';
 import { onDefault, rogue, type Rogue } from './rogue.js';
 
 let cluster: TestCluster | undefined;
@@ -369,5 +369,25 @@ describe('ICS bounds: one-way messages', () => {
     await a.nodeDown(2);
     await expect(queued).rejects.toMatchObject({ code: 'ICS_ERR_NODE_DOWN' });
     expect(a.stats().oneWayDropped).toBe(5);
+  });
+});
+
+describe('ICS bounds: a forgotten peer met again', () => {
+  it("never reuses a message id the other side still remembers (its duplicate window would drop the call)", async () => {
+    cluster = await makeCluster('memory', 2);
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const stubborn = deferred();
+    b.registerService({ ...SINK, name: 'sink', handlers: { echo: (x) => x, stubborn: () => stubborn.promise } });
+    for (let i = 0; i < 3; i++) await a.call(2, SINK, 'echo', i);
+    // A handler on node 2 that ignores its abort keeps node 1's entry there (and its duplicate window) alive.
+    const lost = a.call(2, SINK, 'stubborn').catch((e: unknown) => e);
+    await expect.poll(() => b.servingCount(1)).toBe(1);
+    cluster.network!.killLinks('node-1', 'node-2');
+    expect(await lost).toMatchObject({ code: 'ICS_ERR_UNAVAILABLE' });
+    // Node 1 forgot node 2; node 2 still remembers node 1.
+    await expect.poll(() => a.stats().peers).toBe(0);
+    expect(b.servingCount(1)).toBe(1);
+    await expect(a.call(2, SINK, 'echo', 'again', { timeoutMs: 5000 })).resolves.toBe('again');
+    stubborn.resolve();
   });
 });
