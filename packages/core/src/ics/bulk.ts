@@ -306,10 +306,3 @@ function walkBulk(body: unknown, visit: (ref: BulkRef) => unknown): unknown {
 export function substituteBulk(body: unknown, lookup: (ref: BulkRef) => Uint8Array | undefined): unknown {
   return walkBulk(body, (ref) => lookup(ref) ?? null);
 }
-
-/** The BulkRefs in `body`, left in place. */
-export function collectBulkRefs(body: unknown): BulkRef[] {
-  const out: BulkRef[] = [];
-  walkBulk(body, (ref) => (out.push(ref), ref));
-  return out;
-}

@@ -42,7 +42,6 @@ import {
   type BulkReceiveLimits,
   BulkReceiver,
   BulkSender,
-  collectBulkRefs,
   type IncomingBulk,
   type OutStream,
   substituteBulk,
@@ -77,7 +76,7 @@ import type {
   ServiceRegistration,
   Settled,
 } from './types.js';
-import { lastDecodedBulkRefs, resolveDecodeLimits, type EncodeOptions } from './wire/codec.js';
+import { resolveDecodeLimits, type EncodeOptions } from './wire/codec.js';
 import { decodeFrame, encodeBulkChunkHeader, encodeFrame } from './wire/frame.js';
 import { BulkRef, FrameType, type IcsFrame, type OneWayFrame, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
 
@@ -560,6 +559,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** What calls and served messages see of this endpoint. */
   private readonly door: EndpointDoor;
   private readonly decodeLimits: ReturnType<typeof resolveDecodeLimits>;
+  /** Where the decoder lists the BulkRefs of the frame it decodes; handed over (and replaced) when not empty. */
+  private decodedRefs: BulkRef[] = [];
   /**
    * Write backlog past which a link's messages are held: linkBacklogHighWater,
    * but never below the link's own high-water mark, so that a link holding
@@ -1720,16 +1721,20 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     let frame: IcsFrame;
     try {
-      frame = decodeFrame(bytes, this.decodeLimits);
+      frame = decodeFrame(bytes, this.decodeLimits, this.decodedRefs);
     } catch (err) {
+      this.decodedRefs = [];
       this.drop(peer, `undecodable frame: ${(err as Error).message}`);
       this.log.warn({ node: peer.nodeNum, err: (err as Error).message }, 'closing a link that sent an undecodable frame');
       link.destroy(err instanceof ClusterInfraError ? err : undefined);
       return;
     }
-    // Only frames with a body set the count: read it for those alone.
-    const withBody = frame.type === FrameType.Request || frame.type === FrameType.OneWay || frame.type === FrameType.Response ? frame : undefined;
-    const refs = withBody && lastDecodedBulkRefs() > 0 ? collectBulkRefs(withBody.body) : undefined;
+    // Out-of-line references the decoder found (nearly always none).
+    let refs: BulkRef[] | undefined;
+    if (this.decodedRefs.length > 0) {
+      refs = this.decodedRefs;
+      this.decodedRefs = [];
+    }
     this.counters.messagesReceived++;
     if (frame.type === FrameType.Request || frame.type === FrameType.OneWay) {
       // At most once per (sender incarnation, id), even when the network
