@@ -51,6 +51,7 @@ export {
   ServiceExistsError,
   UnknownChannelError,
   IcsClosedError,
+  ProtocolViolationError,
   KeyServiceHaltedError,
   LeaveFailedError,
   NotJoinedError,

@@ -59,6 +59,7 @@ export const ERROR_CODES = {
   CLMS_ERR_INVALID_STATE: 'The operation is not allowed in the node\'s current phase (e.g. registerKeyService after the node joined).',
   TRANSPORT_ERR_INTEGRITY: 'An encrypted record failed authentication (altered, replayed, reordered or out of key sync); the link is closed.',
   CLMS_ERR_KEYSERVICE_UNKNOWN: 'No member announced a key service of that name, and the history never placed one.',
+  ICS_ERR_PROTOCOL_VIOLATION: 'A peer broke the ICS protocol (more than the window granted, or a write backlog past the hard cap); its link was closed.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -405,6 +406,13 @@ export class IcsClosedError extends ClusterInfraError {
   override readonly name = 'IcsClosedError';
   constructor() {
     super('ICS_ERR_CLOSED', 'ICS is closed on this node');
+  }
+}
+
+export class ProtocolViolationError extends ClusterInfraError {
+  override readonly name = 'ProtocolViolationError';
+  constructor(message: string) {
+    super('ICS_ERR_PROTOCOL_VIOLATION', message);
   }
 }
 

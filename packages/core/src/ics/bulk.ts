@@ -11,6 +11,7 @@
  * once into the value's buffer, which is handed to the handler (or caller)
  * as is.
  */
+import type { ClusterInfraError } from '../errors/index.js';
 import { BulkRef } from './wire/types.js';
 
 /** A value being sent out of line. */
@@ -18,6 +19,25 @@ export interface OutStream {
   readonly stream: number;
   readonly data: Uint8Array;
   offset: number;
+  /** Told when the last chunk was handed to the link (no error), or when the value was lost (the error). */
+  settle?: (lost?: ClusterInfraError) => void;
+}
+
+/**
+ * Settle once when every stream of a message was sent (`sent`), or at the
+ * first one lost (`lost`): a one-way message is delivered only with all its
+ * values, so its sender learns of it only then.
+ */
+export function watchStreams(streams: readonly OutStream[], sent: () => void, lost: (err: ClusterInfraError) => void): void {
+  let left = streams.length;
+  const settle = (err?: ClusterInfraError): void => {
+    if (left <= 0) return;
+    if (err) {
+      left = 0;
+      lost(err);
+    } else if (--left === 0) sent();
+  };
+  for (const s of streams) s.settle = settle;
 }
 
 /** Sender side, per peer. */
@@ -48,8 +68,10 @@ export class BulkSender {
     const end = Math.min(s.data.byteLength, offset + max);
     s.offset = end;
     const last = end === s.data.byteLength;
-    if (last) this.active.splice(this.turn, 1);
-    else this.turn++;
+    if (last) {
+      this.active.splice(this.turn, 1);
+      s.settle?.();
+    } else this.turn++;
     return { stream: s.stream, offset, data: s.data.subarray(offset, end), last };
   }
 
@@ -66,18 +88,19 @@ export class BulkSender {
     return started;
   }
 
-  clear(): void {
-    this.active.length = 0;
+  /** Drop every value still being sent; `lost` tells their senders why. */
+  clear(lost: ClusterInfraError): void {
+    const streams = this.active.splice(0);
+    for (const s of streams) s.settle?.(lost);
   }
 }
 
 /** A value being received. */
 interface InStream {
   readonly length: number;
-  /** Undefined when the message was refused: its chunks are read and dropped. */
-  buffer: Uint8Array | undefined;
+  readonly buffer: Uint8Array;
   received: number;
-  owner: IncomingBulk;
+  readonly owner: IncomingBulk;
 }
 
 /** A message waiting for its out-of-line values. */
@@ -89,46 +112,83 @@ export interface IncomingBulk {
   fail: (why: string) => void;
   done: boolean;
   streams: number[];
+  /** Bytes charged against the budgets for this message's values. */
+  charged: number;
 }
 
-/** Receiver side, per peer. */
+/** What out-of-line values may hold on this node, all peers together. */
+export class BulkBudget {
+  used = 0;
+  constructor(readonly total: number) {}
+}
+
+/** Bounds of one peer's out-of-line values (see IcsOptions). */
+export interface BulkReceiveLimits {
+  /** Bytes charged per peer. */
+  readonly perPeer: number;
+  /** What a value costs at least, however short: a stream costs memory beyond its bytes. */
+  readonly streamCost: number;
+  /** Values pending per peer. */
+  readonly maxStreams: number;
+}
+
+/**
+ * Receiver side, per peer. Every value is charged `max(length, streamCost)`
+ * against the peer's budget and the node's, from the moment its message
+ * arrives until the message is delivered (the buffers then belong to the
+ * application) or abandoned. A refused message registers nothing: chunks of
+ * streams nobody expects are read and dropped.
+ */
 export class BulkReceiver {
   private readonly streams = new Map<number, InStream>();
-  /** Bytes allocated for values still arriving or not yet handed over. */
+  private readonly completed = new Map<number, Uint8Array>();
+  /** Bytes charged for values still arriving or not yet handed over. */
   allocated = 0;
 
-  constructor(private readonly budget: number) {}
+  constructor(
+    private readonly limits: BulkReceiveLimits,
+    private readonly node: BulkBudget,
+  ) {}
 
   /**
-   * Register the BulkRefs of a message. Returns false (and registers the
-   * streams to be discarded) when they would exceed the budget.
+   * Register the BulkRefs of a message, or say why they cannot be (nothing
+   * is registered then).
    */
-  expect(refs: BulkRef[], owner: IncomingBulk): boolean {
-    const total = refs.reduce((n, r) => n + r.length, 0);
-    const fits = this.allocated + total <= this.budget && refs.every((r) => !this.streams.has(r.stream));
-    if (fits) this.allocated += total;
+  expect(refs: readonly BulkRef[], owner: IncomingBulk): string | undefined {
+    const { perPeer, streamCost, maxStreams } = this.limits;
+    if (this.streams.size + this.completed.size + refs.length > maxStreams) {
+      return `more than ${maxStreams} out-of-line values pending from one peer`;
+    }
+    let charge = 0;
+    const ids = new Set<number>();
     for (const r of refs) {
-      if (this.streams.has(r.stream)) continue;
+      if (ids.has(r.stream) || this.streams.has(r.stream) || this.completed.has(r.stream)) return `bulk stream ${r.stream} is already in use`;
+      ids.add(r.stream);
+      charge += Math.max(r.length, streamCost);
+    }
+    if (this.allocated + charge > perPeer) return `out-of-line values of ${charge} bytes exceed the per-peer bulk budget (${perPeer})`;
+    if (this.node.used + charge > this.node.total) return `out-of-line values of ${charge} bytes exceed the node's bulk budget (${this.node.total})`;
+    this.allocated += charge;
+    this.node.used += charge;
+    owner.charged = charge;
+    for (const r of refs) {
       owner.streams.push(r.stream);
       // Not zero-filled: it is handed over only once every byte was received.
-      const buffer = fits ? Buffer.allocUnsafeSlow(r.length) : undefined;
-      this.streams.set(r.stream, { length: r.length, buffer, received: 0, owner });
-      if (fits) owner.missing++;
+      this.streams.set(r.stream, { length: r.length, buffer: Buffer.allocUnsafeSlow(r.length), received: 0, owner });
+      owner.missing++;
     }
     // Empty values are complete at once.
     for (const r of refs) {
       const s = this.streams.get(r.stream);
-      if (s && fits && s.length === 0) this.finishStream(r.stream, s);
+      if (s && s.length === 0) this.finishStream(r.stream, s);
     }
-    return fits;
+    return undefined;
   }
 
   /** The buffer of a completed stream. */
   bufferOf(stream: number): Uint8Array | undefined {
     return this.completed.get(stream);
   }
-
-  private readonly completed = new Map<number, Uint8Array>();
 
   /**
    * A chunk arrived. Returns the bytes consumed (for flow-control credit);
@@ -138,37 +198,28 @@ export class BulkReceiver {
     const s = this.streams.get(stream);
     if (!s) return data.byteLength;
     if (offset !== s.received || offset + data.byteLength > s.length || (last && offset + data.byteLength !== s.length)) {
-      this.breakStream(stream, s, 'a bulk chunk out of place');
+      this.breakOwner(s.owner, 'a bulk chunk out of place');
       return data.byteLength;
     }
-    if (s.buffer) s.buffer.set(data, offset);
+    s.buffer.set(data, offset);
     s.received += data.byteLength;
-    if (s.received === s.length) {
-      if (s.buffer) this.finishStream(stream, s);
-      else this.streams.delete(stream);
-    }
+    if (s.received === s.length) this.finishStream(stream, s);
     return data.byteLength;
   }
 
   /** The sender abandoned a stream. */
   abort(stream: number): void {
     const s = this.streams.get(stream);
-    if (s) this.breakStream(stream, s, 'the sender abandoned the bulk value');
+    if (s) this.breakOwner(s.owner, 'the sender abandoned the bulk value');
   }
 
   /** Free the buffers of a delivered message (their ownership moved to the application). */
   release(owner: IncomingBulk): void {
     for (const id of owner.streams) {
-      const s = this.streams.get(id);
-      const b = this.completed.get(id);
-      if (b) {
-        this.completed.delete(id);
-        this.allocated -= b.byteLength;
-      } else if (s?.buffer) {
-        this.allocated -= s.length;
-      }
+      this.completed.delete(id);
       this.streams.delete(id);
     }
+    this.uncharge(owner);
   }
 
   /** Drop everything (nodedown, link loss). */
@@ -177,8 +228,10 @@ export class BulkReceiver {
     for (const s of this.streams.values()) owners.add(s.owner);
     this.streams.clear();
     this.completed.clear();
+    this.node.used -= this.allocated;
     this.allocated = 0;
     for (const o of owners) {
+      o.charged = 0;
       if (!o.done) {
         o.done = true;
         o.fail('the link carrying its bulk values was lost');
@@ -186,13 +239,20 @@ export class BulkReceiver {
     }
   }
 
-  get activeStreams(): number {
-    return this.streams.size;
+  /** Values still arriving or complete but not yet delivered. */
+  get pendingStreams(): number {
+    return this.streams.size + this.completed.size;
+  }
+
+  private uncharge(owner: IncomingBulk): void {
+    this.allocated -= owner.charged;
+    this.node.used -= owner.charged;
+    owner.charged = 0;
   }
 
   private finishStream(stream: number, s: InStream): void {
     this.streams.delete(stream);
-    this.completed.set(stream, s.buffer!);
+    this.completed.set(stream, s.buffer);
     const o = s.owner;
     o.missing--;
     if (o.missing === 0 && !o.done) {
@@ -201,18 +261,13 @@ export class BulkReceiver {
     }
   }
 
-  private breakStream(stream: number, s: InStream, why: string): void {
-    const o = s.owner;
+  /** A stream of `o` broke: forget all its streams (later chunks are ignored) and fail it. */
+  private breakOwner(o: IncomingBulk, why: string): void {
     for (const id of o.streams) {
-      const other = this.streams.get(id);
-      if (other?.buffer) this.allocated -= other.length;
-      const b = this.completed.get(id);
-      if (b) this.allocated -= b.byteLength;
-      this.completed.delete(id);
-      // Keep unknown-size bookkeeping away: later chunks are simply ignored.
       this.streams.delete(id);
+      this.completed.delete(id);
     }
-    void stream;
+    this.uncharge(o);
     if (!o.done) {
       o.done = true;
       o.fail(why);
@@ -250,11 +305,4 @@ function walkBulk(body: unknown, visit: (ref: BulkRef) => unknown): unknown {
 /** Replace the BulkRefs in `body` with their received buffers. */
 export function substituteBulk(body: unknown, lookup: (ref: BulkRef) => Uint8Array | undefined): unknown {
   return walkBulk(body, (ref) => lookup(ref) ?? null);
-}
-
-/** The BulkRefs in `body`, left in place. */
-export function collectBulkRefs(body: unknown): BulkRef[] {
-  const out: BulkRef[] = [];
-  walkBulk(body, (ref) => (out.push(ref), ref));
-  return out;
 }

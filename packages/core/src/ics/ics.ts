@@ -29,6 +29,7 @@ import {
   MessageTooLargeError,
   NodeDownError,
   NotFoundError,
+  ProtocolViolationError,
   ResourceExhaustedError,
   ServiceExistsError,
   UnavailableError,
@@ -36,7 +37,16 @@ import {
 } from '../errors/index.js';
 import { defaultLogger, LogLimiter, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
-import { BulkReceiver, BulkSender, collectBulkRefs, type IncomingBulk, type OutStream, substituteBulk } from './bulk.js';
+import {
+  BulkBudget,
+  type BulkReceiveLimits,
+  BulkReceiver,
+  BulkSender,
+  type IncomingBulk,
+  type OutStream,
+  substituteBulk,
+  watchStreams,
+} from './bulk.js';
 import { handlerContext, type HandlerContextStore } from './context.js';
 import {
   BuiltinChannel,
@@ -68,9 +78,9 @@ import type {
   ServiceRegistration,
   Settled,
 } from './types.js';
-import { lastDecodedBulkRefs, type EncodeOptions } from './wire/codec.js';
+import { resolveDecodeLimits, type EncodeOptions } from './wire/codec.js';
 import { decodeFrame, encodeBulkChunkHeader, encodeFrame, FRAME_HEADER_BYTES } from './wire/frame.js';
-import { FrameType, type IcsFrame, type OneWayFrame, RefusedReason, type RefusedReasonCode, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
+import { BulkRef, FrameType, type IcsFrame, type OneWayFrame, RefusedReason, type RefusedReasonCode, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
 
 /** The service id of (channel, subservice), as ICS_NSC_SVC in the seeds. */
 export function serviceId(channel: number, subservice: number): number {
@@ -105,8 +115,35 @@ interface Outgoing {
   onDrop?: (err: ClusterInfraError) => void;
   /** Out-of-line values of this message: their chunks follow once it is sent. */
   streams?: OutStream[];
+  /**
+   * Their bytes, for one-way messages: charged against the window and the
+   * send queue with the message, so a one-way sender is paced by what the
+   * receiver has taken in. (A call's values are paced by its caller, who
+   * waits for the answer, and bounded by the receiver's bulk budgets.)
+   */
+  bulkBytes?: number;
   /** The frame in parts (a bulk chunk: header, then the data as is). */
   parts?: Uint8Array[];
+}
+
+/**
+ * What a call and a served message need of their endpoint: a narrow door,
+ * so that neither holds the whole Ics and nothing of this shows in its API.
+ */
+interface EndpointDoor {
+  readonly clock: Clock;
+  /** The node's own incarnation (the caller of a message it sent itself). */
+  readonly incarnation: number;
+  /** A call's deadline passed. */
+  deadlinePassed(p: Pending): void;
+  /** A signal the call watches aborted. */
+  callAborted(p: Pending, reason: unknown): void;
+  /** A queued call was dropped before it was sent. */
+  dropCall(p: Pending, err: ClusterInfraError): void;
+  /** A call failed before it was registered: count it and tell the observers. */
+  failedEarly(p: Pending, err: Error): void;
+  /** A served message is done: answer it (requests) or return its credit (one-way). */
+  finishIncoming(inc: Incoming, outcome: unknown, ok: boolean): void;
 }
 
 /**
@@ -130,11 +167,13 @@ class Pending implements Outgoing {
   timer: TimerHandle | undefined = undefined;
   /** Clock time the call started (for call observers). */
   startedAt = 0;
+  /** A call to this node itself: the message serving it (no link, no frame on the wire). */
+  local: Incoming | undefined = undefined;
   private watched: AbortSignal[] | undefined = undefined;
   private abortListener: (() => void) | undefined = undefined;
 
   constructor(
-    private readonly ics: Ics,
+    private readonly ics: EndpointDoor,
     readonly peer: Peer,
     readonly service: number,
     readonly method: string,
@@ -183,14 +222,23 @@ class Pending implements Outgoing {
 
   /** Fail before the call was registered. */
   fail(err: Error): void {
-    this.ics.counters.callsFailed++;
     this.settled = true;
-    this.ics.observeSettled(this, err);
+    this.ics.failedEarly(this, err);
     this.rejectFn(err);
   }
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** What a queued frame costs: its bytes and those of its out-of-line values. */
+const costOf = (o: Outgoing): number => o.bytes.byteLength + (o.bulkBytes ?? 0);
+
+/** Bytes of out-of-line values. */
+function bulkBytesOf(streams: readonly OutStream[] | undefined): number {
+  let n = 0;
+  if (streams) for (const s of streams) n += s.data.byteLength;
+  return n;
+}
 
 /** How long a cancelled call that went out waits for its Response (which returns its credit) before it is dropped. */
 const CANCELLED_CALL_LINGER_MS = 5_000;
@@ -211,6 +259,8 @@ class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
   readonly oneWay: boolean;
   readonly from: number;
   finished = false;
+  /** Set for a call this node made to itself: settled directly instead of answered on a link. */
+  local: Pending | undefined = undefined;
   private controller: AbortController | undefined;
   private reason: unknown = undefined;
   private isAborted = false;
@@ -218,15 +268,17 @@ class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
   private waiters: (() => void)[] | undefined;
 
   constructor(
-    readonly owner: Ics,
+    /** Its endpoint; also what tells a handler context of this endpoint from another's. */
+    readonly owner: EndpointDoor,
     readonly peer: Peer,
-    readonly link: Link,
+    /** The link the message came on; undefined for a message this node sent itself. */
+    readonly link: Link | undefined,
     readonly frame: RequestFrame | OneWayFrame,
     readonly size: number,
     readonly handler: Handler,
     serviceName: string,
   ) {
-    this.caller = { nodeNum: peer.nodeNum, incarnation: link.remote.incarnation };
+    this.caller = { nodeNum: peer.nodeNum, incarnation: link ? link.remote.incarnation : owner.incarnation };
     this.service = serviceName;
     this.method = frame.method;
     this.priority = frame.priority;
@@ -334,6 +386,22 @@ interface LinkState {
   owed: Map<number, Window>;
   /** Bytes of bulk chunks we may still send on this link. */
   bulkCredit: number;
+  /**
+   * Receiving side, the mirror of the peer's `credit`: what it may still
+   * send us per channel (the window we granted, less what it sent, plus what
+   * we returned). A message that finds none left is a protocol violation.
+   */
+  granted: Map<number, Window>;
+  /** Bulk bytes the peer may still send us. */
+  bulkGranted: number;
+  /** Requests that spent credit and are not answered yet: their credit comes back with the answer (or a Cancel). */
+  unanswered: Map<number, { channel: number; size: number }>;
+  /** Messages held unserved while the link's write backlog is past linkBacklogHighWater, in arrival order. */
+  held: { frame: RequestFrame | OneWayFrame; size: number }[];
+  /** Bytes of priority messages among them (those spend no credit, so they are bounded here). */
+  heldPriorityBytes: number;
+  /** We paused reading the link. */
+  paused: boolean;
 }
 
 class Peer {
@@ -357,11 +425,10 @@ class Peer {
   readonly throttled = new Set<number>();
   readonly wantDrain = new Set<number>();
   readonly pending = new Map<number, Pending>();
-  nextId = 1;
   /** Requests queued or running asynchronously, by id (for Cancel and nodedown). */
   readonly serving = new Map<number, Incoming>();
-  /** Message ids seen recently, at `id % size` (R4). */
-  seen: Uint32Array;
+  /** Message ids seen recently, at `id % size` (R4); allocated at the first message. */
+  seen: Uint32Array | undefined;
   /** Ids whose out-of-line values are still arriving. */
   readonly awaitingBulk = new Set<number>();
   pumping = false;
@@ -375,14 +442,11 @@ class Peer {
 
   constructor(
     readonly nodeNum: number,
-    bulkThreshold: number,
-    bulkReceiveBudget: number,
-    readonly dedupWindow: number,
+    private readonly config: PeerConfig,
   ) {
-    this.seen = new Uint32Array(dedupWindow);
-    this.bulkIn = new BulkReceiver(bulkReceiveBudget);
+    this.bulkIn = new BulkReceiver(config.bulkLimits, config.bulkBudget);
     this.encodeOptions = {
-      outOfLine: { threshold: bulkThreshold, take: (data) => this.bulkOut.take(data, this.encodingStreams) },
+      outOfLine: { threshold: config.bulkThreshold, take: (data) => this.bulkOut.take(data, this.encodingStreams) },
     };
   }
 
@@ -392,7 +456,13 @@ class Peer {
    */
   encode(frame: IcsFrame): Uint8Array {
     if (this.encodingStreams.length > 0) this.encodingStreams = [];
-    return encodeFrame(frame, this.encodeOptions);
+    const bytes = encodeFrame(frame, this.encodeOptions);
+    const max = this.config.bulkLimits.maxRefsPerMessage;
+    if (this.encodingStreams.length > max) {
+      this.encodingStreams = [];
+      throw new ResourceExhaustedError(`a message may carry at most ${max} out-of-line values`);
+    }
+    return bytes;
   }
 
   takeStreams(): OutStream[] | undefined {
@@ -416,20 +486,45 @@ class Peer {
     return this.down.includes(incarnation);
   }
 
+  /** Remember that `incarnation` is down (the last MAX_DOWN_REMEMBERED of them). */
+  markDown(incarnation: number): void {
+    if (this.isDown(incarnation)) return;
+    this.down.push(incarnation);
+    if (this.down.length > MAX_DOWN_REMEMBERED) this.down.shift();
+  }
+
   /**
    * Record message `id`; false when it was seen within the dedup window. Ids
    * grow per sender incarnation, so one slot per `id % window` remembers the
    * last `window` ids in O(1) and without allocation.
    */
   firstSight(id: number): boolean {
-    const slot = id % this.seen.length;
-    if (this.seen[slot] === id) return false;
-    this.seen[slot] = id;
+    const seen = (this.seen ??= new Uint32Array(this.config.dedupWindow));
+    const slot = id % seen.length;
+    if (seen[slot] === id) return false;
+    seen[slot] = id;
     return true;
   }
 }
 
+/** What every Peer of one endpoint shares. */
+interface PeerConfig {
+  readonly bulkThreshold: number;
+  readonly dedupWindow: number;
+  readonly bulkLimits: BulkReceiveLimits & { readonly maxRefsPerMessage: number };
+  /** The node-wide budget of out-of-line values. */
+  readonly bulkBudget: BulkBudget;
+}
+
 const MAX_DOWN_REMEMBERED = 16;
+
+/** Peers forgotten (no link, call or work) whose incarnation gate is still remembered. */
+const MAX_FORGOTTEN_PEERS = 4096;
+
+/** The error a handler's signal aborts with when its caller cancelled or ran out of time. */
+function callerGaveUp(status: number): ClusterInfraError {
+  return status === WireStatus.DEADLINE_EXCEEDED ? new DeadlineExceededError("the caller's deadline passed") : new CancelledError('the caller cancelled');
+}
 
 /** Credit frames for channel 0 carry bulk-lane credit (no service uses channel 0). */
 const BULK_LANE = 0;
@@ -447,6 +542,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** The listen under way, while `start()` runs (close waits for it). */
   private starting: Promise<Listener> | undefined;
   private readonly peers = new Map<number, Peer>();
+  /**
+   * Message ids, one sequence for all peers: a peer forgotten and met again
+   * must never see an id it already had from this incarnation (its
+   * duplicate window would drop the message).
+   */
+  private nextId = 1;
+  /** The incarnation gate of peers forgotten while idle (bounded, oldest out first). */
+  private readonly forgotten = new Map<number, { incarnation: number | undefined; down: number[] }>();
   private readonly channels = new Map<string, ChannelInfo>();
   private readonly channelsByNumber = new Map<number, ChannelInfo>();
   private readonly services = new Map<number, ServiceEntry>();
@@ -456,9 +559,20 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private pendingTotal = 0;
   /** Told of every settled client call (metrics); empty in most programs. */
   private readonly callObservers = new Set<CallObserver>();
-  /** @internal */
   private readonly rejectedLog: LogLimiter;
-  readonly counters = {
+  private readonly peerConfig: PeerConfig;
+  /** What calls and served messages see of this endpoint. */
+  private readonly door: EndpointDoor;
+  private readonly decodeLimits: ReturnType<typeof resolveDecodeLimits>;
+  /** Where the decoder lists the BulkRefs of the frame it decodes; handed over (and replaced) when not empty. */
+  private decodedRefs: BulkRef[] = [];
+  /**
+   * Write backlog past which a link's messages are held: linkBacklogHighWater,
+   * but never below the link's own high-water mark, so that a link holding
+   * messages has asked for a drain and will say when it is below again.
+   */
+  private readonly holdAbove: number;
+  private readonly counters = {
     callsStarted: 0,
     callsSucceeded: 0,
     callsFailed: 0,
@@ -470,6 +584,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     reconnects: 0,
     bulkBytesSent: 0,
     bulkBytesReceived: 0,
+    oneWayDropped: 0,
+    linksClosedForViolation: 0,
   };
 
   constructor(options: IcsOptions) {
@@ -481,9 +597,34 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.random = this.opts.random ?? cryptoRandom;
     this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'ics', node: this.nodeNum });
     this.rejectedLog = new LogLimiter(() => this.clock.now(), REJECTED_LOG_EVERY_MS);
+    this.peerConfig = {
+      bulkThreshold: this.opts.bulkThreshold,
+      dedupWindow: this.opts.dedupWindow,
+      bulkLimits: {
+        perPeer: this.opts.bulkReceiveBudget,
+        streamCost: this.opts.bulkStreamCost,
+        maxStreams: this.opts.maxBulkStreamsPerPeer,
+        maxRefsPerMessage: this.opts.maxBulkRefsPerMessage,
+      },
+      bulkBudget: new BulkBudget(this.opts.bulkReceiveBudgetTotal),
+    };
+    this.decodeLimits = resolveDecodeLimits({ maxBulkRefs: this.opts.maxBulkRefsPerMessage });
+    this.holdAbove = Math.max(this.opts.linkBacklogHighWater, this.opts.linkHighWaterMark);
     // Incarnations grow across restarts (wall-clock milliseconds, scaled),
     // with a random tail so that two starts in one millisecond differ.
     this.incarnation = this.opts.incarnation ?? Math.floor(this.clock.wallNow()) * 1000 + this.random.int(1000) + 1;
+    this.door = {
+      clock: this.clock,
+      incarnation: this.incarnation,
+      deadlinePassed: (p) => this.deadlinePassed(p),
+      callAborted: (p, reason) => this.callAborted(p, reason),
+      dropCall: (p, err) => this.dropCall(p, err),
+      failedEarly: (p, err) => {
+        this.counters.callsFailed++;
+        this.observeSettled(p, err);
+      },
+      finishIncoming: (inc, outcome, ok) => this.finishIncoming(inc, outcome, ok),
+    };
     const builtins: [string, number][] = [
       ['clms', BuiltinChannel.clms],
       ['clms-probe', BuiltinChannel.clmsProbe],
@@ -646,14 +787,14 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       return undefined;
     }
     const ctx = handlerContext.getStore();
-    const inHandler = ctx !== undefined && ctx.owner === this;
+    const inHandler = ctx !== undefined && ctx.owner === this.door;
     const now = this.clock.now();
     let deadline = now + (options?.timeoutMs ?? this.opts.defaultTimeoutMs);
     if (inHandler && ctx.deadline !== undefined && ctx.deadline < deadline) deadline = ctx.deadline;
     const own = options?.signal;
     const inherited = inHandler ? ctx.signal : undefined;
     const peer = this.peer(node);
-    const p = new Pending(this, peer, svc, method, resolve, reject);
+    const p = new Pending(this.door, peer, svc, method, resolve, reject);
     p.startedAt = now;
     const aborted = own?.aborted ? own : inherited?.aborted ? inherited : undefined;
     if (aborted) {
@@ -664,6 +805,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       p.fail(new ResourceExhaustedError(`too many pending calls (${this.opts.maxPendingCalls})`));
       return undefined;
     }
+    if (node === this.nodeNum) return this.startLocal(p, args, deadline, now, inHandler, own, inherited);
     p.id = this.allocateId(peer);
     try {
       p.bytes = peer.encode({
@@ -697,13 +839,96 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     return p;
   }
 
-  /** @internal A call's deadline passed. */
-  deadlinePassed(p: Pending): void {
+  /**
+   * A call to this node itself: no link and no frame, but the same copy of
+   * the arguments and result, size limit, deadline, cancellation, handler
+   * pool, priority and errors as a call to another node.
+   */
+  private startLocal(
+    p: Pending,
+    args: unknown,
+    deadline: number,
+    now: number,
+    priority: boolean,
+    own: AbortSignal | undefined,
+    inherited: AbortSignal | undefined,
+  ): Pending | undefined {
+    const peer = p.peer;
+    p.id = this.allocateId(peer);
+    let request: { frame: RequestFrame; size: number };
+    try {
+      request = this.copyLocal<RequestFrame>({
+        type: FrameType.Request,
+        channel: channelOf(p.service),
+        service: p.service,
+        method: p.method,
+        id: p.id,
+        priority,
+        timeoutMs: Math.max(1, Math.ceil(deadline - now)),
+        body: args ?? null,
+      });
+    } catch (err) {
+      p.fail(err as Error);
+      return undefined;
+    }
+    p.sent = true;
+    peer.pending.set(p.id, p);
+    this.pendingTotal++;
+    // Armed before the handler may run (and finish) synchronously.
+    p.timer = this.clock.setTimeout(p.onTimeout, deadline - now);
+    if (own) p.watch(own);
+    if (inherited) p.watch(inherited);
+    const err = this.submit(peer, undefined, request.frame, request.size, p);
+    if (err) this.finishLocal(p, errorToWire(err));
+    return p;
+  }
+
+  /**
+   * What a link would make of `frame`: encoded (large binary values taken
+   * out of line), held to maxMessageSize, decoded into a fresh copy with the
+   * out-of-line values copied back in. A call to this node thus sees the
+   * same values, limits and encoding errors as a call to another.
+   */
+  private copyLocal<F extends RequestFrame | OneWayFrame | ResponseFrame>(frame: F): { frame: F; size: number } {
+    const taken: Uint8Array[] = [];
+    let size = 0;
+    const bytes = encodeFrame(frame, {
+      outOfLine: {
+        threshold: this.opts.bulkThreshold,
+        take: (data) => {
+          taken.push(data);
+          size += data.byteLength;
+          return new BulkRef(taken.length - 1, data.byteLength);
+        },
+      },
+    });
+    if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
+    const copy = decodeFrame(bytes.slice()) as F;
+    if (taken.length > 0) copy.body = substituteBulk(copy.body, (ref) => Buffer.from(taken[ref.stream]!));
+    return { frame: copy, size: size + bytes.byteLength };
+  }
+
+  /** Settle a call to this node with its handler's outcome (copied as a Response would be). */
+  private finishLocal(p: Pending, error: WireError | undefined, value?: unknown): void {
+    // Cancelled or past its deadline: settled (and forgotten) already.
+    if (p.settled) return;
+    this.forget(p);
+    let result: { value: unknown } | undefined;
+    if (error === undefined) {
+      try {
+        result = { value: this.copyLocal<ResponseFrame>({ type: FrameType.Response, id: p.id, status: WireStatus.OK, body: value }).frame.body };
+      } catch (err) {
+        error = { status: WireStatus.INTERNAL, message: `result not sendable: ${errorToWire(err).message}` };
+      }
+    }
+    this.settle(p, result ?? wireToError(error!.status, error, this.nodeNum, p.what()));
+  }
+
+  private deadlinePassed(p: Pending): void {
     this.cancelPending(p, new DeadlineExceededError(`${p.what()} on node ${p.peer.nodeNum} exceeded its deadline`), WireStatus.DEADLINE_EXCEEDED);
   }
 
-  /** @internal A signal the call watches aborted. */
-  callAborted(p: Pending, reason: unknown): void {
+  private callAborted(p: Pending, reason: unknown): void {
     this.cancelPending(p, new CancelledError(`${p.what()} on node ${p.peer.nodeNum} cancelled`, { cause: reason }), WireStatus.CANCELLED);
   }
 
@@ -728,10 +953,12 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    * `drain` event before sending more. Throws when the queue is full.
    */
   trySend(node: number, service: ServiceAddress, method: string, args?: unknown): boolean {
-    const failSilently = (err: ClusterInfraError): void => {
-      this.log.debug({ node, code: err.code }, 'one-way message dropped: %s', err.message);
+    // Nobody waits for it: a message that cannot be delivered is counted and logged, never lost silently.
+    const dropped = (err: ClusterInfraError): void => {
+      this.counters.oneWayDropped++;
+      this.log.warn({ node, code: err.code }, 'one-way message dropped: %s', err.message);
     };
-    return this.queueOneWay(node, service, method, args, () => {}, failSilently);
+    return this.queueOneWay(node, service, method, args, () => {}, dropped);
   }
 
   private queueOneWay(
@@ -745,9 +972,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.assertOpen();
     const svc = this.serviceId(service);
     const ctx = handlerContext.getStore();
-    const inHandler = ctx !== undefined && ctx.owner === this;
+    const inHandler = ctx !== undefined && ctx.owner === this.door;
     const peer = this.peer(node);
-    const bytes = peer.encode({
+    const frame: OneWayFrame = {
       type: FrameType.OneWay,
       channel: channelOf(svc),
       service: svc,
@@ -755,15 +982,28 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       method,
       priority: inHandler,
       body: args ?? null,
-    });
+    };
+    if (node === this.nodeNum) {
+      // To this node itself: served at once by the local pool, never queued.
+      const local = this.copyLocal(frame);
+      const err = this.submit(peer, undefined, local.frame, local.size);
+      if (err) {
+        this.drop(peer, err.message);
+        onDrop(err);
+      } else onSent();
+      return true;
+    }
+    const bytes = peer.encode(frame);
     const streams = peer.takeStreams();
     if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
     const channel = channelOf(svc);
-    this.enqueue(
-      peer,
-      { bytes, channel: inHandler ? undefined : channel, onSent, onDrop, ...(streams ? { streams } : {}) },
-      inHandler ? 'priority' : 'channel',
-    );
+    const out: Outgoing = { bytes, channel: inHandler ? undefined : channel, onSent, onDrop };
+    if (streams) {
+      // Sent once its values are: a value lost on the way fails the message.
+      watchStreams(streams, onSent, onDrop);
+      Object.assign(out, { streams, bulkBytes: bulkBytesOf(streams), onSent: undefined });
+    }
+    this.enqueue(peer, out, inHandler ? 'priority' : 'channel');
     if (inHandler) return true;
     const flowing = (peer.chanQ.get(channel)?.length ?? 0) === 0;
     if (!flowing) peer.wantDrain.add(channel);
@@ -824,19 +1064,19 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    * those handlers have finished: CLMS uses this for its cleanup barrier.
    */
   async nodeDown(node: number, incarnation?: number): Promise<void> {
-    const peer = this.peers.get(node);
+    // A peer forgotten while idle comes back for its incarnation gate.
+    const peer = this.peers.get(node) ?? (this.forgotten.has(node) ? this.peer(node) : undefined);
     if (!peer) return;
     const inc = incarnation ?? peer.incarnation;
-    if (inc !== undefined && !peer.isDown(inc)) {
-      peer.down.push(inc);
-      if (peer.down.length > MAX_DOWN_REMEMBERED) peer.down.shift();
-    }
+    if (inc !== undefined) peer.markDown(inc);
     if (incarnation !== undefined && peer.incarnation !== undefined && incarnation !== peer.incarnation) {
       // An older incarnation: the current one lives on; nothing else to undo.
+      this.forgetIfIdle(peer);
       return;
     }
     // (The canary leaves the links too: destroying them would fail the calls it means to leak.)
-    return this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), !canaries.keepPendingOnNodedown);
+    await this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), !canaries.keepPendingOnNodedown);
+    this.forgetIfIdle(peer);
   }
 
   /** Fail everything addressed to `peer`, drop its links and abort what it asked of us. */
@@ -850,12 +1090,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       this.settle(p, error(p.sent ? 'may-have-run' : 'never-sent'));
       this.forget(p);
     }
-    for (const q of [peer.prioQ, ...peer.chanQ.values()]) {
-      for (const o of q.splice(0)) o.onDrop?.(error('never-sent'));
-    }
-    peer.replyQ.length = 0;
-    peer.queuedBytes = 0;
-    peer.bulkOut.clear();
+    this.dropReplies(peer);
+    this.failQueued(peer, error('never-sent'));
+    peer.bulkOut.clear(error('never-sent'));
     peer.bulkIn.clear();
     peer.awaitingBulk.clear();
     peer.throttled.clear();
@@ -868,7 +1105,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       peer.incarnation = undefined;
     }
     // Ids start again with the next incarnation.
-    peer.seen.fill(0);
+    peer.seen = undefined;
     await Promise.all(running.map((s) => s.done()));
   }
 
@@ -915,9 +1152,16 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       queued += p.replyQ.length + p.prioQ.length;
       for (const q of p.chanQ.values()) queued += q.length;
     }
-    let bulkPending = 0;
-    for (const p of this.peers.values()) bulkPending += p.bulkIn.allocated;
-    return { ...this.counters, pendingCalls: this.pendingTotal, queuedMessages: queued, bulkBytesPending: bulkPending };
+    let bulkStreams = 0;
+    for (const p of this.peers.values()) bulkStreams += p.bulkIn.pendingStreams;
+    return {
+      ...this.counters,
+      pendingCalls: this.pendingTotal,
+      queuedMessages: queued,
+      bulkBytesPending: this.peerConfig.bulkBudget.used,
+      bulkStreamsPending: bulkStreams,
+      peers: this.peers.size,
+    };
   }
 
   /** Handlers running or queued for requests from `node` (for tests and tools). */
@@ -934,10 +1178,41 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private peer(node: number): Peer {
     let p = this.peers.get(node);
     if (!p) {
-      p = new Peer(node, this.opts.bulkThreshold, this.opts.bulkReceiveBudget, this.opts.dedupWindow);
+      p = new Peer(node, this.peerConfig);
+      const gate = this.forgotten.get(node);
+      if (gate) {
+        this.forgotten.delete(node);
+        p.incarnation = gate.incarnation;
+        p.down.push(...gate.down);
+      }
       this.peers.set(node, p);
     }
     return p;
+  }
+
+  /**
+   * Drop a peer nothing refers to any more (no link, call, work or timer),
+   * keeping only its incarnation gate, in a bounded table: a peer that came
+   * and went (or an identity a hostile peer made up) costs a few bytes.
+   */
+  private forgetIfIdle(peer: Peer): void {
+    if (
+      peer.links.size > 0 ||
+      peer.connecting ||
+      peer.reconnectTimer ||
+      peer.pending.size > 0 ||
+      peer.serving.size > 0 ||
+      peer.awaitingBulk.size > 0 ||
+      peer.bulkOut.active.length > 0 ||
+      this.hasWork(peer) ||
+      this.peers.get(peer.nodeNum) !== peer
+    ) {
+      return;
+    }
+    this.peers.delete(peer.nodeNum);
+    if (peer.incarnation === undefined && peer.down.length === 0) return;
+    this.forgotten.set(peer.nodeNum, { incarnation: peer.incarnation, down: [...peer.down] });
+    if (this.forgotten.size > MAX_FORGOTTEN_PEERS) this.forgotten.delete(this.forgotten.keys().next().value!);
   }
 
   private addressOf(node: number): string | undefined {
@@ -1000,6 +1275,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       })
       .finally(() => {
         peer.connecting = undefined;
+        if (!peer.link) this.forgetIfIdle(peer);
       });
   }
 
@@ -1037,11 +1313,19 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }, delay);
   }
 
+  /** Drop the replies and control frames queued for `peer` (nobody is left to read them). */
+  private dropReplies(peer: Peer): void {
+    for (const o of peer.replyQ.splice(0)) peer.queuedBytes -= costOf(o);
+  }
+
+  /** Drop everything queued for `peer` but replies, telling each sender why. */
   private failQueued(peer: Peer, err: ClusterInfraError): void {
     for (const q of [peer.prioQ, ...peer.chanQ.values()]) {
-      for (const o of q.splice(0)) o.onDrop?.(err);
+      for (const o of q.splice(0)) {
+        peer.queuedBytes -= costOf(o);
+        o.onDrop?.(err);
+      }
     }
-    peer.queuedBytes = 0;
   }
 
   /** A link came up (either direction). */
@@ -1067,8 +1351,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       // A newer incarnation: the old one is certainly gone.
       const previous = peer.incarnation;
       this.emit('incarnation', { node, previous, current: inc });
-      if (!peer.isDown(previous)) peer.down.push(previous);
-      if (peer.down.length > MAX_DOWN_REMEMBERED) peer.down.shift();
+      peer.markDown(previous);
       const old = [...peer.links];
       void this.teardownPeer(peer, (sent) => new NodeDownError(node, sent), false);
       for (const l of old) l.destroy();
@@ -1076,9 +1359,22 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     peer.incarnation = inc;
     link.setHighWaterMark(this.opts.linkHighWaterMark);
     peer.links.add(link);
-    peer.linkState.set(link, { credit: new Map(), owed: new Map(), bulkCredit: INITIAL_BULK_WINDOW });
+    peer.linkState.set(link, {
+      credit: new Map(),
+      owed: new Map(),
+      bulkCredit: INITIAL_BULK_WINDOW,
+      granted: new Map(),
+      bulkGranted: this.opts.bulkWindow,
+      unanswered: new Map(),
+      held: [],
+      heldPriorityBytes: 0,
+      paused: false,
+    });
     link.on('frame', (bytes) => this.onFrame(peer, link, bytes));
-    link.on('drain', () => this.pump(peer));
+    link.on('drain', () => {
+      this.releaseHeld(peer, link);
+      this.pump(peer);
+    });
     link.on('close', (info) => this.detach(peer, link, info));
     link.resume();
     // Two links to one node (both dialled at once): the one dialled by the
@@ -1121,9 +1417,34 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   }
 
   private sendControl(peer: Peer, link: Link, bytes: Uint8Array): void {
-    if (link.state !== 'open') return;
-    if (link === peer.link) this.enqueue(peer, { bytes, channel: undefined }, 'reply');
-    else link.send(bytes);
+    if (link.state === 'open') this.sendReplyLane(peer, link, { bytes, channel: undefined });
+  }
+
+  /** Reply-lane traffic for `link`: through the scheduler when it is the preferred link, else straight onto it. */
+  private sendReplyLane(peer: Peer, link: Link, out: Outgoing): void {
+    if (link === peer.link) {
+      this.enqueue(peer, out, 'reply');
+      return;
+    }
+    link.send(out.bytes);
+    if (out.streams) peer.bulkOut.activate(out.streams);
+    this.checkBacklog(peer, link);
+  }
+
+  /** A peer that does not read: past linkBacklogMax unsent bytes its link is closed. */
+  private checkBacklog(peer: Peer, link: Link): void {
+    const backlog = link.bufferedBytes;
+    if (backlog > this.opts.linkBacklogMax) {
+      this.violation(peer, link, `${backlog} bytes wait to be written to node ${peer.nodeNum}, more than linkBacklogMax (${this.opts.linkBacklogMax}): it does not read`);
+    }
+  }
+
+  /** The peer broke the protocol: close its link. */
+  private violation(peer: Peer, link: Link, why: string): void {
+    this.counters.linksClosedForViolation++;
+    this.drop(peer, why);
+    this.log.warn({ node: peer.nodeNum }, 'closing a link: %s', why);
+    link.destroy(new ProtocolViolationError(why));
   }
 
   private detach(peer: Peer, link: Link, info: LinkCloseInfo): void {
@@ -1143,11 +1464,12 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     if (!peer.link) {
       // Nobody is left to answer: abort what the peer asked of us.
       for (const s of peer.serving.values()) s.abort(new CancelledError(`link to node ${peer.nodeNum} lost`));
-      peer.replyQ.length = 0;
+      this.dropReplies(peer);
       // Chunks in flight are lost with the link: values half sent or half received are void.
-      peer.bulkOut.clear();
+      peer.bulkOut.clear(new UnavailableError(`link to node ${peer.nodeNum} lost (${info.reason}) before out-of-line values were sent`));
       peer.bulkIn.clear();
       if (this.hasWork(peer)) this.scheduleReconnect(peer, new UnavailableError(`link lost: ${info.reason}`));
+      this.forgetIfIdle(peer);
     }
   }
 
@@ -1159,7 +1481,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       if (q.length >= this.opts.sendQueueMessages) {
         throw new ResourceExhaustedError(`send queue to node ${peer.nodeNum} on channel ${out.channel} is full`);
       }
-      if (peer.queuedBytes + out.bytes.byteLength > this.opts.sendQueueBytes) {
+      // A lone value larger than the whole bound may still go.
+      if (peer.queuedBytes > 0 && peer.queuedBytes + costOf(out) > this.opts.sendQueueBytes) {
         throw new ResourceExhaustedError(`send queue to node ${peer.nodeNum} holds more than ${this.opts.sendQueueBytes} bytes`);
       }
       q.push(out);
@@ -1168,7 +1491,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     } else {
       peer.replyQ.push(out);
     }
-    peer.queuedBytes += out.bytes.byteLength;
+    peer.queuedBytes += costOf(out);
     if (!peer.link) this.ensureLink(peer);
     else this.pump(peer);
   }
@@ -1178,7 +1501,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       const i = q.indexOf(out);
       if (i >= 0) {
         q.splice(i, 1);
-        peer.queuedBytes -= out.bytes.byteLength;
+        peer.queuedBytes -= costOf(out);
         return;
       }
     }
@@ -1202,7 +1525,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       for (;;) {
         const out = peer.replyQ.shift() ?? peer.prioQ.shift() ?? (link.needDrain ? undefined : this.nextNormal(peer, ls));
         if (!out) break;
-        peer.queuedBytes -= out.bytes.byteLength;
+        peer.queuedBytes -= costOf(out);
         if (out.parts) link.sendv(out.parts);
         else link.send(out.bytes);
         this.counters.messagesSent++;
@@ -1212,6 +1535,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     } finally {
       peer.pumping = false;
     }
+    this.checkBacklog(peer, link);
     for (const ch of peer.wantDrain) {
       if ((peer.chanQ.get(ch)?.length ?? 0) === 0) {
         peer.wantDrain.delete(ch);
@@ -1258,7 +1582,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       const credit = this.creditOf(ls, ch);
       if (credit.messages >= 1 && credit.bytes > 0) {
         credit.messages--;
-        credit.bytes -= head.bytes.byteLength;
+        credit.bytes -= costOf(head);
         q.shift();
         peer.rrNext = (idx + 1) % n;
         if (peer.throttled.delete(ch)) this.emit('throttle', { node: peer.nodeNum, channel: ch, throttled: false });
@@ -1308,6 +1632,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     if (!due) return;
     this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel, messages: o.messages, bytes: o.bytes }));
+    if (channel === BULK_LANE) ls.bulkGranted += o.bytes;
+    else this.giveBack(ls, channel, o.messages, o.bytes);
     o.messages = 0;
     o.bytes = 0;
   }
@@ -1332,8 +1658,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     return () => void this.callObservers.delete(observer);
   }
 
-  /** @internal Tell the call observers how `p` ended. */
-  observeSettled(p: Pending, result: Error | { value: unknown }): void {
+  /** Tell the call observers how `p` ended. */
+  private observeSettled(p: Pending, result: Error | { value: unknown }): void {
     if (this.callObservers.size === 0) return;
     const channel = channelOf(p.service);
     const record: CallRecord = {
@@ -1353,8 +1679,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
   }
 
-  /** @internal A queued call was dropped before it was sent. */
-  dropCall(p: Pending, err: ClusterInfraError): void {
+  /** A queued call was dropped before it was sent. */
+  private dropCall(p: Pending, err: ClusterInfraError): void {
     this.forget(p);
     this.settle(p, err);
   }
@@ -1365,6 +1691,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       if (p.settled) p.timer?.cancel();
       p.peer.pending.delete(p.id);
       this.pendingTotal--;
+      if (!p.peer.link) this.forgetIfIdle(p.peer);
     }
   }
 
@@ -1372,6 +1699,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private cancelPending(p: Pending, err: ClusterInfraError, status: typeof WireStatus.CANCELLED | typeof WireStatus.DEADLINE_EXCEEDED): void {
     if (p.settled) return;
     this.settle(p, err);
+    if (p.local) {
+      p.local.abort(callerGaveUp(status));
+      this.forget(p);
+      return;
+    }
     if (!p.sent) {
       this.removeQueued(p.peer, p);
       this.forget(p);
@@ -1402,8 +1734,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   private allocateId(peer: Peer): number {
     for (;;) {
-      const id = peer.nextId;
-      peer.nextId = peer.nextId >= 0xffffffff ? 1 : peer.nextId + 1;
+      const id = this.nextId;
+      this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
       if (!peer.pending.has(id)) return id;
     }
   }
@@ -1422,20 +1754,40 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
     let frame: IcsFrame;
     try {
-      frame = decodeFrame(bytes);
+      frame = decodeFrame(bytes, this.decodeLimits, this.decodedRefs);
     } catch (err) {
+      this.decodedRefs = [];
       this.drop(peer, `undecodable frame: ${(err as Error).message}`);
       this.log.warn({ node: peer.nodeNum, err: (err as Error).message }, 'closing a link that sent an undecodable frame');
       link.destroy(err instanceof ClusterInfraError ? err : undefined);
       return;
     }
+    // Out-of-line references the decoder found (nearly always none).
+    let refs: BulkRef[] | undefined;
+    if (this.decodedRefs.length > 0) {
+      refs = this.decodedRefs;
+      this.decodedRefs = [];
+    }
     this.counters.messagesReceived++;
-    // Out-of-line values follow their message: hold it until they are in.
-    if (
-      (frame.type === FrameType.Request || frame.type === FrameType.OneWay || frame.type === FrameType.Response) &&
-      lastDecodedBulkRefs() > 0
-    ) {
-      this.awaitBulk(peer, link, frame, bytes.byteLength);
+    if (frame.type === FrameType.Request || frame.type === FrameType.OneWay) {
+      // At most once per (sender incarnation, id), even when the network
+      // duplicates frames (R4); checked before anything is charged or held.
+      if (!peer.firstSight(frame.id)) {
+        this.drop(peer, `duplicate message ${frame.id}`);
+        return;
+      }
+      // What it costs the window, as the sender counted it: the frame, and
+      // for a one-way message its out-of-line values too.
+      let size = bytes.byteLength;
+      if (refs && frame.type === FrameType.OneWay) for (const r of refs) size += r.length;
+      if (!frame.priority && !this.takeCredit(peer, link, frame, size)) return;
+      // Out-of-line values follow their message: hold it until they are in.
+      if (refs) this.awaitBulk(peer, link, frame, size, refs);
+      else this.admit(peer, link, frame, size);
+      return;
+    }
+    if (refs && frame.type === FrameType.Response) {
+      this.awaitBulk(peer, link, frame, bytes.byteLength, refs);
       return;
     }
     this.dispatch(peer, link, frame, bytes.byteLength);
@@ -1455,12 +1807,95 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.emit('refused', { node: peer.nodeNum, incarnation: link.remote.incarnation, reason });
   }
 
-  /** `fresh`: the message's id was already checked for duplicates. */
-  private dispatch(peer: Peer, link: Link, frame: IcsFrame, size: number, fresh = false): void {
+  /** The receiver's mirror of the peer's credit on `channel`. */
+  private grantedOf(ls: LinkState, channel: number): Window {
+    let g = ls.granted.get(channel);
+    if (!g) {
+      const w = this.channelsByNumber.get(channel)?.window ?? INITIAL_WINDOW;
+      g = { messages: w.messages, bytes: w.bytes };
+      ls.granted.set(channel, g);
+    }
+    return g;
+  }
+
+  /**
+   * Charge a non-priority message against the credit we granted, by the
+   * sender's own rule (a message may go while a message and a byte of credit
+   * are left). False, and the link closed, when the peer had none left.
+   */
+  private takeCredit(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): boolean {
+    const ls = peer.linkState.get(link);
+    if (!ls) return false;
+    const g = this.grantedOf(ls, frame.channel);
+    if (g.messages < 1 || g.bytes <= 0) {
+      this.violation(peer, link, `node ${peer.nodeNum} sent more than the window granted on channel ${frame.channel}`);
+      return false;
+    }
+    g.messages--;
+    g.bytes -= size;
+    if (frame.type === FrameType.Request) ls.unanswered.set(frame.id, { channel: frame.channel, size });
+    return true;
+  }
+
+  private giveBack(ls: LinkState, channel: number, messages: number, bytes: number): void {
+    const g = this.grantedOf(ls, channel);
+    g.messages += messages;
+    g.bytes += bytes;
+  }
+
+  /** A request is answered (or cancelled): the peer gets its credit back. */
+  private answered(ls: LinkState, id: number): void {
+    const r = ls.unanswered.get(id);
+    if (!r) return;
+    ls.unanswered.delete(id);
+    this.giveBack(ls, r.channel, 1, r.size);
+  }
+
+  /**
+   * Serve a message now, or hold it while the link's write backlog is past
+   * linkBacklogHighWater: a peer that does not read our answers gets no
+   * more of them (and, spending credit it does not get back, soon stops).
+   * Priority messages spend no credit, so past the same mark of them held,
+   * the link is not read at all until the backlog drains.
+   */
+  private admit(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): void {
+    const ls = peer.linkState.get(link);
+    if (!ls || (ls.held.length === 0 && link.bufferedBytes <= this.holdAbove)) {
+      this.serve(peer, link, frame, size);
+      return;
+    }
+    ls.held.push({ frame, size });
+    if (!frame.priority) return;
+    ls.heldPriorityBytes += size;
+    if (ls.heldPriorityBytes > this.holdAbove && !ls.paused) {
+      ls.paused = true;
+      link.pause();
+    }
+  }
+
+  /** The link drained: serve what was held, and read it again. */
+  private releaseHeld(peer: Peer, link: Link): void {
+    const ls = peer.linkState.get(link);
+    if (!ls) return;
+    while (ls.held.length > 0 && link.state === 'open' && link.bufferedBytes <= this.holdAbove) {
+      const { frame, size } = ls.held.shift()!;
+      if (frame.priority) ls.heldPriorityBytes -= size;
+      if (frame.type === FrameType.Request && !frame.priority && !ls.unanswered.has(frame.id)) {
+        // Cancelled while held: answered without running.
+        this.reply(peer, link, frame.id, errorToWire(new CancelledError('cancelled before it was served')));
+      } else this.serve(peer, link, frame, size);
+    }
+    if (ls.paused && ls.heldPriorityBytes <= this.holdAbove && link.state === 'open') {
+      ls.paused = false;
+      link.resume();
+    }
+  }
+
+  private dispatch(peer: Peer, link: Link, frame: IcsFrame, size: number): void {
     switch (frame.type) {
       case FrameType.Request:
       case FrameType.OneWay:
-        this.serve(peer, link, frame, size, fresh);
+        this.admit(peer, link, frame, size);
         return;
       case FrameType.Response: {
         const p = peer.pending.get(frame.id);
@@ -1480,14 +1915,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         return;
       }
       case FrameType.Cancel: {
-        const s = peer.serving.get(frame.id);
-        if (s) {
-          const err =
-            frame.status === WireStatus.DEADLINE_EXCEEDED
-              ? new DeadlineExceededError('the caller\'s deadline passed')
-              : new CancelledError('the caller cancelled');
-          s.abort(err);
-        }
+        // The caller stops waiting for the answer's credit after a while:
+        // give it back now, or the peer would seem to overrun its window.
+        const ls = peer.linkState.get(link);
+        if (ls) this.answered(ls, frame.id);
+        peer.serving.get(frame.id)?.abort(callerGaveUp(frame.status));
         return;
       }
       case FrameType.Credit: {
@@ -1506,6 +1938,13 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
         return;
       }
       case FrameType.BulkChunk: {
+        const ls = peer.linkState.get(link);
+        if (!ls) return;
+        if (ls.bulkGranted <= 0) {
+          this.violation(peer, link, `node ${peer.nodeNum} sent more out-of-line bytes than the bulk window granted`);
+          return;
+        }
+        ls.bulkGranted -= frame.data.byteLength;
         const consumed = peer.bulkIn.chunk(frame.stream, frame.offset, frame.data, frame.last);
         this.counters.bulkBytesReceived += consumed;
         this.owe(peer, link, BULK_LANE, consumed);
@@ -1519,45 +1958,41 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   /**
    * A message with out-of-line values: register its streams within the
-   * receive budget, and dispatch it once they are complete. Duplicates are
-   * dropped first, so a duplicated envelope never claims streams.
+   * receive budgets, and dispatch it once they are complete. Duplicates
+   * were dropped before, so a duplicated envelope never claims streams.
    */
-  private awaitBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number): void {
+  private awaitBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number, refs: BulkRef[]): void {
     if (frame.type !== FrameType.Response) {
-      if (!peer.firstSight(frame.id)) {
-        this.drop(peer, `duplicate message ${frame.id}`);
+      // Nobody to deliver it to: refused before a byte of its values is held.
+      const found = this.handlerOf(frame);
+      if (found instanceof NotFoundError) {
+        this.refuseBulk(peer, link, frame, size, found);
         return;
       }
       peer.awaitingBulk.add(frame.id);
     }
-    const refs = collectBulkRefs(frame.body);
     const owner: IncomingBulk = {
       missing: 0,
       done: false,
       streams: [],
+      charged: 0,
       complete: () => {
         if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
         frame.body = substituteBulk(frame.body, (ref) => peer.bulkIn.bufferOf(ref.stream));
         // The buffers now belong to the application.
         peer.bulkIn.release(owner);
-        if (link.state !== 'closed' || frame.type === FrameType.Response) this.dispatch(peer, link, frame, size, true);
+        if (link.state !== 'closed' || frame.type === FrameType.Response) this.dispatch(peer, link, frame, size);
       },
       fail: (why) => {
         if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
         this.refuseBulk(peer, link, frame, size, new CancelledError(`message abandoned: ${why}`));
       },
     };
-    if (!peer.bulkIn.expect(refs, owner)) {
+    const refused = peer.bulkIn.expect(refs, owner);
+    if (refused !== undefined) {
       owner.done = true;
       if (frame.type !== FrameType.Response) peer.awaitingBulk.delete(frame.id);
-      const total = refs.reduce((n, r) => n + r.length, 0);
-      this.refuseBulk(
-        peer,
-        link,
-        frame,
-        size,
-        new ResourceExhaustedError(`out-of-line values of ${total} bytes exceed node ${this.nodeNum}'s bulk receive budget`),
-      );
+      this.refuseBulk(peer, link, frame, size, new ResourceExhaustedError(`node ${this.nodeNum} refused the message: ${refused}`));
     }
   }
 
@@ -1576,12 +2011,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       if (!frame.priority) this.owe(peer, link, frame.channel, size);
       return;
     }
-    const w = errorToWire(err);
-    const bytes = encodeFrame({ type: FrameType.Response, id: frame.id, status: w.status, body: { message: w.message } });
-    if (link.state === 'open') {
-      if (link === peer.link) this.enqueue(peer, { bytes, channel: undefined }, 'reply');
-      else link.send(bytes);
-    }
+    this.reply(peer, link, frame.id, errorToWire(err));
   }
 
   private drop(peer: Peer, reason: string): void {
@@ -1589,55 +2019,67 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.emit('drop', { node: peer.nodeNum, reason });
   }
 
-  /** Serve a Request or OneWay. `fresh` when the dedup check was already made. */
-  private serve(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number, fresh = false): void {
-    // At most once per (sender incarnation, id), even when the network
-    // duplicates frames (R4).
-    if (!fresh && !peer.firstSight(frame.id)) {
-      this.drop(peer, `duplicate message ${frame.id}`);
-      return;
-    }
-    const svc = this.services.get(frame.service);
-    const handler = svc !== undefined && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
-    if (!svc || !handler) {
-      const what = svc ? `method ${frame.method} of service ${svc.name}` : `service ${channelOf(frame.service)}/${subserviceOf(frame.service)}`;
-      if (frame.type === FrameType.Request) {
-        this.reply(peer, link, frame.id, errorToWire(new NotFoundError(`no ${what} on node ${this.nodeNum}`)));
-      } else {
-        this.drop(peer, `one-way message for unknown ${what}`);
-        if (!frame.priority) this.owe(peer, link, frame.channel, size);
-      }
-      return;
-    }
-    const inc = new Incoming(this, peer, link, frame, size, handler, svc.name);
-    if (!svc.pool.submit(inc)) {
-      this.drop(peer, `pool of ${svc.name} full`);
-      this.finishIncoming(inc, new ResourceExhaustedError(`service ${svc.name} on node ${this.nodeNum} is saturated`), false);
-      return;
-    }
-    // Queued, or running asynchronously: findable for Cancel and nodedown.
-    if (!inc.finished) peer.serving.set(frame.id, inc);
+  /** Serve a Request or OneWay (checked for duplicates and charged already). */
+  private serve(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): void {
+    const err = this.submit(peer, link, frame, size);
+    if (!err) return;
+    this.drop(peer, err.message);
+    if (frame.type === FrameType.Request) this.reply(peer, link, frame.id, errorToWire(err));
+    else if (!frame.priority) this.owe(peer, link, frame.channel, size);
   }
 
-  /** @internal A served message is done: answer it (requests) or return its credit (one-way). */
-  finishIncoming(inc: Incoming, outcome: unknown, ok: boolean): void {
+  /** The service and handler a message is for, or the NotFoundError to answer it with. */
+  private handlerOf(frame: RequestFrame | OneWayFrame): { svc: ServiceEntry; handler: Handler } | NotFoundError {
+    const svc = this.services.get(frame.service);
+    const handler = svc !== undefined && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
+    if (svc && handler) return { svc, handler };
+    const what = svc ? `method ${frame.method} of service ${svc.name}` : `service ${channelOf(frame.service)}/${subserviceOf(frame.service)}`;
+    return new NotFoundError(`no ${what} on node ${this.nodeNum}`);
+  }
+
+  /**
+   * Hand a message to its service's pool (`link` undefined: this node sent
+   * it itself, `local` is the call when it is one). Returns the error when
+   * there is no such handler or the pool refuses it; the caller answers.
+   */
+  private submit(peer: Peer, link: Link | undefined, frame: RequestFrame | OneWayFrame, size: number, local?: Pending): ClusterInfraError | undefined {
+    const found = this.handlerOf(frame);
+    if (found instanceof NotFoundError) return found;
+    const { svc, handler } = found;
+    const inc = new Incoming(this.door, peer, link, frame, size, handler, svc.name);
+    if (local) {
+      inc.local = local;
+      local.local = inc;
+    }
+    if (!svc.pool.submit(inc)) return new ResourceExhaustedError(`service ${svc.name} on node ${this.nodeNum} is saturated`);
+    // Queued, or running asynchronously: findable for Cancel and nodedown.
+    if (!inc.finished) peer.serving.set(frame.id, inc);
+    return undefined;
+  }
+
+  /** A served message is done: answer it (requests) or return its credit (one-way). */
+  private finishIncoming(inc: Incoming, outcome: unknown, ok: boolean): void {
     if (inc.finished) return;
     const { peer, link, frame } = inc;
     if (peer.serving.get(frame.id) === inc) peer.serving.delete(frame.id);
+    if (!peer.link) this.forgetIfIdle(peer);
     const aborted = inc.abortReason !== undefined;
     inc.markFinished();
     if (ok) this.counters.requestsServed++;
     if (frame.type === FrameType.Request) {
-      if (ok && !aborted) this.reply(peer, link, frame.id, undefined, outcome ?? null);
-      else this.reply(peer, link, frame.id, errorToWire(aborted ? inc.abortReason : outcome));
+      const error = ok && !aborted ? undefined : errorToWire(aborted ? inc.abortReason : outcome);
+      if (inc.local) this.finishLocal(inc.local, error, outcome ?? null);
+      else if (link) this.reply(peer, link, frame.id, error, outcome ?? null);
       return;
     }
     if (!ok) this.log.warn({ node: peer.nodeNum, method: frame.method, err: (outcome as Error)?.message }, 'one-way handler failed');
-    if (!frame.priority) this.owe(peer, link, frame.channel, inc.size);
+    if (link && !frame.priority) this.owe(peer, link, frame.channel, inc.size);
   }
 
   /** Send the Response to request `id`: an error when `error` is given, else `value`. */
   private reply(peer: Peer, link: Link, id: number, error: WireError | undefined, value?: unknown): void {
+    const ls = peer.linkState.get(link);
+    if (ls) this.answered(ls, id);
     const target = link.state === 'open' ? link : peer.link;
     if (!target || target.remote.incarnation !== link.remote.incarnation) return;
     let bytes: Uint8Array;
@@ -1659,12 +2101,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       streams = undefined;
       bytes = encodeFrame({ type: FrameType.Response, id, status: WireStatus.INTERNAL, body: { message: `result not sendable: ${w.message}` } });
     }
-    if (target === peer.link) {
-      this.enqueue(peer, streams ? { bytes, channel: undefined, streams } : { bytes, channel: undefined }, 'reply');
-    } else {
-      target.send(bytes);
-      if (streams) peer.bulkOut.activate(streams);
-    }
+    this.sendReplyLane(peer, target, streams ? { bytes, channel: undefined, streams } : { bytes, channel: undefined });
   }
 }
 

@@ -66,6 +66,22 @@ export const DEFAULTS = {
   bulkWindow: 8 * 1024 * 1024,
   /** Bytes of out-of-line values a node holds for one peer while they arrive. */
   bulkReceiveBudget: 64 * 1024 * 1024,
+  /**
+   * Bytes a link may hold unsent (the peer is not reading) before this node
+   * stops serving what that peer sends, and pauses reading it once what it
+   * holds unserved is past this too.
+   */
+  linkBacklogHighWater: 4 * 1024 * 1024,
+  /** Bytes a link may hold unsent before it is closed as a protocol violation. */
+  linkBacklogMax: 64 * 1024 * 1024,
+  /** Bytes of out-of-line values a node holds for all peers together. */
+  bulkReceiveBudgetTotal: 256 * 1024 * 1024,
+  /** What an out-of-line value is charged at least, however short (a stream costs memory beyond its bytes). */
+  bulkStreamCost: 4096,
+  /** Out-of-line values in one message; a frame with more is a protocol violation. */
+  maxBulkRefsPerMessage: 1024,
+  /** Out-of-line values pending per peer. */
+  maxBulkStreamsPerPeer: 4096,
 } as const;
 
 /**
@@ -95,6 +111,7 @@ export const poolSchema = z.strictObject({
   min: z.number().int().min(0).max(100_000).default(DEFAULTS.pool.min),
   max: z.number().int().min(1).max(100_000).default(DEFAULTS.pool.max),
   queue: z.number().int().min(0).max(1_000_000).default(DEFAULTS.pool.queue),
+  queuePerPeer: z.number().int().min(0).max(1_000_000).optional(),
   priorityReserve: z.number().int().min(0).max(100_000).default(DEFAULTS.pool.priorityReserve),
 });
 
@@ -138,6 +155,12 @@ export const icsOptionsSchema = z.strictObject({
   bulkChunkSize: z.number().int().min(1024).max(16 * 1024 * 1024).default(DEFAULTS.bulkChunkSize),
   bulkWindow: z.number().int().min(INITIAL_BULK_WINDOW).max(2 ** 31).default(DEFAULTS.bulkWindow),
   bulkReceiveBudget: z.number().int().min(0).max(2 ** 40).default(DEFAULTS.bulkReceiveBudget),
+  linkBacklogHighWater: z.number().int().min(1).max(2 ** 40).default(DEFAULTS.linkBacklogHighWater),
+  linkBacklogMax: z.number().int().min(1).max(2 ** 40).default(DEFAULTS.linkBacklogMax),
+  bulkReceiveBudgetTotal: z.number().int().min(0).max(2 ** 40).default(DEFAULTS.bulkReceiveBudgetTotal),
+  bulkStreamCost: z.number().int().min(1).max(2 ** 30).default(DEFAULTS.bulkStreamCost),
+  maxBulkRefsPerMessage: z.number().int().min(1).max(1_000_000).default(DEFAULTS.maxBulkRefsPerMessage),
+  maxBulkStreamsPerPeer: z.number().int().min(1).max(10_000_000).default(DEFAULTS.maxBulkStreamsPerPeer),
 });
 
 /** Options of `createIcs`. Every field with a default says so. */
@@ -179,6 +202,10 @@ export interface IcsOptions {
   closeGraceMs?: number;
   /** Bytes a link may hold before ICS stops handing it frames: bounds how long a priority frame waits. @default 64 KiB */
   linkHighWaterMark?: number;
+  /** Unsent bytes on a link past which the peer's messages wait unserved (and, past it again, unread). @default 4 MiB */
+  linkBacklogHighWater?: number;
+  /** Unsent bytes on a link past which it is closed (the peer does not read). @default 64 MiB */
+  linkBacklogMax?: number;
   /** Uint8Array values of at least this many bytes travel out of line, in chunks. @default 128 KiB */
   bulkThreshold?: number;
   /** Bytes per out-of-line chunk; keep it below the transport's max frame size. @default 256 KiB */
@@ -187,6 +214,14 @@ export interface IcsOptions {
   bulkWindow?: number;
   /** Out-of-line bytes held per peer while they arrive; larger values are refused with RESOURCE_EXHAUSTED. @default 64 MiB */
   bulkReceiveBudget?: number;
+  /** Out-of-line bytes held for all peers together; past it values are refused with RESOURCE_EXHAUSTED. @default 256 MiB */
+  bulkReceiveBudgetTotal?: number;
+  /** Bytes every out-of-line value is charged at least, however short. @default 4096 */
+  bulkStreamCost?: number;
+  /** Out-of-line values one message may carry; the receiver closes a link whose frame carries more. @default 1024 */
+  maxBulkRefsPerMessage?: number;
+  /** Out-of-line values pending per peer; past it messages are refused with RESOURCE_EXHAUSTED. @default 4096 */
+  maxBulkStreamsPerPeer?: number;
 }
 
 export type ResolvedIcsOptions = z.output<typeof icsOptionsSchema>;

@@ -1,7 +1,10 @@
 /**
  * A handler pool: at most `max` handlers of a service run at once, up to
- * `queue` more wait in FIFO order, and anything beyond is refused at once
- * (the caller gets RESOURCE_EXHAUSTED). Priority work may borrow up to
+ * `queue` more wait, at most `queuePerPeer` of them from one node, and
+ * anything beyond is refused at once (the caller gets RESOURCE_EXHAUSTED).
+ * Waiting work starts in FIFO order per node and round-robin across nodes,
+ * so a node that floods a service delays its own work, not everyone's.
+ * Priority work may borrow up to
  * `priorityReserve` extra slots, so a callback from a handler never waits
  * behind the very work that is waiting for it.
  *
@@ -10,6 +13,9 @@
  * priority reserve, which would all sit beside p-queue rather than in it.
  */
 
+/** The smallest default share of a queue per peer. */
+const MIN_QUEUE_PER_PEER = 256;
+
 export interface PoolOptions {
   /** Handlers kept ready. In Node this is advisory: handlers are async functions, not threads. @default 1 */
   min: number;
@@ -17,6 +23,8 @@ export interface PoolOptions {
   max: number;
   /** Work items waiting for a handler. @default 1024 */
   queue: number;
+  /** Work items from one node waiting for a handler: each peer's share of the queue. @default a quarter of `queue`, at least 256 */
+  queuePerPeer?: number | undefined;
   /** Extra slots only priority work may use. @default 16 */
   priorityReserve: number;
 }
@@ -34,19 +42,25 @@ export interface PoolItem {
 export class HandlerPool {
   private running = 0;
   private runningPriority = 0;
-  private readonly waiting: PoolItem[] = [];
+  /** Waiting work per node; the map's order is the round-robin order. */
+  private readonly waiting = new Map<number, PoolItem[]>();
+  private waitingCount = 0;
   private idleWaiters: (() => void)[] = [];
   /** Set while `next` starts queued work, so synchronous completions do not recurse. */
   private draining = false;
 
-  constructor(readonly options: PoolOptions) {}
+  private readonly perPeer: number;
+
+  constructor(readonly options: PoolOptions) {
+    this.perPeer = options.queuePerPeer ?? Math.max(MIN_QUEUE_PER_PEER, Math.ceil(options.queue / 4));
+  }
 
   get active(): number {
     return this.running + this.runningPriority;
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.waitingCount;
   }
 
   /** Start `item` now, queue it, or return false when the pool is full. */
@@ -59,28 +73,41 @@ export class HandlerPool {
       this.start(item, true);
       return true;
     }
-    if (this.waiting.length >= this.options.queue) return false;
-    this.waiting.push(item);
+    if (this.waitingCount >= this.options.queue) return false;
+    const mine = this.waiting.get(item.from);
+    if (mine && mine.length >= this.perPeer) return false;
+    if (mine) mine.push(item);
+    else this.waiting.set(item.from, [item]);
+    this.waitingCount++;
     return true;
   }
 
   /** Drop queued work from `node`; returns how many items were dropped. */
   dropFrom(node: number): number {
-    let dropped = 0;
-    for (let i = this.waiting.length - 1; i >= 0; i--) {
-      const item = this.waiting[i]!;
-      if (item.from === node) {
-        this.waiting.splice(i, 1);
-        item.drop();
-        dropped++;
-      }
+    const mine = this.waiting.get(node);
+    if (!mine) return 0;
+    this.waiting.delete(node);
+    this.waitingCount -= mine.length;
+    for (const item of mine) item.drop();
+    return mine.length;
+  }
+
+  /** The next waiting item: the oldest of the node whose turn it is. */
+  private take(): PoolItem | undefined {
+    for (const [node, mine] of this.waiting) {
+      const item = mine.shift()!;
+      // Its turn is over: to the back of the round, or out of it.
+      this.waiting.delete(node);
+      if (mine.length > 0) this.waiting.set(node, mine);
+      this.waitingCount--;
+      return item;
     }
-    return dropped;
+    return undefined;
   }
 
   /** Resolves when nothing runs and nothing waits. */
   idle(): Promise<void> {
-    if (this.active === 0 && this.waiting.length === 0) return Promise.resolve();
+    if (this.active === 0 && this.waitingCount === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -108,13 +135,13 @@ export class HandlerPool {
     if (this.draining) return;
     this.draining = true;
     try {
-      while (this.waiting.length > 0 && this.running < this.options.max) {
-        this.start(this.waiting.shift()!, false);
+      while (this.waitingCount > 0 && this.running < this.options.max) {
+        this.start(this.take()!, false);
       }
     } finally {
       this.draining = false;
     }
-    if (this.active === 0 && this.waiting.length === 0 && this.idleWaiters.length > 0) {
+    if (this.active === 0 && this.waitingCount === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();

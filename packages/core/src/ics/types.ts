@@ -134,8 +134,16 @@ export interface IcsStats {
   bulkBytesSent: number;
   /** Out-of-line bytes received. */
   bulkBytesReceived: number;
-  /** Bytes currently held for out-of-line values still arriving (all peers). */
+  /** Bytes currently charged for out-of-line values still arriving (all peers; each value costs at least `bulkStreamCost`). */
   bulkBytesPending: number;
+  /** Out-of-line values still arriving or not yet delivered (all peers). */
+  bulkStreamsPending: number;
+  /** Peers this endpoint keeps state for (links, calls, work); idle ones are forgotten. */
+  peers: number;
+  /** One-way messages accepted by `trySend` and dropped before they reached a link (each one also logged). */
+  oneWayDropped: number;
+  /** Links closed because the peer broke the protocol: more than the window granted, or a write backlog past `linkMaxBacklog`. */
+  linksClosedForViolation: number;
 }
 
 export type { NodeIdentity };

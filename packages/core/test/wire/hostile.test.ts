@@ -258,6 +258,15 @@ describe('extensions msgpackr would build unless told not to', () => {
     refused(hex('c7 0c 42 00000001 0020000000000000'), 'extension'); // length beyond 2^53 - 1
   });
 
+  it('more BulkRefs than maxBulkRefs are refused before any is built', () => {
+    const ref = 'c7 0c 42 00000001 0000000000000001';
+    const refs = (n: number): Uint8Array => hex(`dc ${n.toString(16).padStart(4, '0')} ${Array(n).fill(ref).join(' ')}`);
+    expect((decodeBody(refs(1024)) as unknown[]).length).toBe(1024);
+    refused(refs(1025), 'bulk-refs');
+    refused(refs(3), 'bulk-refs', { maxBulkRefs: 2 });
+    expect(() => decodeBody(refs(1), { maxBulkRefs: -1 })).toThrow(InvalidOptionError);
+  });
+
   it('an allowed extension goes to msgpackr (opt-in: a Date)', () => {
     const bytes = Uint8Array.from(new Packr({ useRecords: false }).pack(new Date(1_700_000_000_000)));
     expect(decodeBody(bytes, { allowedExtensions: [-1] })).toEqual(new Date(1_700_000_000_000));

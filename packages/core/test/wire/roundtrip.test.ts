@@ -175,3 +175,18 @@ describe('ICS frame layouts (golden bytes, as in docs/protocol.md)', () => {
     expect(encodeBody(new BulkRef(2, 300))).toEqual(hex('c7 0c 42 00000002 000000000000012c'));
   });
 });
+
+describe('decodeFrame lists the out-of-line references it built', () => {
+  it('appends each BulkRef of the body to bulkRefs, the same instances the body holds', () => {
+    const body = { a: new BulkRef(7, 100), list: [1, new BulkRef(8, 0), { deep: new BulkRef(9, 2 ** 40) }] };
+    const bytes = encodeFrame({ type: FrameType.OneWay, id: 1, channel: 16, service: 16 << 16, method: 'm', priority: false, body }).slice();
+    const refs: BulkRef[] = [];
+    const frame = decodeFrame(bytes, undefined, refs) as { body: typeof body };
+    expect(refs.map((r) => [r.stream, r.length]).sort()).toEqual([[7, 100], [8, 0], [9, 2 ** 40]].sort());
+    expect(refs).toContain(frame.body.a);
+    expect(refs).toContain(frame.body.list[1]);
+    const none: BulkRef[] = [];
+    decodeFrame(encodeFrame({ type: FrameType.OneWay, id: 2, channel: 16, service: 16 << 16, method: 'm', priority: false, body: [1, 2] }).slice(), undefined, none);
+    expect(none).toEqual([]);
+  });
+});

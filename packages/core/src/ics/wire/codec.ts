@@ -97,6 +97,7 @@ export function resolveDecodeLimits(limits?: Partial<DecodeLimits>): Readonly<De
     maxDepth: checkCount('limits.maxDepth', limits.maxDepth ?? d.maxDepth, 0, MAX_DEPTH_LIMIT),
     maxElements: checkCount('limits.maxElements', limits.maxElements ?? d.maxElements, 0),
     maxStringBytes: checkCount('limits.maxStringBytes', limits.maxStringBytes ?? d.maxStringBytes, 0),
+    maxBulkRefs: checkCount('limits.maxBulkRefs', limits.maxBulkRefs ?? d.maxBulkRefs, 0),
     allowedExtensions: Object.freeze([...(allowed as number[])]),
   });
   resolvedLimits.add(out);
@@ -660,7 +661,7 @@ const K_EXT = 5;
  * @returns the number of BulkRef extensions seen.
  */
 export function scanBody(b: Uint8Array, p: number, end: number, limits: Readonly<DecodeLimits>): number {
-  const { maxDepth, maxElements, maxStringBytes, allowedExtensions } = limits;
+  const { maxDepth, maxElements, maxStringBytes, allowedExtensions, maxBulkRefs } = limits;
   const stackSize = Math.min(maxDepth, end - p) + 1;
   if (scanRemaining.length < stackSize) {
     scanRemaining = new Float64Array(stackSize);
@@ -886,7 +887,7 @@ export function scanBody(b: Uint8Array, p: number, end: number, limits: Readonly
             throw new IcsDecodeError('extension', at, `BulkRef payload must be ${BULK_REF_PAYLOAD_BYTES} bytes`);
           }
           if (readU32(b, p + 4) > 0x1f_ffff) throw new IcsDecodeError('extension', at, 'BulkRef length beyond 2^53 - 1');
-          bulk++;
+          if (++bulk > maxBulkRefs) throw new IcsDecodeError('bulk-refs', at, `more than maxBulkRefs ${maxBulkRefs} out-of-line references`);
         } else if (!allowedExtensions.includes(type)) {
           throw new IcsDecodeError('extension', at, `extension type ${type} is not allowed`);
         }
@@ -935,12 +936,15 @@ const U64_MASK = (1n << 64n) - 1n;
  * arrives as the bigint (signed stream << 64) | length. Nothing else can
  * produce a bigint here: int64s decode as numbers. Turn them back.
  */
-function bulkFromBigInt(v: bigint): BulkRef {
-  return new BulkRef(Number(BigInt.asUintN(32, v >> 64n)), Number(v & U64_MASK));
+function bulkFromBigInt(v: bigint, found: BulkRef[] | undefined): BulkRef {
+  const ref = new BulkRef(Number(BigInt.asUintN(32, v >> 64n)), Number(v & U64_MASK));
+  found?.push(ref);
+  return ref;
 }
 
-function restoreBulkRefs(root: unknown): unknown {
-  if (typeof root === 'bigint') return bulkFromBigInt(root);
+/** Turn the bigints back into BulkRefs, in place, and list them in `found` (when given) in the same pass. */
+function restoreBulkRefs(root: unknown, found: BulkRef[] | undefined): unknown {
+  if (typeof root === 'bigint') return bulkFromBigInt(root, found);
   const stack: object[] = [];
   if (typeof root === 'object' && root !== null && !(root instanceof Uint8Array)) stack.push(root);
   while (stack.length > 0) {
@@ -948,13 +952,13 @@ function restoreBulkRefs(root: unknown): unknown {
     if (Array.isArray(node)) {
       for (let i = 0; i < node.length; i++) {
         const v = node[i];
-        if (typeof v === 'bigint') node[i] = bulkFromBigInt(v);
+        if (typeof v === 'bigint') node[i] = bulkFromBigInt(v, found);
         else if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) stack.push(v);
       }
     } else {
       for (const k of Object.keys(node)) {
         const v = node[k];
-        if (typeof v === 'bigint') node[k] = bulkFromBigInt(v);
+        if (typeof v === 'bigint') node[k] = bulkFromBigInt(v, found);
         else if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) stack.push(v);
       }
     }
@@ -962,20 +966,12 @@ function restoreBulkRefs(root: unknown): unknown {
   return root;
 }
 
-let lastBodyBulkRefs = 0;
-
 /**
- * How many BulkRefs the body decoded last (by decodeFrame or decodeBody)
- * held: 0 for nearly every body, so callers skip looking for them.
+ * @internal Scans b[p, end) and builds its value; throws only IcsDecodeError.
+ * The BulkRefs it holds are appended to `bulkRefs` when given.
  */
-export function lastDecodedBulkRefs(): number {
-  return lastBodyBulkRefs;
-}
-
-/** @internal Scans b[p, end) and builds its value; throws only IcsDecodeError. */
-export function readBody(b: Uint8Array, p: number, end: number, limits: Readonly<DecodeLimits>): unknown {
+export function readBody(b: Uint8Array, p: number, end: number, limits: Readonly<DecodeLimits>, bulkRefs?: BulkRef[]): unknown {
   const bulk = scanBody(b, p, end, limits);
-  lastBodyBulkRefs = bulk;
   let value: unknown;
   try {
     // A fresh view: msgpackr caches a DataView as a property of its input.
@@ -985,7 +981,7 @@ export function readBody(b: Uint8Array, p: number, end: number, limits: Readonly
     // msgpackr handler refused its payload.
     throw new IcsDecodeError('unreadable', p, 'msgpackr could not build the scanned body', { cause: e });
   }
-  return bulk > 0 ? restoreBulkRefs(value) : value;
+  return bulk > 0 ? restoreBulkRefs(value, bulkRefs) : value;
 }
 
 /**

@@ -12,6 +12,7 @@ export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = Object.freeze({
   maxElements: 1_000_000,
   maxStringBytes: 16 * 1024 * 1024,
   allowedExtensions: Object.freeze([]) as readonly number[],
+  maxBulkRefs: 1024,
 });
 
 /**

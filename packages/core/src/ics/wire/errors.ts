@@ -29,6 +29,8 @@ export type IcsDecodeReason =
   | 'key'
   /** An extension type that is neither BulkRef nor allowed, or a malformed BulkRef. */
   | 'extension'
+  /** More BulkRef extensions than `maxBulkRefs`. */
+  | 'bulk-refs'
   /** A 64-bit integer outside the safe-integer range (|n| > 2^53 - 1). */
   | 'integer'
   /** A byte that is not a msgpack type (0xc1). */

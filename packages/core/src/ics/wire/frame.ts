@@ -44,6 +44,7 @@ import {
   type CreditFrame,
   type DecodeLimits,
   FrameType,
+  type BulkRef,
   type IcsFrame,
   type OneWayFrame,
   type RequestFrame,
@@ -347,9 +348,11 @@ function readId(b: Uint8Array, p: number): number {
 /**
  * Decodes one frame from untrusted bytes (exactly one frame: the transport
  * already cut it out). Throws only IcsDecodeError; `limits` apply to the
- * body and default to DEFAULT_DECODE_LIMITS.
+ * body and default to DEFAULT_DECODE_LIMITS. The body's out-of-line
+ * references are appended to `bulkRefs` when given (found while the body is
+ * built: nobody walks it again to look for them).
  */
-export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>): IcsFrame {
+export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>, bulkRefs?: BulkRef[]): IcsFrame {
   const b = bytes;
   if (b.length < 2) throw new IcsDecodeError('truncated', b.length, 'frame shorter than its type and flags');
   switch (b[0]) {
@@ -360,7 +363,7 @@ export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>): 
       const id = readId(b, 8);
       const timeoutMs = u32(b, 12);
       const { method, end } = readMethod(b, 16);
-      const body = readBody(b, end, b.length, resolveDecodeLimits(limits));
+      const body = readBody(b, end, b.length, resolveDecodeLimits(limits), bulkRefs);
       const frame: RequestFrame = {
         type: FrameType.Request,
         id,
@@ -379,7 +382,7 @@ export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>): 
       const { channel, service } = channelAndService(b);
       const id = readId(b, 8);
       const { method, end } = readMethod(b, 12);
-      const body = readBody(b, end, b.length, resolveDecodeLimits(limits));
+      const body = readBody(b, end, b.length, resolveDecodeLimits(limits), bulkRefs);
       const frame: OneWayFrame = {
         type: FrameType.OneWay,
         channel,
@@ -397,7 +400,7 @@ export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>): 
       const status = u16(b, 2);
       if (status > 0xff || VALID_STATUS[status] !== 1) bad(2, `unknown status ${status}`);
       const id = readId(b, 4);
-      const body = readBody(b, 8, b.length, resolveDecodeLimits(limits));
+      const body = readBody(b, 8, b.length, resolveDecodeLimits(limits), bulkRefs);
       if (status !== WireStatus.OK) checkErrorBody(body, (m) => bad(8, m));
       const frame: ResponseFrame = { type: FrameType.Response, id, status: status as WireStatusCode, body };
       return frame;

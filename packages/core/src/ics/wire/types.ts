@@ -173,4 +173,6 @@ export interface DecodeLimits {
   maxStringBytes: number;
   /** Extension types a body may carry besides BulkRef. @default none */
   allowedExtensions: readonly number[];
+  /** Most out-of-line references (BulkRef) in one body. @default 1024 */
+  maxBulkRefs: number;
 }
