@@ -22,3 +22,5 @@ export { DlmState, TOKEN_ROUND_SPAN, type Effect, type GrantInfo, type Member, t
 export { Resource, EMPTY_VALUE, type MasterLock, type ResourceOutput, type ValueBlock } from './protocol/resource.js';
 export { masterOf } from './protocol/hash.js';
 export { messageSchema, batchSchema, WIRE_LIMITS, type Message, type Batch, type LockReport, type ResourceRecord } from './protocol/messages.js';
+// Test-only: planted bugs for the canary tests. Never turn on in production.
+export { canaries as __dlmCanaries, resetCanaries as __resetDlmCanaries, type DlmCanaryName } from './canaries.js';

@@ -26,6 +26,7 @@
  * chosen by rendezvous hashing over the members, so every node agrees on
  * them without a directory lookup.
  */
+import { canaries } from '../canaries.js';
 import type { DlmErrorCode } from '../errors.js';
 import { type LockMode, writesValue } from '../modes.js';
 import type { LockReport, Message, ResourceRecord } from './messages.js';
@@ -285,13 +286,13 @@ export class DlmState {
 
   private dispatch(from: Member, msg: Message): void {
     if (msg.t === 'report') return this.onReport(from, msg);
-    if (msg.round < this.round) return; // a former round: the current one rebuilt what it meant
+    if (msg.round < this.round && !(canaries.acceptStaleGrants && msg.t === 'grant')) return; // a former round: the current one rebuilt what it meant
     switch (msg.t) {
       case 'grant':
       case 'refuse':
       case 'blocking':
       case 'relack':
-        if (msg.round !== this.round) return;
+        if (msg.round !== this.round && !canaries.acceptStaleGrants) return;
         return this.onAnswer(msg);
       default:
         if (!this.complete || msg.round > this.round) {
@@ -528,7 +529,7 @@ export class DlmState {
         maxToken = Math.max(maxToken, l.token);
       }
     }
-    this.nextToken = Math.max(this.nextToken, this.round * TOKEN_ROUND_SPAN, maxToken);
+    this.nextToken = canaries.noTokenFloor ? 0 : Math.max(this.nextToken, this.round * TOKEN_ROUND_SPAN, maxToken);
     this.received = new Map();
     this.masterRound = this.round;
     const out: ResourceOutput[] = [];
