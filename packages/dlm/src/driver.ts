@@ -302,8 +302,12 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   // ================================================================ operations (the Lock class calls these)
 
   private request(resource: string, mode: LockMode, noQueue: boolean, options: LockOptions): Promise<Lock | undefined> {
-    this.checkResource(resource);
-    this.checkMode(mode);
+    try {
+      this.checkResource(resource);
+      this.checkMode(mode);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.operate(options, (op) => this.state.request(op, resource, mode, noQueue), (grant, id) => {
       const handle = new Lock(this, resource, id, grant!, options.onBlocking);
       this.handles.set(id, handle);
@@ -313,14 +317,22 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
 
   /** @internal */
   _convert(lock: Lock, mode: LockMode, options: ConvertOptions): Promise<unknown> {
-    this.checkMode(mode);
-    this.checkValue(options.value);
+    try {
+      this.checkMode(mode);
+      this.checkValue(options.value);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.operate(options, (op) => (this.state.convert(op, lock.id, mode, options.noQueue ?? false, options.value), lock.id), (grant) => lock._granted(grant!));
   }
 
   /** @internal */
   _unlock(lock: Lock, value: Uint8Array | undefined): Promise<void> {
-    this.checkValue(value);
+    try {
+      this.checkValue(value);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.operate({}, (op) => (this.state.unlock(op, lock.id, value), lock.id), () => {
       this.handles.delete(lock.id);
       lock._ended(false);
@@ -482,10 +494,13 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   private onDeliver(batch: Batch, ctx: HandlerContext): { ok: boolean } {
     if (this.closed || batch.to !== this.node.incarnation) return { ok: false };
     const from = { node: ctx.caller.nodeNum, incarnation: ctx.caller.incarnation };
-    const k = `${from.node}:${from.incarnation}`;
+    // Sequence numbers run per (sender incarnation, receiver incarnation).
+    const k = `${from.node}:${from.incarnation}>${batch.to}`;
     const next = this.inbound.get(k) ?? batch.seq;
     if (this.inbound.size >= WIRE_LIMITS.maxMembers * 2 && !this.inbound.has(k)) this.inbound.clear();
     this.step((s) => {
+      // A new incarnation may hear of its first round from a peer before its own transition event.
+      s.begin(this.node.incarnation);
       batch.msgs.forEach((msg, i) => {
         if (batch.seq + i >= next) s.receive(from, msg);
       });
