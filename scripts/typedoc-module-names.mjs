@@ -13,6 +13,7 @@ const NAMES = {
   'icsgen/src/runtime': '@clusterinfra/icsgen/runtime',
   'admin/src': '@clusterinfra/admin',
   'cli/src': '@clusterinfra/cli',
+  'dlm/src': '@clusterinfra/dlm',
 };
 
 /** @param {import('typedoc').Application} app */
