@@ -48,7 +48,7 @@ export const lockReportSchema = z.object({
   value: value.optional(),
 });
 
-/** What a former master hands on about a resource: its value block and queue order. */
+/** What a former master hands on about a resource: its value block, queue order and holders. */
 export const resourceRecordSchema = z.object({
   resource,
   /** The round in which the sender became its master (the newest record wins). */
@@ -56,6 +56,8 @@ export const resourceRecordSchema = z.object({
   vb: valueBlockSchema,
   /** Conversion queue, then waiting queue: [node, incarnation, id]. */
   order: z.array(z.tuple([int, int, int])).max(1_000_000),
+  /** The granted locks: [node, incarnation, id, mode]; the new master drops (once) those of nodes gone since. */
+  holders: z.array(z.tuple([int, int, int, mode])).max(1_000_000),
 });
 
 export const messageSchema = z.discriminatedUnion('t', [

@@ -239,21 +239,9 @@ export class DlmState {
     };
     const alive = (node: number, inc: number): boolean => members.some((m) => m.node === node && m.incarnation === inc);
     let departed = 0;
-    // What the unfinished round was handed: records carry on; locks of nodes gone since end here.
-    const spoiled = new Set<string>();
-    for (const got of this.received.values()) {
-      got.records.forEach(keep);
-      for (const l of got.locks) {
-        if (alive(l.node, l.incarnation)) continue;
-        departed++;
-        this.effects.push({ type: 'departed', node: l.node, incarnation: l.incarnation, id: l.id, resource: l.resource, mode: l.granted });
-        if (l.granted && writesValue(l.granted)) spoiled.add(l.resource);
-      }
-    }
-    for (const name of spoiled) {
-      const r = records.get(name);
-      if (r) records.set(name, { ...r, vb: { ...r.vb, valid: false } });
-    }
+    // What the unfinished round was handed carries on (its records list their holders; the
+    // master that finally rebuilds drops the departed ones, once). Its lock reports are made again.
+    for (const got of this.received.values()) got.records.forEach(keep);
     this.round = round;
     this.members = [...members].sort((a, b) => a.node - b.node);
     this.complete = false;
@@ -449,6 +437,7 @@ export class DlmState {
       fromRound: this.masterRound,
       vb: res.value,
       order: [...res.converting, ...res.waiting].map((l) => [l.node, l.incarnation, l.id] as [number, number, number]),
+      holders: res.granted.map((l) => [l.node, l.incarnation, l.id, l.granted!] as [number, number, number, LockMode]),
     };
   }
 
@@ -533,10 +522,20 @@ export class DlmState {
     this.received = new Map();
     this.masterRound = this.round;
     const out: ResourceOutput[] = [];
+    const member = (node: number, inc: number): boolean => this.members.some((m) => m.node === node && m.incarnation === inc);
     for (const [name, e] of byName) {
+      // Holders the former master listed whose node is gone since it handed the record on: dropped here, once.
+      let spoiled = false;
+      for (const [node, incarnation, id, mode] of e.record?.holders ?? []) {
+        if (member(node, incarnation)) continue;
+        this.departedInRound++;
+        this.effects.push({ type: 'departed', node, incarnation, id, resource: name, mode });
+        if (writesValue(mode)) spoiled = true;
+      }
       if (e.locks.length === 0) continue; // nobody holds it any more: it ends (and its value block with it)
       const res = new Resource(name, () => ++this.nextToken);
       res.value = e.record ? e.record.vb : this.recoveredValue(e.locks);
+      if (spoiled) res.value = { ...res.value, valid: false };
       const rank = new Map<string, number>();
       e.record?.order.forEach(([n, inc, id], i) => rank.set(key(n, inc, id), i));
       const order = (l: Received['locks'][number]): number => rank.get(key(l.node, l.incarnation, l.id)) ?? Number.MAX_SAFE_INTEGER;
