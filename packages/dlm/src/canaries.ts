@@ -6,7 +6,7 @@
 export const canaries = {
   /** Masters ignore the compatibility matrix. */
   grantIncompatible: false,
-  /** A new round does not drop departed nodes' locks. */
+  /** Departed nodes' locks are not dropped (nor their value blocks invalidated) by the masters that hold them. */
   skipPrune: false,
   /** A rebuilt master's tokens do not start above round · 2^32. */
   noTokenFloor: false,

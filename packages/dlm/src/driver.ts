@@ -57,7 +57,7 @@ export function dlmService(channel: string, subservice: number) {
 }
 
 export interface LockOptions {
-  /** Cancel the wait; the promise rejects with LockCancelledError (unless the grant won the race). */
+  /** Cancel the wait: the promise rejects with LockCancelledError at once (a grant that crossed the cancel is released). */
   signal?: AbortSignal;
   /** Give up waiting after this long; rejects with LockTimeoutError. */
   timeoutMs?: number;
@@ -407,6 +407,9 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
         else p.reject(errorFor(e.code, e.message));
         return;
       }
+      case 'changed':
+        this.handles.get(e.id)?._granted(e.grant);
+        return;
       case 'granted':
         this.emit('granted', { resource: e.resource, id: e.id, mode: e.mode, token: e.token, value: e.vb });
         return;

@@ -60,7 +60,36 @@ describe('rounds', () => {
   });
 });
 
+/** A grant in flight when a new round starts: delivered after the owner reported its lock as waiting. */
+function staleGrant(): World {
+  const w = new World([1, 2, 3]);
+  w.settle();
+  const r = mastered(3, [1, 2, 3]);
+  const a = w.request(1, r, 'EX');
+  w.settle();
+  w.request(2, r, 'EX');
+  w.settle();
+  w.unlock(1, a.id);
+  // The release reaches the master: its relack to node 1 and grant to node 2 are in flight; a round starts (same members).
+  expect(w.deliver(`1:${w.node(1).inc}>3:${w.node(3).inc}`)).toBe(true);
+  w.deliver(`3:${w.node(3).inc}>1:${w.node(1).inc}`);
+  w.changeMembership();
+  w.deliverRound(2);
+  expect(w.events.some((e) => e.type === 'send' && e.at === 3 && e.msg.t === 'grant' && e.to === 2)).toBe(true);
+  expect(w.deliver(`3:${w.node(3).inc}>2:${w.node(2).inc}`)).toBe(true);
+  return w;
+}
+
 describe('grants across nodes', () => {
+  it('a grant from a former round is ignored; the new round grants again, with a higher token', () => {
+    const w = staleGrant();
+    expect(w.node(2).s.ownedLocks()[0]!.phase).toBe('requesting');
+    w.settle();
+    const l = w.node(2).s.ownedLocks()[0]!;
+    expect(l.phase).toBe('idle');
+    expect(l.token).toBeGreaterThan(2 * TOKEN_ROUND_SPAN);
+  });
+
   it('queues an incompatible request, tells the holder, grants on release with a higher token and the written value', () => {
     const w = new World([1, 2, 3]);
     w.settle();
@@ -296,7 +325,11 @@ describe('canaries: each planted bug is caught by the checkers', () => {
     }
     return false;
   };
-  for (const name of ['grantIncompatible', 'skipPrune', 'noTokenFloor', 'acceptStaleGrants'] as const) {
+  for (const name of ['grantIncompatible', 'skipPrune', 'noTokenFloor'] as const) {
     it(name, () => expect(caught(name)).toBe(true));
   }
+  it('acceptStaleGrants (by the scripted rule: random schedules rarely line the race up)', () => {
+    canaries.acceptStaleGrants = true;
+    expect(staleGrant().node(2).s.ownedLocks()[0]!.phase).toBe('idle');
+  });
 });

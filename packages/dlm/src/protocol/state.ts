@@ -53,6 +53,8 @@ export type Effect =
   | { type: 'settle'; op: number; id: number; ok: false; code: DlmErrorCode; message: string }
   | { type: 'blocking'; id: number; resource: string; mode: LockMode }
   | { type: 'lost'; id: number; resource: string }
+  /** A conversion whose operation was cancelled was granted all the same: the lock is in `grant.mode` now. */
+  | { type: 'changed'; id: number; grant: GrantInfo }
   /** This node, as owner, took a grant (the checkers' view of "who holds what"). */
   | { type: 'granted'; id: number; resource: string; mode: LockMode; token: number; vb: ValueBlock }
   /** A departed node's lock dropped by the master that held it (exactly once). */
@@ -171,7 +173,7 @@ export class DlmState {
 
   /** Release lock `id`; `value` is written when it is held in PW or EX. */
   unlock(op: number, id: number, value?: Uint8Array): void {
-    const lock = this.idle(op, id);
+    const lock = this.idle(op, id, true);
     if (!lock) return;
     lock.phase = 'releasing';
     lock.op = op;
@@ -182,12 +184,17 @@ export class DlmState {
 
   /**
    * Cancel the request or conversion under way on lock `id` (abort,
-   * timeout, presumed deadlock). The master decides: if it granted first,
-   * the operation succeeds after all; otherwise it fails with `code`.
+   * timeout, presumed deadlock): the operation fails with `code` at once,
+   * even when the master cannot be reached, and the master is told. If the
+   * master granted before it heard, the owner undoes it: a new lock is
+   * released; a conversion is kept (the lock's mode says so, a `changed`
+   * effect reports it).
    */
   cancel(id: number, code: DlmErrorCode): void {
     const lock = this.locks.get(id);
     if (!lock || (lock.phase !== 'requesting' && lock.phase !== 'converting')) return;
+    this.fail(lock.op, id, code, `${lock.granted === null ? 'request' : 'conversion'} of ${JSON.stringify(lock.resource)} ${REFUSALS[code] ?? 'cancelled'}`);
+    lock.op = 0;
     lock.phase = 'cancelling';
     lock.cancelCode = code;
     this.toMaster(lock, { t: 'cancel', round: this.round, id, resource: lock.resource });
@@ -293,9 +300,11 @@ export class DlmState {
 
   // ================================================================ owner side
 
-  private idle(op: number, id: number): LocalLock | undefined {
+  /** The lock if it is held with nothing under way (`releasing`: a conversion being cancelled may be released too). */
+  private idle(op: number, id: number, releasing = false): LocalLock | undefined {
     const lock = this.locks.get(id);
-    if (lock && lock.phase !== 'idle') {
+    const cancellingConversion = lock?.phase === 'cancelling' && lock.granted !== null;
+    if (lock && lock.phase !== 'idle' && !(releasing && cancellingConversion)) {
       this.fail(op, id, 'DLM_ERR_BUSY', `lock ${id} has a ${lock.phase === 'releasing' ? 'release' : 'request or conversion'} under way`);
       return undefined;
     }
@@ -318,6 +327,7 @@ export class DlmState {
     switch (msg.t) {
       case 'grant': {
         if (lock.phase === 'idle' || lock.phase === 'releasing' || lock.requested !== msg.mode) return;
+        if (lock.phase === 'cancelling') return this.grantedAfterCancel(lock, msg);
         lock.granted = msg.mode;
         lock.requested = null;
         lock.token = msg.token;
@@ -331,7 +341,15 @@ export class DlmState {
         return;
       }
       case 'refuse': {
-        if (lock.phase !== 'requesting' && lock.phase !== 'converting' && lock.phase !== 'cancelling') return;
+        if (lock.phase === 'cancelling') {
+          // The cancel took (its operation failed already).
+          if (lock.granted === null) this.locks.delete(lock.id);
+          lock.phase = 'idle';
+          lock.requested = null;
+          lock.cancelCode = undefined;
+          return;
+        }
+        if (lock.phase !== 'requesting' && lock.phase !== 'converting') return;
         const code: DlmErrorCode =
           msg.reason === 'would-block'
             ? 'DLM_ERR_WOULD_BLOCK'
@@ -355,13 +373,33 @@ export class DlmState {
       case 'relack':
         if (lock.phase !== 'releasing') return;
         this.locks.delete(lock.id);
-        this.effects.push({ type: 'settle', op: lock.op, id: lock.id, ok: true });
+        if (lock.op !== 0) this.effects.push({ type: 'settle', op: lock.op, id: lock.id, ok: true });
         return;
     }
   }
 
+  /** The master granted what the owner had cancelled already: release a new lock; keep a conversion. */
+  private grantedAfterCancel(lock: LocalLock, msg: Extract<Message, { t: 'grant' }>): void {
+    const isNew = lock.granted === null;
+    lock.granted = msg.mode;
+    lock.requested = null;
+    lock.token = msg.token;
+    lock.vb = msg.vb;
+    lock.cancelCode = undefined;
+    const grant: GrantInfo = { mode: msg.mode, token: msg.token, vb: msg.vb };
+    this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant });
+    if (isNew) {
+      lock.phase = 'releasing';
+      this.toMaster(lock, { t: 'rel', round: this.round, id: lock.id, resource: lock.resource });
+    } else {
+      lock.phase = 'idle';
+      this.effects.push({ type: 'changed', id: lock.id, grant });
+    }
+  }
+
   private fail(op: number, id: number, code: DlmErrorCode, message: string): void {
-    this.effects.push({ type: 'settle', op, id, ok: false, code, message });
+    // Op 0: nobody waits (its operation was settled when it was cancelled).
+    if (op !== 0) this.effects.push({ type: 'settle', op, id, ok: false, code, message });
   }
 
   // ================================================================ master side
@@ -527,7 +565,7 @@ export class DlmState {
       // Holders the former master listed whose node is gone since it handed the record on: dropped here, once.
       let spoiled = false;
       for (const [node, incarnation, id, mode] of e.record?.holders ?? []) {
-        if (member(node, incarnation)) continue;
+        if (member(node, incarnation) || canaries.skipPrune) continue;
         this.departedInRound++;
         this.effects.push({ type: 'departed', node, incarnation, id, resource: name, mode });
         if (writesValue(mode)) spoiled = true;
