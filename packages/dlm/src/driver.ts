@@ -462,16 +462,24 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
    */
   private recovered(node: number, incarnation: number, signal: AbortSignal): Promise<void> {
     return new Promise<void>((resolve) => {
-      const check = (): void => {
+      let bound: TimerHandle | undefined;
+      const check = (late = false): void => {
         const s = this.state;
-        const done = this.closed || signal.aborted || s.round === 0 || (s.complete && !s.members.some((m) => m.node === node && m.incarnation === incarnation));
+        const done = late || this.closed || signal.aborted || s.round === 0 || (s.complete && !s.members.some((m) => m.node === node && m.incarnation === incarnation));
         if (!done) return;
-        this.recoveryWaiters.delete(check);
-        signal.removeEventListener('abort', check);
+        if (late) this.log.warn({ node, round: s.round }, 'recovery round not finished within cleanupWaitMs: the cleanup barrier goes on without it');
+        this.recoveryWaiters.delete(waiter);
+        signal.removeEventListener('abort', waiter);
+        bound?.cancel();
         resolve();
       };
-      this.recoveryWaiters.add(check);
-      signal.addEventListener('abort', check, { once: true });
+      const waiter = (): void => check();
+      this.recoveryWaiters.add(waiter);
+      signal.addEventListener('abort', waiter, { once: true });
+      // Bounded: a round waits for every member's report, and a member that died unnoticed (no
+      // master to commit its down) would hold the cluster's cleanup barrier, and so every rejoin.
+      // Safety does not depend on the wait: rounds name members by incarnation.
+      bound = this.clock.setTimeout(() => check(true), this.options.cleanupWaitMs ?? 2 * this.node.timing.failureTimeoutMs);
       check();
     });
   }
@@ -544,10 +552,15 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     }
     const msgs = box.queue.slice(0, n);
     box.busy = true;
-    const ics = this.node.communication;
-    const call = ics.call(to, { channel: this.options.channel, subservice: this.options.subservice }, 'deliver', { to: box.incarnation, seq: box.seq, msgs } satisfies Batch, {
-      timeoutMs: this.options.deliveryTimeoutMs,
-    });
+    let call: Promise<unknown>;
+    try {
+      call = this.node.communication.call(to, { channel: this.options.channel, subservice: this.options.subservice }, 'deliver', { to: box.incarnation, seq: box.seq, msgs } satisfies Batch, {
+        timeoutMs: this.options.deliveryTimeoutMs,
+      });
+    } catch (err) {
+      // ICS refused at once (closed, restarting): like a failed call, retried later.
+      call = Promise.reject(err);
+    }
     call.then(
       (r) => {
         box.busy = false;

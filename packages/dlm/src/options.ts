@@ -46,6 +46,11 @@ export interface DlmOptions {
   maxValueBytes?: number;
   /** Timeout of one delivery call to a peer; a failed one is retried. @default 5000 */
   deliveryTimeoutMs?: number;
+  /**
+   * How long the nodedown callback waits for the recovery round to finish
+   * before it lets the CLMS cleanup barrier go on. @default twice the node's failureTimeoutMs
+   */
+  cleanupWaitMs?: number;
 }
 
 const schema = z.object({
@@ -60,6 +65,7 @@ const schema = z.object({
   deadlockTimeoutMs: z.number().int().min(0).max(2 ** 31 - 1).default(DLM_DEFAULTS.deadlockTimeoutMs),
   maxValueBytes: z.number().int().min(0).max(WIRE_LIMITS.maxValueBytes).default(DLM_DEFAULTS.maxValueBytes),
   deliveryTimeoutMs: z.number().int().min(1).max(2 ** 31 - 1).default(DLM_DEFAULTS.deliveryTimeoutMs),
+  cleanupWaitMs: z.number().int().min(0).max(2 ** 31 - 1).optional(),
 });
 
 export type ResolvedDlmOptions = Omit<z.output<typeof schema>, 'node' | 'clock' | 'logger'>;
