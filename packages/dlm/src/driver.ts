@@ -215,11 +215,17 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
       if (t.kind === 'state' && inSet(t.from) !== inSet(t.to)) this.startRound();
     };
     const onEvicted = (): void => this.step((s) => s.reset('DLM_ERR_LOCK_LOST', `node ${this.node.nodeNum} was declared down by the cluster`));
+    // Quorum is read before every input (step); these only make a regained quorum serve at once.
+    const onQuorum = (): void => this.step(() => {});
     this.node.on('transition', onTransition);
     this.node.on('evicted', onEvicted);
+    this.node.on('quorum', onQuorum);
+    this.node.on('master', onQuorum);
     this.unsubscribe.push(
       () => this.node.off('transition', onTransition),
       () => this.node.off('evicted', onEvicted),
+      () => this.node.off('quorum', onQuorum),
+      () => this.node.off('master', onQuorum),
       this.node.registerSubsystem({
         name: `dlm.${this.options.channel}.${this.options.subservice}`,
         band: this.options.band,
@@ -389,6 +395,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
 
   /** Feed one input, then perform every effect it queued. */
   private step(input: (s: DlmState) => void): void {
+    if (!this.closed) this.state.setQuorum(this.node.hasQuorum);
     input(this.state);
     for (const e of this.state.take()) this.perform(e);
   }

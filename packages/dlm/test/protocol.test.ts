@@ -49,6 +49,19 @@ describe('rounds', () => {
     expect(w.node(2).s.round).toBe(1);
   });
 
+  it('a master without quorum grants nothing; it serves what it held once quorum is back', () => {
+    const w = new World([1, 2]);
+    w.settle();
+    const r = mastered(2, [1, 2]);
+    w.quorum(2, false);
+    const { op } = w.request(1, r, 'PR');
+    w.settle();
+    expect(settledOk(w.events, op)).toBe(false);
+    w.quorum(2, true);
+    w.settle();
+    expect(settledOk(w.events, op)).toBe(true);
+  });
+
   it('a master does not grant before every member reported', () => {
     const w = new World([1, 2]);
     const r = mastered(1, [1, 2]);

@@ -134,6 +134,10 @@ export class World {
     return [...this.ops].filter(([op, who]) => live.has(who) && !this.settled.has(`${who}:${op}`)).map(([op]) => op);
   }
 
+  quorum(num: number, ok: boolean): void {
+    this.input(num, (s) => s.setQuorum(ok));
+  }
+
   cancel(num: number, id: number): void {
     this.input(num, (s) => s.cancel(id, 'DLM_ERR_CANCELLED'));
   }

@@ -130,6 +130,27 @@ export class DlmState {
     private readonly limits: StateLimits,
   ) {}
 
+  /**
+   * Whether this node's membership has a quorum. Without one a master
+   * grants nothing (it holds what it is sent, and rebuilds nothing): a
+   * minority side must not hand out locks the majority may be handing out
+   * too. Regained, it serves what it held.
+   */
+  setQuorum(ok: boolean): void {
+    if (ok === this.quorum) return;
+    this.quorum = ok;
+    if (!ok) return;
+    if (!this.complete && this.round > 0 && this.members.every((m) => this.received.get(m.node)?.done)) this.rebuild();
+    else if (this.complete) this.serveHeld();
+    this.drain();
+  }
+
+  get hasQuorum(): boolean {
+    return this.quorum;
+  }
+
+  private quorum = true;
+
   /** This node's (new) incarnation: before its first round, and after a reset. */
   begin(incarnation: number): void {
     if (this.round === 0) this.incarnation = incarnation;
@@ -290,7 +311,7 @@ export class DlmState {
         if (msg.round !== this.round && !canaries.acceptStaleGrants) return;
         return this.onAnswer(msg);
       default:
-        if (!this.complete || msg.round > this.round) {
+        if (!this.complete || !this.quorum || msg.round > this.round) {
           this.held.push({ from, msg });
           return;
         }
@@ -534,7 +555,7 @@ export class DlmState {
     for (const l of msg.locks) got.locks.push({ ...l, node: from.node, incarnation: from.incarnation });
     got.records.push(...msg.records);
     got.done = msg.last;
-    if (this.members.every((m) => this.received.get(m.node)?.done)) this.rebuild();
+    if (this.quorum && this.members.every((m) => this.received.get(m.node)?.done)) this.rebuild();
   }
 
   /** Every member reported: rebuild the resources this node masters, grant again, serve what waited. */
@@ -610,6 +631,10 @@ export class DlmState {
     this.completedRound = this.round;
     this.emit(out);
     this.effects.push({ type: 'recovered', round: this.round, members: this.members, resources: this.resources.size, departed: this.departedInRound });
+    this.serveHeld();
+  }
+
+  private serveHeld(): void {
     const held = this.held;
     this.held = [];
     for (const h of held) this.dispatch(h.from, h.msg);
