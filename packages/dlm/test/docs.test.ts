@@ -33,6 +33,6 @@ describe('docs/dlm.md', () => {
       const shown = typeof v === 'string' ? `\`'${v}'\`` : k === 'subservice' ? `\`0x${v.toString(16)}\`` : String(v);
       expect(cell).toBe(shown);
     }
-    for (const k of ['node', 'clock', 'logger']) expect(rows.has(k), `option ${k}`).toBe(true);
+    for (const k of ['node', 'clock', 'logger', 'cleanupWaitMs']) expect(rows.has(k), `option ${k}`).toBe(true);
   });
 });
