@@ -357,7 +357,17 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     }
     const op = this.nextOp++;
     return new Promise<T>((resolve, reject) => {
-      const p: Pending = { resolve: (g, id) => resolve(done(g, id)), reject, timers: [] };
+      // The handle is updated at once (later effects of the same input find it); the promise
+      // settles after a turn of the event loop: on a resource this node masters nothing else
+      // would yield, and a lock/unlock loop would starve the node's I/O (heartbeats included).
+      const p: Pending = {
+        resolve: (g, id) => {
+          const value = done(g, id);
+          setImmediate(() => resolve(value));
+        },
+        reject: (err) => setImmediate(() => reject(err)),
+        timers: [],
+      };
       this.pending.set(op, p);
       let id = 0;
       this.step((s) => (id = start(op)));

@@ -73,6 +73,25 @@ describe('locking across nodes', () => {
     await settled(got.unlock());
   });
 
+  it('a lock/unlock loop on a resource this node masters yields to the event loop (time goes on, the node stays Up)', async () => {
+    const c = await formed(2);
+    const r = resourceMasteredBy(c.dlm(1), 1);
+    let cycles = 0;
+    let stop = false;
+    const loop = (async () => {
+      while (!stop) {
+        await (await c.dlm(1).lock(r, 'EX')).unlock();
+        cycles++;
+      }
+    })();
+    // Were every operation settled in microtasks only, advance() would never return.
+    await c.clock.advance(2_000);
+    stop = true;
+    await loop;
+    expect(cycles).toBeGreaterThan(10);
+    expect(c.node(2).info(1)?.state).toBe('Up');
+  });
+
   it('tryLock gives undefined rather than wait; timeouts and aborts fail with their typed errors', async () => {
     const c = await formed(2, { dlm: { deadlockTimeoutMs: 0 } });
     const held = track(c.dlm(1).lock('t', 'EX'));
