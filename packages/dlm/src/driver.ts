@@ -23,6 +23,7 @@ import {
   type ClusterNode,
   type Clock,
   defineService,
+  detached,
   type HandlerContext,
   type Logger,
   type NodeState,
@@ -486,13 +487,13 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
         if (!done) return;
         if (late) this.log.warn({ node, round: s.round }, 'recovery round not finished within cleanupWaitMs: the cleanup barrier goes on without it');
         this.recoveryWaiters.delete(waiter);
-        signal.removeEventListener('abort', waiter);
         bound?.cancel();
         resolve();
       };
+      // Checked on every finished round and at the bound (no listener on the node's one
+      // close signal per callback: a burst of nodedowns would pile them up).
       const waiter = (): void => check();
       this.recoveryWaiters.add(waiter);
-      signal.addEventListener('abort', waiter, { once: true });
       // Bounded: a round waits for every member's report, and a member that died unnoticed (no
       // master to commit its down) would hold the cluster's cleanup barrier, and so every rejoin.
       // Safety does not depend on the wait: rounds name members by incarnation.
@@ -571,9 +572,13 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     box.busy = true;
     let call: Promise<unknown>;
     try {
-      call = this.node.communication.call(to, { channel: this.options.channel, subservice: this.options.subservice }, 'deliver', { to: box.incarnation, seq: box.seq, msgs } satisfies Batch, {
-        timeoutMs: this.options.deliveryTimeoutMs,
-      });
+      // Queue work, not part of the handler that may have queued it: detached, it neither
+      // inherits that call's deadline and cancellation nor takes the priority lane.
+      call = detached(() =>
+        this.node.communication.call(to, { channel: this.options.channel, subservice: this.options.subservice }, 'deliver', { to: box.incarnation, seq: box.seq, msgs } satisfies Batch, {
+          timeoutMs: this.options.deliveryTimeoutMs,
+        }),
+      );
     } catch (err) {
       // ICS refused at once (closed, restarting): like a failed call, retried later.
       call = Promise.reject(err);
