@@ -1,0 +1,238 @@
+/**
+ * The distributed lock manager (`@clusterinfra/dlm`) over transport-tcp on
+ * 127.0.0.1, every node in this one process (real clock, preset `local`),
+ * each figure beside a baseline measured in the same run:
+ *
+ * - uncontended lock+unlock on the resource's master node (no network) and
+ *   on another node (two round trips: lock, then unlock); baseline: two ICS
+ *   RPC round trips between the same two nodes;
+ * - contended throughput: 8 nodes taking EX on one resource in turn;
+ *   baseline: the same loop on 8 resources (no contention);
+ * - recovery: a resource master is killed (closed without goodbye: its
+ *   sockets close, as on SIGKILL) while another node waits for the
+ *   resource; time until that waiter is granted; baseline: time until the
+ *   waiter's node sees the nodedown. 3 and 16 nodes.
+ *
+ *   npx tsx bench/dlm.ts            # prints the rows; merges them into bench/results.json
+ *   npx tsx bench/dlm.ts --json     # the rows as JSON on stdout only
+ *
+ * In one process every node shares one event loop: absolute figures are
+ * pessimistic next to separate processes; the ratios are what to compare.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { ClusterNode, defineService, serve, client } from '../packages/core/src/index.js';
+import { createDlm, type Dlm } from '../packages/dlm/src/index.js';
+import { tcp } from '../packages/transport-tcp/src/index.js';
+import { z } from 'zod';
+import { median } from './common.js';
+
+/** A row of bench/results.json (the shape run.ts writes). */
+interface Row {
+  suite: 'dlm';
+  name: string;
+  unit: string;
+  better: 'lower' | 'higher';
+  value: number;
+  baseline: number;
+  ratio: number;
+}
+
+const JSON_ONLY = process.argv.includes('--json');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const log = (line: string): void => {
+  if (!JSON_ONLY) console.log(line);
+};
+
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+const PING = defineService({ name: 'bench.ping', subservice: 77, methods: { ping: { kind: 'rpc', input: z.number(), output: z.number() } } });
+
+interface Cluster {
+  nodes: ClusterNode[];
+  dlms: Dlm[];
+  close(): Promise<void>;
+}
+
+async function cluster(size: number): Promise<Cluster> {
+  const ports = await freePorts(size);
+  const secret = randomBytes(32).toString('hex');
+  const nodes: ClusterNode[] = [];
+  const dlms: Dlm[] = [];
+  for (let n = 1; n <= size; n++) {
+    const node = new ClusterNode({
+      nodeNum: n,
+      clusterName: 'dlm-bench',
+      transport: tcp({ host: '127.0.0.1', port: ports[n - 1]!, secret }),
+      candidates: [1, 2, 3].filter((c) => c <= size),
+      seeds: ports.filter((_, i) => i !== n - 1).map((p) => `127.0.0.1:${p}`),
+      preset: 'local',
+    });
+    nodes.push(node);
+    dlms.push(createDlm({ node, deadlockTimeoutMs: 0 }));
+  }
+  await Promise.all(nodes.map((x) => x.start()));
+  await until(() => dlms.every((d) => d.stats().members.length === size && d.stats().completedRound === d.stats().round), 60_000, `${size} lock managers in one round`);
+  return {
+    nodes,
+    dlms,
+    close: async () => {
+      await Promise.all(dlms.map((d) => d.close()));
+      await Promise.all(nodes.map((x) => x.close()));
+    },
+  };
+}
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Median µs of `op` over SECONDS (after a warm-up). */
+async function timeOp(op: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < 200; i++) await op();
+  const samples: number[] = [];
+  const end = performance.now() + SECONDS * 1000;
+  while (performance.now() < end) {
+    const t = performance.now();
+    await op();
+    samples.push((performance.now() - t) * 1000);
+  }
+  return median(samples);
+}
+
+const round3 = (v: number): number => Math.round(v * 1000) / 1000;
+const row = (name: string, unit: string, better: Row['better'], value: number, baseline: number): Row => ({
+  suite: 'dlm',
+  name,
+  unit,
+  better,
+  value: round3(value),
+  baseline: round3(baseline),
+  ratio: round3(value / baseline),
+});
+
+async function uncontended(): Promise<Row[]> {
+  const c = await cluster(2);
+  try {
+    const [a, b] = c.dlms as [Dlm, Dlm];
+    let local = 'r';
+    for (let i = 0; a.masterOf(local) !== 1; i++) local = `r${i}`;
+    let remote = 'r';
+    for (let i = 0; a.masterOf(remote) !== 2; i++) remote = `r${i}`;
+    serve(c.nodes[1]!.communication, PING, { ping: (x) => x });
+    const ping = client(c.nodes[0]!.communication, PING, 2);
+    const baseline = await timeOp(async () => {
+      await ping.ping(1);
+      await ping.ping(2);
+    });
+    const onMaster = await timeOp(async () => (await a.lock(local, 'EX')).unlock());
+    const onOther = await timeOp(async () => (await a.lock(remote, 'EX')).unlock());
+    void b;
+    log(`lock+unlock: on the master ${onMaster.toFixed(1)} µs, on another node ${onOther.toFixed(1)} µs; two ICS round trips ${baseline.toFixed(1)} µs`);
+    return [row('lock-unlock-on-master', 'µs', 'lower', onMaster, baseline), row('lock-unlock-other-node', 'µs', 'lower', onOther, baseline)];
+  } finally {
+    await c.close();
+  }
+}
+
+/** Lock+unlock cycles per second over all nodes, each looping on `resourceOf(node)`. */
+async function throughput(c: Cluster, resourceOf: (i: number) => string): Promise<number> {
+  let ops = 0;
+  let stop = false;
+  const loops = c.dlms.map(async (d, i) => {
+    while (!stop) {
+      const l = await d.lock(resourceOf(i), 'EX');
+      await l.unlock();
+      ops++;
+    }
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  ops = 0;
+  const t = performance.now();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const rate = ops / ((performance.now() - t) / 1000);
+  stop = true;
+  await Promise.all(loops);
+  return rate;
+}
+
+async function contended(): Promise<Row[]> {
+  const c = await cluster(8);
+  try {
+    const one = await throughput(c, () => 'hot');
+    const spread = await throughput(c, (i) => `cold-${i}`);
+    log(`8 nodes, EX lock+unlock: one resource ${one.toFixed(0)}/s; 8 resources ${spread.toFixed(0)}/s`);
+    return [row('contended-8-nodes-one-resource', 'ops/s', 'higher', one, spread)];
+  } finally {
+    await c.close();
+  }
+}
+
+async function recovery(size: number): Promise<Row[]> {
+  const c = await cluster(size);
+  try {
+    // A resource mastered by the last node; the first node holds it... through the master's death a waiter at node 2 waits.
+    const victim = size;
+    let name = 'r';
+    for (let i = 0; c.dlms[0]!.masterOf(name) !== victim; i++) name = `r${i}`;
+    const holder = await c.dlms[victim - 1]!.lock(name, 'EX');
+    void holder;
+    let nodedownAt = 0;
+    c.nodes[1]!.on('nodedown', (info) => {
+      if (info.node === victim && nodedownAt === 0) nodedownAt = performance.now();
+    });
+    const waiting = c.dlms[1]!.lock(name, 'EX');
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = performance.now();
+    await c.dlms[victim - 1]!.close();
+    await c.nodes[victim - 1]!.close();
+    const granted = await waiting;
+    const ms = performance.now() - t0;
+    const down = nodedownAt - t0;
+    await granted.unlock();
+    log(`recovery, ${size} nodes: master and holder killed, waiter granted after ${ms.toFixed(1)} ms; nodedown seen after ${down.toFixed(1)} ms`);
+    return [row(`recovery-master-killed-${size}n`, 'ms', 'lower', ms, down)];
+  } finally {
+    await c.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const rows: Row[] = [...(await uncontended()), ...(await contended()), ...(await recovery(3)), ...(await recovery(16))];
+  if (JSON_ONLY) {
+    console.log(JSON.stringify(rows, null, 2));
+    return;
+  }
+  const file = fileURLToPath(new URL('./results.json', import.meta.url));
+  const old = JSON.parse(readFileSync(file, 'utf8')) as Array<{ suite: string; name: string }>;
+  const key = (r: { suite: string; name: string }): string => `${r.suite}\u0000${r.name}`;
+  const fresh = new Map(rows.map((r) => [key(r), r]));
+  const merged = [...old.map((r) => fresh.get(key(r)) ?? r), ...rows.filter((r) => !old.some((o) => key(o) === key(r)))];
+  writeFileSync(file, JSON.stringify(merged, null, 2) + '\n');
+  console.log('merged the dlm rows into bench/results.json');
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,203 @@
+/**
+ * The lock manager on real ClusterNodes over transport-mem with a virtual
+ * clock: locking across nodes, blocking notifications, value blocks,
+ * trylock, timeouts and cancellation, and recovery after crashes of a lock
+ * holder and of a resource master.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { isDlmError, type Lock } from '../src/index.js';
+import { type DlmCluster, dlmCluster, resourceMasteredBy } from './cluster.js';
+
+interface Tracked<T> {
+  done: boolean;
+  value?: T;
+  error?: unknown;
+}
+function track<T>(p: Promise<T>): Tracked<T> {
+  const t: Tracked<T> = { done: false };
+  p.then(
+    (v) => Object.assign(t, { done: true, value: v }),
+    (e: unknown) => Object.assign(t, { done: true, error: e }),
+  );
+  return t;
+}
+
+let c: DlmCluster | undefined;
+
+/** Wait (in virtual time) for `p`, which needs the network to settle. */
+async function settled<T>(p: Promise<T>, what = 'the operation'): Promise<T> {
+  const t = track(p);
+  await c!.until(() => t.done, what);
+  if ('error' in t) throw t.error;
+  return t.value as T;
+}
+afterEach(async () => {
+  await c?.close();
+  c = undefined;
+});
+
+async function formed(size: number, dlm: Parameters<typeof dlmCluster>[1] = {}): Promise<DlmCluster> {
+  c = dlmCluster(size, dlm);
+  const ns = Array.from({ length: size }, (_, i) => i + 1);
+  await c.until(() => c!.ready(ns), `${size} nodes Up with their lock managers`);
+  return c;
+}
+
+describe('locking across nodes', () => {
+  it('an incompatible request waits; the holder is told; the release hands over the value block and a higher token', async () => {
+    const c = await formed(3);
+    const r = resourceMasteredBy(c.dlm(1), 3);
+    const blocked: string[] = [];
+    const a = track(c.dlm(1).lock(r, 'PW', { onBlocking: (m) => blocked.push(m) }));
+    await c.until(() => a.done, 'the PW grant');
+    const held = a.value!;
+    expect(held.mode).toBe('PW');
+    const b = track(c.dlm(2).lock(r, 'EX'));
+    await c.until(() => blocked.length > 0, 'a blocking notification at node 1');
+    expect(blocked).toEqual(['EX']);
+    expect(b.done).toBe(false);
+    await settled(held.unlock({ value: new TextEncoder().encode('v1') }));
+    expect(held.mode).toBe(null);
+    await c.until(() => b.done, 'the EX grant at node 2');
+    const got = b.value!;
+    expect(got.token).toBeGreaterThan(held.token);
+    expect(new TextDecoder().decode(got.value!)).toBe('v1');
+    expect(got.valueVersion).toBe(held.token);
+    expect(got.valueValid).toBe(true);
+    // Conversions: down at once, up again with a new token.
+    const before = got.token;
+    await settled(got.convert('NL'));
+    expect(got.mode).toBe('NL');
+    await settled(got.convert('PR'));
+    expect(got.token).toBeGreaterThan(before);
+    await settled(got.unlock());
+  });
+
+  it('a lock/unlock loop on a resource this node masters yields to the event loop (time goes on, the node stays Up)', async () => {
+    const c = await formed(2);
+    const r = resourceMasteredBy(c.dlm(1), 1);
+    let cycles = 0;
+    let stop = false;
+    const loop = (async () => {
+      while (!stop) {
+        await (await c.dlm(1).lock(r, 'EX')).unlock();
+        cycles++;
+      }
+    })();
+    // Were every operation settled in microtasks only, advance() would never return.
+    await c.clock.advance(2_000);
+    stop = true;
+    await loop;
+    expect(cycles).toBeGreaterThan(10);
+    expect(c.node(2).info(1)?.state).toBe('Up');
+  });
+
+  it('tryLock gives undefined rather than wait; timeouts and aborts fail with their typed errors', async () => {
+    const c = await formed(2, { dlm: { deadlockTimeoutMs: 0 } });
+    const held = track(c.dlm(1).lock('t', 'EX'));
+    await c.until(() => held.done, 'the EX grant');
+    const tried = track(c.dlm(2).tryLock('t', 'PR'));
+    await c.until(() => tried.done, 'the trylock answer');
+    expect(tried.value).toBeUndefined();
+    const timed = track(c.dlm(2).lock('t', 'PR', { timeoutMs: 500 }));
+    await c.until(() => timed.done, 'the timeout');
+    expect(isDlmError(timed.error, 'DLM_ERR_TIMEOUT')).toBe(true);
+    const ac = new AbortController();
+    const aborted = track(c.dlm(2).lock('t', 'PR', { signal: ac.signal }));
+    await c.clock.advance(50);
+    ac.abort();
+    await c.until(() => aborted.done, 'the cancellation');
+    expect(isDlmError(aborted.error, 'DLM_ERR_CANCELLED')).toBe(true);
+    // The cancels reach the master: nothing of node 2 is left (the holder's release grants nobody).
+    await c.until(() => c.dlm(2).locks().length === 0, 'the cancels settled at the master');
+    await settled((held.value as Lock).unlock());
+    await expect(c.dlm(2).lock('', 'EX')).rejects.toMatchObject({ code: 'DLM_ERR_INVALID_ARGUMENT' });
+    await expect(c.dlm(2).lock('x', 'XX' as never)).rejects.toMatchObject({ code: 'DLM_ERR_INVALID_ARGUMENT' });
+  });
+
+  it('a request still waiting after deadlockTimeoutMs fails with DeadlockError (two nodes, two resources, crossed)', async () => {
+    const c = await formed(2, { dlm: { deadlockTimeoutMs: 2_000 } });
+    const a1 = track(c.dlm(1).lock('A', 'EX'));
+    const b2 = track(c.dlm(2).lock('B', 'EX'));
+    await c.until(() => a1.done && b2.done, 'both first locks');
+    const a2 = track(c.dlm(1).lock('B', 'EX'));
+    await c.clock.advance(100);
+    const b1 = track(c.dlm(2).lock('A', 'EX'));
+    // The first waiter reaches the bound first: it is the one victim.
+    await c.until(() => a2.done, 'a deadlock victim');
+    expect(isDlmError(a2.error, 'DLM_ERR_DEADLOCK')).toBe(true);
+    expect(b1.done).toBe(false);
+    // The victim gives up what it holds: the other goes through.
+    await settled(a1.value!.unlock());
+    await c.until(() => b1.done, 'the survivor of the deadlock');
+    expect(b1.value?.mode).toBe('EX');
+  });
+});
+
+describe('recovery', () => {
+  it('a holder crashes: the master drops its lock once, the waiter is granted with the value block marked invalid; the rejoined node holds nothing', async () => {
+    const c = await formed(3);
+    const r = resourceMasteredBy(c.dlm(1), 1);
+    const departed: string[] = [];
+    c.dlm(1).on('departed', (d) => departed.push(`${d.node}:${d.resource}:${d.mode}`));
+    const held = track(c.dlm(3).lock(r, 'EX'));
+    await c.until(() => held.done, 'node 3 holds EX');
+    const waiter = track(c.dlm(2).lock(r, 'PR'));
+    await c.clock.advance(100);
+    expect(waiter.done).toBe(false);
+    c.kill(3);
+    await c.until(() => waiter.done, 'the waiter granted after node 3 died');
+    expect(waiter.value!.mode).toBe('PR');
+    expect(waiter.value!.valueValid).toBe(false);
+    expect(departed).toEqual([`3:${r}:EX`]);
+    // Node 3 comes back as a new incarnation, after the cleanup barrier, holding nothing.
+    c.start(3);
+    await c.until(() => c.ready([1, 2, 3]), 'node 3 back with its lock manager');
+    expect(c.dlm(3).locks()).toEqual([]);
+    const again = track(c.dlm(3).lock(r, 'PR'));
+    await c.until(() => again.done, 'a PR for the new node 3');
+    expect(again.value!.mode).toBe('PR');
+    expect(departed).toHaveLength(1);
+  });
+
+  it('a resource master crashes: the resource is re-mastered from the survivors, queues kept, tokens above the old ones', async () => {
+    const c = await formed(3);
+    const r = resourceMasteredBy(c.dlm(1), 3);
+    const value = new Uint8Array([1, 2, 3]);
+    // A value block written, kept alive by node 1's NL lock.
+    const w = track(c.dlm(2).lock(r, 'EX'));
+    await c.until(() => w.done, 'EX at node 2');
+    await settled(w.value!.convert('NL', { value }));
+    const reader = track(c.dlm(1).lock(r, 'PR'));
+    await c.until(() => reader.done, 'PR at node 1');
+    const writer = track(c.dlm(2).lock(r, 'EX'));
+    await c.clock.advance(100);
+    expect(writer.done).toBe(false);
+    c.kill(3);
+    await c.until(() => c.ready([1, 2]), 'the two survivors recovered');
+    expect(c.dlm(1).masterOf(r)).not.toBe(3);
+    expect(writer.done).toBe(false);
+    await settled(reader.value!.unlock());
+    await c.until(() => writer.done, 'EX at node 2 after the master died');
+    expect(writer.value!.token).toBeGreaterThan(reader.value!.token);
+    // The dead master never held PW/EX itself, but its copy is gone: the survivors' newest is marked invalid.
+    expect(writer.value!.valueValid).toBe(false);
+    expect([...(writer.value!.value ?? [])]).toEqual([1, 2, 3]);
+  });
+
+  it('a node declared down while alive loses its locks (signal aborted) and comes back empty', async () => {
+    const c = await formed(3);
+    const held = track(c.dlm(3).lock('z', 'EX'));
+    await c.until(() => held.done, 'EX at node 3');
+    const lock = held.value!;
+    await settled(c.node(1).declareDown(3));
+    await c.until(() => lock.signal.aborted, 'the lock lost at node 3');
+    expect(isDlmError(lock.signal.reason, 'DLM_ERR_LOCK_LOST')).toBe(true);
+    expect(lock.mode).toBe(null);
+    const other = track(c.dlm(1).lock('z', 'EX'));
+    await c.until(() => other.done, 'EX at node 1');
+    expect(other.value!.token).toBeGreaterThan(lock.token);
+    await c.until(() => c.ready([1, 2, 3]), 'node 3 rejoined');
+    expect(c.dlm(3).locks()).toEqual([]);
+  });
+});
