@@ -389,9 +389,9 @@ async function freePort(): Promise<number> {
 
 describe('over TCP on 127.0.0.1 (item 8)', () => {
   it('a wrong secret: the joiner names the refused handshake, the healthy node keeps it; a node listing its own address as a seed does not report itself', async () => {
-    const healthy = new ClusterNode({ nodeNum: 1, clusterName: 'tcp-first', transport: tcp({ secret: 'right' }), candidates: [1], preset: 'local', logger: silentLogger });
+    const healthy = new ClusterNode({ nodeNum: 1, clusterName: 'tcp-first', transport: tcp({ secret: 'the-right-secret-16+' }), candidates: [1], preset: 'local', logger: silentLogger });
     const stray = () =>
-      new ClusterNode({ nodeNum: 2, clusterName: 'tcp-first', transport: tcp({ secret: 'wrong' }), candidates: [1], seeds: [healthy.address!], preset: 'local', logger: silentLogger });
+      new ClusterNode({ nodeNum: 2, clusterName: 'tcp-first', transport: tcp({ secret: 'a-wrong-secret-of-16+' }), candidates: [1], seeds: [healthy.address!], preset: 'local', logger: silentLogger });
     try {
       await healthy.start({ timeoutMs: 20_000 });
       await healthy.whenUp();
@@ -406,7 +406,7 @@ describe('over TCP on 127.0.0.1 (item 8)', () => {
       expect(healthy.refusedHandshakes()).toEqual([expect.objectContaining({ direction: 'inbound', node: 2, reason: 'auth' })]);
       // Its own address among its seeds (as in the README): no `identity` refusal of itself.
       const port = await freePort();
-      const self = new ClusterNode({ nodeNum: 3, clusterName: 'tcp-first', transport: tcp({ secret: 'right', port }), candidates: [3, 4], seeds: [`127.0.0.1:${port}`], preset: 'local', logger: silentLogger });
+      const self = new ClusterNode({ nodeNum: 3, clusterName: 'tcp-first', transport: tcp({ secret: 'the-right-secret-16+', port }), candidates: [3, 4], seeds: [`127.0.0.1:${port}`], preset: 'local', logger: silentLogger });
       const reasons = (await self.start({ timeoutMs: 1000 }).catch((e: unknown) => e)) as NotJoinedError;
       expect(reasons.reasons).toContain('waiting for candidates 4 (formation: all-candidates)');
       expect(reasons.reasons.join('\n')).not.toContain('identity');
