@@ -13,6 +13,7 @@ const NAMES = {
   'icsgen/src/runtime': '@clusterinfra/icsgen/runtime',
   'admin/src': '@clusterinfra/admin',
   'cli/src': '@clusterinfra/cli',
+  'transport-multipath/src': '@clusterinfra/transport-multipath',
 };
 
 /** @param {import('typedoc').Application} app */
