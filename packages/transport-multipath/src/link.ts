@@ -126,6 +126,8 @@ interface Outgoing {
   readonly fin: boolean;
   /** Path of the last transmission (-1 before the first). */
   path: number;
+  /** Which connection of that path carried it (`PathSlot.generation`). */
+  generation: number;
 }
 
 interface Incoming {
@@ -137,6 +139,8 @@ interface Incoming {
 interface PathSlot {
   readonly index: number;
   link: Link | undefined;
+  /** Counts the connections this path has had: a frame sent on an earlier one is not on the current one. */
+  generation: number;
   state: PathState;
   lastHeard: number;
   lastSent: number;
@@ -214,6 +218,7 @@ export class MultipathLink extends LinkBase {
     this.paths = Array.from({ length: init.pathCount }, (_, index) => ({
       index,
       link: undefined,
+      generation: 0,
       state: 'down' as PathState,
       lastHeard: now,
       lastSent: now,
@@ -296,6 +301,7 @@ export class MultipathLink extends LinkBase {
     const now = this.clock.now();
     Object.assign(p, { link, state: 'up', lastHeard: now, lastSent: now, changedAt: now, everUp: true });
     p.ups++;
+    p.generation++;
     const onFrame = (bytes: Uint8Array): void => this.onPathFrame(p, link, bytes);
     const onClose = (info: LinkCloseInfo): void => {
       if (p.link === link) this.pathDown(p, `connection ${info.reason}${info.error ? `: ${info.error.message}` : ''}`);
@@ -442,7 +448,7 @@ export class MultipathLink extends LinkBase {
   }
 
   private enqueue(parts: readonly Uint8Array[], size: number, fin: boolean): boolean {
-    this.out.push({ seq: this.nextSeq++, parts, size, weight: size + FRAME_COST, fin, path: -1 });
+    this.out.push({ seq: this.nextSeq++, parts, size, weight: size + FRAME_COST, fin, path: -1, generation: 0 });
     this.buffered += size;
     this.pump();
     return this.buffered < this.highWaterMark;
@@ -478,6 +484,7 @@ export class MultipathLink extends LinkBase {
       return false;
     }
     e.path = p.index;
+    e.generation = p.generation;
     p.framesSent++;
     p.lastSent = this.clock.now();
     this.ackSent = this.consumed;
@@ -490,7 +497,7 @@ export class MultipathLink extends LinkBase {
     for (let i = 0; i < this.transmitted; i++) {
       const e = this.out.at(i)!;
       const on = this.paths[e.path];
-      if (on !== undefined && on.state === 'up' && on.link?.state === 'open') continue;
+      if (on !== undefined && on.generation === e.generation && on.state === 'up' && on.link?.state === 'open') continue;
       const p = this.pickPath(true);
       if (p === undefined) return;
       if (!this.transmit(e, p)) {
