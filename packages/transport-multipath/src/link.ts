@@ -81,6 +81,8 @@ export interface LinkHealth {
   readonly paths: readonly PathHealth[];
   /** Frames sent and not yet acknowledged. */
   readonly unacknowledged: number;
+  /** Bytes received and not yet consumed by the application, counting 64 per frame besides its bytes (at most the receive window and one frame). */
+  readonly receiveBuffered: number;
   /** Frames sent again after a path failed. */
   readonly retransmitted: number;
   /** Duplicate frames the receiver dropped. */
@@ -263,6 +265,7 @@ export class MultipathLink extends LinkBase {
       direction: this.direction,
       state: this.state,
       unacknowledged: this.out.length,
+      receiveBuffered: this.held,
       retransmitted: this.retransmittedFrames,
       duplicatesDropped: this.duplicates,
       paths: this.paths.map((p) => ({
