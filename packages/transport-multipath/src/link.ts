@@ -327,6 +327,12 @@ export class MultipathLink extends LinkBase {
     link.resume();
   }
 
+  /** @internal Path `index` is being dialled for the first time. */
+  pathConnecting(index: number): void {
+    const p = this.paths[index];
+    if (p !== undefined && p.state === 'down' && p.link === undefined) p.state = 'connecting';
+  }
+
   /** @internal The first connection of path `index` (or a redial) failed: keep trying (outbound links). */
   pathFailedToOpen(index: number, error: ClusterInfraError): void {
     const p = this.paths[index];

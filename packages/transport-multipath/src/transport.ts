@@ -172,6 +172,12 @@ export class MultipathTransport extends EventEmitter<MultipathTransportEvents> i
               }
               link = this.makeLink('outbound', pathLink.remote, address, Math.min(this.capabilities.maxFrameSize, welcome.maxFrameSize - DATA_HEADER), welcome.receiveWindow);
               this.dialPlan.set(link, { addresses, session });
+              const made = link;
+              addresses.forEach((_, j) => {
+                // Paths that failed already are redialled; those still dialling say so in health().
+                if (errors[j] !== undefined) made.pathFailedToOpen(j, errors[j]!);
+                else if (j !== i) made.pathConnecting(j);
+              });
               link.attachPath(i, pathLink, welcome.ack);
               resolve(link);
             } else if (!sameNode(pathLink.remote, link.remote)) {

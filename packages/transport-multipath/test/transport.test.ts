@@ -4,7 +4,7 @@ import { HandshakeRejectedError, InvalidAddressError, InvalidOptionError, type L
 import { createMemoryNetwork, memory } from '@clusterinfra/transport-mem';
 import { multipath, type MultipathLink, type MultipathTransport } from '../src/index.js';
 import { decode, encodeAck, encodeHello, Kind } from '../src/wire.js';
-import { connectOn, factoryFor, linkPair, numbered, pathAddress, upTo, watch } from './helpers.js';
+import { connectOn, factoryFor, linkPair, numbered, pathAddress, TEST_TIMERS, upTo, watch } from './helpers.js';
 
 describe('options and addresses', () => {
   it('refuses bad options with InvalidOptionError naming the option', () => {
@@ -88,6 +88,31 @@ describe('delivery', () => {
     const inW = watch(inbound);
     expect(await clock.advanceUntil(() => inW.frames.length === 200 && !outbound.needDrain, 5000)).toBe(true);
     expect(inW.frames).toEqual(upTo(200));
+  });
+});
+
+describe('paths that are down when the link opens', () => {
+  it('the link opens on the path that works and brings the other up once it can', async () => {
+    const clock = new VirtualClock();
+    const network = createMemoryNetwork({ clock });
+    // Path 1 fails (its connect times out) before path 0, which is slow, finishes its handshake.
+    network.partition(pathAddress(1, 1), pathAddress(2, 1));
+    network.setLinkFaults(pathAddress(1, 0), pathAddress(2, 0), { latencyMs: 300 }, { bothWays: true });
+    const ctx = (n: number) => ({ identity: { clusterName: 'd', nodeNum: n, incarnation: n }, clock, random: seededRandom(n), logger: silentLogger });
+    const server = factoryFor(network, 2, { pathTimeoutMs: 2000 }).create(ctx(2));
+    const listener = await server.listen();
+    listener.on('link', (l) => l.resume());
+    const client = multipath(
+      [memory({ network, address: pathAddress(1, 0), connectTimeoutMs: 5000 }), memory({ network, address: pathAddress(1, 1), connectTimeoutMs: 100 })],
+      { ...TEST_TIMERS, pathTimeoutMs: 2000 },
+    ).create(ctx(1));
+    const link = (await connectOn(clock, client, listener.address)) as MultipathLink;
+    await clock.advance(1000);
+    expect(link.health().paths.map((p) => p.state)).toEqual(['up', expect.stringMatching(/down|connecting/)]);
+    network.heal();
+    expect(await clock.advanceUntil(() => link.health().paths[1]!.state === 'up', 5000)).toBe(true);
+    client.destroy();
+    server.destroy();
   });
 });
 
