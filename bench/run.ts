@@ -37,6 +37,7 @@ import {
 import { buildLib, type IcsLib, loadLib, USE_TSX } from './load.js';
 import { type CpuProfile, formatSummary } from './profile.js';
 import { type ClmsRow, runClmsBench } from './clms.js';
+import { type MultipathRow, runMultipathBench } from './multipath.js';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -462,7 +463,7 @@ interface ResultRow {
   ratio: number;
 }
 
-function clmsTable(rows: ClmsRow[]): string {
+function clmsTable(rows: (ClmsRow | MultipathRow)[]): string {
   const head = ['suite', 'name', 'unit', 'value', 'baseline', 'ratio'];
   const f = (v: number | null): string => (v === null ? 'null' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1));
   const body = rows.map((r) => [r.suite, r.name, r.unit, f(r.value), f(r.baseline), r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`]);
@@ -497,7 +498,9 @@ async function main(): Promise<void> {
   // --clms=<part>,...: only those parts of the CLMS suite (ids in bench/clms.ts), e.g. --only=clms --clms=formation-256
   const clmsOnly = flag('clms')?.split(',').filter(Boolean);
   const wantClms = !PROFILE && (!only || only.includes('clms') || clmsOnly !== undefined);
-  if (rows.length === 0 && !wantClms) throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, clms)`);
+  // The multipath suite (bench/multipath.ts) only when asked for: --only=multipath.
+  const wantMultipath = !PROFILE && only?.includes('multipath') === true;
+  if (rows.length === 0 && !wantClms && !wantMultipath) throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, clms, multipath)`);
   const t0 = now();
   const icsRows = rows.length > 0 ? await icsMain(rows, profileRows) : [];
   if (icsRows === undefined) return; // profiled
@@ -515,7 +518,17 @@ async function main(): Promise<void> {
       for (const n of clms.notes) console.log(`  ${n}`);
     }
   }
-  const fresh = [...icsRows, ...clmsRows];
+  let multipathRows: MultipathRow[] = [];
+  if (wantMultipath) {
+    log('bench: multipath suite (bench/multipath.ts)');
+    const mp = await runMultipathBench({ seconds: SECONDS, rounds: ROUNDS });
+    multipathRows = mp.rows;
+    if (!JSON_OUT) {
+      console.log(clmsTable(multipathRows));
+      for (const n of mp.notes) console.log(`  ${n}`);
+    }
+  }
+  const fresh = [...icsRows, ...clmsRows, ...multipathRows];
   // A partial run (--only, --clms) replaces its own rows and keeps the others from the last full run.
   const all = only || clmsOnly ? mergeRows(fresh) : fresh;
   writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');

@@ -31,7 +31,7 @@ export const MULTIPATH_DEFAULTS = Object.freeze({
   /** A graceful close waits this long for the peer to confirm every frame, then resets. */
   closeTimeoutMs: 5000,
   /** Bytes a receiver holds for a link before the application consumed them: the sender stops transmitting past it. */
-  receiveWindow: 4 * 1024 * 1024,
+  receiveWindow: 8 * 1024 * 1024,
   /** Unacknowledged bytes per logical link after which `send` returns false. */
   highWaterMark: 2 * 1024 * 1024,
   /** Path connections that passed the path transport's handshake and have not yet said HELLO. */

@@ -35,13 +35,16 @@ import {
 } from '@clusterinfra/core';
 import type { ResolvedMultipathOptions } from './options.js';
 import { Queue } from './queue.js';
-import { decode, encodeAck, encodeSequenced, Kind, encodeRst } from './wire.js';
+import { DATA_HEADER, decode, encodeAck, encodeRst, encodeSequenced, Kind, putSequencedHeader } from './wire.js';
 
 /**
  * What one frame costs against a window besides its bytes, so that empty
  * frames are bounded too (both ends count the same way).
  */
 export const FRAME_COST = 64;
+
+/** Frames up to this size are sent as one joined array; larger ones as header + parts (no copy of the payload). */
+const JOIN_BELOW = 16 * 1024;
 
 /** Out-of-order frames a receiver holds at most (besides the byte bound). */
 const MAX_OUT_OF_ORDER = 65_536;
@@ -135,7 +138,7 @@ interface Outgoing {
 interface Incoming {
   readonly seq: number;
   readonly payload: Uint8Array;
-  readonly fin: boolean;
+  readonly fin?: boolean;
 }
 
 interface PathSlot {
@@ -146,6 +149,9 @@ interface PathSlot {
   state: PathState;
   lastHeard: number;
   lastSent: number;
+  /** Something arrived / was sent since the last tick (cheaper than reading the clock per frame). */
+  heard: boolean;
+  sent: boolean;
   changedAt: number;
   everUp: boolean;
   failures: number;
@@ -183,7 +189,8 @@ export class MultipathLink extends LinkBase {
   private nextSeq = 1;
   /** Highest seq the peer consumed. */
   private peerAck = 0;
-  private buffered = 0;
+  /** Bytes of frames not yet transmitted on any path. */
+  private untransmitted = 0;
   private inflight = 0;
   private roundRobin = 0;
   private pumping = false;
@@ -224,6 +231,8 @@ export class MultipathLink extends LinkBase {
       state: 'down' as PathState,
       lastHeard: now,
       lastSent: now,
+      heard: false,
+      sent: false,
       changedAt: now,
       everUp: false,
       failures: 0,
@@ -240,8 +249,22 @@ export class MultipathLink extends LinkBase {
     this.heartbeat = every(this.clock, this.opts.heartbeatIntervalMs, () => this.tick()).unref();
   }
 
+  /**
+   * Bytes not yet handed to a path, plus what the path connections still
+   * hold. Frames kept only for a possible resend (at most the peer's
+   * receive window) do not count: the network took them, as TCP's kernel
+   * buffer does not count for the TCP transport.
+   */
   get bufferedBytes(): number {
-    return this.buffered;
+    let n = this.untransmitted;
+    for (const p of this.paths) if (p.link !== undefined) n += p.link.bufferedBytes;
+    return n;
+  }
+
+  /** Path connections follow the link's high-water mark, so that their `drain` is ours. */
+  override setHighWaterMark(bytes: number): void {
+    super.setHighWaterMark(bytes);
+    for (const p of this.paths) p.link?.setHighWaterMark(bytes);
   }
 
   /** @internal Highest seq our application consumed (what a HELLO or WELCOME acknowledges). */
@@ -274,7 +297,7 @@ export class MultipathLink extends LinkBase {
         active: p.state === 'up' && (active === undefined || active === p.index),
         failures: p.failures,
         ups: p.ups,
-        silentMs: p.everUp ? now - p.lastHeard : undefined,
+        silentMs: p.everUp ? (p.heard ? 0 : now - p.lastHeard) : undefined,
         sinceMs: now - p.changedAt,
         framesSent: p.framesSent,
         framesReceived: p.framesReceived,
@@ -302,7 +325,7 @@ export class MultipathLink extends LinkBase {
     p.redialTimer = undefined;
     p.attempts = 0;
     const now = this.clock.now();
-    Object.assign(p, { link, state: 'up', lastHeard: now, lastSent: now, changedAt: now, everUp: true });
+    Object.assign(p, { link, state: 'up', lastHeard: now, lastSent: now, heard: false, sent: false, changedAt: now, everUp: true });
     p.ups++;
     p.generation++;
     const onFrame = (bytes: Uint8Array): void => this.onPathFrame(p, link, bytes);
@@ -310,6 +333,7 @@ export class MultipathLink extends LinkBase {
       if (p.link === link) this.pathDown(p, `connection ${info.reason}${info.error ? `: ${info.error.message}` : ''}`);
     };
     const onDrain = (): void => this.pump();
+    link.setHighWaterMark(this.highWaterMark);
     link.on('frame', onFrame);
     link.on('close', onClose);
     link.on('drain', onDrain);
@@ -437,6 +461,9 @@ export class MultipathLink extends LinkBase {
     this.lastTick = now;
     for (const p of this.paths) {
       if (p.state !== 'up' || p.link === undefined) continue;
+      if (p.heard) p.lastHeard = now;
+      if (p.sent) p.lastSent = now;
+      p.heard = p.sent = false;
       if (!stalled && now - p.lastHeard > this.opts.pathTimeoutMs) {
         this.pathDown(p, `nothing heard for ${now - p.lastHeard} ms`);
       } else if (now - p.lastSent >= this.opts.heartbeatIntervalMs) {
@@ -458,9 +485,9 @@ export class MultipathLink extends LinkBase {
 
   private enqueue(parts: readonly Uint8Array[], size: number, fin: boolean): boolean {
     this.out.push({ seq: this.nextSeq++, parts, size, weight: size + FRAME_COST, fin, path: -1, generation: 0 });
-    this.buffered += size;
+    this.untransmitted += size;
     this.pump();
-    return this.buffered < this.highWaterMark;
+    return this.bufferedBytes < this.highWaterMark;
   }
 
   /** Transmit new frames while the peer's window and a path allow. */
@@ -476,18 +503,31 @@ export class MultipathLink extends LinkBase {
         if (!this.transmit(e, p)) continue;
         this.transmitted++;
         this.inflight += e.weight;
+        this.untransmitted -= e.size;
       }
     } finally {
       this.pumping = false;
     }
+    if (this.needDrain && this.bufferedBytes < this.highWaterMark) this.drained();
   }
 
   /** Send one frame on `p`; false when the path failed under us (the caller picks another). */
   private transmit(e: Outgoing, p: PathSlot): boolean {
-    const header = encodeSequenced(e.fin ? Kind.Fin : Kind.Data, e.seq, this.consumed);
     try {
-      if (e.fin) p.link!.send(header);
-      else p.link!.sendv([header, ...e.parts]);
+      if (e.size <= JOIN_BELOW) {
+        // One allocation for header and payload: small frames are copied once more by any path anyway.
+        // From Node's shared pool below 4 KiB (the path copies or sends it and lets it go).
+        const frame = Buffer.allocUnsafe(DATA_HEADER + e.size);
+        putSequencedHeader(frame, e.fin ? Kind.Fin : Kind.Data, e.seq, this.consumed);
+        let at = DATA_HEADER;
+        for (const part of e.parts) {
+          frame.set(part, at);
+          at += part.byteLength;
+        }
+        p.link!.send(frame);
+      } else {
+        p.link!.sendv([encodeSequenced(Kind.Data, e.seq, this.consumed), ...e.parts]);
+      }
     } catch (err) {
       this.pathDown(p, `send failed: ${(err as Error).message}`);
       return false;
@@ -495,7 +535,7 @@ export class MultipathLink extends LinkBase {
     e.path = p.index;
     e.generation = p.generation;
     p.framesSent++;
-    p.lastSent = this.clock.now();
+    p.sent = true;
     this.ackSent = this.consumed;
     this.consumedSinceAck = 0;
     return true;
@@ -528,7 +568,6 @@ export class MultipathLink extends LinkBase {
     }
     while (this.out.length > 0 && this.out.at(0)!.seq <= ack) {
       const e = this.out.shift()!;
-      this.buffered -= e.size;
       this.inflight -= e.weight;
       this.transmitted--;
     }
@@ -537,7 +576,6 @@ export class MultipathLink extends LinkBase {
       this.finish({ reason: 'closed' });
       return false;
     }
-    if (this.buffered < this.highWaterMark) this.drained();
     this.pump();
     return true;
   }
@@ -545,7 +583,7 @@ export class MultipathLink extends LinkBase {
   private sendControl(p: PathSlot, frame: Uint8Array): void {
     try {
       p.link!.send(frame);
-      p.lastSent = this.clock.now();
+      p.sent = true;
     } catch (err) {
       this.pathDown(p, `send failed: ${(err as Error).message}`);
     }
@@ -555,7 +593,7 @@ export class MultipathLink extends LinkBase {
 
   private onPathFrame(p: PathSlot, link: Link, bytes: Uint8Array): void {
     if (p.link !== link || this.state === 'closed') return;
-    p.lastHeard = this.clock.now();
+    p.heard = true;
     p.framesReceived++;
     let m;
     try {
@@ -566,7 +604,7 @@ export class MultipathLink extends LinkBase {
     }
     switch (m.kind) {
       case Kind.Data:
-        if (this.onAck(m.ack)) this.onSequenced({ seq: m.seq, payload: m.payload, fin: false });
+        if (this.onAck(m.ack)) this.onSequenced(m);
         return;
       case Kind.Fin:
         if (this.onAck(m.ack)) this.onSequenced({ seq: m.seq, payload: EMPTY, fin: true });
@@ -720,7 +758,7 @@ export class MultipathLink extends LinkBase {
     this.out.clear();
     this.ready.clear();
     this.ahead.clear();
-    this.buffered = 0;
+    this.untransmitted = 0;
     this.inflight = 0;
     this.transmitted = 0;
     this.held = 0;

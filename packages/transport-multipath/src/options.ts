@@ -39,7 +39,7 @@ export interface MultipathOptions {
   /**
    * Bytes this node holds per link before the application consumed them;
    * the peer transmits no more than this ahead of what was consumed.
-   * @default 4 MiB
+   * @default 8 MiB
    */
   receiveWindow?: number;
   /** Unacknowledged bytes per logical link after which `send` returns false. @default 2 MiB */

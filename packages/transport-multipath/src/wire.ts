@@ -75,15 +75,28 @@ export type Message =
 
 const TWO32 = 2 ** 32;
 
-function putU64(v: DataView, at: number, n: number): void {
-  v.setUint32(at, Math.floor(n / TWO32));
-  v.setUint32(at + 4, n >>> 0);
+// Numbers are written byte by byte: a DataView per frame costs more than the frame's other work.
+function putU64(b: Uint8Array, at: number, n: number): void {
+  const hi = Math.floor(n / TWO32);
+  const lo = n >>> 0;
+  b[at] = hi >>> 24;
+  b[at + 1] = (hi >>> 16) & 0xff;
+  b[at + 2] = (hi >>> 8) & 0xff;
+  b[at + 3] = hi & 0xff;
+  b[at + 4] = lo >>> 24;
+  b[at + 5] = (lo >>> 16) & 0xff;
+  b[at + 6] = (lo >>> 8) & 0xff;
+  b[at + 7] = lo & 0xff;
 }
 
-function getU64(v: DataView, at: number): number {
-  const hi = v.getUint32(at);
+function getU32(b: Uint8Array, at: number): number {
+  return b[at]! * 0x1000000 + ((b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!);
+}
+
+function getU64(b: Uint8Array, at: number): number {
+  const hi = getU32(b, at);
   if (hi >= 2 ** 21) throw new MalformedFrameError('multipath: a sequence number beyond 2^53');
-  return hi * TWO32 + v.getUint32(at + 4);
+  return hi * TWO32 + getU32(b, at + 4);
 }
 
 function frame(kind: Kind, size: number): [Uint8Array, DataView] {
@@ -92,15 +105,22 @@ function frame(kind: Kind, size: number): [Uint8Array, DataView] {
   return [b, new DataView(b.buffer)];
 }
 
+/** Write the 17-byte header of a DATA or FIN frame at the start of `b`. */
+export function putSequencedHeader(b: Uint8Array, kind: Kind.Data | Kind.Fin, seq: number, ack: number): void {
+  b[0] = kind;
+  putU64(b, 1, seq);
+  putU64(b, 9, ack);
+}
+
 export function encodeHello(h: Omit<Hello, 'kind'>): Uint8Array {
   const [b, v] = frame(Kind.Hello, 28);
   b[1] = h.version;
   b[2] = h.open ? 1 : 0;
   b[3] = h.path;
-  putU64(v, 4, h.session);
+  putU64(b, 4, h.session);
   v.setUint32(12, h.maxFrameSize);
   v.setUint32(16, h.receiveWindow);
-  putU64(v, 20, h.ack);
+  putU64(b, 20, h.ack);
   return b;
 }
 
@@ -109,7 +129,7 @@ export function encodeWelcome(w: Omit<Welcome, 'kind'>): Uint8Array {
   b[1] = w.version;
   v.setUint32(2, w.maxFrameSize);
   v.setUint32(6, w.receiveWindow);
-  putU64(v, 10, w.ack);
+  putU64(b, 10, w.ack);
   return b;
 }
 
@@ -121,15 +141,14 @@ export function encodeRefuse(reason: RefuseReason): Uint8Array {
 
 /** The header of a DATA (or, with `Kind.Fin`, the whole FIN) frame. */
 export function encodeSequenced(kind: Kind.Data | Kind.Fin, seq: number, ack: number): Uint8Array {
-  const [b, v] = frame(kind, DATA_HEADER);
-  putU64(v, 1, seq);
-  putU64(v, 9, ack);
+  const b = new Uint8Array(DATA_HEADER);
+  putSequencedHeader(b, kind, seq, ack);
   return b;
 }
 
 export function encodeAck(kind: Kind.Ack | Kind.Ping, ack: number): Uint8Array {
-  const [b, v] = frame(kind, 9);
-  putU64(v, 1, ack);
+  const [b] = frame(kind, 9);
+  putU64(b, 1, ack);
   return b;
 }
 
@@ -151,11 +170,11 @@ const SIZES: Record<number, number> = {
 export function decode(b: Uint8Array): Message {
   const kind = b[0];
   if (kind === undefined) throw new MalformedFrameError('multipath: an empty frame');
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   if (kind === Kind.Data) {
     if (b.byteLength < DATA_HEADER) throw new MalformedFrameError('multipath: a truncated DATA frame');
-    return { kind, seq: getU64(v, 1), ack: getU64(v, 9), payload: b.subarray(DATA_HEADER) };
+    return { kind, seq: getU64(b, 1), ack: getU64(b, 9), payload: b.subarray(DATA_HEADER) };
   }
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const size = SIZES[kind];
   if (size === undefined) throw new MalformedFrameError(`multipath: unknown frame type ${kind}`);
   if (b.byteLength !== size) throw new MalformedFrameError(`multipath: frame type ${kind} of ${b.byteLength} bytes, expected ${size}`);
@@ -167,20 +186,20 @@ export function decode(b: Uint8Array): Message {
         version: b[1]!,
         open: b[2] === 1,
         path: b[3]!,
-        session: getU64(v, 4),
+        session: getU64(b, 4),
         maxFrameSize: v.getUint32(12),
         receiveWindow: v.getUint32(16),
-        ack: getU64(v, 20),
+        ack: getU64(b, 20),
       };
     case Kind.Welcome:
-      return { kind, version: b[1]!, maxFrameSize: v.getUint32(2), receiveWindow: v.getUint32(6), ack: getU64(v, 10) };
+      return { kind, version: b[1]!, maxFrameSize: v.getUint32(2), receiveWindow: v.getUint32(6), ack: getU64(b, 10) };
     case Kind.Refuse:
       return { kind, reason: b[1]! };
     case Kind.Ack:
     case Kind.Ping:
-      return { kind, ack: getU64(v, 1) };
+      return { kind, ack: getU64(b, 1) };
     case Kind.Fin:
-      return { kind, seq: getU64(v, 1), ack: getU64(v, 9) };
+      return { kind, seq: getU64(b, 1), ack: getU64(b, 9) };
     default:
       return { kind: Kind.Rst };
   }

