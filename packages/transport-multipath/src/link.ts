@@ -454,17 +454,18 @@ export class MultipathLink extends LinkBase {
   /** Every 'heartbeat': declare silent paths failed, and keep idle ones heard. */
   private tick(): void {
     const now = this.clock.now();
-    // A tick that ran late means this process stalled (GC, a busy loop):
-    // its own trouble is no evidence against a path, and input may be
-    // waiting unread. Judge on the next tick, once it has been read.
-    const stalled = now - this.lastTick > 2 * this.opts.heartbeatIntervalMs;
+    // A tick that ran late means this process stalled (GC, a busy loop, a
+    // loaded machine): for that long input may have waited unread, so the
+    // lateness is taken off the silence. The process's own trouble is no
+    // evidence against a path.
+    const lateness = Math.max(0, now - this.lastTick - this.opts.heartbeatIntervalMs);
     this.lastTick = now;
     for (const p of this.paths) {
       if (p.state !== 'up' || p.link === undefined) continue;
       if (p.heard) p.lastHeard = now;
       if (p.sent) p.lastSent = now;
       p.heard = p.sent = false;
-      if (!stalled && now - p.lastHeard > this.opts.pathTimeoutMs) {
+      if (now - p.lastHeard - lateness > this.opts.pathTimeoutMs) {
         this.pathDown(p, `nothing heard for ${now - p.lastHeard} ms`);
       } else if (now - p.lastSent >= this.opts.heartbeatIntervalMs) {
         this.sendControl(p, encodeAck(Kind.Ping, this.consumed));
