@@ -117,6 +117,40 @@ describe('paths that are down when the link opens', () => {
   });
 });
 
+describe('failure detection', () => {
+  it('a process that stalled does not fail its paths for the silence it caused itself', async () => {
+    const virtual = new VirtualClock();
+    // The nodes read time through this clock; `offset` jumps as if the process had not run for a while.
+    const stalling = { offset: 0, now: () => virtual.now() + stalling.offset, wallNow: () => virtual.wallNow() + stalling.offset, setTimeout: (fn: () => void, ms: number) => virtual.setTimeout(fn, ms) };
+    const network = createMemoryNetwork({ clock: virtual });
+    const ctx = (n: number) => ({ identity: { clusterName: 's', nodeNum: n, incarnation: n }, clock: stalling, random: seededRandom(n), logger: silentLogger });
+    const server = factoryFor(network, 2).create(ctx(2));
+    const listener = await server.listen();
+    listener.on('link', (l) => l.resume());
+    const client = factoryFor(network, 1).create(ctx(1));
+    const link = (await connectOn(virtual, client, listener.address)) as MultipathLink;
+    link.resume();
+    const downs: string[] = [];
+    for (const t of [client, server]) t.on('path', (e) => e.state === 'down' && downs.push(`${e.link}/${e.path}: ${e.reason}`));
+    await virtual.advance(200);
+    // The stall: nothing is read (the input waits, held), and the clock jumps a second ahead.
+    for (const p of [0, 1]) network.pause(pathAddress(1, p));
+    await virtual.advance(16);
+    stalling.offset += 1000;
+    await virtual.advance(16);
+    for (const p of [0, 1]) network.resume(pathAddress(1, p));
+    await virtual.advance(500);
+    expect(downs).toEqual([]);
+    expect(link.health().paths.map((p) => p.state)).toEqual(['up', 'up']);
+    // Real silence is still noticed.
+    network.partition(pathAddress(1, 0), pathAddress(2, 0));
+    await virtual.advance(200);
+    expect(downs.length).toBeGreaterThan(0);
+    client.destroy();
+    server.destroy();
+  });
+});
+
 describe('hostile or broken peers', () => {
   async function server(clock: VirtualClock) {
     const network = createMemoryNetwork({ clock, seed: 3 });
