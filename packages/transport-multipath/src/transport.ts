@@ -307,6 +307,7 @@ export class MultipathTransport extends EventEmitter<MultipathTransportEvents> i
         }
         if (m.kind === Kind.Welcome) {
           if (m.version !== WIRE_VERSION) return fail(new HandshakeRejectedError('version', 'local', `multipath version ${m.version}`));
+          if (m.maxFrameSize <= DATA_HEADER || m.receiveWindow < 1) return fail(new HandshakeRejectedError('malformed', 'local', 'WELCOME with no room for a frame'));
           done();
           resolve({ link: pathLink, welcome: m });
           return;
@@ -402,6 +403,7 @@ export class MultipathTransport extends EventEmitter<MultipathTransportEvents> i
     if (m.kind !== Kind.Hello) return refuse(RefuseReason.Malformed, new HandshakeRejectedError('malformed', 'local', `frame type ${m.kind} instead of HELLO`));
     if (m.version !== WIRE_VERSION) return refuse(RefuseReason.Version, new HandshakeRejectedError('version', 'local', `multipath version ${m.version}`));
     if (m.path !== i) return refuse(RefuseReason.Malformed, new HandshakeRejectedError('malformed', 'local', `HELLO for path ${m.path} on path ${i}`));
+    if (m.maxFrameSize <= DATA_HEADER || m.receiveWindow < 1) return refuse(RefuseReason.Malformed, new HandshakeRejectedError('malformed', 'local', 'HELLO with no room for a frame'));
     const r = pathLink.remote;
     const key = `${r.clusterName}\0${r.nodeNum}\0${r.incarnation}\0${m.session}`;
     const known = this.sessions.get(key);

@@ -184,6 +184,17 @@ describe('hostile or broken peers', () => {
     s.t.destroy();
   });
 
+  it('a HELLO that leaves no room for a frame is refused', async () => {
+    const clock = new VirtualClock();
+    const s = await server(clock);
+    s.conn.send(encodeHello({ version: 1, open: true, path: 0, session: 7, maxFrameSize: 17, receiveWindow: 65536, ack: 0 }));
+    await clock.advance(100);
+    expect(s.got.map((m) => m.kind)).toEqual([Kind.Refuse]);
+    expect((s.rejected[0] as HandshakeRejectedError).reason).toBe('malformed');
+    expect(s.links).toEqual([]);
+    s.t.destroy();
+  });
+
   it('a HELLO that joins an unknown session is refused without a link', async () => {
     const clock = new VirtualClock();
     const s = await server(clock);
