@@ -623,7 +623,7 @@ export class MultipathLink extends LinkBase {
   }
 
   private onSequenced(item: Incoming): void {
-    if (item.seq < this.nextExpected || this.ahead.has(item.seq)) {
+    if (item.seq < this.nextExpected || (this.ahead.size > 0 && this.ahead.has(item.seq))) {
       this.duplicates++;
       return;
     }
@@ -636,8 +636,15 @@ export class MultipathLink extends LinkBase {
       this.ahead.set(item.seq, item);
       return;
     }
-    this.ready.push(item);
     this.nextExpected++;
+    if (this.ahead.size === 0 && this.ready.length === 0 && this.flowing && !item.fin) {
+      // The common case, in order with nothing waiting: straight to the application.
+      this.consume(item);
+      this.receive(item.payload);
+      this.scheduleAck();
+      return;
+    }
+    this.ready.push(item);
     for (let next = this.ahead.get(this.nextExpected); next !== undefined; next = this.ahead.get(this.nextExpected)) {
       this.ahead.delete(this.nextExpected);
       this.ready.push(next);
@@ -650,10 +657,7 @@ export class MultipathLink extends LinkBase {
   private deliver(): void {
     while (this.flowing && this.state !== 'closed' && this.ready.length > 0) {
       const item = this.ready.shift()!;
-      const weight = item.payload.byteLength + FRAME_COST;
-      this.held -= weight;
-      this.consumed = item.seq;
-      this.consumedSinceAck += weight;
+      this.consume(item);
       if (item.fin) {
         this.onFinConsumed();
         return;
@@ -661,6 +665,13 @@ export class MultipathLink extends LinkBase {
       this.receive(item.payload);
     }
     this.scheduleAck();
+  }
+
+  private consume(item: Incoming): void {
+    const weight = item.payload.byteLength + FRAME_COST;
+    this.held -= weight;
+    this.consumed = item.seq;
+    this.consumedSinceAck += weight;
   }
 
   private onFinConsumed(): void {
@@ -681,11 +692,13 @@ export class MultipathLink extends LinkBase {
     }
     if (this.ackQueued) return;
     this.ackQueued = true;
-    queueMicrotask(() => {
-      this.ackQueued = false;
-      if (this.state !== 'closed') this.flushAck(false);
-    });
+    queueMicrotask(this.flushQueuedAck);
   }
+
+  private readonly flushQueuedAck = (): void => {
+    this.ackQueued = false;
+    if (this.state !== 'closed') this.flushAck(false);
+  };
 
   private flushAck(force: boolean): void {
     if (!force && this.consumed <= this.ackSent) return;
