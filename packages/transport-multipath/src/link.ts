@@ -125,7 +125,8 @@ export class SessionUnknownError extends LinkResetError {
 
 interface Outgoing {
   readonly seq: number;
-  readonly parts: readonly Uint8Array[];
+  /** The frame, or its parts (`sendv`). */
+  readonly parts: Uint8Array | readonly Uint8Array[];
   readonly size: number;
   readonly weight: number;
   readonly fin: boolean;
@@ -477,14 +478,14 @@ export class MultipathLink extends LinkBase {
   // ------------------------------------------------------------ sending
 
   protected sendFrame(frame: Uint8Array): boolean {
-    return this.enqueue([frame], frame.byteLength, false);
+    return this.enqueue(frame, frame.byteLength, false);
   }
 
   protected override sendFrameParts(parts: readonly Uint8Array[], size: number): boolean {
     return this.enqueue(parts.slice(), size, false);
   }
 
-  private enqueue(parts: readonly Uint8Array[], size: number, fin: boolean): boolean {
+  private enqueue(parts: Uint8Array | readonly Uint8Array[], size: number, fin: boolean): boolean {
     this.out.push({ seq: this.nextSeq++, parts, size, weight: size + FRAME_COST, fin, path: -1, generation: 0 });
     this.untransmitted += size;
     this.pump();
@@ -521,13 +522,16 @@ export class MultipathLink extends LinkBase {
         const frame = Buffer.allocUnsafe(DATA_HEADER + e.size);
         putSequencedHeader(frame, e.fin ? Kind.Fin : Kind.Data, e.seq, this.consumed);
         let at = DATA_HEADER;
-        for (const part of e.parts) {
-          frame.set(part, at);
-          at += part.byteLength;
-        }
+        if (e.parts instanceof Uint8Array) frame.set(e.parts, at);
+        else
+          for (const part of e.parts) {
+            frame.set(part, at);
+            at += part.byteLength;
+          }
         p.link!.send(frame);
       } else {
-        p.link!.sendv([encodeSequenced(Kind.Data, e.seq, this.consumed), ...e.parts]);
+        const header = encodeSequenced(Kind.Data, e.seq, this.consumed);
+        p.link!.sendv(e.parts instanceof Uint8Array ? [header, e.parts] : [header, ...e.parts]);
       }
     } catch (err) {
       this.pathDown(p, `send failed: ${(err as Error).message}`);
@@ -726,7 +730,7 @@ export class MultipathLink extends LinkBase {
       this.finish({ reason: 'closed' });
       return;
     }
-    this.enqueue([], 0, true);
+    this.enqueue(EMPTY, 0, true);
     this.closeTimer = this.clock.setTimeout(() => {
       this.closeTimer = undefined;
       this.sendRst();
