@@ -134,6 +134,8 @@ interface Outgoing {
   path: number;
   /** Which connection of that path carried it (`PathSlot.generation`). */
   generation: number;
+  /** The heartbeat tick of the last transmission. */
+  sentTick: number;
 }
 
 interface Incoming {
@@ -190,6 +192,12 @@ export class MultipathLink extends LinkBase {
   private nextSeq = 1;
   /** Highest seq the peer consumed. */
   private peerAck = 0;
+  /** Highest seq below which the peer has every frame (from its ACK and PING). */
+  private peerReceived = 0;
+  /** Heartbeat ticks so far: the clock of loss recovery. */
+  private ticks = 0;
+  /** The `received` we last reported. */
+  private receivedReported = 0;
   /** Bytes of frames not yet transmitted on any path. */
   private untransmitted = 0;
   private inflight = 0;
@@ -461,6 +469,7 @@ export class MultipathLink extends LinkBase {
     // evidence against a path.
     const lateness = Math.max(0, now - this.lastTick - this.opts.heartbeatIntervalMs);
     this.lastTick = now;
+    this.ticks++;
     for (const p of this.paths) {
       if (p.state !== 'up' || p.link === undefined) continue;
       if (p.heard) p.lastHeard = now;
@@ -469,10 +478,51 @@ export class MultipathLink extends LinkBase {
       if (now - p.lastHeard - lateness > this.opts.pathTimeoutMs) {
         this.pathDown(p, `nothing heard for ${now - p.lastHeard} ms`);
       } else if (now - p.lastSent >= this.opts.heartbeatIntervalMs) {
-        this.sendControl(p, encodeAck(Kind.Ping, this.consumed));
+        this.sendControl(p, encodeAck(Kind.Ping, this.consumed, this.nextExpected - 1));
         this.ackSent = this.consumed;
+        this.receivedReported = this.nextExpected - 1;
       }
     }
+    if (this.state === 'closed') return;
+    // Frames received but not yet consumed (a paused or busy application) are reported once a tick, so the sender does not take them for lost.
+    if (this.nextExpected - 1 > this.receivedReported) this.flushAck(true);
+    this.recoverLost();
+  }
+
+  /**
+   * A path is trusted to be reliable while it is up, but one that loses
+   * frames on a connection that stays open (a cut shorter than the path
+   * timeout, on a network that does not retransmit) must not stall the
+   * link: a frame the peer still lacks after about a path timeout of
+   * heartbeats, while the peer keeps reporting, is sent again. The receiver
+   * drops it if it had it after all.
+   */
+  private recoverLost(): void {
+    if (this.transmitted === 0 || this.out.at(this.transmitted - 1)!.seq <= this.peerReceived) return;
+    const patience = Math.ceil(this.opts.pathTimeoutMs / this.opts.heartbeatIntervalMs) + 1;
+    for (let i = 0; i < this.transmitted; i++) {
+      const e = this.out.at(i)!;
+      if (e.seq <= this.peerReceived || this.ticks - e.sentTick < patience) continue;
+      const p = this.pickPath(true);
+      if (p === undefined) return;
+      if (!this.transmit(e, p)) {
+        i--;
+        continue;
+      }
+      p.retransmitted++;
+      this.retransmittedFrames++;
+    }
+  }
+
+  /** The peer has every frame up to `received`. */
+  private onReceivedReport(received: number): void {
+    if (received <= this.peerReceived) return;
+    const lastSent = this.transmitted > 0 ? this.out.at(this.transmitted - 1)!.seq : this.peerAck;
+    if (received > lastSent) {
+      this.fail(new MalformedFrameError(`multipath: node ${this.remote.nodeNum} reports frame ${received} received, beyond the last sent (${lastSent})`));
+      return;
+    }
+    this.peerReceived = received;
   }
 
   // ------------------------------------------------------------ sending
@@ -486,7 +536,7 @@ export class MultipathLink extends LinkBase {
   }
 
   private enqueue(parts: Uint8Array | readonly Uint8Array[], size: number, fin: boolean): boolean {
-    this.out.push({ seq: this.nextSeq++, parts, size, weight: size + FRAME_COST, fin, path: -1, generation: 0 });
+    this.out.push({ seq: this.nextSeq++, parts, size, weight: size + FRAME_COST, fin, path: -1, generation: 0, sentTick: 0 });
     this.untransmitted += size;
     this.pump();
     return this.bufferedBytes < this.highWaterMark;
@@ -539,6 +589,7 @@ export class MultipathLink extends LinkBase {
     }
     e.path = p.index;
     e.generation = p.generation;
+    e.sentTick = this.ticks;
     p.framesSent++;
     p.sent = true;
     this.ackSent = this.consumed;
@@ -566,6 +617,7 @@ export class MultipathLink extends LinkBase {
   /** The peer consumed everything up to `ack`. False when that is a protocol violation (the link is then closed). */
   private onAck(ack: number): boolean {
     if (ack <= this.peerAck) return true;
+    if (ack > this.peerReceived) this.peerReceived = ack;
     const lastSent = this.transmitted > 0 ? this.out.at(this.transmitted - 1)!.seq : this.peerAck;
     if (ack > lastSent) {
       this.fail(new MalformedFrameError(`multipath: acknowledgement ${ack} beyond the last frame sent (${lastSent})`));
@@ -616,7 +668,7 @@ export class MultipathLink extends LinkBase {
         return;
       case Kind.Ack:
       case Kind.Ping:
-        this.onAck(m.ack);
+        if (this.onAck(m.ack)) this.onReceivedReport(m.received);
         return;
       case Kind.Rst:
         this.finish({ reason: 'reset', error: new LinkResetError(`link ${this.id} reset by node ${this.remote.nodeNum}`) });
@@ -708,8 +760,9 @@ export class MultipathLink extends LinkBase {
     if (!force && this.consumed <= this.ackSent) return;
     const p = this.firstUp();
     if (p === undefined) return;
-    this.sendControl(p, encodeAck(Kind.Ack, this.consumed));
+    this.sendControl(p, encodeAck(Kind.Ack, this.consumed, this.nextExpected - 1));
     this.ackSent = this.consumed;
+    this.receivedReported = this.nextExpected - 1;
     this.consumedSinceAck = 0;
   }
 

@@ -8,14 +8,16 @@
  *   WELCOME 2  version u8, maxFrameSize u32, receiveWindow u32, ack u64
  *   REFUSE  3  reason u8 (RefuseReason)
  *   DATA    4  seq u64, ack u64, then the payload
- *   ACK     5  ack u64
- *   PING    6  ack u64
+ *   ACK     5  ack u64, received u64
+ *   PING    6  ack u64, received u64
  *   FIN     7  seq u64, ack u64 (the sender's last frame; sequenced like DATA)
  *   RST     8  (the sender destroyed the logical link)
  *
  * `seq` numbers the frames of one direction of a logical link from 1;
  * `ack` is the highest seq the sender of the ack has *consumed* (handed to
- * its application), so it acknowledges and opens the window at once.
+ * its application), so it acknowledges and opens the window at once;
+ * `received` is the highest seq below which it has every frame (consumed
+ * or not), so the other side can tell a frame lost on a path that stayed up.
  * Numbers are below 2^53 and travel as two u32 (high, low).
  */
 import { MalformedFrameError } from '@clusterinfra/core';
@@ -69,7 +71,7 @@ export type Message =
   | Welcome
   | { kind: Kind.Refuse; reason: number }
   | { kind: Kind.Data; seq: number; ack: number; payload: Uint8Array }
-  | { kind: Kind.Ack | Kind.Ping; ack: number }
+  | { kind: Kind.Ack | Kind.Ping; ack: number; received: number }
   | { kind: Kind.Fin; seq: number; ack: number }
   | { kind: Kind.Rst };
 
@@ -146,9 +148,10 @@ export function encodeSequenced(kind: Kind.Data | Kind.Fin, seq: number, ack: nu
   return b;
 }
 
-export function encodeAck(kind: Kind.Ack | Kind.Ping, ack: number): Uint8Array {
-  const [b] = frame(kind, 9);
+export function encodeAck(kind: Kind.Ack | Kind.Ping, ack: number, received: number): Uint8Array {
+  const [b] = frame(kind, 17);
   putU64(b, 1, ack);
+  putU64(b, 9, received);
   return b;
 }
 
@@ -160,8 +163,8 @@ const SIZES: Record<number, number> = {
   [Kind.Hello]: 28,
   [Kind.Welcome]: 18,
   [Kind.Refuse]: 2,
-  [Kind.Ack]: 9,
-  [Kind.Ping]: 9,
+  [Kind.Ack]: 17,
+  [Kind.Ping]: 17,
   [Kind.Fin]: DATA_HEADER,
   [Kind.Rst]: 1,
 };
@@ -197,7 +200,7 @@ export function decode(b: Uint8Array): Message {
       return { kind, reason: b[1]! };
     case Kind.Ack:
     case Kind.Ping:
-      return { kind, ack: getU64(b, 1) };
+      return { kind, ack: getU64(b, 1), received: getU64(b, 9) };
     case Kind.Fin:
       return { kind, seq: getU64(b, 1), ack: getU64(b, 9) };
     default:

@@ -57,6 +57,26 @@ describe('delivery', () => {
     expect(inW.frames).toEqual(upTo(100));
   });
 
+  it('a path that loses frames while its connection stays up: the lost ones are sent again, nothing stalls', async () => {
+    const clock = new VirtualClock();
+    const { network, outbound, inbound } = await linkPair(clock);
+    // The active path drops a tenth of what it carries, both ways, and never goes silent long enough to fail.
+    network.setLinkFaults(pathAddress(1, 0), pathAddress(2, 0), { dropRate: 0.1 }, { bothWays: true });
+    const inW = watch(inbound);
+    const outW = watch(outbound);
+    for (let i = 0; i < 300; i++) {
+      outbound.send(numbered(i));
+      inbound.send(numbered(i));
+      if (i % 10 === 0) await clock.advance(5);
+    }
+    expect(await clock.advanceUntil(() => inW.frames.length === 300 && outW.frames.length === 300, 30_000)).toBe(true);
+    expect(inW.frames).toEqual(upTo(300));
+    expect(outW.frames).toEqual(upTo(300));
+    expect((outbound as MultipathLink).health().retransmitted).toBeGreaterThan(0);
+    expect((outbound as MultipathLink).health().paths[0]!.failures).toBe(0);
+    expect(inW.closed).toBeUndefined();
+  });
+
   it('both-active spreads frames over both paths and delivers them in order', async () => {
     const clock = new VirtualClock();
     const { network, outbound, inbound } = await linkPair(clock, { policy: 'both-active' });
@@ -174,7 +194,7 @@ describe('hostile or broken peers', () => {
   it('a path connection that does not begin with HELLO is refused, reported, and makes no link', async () => {
     const clock = new VirtualClock();
     const s = await server(clock);
-    s.conn.send(encodeAck(Kind.Ack, 0));
+    s.conn.send(encodeAck(Kind.Ack, 0, 0));
     await clock.advance(100);
     expect(s.got.map((m) => m.kind)).toEqual([Kind.Refuse]);
     expect(s.closed.closed?.reason).toBe('remote-closed');
@@ -213,7 +233,7 @@ describe('hostile or broken peers', () => {
     expect(s.got.map((m) => m.kind)).toEqual([Kind.Welcome]);
     expect(s.links).toHaveLength(1);
     const w = watch(s.links[0]!);
-    s.conn.send(encodeAck(Kind.Ack, 1000));
+    s.conn.send(encodeAck(Kind.Ack, 1000, 1000));
     await clock.advance(10);
     expect(w.closed?.reason).toBe('error');
     expect(w.closed?.error).toBeInstanceOf(MalformedFrameError);

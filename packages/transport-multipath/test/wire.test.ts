@@ -28,8 +28,8 @@ describe('wire', () => {
         expect(d).toEqual({ kind: Kind.Data, seq, ack, payload });
         expect((d as { payload: Uint8Array }).payload.buffer).toBe(frame.buffer);
         expect(decode(encodeSequenced(Kind.Fin, seq, ack))).toEqual({ kind: Kind.Fin, seq, ack });
-        expect(decode(encodeAck(Kind.Ack, ack))).toEqual({ kind: Kind.Ack, ack });
-        expect(decode(encodeAck(Kind.Ping, ack))).toEqual({ kind: Kind.Ping, ack });
+        expect(decode(encodeAck(Kind.Ack, ack, seq))).toEqual({ kind: Kind.Ack, ack, received: seq });
+        expect(decode(encodeAck(Kind.Ping, ack, seq))).toEqual({ kind: Kind.Ping, ack, received: seq });
         expect(decode(encodeRefuse(reason))).toEqual({ kind: Kind.Refuse, reason });
         expect(decode(encodeRst())).toEqual({ kind: Kind.Rst });
       }),
@@ -42,14 +42,14 @@ describe('wire', () => {
       new Uint8Array([0]),
       new Uint8Array([99]),
       encodeSequenced(Kind.Data, 1, 1).subarray(0, DATA_HEADER - 1),
-      new Uint8Array([...encodeAck(Kind.Ack, 1), 0]),
+      new Uint8Array([...encodeAck(Kind.Ack, 1, 1), 0]),
       new Uint8Array([...encodeRst(), 0]),
       (() => {
         const h = encodeHello({ version: 1, open: true, path: 0, session: 1, maxFrameSize: 1, receiveWindow: 1, ack: 0 });
         h[2] = 2;
         return h;
       })(),
-      new Uint8Array([Kind.Ack, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+      new Uint8Array([Kind.Ack, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     ];
     for (const b of bad) expect(() => decode(b), `frame ${Array.from(b)}`).toThrow(MalformedFrameError);
     fc.assert(
