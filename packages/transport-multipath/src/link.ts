@@ -593,6 +593,8 @@ export class MultipathLink extends LinkBase {
     p.framesSent++;
     p.sent = true;
     this.ackSent = this.consumed;
+    // The ack a DATA frame carries also says "received" when nothing received is waiting to be consumed.
+    if (this.consumed === this.nextExpected - 1) this.receivedReported = this.consumed;
     this.consumedSinceAck = 0;
     return true;
   }
