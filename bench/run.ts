@@ -40,6 +40,7 @@ import { buildLib, type IcsLib, loadLib, USE_TSX } from './load.js';
 import { type CpuProfile, formatSummary } from './profile.js';
 import { type ClmsRow, runClmsBench } from './clms.js';
 import { type EncryptionRow, runEncryptionBench } from './encryption.js';
+import { type MultipathRow, runMultipathBench } from './multipath.js';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -439,7 +440,7 @@ interface ResultRow {
   ratio: number;
 }
 
-function clmsTable(rows: ClmsRow[]): string {
+function clmsTable(rows: (ClmsRow | MultipathRow)[]): string {
   const head = ['suite', 'name', 'unit', 'value', 'baseline', 'ratio'];
   const f = (v: number | null): string => (v === null ? 'null' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1));
   const body = rows.map((r) => [r.suite, r.name, r.unit, f(r.value), f(r.baseline), r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`]);
@@ -476,8 +477,10 @@ async function main(): Promise<void> {
   const wantClms = !PROFILE && (!only || only.includes('clms') || clmsOnly !== undefined);
   // bench/encryption.ts: encrypted vs plain secret links, after the ICS rows (--only=encryption alone).
   const wantEncryption = !PROFILE && clmsOnly === undefined && (!only || only.includes('encryption'));
-  if (rows.length === 0 && !wantClms && !wantEncryption)
-    throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, encryption, clms)`);
+  // The multipath suite (bench/multipath.ts) only when asked for: --only=multipath.
+  const wantMultipath = !PROFILE && only?.includes('multipath') === true;
+  if (rows.length === 0 && !wantClms && !wantEncryption && !wantMultipath)
+    throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, encryption, clms, multipath)`);
   const t0 = now();
   const icsRows = rows.length > 0 ? await icsMain(rows, profileRows) : [];
   if (icsRows === undefined) return; // profiled
@@ -510,7 +513,17 @@ async function main(): Promise<void> {
     baseline: round3(baseline),
     ratio: round3(ratio),
   }));
-  const fresh = [...icsRows, ...encryption, ...clmsRows];
+  let multipathRows: MultipathRow[] = [];
+  if (wantMultipath) {
+    log('bench: multipath suite (bench/multipath.ts)');
+    const mp = await runMultipathBench({ seconds: SECONDS, rounds: ROUNDS });
+    multipathRows = mp.rows;
+    if (!JSON_OUT) {
+      console.log(clmsTable(multipathRows));
+      for (const n of mp.notes) console.log(`  ${n}`);
+    }
+  }
+  const fresh = [...icsRows, ...encryption, ...clmsRows, ...multipathRows];
   // A partial run (--only, --clms) replaces its own rows and keeps the others from the last full run.
   const all = only || clmsOnly ? mergeRows(fresh) : fresh;
   writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');

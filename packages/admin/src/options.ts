@@ -40,6 +40,12 @@ export interface AdminOptions {
   actionTimeoutMs?: number;
   /** A pino-compatible logger. @default silent */
   logger?: Logger;
+  /**
+   * More series for `/metrics`: called at every scrape, its text (Prometheus
+   * exposition format) is appended, e.g. `() => transport.metrics()` of a
+   * multipath transport. @default none
+   */
+  extraMetrics?: () => string;
 }
 
 const loggerSchema = z.custom<Logger>(
@@ -57,6 +63,7 @@ export const adminOptionsSchema = z.strictObject({
   keepAliveMs: z.number().int().min(10).max(3_600_000).default(ADMIN_DEFAULTS.keepAliveMs),
   actionTimeoutMs: z.number().int().min(1).max(3_600_000).default(ADMIN_DEFAULTS.actionTimeoutMs),
   logger: loggerSchema.optional(),
+  extraMetrics: z.custom<() => string>((v) => typeof v === 'function', 'expected a function returning exposition text').optional(),
 });
 
 export type ResolvedAdminOptions = z.output<typeof adminOptionsSchema>;

@@ -207,7 +207,8 @@ function buildRoutes(node: ClusterNode, opts: ResolvedAdminOptions, metrics: Nod
     method: 'GET',
     auth: 'metrics',
     handle: ({ res }) => {
-      const text = metrics.render();
+      const extra = opts.extraMetrics?.() ?? '';
+      const text = metrics.render() + (extra === '' || extra.endsWith('\n') ? extra : `${extra}\n`);
       res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE, 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(text)) });
       res.end(text);
     },

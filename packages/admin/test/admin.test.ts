@@ -65,6 +65,14 @@ describe('auth', () => {
     await page.text();
   });
 
+  it('appends extraMetrics to /metrics, at every scrape', async () => {
+    let n = 0;
+    await using extra = await serveAdmin(cluster.node(1), { token: TOKEN, extraMetrics: () => `# TYPE extra_scrapes counter\nextra_scrapes ${++n}` });
+    const scrape = async (): Promise<string> => (await fetch(`${extra.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+    expect(await scrape()).toMatch(/clusterinfra_node_info[\s\S]*\nextra_scrapes 1\n$/);
+    expect(await scrape()).toMatch(/\nextra_scrapes 2\n$/);
+  });
+
   it('serves /metrics without the token only when configured', async () => {
     await using open = await serveAdmin(cluster.node(1), { token: TOKEN, metricsWithoutToken: true });
     const res = await fetch(`${open.url}/metrics`);

@@ -35,6 +35,7 @@ import { adminOptionsSchema } from '../../admin/src/options.js';
 import { transportSchema as memoryTransportSchema } from '../../transport-mem/src/transport.js';
 import { anchors, checkLinks } from '../../../scripts/readme-links.mjs';
 import { packageFields, readJson, repository, workspaces } from '../../../scripts/repository.mjs';
+import { multipathOptionsSchema } from '../../transport-multipath/src/options.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const read = (p: string): string => readFileSync(join(root, p), 'utf8');
@@ -246,6 +247,10 @@ describe('docs/configuration.md', () => {
   it('memory transport: every option of the network and of memory()', () => {
     const paths = [...optionPaths(networkSchema as unknown as ZodLike), ...optionPaths(memoryTransportSchema as unknown as ZodLike)];
     checkOptionTable('memory', optionRows(section('Memory transport')), paths, {});
+  });
+
+  it('multipath transport: every option and its default', () => {
+    checkOptionTable('multipath', optionRows(section('Multipath transport')), optionPaths(multipathOptionsSchema as unknown as ZodLike), multipathOptionsSchema.parse({}));
   });
 
   it('DNS discovery: a row for every option with a default, and that default', () => {
