@@ -26,6 +26,7 @@ import * as core from '@clusterinfra/core';
 import { ClusterInfraError, createIcs, DNS_DISCOVERY_DEFAULTS, ERROR_CODES, ICS_DEFAULTS, type Ics, presets } from '@clusterinfra/core';
 import { tcp } from '@clusterinfra/transport-tcp';
 import { ICSGEN_ERROR_CODES } from '@clusterinfra/icsgen';
+import { REGISTRY_ERROR_CODES } from '@clusterinfra/registry';
 import { clusterNodeOptionsSchema } from '../src/clms/options.js';
 import { icsOptionsSchema, poolSchema } from '../src/ics/options.js';
 import { tcpOptionsSchema } from '../../transport-tcp/src/options.js';
@@ -266,7 +267,7 @@ describe('docs/configuration.md', () => {
 });
 
 describe('docs: error codes', () => {
-  const known = new Set<string>([...Object.keys(ERROR_CODES), ...ICSGEN_ERROR_CODES]);
+  const known = new Set<string>([...Object.keys(ERROR_CODES), ...ICSGEN_ERROR_CODES, ...Object.keys(REGISTRY_ERROR_CODES)]);
 
   const markdownFiles = (): string[] => {
     const docs = readdirSync(join(root, 'docs'))
