@@ -8,6 +8,7 @@ import { main } from '../../../examples/hello-cluster.js';
 import { main as helloRpc } from '../../../examples/hello-rpc/main.js';
 import { main as keyServiceFailover } from '../../../examples/key-service-failover.js';
 import { main as membershipWatch } from '../../../examples/membership-watch.js';
+import { main as registryExample } from '../../../examples/registry.js';
 import { main as subsystem } from '../../../examples/subsystem.js';
 import { main as tcpClusterCli } from '../../../examples/tcp-cluster-cli.js';
 
@@ -116,5 +117,21 @@ it('key-service-failover: a critical key service fails over with pulled data, th
   expect(r.ownerAfterCrash).toBe(r.hosts[1]);
   expect(r.handedOver).toEqual({ b: r.hosts[1] });
   expect(r.ownerAfterLeave).toBe(r.hosts[1]);
+  expect(lines.at(-1)).toContain('all nodes closed');
+}, 60_000);
+
+it('registry: owned entries, a compare-and-set race, a watcher, and the sequencer crash that keeps every acknowledged write (transport-mem)', async () => {
+  const lines: string[] = [];
+  const r = await registryExample('memory', (l) => lines.push(l));
+  // Exactly one node created `leader`; the other two got a conflict.
+  expect(r.leaders).toHaveLength(1);
+  expect([...r.leaders, ...r.conflicts].sort()).toEqual([1, 2, 3]);
+  expect(r.epochs[1]).toBeGreaterThan(r.epochs[0]);
+  // The acknowledged write survived the crash; the crashed node's owned entries did not.
+  expect(r.colorAfter).toBe('blue');
+  const survivors = [1, 2, 3].filter((n) => n !== r.crashed).map((n) => `svc/api/${n}`);
+  expect(r.keysAfter).toEqual(['config/color', ...(r.leaders[0] === r.crashed ? [] : ['leader']), ...survivors]);
+  expect(r.versions[1]).toBeGreaterThan(r.versions[0]);
+  expect(r.watched).toContain(`delete svc/api/${r.crashed} (owner-down)`);
   expect(lines.at(-1)).toContain('all nodes closed');
 }, 60_000);

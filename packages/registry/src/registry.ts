@@ -442,9 +442,10 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
 
   /**
    * Rebuild from the survivors: the freshest replica (highest epoch, then
-   * seq) holds every change any of them applied. Owned entries of
-   * incarnations no longer Up go; the result is installed on every survivor
-   * that answers before the key service is ready, so before any new write.
+   * seq) holds every change any of them applied. It is installed on every
+   * survivor that answers, then the owned entries of incarnations no longer
+   * Up are deleted, all before the key service is ready, so before any new
+   * write.
    */
   private async onFailoverData(results: Map<number, unknown>, ctx: KeyServiceContext): Promise<void> {
     const states: Snapshot[] = [this.replica.snapshot()];
@@ -456,7 +457,6 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
       }
     }
     const seq = new SequencerState(ctx.epoch, freshest(states), this.opts);
-    seq.sweep((o) => this.live(o));
     const snap = seq.snapshot();
     this.installed(snap);
     const ics = this.node.communication;
@@ -469,10 +469,11 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
       }
     }
     if (ctx.signal.aborted) return;
+    // No write comes before this returns (the key service is not ready): the
+    // entries of owners no longer Up go first, as sequenced owner-down deletes.
     this.sequencer = seq;
-    // Owners that went down while the snapshot travelled.
-    const late = seq.sweep((o) => this.live(o));
-    if (late.length > 0) await this.publish(seq, late);
+    const gone = seq.sweep((o) => this.live(o));
+    if (gone.length > 0) await this.publish(seq, gone);
   }
 
   private gate(epoch: number): SequencerState | undefined {
