@@ -28,6 +28,7 @@ import {
   type NodeEvent,
   realClock,
   type RegisteredService,
+  isClusterInfraError,
   ServiceExistsError,
   sleep,
   type TimerHandle,
@@ -81,6 +82,8 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private sequencer: SequencerState | undefined;
   private phase: 'idle' | 'started' | 'closed' = 'idle';
   private service: RegisteredService | undefined;
+  /** The ICS endpoint the replica service is registered on. */
+  private serviceOn: Ics | undefined;
   private readonly watchers = new Set<Watcher>();
   /** Handlers of `apply` waiting for a buffered change, by `epoch:seq`. */
   private readonly waiters = new Map<string, ((applied: boolean) => void)[]>();
@@ -129,30 +132,17 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
    */
   async start(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<this> {
     if (this.phase === 'closed') throw new RegistryError('REGISTRY_ERR_CLOSED', 'registry closed');
-    const ics = this.node.communication as Ics | undefined;
-    if (!ics) throw new RegistryError('REGISTRY_ERR_NOT_STARTED', 'start the ClusterNode before the registry');
+    if (!(this.node.communication as Ics | undefined)) throw new RegistryError('REGISTRY_ERR_NOT_STARTED', 'start the ClusterNode before the registry');
     if (this.phase === 'idle') {
       this.phase = 'started';
-      try {
-        this.service = ics.registerService({
-          channel: this.opts.channel,
-          subservice: this.opts.subservice,
-          name: this.keyService,
-          handlers: {
-            apply: (args, ctx) => this.onApply(args, ctx.signal),
-            install: (args) => this.onInstall(args),
-            resync: () => void this.resync(),
-          },
-        });
-      } catch (err) {
-        if (!(err instanceof ServiceExistsError)) throw err;
-      }
       this.timer = every(this.clock, this.opts.checkIntervalMs, () => this.check());
     }
     const deadline = this.clock.now() + (options.timeoutMs ?? 30_000);
-    while (!this.replica.installed) {
+    while (!this.replica.installed || !this.ensureService()) {
       if (this.currentPhase() === 'closed') throw new RegistryError('REGISTRY_ERR_CLOSED', 'registry closed');
       try {
+        // The node's ICS endpoint may be closing (evicted: a new incarnation comes): wait for the next one.
+        if (!this.ensureService()) throw new RegistryError('REGISTRY_ERR_NOT_STARTED', 'the node is restarting as a new incarnation');
         await this.sync();
       } catch (err) {
         if (this.clock.now() >= deadline) throw err;
@@ -225,12 +215,15 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     return { key, value, version: r.version, ...(owned ? { owner: { node: this.node.nodeNum, incarnation: this.node.incarnation } } : {}) };
   }
 
-  /** Remove `key`. Resolves with whether it existed, once applied like a put. */
-  async delete(key: string, options: WriteOptions = {}): Promise<boolean> {
+  /**
+   * Remove `key`. Resolves, once applied like a put, with whether it
+   * existed and the revision of the removal (every write has one).
+   */
+  async delete(key: string, options: WriteOptions = {}): Promise<{ existed: boolean; version: number }> {
     this.usable();
     checkKey(key, this.opts);
     const r = await this.write({ kind: 'delete', key, ...(options.expectVersion !== undefined ? { expectVersion: options.expectVersion } : {}) }, options);
-    return r.existed;
+    return { existed: r.existed, version: r.version };
   }
 
   private async write(op: unknown, options: WriteOptions): Promise<{ version: number; existed: boolean }> {
@@ -278,6 +271,35 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     if (this.phase === 'closed') throw new RegistryError('REGISTRY_ERR_CLOSED', 'registry closed');
   }
 
+  /**
+   * Serve the replica on the node's current ICS endpoint. After an eviction
+   * the node has a new one (core carries the services registered on the
+   * former one); while it is being replaced the old one is closed.
+   */
+  private ensureService(): boolean {
+    const ics = this.node.communication as Ics | undefined;
+    if (!ics) return false;
+    if (this.serviceOn === ics) return true;
+    try {
+      this.service = ics.registerService({
+        channel: this.opts.channel,
+        subservice: this.opts.subservice,
+        name: this.keyService,
+        handlers: {
+          apply: (args, ctx) => this.onApply(args, ctx.signal),
+          install: (args) => this.onInstall(args),
+          resync: () => void this.resync(),
+        },
+      });
+    } catch (err) {
+      // ServiceExistsError: carried over from the former incarnation's endpoint.
+      if (isClusterInfraError(err, 'ICS_ERR_CLOSED')) return false;
+      if (!(err instanceof ServiceExistsError)) throw err;
+    }
+    this.serviceOn = ics;
+    return true;
+  }
+
   private get address(): { channel: string; subservice: number } {
     return { channel: this.opts.channel, subservice: this.opts.subservice };
   }
@@ -309,6 +331,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   }
 
   private async onApply(args: unknown, signal: AbortSignal): Promise<boolean> {
+    if (this.phase === 'closed') return false;
     const changes = parseChanges(args, this.opts.maxDepth);
     for (const c of changes) {
       const step = this.replica.receive(c);
@@ -351,6 +374,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   }
 
   private onInstall(args: unknown): boolean {
+    if (this.phase === 'closed') return false;
     const snap = decodeSnapshot(args, this.opts.maxDepth);
     this.installed(snap);
     return this.replica.epoch === snap.epoch;
@@ -386,7 +410,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
 
   /** Every checkIntervalMs: does this node still follow the current sequencer? */
   private check(): void {
-    if (this.phase !== 'started' || this.syncing || this.checking) return;
+    if (this.phase !== 'started' || this.syncing || this.checking || !this.ensureService()) return;
     if (this.sequencer) {
       if (this.replica.epoch < this.sequencer.epoch) void this.resync();
       return;

@@ -1,7 +1,6 @@
 /** Clusters of ClusterNodes, each with a registry, on a memory network under a virtual clock. */
 import { ClusterNode, seededRandom, silentLogger, VirtualClock } from '@clusterinfra/core';
-import { createMemoryNetwork, type MemoryNetwork } from '@clusterinfra/transport-mem';
-import { memory } from '@clusterinfra/transport-mem';
+import { createMemoryNetwork, type LinkFaults, type MemoryNetwork, memory } from '@clusterinfra/transport-mem';
 import { createRegistry, type Registry, type RegistryEvent, type RegistryOptions } from '../src/index.js';
 
 export interface RegCluster {
@@ -25,9 +24,12 @@ export interface RegCluster {
 
 export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
 
-export function regCluster(size: number, o: { candidates?: number[]; seed?: number; options?: Partial<RegistryOptions>; startOnly?: number[] } = {}): RegCluster {
+export function regCluster(
+  size: number,
+  o: { candidates?: number[]; seed?: number; options?: Partial<RegistryOptions>; startOnly?: number[]; faults?: LinkFaults } = {},
+): RegCluster {
   const clock = new VirtualClock();
-  const network = createMemoryNetwork({ seed: o.seed ?? 1, clock });
+  const network = createMemoryNetwork({ seed: o.seed ?? 1, clock, ...(o.faults ? { faults: o.faults } : {}) });
   const nodes = new Map<number, ClusterNode>();
   const regs = new Map<number, Registry>();
   const started = new Set<Registry>();

@@ -69,8 +69,11 @@ describe('compare-and-set and delete', () => {
     expect(isRegistryError(stale, 'REGISTRY_ERR_CONFLICT')).toBe(true);
     const badDelete = await c.settle(c.reg(1).delete('leader', { expectVersion: created.version })).catch((e: unknown) => e);
     expect(isRegistryError(badDelete, 'REGISTRY_ERR_CONFLICT')).toBe(true);
-    expect(await c.settle(c.reg(1).delete('leader', { expectVersion: updated.version }))).toBe(true);
-    expect(await c.settle(c.reg(1).delete('leader'))).toBe(false);
+    expect(await c.settle(c.reg(1).delete('leader', { expectVersion: updated.version }))).toMatchObject({ existed: true });
+    const none = await c.settle(c.reg(1).delete('leader'));
+    // Deleting an absent key is still a sequenced write, with its own revision.
+    expect(none.existed).toBe(false);
+    expect(none.version).toBeGreaterThan(updated.version);
     await c.until(() => converged(c!, range(3)), 10_000, 'convergence');
     for (const n of range(3)) expect(c.reg(n).get('leader')).toBeUndefined();
     // The write acknowledged to node 3 was on node 3 when put() resolved (it is a subscriber): read your writes.
@@ -148,7 +151,7 @@ describe('sequencer failover', () => {
     // The laggard stops following (its replica service goes), keeping a=1 and b, which pullData still reports.
     await c.settle(c.reg(laggard!).close());
     const a2 = await c.settle(c.reg(other!).put('a', 2));
-    expect(await c.settle(c.reg(other!).delete('b'))).toBe(true);
+    expect((await c.settle(c.reg(other!).delete('b'))).existed).toBe(true);
     expect(c.reg(laggard!).get('a')?.value).toBe(1);
     c.kill(host);
     const rest = range(4).filter((n) => n !== host && n !== laggard);
@@ -166,7 +169,7 @@ describe('late joiner', () => {
     c = regCluster(4, { startOnly: [1, 2, 3] });
     await c.until(() => allReady(c!, range(3)), 30_000, 'registries started');
     await c.settle(Promise.all([0, 1, 2, 3, 4].map((i) => c!.reg(2).put(`svc/${i}`, { port: 8000 + i }))));
-    expect(await c.settle(c.reg(2).delete('svc/0'))).toBe(true);
+    expect((await c.settle(c.reg(2).delete('svc/0'))).existed).toBe(true);
     c.start(4);
     await c.until(() => c!.ready(4), 30_000, 'the late joiner');
     expect(c.reg(4).entries('svc/').map((e) => e.key)).toEqual(['svc/1', 'svc/2', 'svc/3', 'svc/4']);
