@@ -56,7 +56,8 @@ for (const seed of [1, 2, 3, 4]) {
     const live = (): number[] => range(SIZE).filter((n) => n !== down?.node && c!.ready(n));
     let value = 0;
 
-    const write = (n: number): void => {
+    /** Issue a write from node `n`; resolves once its outcome is recorded. */
+    const write = (n: number): Promise<void> => {
       const reg = c!.reg(n);
       const key = KEYS[rng.int(KEYS.length)]!;
       const r = rng.next();
@@ -66,7 +67,7 @@ for (const seed of [1, 2, 3, 4]) {
       if (op.kind === 'put' && r > 0.75) op.owner = `${n}:${c!.node(n).incarnation}`;
       ops.push(op);
       const p = op.kind === 'delete' ? reg.delete(key, cas).then((d) => d.version) : reg.put(key, op.value!, { ...cas, owned: op.owner !== undefined }).then((e) => e.version);
-      p.then(
+      return p.then(
         (version: number) => {
           op.status = 'acked';
           op.version = version;
@@ -96,17 +97,27 @@ for (const seed of [1, 2, 3, 4]) {
     for (let step = 0; step < 400; step++) {
       const r = rng.next();
       const ns = live();
-      if (r < 0.5 && ns.length > 0) write(ns[rng.int(ns.length)]!);
+      if (r < 0.5 && ns.length > 0) void write(ns[rng.int(ns.length)]!);
       else if (r < 0.515 && !down) {
         // Half the crashes hit the sequencer's node.
         const host = c.node(ns[0]!).keyService('registry.svc')?.host;
         const victim = host !== undefined && rng.next() < 0.5 ? host : ns[rng.int(ns.length)]!;
-        // Writes in flight when it dies: their outcome may be unknown to their writers.
-        for (let i = 0; i < 4; i++) write(ns[rng.int(ns.length)]!);
-        if (rng.next() < 0.5) await c.clock.advance(rng.int(3));
-        crashedIncarnations.add(`${victim}:${c.node(victim).incarnation}`);
-        c.kill(victim);
-        down = { node: victim, at: c.clock.now() };
+        const crash = (): void => {
+          crashedIncarnations.add(`${victim}:${c!.node(victim).incarnation}`);
+          c!.kill(victim);
+          down = { node: victim, at: c!.clock.now() };
+        };
+        const writer = ns.find((n) => n !== victim);
+        if (victim === host && writer !== undefined && rng.next() < 0.5) {
+          // The sequencer dies the instant it acknowledged a write (before anything else runs).
+          const acked = write(writer).then(crash);
+          await c.settle(acked, 10_000);
+        } else {
+          // Writes in flight when it dies: their outcome may be unknown to their writers.
+          for (let i = 0; i < 4; i++) void write(ns[rng.int(ns.length)]!);
+          if (rng.next() < 0.5) await c.clock.advance(rng.int(3));
+          crash();
+        }
       } else if (down && c.clock.now() - down.at > 2000 && r < 0.6) {
         c.start(down.node);
         const n = down.node;
