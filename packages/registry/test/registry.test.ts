@@ -162,6 +162,22 @@ describe('sequencer failover', () => {
     expect(hostOf(c, rest[0]!)).toBe(laggard);
     expect(mapOf(c, rest[0]!)).toEqual({ a: [2, a2.version, null] });
   });
+
+  it('a clean leave of the sequencer hands the map over: every write stays, the entries the leaver owned go', async () => {
+    c = regCluster(4, { candidates: [1, 2, 3] });
+    await c.until(() => allReady(c!, range(4)), 30_000, 'registries started');
+    const host = hostOf(c, 1);
+    const epoch = c.node(1).keyService('registry.svc')!.epoch;
+    const other = range(4).find((n) => n !== host)!;
+    const kept = await c.settle(Promise.all([c.reg(other).put('a', 1), c.reg(host).put('b', 2)]));
+    await c.settle(c.reg(host).put('mine', true, { owned: true }));
+    const rest = range(4).filter((n) => n !== host);
+    await c.settle(c.node(host).leave());
+    await c.until(() => rest.every((n) => (c!.node(n).keyService('registry.svc')?.epoch ?? 0) > epoch && c!.node(n).keyService('registry.svc')!.ready), 30_000, 'hand-over');
+    await c.until(() => converged(c!, rest) && !c!.reg(rest[0]!).has('mine'), 10_000, 'convergence');
+    expect(mapOf(c, rest[0]!)).toEqual({ a: [1, kept[0].version, null], b: [2, kept[1].version, null] });
+    expect(c.events.get(rest[0]!)!.some((e) => e.type === 'delete' && e.key === 'mine' && e.cause === 'owner-down')).toBe(true);
+  });
 });
 
 describe('late joiner', () => {
