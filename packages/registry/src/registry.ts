@@ -39,7 +39,7 @@ import { type RegistryOptions, type ResolvedRegistryOptions, resolveOptions } fr
 import { putEvent, ReplicaState } from './replica.js';
 import { freshest, SequencerState } from './sequencer.js';
 import { type Change, type Entry, type Owner, type PlainValue, type RegistryEvent, revision, type Snapshot } from './types.js';
-import { checkEntry, checkKey } from './values.js';
+import { checkEntry, checkKey, entryBytes } from './values.js';
 import { Watcher } from './watch.js';
 import { decodeSnapshot, encodeSnapshot, parseChanges, parseWrite, statusSchema, type WriteReply, writeReplySchema } from './wire.js';
 
@@ -70,6 +70,14 @@ export interface WatchOptions {
 }
 
 const DEFAULT_WRITE_TIMEOUT_MS = 10_000;
+/** At most this many changes, or about this many bytes, in one push. */
+const MAX_BATCH = 1024;
+const MAX_BATCH_BYTES = 256 * 1024;
+
+/** About what a change costs on the wire. */
+function changeBytes(c: Change): number {
+  return 64 + entryBytes(c.key, c.value ?? null);
+}
 
 /** A replicated map on one node. Create it before `node.start()`, call `start()` after. docs/registry.md. */
 export class Registry extends EventEmitter<RegistryEvents> implements AsyncDisposable {
@@ -91,6 +99,9 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
   private checking = false;
+  /** Changes sequenced and applied here, waiting for their push (see publish). */
+  private readonly outbox: { seq: SequencerState; change: Change; bytes: number; done: ((pushed: boolean) => void) | undefined }[] = [];
+  private pushing = false;
   private timer: TimerHandle | undefined;
   private readonly dropSubsystem: () => void;
 
@@ -534,10 +545,53 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
    * applied them or failed; a subscriber that failed is dropped (and told
    * to resync). So when this resolves, every replica still subscribed has
    * applied the changes.
+   *
+   * Group commit: one push is in flight at a time; changes sequenced
+   * meanwhile wait in the outbox and go together in the next push (at most
+   * MAX_BATCH changes or MAX_BATCH_BYTES, so a push stays well below the
+   * maximum message size). The outbox holds at most what the key service's
+   * handler pool lets run at once.
    */
-  private async publish(seq: SequencerState, changes: Change[]): Promise<void> {
+  private publish(seq: SequencerState, changes: Change[]): Promise<void> {
     for (const c of changes) this.deliver(this.replica.receive(c).events);
     this.settleWaiters();
+    if (seq.subscribers().every(([n]) => n === this.node.nodeNum)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (pushed: boolean): void => (pushed ? resolve() : reject(new RegistryError('REGISTRY_ERR_NOT_SEQUENCER', 'the sequencer stopped before the write was replicated')));
+      changes.forEach((c, i) => this.outbox.push({ seq, change: c, bytes: changeBytes(c), done: i === changes.length - 1 ? done : undefined }));
+      if (!this.pushing) void this.flush();
+    });
+  }
+
+  /** Push the outbox, batch after batch, until it is empty. */
+  private async flush(): Promise<void> {
+    this.pushing = true;
+    try {
+      while (this.outbox.length > 0) {
+        const seq = this.outbox[0]!.seq;
+        let bytes = 0;
+        let n = 0;
+        while (n < this.outbox.length && n < MAX_BATCH && this.outbox[n]!.seq === seq && (n === 0 || bytes + this.outbox[n]!.bytes <= MAX_BATCH_BYTES)) bytes += this.outbox[n++]!.bytes;
+        const batch = this.outbox.splice(0, n);
+        // A batch of a sequencer that is no longer this node's is not pushed
+        // (its epoch is over), and its writes are not acknowledged: nobody
+        // else may have them.
+        let pushed = false;
+        try {
+          if (seq === this.sequencer) {
+            await this.push(seq, batch.map((b) => b.change));
+            pushed = true;
+          }
+        } finally {
+          for (const b of batch) b.done?.(pushed);
+        }
+      }
+    } finally {
+      this.pushing = false;
+    }
+  }
+
+  private async push(seq: SequencerState, changes: Change[]): Promise<void> {
     const targets = seq.subscribers().filter(([n]) => n !== this.node.nodeNum);
     if (targets.length === 0) return;
     const ics = this.node.communication;
