@@ -17,19 +17,13 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePorts } from '../examples/lib/transports.js';
+import type { ClmsRow } from './clms.js';
 import { median } from './common.js';
 
-export interface RegistryRow {
-  suite: 'registry';
-  name: string;
-  unit: string;
-  better: 'lower' | 'higher';
-  value: number | null;
-  baseline: number;
-  ratio: number | null;
-}
+/** A row of bench/results.json, shaped like the CLMS rows (`value` null: not measured). */
+export type RegistryRow = Omit<ClmsRow, 'suite'> & { suite: 'registry' };
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const BUNDLE = `${BENCH_DIR}.build/registry-node.mjs`;
@@ -51,21 +45,6 @@ async function buildNode(): Promise<void> {
     external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3', 'vitest'],
     logLevel: 'warning',
   });
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  for (let i = 0; i < count; i++) {
-    const s = createServer();
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => resolve());
-    });
-    servers.push(s);
-  }
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
 }
 
 interface Child {

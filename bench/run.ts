@@ -37,6 +37,7 @@ import {
 import { buildLib, type IcsLib, loadLib, USE_TSX } from './load.js';
 import { type CpuProfile, formatSummary } from './profile.js';
 import { type ClmsRow, runClmsBench } from './clms.js';
+import { type RegistryRow, runRegistryBench } from './registry.js';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -462,7 +463,7 @@ interface ResultRow {
   ratio: number;
 }
 
-function clmsTable(rows: ClmsRow[]): string {
+function clmsTable(rows: (ClmsRow | RegistryRow)[]): string {
   const head = ['suite', 'name', 'unit', 'value', 'baseline', 'ratio'];
   const f = (v: number | null): string => (v === null ? 'null' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1));
   const body = rows.map((r) => [r.suite, r.name, r.unit, f(r.value), f(r.baseline), r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`]);
@@ -497,7 +498,7 @@ async function main(): Promise<void> {
   // --clms=<part>,...: only those parts of the CLMS suite (ids in bench/clms.ts), e.g. --only=clms --clms=formation-256
   const clmsOnly = flag('clms')?.split(',').filter(Boolean);
   const wantClms = !PROFILE && (!only || only.includes('clms') || clmsOnly !== undefined);
-  if (rows.length === 0 && !wantClms) throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, clms)`);
+  if (rows.length === 0 && !wantClms && !only?.includes('registry')) throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, clms, registry)`);
   const t0 = now();
   const icsRows = rows.length > 0 ? await icsMain(rows, profileRows) : [];
   if (icsRows === undefined) return; // profiled
@@ -515,7 +516,14 @@ async function main(): Promise<void> {
       for (const n of clms.notes) console.log(`  ${n}`);
     }
   }
-  const fresh = [...icsRows, ...clmsRows];
+  // The registry suite (bench/registry.ts): 3 and 16 processes, after the CLMS rows.
+  let registryRows: RegistryRow[] = [];
+  if (!PROFILE && (!only || only.includes('registry'))) {
+    log('bench: registry suite (bench/registry.ts)');
+    registryRows = await runRegistryBench();
+    if (!JSON_OUT) console.log(`\n${clmsTable(registryRows)}\n\nregistry: baseline = one ICS echo call from the writer to the sequencer's node (sequential, or 64 in flight).`);
+  }
+  const fresh = [...icsRows, ...clmsRows, ...registryRows];
   // A partial run (--only, --clms) replaces its own rows and keeps the others from the last full run.
   const all = only || clmsOnly ? mergeRows(fresh) : fresh;
   writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');
@@ -624,7 +632,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
 const round3 = (v: number): number => Math.round(v * 1000) / 1000;
 
 /** `fresh` rows in place of the rows of bench/results.json with the same suite and name; new ones at the end. */
-function mergeRows(fresh: (ResultRow | ClmsRow)[]): (ResultRow | ClmsRow)[] {
+function mergeRows(fresh: (ResultRow | ClmsRow | RegistryRow)[]): (ResultRow | ClmsRow | RegistryRow)[] {
   let old: (ResultRow | ClmsRow)[] = [];
   try {
     old = JSON.parse(readFileSync(`${BENCH_DIR}results.json`, 'utf8')) as (ResultRow | ClmsRow)[];
