@@ -18,7 +18,7 @@ export const REGISTRY_ERROR_CODES = {
   REGISTRY_ERR_WATCH_OVERFLOW: 'A watcher fell behind by more events than its queue holds; it was ended.',
   REGISTRY_ERR_NOT_STARTED: 'The registry was used before start() (or before the node joined).',
   REGISTRY_ERR_CLOSED: 'The registry on this node is closed.',
-  REGISTRY_ERR_NOT_SEQUENCER: 'The write reached a node that is not (or no longer) the sequencer of this epoch.',
+  REGISTRY_ERR_NOT_SEQUENCER: 'The write reached a node that is not (or stopped being) the sequencer of this epoch; if it stopped during the write, the write may or may not be in the map.',
 } as const;
 
 export type RegistryErrorCode = keyof typeof REGISTRY_ERROR_CODES;

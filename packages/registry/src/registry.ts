@@ -557,7 +557,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     this.settleWaiters();
     if (seq.subscribers().every(([n]) => n === this.node.nodeNum)) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const done = (pushed: boolean): void => (pushed ? resolve() : reject(new RegistryError('REGISTRY_ERR_NOT_SEQUENCER', 'the sequencer stopped before the write was replicated')));
+      const done = (pushed: boolean): void => (pushed ? resolve() : reject(new RegistryError('REGISTRY_ERR_NOT_SEQUENCER', 'the sequencer stopped while the write was being replicated: it may or may not be in the map')));
       changes.forEach((c, i) => this.outbox.push({ seq, change: c, bytes: changeBytes(c), done: i === changes.length - 1 ? done : undefined }));
       if (!this.pushing) void this.flush();
     });
@@ -580,7 +580,9 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
         try {
           if (seq === this.sequencer) {
             await this.push(seq, batch.map((b) => b.change));
-            pushed = true;
+            // The activation may have ended meanwhile (a newer epoch pulled the
+            // replicas, which then refused the push): no acknowledgment then.
+            pushed = seq === this.sequencer;
           }
         } finally {
           for (const b of batch) b.done?.(pushed);
