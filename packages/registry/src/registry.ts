@@ -99,6 +99,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
   private checking = false;
+  private resetCount = 0;
   /** Changes sequenced and applied here, waiting for their push (see publish). */
   private readonly outbox: { seq: SequencerState; change: Change; bytes: number; done: ((pushed: boolean) => void) | undefined }[] = [];
   private pushing = false;
@@ -210,6 +211,15 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     return this.replica.revision;
   }
 
+  /**
+   * How often this node reset its position because the cluster's history
+   * started again (epochs restart with it): the only times `revision` went
+   * down. See docs/registry.md.
+   */
+  get resets(): number {
+    return this.resetCount;
+  }
+
   /** This node has the map (a snapshot installed). */
   get synced(): boolean {
     return this.replica.installed;
@@ -297,8 +307,8 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
         subservice: this.opts.subservice,
         name: this.keyService,
         handlers: {
-          apply: (args, ctx) => this.onApply(args, ctx.signal),
-          install: (args) => this.onInstall(args),
+          apply: (args, ctx) => this.onApply(args, ctx.caller.nodeNum, ctx.signal),
+          install: (args, ctx) => this.onInstall(args, ctx.caller.nodeNum),
           resync: () => void this.resync(),
         },
       });
@@ -309,6 +319,24 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     }
     this.serviceOn = ics;
     return true;
+  }
+
+  /**
+   * A sequencer at `epoch` that this node's history names as current (on
+   * `from`) is ahead of us even when our numbers are higher: the cluster's
+   * history started again and key-service epochs restarted with it (or we
+   * were evicted into a newer history). Then forget our position, so its
+   * snapshot installs. `sameEpochToo`: an install or our own activation, for
+   * which having that epoch already can only mean another history.
+   */
+  private yieldTo(from: number, epoch: number, sameEpochToo: boolean): void {
+    const k = this.node.keyService(this.keyService);
+    if (!k || k.host !== from || k.epoch !== epoch) return;
+    const r = this.replica;
+    if (r.epoch > epoch || r.fence > epoch || (sameEpochToo && r.epoch === epoch)) {
+      r.rebase();
+      this.resetCount++;
+    }
   }
 
   private get address(): { channel: string; subservice: number } {
@@ -341,9 +369,10 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     }
   }
 
-  private async onApply(args: unknown, signal: AbortSignal): Promise<boolean> {
+  private async onApply(args: unknown, from: number, signal: AbortSignal): Promise<boolean> {
     if (this.phase === 'closed') return false;
     const changes = parseChanges(args, this.opts.maxDepth);
+    this.yieldTo(from, changes[0]!.epoch, false);
     for (const c of changes) {
       const step = this.replica.receive(c);
       this.deliver(step.events);
@@ -384,9 +413,10 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     });
   }
 
-  private onInstall(args: unknown): boolean {
+  private onInstall(args: unknown, from: number): boolean {
     if (this.phase === 'closed') return false;
     const snap = decodeSnapshot(args, this.opts.maxDepth);
+    this.yieldTo(from, snap.epoch, snap.seq <= this.replica.seq);
     this.installed(snap);
     return this.replica.epoch === snap.epoch;
   }
@@ -406,7 +436,10 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
         }
         const bytes = await this.node.callKeyService(this.keyService, 'sync', null, { timeoutMs: this.opts.pushTimeoutMs * 2 });
         if (this.phase === 'closed') return;
-        this.installed(decodeSnapshot(bytes, this.opts.maxDepth));
+        const snap = decodeSnapshot(bytes, this.opts.maxDepth);
+        const host = this.node.keyService(this.keyService)?.host;
+        if (host !== undefined) this.yieldTo(host, snap.epoch, false);
+        this.installed(snap);
       } while (this.syncAgain && this.phase !== 'closed');
     };
     this.syncing = detached(run).finally(() => (this.syncing = undefined));
@@ -450,6 +483,9 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
 
   /** A new incarnation of this node: the sequencer follows the old one no more (and removes what it owned). */
   private readonly onEvicted = (): void => {
+    // The new incarnation may join another history, whose numbers say nothing about ours.
+    this.replica.rebase();
+    this.resetCount++;
     void this.resync();
   };
 
@@ -493,6 +529,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     }
     const seq = new SequencerState(ctx.epoch, freshest(states), this.opts);
     const snap = seq.snapshot();
+    this.yieldTo(this.node.nodeNum, ctx.epoch, true);
     this.installed(snap);
     const ics = this.node.communication;
     const others = [...results.keys()].filter((n) => n !== this.node.nodeNum && this.node.info(n)?.state === 'Up');

@@ -69,6 +69,19 @@ export class ReplicaState {
     return !this.hasApplied(epoch, seq) && !this.buffer.has(`${epoch}:${seq}`);
   }
 
+  /**
+   * Forget the position (epoch, seq, fence), keep the map: the next
+   * snapshot installs whatever its numbers. For when the cluster's history
+   * started again and key-service epochs with it (see Registry), the only
+   * time the revision may go down.
+   */
+  rebase(): void {
+    this.epoch = 0;
+    this.seq = 0;
+    this.fence = 0;
+    this.buffer.clear();
+  }
+
   /** A new sequencer of `epoch` pulls our data: from now on, nothing older is applied. */
   raiseFence(epoch: number): void {
     if (epoch <= this.fence) return;
