@@ -13,6 +13,7 @@ const NAMES = {
   'icsgen/src/runtime': '@clusterinfra/icsgen/runtime',
   'admin/src': '@clusterinfra/admin',
   'cli/src': '@clusterinfra/cli',
+  'registry/src': '@clusterinfra/registry',
 };
 
 /** @param {import('typedoc').Application} app */
