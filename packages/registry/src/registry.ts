@@ -34,6 +34,7 @@ import {
   type TimerHandle,
 } from '@clusterinfra/core';
 import { EventEmitter } from 'eventemitter3';
+import { registryCanaries } from './canaries.js';
 import { RegistryError } from './errors.js';
 import { type RegistryOptions, type ResolvedRegistryOptions, resolveOptions } from './options.js';
 import { putEvent, ReplicaState } from './replica.js';
@@ -610,6 +611,10 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
         let n = 0;
         while (n < this.outbox.length && n < MAX_BATCH && this.outbox[n]!.seq === seq && (n === 0 || bytes + this.outbox[n]!.bytes <= MAX_BATCH_BYTES)) bytes += this.outbox[n++]!.bytes;
         const batch = this.outbox.splice(0, n);
+        if (registryCanaries.ackBeforeReplicated) {
+          for (const b of batch) b.done?.(true);
+          for (const b of batch) b.done = undefined;
+        }
         // A batch of a sequencer that is no longer this node's is not pushed
         // (its epoch is over), and its writes are not acknowledged: nobody
         // else may have them.

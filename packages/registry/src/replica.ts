@@ -15,6 +15,7 @@
  * - At most `maxBuffered` changes wait for a gap to fill or a snapshot to
  *   arrive; past that, a change is refused and the replica must resync.
  */
+import { registryCanaries } from './canaries.js';
 import { type Change, type Entry, type RegistryEvent, revision, type Snapshot } from './types.js';
 
 export type ReceiveStatus =
@@ -127,6 +128,11 @@ export class ReplicaState {
   receive(c: Change): Step {
     if (c.epoch < this.fence || c.epoch < this.epoch) return { status: 'stale', events: [] };
     if (c.epoch === this.epoch && c.seq <= this.seq) return { status: 'applied', events: [] };
+    if (registryCanaries.applyOutOfOrder && c.epoch === this.epoch) {
+      const planted: RegistryEvent[] = [];
+      this.apply(c, planted);
+      return { status: 'applied', events: planted };
+    }
     const k = `${c.epoch}:${c.seq}`;
     if (!this.buffer.has(k)) {
       if (this.buffer.size >= this.maxBuffered) return { status: 'overflow', events: [] };

@@ -15,6 +15,7 @@
  * - An owned entry is only written for an owner the membership has Up, and
  *   is removed (a sequenced `owner-down` delete) when that owner goes down.
  */
+import { registryCanaries } from './canaries.js';
 import { RegistryError, type RegistryErrorCode } from './errors.js';
 import { type Change, type Entry, type Owner, revision, SEQ_SPACE, type Snapshot, type WriteOp } from './types.js';
 import { checkEntry, checkKey, entryBytes, type EntryLimits } from './values.js';
@@ -31,6 +32,7 @@ export type WriteResult =
 /** Picks the state with the highest (epoch, seq): the newest prefix of the one history (see ReplicaState). */
 export function freshest(states: Iterable<Snapshot>): Snapshot {
   let best: Snapshot = { epoch: 0, seq: 0, entries: [] };
+  if (registryCanaries.stalestRebuild) return [...states].sort((a, b) => revision(a.epoch, a.seq) - revision(b.epoch, b.seq))[0] ?? best;
   for (const s of states) if (revision(s.epoch, s.seq) > revision(best.epoch, best.seq)) best = s;
   return best;
 }
