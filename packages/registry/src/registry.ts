@@ -105,7 +105,6 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private readonly outbox: { seq: SequencerState; change: Change; bytes: number; done: ((pushed: boolean) => void) | undefined }[] = [];
   private pushing = false;
   private timer: TimerHandle | undefined;
-  private readonly dropSubsystem: () => void;
 
   constructor(
     private readonly node: ClusterNode,
@@ -131,7 +130,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
       failoverData: (results, ctx) => this.onFailoverData(results, ctx),
       handover: () => encodeSnapshot(this.sequencer?.snapshot() ?? this.replica.snapshot()),
     });
-    this.dropSubsystem = node.registerSubsystem({ name: this.keyService, nodedown: (e) => this.onNodeDown(e) });
+    node.registerSubsystem({ name: this.keyService, nodedown: (e) => this.onNodeDown(e) });
     node.on('keyservice', this.onKeyService);
     node.on('evicted', this.onEvicted);
   }
@@ -167,15 +166,16 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
 
   /**
    * Stop following the map on this node: watchers end, the check loop
-   * stops, the replica service goes. The key service stays registered on
-   * the node (core cannot unregister one) until the node closes or leaves.
+   * stops, the replica service goes. The key service and its nodedown
+   * subsystem stay (core cannot unregister a key service): until the node
+   * closes or leaves it may still host the sequencer, which then still
+   * sequences writes and removes the entries of owners that go down.
    */
   async close(): Promise<void> {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     this.timer?.cancel();
     this.service?.unregister();
-    this.dropSubsystem();
     this.node.off('keyservice', this.onKeyService);
     this.node.off('evicted', this.onEvicted);
     for (const w of [...this.watchers]) w.end();
