@@ -15,6 +15,7 @@ const alias = {
   '@clusterinfra/cli': src('cli/src/index.ts'),
   '@clusterinfra/sim': src('sim/src/index.ts'),
   '@clusterinfra/registry': src('registry/src/index.ts'),
+  '@clusterinfra/runlevels': src('runlevels/src/index.ts'),
 };
 
 const project = (name: string, extra: Record<string, unknown> = {}) => ({
@@ -30,6 +31,6 @@ const project = (name: string, extra: Record<string, unknown> = {}) => ({
 
 export default defineConfig({
   test: {
-    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen'), project('admin'), project('cli'), project('sim', { testTimeout: 240_000, hookTimeout: 60_000 }), project('registry')],
+    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen'), project('admin'), project('cli'), project('sim', { testTimeout: 240_000, hookTimeout: 60_000 }), project('registry'), project('runlevels')],
   },
 });
