@@ -14,6 +14,7 @@ const NAMES = {
   'admin/src': '@clusterinfra/admin',
   'cli/src': '@clusterinfra/cli',
   'registry/src': '@clusterinfra/registry',
+  'runlevels/src': '@clusterinfra/runlevels',
 };
 
 /** @param {import('typedoc').Application} app */

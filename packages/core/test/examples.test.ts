@@ -9,6 +9,7 @@ import { main as helloRpc } from '../../../examples/hello-rpc/main.js';
 import { main as keyServiceFailover } from '../../../examples/key-service-failover.js';
 import { main as membershipWatch } from '../../../examples/membership-watch.js';
 import { main as registryExample } from '../../../examples/registry.js';
+import { main as runLevelsExample } from '../../../examples/runlevels.js';
 import { main as subsystem } from '../../../examples/subsystem.js';
 import { main as tcpClusterCli } from '../../../examples/tcp-cluster-cli.js';
 
@@ -133,5 +134,16 @@ it('registry: owned entries, a compare-and-set race, a watcher, and the sequence
   expect(r.keysAfter).toEqual(['config/color', ...(r.leaders[0] === r.crashed ? [] : ['leader']), ...survivors]);
   expect(r.versions[1]).toBeGreaterThan(r.versions[0]);
   expect(r.watched).toContain(`delete svc/api/${r.crashed} (owner-down)`);
+  expect(lines.at(-1)).toContain('all nodes closed');
+}, 60_000);
+
+it('runlevels: the cluster moves through phases as a whole; a late joiner counts as up only at the target; leave walks down (transport-mem)', async () => {
+  const lines: string[] = [];
+  const r = await runLevelsExample('memory', (l) => lines.push(l));
+  expect(r.stateWhileJoining).toBe('Up');
+  expect(r.upWhileJoining).toEqual([1, 2, 3]);
+  expect(r.upAfterJoining).toEqual([1, 2, 3, 4]);
+  expect(r.draining).toEqual({ 1: 'draining', 2: 'draining', 3: 'draining', 4: 'draining' });
+  expect(r.node4).toEqual(['enter starting', 'enter serving', 'enter draining', 'leave draining', 'leave serving', 'leave starting']);
   expect(lines.at(-1)).toContain('all nodes closed');
 }, 60_000);
