@@ -125,7 +125,18 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
     if (this.mine !== undefined) await this.opts.leave?.(this.mine);
     this.mine = undefined;
     await this.registry.delete(this.key);
+    await this.publishMeta();
     this.emit('phase', { phase: undefined });
+  }
+
+  /**
+   * The phase in this node's membership metadata too (`meta.runlevel`), so
+   * the admin endpoint, its page and `cluster status` show it. Metadata is
+   * replaced whole, so the rest is kept.
+   */
+  private async publishMeta(): Promise<void> {
+    const { runlevel: _old, ...rest } = this.node.info()?.meta ?? {};
+    await this.node.setInfo(this.mine === undefined ? rest : { ...rest, runlevel: this.mine });
   }
 
   private get key(): string {
@@ -152,6 +163,7 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
             this.mine = this.opts.phases[this.opts.phases.indexOf(step.phase) - 1];
           }
           await this.registry.put(this.key, { phase: this.mine ?? null, incarnation: this.node.incarnation }, { owned: true });
+          await this.publishMeta();
           this.emit('phase', { phase: this.mine });
         }
       } while (this.again);

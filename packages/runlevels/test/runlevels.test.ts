@@ -6,6 +6,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RegCluster, range, regCluster } from '../../registry/test/harness.js';
+import { statusView } from '../../admin/src/views.js';
+import { formatStatus, makeStyle } from '../../cli/src/format.js';
 import { createRunLevels, nextStep, type RunLevels } from '../src/index.js';
 
 const PHASES = ['starting', 'serving', 'draining'] as const;
@@ -52,6 +54,11 @@ describe('run levels', () => {
     await c.until(() => rl.get(1)!.reached('serving'), 10_000, 'every node serving');
     for (const n of range(3)) expect(log.filter((l) => l.startsWith(`${n} `))).toEqual([`${n} enter starting`, `${n} enter serving`]);
     expect(rl.get(3)!.upNodes()).toEqual([1, 2, 3]);
+    // The phase is in each node's membership metadata too: the admin endpoint has it, and `cluster status` shows a PHASE column.
+    await c.until(() => range(3).every((n) => c!.node(1).info(n)?.meta.runlevel === 'serving'), 10_000, 'phases in the metadata');
+    const status = formatStatus(statusView(c.node(1)), makeStyle(false));
+    expect(status).toMatch(/NODE\s+STATE\s+PHASE\s+INCARNATION/);
+    for (const n of range(3)) expect(status).toMatch(new RegExp(`^${n}( \\*)?\\s+Up\\s+serving\\s`, 'm'));
 
     // Node 4 joins; its entry into `serving` is held: it is Up in the membership, not up for the application.
     c.start(4);
