@@ -117,11 +117,16 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
     return this.registry.put(TARGET_KEY, phase);
   }
 
+  /** Stop following the target where this node is (its phase stays published until it goes down or leaves). */
+  close(): void {
+    this.registry.off('change', this.onChange);
+  }
+
   /** Walk this node down to the first phase, leave it, and stop following the target. */
   async leave(): Promise<void> {
     this.floor = this.opts.phases[0];
     await this.walk();
-    this.registry.off('change', this.onChange);
+    this.close();
     if (this.mine !== undefined) await this.opts.leave?.(this.mine);
     this.mine = undefined;
     await this.registry.delete(this.key);

@@ -95,6 +95,11 @@ describe('run levels', () => {
     expect(log.filter((l) => l.startsWith('3 ')).slice(-3)).toEqual(['3 leave draining', '3 leave serving', '3 leave starting']);
     expect(rl.get(3)!.phase).toBeUndefined();
     await c.until(() => !rl.get(1)!.phases().has(3), 10_000, 'node 3 gone from the map');
+    // A closed RunLevels stays where it is when the cluster moves.
+    rl.get(2)!.close();
+    await c.settle(rl.get(1)!.moveCluster('serving'));
+    await c.until(() => rl.get(1)!.phase === 'serving', 10_000, 'node 1 serving');
+    expect(rl.get(2)!.phase).toBe('draining');
     // A crash: the phase entry is owned by the incarnation, so the registry removes it.
     const victim = c.node(1).keyService('registry.svc')!.host === 2 ? 1 : 2;
     const other = victim === 1 ? 2 : 1;
