@@ -41,6 +41,18 @@ describe('nextStep', () => {
   });
 });
 
+describe('bad input', () => {
+  it('phases must be distinct and non-empty, and the cluster moves only to a declared phase (REGISTRY_ERR_INVALID_VALUE)', async () => {
+    c = regCluster(1);
+    await c.until(() => c!.ready(1), 30_000, 'registry started');
+    expect(() => createRunLevels(c!.node(1), c!.reg(1), { phases: [] })).toThrow(expect.objectContaining({ registryCode: 'REGISTRY_ERR_INVALID_VALUE' }));
+    expect(() => createRunLevels(c!.node(1), c!.reg(1), { phases: ['a', 'a'] })).toThrow(expect.objectContaining({ registryCode: 'REGISTRY_ERR_INVALID_VALUE' }));
+    const rl = createRunLevels(c.node(1), c.reg(1), { phases: PHASES });
+    await expect(rl.moveCluster('sleeping')).rejects.toMatchObject({ registryCode: 'REGISTRY_ERR_INVALID_VALUE' });
+    expect(c.reg(1).has('runlevels/target')).toBe(false);
+  });
+});
+
 describe('run levels', () => {
   it('the cluster moves as a whole; a late joiner walks up to the target before it counts as up; moving back walks down', async () => {
     c = regCluster(4, { startOnly: [1, 2, 3] });
