@@ -7,6 +7,7 @@
  * - RG1 on every node, `revision` only grows (unless the node reset its
  *   position because the cluster history started again: `resets`);
  * - RG2 two nodes at the same revision hold the same map;
+ * - RG3 on every node, the versions of a key in its `write` events only grow;
  * - RG4 at the end (after healing and quiescence) every node holds the same
  *   map at the same revision.
  *
@@ -22,7 +23,7 @@ import { createRegistry, type Registry } from '../src/index.js';
 const mapKey = (r: Registry): string => JSON.stringify(r.entries().map((e) => [e.key, e.value, e.version]));
 
 for (const seed of [1, 2, 3, 4, 5, 6]) {
-  it(`sim seed ${seed}: the simulator's invariants and RG1, RG2, RG4 hold`, async () => {
+  it(`sim seed ${seed}: the simulator's invariants and RG1–RG4 hold`, async () => {
     const rng = seededRandom(`registry-sim/${seed}`);
     const regs = new Map<ClusterNode, Registry>();
     const started = new Set<Registry>();
@@ -39,7 +40,20 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
       profile: 'ci',
       hooks: {
         nodeStarted: (node, w) => {
-          regs.set(node, createRegistry(node, { name: 'sim', subservice: 60, clock: w.slot(node.nodeNum).clock!, pushTimeoutMs: 2000, checkIntervalMs: 500 }));
+          const reg = createRegistry(node, { name: 'sim', subservice: 60, clock: w.slot(node.nodeNum).clock!, pushTimeoutMs: 2000, checkIntervalMs: 500 });
+          regs.set(node, reg);
+          // RG3: the versions of a key in this node's stream of writes only grow (between resets).
+          const top = new Map<string, number>();
+          let resets = 0;
+          reg.on('change', (e) => {
+            if (reg.resets !== resets) {
+              resets = reg.resets;
+              top.clear();
+            }
+            if (e.type !== 'put' || e.cause !== 'write') return;
+            if (e.version <= (top.get(e.key) ?? 0)) problems.push(`RG3 node ${node.nodeNum}: ${e.key} at version ${e.version} after ${top.get(e.key)}`);
+            top.set(e.key, e.version);
+          });
         },
         step: (w) => {
           // Registries of node objects that are gone stop (their timers too).
