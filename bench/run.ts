@@ -41,6 +41,7 @@ import { type CpuProfile, formatSummary } from './profile.js';
 import { type ClmsRow, runClmsBench } from './clms.js';
 import { type EncryptionRow, runEncryptionBench } from './encryption.js';
 import { type MultipathRow, runMultipathBench } from './multipath.js';
+import { type RegistryRow, runRegistryBench } from './registry.js';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -440,7 +441,7 @@ interface ResultRow {
   ratio: number;
 }
 
-function clmsTable(rows: (ClmsRow | MultipathRow)[]): string {
+function clmsTable(rows: (ClmsRow | MultipathRow | RegistryRow)[]): string {
   const head = ['suite', 'name', 'unit', 'value', 'baseline', 'ratio'];
   const f = (v: number | null): string => (v === null ? 'null' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1));
   const body = rows.map((r) => [r.suite, r.name, r.unit, f(r.value), f(r.baseline), r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`]);
@@ -479,8 +480,8 @@ async function main(): Promise<void> {
   const wantEncryption = !PROFILE && clmsOnly === undefined && (!only || only.includes('encryption'));
   // The multipath suite (bench/multipath.ts) only when asked for: --only=multipath.
   const wantMultipath = !PROFILE && only?.includes('multipath') === true;
-  if (rows.length === 0 && !wantClms && !wantEncryption && !wantMultipath)
-    throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, encryption, clms, multipath)`);
+  if (rows.length === 0 && !wantClms && !wantEncryption && !wantMultipath && !only?.includes('registry'))
+    throw new Error(`--only: no such rows (have ${ROWS.map((r) => r.id).join(', ')}, encryption, clms, multipath, registry)`);
   const t0 = now();
   const icsRows = rows.length > 0 ? await icsMain(rows, profileRows) : [];
   if (icsRows === undefined) return; // profiled
@@ -523,7 +524,14 @@ async function main(): Promise<void> {
       for (const n of mp.notes) console.log(`  ${n}`);
     }
   }
-  const fresh = [...icsRows, ...encryption, ...clmsRows, ...multipathRows];
+  // The registry suite (bench/registry.ts): 3 and 16 processes, after the CLMS rows.
+  let registryRows: RegistryRow[] = [];
+  if (!PROFILE && (!only || only.includes('registry'))) {
+    log('bench: registry suite (bench/registry.ts)');
+    registryRows = await runRegistryBench();
+    if (!JSON_OUT) console.log(`\n${clmsTable(registryRows)}\n\nregistry: baseline = one ICS echo call from the writer to the sequencer's node (sequential, or 64 in flight).`);
+  }
+  const fresh = [...icsRows, ...encryption, ...clmsRows, ...multipathRows, ...registryRows];
   // A partial run (--only, --clms) replaces its own rows and keeps the others from the last full run.
   const all = only || clmsOnly ? mergeRows(fresh) : fresh;
   writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');
@@ -632,7 +640,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
 const round3 = (v: number): number => Math.round(v * 1000) / 1000;
 
 /** `fresh` rows in place of the rows of bench/results.json with the same suite and name; new ones at the end. */
-function mergeRows(fresh: (ResultRow | ClmsRow)[]): (ResultRow | ClmsRow)[] {
+function mergeRows(fresh: (ResultRow | ClmsRow | RegistryRow)[]): (ResultRow | ClmsRow | RegistryRow)[] {
   let old: (ResultRow | ClmsRow)[] = [];
   try {
     old = JSON.parse(readFileSync(`${BENCH_DIR}results.json`, 'utf8')) as (ResultRow | ClmsRow)[];

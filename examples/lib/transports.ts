@@ -28,7 +28,7 @@ export interface ExampleNetwork {
 }
 
 /** Ports the kernel hands out now on 127.0.0.1 (held together, so distinct). */
-async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number): Promise<number[]> {
   const servers: Server[] = [];
   for (let i = 0; i < count; i++) {
     const s = createServer();

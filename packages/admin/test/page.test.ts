@@ -59,6 +59,11 @@ describe.skipIf(!haveChromium)('live web page', () => {
     await page.locator(`.member[data-node="${host}"] .chip:has-text("directory")`).waitFor({ timeout: 20_000 });
     expect(await page.locator('.chip').count()).toBe(1);
 
+    // A node's run level (meta.runlevel, which @clusterinfra/runlevels sets) shows on its card.
+    await cluster.node(2).setInfo({ runlevel: 'serving' });
+    await page.locator('.member[data-node="2"] .phase:has-text("phase serving")').waitFor({ timeout: 20_000 });
+    expect(await page.locator('.phase').count()).toBe(1);
+
     // Take a node away (not the one serving the page, not the master): the
     // page turns it Down by itself (live, no reload).
     const victim = [2, 3].find((n) => n !== master)!;

@@ -72,14 +72,19 @@ export function formatStatus(s: StatusView, style: Style): string {
     `formed ${yesNo(s.formed, style)}`,
     `transition ${s.lastTransition}`,
   ].join('   ');
+  // A PHASE column when the application uses run levels (@clusterinfra/runlevels puts each node's phase in `meta.runlevel`).
+  const phaseOf = (m: StatusView['members'][number]): string | undefined => (typeof m.meta?.runlevel === 'string' ? m.meta.runlevel : undefined);
+  const phases = s.members.some((m) => phaseOf(m) !== undefined);
   const rows = s.members.map((m) => [
     `${m.node}${m.master ? ' *' : ''}`,
     stateColor(m.state, style),
+    ...(phases ? [clean(phaseOf(m) ?? '-')] : []),
     String(m.incarnation),
     clean(m.address || '-'),
     m.hosts.length ? clean(m.hosts.join(', ')) : '-',
   ]);
-  const members = rows.length ? table(['NODE', 'STATE', 'INCARNATION', 'ADDRESS', 'KEY SERVICES'], rows, style) : style.dim('(no members yet)');
+  const columns = ['NODE', 'STATE', ...(phases ? ['PHASE'] : []), 'INCARNATION', 'ADDRESS', 'KEY SERVICES'];
+  const members = rows.length ? table(columns, rows, style) : style.dim('(no members yet)');
   const health = s.health.ok ? style.green('healthy') : `${style.red('unhealthy')}: ${s.health.problems.map(clean).join('; ')}`;
   return `${head}\n${facts}\n\n${members}\n${style.dim('* master')}\n\n${health}\n`;
 }

@@ -27,6 +27,7 @@ import { ClusterInfraError, createIcs, DNS_DISCOVERY_DEFAULTS, ERROR_CODES, ICS_
 import { tcp } from '@clusterinfra/transport-tcp';
 import { ICSGEN_ERROR_CODES } from '@clusterinfra/icsgen';
 import { DLM_ERROR_CODES } from '@clusterinfra/dlm';
+import { REGISTRY_ERROR_CODES } from '@clusterinfra/registry';
 import { clusterNodeOptionsSchema } from '../src/clms/options.js';
 import { icsOptionsSchema, poolSchema } from '../src/ics/options.js';
 import { tcpOptionsSchema } from '../../transport-tcp/src/options.js';
@@ -274,7 +275,7 @@ describe('docs/configuration.md', () => {
 });
 
 describe('docs: error codes', () => {
-  const known = new Set<string>([...Object.keys(ERROR_CODES), ...ICSGEN_ERROR_CODES, ...Object.keys(DLM_ERROR_CODES)]);
+  const known = new Set<string>([...Object.keys(ERROR_CODES), ...ICSGEN_ERROR_CODES, ...Object.keys(DLM_ERROR_CODES), ...Object.keys(REGISTRY_ERROR_CODES)]);
 
   const markdownFiles = (): string[] => {
     const docs = readdirSync(join(root, 'docs'))

@@ -10,6 +10,8 @@ import { main as keyServiceFailover } from '../../../examples/key-service-failov
 import { main as ledger } from '../../../examples/ledger/main.js';
 import { main as singleNode } from '../../../examples/single-node.js';
 import { main as membershipWatch } from '../../../examples/membership-watch.js';
+import { main as registryExample } from '../../../examples/registry.js';
+import { main as runLevelsExample } from '../../../examples/runlevels.js';
 import { main as subsystem } from '../../../examples/subsystem.js';
 import { main as tcpClusterCli } from '../../../examples/tcp-cluster-cli.js';
 
@@ -151,5 +153,32 @@ it('ledger: a typed key service (icsgen keyservice) fails over with pulled data,
   expect(r.pulledOnLeave).toEqual([third]);
   expect(r.invalidCode).toBe('ICS_ERR_INVALID_ARGUMENT');
   expect(r.unknownCode).toBe('CLMS_ERR_KEYSERVICE_UNKNOWN');
+  expect(lines.at(-1)).toContain('all nodes closed');
+}, 60_000);
+
+it('registry: owned entries, a compare-and-set race, a watcher, and the sequencer crash that keeps every acknowledged write (transport-mem)', async () => {
+  const lines: string[] = [];
+  const r = await registryExample('memory', (l) => lines.push(l));
+  // Exactly one node created `leader`; the other two got a conflict.
+  expect(r.leaders).toHaveLength(1);
+  expect([...r.leaders, ...r.conflicts].sort()).toEqual([1, 2, 3]);
+  expect(r.epochs[1]).toBeGreaterThan(r.epochs[0]);
+  // The acknowledged write survived the crash; the crashed node's owned entries did not.
+  expect(r.colorAfter).toBe('blue');
+  const survivors = [1, 2, 3].filter((n) => n !== r.crashed).map((n) => `svc/api/${n}`);
+  expect(r.keysAfter).toEqual(['config/color', ...(r.leaders[0] === r.crashed ? [] : ['leader']), ...survivors]);
+  expect(r.versions[1]).toBeGreaterThan(r.versions[0]);
+  expect(r.watched).toContain(`delete svc/api/${r.crashed} (owner-down)`);
+  expect(lines.at(-1)).toContain('all nodes closed');
+}, 60_000);
+
+it('runlevels: the cluster moves through phases as a whole; a late joiner counts as up only at the target; leave walks down (transport-mem)', async () => {
+  const lines: string[] = [];
+  const r = await runLevelsExample('memory', (l) => lines.push(l));
+  expect(r.stateWhileJoining).toBe('Up');
+  expect(r.upWhileJoining).toEqual([1, 2, 3]);
+  expect(r.upAfterJoining).toEqual([1, 2, 3, 4]);
+  expect(r.draining).toEqual({ 1: 'draining', 2: 'draining', 3: 'draining', 4: 'draining' });
+  expect(r.node4).toEqual(['enter starting', 'enter serving', 'enter draining', 'leave draining', 'leave serving', 'leave starting']);
   expect(lines.at(-1)).toContain('all nodes closed');
 }, 60_000);
