@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, expect, it } from 'vitest';
 import { isClusterInfraError } from '@clusterinfra/core';
 import { freePorts, ProcessCluster, runnerChannel } from '@clusterinfra/cli/process';
+import { exists } from './pids.js';
 
 const RUNNER = { file: fileURLToPath(new URL('./fixtures/echo-runner.ts', import.meta.url)), execArgv: ['--import', 'tsx'] };
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -19,16 +20,6 @@ afterEach(async () => {
   await cluster?.close();
   cluster = undefined;
 });
-
-/** Whether process `pid` still exists (signal 0 checks without sending anything). */
-function exists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function start(): { c: ProcessCluster<Hello>; hellos: Map<number, Hello[]> } {
   const hellos = new Map<number, Hello[]>();
