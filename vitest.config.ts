@@ -12,6 +12,7 @@ const alias = {
   '@clusterinfra/icsgen/runtime': src('icsgen/src/runtime.ts'),
   '@clusterinfra/icsgen': src('icsgen/src/index.ts'),
   '@clusterinfra/admin': src('admin/src/index.ts'),
+  '@clusterinfra/cli/process': src('cli/src/process.ts'),
   '@clusterinfra/cli': src('cli/src/index.ts'),
   '@clusterinfra/sim': src('sim/src/index.ts'),
   '@clusterinfra/dlm': src('dlm/src/index.ts'),

@@ -443,11 +443,10 @@ async function framesPerTransition(size: number, cycles: number, wallLimitMs: nu
 
 // ------------------------------------------------------------------ the suite
 
-/**
- * The parts of the suite, by id (`--clms=<id prefix>,...` runs those only):
- * kill-3p-lan, kill-3p-local, kill-16p-lan, kill-16p-local, keyservice-lan,
- * keyservice-local, formation-32p, formation-256, frames-3, frames-16, frames-256.
- */
+/** The parts of the suite, by id (`--clms=<id prefix>,...` runs those only). */
+export const CLMS_PARTS = ['kill-3p-lan', 'kill-3p-local', 'kill-16p-lan', 'kill-16p-local', 'keyservice-lan', 'keyservice-local', 'formation-32p', 'formation-256', 'frames-3', 'frames-16', 'frames-256'] as const;
+
+/** Runs the parts of CLMS_PARTS that `only` names (by id prefix; all by default). */
 export async function runClmsBench(options: { only?: readonly string[] } = {}): Promise<ClmsResult> {
   const rows: ClmsRow[] = [];
   const notes: string[] = [];
@@ -538,7 +537,9 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
   return { rows, notes };
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv.includes('--help')) {
+  process.stdout.write(`npx tsx bench/clms.ts [--clms=<part id prefix>,...]\nPrints the CLMS rows and notes as JSON (see bench/README.md). Parts: ${CLMS_PARTS.join(', ')}\n`);
+} else if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const only = process.argv.find((a) => a.startsWith('--clms='))?.slice('--clms='.length).split(',').filter(Boolean);
   runClmsBench(only ? { only } : {}).then(
     (r) => {

@@ -1,8 +1,9 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  // cli: the `cluster` bin; local/runner: the node process `cluster sim` forks.
-  entry: { index: 'src/index.ts', cli: 'src/cli.ts', 'local/runner': 'src/local/runner.ts' },
+  // cli: the `cluster` bin; local/runner: the node process `cluster sim` forks;
+  // process: the process launcher (@clusterinfra/cli/process).
+  entry: { index: 'src/index.ts', cli: 'src/cli.ts', 'local/runner': 'src/local/runner.ts', process: 'src/process.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,

@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
+import { exists } from './pids.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -34,16 +35,6 @@ function runDemo(args: string[], timeoutMs: number): Promise<Run> {
       resolve({ code, signal, stdout: out.split('\n').filter(Boolean), stderr: err });
     });
   });
-}
-
-/** Whether process `pid` still exists (signal 0 checks without sending anything). */
-function exists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Index of the first line matching `re` at or after `from` (-1 if none). */

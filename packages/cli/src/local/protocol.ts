@@ -1,29 +1,25 @@
 /**
  * What the launcher (launcher.ts) and the node runner (runner.ts) say to each
- * other over the child's IPC channel. Kept in one place so both sides agree.
+ * other over the child's IPC channel, on top of the conventions of process.ts
+ * and child.ts. Kept in one place so both sides agree.
  *
  * Times (`at`) are `performance.timeOrigin + performance.now()` in ms: one
  * clock for every process of the machine, so the parent can merge the
  * children's reports into one timeline.
  */
 import type { KeyServiceInfo, Transition } from '@clusterinfra/core';
+import type { NodeRunnerConfig } from './child.js';
 
 /** Configuration of one runner, passed as JSON in env CLUSTERINFRA_LOCAL_NODE. */
-export interface RunnerConfig {
-  nodeNum: number;
-  clusterName: string;
-  port: number;
-  candidates: number[];
-  seeds: string[];
-  preset: 'lan' | 'local';
+export interface RunnerConfig extends NodeRunnerConfig {
   /** Register the demo `ledger` key service (ledger.ts). */
   keyService: boolean;
   /** Open the admin endpoint on 127.0.0.1 (when @clusterinfra/admin provides serveAdmin). */
   admin: boolean;
 }
 
-/** The env variables a runner reads; the secret and token never go on the command line, where `ps` shows them. */
-export const ENV = { config: 'CLUSTERINFRA_LOCAL_NODE', secret: 'CLUSTERINFRA_LOCAL_SECRET', token: 'CLUSTERINFRA_LOCAL_TOKEN' } as const;
+/** The env variables a runner reads (process.ts): the secret and token never go on the command line, where `ps` shows them. */
+export { RUNNER_ENV as ENV } from './process.js';
 
 /** What a node reports, as it happens (child → parent). */
 export type NodeReport =
@@ -48,7 +44,7 @@ export type NodeReport =
 /** A report with the node that made it and when. */
 export type TimedReport = NodeReport & { at: number };
 
-/** The parent's commands (parent → child); each one is answered by a `reply`. */
+/** The parent's commands (parent → child); each one is answered by a `reply` (RunnerReply in process.ts). */
 export type Command =
   /** Any key-service method by name (`callKeyService`). */
   | { id: number; cmd: 'call'; name: string; method: string; args: unknown; timeoutMs: number }
@@ -57,7 +53,3 @@ export type Command =
   | { id: number; cmd: 'state' }
   | { id: number; cmd: 'leave' }
   | { id: number; cmd: 'close' };
-
-export type Reply = { type: 'reply'; id: number; ok: boolean; result?: unknown; error?: string; code?: string };
-
-export type ChildMessage = TimedReport | (Reply & { at: number });

@@ -12,47 +12,19 @@
  * It exits when its IPC channel closes, so a parent that dies, however it
  * dies, leaves no node behind.
  */
-import { performance } from 'node:perf_hooks';
-import { ClusterNode, type ClusterInfraError } from '@clusterinfra/core';
-import { tcp } from '@clusterinfra/transport-tcp';
+import { runnerChannel, runnerNode } from './child.js';
 import { registerLedger } from './ledger.js';
-import { type ChildMessage, type Command, ENV, type NodeReport, type RunnerConfig } from './protocol.js';
+import { type Command, ENV, type NodeReport, type RunnerConfig } from './protocol.js';
 
-const hr = (): number => performance.timeOrigin + performance.now();
-
-function send(msg: ChildMessage): void {
-  if (process.connected) process.send!(msg, undefined, {}, () => {});
-}
-
-const report = (r: NodeReport): void => send({ ...r, at: hr() } as ChildMessage);
-
-const raw = process.env[ENV.config];
-const secret = process.env[ENV.secret];
-if (!raw || !secret || typeof process.send !== 'function') {
-  console.error('runner.ts is started by the local-cluster launcher (startLocalCluster) over IPC; it is not run by hand');
-  process.exit(2);
-}
-const config = JSON.parse(raw) as RunnerConfig;
+const channel = runnerChannel<RunnerConfig>('runner.ts');
+const { config } = channel;
+const report = (r: NodeReport): void => channel.report(r);
 const token = process.env[ENV.token];
 
-// No orphans: the parent is gone, so are we.
-process.on('disconnect', () => process.exit(0));
 // Ctrl-C reaches the whole process group: the parent decides when we stop.
 process.on('SIGINT', () => {});
-process.on('uncaughtException', (err) => {
-  report({ type: 'fatal', error: String(err?.stack ?? err) });
-  process.exitCode = 1;
-});
-process.on('unhandledRejection', (err) => report({ type: 'fatal', error: `unhandled rejection: ${String((err as Error)?.stack ?? err)}` }));
 
-const node = new ClusterNode({
-  nodeNum: config.nodeNum,
-  clusterName: config.clusterName,
-  transport: tcp({ host: '127.0.0.1', port: config.port, secret }),
-  candidates: config.candidates,
-  seeds: config.seeds,
-  preset: config.preset,
-});
+const node = runnerNode(channel);
 
 node.on('transition', (t) => report({ type: 'transition', transition: t }));
 node.on('master', (m) => report({ type: 'master', master: m.master, term: m.term }));
@@ -122,19 +94,8 @@ async function run(c: Command): Promise<unknown> {
   }
 }
 
-process.on('message', (c: Command) => {
-  run(c).then(
-    (result) => {
-      if (c.cmd === 'deposit' || c.cmd === 'call') report({ type: 'call', id: c.id, method: c.cmd === 'call' ? c.method : 'deposit', ok: true, result });
-      send({ type: 'reply', id: c.id, ok: true, result, at: hr() });
-    },
-    (err: unknown) => {
-      const e = err as ClusterInfraError & { sent?: string };
-      const error = `${String(e?.message ?? err)}${e?.sent ? ` (${e.sent})` : ''}`;
-      if (c.cmd === 'deposit' || c.cmd === 'call') report({ type: 'call', id: c.id, method: c.cmd === 'call' ? c.method : 'deposit', ok: false, error, code: e?.code });
-      send({ type: 'reply', id: c.id, ok: false, error, code: e?.code, at: hr() });
-    },
-  );
+channel.serve<Command>(run, (c, outcome) => {
+  if (c.cmd === 'deposit' || c.cmd === 'call') report({ type: 'call', id: c.id, method: c.cmd === 'call' ? c.method : 'deposit', ...outcome });
 });
 
 report({ type: 'loaded' });

@@ -3,23 +3,21 @@
  * 127.0.0.1, each one node-runner.ts, driven and observed over IPC. Used by
  * the process tests (./*.test.ts) and by the CLMS benchmark (bench/clms.ts).
  *
- * Every child is killed with SIGKILL by close(), and (should the parent die
- * first) exits by itself when its IPC channel closes.
+ * The processes are those of the one process launcher of the repository
+ * (`ProcessCluster` of @clusterinfra/cli/process, under `startLocalCluster`
+ * too): forking, IPC commands, signals, SIGKILL on close and the exit hook
+ * are its. What is here reads node-runner.ts's reports into a view per node.
  */
-import { type ChildProcess, fork } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import { createServer } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { freePorts, hrNow, type NodeProcess, ProcessCluster, type RunnerProgram } from '@clusterinfra/cli/process';
 import type { DecisionRecord, KeyServiceInfo, MemberInfo, Membership, Transition } from '../../src/index.js';
 import type { RunnerConfig } from './node-runner.js';
 
 const RUNNER = fileURLToPath(new URL('./node-runner.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 
-/** Milliseconds on a clock shared by every process of this machine. */
-export const hrNow = (): number => performance.timeOrigin + performance.now();
+/** discovery.test.ts reserves ports with it too. */
+export { freePorts };
 
 export interface Seen<T> {
   value: T;
@@ -43,45 +41,36 @@ export class ProcNode {
   /** Key-service reports (with `keyService` configured): every keyservice event, and this node's failover steps. */
   readonly keyService: Seen<KeyServiceReport>[] = [];
   readonly fatal: string[] = [];
-  /** The last lines of its stdout and stderr, for diagnosis. */
-  readonly output: string[] = [];
   address: string | undefined;
   incarnation: number | undefined;
   readyAt: number | undefined;
   loadedAt: number | undefined;
-  exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  killedAt: number | undefined;
-  private nextId = 1;
-  private readonly replies = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly exit: Promise<void>;
 
-  constructor(
-    readonly nodeNum: number,
-    readonly child: ChildProcess,
-    readonly spawnedAt: number,
-    private readonly changed: () => void,
-  ) {
-    const keep = (chunk: Buffer): void => {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) this.output.push(line);
-      if (this.output.length > 200) this.output.splice(0, this.output.length - 200);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    child.on('message', (m: RunnerMessage) => this.onMessage(m));
-    child.on('error', (err) => this.fatal.push(`child process error: ${err.message}`));
-    this.exit = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exited = { code, signal };
-        for (const r of this.replies.values()) r.reject(new Error(`node ${nodeNum} exited (${signal ?? code})`));
-        this.replies.clear();
-        this.changed();
-        resolve();
-      });
-    });
+  constructor(readonly proc: NodeProcess<RunnerMessage>) {}
+
+  get nodeNum(): number {
+    return this.proc.node;
+  }
+
+  get spawnedAt(): number {
+    return this.proc.spawnedAt;
+  }
+
+  /** Its last lines of stdout and stderr, for diagnosis. */
+  get output(): string[] {
+    return this.proc.output;
+  }
+
+  get exited(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    return this.proc.exited;
+  }
+
+  get killedAt(): number | undefined {
+    return this.proc.killedAt;
   }
 
   get alive(): boolean {
-    return this.exited === undefined && this.killedAt === undefined;
+    return this.proc.running;
   }
 
   /** The membership as of this node's last transition event: node → [state, incarnation]. */
@@ -122,25 +111,7 @@ export class ProcNode {
   }
 
   command<T = unknown>(cmd: 'start' | 'leave' | 'declareDown' | 'close' | 'stats' | 'state' | 'history' | 'call', args: Record<string, unknown> = {}, timeoutMs = 15_000): Promise<T> {
-    if (!this.alive || !this.child.connected) return Promise.reject(new Error(`node ${this.nodeNum} is not running`));
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.replies.delete(id);
-        reject(new Error(`node ${this.nodeNum}: no reply to ${cmd} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.replies.set(id, {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v as T);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      this.child.send({ id, cmd, ...args });
-    });
+    return this.proc.command<T>(cmd, args, timeoutMs);
   }
 
   stats(): Promise<{ messagesSent: number; transitions: number }> {
@@ -161,7 +132,8 @@ export class ProcNode {
     return this.command('history');
   }
 
-  private onMessage(m: RunnerMessage): void {
+  /** A report of node-runner.ts (process.ts routes replies itself). */
+  report(m: RunnerMessage): void {
     switch (m.type) {
       case 'loaded':
         this.loadedAt = m.at;
@@ -182,13 +154,6 @@ export class ProcNode {
       case 'cleanup':
         this.cleanups.push({ node: m.node, incarnation: m.incarnation, start: m.start, end: m.end });
         break;
-      case 'reply': {
-        const r = this.replies.get(m.id);
-        this.replies.delete(m.id);
-        if (m.ok) r?.resolve(m.result);
-        else r?.reject(new Error(`node ${this.nodeNum}: ${m.error}`));
-        break;
-      }
       case 'decision':
         this.decisions.push({ value: m.record, at: m.at });
         break;
@@ -199,7 +164,6 @@ export class ProcNode {
         this.fatal.push(m.error);
         break;
     }
-    this.changed();
   }
 }
 
@@ -210,7 +174,6 @@ type RunnerMessage =
   | { type: 'master'; master: number | undefined; term: number; at: number }
   | { type: 'cleanup'; node: number; incarnation: number; start: number; end: number }
   | { type: 'decision'; record: DecisionRecord; at: number }
-  | { type: 'reply'; id: number; ok: boolean; result?: unknown; error?: string }
   | ({ type: 'ks'; at: number } & KeyServiceReport)
   | { type: 'fatal'; error: string };
 
@@ -233,45 +196,32 @@ export interface ProcClusterOptions {
   /** Seeds of each node: every other reserved address, or the candidates' only. @default 'all' */
   seeds?: 'all' | 'candidates';
   /** The runner to fork. @default node-runner.ts under `node --import tsx` */
-  runner?: { file: string; execArgv: string[] };
+  runner?: RunnerProgram;
   /** Runner configuration for every node (e.g. `keyService`). */
   config?: Partial<RunnerConfig>;
 }
 
-/** Ports the kernel hands out now for 127.0.0.1 (held together, so distinct). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<import('node:net').Server>((resolve, reject) => {
-          const s = createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
 export class ProcCluster {
   readonly nodes = new Map<number, ProcNode>();
-  /** Every process ever started (killed ones too), for close(). */
-  readonly all: ProcNode[] = [];
-  readonly secret = randomBytes(32).toString('hex');
-  readonly events = new EventEmitter();
   readonly preset: 'lan' | 'local';
   readonly candidates: number[];
   readonly clusterName: string;
   private ports = new Map<number, number>();
+  private readonly procs: ProcessCluster<RunnerMessage>;
+  /** Each process's own view (a report of a killed process never reaches its successor's). */
+  private readonly views = new WeakMap<NodeProcess<RunnerMessage>, ProcNode>();
 
   private constructor(private readonly options: ProcClusterOptions) {
     this.preset = options.preset ?? 'lan';
     this.candidates = options.candidates ?? Array.from({ length: Math.min(options.size, 3) }, (_, i) => i + 1);
     this.clusterName = options.clusterName ?? 'proc';
-    this.events.setMaxListeners(0);
+    this.procs = new ProcessCluster<RunnerMessage>({
+      runner: options.runner ?? { file: RUNNER, execArgv: ['--import', 'tsx'] },
+      cwd: ROOT,
+      outputLines: 200,
+      describe: () => this.describe(),
+      onMessage: (p, m) => this.views.get(p)?.report(m),
+    });
   }
 
   /** Allocate ports for nodes 1..size+spare and start nodes 1..size. */
@@ -292,8 +242,6 @@ export class ProcCluster {
 
   /** Start node `n` as a new process (again: a new incarnation on the same address). */
   spawn(n: number, extra: Partial<RunnerConfig> = {}): ProcNode {
-    const old = this.nodes.get(n);
-    if (old?.alive) throw new Error(`node ${n} runs already`);
     const seedNodes = this.options.seeds === 'candidates' ? this.candidates : [...this.ports.keys()];
     const seeds = seedNodes.filter((m) => m !== n).map((m) => this.addressOf(m));
     const config: RunnerConfig = {
@@ -307,16 +255,10 @@ export class ProcCluster {
       ...this.options.config,
       ...extra,
     };
-    const child = fork(this.options.runner?.file ?? RUNNER, [], {
-      cwd: ROOT,
-      execArgv: this.options.runner?.execArgv ?? ['--import', 'tsx'],
-      env: { ...process.env, CLMS_RUNNER: JSON.stringify(config), CLMS_SECRET: this.secret },
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      serialization: 'advanced',
-    });
-    const node = new ProcNode(n, child, hrNow(), () => this.events.emit('change'));
+    const proc = this.procs.spawn(n, config);
+    const node = new ProcNode(proc);
+    this.views.set(proc, node);
     this.nodes.set(n, node);
-    this.all.push(node);
     return node;
   }
 
@@ -341,53 +283,22 @@ export class ProcCluster {
 
   /** SIGKILL node `n`; returns the time taken just before the signal. */
   kill(n: number): number {
-    const p = this.node(n);
-    const at = hrNow();
-    p.killedAt = at;
-    p.child.kill('SIGKILL');
-    return at;
+    return this.procs.kill(n, 'SIGKILL');
   }
 
   /** SIGSTOP node `n` (a silent failure: its sockets stay open); the time it was sent. */
   pause(n: number): number {
-    const at = hrNow();
-    this.node(n).child.kill('SIGSTOP');
-    return at;
+    return this.procs.kill(n, 'SIGSTOP');
   }
 
   /** SIGCONT node `n` after pause(). */
   resume(n: number): void {
-    this.node(n).child.kill('SIGCONT');
+    this.procs.kill(n, 'SIGCONT');
   }
 
   /** Resolve when `pred` holds (checked on every report), or reject after `timeoutMs` with the state of every node. */
   until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        let ok = false;
-        try {
-          ok = pred();
-        } catch (err) {
-          finish();
-          reject(err as Error);
-          return;
-        }
-        if (ok) {
-          finish();
-          resolve();
-        }
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${this.describe()}`));
-      }, timeoutMs);
-      const finish = (): void => {
-        clearTimeout(timer);
-        this.events.off('change', check);
-      };
-      this.events.on('change', check);
-      check();
-    });
+    return this.procs.until(pred, timeoutMs, what);
   }
 
   /** Every node in `ns` has every node in `ns` Up. */
@@ -422,14 +333,8 @@ export class ProcCluster {
   }
 
   /** SIGKILL every process ever started and wait for them to exit. */
-  async close(): Promise<void> {
-    for (const p of this.all) {
-      if (p.exited === undefined) {
-        p.killedAt ??= hrNow();
-        p.child.kill('SIGKILL');
-      }
-    }
-    await Promise.race([Promise.all(this.all.map((p) => p.exit)), new Promise((r) => setTimeout(r, 5000))]);
+  close(): Promise<void> {
+    return this.procs.close();
   }
 }
 

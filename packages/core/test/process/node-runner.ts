@@ -3,8 +3,10 @@
  * Started by ./cluster.ts with `node --import tsx node-runner.ts` (fork);
  * never run by hand.
  *
- * Configuration: the JSON in env CLMS_RUNNER (see RunnerConfig); the shared
- * secret in env CLMS_SECRET (not on the command line, where `ps` shows it).
+ * Configuration (RunnerConfig) and the shared secret come from env through
+ * `runnerChannel` of @clusterinfra/cli/process, the child side of the one
+ * process launcher; so do the replies, the fatal reports and the exit when
+ * the IPC channel closes (the parent died).
  *
  * Reports (child → parent, all times are `performance.timeOrigin +
  * performance.now()` in ms, comparable between processes on one machine):
@@ -14,7 +16,7 @@
  *                                          the membership ([node, state, incarnation]) after it
  *   { type: 'master', master, term, at }
  *   { type: 'cleanup', node, incarnation, start, end }   the nodedown callback of subsystem `probe`
- *   { type: 'reply', id, ok, result?, error? }
+ *   { type: 'reply', id, ok, result?, error?, code? }   (runnerChannel)
  *   { type: 'fatal', error }
  *   { type: 'ks', event: 'info' | 'failover' | 'data', ... , at }   with `keyService` configured:
  *                                          every keyservice event (info), and on the new host the
@@ -28,19 +30,10 @@
  * { value, epoch, node }. Each node remembers what it added through `call`
  * (as a lock manager's clients know their locks); failover rebuilds the value
  * as the sum every survivor pulled, or takes what the old host handed over.
- * The process exits when its IPC channel closes (the parent died).
  */
-import { performance } from 'node:perf_hooks';
-import { ClusterNode } from '../../src/index.js';
-import { tcp } from '../../../transport-tcp/src/index.js';
+import { hrNow as hr, type NodeRunnerConfig, runnerChannel, runnerNode } from '@clusterinfra/cli/process';
 
-export interface RunnerConfig {
-  nodeNum: number;
-  clusterName: string;
-  port: number;
-  candidates: number[];
-  seeds: string[];
-  preset: 'lan' | 'local';
+export interface RunnerConfig extends NodeRunnerConfig {
   /** Load everything, then wait for the `start` command before listening. */
   hold?: boolean;
   /** Register a counter key service of this name (see above); only on the nodes in `hosts` when given. */
@@ -49,39 +42,11 @@ export interface RunnerConfig {
   keyServiceFenceWaitMs?: number;
 }
 
-const hr = (): number => performance.timeOrigin + performance.now();
+const channel = runnerChannel<RunnerConfig>('node-runner.ts');
+const { config } = channel;
+const send = <R extends { type: string }>(msg: R): void => channel.report(msg);
 
-const send = (msg: unknown): void => {
-  if (process.connected) process.send!(msg, undefined, {}, () => {});
-};
-
-const raw = process.env.CLMS_RUNNER;
-const secret = process.env.CLMS_SECRET;
-if (!raw || !secret || typeof process.send !== 'function') {
-  console.error('node-runner.ts is started by test/process/cluster.ts over IPC');
-  process.exit(2);
-}
-const config = JSON.parse(raw) as RunnerConfig;
-
-// The parent is gone: so are we (no orphans, whatever happened to the parent).
-process.on('disconnect', () => process.exit(0));
-process.on('uncaughtException', (err) => {
-  send({ type: 'fatal', error: String(err?.stack ?? err) });
-  process.exitCode = 1;
-});
-process.on('unhandledRejection', (err) => {
-  send({ type: 'fatal', error: `unhandled rejection: ${String((err as Error)?.stack ?? err)}` });
-});
-
-const node = new ClusterNode({
-  nodeNum: config.nodeNum,
-  clusterName: config.clusterName,
-  transport: tcp({ host: '127.0.0.1', port: config.port, secret }),
-  candidates: config.candidates,
-  seeds: config.seeds,
-  preset: config.preset,
-  ...(config.keyServiceFenceWaitMs !== undefined ? { keyServiceFenceWaitMs: config.keyServiceFenceWaitMs } : {}),
-});
+const node = runnerNode(channel, config.keyServiceFenceWaitMs !== undefined ? { keyServiceFenceWaitMs: config.keyServiceFenceWaitMs } : {});
 
 let transitions = 0;
 node.on('transition', (t) => {
@@ -156,45 +121,29 @@ interface Command {
   timeoutMs?: number;
 }
 
-process.on('message', (m: Command) => {
-  const reply = (p: Promise<unknown>): void => {
-    p.then(
-      (result) => send({ type: 'reply', id: m.id, ok: true, result }),
-      (err: unknown) => send({ type: 'reply', id: m.id, ok: false, error: String((err as Error)?.message ?? err) }),
-    );
-  };
+channel.serve<Command>(async (m) => {
   switch (m.cmd) {
     case 'start':
-      reply(start().then(() => null));
-      return;
+      return start().then(() => null);
     case 'leave':
-      reply(node.leave().then(() => null));
-      return;
+      return node.leave().then(() => null);
     case 'declareDown':
-      reply(node.declareDown(m.node!, m.reason).then(() => null));
-      return;
+      return node.declareDown(m.node!, m.reason).then(() => null);
     case 'close':
-      reply(node.close().then(() => null));
-      return;
+      return node.close().then(() => null);
     case 'stats':
-      reply(Promise.resolve({ messagesSent: node.communication?.stats().messagesSent ?? 0, transitions }));
-      return;
+      return { messagesSent: node.communication?.stats().messagesSent ?? 0, transitions };
     case 'state':
-      reply(Promise.resolve({ master: node.master, term: node.currentTerm, last: node.lastTransition, membership: node.membership() }));
-      return;
+      return { master: node.master, term: node.currentTerm, last: node.lastTransition, membership: node.membership() };
     case 'history':
-      reply(Promise.resolve(node.transitions()));
-      return;
-    case 'call':
-      reply(
-        node.callKeyService(m.name!, m.method!, m.args ?? null, { timeoutMs: m.timeoutMs ?? 10_000 }).then((r) => {
-          if (m.method === 'add') contributed += Number(m.args);
-          return r;
-        }),
-      );
-      return;
+      return node.transitions();
+    case 'call': {
+      const r = await node.callKeyService(m.name!, m.method!, m.args ?? null, { timeoutMs: m.timeoutMs ?? 10_000 });
+      if (m.method === 'add') contributed += Number(m.args);
+      return r;
+    }
     default:
-      send({ type: 'reply', id: (m as Command).id, ok: false, error: `unknown command ${(m as Command).cmd}` });
+      throw new Error(`unknown command ${(m as Command).cmd}`);
   }
 });
 
