@@ -82,6 +82,27 @@ describe('LinkBase', () => {
     expect(got).toEqual([1, 2, 3, 4]);
   });
 
+  it('a handler that pauses and resumes at once gets each frame once, in order', () => {
+    // As a multipath listener does: pause on a path's first frame, hand the
+    // path to its logical link, which resumes it from inside the handler.
+    const link = new TestLink();
+    const got: number[] = [];
+    const first = (f: Uint8Array): void => {
+      got.push(f[0]!);
+      link.pause();
+      link.off('frame', first);
+      link.on('frame', (g) => got.push(g[0]!));
+      link.resume();
+    };
+    link.on('frame', first);
+    for (const b of [1, 2, 3, 4]) link.arrive(Uint8Array.of(b));
+    link.resume();
+    expect(got).toEqual([1, 2, 3, 4]);
+    expect(link.reads).toBe(true);
+    link.arrive(Uint8Array.of(5));
+    expect(got).toEqual([1, 2, 3, 4, 5]);
+  });
+
   it('reports backpressure and drain', async () => {
     const link = new TestLink();
     expect(link.send(new Uint8Array(4))).toBe(true);

@@ -42,6 +42,8 @@ export abstract class LinkBase extends EventEmitter<LinkEvents> implements Link 
 
   private hwm: number;
   private linkState: LinkState = 'open';
+  /** deliverInbox is walking the inbox (a resume() from a frame handler must not start a second walk). */
+  private delivering = false;
   private isFlowing = false;
   private wantDrain = false;
   /** Frames that arrived while paused; bounded because paused transports stop reading. */
@@ -236,10 +238,19 @@ export abstract class LinkBase extends EventEmitter<LinkEvents> implements Link 
   }
 
   private deliverInbox(): void {
+    // A handler that pauses and resumes the link (handing it to a new owner,
+    // say) lands here again: the walk below carries on where it is, since a
+    // second walk from index 0 would deliver the same frames twice.
+    if (this.delivering) return;
     // Index walk, then one splice: shift() per frame would be quadratic.
     let i = 0;
-    while (this.isFlowing && i < this.inbox.length && this.linkState !== 'closed') {
-      this.emit('frame', this.inbox[i++]!);
+    this.delivering = true;
+    try {
+      while (this.isFlowing && i < this.inbox.length && this.linkState !== 'closed') {
+        this.emit('frame', this.inbox[i++]!);
+      }
+    } finally {
+      this.delivering = false;
     }
     if (this.linkState === 'closed') return;
     this.inbox.splice(0, i);
