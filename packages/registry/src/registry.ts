@@ -102,6 +102,8 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private syncAgain = false;
   private checking = false;
   private resetCount = 0;
+  /** Set on eviction to the evicted incarnation: the new one's first snapshot from its current sequencer installs whatever its numbers. */
+  private evictedFrom: number | undefined;
   /** Changes sequenced and applied here, waiting for their push (see publish). */
   private readonly outbox: { seq: SequencerState; change: Change; bytes: number; done: ((pushed: boolean) => void) | undefined }[] = [];
   private pushing = false;
@@ -330,14 +332,23 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
    * were evicted into a newer history). Then forget our position, so its
    * snapshot installs. `sameEpochToo`: an install or our own activation, for
    * which having that epoch already can only mean another history.
+   *
+   * `seq`: the snapshot's, when a snapshot follows. After an eviction the
+   * first one the new incarnation gets from the sequencer its history names
+   * decides: in the same history it is at least as new as what we have and
+   * installs as usual (the revision goes on); if it is older, the new
+   * incarnation joined another history, and we yield to it (a reset).
    */
-  private yieldTo(from: number, epoch: number, sameEpochToo: boolean): void {
+  private yieldTo(from: number, epoch: number, sameEpochToo: boolean, seq?: number): void {
     const k = this.node.keyService(this.keyService);
     if (!k || k.host !== from || k.epoch !== epoch) return;
     const r = this.replica;
-    if (r.epoch > epoch || r.fence > epoch || (sameEpochToo && r.epoch === epoch)) {
+    const evicted = seq !== undefined && this.evictedFrom !== undefined && this.evictedFrom !== this.node.incarnation;
+    if (evicted) this.evictedFrom = undefined;
+    if (r.epoch > epoch || r.fence > epoch || (r.epoch === epoch && (sameEpochToo || (evicted && seq <= r.seq)))) {
+      const down = !evicted || revision(epoch, seq) < r.revision;
       r.rebase();
-      this.resetCount++;
+      if (down) this.resetCount++;
     }
   }
 
@@ -418,7 +429,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private onInstall(args: unknown, from: number): boolean {
     if (this.phase === 'closed') return false;
     const snap = decodeSnapshot(args, this.opts.maxDepth);
-    this.yieldTo(from, snap.epoch, snap.seq <= this.replica.seq);
+    this.yieldTo(from, snap.epoch, snap.seq <= this.replica.seq, snap.seq);
     this.installed(snap);
     return this.replica.epoch === snap.epoch;
   }
@@ -440,7 +451,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
         if (this.phase === 'closed') return;
         const snap = decodeSnapshot(bytes, this.opts.maxDepth);
         const host = this.node.keyService(this.keyService)?.host;
-        if (host !== undefined) this.yieldTo(host, snap.epoch, false);
+        if (host !== undefined) this.yieldTo(host, snap.epoch, false, snap.seq);
         this.installed(snap);
       } while (this.syncAgain && this.phase !== 'closed');
     };
@@ -483,11 +494,15 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     void this.resync();
   };
 
-  /** A new incarnation of this node: the sequencer follows the old one no more (and removes what it owned). */
-  private readonly onEvicted = (): void => {
-    // The new incarnation may join another history, whose numbers say nothing about ours.
-    this.replica.rebase();
-    this.resetCount++;
+  /**
+   * A new incarnation of this node: the sequencer follows the old one no
+   * more (and removes what it owned). The map and its position stay until
+   * the new incarnation's snapshot (see yieldTo): dropping the position at
+   * once took the revision to 0 and `synced` to false in the same history,
+   * and two evicted nodes at revision 0 could hold different maps.
+   */
+  private readonly onEvicted = (e: { incarnation: number }): void => {
+    this.evictedFrom = e.incarnation;
     void this.resync();
   };
 
@@ -534,7 +549,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     }
     const seq = new SequencerState(ctx.epoch, freshest(states), this.opts);
     const snap = seq.snapshot();
-    this.yieldTo(this.node.nodeNum, ctx.epoch, true);
+    this.yieldTo(this.node.nodeNum, ctx.epoch, true, snap.seq);
     this.installed(snap);
     const ics = this.node.communication;
     const others = [...results.keys()].filter((n) => n !== this.node.nodeNum && this.node.info(n)?.state === 'Up');

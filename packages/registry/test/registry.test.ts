@@ -162,6 +162,31 @@ describe('sequencer failover', () => {
   });
 });
 
+describe('eviction', () => {
+  it('a node declared down rejoins as a new incarnation in the same history: its revision never goes down, no reset, its old map until the snapshot', async () => {
+    c = regCluster(4, { candidates: [1, 2, 3] });
+    await c.until(() => allReady(c!, range(4)), 30_000, 'registries started');
+    await c.settle(Promise.all([c.reg(1).put('a', 1), c.reg(2).put('b', 2)]));
+    await c.until(() => converged(c!, range(4)), 10_000, 'convergence');
+    const reg = c.reg(4);
+    const incarnation = c.node(4).incarnation;
+    const seen = { low: reg.revision, unsynced: false, empty: false };
+    const watch = (): void => {
+      seen.low = Math.min(seen.low, reg.revision);
+      if (!reg.synced) seen.unsynced = true;
+      if (reg.size === 0) seen.empty = true;
+    };
+    const before = reg.revision;
+    void c.node(1).declareDown(4, 'test').catch(() => {});
+    await c.until(() => (watch(), c!.node(4).incarnation !== incarnation && c!.node(1).info(4)?.state === 'Up'), 30_000, 'node 4 back as a new incarnation');
+    const late = await c.settle(c.reg(1).put('c', 3));
+    await c.until(() => (watch(), converged(c!, range(4))), 10_000, 'convergence after the rejoin');
+    expect(seen).toEqual({ low: before, unsynced: false, empty: false });
+    expect(reg.resets).toBe(0);
+    expect(reg.get('c')?.version).toBe(late.version);
+  });
+});
+
 describe('late joiner', () => {
   it('a node that joins later gets a snapshot, then the stream; its watcher sees the entries first, then the changes', async () => {
     c = regCluster(4, { startOnly: [1, 2, 3] });

@@ -1147,6 +1147,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           carried.number === this.history.last + 1 && carried.term !== undefined && carried.time !== undefined
             ? (change as Transition)
             : { ...change, number: this.history.last + 1, term: this.term, time: this.clock.wallNow() };
+        // The entry is in our own log while it replicates (as it is in every
+        // member's that acknowledged it): deposed before it commits, we still
+        // count it when we stand again, and carry it if elected. Without this
+        // the members holding it refuse every candidate (none is as up to
+        // date) and the cluster stays masterless until all are evicted.
+        this.pending = t;
+        this.pendingFrom = this.term;
         try {
           const term = this.term;
           const ok = await this.replicate(t);
