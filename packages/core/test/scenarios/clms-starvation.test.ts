@@ -1,0 +1,112 @@
+/**
+ * False downs under CPU starvation (issue 16, fault 6), on the memory network
+ * and the virtual clock. A starved process runs neither its timers nor its
+ * IO while another process holds the core, and catches up all at once: the
+ * simulator's model of that is a pause of the node's clock (`NodeClock`,
+ * held timers fire late, at resume) together with a pause of its network
+ * address (frames to and from it wait), repeated. Stalls here stay shorter
+ * than the failure timeout, so no node is ever really gone.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ClusterNodeOptions, VirtualClock } from '@clusterinfra/core';
+import { NodeClock } from '@clusterinfra/sim';
+import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
+
+let sim: SimCluster | undefined;
+afterEach(async () => {
+  await sim?.close();
+  sim = undefined;
+});
+
+/** Three nodes, each on its own pausable clock (one process each, on one loaded machine). */
+function cluster(extra: Partial<ClusterNodeOptions> = {}): { sim: SimCluster; clocks: Map<number, NodeClock> } {
+  const clocks = new Map<number, NodeClock>();
+  const s = simCluster(3, {
+    candidates: [1, 2, 3],
+    extra: (n, base: VirtualClock) => {
+      const clock = new NodeClock(base);
+      clocks.set(n, clock);
+      return { ...extra, clock };
+    },
+  });
+  return { sim: s, clocks };
+}
+
+/**
+ * Starve every node for `forMs`: each stalls `stallMs` out of every
+ * `periodMs`, at its own phase. At the end of a stall its timers run first
+ * and its frames a step later, as Node runs the timers phase before IO (so
+ * a timeout can fire with its answer already waiting). Driven by the shared
+ * clock; ends by itself.
+ */
+function starveAll(s: SimCluster, clocks: Map<number, NodeClock>, stallMs: number, periodMs: number, forMs: number): void {
+  const end = s.clock.now() + forMs;
+  for (const [n, clock] of clocks) {
+    const address = `node-${n}`;
+    const stall = (): void => {
+      if (s.clock.now() + stallMs > end || clock !== clocks.get(n)) return;
+      s.network.pause(address);
+      clock.pause();
+      s.clock.setTimeout(() => {
+        clock.resume();
+        s.clock.setTimeout(() => s.network.resume(address), 0);
+        s.clock.setTimeout(stall, periodMs - stallMs);
+      }, stallMs);
+    };
+    s.clock.setTimeout(stall, (n * periodMs) / clocks.size);
+  }
+}
+
+/** GoingDown transitions committed after `head`, as node `on` saw them. */
+const downsAfter = (s: SimCluster, on: number, head: number): string[] =>
+  s
+    .node(on)
+    .transitions(head)
+    .filter((t) => t.kind === 'state' && t.to === 'GoingDown')
+    .map((t) => `${t.node}: ${t.cause}`);
+
+async function formed(s: SimCluster): Promise<number> {
+  await s.until(() => allUp(s, range(3)) && s.converged(range(3)), 30_000, 'formation');
+  expect(s.node(1).master).toBe(1);
+  return s.node(2).lastTransition;
+}
+
+// Every node stalls 220 ms out of every 330 ms (`local`: heartbeat 50 ms,
+// failure timeout 300 ms), with 3 ms between nodes.
+const STALL = 220;
+const PERIOD = 330;
+const STARVED_FOR = 20_000;
+
+async function starved(extra: Partial<ClusterNodeOptions> = {}): Promise<{ sim: SimCluster; head: number }> {
+  const c = cluster(extra);
+  const head = await formed(c.sim);
+  c.sim.network.setDefaultFaults({ latencyMs: 3 });
+  starveAll(c.sim, c.clocks, STALL, PERIOD, STARVED_FOR);
+  return { sim: c.sim, head };
+}
+
+describe('every node starved (its timers and IO late): local health', () => {
+  it('declares no healthy node down while starved, and still finds a real crash', async () => {
+    const s = await starved();
+    sim = s.sim;
+    await sim.clock.advance(STARVED_FOR + 1000);
+    expect(downsAfter(sim, 2, s.head)).toEqual([]);
+    expect(allUp(sim, range(3))).toBe(true);
+    // A real crash is still found (its links break).
+    const crashed = sim.node(1).master === 3 ? 2 : 3;
+    const survivor = crashed === 3 ? 2 : 3;
+    const crashedAt = sim.clock.now();
+    sim.kill(crashed);
+    await sim.until(() => sim!.node(survivor).info(crashed)?.state !== 'Up' && sim!.node(1).info(crashed)?.state !== 'Up', 10_000, 'the crash found');
+    expect(sim.clock.now() - crashedAt).toBeLessThan(sim.node(1).timing.failureTimeoutMs * 10);
+    expect(downsAfter(sim, survivor, s.head)).toEqual([expect.stringMatching(new RegExp(`^${crashed}: `))]);
+  });
+
+  it('without it (localHealthMax: 0) the same starvation declares a healthy node down', async () => {
+    // The canary: the scenario above can fail, and does when the measure is off.
+    const s = await starved({ localHealthMax: 0 });
+    sim = s.sim;
+    await sim.clock.advance(STARVED_FOR + 1000);
+    expect(downsAfter(sim, 2, s.head).length).toBeGreaterThan(0);
+  });
+});
