@@ -33,15 +33,16 @@ function cluster(extra: Partial<ClusterNodeOptions> = {}): { sim: SimCluster; cl
 }
 
 /**
- * Starve every node for `forMs`: each stalls `stallMs` out of every
+ * Starve nodes `which` for `forMs`: each stalls `stallMs` out of every
  * `periodMs`, at its own phase. At the end of a stall its timers run first
  * and its frames a step later, as Node runs the timers phase before IO (so
  * a timeout can fire with its answer already waiting). Driven by the shared
  * clock; ends by itself.
  */
-function starveAll(s: SimCluster, clocks: Map<number, NodeClock>, stallMs: number, periodMs: number, forMs: number): void {
+function starve(s: SimCluster, clocks: Map<number, NodeClock>, which: number[], stallMs: number, periodMs: number, forMs: number): void {
   const end = s.clock.now() + forMs;
-  for (const [n, clock] of clocks) {
+  for (const n of which) {
+    const clock = clocks.get(n)!;
     const address = `node-${n}`;
     const stall = (): void => {
       if (s.clock.now() + stallMs > end || clock !== clocks.get(n)) return;
@@ -53,7 +54,7 @@ function starveAll(s: SimCluster, clocks: Map<number, NodeClock>, stallMs: numbe
         s.clock.setTimeout(stall, periodMs - stallMs);
       }, stallMs);
     };
-    s.clock.setTimeout(stall, (n * periodMs) / clocks.size);
+    s.clock.setTimeout(stall, (n * periodMs) / which.length);
   }
 }
 
@@ -77,11 +78,11 @@ const STALL = 220;
 const PERIOD = 330;
 const STARVED_FOR = 20_000;
 
-async function starved(extra: Partial<ClusterNodeOptions> = {}): Promise<{ sim: SimCluster; head: number }> {
+async function starved(extra: Partial<ClusterNodeOptions> = {}, which = range(3), stallMs = STALL, periodMs = PERIOD): Promise<{ sim: SimCluster; head: number }> {
   const c = cluster(extra);
   const head = await formed(c.sim);
   c.sim.network.setDefaultFaults({ latencyMs: 3 });
-  starveAll(c.sim, c.clocks, STALL, PERIOD, STARVED_FOR);
+  starve(c.sim, c.clocks, which, stallMs, periodMs, STARVED_FOR);
   return { sim: c.sim, head };
 }
 
@@ -108,5 +109,29 @@ describe('every node starved (its timers and IO late): local health', () => {
     sim = s.sim;
     await sim.clock.advance(STARVED_FOR + 1000);
     expect(downsAfter(sim, 2, s.head).length).toBeGreaterThan(0);
+  });
+});
+
+describe('a starved member (the accused) under a healthy master', () => {
+  // Stalls of 260 ms out of every 300 ms: longer than the 237 ms pause the
+  // `local` timeout tolerates. The first stall of a node that was healthy
+  // until then looks like a failure to a healthy master (nothing told it
+  // otherwise yet); after that, the member's heartbeat answers say how late
+  // its own timers run, and the master gives it as much longer.
+  it('is declared down at most once, at the onset, not again and again', async () => {
+    const s = await starved({}, [2], 260, 300);
+    sim = s.sim;
+    await sim.clock.advance(STARVED_FOR + 1000);
+    expect(downsAfter(sim, 1, s.head).length).toBeLessThanOrEqual(1);
+    expect(allUp(sim, range(3))).toBe(true);
+  });
+
+  it('is declared down again and again without local health (localHealthMax: 0)', async () => {
+    const s = await starved({ localHealthMax: 0 }, [2], 260, 300);
+    sim = s.sim;
+    await sim.clock.advance(STARVED_FOR + 1000);
+    const downs = downsAfter(sim, 1, s.head);
+    expect(downs.length).toBeGreaterThan(5);
+    expect(downs.every((d) => d.startsWith('2: no heartbeat answer'))).toBe(true);
   });
 });
