@@ -73,7 +73,11 @@ async function formed(s: SimCluster): Promise<number> {
 }
 
 // Every node stalls 220 ms out of every 330 ms (`local`: heartbeat 50 ms,
-// failure timeout 300 ms), with 3 ms between nodes.
+// failure timeout 300 ms, RPC timeout 150 ms), with 3 ms between nodes. That
+// is heavy: with or without local health the master loses its quorum early
+// and no election completes until the load ends (votes must answer within
+// the RPC timeout). What local health changes is that nobody is declared
+// down meanwhile or when the cluster recovers.
 const STALL = 220;
 const PERIOD = 330;
 const STARVED_FOR = 20_000;
