@@ -47,6 +47,8 @@ export interface RunnerConfig {
   keyService?: { name: string; critical?: boolean; hosts?: number[] };
   /** ClusterNode's keyServiceFenceWaitMs (default: the failure timeout). */
   keyServiceFenceWaitMs?: number;
+  /** ClusterNode's localHealthMax (default 8; 0 turns local health off). */
+  localHealthMax?: number;
 }
 
 const hr = (): number => performance.timeOrigin + performance.now();
@@ -81,6 +83,7 @@ const node = new ClusterNode({
   seeds: config.seeds,
   preset: config.preset,
   ...(config.keyServiceFenceWaitMs !== undefined ? { keyServiceFenceWaitMs: config.keyServiceFenceWaitMs } : {}),
+  ...(config.localHealthMax !== undefined ? { localHealthMax: config.localHealthMax } : {}),
 });
 
 let transitions = 0;
