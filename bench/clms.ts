@@ -12,7 +12,9 @@
  * (one clock for every process of the machine), from just before the
  * parent's kill('SIGKILL') to the moment the node applied the transition.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ClusterNode, presets, silentLogger, type Timing, VirtualClock } from '../packages/core/src/index.js';
@@ -50,7 +52,7 @@ const RUNNER_BUNDLE = `${BENCH_DIR}.build/clms-runner.mjs`;
  * 32 processes loading the sources under tsx would take ~25 s of CPU on
  * two cores before the first one listens.
  */
-async function buildRunner(): Promise<{ file: string; execArgv: string[] }> {
+export async function buildRunner(): Promise<{ file: string; execArgv: string[] }> {
   const { build } = await import('esbuild');
   mkdirSync(`${BENCH_DIR}.build`, { recursive: true });
   writeFileSync(`${BENCH_DIR}.build/.gitignore`, '*\n');
@@ -444,7 +446,49 @@ async function framesPerTransition(size: number, cycles: number, wallLimitMs: nu
 // ------------------------------------------------------------------ the suite
 
 /** The parts of the suite, by id (`--clms=<id prefix>,...` runs those only). */
-export const CLMS_PARTS = ['kill-3p-lan', 'kill-3p-local', 'kill-16p-lan', 'kill-16p-local', 'keyservice-lan', 'keyservice-local', 'formation-32p', 'formation-256', 'frames-3', 'frames-16', 'frames-256'] as const;
+export const CLMS_PARTS = ['kill-3p-lan', 'kill-3p-local', 'kill-16p-lan', 'kill-16p-local', 'keyservice-lan', 'keyservice-local', 'formation-32p', 'formation-256', 'frames-3', 'frames-16', 'frames-256', 'starvation'] as const;
+
+/**
+ * Starvation (issue 16, fault 6): 3 processes, `local`, for `minutes` while
+ * `burners` busy-loop processes (each ends by itself) keep every core busy
+ * on top of whatever else the machine runs. Counts GoingDown transitions
+ * (every one a false down: nothing failed) and master changes, then SIGKILLs
+ * a non-master under the same load and measures SIGKILL -> GoingDown at the
+ * last survivor.
+ */
+export async function starvationBench(runner: { file: string; execArgv: string[] }, minutes: number, burners: number, localHealthMax?: number): Promise<{ falseDowns: number; masters: number; detect: number | null; note: string }> {
+  const runMs = minutes * 60_000;
+  const config = localHealthMax === undefined ? {} : { localHealthMax };
+  const c = await ProcCluster.start({ size: 3, preset: 'local', runner, seeds: 'candidates', spare: 0, clusterName: 'bench-starved', config });
+  const burning: ChildProcess[] = [];
+  try {
+    await c.formed([1, 2, 3], 60_000);
+    const from = c.node(1).transitions.length;
+    const masters0 = [...c.nodes.values()].reduce((n: number, p) => n + p.masters.length, 0);
+    const loadEnd = Date.now() + runMs + 60_000;
+    for (let i = 0; i < burners; i++) burning.push(spawn(process.execPath, ['-e', `const end = ${loadEnd}; while (Date.now() < end) {}`], { stdio: 'ignore' }));
+    await new Promise((r) => setTimeout(r, runMs));
+    const downs = c.node(1).transitions.slice(from).filter((t) => t.value.kind === 'state' && t.value.to === 'GoingDown');
+    const masters = [...c.nodes.values()].reduce((n: number, p) => n + p.masters.length, 0) - masters0;
+    const master = c.node(1).master ?? 1;
+    const victim = [1, 2, 3].find((n) => n !== master)!;
+    const survivors = [1, 2, 3].filter((n) => n !== victim);
+    const incarnation = c.node(master).incarnationOf(victim);
+    const killedAt = c.kill(victim);
+    let detect: number | null = null;
+    try {
+      await c.until(() => survivors.every((n) => c.node(n).seen((t) => t.node === victim && t.incarnation === incarnation && t.to === 'GoingDown')), 15_000, 'GoingDown of the killed node');
+      detect = Math.max(...survivors.map((n) => c.node(n).seen((t) => t.node === victim && t.incarnation === incarnation && t.to === 'GoingDown')!.at)) - killedAt;
+    } catch (err) {
+      log(`  ${(err as Error).message}`);
+    }
+    const note = `starvation (3 processes, local${localHealthMax === undefined ? '' : `, localHealthMax ${localHealthMax}`}, ${minutes} min, ${burners} busy-loop processes besides the machine's own load, loadavg ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end): false downs ${downs.length} (${downs.map((d) => `${d.value.node}: ${d.value.cause}`).join('; ') || 'none'}); master events seen ${masters}; SIGKILL of node ${victim} -> GoingDown at the last survivor ${detect === null ? 'not seen' : `${r1(detect)} ms`}`;
+    return { falseDowns: downs.length, masters, detect, note };
+  } finally {
+    for (const b of burning) b.kill('SIGKILL');
+    await c.close();
+  }
+}
 
 /** Runs the parts of CLMS_PARTS that `only` names (by id prefix; all by default). */
 export async function runClmsBench(options: { only?: readonly string[] } = {}): Promise<ClmsResult> {
@@ -487,6 +531,23 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
       rows.push(...ks.rows);
       notes.push(...ks.notes);
       for (const x of ks.notes) log(`  ${x}`);
+    }
+  }
+
+  // Minutes long: only when asked for by name (--clms=starvation).
+  if (options.only?.includes('starvation') === true) {
+    const minutes = Number(process.env.CLMS_STARVATION_MINUTES ?? 5);
+    log(`clms: starvation, 3 processes, local, ${minutes} min under CPU load, then SIGKILL of a member`);
+    const st = await starvationBench(runner, minutes, availableParallelism());
+    rows.push(row('starvation-false-downs-3p-local', 'downs', st.falseDowns, 1));
+    rows.push(row('starvation-sigkill-nodedown-all-3p-local', 'ms', st.detect, presets.local.failureTimeoutMs));
+    notes.push(st.note);
+    log(`  ${st.note}`);
+    if (process.env.CLMS_STARVATION_COMPARE) {
+      // The same with local health off, for comparison (notes only).
+      const off = await starvationBench(runner, minutes, availableParallelism(), 0);
+      notes.push(off.note);
+      log(`  ${off.note}`);
     }
   }
 

@@ -34,12 +34,21 @@ export interface NodedownDetector {
   /** Called once when the node starts; push-style detectors keep `ctx`. */
   start?(ctx: DetectorContext): void;
   stop?(): void;
-  /** Something was heard from `node` (a heartbeat answer, on the master). */
-  heard(node: number, now: number): void;
+  /**
+   * Something was heard from `node` (a heartbeat answer, on the master).
+   * `stretch`: the node's own local-health multiplier as it reported it
+   * (above 1 when its timers run late: give it as much longer to answer).
+   */
+  heard(node: number, now: number, stretch?: number): void;
   /** The transport lost its link to `node`; true to suspect it at once (a dead process closes its sockets). */
   linkLost(node: number, now: number): boolean;
-  /** Called every heartbeat interval on the master with the members it watches. */
-  check(now: number, watched: readonly number[]): Suspicion[];
+  /**
+   * Called every heartbeat interval on the master with the members it
+   * watches. `stretch` (1 when healthy) is this node's local-health
+   * multiplier: its own timers ran late, so its silence measures are
+   * suspect and waits should be multiplied by it (Lifeguard).
+   */
+  check(now: number, watched: readonly number[], stretch?: number): Suspicion[];
   /** `node` left the membership (or came back): drop what is known about it. */
   forget(node: number): void;
 }
@@ -54,28 +63,42 @@ export interface NodedownDetector {
  * time). A node that answers meanwhile is kept, so a pause shorter than
  * the timeout less 1.25 heartbeat intervals (the last answer can be one
  * interval older than the pause) is never a failure. A broken link is
- * suspected at once.
+ * suspected at once. While this node's own timers run late, the timeout and
+ * the verification window are multiplied by its local-health `stretch`: a
+ * starved master does not take the silence its own lateness made for its
+ * members' fault.
  */
 export function heartbeatDetector(options: { timeoutMs?: number } = {}): (timing: Timing) => NodedownDetector {
   return (timing) => {
-    const timeoutMs = options.timeoutMs ?? timing.failureTimeoutMs;
-    const window = Math.min(timing.rpcTimeoutMs, timeoutMs / 2);
-    const answerBy = timeoutMs - Math.min(timing.heartbeatIntervalMs / 4, window / 2);
+    const base = options.timeoutMs ?? timing.failureTimeoutMs;
     const last = new Map<number, number>();
+    /** What each member last said of its own health (bounded by the members watched). */
+    const theirs = new Map<number, number>();
     return {
       name: 'heartbeat',
-      heard: (node, now) => void last.set(node, now),
+      heard: (node, now, stretch) => {
+        last.set(node, now);
+        if (stretch !== undefined && Number.isFinite(stretch)) theirs.set(node, Math.min(65, Math.max(1, stretch)));
+      },
       linkLost: () => true,
-      check: (now, watched) => {
+      check: (now, watched, ours = 1) => {
         const out: Suspicion[] = [];
         for (const n of watched) {
+          // The longer of our lateness and the node's own, as it last reported it.
+          const stretch = Math.max(ours, theirs.get(n) ?? 1);
+          const timeoutMs = base * stretch;
+          const window = Math.min(timing.rpcTimeoutMs * stretch, timeoutMs / 2);
+          const answerBy = timeoutMs - Math.min(timing.heartbeatIntervalMs / 4, window / 2);
           const t = last.get(n);
           if (t === undefined) last.set(n, now);
           else if (now - t > timeoutMs - window) out.push({ node: n, reason: `no heartbeat answer for ${timeoutMs} ms`, deadline: t + answerBy });
         }
         return out;
       },
-      forget: (node) => void last.delete(node),
+      forget: (node) => {
+        last.delete(node);
+        theirs.delete(node);
+      },
     };
   };
 }

@@ -40,6 +40,7 @@ import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
 import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
 import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protocol/barriers.js';
+import { LocalHealth } from './protocol/awareness.js';
 import { Lease } from './protocol/lease.js';
 import { UnreachableReports, type Verdict, Verification } from './protocol/verification.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
@@ -101,6 +102,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly random: RandomSource;
   private readonly log: Logger;
   private readonly detector: NodedownDetector;
+  /** How late this node's own timers run (Lifeguard's self-awareness): stretches its own waits. */
+  private readonly health: LocalHealth;
   private readonly keys: KeyServiceManager;
 
   private ics!: Ics;
@@ -185,6 +188,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
+    this.health = new LocalHealth({ intervalMs: this.timing.heartbeatIntervalMs, max: this.opts.localHealthMax });
     this.keys = new KeyServiceManager({
       nodeNum: this.nodeNum,
       log: this.log,
@@ -601,7 +605,15 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       return;
     }
     this.phase = 'joining';
-    this.timers.push(every(this.clock, this.timing.heartbeatIntervalMs, () => this.tick()));
+    let due = this.clock.now() + this.timing.heartbeatIntervalMs;
+    this.timers.push(
+      every(this.clock, this.timing.heartbeatIntervalMs, () => {
+        // Our own lateness first: the tick then judges silences with it.
+        this.health.tick(due, this.clock.now());
+        this.tick();
+        due = this.clock.now() + this.timing.heartbeatIntervalMs;
+      }),
+    );
     this.detector.start?.({
       self: this.nodeNum,
       clock: this.clock,
@@ -1032,6 +1044,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.setMaster(this.nodeNum, term);
     this.quorumOk = true;
     this.lease.elected(voters, this.clock.now());
+    // Silences measured in an earlier mastership of ours are stale: each member starts afresh.
+    for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown')) this.detector.forget(n);
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${[...granted].join(', ')} of voters ${voters.join(', ')}` });
     // An entry of the previous term we hold uncommitted is proposed again,
     // then our own. We keep holding it until it is applied: should this
@@ -1332,9 +1346,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return null;
   }
 
-  private onHeartbeat(h: { term: number; history: string | null; commit: number }, ctx: HandlerContext): { term: number; last: number; incarnation: number } {
+  private onHeartbeat(h: { term: number; history: string | null; commit: number }, ctx: HandlerContext): { term: number; last: number; incarnation: number; health: number } {
     if (this.acceptMaster(ctx, h.term, h.history)) this.commitUpTo(h.commit, h.term);
-    return { term: this.term, last: this.history.last, incarnation: this.incarnation };
+    // `health`: our local-health multiplier, so the master gives a starved member as much longer to answer.
+    return { term: this.term, last: this.history.last, incarnation: this.incarnation, health: this.health.multiplier };
   }
 
   /**
@@ -1384,10 +1399,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   private async onProbe(p: { node: number; timeoutMs?: number | undefined }): Promise<{ reachable: boolean }> {
+    const timeoutMs = Math.min(p.timeoutMs ?? this.timing.rpcTimeoutMs, this.timing.failureTimeoutMs);
+    const dueAt = this.clock.now() + timeoutMs;
     try {
-      await this.ics.call(p.node, CLMS, 'alive', null, { timeoutMs: Math.min(p.timeoutMs ?? this.timing.rpcTimeoutMs, this.timing.failureTimeoutMs) });
+      await this.ics.call(p.node, CLMS, 'alive', null, { timeoutMs });
       return { reachable: true };
-    } catch {
+    } catch (err) {
+      // Our timeout fired late: our own loop was slow, and the answer may be
+      // waiting unread. That is no evidence against the node (the master
+      // counts a failed probe as none).
+      if (this.health.lateBy(this.clock.now() - dueAt)) throw err;
       return { reachable: false };
     }
   }
@@ -1578,7 +1599,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const first = this.clock.now();
     try {
       // Verify before suspicion: ask the node itself and a few others to reach it.
-      const verdict = await this.verify(node, m.incarnation, observers, deadline ?? first + this.timing.rpcTimeoutMs);
+      // While our own timers run late, the node gets at least a stretched window to answer.
+      const window = first + this.health.scale(this.timing.rpcTimeoutMs);
+      const verdict = await this.verify(node, m.incarnation, observers, deadline === undefined || this.health.score > 0 ? Math.max(deadline ?? 0, window) : deadline);
       if (verdict !== 'unreachable') {
         this.log.info({ node, observers, verdict }, verdict === 'reachable' ? 'suspicion not confirmed: the node answers' : 'suspicion left open: nobody else could say anything about the node');
         return;
@@ -1624,8 +1647,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       decide(verdict);
     };
     this.unreachableHeard.set(node, () => settle(v.reported(this.clock.now())));
+    let refuteAgain = true;
     const askSelf = (): void => {
       const timeoutMs = Math.max(1, Math.round(deadline - this.clock.now()));
+      const dueAt = this.clock.now() + timeoutMs;
       void this.ics.call(node, CLMS, 'alive', null, { timeoutMs }).then(
         () => {
           const outcome = v.aliveAnswered();
@@ -1634,6 +1659,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           settle(outcome);
         },
         (err: unknown) => {
+          // Our timeout fired late (our own loop was starved): the answer may
+          // be waiting unread. Once, give the node a fresh, stretched window
+          // to answer instead of counting our lateness against it.
+          if (this.health.lateBy(this.clock.now() - dueAt) && refuteAgain && v.outcome === undefined) {
+            refuteAgain = false;
+            deadline = this.clock.now() + this.health.scale(this.timing.rpcTimeoutMs);
+            return askSelf();
+          }
           settle(v.aliveFailed((err as ClusterInfraError).code, this.clock.now()));
           const wait = Math.max(1, Math.round(this.timing.heartbeatIntervalMs / 4));
           if (v.outcome === undefined && this.clock.now() + wait < deadline) retry = this.clock.setTimeout(() => v.outcome === undefined && askSelf(), wait);
@@ -1974,7 +2007,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Owed reports are resent until the master acknowledges them (a new
     // master, or a new term, gets them again: its barriers are rebuilt).
     for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`)) void this.sendReport(r);
-    if (now - this.lastHeardMaster > this.timing.failureTimeoutMs * 6) {
+    // Silence measured by a node whose own timers run late is stretched (Lifeguard).
+    const failureTimeoutMs = this.health.scale(this.timing.failureTimeoutMs);
+    if (now - this.lastHeardMaster > failureTimeoutMs * 6) {
       // Long without a master and no election won: this node may have been
       // declared down while cut off (the others then refuse its incarnation
       // and it cannot even hear so). Start again as a new incarnation: if it
@@ -1983,7 +2018,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       void this.evicted({ number: this.history.last, term: this.term, kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'Up', to: 'GoingDown', cause: 'no master for too long', time: this.clock.wallNow() });
       return;
     }
-    if (now - this.lastHeardMaster > this.timing.failureTimeoutMs) {
+    if (now - this.lastHeardMaster > failureTimeoutMs) {
       if (this.quorumOk) this.loseQuorum('no master heard within the failure timeout');
       if (this.masterNum !== undefined) this.setMaster(undefined, this.term);
       const index = this.candidates.indexOf(this.nodeNum);
@@ -2023,17 +2058,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       void this.ics
         .call(n, CLMS, 'heartbeat', { term, history: this.history.id, commit: this.history.last }, { timeoutMs: this.timing.failureTimeoutMs })
         .then((r) => {
-          const res = r as { term: number; last: number; incarnation: number };
+          const res = r as { term: number; last: number; incarnation: number; health?: number };
           if (res.term > this.term) return this.observeTerm(res.term);
           this.lease.ack(n, now);
-          this.detector.heard(n, this.clock.now());
+          this.detector.heard(n, this.clock.now(), res.health);
           if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!, term);
         })
         .catch(() => {});
     }
     // Detection: the detector says whom to suspect.
     this.lease.expect(members, now);
-    for (const s of this.detector.check(now, members)) {
+    for (const s of this.detector.check(now, members, this.health.multiplier)) {
       void this.suspect(s.node, s.reason, { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` }, s.deadline);
     }
     // Quorum: the master must hear a quorum of voters within the timeout.

@@ -83,6 +83,15 @@ export interface ClusterNodeOptions {
   admit?: (request: AdmissionRequest) => boolean | string | Promise<boolean | string>;
   /** Nodedown detection. @default heartbeatDetector() (heartbeat timeouts plus link loss) */
   detector?: NodedownDetector | ((timing: Timing) => NodedownDetector);
+  /**
+   * Local health (Lifeguard's self-awareness): each heartbeat tick that runs
+   * late raises a score (by the intervals it lost, up to this), each tick on
+   * time lowers it by one, and this node's own waits (failure detection,
+   * verification, the silence it allows its master) are multiplied by
+   * score + 1. A starved node is slow to accuse others. 0 turns it off.
+   * @default 8
+   */
+  localHealthMax?: number;
   /** Confirm a nodedown before it is committed (return false to keep the node). */
   confirmDown?: (node: number, reason: string) => boolean | Promise<boolean>;
   /** Fence a node (e.g. power it off) before its GoingDown is committed; must resolve. */
@@ -149,6 +158,7 @@ export const clusterNodeOptionsSchema = z
     detector: z
       .custom<NonNullable<ClusterNodeOptions['detector']>>((v) => typeof v === 'function' || (typeof v === 'object' && v !== null && 'check' in v))
       .optional(),
+    localHealthMax: z.number().int().min(0).max(64).default(8),
     confirmDown: z.custom<NonNullable<ClusterNodeOptions['confirmDown']>>((v) => typeof v === 'function').optional(),
     fence: z.custom<NonNullable<ClusterNodeOptions['fence']>>((v) => typeof v === 'function').optional(),
     keyServiceFenceWaitMs: z.number().int().min(0).max(3_600_000).optional(),

@@ -40,13 +40,18 @@ export interface RunnerConfig extends NodeRunnerConfig {
   keyService?: { name: string; critical?: boolean; hosts?: number[] };
   /** ClusterNode's keyServiceFenceWaitMs (default: the failure timeout). */
   keyServiceFenceWaitMs?: number;
+  /** ClusterNode's localHealthMax (default 8; 0 turns local health off). */
+  localHealthMax?: number;
 }
 
 const channel = runnerChannel<RunnerConfig>('node-runner.ts');
 const { config } = channel;
 const send = <R extends { type: string }>(msg: R): void => channel.report(msg);
 
-const node = runnerNode(channel, config.keyServiceFenceWaitMs !== undefined ? { keyServiceFenceWaitMs: config.keyServiceFenceWaitMs } : {});
+const node = runnerNode(channel, {
+  ...(config.keyServiceFenceWaitMs !== undefined ? { keyServiceFenceWaitMs: config.keyServiceFenceWaitMs } : {}),
+  ...(config.localHealthMax !== undefined ? { localHealthMax: config.localHealthMax } : {}),
+});
 
 let transitions = 0;
 node.on('transition', (t) => {
