@@ -98,7 +98,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   readonly candidates: readonly number[];
   readonly timing: Timing;
   private readonly opts: ResolvedClusterNodeOptions;
-  private readonly clock: Clock;
+  /**
+   * The clock this node runs on (the `clock` option, or the real one).
+   * Packages built on the SDK schedule on it, so that they stay
+   * deterministic under a virtual clock with the node.
+   */
+  readonly clock: Clock;
   private readonly random: RandomSource;
   private readonly log: Logger;
   private readonly detector: NodedownDetector;
@@ -1042,6 +1047,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.phase = 'member';
     this.everJoined = true;
     this.setMaster(this.nodeNum, term);
+    const hadQuorum = this.quorumOk;
     this.quorumOk = true;
     this.lease.elected(voters, this.clock.now());
     // Silences measured in an earlier mastership of ours are stale: each member starts afresh.
@@ -1097,6 +1103,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Barriers of the former master are rebuilt from the history.
     this.rebuildBarriers();
     this.suspectLostMaster();
+    // Elected by a quorum: a node that had lost its quorum has it again, and says so (as a member does on hearing a master).
+    if (!hadQuorum) {
+      this.emit('quorum', { hasQuorum: true });
+      this.broadcast({ type: 'quorum', hasQuorum: true });
+    }
   }
 
   /**

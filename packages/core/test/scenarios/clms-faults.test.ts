@@ -209,3 +209,29 @@ describe('a healthy node declared down', () => {
     expect(sim.clock.now() - downAt).toBeLessThanOrEqual(sim.node(master).timing.failureTimeoutMs);
   });
 });
+
+describe('what packages built on the public API need', () => {
+  it("a node elected master after it lost its quorum emits 'quorum' true, as members do on hearing it", async () => {
+    sim = simCluster(3, { candidates: [1, 2, 3] });
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const master = sim.node(1).master!;
+    const others = [1, 2, 3].filter((n) => n !== master);
+    const events = new Map<number, boolean[]>(others.map((n) => [n, []]));
+    for (const n of others) sim.node(n).on('quorum', (q) => events.get(n)!.push(q.hasQuorum));
+    sim.kill(master);
+    await sim.until(() => others.every((n) => sim!.node(n).master !== undefined && sim!.node(n).master !== master), 30_000, 'a new master');
+    await sim.until(() => others.every((n) => sim!.node(n).hasQuorum), 10_000, 'quorum everywhere');
+    for (const n of others) {
+      // Whoever lost it said so, and whoever has it again says so: the last event agrees with hasQuorum.
+      const seen = events.get(n)!;
+      if (seen.includes(false)) expect(seen.at(-1), `node ${n}: ${JSON.stringify(seen)}`).toBe(true);
+    }
+    const elected = sim.node(others[0]!).master!;
+    expect(events.get(elected)).toContain(false);
+  });
+
+  it('a node exposes the clock it runs on (a virtual clock in tests)', () => {
+    sim = simCluster(1);
+    expect(sim.node(1).clock).toBe(sim.clock);
+  });
+});
