@@ -27,7 +27,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { ClusterInfraError, InvalidArgumentError, InvalidStateError, LeaveFailedError, ServiceExistsError } from '../errors/index.js';
+import { AlreadyStartedError, ClusterInfraError, InvalidArgumentError, InvalidStateError, LeaveFailedError, NoQuorumError, NotAMemberError, NotMasterError, ServiceExistsError } from '../errors/index.js';
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
@@ -316,7 +316,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * (`CLMS_ERR_NOT_JOINED`) carrying the reasons of the last `joining` event.
    */
   async start(options: StartOptions = {}): Promise<this> {
-    if (this.phase !== 'idle') throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', 'start() called twice');
+    if (this.phase !== 'idle') throw new AlreadyStartedError(this.phase === 'closed' ? 'start() on a closed node: make a new ClusterNode' : 'start() was called twice');
     const o = parseOptions('start', startOptionsSchema, options);
     const booting = this.boot();
     if (o.timeoutMs === undefined && o.signal === undefined) {
@@ -542,7 +542,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Ask the master to declare `node` down (API-driven membership). */
   async declareDown(node: number, reason = 'declared down by API'): Promise<void> {
     const info = this.history.member(node);
-    if (!info) throw new InvalidArgumentError(`node ${node} is not a member`);
+    if (!info) throw new NotAMemberError(node);
     await this.askMaster({ kind: 'down', node, incarnation: info.incarnation, reason });
   }
 
@@ -1127,7 +1127,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.masterNum = undefined;
     this.emit('master', { master: undefined, term: this.term });
     this.broadcast({ type: 'master', master: undefined, term: this.term });
-    for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', `no longer master: ${why}`));
+    for (const p of this.proposals.splice(0)) p.done(undefined, new NotMasterError(`no longer master: ${why}`));
     this.barriers.clear();
   }
 
@@ -1147,7 +1147,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       // change) must not wait in the queue for a later term of ours: it
       // would go before the entry carried over from the former master and
       // take its number, which a quorum may have committed already (M2).
-      if (!this.isMaster) return reject(new ClusterInfraError('CORE_ERR_ABORTED', 'not the master'));
+      if (!this.isMaster) return reject(new NotMasterError());
       this.proposals.push({ build, done: (t, err) => (err ? reject(err) : resolve(t)) });
       // The loop outlives whichever handler proposed the change.
       detached(() => void this.commitLoop());
@@ -1187,7 +1187,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
             this.sendCommit(t.number);
             p.done(t);
           } else {
-            p.done(undefined, new ClusterInfraError('CORE_ERR_TIMEOUT', `transition ${t.number} did not reach a quorum`));
+            p.done(undefined, new NoQuorumError(`transition ${t.number} did not reach a quorum`));
           }
         } catch (err) {
           p.done(undefined, err as Error);
@@ -1987,7 +1987,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       }
       await this.sleep(this.timing.heartbeatIntervalMs);
     }
-    throw new ClusterInfraError('CORE_ERR_TIMEOUT', 'the master did not acknowledge the request');
+    throw new NoQuorumError('no master acknowledged the request within ten failure timeouts');
   }
 
   // ================================================================ heartbeats and detection

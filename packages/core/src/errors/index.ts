@@ -53,6 +53,10 @@ export const ERROR_CODES = {
   ADMIN_ERR_UNREACHABLE: 'The admin endpoint could not be reached (connection refused, timeout, bad URL).',
   ADMIN_ERR_BAD_RESPONSE: 'The admin endpoint answered with something that is not the admin API.',
   CLMS_ERR_KEYSERVICE_HALTED: 'A critical key service has no eligible node left; the cluster is halted until one joins.',
+  CLMS_ERR_ALREADY_STARTED: 'start() was called on a node that was started already (or closed).',
+  CLMS_ERR_NOT_MEMBER: 'The node named is not a member of this node\'s history.',
+  CLMS_ERR_NOT_MASTER: 'A change was asked of a node that is not (or no longer) the master; it was not committed.',
+  CLMS_ERR_NO_QUORUM: 'No master committed the change: no quorum acknowledged it, or no master acknowledged the request in time.',
   CLMS_ERR_LEAVE_FAILED: 'leave() could not get this node\'s ShuttingDown committed; the node did not leave and is still a member.',
   CLMS_ERR_NOT_JOINED: 'start() gave up (its timeout or signal) before the node joined; `reasons` says what it was waiting for.',
   CLMS_ERR_CLOSED: 'The node closed before the awaited state was reached (e.g. whenUp()).',
@@ -465,5 +469,35 @@ export class UnknownKeyServiceError extends ClusterInfraError {
   constructor(keyService: string) {
     super('CLMS_ERR_KEYSERVICE_UNKNOWN', `no member announced key service ${JSON.stringify(keyService)}: check the name, or that a node registering it has joined`);
     this.keyService = keyService;
+  }
+}
+
+export class AlreadyStartedError extends ClusterInfraError {
+  override readonly name = 'AlreadyStartedError';
+  constructor(message = 'start() was called twice') {
+    super('CLMS_ERR_ALREADY_STARTED', message);
+  }
+}
+
+export class NotAMemberError extends ClusterInfraError {
+  override readonly name = 'NotAMemberError';
+  readonly node: number;
+  constructor(node: number) {
+    super('CLMS_ERR_NOT_MEMBER', `node ${node} is not a member`);
+    this.node = node;
+  }
+}
+
+export class NotMasterError extends ClusterInfraError {
+  override readonly name = 'NotMasterError';
+  constructor(message = 'not the master', options: ClusterInfraErrorOptions = {}) {
+    super('CLMS_ERR_NOT_MASTER', message, { retryable: true, ...options });
+  }
+}
+
+export class NoQuorumError extends ClusterInfraError {
+  override readonly name = 'NoQuorumError';
+  constructor(message: string, options: ClusterInfraErrorOptions = {}) {
+    super('CLMS_ERR_NO_QUORUM', message, { retryable: true, ...options });
   }
 }

@@ -235,3 +235,25 @@ describe('what packages built on the public API need', () => {
     expect(sim.node(1).clock).toBe(sim.clock);
   });
 });
+
+describe('CLMS operations fail with CLMS codes', () => {
+  it('start twice, an unknown node, and a change no quorum can commit', async () => {
+    sim = simCluster(3, { candidates: [1, 2, 3] });
+    await sim.until(() => allUp(sim!, [1, 2, 3]) && sim!.converged([1, 2, 3]), 30_000, 'formation');
+    const twice = await sim.node(1).start().catch((e: unknown) => e);
+    expect((twice as { code?: string }).code).toBe('CLMS_ERR_ALREADY_STARTED');
+    const unknown = await sim.node(1).declareDown(99).catch((e: unknown) => e);
+    expect((unknown as { code?: string }).code).toBe('CLMS_ERR_NOT_MEMBER');
+    // Two of three gone: the survivor cannot get a change committed.
+    const survivor = 3;
+    sim.kill(1);
+    sim.kill(2);
+    let outcome: unknown;
+    void sim.node(survivor).setInfo({ zone: 'b' }).then(
+      () => (outcome = 'committed'),
+      (e: unknown) => (outcome = e),
+    );
+    await sim.until(() => outcome !== undefined, 120_000, 'setInfo to settle');
+    expect((outcome as { code?: string }).code).toBe('CLMS_ERR_NO_QUORUM');
+  });
+});
