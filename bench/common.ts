@@ -19,6 +19,17 @@ import type { Socket } from 'node:net';
 import { Packr, RESERVE_START_SPACE, Unpackr } from 'msgpackr';
 
 /** The ICS service the bench calls (channel `default`, subservice 1). */
+/** A row of bench/results.json, as every suite writes it (`S`: the suite's name). */
+export interface ResultRow<S extends string = string> {
+  suite: S;
+  name: string;
+  unit: string;
+  better: 'lower' | 'higher';
+  value: number;
+  baseline: number;
+  ratio: number;
+}
+
 export const BENCH_SERVICE = { channel: 'default', subservice: 1 } as const;
 export const CLUSTER = 'bench';
 export const SERVER_NODE = 1;

@@ -28,18 +28,9 @@ import { ClusterNode, defineService, serve, client } from '../packages/core/src/
 import { createDlm, type Dlm } from '../packages/dlm/src/index.js';
 import { tcp } from '../packages/transport-tcp/src/index.js';
 import { z } from 'zod';
-import { median } from './common.js';
+import { median, type ResultRow } from './common.js';
 
-/** A row of bench/results.json (the shape run.ts writes). */
-interface Row {
-  suite: 'dlm';
-  name: string;
-  unit: string;
-  better: 'lower' | 'higher';
-  value: number;
-  baseline: number;
-  ratio: number;
-}
+type Row = ResultRow<'dlm'>;
 
 const JSON_ONLY = process.argv.includes('--json');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);

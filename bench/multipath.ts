@@ -20,18 +20,10 @@ import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { BENCH_SERVICE, CLUSTER, MiB1, SMALL } from './common.js';
+import { BENCH_SERVICE, CLUSTER, MiB1, type ResultRow, SMALL } from './common.js';
 import { buildLib, type IcsLib, loadLib } from './load.js';
 
-export interface MultipathRow {
-  suite: 'multipath';
-  name: string;
-  unit: string;
-  better: 'lower' | 'higher';
-  value: number;
-  baseline: number;
-  ratio: number;
-}
+export type MultipathRow = ResultRow<'multipath'>;
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 type Factory = Parameters<IcsLib['createIcs']>[0]['transport'];

@@ -32,6 +32,7 @@ import {
   median,
   MiB1,
   oneWayRate,
+  type ResultRow,
   SERVER_NODE,
   SMALL,
   SMALL_ENCODED_BYTES,
@@ -429,16 +430,6 @@ function fmt(unit: string, v: number): string {
   if (!Number.isFinite(v)) return String(v);
   if (unit === 'us' || unit === 'MB/s') return v.toFixed(1);
   return Math.round(v).toLocaleString('en-US');
-}
-
-interface ResultRow {
-  suite: string;
-  name: string;
-  unit: string;
-  better: 'lower' | 'higher';
-  value: number;
-  baseline: number;
-  ratio: number;
 }
 
 function clmsTable(rows: (ClmsRow | MultipathRow | RegistryRow)[]): string {
