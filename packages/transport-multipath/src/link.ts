@@ -35,16 +35,13 @@ import {
 } from '@clusterinfra/core';
 import type { ResolvedMultipathOptions } from './options.js';
 import { Queue } from './queue.js';
-import { DATA_HEADER, decode, encodeAck, encodeRst, encodeSequenced, Kind, putSequencedHeader } from './wire.js';
+import { DATA_HEADER, decode, encodeAck, encodeRst, Kind, putSequencedHeader, dataAck, dataSeq } from './wire.js';
 
 /**
  * What one frame costs against a window besides its bytes, so that empty
  * frames are bounded too (both ends count the same way).
  */
 export const FRAME_COST = 64;
-
-/** Frames up to this size are sent as one joined array; larger ones as header + parts (no copy of the payload). */
-const JOIN_BELOW = 16 * 1024;
 
 /** Out-of-order frames a receiver holds at most (besides the byte bound). */
 const MAX_OUT_OF_ORDER = 65_536;
@@ -138,10 +135,11 @@ interface Outgoing {
   sentTick: number;
 }
 
+/** A received frame that waits (out of order, or for a paused application). */
 interface Incoming {
   readonly seq: number;
   readonly payload: Uint8Array;
-  readonly fin?: boolean;
+  readonly fin: boolean;
 }
 
 interface PathSlot {
@@ -566,23 +564,11 @@ export class MultipathLink extends LinkBase {
   /** Send one frame on `p`; false when the path failed under us (the caller picks another). */
   private transmit(e: Outgoing, p: PathSlot): boolean {
     try {
-      if (e.size <= JOIN_BELOW) {
-        // One allocation for header and payload: small frames are copied once more by any path anyway.
-        // From Node's shared pool below 4 KiB (the path copies or sends it and lets it go).
-        const frame = Buffer.allocUnsafe(DATA_HEADER + e.size);
-        putSequencedHeader(frame, e.fin ? Kind.Fin : Kind.Data, e.seq, this.consumed);
-        let at = DATA_HEADER;
-        if (e.parts instanceof Uint8Array) frame.set(e.parts, at);
-        else
-          for (const part of e.parts) {
-            frame.set(part, at);
-            at += part.byteLength;
-          }
-        p.link!.send(frame);
-      } else {
-        const header = encodeSequenced(Kind.Data, e.seq, this.consumed);
-        p.link!.sendv(e.parts instanceof Uint8Array ? [header, e.parts] : [header, ...e.parts]);
-      }
+      // Header and payload as parts: a path that coalesces (tcp) copies small
+      // ones straight into its write batch, large ones go without a copy.
+      const header = Buffer.allocUnsafe(DATA_HEADER);
+      putSequencedHeader(header, e.fin ? Kind.Fin : Kind.Data, e.seq, this.consumed);
+      p.link!.sendv(e.parts instanceof Uint8Array ? [header, e.parts] : [header, ...e.parts]);
     } catch (err) {
       this.pathDown(p, `send failed: ${(err as Error).message}`);
       return false;
@@ -654,6 +640,20 @@ export class MultipathLink extends LinkBase {
     if (p.link !== link || this.state === 'closed') return;
     p.heard = true;
     p.framesReceived++;
+    // DATA, nearly every frame, is read in place (no message object).
+    if (bytes[0] === Kind.Data && bytes.byteLength >= DATA_HEADER) {
+      let seq: number;
+      let ack: number;
+      try {
+        seq = dataSeq(bytes);
+        ack = dataAck(bytes);
+      } catch (err) {
+        this.fail(err as ClusterInfraError);
+        return;
+      }
+      if (this.onAck(ack)) this.onSequenced(seq, bytes.subarray(DATA_HEADER), false);
+      return;
+    }
     let m;
     try {
       m = decode(bytes);
@@ -663,10 +663,10 @@ export class MultipathLink extends LinkBase {
     }
     switch (m.kind) {
       case Kind.Data:
-        if (this.onAck(m.ack)) this.onSequenced(m);
+        if (this.onAck(m.ack)) this.onSequenced(m.seq, m.payload, false);
         return;
       case Kind.Fin:
-        if (this.onAck(m.ack)) this.onSequenced({ seq: m.seq, payload: EMPTY, fin: true });
+        if (this.onAck(m.ack)) this.onSequenced(m.seq, EMPTY, true);
         return;
       case Kind.Ack:
       case Kind.Ping:
@@ -680,29 +680,29 @@ export class MultipathLink extends LinkBase {
     }
   }
 
-  private onSequenced(item: Incoming): void {
-    if (item.seq < this.nextExpected || (this.ahead.size > 0 && this.ahead.has(item.seq))) {
+  private onSequenced(seq: number, payload: Uint8Array, fin: boolean): void {
+    if (seq < this.nextExpected || (this.ahead.size > 0 && this.ahead.has(seq))) {
       this.duplicates++;
       return;
     }
-    this.held += item.payload.byteLength + FRAME_COST;
+    this.held += payload.byteLength + FRAME_COST;
     if (this.held > this.opts.receiveWindow + this.maxFrameSize + FRAME_COST || this.ahead.size >= MAX_OUT_OF_ORDER) {
       this.fail(new MalformedFrameError(`multipath: node ${this.remote.nodeNum} sent past the receive window`));
       return;
     }
-    if (item.seq !== this.nextExpected) {
-      this.ahead.set(item.seq, item);
+    if (seq !== this.nextExpected) {
+      this.ahead.set(seq, { seq, payload, fin });
       return;
     }
     this.nextExpected++;
-    if (this.ahead.size === 0 && this.ready.length === 0 && this.flowing && !item.fin) {
+    if (this.ahead.size === 0 && this.ready.length === 0 && this.flowing && !fin) {
       // The common case, in order with nothing waiting: straight to the application.
-      this.consume(item);
-      this.receive(item.payload);
+      this.consume(seq, payload);
+      this.receive(payload);
       this.scheduleAck();
       return;
     }
-    this.ready.push(item);
+    this.ready.push({ seq, payload, fin });
     for (let next = this.ahead.get(this.nextExpected); next !== undefined; next = this.ahead.get(this.nextExpected)) {
       this.ahead.delete(this.nextExpected);
       this.ready.push(next);
@@ -715,7 +715,7 @@ export class MultipathLink extends LinkBase {
   private deliver(): void {
     while (this.flowing && this.state !== 'closed' && this.ready.length > 0) {
       const item = this.ready.shift()!;
-      this.consume(item);
+      this.consume(item.seq, item.payload);
       if (item.fin) {
         this.onFinConsumed();
         return;
@@ -725,10 +725,10 @@ export class MultipathLink extends LinkBase {
     this.scheduleAck();
   }
 
-  private consume(item: Incoming): void {
-    const weight = item.payload.byteLength + FRAME_COST;
+  private consume(seq: number, payload: Uint8Array): void {
+    const weight = payload.byteLength + FRAME_COST;
     this.held -= weight;
-    this.consumed = item.seq;
+    this.consumed = seq;
     this.consumedSinceAck += weight;
   }
 

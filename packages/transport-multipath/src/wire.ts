@@ -169,13 +169,23 @@ const SIZES: Record<number, number> = {
   [Kind.Rst]: 1,
 };
 
+/** The seq of a DATA frame (at least DATA_HEADER bytes), read in place: the receive path's common case makes no message object. */
+export function dataSeq(b: Uint8Array): number {
+  return getU64(b, 1);
+}
+
+/** The ack of a DATA frame (at least DATA_HEADER bytes), read in place. */
+export function dataAck(b: Uint8Array): number {
+  return getU64(b, 9);
+}
+
 /** Decode one path frame; MalformedFrameError for anything else. The payload of DATA is a view, not a copy. */
 export function decode(b: Uint8Array): Message {
   const kind = b[0];
   if (kind === undefined) throw new MalformedFrameError('multipath: an empty frame');
   if (kind === Kind.Data) {
     if (b.byteLength < DATA_HEADER) throw new MalformedFrameError('multipath: a truncated DATA frame');
-    return { kind, seq: getU64(b, 1), ack: getU64(b, 9), payload: b.subarray(DATA_HEADER) };
+    return { kind, seq: dataSeq(b), ack: dataAck(b), payload: b.subarray(DATA_HEADER) };
   }
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const size = SIZES[kind];

@@ -172,9 +172,11 @@ export class TcpLink extends LinkBase {
     return this.bufferedBytes < this.highWaterMark;
   }
 
-  /** Large parts go to the socket as they are (writev), small ones through the slab. */
+  /**
+   * Large parts go to the socket as they are (writev), small ones are
+   * copied into the slab (no joined copy first, whatever the frame's size).
+   */
   protected override sendFrameParts(parts: readonly Uint8Array[], size: number): boolean {
-    if (size <= COALESCE_MAX_FRAME) return super.sendFrameParts(parts, size);
     const at = this.reserve(HEADER_SIZE);
     writeDataHeader(this.slab!, at, size);
     for (const part of parts) {
