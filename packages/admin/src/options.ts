@@ -1,6 +1,7 @@
 /** Options of `serveAdmin`, validated with zod at the edge. */
 import { type Logger, parseOptions } from '@clusterinfra/core';
 import { z } from 'zod';
+import type { PathHealthSource } from './views.js';
 
 /** Defaults in one place. */
 export const ADMIN_DEFAULTS = {
@@ -46,6 +47,12 @@ export interface AdminOptions {
    * multipath transport. @default none
    */
   extraMetrics?: () => string;
+  /**
+   * A transport that reports per-path health, e.g. the factory `multipath()`
+   * returns: its links' paths are served at `GET /v1/paths` and shown on the
+   * page, and its `metrics()` are appended to `/metrics`. @default none
+   */
+  paths?: PathHealthSource;
 }
 
 const loggerSchema = z.custom<Logger>(
@@ -64,6 +71,12 @@ export const adminOptionsSchema = z.strictObject({
   actionTimeoutMs: z.number().int().min(1).max(3_600_000).default(ADMIN_DEFAULTS.actionTimeoutMs),
   logger: loggerSchema.optional(),
   extraMetrics: z.custom<() => string>((v) => typeof v === 'function', 'expected a function returning exposition text').optional(),
+  paths: z
+    .custom<PathHealthSource>(
+      (v) => typeof v === 'object' && v !== null && typeof (v as PathHealthSource).health === 'function',
+      'expected a transport with health(), such as the one multipath() returns',
+    )
+    .optional(),
 });
 
 export type ResolvedAdminOptions = z.output<typeof adminOptionsSchema>;

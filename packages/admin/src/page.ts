@@ -2,7 +2,10 @@
  * The live web page served at `GET /`: one self-contained HTML document
  * (inline script and style, allowed by a per-response CSP nonce, no
  * external assets). It draws the members as cards and the transition
- * timeline, and follows `/v1/watch` live. Everything that came from the
+ * timeline, and follows `/v1/watch` live. With a transport that reports
+ * per-path health (the `paths` option), it also lists each link's paths,
+ * read from `/v1/paths` every few seconds (paths change without a
+ * membership event). Everything that came from the
  * cluster is put on the page with `textContent`, never as HTML.
  *
  * The token: taken from `?token=` (then removed from the address bar and
@@ -51,6 +54,16 @@ h2 { font-size: .95rem; margin: 0 0 .75rem; color: var(--muted); text-transform:
 #timeline li[data-to="ShuttingDown"] { border-left-color: var(--ShuttingDown); }
 #timeline li[data-to="GoingDown"] { border-left-color: var(--GoingDown); }
 #timeline li[data-to="Down"] { border-left-color: var(--Down); }
+#paths-section h2 { margin-top: 1.25rem; }
+#paths { display: grid; gap: .5rem; }
+#paths .link { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; background: var(--card); border: 1px solid var(--line); border-radius: .5rem; padding: .45rem .7rem; }
+#paths .peer { font-weight: 600; min-width: 7rem; }
+#paths .path { font-size: .78rem; padding: .1rem .5rem; border-radius: .4rem; border: 1px solid var(--line); }
+#paths .path[data-state="up"] { border-color: var(--Up); color: var(--Up); }
+#paths .path[data-state="connecting"] { border-color: var(--ComingUp); color: var(--ComingUp); }
+#paths .path[data-state="down"] { border-color: var(--GoingDown); color: var(--GoingDown); }
+#paths .path[data-active="true"] { font-weight: 700; }
+#paths .small, #paths .none { color: var(--muted); font-size: .75rem; }
 form#login { padding: 2rem 1.25rem; display: flex; gap: .5rem; }
 form#login input { padding: .4rem; min-width: 20rem; }
 .hidden { display: none !important; }
@@ -62,6 +75,7 @@ const SCRIPT = `
 'use strict';
 const KEY = 'clusterinfra-admin-token';
 const MAX_TIMELINE = 200;
+const PATHS_POLL_MS = 2000;
 const $ = (id) => document.getElementById(id);
 function el(tag, props, children) {
   const e = document.createElement(tag);
@@ -87,6 +101,7 @@ function takeToken() {
 let token = takeToken();
 let source = null;
 let refreshTimer = null;
+let pathsTimer = null;
 
 function showError(msg) { $('error').textContent = msg || ''; }
 function askToken() {
@@ -125,6 +140,35 @@ function renderStatus(s) {
   $('members').replaceChildren(...cards);
 }
 
+function pathTitle(p) {
+  const parts = ['failures ' + p.failures, p.state + ' for ' + Math.round(p.sinceMs / 1000) + ' s'];
+  if (p.silentMs !== null) parts.push('last heard ' + p.silentMs + ' ms ago');
+  if (p.lastError) parts.push('last down: ' + p.lastError);
+  return parts.join('; ');
+}
+function renderPaths(v) {
+  $('paths-section').classList.toggle('hidden', !v.available);
+  const b = $('pathbadge');
+  b.classList.toggle('hidden', !v.available);
+  if (!v.available) return;
+  b.textContent = v.degraded ? v.degraded + (v.degraded === 1 ? ' link' : ' links') + ' short of a path' : 'every path up';
+  b.className = 'badge ' + (v.degraded ? 'bad' : 'good');
+  const rows = v.links.map((l) => el('div', { class: 'link', 'data-peer': l.node, 'data-link': l.link }, [
+    el('span', { class: 'peer', text: 'node ' + l.node + (l.direction === 'inbound' ? ' (in)' : ' (out)') }),
+    ...l.paths.map((p) => el('span', { class: 'path', 'data-path': p.index, 'data-state': p.state, 'data-active': p.active, title: pathTitle(p),
+      text: 'path ' + p.index + ' ' + p.state + (p.active ? ' \u00b7 active' : '') + (p.failures ? ' \u00b7 ' + p.failures + ' down' : '') })),
+    l.retransmitted || l.duplicatesDropped ? el('span', { class: 'small', text: l.retransmitted + ' resent, ' + l.duplicatesDropped + ' duplicates dropped' }) : null,
+  ]));
+  $('paths').replaceChildren(...(rows.length ? rows : [el('div', { class: 'none', text: 'no links open' })]));
+}
+async function refreshPaths() {
+  try {
+    const v = await api('/v1/paths');
+    renderPaths(v);
+    if (v.available && !pathsTimer) pathsTimer = setInterval(refreshPaths, PATHS_POLL_MS);
+  } catch (err) { showError(String(err.message || err)); }
+}
+
 function describe(t) {
   if (t.kind === 'keyservice' && t.keyService) return 'key service ' + t.keyService.name + ' ' + t.keyService.phase + ' on node ' + t.node + ' (epoch ' + t.keyService.epoch + ')';
   if (t.kind === 'master') return 'node ' + t.node + ' is master (term ' + t.term + ')';
@@ -151,7 +195,7 @@ async function refresh() {
 }
 function refreshSoon() {
   if (refreshTimer) return;
-  refreshTimer = setTimeout(() => { refreshTimer = null; refresh(); }, 100);
+  refreshTimer = setTimeout(() => { refreshTimer = null; refresh(); if (pathsTimer) refreshPaths(); }, 100);
 }
 
 function follow(since) {
@@ -171,6 +215,7 @@ async function start() {
   try {
     const s = await api('/v1/status');
     renderStatus(s);
+    refreshPaths();
     // Replay the recent history into the timeline, then follow live without a gap.
     follow(Math.max(s.firstTransition, s.lastTransition - 49, 1));
   } catch (err) { showError(String(err.message || err)); }
@@ -197,6 +242,7 @@ export function renderPage(nonce: string): string {
 <header>
   <h1 id="cluster">ClusterInfra</h1>
   <span id="badges"></span>
+  <span id="pathbadge" class="badge hidden"></span>
   <span id="live" class="badge">connecting</span>
 </header>
 <div id="error" role="alert"></div>
@@ -206,7 +252,8 @@ export function renderPage(nonce: string): string {
   <button type="submit">Open</button>
 </form>
 <main id="app" class="hidden">
-  <section><h2>Members</h2><div id="members"></div></section>
+  <section><h2>Members</h2><div id="members"></div>
+    <div id="paths-section" class="hidden"><h2>Interconnect paths</h2><div id="paths"></div></div></section>
   <section><h2>Transitions</h2><ol id="timeline"></ol></section>
 </main>
 <script nonce="${nonce}">${SCRIPT}</script>

@@ -15,7 +15,7 @@ import { intParam, parseJsonBody, presentedToken, readBody, sendError, sendJson,
 import { NodeMetrics } from './metrics.js';
 import { ADMIN_DEFAULTS, type AdminOptions, resolveAdminOptions, type ResolvedAdminOptions } from './options.js';
 import { renderPage } from './page.js';
-import { decisionsView, historyView, keysView, statusView } from './views.js';
+import { decisionsView, historyView, keysView, pathsView, statusView } from './views.js';
 import { streamWatch } from './watch.js';
 
 export interface AdminServer extends AsyncDisposable {
@@ -162,6 +162,7 @@ function buildRoutes(node: ClusterNode, opts: ResolvedAdminOptions, metrics: Nod
   });
   add('/v1/keys', { method: 'GET', auth: 'header', handle: ({ res }) => sendJson(res, 200, keysView(node)) });
   add('/v1/decisions', { method: 'GET', auth: 'header', handle: ({ res }) => sendJson(res, 200, decisionsView(node)) });
+  add('/v1/paths', { method: 'GET', auth: 'header', handle: ({ res }) => sendJson(res, 200, pathsView(node, opts.paths)) });
   add('/v1/watch', {
     method: 'GET',
     auth: 'query',
@@ -207,8 +208,9 @@ function buildRoutes(node: ClusterNode, opts: ResolvedAdminOptions, metrics: Nod
     method: 'GET',
     auth: 'metrics',
     handle: ({ res }) => {
-      const extra = opts.extraMetrics?.() ?? '';
-      const text = metrics.render() + (extra === '' || extra.endsWith('\n') ? extra : `${extra}\n`);
+      let text = metrics.render();
+      // Each appended source ends its own lines.
+      for (const extra of [opts.paths?.metrics?.() ?? '', opts.extraMetrics?.() ?? '']) text += extra === '' || extra.endsWith('\n') ? extra : `${extra}\n`;
       res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE, 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(text)) });
       res.end(text);
     },

@@ -68,6 +68,78 @@ export interface DecisionsView {
   decisions: DecisionRecord[];
 }
 
+/**
+ * What `serveAdmin`'s `paths` option takes: a transport factory that
+ * reports the health of each path of each link, such as the one
+ * `multipath()` (`@clusterinfra/transport-multipath`) returns. Described by
+ * shape, so this package does not depend on any transport.
+ */
+export interface PathHealthSource {
+  health(): readonly LinkHealthReport[];
+  /** Its own series, appended to `/metrics` when present. */
+  metrics?(): string;
+}
+
+/** One link as a `PathHealthSource` reports it (the fields the endpoint reads). */
+export interface LinkHealthReport {
+  readonly id: string;
+  readonly remoteNode: number;
+  /** The node holding the link, when the source serves several nodes of one process. */
+  readonly localNode?: number;
+  readonly direction: 'inbound' | 'outbound';
+  readonly paths: readonly {
+    readonly index: number;
+    readonly state: 'up' | 'down' | 'connecting';
+    readonly active: boolean;
+    readonly failures: number;
+    readonly silentMs: number | undefined;
+    readonly sinceMs: number;
+    readonly lastError: string | undefined;
+  }[];
+  readonly unacknowledged: number;
+  readonly retransmitted: number;
+  readonly duplicatesDropped: number;
+}
+
+/** One path of one link, as `GET /v1/paths` and the page show it. */
+export interface PathView {
+  /** Position of the path in the transport's list. */
+  index: number;
+  state: 'up' | 'down' | 'connecting';
+  /** It carries the link's data now. */
+  active: boolean;
+  /** Times it went down. */
+  failures: number;
+  /** Milliseconds since something arrived on it (`null`: it never was up). */
+  silentMs: number | null;
+  /** Milliseconds in its current state. */
+  sinceMs: number;
+  /** Why it last went down (`null`: it never did). */
+  lastError: string | null;
+}
+
+export interface LinkPathsView {
+  /** The node at the other end. */
+  node: number;
+  link: string;
+  direction: 'inbound' | 'outbound';
+  paths: PathView[];
+  /** Frames sent and not yet acknowledged. */
+  unacknowledged: number;
+  /** Frames sent again after a path failed. */
+  retransmitted: number;
+  duplicatesDropped: number;
+}
+
+export interface PathsView {
+  /** False when the endpoint has no `paths` source (a transport with one path per link). */
+  available: boolean;
+  /** This node's open links, by peer. */
+  links: LinkPathsView[];
+  /** Links with a path that is not up: they work, with less redundancy. */
+  degraded: number;
+}
+
 /** A refused handshake counts against health while it was seen within this long. */
 export const REFUSED_RECENT_MS = 60_000;
 
@@ -147,6 +219,33 @@ export function historyView(node: ClusterNode, since: number | undefined, limit:
   const transitions = node.transitions(from - 1).slice(0, limit);
   const end = transitions.at(-1)?.number ?? from - 1;
   return { first, last, transitions, next: end < last ? end + 1 : null };
+}
+
+/** The per-path health of `node`'s links, from the transport that reports it. */
+export function pathsView(node: ClusterNode, source: PathHealthSource | undefined): PathsView {
+  if (source === undefined) return { available: false, links: [], degraded: 0 };
+  const links: LinkPathsView[] = source
+    .health()
+    .filter((l) => l.localNode === undefined || l.localNode === node.nodeNum)
+    .map((l) => ({
+      node: l.remoteNode,
+      link: l.id,
+      direction: l.direction,
+      paths: l.paths.map((p) => ({
+        index: p.index,
+        state: p.state,
+        active: p.active,
+        failures: p.failures,
+        silentMs: p.silentMs ?? null,
+        sinceMs: p.sinceMs,
+        lastError: p.lastError ?? null,
+      })),
+      unacknowledged: l.unacknowledged,
+      retransmitted: l.retransmitted,
+      duplicatesDropped: l.duplicatesDropped,
+    }))
+    .sort((a, b) => a.node - b.node || (a.link < b.link ? -1 : a.link > b.link ? 1 : 0));
+  return { available: true, links, degraded: links.filter((l) => l.paths.some((p) => p.state !== 'up')).length };
 }
 
 export function keysView(node: ClusterNode): KeysView {

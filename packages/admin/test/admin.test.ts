@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidOptionError } from '@clusterinfra/core';
-import { type AdminServer, type HistoryView, type KeysView, serveAdmin, type StatusView } from '@clusterinfra/admin';
+import { type AdminServer, type HistoryView, type KeysView, type LinkHealthReport, type PathsView, serveAdmin, type StatusView } from '@clusterinfra/admin';
 import { ECHO, startCluster, type TestCluster, TOKEN, waitFor } from './cluster.js';
 import { parseExposition, sampleValue } from './prom-parse.js';
 
@@ -118,6 +118,34 @@ describe('routes', () => {
     const d = (await (await get(1, '/v1/decisions')).json()) as { decisions: unknown[] };
     expect(Array.isArray(d.decisions)).toBe(true);
     expect(d.decisions.length).toBe(cluster.node(1).decisionRecords().length);
+  });
+
+  it('GET /v1/paths: unavailable without a paths source; with one, this node\'s links by peer, and its metrics on /metrics', async () => {
+    expect((await (await get(1, '/v1/paths')).json()) as PathsView).toEqual({ available: false, links: [], degraded: 0 });
+    await expectError(await get(1, '/v1/paths', {}), 401, 'ADMIN_ERR_UNAUTHORIZED');
+    await expect(serveAdmin(cluster.node(1), { token: TOKEN, paths: {} as never })).rejects.toThrow(/paths/);
+    // A source shaped like multipath()'s factory; it also holds a link of another node of this process.
+    const path = (index: number, state: 'up' | 'down', lastError?: string) => ({ index, state, active: state === 'up' && index === 1, failures: state === 'down' ? 2 : 0, silentMs: state === 'up' ? 3 : undefined, sinceMs: 40, lastError });
+    const link = (remoteNode: number, localNode: number, down: boolean): LinkHealthReport => ({
+      id: `l${remoteNode}-${localNode}`, remoteNode, localNode, direction: 'outbound', unacknowledged: 1, retransmitted: 5, duplicatesDropped: 0,
+      paths: [path(0, down ? 'down' : 'up', down ? 'nothing heard for 70 ms' : undefined), path(1, 'up')],
+    });
+    let scrapes = 0;
+    const source = { health: () => [link(3, 1, false), link(2, 1, true), link(1, 2, false)], metrics: () => `paths_scrapes ${++scrapes}` };
+    await using withPaths = await serveAdmin(cluster.node(1), { token: TOKEN, paths: source, extraMetrics: () => 'extra_after 1' });
+    const v = (await (await fetch(`${withPaths.url}/v1/paths`, { headers: auth })).json()) as PathsView;
+    expect(v.available).toBe(true);
+    expect(v.degraded).toBe(1);
+    expect(v.links.map((l) => l.node)).toEqual([2, 3]);
+    expect(v.links[0]).toEqual({
+      node: 2, link: 'l2-1', direction: 'outbound', unacknowledged: 1, retransmitted: 5, duplicatesDropped: 0,
+      paths: [
+        { index: 0, state: 'down', active: false, failures: 2, silentMs: null, sinceMs: 40, lastError: 'nothing heard for 70 ms' },
+        { index: 1, state: 'up', active: true, failures: 0, silentMs: 3, sinceMs: 40, lastError: null },
+      ],
+    });
+    const text = await (await fetch(`${withPaths.url}/metrics`, { headers: auth })).text();
+    expect(text).toMatch(/clusterinfra_node_info[\s\S]*\npaths_scrapes 1\nextra_after 1\n$/);
   });
 
   it('unknown routes get 404 and wrong methods 405, as JSON', async () => {
