@@ -12,7 +12,9 @@
  *   nonce and fails, as does any altered byte. The header is the AAD.
  * - K set: the sender moves to nextTrafficKey() after this record and counts
  *   from 0 again. The sender decides when (a byte budget, and at most
- *   RECORD_MAX_PER_KEY records), so the two sides need not agree on it.
+ *   RECORD_MAX_PER_KEY records), so the two sides need not agree on it; a
+ *   receiver refuses a record past RECORD_MAX_PER_KEY under one key (a peer
+ *   that never moves on would wear its key past the safe limit).
  * - The receiver buffers at most one record, checks it, and only then hands
  *   its plaintext on: nothing unauthenticated reaches the frame decoder.
  */
@@ -61,9 +63,11 @@ class KeyState {
 export class RecordSealer extends KeyState {
   private bytesUnderKey = 0;
 
+  /** `maxRecordsPerKey` is for tests: the protocol's limit is RECORD_MAX_PER_KEY. */
   constructor(
     key: Uint8Array,
     private readonly rekeyAfterBytes: number,
+    private readonly maxRecordsPerKey = RECORD_MAX_PER_KEY,
   ) {
     super(key);
   }
@@ -76,7 +80,7 @@ export class RecordSealer extends KeyState {
     let offset = 0;
     while (total > 0) {
       const size = Math.min(RECORD_MAX_PLAINTEXT, total);
-      const last = this.bytesUnderKey + size >= this.rekeyAfterBytes || this.counter + 1 >= RECORD_MAX_PER_KEY;
+      const last = this.bytesUnderKey + size >= this.rekeyAfterBytes || this.counter + 1 >= this.maxRecordsPerKey;
       const header = Buffer.allocUnsafe(HEADER_SIZE);
       header.writeUInt32BE(((last ? RECORD_KEY_UPDATE_BIT : 0) | (size + RECORD_TAG_SIZE)) >>> 0, 0);
       const cipher = createCipheriv(RECORD_CIPHER, this.key, this.nextNonce(), { authTagLength: RECORD_TAG_SIZE });
@@ -117,6 +121,14 @@ export class RecordOpener extends KeyState {
   private failure: ClusterInfraError | undefined;
   /** Records opened so far. */
   completed = 0;
+
+  /** `maxRecordsPerKey` is for tests: the protocol's limit is RECORD_MAX_PER_KEY. */
+  constructor(
+    key: Uint8Array,
+    private readonly maxRecordsPerKey = RECORD_MAX_PER_KEY,
+  ) {
+    super(key);
+  }
 
   /** True when part of a record has arrived and the rest has not. */
   get partial(): boolean {
@@ -172,6 +184,8 @@ export class RecordOpener extends KeyState {
     this.parts = [];
     this.fill = 0;
     this.inBody = false;
+    if (this.counter >= this.maxRecordsPerKey)
+      this.fail(new IntegrityError(`record ${this.completed}: the peer sealed more than ${this.maxRecordsPerKey} records under one key without moving to the next`));
     const decipher = createDecipheriv(RECORD_CIPHER, this.key, this.nextNonce(), { authTagLength: RECORD_TAG_SIZE });
     // The header is still the one this record came with: the next is read only after it is opened.
     decipher.setAAD(this.header);

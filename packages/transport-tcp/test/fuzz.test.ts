@@ -3,7 +3,7 @@
  * authentication: the frame decoder and the handshake message parsers.
  * FUZZ_RUNS raises the number of runs (`npm run fuzz`).
  */
-import { ClusterInfraError, FrameTooLargeError, MalformedFrameError } from '@clusterinfra/core';
+import { ClusterInfraError, FrameTooLargeError, IntegrityError, MalformedFrameError } from '@clusterinfra/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAGIC, MAX_CONTROL_SIZE } from '../src/constants.js';
@@ -430,6 +430,37 @@ describe('encrypted records under fuzzing', () => {
       }),
       { numRuns: Math.min(RUNS, 2000) },
     );
+  });
+
+  it('a key seals at most its record limit, then both sides move on; a peer that does not is cut off', () => {
+    // The limit is 2^24 records in the protocol; 4 here, so that it is reached.
+    const seal = (limit: number, count: number): { wire: Buffer; sealer: RecordSealer } => {
+      const sealer = new RecordSealer(key, 2 ** 32, limit);
+      const out: Uint8Array[] = [];
+      for (let i = 0; i < count; i++) sealer.seal([Uint8Array.of(i)], out); // one record each
+      return { wire: Buffer.concat(out), sealer };
+    };
+    const keyUpdateBits = (wire: Buffer): boolean[] => {
+      const bits: boolean[] = [];
+      for (let at = 0; at < wire.byteLength; at += 4 + (wire.readUInt32BE(at) & 0x7fffffff)) bits.push(wire.readUInt32BE(at) >= 0x8000_0000);
+      return bits;
+    };
+    const { wire, sealer } = seal(4, 10);
+    expect(keyUpdateBits(wire)).toEqual([false, false, false, true, false, false, false, true, false, false]);
+    expect(sealer.updates).toBe(2);
+    const opener = new RecordOpener(key, 4);
+    const got: number[] = [];
+    opener.open(wire, (p) => got.push(...p));
+    expect(got).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(opener.updates).toBe(2);
+
+    // A sender that keeps its key for 8 records, against a receiver that allows 4.
+    const late = seal(8, 6).wire;
+    const strict = new RecordOpener(key, 4);
+    const delivered: number[] = [];
+    expect(() => strict.open(late, (p) => delivered.push(...p))).toThrow(IntegrityError);
+    expect(() => strict.open(late, () => {})).toThrow(/more than 4 records under one key/);
+    expect(delivered).toEqual([0, 1, 2, 3]);
   });
 
   it('random bytes: a typed error or a partial record, never plaintext', () => {
