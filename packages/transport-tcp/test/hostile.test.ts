@@ -19,7 +19,7 @@ import {
   type Transport,
 } from '@clusterinfra/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ControlType, REJECT_CODES } from '../src/constants.js';
+import { ControlType, DEFAULTS, REJECT_CODES } from '../src/constants.js';
 import { encodeControl, encodeDataFrame } from '../src/frame.js';
 import type { TcpOptions } from '../src/index.js';
 import { drainSocket, makeTransport, watchRejected } from './helpers.js';
@@ -222,6 +222,21 @@ describe('hostile peers before the handshake', () => {
     await stillAcceptsGoodPeers(w);
     expect(w.links.length).toBe(1);
     expect(w.rejected.length).toBe(3);
+  });
+
+  it('the attack as reported: silent connections from 16 networks, 8 each, keep no member out (21 of 21 handshakes succeed)', async () => {
+    // Default pending limits (64 in total, 8 per network); the silent deadline is pushed out
+    // of reach, so only eviction lets members in. Before protocol 2, 0 to 2 of 21 got in.
+    const w = await watchedListener({ handshakeTimeoutMs: 60_000, silentTimeoutMs: 60_000 });
+    for (let net = 1; net <= 16; net++) for (let k = 1; k <= 8; k++) await raw(w.listener.address, `127.0.${net}.${k}`);
+    for (let i = 0; i < 21; i++) await stillAcceptsGoodPeers(w);
+    expect(w.links.length).toBe(21);
+    // Strangers never held more than the unreserved slots (48 of 64): the rest of the 128 were
+    // displaced by newer ones. The first member (not yet known) displaced one more; the others,
+    // from an address a member has authenticated from, took the reserved room.
+    const strangerSlots = DEFAULTS.maxPendingHandshakes - DEFAULTS.pendingReservedForKnown;
+    expect(w.rejected.length).toBe(128 - strangerSlots + 1);
+    expect(w.rejected.every((r) => r.error instanceof TooManyPendingError)).toBe(true);
   });
 
   it('a recorded handshake replayed on a new connection is refused (auth)', async () => {
