@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import {
   BENCH_SERVICE,
+  type BenchSystem,
   bodyOf,
   CLIENT_NODE,
   closedLoopRate,
@@ -43,6 +44,8 @@ import { type ClmsRow, runClmsBench } from './clms.js';
 import { type EncryptionRow, runEncryptionBench } from './encryption.js';
 import { type MultipathRow, runMultipathBench } from './multipath.js';
 import { type RegistryRow, runRegistryBench } from './registry.js';
+import { connectReferences, REFERENCE_ROWS, type ReferenceName, type ReferencePorts, type ReferenceSystem } from './reference.js';
+import { loadavg } from 'node:os';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -63,6 +66,8 @@ const num = (name: string, env: string, dflt: number): number => {
   return n;
 };
 const PROFILE = flag('profile') !== undefined;
+/** `--no-references`: ICS and the baseline only (no Moleculer, no gRPC rows). */
+const REFERENCES = flag('no-references') === undefined;
 const JSON_OUT = flag('json') !== undefined;
 const ROUNDS = Math.round(num('rounds', 'BENCH_ROUNDS', PROFILE ? 1 : 3));
 const SECONDS = num('seconds', 'BENCH_SECONDS', PROFILE ? 3 : 1.5);
@@ -81,21 +86,9 @@ const log = (s: string): void => {
 
 // ------------------------------------------------------------------ systems
 
-/** What every measurement drives: ICS and the baseline offer the same operations. */
-interface System {
-  readonly name: 'ics' | 'baseline';
-  /** Echo RPC. */
-  call(payload: unknown): Promise<unknown>;
-  /** A one-way message; false when the sender should wait for `drained()`. */
-  trySend(payload: unknown): boolean;
-  drained(): Promise<void>;
-  /** Zero the server's one-way counter. */
-  reset(): Promise<unknown>;
-  /** Resolves once the server has counted n one-way messages. */
-  waitCount(n: number): Promise<unknown>;
-  /** One 1 MiB chunk to the sink; resolves when the server has it. */
-  sink(chunk: Uint8Array): Promise<unknown>;
-  close(): Promise<void>;
+/** What every measurement drives: ICS, the baseline and the reference libraries offer the same operations. */
+interface System extends BenchSystem {
+  readonly name: 'ics' | 'baseline' | ReferenceName;
 }
 
 class IcsSystem implements System {
@@ -331,6 +324,7 @@ interface Ready {
   ics: string;
   rpcPort: number;
   bulkPort: number;
+  references: ReferencePorts;
 }
 
 function startServer(secret: string): Promise<Ready> {
@@ -443,8 +437,8 @@ function clmsTable(rows: (ClmsRow | MultipathRow | RegistryRow)[]): string {
   return [line(head), '|' + widths.map((w, i) => (right.has(i) ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|') + '|', ...body.map(line)].join('\n');
 }
 
-function table(rows: (ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } })[]): string {
-  const head = ['suite', 'name', 'unit', 'ICS', 'baseline', 'ratio', 'target', 'result'];
+function table(rows: (ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } })[], valueHead = 'ICS'): string {
+  const head = ['suite', 'name', 'unit', valueHead, 'baseline', 'ratio', 'target', 'result'];
   const body = rows.map((r) => {
     const target = r.target === undefined ? '-' : `${r.better === 'lower' ? '<=' : '>='} ${r.target}x`;
     const pass = r.target === undefined ? 'info' : (r.better === 'lower' ? r.ratio <= r.target : r.ratio >= r.target) ? 'PASS' : 'FAIL';
@@ -538,6 +532,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
   const ready = await startServer(secret);
   let ics: IcsSystem | undefined;
   let baseline: BaselineSystem | undefined;
+  let references: ReferenceSystem[] = [];
   try {
     ics = new IcsSystem(
       createIcs({
@@ -551,6 +546,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
     // Connect (and authenticate) before anything is timed.
     await ics.call(SMALL);
     await baseline.call(SMALL);
+    if (REFERENCES && !PROFILE) references = await connectReferences(ready.references);
 
     if (PROFILE) {
       await profile(profileRows, [ics, baseline]);
@@ -562,12 +558,16 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
         `node ${process.version}, ICS with a pre-shared secret over transport-tcp, ` +
         (USE_TSX ? 'ICS loaded from source under tsx (keepNames)' : 'ICS bundled like the published build'),
     );
-    const results = new Map<string, { ics: Measured[]; baseline: Measured[] }>();
-    for (const r of rows) results.set(r.id, { ics: [], baseline: [] });
+    const results = new Map<string, Record<System['name'], Measured[]>>();
+    for (const r of rows) results.set(r.id, { ics: [], baseline: [], moleculer: [], grpc: [] });
+    const loads: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const row of rows) {
-        // Alternate who goes first, so neither always runs on a warmer (or busier) machine.
-        const order: System[] = (round + ROWS.indexOf(row)) % 2 === 0 ? [baseline, ics] : [ics, baseline];
+        // Rotate who goes first, so no system always runs on a warmer (or busier) machine.
+        const all: System[] = [baseline, ics, ...references.filter((r) => REFERENCE_ROWS[r.name].includes(row.id))];
+        const k = (round + ROWS.indexOf(row)) % all.length;
+        const order = [...all.slice(k), ...all.slice(0, k)];
+        loads.push(loadavg()[0]!);
         for (const sys of order) {
           await row.run(sys, round === 0 ? FIRST_WARMUP : WARMUP);
           const m = await row.run(sys, SECONDS);
@@ -600,7 +600,9 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
       add(row.name, (m) => m.value, row.target);
       for (const d of row.derived ?? []) add(d.name, (m) => m.extra![d.key]!, d.target);
     }
-    const json: ResultRow[] = out.map(({ suite, name, unit, better, value, baseline: b, ratio }) => ({
+    const refOut = referenceRows(rows, results);
+    const load = `load average ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)} (1 min) during the rows, 2 cores`;
+    const json: ResultRow[] = [...out, ...refOut].map(({ suite, name, unit, better, value, baseline: b, ratio }) => ({
       suite,
       name,
       unit,
@@ -608,6 +610,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
       value: round3(value),
       baseline: round3(b),
       ratio: round3(ratio),
+      note: load,
     }));
     if (!JSON_OUT) {
       console.log();
@@ -619,9 +622,14 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
         console.log(`  ${r.name}: ${r.rounds.ics.map((v) => fmt(r.unit, v)).join(', ')} | ${r.rounds.baseline.map((v) => fmt(r.unit, v)).join(', ')}`);
       }
       for (const row of rows) if (row.note) console.log(row.note);
+      if (refOut.length > 0) {
+        console.log(`\n${table(refOut, 'value')}\n(reference: value = the library named, baseline = net+msgpackr; ics/moleculer: value = ICS, baseline = Moleculer)`);
+      }
+      console.log(load);
     }
     return json;
   } finally {
+    for (const r of references) await Promise.race([r.close(), new Promise((res) => setTimeout(res, 3000))]).catch(() => {});
     await Promise.race([ics?.close(), new Promise((r) => setTimeout(r, 3000))]).catch(() => {});
     await baseline?.close();
     await stopServer();
@@ -629,6 +637,33 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
 }
 
 const round3 = (v: number): number => Math.round(v * 1000) / 1000;
+
+type TableRow = ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } };
+
+/**
+ * Rows of suite `ics-reference`: each reference library against the same
+ * net+msgpackr baseline (`<lib>: <row>`), and ICS against Moleculer
+ * (`ics/moleculer: <row>`, target >= 3x on throughput rows) and gRPC.
+ */
+function referenceRows(rows: RowSpec[], results: Map<string, Record<System['name'], Measured[]>>): TableRow[] {
+  const out: TableRow[] = [];
+  for (const row of rows) {
+    const r = results.get(row.id)!;
+    const pair = (name: string, a: Measured[], b: Measured[], target?: number): void => {
+      if (a.length === 0 || b.length === 0) return;
+      const av = a.map((m) => m.value);
+      const bv = b.map((m) => m.value);
+      const value = median(av);
+      const base = median(bv);
+      const ratio = value / base;
+      out.push({ suite: 'ics-reference', name, unit: row.unit, better: row.better, value, baseline: base, ratio, target, rounds: { ics: av, baseline: bv } });
+    };
+    for (const lib of ['moleculer', 'grpc'] as const) pair(`${lib}: ${row.name}`, r[lib], r.baseline);
+    pair(`ics/moleculer: ${row.name}`, r.ics, r.moleculer, row.better === 'higher' ? 3 : undefined);
+    pair(`ics/grpc: ${row.name}`, r.ics, r.grpc);
+  }
+  return out;
+}
 
 /** `fresh` rows in place of the rows of bench/results.json with the same suite and name; new ones at the end. */
 function mergeRows(fresh: (ResultRow | ClmsRow | RegistryRow)[]): (ResultRow | ClmsRow | RegistryRow)[] {
