@@ -46,6 +46,7 @@ import { type MultipathRow, runMultipathBench } from './multipath.js';
 import { type RegistryRow, runRegistryBench } from './registry.js';
 import { connectReferences, REFERENCE_ROWS, type ReferenceName, type ReferencePorts, type ReferenceSystem } from './reference.js';
 import { loadavg } from 'node:os';
+import { AsyncLocalStorage } from 'node:async_hooks';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -66,6 +67,14 @@ const num = (name: string, env: string, dflt: number): number => {
   return n;
 };
 const PROFILE = flag('profile') !== undefined;
+/**
+ * `--als`: enable an AsyncLocalStorage in the client process, as serving a
+ * handler does in a node that also calls (on Node 20 that turns on promise
+ * hooks for every promise of the process, baseline included).
+ */
+const ALS = flag('als') !== undefined;
+/** `--plain`: ICS links with `encrypt: false` on both sides (still authenticated by the secret). */
+const PLAIN = flag('plain') !== undefined;
 /** `--no-references`: ICS and the baseline only (no Moleculer, no gRPC rows). */
 const REFERENCES = flag('no-references') === undefined;
 const JSON_OUT = flag('json') !== undefined;
@@ -332,7 +341,7 @@ function startServer(secret: string): Promise<Ready> {
     const c = fork(fileURLToPath(new URL('./server.ts', import.meta.url)), [], {
       cwd: ROOT,
       execArgv: ['--import', 'tsx'],
-      env: { ...process.env, BENCH_SECRET: secret, BENCH_TSX: USE_TSX ? '1' : '0' },
+      env: { ...process.env, BENCH_SECRET: secret, BENCH_TSX: USE_TSX ? '1' : '0', BENCH_PLAIN: PLAIN ? '1' : '0' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child = c;
@@ -536,7 +545,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
   try {
     ics = new IcsSystem(
       createIcs({
-        transport: tcp({ host: '127.0.0.1', port: 0, secret }),
+        transport: tcp({ host: '127.0.0.1', port: 0, secret, ...(PLAIN ? { encrypt: false } : {}) }),
         clusterName: CLUSTER,
         nodeNum: CLIENT_NODE,
         peers: { [SERVER_NODE]: ready.ics },
@@ -547,6 +556,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
     await ics.call(SMALL);
     await baseline.call(SMALL);
     if (REFERENCES && !PROFILE) references = await connectReferences(ready.references);
+    if (ALS) new AsyncLocalStorage<number>().run(1, () => undefined);
 
     if (PROFILE) {
       await profile(profileRows, [ics, baseline]);
@@ -570,7 +580,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
         loads.push(loadavg()[0]!);
         for (const sys of order) {
           await row.run(sys, round === 0 ? FIRST_WARMUP : WARMUP);
-          const m = await row.run(sys, SECONDS);
+          const m = await withCpu(() => row.run(sys, SECONDS));
           results.get(row.id)![sys.name].push(m);
           log(`  round ${round + 1} ${row.id.padEnd(16)} ${sys.name.padEnd(8)} ${fmt(row.unit, m.value)} ${row.unit}`);
         }
@@ -599,6 +609,9 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
       };
       add(row.name, (m) => m.value, row.target);
       for (const d of row.derived ?? []) add(d.name, (m) => m.extra![d.key]!, d.target);
+      // The same work per CPU second of both processes: what the load of other jobs disturbs least.
+      if (row.better === 'higher') add(`${row.name}, per cpu-second`, (m) => (m.value * m.extra!.wallS!) / m.extra!.cpuS!, undefined);
+      else add(`${row.name}, cpu per call`, (m) => (m.extra!.cpuS! * 1e6) / m.extra!.calls!, undefined);
     }
     const refOut = referenceRows(rows, results);
     const load = `load average ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)} (1 min) during the rows, 2 cores`;
@@ -637,6 +650,18 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
 }
 
 const round3 = (v: number): number => Math.round(v * 1000) / 1000;
+
+/** Runs a measurement and adds the wall time and the CPU time of both processes (client and server) it took. */
+async function withCpu(run: () => Promise<Measured>): Promise<Measured> {
+  const server0 = await ask<number>('cpu');
+  const c0 = process.cpuUsage();
+  const t0 = now();
+  const m = await run();
+  const wallS = (now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  const server = (await ask<number>('cpu')) - server0;
+  return { ...m, extra: { ...m.extra, wallS, cpuS: (c.user + c.system + server) / 1e6 } };
+}
 
 type TableRow = ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } };
 

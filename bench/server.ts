@@ -24,7 +24,7 @@ const counter = new OneWayCounter();
 // ---- ICS (bundled like the published build: see load.ts)
 const { createIcs, tcp } = await loadLib();
 const ics = createIcs({
-  transport: tcp({ host: '127.0.0.1', port: 0, secret }),
+  transport: tcp({ host: '127.0.0.1', port: 0, secret, ...(process.env.BENCH_PLAIN === '1' ? { encrypt: false } : {}) }),
   clusterName: CLUSTER,
   nodeNum: SERVER_NODE,
 });
@@ -123,7 +123,11 @@ process.on('message', (m: { cmd: string; seq: number; file?: string }) => {
   const run = async (): Promise<void> => {
     if (m.cmd === 'profile-start') await profileStart();
     else if (m.cmd === 'profile-stop') await profileStop(m.file!);
-    else if (m.cmd === 'stats') {
+    else if (m.cmd === 'cpu') {
+      const c = process.cpuUsage();
+      reply(true, undefined, c.user + c.system);
+      return;
+    } else if (m.cmd === 'stats') {
       reply(true, undefined, ics.stats());
       return;
     } else if (m.cmd === 'exit') {
