@@ -333,7 +333,8 @@ interface Ready {
   ics: string;
   rpcPort: number;
   bulkPort: number;
-  references: ReferencePorts;
+  /** Absent when the server was told not to start them. */
+  references?: ReferencePorts;
 }
 
 function startServer(secret: string): Promise<Ready> {
@@ -341,7 +342,7 @@ function startServer(secret: string): Promise<Ready> {
     const c = fork(fileURLToPath(new URL('./server.ts', import.meta.url)), [], {
       cwd: ROOT,
       execArgv: ['--import', 'tsx'],
-      env: { ...process.env, BENCH_SECRET: secret, BENCH_TSX: USE_TSX ? '1' : '0', BENCH_PLAIN: PLAIN ? '1' : '0' },
+      env: { ...process.env, BENCH_SECRET: secret, BENCH_TSX: USE_TSX ? '1' : '0', BENCH_PLAIN: PLAIN ? '1' : '0', BENCH_REFERENCES: REFERENCES && !PROFILE ? '1' : '0' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child = c;
@@ -555,7 +556,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
     // Connect (and authenticate) before anything is timed.
     await ics.call(SMALL);
     await baseline.call(SMALL);
-    if (REFERENCES && !PROFILE) references = await connectReferences(ready.references);
+    if (ready.references) references = await connectReferences(ready.references);
     if (ALS) new AsyncLocalStorage<number>().run(1, () => undefined);
 
     if (PROFILE) {

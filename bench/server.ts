@@ -86,8 +86,8 @@ const listen = (s: Server): Promise<number> =>
 const rpcPort = await listen(rpc);
 const bulkPort = await listen(bulk);
 
-// ---- reference libraries (Moleculer, gRPC): bench/reference.ts
-const references = await startReferenceServers(counter);
+// ---- reference libraries (Moleculer, gRPC): bench/reference.ts (not when profiling or --no-references)
+const references = process.env.BENCH_REFERENCES === '0' ? undefined : await startReferenceServers(counter);
 
 // ---- profiling on request (the client profiles itself the same way)
 let session: Session | undefined;
@@ -112,7 +112,7 @@ async function exit(): Promise<void> {
   for (const s of sockets) s.destroy();
   rpc.close();
   bulk.close();
-  await Promise.race([Promise.all([ics.close(), references.close()]), new Promise((r) => setTimeout(r, 2000))]);
+  await Promise.race([Promise.all([ics.close(), references?.close()]), new Promise((r) => setTimeout(r, 2000))]);
   process.exit(0);
 }
 
@@ -142,4 +142,4 @@ process.on('message', (m: { cmd: string; seq: number; file?: string }) => {
 // The parent is gone (even by SIGKILL): do not linger.
 process.on('disconnect', () => process.exit(0));
 
-process.send({ ready: true, ics: ics.address, rpcPort, bulkPort, references: references.ports });
+process.send({ ready: true, ics: ics.address, rpcPort, bulkPort, references: references?.ports });
