@@ -28,6 +28,8 @@ export interface ResultRow<S extends string = string> {
   value: number;
   baseline: number;
   ratio: number;
+  /** Conditions of the measurement (e.g. the machine's load), when a suite records them. */
+  note?: string;
 }
 
 export const BENCH_SERVICE = { channel: 'default', subservice: 1 } as const;
@@ -293,6 +295,16 @@ export interface OneWayTarget {
   reset(): Promise<unknown>;
   /** Resolves once the server has counted n messages. */
   waitCount(n: number): Promise<unknown>;
+}
+
+/** What the ICS rows of run.ts drive, for each system they compare. */
+export interface BenchSystem extends OneWayTarget {
+  readonly name: string;
+  /** Echo RPC. */
+  call(payload: unknown): Promise<unknown>;
+  /** One 1 MiB chunk to the sink; resolves when the server has it. */
+  sink(chunk: Uint8Array): Promise<unknown>;
+  close(): Promise<void>;
 }
 
 /**

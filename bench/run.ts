@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import {
   BENCH_SERVICE,
+  type BenchSystem,
   bodyOf,
   CLIENT_NODE,
   closedLoopRate,
@@ -43,6 +44,9 @@ import { type ClmsRow, runClmsBench } from './clms.js';
 import { type EncryptionRow, runEncryptionBench } from './encryption.js';
 import { type MultipathRow, runMultipathBench } from './multipath.js';
 import { type RegistryRow, runRegistryBench } from './registry.js';
+import { connectReferences, REFERENCE_ROWS, type ReferenceName, type ReferencePorts, type ReferenceSystem } from './reference.js';
+import { loadavg } from 'node:os';
+import { AsyncLocalStorage } from 'node:async_hooks';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
 
@@ -63,6 +67,16 @@ const num = (name: string, env: string, dflt: number): number => {
   return n;
 };
 const PROFILE = flag('profile') !== undefined;
+/**
+ * `--als`: enable an AsyncLocalStorage in the client process, as serving a
+ * handler does in a node that also calls (on Node 20 that turns on promise
+ * hooks for every promise of the process, baseline included).
+ */
+const ALS = flag('als') !== undefined;
+/** `--plain`: ICS links with `encrypt: false` on both sides (still authenticated by the secret). */
+const PLAIN = flag('plain') !== undefined;
+/** `--no-references`: ICS and the baseline only (no Moleculer, no gRPC rows). */
+const REFERENCES = flag('no-references') === undefined;
 const JSON_OUT = flag('json') !== undefined;
 const ROUNDS = Math.round(num('rounds', 'BENCH_ROUNDS', PROFILE ? 1 : 3));
 const SECONDS = num('seconds', 'BENCH_SECONDS', PROFILE ? 3 : 1.5);
@@ -81,21 +95,9 @@ const log = (s: string): void => {
 
 // ------------------------------------------------------------------ systems
 
-/** What every measurement drives: ICS and the baseline offer the same operations. */
-interface System {
-  readonly name: 'ics' | 'baseline';
-  /** Echo RPC. */
-  call(payload: unknown): Promise<unknown>;
-  /** A one-way message; false when the sender should wait for `drained()`. */
-  trySend(payload: unknown): boolean;
-  drained(): Promise<void>;
-  /** Zero the server's one-way counter. */
-  reset(): Promise<unknown>;
-  /** Resolves once the server has counted n one-way messages. */
-  waitCount(n: number): Promise<unknown>;
-  /** One 1 MiB chunk to the sink; resolves when the server has it. */
-  sink(chunk: Uint8Array): Promise<unknown>;
-  close(): Promise<void>;
+/** What every measurement drives: ICS, the baseline and the reference libraries offer the same operations. */
+interface System extends BenchSystem {
+  readonly name: 'ics' | 'baseline' | ReferenceName;
 }
 
 class IcsSystem implements System {
@@ -331,6 +333,8 @@ interface Ready {
   ics: string;
   rpcPort: number;
   bulkPort: number;
+  /** Absent when the server was told not to start them. */
+  references?: ReferencePorts;
 }
 
 function startServer(secret: string): Promise<Ready> {
@@ -338,7 +342,7 @@ function startServer(secret: string): Promise<Ready> {
     const c = fork(fileURLToPath(new URL('./server.ts', import.meta.url)), [], {
       cwd: ROOT,
       execArgv: ['--import', 'tsx'],
-      env: { ...process.env, BENCH_SECRET: secret, BENCH_TSX: USE_TSX ? '1' : '0' },
+      env: { ...process.env, BENCH_SECRET: secret, BENCH_TSX: USE_TSX ? '1' : '0', BENCH_PLAIN: PLAIN ? '1' : '0', BENCH_REFERENCES: REFERENCES && !PROFILE ? '1' : '0' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child = c;
@@ -443,8 +447,8 @@ function clmsTable(rows: (ClmsRow | MultipathRow | RegistryRow)[]): string {
   return [line(head), '|' + widths.map((w, i) => (right.has(i) ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|') + '|', ...body.map(line)].join('\n');
 }
 
-function table(rows: (ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } })[]): string {
-  const head = ['suite', 'name', 'unit', 'ICS', 'baseline', 'ratio', 'target', 'result'];
+function table(rows: (ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } })[], valueHead = 'ICS'): string {
+  const head = ['suite', 'name', 'unit', valueHead, 'baseline', 'ratio', 'target', 'result'];
   const body = rows.map((r) => {
     const target = r.target === undefined ? '-' : `${r.better === 'lower' ? '<=' : '>='} ${r.target}x`;
     const pass = r.target === undefined ? 'info' : (r.better === 'lower' ? r.ratio <= r.target : r.ratio >= r.target) ? 'PASS' : 'FAIL';
@@ -538,10 +542,11 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
   const ready = await startServer(secret);
   let ics: IcsSystem | undefined;
   let baseline: BaselineSystem | undefined;
+  let references: ReferenceSystem[] = [];
   try {
     ics = new IcsSystem(
       createIcs({
-        transport: tcp({ host: '127.0.0.1', port: 0, secret }),
+        transport: tcp({ host: '127.0.0.1', port: 0, secret, ...(PLAIN ? { encrypt: false } : {}) }),
         clusterName: CLUSTER,
         nodeNum: CLIENT_NODE,
         peers: { [SERVER_NODE]: ready.ics },
@@ -551,6 +556,8 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
     // Connect (and authenticate) before anything is timed.
     await ics.call(SMALL);
     await baseline.call(SMALL);
+    if (ready.references) references = await connectReferences(ready.references);
+    if (ALS) new AsyncLocalStorage<number>().run(1, () => undefined);
 
     if (PROFILE) {
       await profile(profileRows, [ics, baseline]);
@@ -562,15 +569,19 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
         `node ${process.version}, ICS with a pre-shared secret over transport-tcp, ` +
         (USE_TSX ? 'ICS loaded from source under tsx (keepNames)' : 'ICS bundled like the published build'),
     );
-    const results = new Map<string, { ics: Measured[]; baseline: Measured[] }>();
-    for (const r of rows) results.set(r.id, { ics: [], baseline: [] });
+    const results = new Map<string, Record<System['name'], Measured[]>>();
+    for (const r of rows) results.set(r.id, { ics: [], baseline: [], moleculer: [], grpc: [] });
+    const loads: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const row of rows) {
-        // Alternate who goes first, so neither always runs on a warmer (or busier) machine.
-        const order: System[] = (round + ROWS.indexOf(row)) % 2 === 0 ? [baseline, ics] : [ics, baseline];
+        // Rotate who goes first, so no system always runs on a warmer (or busier) machine.
+        const all: System[] = [baseline, ics, ...references.filter((r) => REFERENCE_ROWS[r.name].includes(row.id))];
+        const k = (round + ROWS.indexOf(row)) % all.length;
+        const order = [...all.slice(k), ...all.slice(0, k)];
+        loads.push(loadavg()[0]!);
         for (const sys of order) {
           await row.run(sys, round === 0 ? FIRST_WARMUP : WARMUP);
-          const m = await row.run(sys, SECONDS);
+          const m = await withCpu(() => row.run(sys, SECONDS));
           results.get(row.id)![sys.name].push(m);
           log(`  round ${round + 1} ${row.id.padEnd(16)} ${sys.name.padEnd(8)} ${fmt(row.unit, m.value)} ${row.unit}`);
         }
@@ -599,8 +610,13 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
       };
       add(row.name, (m) => m.value, row.target);
       for (const d of row.derived ?? []) add(d.name, (m) => m.extra![d.key]!, d.target);
+      // The same work per CPU second of both processes: what the load of other jobs disturbs least.
+      if (row.better === 'higher') add(`${row.name}, per cpu-second`, (m) => (m.value * m.extra!.wallS!) / m.extra!.cpuS!, undefined);
+      else add(`${row.name}, cpu per call`, (m) => (m.extra!.cpuS! * 1e6) / m.extra!.calls!, undefined);
     }
-    const json: ResultRow[] = out.map(({ suite, name, unit, better, value, baseline: b, ratio }) => ({
+    const refOut = referenceRows(rows, results);
+    const load = `load average ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)} (1 min) during the rows, 2 cores`;
+    const json: ResultRow[] = [...out, ...refOut].map(({ suite, name, unit, better, value, baseline: b, ratio }) => ({
       suite,
       name,
       unit,
@@ -608,6 +624,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
       value: round3(value),
       baseline: round3(b),
       ratio: round3(ratio),
+      note: load,
     }));
     if (!JSON_OUT) {
       console.log();
@@ -619,9 +636,14 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
         console.log(`  ${r.name}: ${r.rounds.ics.map((v) => fmt(r.unit, v)).join(', ')} | ${r.rounds.baseline.map((v) => fmt(r.unit, v)).join(', ')}`);
       }
       for (const row of rows) if (row.note) console.log(row.note);
+      if (refOut.length > 0) {
+        console.log(`\n${table(refOut, 'value')}\n(reference: value = the library named, baseline = net+msgpackr; ics/moleculer: value = ICS, baseline = Moleculer)`);
+      }
+      console.log(load);
     }
     return json;
   } finally {
+    for (const r of references) await Promise.race([r.close(), new Promise((res) => setTimeout(res, 3000))]).catch(() => {});
     await Promise.race([ics?.close(), new Promise((r) => setTimeout(r, 3000))]).catch(() => {});
     await baseline?.close();
     await stopServer();
@@ -629,6 +651,45 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
 }
 
 const round3 = (v: number): number => Math.round(v * 1000) / 1000;
+
+/** Runs a measurement and adds the wall time and the CPU time of both processes (client and server) it took. */
+async function withCpu(run: () => Promise<Measured>): Promise<Measured> {
+  const server0 = await ask<number>('cpu');
+  const c0 = process.cpuUsage();
+  const t0 = now();
+  const m = await run();
+  const wallS = (now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  const server = (await ask<number>('cpu')) - server0;
+  return { ...m, extra: { ...m.extra, wallS, cpuS: (c.user + c.system + server) / 1e6 } };
+}
+
+type TableRow = ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } };
+
+/**
+ * Rows of suite `ics-reference`: each reference library against the same
+ * net+msgpackr baseline (`<lib>: <row>`), and ICS against Moleculer
+ * (`ics/moleculer: <row>`, target >= 3x on throughput rows) and gRPC.
+ */
+function referenceRows(rows: RowSpec[], results: Map<string, Record<System['name'], Measured[]>>): TableRow[] {
+  const out: TableRow[] = [];
+  for (const row of rows) {
+    const r = results.get(row.id)!;
+    const pair = (name: string, a: Measured[], b: Measured[], target?: number): void => {
+      if (a.length === 0 || b.length === 0) return;
+      const av = a.map((m) => m.value);
+      const bv = b.map((m) => m.value);
+      const value = median(av);
+      const base = median(bv);
+      const ratio = value / base;
+      out.push({ suite: 'ics-reference', name, unit: row.unit, better: row.better, value, baseline: base, ratio, target, rounds: { ics: av, baseline: bv } });
+    };
+    for (const lib of ['moleculer', 'grpc'] as const) pair(`${lib}: ${row.name}`, r[lib], r.baseline);
+    pair(`ics/moleculer: ${row.name}`, r.ics, r.moleculer, row.better === 'higher' ? 3 : undefined);
+    pair(`ics/grpc: ${row.name}`, r.ics, r.grpc);
+  }
+  return out;
+}
 
 /** `fresh` rows in place of the rows of bench/results.json with the same suite and name; new ones at the end. */
 function mergeRows(fresh: (ResultRow | ClmsRow | RegistryRow)[]): (ResultRow | ClmsRow | RegistryRow)[] {

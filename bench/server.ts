@@ -2,13 +2,15 @@
  * The bench's server process (forked by run.ts over IPC; never run by hand).
  * Serves the same work three ways: an ICS node over transport-tcp (with a
  * pre-shared secret), the baseline RPC server (raw node:net + msgpackr), and
- * the baseline bulk sink (raw node:net, no msgpackr).
+ * the baseline bulk sink (raw node:net, no msgpackr); plus the reference
+ * libraries (bench/reference.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { BENCH_SERVICE, benchHandlers, bodyOf, CLUSTER, FrameParser, FrameWriter, idOf, Kind, kindOf, OneWayCounter, SERVER_NODE } from './common.js';
 import { loadLib } from './load.js';
+import { startReferenceServers } from './reference.js';
 
 const secret = process.env.BENCH_SECRET;
 if (!secret || typeof process.send !== 'function') {
@@ -22,7 +24,7 @@ const counter = new OneWayCounter();
 // ---- ICS (bundled like the published build: see load.ts)
 const { createIcs, tcp } = await loadLib();
 const ics = createIcs({
-  transport: tcp({ host: '127.0.0.1', port: 0, secret }),
+  transport: tcp({ host: '127.0.0.1', port: 0, secret, ...(process.env.BENCH_PLAIN === '1' ? { encrypt: false } : {}) }),
   clusterName: CLUSTER,
   nodeNum: SERVER_NODE,
 });
@@ -84,6 +86,9 @@ const listen = (s: Server): Promise<number> =>
 const rpcPort = await listen(rpc);
 const bulkPort = await listen(bulk);
 
+// ---- reference libraries (Moleculer, gRPC): bench/reference.ts (not when profiling or --no-references)
+const references = process.env.BENCH_REFERENCES === '0' ? undefined : await startReferenceServers(counter);
+
 // ---- profiling on request (the client profiles itself the same way)
 let session: Session | undefined;
 const post = <T>(method: string, params?: object): Promise<T> =>
@@ -107,7 +112,7 @@ async function exit(): Promise<void> {
   for (const s of sockets) s.destroy();
   rpc.close();
   bulk.close();
-  await Promise.race([ics.close(), new Promise((r) => setTimeout(r, 2000))]);
+  await Promise.race([Promise.all([ics.close(), references?.close()]), new Promise((r) => setTimeout(r, 2000))]);
   process.exit(0);
 }
 
@@ -118,7 +123,11 @@ process.on('message', (m: { cmd: string; seq: number; file?: string }) => {
   const run = async (): Promise<void> => {
     if (m.cmd === 'profile-start') await profileStart();
     else if (m.cmd === 'profile-stop') await profileStop(m.file!);
-    else if (m.cmd === 'stats') {
+    else if (m.cmd === 'cpu') {
+      const c = process.cpuUsage();
+      reply(true, undefined, c.user + c.system);
+      return;
+    } else if (m.cmd === 'stats') {
       reply(true, undefined, ics.stats());
       return;
     } else if (m.cmd === 'exit') {
@@ -133,4 +142,4 @@ process.on('message', (m: { cmd: string; seq: number; file?: string }) => {
 // The parent is gone (even by SIGKILL): do not linger.
 process.on('disconnect', () => process.exit(0));
 
-process.send({ ready: true, ics: ics.address, rpcPort, bulkPort });
+process.send({ ready: true, ics: ics.address, rpcPort, bulkPort, references: references?.ports });

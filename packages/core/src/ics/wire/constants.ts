@@ -29,7 +29,8 @@ export const MAX_METHOD_BYTES = 255;
  * grammar itself (record definitions, string bundles, structured-clone
  * references, and the tag extensions Error/Set/RegExp that consume the
  * *following* value). The pre-scan could not vouch for bytes read under
- * those rules, so they can never be put in `allowedExtensions`.
+ * those rules (an allowed extension is handed to msgpackr alone), so they
+ * can never be put in `allowedExtensions`.
  */
 export const FORBIDDEN_EXTENSIONS: readonly number[] = Object.freeze([
   0x62, // 'b' bundled strings
@@ -42,9 +43,9 @@ export const FORBIDDEN_EXTENSIONS: readonly number[] = Object.freeze([
 ]);
 
 /**
- * Highest `maxDepth` a caller may configure. The pre-scan is iterative and
- * would take any depth, but msgpackr builds values recursively and runs out
- * of stack somewhere between 2,000 and 5,000 levels on Node 20's default
- * stack; the encoder recurses too. 1,000 leaves a wide margin.
+ * Highest `maxDepth` a caller may configure. The decoder and the encoder
+ * recurse once per level, and a recursive msgpack reader runs out of stack
+ * somewhere between 2,000 and 5,000 levels on Node 20's default stack.
+ * 1,000 leaves a wide margin.
  */
 export const MAX_DEPTH_LIMIT = 1000;
