@@ -27,10 +27,8 @@ import {
   type HandlerContext,
   type Logger,
   type NodeState,
-  realClock,
   serve,
   ServiceExistsError,
-  silentLogger,
   type TimerHandle,
   type Transition,
   type Ics,
@@ -207,8 +205,8 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     super();
     this.options = parseDlmOptions(options);
     this.node = options.node;
-    this.clock = options.clock ?? realClock;
-    this.log = (options.logger ?? silentLogger).child({ component: 'dlm', node: this.node.nodeNum });
+    this.clock = options.clock ?? this.node.clock;
+    this.log = (options.logger ?? this.node.logger).child({ component: 'dlm', node: this.node.nodeNum });
     this.service = dlmService(this.options.channel, this.options.subservice);
     this.state = new DlmState(this.node.nodeNum, { maxLocks: this.options.maxLocks, maxResources: this.options.maxResources });
     const onTransition = (t: Transition): void => {

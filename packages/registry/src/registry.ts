@@ -27,7 +27,6 @@ import {
   type KeyServiceHandlerContext,
   type KeyServiceInfo,
   type NodeEvent,
-  realClock,
   type RegisteredService,
   isClusterInfraError,
   ServiceExistsError,
@@ -284,7 +283,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   // ================================================================ replica side
 
   private get clock() {
-    return this.opts.clock ?? realClock;
+    return this.opts.clock ?? this.node.clock;
   }
 
   /** Read through a call, so TypeScript does not narrow it across awaits. */
