@@ -14,7 +14,7 @@ export const DLM_ERROR_CODES = {
   DLM_ERR_TIMEOUT: 'The request waited longer than its timeoutMs and was cancelled at the resource master.',
   DLM_ERR_CANCELLED: "The request was cancelled by its AbortSignal before it was granted.",
   DLM_ERR_DEADLOCK: 'The request was chosen as the victim of a deadlock (a conversion deadlock, or a wait longer than deadlockTimeoutMs).',
-  DLM_ERR_LOCK_LOST: 'This node was declared down (or the lock manager closed): the cluster released its locks.',
+  DLM_ERR_LOCK_LOST: 'This node was declared down (or the lock manager closed, or the cluster re-formed from nothing): the cluster released its locks.',
   DLM_ERR_NOT_HELD: 'The lock was released already (or never granted).',
   DLM_ERR_BUSY: 'Another operation on this lock (a conversion or release) has not finished yet.',
   DLM_ERR_LIMIT: 'A bounded table is full: locks on this node, or resources at the resource master.',

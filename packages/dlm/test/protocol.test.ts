@@ -245,6 +245,32 @@ describe('recovery', () => {
     expect(w.events.some((e) => e.type === 'lost')).toBe(true);
     expect(old.s.ownedLocks()).toEqual([]);
   });
+
+  it('messages of another history are ignored: a request held from before a reset is not served when the round numbers come round again', () => {
+    // Found by the simulator workload (D2): node 1 was evicted (reset) while a request of a
+    // node of the old history, for a round far ahead, was on its way; the cluster re-formed
+    // and numbered its rounds from 1 again; when they reached that number the old request was
+    // served, and its lock stayed granted for ever.
+    const w = new World([1, 2]);
+    w.settle();
+    const res = mastered(1, [1, 2]);
+    const one = w.node(1);
+    one.s.reset('DLM_ERR_LOCK_LOST', 'evicted');
+    one.s.take();
+    const future = w.transition + 3;
+    const stranger = `2:${w.node(2).inc + 999}>1:${one.inc}`;
+    w.queues.set(stranger, [{ t: 'req', round: future, id: 7, resource: res, mode: 'EX', noQueue: false, convert: false }]);
+    w.deliver(stranger);
+    // A report of that history's round naming an incarnation of ours that is not this one is ignored too.
+    w.queues.set(stranger, [{ t: 'report', round: future + 1, members: [[1, one.inc + 1], [2, w.node(2).inc + 999]], locks: [], records: [], last: true }]);
+    w.deliver(stranger);
+    expect(one.s.round).toBe(0);
+    for (let i = 0; i < 3; i++) w.changeMembership();
+    w.settle();
+    expect(one.s.round).toBe(future);
+    const held = [...w.live.flatMap((n) => [...n.s.masteredResources().values()])].flatMap((r) => [...r.granted, ...r.waiting]);
+    expect(held.map((l) => `${l.node}:${l.incarnation}`)).toEqual([]);
+  });
 });
 
 // ------------------------------------------------------------------ random schedules

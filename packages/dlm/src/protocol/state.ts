@@ -439,6 +439,9 @@ export class DlmState {
 
   private onOwnerMessage(from: Member, msg: Extract<Message, { t: 'req' | 'rel' | 'cancel' }>): void {
     if (this.masterOf(msg.resource) !== this.self) return; // not ours this round: the owner reports it to the right master
+    // Only a member of this round may hold locks here. A message held from before a reset (this
+    // node evicted) can name a round of another history, and its sender is not a member of ours.
+    if (!this.members.some((m) => m.node === from.node && m.incarnation === from.incarnation)) return;
     let res = this.resources.get(msg.resource);
     const lock = res?.find(from.node, from.incarnation, msg.id);
     let out: ResourceOutput[] = [];
@@ -539,7 +542,11 @@ export class DlmState {
   private onReport(from: Member, msg: Extract<Message, { t: 'report' }>): void {
     if (msg.round < this.round) return;
     if (msg.round > this.round) {
-      // A peer is ahead: adopt its round (every node computes the same members for it).
+      // A peer is ahead: adopt its round (every node computes the same members for it), if
+      // it names this incarnation. One that does not is from another history (a cluster that
+      // re-formed numbers its rounds from 1 again) or a round that dropped us: only our own
+      // node's transitions tell us we are out.
+      if (!msg.members.some(([node, incarnation]) => node === this.self && incarnation === this.incarnation)) return;
       this.membership(
         msg.round,
         msg.members.map(([node, incarnation]) => ({ node, incarnation })),
