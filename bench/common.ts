@@ -28,6 +28,8 @@ export interface ResultRow<S extends string = string> {
   value: number;
   baseline: number;
   ratio: number;
+  /** How it was measured where the name does not say (e.g. the machine's load). */
+  note?: string;
 }
 
 export const BENCH_SERVICE = { channel: 'default', subservice: 1 } as const;
