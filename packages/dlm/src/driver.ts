@@ -470,7 +470,10 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     if (this.history !== null && history !== null && history !== this.history && this.state.round > 0) {
       this.step((s) => s.reset('DLM_ERR_LOCK_LOST', `node ${this.node.nodeNum} follows another cluster history (the cluster re-formed)`));
     }
-    if (history !== null) this.history = history;
+    if (history !== null) {
+      this.history = history;
+      this.step((s) => s.setHistory(history));
+    }
   }
 
   private startRound(): void {
