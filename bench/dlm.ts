@@ -12,15 +12,21 @@
  *   sockets close, as on SIGKILL) while another node waits for the
  *   resource; time until that waiter is granted; baseline: time until the
  *   waiter's node sees the nodedown. 3 and 16 nodes.
+ * - recovery after SIGKILL (`--processes`): the same with every node an OS
+ *   process (bench/dlm-node.ts on the shared process launcher, bundled by
+ *   esbuild) and the resource master killed with SIGKILL; 3 and 16
+ *   processes. Rows `recovery-master-sigkill-<n>p`.
  *
  *   npx tsx bench/dlm.ts            # prints the rows; merges them into bench/results.json
  *   npx tsx bench/dlm.ts --json     # the rows as JSON on stdout only
+ *   npx tsx bench/dlm.ts --processes  # only the SIGKILL rows (3 and 16 processes)
  *
  * In one process every node shares one event loop: absolute figures are
  * pessimistic next to separate processes; the ratios are what to compare.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { type AddressInfo, createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +34,7 @@ import { ClusterNode, defineService, serve, client } from '../packages/core/src/
 import { createDlm, type Dlm } from '../packages/dlm/src/index.js';
 import { tcp } from '../packages/transport-tcp/src/index.js';
 import { z } from 'zod';
+import { hrNow, ProcessCluster } from '../packages/cli/src/process.js';
 import { median, type ResultRow } from './common.js';
 
 type Row = ResultRow<'dlm'>;
@@ -205,8 +212,89 @@ async function recovery(size: number): Promise<Row[]> {
   }
 }
 
+const DLM_NODE = fileURLToPath(new URL('./.build/dlm-node.mjs', import.meta.url));
+
+/** bench/dlm-node.ts as one file, so 16 processes do not each compile the sources under tsx. */
+async function buildNode(): Promise<void> {
+  const { build } = await import('esbuild');
+  const dir = fileURLToPath(new URL('./.build/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}.gitignore`, '*\n');
+  await build({
+    entryPoints: [fileURLToPath(new URL('./dlm-node.ts', import.meta.url))],
+    outfile: DLM_NODE,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)),
+    external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3'],
+    logLevel: 'warning',
+  });
+}
+
+type NodeReport = { type: 'ready' | 'granted' | 'nodedown' | 'fatal'; at: number; node?: number; resource?: string; error?: string };
+
+/**
+ * `size` node processes; the master of a resource (the last node) holds it
+ * in EX and node 2 waits for it; the master is killed with SIGKILL. The
+ * figure: from the kill until node 2 is granted; the baseline: until node 2
+ * sees the nodedown (the membership's part of it).
+ */
+async function recoveryProcesses(size: number): Promise<Row[]> {
+  const reports: Array<NodeReport & { from: number }> = [];
+  const c = new ProcessCluster<NodeReport>({
+    runner: { file: DLM_NODE, execArgv: [] },
+    onMessage: (p, m) => {
+      reports.push({ ...m, from: p.node });
+      if (m.type === 'fatal') log(`node ${p.node}: ${m.error}`);
+    },
+  });
+  try {
+    const ports = await freePorts(size);
+    for (let n = 1; n <= size; n++) {
+      c.spawn(n, {
+        nodeNum: n,
+        clusterName: `dlm-bench-${size}`,
+        port: ports[n - 1]!,
+        candidates: [1, 2, 3].filter((x) => x <= size),
+        seeds: ports.filter((_, i) => i !== n - 1).map((p) => `127.0.0.1:${p}`),
+        // lan: the local preset's short timers flap while 16 processes start on a loaded machine.
+        preset: 'lan',
+        size,
+      });
+    }
+    const got = (type: NodeReport['type'], from?: number): (NodeReport & { from: number }) | undefined => reports.find((r) => r.type === type && (from === undefined || r.from === from));
+    const ready = (): Set<number> => new Set(reports.filter((r) => r.type === 'ready').map((r) => r.from));
+    await until(() => ready().size === size, 300_000, `${size} processes ready`).catch((err: unknown) => {
+      throw new Error(`${String(err)} (ready: ${[...ready()].join(',')})`);
+    });
+    const victim = size;
+    let name = 'r';
+    for (let i = 0; (await c.node(1).command<number>('masterOf', { resource: name })) !== victim; i++) name = `r${i}`;
+    await c.node(victim).command('lock', { resource: name });
+    await c.node(2).command('wait', { resource: name });
+    await new Promise((r) => setTimeout(r, 200));
+    if (got('granted', 2)) throw new Error('the waiter was granted while the holder lived');
+    const t0 = hrNow();
+    c.kill(victim, 'SIGKILL');
+    await until(() => got('granted', 2) !== undefined && reports.some((r) => r.type === 'nodedown' && r.from === 2 && r.node === victim), 60_000, 'the waiter granted after the SIGKILL');
+    const ms = got('granted', 2)!.at - t0;
+    const down = reports.find((r) => r.type === 'nodedown' && r.from === 2 && r.node === victim)!.at - t0;
+    const load = loadavg()[0]!;
+    log(`recovery, ${size} processes: master and holder SIGKILLed, waiter granted after ${ms.toFixed(1)} ms; nodedown seen after ${down.toFixed(1)} ms (load ${load.toFixed(1)})`);
+    return [{ ...row(`recovery-master-sigkill-${size}p`, 'ms', 'lower', ms, down), note: `${size} OS processes over TCP, preset lan; 1-min load average ${load.toFixed(1)} on 2 cores shared with other jobs` }];
+  } finally {
+    await c.close();
+  }
+}
+
 async function main(): Promise<void> {
-  const rows: Row[] = [...(await uncontended()), ...(await contended()), ...(await recovery(3)), ...(await recovery(16))];
+  let rows: Row[];
+  if (process.argv.includes('--processes')) {
+    await buildNode();
+    rows = [...(await recoveryProcesses(3)), ...(await recoveryProcesses(16))];
+  } else rows = [...(await uncontended()), ...(await contended()), ...(await recovery(3)), ...(await recovery(16))];
   if (JSON_ONLY) {
     console.log(JSON.stringify(rows, null, 2));
     return;

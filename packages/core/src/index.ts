@@ -65,6 +65,8 @@ export {
   type NodeDownSent,
   type ClusterInfraErrorOptions,
   type ErrorCode,
+  type CoreErrorCode,
+  type ErrorCodeExtensions,
   type HandshakeRejectReason,
 } from './errors/index.js';
 export type {
@@ -131,6 +133,7 @@ export {
 export {
   ClusterNode,
   createClusterNode,
+  compareHistoryIds,
   DNS_DISCOVERY_DEFAULTS,
   dnsDiscovery,
   hasQuorum,

@@ -27,10 +27,8 @@ import {
   type HandlerContext,
   type Logger,
   type NodeState,
-  realClock,
   serve,
   ServiceExistsError,
-  silentLogger,
   type TimerHandle,
   type Transition,
   type Ics,
@@ -198,6 +196,8 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   private readonly inbound = new Map<string, number>();
   private readonly recoveryWaiters = new Set<() => void>();
   private nextOp = 1;
+  /** The cluster history (node.historyId) the current rounds belong to. */
+  private history: string | null = null;
   private closed = false;
   private servedOn: Ics | undefined;
   private registered: RegisteredService | undefined;
@@ -207,8 +207,8 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     super();
     this.options = parseDlmOptions(options);
     this.node = options.node;
-    this.clock = options.clock ?? realClock;
-    this.log = (options.logger ?? silentLogger).child({ component: 'dlm', node: this.node.nodeNum });
+    this.clock = options.clock ?? this.node.clock;
+    this.log = (options.logger ?? this.node.logger).child({ component: 'dlm', node: this.node.nodeNum });
     this.service = dlmService(this.options.channel, this.options.subservice);
     this.state = new DlmState(this.node.nodeNum, { maxLocks: this.options.maxLocks, maxResources: this.options.maxResources });
     const onTransition = (t: Transition): void => {
@@ -459,8 +459,26 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   }
 
   /** The member set as of the node's history head, as a new round. */
+  /**
+   * Rounds are transition numbers, and a cluster that re-formed from nothing numbers them from
+   * 1 again: once this node follows another history, whatever it held or mastered means
+   * nothing. Checked before every round and every delivery, so no message of the new history
+   * meets the old state.
+   */
+  private followHistory(): void {
+    const history = this.node.historyId;
+    if (this.history !== null && history !== null && history !== this.history && this.state.round > 0) {
+      this.step((s) => s.reset('DLM_ERR_LOCK_LOST', `node ${this.node.nodeNum} follows another cluster history (the cluster re-formed)`));
+    }
+    if (history !== null) {
+      this.history = history;
+      this.step((s) => s.setHistory(history));
+    }
+  }
+
   private startRound(): void {
     if (this.closed) return;
+    this.followHistory();
     const view = this.node.membership();
     const members = view.members.filter((m) => inSet(m.state)).map((m) => ({ node: m.node, incarnation: m.incarnation }));
     const incarnation = this.node.incarnation;
@@ -527,6 +545,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     const k = `${from.node}:${from.incarnation}>${batch.to}`;
     const next = this.inbound.get(k) ?? batch.seq;
     if (this.inbound.size >= WIRE_LIMITS.maxMembers * 2 && !this.inbound.has(k)) this.inbound.clear();
+    this.followHistory();
     this.step((s) => {
       // A new incarnation may hear of its first round from a peer before its own transition event.
       s.begin(this.node.incarnation);

@@ -5,7 +5,7 @@
  * append-only and never reused; docs/dlm.md has a row per code and a test
  * fails when the two disagree.
  */
-import { ClusterInfraError, type ClusterInfraErrorOptions, type ErrorCode } from '@clusterinfra/core';
+import { ClusterInfraError, type ClusterInfraErrorOptions } from '@clusterinfra/core';
 
 /** The catalog of every DLM code, with what it means. Append only. */
 export const DLM_ERROR_CODES = {
@@ -14,7 +14,7 @@ export const DLM_ERROR_CODES = {
   DLM_ERR_TIMEOUT: 'The request waited longer than its timeoutMs and was cancelled at the resource master.',
   DLM_ERR_CANCELLED: "The request was cancelled by its AbortSignal before it was granted.",
   DLM_ERR_DEADLOCK: 'The request was chosen as the victim of a deadlock (a conversion deadlock, or a wait longer than deadlockTimeoutMs).',
-  DLM_ERR_LOCK_LOST: 'This node was declared down (or the lock manager closed): the cluster released its locks.',
+  DLM_ERR_LOCK_LOST: 'This node was declared down (or the lock manager closed, or the cluster re-formed from nothing): the cluster released its locks.',
   DLM_ERR_NOT_HELD: 'The lock was released already (or never granted).',
   DLM_ERR_BUSY: 'Another operation on this lock (a conversion or release) has not finished yet.',
   DLM_ERR_LIMIT: 'A bounded table is full: locks on this node, or resources at the resource master.',
@@ -23,17 +23,21 @@ export const DLM_ERROR_CODES = {
 
 export type DlmErrorCode = keyof typeof DLM_ERROR_CODES;
 
+// The DLM's codes join core's `ErrorCode` (core's extension point), so
+// `err.code` and `isClusterInfraError(err, 'DLM_ERR_…')` type-check as for core's own.
+declare module '@clusterinfra/core' {
+  interface ErrorCodeExtensions extends Record<DlmErrorCode, true> {}
+}
+
 /**
- * The base class of every DLM error. Its `code` is a `DlmErrorCode`: core
- * types `ClusterInfraError.code` as core's own closed union, so the value is
- * passed through a cast (the runtime value is the DLM code) and
- * `dlmCode` gives it with its precise type.
+ * The base class of every DLM error. Its `code` is a `DlmErrorCode`;
+ * `dlmCode` is the same string typed as the DLM's codes only.
  */
 export class DlmError extends ClusterInfraError {
   override readonly name: string = 'DlmError';
   readonly dlmCode: DlmErrorCode;
   constructor(code: DlmErrorCode, message: string, options: ClusterInfraErrorOptions = {}) {
-    super(code as unknown as ErrorCode, message, options);
+    super(code, message, options);
     this.dlmCode = code;
   }
 }

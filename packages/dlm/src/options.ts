@@ -22,9 +22,9 @@ export const DLM_DEFAULTS = {
 export interface DlmOptions {
   /** The cluster node this lock manager runs on. Every node of the cluster runs one (same channel and subservice). */
   node: ClusterNode;
-  /** The node's clock (pass the same one). @default realClock */
+  /** The clock to schedule on. @default node.clock (the node's own: keep it) */
   clock?: Clock;
-  /** A pino-compatible logger. @default silentLogger */
+  /** A pino-compatible logger. @default node.logger (the node's own, silent unless the node was given one) */
   logger?: Logger;
   /** ICS channel of the lock service. @default 'default' */
   channel?: string;

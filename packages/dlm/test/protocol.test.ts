@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { canaries, type DlmCanaryName, resetCanaries } from '../src/canaries.js';
 import { LOCK_MODES, type LockMode } from '../src/modes.js';
 import { masterOf } from '../src/protocol/hash.js';
-import { TOKEN_ROUND_SPAN, type Effect } from '../src/protocol/state.js';
+import type { Message } from '../src/protocol/messages.js';
+import { DlmState, TOKEN_ROUND_SPAN, type Effect } from '../src/protocol/state.js';
 import { World } from './world.js';
 
 const grantsOf = (w: World, node: number) => w.node(node).s.ownedLocks().filter((l) => l.granted !== null && l.phase === 'idle');
@@ -244,6 +245,60 @@ describe('recovery', () => {
     w.deliverRound(1);
     expect(w.events.some((e) => e.type === 'lost')).toBe(true);
     expect(old.s.ownedLocks()).toEqual([]);
+  });
+
+  it('a report names its history: one of another history is not counted, and waits until this node follows that history', () => {
+    // Found by the simulator workload (D2): two histories reached one round number with the
+    // same member incarnations, and a report of the old one completed the new one's round.
+    const me = { node: 1, incarnation: 11 };
+    const peer = { node: 2, incarnation: 22 };
+    const members = [me, peer];
+    const report = (history: string): Message => ({ t: 'report', round: 1, members: [[1, 11], [2, 22]], locks: [], records: [], last: true, history });
+    const s = new DlmState(1, { maxLocks: 10, maxResources: 10 });
+    s.begin(me.incarnation);
+    s.setHistory('A');
+    s.membership(1, members, me.incarnation);
+    // Its own report (to itself) is in; the one to node 2 names the history.
+    const sent = s.take().filter((e): e is Extract<Effect, { type: 'send' }> => e.type === 'send');
+    expect(sent.map((e) => e.to === 2 && e.msg.t === 'report' && e.msg.history)).toEqual(['A']);
+    s.receive(peer, report('B'));
+    expect(s.complete).toBe(false);
+    s.receive(peer, report('A'));
+    expect(s.complete).toBe(true);
+    // A node still in history A keeps a report of B aside; once it follows B, the report counts.
+    const t = new DlmState(1, { maxLocks: 10, maxResources: 10 });
+    t.begin(me.incarnation);
+    t.setHistory('A');
+    t.receive(peer, { ...report('B'), round: 3 } as Message);
+    expect(t.round).toBe(0);
+    t.setHistory('B');
+    expect(t.round).toBe(3);
+  });
+
+  it('messages of another history are ignored: a request held from before a reset is not served when the round numbers come round again', () => {
+    // Found by the simulator workload (D2): node 1 was evicted (reset) while a request of a
+    // node of the old history, for a round far ahead, was on its way; the cluster re-formed
+    // and numbered its rounds from 1 again; when they reached that number the old request was
+    // served, and its lock stayed granted for ever.
+    const w = new World([1, 2]);
+    w.settle();
+    const res = mastered(1, [1, 2]);
+    const one = w.node(1);
+    one.s.reset('DLM_ERR_LOCK_LOST', 'evicted');
+    one.s.take();
+    const future = w.transition + 3;
+    const stranger = `2:${w.node(2).inc + 999}>1:${one.inc}`;
+    w.queues.set(stranger, [{ t: 'req', round: future, id: 7, resource: res, mode: 'EX', noQueue: false, convert: false }]);
+    w.deliver(stranger);
+    // A report of that history's round naming an incarnation of ours that is not this one is ignored too.
+    w.queues.set(stranger, [{ t: 'report', round: future + 1, members: [[1, one.inc + 1], [2, w.node(2).inc + 999]], locks: [], records: [], last: true }]);
+    w.deliver(stranger);
+    expect(one.s.round).toBe(0);
+    for (let i = 0; i < 3; i++) w.changeMembership();
+    w.settle();
+    expect(one.s.round).toBe(future);
+    const held = [...w.live.flatMap((n) => [...n.s.masteredResources().values()])].flatMap((r) => [...r.granted, ...r.waiting]);
+    expect(held.map((l) => `${l.node}:${l.incarnation}`)).toEqual([]);
   });
 });
 

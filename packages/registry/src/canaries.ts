@@ -11,3 +11,5 @@ export const registryCanaries = {
   /** A new sequencer rebuilds from the stalest replica instead of the freshest (caught by staleReplicaRebuild). */
   stalestRebuild: false,
 };
+
+export type RegistryCanaryName = keyof typeof registryCanaries;

@@ -3,7 +3,7 @@
  * catalog below. Codes are append only and never reused; docs/registry.md
  * has a row for each (a test checks it).
  */
-import { ClusterInfraError, type ClusterInfraErrorOptions, type ErrorCode } from '@clusterinfra/core';
+import { ClusterInfraError, type ClusterInfraErrorOptions } from '@clusterinfra/core';
 import type { Entry } from './types.js';
 
 /** The catalog of every registry code, with what it means. Append only. */
@@ -23,21 +23,23 @@ export const REGISTRY_ERROR_CODES = {
 
 export type RegistryErrorCode = keyof typeof REGISTRY_ERROR_CODES;
 
+// The registry's codes join core's `ErrorCode` (core's extension point), so
+// `err.code` and `isClusterInfraError(err, 'REGISTRY_ERR_…')` type-check as for core's own.
+declare module '@clusterinfra/core' {
+  interface ErrorCodeExtensions extends Record<RegistryErrorCode, true> {}
+}
+
 const RETRYABLE = new Set<RegistryErrorCode>(['REGISTRY_ERR_CONFLICT', 'REGISTRY_ERR_NOT_SEQUENCER', 'REGISTRY_ERR_NOT_STARTED']);
 
 export class RegistryError extends ClusterInfraError {
   override readonly name = 'RegistryError';
-  /**
-   * The same string as `code`, typed as a registry code. (`code` is typed by
-   * core's closed `ErrorCode` union, which a package outside core cannot
-   * extend; compare `registryCode`, or use `isRegistryError`.)
-   */
+  /** The same string as `code`, typed as a registry code only. */
   readonly registryCode: RegistryErrorCode;
   /** For `REGISTRY_ERR_CONFLICT`: the entry as the sequencer had it (null: absent). */
   readonly current: Entry | null | undefined;
 
   constructor(code: RegistryErrorCode, message: string, options: ClusterInfraErrorOptions & { current?: Entry | null } = {}) {
-    super(code as unknown as ErrorCode, message, { retryable: RETRYABLE.has(code), ...options });
+    super(code, message, { retryable: RETRYABLE.has(code), ...options });
     this.registryCode = code;
     this.current = options.current;
   }

@@ -6,3 +6,5 @@ export { isRegistryError, RegistryError, REGISTRY_ERROR_CODES, type RegistryErro
 export { revision, SEQ_SPACE, type Change, type Entry, type Owner, type PlainValue, type RegistryEvent, type Snapshot, type WriteOp } from './types.js';
 export { ReplicaState, type ReceiveStatus, type Step } from './replica.js';
 export { freshest, SequencerState, type MapLimits, type WriteResult } from './sequencer.js';
+// Test-only: planted bugs for the canary tests (the simulator's workload turns them on). Never turn on in production.
+export { registryCanaries as __registryCanaries, type RegistryCanaryName } from './canaries.js';

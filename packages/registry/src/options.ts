@@ -12,7 +12,7 @@ export interface RegistryOptions {
   channel?: string;
   /** Make the map's key service critical: the cluster is not formed without a sequencer. @default false */
   critical?: boolean;
-  /** The clock for the consistency check (use the node's clock; a VirtualClock in tests). @default realClock */
+  /** The clock for the consistency check and waits. @default node.clock (the node's own: keep it) */
   clock?: Clock;
   /** Entries in the map. @default 10000 */
   maxEntries?: number;

@@ -27,7 +27,6 @@ import {
   type KeyServiceHandlerContext,
   type KeyServiceInfo,
   type NodeEvent,
-  realClock,
   type RegisteredService,
   isClusterInfraError,
   ServiceExistsError,
@@ -104,6 +103,8 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private resetCount = 0;
   /** Set on eviction to the evicted incarnation: the new one's first snapshot from its current sequencer installs whatever its numbers. */
   private evictedFrom: number | undefined;
+  /** See `history`. */
+  private mapHistory: string | null = null;
   /** Changes sequenced and applied here, waiting for their push (see publish). */
   private readonly outbox: { seq: SequencerState; change: Change; bytes: number; done: ((pushed: boolean) => void) | undefined }[] = [];
   private pushing = false;
@@ -229,6 +230,17 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     return this.replica.installed;
   }
 
+  /**
+   * The cluster history (`node.historyId`) the map belongs to: the node's
+   * when its last snapshot was installed (null before the first). Revisions
+   * are comparable within one history only: an evicted node keeps its map
+   * until its new incarnation's first snapshot, and if the cluster re-formed
+   * meanwhile, that map is of the old history whatever its revision says.
+   */
+  get history(): string | null {
+    return this.mapHistory;
+  }
+
   // ================================================================ writes: through the sequencer
 
   /** Set `key`. Resolves with the entry once the sequencer and every replica it pushes to applied it. */
@@ -284,7 +296,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   // ================================================================ replica side
 
   private get clock() {
-    return this.opts.clock ?? realClock;
+    return this.opts.clock ?? this.node.clock;
   }
 
   /** Read through a call, so TypeScript does not narrow it across awaits. */
@@ -364,6 +376,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   }
 
   private installed(snap: Snapshot): void {
+    this.mapHistory = this.node.historyId;
     const before = this.replica.revision;
     this.deliver(this.replica.install(snap));
     if (this.replica.revision !== before || this.replica.epoch === snap.epoch) this.emit('synced', { epoch: this.replica.epoch, seq: this.replica.seq });

@@ -51,6 +51,9 @@ describe('replication', () => {
     // The same events in the same order on every node.
     const seq = (n: number): string => JSON.stringify(c!.events.get(n)!.filter((e) => e.cause === 'write').map((e) => [e.key, e.version]));
     for (const n of range(4)) expect(seq(n)).toBe(seq(1));
+    // Every map says which cluster history it is of: the nodes' own.
+    for (const n of range(4)) expect(c.reg(n).history).toBe(c.node(n).historyId);
+    expect(c.reg(1).history).not.toBeNull();
   });
 });
 

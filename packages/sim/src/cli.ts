@@ -1,11 +1,13 @@
 /**
- * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full] [--canary NAME] [--json] [--stop]
+ * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full] [--workload dlm|registry] [--canary NAME] [--json] [--stop]
  * npm run sim -- --check-hashes [--seeds N] [--workers W] | --record-hashes [--workers W]
  *
  * Runs seeds S, S+1, … S+N-1 (S defaults to 1; --seed S alone runs that one
  * seed and prints its trace). Prints every failing seed with the command that
  * replays it and the last events before the violation, then a summary.
- * Exit code 1 when any seed failed.
+ * Exit code 1 when any seed failed. --workload runs a service (the lock
+ * manager, the registry) on every node with its own invariants; --canary
+ * then also takes that package's canaries.
  *
  * --check-hashes runs the seeds recorded in trace-hashes.json (W child
  * processes at once, default: one per core; --seeds N: only the first N)
@@ -17,6 +19,7 @@ import type { CanaryName } from '@clusterinfra/core/testing';
 import { hashCommand } from './hashes.js';
 import { runSeeds } from './run.js';
 import type { Profile, SimResult } from './sim.js';
+import { isWorkloadName, type WorkloadCanary, WORKLOADS } from './workloads/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,6 +28,7 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '5' },
     profile: { type: 'string', default: 'full' },
     canary: { type: 'string' },
+    workload: { type: 'string' },
     json: { type: 'boolean', default: false },
     stop: { type: 'boolean', default: false },
     verbose: { type: 'boolean', short: 'v', default: false },
@@ -50,8 +54,9 @@ const from = values.seed !== undefined ? Number(values.seed) : 1;
 const count = values.seeds !== undefined ? Number(values.seeds) : values.seed !== undefined ? 1 : 100;
 const single = values.seed !== undefined && values.seeds === undefined;
 const profile = values.profile as Profile;
-if (!Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || (profile !== 'ci' && profile !== 'full')) {
-  console.error('usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full] [--canary NAME] [--json] [--stop]');
+const workload = values.workload;
+if (!Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || (profile !== 'ci' && profile !== 'full') || (workload !== undefined && !isWorkloadName(workload))) {
+  console.error(`usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--json] [--stop]`);
   process.exit(2);
 }
 
@@ -69,13 +74,14 @@ const summary = await runSeeds({
   count,
   nodes,
   profile,
-  ...(values.canary ? { canary: values.canary as CanaryName } : {}),
+  ...(values.canary ? { canary: values.canary as CanaryName | WorkloadCanary } : {}),
+  ...(workload !== undefined && isWorkloadName(workload) ? { workload } : {}),
   stopOnFailure: values.stop,
   onResult: (r) => {
     done++;
     if (values.json) console.log(JSON.stringify({ seed: r.seed, ok: r.ok, violation: r.violation, traceHash: r.traceHash, simMs: r.simMs, realMs: Math.round(r.realMs), events: r.events }));
     else if (single || values.verbose) {
-      console.log(`seed ${r.seed}: ${r.ok ? 'ok' : 'FAIL'}  trace hash ${r.traceHash}  sim ${r.simMs} ms in ${Math.round(r.realMs)} ms, ${r.committed} transitions, ${r.calls} calls, ${r.generations} histories`);
+      console.log(`seed ${r.seed}: ${r.ok ? 'ok' : 'FAIL'}  trace hash ${r.traceHash}  sim ${r.simMs} ms in ${Math.round(r.realMs)} ms, ${r.committed} transitions, ${r.calls} calls, ${r.generations} histories${r.workloadStats ? `, ${r.workload} ${JSON.stringify(r.workloadStats)}` : ''}`);
       if (single && r.ok) for (const l of r.tail) console.log(`    ${l}`);
     }
     if (!r.ok && !values.json) printFailure(r);
@@ -87,6 +93,7 @@ const line = {
   seeds: summary.seeds,
   nodes,
   profile,
+  ...(workload !== undefined ? { workload } : {}),
   violations: summary.failed.length,
   failedSeeds: summary.failed.map((r) => ({ seed: r.seed, invariant: r.violation!.invariant })),
   realSeconds: +(summary.realMs / 1000).toFixed(1),

@@ -1,6 +1,7 @@
 /** Run a range of seeds and summarise: violations, seeds/s, simulated-to-real ratio, events/s. */
 import type { CanaryName } from '@clusterinfra/core/testing';
 import { type Profile, runSeed, type SimResult } from './sim.js';
+import type { WorkloadCanary, WorkloadName } from './workloads/index.js';
 
 export interface Summary {
   seeds: number;
@@ -18,7 +19,9 @@ export async function runSeeds(options: {
   count: number;
   nodes: number;
   profile?: Profile;
-  canary?: CanaryName;
+  canary?: CanaryName | WorkloadCanary;
+  /** A service workload on every node (workloads/). */
+  workload?: WorkloadName;
   /** Stop at the first failing seed. */
   stopOnFailure?: boolean;
   onResult?: (r: SimResult) => void;
@@ -29,7 +32,7 @@ export async function runSeeds(options: {
   let seeds = 0;
   const t0 = performance.now();
   for (let seed = options.from; seed < options.from + options.count; seed++) {
-    const r = await runSeed({ seed, nodes: options.nodes, ...(options.profile ? { profile: options.profile } : {}), ...(options.canary ? { canary: options.canary } : {}) });
+    const r = await runSeed({ seed, nodes: options.nodes, ...(options.profile ? { profile: options.profile } : {}), ...(options.canary ? { canary: options.canary } : {}), ...(options.workload ? { workload: options.workload } : {}) });
     seeds++;
     simMs += r.simMs;
     events += r.events;

@@ -30,6 +30,7 @@ import { createMemoryNetwork, type LinkFaults, memory, type MemoryNetwork } from
 import { Checker, SUBSYSTEMS, type Violation } from './checker.js';
 import { NodeClock } from './clock.js';
 import { KEY_SERVICES, KeyServiceWorkload } from './keyservices.js';
+import { createWorkload, type Workload, type WorkloadCanary, type WorkloadName } from './workloads/index.js';
 
 export type Profile = 'ci' | 'full';
 
@@ -38,8 +39,10 @@ export interface SimOptions {
   nodes: number;
   /** `ci`: a shorter fault phase, for the CI gate. @default 'full' */
   profile?: Profile;
-  /** Plant a known bug (test-only). */
-  canary?: CanaryName;
+  /** Plant a known bug (test-only): a CLMS canary, or one of the workload's. */
+  canary?: CanaryName | WorkloadCanary;
+  /** Run a service workload on every node, with its invariants (workloads/). */
+  workload?: WorkloadName;
   /** Lines of trace kept for the report. @default 40 */
   tail?: number;
   /** Called for each node object as it starts and on every step (key services go here). */
@@ -49,13 +52,18 @@ export interface SimOptions {
 export interface SimHooks {
   nodeStarted?(node: ClusterNode, world: World): void;
   step?(world: World): void;
+  /** Once, after healing and quiescence, when no invariant failed so far: end-of-run checks. */
+  final?(world: World): void;
 }
 
 export interface SimResult {
   seed: number;
   nodes: number;
   profile: Profile;
-  canary: CanaryName | undefined;
+  canary: CanaryName | WorkloadCanary | undefined;
+  workload: WorkloadName | undefined;
+  /** The workload's own counters (operations done), when one ran. */
+  workloadStats: Record<string, number> | undefined;
   ok: boolean;
   violation: Violation | undefined;
   /** SHA-256 over the network trace and the simulator's own event log: equal runs, equal hashes. */
@@ -120,8 +128,8 @@ const ACTIONS: Action[] = ['crash', 'pause', 'partition', 'linkFaults', 'spike',
 const TIMING = presets.lan;
 const APP = { channel: 'default', subservice: 77 } as const;
 
-export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: CanaryName | undefined }): string {
-  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' ? ' --profile ci' : ''}${o.canary ? ` --canary ${o.canary}` : ''}`;
+export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: string | undefined; workload?: WorkloadName | undefined }): string {
+  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' ? ' --profile ci' : ''}${o.workload ? ` --workload ${o.workload}` : ''}${o.canary ? ` --canary ${o.canary}` : ''}`;
 }
 
 export class World {
@@ -194,6 +202,16 @@ export class World {
     this.hash.update('\n');
     this.log.push(entry);
     if (this.log.length > this.tailLength * 4) this.log.splice(0, this.log.length - this.tailLength);
+  }
+
+  /** A random source of its own for a workload, drawn from the seed and `label` only (it takes nothing from the simulator's streams). */
+  random(label: string): SeededRandom {
+    return this.rng.fork(label);
+  }
+
+  /** True once the fault phase is over: workloads stop starting new work then. */
+  get isHealing(): boolean {
+    return this.healing;
   }
 
   private pick<T>(xs: readonly T[]): T | undefined {
@@ -675,6 +693,7 @@ export class World {
       }
     }
     this.checker.checkCleanupsDone();
+    if (!this.checker.violation) this.hooks.final?.(this);
     if (!this.checker.violation && !this.converged().ok) {
       // A request made during the fault phase may land late (declareDown
       // retries its master for ten failure timeouts): the cluster must
@@ -694,7 +713,7 @@ export class World {
     this.network.destroy();
   }
 
-  result(profile: Profile, canary: CanaryName | undefined, realMs: number): SimResult {
+  result(profile: Profile, canary: CanaryName | WorkloadCanary | undefined, realMs: number, workload?: Workload): SimResult {
     const v = this.checker.violation;
     // The tail ends at the violation.
     let tail = this.log;
@@ -711,6 +730,8 @@ export class World {
       nodes: this.size,
       profile,
       canary,
+      workload: workload?.name,
+      workloadStats: workload?.stats(),
       ok: !v,
       violation: v,
       traceHash: h.digest('hex'),
@@ -723,7 +744,7 @@ export class World {
       failovers: this.keyServices.failovers,
       generations: this.checker.generations,
       tail,
-      replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary }),
+      replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary, workload: workload?.name }),
     };
   }
 
@@ -736,19 +757,46 @@ export class World {
 export async function runSeed(options: SimOptions): Promise<SimResult> {
   const profile = options.profile ?? 'full';
   const t0 = performance.now();
-  if (options.canary) canaries[options.canary] = true;
+  const workload = options.workload ? createWorkload(options.workload) : undefined;
+  const core = options.canary !== undefined && options.canary in canaries ? (options.canary as CanaryName) : undefined;
+  if (options.canary !== undefined && !core) {
+    if (!workload?.canaries.includes(options.canary as WorkloadCanary)) throw new TypeError(`unknown canary ${options.canary}${workload ? ` (workload ${workload.name})` : ''}`);
+    workload.plant(options.canary as WorkloadCanary, true);
+  }
+  if (core) canaries[core] = true;
   // Errors are values here (timeouts, refusals by the thousand): their stack
   // traces cost a tenth of a run and no check reads them.
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    const world = new World(options.seed, options.nodes, options.tail ?? 40, options.hooks);
+    const world = new World(options.seed, options.nodes, options.tail ?? 40, workload ? bothHooks(workload.hooks, options.hooks) : options.hooks);
     await world.run(profile);
-    return world.result(profile, options.canary, performance.now() - t0);
+    await workload?.close();
+    return world.result(profile, options.canary, performance.now() - t0, workload);
   } finally {
-    if (options.canary) canaries[options.canary] = false;
+    if (core) canaries[core] = false;
+    if (options.canary !== undefined && !core) workload?.plant(options.canary as WorkloadCanary, false);
     Error.stackTraceLimit = stackTraceLimit;
   }
+}
+
+/** The workload's hooks, then the caller's. */
+function bothHooks(a: SimHooks, b: SimHooks | undefined): SimHooks {
+  if (!b) return a;
+  return {
+    nodeStarted: (node, w) => {
+      a.nodeStarted?.(node, w);
+      b.nodeStarted?.(node, w);
+    },
+    step: (w) => {
+      a.step?.(w);
+      b.step?.(w);
+    },
+    final: (w) => {
+      a.final?.(w);
+      b.final?.(w);
+    },
+  };
 }
 
 // ------------------------------------------------------------ random helpers

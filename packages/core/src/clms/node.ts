@@ -105,6 +105,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    */
   readonly clock: Clock;
   private readonly random: RandomSource;
+  /**
+   * The logger this node was given (the `logger` option; silent by
+   * default). Packages built on the SDK log through a child of it
+   * (`node.logger.child({ component: 'dlm' })`), so one option quiets or
+   * routes everything the application runs on the node.
+   */
+  readonly logger: Logger;
   private readonly log: Logger;
   private readonly detector: NodedownDetector;
   /** How late this node's own timers run (Lifeguard's self-awareness): stretches its own waits. */
@@ -187,7 +194,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.timing = { ...presets[this.opts.preset], ...this.opts.timing } as Timing;
     this.clock = this.opts.clock ?? realClock;
     this.random = this.opts.random ?? cryptoRandom;
-    this.log = (this.opts.logger ?? defaultLogger()).child({ component: 'clms', node: this.nodeNum });
+    this.logger = this.opts.logger ?? defaultLogger();
+    this.log = this.logger.child({ component: 'clms', node: this.nodeNum });
     this.history = new History(this.opts.historyLimit);
     this.lease = new Lease(this.timing.failureTimeoutMs, this.opts.quorum);
     this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
@@ -429,6 +437,19 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   get lastTransition(): number {
     return this.history.last;
+  }
+
+  /**
+   * The name of the history this node follows (null before it has one):
+   * the same on every member, late joiners too (it travels with the
+   * snapshot). A cluster that re-forms from nothing starts a new history
+   * whose transitions, terms and key-service epochs number from the start
+   * again: a package that keeps numbers across them (fencing tokens,
+   * revisions) compares this first. `compareHistoryIds` orders two of them
+   * by founding time (see there for what that promises).
+   */
+  get historyId(): string | null {
+    return this.history.id;
   }
 
   get firstTransition(): number {

@@ -66,7 +66,29 @@ export const ERROR_CODES = {
   ICS_ERR_PROTOCOL_VIOLATION: 'A peer broke the ICS protocol (more than the window granted, or a write backlog past the hard cap); its link was closed.',
 } as const;
 
-export type ErrorCode = keyof typeof ERROR_CODES;
+/** A code of core's own catalog. */
+export type CoreErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * The extension point for packages built on core: a package declares its
+ * own codes (in its own namespace, e.g. `DLM_ERR_…`) by augmenting this
+ * interface, one key per code, and its error classes then extend
+ * `ClusterInfraError` with their codes typed as `ErrorCode`, no cast:
+ *
+ * ```ts
+ * declare module '@clusterinfra/core' {
+ *   interface ErrorCodeExtensions extends Record<MyErrorCode, true> {}
+ * }
+ * ```
+ *
+ * Core's catalog (`ERROR_CODES`, docs/errors.md) keeps only core's codes;
+ * a package keeps its own catalog and its own doc rows.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface ErrorCodeExtensions {}
+
+/** Every code a `ClusterInfraError` can carry: core's, and those packages declared (`ErrorCodeExtensions`). */
+export type ErrorCode = CoreErrorCode | (keyof ErrorCodeExtensions & string);
 
 export interface ClusterInfraErrorOptions {
   cause?: unknown;

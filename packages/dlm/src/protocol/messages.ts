@@ -78,6 +78,8 @@ export const messageSchema = z.discriminatedUnion('t', [
     locks: z.array(lockReportSchema).max(WIRE_LIMITS.maxReportItems),
     records: z.array(resourceRecordSchema).max(WIRE_LIMITS.maxReportItems),
     last: z.boolean(),
+    // Added later (optional): the cluster history (node.historyId) the round belongs to.
+    history: z.string().max(256).optional(),
   }),
 ]);
 

@@ -29,7 +29,7 @@
 import { canaries } from '../canaries.js';
 import type { DlmErrorCode } from '../errors.js';
 import { type LockMode, writesValue } from '../modes.js';
-import type { LockReport, Message, ResourceRecord } from './messages.js';
+import { type LockReport, type Message, type ResourceRecord, WIRE_LIMITS } from './messages.js';
 import { EMPTY_VALUE, type MasterLock, Resource, type ResourceOutput, type ValueBlock } from './resource.js';
 import { masterOf } from './hash.js';
 
@@ -120,6 +120,10 @@ export class DlmState {
   private received = new Map<number, Received>();
   /** Messages for the current round that arrived before it was complete (served in order once it is). */
   private held: Array<{ from: Member; msg: Message }> = [];
+  /** The cluster history this node's rounds belong to (undefined: not told). */
+  private history: string | undefined;
+  /** Reports of another history than ours, kept until we follow it (bounded; see `setHistory`). */
+  private foreign: Array<{ from: Member; msg: Extract<Message, { t: 'report' }> }> = [];
 
   private effects: Effect[] = [];
   /** Messages to self, handled after the current input (never re-entrantly). */
@@ -150,6 +154,19 @@ export class DlmState {
   }
 
   private quorum = true;
+
+  /**
+   * The cluster history (node.historyId) this node follows now. Round numbers start again in a
+   * new history, so a report is taken only in the history it names: one of another history
+   * waits here until this node follows that history too, and is dropped otherwise.
+   */
+  setHistory(history: string): void {
+    if (history === this.history) return;
+    this.history = history;
+    const waiting = this.foreign;
+    this.foreign = [];
+    for (const f of waiting) if (f.msg.history === history) this.receive(f.from, f.msg);
+  }
 
   /** This node's (new) incarnation: before its first round, and after a reset. */
   begin(incarnation: number): void {
@@ -439,6 +456,9 @@ export class DlmState {
 
   private onOwnerMessage(from: Member, msg: Extract<Message, { t: 'req' | 'rel' | 'cancel' }>): void {
     if (this.masterOf(msg.resource) !== this.self) return; // not ours this round: the owner reports it to the right master
+    // Only a member of this round may hold locks here. A message held from before a reset (this
+    // node evicted) can name a round of another history, and its sender is not a member of ours.
+    if (!this.members.some((m) => m.node === from.node && m.incarnation === from.incarnation)) return;
     let res = this.resources.get(msg.resource);
     const lock = res?.find(from.node, from.incarnation, msg.id);
     let out: ResourceOutput[] = [];
@@ -531,15 +551,25 @@ export class DlmState {
           locks: part.locks.slice(i * chunk, (i + 1) * chunk),
           records: part.records.slice(i * chunk, (i + 1) * chunk),
           last: i === n - 1,
+          ...(this.history !== undefined ? { history: this.history } : {}),
         });
       }
     }
   }
 
   private onReport(from: Member, msg: Extract<Message, { t: 'report' }>): void {
+    if (msg.history !== undefined && this.history !== undefined && msg.history !== this.history) {
+      if (this.foreign.length >= WIRE_LIMITS.maxMembers) this.foreign.shift();
+      this.foreign.push({ from, msg });
+      return;
+    }
     if (msg.round < this.round) return;
     if (msg.round > this.round) {
-      // A peer is ahead: adopt its round (every node computes the same members for it).
+      // A peer is ahead: adopt its round (every node computes the same members for it), if
+      // it names this incarnation. One that does not is from another history (a cluster that
+      // re-formed numbers its rounds from 1 again) or a round that dropped us: only our own
+      // node's transitions tell us we are out.
+      if (!msg.members.some(([node, incarnation]) => node === this.self && incarnation === this.incarnation)) return;
       this.membership(
         msg.round,
         msg.members.map(([node, incarnation]) => ({ node, incarnation })),

@@ -22,6 +22,26 @@ export function historyIdOf(first: Transition): string {
   return `${first.node}.${first.incarnation}.${first.time}`;
 }
 
+/**
+ * Orders two history names (`ClusterNode.historyId`): by the founder's
+ * wall-clock time at founding, then founder node number, then incarnation;
+ * 0 for the same history. A history founded after another one ended
+ * compares higher as long as the founders' wall clocks are not further
+ * apart than the gap between the two foundings (a clock set back breaks
+ * this; equality never depends on clocks). A name that is not one of ours
+ * is a TypeError.
+ */
+export function compareHistoryIds(a: string, b: string): number {
+  const [x, y] = [parseHistoryId(a), parseHistoryId(b)];
+  return x.time - y.time || x.node - y.node || x.incarnation - y.incarnation;
+}
+
+function parseHistoryId(id: string): { node: number; incarnation: number; time: number } {
+  const m = /^(\d+)\.(\d+)\.(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/i.exec(id);
+  if (!m) throw new TypeError(`not a history id: ${JSON.stringify(id)}`);
+  return { node: Number(m[1]), incarnation: Number(m[2]), time: Number(m[3]) };
+}
+
 export class History {
   private readonly items: Transition[] = [];
   private historyId: string | null = null;
