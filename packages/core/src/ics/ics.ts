@@ -564,8 +564,6 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   /** What calls and served messages see of this endpoint. */
   private readonly door: EndpointDoor;
   private readonly decodeLimits: ReturnType<typeof resolveDecodeLimits>;
-  /** Where the decoder lists the BulkRefs of the frame it decodes; handed over (and replaced) when not empty. */
-  private decodedRefs: BulkRef[] = [];
   /**
    * Write backlog past which a link's messages are held: linkBacklogHighWater,
    * but never below the link's own high-water mark, so that a link holding
@@ -903,7 +901,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       },
     });
     if (bytes.byteLength > this.opts.maxMessageSize) throw new MessageTooLargeError(bytes.byteLength, this.opts.maxMessageSize);
-    const copy = decodeFrame(bytes.slice()) as F;
+    const copy = decodeFrame(bytes.slice()).frame as F;
     if (taken.length > 0) copy.body = substituteBulk(copy.body, (ref) => Buffer.from(taken[ref.stream]!));
     return { frame: copy, size: size + bytes.byteLength };
   }
@@ -1753,21 +1751,17 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       return;
     }
     let frame: IcsFrame;
+    let bulkRefs: readonly BulkRef[];
     try {
-      frame = decodeFrame(bytes, this.decodeLimits, this.decodedRefs);
+      ({ frame, bulkRefs } = decodeFrame(bytes, this.decodeLimits));
     } catch (err) {
-      this.decodedRefs = [];
       this.drop(peer, `undecodable frame: ${(err as Error).message}`);
       this.log.warn({ node: peer.nodeNum, err: (err as Error).message }, 'closing a link that sent an undecodable frame');
       link.destroy(err instanceof ClusterInfraError ? err : undefined);
       return;
     }
     // Out-of-line references the decoder found (nearly always none).
-    let refs: BulkRef[] | undefined;
-    if (this.decodedRefs.length > 0) {
-      refs = this.decodedRefs;
-      this.decodedRefs = [];
-    }
+    const refs = bulkRefs.length > 0 ? bulkRefs : undefined;
     this.counters.messagesReceived++;
     if (frame.type === FrameType.Request || frame.type === FrameType.OneWay) {
       // At most once per (sender incarnation, id), even when the network
@@ -1796,7 +1790,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private onRefused(peer: Peer, link: Link, bytes: Uint8Array): void {
     let frame: IcsFrame;
     try {
-      frame = decodeFrame(bytes);
+      frame = decodeFrame(bytes).frame;
     } catch (err) {
       link.destroy(err instanceof ClusterInfraError ? err : undefined);
       return;
@@ -1961,7 +1955,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    * receive budgets, and dispatch it once they are complete. Duplicates
    * were dropped before, so a duplicated envelope never claims streams.
    */
-  private awaitBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number, refs: BulkRef[]): void {
+  private awaitBulk(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame | ResponseFrame, size: number, refs: readonly BulkRef[]): void {
     if (frame.type !== FrameType.Response) {
       // Nobody to deliver it to: refused before a byte of its values is held.
       const found = this.handlerOf(frame);
