@@ -385,6 +385,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       bulkBytesPending: this.#bulkBudget.used,
       bulkStreamsPending: bulkStreams,
       peers: this.#peers.size,
+      receivedBytesHeld: this.#serving.heldBytes,
     };
   }
 

@@ -181,6 +181,7 @@ export class Links {
   }
 
   private detach(peer: Peer, link: Link, info: LinkCloseInfo): void {
+    this.serving.dropHeld(peer, link);
     peer.links.delete(link);
     peer.linkState.delete(link);
     this.env.emit('link', { node: peer.nodeNum, incarnation: link.remote.incarnation, state: 'down', reason: info.reason });

@@ -11,6 +11,7 @@ import type { Link } from '../contracts/transport.js';
 import { CancelledError, type ClusterInfraError, DeadlineExceededError, MessageTooLargeError, NotFoundError, ResourceExhaustedError } from '../errors/index.js';
 import type { OutStream } from './bulk.js';
 import { handlerContext, type HandlerContextStore } from './context.js';
+import { BuiltinChannel } from './options.js';
 import type { Flow } from './flow.js';
 import type { Peer, PeerTable } from './peer.js';
 import type { PoolItem } from './pool.js';
@@ -54,6 +55,8 @@ export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
   finished = false;
   /** Set for a call this node made to itself: answered directly instead of on a link. */
   local: LocalCaller | undefined = undefined;
+  /** Bytes it holds of the node-wide receive budget, given back when it finishes. */
+  charged = 0;
   private controller: AbortController | undefined;
   private reason: unknown = undefined;
   private isAborted = false;
@@ -170,6 +173,9 @@ export class Serving implements IncomingOwner {
    * messages has asked for a drain and will say when it is below again.
    */
   private readonly holdAbove: number;
+  /** Bytes of messages from peers held now, admitted and not finished (all peers): at most receiveBudgetTotal. */
+  heldBytes = 0;
+  private readonly heldMax: number;
 
   constructor(
     private readonly env: Env,
@@ -180,6 +186,12 @@ export class Serving implements IncomingOwner {
     this.clock = env.clock;
     this.incarnation = env.incarnation;
     this.holdAbove = Math.max(env.opts.linkBacklogHighWater, env.opts.linkHighWaterMark);
+    this.heldMax = env.opts.receiveBudgetTotal;
+  }
+
+  /** What a message from a peer is charged against receiveBudgetTotal: its size; nothing for membership traffic. */
+  private chargeOf(frame: RequestFrame | OneWayFrame, size: number): number {
+    return frame.channel === BuiltinChannel.clms || frame.channel === BuiltinChannel.clmsProbe ? 0 : size;
   }
 
   /** Whether `ctx` is the context of a handler this endpoint runs (its calls are raised to priority). */
@@ -195,9 +207,17 @@ export class Serving implements IncomingOwner {
    * the link is not read at all until the backlog drains.
    */
   admit(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): void {
+    // Every peer within its own bounds, yet all of them together past the node's (a lone message always fits).
+    const charge = this.chargeOf(frame, size);
+    if (charge > 0 && this.heldBytes > 0 && this.heldBytes + charge > this.heldMax) {
+      const why = `node ${this.env.nodeNum} holds ${this.heldBytes} bytes of messages from its peers: ${size} more would pass receiveBudgetTotal (${this.heldMax})`;
+      this.refuse(peer, link, frame, size, new ResourceExhaustedError(why));
+      return;
+    }
+    this.heldBytes += charge;
     const ls = peer.linkState.get(link);
     if (!ls || (ls.held.length === 0 && link.bufferedBytes <= this.holdAbove)) {
-      this.serve(peer, link, frame, size);
+      this.serve(peer, link, frame, size, charge);
       return;
     }
     ls.held.push({ frame, size });
@@ -216,10 +236,12 @@ export class Serving implements IncomingOwner {
     while (ls.held.length > 0 && link.state === 'open' && link.bufferedBytes <= this.holdAbove) {
       const { frame, size } = ls.held.shift()!;
       if (frame.priority) ls.heldPriorityBytes -= size;
+      const charge = this.chargeOf(frame, size);
       if (frame.type === FrameType.Request && !frame.priority && !ls.unanswered.has(frame.id)) {
         // Cancelled while held: answered without running.
+        this.heldBytes -= charge;
         this.reply(peer, link, frame.id, errorToWire(new CancelledError('cancelled before it was served')));
-      } else this.serve(peer, link, frame, size);
+      } else this.serve(peer, link, frame, size, charge);
     }
     if (ls.paused && ls.heldPriorityBytes <= this.holdAbove && link.state === 'open') {
       ls.paused = false;
@@ -227,10 +249,18 @@ export class Serving implements IncomingOwner {
     }
   }
 
-  /** Serve a Request or OneWay (checked for duplicates and charged already). */
-  private serve(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): void {
-    const err = this.submit(peer, link, frame, size);
-    if (err) this.refuse(peer, link, frame, size, err);
+  /** The link closed: what it held unserved is let go (its callers learn of the loss on their side). */
+  dropHeld(peer: Peer, link: Link): void {
+    const ls = peer.linkState.get(link);
+    if (ls) for (const { frame, size } of ls.held.splice(0)) this.heldBytes -= this.chargeOf(frame, size);
+  }
+
+  /** Serve a Request or OneWay (checked for duplicates and charged already, `charge` bytes of the node's budget). */
+  private serve(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number, charge: number): void {
+    const err = this.submit(peer, link, frame, size, undefined, charge);
+    if (!err) return;
+    this.heldBytes -= charge;
+    this.refuse(peer, link, frame, size, err);
   }
 
   /** A message that will not be served: answer it (requests) or drop it and return its credit (one-way). */
@@ -245,11 +275,12 @@ export class Serving implements IncomingOwner {
    * it itself, `local` is the call when it is one). Returns the error when
    * there is no such handler or the pool refuses it; the caller answers.
    */
-  submit(peer: Peer, link: Link | undefined, frame: RequestFrame | OneWayFrame, size: number, local?: LocalCaller): ClusterInfraError | undefined {
+  submit(peer: Peer, link: Link | undefined, frame: RequestFrame | OneWayFrame, size: number, local?: LocalCaller, charge = 0): ClusterInfraError | undefined {
     const found = this.registry.handlerOf(frame);
     if (found instanceof NotFoundError) return found;
     const { svc, handler } = found;
     const inc = new Incoming(this, peer, link, frame, size, handler, svc.name);
+    inc.charged = charge;
     if (local) {
       inc.local = local;
       local.served = inc;
@@ -263,6 +294,7 @@ export class Serving implements IncomingOwner {
   /** A served message is done: answer it (requests) or return its credit (one-way). */
   finish(inc: Incoming, outcome: unknown, ok: boolean): void {
     if (inc.finished) return;
+    this.heldBytes -= inc.charged;
     const { peer, link, frame } = inc;
     if (peer.serving.get(frame.id) === inc) peer.serving.delete(frame.id);
     if (!peer.link) this.peers.forgetIfIdle(peer);

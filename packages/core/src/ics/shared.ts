@@ -12,7 +12,7 @@ import type { ResolvedIcsOptions } from './options.js';
 import type { IcsEvents, IcsStats } from './types.js';
 
 /** The endpoint's counters, in one place (`stats()` reports them beside its gauges). */
-export type Counters = Omit<IcsStats, 'pendingCalls' | 'queuedMessages' | 'bulkBytesPending' | 'bulkStreamsPending' | 'peers'>;
+export type Counters = Omit<IcsStats, 'pendingCalls' | 'queuedMessages' | 'bulkBytesPending' | 'bulkStreamsPending' | 'peers' | 'receivedBytesHeld'>;
 
 export function newCounters(): Counters {
   return {
