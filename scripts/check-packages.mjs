@@ -14,7 +14,10 @@
 //   every exported function, called once from each build
 //   (scripts/call-exports.mjs), behaves the same in both; typedoc.json lists
 //   its source (`.` → src/index.ts, `./x` → src/x.ts or src/x/index.ts), so
-//   the API reference covers it.
+//   the API reference covers it;
+// - declarations (packages in STRIP_INTERNAL, built with stripInternal): no
+//   emitted .d.ts/.d.cts mentions `@internal`, and they compile on their own
+//   (so nothing stripped was still needed by a public type).
 //
 //   node scripts/check-packages.mjs [package names]   (default: every one)
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -70,6 +73,22 @@ function checkTarball(pkg, packed) {
   const emptyMeta = [...packed.files].filter((f) => f.endsWith('.cjs') || (f.endsWith('.js') && pkg.type !== 'module'));
   const offenders = emptyMeta.filter((f) => /\bimport\.meta\b|\bimport_meta\s*=\s*\{\s*\}/.test(readFileSync(join(packed.dir, f), 'utf8')));
   if (offenders.length > 0) throw new Error(`import.meta is empty in CommonJS, used in ${offenders.join(', ')} (tsup: shims: true, or avoid it)`);
+}
+
+// ------------------------------------------------------------------ declarations
+
+/** Packages whose published types must hold nothing marked @internal (their tsup dts sets stripInternal). */
+const STRIP_INTERNAL = new Set(['@clusterinfra/core']);
+
+function checkNoInternal(pkgDir, packed) {
+  const decls = [...packed.files].filter((f) => /\.d\.c?ts$/.test(f));
+  if (decls.length === 0) throw new Error('the tarball has no .d.ts files');
+  const leaks = decls.filter((f) => /@internal\b/.test(readFileSync(join(packed.dir, f), 'utf8')));
+  if (leaks.length > 0) throw new Error(`@internal members in the published types: ${leaks.join(', ')} (tsup: dts.compilerOptions.stripInternal)`);
+  // The same files in the workspace's dist/ (where their dependencies resolve), compiled alone: a public type that needs something stripped fails here.
+  const args = ['--noEmit', '--strict', '--skipLibCheck', 'false', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node'];
+  run(bin('tsc'), [...args, ...decls.map((f) => join(pkgDir, f))]);
+  console.log(`types: ${decls.length} declaration files, nothing @internal, they compile on their own`);
 }
 
 // ------------------------------------------------------------------ entry points
@@ -132,6 +151,7 @@ for (const dir of workspaces()) {
     packed = pack(pkgDir);
     run(bin('attw'), [packed.tarball, '--profile', 'node16', '--format', 'table-flipped']);
     checkTarball(pkg, packed);
+    if (STRIP_INTERNAL.has(pkg.name)) checkNoInternal(pkgDir, packed);
     await checkEntries(dir, pkg);
   } catch (err) {
     failures++;

@@ -3,7 +3,8 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: { index: "src/index.ts", testing: "src/testing/index.ts" },
   format: ['esm', 'cjs'],
-  dts: true,
+  // Nothing marked @internal reaches the published types (scripts/check-packages.mjs checks it).
+  dts: { compilerOptions: { stripInternal: true } },
   sourcemap: true,
   clean: true,
   target: 'node20',

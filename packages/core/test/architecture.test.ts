@@ -6,6 +6,8 @@
  *   no node:* module and no package but zod, neither directly nor through
  *   what it imports; it has no `async`, `await` or `Promise`, no timers, no
  *   clock and no randomness of its own (time and chance come in as inputs).
+ * - The parts of an ICS endpoint (ICS_PARTS) import only the parts below
+ *   them.
  * - Dependencies point one way: the driver (clms/node.ts today, clms/driver/
  *   later) uses the protocol, never the reverse; keyservice/ uses CLMS only
  *   through its public surface, clms/index.ts.
@@ -38,6 +40,14 @@ const IMPURE_NAMES = new Set(['Promise', 'PromiseLike', 'setTimeout', 'setInterv
  * moves to keyservice/ with issue 14 step 3, and this list becomes empty.
  */
 const TRANSITIONAL = new Set(['clms/keyservices.ts -> keyservice/index.ts']);
+/**
+ * The parts of an ICS endpoint, lowest first (ics/ics.ts, the endpoint,
+ * wires them): a part imports only parts before it, so none can reach the
+ * endpoint or a part above it except through the hooks it is given.
+ */
+const ICS_PARTS = ['ics/shared.ts', 'ics/registry.ts', 'ics/peer.ts', 'ics/flow.ts', 'ics/serving.ts', 'ics/links.ts', 'ics/calls.ts', 'ics/receive.ts', 'ics/teardown.ts', 'ics/ics.ts'];
+/** Type-only references up the order that are allowed: a peer's tables hold the entries the call table and serving own. */
+const ICS_TYPE_BACKREFS = new Set(['ics/peer.ts -> ics/calls.ts', 'ics/peer.ts -> ics/serving.ts']);
 
 interface Import {
   target: string;
@@ -120,6 +130,10 @@ export function findViolations(files: ReadonlyMap<string, string>): string[] {
       }
       if (f.startsWith('keyservice/') && target.startsWith('clms/') && target !== 'clms/index.ts') out.push(`${f}: imports ${target} (key services use CLMS through clms/index.ts only)`);
       if (f.startsWith('clms/') && target.startsWith('keyservice/') && !TRANSITIONAL.has(`${f} -> ${target}`)) out.push(`${f}: imports ${target} (CLMS does not depend on key services)`);
+      const part = ICS_PARTS.indexOf(f);
+      if (part >= 0 && ICS_PARTS.indexOf(target) >= part && !(typeOnly && ICS_TYPE_BACKREFS.has(`${f} -> ${target}`))) {
+        out.push(`${f}: imports ${target} (an ICS part uses only the parts below it)`);
+      }
     }
     if (isPure(f)) for (const i of impurities(sf)) out.push(`${f}: ${i} (a protocol file is synchronous and takes time and chance as inputs)`);
   }
@@ -172,6 +186,9 @@ describe('architecture: import directions', () => {
       ['keyservice/placement.ts', "import type { MemberInfo } from '../clms/index.js';\nimport { History } from '../clms/protocol/history.js';\nexport const place = (m: MemberInfo[]): number => m.length;\n"],
       ['clock/index.ts', 'export const clock = 1;\n'],
       ['ics/ics.ts', 'export interface Ics {}\n'],
+      ['ics/flow.ts', "import { CallTable } from './calls.js';\nimport type { Peer } from './peer.js';\n"],
+      ['ics/peer.ts', "import type { Pending } from './calls.js';\nimport { Links } from './links.js';\n"],
+      ['ics/calls.ts', "import type { Ics } from './ics.js';\n"],
     ]);
     expect(findViolations(tree)).toEqual([
       'clms/node.ts: imports keyservice/placement.ts (CLMS does not depend on key services)',
@@ -188,6 +205,9 @@ describe('architecture: import directions', () => {
       'clms/protocol/waits.ts: async (line 1) (a protocol file is synchronous and takes time and chance as inputs)',
       'clms/protocol/waits.ts: await (line 2) (a protocol file is synchronous and takes time and chance as inputs)',
       'clms/protocol/waits.ts: setTimeout (line 4) (a protocol file is synchronous and takes time and chance as inputs)',
+      'ics/calls.ts: imports ics/ics.ts (an ICS part uses only the parts below it)',
+      'ics/flow.ts: imports ics/calls.ts (an ICS part uses only the parts below it)',
+      'ics/peer.ts: imports ics/links.ts (an ICS part uses only the parts below it)',
       'keyservice/placement.ts: imports clms/protocol/history.ts (key services use CLMS through clms/index.ts only)',
     ]);
   });

@@ -685,8 +685,8 @@ export class World {
     for (const [n, p] of minPending) {
       if (p > 0) {
         if (process.env.SIM_LOG) {
-          const ics = [...this.liveNodes()].find((x) => x.nodeNum === n)!.currentCommunication as unknown as { peers: Map<number, { incarnation?: number; pending: Map<number, { method: string; service: number; sent: boolean; startedAt: number; settled: boolean; timer?: unknown }> }> };
-          for (const [pn, peer] of ics.peers) for (const [id, c] of peer.pending) process.stderr.write(`PENDING n${n}->n${pn}/${peer.incarnation} id ${id} ${c.service} ${c.method} sent=${c.sent} settled=${c.settled} started ${c.startedAt}\n`);
+          const ics = [...this.liveNodes()].find((x) => x.nodeNum === n)!.currentCommunication as unknown as { peers?: Map<number, { incarnation?: number; pending: Map<number, { method: string; service: number; sent: boolean; startedAt: number; settled: boolean; timer?: unknown }> }> };
+          for (const [pn, peer] of ics.peers ?? []) for (const [id, c] of peer.pending) process.stderr.write(`PENDING n${n}->n${pn}/${peer.incarnation} id ${id} ${c.service} ${c.method} sent=${c.sent} settled=${c.settled} started ${c.startedAt}\n`);
         }
         this.checker.fail('R7', `node ${n} keeps ${p} pending call(s) at quiescence`);
         return;

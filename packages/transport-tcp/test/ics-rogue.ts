@@ -50,7 +50,7 @@ export async function tcpRogue(address: string, nodeNum: number): Promise<TcpRog
       const frames: IcsFrame[] = [];
       void (async () => {
         for (let f = await reader.next(); f !== undefined; f = await reader.next()) {
-          if (f.kind === 'data') frames.push(decodeFrame(f.data));
+          if (f.kind === 'data') frames.push(decodeFrame(f.data).frame);
         }
       })();
       return frames;

@@ -76,6 +76,8 @@ export const DEFAULTS = {
   linkBacklogMax: 64 * 1024 * 1024,
   /** Bytes of out-of-line values a node holds for all peers together. */
   bulkReceiveBudgetTotal: 256 * 1024 * 1024,
+  /** Bytes of messages from all peers held for serving at once (queued, held or running). */
+  receiveBudgetTotal: 64 * 1024 * 1024,
   /** What an out-of-line value is charged at least, however short (a stream costs memory beyond its bytes). */
   bulkStreamCost: 4096,
   /** Out-of-line values in one message; a frame with more is a protocol violation. */
@@ -159,6 +161,7 @@ export const icsOptionsSchema = z.strictObject({
   linkBacklogMax: z.number().int().min(1).max(2 ** 40).default(DEFAULTS.linkBacklogMax),
   bulkReceiveBudgetTotal: z.number().int().min(0).max(2 ** 40).default(DEFAULTS.bulkReceiveBudgetTotal),
   bulkStreamCost: z.number().int().min(1).max(2 ** 30).default(DEFAULTS.bulkStreamCost),
+  receiveBudgetTotal: z.number().int().min(64 * 1024).max(2 ** 40).default(DEFAULTS.receiveBudgetTotal),
   maxBulkRefsPerMessage: z.number().int().min(1).max(1_000_000).default(DEFAULTS.maxBulkRefsPerMessage),
   maxBulkStreamsPerPeer: z.number().int().min(1).max(10_000_000).default(DEFAULTS.maxBulkStreamsPerPeer),
 });
@@ -216,6 +219,16 @@ export interface IcsOptions {
   bulkReceiveBudget?: number;
   /** Out-of-line bytes held for all peers together; past it values are refused with RESOURCE_EXHAUSTED. @default 256 MiB */
   bulkReceiveBudgetTotal?: number;
+  /**
+   * Bytes of requests and one-way messages from all peers held at once, from
+   * admission until their handler finished (waiting in a pool, held behind a
+   * write backlog, or running); past it a message is refused with
+   * RESOURCE_EXHAUSTED (a counted drop for one-way messages). Membership
+   * channels (`clms`, `clms-probe`) are not charged. A lone message larger
+   * than the budget is still admitted when nothing else is held.
+   * @default 64 MiB
+   */
+  receiveBudgetTotal?: number;
   /** Bytes every out-of-line value is charged at least, however short. @default 4096 */
   bulkStreamCost?: number;
   /** Out-of-line values one message may carry; the receiver closes a link whose frame carries more. @default 1024 */

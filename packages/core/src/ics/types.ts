@@ -142,6 +142,8 @@ export interface IcsStats {
   peers: number;
   /** One-way messages accepted by `trySend` and dropped before they reached a link (each one also logged). */
   oneWayDropped: number;
+  /** Bytes of messages from peers held for serving now (queued, held or running), all peers; bounded by `receiveBudgetTotal`. */
+  receivedBytesHeld: number;
   /** Links closed because the peer broke the protocol: more than the window granted, or a write backlog past `linkMaxBacklog`. */
   linksClosedForViolation: number;
 }

@@ -31,7 +31,7 @@ export async function rogue(network: MemoryNetwork, target: Ics, nodeNum: number
   });
   const link = await transport.connect(target.address!);
   const frames: IcsFrame[] = [];
-  link.on('frame', (b) => frames.push(decodeFrame(b)));
+  link.on('frame', (b) => frames.push(decodeFrame(b).frame));
   link.resume();
   const send = (frame: IcsFrame): boolean => link.send(encodeFrame(frame).slice());
   return {

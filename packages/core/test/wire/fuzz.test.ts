@@ -12,12 +12,12 @@ import { anyFrame, FUZZ_RUNS, FUZZ_TIMEOUT, plain, sameData, sameFrame } from '.
 function typedErrorOrValidFrame(bytes: Uint8Array): void {
   let frame;
   try {
-    frame = decodeFrame(bytes);
+    frame = decodeFrame(bytes).frame;
   } catch (e) {
     if (e instanceof IcsDecodeError) return;
     throw e;
   }
-  sameFrame(decodeFrame(Uint8Array.from(encodeFrame(frame))), frame);
+  sameFrame(decodeFrame(Uint8Array.from(encodeFrame(frame))).frame, frame);
 }
 
 function typedErrorOrValidBody(bytes: Uint8Array): void {

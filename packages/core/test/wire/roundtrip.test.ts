@@ -48,7 +48,7 @@ describe('ICS frames round-trip', () => {
         fc.property(arb, (frame) => {
           const bytes = encodeFrame(frame);
           expect(bytes[0]).toBe(frame.type);
-          sameFrame(decodeFrame(bytes), frame);
+          sameFrame(decodeFrame(bytes).frame, frame);
         }),
         { numRuns: PER_TYPE_RUNS },
       );
@@ -59,7 +59,7 @@ describe('ICS frames round-trip', () => {
     fc.assert(
       fc.property(anyFrame, (frame) => {
         const copy = Uint8Array.from(encodeFrame(frame));
-        sameFrame(decodeFrame(copy), frame);
+        sameFrame(decodeFrame(copy).frame, frame);
       }),
       { numRuns: FUZZ_RUNS },
     );
@@ -102,7 +102,7 @@ describe('ICS frames round-trip', () => {
     const input = Uint8Array.from(
       encodeFrame({ type: FrameType.BulkChunk, stream: 1, offset: 0, last: true, data: Uint8Array.of(1, 2, 3) }),
     );
-    const f = decodeFrame(input);
+    const f = decodeFrame(input).frame;
     if (f.type !== FrameType.BulkChunk) throw new Error('wrong type');
     expect(f.data.buffer).toBe(input.buffer);
     expect(f.data.byteOffset).toBe(16);
@@ -177,16 +177,16 @@ describe('ICS frame layouts (golden bytes, as in docs/protocol.md)', () => {
 });
 
 describe('decodeFrame lists the out-of-line references it built', () => {
-  it('appends each BulkRef of the body to bulkRefs, the same instances the body holds', () => {
+  it('returns each BulkRef of the body in bulkRefs, the same instances the body holds', () => {
     const body = { a: new BulkRef(7, 100), list: [1, new BulkRef(8, 0), { deep: new BulkRef(9, 2 ** 40) }] };
     const bytes = encodeFrame({ type: FrameType.OneWay, id: 1, channel: 16, service: 16 << 16, method: 'm', priority: false, body }).slice();
-    const refs: BulkRef[] = [];
-    const frame = decodeFrame(bytes, undefined, refs) as { body: typeof body };
-    expect(refs.map((r) => [r.stream, r.length]).sort()).toEqual([[7, 100], [8, 0], [9, 2 ** 40]].sort());
-    expect(refs).toContain(frame.body.a);
-    expect(refs).toContain(frame.body.list[1]);
-    const none: BulkRef[] = [];
-    decodeFrame(encodeFrame({ type: FrameType.OneWay, id: 2, channel: 16, service: 16 << 16, method: 'm', priority: false, body: [1, 2] }).slice(), undefined, none);
-    expect(none).toEqual([]);
+    const { frame, bulkRefs } = decodeFrame(bytes) as { frame: { body: typeof body }; bulkRefs: readonly BulkRef[] };
+    expect(bulkRefs.map((r) => [r.stream, r.length]).sort()).toEqual([[7, 100], [8, 0], [9, 2 ** 40]].sort());
+    expect(bulkRefs).toContain(frame.body.a);
+    expect(bulkRefs).toContain(frame.body.list[1]);
+    const none = decodeFrame(encodeFrame({ type: FrameType.OneWay, id: 2, channel: 16, service: 16 << 16, method: 'm', priority: false, body: [1, 2] }).slice());
+    expect(none.bulkRefs).toEqual([]);
+    // Each call has its own list: the first one's is untouched by the second.
+    expect(bulkRefs).toHaveLength(3);
   });
 });

@@ -345,14 +345,27 @@ function readId(b: Uint8Array, p: number): number {
   return id;
 }
 
+/** A decoded frame and the out-of-line references its body holds. */
+export interface DecodedFrame {
+  readonly frame: IcsFrame;
+  /** The body's BulkRefs in the order they were built (found while decoding: nobody walks the body again for them); empty for most frames. */
+  readonly bulkRefs: readonly BulkRef[];
+}
+
+const NO_REFS: readonly BulkRef[] = Object.freeze([]);
+
 /**
  * Decodes one frame from untrusted bytes (exactly one frame: the transport
  * already cut it out). Throws only IcsDecodeError; `limits` apply to the
- * body and default to DEFAULT_DECODE_LIMITS. The body's out-of-line
- * references are appended to `bulkRefs` when given (found while the body is
- * built: nobody walks it again to look for them).
+ * body and default to DEFAULT_DECODE_LIMITS.
  */
-export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>, bulkRefs?: BulkRef[]): IcsFrame {
+export function decodeFrame(bytes: Uint8Array, limits?: Partial<DecodeLimits>): DecodedFrame {
+  const found: BulkRef[] = [];
+  const frame = readFrame(bytes, limits, found);
+  return { frame, bulkRefs: found.length === 0 ? NO_REFS : found };
+}
+
+function readFrame(bytes: Uint8Array, limits: Partial<DecodeLimits> | undefined, bulkRefs: BulkRef[]): IcsFrame {
   const b = bytes;
   if (b.length < 2) throw new IcsDecodeError('truncated', b.length, 'frame shorter than its type and flags');
   switch (b[0]) {

@@ -25,5 +25,5 @@ export {
 } from './types.js';
 export { DEFAULT_DECODE_LIMITS, MAX_DEPTH_LIMIT, MAX_METHOD_BYTES } from './constants.js';
 export { decodeBody, encodeBody, resolveDecodeLimits, type EncodeOptions } from './codec.js';
-export { decodeFrame, encodeBulkChunkHeader, encodeFrame, FRAME_HEADER_BYTES } from './frame.js';
+export { decodeFrame, type DecodedFrame, encodeBulkChunkHeader, encodeFrame, FRAME_HEADER_BYTES } from './frame.js';
 export { IcsDecodeError, IcsEncodeError, type IcsDecodeReason } from './errors.js';
