@@ -72,6 +72,7 @@ import type {
   IcsStats,
   MulticastOptions,
   MulticastResult,
+  RefusedReasonName,
   RegisteredService,
   RequestHandle,
   ServiceAddress,
@@ -88,6 +89,13 @@ export function serviceId(channel: number, subservice: number): number {
 }
 /** Refused connections of one kind are logged at most this often (a misconfigured peer retries many times a second). */
 const REJECTED_LOG_EVERY_MS = 10_000;
+
+/** The `refused` event's name for each RefusedReason on the wire. */
+const REFUSED_NAMES: Record<RefusedReasonCode, RefusedReasonName> = {
+  [RefusedReason.IncarnationDown]: 'incarnation-down',
+  [RefusedReason.NewerIncarnation]: 'newer-incarnation',
+  [RefusedReason.NodeNumberInUse]: 'node-number-in-use',
+};
 export const channelOf = (service: number): number => service >>> 16;
 export const subserviceOf = (service: number): number => service & 0xffff;
 
@@ -550,6 +558,10 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
   private nextId = 1;
   /** The incarnation gate of peers forgotten while idle (bounded, oldest out first). */
   private readonly forgotten = new Map<number, { incarnation: number | undefined; down: number[] }>();
+  /** Questions to `admitIncarnation` under way, by node (one at a time per node). */
+  private readonly admissions = new Map<number, { incarnation: number; verdict: Promise<boolean> }>();
+  /** Inbound links held unread until `admitIncarnation` answers (closing destroys them). */
+  private readonly held = new Set<Link>();
   private readonly channels = new Map<string, ChannelInfo>();
   private readonly channelsByNumber = new Map<number, ChannelInfo>();
   private readonly services = new Map<number, ServiceEntry>();
@@ -1121,6 +1133,8 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.state = 'closing';
     // A start under way finishes first (and, seeing us closing, lets go of what it bound).
     await this.starting?.catch(() => undefined);
+    for (const link of this.held) link.destroy();
+    this.held.clear();
     await this.listener?.close();
     const teardowns: Promise<void>[] = [];
     for (const peer of this.peers.values()) {
@@ -1328,8 +1342,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     }
   }
 
-  /** A link came up (either direction). */
-  private attach(link: Link): void {
+  /**
+   * A link came up (either direction). `admitted`: `admitIncarnation`
+   * already said yes to its incarnation.
+   */
+  private attach(link: Link, admitted = false): void {
     if (this.state === 'closing' || this.state === 'closed') {
       link.destroy();
       return;
@@ -1342,12 +1359,18 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       this.refuse(link, RefusedReason.IncarnationDown);
       return;
     }
+    if (peer.incarnation !== undefined && inc < peer.incarnation) {
+      this.log.info({ node, incarnation: inc }, 'refusing a link from an older incarnation');
+      this.refuse(link, RefusedReason.NewerIncarnation);
+      return;
+    }
+    // A node dialling in as an incarnation we do not talk to yet: the owner
+    // may know another one of that number that is still alive. (A link we
+    // dialled reached whatever now listens at the address: no question.)
+    if (!admitted && inc !== peer.incarnation && link.direction === 'inbound' && this.opts.admitIncarnation) {
+      if (!this.admitOrHold(link, node, inc, peer.incarnation)) return;
+    }
     if (peer.incarnation !== undefined && inc !== peer.incarnation) {
-      if (inc < peer.incarnation) {
-        this.log.info({ node, incarnation: inc }, 'refusing a link from an older incarnation');
-        this.refuse(link, RefusedReason.NewerIncarnation);
-        return;
-      }
       // A newer incarnation: the old one is certainly gone.
       const previous = peer.incarnation;
       this.emit('incarnation', { node, previous, current: inc });
@@ -1386,6 +1409,57 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.grantWindows(peer, link);
     this.emit('link', { node, incarnation: inc, state: 'up' });
     this.pump(peer);
+  }
+
+  /**
+   * Ask `admitIncarnation` about an inbound link from incarnation `inc` of
+   * `node`: true to attach it now. Refused, or held unread until the answer
+   * comes (one question per node at a time; links of the same incarnation
+   * meanwhile wait for the same answer, of another one are closed: the
+   * dialler tries again).
+   */
+  private admitOrHold(link: Link, node: number, inc: number, current: number | undefined): boolean {
+    const asked = this.admissions.get(node);
+    let verdict: boolean | Promise<boolean>;
+    if (asked) {
+      if (asked.incarnation !== inc) {
+        link.destroy();
+        return false;
+      }
+      verdict = asked.verdict;
+    } else {
+      try {
+        verdict = this.opts.admitIncarnation!({ node, incarnation: inc, current });
+      } catch {
+        verdict = true;
+      }
+    }
+    if (verdict === true) return true;
+    const refuse = (): void => {
+      this.log.warn({ node, incarnation: inc, current }, 'refusing a link: another incarnation of this node number is alive');
+      this.refuse(link, RefusedReason.NodeNumberInUse);
+    };
+    if (verdict === false) {
+      refuse();
+      return false;
+    }
+    if (!asked) {
+      const entry = { incarnation: inc, verdict: verdict.catch(() => true) };
+      this.admissions.set(node, entry);
+      void entry.verdict.then(() => {
+        if (this.admissions.get(node) === entry) this.admissions.delete(node);
+      });
+    }
+    // Held unread meanwhile: whatever becomes of it, it is attached, refused or destroyed
+    // (a paused link that closed on the other side would otherwise keep the transport open).
+    this.held.add(link);
+    void this.admissions.get(node)!.verdict.then((ok) => {
+      if (!this.held.delete(link)) return;
+      if (link.state !== 'open') link.destroy();
+      else if (ok) this.attach(link, true);
+      else refuse();
+    });
+    return false;
   }
 
   /**
@@ -1802,7 +1876,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       return;
     }
     if (frame.type !== FrameType.Refused) return;
-    const reason = frame.reason === RefusedReason.IncarnationDown ? 'incarnation-down' : 'newer-incarnation';
+    const reason = REFUSED_NAMES[frame.reason];
     this.log.warn({ node: peer.nodeNum, reason }, 'a node refused our link');
     this.emit('refused', { node: peer.nodeNum, incarnation: link.remote.incarnation, reason });
   }
