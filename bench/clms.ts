@@ -521,6 +521,11 @@ export async function starvationBench(runner: { file: string; execArgv: string[]
     await new Promise((r) => setTimeout(r, runMs));
     const downs = c.node(1).transitions.slice(from).filter((t) => t.value.kind === 'state' && t.value.to === 'GoingDown');
     const masters = [...c.nodes.values()].reduce((n: number, p) => n + p.masters.length, 0) - masters0;
+    // The evidence of each false down, from the deciding master's record (what each observer saw, how long it took).
+    const evidence = downs.map((d) => {
+      const r = [1, 2, 3].flatMap((n) => c.node(n).decisions).find((x) => x.value.kind === 'down' && x.value.node === d.value.node && x.value.term === d.value.term);
+      return r ? `${d.value.node}: observers ${JSON.stringify(r.value.observers ?? {})}, took ${r.value.tookMs ?? '?'} ms, timings ${JSON.stringify(r.value.timings ?? {})}` : `${d.value.node}: no record`;
+    });
     const master = c.node(1).master ?? 1;
     const victim = [1, 2, 3].find((n) => n !== master)!;
     const survivors = [1, 2, 3].filter((n) => n !== victim);
@@ -533,7 +538,7 @@ export async function starvationBench(runner: { file: string; execArgv: string[]
     } catch (err) {
       log(`  ${(err as Error).message}`);
     }
-    const note = `starvation (3 processes, local${localHealthMax === undefined ? '' : `, localHealthMax ${localHealthMax}`}, ${minutes} min, ${burners} busy-loop processes besides the machine's own load, loadavg ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end): false downs ${downs.length} (${downs.map((d) => `${d.value.node}: ${d.value.cause}`).join('; ') || 'none'}); master events seen ${masters}; SIGKILL of node ${victim} -> GoingDown at the last survivor ${detect === null ? 'not seen' : `${r1(detect)} ms`}`;
+    const note = `starvation (3 processes, local${localHealthMax === undefined ? '' : `, localHealthMax ${localHealthMax}`}, ${minutes} min, ${burners} busy-loop processes besides the machine's own load, loadavg ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end): false downs ${downs.length} (${downs.map((d) => `${d.value.node}: ${d.value.cause}`).join('; ') || 'none'}${evidence.length ? `; evidence: ${evidence.join('; ')}` : ''}); master events seen ${masters}; SIGKILL of node ${victim} -> GoingDown at the last survivor ${detect === null ? 'not seen' : `${r1(detect)} ms`}`;
     return { falseDowns: downs.length, masters, detect, note };
   } finally {
     for (const b of burning) b.kill('SIGKILL');
