@@ -31,6 +31,8 @@ export interface ClmsRow {
   value: number | null;
   baseline: number;
   ratio: number | null;
+  /** How it was measured when that matters for reading it (e.g. the machine's load). */
+  note?: string;
 }
 
 export interface ClmsResult {
@@ -193,6 +195,55 @@ async function killBench(runner: { file: string; execArgv: string[] }, size: num
     await c.close();
   }
   return f;
+}
+
+/**
+ * SIGKILL of the master (issue 16, fault 5): `reps` times kill the master
+ * and take the time until every survivor applied the old master's
+ * GoingDown (the new master has to be elected first), then restart it on
+ * its address. The notes give, per kill, the new master's decision record
+ * (its rule names the evidence: `link lost` when the survivors' links to
+ * the old master broke) and when the new master's `master` transition
+ * reached the last survivor.
+ */
+async function masterKillBench(runner: { file: string; execArgv: string[] }, size: number, preset: Preset, reps: number): Promise<{ downs: number[]; notes: string[] }> {
+  const downs: number[] = [];
+  const notes: string[] = [];
+  const c = await ProcCluster.start({ size, preset, runner, seeds: 'candidates', spare: 0, clusterName: `bench-mkill-${size}-${preset}` });
+  const all = Array.from({ length: size }, (_, i) => i + 1);
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
+  try {
+    await c.formed(all, 60_000);
+    await settle();
+    for (let i = 0; i < reps; i++) {
+      const old = c.node(1).master!;
+      const survivors = all.filter((n) => n !== old);
+      const incarnation = c.node(survivors[0]!).incarnationOf(old);
+      const oldTerm = c.node(old).masters.at(-1)?.value.term ?? 0;
+      const downOf = (n: number) => c.node(n).seen((t) => t.node === old && t.incarnation === incarnation && t.to === 'GoingDown');
+      const killedAt = c.kill(old);
+      try {
+        await c.until(() => survivors.every((n) => downOf(n) !== undefined), 15_000, `the killed master's GoingDown at every survivor`);
+      } catch (err) {
+        notes.push(`${size}p ${preset}: master ${old} killed: ${(err as Error).message.split('\n')[0]}`);
+        break;
+      }
+      const last = Math.max(...survivors.map((n) => downOf(n)!.at)) - killedAt;
+      downs.push(last);
+      const taken = survivors.map((n) => c.node(n).seen((t) => t.kind === 'master' && t.term > oldTerm && t.node !== old)?.at);
+      const elected = taken.every((t) => t !== undefined) ? r1(Math.max(...(taken as number[])) - killedAt) : 'not seen';
+      const record = survivors.flatMap((n) => c.node(n).decisions).find((d) => d.value.kind === 'down' && d.value.node === old && d.at >= killedAt);
+      notes.push(`${size}p ${preset}: master ${old} killed -> GoingDown at the last survivor ${r1(last)} ms (new master's transition everywhere ${elected} ms; record: ${record ? `"${record.value.rule}" by node ${survivors.find((n) => c.node(n).decisions.includes(record))}` : 'none'})`);
+      c.spawn(old);
+      await c.formed(all, 30_000);
+      await settle();
+    }
+  } catch (err) {
+    notes.push(`${size}p ${preset}: ${(err as Error).message.split('\n')[0]}`);
+  } finally {
+    await c.close();
+  }
+  return { downs, notes };
 }
 
 // ------------------------------------------------------------------ OS processes: key-service failover
@@ -446,7 +497,7 @@ async function framesPerTransition(size: number, cycles: number, wallLimitMs: nu
 // ------------------------------------------------------------------ the suite
 
 /** The parts of the suite, by id (`--clms=<id prefix>,...` runs those only). */
-export const CLMS_PARTS = ['kill-3p-lan', 'kill-3p-local', 'kill-16p-lan', 'kill-16p-local', 'keyservice-lan', 'keyservice-local', 'formation-32p', 'formation-256', 'frames-3', 'frames-16', 'frames-256', 'starvation'] as const;
+export const CLMS_PARTS = ['kill-3p-lan', 'kill-3p-local', 'kill-16p-lan', 'kill-16p-local', 'keyservice-lan', 'keyservice-local', 'formation-32p', 'formation-256', 'frames-3', 'frames-16', 'frames-256', 'starvation', 'master-kill-3p-lan', 'master-kill-16p-lan'] as const;
 
 /**
  * Starvation (issue 16, fault 6): 3 processes, `local`, for `minutes` while
@@ -470,6 +521,11 @@ export async function starvationBench(runner: { file: string; execArgv: string[]
     await new Promise((r) => setTimeout(r, runMs));
     const downs = c.node(1).transitions.slice(from).filter((t) => t.value.kind === 'state' && t.value.to === 'GoingDown');
     const masters = [...c.nodes.values()].reduce((n: number, p) => n + p.masters.length, 0) - masters0;
+    // The evidence of each false down, from the deciding master's record (what each observer saw, how long it took).
+    const evidence = downs.map((d) => {
+      const r = [1, 2, 3].flatMap((n) => c.node(n).decisions).find((x) => x.value.kind === 'down' && x.value.node === d.value.node && x.value.term === d.value.term);
+      return r ? `${d.value.node}: observers ${JSON.stringify(r.value.observers ?? {})}, took ${r.value.tookMs ?? '?'} ms, timings ${JSON.stringify(r.value.timings ?? {})}` : `${d.value.node}: no record`;
+    });
     const master = c.node(1).master ?? 1;
     const victim = [1, 2, 3].find((n) => n !== master)!;
     const survivors = [1, 2, 3].filter((n) => n !== victim);
@@ -482,7 +538,7 @@ export async function starvationBench(runner: { file: string; execArgv: string[]
     } catch (err) {
       log(`  ${(err as Error).message}`);
     }
-    const note = `starvation (3 processes, local${localHealthMax === undefined ? '' : `, localHealthMax ${localHealthMax}`}, ${minutes} min, ${burners} busy-loop processes besides the machine's own load, loadavg ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end): false downs ${downs.length} (${downs.map((d) => `${d.value.node}: ${d.value.cause}`).join('; ') || 'none'}); master events seen ${masters}; SIGKILL of node ${victim} -> GoingDown at the last survivor ${detect === null ? 'not seen' : `${r1(detect)} ms`}`;
+    const note = `starvation (3 processes, local${localHealthMax === undefined ? '' : `, localHealthMax ${localHealthMax}`}, ${minutes} min, ${burners} busy-loop processes besides the machine's own load, loadavg ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end): false downs ${downs.length} (${downs.map((d) => `${d.value.node}: ${d.value.cause}`).join('; ') || 'none'}${evidence.length ? `; evidence: ${evidence.join('; ')}` : ''}); master events seen ${masters}; SIGKILL of node ${victim} -> GoingDown at the last survivor ${detect === null ? 'not seen' : `${r1(detect)} ms`}`;
     return { falseDowns: downs.length, masters, detect, note };
   } finally {
     for (const b of burning) b.kill('SIGKILL');
@@ -520,6 +576,19 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
     notes.push(...f.failures);
     log(`  ${notes.at(-1 - f.failures.length)}`);
     for (const x of f.failures) log(`  FAILED ${x}`);
+  }
+
+  for (const [size, reps] of [
+    [3, 5],
+    [16, 4],
+  ] as const) {
+    if (!want(`master-kill-${size}p-lan`)) continue;
+    log(`clms: ${size} processes, lan: SIGKILL of the master x${reps} -> its GoingDown at every survivor`);
+    const mk = await masterKillBench(runner, size, 'lan', reps);
+    const load = `loadavg ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${availableParallelism()} cores`;
+    rows.push({ ...row(`sigkill-master-nodedown-all-${size}p-lan`, 'ms', mk.downs.length ? median(mk.downs) : null, presets.lan.failureTimeoutMs), note: `median of ${mk.downs.length} kills (ms: ${mk.downs.map(r1).join(', ')}), measured under load: ${load}` });
+    notes.push(`${size}p lan, SIGKILL of the master -> its GoingDown at the last survivor (ms): ${mk.downs.map(r1).join(', ')}; ${load}`, ...mk.notes);
+    for (const x of mk.notes) log(`  ${x}`);
   }
 
   for (const preset of ['lan', 'local'] as const) {

@@ -56,6 +56,7 @@ export {
   LeaveFailedError,
   AlreadyStartedError,
   NotAMemberError,
+  DuplicateNodeError,
   NotMasterError,
   NoQuorumError,
   NotJoinedError,

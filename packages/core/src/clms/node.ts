@@ -27,7 +27,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { AlreadyStartedError, ClusterInfraError, InvalidArgumentError, InvalidStateError, LeaveFailedError, NoQuorumError, NotAMemberError, NotMasterError, ServiceExistsError } from '../errors/index.js';
+import { AlreadyStartedError, ClusterInfraError, DuplicateNodeError, InvalidArgumentError, InvalidStateError, LeaveFailedError, NoQuorumError, NotAMemberError, NotMasterError, ServiceExistsError } from '../errors/index.js';
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
@@ -41,6 +41,8 @@ import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js
 import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
 import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protocol/barriers.js';
 import { LocalHealth } from './protocol/awareness.js';
+import { newcomerCheck, newcomerVerdict } from './protocol/identity.js';
+import { type LostMaster, lostMasterReport, standingRank } from './protocol/failover.js';
 import { Lease } from './protocol/lease.js';
 import { UnreachableReports, type Verdict, Verification } from './protocol/verification.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
@@ -129,8 +131,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Term of the master that sent `pending`. */
   private pendingFrom = 0;
   private lastHeardMaster = Number.NEGATIVE_INFINITY;
-  /** The master whose link this member lost and who did not answer then (see suspectLostMaster). */
-  private lostMaster: { node: number; incarnation: number } | undefined;
+  /** The master whose link this member lost and who did not answer then (see suspectLostMaster, protocol/failover.ts). */
+  private lostMaster: LostMaster | undefined;
   /** The restart under way, if any, the incarnation it replaces, and whether the next one asked for another (see restart). */
   private restarting: Promise<void> | undefined;
   private restartingFrom: number | undefined;
@@ -155,6 +157,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** The incarnation whose own nodeup (callbacks for every member, then the report) was started. */
   private ownNodeupFor: number | undefined;
   private joining: Promise<void> | undefined;
+  /** Set when a member refused this node as a second process with its node number: start() rejects with it. */
+  private duplicate: DuplicateNodeError | undefined;
   private readonly decisions: DecisionRecord[] = [];
   /**
    * Reports this node owes the master (see `report`): resent to a new
@@ -327,11 +331,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.phase !== 'idle') throw new AlreadyStartedError(this.phase === 'closed' ? 'start() on a closed node: make a new ClusterNode' : 'start() was called twice');
     const o = parseOptions('start', startOptionsSchema, options);
     const booting = this.boot();
-    if (o.timeoutMs === undefined && o.signal === undefined) {
-      await booting;
-      return this;
-    }
-    await giveUpAfter(booting, { ...o, clock: this.clock, nodeNum: this.nodeNum, reasons: () => this.progress.reasons(), close: () => this.close() });
+    if (o.timeoutMs === undefined && o.signal === undefined) await booting;
+    else await giveUpAfter(booting, { ...o, clock: this.clock, nodeNum: this.nodeNum, reasons: () => this.progress.reasons(), close: () => this.close() });
+    // Closed because another live process has our node number (see onRefused).
+    if (this.duplicate) throw this.duplicate;
     return this;
   }
 
@@ -597,6 +600,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       random: this.random,
       logger: this.opts.logger ?? defaultLogger(),
       peers: (n) => this.history.member(n)?.address || undefined,
+      admitIncarnation: (q: { node: number; incarnation: number }) => this.admitIncarnation(q.node, q.incarnation),
       ...(this.opts.ics as object),
       ...(canaries.reuseIncarnation && this.ics ? { incarnation: this.ics.incarnation } : {}),
     });
@@ -961,6 +965,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (master !== undefined && master !== this.nodeNum) {
         // Reports owed to the old master go to the new one.
         for (const r of this.owedReports.reports()) void this.sendReport(r);
+        // So does what we know of a master we lost: the new one's evidence for its GoingDown.
+        const lost = lostMasterReport(this.lostMaster, master);
+        if (lost) {
+          this.lostMaster = undefined;
+          void this.sendReport(lost);
+        }
       }
     }
   }
@@ -2058,7 +2068,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         // Candidates stand in order: the first at once, the next a stagger
         // later. After a lost election a candidate waits a random while, so
         // that two of them do not keep splitting the votes.
-        const wait = index * this.timing.electionStaggerMs + this.random.int(Math.max(1, this.timing.electionStaggerMs / 2));
+        // A master this node found gone keeps no place in the line (protocol/failover.ts).
+        const wait = standingRank(this.candidates, this.nodeNum, this.lostMaster?.node) * this.timing.electionStaggerMs + this.random.int(Math.max(1, this.timing.electionStaggerMs / 2));
         this.electionPlanned = true;
         this.timers.push(
           this.clock.setTimeout(() => {
@@ -2116,13 +2127,42 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * declared down and starts again as a new incarnation at once, instead of
    * waiting six failure timeouts without a master to find out.
    */
-  private onRefused(node: number, reason: 'incarnation-down' | 'newer-incarnation'): void {
+  private onRefused(node: number, reason: 'incarnation-down' | 'newer-incarnation' | 'node-number-in-use'): void {
+    if (reason === 'node-number-in-use') return this.refusedAsDuplicate(node);
     if (reason !== 'incarnation-down' || node === this.nodeNum) return;
     const m = this.history.member(node);
     if (node !== this.masterNum && m?.state !== 'Up' && m?.state !== 'ComingUp') return;
     if (this.leaving) return this.leaving.resolve();
     if (this.phase !== 'member') return;
     void this.evicted({ number: this.history.last, term: this.term, kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'Up', to: 'GoingDown', cause: `node ${node} refused this incarnation: it was declared down`, time: this.clock.wallNow() });
+  }
+
+  /**
+   * A node dials in as another incarnation of `node` than the one our
+   * history holds: a restart, or a second process given the same number.
+   * The held incarnation is asked first (protocol/identity.ts); while it
+   * answers, the newcomer is refused (it learns why and gives up) and the
+   * refusal is recorded. ICS holds the newcomer's link until then.
+   */
+  private admitIncarnation(node: number, incarnation: number): boolean | Promise<boolean> {
+    const held = this.history.member(node);
+    if (!held || newcomerCheck(held, incarnation) === 'admit') return true;
+    return this.ics.call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs }).then(
+      (r) => (r as { incarnation?: unknown }).incarnation,
+      () => undefined,
+    ).then((answered) => {
+      if (newcomerVerdict(held, typeof answered === 'number' ? answered : undefined) === 'admit') return true;
+      this.record({ kind: 'refused-join', node, term: this.term, time: this.clock.wallNow(), rule: `incarnation ${incarnation} of node ${node} refused: node number in use by incarnation ${held.incarnation} at ${held.address ?? 'its address'}, which answers` });
+      return false;
+    });
+  }
+
+  /** A member refused this incarnation: its node number is in use by another live process. A joining node gives up. */
+  private refusedAsDuplicate(by: number): void {
+    if (this.phase !== 'joining' && this.phase !== 'rejoining') return;
+    this.duplicate ??= new DuplicateNodeError(this.nodeNum, by);
+    this.log.error({ refusedBy: by }, this.duplicate.message);
+    void this.close();
   }
 
   /** The transport lost a link: a fast hint (a killed process closes its sockets). */

@@ -64,6 +64,7 @@ export const ERROR_CODES = {
   TRANSPORT_ERR_INTEGRITY: 'An encrypted record failed authentication (altered, replayed, reordered or out of key sync); the link is closed.',
   CLMS_ERR_KEYSERVICE_UNKNOWN: 'No member announced a key service of that name, and the history never placed one.',
   ICS_ERR_PROTOCOL_VIOLATION: 'A peer broke the ICS protocol (more than the window granted, or a write backlog past the hard cap); its link was closed.',
+  CLMS_ERR_DUPLICATE_NODE: 'Another live process has this node number: a member refused this incarnation because the one in its history still answers.',
 } as const;
 
 /** A code of core's own catalog. */
@@ -507,6 +508,22 @@ export class NotAMemberError extends ClusterInfraError {
   constructor(node: number) {
     super('CLMS_ERR_NOT_MEMBER', `node ${node} is not a member`);
     this.node = node;
+  }
+}
+
+/**
+ * Another process runs with this node number: a member refused this
+ * incarnation's link because the incarnation its history holds for the
+ * number still answers. `node`: the number; `refusedBy`: the member that said so.
+ */
+export class DuplicateNodeError extends ClusterInfraError {
+  override readonly name = 'DuplicateNodeError';
+  readonly node: number;
+  readonly refusedBy: number;
+  constructor(node: number, refusedBy: number) {
+    super('CLMS_ERR_DUPLICATE_NODE', `node number ${node} is in use by another live process: node ${refusedBy} refused this incarnation (give every process its own nodeNum)`);
+    this.node = node;
+    this.refusedBy = refusedBy;
   }
 }
 

@@ -346,6 +346,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     this.#state = 'closing';
     // A start under way finishes first (and, seeing us closing, lets go of what it bound).
     await this.#starting?.catch(() => undefined);
+    this.#links.destroyHeld();
     await this.#listener?.close();
     const teardowns: Promise<void>[] = [];
     for (const peer of this.#peers.values()) {

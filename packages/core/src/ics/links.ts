@@ -23,6 +23,11 @@ export interface LinkHooks {
 }
 
 export class Links {
+  /** Questions to `admitIncarnation` under way, by node (one at a time per node). */
+  private readonly admissions = new Map<number, { incarnation: number; verdict: Promise<boolean> }>();
+  /** Inbound links held unread until `admitIncarnation` answers (closing destroys them). */
+  private readonly held = new Set<Link>();
+
   constructor(
     private readonly env: Env,
     private readonly transport: Transport,
@@ -118,8 +123,17 @@ export class Links {
     peer.attempts = 0;
   }
 
-  /** A link came up (either direction). */
-  attach(link: Link): void {
+  /** Destroy the links held for an admission answer (the endpoint is closing). */
+  destroyHeld(): void {
+    for (const link of this.held) link.destroy();
+    this.held.clear();
+  }
+
+  /**
+   * A link came up (either direction). `admitted`: `admitIncarnation`
+   * already said yes to its incarnation.
+   */
+  attach(link: Link, admitted = false): void {
     if (!this.env.isOpen()) {
       link.destroy();
       return;
@@ -132,12 +146,18 @@ export class Links {
       this.refuse(link, RefusedReason.IncarnationDown);
       return;
     }
+    if (peer.incarnation !== undefined && inc < peer.incarnation) {
+      this.env.log.info({ node, incarnation: inc }, 'refusing a link from an older incarnation');
+      this.refuse(link, RefusedReason.NewerIncarnation);
+      return;
+    }
+    // A node dialling in as an incarnation we do not talk to yet: the owner
+    // may know another one of that number that is still alive. (A link we
+    // dialled reached whatever now listens at the address: no question.)
+    if (!admitted && inc !== peer.incarnation && link.direction === 'inbound' && this.env.opts.admitIncarnation) {
+      if (!this.admitOrHold(link, node, inc, peer.incarnation)) return;
+    }
     if (peer.incarnation !== undefined && inc !== peer.incarnation) {
-      if (inc < peer.incarnation) {
-        this.env.log.info({ node, incarnation: inc }, 'refusing a link from an older incarnation');
-        this.refuse(link, RefusedReason.NewerIncarnation);
-        return;
-      }
       // A newer incarnation: the old one is certainly gone.
       const previous = peer.incarnation;
       this.env.emit('incarnation', { node, previous, current: inc });
@@ -163,6 +183,57 @@ export class Links {
     this.flow.grantWindows(peer, link);
     this.env.emit('link', { node, incarnation: inc, state: 'up' });
     this.flow.pump(peer);
+  }
+
+  /**
+   * Ask `admitIncarnation` about an inbound link from incarnation `inc` of
+   * `node`: true to attach it now. Refused, or held unread until the answer
+   * comes (one question per node at a time; links of the same incarnation
+   * meanwhile wait for the same answer, of another one are closed: the
+   * dialler tries again).
+   */
+  private admitOrHold(link: Link, node: number, inc: number, current: number | undefined): boolean {
+    const asked = this.admissions.get(node);
+    let verdict: boolean | Promise<boolean>;
+    if (asked) {
+      if (asked.incarnation !== inc) {
+        link.destroy();
+        return false;
+      }
+      verdict = asked.verdict;
+    } else {
+      try {
+        verdict = this.env.opts.admitIncarnation!({ node, incarnation: inc, current });
+      } catch {
+        verdict = true;
+      }
+    }
+    if (verdict === true) return true;
+    const refuse = (): void => {
+      this.env.log.warn({ node, incarnation: inc, current }, 'refusing a link: another incarnation of this node number is alive');
+      this.refuse(link, RefusedReason.NodeNumberInUse);
+    };
+    if (verdict === false) {
+      refuse();
+      return false;
+    }
+    if (!asked) {
+      const entry = { incarnation: inc, verdict: verdict.catch(() => true) };
+      this.admissions.set(node, entry);
+      void entry.verdict.then(() => {
+        if (this.admissions.get(node) === entry) this.admissions.delete(node);
+      });
+    }
+    // Held unread meanwhile: whatever becomes of it, it is attached, refused or destroyed
+    // (a paused link that closed on the other side would otherwise keep the transport open).
+    this.held.add(link);
+    void this.admissions.get(node)!.verdict.then((ok) => {
+      if (!this.held.delete(link)) return;
+      if (link.state !== 'open') link.destroy();
+      else if (ok) this.attach(link, true);
+      else refuse();
+    });
+    return false;
   }
 
   /**

@@ -136,6 +136,7 @@ export const icsOptionsSchema = z.strictObject({
       z.custom<(nodeNum: number) => string | undefined>((v) => typeof v === 'function'),
     ])
     .optional(),
+  admitIncarnation: z.custom<(info: { node: number; incarnation: number; current: number | undefined }) => boolean | Promise<boolean>>((v) => typeof v === 'function').optional(),
   channels: z.array(channelSchema).max(1024).default([]),
   maxMessageSize: z.number().int().min(64 * 1024).max(2 ** 30).default(DEFAULTS.maxMessageSize),
   maxPendingCalls: z.number().int().min(1).max(10_000_000).default(DEFAULTS.maxPendingCalls),
@@ -183,6 +184,15 @@ export interface IcsOptions {
   logger?: Logger;
   /** Where to reach other nodes: `{ 2: '10.0.0.2:7000' }` or a function. CLMS fills this in. */
   peers?: Record<string, string> | ((nodeNum: number) => string | undefined);
+  /**
+   * Asked when a node dials in as an incarnation this endpoint does not
+   * talk to yet (`current`: the one it talks to, if any): false refuses the
+   * link (`Refused` with `NodeNumberInUse`), true admits it; a promise holds
+   * the link unread until it settles (a rejection admits). CLMS answers false
+   * when the incarnation its history holds for that number still answers
+   * (two processes with one node number). @default every incarnation admitted
+   */
+  admitIncarnation?: (info: { node: number; incarnation: number; current: number | undefined }) => boolean | Promise<boolean>;
   /** User channels (numbers 32–65535), each with its own flow-control window. @default [] */
   channels?: ChannelDefinition[];
   /** Largest encoded message. @default 1 MiB */

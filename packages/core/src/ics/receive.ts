@@ -16,7 +16,15 @@ import type { Serving } from './serving.js';
 import { dropped, type Env } from './shared.js';
 import { resolveDecodeLimits } from './wire/codec.js';
 import { decodeFrame, FRAME_HEADER_BYTES } from './wire/frame.js';
-import { type BulkRef, FrameType, type IcsFrame, type OneWayFrame, RefusedReason, type RequestFrame, type ResponseFrame } from './wire/types.js';
+import type { RefusedReasonName } from './types.js';
+import { type BulkRef, FrameType, type IcsFrame, type OneWayFrame, RefusedReason, type RefusedReasonCode, type RequestFrame, type ResponseFrame } from './wire/types.js';
+
+/** The `refused` event's name for each RefusedReason on the wire. */
+const REFUSED_NAMES: Record<RefusedReasonCode, RefusedReasonName> = {
+  [RefusedReason.IncarnationDown]: 'incarnation-down',
+  [RefusedReason.NewerIncarnation]: 'newer-incarnation',
+  [RefusedReason.NodeNumberInUse]: 'node-number-in-use',
+};
 
 export class Receiver {
   private readonly decodeLimits: ReturnType<typeof resolveDecodeLimits>;
@@ -85,7 +93,7 @@ export class Receiver {
       return;
     }
     if (frame.type !== FrameType.Refused) return;
-    const reason = frame.reason === RefusedReason.IncarnationDown ? 'incarnation-down' : 'newer-incarnation';
+    const reason = REFUSED_NAMES[frame.reason];
     this.env.log.warn({ node: peer.nodeNum, reason }, 'a node refused our link');
     this.env.emit('refused', { node: peer.nodeNum, incarnation: link.remote.incarnation, reason });
   }

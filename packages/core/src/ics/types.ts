@@ -97,6 +97,9 @@ export interface LinkEventInfo {
   reason?: string;
 }
 
+/** Why a node refused our link (the `refused` event). */
+export type RefusedReasonName = 'incarnation-down' | 'newer-incarnation' | 'node-number-in-use';
+
 export interface IcsEvents {
   /** A link to a node came up or went down. */
   link: (info: LinkEventInfo) => void;
@@ -110,10 +113,12 @@ export interface IcsEvents {
   incarnation: (info: { node: number; previous: number; current: number }) => void;
   /**
    * `node` refused our link and said why: it declared this incarnation of
-   * ours down (`incarnation-down`), or it knows a newer incarnation of our
-   * node number (`newer-incarnation`). The link closes next.
+   * ours down (`incarnation-down`), it knows a newer incarnation of our
+   * node number (`newer-incarnation`), or another incarnation of our node
+   * number is alive there (`node-number-in-use`: see `admitIncarnation`).
+   * The link closes next.
    */
-  refused: (info: { node: number; incarnation: number; reason: 'incarnation-down' | 'newer-incarnation' }) => void;
+  refused: (info: { node: number; incarnation: number; reason: RefusedReasonName }) => void;
   /** The listener refused a connection during its handshake (wrong secret, cluster name, identity, limits). */
   rejected: (info: RejectedConnection) => void;
 }

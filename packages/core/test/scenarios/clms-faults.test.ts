@@ -3,8 +3,9 @@
  * deterministic scenario on the memory network and the virtual clock.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createIcs, type Ics, silentLogger } from '@clusterinfra/core';
+import { ClusterNode, createIcs, type Ics, seededRandom, silentLogger } from '@clusterinfra/core';
 import { memory } from '@clusterinfra/transport-mem';
+import { tcp } from '@clusterinfra/transport-tcp';
 import { range, type SimCluster, simCluster } from './clms-harness.js';
 
 let sim: SimCluster | undefined;
@@ -256,4 +257,120 @@ describe('CLMS operations fail with CLMS codes', () => {
     await sim.until(() => outcome !== undefined, 120_000, 'setInfo to settle');
     expect((outcome as { code?: string }).code).toBe('CLMS_ERR_NO_QUORUM');
   });
+});
+
+describe('two processes with one node number', () => {
+  /** A second node 4 at another address, seeded on the candidates; its start() outcome in `out`. */
+  function second(s: SimCluster, address: string): { node: ClusterNode; out: { v?: unknown } } {
+    const node = new ClusterNode({ nodeNum: 4, clusterName: 'sim', transport: memory({ network: s.network, address }), candidates: [1, 2, 3], seeds: ['node-1', 'node-2', 'node-3'], preset: 'local', clock: s.clock, random: seededRandom(address), logger: silentLogger });
+    const out: { v?: unknown } = {};
+    void node.start().then(
+      () => (out.v = 'started'),
+      (e: unknown) => (out.v = e),
+    );
+    return { node, out };
+  }
+
+  async function closeNode(s: SimCluster, node: ClusterNode): Promise<void> {
+    let closed = false;
+    void node.close().then(() => (closed = true));
+    await s.until(() => closed, 10_000, 'the node to close');
+  }
+
+  it('a second process is refused with CLMS_ERR_DUPLICATE_NODE while the first answers; the first stays, untouched', async () => {
+    sim = simCluster(5, { candidates: [1, 2, 3] });
+    await sim.until(() => allUp(sim!, range(5)) && sim!.converged(range(5)), 30_000, 'formation');
+    const first = sim.node(4).incarnation;
+    const head = sim.node(1).lastTransition;
+    const dup = second(sim, 'node-4b');
+    try {
+      await sim.until(() => dup.out.v !== undefined, 10_000, "the second process's start() to settle");
+      expect((dup.out.v as { code?: string }).code).toBe('CLMS_ERR_DUPLICATE_NODE');
+      // Long enough for the flapping seen before (an eviction every ≈ 5 s).
+      await sim.clock.advance(sim.node(1).timing.failureTimeoutMs * 30);
+      for (const n of range(5)) expect(sim.node(n).info(4), `node 4 at node ${n}`).toMatchObject({ state: 'Up', incarnation: first });
+      expect(sim.node(1).transitions(head).filter((t) => t.node === 4).map((t) => `${t.to} (${t.cause})`)).toEqual([]);
+      const master = sim.node(1).master!;
+      expect(sim.node(master).decisionRecords().some((r) => r.kind === 'refused-join' && r.node === 4 && r.rule.includes('in use'))).toBe(true);
+    } finally {
+      await closeNode(sim, dup.node);
+    }
+  });
+
+  it('a restart at another address is admitted at once when the old process is gone without a word (no link loss seen)', async () => {
+    sim = simCluster(5, { candidates: [1, 2, 3] });
+    await sim.until(() => allUp(sim!, range(5)) && sim!.converged(range(5)), 30_000, 'formation');
+    const first = sim.node(4).incarnation;
+    // Its machine dropped off the network: no link closes, the history still says Up.
+    sim.network.isolate('node-4');
+    const startedAt = sim.clock.now();
+    const again = second(sim, 'node-4b');
+    try {
+      await sim.until(() => again.out.v !== undefined, 10_000, 'start() to settle');
+      expect(again.out.v).toBe('started');
+      await sim.until(() => [1, 2, 3, 5].every((n) => sim!.node(n).info(4)?.state === 'Up' && sim!.node(n).info(4)?.incarnation === again.node.incarnation), 10_000, 'the new node 4 Up');
+      expect(again.node.incarnation).not.toBe(first);
+      // At once: the old one is asked (one RPC timeout) and taken out as replaced, not when its silence is judged.
+      const timing = sim.node(1).timing;
+      expect(sim.clock.now() - startedAt).toBeLessThanOrEqual(timing.failureTimeoutMs + timing.rpcTimeoutMs);
+      const out = sim.node(1).transitions().filter((t) => t.node === 4 && t.incarnation === first && t.to === 'GoingDown');
+      expect(out.map((t) => t.cause)).toEqual(['restarted as a new incarnation']);
+      const master = sim.node(1).master!;
+      expect(sim.node(master).decisionRecords().some((r) => r.kind === 'refused-join')).toBe(false);
+    } finally {
+      await closeNode(sim, again.node);
+    }
+  });
+});
+
+describe('the master killed', () => {
+  for (const size of [3, 16]) {
+    it(`${size} nodes, lan: its GoingDown is committed everywhere within an election stagger of its links dying, as "link lost"`, async () => {
+      sim = simCluster(size, { candidates: [1, 2, 3], extra: () => ({ preset: 'lan' }) });
+      await sim.until(() => allUp(sim!, range(size)) && sim!.converged(range(size)), 60_000, 'formation');
+      // The first candidate is master: the next one must not wait its place in the line for it.
+      const master = sim.node(1).master!;
+      expect(master).toBe(1);
+      const incarnation = sim.node(master).incarnation;
+      const survivors = range(size).filter((n) => n !== master);
+      const killedAt = sim.clock.now();
+      sim.kill(master);
+      const gone = (n: number): boolean => sim!.node(n).transitions().some((t) => t.node === master && t.incarnation === incarnation && t.to === 'GoingDown');
+      await sim.until(() => survivors.every(gone), 10_000, "the old master's GoingDown everywhere");
+      const timing = sim.node(survivors[0]!).timing;
+      // Before: the next candidate stood only after its stagger (150 ms with lan), ≈ 214 ms in all.
+      expect(sim.clock.now() - killedAt).toBeLessThan(timing.electionStaggerMs);
+      const records = survivors.flatMap((n) => sim!.node(n).decisionRecords()).filter((r) => r.kind === 'down' && r.node === master);
+      expect(records.map((r) => r.rule)).toEqual(['link lost']);
+    });
+  }
+});
+
+describe('two processes with one node number, over TCP on 127.0.0.1', () => {
+  it('the second (another port) is refused with CLMS_ERR_DUPLICATE_NODE; the first stays a member, same incarnation', async () => {
+    const secret = 'duplicate-number-secret-16+';
+    const make = (nodeNum: number, seeds: string[] = []): ClusterNode =>
+      new ClusterNode({ nodeNum, clusterName: 'tcp-dup', transport: tcp({ secret }), candidates: [1], seeds, preset: 'lan', logger: silentLogger });
+    const one = make(1);
+    const nodes = [one];
+    try {
+      await one.start({ timeoutMs: 20_000 });
+      const two = make(2, [one.address!]);
+      nodes.push(two);
+      await two.start({ timeoutMs: 20_000 });
+      await two.whenUp();
+      const first = two.incarnation;
+      const dup = make(2, [one.address!]);
+      nodes.push(dup);
+      const err = (await dup.start({ timeoutMs: 20_000 }).catch((e: unknown) => e)) as { code?: string; refusedBy?: number };
+      expect(err.code).toBe('CLMS_ERR_DUPLICATE_NODE');
+      expect(err.refusedBy).toBe(1);
+      // A few failure timeouts: the flapping seen before evicted one of them every ≈ 5 s, the first within a second.
+      await new Promise((r) => setTimeout(r, 3 * one.timing.failureTimeoutMs));
+      expect(one.info(2)).toMatchObject({ state: 'Up', incarnation: first });
+      expect(one.decisionRecords().some((r) => r.kind === 'refused-join' && r.node === 2)).toBe(true);
+    } finally {
+      for (const n of nodes.reverse()) await n.close();
+    }
+  }, 60_000);
 });

@@ -198,3 +198,56 @@ it('a call made by a handler inherits its deadline and cancellation, and travels
   expect((outcome as { code: string }).code).toBe('ICS_ERR_DEADLINE_EXCEEDED');
   expect((inner!.aborted as { code: string }).code).toMatch(/ICS_ERR_(DEADLINE_EXCEEDED|CANCELLED)/);
 });
+
+it('admitIncarnation: a link from a new incarnation is held until the answer, refused (node-number-in-use) or attached; a held link that closes meanwhile keeps nothing open', async () => {
+  virtual = new VirtualClock();
+  const network = createMemoryNetwork({ seed: 3, clock: virtual });
+  const peers = new Map([[1, 'a']]);
+  let answer = deferred<boolean>();
+  const asked: number[] = [];
+  const a = createIcs({ transport: memory({ network, address: 'a' }), clusterName: 'links', nodeNum: 1, logger: silentLogger, clock: virtual, peers: (n) => peers.get(n), admitIncarnation: (q) => (asked.push(q.incarnation), answer.promise) });
+  nodes.push(a);
+  a.registerService({ ...SVC, name: 's', handlers: { ping: () => 'pong' } });
+  await a.start();
+  const outcome = (p: Promise<unknown>): { v?: unknown } => {
+    const o: { v?: unknown } = {};
+    void p.then((v) => (o.v = v), (e: unknown) => (o.v = e));
+    return o;
+  };
+  // Refused: the dialler hears why.
+  const b = node(network, 2, 'b', peers, virtual, 100);
+  await b.start();
+  const refused: string[] = [];
+  b.on('refused', (e) => refused.push(e.reason));
+  const first = outcome(b.call(1, SVC, 'ping', null, { timeoutMs: 5_000 }));
+  await virtual.advance(100);
+  expect(asked).toEqual([100]);
+  expect(first.v).toBeUndefined();
+  answer.resolve(false);
+  await virtual.advanceUntil(() => first.v !== undefined, 10_000);
+  expect(refused).toEqual(['node-number-in-use']);
+  // Admitted: the call goes through.
+  answer = deferred<boolean>();
+  const c = node(network, 2, 'c', new Map([[1, 'a']]), virtual, 200);
+  await c.start();
+  const second = outcome(c.call(1, SVC, 'ping', null, { timeoutMs: 5_000 }));
+  await virtual.advance(100);
+  answer.resolve(true);
+  await virtual.advanceUntil(() => second.v !== undefined, 10_000);
+  expect(second.v).toBe('pong');
+  // Held, and the dialler goes away meanwhile: a still closes.
+  answer = deferred<boolean>();
+  const d = node(network, 2, 'd', new Map([[1, 'a']]), virtual, 300);
+  await d.start();
+  void d.call(1, SVC, 'ping', null, { timeoutMs: 5_000 }).catch(() => {});
+  await virtual.advance(100);
+  expect(asked).toEqual([100, 200, 300]);
+  let closed = false;
+  void d.close().then(() => (closed = true));
+  await virtual.advanceUntil(() => closed, 10_000);
+  answer.resolve(true);
+  let aClosed = false;
+  void a.close().then(() => (aClosed = true));
+  await virtual.advanceUntil(() => aClosed, 10_000);
+  expect(aClosed).toBe(true);
+});

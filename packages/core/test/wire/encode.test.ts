@@ -153,7 +153,7 @@ describe('envelope fields out of range', () => {
     ['BulkChunk without data', 'data', { type: FrameType.BulkChunk, stream: 0, offset: 0, last: false, data: [] as never }],
     ['BulkAbort negative stream', 'stream', { type: FrameType.BulkAbort, stream: -1 }],
     ['unknown type', 'type', { type: 9 } as never],
-    ['Refused with an unknown reason', 'reason', { type: FrameType.Refused, reason: 3 } as never],
+    ['Refused with an unknown reason', 'reason', { type: FrameType.Refused, reason: 4 } as never],
   ];
   it.each(cases)('%s', (_, path, frame) => {
     expect(encodeErrorOf(() => encodeFrame(frame)).path).toBe(path);
@@ -170,7 +170,7 @@ describe('decodeFrame refuses envelope fields out of range', () => {
     ['unknown type 0', 'frame-type', '00 00 0000 00000001'],
     ['unknown type 9', 'frame-type', '09 00 0000 00000001'],
     ['Refused too long', 'trailing-bytes', '08 00 0001 00000001'],
-    ['Refused with an unknown reason', 'field', '08 00 0003'],
+    ['Refused with an unknown reason', 'field', '08 00 0004'],
     ['Refused with flags', 'field', '08 80 0001'],
     ['unknown type 255', 'frame-type', 'ff 00'],
     ['one byte', 'truncated', '01'],

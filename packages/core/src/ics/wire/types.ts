@@ -37,6 +37,8 @@ export const RefusedReason = {
   IncarnationDown: 1,
   /** A newer incarnation of your node number is known here. */
   NewerIncarnation: 2,
+  /** Your node number is in use here by a live incarnation (it answered when asked): two processes were given one number. */
+  NodeNumberInUse: 3,
 } as const;
 export type RefusedReasonCode = (typeof RefusedReason)[keyof typeof RefusedReason];
 export type FrameTypeNumber = (typeof FrameType)[keyof typeof FrameType];
