@@ -37,7 +37,7 @@ import type { HandlerContext, ServiceRegistration } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
-import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
+import { KeyServiceManager, type KeyServiceRegistration } from '../keyservice/index.js';
 import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
 import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protocol/barriers.js';
 import { LocalHealth } from './protocol/awareness.js';
