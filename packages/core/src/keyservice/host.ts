@@ -13,7 +13,7 @@ import type { Ics } from '../ics/ics.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { Handler, HandlerContext } from '../ics/types.js';
 import type { Transition } from '../clms/index.js';
-import type { MoveRequest } from './messages.js';
+import type { MoveRequest, WithdrawRequest } from './messages.js';
 import { handoverBoundMs, KS, type KeyServiceHost } from './ports.js';
 import type { Activation, Local, Registrations } from './registrations.js';
 import { notHost } from './routing.js';
@@ -21,8 +21,11 @@ import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHan
 import type { KeyServiceView } from './view.js';
 import type { Changes } from './waits.js';
 
-/** The master's side of a `move` (master.ts), for a host that is the master itself. */
-export type MoveOnMaster = (p: MoveRequest, from: number, incarnation: number) => Promise<boolean>;
+/** What a node asks of the master over `clms.keyservice` (messages.ts). */
+export type MasterRequest = { method: 'move'; args: MoveRequest } | { method: 'withdraw'; args: WithdrawRequest };
+
+/** The master's side of a request (master.ts), for a node that is the master itself. */
+export type OnMaster = (request: MasterRequest, from: number, incarnation: number) => Promise<boolean>;
 
 export class Hosting {
   /** Key services this node is asking the master to place again (see placeStopped). */
@@ -34,7 +37,7 @@ export class Hosting {
     private readonly view: KeyServiceView,
     private readonly local: Registrations,
     private readonly changes: Changes,
-    private readonly moveOnMaster: MoveOnMaster,
+    private readonly onMaster: OnMaster,
   ) {}
 
   /** Serve `l`'s methods on `ics` (only the active host runs them). */
@@ -307,21 +310,29 @@ export class Hosting {
   }
 
   /** Move `l` (active as `a`) elsewhere with its data: resolves once `a` ended, or the move was refused, or after the bound. */
-  private async handOver(l: Local, a: Activation): Promise<void> {
+  async handOver(l: Local, a: Activation): Promise<void> {
     if (!(await this.requestMove(l.reg.name, a.epoch, true))) return;
     await this.changes.waitFor(() => l.active !== a, handoverBoundMs(this.host) * 2);
   }
 
   /** Ask the master to place `name` again (`handover`: elsewhere, collecting our data). True when it did. */
-  private async requestMove(name: string, epoch: number, handover: boolean): Promise<boolean> {
+  private requestMove(name: string, epoch: number, handover: boolean): Promise<boolean> {
+    return this.askMaster(name, { method: 'move', args: { name, epoch, handover } });
+  }
+
+  /**
+   * Ask the master (this node itself, or over `clms.keyservice`) until one
+   * answers or the hand-over bound passes: its answer, else false.
+   */
+  async askMaster(name: string, request: MasterRequest): Promise<boolean> {
     const deadline = this.host.now() + handoverBoundMs(this.host);
     while (this.host.now() < deadline) {
       const master = this.host.master();
       try {
-        if (master === this.host.nodeNum) return await this.moveOnMaster({ name, epoch, handover }, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
-        if (master !== undefined) return (await this.host.ics().call(master, KS, 'move', { name, epoch, handover }, { timeoutMs: this.host.rpcTimeoutMs() * 4 })) as boolean;
+        if (master === this.host.nodeNum) return await this.onMaster(request, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
+        if (master !== undefined) return (await this.host.ics().call(master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4 })) as boolean;
       } catch (err) {
-        this.host.log.debug({ keyService: name, err: (err as Error).message }, 'move request failed; retrying');
+        this.host.log.debug({ keyService: name, err: (err as Error).message }, `${request.method} request failed; retrying`);
       }
       await this.changes.sleep(this.host.rpcTimeoutMs());
     }

@@ -10,7 +10,8 @@
  * - host.ts: running what this node was given (takeover with pulled data,
  *   hand-over, stop);
  * - routing.ts: calling a key service by name, wherever it lives;
- * - registrations.ts: what this node registers.
+ * - registrations.ts: what this node registers; unregister.ts: what it
+ *   stops registering while it runs.
  *
  * Placement and every move are transitions in the history (`keyservice`
  * kind), so every node knows where each key service lives and since when.
@@ -33,16 +34,18 @@
  * stops; only then does the new host run `failover` and `failoverData` with
  * that data. There is no moment with two active hosts.
  */
+import { InvalidArgumentError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
 import type { CallOptions } from '../ics/types.js';
 import type { HostedKeyService, KeyServiceInfo, Transition } from '../clms/index.js';
 import { Hosting } from './host.js';
 import { Placer } from './master.js';
-import { moveSchema, pullSchema } from './messages.js';
+import { moveSchema, pullSchema, withdrawSchema } from './messages.js';
 import { KS, type KeyServiceHost } from './ports.js';
 import { Registrations } from './registrations.js';
 import { Router } from './routing.js';
 import type { KeyServiceRegistration } from './types.js';
+import { Withdrawals } from './unregister.js';
 import { KeyServiceView } from './view.js';
 import { Changes } from './waits.js';
 
@@ -53,18 +56,31 @@ export class KeyServiceManager {
   private readonly hosting: Hosting;
   private readonly placer: Placer;
   private readonly router: Router;
+  private readonly withdrawals: Withdrawals;
   private ics: Ics | undefined;
 
   constructor(private readonly host: KeyServiceHost) {
     this.changes = new Changes(host);
-    this.hosting = new Hosting(host, this.view, this.local, this.changes, (p, from, incarnation) => this.placer.onMove(p, from, incarnation));
+    this.hosting = new Hosting(host, this.view, this.local, this.changes, (r, from, incarnation) =>
+      r.method === 'move' ? this.placer.onMove(r.args, from, incarnation) : this.placer.onWithdraw(r.args, from, incarnation),
+    );
     this.placer = new Placer(host, this.view, (node, incarnation, waitMs) => this.hosting.downWaitLeft(node, incarnation, waitMs));
     this.router = new Router(host, this.view, this.local, this.changes, (l, h, args, ctx) => this.hosting.serveMethod(l, h, args, ctx));
+    this.withdrawals = new Withdrawals(host, this.local, this.hosting, this.changes);
   }
 
-  register(reg: KeyServiceRegistration): void {
+  /** Register `reg`; the disposer unregisters it (unregister.ts; calling it again gives the same promise). */
+  register(reg: KeyServiceRegistration): () => Promise<void> {
     const l = this.local.add(reg);
     if (this.ics) this.hosting.serve(this.ics, l);
+    return () => this.withdrawals.unregister(l, this.ics !== undefined);
+  }
+
+  /** Unregister the key service `name` registered here (unregister.ts). */
+  unregister(name: string): Promise<void> {
+    const l = this.local.get(name);
+    if (!l) return Promise.reject(new InvalidArgumentError(`key service ${name} is not registered on node ${this.host.nodeNum}`));
+    return this.withdrawals.unregister(l, this.ics !== undefined);
   }
 
   /** What this node announces when it joins (registrations.ts). */
@@ -81,6 +97,7 @@ export class KeyServiceManager {
         pull: (a) => this.hosting.onPull(pullSchema.parse(a)),
         handover: (a, ctx) => this.hosting.onHandover(pullSchema.parse(a), ctx.caller.nodeNum),
         move: (a, ctx) => this.placer.onMove(moveSchema.parse(a), ctx.caller.nodeNum, ctx.caller.incarnation),
+        withdraw: (a, ctx) => this.placer.onWithdraw(withdrawSchema.parse(a), ctx.caller.nodeNum, ctx.caller.incarnation),
       },
     });
     this.ics = ics;
@@ -115,6 +132,7 @@ export class KeyServiceManager {
     this.view.applyState(t, this.host.now());
     if (this.view.updateFormed(this.host.members(), (n) => this.host.member(n))) this.host.emitFormed(this.view.formed);
     this.changes.wake();
+    this.withdrawals.check();
   }
 
   private appliedKeyService(t: Transition, ks: NonNullable<Transition['keyService']>): void {
@@ -154,6 +172,7 @@ export class KeyServiceManager {
   }
 
   close(): void {
+    this.withdrawals.close();
     this.hosting.close();
     this.placer.close();
     this.hosting.stopAll('node closed');

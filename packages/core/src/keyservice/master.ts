@@ -10,7 +10,7 @@ import { canaries } from '../canaries.js';
 import type { TimerHandle } from '../clock/index.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { Transition } from '../clms/index.js';
-import type { MoveRequest } from './messages.js';
+import type { MoveRequest, WithdrawRequest } from './messages.js';
 import { eligibleHost, placement, type PlacementStep } from './placement.js';
 import type { KeyServiceHost } from './ports.js';
 import type { KeyServiceView } from './view.js';
@@ -152,6 +152,39 @@ export class Placer {
       };
     });
     return t !== undefined;
+  }
+
+  /**
+   * On the master: `from` (that incarnation) no longer registers `p.name`
+   * (unregister.ts). Drop it from what `from` announced (a `meta`
+   * transition); then, when `from` is still its recorded host (it stopped
+   * its activation before asking), place it on another node that registers
+   * it, or nowhere. True once the history no longer lists it for `from`.
+   */
+  async onWithdraw(p: WithdrawRequest, from: number, incarnation: number): Promise<boolean> {
+    if (!this.host.isMaster()) throw new IcsStatusError('FAILED_PRECONDITION', 'not the master');
+    const announcing = (): { keyServices: readonly { name: string }[] } | undefined => {
+      const m = this.host.member(from);
+      return m?.incarnation === incarnation && m.state === 'Up' && m.keyServices.some((h) => h.name === p.name) ? m : undefined;
+    };
+    if (announcing()) {
+      const t = await this.host.propose(() => {
+        const m = this.host.member(from);
+        if (!m || !announcing()) return undefined;
+        const keyServices = m.keyServices.filter((h) => h.name !== p.name);
+        return { kind: 'meta', node: from, incarnation, from: m.state, to: m.state, cause: `key service ${p.name} unregistered`, keyServices };
+      });
+      if (!t) return false;
+    } else if (this.host.member(from)?.incarnation !== incarnation) {
+      return false;
+    }
+    const v = this.view.info(p.name);
+    if (v && v.host === from && this.view.hostIncarnationOf(p.name) === incarnation) {
+      const node = eligibleHost(p.name, this.host.members());
+      if (node === undefined) this.proposeVacancy(p.name, v.critical, v.since);
+      else this.proposeHost({ kind: 'assign', name: p.name, node, since: v.since, previousHost: from, handoverFrom: undefined });
+    }
+    return true;
   }
 
   /** The master got `ready` from a host: commit it (if still its epoch). */

@@ -106,15 +106,17 @@ export class Router {
       const v = this.view.info(name);
       if (v?.ready && v.host !== undefined) return v;
       if (v?.halted) throw new KeyServiceHaltedError(name, v.reason ?? 'no eligible node left');
-      if (!v && this.unknown(name)) throw new UnknownKeyServiceError(name);
+      if (v?.host === undefined && this.unknown(name)) throw new UnknownKeyServiceError(name);
       await this.waitChange(v?.epoch ?? -1, name, deadline, signal, true);
     }
   }
 
   /**
-   * Nobody knows `name`: the history never placed it, no member announced it,
-   * and this node does not register it. Only a member can tell (a node still
-   * joining has no history yet, so its caller waits as before).
+   * Nobody knows `name`: no member announces it (none ever did, or every one
+   * that did unregistered it) and this node does not register it; the caller
+   * checks that the history has no host for it either. Only a member can
+   * tell (a node still joining has no history yet, so its caller waits as
+   * before).
    */
   private unknown(name: string): boolean {
     if (this.local.has(name) || this.host.member(this.host.nodeNum) === undefined) return false;
@@ -126,7 +128,10 @@ export class Router {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
         const v = this.view.info(name);
-        return v !== undefined && (v.epoch > epoch || (readyIsChange && v.ready) || v.halted);
+        if (v === undefined) return false;
+        // Placed once, now nowhere, and announced by nobody any more (unregistered everywhere): readyHost says so.
+        // (A name never placed is waited for: a node that just formed the cluster may not have heard of its hosts yet.)
+        return v.epoch > epoch || (readyIsChange && v.ready) || v.halted || (v.host === undefined && this.unknown(name));
       };
       if (check()) return resolve();
       if (signal?.aborted) return reject(new ClusterInfraError('CORE_ERR_ABORTED', 'cancelled while waiting for the key service'));
