@@ -181,7 +181,9 @@ export class Placer {
     const v = this.view.info(p.name);
     if (v && v.host === from && this.view.hostIncarnationOf(p.name) === incarnation) {
       const node = eligibleHost(p.name, this.host.members());
-      if (node === undefined) this.proposeVacancy(p.name, v.critical, v.since);
+      // Halted only while a member (a Down one too: it may come back) still announces it as critical.
+      const critical = this.host.members().some((m) => m.keyServices.some((h) => h.name === p.name && h.critical));
+      if (node === undefined) this.proposeVacancy(p.name, critical, v.since);
       else this.proposeHost({ kind: 'assign', name: p.name, node, since: v.since, previousHost: from, handoverFrom: undefined });
     }
     return true;

@@ -104,6 +104,39 @@ describe('unregistering a key service', () => {
     await expect(sim.node(2).unregisterKeyService('counter')).rejects.toMatchObject({ code: 'ICS_ERR_INVALID_ARGUMENT' });
   });
 
+  it('a critical key service no member announces any more goes vacant, and the cluster stays formed', async () => {
+    sim = simCluster(3, { candidates: [1, 2, 3] });
+    const store = new FencedStore();
+    const journal = new Journal(() => sim!.clock.now());
+    registerCounter(sim.node(2), { store, journal, critical: true });
+    await sim.until(() => allUp(sim!, range(3)) && readyElsewhere(sim!, range(3), 'counter') && sim!.node(1).formed, 30_000, 'formed');
+    await settle(sim, sim.node(2).unregisterKeyService('counter'));
+    await sim.until(() => range(3).every((n) => sim!.node(n).keyService('counter')?.host === undefined), 30_000, 'vacant');
+    expect(sim.node(1).keyService('counter')).toMatchObject({ halted: false, critical: false });
+    expect(sim.node(1).halted).toBeUndefined();
+    expect(sim.node(1).formed).toBe(true);
+    const err = await failure(sim, sim.node(3).callKeyService('counter', 'get', null, { timeoutMs: 20_000 }));
+    expect(isClusterInfraError(err) && err.code).toBe('CLMS_ERR_KEYSERVICE_UNKNOWN');
+  });
+
+  it('the last live node registering a critical key service unregisters while a Down one still announces it: it halts, as when its last eligible node fails', async () => {
+    sim = simCluster(4, { candidates: [1, 2, 3] });
+    const store = new FencedStore();
+    const journal = new Journal(() => sim!.clock.now());
+    for (const n of [3, 4]) registerCounter(sim.node(n), { store, journal, critical: true });
+    await sim.until(() => allUp(sim!, range(4)) && readyElsewhere(sim!, range(4), 'counter') && sim!.node(1).formed, 30_000, 'formed');
+    const host = sim.node(1).keyService('counter')!.host!;
+    const other = host === 3 ? 4 : 3;
+    sim.kill(other);
+    const rest = range(4).filter((n) => n !== other);
+    await sim.until(() => rest.every((n) => sim!.node(n).info(other)?.state === 'Down'), 30_000, 'down');
+    await settle(sim, sim.node(host).unregisterKeyService('counter'));
+    await sim.until(() => rest.every((n) => sim!.node(n).halted?.keyService === 'counter'), 30_000, 'halted');
+    expect(sim.node(1).formed).toBe(false);
+    const err = await failure(sim, sim.node(2).callKeyService('counter', 'get', null, { timeoutMs: 20_000 }));
+    expect(isClusterInfraError(err) && err.code).toBe('CLMS_ERR_KEYSERVICE_HALTED');
+  });
+
   it('a call waiting for a key service that becomes unknown fails then, not at its deadline', async () => {
     sim = simCluster(3, { candidates: [1, 2, 3] });
     const store = new FencedStore();
