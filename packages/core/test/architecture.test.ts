@@ -1,7 +1,8 @@
 /**
  * The directions of packages/core/src (DESIGN §3, docs/architecture.md):
  *
- * - Protocol code (clms/protocol/, keyservice/placement.ts) is pure and
+ * - Protocol code (clms/protocol/; in keyservice/ the view, the placement
+ *   and the messages) is pure and
  *   synchronous: it imports nothing from ics/, clock/ or any other IO layer,
  *   no node:* module and no package but zod, neither directly nor through
  *   what it imports; it has no `async`, `await` or `Promise`, no timers, no
@@ -10,7 +11,9 @@
  *   them.
  * - Dependencies point one way: the driver (clms/node.ts today, clms/driver/
  *   later) uses the protocol, never the reverse; keyservice/ uses CLMS only
- *   through its public surface, clms/index.ts.
+ *   through its public surface, clms/index.ts; CLMS reaches key services
+ *   only where the ClusterNode wires the layer in (node.ts, through
+ *   keyservice/index.ts).
  *
  * `findViolations` reads sources with the TypeScript parser; the first test
  * feeds it a tree with planted violations, so the rules are shown to bite.
@@ -25,7 +28,8 @@ import { describe, expect, it } from 'vitest';
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
 /** Files held to the protocol rules. */
-const isPure = (f: string): boolean => f.startsWith('clms/protocol/') || f === 'keyservice/placement.ts';
+const PURE_KEYSERVICE = new Set(['keyservice/view.ts', 'keyservice/placement.ts', 'keyservice/messages.ts']);
+const isPure = (f: string): boolean => f.startsWith('clms/protocol/') || PURE_KEYSERVICE.has(f);
 /** What pure code may import (and what those import in turn). */
 const pureMayUse = (f: string): boolean => isPure(f) || f === 'clms/types.ts' || f.startsWith('errors/');
 /** IO layers no pure file may name, even for a type. */
@@ -35,11 +39,11 @@ const PURE_PACKAGES = new Set(['zod']);
 /** Names pure code must not use: asynchrony, timers, the clock, chance, the process. */
 const IMPURE_NAMES = new Set(['Promise', 'PromiseLike', 'setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'Date', 'performance', 'process']);
 /**
- * Imports from clms/ into keyservice/, against the direction. The key-service
- * manager still lives in clms/keyservices.ts and uses the pure placement; it
- * moves to keyservice/ with issue 14 step 3, and this list becomes empty.
+ * The one import from clms/ into keyservice/: the ClusterNode facade holds a
+ * KeyServiceManager (its key-service API is part of the node's), through
+ * the layer's door. Nothing else in CLMS knows key services.
  */
-const TRANSITIONAL = new Set(['clms/keyservices.ts -> keyservice/index.ts']);
+const WIRING = new Set(['clms/node.ts -> keyservice/index.ts']);
 /**
  * The parts of an ICS endpoint, lowest first (ics/ics.ts, the endpoint,
  * wires them): a part imports only parts before it, so none can reach the
@@ -129,7 +133,7 @@ export function findViolations(files: ReadonlyMap<string, string>): string[] {
         }
       }
       if (f.startsWith('keyservice/') && target.startsWith('clms/') && target !== 'clms/index.ts') out.push(`${f}: imports ${target} (key services use CLMS through clms/index.ts only)`);
-      if (f.startsWith('clms/') && target.startsWith('keyservice/') && !TRANSITIONAL.has(`${f} -> ${target}`)) out.push(`${f}: imports ${target} (CLMS does not depend on key services)`);
+      if (f.startsWith('clms/') && target.startsWith('keyservice/') && !WIRING.has(`${f} -> ${target}`)) out.push(`${f}: imports ${target} (CLMS does not depend on key services)`);
       const part = ICS_PARTS.indexOf(f);
       if (part >= 0 && ICS_PARTS.indexOf(target) >= part && !(typeOnly && ICS_TYPE_BACKREFS.has(`${f} -> ${target}`))) {
         out.push(`${f}: imports ${target} (an ICS part uses only the parts below it)`);
@@ -178,9 +182,12 @@ describe('architecture: import directions', () => {
       ['clms/protocol/waits.ts', 'export async function f(): Promise<void> {\n  await g();\n}\nexport const t = () => setTimeout(() => {}, Date.now() + Math.random());\n'],
       ['clms/protocol/driverish.ts', "import { ClusterNode } from '../node.js';\nimport { helper } from '../helper.js';\nexport const n = ClusterNode;\n"],
       ['clms/helper.ts', "import { clock } from '../clock/index.js';\nexport const helper = clock;\n"],
-      ['clms/node.ts', "import { f } from './protocol/ok.js';\nimport { place } from '../keyservice/placement.js';\nexport class ClusterNode {}\n"],
+      ['clms/node.ts', "import { f } from './protocol/ok.js';\nimport { place } from '../keyservice/placement.js';\nimport { Manager } from '../keyservice/index.js';\nexport class ClusterNode {}\n"],
       ['clms/keyservices.ts', "import { place } from '../keyservice/index.js';\n"],
-      ['keyservice/index.ts', "export { place } from './placement.js';\n"],
+      ['keyservice/index.ts', "export { place } from './placement.js';\nexport { Manager } from './manager.js';\n"],
+      ['keyservice/manager.ts', "import type { Ics } from '../ics/ics.js';\nimport type { ClusterNode } from '../clms/node.js';\nexport class Manager { run(): Promise<void> { return Promise.resolve(); } }\n"],
+      ['keyservice/view.ts', "import type { Transition } from '../clms/index.js';\nimport { clock } from '../clock/index.js';\nimport { place } from './placement.js';\nexport const v = (t: Transition): Promise<number> => Promise.resolve(place([]) + clock);\n"],
+      ['keyservice/messages.ts', "import { z } from 'zod';\nimport { Manager } from './manager.js';\nexport const s = z.string();\n"],
       ['clms/index.ts', "export { ClusterNode } from './node.js';\n"],
       ['clms/types.ts', 'export interface Transition { number: number }\n'],
       ['keyservice/placement.ts', "import type { MemberInfo } from '../clms/index.js';\nimport { History } from '../clms/protocol/history.js';\nexport const place = (m: MemberInfo[]): number => m.length;\n"],
@@ -191,6 +198,7 @@ describe('architecture: import directions', () => {
       ['ics/calls.ts', "import type { Ics } from './ics.js';\n"],
     ]);
     expect(findViolations(tree)).toEqual([
+      'clms/keyservices.ts: imports keyservice/index.ts (CLMS does not depend on key services)',
       'clms/node.ts: imports keyservice/placement.ts (CLMS does not depend on key services)',
       'clms/protocol/driverish.ts: imports clms/helper.ts (a protocol file uses only protocol code, clms/types.ts and errors/; the driver uses the protocol, not the reverse)',
       'clms/protocol/driverish.ts: imports clms/node.ts (a protocol file uses only protocol code, clms/types.ts and errors/; the driver uses the protocol, not the reverse)',
@@ -208,13 +216,20 @@ describe('architecture: import directions', () => {
       'ics/calls.ts: imports ics/ics.ts (an ICS part uses only the parts below it)',
       'ics/flow.ts: imports ics/calls.ts (an ICS part uses only the parts below it)',
       'ics/peer.ts: imports ics/links.ts (an ICS part uses only the parts below it)',
+      'keyservice/manager.ts: imports clms/node.ts (key services use CLMS through clms/index.ts only)',
+      'keyservice/messages.ts: imports keyservice/manager.ts (a protocol file uses only protocol code, clms/types.ts and errors/; the driver uses the protocol, not the reverse)',
+      'keyservice/messages.ts: reaches keyservice/manager.ts through keyservice/messages.ts (not pure)',
       'keyservice/placement.ts: imports clms/protocol/history.ts (key services use CLMS through clms/index.ts only)',
+      'keyservice/view.ts: Promise (line 4) (a protocol file is synchronous and takes time and chance as inputs)',
+      'keyservice/view.ts: imports clock/index.ts (a protocol file names no IO layer, not even for a type)',
+      'keyservice/view.ts: reaches clock/index.ts through keyservice/view.ts (not pure)',
     ]);
   });
 
   it('packages/core/src keeps them', () => {
     const tree = readTree(SRC);
     expect([...tree.keys()].filter(isPure).length, 'protocol files found').toBeGreaterThan(0);
+    for (const f of PURE_KEYSERVICE) expect(tree.has(f), `${f} exists`).toBe(true);
     expect(findViolations(tree)).toEqual([]);
   });
 });

@@ -21,20 +21,5 @@ export {
   type TransitionKind,
   type WatchEvent,
 } from './types.js';
-export {
-  defineKeyService,
-  keyServiceClient,
-  serveKeyService,
-  type HandoverData,
-  type KeyServiceCallOptions,
-  type KeyServiceClient,
-  type KeyServiceDescriptor,
-  type KeyServiceHandlers,
-  type KeyServiceImpl,
-  type KeyServiceNode,
-  type PulledData,
-  type TypedFailoverInput,
-} from './typed-keyservice.js';
-export { type FailoverInput, type KeyServiceContext, type KeyServiceHandler, type KeyServiceHandlerContext, type KeyServiceRegistration } from './keyservices.js';
 export { type JoinProgress, type RefusedHandshake } from './progress.js';
 export { type StartOptions } from './lifecycle.js';

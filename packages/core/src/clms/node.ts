@@ -37,7 +37,7 @@ import type { HandlerContext, ServiceRegistration } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
-import { KeyServiceManager, type KeyServiceRegistration } from './keyservices.js';
+import { KeyServiceManager, type KeyServiceRegistration } from '../keyservice/index.js';
 import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
 import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protocol/barriers.js';
 import { LocalHealth } from './protocol/awareness.js';
@@ -244,11 +244,22 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /**
    * Register a key service this node may host (the seeds' boot entries):
-   * register before `start()`, in order of preference. docs/key-services.md.
+   * register before `start()`, in order of preference. Returns a disposer
+   * that unregisters it (as `unregisterKeyService`). docs/key-services.md.
    */
-  registerKeyService(reg: KeyServiceRegistration): void {
+  registerKeyService(reg: KeyServiceRegistration): () => Promise<void> {
     if (this.phase !== 'idle' && this.phase !== 'joining') throw new InvalidStateError('register key services before the node has joined (before start())');
-    this.keys.register(reg);
+    return this.keys.register(reg);
+  }
+
+  /**
+   * Stop registering key service `name` on this node, at any time: what it
+   * hosts is handed over to another node that registers it (or stops), and
+   * the cluster no longer places it here. Resolves once this node's
+   * announcement no longer lists it. docs/key-services.md, "Unregistering".
+   */
+  unregisterKeyService(name: string): Promise<void> {
+    return this.keys.unregister(name);
   }
 
   /** Where key service `name` lives, its epoch, ready or not. */

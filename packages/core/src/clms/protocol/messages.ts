@@ -170,14 +170,6 @@ export const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
 /** `probe`: can you reach `node`? (a master verifying a suspicion asks other members). */
 export const probeTargetSchema = z.strictObject({ node: z.number().int().min(1), timeoutMs: z.number().int().min(1).max(3_600_000).optional() });
 
-// ---------------------------------------------------------------- key-service requests (service `clms.keyservice`)
-
-/** `pull` and `handover`: the new host of `name` at `epoch` asks for data. */
-export const pullSchema = z.strictObject({ name: z.string().min(1).max(200), epoch: z.number().int().min(1) });
-/** `move`: the host of `name` at `epoch` asks the master to place it again (`handover`: elsewhere, collecting its data). */
-export const moveSchema = z.strictObject({ name: z.string().min(1).max(200), epoch: z.number().int().min(0), handover: z.boolean() });
-export type MoveRequest = z.infer<typeof moveSchema>;
-
 /** Validate a membership message: its value, or INVALID_ARGUMENT naming what is wrong. */
 export function parseMessage<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const r = schema.safeParse(value);

@@ -15,7 +15,7 @@
 import type { z } from 'zod';
 import { RemoteInternalError } from '../errors/index.js';
 import { parseResult, type RpcMethod, validatedHandler } from '../ics/typed.js';
-import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHandlerContext, KeyServiceRegistration } from './keyservices.js';
+import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHandlerContext, KeyServiceRegistration } from './types.js';
 
 export interface KeyServiceDescriptor<
   M extends Record<string, RpcMethod> = Record<string, RpcMethod>,

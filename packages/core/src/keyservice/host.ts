@@ -1,0 +1,341 @@
+/**
+ * Hosting: running the key services this node was given. An activation
+ * starts when the history assigns a key service to this incarnation and
+ * ends with a newer epoch, lost quorum, a hand-over, an eviction or close
+ * (K1, K5). Taking over: collect a leaver's hand-over, run `failover`, pull
+ * every survivor's data (`pullData`), give both to `failoverData`, report
+ * ready; only then are methods served (K4). Answering: a survivor's `pull`,
+ * and the old host's `handover` when the new host collects it (the old
+ * host stops first: never two active hosts).
+ */
+import { UnavailableError } from '../errors/index.js';
+import type { Ics } from '../ics/ics.js';
+import { IcsStatusError } from '../ics/status.js';
+import type { Handler, HandlerContext } from '../ics/types.js';
+import type { Transition } from '../clms/index.js';
+import type { MoveRequest, WithdrawRequest } from './messages.js';
+import { handoverBoundMs, KS, type KeyServiceHost } from './ports.js';
+import type { Activation, Local, Registrations } from './registrations.js';
+import { notHost } from './routing.js';
+import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHandlerContext } from './types.js';
+import type { KeyServiceView } from './view.js';
+import type { Changes } from './waits.js';
+
+/** What a node asks of the master over `clms.keyservice` (messages.ts). */
+export type MasterRequest = { method: 'move'; args: MoveRequest } | { method: 'withdraw'; args: WithdrawRequest };
+
+/** The master's side of a request (master.ts), for a node that is the master itself. */
+export type OnMaster = (request: MasterRequest, from: number, incarnation: number) => Promise<boolean>;
+
+export class Hosting {
+  /** Key services this node is asking the master to place again (see placeStopped). */
+  private readonly asking = new Set<string>();
+  private closed = false;
+
+  constructor(
+    private readonly host: KeyServiceHost,
+    private readonly view: KeyServiceView,
+    private readonly local: Registrations,
+    private readonly changes: Changes,
+    private readonly onMaster: OnMaster,
+  ) {}
+
+  /** Serve `l`'s methods on `ics` (only the active host runs them). */
+  serve(ics: Ics, l: Local): void {
+    const handlers: Record<string, Handler> = {};
+    for (const [m, h] of Object.entries(l.reg.handlers ?? {})) {
+      handlers[m] = (args, ctx) => this.serveMethod(l, h, args, ctx);
+    }
+    ics.registerService({ channel: 'keyservice', subservice: l.reg.subservice, name: `keyservice.${l.reg.name}`, handlers });
+  }
+
+  /** The activation may act now: not ended, serving, and this node holds its lease. */
+  private mayAct(a: Activation | undefined): a is Activation {
+    return a !== undefined && !a.controller.signal.aborted && this.host.leaseValid();
+  }
+
+  serveMethod(l: Local, h: KeyServiceHandler, args: unknown, ctx: HandlerContext): unknown {
+    const a = l.active;
+    if (!this.mayAct(a) || !a.serving || a.handingOver) throw notHost(this.host.nodeNum, l.reg.name);
+    const kctx: KeyServiceHandlerContext = {
+      ...ctx,
+      keyService: l.reg.name,
+      epoch: a.epoch,
+      // The handler stops when the caller gives up or the activation ends.
+      signal: AbortSignal.any([ctx.signal, a.controller.signal]),
+    };
+    return h(args, kctx);
+  }
+
+  /**
+   * A committed `keyservice` transition of `l`: a newer epoch ends any older
+   * activation here (K1); a hand-over keeps the data until the new host
+   * collects it, but stops serving at once. An assignment to this
+   * incarnation (not one replayed from a former one) starts a takeover.
+   */
+  applied(l: Local, t: Transition, ks: NonNullable<Transition['keyService']>, previousHost: number | undefined): void {
+    const me = this.host.nodeNum;
+    const a = l.active;
+    if (a && a.epoch < ks.epoch) {
+      if (ks.phase === 'assigned' && ks.handoverFrom === me && t.node !== me) this.beginHandover(l, a);
+      else this.deactivate(l, 'a newer epoch began');
+    }
+    const mine = t.node === me && t.incarnation === this.host.member(me)?.incarnation;
+    if (ks.phase === 'assigned' && mine) void this.takeOver(l, ks.epoch, previousHost, ks.handoverFrom);
+  }
+
+  /** Quorum lost: a node without quorum stops what it hosts at once (K5). */
+  quorumLost(): void {
+    for (const l of this.local.values()) if (l.active) this.deactivate(l, 'lost quorum');
+  }
+
+  /**
+   * Every key service this node is the recorded host of but runs no
+   * activation of: ask the master to place it again, and ask again after a
+   * while for as long as that stays so (a master that just changed, or whose
+   * view lagged, may refuse; nobody else would ever ask).
+   */
+  placeStopped(): void {
+    if (this.closed) return;
+    for (const l of this.local.values()) {
+      const name = l.reg.name;
+      const v = this.view.info(name);
+      const mine = v?.host === this.host.nodeNum && this.view.hostIncarnationOf(name) === this.host.member(this.host.nodeNum)?.incarnation;
+      if (l.active || !v || !mine || v.halted || this.asking.has(name)) continue;
+      this.asking.add(name);
+      void this.requestMove(name, v.epoch, false)
+        .catch(() => false)
+        .then(() => {
+          this.asking.delete(name);
+          this.host.timer(this.host.failureTimeoutMs(), () => this.placeStopped());
+        });
+    }
+  }
+
+  /** Stop everything this node hosts (close, eviction). */
+  stopAll(why: string): void {
+    for (const l of this.local.values()) if (l.active) this.deactivate(l, why);
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  deactivate(l: Local, why: string): void {
+    const a = l.active;
+    if (!a) return;
+    l.active = undefined;
+    a.handingOver?.cancel();
+    this.host.log.info({ keyService: l.reg.name, epoch: a.epoch, why }, 'key service deactivated');
+    a.controller.abort(new UnavailableError(`key service ${l.reg.name} epoch ${a.epoch} ended: ${why}`));
+    this.host.emitActivity({ name: l.reg.name, epoch: a.epoch, active: false, reason: why });
+    this.changes.wake();
+  }
+
+  /** A newer epoch goes to a node that will collect our data: stop serving now, stop entirely once collected (or after the bound). */
+  private beginHandover(l: Local, a: Activation): void {
+    if (a.handingOver) return;
+    a.serving = false;
+    a.handingOver = this.host.timer(handoverBoundMs(this.host), () => {
+      if (l.active === a) this.deactivate(l, 'hand-over not collected in time');
+    });
+  }
+
+  private ctx(l: Local, a: Activation): KeyServiceContext {
+    return {
+      name: l.reg.name,
+      epoch: a.epoch,
+      node: this.host.nodeNum,
+      previousHost: a.previousHost,
+      signal: a.controller.signal,
+      // A hand-over under way ends acting at once: the data it exports must not change after.
+      isActive: () => l.active === a && !a.handingOver && this.mayAct(a),
+    };
+  }
+
+  /** This node was assigned: collect a hand-over, fail over, pull data, report ready. */
+  private async takeOver(l: Local, epoch: number, previousHost: number | undefined, handoverFrom: number | undefined): Promise<void> {
+    if (l.active?.epoch === epoch) return;
+    if (l.active) this.deactivate(l, 'reassigned');
+    const a: Activation = { epoch, controller: new AbortController(), previousHost: previousHost ?? handoverFrom, serving: false, handingOver: undefined };
+    l.active = a;
+    // A lease of our own by the time we serve (a master holds one already).
+    this.host.renewLease();
+    const ctx = this.ctx(l, a);
+    const ended = (): boolean => l.active !== a || a.controller.signal.aborted;
+    try {
+      const pulled = new Map<number, unknown>();
+      // The old host stops before we start: its data first, then `failover`.
+      const handover = handoverFrom !== undefined ? await this.collectHandover(l.reg.name, epoch, handoverFrom) : undefined;
+      if (ended()) return;
+      await l.reg.failover?.(ctx);
+      if (ended()) return;
+      if (l.reg.pullData) await this.pullFromSurvivors(l, ctx, handoverFrom, pulled);
+      if (ended()) return;
+      await l.reg.failoverData?.({ pulled, handover }, ctx);
+      if (ended()) return;
+      a.serving = true;
+      this.host.emitActivity({ name: l.reg.name, epoch, active: true, reason: handoverFrom !== undefined ? `hand-over from node ${handoverFrom}` : 'failover complete' });
+      this.host.reportReady(l.reg.name, epoch);
+    } catch (err) {
+      this.host.log.error({ keyService: l.reg.name, epoch, err: (err as Error).message }, 'key service failover failed');
+      if (l.active !== a) return;
+      this.deactivate(l, `failover failed: ${(err as Error).message}`);
+      // Try again (a new epoch) after a while rather than leave it assigned to nobody.
+      this.host.timer(this.host.failureTimeoutMs(), () => this.placeStopped());
+    }
+  }
+
+  /**
+   * `pullData` on every Up node that registered the key service (here
+   * locally), results by node; a survivor that fails is logged and left out.
+   */
+  private async pullFromSurvivors(l: Local, ctx: KeyServiceContext, skip: number | undefined, results: Map<number, unknown>): Promise<void> {
+    const name = l.reg.name;
+    const survivors = this.host.members().filter((m) => m.state === 'Up' && m.node !== skip && (m.node === this.host.nodeNum || m.keyServices.some((h) => h.name === name)));
+    await Promise.all(
+      survivors.map(async (m) => {
+        try {
+          const data =
+            m.node === this.host.nodeNum
+              ? await l.reg.pullData!(ctx)
+              : await this.host.ics().call(m.node, KS, 'pull', { name: l.reg.name, epoch: ctx.epoch }, { timeoutMs: this.host.rpcTimeoutMs() * 10 });
+          results.set(m.node, data ?? null);
+        } catch (err) {
+          this.host.log.warn({ keyService: l.reg.name, from: m.node, err: (err as Error).message }, 'pullData failed on a survivor');
+        }
+      }),
+    );
+  }
+
+  /**
+   * Ask the old host for its data, until it answers or the hand-over bound
+   * passes. Without an answer we wait the bound out (plus the failure
+   * timeout, after which a cut-off host has lost its lease): by then the old
+   * host has stopped by itself, so two hosts are never active at once.
+   */
+  private async collectHandover(name: string, epoch: number, from: number): Promise<FailoverInput['handover']> {
+    const bound = handoverBoundMs(this.host);
+    const deadline = this.host.now() + bound;
+    while (this.host.now() < deadline) {
+      try {
+        const data = await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: Math.max(1, deadline - this.host.now()) });
+        return { from, data: data ?? null };
+      } catch (err) {
+        const state = this.host.member(from)?.state;
+        if (state === 'GoingDown' || state === 'ShuttingDown' || state === 'Down') {
+          // It failed or left: once Down, every node cleaned up after it and nothing runs there any more (K4).
+          await this.changes.waitFor(() => this.host.member(from)?.state === 'Down', Math.max(0, deadline - this.host.now()));
+          const gone = this.host.member(from);
+          if (gone?.state === 'Down') {
+            // Down without handing over: the others refused its links from
+            // its GoingDown or ShuttingDown on, so it renewed no lease since,
+            // but one it held then may still run (a leaver closes a little
+            // after its leave is committed; a cut-off host acts until its
+            // lease ends). Wait that out (K1).
+            const wait = this.downWaitLeft(from, gone.incarnation, this.host.failureTimeoutMs());
+            if (wait > 0) await this.changes.sleep(wait);
+            return undefined;
+          }
+          continue;
+        }
+        this.host.log.debug({ keyService: name, from, err: (err as Error).message }, 'hand-over not collected yet');
+        await this.changes.sleep(this.host.rpcTimeoutMs());
+      }
+    }
+    this.host.log.warn({ keyService: name, from }, 'hand-over data not collected: waiting for the old host to stop by itself');
+    await this.changes.sleep(this.host.failureTimeoutMs());
+    return undefined;
+  }
+
+  /** Time left of `waitMs` since this node learnt (node, incarnation) went down (view.ts). */
+  downWaitLeft(node: number, incarnation: number | undefined, waitMs: number): number {
+    return this.view.downWaitLeft(node, incarnation, waitMs, this.host.now(), Math.max(this.host.fenceWaitMs(), this.host.failureTimeoutMs()));
+  }
+
+  /** A new host asks this survivor for its data. */
+  async onPull(p: { name: string; epoch: number }): Promise<unknown> {
+    const l = this.local.get(p.name);
+    const v = this.view.info(p.name);
+    if (!l?.reg.pullData) return null;
+    // Only for the current epoch: a stale host asking gets nothing.
+    if (v && v.epoch > p.epoch) throw new IcsStatusError('FAILED_PRECONDITION', `epoch ${p.epoch} of ${p.name} is stale`);
+    const ctx: KeyServiceContext = { name: p.name, epoch: p.epoch, node: this.host.nodeNum, previousHost: v?.host, signal: new AbortController().signal, isActive: () => false };
+    return (await l.reg.pullData(ctx)) ?? null;
+  }
+
+  /** The new host asks for our data: only the host the history names for that epoch, once we have seen it. */
+  async onHandover(p: { name: string; epoch: number }, caller: number): Promise<unknown> {
+    const l = this.local.get(p.name);
+    const a = l?.active;
+    if (!l || !a || a.epoch >= p.epoch) return null; // nothing active here: nothing to hand over
+    const v = this.view.info(p.name);
+    if (!a.handingOver || v?.epoch !== p.epoch || v.host !== caller) {
+      throw new IcsStatusError('FAILED_PRECONDITION', `hand-over of ${p.name} epoch ${p.epoch} not seen here yet`);
+    }
+    // Stop first, then give the data away: never two active hosts.
+    const data = await l.reg.handover?.(this.ctx(l, a));
+    if (l.active === a) this.deactivate(l, `handed over to node ${caller}`);
+    return data ?? null;
+  }
+
+  /**
+   * This node took over `name` at `epoch` and the history does not say it
+   * is ready yet: its ready report is still owed (the master that
+   * acknowledged it may have lost the commit, and a new master would never
+   * learn it otherwise).
+   */
+  awaitsReady(name: string, epoch: number): boolean {
+    const v = this.view.info(name);
+    return v !== undefined && v.epoch === epoch && v.host === this.host.nodeNum && !v.ready && this.local.get(name)?.active?.epoch === epoch;
+  }
+
+  // ---------------------------------------------------------------- moves asked of the master
+
+  /** This node runs an activation of some key service. */
+  hostsAny(): boolean {
+    for (const l of this.local.values()) if (l.active) return true;
+    return false;
+  }
+
+  /**
+   * A clean leave: move every key service this node hosts elsewhere, with
+   * its data, before the leave itself. Bounded; what cannot move (no other
+   * eligible node, no master) is left to the usual placement after the leave.
+   */
+  async handOverAll(): Promise<void> {
+    const moving: Promise<void>[] = [];
+    for (const l of this.local.values()) if (l.active) moving.push(this.handOver(l, l.active));
+    await Promise.all(moving);
+  }
+
+  /** Move `l` (active as `a`) elsewhere with its data: resolves once `a` ended, or the move was refused, or after the bound. */
+  async handOver(l: Local, a: Activation): Promise<void> {
+    if (!(await this.requestMove(l.reg.name, a.epoch, true))) return;
+    await this.changes.waitFor(() => l.active !== a, handoverBoundMs(this.host) * 2);
+  }
+
+  /** Ask the master to place `name` again (`handover`: elsewhere, collecting our data). True when it did. */
+  private requestMove(name: string, epoch: number, handover: boolean): Promise<boolean> {
+    return this.askMaster(name, { method: 'move', args: { name, epoch, handover } });
+  }
+
+  /**
+   * Ask the master (this node itself, or over `clms.keyservice`) until one
+   * answers or the hand-over bound passes: its answer, else false.
+   */
+  async askMaster(name: string, request: MasterRequest): Promise<boolean> {
+    const deadline = this.host.now() + handoverBoundMs(this.host);
+    while (this.host.now() < deadline) {
+      const master = this.host.master();
+      try {
+        if (master === this.host.nodeNum) return await this.onMaster(request, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
+        if (master !== undefined) return (await this.host.ics().call(master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4 })) as boolean;
+      } catch (err) {
+        this.host.log.debug({ keyService: name, err: (err as Error).message }, `${request.method} request failed; retrying`);
+      }
+      await this.changes.sleep(this.host.rpcTimeoutMs());
+    }
+    return false;
+  }
+}

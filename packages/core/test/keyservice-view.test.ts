@@ -1,0 +1,115 @@
+/**
+ * The key-service view (packages/core/src/keyservice/view.ts) by hand:
+ * transitions in, the view and placement's memory out, no node, no clock.
+ */
+import { describe, expect, it } from 'vitest';
+import type { MemberInfo, NodeState, Transition } from '@clusterinfra/core';
+import { KeyServiceView, placement } from '../src/keyservice/index.js';
+
+let number = 0;
+type Phase = 'assigned' | 'ready' | 'vacant' | 'halted';
+
+function ks(name: string, node: number, epoch: number, phase: Phase, handoverFrom?: number): Transition {
+  return {
+    number: ++number,
+    term: 1,
+    time: 0,
+    kind: 'keyservice',
+    node,
+    incarnation: node * 10,
+    from: 'Up',
+    to: 'Up',
+    cause: `${phase} on ${node}`,
+    keyService: { name, epoch, phase, ...(handoverFrom !== undefined ? { handoverFrom } : {}) },
+  };
+}
+
+function state(node: number, to: NodeState, keyServices?: { name: string; critical: boolean }[]): Transition {
+  return { number: ++number, term: 1, time: 0, kind: 'state', node, incarnation: node * 10, from: 'Up', to, cause: 'test', ...(keyServices ? { keyServices } : {}) };
+}
+
+function member(node: number, state: NodeState, names: string[] = [], critical = false): MemberInfo {
+  return { node, state, incarnation: node * 10, address: '', meta: {}, since: 1, keyServices: names.map((name) => ({ name, critical })) };
+}
+
+function apply(v: KeyServiceView, t: Transition, now = 0, critical = false): ReturnType<KeyServiceView['applyKeyService']> {
+  return v.applyKeyService(t, t.keyService!, now, critical);
+}
+
+describe('key-service view', () => {
+  it('follows assigned → ready → a newer epoch elsewhere, and reports what was before', () => {
+    const v = new KeyServiceView();
+    expect(apply(v, ks('a', 1, 1, 'assigned')).before).toBeUndefined();
+    expect(v.info('a')).toMatchObject({ host: 1, epoch: 1, ready: false });
+    apply(v, ks('a', 1, 1, 'ready'));
+    expect(v.info('a')).toMatchObject({ host: 1, epoch: 1, ready: true });
+    const change = apply(v, ks('a', 2, 2, 'assigned'));
+    expect(change.before).toMatchObject({ host: 1, epoch: 1 });
+    expect(change.info).toMatchObject({ host: 2, epoch: 2, ready: false });
+    expect(v.hostIncarnationOf('a')).toBe(20);
+    expect(v.unchangedSince('a', change.info.since)).toBe(true);
+    expect(v.unchangedSince('a', change.info.since - 1)).toBe(false);
+  });
+
+  it('a vacancy remembers the host it came from, and placement waits a failure timeout after that host went down', () => {
+    const v = new KeyServiceView();
+    apply(v, ks('a', 2, 1, 'ready'));
+    v.applyState(state(2, 'GoingDown'), 1_000);
+    const vacancy = apply(v, ks('a', 1, 1, 'vacant'));
+    expect(vacancy.info).toMatchObject({ host: undefined, reason: 'vacant on 1' });
+    expect(v.hostIncarnationOf('a')).toBeUndefined();
+    const members = [member(1, 'Up'), member(2, 'Down'), member(3, 'Up', ['a'])];
+    const at = (now: number) => placement(v.placementInput({ now, members, member: (n) => members.find((m) => m.node === n), fenceWaitMs: 500, failureTimeoutMs: 500, moveEarly: false }));
+    expect(at(1_200)).toEqual([{ kind: 'wait', ms: 300 }]);
+    expect(at(1_600)).toEqual([
+      { kind: 'forget-vacancy', name: 'a' },
+      { kind: 'assign', name: 'a', node: 3, since: vacancy.info.since, previousHost: undefined, handoverFrom: undefined },
+    ]);
+  });
+
+  it('counts a down from when it was first seen, and from now when it never was', () => {
+    const v = new KeyServiceView();
+    v.applyState(state(4, 'ShuttingDown'), 100);
+    v.applyState(state(4, 'GoingDown'), 900);
+    expect(v.downWaitLeft(4, 40, 500, 300, 500)).toBe(300);
+    expect(v.downWaitLeft(5, 50, 500, 300, 500)).toBe(500);
+    expect(v.downWaitLeft(5, 50, 500, 450, 500)).toBe(350);
+  });
+
+  it('is formed when every critical key service has a ready host that is Up, and says when that changes', () => {
+    const v = new KeyServiceView();
+    const members = [member(1, 'Up', ['a'], true), member(2, 'Up')];
+    const of = (n: number) => members.find((m) => m.node === n);
+    expect(v.updateFormed(members, of)).toBe(false);
+    expect(v.formed).toBe(false);
+    apply(v, ks('a', 1, 1, 'assigned'), 0, true);
+    expect(v.updateFormed(members, of)).toBe(false);
+    apply(v, ks('a', 1, 1, 'ready'), 0, true);
+    expect(v.updateFormed(members, of)).toBe(true);
+    expect(v.formed).toBe(true);
+    members[0] = member(1, 'GoingDown', ['a'], true);
+    expect(v.updateFormed(members, of)).toBe(true);
+    expect(v.formed).toBe(false);
+  });
+
+  it('a joiner announcing a key service as critical makes it critical; halted ones are reported', () => {
+    const v = new KeyServiceView();
+    apply(v, ks('a', 1, 1, 'ready'));
+    expect(v.info('a')?.critical).toBe(false);
+    v.applyState(state(3, 'ComingUp', [{ name: 'a', critical: true }]), 0);
+    expect(v.info('a')?.critical).toBe(true);
+    expect(v.halted()).toBeUndefined();
+    apply(v, ks('a', 1, 1, 'halted'), 0, true);
+    expect(v.halted()).toEqual({ keyService: 'a', reason: 'halted on 1' });
+  });
+
+  it('reset forgets the view but keeps each epoch as a floor, so a new history places above it (K2)', () => {
+    const v = new KeyServiceView();
+    apply(v, ks('a', 1, 7, 'ready'));
+    v.reset();
+    expect(v.info('a')).toBeUndefined();
+    expect(v.all()).toEqual([]);
+    expect(v.epochOf('a')).toBe(7);
+    expect(v.epochOf('b')).toBe(0);
+  });
+});
