@@ -97,6 +97,14 @@ export interface Subscription {
 export interface PublishOptions {
   /** `broadcast`: every subscriber node runs every subscription of the topic; `balanced`: one subscription per group (and every one without a group). @default 'broadcast' */
   delivery?: Delivery;
+  /**
+   * Wait for each target node to take the event (an RPC per node instead of a
+   * one-way message): an event for a node that goes down is then reported in
+   * `failed` even when it had been handed to the link, and a balanced event
+   * goes to another node of its group (at least once per group, see
+   * docs/services.md). @default false
+   */
+  confirm?: boolean;
   /** Stop waiting (the messages already queued still go). */
   signal?: AbortSignal;
 }
@@ -581,7 +589,8 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
     const nodes: number[] = [];
     const failed: { node: number; error: Error }[] = [];
     const tried = new Set<number>();
-    let round = this.sendPlan(topic, data, plan);
+    const confirm = options.confirm === true;
+    let round = this.sendPlan(topic, data, plan, confirm);
     for (let attempt = 1; ; attempt++) {
       const settled = await this.raced(round, options.signal);
       const again = new Map<number, { groups: string[] | null; solo: boolean }>();
@@ -591,9 +600,10 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
           nodes.push(r.node);
           continue;
         }
-        // A balanced event that certainly never left goes to another node of each of its groups.
+        // A balanced event that certainly never ran (or, confirmed, whose node failed) goes to another node of each of its groups.
         const groups = r.groups ?? [];
-        if (delivery === 'balanced' && groups.length > 0 && neverRan(r.error) && attempt < this.opts.maxAttempts) {
+        const resend = neverRan(r.error) || (confirm && nodeFailed(r.error));
+        if (delivery === 'balanced' && groups.length > 0 && resend && attempt < this.opts.maxAttempts) {
           const byGroup = this.groupsOf(this.subscribers(topic).filter((t) => !tried.has(t.node)));
           for (const g of groups) {
             const others = byGroup.get(g);
@@ -605,7 +615,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
         this.emit('undelivered', { topic, node: r.node, error: r.error });
       }
       if (again.size === 0) break;
-      round = this.sendPlan(topic, data, again);
+      round = this.sendPlan(topic, data, again, confirm);
     }
     return { nodes, failed };
   }
@@ -628,7 +638,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
   }
 
   /** Send one message per planned node now (sequence numbers in send order); the promises settle when each was handed over. */
-  private sendPlan(topic: string, data: unknown, plan: Map<number, { groups: string[] | null; solo: boolean }>): Promise<{ node: number; groups: string[] | null; error?: Error }>[] {
+  private sendPlan(topic: string, data: unknown, plan: Map<number, { groups: string[] | null; solo: boolean }>, confirm: boolean): Promise<{ node: number; groups: string[] | null; error?: Error }>[] {
     const address = { channel: this.opts.channel, subservice: this.opts.subservice };
     const out: Promise<{ node: number; groups: string[] | null; error?: Error }>[] = [];
     for (const [node, p] of plan) {
@@ -637,7 +647,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
       const msg = { t: topic, s, g: p.groups, o: p.solo, d: data };
       let sent: Promise<void>;
       try {
-        sent = detached(() => this.ics.send(node, address, 'event', msg));
+        sent = detached(() => (confirm ? this.ics.call<void>(node, address, 'event', msg) : this.ics.send(node, address, 'event', msg)));
       } catch (err) {
         sent = Promise.reject(err as Error);
       }
@@ -663,14 +673,16 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
     const from = ctx.caller.nodeNum;
     const seen = this.seenSeq.get(from);
     if (seen && seen.incarnation === ctx.caller.incarnation) {
-      if (msg.s <= seen.seq) return undefined;
-      if (msg.s > seen.seq + 1) {
+      if (msg.s <= seen.seq) {
+        // Overtaken (ICS delivers a message at most once): counted as lost when the later one came; it is not.
+        this.counters.lost = Math.max(0, this.counters.lost - 1);
+      } else if (msg.s > seen.seq + 1) {
         const missed = msg.s - seen.seq - 1;
         this.counters.lost += missed;
         this.emit('lost', { publisher: from, missed, seq: msg.s });
       }
     }
-    this.seenSeq.set(from, { incarnation: ctx.caller.incarnation, seq: msg.s });
+    if (!seen || seen.incarnation !== ctx.caller.incarnation || msg.s > seen.seq) this.seenSeq.set(from, { incarnation: ctx.caller.incarnation, seq: msg.s });
     const set = this.subs.get(msg.t);
     if (!set) return undefined;
     const info: EventInfo = { topic: msg.t, publisher: from, seq: msg.s, delivery: msg.g === null ? 'broadcast' : 'balanced' };
