@@ -3,7 +3,6 @@ export const SERVICES_DEFAULTS = {
   channel: 'default',
   policy: 'round-robin',
   maxAttempts: 3,
-  callTimeoutMs: 10_000,
   maxServed: 256,
   maxSubscriptions: 1024,
   maxQueue: 1024,
