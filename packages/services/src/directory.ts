@@ -54,11 +54,24 @@ export class Directory {
   readonly providers = new Map<string, Map<number, Provider>>();
   /** topic → node → subscriber node. */
   readonly topics = new Map<string, Map<number, TopicNode>>();
+  /** The providers of a name in ascending node order (and their node numbers), built on first use after a change. */
+  private readonly sorted = new Map<string, { readonly list: readonly Provider[]; readonly nodes: readonly number[] }>();
+
+  providersOf(name: string): { readonly list: readonly Provider[]; readonly nodes: readonly number[] } {
+    let entry = this.sorted.get(name);
+    if (!entry) {
+      const list = [...(this.providers.get(name)?.values() ?? [])].sort((a, b) => a.node - b.node);
+      entry = { list, nodes: list.map((p) => p.node) };
+      if (list.length > 0) this.sorted.set(name, entry);
+    }
+    return entry;
+  }
 
   /** Start from the registry's entries. */
   load(entries: Iterable<Entry>): void {
     this.providers.clear();
     this.topics.clear();
+    this.sorted.clear();
     for (const e of entries) this.set(e.key, e.value, e.owner);
   }
 
@@ -72,6 +85,7 @@ export class Directory {
     const svc = splitKey(key, SERVICE_PREFIX);
     if (svc) {
       const v = owner && owner.node === svc[1] ? providerValue.safeParse(value) : undefined;
+      this.sorted.delete(svc[0]);
       update(this.providers, svc[0], svc[1], v?.success ? { ...v.data, node: svc[1], incarnation: owner!.incarnation } : undefined);
       return;
     }

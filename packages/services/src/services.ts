@@ -149,6 +149,16 @@ export type ByNameClient<M extends Record<string, MethodDescriptor>> = {
     : (args: z.input<M[K]['input']>, options?: ByNameCallOptions) => Promise<void>;
 };
 
+/** A by-name call across its attempts. */
+interface CallPlan {
+  readonly name: string;
+  readonly method: string;
+  readonly args: unknown;
+  readonly options: ByNameCallOptions;
+  readonly roles: readonly string[];
+  readonly attempts: number;
+}
+
 interface Announcement {
   value: ProviderValue | TopicValue;
   served?: RegisteredService;
@@ -196,6 +206,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
   private readonly seenSeq = new Map<number, { incarnation: number; seq: number }>();
   private readonly counters = { calls: 0, retries: 0, pending: 0, published: 0, undelivered: 0, delivered: 0, handlerErrors: 0, lost: 0, discarded: 0 };
   private readonly onChange = (e: RegistryEvent): void => this.dir.apply(e);
+  private readonly outstandingOf = (n: number): number => this.inFlight.get(n) ?? 0;
 
   constructor(
     private readonly node: ClusterNode,
@@ -410,80 +421,87 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
   }
 
   private candidates(name: string, roles: readonly string[], tried: Set<number> | undefined): Provider[] {
-    const byNode = this.dir.providers.get(name);
-    if (!byNode) return [];
     const out: Provider[] = [];
-    for (const p of byNode.values()) {
+    for (const p of this.dir.providersOf(name).list) {
       if (tried?.has(p.node) || !this.live(p)) continue;
       if (roles.length > 0 && !hasAnyRole(this.node.info(p.node), roles)) continue;
       out.push(p);
     }
-    return out.sort((a, b) => a.node - b.node);
+    return out;
   }
 
   /**
    * Call `method` of the service `name` on a node that serves it, chosen by
    * policy. A failure that certainly did not run there (never sent, no such
    * service there) is tried on another node; one that may have run only for
-   * an idempotent method. Resolves with the result, or throws the last
+   * an idempotent method. Resolves with the result, or rejects with the last
    * error (SERVICES_ERR_NO_PROVIDER when no node was left to try).
+   *
+   * Written as one promise chain rather than async functions: a by-name call
+   * should cost next to nothing beyond the ICS call it makes.
    */
-  async call<T = unknown>(name: string, method: string, args?: unknown, options: ByNameCallOptions = {}): Promise<T> {
-    this.usable();
-    if (!this.dir.providers.has(name)) checkName(name, 'service name');
-    const roles = options.roles ? checkRoles(options.roles) : [];
-    if (this.counters.pending >= this.opts.maxPending) throw new ServicesError('SERVICES_ERR_LIMIT', `maxPending (${this.opts.maxPending}) by-name calls in flight`);
-    const policy = options.policy ?? this.opts.policy;
-    const attempts = options.attempts ?? this.opts.maxAttempts;
-    this.counters.calls++;
-    let tried: Set<number> | undefined;
-    let last: unknown;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      if (options.signal?.aborted) throw new AbortedError(`call ${name}.${method} aborted`, { cause: options.signal.reason });
-      const all = this.candidates(name, roles, tried);
-      const found = all.filter((p) => p.methods[method] !== undefined);
-      if (found.length === 0) {
-        if (all.length > 0) throw new ServicesError('SERVICES_ERR_UNKNOWN_METHOD', `no node serving ${name} announces method ${method}`);
-        if (last !== undefined) throw last;
-        const where = roles.length ? ` with role ${roles.join(' or ')}` : '';
-        throw new ServicesError('SERVICES_ERR_NO_PROVIDER', `no live node serves ${name}${where}`);
-      }
-      const cursor = this.cursors.get(name) ?? 0;
-      this.cursors.set(name, cursor + 1);
-      const chosen = pick(policy, { candidates: found.map((p) => p.node), self: this.node.nodeNum, cursor, outstanding: (n) => this.inFlight.get(n) ?? 0 });
-      const p = found.find((x) => x.node === chosen)!;
-      if (attempt > 0) this.counters.retries++;
-      try {
-        return await this.attempt<T>(p, method, args, options);
-      } catch (err) {
-        const idempotent = options.idempotent ?? p.methods[method] === 'idempotent';
-        if (!(neverRan(err) || (idempotent && nodeFailed(err)))) throw err;
-        last = err;
-        (tried ??= new Set()).add(p.node);
-      }
+  call<T = unknown>(name: string, method: string, args?: unknown, options: ByNameCallOptions = {}): Promise<T> {
+    try {
+      this.usable();
+      if (!this.dir.providers.has(name)) checkName(name, 'service name');
+      const roles = options.roles ? checkRoles(options.roles) : [];
+      if (this.counters.pending >= this.opts.maxPending) throw new ServicesError('SERVICES_ERR_LIMIT', `maxPending (${this.opts.maxPending}) by-name calls in flight`);
+      this.counters.calls++;
+      return this.attempt<T>({ name, method, args, options, roles, attempts: options.attempts ?? this.opts.maxAttempts }, 0, undefined, undefined);
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
-    throw last;
   }
 
-  private async attempt<T>(p: Provider, method: string, args: unknown, options: ByNameCallOptions): Promise<T> {
-    const address = { channel: p.channel, subservice: p.subservice };
+  /** One attempt on a node not in `tried`; on a failure that allows it, the next attempt. */
+  private attempt<T>(c: CallPlan, attempt: number, tried: Set<number> | undefined, last: unknown): Promise<T> {
+    const { name, method, options } = c;
+    if (options.signal?.aborted) return Promise.reject(new AbortedError(`call ${name}.${method} aborted`, { cause: options.signal.reason }));
+    // The common case allocates nothing: every provider of the name is a candidate.
+    let { list: found, nodes } = this.dir.providersOf(name);
+    if (found.length === 0 || tried !== undefined || c.roles.length > 0 || found.some((p) => !this.live(p) || p.methods[method] === undefined)) {
+      const all = this.candidates(name, c.roles, tried);
+      found = all.filter((p) => p.methods[method] !== undefined);
+      if (found.length === 0) {
+        if (all.length > 0) return Promise.reject(new ServicesError('SERVICES_ERR_UNKNOWN_METHOD', `no node serving ${name} announces method ${method}`));
+        if (last !== undefined) return Promise.reject(last as Error);
+        const where = c.roles.length ? ` with role ${c.roles.join(' or ')}` : '';
+        return Promise.reject(new ServicesError('SERVICES_ERR_NO_PROVIDER', `no live node serves ${name}${where}`));
+      }
+      nodes = found.map((p) => p.node);
+    }
+    const cursor = this.cursors.get(name) ?? 0;
+    this.cursors.set(name, cursor + 1);
+    const chosen = pick(options.policy ?? this.opts.policy, { candidates: nodes, self: this.node.nodeNum, cursor, outstanding: this.outstandingOf });
+    const p = found[nodes.indexOf(chosen)]!;
+    if (attempt > 0) this.counters.retries++;
     this.counters.pending++;
     this.inFlight.set(p.node, (this.inFlight.get(p.node) ?? 0) + 1);
-    try {
-      if (p.methods[method] === 'oneway') {
-        await this.ics.send(p.node, address, method, args);
-        return undefined as T;
-      }
-      const call: { signal?: AbortSignal; timeoutMs?: number } = {};
-      if (options.signal) call.signal = options.signal;
-      if (options.timeoutMs !== undefined) call.timeoutMs = options.timeoutMs;
-      return await this.ics.call<T>(p.node, address, method, args, call);
-    } finally {
+    const done = (): void => {
       this.counters.pending--;
       const left = (this.inFlight.get(p.node) ?? 1) - 1;
       if (left === 0) this.inFlight.delete(p.node);
       else this.inFlight.set(p.node, left);
+    };
+    const address = { channel: p.channel, subservice: p.subservice };
+    let sent: Promise<T>;
+    try {
+      sent = p.methods[method] === 'oneway' ? (this.ics.send(p.node, address, method, c.args) as Promise<T>) : this.ics.call<T>(p.node, address, method, c.args, options);
+    } catch (err) {
+      sent = Promise.reject(err as Error);
     }
+    return sent.then(
+      (value) => {
+        done();
+        return value;
+      },
+      (err: unknown) => {
+        done();
+        const idempotent = options.idempotent ?? p.methods[method] === 'idempotent';
+        if (!(neverRan(err) || (idempotent && nodeFailed(err))) || attempt + 1 >= c.attempts) throw err;
+        return this.attempt<T>(c, attempt + 1, (tried ?? new Set<number>()).add(p.node), err);
+      },
+    );
   }
 
   /** A typed client of `descriptor`, every method routed by the descriptor's name; results are checked against the output schema. */
