@@ -145,9 +145,17 @@ async function events(subscribers: number): Promise<Row[]> {
     // The same pool as the event service's, so neither side refuses what the channel's window lets through.
     subs.forEach((_, i) => c.nodes[i + 1]!.communication.registerService({ name: 'bench.sink', ...SINK, pool: { max: 16, queue: 4096 }, handlers: { tick: () => void raw[i]!++ } }));
     const publisher = c.services[0]!;
+    // Every subscriber node announced and Up on the publisher's side before anything is timed.
+    for (const end = performance.now() + 60_000; publisher.subscribers('bench.tick').length < subscribers; ) {
+      if (performance.now() > end) throw new Error(`the publisher sees ${publisher.subscribers('bench.tick').length} of ${subscribers} subscriber nodes`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const ics: Ics = c.nodes[0]!.communication;
     const targets = subs.map((_, i) => i + 2);
+    let firstError: string | undefined;
+    publisher.on('undelivered', (u) => (firstError ??= `node ${u.node}: ${(u.error as { code?: string }).code} ${u.error.message}`));
     const diagnose = (): string =>
+      `${firstError ?? 'no undelivered event'}; ` +
       JSON.stringify(c.nodes.map((x, i) => ({ node: i + 1, dropped: x.communication.stats().dropped, oneWayDropped: x.communication.stats().oneWayDropped, services: c.services[i]!.stats() })));
     const publish = (i: number): Promise<number> => publisher.publish('bench.tick', { i, ...SMALL }).then((r) => r.failed.length);
     const fanOut = (i: number): Promise<number> =>

@@ -91,21 +91,35 @@ export class LocalSubscription {
     for (const r of waiting) r();
   }
 
-  private async run(): Promise<void> {
+  /**
+   * Run the queued events in order, one at a time. A handler that returns
+   * no promise is run inline (no promise per event); one that returns a
+   * promise is waited for before the next event.
+   */
+  private run(): void {
     this.running = true;
-    try {
-      for (let e = this.queue.shift(); e; e = this.queue.shift()) {
-        if (!this.full) this.wake();
-        try {
-          await this.handler(e.data, e.info);
-        } catch (err) {
-          this.failed(err, e.info);
-        }
-        if (this.closed) break;
+    for (let e = this.queue.shift(); e && !this.closed; e = this.queue.shift()) {
+      if (!this.full) this.wake();
+      let r: unknown;
+      try {
+        r = this.handler(e.data, e.info);
+      } catch (err) {
+        this.failed(err, e.info);
+        continue;
       }
-    } finally {
-      this.running = false;
-      this.wake();
+      if (typeof (r as PromiseLike<unknown> | undefined)?.then === 'function') {
+        const info = e.info;
+        (r as PromiseLike<unknown>).then(
+          () => this.run(),
+          (err: unknown) => {
+            this.failed(err, info);
+            this.run();
+          },
+        );
+        return;
+      }
     }
+    this.running = false;
+    this.wake();
   }
 }

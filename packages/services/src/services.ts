@@ -42,7 +42,7 @@ import type { Registry, RegistryEvent } from '@clusterinfra/registry';
 import { EventEmitter } from 'eventemitter3';
 import type { z } from 'zod';
 import { pick, type Policy } from './balance.js';
-import { MAX_NAME_BYTES } from './constants.js';
+import { MAX_CURSORS, MAX_NAME_BYTES } from './constants.js';
 import { Directory, type MethodKind, type Provider, type ProviderValue, serviceKey, topicKey, type TopicNode, type TopicValue } from './directory.js';
 import { ServicesError } from './errors.js';
 import { type Delivery, type EventHandler, type EventInfo, eventMessage, LocalSubscription } from './events.js';
@@ -148,6 +148,15 @@ export type ByNameClient<M extends Record<string, MethodDescriptor>> = {
     ? (args: z.input<I>, options?: ByNameCallOptions) => Promise<z.output<O>>
     : (args: z.input<M[K]['input']>, options?: ByNameCallOptions) => Promise<void>;
 };
+
+/** Per target node of an event: the groups it delivers to (`null`: every subscription), and whether its ungrouped ones too. */
+type Plan = Map<number, { groups: string[] | null; solo: boolean }>;
+/** How sending to one node went. */
+interface Sent {
+  node: number;
+  groups: string[] | null;
+  error?: Error;
+}
 
 /** A by-name call across its attempts. */
 interface CallPlan {
@@ -471,7 +480,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
       nodes = found.map((p) => p.node);
     }
     const cursor = this.cursors.get(name) ?? 0;
-    this.cursors.set(name, cursor + 1);
+    this.turned(name, cursor);
     const chosen = pick(options.policy ?? this.opts.policy, { candidates: nodes, self: this.node.nodeNum, cursor, outstanding: this.outstandingOf });
     const p = found[nodes.indexOf(chosen)]!;
     if (attempt > 0) this.counters.retries++;
@@ -519,6 +528,12 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
       };
     }
     return out as ByNameClient<M>;
+  }
+
+  /** Advance a rotation counter. The counters are kept for names seen lately only: past MAX_CURSORS they all start again (a rotation restarts, nothing else). */
+  private turned(key: string, cursor: number): void {
+    if (this.cursors.size >= MAX_CURSORS && !this.cursors.has(key)) this.cursors.clear();
+    this.cursors.set(key, cursor + 1);
   }
 
   // ================================================================ pub/sub
@@ -591,27 +606,39 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
    * and the failures. A balanced event whose node failed before it was sent
    * goes to another node of its group.
    */
-  async publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
-    this.usable();
-    checkName(topic, 'topic');
+  publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
+    let first: Promise<Sent[]>;
     const delivery = options.delivery ?? 'broadcast';
-    this.counters.published++;
-    const targets = this.subscribers(topic);
-    const plan = new Map<number, { groups: string[] | null; solo: boolean }>();
-    if (delivery === 'broadcast') {
-      for (const t of targets) plan.set(t.node, { groups: null, solo: false });
-    } else {
-      for (const t of targets) if (t.solo) plan.set(t.node, { groups: [], solo: true });
-      for (const [group, nodes] of this.groupsOf(targets)) this.assign(plan, topic, group, nodes);
+    const confirm = options.confirm === true;
+    try {
+      this.usable();
+      const byNode = this.dir.topics.get(topic);
+      if (!byNode) checkName(topic, 'topic');
+      this.counters.published++;
+      const plan: Plan = new Map();
+      if (delivery === 'broadcast') {
+        if (byNode) for (const t of byNode.values()) if (this.live(t)) plan.set(t.node, { groups: null, solo: false });
+      } else {
+        const targets = this.subscribers(topic);
+        for (const t of targets) if (t.solo) plan.set(t.node, { groups: [], solo: true });
+        for (const [group, nodes] of this.groupsOf(targets)) this.assign(plan, topic, group, nodes);
+      }
+      if (plan.size === 0) return Promise.resolve({ nodes: [], failed: [] });
+      first = this.raced(this.sendPlan(topic, data, plan, confirm), options.signal);
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
+    // The common case, every message handed over, costs no more promises than this.
+    return first.then((settled) => (settled.every((r) => r.error === undefined) ? { nodes: settled.map((r) => r.node), failed: [] } : this.afterFailures(topic, data, delivery, confirm, settled, options.signal)));
+  }
+
+  /** Some messages of a publish failed: report them, and send a balanced event on to other nodes of its groups where that is safe. */
+  private async afterFailures(topic: string, data: unknown, delivery: Delivery, confirm: boolean, settled: Sent[], signal: AbortSignal | undefined): Promise<PublishResult> {
     const nodes: number[] = [];
     const failed: { node: number; error: Error }[] = [];
     const tried = new Set<number>();
-    const confirm = options.confirm === true;
-    let round = this.sendPlan(topic, data, plan, confirm);
     for (let attempt = 1; ; attempt++) {
-      const settled = await this.raced(round, options.signal);
-      const again = new Map<number, { groups: string[] | null; solo: boolean }>();
+      const again: Plan = new Map();
       for (const r of settled) {
         tried.add(r.node);
         if (r.error === undefined) {
@@ -632,10 +659,9 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
         this.counters.undelivered++;
         this.emit('undelivered', { topic, node: r.node, error: r.error });
       }
-      if (again.size === 0) break;
-      round = this.sendPlan(topic, data, again, confirm);
+      if (again.size === 0) return { nodes, failed };
+      settled = await this.raced(this.sendPlan(topic, data, again, confirm), signal);
     }
-    return { nodes, failed };
   }
 
   private groupsOf(targets: readonly TopicNode[]): Map<string, number[]> {
@@ -645,10 +671,10 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
   }
 
   /** One node of `nodes` (ascending) for `group`, in turn. */
-  private assign(plan: Map<number, { groups: string[] | null; solo: boolean }>, topic: string, group: string, nodes: number[]): void {
+  private assign(plan: Plan, topic: string, group: string, nodes: number[]): void {
     const k = `${topic}\u0000${group}`;
     const cursor = this.cursors.get(k) ?? 0;
-    this.cursors.set(k, cursor + 1);
+    this.turned(k, cursor);
     const n = pick('round-robin', { candidates: nodes, self: this.node.nodeNum, cursor, outstanding: () => 0 });
     const entry = plan.get(n) ?? { groups: [], solo: false };
     entry.groups!.push(group);
@@ -656,22 +682,26 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
   }
 
   /** Send one message per planned node now (sequence numbers in send order); the promises settle when each was handed over. */
-  private sendPlan(topic: string, data: unknown, plan: Map<number, { groups: string[] | null; solo: boolean }>, confirm: boolean): Promise<{ node: number; groups: string[] | null; error?: Error }>[] {
+  private sendPlan(topic: string, data: unknown, plan: Plan, confirm: boolean): Promise<Sent>[] {
     const address = { channel: this.opts.channel, subservice: this.opts.subservice };
-    const out: Promise<{ node: number; groups: string[] | null; error?: Error }>[] = [];
-    for (const [node, p] of plan) {
-      const s = (this.sentSeq.get(node) ?? 0) + 1;
-      this.sentSeq.set(node, s);
-      const msg = { t: topic, s, g: p.groups, o: p.solo, d: data };
-      let sent: Promise<void>;
-      try {
-        sent = detached(() => (confirm ? this.ics.call<void>(node, address, 'event', msg) : this.ics.send(node, address, 'event', msg)));
-      } catch (err) {
-        sent = Promise.reject(err as Error);
+    const ics = this.ics;
+    // Outside any handler's context, so the messages are flow-controlled even when a handler publishes.
+    return detached(() => {
+      const out: Promise<Sent>[] = [];
+      for (const [node, p] of plan) {
+        const s = (this.sentSeq.get(node) ?? 0) + 1;
+        this.sentSeq.set(node, s);
+        const msg = { t: topic, s, g: p.groups, o: p.solo, d: data };
+        let sent: Promise<unknown>;
+        try {
+          sent = confirm ? ics.call(node, address, 'event', msg) : ics.send(node, address, 'event', msg);
+        } catch (err) {
+          sent = Promise.reject(err as Error);
+        }
+        out.push(sent.then(() => ({ node, groups: p.groups }), (error: Error) => ({ node, groups: p.groups, error })));
       }
-      out.push(sent.then(() => ({ node, groups: p.groups }), (error: Error) => ({ node, groups: p.groups, error })));
-    }
-    return out;
+      return out;
+    });
   }
 
   private raced<T>(round: Promise<T>[], signal: AbortSignal | undefined): Promise<T[]> {
@@ -711,7 +741,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
       if (members.length === 0) continue;
       const k = `\u0001${msg.t}\u0000${g}`;
       const cursor = this.cursors.get(k) ?? 0;
-      this.cursors.set(k, cursor + 1);
+      this.turned(k, cursor);
       targets.push(members[cursor % members.length]!);
     }
     for (const s of targets) {
