@@ -15,6 +15,7 @@
  * body. Baseline bulk frame: u32 length, raw bytes (no msgpack); the ack is
  * an empty frame.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { Packr, RESERVE_START_SPACE, Unpackr } from 'msgpackr';
 
@@ -342,4 +343,13 @@ export async function closedLoopRate(seconds: number, inFlight: number, op: () =
   };
   await Promise.all(Array.from({ length: inFlight }, worker));
   return done / ((performance.now() - t0) / 1000);
+}
+
+/** Write `rows` into bench/results.json in place of the rows with the same suite and name (the others stay; new ones go last). */
+export function mergeResultRows(file: string, rows: readonly ResultRow[]): void {
+  const old = JSON.parse(readFileSync(file, 'utf8')) as ResultRow[];
+  const key = (r: ResultRow): string => `${r.suite}\u0000${r.name}`;
+  const fresh = new Map(rows.map((r) => [key(r), r]));
+  const kept = new Set(old.map(key));
+  writeFileSync(file, JSON.stringify([...old.map((r) => fresh.get(key(r)) ?? r), ...rows.filter((r) => !kept.has(key(r)))], null, 2) + '\n');
 }

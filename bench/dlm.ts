@@ -24,18 +24,17 @@
  * In one process every node shares one event loop: absolute figures are
  * pessimistic next to separate processes; the ratios are what to compare.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { type AddressInfo, createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { ClusterNode, defineService, serve, client } from '../packages/core/src/index.js';
+import { type ClusterNode, defineService, serve, client } from '../packages/core/src/index.js';
 import { createDlm, type Dlm } from '../packages/dlm/src/index.js';
-import { tcp } from '../packages/transport-tcp/src/index.js';
 import { z } from 'zod';
 import { hrNow, ProcessCluster } from '../packages/cli/src/process.js';
-import { median, type ResultRow } from './common.js';
+import { median, mergeResultRows, type ResultRow } from './common.js';
+import { rowOf, tcpNodes } from './tcp-nodes.js';
+import { freePorts } from '../examples/lib/transports.js';
 
 type Row = ResultRow<'dlm'>;
 
@@ -44,18 +43,6 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const log = (line: string): void => {
   if (!JSON_ONLY) console.log(line);
 };
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve) => {
-      const s = createServer();
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 const PING = defineService({ name: 'bench.ping', subservice: 77, methods: { ping: { kind: 'rpc', input: z.number(), output: z.number() } } });
 
@@ -66,22 +53,8 @@ interface Cluster {
 }
 
 async function cluster(size: number): Promise<Cluster> {
-  const ports = await freePorts(size);
-  const secret = randomBytes(32).toString('hex');
-  const nodes: ClusterNode[] = [];
-  const dlms: Dlm[] = [];
-  for (let n = 1; n <= size; n++) {
-    const node = new ClusterNode({
-      nodeNum: n,
-      clusterName: 'dlm-bench',
-      transport: tcp({ host: '127.0.0.1', port: ports[n - 1]!, secret }),
-      candidates: [1, 2, 3].filter((c) => c <= size),
-      seeds: ports.filter((_, i) => i !== n - 1).map((p) => `127.0.0.1:${p}`),
-      preset: 'local',
-    });
-    nodes.push(node);
-    dlms.push(createDlm({ node, deadlockTimeoutMs: 0 }));
-  }
+  const nodes = await tcpNodes(size, 'dlm-bench');
+  const dlms = nodes.map((node) => createDlm({ node, deadlockTimeoutMs: 0 }));
   await Promise.all(nodes.map((x) => x.start()));
   await until(() => dlms.every((d) => d.stats().members.length === size && d.stats().completedRound === d.stats().round), 60_000, `${size} lock managers in one round`);
   return {
@@ -115,16 +88,7 @@ async function timeOp(op: () => Promise<unknown>): Promise<number> {
   return median(samples);
 }
 
-const round3 = (v: number): number => Math.round(v * 1000) / 1000;
-const row = (name: string, unit: string, better: Row['better'], value: number, baseline: number): Row => ({
-  suite: 'dlm',
-  name,
-  unit,
-  better,
-  value: round3(value),
-  baseline: round3(baseline),
-  ratio: round3(value / baseline),
-});
+const row = rowOf('dlm');
 
 async function uncontended(): Promise<Row[]> {
   const c = await cluster(2);
@@ -299,12 +263,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(rows, null, 2));
     return;
   }
-  const file = fileURLToPath(new URL('./results.json', import.meta.url));
-  const old = JSON.parse(readFileSync(file, 'utf8')) as Array<{ suite: string; name: string }>;
-  const key = (r: { suite: string; name: string }): string => `${r.suite}\u0000${r.name}`;
-  const fresh = new Map(rows.map((r) => [key(r), r]));
-  const merged = [...old.map((r) => fresh.get(key(r)) ?? r), ...rows.filter((r) => !old.some((o) => key(o) === key(r)))];
-  writeFileSync(file, JSON.stringify(merged, null, 2) + '\n');
+  mergeResultRows(fileURLToPath(new URL('./results.json', import.meta.url)), rows);
   console.log('merged the dlm rows into bench/results.json');
 }
 

@@ -42,7 +42,7 @@ h2 { font-size: .95rem; margin: 0 0 .75rem; color: var(--muted); text-transform:
 .member .state { font-weight: 600; }
 .member .master { position: absolute; top: .5rem; right: .6rem; font-size: .75rem; font-weight: 700; color: var(--ShuttingDown); }
 .member .small { color: var(--muted); font-size: .75rem; word-break: break-all; }
-.member .phase { font-size: .8rem; margin-top: .2rem; }
+.member .phase, .member .roles { font-size: .8rem; margin-top: .2rem; }
 .chips { display: flex; flex-wrap: wrap; gap: .3rem; justify-content: center; margin-top: .4rem; }
 .chip { font-size: .72rem; padding: .05rem .45rem; border-radius: .4rem; background: var(--bg); border: 1px solid var(--line); }
 #timeline { list-style: none; margin: 0; padding: 0; max-height: 75vh; overflow: auto; }
@@ -135,6 +135,7 @@ function renderStatus(s) {
     el('div', { class: 'small', text: m.address || '' }),
     el('div', { class: 'small', text: 'incarnation ' + m.incarnation }),
     m.meta && typeof m.meta.runlevel === 'string' ? el('div', { class: 'phase', title: 'run level (@clusterinfra/runlevels)', text: 'phase ' + m.meta.runlevel }) : null,
+    m.meta && Array.isArray(m.meta.roles) && m.meta.roles.length ? el('div', { class: 'roles', title: 'roles (meta.roles, @clusterinfra/services)', text: 'roles ' + m.meta.roles.filter((r) => typeof r === 'string').join(', ') }) : null,
     el('div', { class: 'chips' }, m.hosts.map((h) => el('span', { class: 'chip', title: 'key service hosted here', text: h }))),
   ]));
   $('members').replaceChildren(...cards);

@@ -60,9 +60,12 @@ describe.skipIf(!haveChromium)('live web page', () => {
     expect(await page.locator('.chip').count()).toBe(1);
 
     // A node's run level (meta.runlevel, which @clusterinfra/runlevels sets) shows on its card.
-    await cluster.node(2).setInfo({ runlevel: 'serving' });
+    // Its roles (meta.roles, @clusterinfra/services) too.
+    await cluster.node(2).setInfo({ runlevel: 'serving', roles: ['storage', '<b>x</b>'] });
     await page.locator('.member[data-node="2"] .phase:has-text("phase serving")').waitFor({ timeout: 20_000 });
     expect(await page.locator('.phase').count()).toBe(1);
+    await page.locator('.member[data-node="2"] .roles:has-text("roles storage, <b>x</b>")').waitFor({ timeout: 20_000 });
+    expect(await page.locator('.roles').count()).toBe(1);
 
     // Take a node away (not the one serving the page, not the master): the
     // page turns it Down by itself (live, no reload).

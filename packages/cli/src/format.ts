@@ -75,15 +75,19 @@ export function formatStatus(s: StatusView, style: Style): string {
   // A PHASE column when the application uses run levels (@clusterinfra/runlevels puts each node's phase in `meta.runlevel`).
   const phaseOf = (m: StatusView['members'][number]): string | undefined => (typeof m.meta?.runlevel === 'string' ? m.meta.runlevel : undefined);
   const phases = s.members.some((m) => phaseOf(m) !== undefined);
+  // A ROLES column when any node declares roles (`meta.roles`, an array of names: @clusterinfra/services).
+  const rolesOf = (m: StatusView['members'][number]): string[] => (Array.isArray(m.meta?.roles) ? m.meta.roles.filter((r): r is string => typeof r === 'string') : []);
+  const roles = s.members.some((m) => rolesOf(m).length > 0);
   const rows = s.members.map((m) => [
     `${m.node}${m.master ? ' *' : ''}`,
     stateColor(m.state, style),
     ...(phases ? [clean(phaseOf(m) ?? '-')] : []),
+    ...(roles ? [clean(rolesOf(m).join(',') || '-')] : []),
     String(m.incarnation),
     clean(m.address || '-'),
     m.hosts.length ? clean(m.hosts.join(', ')) : '-',
   ]);
-  const columns = ['NODE', 'STATE', ...(phases ? ['PHASE'] : []), 'INCARNATION', 'ADDRESS', 'KEY SERVICES'];
+  const columns = ['NODE', 'STATE', ...(phases ? ['PHASE'] : []), ...(roles ? ['ROLES'] : []), 'INCARNATION', 'ADDRESS', 'KEY SERVICES'];
   const members = rows.length ? table(columns, rows, style) : style.dim('(no members yet)');
   const health = s.health.ok ? style.green('healthy') : `${style.red('unhealthy')}: ${s.health.problems.map(clean).join('; ')}`;
   return `${head}\n${facts}\n\n${members}\n${style.dim('* master')}\n\n${health}\n`;

@@ -28,6 +28,7 @@ import { tcp } from '@clusterinfra/transport-tcp';
 import { ICSGEN_ERROR_CODES } from '@clusterinfra/icsgen';
 import { DLM_ERROR_CODES } from '@clusterinfra/dlm';
 import { REGISTRY_ERROR_CODES } from '@clusterinfra/registry';
+import { SERVICES_ERROR_CODES } from '@clusterinfra/services';
 import { clusterNodeOptionsSchema } from '../src/clms/options.js';
 import { icsOptionsSchema, poolSchema } from '../src/ics/options.js';
 import { tcpOptionsSchema } from '../../transport-tcp/src/options.js';
@@ -275,7 +276,7 @@ describe('docs/configuration.md', () => {
 });
 
 describe('docs: error codes', () => {
-  const known = new Set<string>([...Object.keys(ERROR_CODES), ...ICSGEN_ERROR_CODES, ...Object.keys(DLM_ERROR_CODES), ...Object.keys(REGISTRY_ERROR_CODES)]);
+  const known = new Set<string>([...Object.keys(ERROR_CODES), ...ICSGEN_ERROR_CODES, ...Object.keys(DLM_ERROR_CODES), ...Object.keys(REGISTRY_ERROR_CODES), ...Object.keys(SERVICES_ERROR_CODES)]);
 
   const markdownFiles = (): string[] => {
     const docs = readdirSync(join(root, 'docs'))

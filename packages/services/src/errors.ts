@@ -1,0 +1,43 @@
+/**
+ * Errors of @clusterinfra/services: one class, `ServicesError`, with a
+ * stable `code` from the catalog below. Codes are append only and never
+ * reused; docs/services.md has a row for each (a test checks it). Errors of
+ * the calls themselves (a node down, a deadline, invalid arguments) are
+ * core's ICS errors, passed through unchanged.
+ */
+import { ClusterInfraError, type ClusterInfraErrorOptions, type ErrorCode } from '@clusterinfra/core';
+
+/** The catalog of every services code, with what it means. Append only. */
+export const SERVICES_ERROR_CODES = {
+  SERVICES_ERR_NO_PROVIDER: 'No live node serves that name (with the roles asked for), or every one was tried.',
+  SERVICES_ERR_UNKNOWN_METHOD: 'The nodes that serve that name do not announce that method.',
+  SERVICES_ERR_INVALID_NAME: 'A service name, topic or group is not a non-empty string within the size limit.',
+  SERVICES_ERR_INVALID_ROLES: 'Roles are not a list of non-empty strings within the limits.',
+  SERVICES_ERR_ALREADY_SERVED: 'This node already serves a service under that name.',
+  SERVICES_ERR_LIMIT: 'A bound was reached: services served, subscriptions, or by-name calls in flight on this node.',
+  SERVICES_ERR_NOT_STARTED: 'The services layer was used before start() resolved.',
+  SERVICES_ERR_CLOSED: 'The services layer on this node is closed.',
+} as const;
+
+export type ServicesErrorCode = keyof typeof SERVICES_ERROR_CODES;
+
+const RETRYABLE = new Set<ServicesErrorCode>(['SERVICES_ERR_NO_PROVIDER', 'SERVICES_ERR_LIMIT', 'SERVICES_ERR_NOT_STARTED']);
+
+export class ServicesError extends ClusterInfraError {
+  override readonly name = 'ServicesError';
+  /**
+   * The same string as `code`, typed as a services code (`code` is typed by
+   * core's closed `ErrorCode` union, which a package cannot extend).
+   */
+  readonly servicesCode: ServicesErrorCode;
+
+  constructor(code: ServicesErrorCode, message: string, options: ClusterInfraErrorOptions = {}) {
+    super(code as unknown as ErrorCode, message, { retryable: RETRYABLE.has(code), ...options });
+    this.servicesCode = code;
+  }
+}
+
+/** True when `err` is a ServicesError, optionally with the given code. */
+export function isServicesError(err: unknown, code?: ServicesErrorCode): err is ServicesError {
+  return err instanceof ServicesError && (code === undefined || err.servicesCode === code);
+}
