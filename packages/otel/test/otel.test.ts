@@ -131,8 +131,8 @@ describe('ICS calls', () => {
   });
 });
 
-describe('membership', () => {
-  it('records CLMS transitions and key-service moves, and traces the node\'s calls', async () => {
+/** Two ClusterNodes with a critical key service `ledger`, on a virtual clock; closed after the test. */
+function twoClusterNodes(): { clock: VirtualClock; nodes: ClusterNode[] } {
     const clock = new VirtualClock();
     const network = createMemoryNetwork({ seed: 3, clock });
     const nodes = [1, 2].map(
@@ -157,11 +157,18 @@ describe('membership', () => {
       await closing;
     });
     for (const node of nodes) node.registerKeyService({ name: 'ledger', critical: true, subservice: 1, handlers: { add: () => node.nodeNum } });
+    return { clock, nodes };
+}
+
+const bothUp = (nodes: ClusterNode[]) => (): boolean => nodes.every((n) => n.formed && n.info(1)?.state === 'Up' && n.info(2)?.state === 'Up');
+
+describe('membership', () => {
+  it('records CLMS transitions and key-service moves, and traces the node\'s calls', async () => {
+    const { clock, nodes } = twoClusterNodes();
     const one = nodes[0]!;
     closers.push(instrument(one, options));
     for (const node of nodes) void node.start().catch(() => {});
-    const formed = await clock.advanceUntil(() => nodes.every((n) => n.formed && n.info(1)?.state === 'Up' && n.info(2)?.state === 'Up'), 30_000);
-    expect(formed).toBe(true);
+    expect(await clock.advanceUntil(bothUp(nodes), 30_000)).toBe(true);
 
     const transitions = exporter.getFinishedSpans().filter((s) => s.name === 'clms.transition');
     expect(transitions.length).toBeGreaterThan(0);
@@ -177,5 +184,23 @@ describe('membership', () => {
     await clock.advanceUntil(() => byKind(SpanKind.CLIENT).length > 0 || byKind(SpanKind.SERVER).length > 0, 5_000);
     await call;
     expect(exporter.getFinishedSpans().some((s) => s.kind === SpanKind.CLIENT || s.kind === SpanKind.SERVER)).toBe(true);
+  });
+
+  it('follows a node to the endpoint of its next incarnation (evicted, it rejoins)', async () => {
+    const { clock, nodes } = twoClusterNodes();
+    const [one, two] = nodes as [ClusterNode, ClusterNode];
+    closers.push(instrument(two, options));
+    for (const node of nodes) void node.start().catch(() => {});
+    expect(await clock.advanceUntil(bothUp(nodes), 30_000)).toBe(true);
+    const first = two.currentCommunication;
+    void one.declareDown(2).catch(() => {});
+    expect(await clock.advanceUntil(() => two.currentCommunication !== first && bothUp(nodes)(), 60_000)).toBe(true);
+    exporter.reset();
+    const call = two.communication.call(1, { channel: 'default', subservice: 1 }, 'nothing').catch(() => undefined);
+    await clock.advanceUntil(() => byKind(SpanKind.CLIENT).length > 0, 5_000);
+    await call;
+    const [client] = byKind(SpanKind.CLIENT);
+    expect(client?.attributes[ATTR.node]).toBe(2);
+    expect(client?.attributes[ATTR.targetNode]).toBe(1);
   });
 });
