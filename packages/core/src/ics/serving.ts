@@ -151,8 +151,7 @@ export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
     const call = (): unknown => handlerContext.run(this, this.handler, frame.body, this);
     if (!trace) return call();
     const end = (outcome: unknown, ok: boolean): void => {
-      const aborted = this.reason !== undefined;
-      tryTrace(() => trace.end(traceOutcome(aborted ? this.reason : outcome, ok && !aborted)));
+      tryTrace(() => trace.end(traceOutcome(this.isAborted ? this.reason : outcome, ok && !this.isAborted)));
     };
     let result: unknown;
     try {

@@ -28,6 +28,8 @@ async function twoNodes(): Promise<TestCluster> {
       fail: () => {
         throw new NotFoundError('no such thing');
       },
+      // Returns normally once aborted: the trace must still end as the abort.
+      slow: (_, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve('late'))),
     },
   });
   return cluster;
@@ -84,6 +86,18 @@ describe('ICS call tracing hook', () => {
     expect(log.callEnds.map((o) => o.status)).toEqual(['OK', 'ICS_ERR_NOT_FOUND']);
     expect(log.callEnds[1]!.error).toBeInstanceOf(NotFoundError);
     expect(log.serveEnds.map((o) => o.status)).toEqual(['OK', 'ICS_ERR_NOT_FOUND']);
+  });
+
+  it('a request aborted by its deadline ends its server trace with the abort, though the handler returned', async () => {
+    const c = await twoNodes();
+    const { log, tracer } = recorder(undefined);
+    c.node(1).instrument(tracer);
+    c.node(2).instrument(tracer);
+    await expect(c.node(1).call(2, ECHO, 'slow', null, { timeoutMs: 50 })).rejects.toMatchObject({ code: 'ICS_ERR_DEADLINE_EXCEEDED' });
+    // The Cancel travels to node 2 and aborts the handler: wait for its trace to end (bounded).
+    for (let i = 0; i < 500 && log.serveEnds.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(log.callEnds.map((o) => o.status)).toEqual(['ICS_ERR_DEADLINE_EXCEEDED']);
+    expect(log.serveEnds.map((o) => o.status)).toEqual(['ICS_ERR_DEADLINE_EXCEEDED']);
   });
 
   it('traces a call to this node itself the same way', async () => {
