@@ -20,6 +20,7 @@ const alias = {
   '@clusterinfra/registry': src('registry/src/index.ts'),
   '@clusterinfra/runlevels': src('runlevels/src/index.ts'),
   '@clusterinfra/services': src('services/src/index.ts'),
+  '@clusterinfra/otel': src('otel/src/index.ts'),
 };
 
 const project = (name: string, extra: Record<string, unknown> = {}) => ({
@@ -35,6 +36,6 @@ const project = (name: string, extra: Record<string, unknown> = {}) => ({
 
 export default defineConfig({
   test: {
-    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen'), project('admin'), project('cli'), project('sim', { testTimeout: 240_000, hookTimeout: 60_000 }), project('dlm'), project('transport-multipath'), project('registry'), project('runlevels'), project('services')],
+    projects: [project('core'), project('transport-mem'), project('transport-tcp'), project('icsgen'), project('admin'), project('cli'), project('sim', { testTimeout: 240_000, hookTimeout: 60_000 }), project('dlm'), project('transport-multipath'), project('registry'), project('runlevels'), project('services'), project('otel')],
   },
 });

@@ -108,6 +108,8 @@ export {
   type CallObserver,
   type CallOptions,
   type CallRecord,
+  type CallTrace,
+  type CallTracer,
   type ChannelDefinition,
   type Handler,
   type HandlerContext,
@@ -128,7 +130,11 @@ export {
   type ServiceDescriptor,
   type ServiceImpl,
   type ServiceRegistration,
+  type ServedCall,
+  type ServeTrace,
   type Settled,
+  type TracedCall,
+  type TraceOutcome,
   type WireStatusName,
 } from './ics/index.js';
 export {

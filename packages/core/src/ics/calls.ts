@@ -20,9 +20,9 @@ import { checkCallOptions } from './options.js';
 import { bulkBytesOf, EMPTY, type Outgoing, type Peer, type PeerTable } from './peer.js';
 import { channelOf, type Registry, subserviceOf } from './registry.js';
 import { callerGaveUp, type Incoming, type LocalCaller, type Serving } from './serving.js';
-import { dropped, type Env } from './shared.js';
+import { dropped, type Env, traceOutcome, tryTrace } from './shared.js';
 import { errorToWire, type WireError, wireToError } from './status.js';
-import type { CallObserver, CallOptions, CallRecord, ServiceAddress } from './types.js';
+import type { CallObserver, CallOptions, CallRecord, CallTrace, ServiceAddress } from './types.js';
 import { decodeFrame, encodeFrame } from './wire/frame.js';
 import { BulkRef, FrameType, type OneWayFrame, type RequestFrame, type ResponseFrame, WireStatus } from './wire/types.js';
 
@@ -60,6 +60,8 @@ export class Pending implements Outgoing, LocalCaller {
   startedAt = 0;
   /** A call to this node itself: the message serving it (no link, no frame on the wire). */
   served: Incoming | undefined = undefined;
+  /** What the call tracer keeps for it (`Ics.instrument`); undefined when nothing traces calls. */
+  trace: CallTrace | undefined = undefined;
   private watched: AbortSignal[] | undefined = undefined;
   private abortListener: (() => void) | undefined = undefined;
 
@@ -192,6 +194,11 @@ export class CallTable implements CallSink {
       timeoutMs: Math.max(1, Math.ceil(deadline - now)),
       body: args ?? null,
     };
+    const tracer = env.hooks.tracer;
+    if (tracer?.onCall) {
+      p.trace = tryTrace(() => tracer.onCall!({ node, channel: this.registry.channelName(channelOf(svc)), subservice: subserviceOf(svc), method }));
+      if (p.trace?.headers) request.headers = p.trace.headers;
+    }
     p.id = request.id;
     if (node === env.nodeNum) return this.startLocal(p, request, deadline - now, own, inherited);
     try {
@@ -353,6 +360,8 @@ export class CallTable implements CallSink {
     if (!p.settle(result)) return;
     if (result instanceof Error) this.env.counters.callsFailed++;
     else this.env.counters.callsSucceeded++;
+    const trace = p.trace;
+    if (trace) tryTrace(() => trace.end(result instanceof Error ? traceOutcome(result, false) : traceOutcome(undefined, true)));
     if (this.observers.size > 0) this.notify(p, result);
   }
 

@@ -29,7 +29,7 @@ import { EventEmitter } from 'eventemitter3';
 import { type Clock, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
 import type { Listener, Transport } from '../contracts/transport.js';
-import { CancelledError, IcsClosedError } from '../errors/index.js';
+import { CancelledError, IcsClosedError, InvalidArgumentError } from '../errors/index.js';
 import { defaultLogger, LogLimiter, type Logger } from '../logging/index.js';
 import { cryptoRandom } from '../random/index.js';
 import { BulkBudget } from './bulk.js';
@@ -46,6 +46,7 @@ import { Teardown } from './teardown.js';
 import type {
   CallObserver,
   CallOptions,
+  CallTracer,
   IcsEvents,
   IcsStats,
   MulticastOptions,
@@ -108,6 +109,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       counters: newCounters(),
       emit: this.emit.bind(this),
       isOpen: () => this.#state === 'new' || this.#state === 'started',
+      hooks: { tracer: undefined },
     });
     const registry = (this.#registry = new Registry(this.nodeNum));
     const builtins: [string, number][] = [
@@ -319,6 +321,24 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    */
   observeCalls(observer: CallObserver): () => void {
     return this.#calls.observeCalls(observer);
+  }
+
+  /**
+   * Install call-tracing hooks (an OpenTelemetry adapter such as
+   * `@clusterinfra/otel` uses this): `onCall` for every client call this
+   * endpoint starts (its headers travel in the Request), `onServe` for every
+   * Request this endpoint serves. One tracer per endpoint; a second one
+   * throws InvalidArgumentError until the first is removed. Without one,
+   * nothing is traced and Requests carry no header field. Returns the
+   * function that removes it (calls under way still end their traces).
+   */
+  instrument(tracer: CallTracer): () => void {
+    const hooks = this.#env.hooks;
+    if (hooks.tracer) throw new InvalidArgumentError('a call tracer is installed already on this endpoint');
+    hooks.tracer = tracer;
+    return () => {
+      if (hooks.tracer === tracer) hooks.tracer = undefined;
+    };
   }
 
   // ------------------------------------------------------------ nodedown

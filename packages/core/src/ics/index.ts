@@ -17,6 +17,8 @@ export type {
   CallObserver,
   CallOptions,
   CallRecord,
+  CallTrace,
+  CallTracer,
   Handler,
   HandlerContext,
   IcsEvents,
@@ -26,8 +28,12 @@ export type {
   MulticastResult,
   RegisteredService,
   RequestHandle,
+  ServedCall,
+  ServeTrace,
   ServiceAddress,
   ServiceRegistration,
   Settled,
+  TracedCall,
+  TraceOutcome,
 } from './types.js';
 export { WireStatus, FrameType, type WireStatusName } from './wire/types.js';

@@ -15,10 +15,10 @@ import { BuiltinChannel } from './options.js';
 import type { Flow } from './flow.js';
 import type { Peer, PeerTable } from './peer.js';
 import type { PoolItem } from './pool.js';
-import type { Registry } from './registry.js';
-import { dropped, type Env } from './shared.js';
+import { channelOf, type Registry, subserviceOf } from './registry.js';
+import { dropped, type Env, traceOutcome, tryTrace } from './shared.js';
 import { errorToWire, type WireError } from './status.js';
-import type { Handler, HandlerContext } from './types.js';
+import type { CallTracer, Handler, HandlerContext } from './types.js';
 import { encodeFrame } from './wire/frame.js';
 import { FrameType, type OneWayFrame, type RequestFrame, WireStatus } from './wire/types.js';
 
@@ -27,6 +27,10 @@ interface IncomingOwner {
   readonly clock: Clock;
   /** The node's own incarnation (the caller of a message it sent itself). */
   readonly incarnation: number;
+  /** The installed call tracer, if any. */
+  readonly tracer: CallTracer | undefined;
+  /** Channel name and subservice of a service id (for the tracer). */
+  describe(service: number): { channel: string; subservice: number };
   finish(inc: Incoming, outcome: unknown, ok: boolean): void;
 }
 
@@ -119,8 +123,10 @@ export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
       return undefined;
     }
     let result: unknown;
+    const tracer = this.owner.tracer;
     try {
-      result = handlerContext.run(this, this.handler, this.frame.body, this);
+      if (tracer?.onServe && this.frame.type === FrameType.Request) result = this.runTraced(tracer);
+      else result = handlerContext.run(this, this.handler, this.frame.body, this);
     } catch (err) {
       this.owner.finish(this, err, false);
       return undefined;
@@ -133,6 +139,41 @@ export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
     }
     this.owner.finish(this, result, true);
     return undefined;
+  }
+
+  /**
+   * Run the handler with the tracer told (and, when it asks, inside its
+   * `run`), and end the trace with the handler's outcome (an aborted
+   * request ends as its abort reason, as its caller will see it).
+   */
+  private runTraced(tracer: CallTracer): unknown {
+    const frame = this.frame as RequestFrame;
+    const trace = tryTrace(() =>
+      tracer.onServe!({ caller: this.from, service: this.service, method: this.method, ...this.owner.describe(frame.service) }, frame.headers),
+    );
+    const call = (): unknown => handlerContext.run(this, this.handler, frame.body, this);
+    if (!trace) return call();
+    const end = (outcome: unknown, ok: boolean): void => {
+      tryTrace(() => trace.end(traceOutcome(this.isAborted ? this.reason : outcome, ok && !this.isAborted)));
+    };
+    let result: unknown;
+    try {
+      result = trace.run ? trace.run(call) : call();
+    } catch (err) {
+      end(err, false);
+      throw err;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      return Promise.resolve(result as PromiseLike<unknown>).then(
+        (value) => (end(value, true), value),
+        (err: unknown) => {
+          end(err, false);
+          throw err;
+        },
+      );
+    }
+    end(result, true);
+    return result;
   }
 
   /** Pool entry point: dropped from the queue (its caller went down). */
@@ -355,5 +396,13 @@ export class Serving implements IncomingOwner {
       bytes = encodeFrame({ type: FrameType.Response, id, status: WireStatus.INTERNAL, body: { message: `result not sendable: ${w.message}` } });
     }
     this.flow.sendReplyLane(peer, target, streams ? { bytes, channel: undefined, streams } : { bytes, channel: undefined });
+  }
+
+  get tracer(): CallTracer | undefined {
+    return this.env.hooks.tracer;
+  }
+
+  describe(service: number): { channel: string; subservice: number } {
+    return { channel: this.registry.channelName(channelOf(service)), subservice: subserviceOf(service) };
   }
 }

@@ -154,3 +154,62 @@ export interface IcsStats {
 }
 
 export type { NodeIdentity };
+
+/** How a traced call or served request ended (`CallTracer`). */
+export interface TraceOutcome {
+  /** `OK`, or the error's `code` (`UNKNOWN` for an error without one). */
+  readonly status: string;
+  /** The error, when it failed. */
+  readonly error?: Error;
+}
+
+/** A client call the tracer was told of (`CallTracer.onCall`). */
+export interface TracedCall {
+  /** The node called. */
+  readonly node: number;
+  /** The service's channel name (or number, when this node does not know it) and subservice. */
+  readonly channel: string;
+  readonly subservice: number;
+  readonly method: string;
+}
+
+/** A request about to run its handler here (`CallTracer.onServe`). */
+export interface ServedCall {
+  /** The calling node (this node itself for a call to itself). */
+  readonly caller: number;
+  /** The registered service's name, its channel name and subservice. */
+  readonly service: string;
+  readonly channel: string;
+  readonly subservice: number;
+  readonly method: string;
+}
+
+/** What a tracer keeps for one client call. */
+export interface CallTrace {
+  /** Carried to the serving node in the Request's header field (at most 16 entries of ASCII; see docs/protocol.md). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Called once, when the call settles. */
+  end(outcome: TraceOutcome): void;
+}
+
+/** What a tracer keeps for one served request. */
+export interface ServeTrace {
+  /** Runs the handler (e.g. inside the span's context), returning what `fn` returns. */
+  run?<T>(fn: () => T): T;
+  /** Called once, when the handler finished (before the Response is sent). */
+  end(outcome: TraceOutcome): void;
+}
+
+/**
+ * Call-tracing hooks (`Ics.instrument`): the seam an OpenTelemetry adapter
+ * plugs into without core depending on it. Both run synchronously on the
+ * call's path (`onCall` in the caller's async context), so they must be
+ * cheap; one that throws is ignored (the call goes on untraced). One-way
+ * messages are not traced.
+ */
+export interface CallTracer {
+  /** A Request is about to be built: return its headers and how to end it, or undefined. */
+  onCall?(call: TracedCall): CallTrace | undefined;
+  /** A Request is about to run its handler; `headers` are the ones it carried (undefined: none). */
+  onServe?(call: ServedCall, headers: Readonly<Record<string, string>> | undefined): ServeTrace | undefined;
+}

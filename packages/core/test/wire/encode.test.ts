@@ -175,7 +175,7 @@ describe('decodeFrame refuses envelope fields out of range', () => {
     ['unknown type 255', 'frame-type', 'ff 00'],
     ['one byte', 'truncated', '01'],
     ['empty', 'truncated', ''],
-    ['Request with undefined flag bits', 'field', '01 02 0001 00010000 00000001 00000000 01 6d c0'],
+    ['Request with undefined flag bits', 'field', '01 04 0001 00010000 00000001 00000000 01 6d c0'],
     ['Request with service on another channel', 'field', '01 00 0001 00020000 00000001 00000000 01 6d c0'],
     ['Request with id 0', 'field', '01 00 0001 00010000 00000000 00000000 01 6d c0'],
     ['Request with empty method', 'field', '01 00 0001 00010000 00000001 00000000 00 c0'],
@@ -205,5 +205,78 @@ describe('decodeFrame refuses envelope fields out of range', () => {
   it('bad limits are a bad option, not a decode error', () => {
     expect(() => decodeFrame(hex('04 00 0001 00000001'), { maxElements: -1 })).not.toThrow(); // Cancel has no body
     expect(() => decodeFrame(hex('02 00 0000 00000001 c0'), { maxElements: -1 })).toThrow(InvalidOptionError);
+  });
+});
+
+describe('Request headers (flag bit 1)', () => {
+  // Request on channel 1, service 0x10000, id 1, no deadline, method `m`.
+  const head = '01 02 0001 00010000 00000001 00000000 01 6d';
+  const req = { type: FrameType.Request, channel: 1, service: 0x1_0000, id: 1, timeoutMs: 0, method: 'm', priority: false, body: null } as const;
+
+  it('golden bytes: a block of one header between method and body', () => {
+    const bytes = encodeFrame({ ...req, headers: { tp: 'x' } });
+    expect(bytes).toEqual(hex(`${head} 0007 01 02 7470 0001 78 c0`));
+    const f = decodeFrame(bytes).frame;
+    expect(f.type === FrameType.Request && { ...f.headers }).toEqual({ tp: 'x' });
+    expect(f.type === FrameType.Request && Object.getPrototypeOf(f.headers)).toBe(null);
+  });
+
+  it('absent or empty headers give the bytes of a Request without the field', () => {
+    const plain = encodeFrame(req).slice();
+    expect(encodeFrame({ ...req, headers: {} })).toEqual(plain);
+    expect(plain[1]).toBe(0);
+    expect('headers' in decodeFrame(plain).frame).toBe(false);
+  });
+
+  it('the limits hold exactly: 16 entries, 64-byte keys, 1024-byte values, 4096-byte block', () => {
+    const sixteen = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, 'v'.repeat(200)]));
+    const f = decodeFrame(encodeFrame({ ...req, headers: sixteen })).frame;
+    expect(f.type === FrameType.Request && Object.keys(f.headers!).length).toBe(16);
+    expect(encodeErrorOf(() => encodeFrame({ ...req, headers: { ...sixteen, k16: '' } })).path).toBe('headers');
+    encodeFrame({ ...req, headers: { ['k'.repeat(64)]: 'v'.repeat(1024) } });
+    encodeErrorOf(() => encodeFrame({ ...req, headers: { ['k'.repeat(65)]: '' } }));
+    encodeErrorOf(() => encodeFrame({ ...req, headers: { k: 'v'.repeat(1025) } }));
+    const big = Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`k${i}`, 'v'.repeat(1000)]));
+    encodeErrorOf(() => encodeFrame({ ...req, headers: big }));
+  });
+
+  it.each([
+    ['an upper-case key', { Tp: 'x' }],
+    ['a key with a space', { 't p': 'x' }],
+    ['an empty key', { '': 'x' }],
+    ['a reserved key', JSON.parse('{"__proto__":"x"}') as Record<string, string>],
+    ['a value with a newline', { tp: 'a\nb' }],
+    ['a non-ASCII value', { tp: 'é' }],
+    ['a value that is not a string', { tp: 1 } as unknown as Record<string, string>],
+  ])('the sender refuses %s', (_, headers) => {
+    expect(encodeErrorOf(() => encodeFrame({ ...req, headers })).path).toBe('headers');
+  });
+
+  const bad: [string, string, string][] = [
+    ['block length 0', 'length', `${head} 0000 c0`],
+    ['block length above 4096', 'length', `${head} 1001 01 01 61 0000 c0`],
+    ['block longer than the frame', 'truncated', `${head} 0040 01 01 61 0000`],
+    ['no block length', 'truncated', `${head} 00`],
+    ['count 0', 'field', `${head} 0001 00 c0`],
+    ['count 17', 'field', `${head} 0001 11 c0`],
+    ['key length 0', 'length', `${head} 0004 01 00 0000 c0`],
+    ['key past the block', 'length', `${head} 0003 01 05 61 c0`],
+    ['upper-case key', 'key', `${head} 0005 01 01 41 0000 c0`],
+    ['repeated key', 'key', `${head} 0009 02 01 61 0000 01 61 0000 c0`],
+    ['__proto__ key', 'key', `${head} 000d 01 09 5f5f70726f746f5f5f 0000 c0`],
+    ['value past the block', 'length', `${head} 0005 01 01 61 0009 c0`],
+    ['value length above 1024', 'length', `${head} 0005 01 01 61 0401 c0`],
+    ['control byte in a value', 'field', `${head} 0006 01 01 61 0001 0a c0`],
+    ['byte above 0x7e in a value', 'field', `${head} 0006 01 01 61 0001 80 c0`],
+    ['bytes left in the block', 'trailing-bytes', `${head} 0006 01 01 61 0000 00 c0`],
+    ['fewer entries than the count', 'truncated', `${head} 0005 02 01 61 0000 c0`],
+    ['block cut before a value length', 'truncated', `${head} 0003 01 01 61 c0`],
+  ];
+  it.each(bad)('decodeFrame refuses %s', (_, reason, bytes) => {
+    expectDecodeError(() => decodeFrame(hex(bytes)), reason as never);
+  });
+
+  it('OneWay does not define the headers flag', () => {
+    expectDecodeError(() => decodeFrame(hex('03 02 0001 00010000 00000001 01 6d 0007 01 02 7470 0001 78 c0')), 'field');
   });
 });

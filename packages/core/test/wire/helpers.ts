@@ -108,9 +108,16 @@ const id = fc.integer({ min: 1, max: 0xffff_ffff });
 const u32 = fc.nat({ max: 0xffff_ffff });
 const statusCodes = Object.values(WireStatus) as WireStatusCode[];
 
+/** Request headers within HEADER_LIMITS (keys of a-z 0-9 - _ ., values of printable ASCII). */
+export const headers = fc.dictionary(
+  fc.stringMatching(/^[a-z0-9._-]{1,64}$/).filter((k) => !FORBIDDEN_KEYS.has(k)),
+  fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 200 }),
+  { minKeys: 1, maxKeys: 16 },
+);
+
 export const requestFrame = fc
-  .record({ a: addressed, id, timeoutMs: u32 })
-  .map(({ a, id, timeoutMs }): IcsFrame => ({ type: FrameType.Request, ...a, id, timeoutMs }));
+  .record({ a: addressed, id, timeoutMs: u32, headers: fc.option(headers, { nil: undefined }) })
+  .map(({ a, id, timeoutMs, headers }): IcsFrame => ({ type: FrameType.Request, ...a, id, timeoutMs, ...(headers ? { headers } : {}) }));
 export const oneWayFrame = fc.record({ a: addressed, id }).map(({ a, id }): IcsFrame => ({ type: FrameType.OneWay, ...a, id }));
 export const responseFrame = fc.oneof(
   fc.record({ id, body: plain }).map(({ id, body }): IcsFrame => ({ type: FrameType.Response, id, status: WireStatus.OK, body })),

@@ -49,3 +49,19 @@ export const FORBIDDEN_EXTENSIONS: readonly number[] = Object.freeze([
  * 1,000 leaves a wide margin.
  */
 export const MAX_DEPTH_LIMIT = 1000;
+
+/**
+ * Bounds of a Request's headers (flag bit 1), checked on both sides before
+ * anything is built: W3C `traceparent` (55 bytes), `tracestate` (at most 512)
+ * and a modest `baggage` fit; a peer cannot make a header block cost more
+ * than `maxBlockBytes`. Keys are 1..`maxKeyBytes` of `a-z 0-9 - _ .`, unique,
+ * never `__proto__`, `constructor` or `prototype`; values are
+ * 0..`maxValueBytes` of printable ASCII (0x20..0x7e).
+ */
+export const HEADER_LIMITS = Object.freeze({
+  maxEntries: 16,
+  maxKeyBytes: 64,
+  maxValueBytes: 1024,
+  /** The block after its u16 length: count byte and entries. */
+  maxBlockBytes: 4096,
+});

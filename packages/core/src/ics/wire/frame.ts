@@ -35,6 +35,7 @@ import {
 } from './codec.js';
 import { MAX_METHOD_BYTES } from './constants.js';
 import { IcsDecodeError, IcsEncodeError } from './errors.js';
+import { checkHeaders, readHeaders, writeHeaders } from './headers.js';
 import {
   type BulkAbortFrame,
   RefusedReason,
@@ -55,6 +56,7 @@ import {
 
 /** Flags byte. Append only; undefined bits must be zero. */
 const FLAG_PRIORITY = 0x01; // Request, OneWay
+const FLAG_HEADERS = 0x02; // Request: a header block follows the method name
 const FLAG_LAST = 0x01; // BulkChunk
 
 /** Fixed header sizes, in bytes, before the method name / body / data. */
@@ -161,16 +163,18 @@ export function encodeFrame(frame: IcsFrame, options?: EncodeOptions): Uint8Arra
       const { channel, service, methodBytes } = addressedFields(frame);
       const id = checkU32('id', frame.id, 1);
       const timeoutMs = frame.type === FrameType.Request ? checkU32('timeoutMs', frame.timeoutMs) : undefined;
+      const headers = frame.type === FrameType.Request ? checkHeaders(frame.headers) : undefined;
       beginWrite();
       try {
         writeU8(frame.type);
-        writeU8(frame.priority ? FLAG_PRIORITY : 0);
+        writeU8((frame.priority ? FLAG_PRIORITY : 0) | (headers ? FLAG_HEADERS : 0));
         writeU16(channel);
         writeU32(service);
         writeU32(id);
         if (timeoutMs !== undefined) writeU32(timeoutMs);
         writeU8(methodBytes);
         writeUtf8(frame.method, methodBytes);
+        if (headers) writeHeaders(headers);
         writeBody(frame.body, maxDepth, 'body', options);
       } catch (e) {
         abortWrite();
@@ -371,11 +375,14 @@ function readFrame(bytes: Uint8Array, limits: Partial<DecodeLimits> | undefined,
   switch (b[0]) {
     case FrameType.Request: {
       need(b, 17, 'Request');
-      const f = flags(b, FLAG_PRIORITY);
+      const f = flags(b, FLAG_PRIORITY | FLAG_HEADERS);
       const { channel, service } = channelAndService(b);
       const id = readId(b, 8);
       const timeoutMs = u32(b, 12);
-      const { method, end } = readMethod(b, 16);
+      const { method, end: methodEnd } = readMethod(b, 16);
+      let end = methodEnd;
+      let headers: Record<string, string> | undefined;
+      if ((f & FLAG_HEADERS) !== 0) ({ headers, end } = readHeaders(b, methodEnd));
       const body = readBody(b, end, b.length, resolveDecodeLimits(limits), bulkRefs);
       const frame: RequestFrame = {
         type: FrameType.Request,
@@ -387,6 +394,7 @@ function readFrame(bytes: Uint8Array, limits: Partial<DecodeLimits> | undefined,
         timeoutMs,
         body,
       };
+      if (headers) frame.headers = headers;
       return frame;
     }
     case FrameType.OneWay: {

@@ -103,6 +103,12 @@ export interface RequestFrame extends Addressed {
   id: number;
   /** Milliseconds the caller will still wait, 0 = no deadline. */
   timeoutMs: number;
+  /**
+   * Call headers (trace context): a small map of ASCII strings, see
+   * `HEADER_LIMITS`. Absent or empty: the frame's bytes are those of a
+   * Request without the field (flag bit 1 clear).
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
 export interface OneWayFrame extends Addressed {
