@@ -1253,6 +1253,9 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       this.failQueued(peer, new UnavailableError(`no address known for node ${peer.nodeNum}`));
       return;
     }
+    // Set when this attempt failed and left nothing to retry (what waited
+    // was failed, or nothing waited): work queued after that is new.
+    let again = false;
     peer.connecting = this.transport
       .connect(address)
       .then(
@@ -1272,10 +1275,16 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       .catch((err: unknown) => {
         this.log.debug({ node: peer.nodeNum, err: (err as Error).message }, 'connect failed');
         this.scheduleReconnect(peer, err as Error);
+        again = peer.reconnectTimer === undefined;
       })
       .finally(() => {
         peer.connecting = undefined;
-        if (!peer.link) this.forgetIfIdle(peer);
+        if (peer.link) return;
+        // A call queued after this attempt failed what waited (from a
+        // handler of that very failure) gets an attempt of its own, rather
+        // than wait out its timeout behind one that has ended.
+        if (again && this.hasWork(peer)) this.ensureLink(peer);
+        else this.forgetIfIdle(peer);
       });
   }
 
