@@ -45,6 +45,8 @@ import { newcomerCheck, newcomerVerdict } from './protocol/identity.js';
 import { type LostMaster, lostMasterReport, standingRank } from './protocol/failover.js';
 import { Lease } from './protocol/lease.js';
 import { UnreachableReports, type Verdict, Verification } from './protocol/verification.js';
+import { type Build, Core, type Effect, type Message as CoreInput, type Phase } from './protocol/core.js';
+import { EffectLoop } from './driver/loop.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import { heardOnly } from './reasons.js';
 import { JoinTracker, type RefusedHandshake } from './progress.js';
@@ -75,9 +77,7 @@ import {
   type Report,
   reportSchema,
   snapshotSchema,
-  transitionSchema,
   voteSchema,
-  type VoteRequest,
 } from './protocol/messages.js';
 
 const CLMS = { channel: 'clms', subservice: 1 } as const;
@@ -86,13 +86,6 @@ const TIMED_OUT = Symbol('timed out');
 /** Join handlers that may wait for their commit at once; later joins are answered 'queued' at once. */
 const MAX_JOIN_WAITERS = 64;
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
-
-/** A change the master will turn into a transition when its turn comes. */
-interface Proposal {
-  /** Build the transition against the current state, or undefined when it no longer applies. */
-  build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined;
-  done: (t: Transition | undefined, err?: Error) => void;
-}
 
 export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDisposable {
   readonly nodeNum: number;
@@ -121,16 +114,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly keys: KeyServiceManager;
 
   private ics!: Ics;
-  private history: History;
-  /** Highest term seen (M5) and the vote given in it. */
-  private term = 0;
-  private votedIn = 0;
-  private masterNum: number | undefined;
-  /** The one appended, not yet committed transition (from the current master). */
-  private pending: Transition | undefined;
-  /** Term of the master that sent `pending`. */
-  private pendingFrom = 0;
-  private lastHeardMaster = Number.NEGATIVE_INFINITY;
+  /**
+   * The protocol core: term, vote, master, pending entry, replication and
+   * commit decided synchronously (protocol/core.ts); `loop` feeds it and
+   * performs its effects (driver/loop.ts).
+   */
+  private readonly core: Core;
+  private readonly loop: EffectLoop;
   /** The master whose link this member lost and who did not answer then (see suspectLostMaster, protocol/failover.ts). */
   private lostMaster: LostMaster | undefined;
   /** The restart under way, if any, the incarnation it replaces, and whether the next one asked for another (see restart). */
@@ -141,19 +131,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly sleepers = new Set<() => void>();
   /** Key-service leases, as a member and as a master (protocol/lease.ts). */
   private readonly lease: Lease;
-  private quorumOk = false;
-  private phase: 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed' = 'idle';
   private readonly subsystems: Required<Subsystem>[] = [];
   private timers: TimerHandle[] = [];
   private closeController = new AbortController();
-  private electing = false;
   /** (node, incarnation) pairs whose nodedown callbacks this incarnation ran (C2: exactly once). */
   private cleaned = new Set<string>();
   private cleanups = new Map<string, Promise<void>>();
   private electionPlanned = false;
   private nextElectionAt = 0;
-  /** This process was a member once: it never bootstraps a new cluster again. */
-  private everJoined = false;
   /** The incarnation whose own nodeup (callbacks for every member, then the report) was started. */
   private ownNodeupFor: number | undefined;
   private joining: Promise<void> | undefined;
@@ -168,8 +153,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly owedReports = new OwedReports();
 
   // ---- master state
-  private readonly proposals: Proposal[] = [];
-  private committing = false;
   /** Nodeup and cleanup barriers (protocol/barriers.ts). */
   private readonly barriers = new Barriers();
   private readonly verifying = new Set<number>();
@@ -200,7 +183,32 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.random = this.opts.random ?? cryptoRandom;
     this.logger = this.opts.logger ?? defaultLogger();
     this.log = this.logger.child({ component: 'clms', node: this.nodeNum });
-    this.history = new History(this.opts.historyLimit);
+    this.core = new Core(
+      {
+        self: this.nodeNum,
+        candidates: this.candidates,
+        quorum: this.opts.quorum,
+        formation: this.opts.formation,
+        failureTimeoutMs: this.timing.failureTimeoutMs,
+        heartbeatIntervalMs: this.timing.heartbeatIntervalMs,
+        rpcTimeoutMs: this.timing.rpcTimeoutMs,
+        canaries,
+      },
+      new History(this.opts.historyLimit),
+    );
+    this.loop = new EffectLoop({
+      core: this.core,
+      clock: this.clock,
+      log: this.log,
+      service: CLMS,
+      ics: () => this.ics,
+      timer: (ms, fn) => {
+        const t = this.clock.setTimeout(fn, ms);
+        this.timers.push(t);
+        return t;
+      },
+      perform: (e) => this.perform(e),
+    });
     this.lease = new Lease(this.timing.failureTimeoutMs, this.opts.quorum);
     this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
     const d = this.opts.detector ?? heartbeatDetector();
@@ -590,7 +598,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.opts.discovery?.close?.();
     this.keys.close();
     this.stopTimers();
-    for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'node closed'));
+    this.step({ type: 'reset', why: 'node closed', history: undefined });
     for (const w of this.watchers) w({ type: 'quorum', hasQuorum: false });
     await this.ics?.close();
   }
@@ -906,10 +914,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       // per joining node, so room for every node and the reports besides.
       pool: { max: Math.max(256, this.opts.maxNodes + 64), queue: 4096, priorityReserve: 64 },
       handlers: {
-        vote: (a, ctx) => this.onVote(parse(voteSchema, a), ctx),
-        append: (a, ctx) => this.onAppend(parse(appendSchema, a), ctx),
-        commit: (a, ctx) => this.onCommit(parse(heartbeatSchema, a), ctx),
-        heartbeat: (a, ctx) => this.onHeartbeat(parse(heartbeatSchema, a), ctx),
+        vote: (a, ctx) => this.request({ type: 'vote', id: this.loop.id(), from: ctx.caller.nodeNum, req: parse(voteSchema, a) }),
+        append: (a, ctx) => this.request({ type: 'append', id: this.loop.id(), from: ctx.caller.nodeNum, req: parse(appendSchema, a) }),
+        commit: (a, ctx) => {
+          this.step({ type: 'commit', from: ctx.caller.nodeNum, req: parse(heartbeatSchema, a) });
+          return null;
+        },
+        heartbeat: (a, ctx) => {
+          const r = this.request({ type: 'heartbeat', id: this.loop.id(), from: ctx.caller.nodeNum, req: parse(heartbeatSchema, a) }) as { term: number; last: number };
+          // `health`: our local-health multiplier, so the master gives a starved member as much longer to answer.
+          return { ...r, incarnation: this.incarnation, health: this.health.multiplier };
+        },
         join: (a, ctx) => this.onJoin(parse(joinSchema, a), ctx),
         report: (a, ctx) => this.onReport(parse(reportSchema, a), ctx),
         fetch: (a, ctx) => {
@@ -952,67 +967,77 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return this.joinsUnderWay.get(caller.nodeNum)?.incarnation === caller.incarnation;
   }
 
-  // ---- terms
+  // ---- the protocol core (protocol/core.ts): its state, read here; its decisions, made there
 
-  /** Adopt a higher term (M5): any master role of ours ends. */
-  private observeTerm(term: number): void {
-    if (term > this.term) {
-      const wasMaster = this.isMaster;
-      this.term = term;
-      if (wasMaster) this.stepDown('saw a higher term');
-      else if (this.masterNum !== undefined) this.setMaster(undefined, term);
-    }
+  private get history(): History {
+    return this.core.history;
+  }
+
+  private get term(): number {
+    return this.core.term;
+  }
+
+  private get masterNum(): number | undefined {
+    return this.core.master;
+  }
+
+  private get pending(): Transition | undefined {
+    return this.core.pending;
+  }
+
+  private set pending(t: Transition | undefined) {
+    this.core.pending = t;
+  }
+
+  private get lastHeardMaster(): number {
+    return this.core.lastHeardMaster;
+  }
+
+  private set lastHeardMaster(at: number) {
+    this.core.lastHeardMaster = at;
+  }
+
+  private get quorumOk(): boolean {
+    return this.core.quorumOk;
+  }
+
+  private get phase(): Phase {
+    return this.core.phase;
+  }
+
+  private set phase(p: Phase) {
+    this.core.phase = p;
+  }
+
+  private get everJoined(): boolean {
+    return this.core.everJoined;
+  }
+
+  private set everJoined(v: boolean) {
+    this.core.everJoined = v;
+  }
+
+  /** Feed the core one input, then perform what it decided (driver/effects.ts). */
+  private step(input: CoreInput): void {
+    this.loop.step(input);
+  }
+
+  /** A request the core answers (vote, append, heartbeat): its reply. */
+  private request(input: CoreInput & { id: number }): unknown {
+    return this.loop.request(input);
   }
 
   private setMaster(master: number | undefined, term: number): void {
-    if (term < this.term && master !== undefined) return;
-    if (this.masterNum === master && this.term === term) return;
-    const changed = this.masterNum !== master;
-    this.masterNum = master;
-    this.term = Math.max(this.term, term);
-    if (changed) {
-      this.emit('master', { master, term: this.term });
-      this.broadcast({ type: 'master', master, term: this.term });
-      if (master !== undefined && master !== this.nodeNum) {
-        // Reports owed to the old master go to the new one.
-        for (const r of this.owedReports.reports()) void this.sendReport(r);
-        // So does what we know of a master we lost: the new one's evidence for its GoingDown.
-        const lost = lostMasterReport(this.lostMaster, master);
-        if (lost) {
-          this.lostMaster = undefined;
-          void this.sendReport(lost);
-        }
-      }
-    }
+    this.step({ type: 'master', master, term });
   }
 
-  // ---- votes
+  private loseQuorum(rule: string): void {
+    this.step({ type: 'lose-quorum', rule });
+  }
 
-  private onVote(v: VoteRequest, ctx: HandlerContext): { term: number; granted: boolean } {
-    const candidate = ctx.caller.nodeNum;
-    if (!this.candidates.includes(candidate)) return { term: this.term, granted: false };
-    // Stickiness: while a live master is heard, nobody else may take over.
-    const masterAlive = this.masterNum !== undefined && this.masterNum !== candidate && this.clock.now() - this.lastHeardMaster < this.timing.failureTimeoutMs;
-    if (masterAlive && !this.isMaster) return { term: this.term, granted: false };
-    if (this.isMaster && this.quorumOk) return { term: this.term, granted: false };
-    if (v.term < this.term || (!v.pre && this.votedIn >= v.term)) return { term: this.term, granted: false };
-    if (v.bootstrap !== (this.history.last === 0 && this.pending === undefined) && this.history.last === 0) {
-      // A bootstrap vote needs an empty history on both sides.
-      return { term: this.term, granted: false };
-    }
-    // Numbers and terms of another cluster history say nothing about ours.
-    const mine = this.historyWanted();
-    if (mine !== null && v.history !== mine && !v.bootstrap) return { term: this.term, granted: false };
-    const myLast = this.pending?.number ?? this.history.last;
-    const myLastTerm = this.pending?.term ?? this.history.lastTerm;
-    const upToDate = v.lastTerm > myLastTerm || (v.lastTerm === myLastTerm && v.lastNumber >= myLast);
-    // A pre-vote answers without adopting the term: a node cut off from the
-    // cluster cannot inflate terms and depose a healthy master when it returns.
-    if (v.pre) return { term: this.term, granted: upToDate };
-    this.observeTerm(v.term);
-    if (!upToDate) return { term: this.term, granted: false };
-    this.votedIn = v.term;
-    return { term: this.term, granted: true };
+  /** Voters: the Up members (the candidates before any history exists). */
+  private voters(): number[] {
+    return this.core.voters();
   }
 
   /**
@@ -1021,86 +1046,80 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * master, or have a fuller history): no term was raised, so no split
    * vote to back off from.
    */
-  private async elect(bootstrap: boolean): Promise<'refused' | undefined> {
-    if (this.electing || this.phase === 'closed' || !this.candidates.includes(this.nodeNum)) return;
-    this.electing = true;
-    try {
-      const voters = bootstrap ? [...this.candidates] : this.voters();
-      const history = this.history;
-      const lastNumber = this.pending?.number ?? this.history.last;
-      const lastTerm = this.pending?.term ?? this.history.lastTerm;
-      const ask = async (term: number, pre: boolean): Promise<Set<number>> => {
-        const granted = new Set<number>([this.nodeNum]);
-        await Promise.all(
-          voters
-            .filter((n) => n !== this.nodeNum)
-            .map(async (n) => {
-              try {
-                if (bootstrap && !this.ics.isConnected(n)) return;
-                const r = (await this.ics.call(n, CLMS, 'vote', { term, history: this.history.id, lastNumber, lastTerm, bootstrap, pre }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
-                  term: number;
-                  granted: boolean;
-                };
-                if (r.granted) granted.add(n);
-                else if (!pre) this.observeTerm(r.term);
-              } catch {
-                /* no vote */
-              }
-            }),
-        );
-        return granted;
-      };
-      // A cluster is founded only with every candidate (all of them empty and
-      // masterless): nodes keep no state across restarts, so a majority of
-      // candidates that restarted, or that cannot see the live cluster for a
-      // moment, would otherwise found a second one beside it. `formation:
-      // 'majority'` trades that guarantee for forming with candidates missing.
-      const allCandidates = bootstrap && this.opts.quorum !== 'none' && (this.opts.formation === 'all-candidates' || this.everJoined);
-      const enough = (granted: Set<number>): boolean => (allCandidates ? voters.every((v) => granted.has(v)) : hasQuorum(this.opts.quorum, granted, voters));
-      // Pre-vote first: only a candidate that could win raises the term.
-      const pre = await ask(this.term + 1, true);
-      if (bootstrap) this.progress.electionWaits(enough(pre) ? [] : voters.filter((v) => !pre.has(v)), allCandidates ? 'all-candidates' : this.opts.quorum === 'majority' ? this.opts.formation : 'quorum', voters);
-      if (!enough(pre) || this.currentPhase() === 'closed') return 'refused';
-      const term = this.term + 1;
-      this.term = term;
-      this.votedIn = term;
-      const granted = await ask(term, false);
-      // The votes are for the history we stood with: an eviction or restart meanwhile ends this election.
-      if (this.term !== term || this.currentPhase() === 'closed' || this.currentPhase() === 'rejoining' || this.history !== history) return;
-      if (!enough(granted)) {
-        this.log.debug({ term, granted: [...granted], voters }, 'election lost');
+  private elect(bootstrap: boolean): Promise<'refused' | undefined> {
+    return new Promise((resolve) => {
+      const id = this.loop.expect((outcome) => resolve(outcome === 'refused' ? 'refused' : undefined));
+      this.step({ type: 'campaign', id, bootstrap });
+    });
+  }
+
+  /** Queue a change; the master commits changes one at a time (protocol/core.ts). */
+  private propose(build: Build): Promise<Transition | undefined> {
+    return new Promise((resolve, reject) => {
+      const id = this.loop.expect((t) => resolve(t as Transition | undefined), reject);
+      // The commit loop outlives whichever handler proposed the change.
+      detached(() => this.step({ type: 'propose', id, build }));
+    });
+  }
+
+  /** What the core decided, performed: the driver's half of each effect. */
+  private perform(e: Effect): void {
+    switch (e.type) {
+      case 'master':
+        this.emit('master', { master: e.master, term: e.term });
+        this.broadcast({ type: 'master', master: e.master, term: e.term });
+        if (e.master !== undefined && e.master !== this.nodeNum) {
+          // Reports owed to the old master go to the new one.
+          for (const r of this.owedReports.reports()) void this.sendReport(r);
+          // So does what we know of a master we lost: the new one's evidence for its GoingDown.
+          const lost = lostMasterReport(this.lostMaster, e.master);
+          if (lost) {
+            this.lostMaster = undefined;
+            void this.sendReport(lost);
+          }
+        }
+        return;
+      case 'stepped-down':
+        this.log.warn({ term: this.term, why: e.why }, 'stepping down as master');
+        this.barriers.clear();
+        return;
+      case 'quorum': {
+        const rule = typeof e.rule === 'string' ? e.rule : heardOnly(this.nodeNum, new Set(e.rule.heard), e.rule.voters, e.rule.what);
+        // A node without quorum stops hosting at once (K5).
+        if (e.has) this.keys.quorumRegained();
+        else this.keys.quorumLost();
+        this.record({ kind: e.has ? 'quorum-regained' : 'quorum-lost', term: this.term, time: this.clock.wallNow(), rule });
+        this.emit('quorum', { hasQuorum: e.has });
+        this.broadcast({ type: 'quorum', hasQuorum: e.has });
         return;
       }
-      // Another candidate's founding reached us while we stood: that history
-      // is the cluster now, and founding a second on top of it would strand
-      // its founder half-joined.
-      if (bootstrap && (this.history.last > 0 || this.pending !== undefined)) {
-        this.log.debug({ term, last: this.history.last }, 'a cluster was founded meanwhile: not founding one');
+      case 'heard':
+        return this.lease.ack(e.node, e.sentAt);
+      case 'apply':
+        // Effects (callbacks, cleanup, reports) outlive the message that committed t.
+        return detached(() => this.applied(e.t, e.before, e.info));
+      case 'pre-vote':
+        if (e.bootstrap) {
+          const rule = e.allCandidates ? 'all-candidates' : this.opts.quorum === 'majority' ? this.opts.formation : 'quorum';
+          this.progress.electionWaits(e.enough ? [] : e.voters.filter((v) => !e.granted.includes(v)), rule, e.voters);
+        }
         return;
-      }
-      await this.becomeMaster(term, bootstrap, granted, voters);
-    } finally {
-      this.electing = false;
+      case 'elected':
+        return this.elected(e);
+      default:
+        return;
     }
   }
 
-  private async becomeMaster(term: number, bootstrap: boolean, granted: Set<number>, voters: number[]): Promise<void> {
-    this.log.info({ term, votes: [...granted] }, 'elected master');
-    this.phase = 'member';
-    this.everJoined = true;
-    this.setMaster(this.nodeNum, term);
-    const hadQuorum = this.quorumOk;
-    this.quorumOk = true;
+  private elected(e: Extract<Effect, { type: 'elected' }>): void {
+    const { term, bootstrap, voters } = e;
+    this.log.info({ term, votes: e.granted }, 'elected master');
     this.lease.elected(voters, this.clock.now());
     // Silences measured in an earlier mastership of ours are stale: each member starts afresh.
     for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown')) this.detector.forget(n);
-    this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${[...granted].join(', ')} of voters ${voters.join(', ')}` });
-    // An entry of the previous term we hold uncommitted is proposed again,
-    // then our own. We keep holding it until it is applied: should this
-    // mastership end before it commits, a later election must still count
-    // it (a quorum of the former master may have committed it), and a later
-    // mastership of ours carries it again rather than give its number away.
-    const carried = this.pending;
+    this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${e.granted.join(', ')} of voters ${voters.join(', ')}` });
+    // The entry of the previous term we hold uncommitted goes first (the core keeps holding it until applied).
+    const carried = e.carried;
     // (Failures surface as quorum loss; nobody awaits these.)
     const quiet = (p: Promise<unknown>): void => void p.catch(() => {});
     if (carried) {
@@ -1146,7 +1165,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.rebuildBarriers();
     this.suspectLostMaster();
     // Elected by a quorum: a node that had lost its quorum has it again, and says so (as a member does on hearing a master).
-    if (!hadQuorum) {
+    if (!e.hadQuorum) {
       this.emit('quorum', { hasQuorum: true });
       this.broadcast({ type: 'quorum', hasQuorum: true });
     }
@@ -1164,287 +1183,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.detector.linkLost(lost.node, this.clock.now())) void this.suspect(lost.node, 'link lost', { [String(this.nodeNum)]: 'link lost (the former master)' });
   }
 
-  private stepDown(why: string): void {
-    this.log.warn({ term: this.term, why }, 'stepping down as master');
-    this.masterNum = undefined;
-    this.emit('master', { master: undefined, term: this.term });
-    this.broadcast({ type: 'master', master: undefined, term: this.term });
-    for (const p of this.proposals.splice(0)) p.done(undefined, new NotMasterError(`no longer master: ${why}`));
-    this.barriers.clear();
-  }
-
-  /** Voters: the Up members (the candidates before any history exists). */
-  private voters(): number[] {
-    const up = this.history.nodesIn('Up');
-    return up.length > 0 ? up : [...this.candidates];
-  }
-
-  // ================================================================ master: committing
-
-  /** Queue a change; the master commits changes one at a time. */
-  private propose(build: Proposal['build']): Promise<Transition | undefined> {
-    return new Promise((resolve, reject) => {
-      // Only a master queues changes. A decision begun as master and
-      // finished after stepping down (a nodedown verified across a term
-      // change) must not wait in the queue for a later term of ours: it
-      // would go before the entry carried over from the former master and
-      // take its number, which a quorum may have committed already (M2).
-      if (!this.isMaster) return reject(new NotMasterError());
-      this.proposals.push({ build, done: (t, err) => (err ? reject(err) : resolve(t)) });
-      // The loop outlives whichever handler proposed the change.
-      detached(() => void this.commitLoop());
-    });
-  }
-
-  private async commitLoop(): Promise<void> {
-    if (this.committing) return;
-    this.committing = true;
-    try {
-      while (this.proposals.length > 0 && this.isMaster) {
-        const p = this.proposals.shift()!;
-        const change = p.build();
-        if (!change) {
-          p.done(undefined);
-          continue;
-        }
-        // An entry carried over from the previous master keeps its term and
-        // time: some members may have it (and even have committed it) as is.
-        const carried = change as Partial<Transition>;
-        const t: Transition =
-          carried.number === this.history.last + 1 && carried.term !== undefined && carried.time !== undefined
-            ? (change as Transition)
-            : { ...change, number: this.history.last + 1, term: this.term, time: this.clock.wallNow() };
-        // The entry is in our own log while it replicates (as it is in every
-        // member's that acknowledged it): deposed before it commits, we still
-        // count it when we stand again, and carry it if elected. Without this
-        // the members holding it refuse every candidate (none is as up to
-        // date) and the cluster stays masterless until all are evicted.
-        this.pending = t;
-        this.pendingFrom = this.term;
-        try {
-          const term = this.term;
-          const ok = await this.replicate(t);
-          if (ok && this.isMaster && this.term === term) {
-            this.apply(t);
-            this.sendCommit(t.number);
-            p.done(t);
-          } else {
-            p.done(undefined, new NoQuorumError(`transition ${t.number} did not reach a quorum`));
-          }
-        } catch (err) {
-          p.done(undefined, err as Error);
-        }
-      }
-    } finally {
-      this.committing = false;
-    }
-  }
-
-  /**
-   * Append `t` on every member until a quorum of the voters (before the
-   * change) has it, retrying until the failure timeout says quorum is lost.
-   */
-  private async replicate(t: Transition): Promise<boolean> {
-    const voters = this.history.last === 0 ? (this.opts.quorum === 'none' ? [this.nodeNum] : [...this.candidates]) : this.voters();
-    const acks = new Set<number>([this.nodeNum]);
-    const started = this.clock.now();
-    const targets = (): number[] =>
-      [...new Set([...this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown'), ...voters])].filter((n) => n !== this.nodeNum);
-    // Still the master of the term that made `t`? (Checked after every await:
-    // a master that stepped down meanwhile must never commit.)
-    const myTerm = this.term;
-    const current = (): boolean => this.isMaster && this.term === myTerm;
-    while (current()) {
-      if (hasQuorum(this.opts.quorum, acks, voters)) return true;
-      // Done as soon as a quorum has it: a dead member's timeout is not waited for.
-      await new Promise<void>((resolve) => {
-        const pending = targets().filter((n) => !acks.has(n));
-        let left = pending.length;
-        if (left === 0) resolve();
-        for (const n of pending) {
-          void this.appendTo(n, t, myTerm).then((ok) => {
-            if (ok) acks.add(n);
-            if (--left === 0 || hasQuorum(this.opts.quorum, acks, voters)) resolve();
-          });
-        }
-      });
-      if (!current()) return false;
-      if (hasQuorum(this.opts.quorum, acks, voters)) return true;
-      if (this.clock.now() - started > this.timing.failureTimeoutMs) {
-        this.loseQuorum(heardOnly(this.nodeNum, acks, voters, `transition ${t.number} not acknowledged within the failure timeout`));
-        return false;
-      }
-      await this.sleep(this.timing.heartbeatIntervalMs);
-    }
-    return false;
-  }
-
-  /**
-   * Send `t` (and whatever the member misses before it) to node `n`, as the
-   * master of `term`. Every round checks that we still are: a master deposed
-   * while a round was in flight must not go on sending, least of all under
-   * the newer term it has just learnt (that would make two masters of it).
-   */
-  private async appendTo(n: number, t: Transition, term: number): Promise<boolean> {
-    let entries: Transition[] = [t];
-    for (let round = 0; round < 3; round++) {
-      if (!this.isMaster || this.term !== term) return false;
-      const sentAt = this.clock.now();
-      try {
-        const r = (await this.ics.call(n, CLMS, 'append', { term, history: this.history.id ?? (t.number === 1 ? historyIdOf(t) : null), commit: this.history.last, entries }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
-          term: number;
-          ok: boolean;
-          last: number;
-        };
-        if (r.term > this.term) {
-          this.observeTerm(r.term);
-          return false;
-        }
-        this.lease.ack(n, sentAt);
-        if (r.ok) return true;
-        // The member misses transitions: send them first, from history.
-        if (r.last < this.history.first - 1) {
-          entries = [...this.history.since(this.history.first - 1), t];
-        } else {
-          entries = [...this.history.since(r.last), t];
-        }
-      } catch (err) {
-        return false;
-      }
-    }
-    return false;
-  }
-
-  private sendCommit(number: number): void {
-    for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown', 'GoingDown')) {
-      if (n === this.nodeNum) continue;
-      this.ics.send(n, CLMS, 'commit', { term: this.term, history: this.history.id, commit: number }).catch(() => {});
-    }
-  }
-
-  private loseQuorum(rule: string): void {
-    if (!this.quorumOk) return;
-    this.quorumOk = false;
-    // A node without quorum stops hosting at once (K5).
-    this.keys.quorumLost();
-    this.record({ kind: 'quorum-lost', term: this.term, time: this.clock.wallNow(), rule });
-    this.emit('quorum', { hasQuorum: false });
-    this.broadcast({ type: 'quorum', hasQuorum: false });
-    if (this.isMaster) this.stepDown('lost quorum');
-  }
-
-  private gainQuorum(rule: string): void {
-    if (this.quorumOk) return;
-    this.quorumOk = true;
-    this.keys.quorumRegained();
-    this.record({ kind: 'quorum-regained', term: this.term, time: this.clock.wallNow(), rule });
-    this.emit('quorum', { hasQuorum: true });
-    this.broadcast({ type: 'quorum', hasQuorum: true });
-  }
-
-  // ================================================================ members: receiving
-
-  /** The history this node is in, or is acknowledging the first transition of; null when neither. */
-  private historyWanted(): string | null {
-    return this.history.id ?? (this.pending?.number === 1 ? historyIdOf(this.pending) : null);
-  }
-
-  /**
-   * `founding`: the append carries the first transition of a history nothing
-   * is committed in yet (a cluster being formed, which asks its candidates).
-   */
-  private acceptMaster(ctx: HandlerContext, term: number, history: string | null, founding = false): boolean {
-    const sender = ctx.caller.nodeNum;
-    // A master of another cluster history (formed apart, with numbers and
-    // terms of its own) is nobody's master here; a node in no history yet
-    // takes part only in forming one, and otherwise joins.
-    const mine = this.historyWanted();
-    if (mine !== null ? history !== mine : !founding) return false;
-    // An evicted incarnation is on its way out: it applies nothing more.
-    if (this.phase === 'rejoining' || this.phase === 'closed' || this.phase === 'idle') return false;
-    if (term < this.term && !canaries.acceptStaleTerm) return false;
-    if (!this.candidates.includes(sender)) return false; // M6: only candidates are masters
-    if (term > this.term || this.masterNum !== sender) {
-      if (this.isMaster && term === this.term) return false;
-      // One master per term (M3): the first one heard for a term keeps it.
-      if (term === this.term && this.masterNum !== undefined) return false;
-      if (this.isMaster) this.stepDown(`node ${sender} is master in term ${term}`);
-      this.term = term;
-      this.setMaster(sender, term);
-    }
-    this.lastHeardMaster = this.clock.now();
-    if (this.phase === 'member' || this.phase === 'leaving') this.gainQuorum(`heard master ${sender}`);
-    return true;
-  }
-
-  private onAppend(a: { term: number; history: string | null; commit: number; entries: Transition[] }, ctx: HandlerContext): { term: number; ok: boolean; last: number } {
-    const first = a.entries[0];
-    const founding = a.commit === 0 && first?.number === 1 && a.history === historyIdOf(first);
-    if (!this.acceptMaster(ctx, a.term, a.history, founding)) return { term: this.term, ok: false, last: this.history.last };
-    for (const e of a.entries) {
-      if (e.number <= this.history.last) continue;
-      if (e.number !== this.history.last + 1) return { term: this.term, ok: false, last: this.history.last };
-      if (e.number <= a.commit) this.apply(e);
-      else {
-        this.pending = e;
-        this.pendingFrom = a.term;
-      }
-    }
-    return { term: this.term, ok: true, last: this.history.last };
-  }
-
-  private onCommit(c: { term: number; history: string | null; commit: number }, ctx: HandlerContext): null {
-    if (!this.acceptMaster(ctx, c.term, c.history)) return null;
-    this.commitUpTo(c.commit, c.term);
-    return null;
-  }
-
-  private onHeartbeat(h: { term: number; history: string | null; commit: number }, ctx: HandlerContext): { term: number; last: number; incarnation: number; health: number } {
-    if (this.acceptMaster(ctx, h.term, h.history)) this.commitUpTo(h.commit, h.term);
-    // `health`: our local-health multiplier, so the master gives a starved member as much longer to answer.
-    return { term: this.term, last: this.history.last, incarnation: this.incarnation, health: this.health.multiplier };
-  }
-
-  /**
-   * The master of `term` says everything up to `commit` is committed. Our
-   * pending entry counts only if that same master sent it: an entry left by
-   * an earlier master may not be the one committed at that number (log
-   * matching); then we fetch what was committed instead.
-   */
-  private commitUpTo(commit: number, term: number): void {
-    if (this.pending && this.pendingFrom === term && this.pending.number <= commit && this.pending.number === this.history.last + 1) {
-      const t = this.pending;
-      this.pending = undefined;
-      this.apply(t);
-    }
-    if (commit > this.history.last && this.masterNum !== undefined && this.masterNum !== this.nodeNum) detached(() => void this.catchUp());
-  }
-
-  private catchingUp = false;
-
-  private async catchUp(): Promise<void> {
-    if (this.catchingUp || this.masterNum === undefined) return;
-    this.catchingUp = true;
-    try {
-      const r = (await this.ics.call(this.masterNum, CLMS, 'fetch', { after: this.history.last }, { timeoutMs: this.timing.rpcTimeoutMs })) as {
-        transitions: unknown[];
-        snapshot: unknown | null;
-      };
-      if (r.snapshot) {
-        this.history.install(parse(snapshotSchema, r.snapshot) as HistorySnapshot);
-        if (this.pending && this.pending.number <= this.history.last) this.pending = undefined;
-        return;
-      }
-      for (const raw of r.transitions) {
-        const t = parse(transitionSchema, raw) as Transition;
-        if (t.number === this.history.last + 1) this.apply(t);
-      }
-    } catch {
-      /* the next heartbeat retries */
-    } finally {
-      this.catchingUp = false;
-    }
-  }
+  // ================================================================ members: serving
 
   private onFetch(f: { after: number }): { transitions: Transition[]; snapshot: HistorySnapshot | null } {
     if (f.after < this.history.first - 1) return { transitions: [], snapshot: this.history.snapshot() };
@@ -1768,25 +1507,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ applying
 
-  /** Apply committed transition `t` (the next number) on this node. */
-  private apply(t: Transition): void {
-    // Effects (callbacks, cleanup, reports) outlive the message that committed t.
-    detached(() => this.applyNow(t));
-  }
-
-  private applyNow(t: Transition): void {
-    if (t.number !== this.history.last + 1) return;
-    const before = this.history.stateOf(t.node);
+  /** The core committed `t` to the history (it was `before`): events, callbacks, barriers, reports. */
+  private applied(t: Transition, before: NodeState, info: MemberInfo): void {
     if (t.kind === 'state' && !LEGAL_MOVES[before].includes(t.to) && before !== t.to) {
       this.log.error({ t, before }, 'illegal transition from the master: applied anyway to stay in step');
     }
-    if (this.pending && this.pending.number <= t.number) this.pending = undefined;
-    const info = this.history.append(t);
     this.notify(t);
     this.keys.applied(t);
     if (this.isMaster) this.keys.place();
-    // A master record from an older term (replayed history) names nobody now.
-    if (t.kind === 'master' && t.term >= this.term) this.setMaster(t.node, t.term);
     if (t.kind !== 'state') return;
     // Out of ComingUp, its nodeup barrier is settled: nothing more to report for it.
     if (t.to !== 'ComingUp') this.owedReports.settle('nodeup-done', t.node, t.incarnation);
@@ -1899,7 +1627,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // A master that commits its own down (a carried entry) is master no more:
     // its queued proposals fail now (handlers awaiting them must end before
     // our cleanups can, and the restart waits for those).
-    if (this.isMaster) this.stepDown('declared down by the cluster');
+    this.step({ type: 'step-down', why: 'declared down by the cluster' });
     this.phase = 'rejoining';
     this.keys.stopAll('this node was declared down');
     this.emit('evicted', { incarnation: this.incarnation });
@@ -1953,14 +1681,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (this.currentPhase() === 'closed') return;
     this.stopTimers();
     const old = this.ics;
-    this.history = new History(this.opts.historyLimit);
-    this.pending = undefined;
-    this.masterNum = undefined;
-    this.quorumOk = false;
+    // Nothing the former incarnation meant to commit may reach the new history.
+    this.step({ type: 'reset', why: 'restarting as a new incarnation', history: new History(this.opts.historyLimit) });
     // What the former incarnation hosted ends with it (K5; evicted() did so already, other restarts did not).
     this.keys.stopAll('restarting as a new incarnation');
-    // Nothing the former incarnation meant to commit may reach the new history.
-    for (const p of this.proposals.splice(0)) p.done(undefined, new ClusterInfraError('CORE_ERR_ABORTED', 'restarting as a new incarnation'));
     this.barriers.clear();
     this.lease.forgetAcks();
     this.unreachable.clear();
@@ -2113,10 +1837,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         .call(n, CLMS, 'heartbeat', { term, history: this.history.id, commit: this.history.last }, { timeoutMs: this.timing.failureTimeoutMs })
         .then((r) => {
           const res = r as { term: number; last: number; incarnation: number; health?: number };
-          if (res.term > this.term) return this.observeTerm(res.term);
+          // A newer term ends this mastership (the core's gate decides).
+          if (res.term > this.term) return this.step({ type: 'term', term: res.term });
           this.lease.ack(n, now);
           this.detector.heard(n, this.clock.now(), res.health);
-          if (res.last < this.history.last) void this.appendTo(n, this.history.get(this.history.last) ?? this.history.since(res.last)[0]!, term);
+          if (res.last < this.history.last) this.step({ type: 'catch-up-member', node: n, term });
         })
         .catch(() => {});
     }

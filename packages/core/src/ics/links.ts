@@ -61,6 +61,9 @@ export class Links {
       peer.lanes.failQueued(new UnavailableError(`no address known for node ${peer.nodeNum}`));
       return;
     }
+    // Set when this attempt failed and left nothing to retry (what waited
+    // was failed, or nothing waited): work queued after that is new.
+    let again = false;
     peer.connecting = this.transport
       .connect(address)
       .then(
@@ -80,10 +83,16 @@ export class Links {
       .catch((err: unknown) => {
         this.env.log.debug({ node: peer.nodeNum, err: (err as Error).message }, 'connect failed');
         this.scheduleReconnect(peer, err as Error);
+        again = peer.reconnectTimer === undefined;
       })
       .finally(() => {
         peer.connecting = undefined;
-        if (!peer.link) this.peers.forgetIfIdle(peer);
+        if (peer.link) return;
+        // A call queued after this attempt failed what waited (from a
+        // handler of that very failure) gets an attempt of its own, rather
+        // than wait out its timeout behind one that has ended.
+        if (again && peer.lanes.hasWork()) this.ensure(peer);
+        else this.peers.forgetIfIdle(peer);
       });
   }
 

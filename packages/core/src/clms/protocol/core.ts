@@ -1,0 +1,638 @@
+/**
+ * The raft-like core of CLMS as one synchronous state machine: terms,
+ * votes, the master, the pending entry, replication and commit. It does no
+ * IO: `step(input)` changes its state and queues effects, `ready()` hands
+ * them to the driver (clms/node.ts), which performs them and feeds what
+ * comes back (answers, failures, wake-ups) in as new inputs.
+ *
+ * The gate: every answer names the call it answers; a call this machine no
+ * longer waits for (another election, another replication, a restart) is
+ * dropped, and every message carries a term checked against the current
+ * one (M5). So no decision is ever taken on a world that changed while a
+ * call was out: there is no "still the master of that term?" re-check to
+ * forget.
+ *
+ * Rules (docs/membership.md, "Guarantees"): M6 in election.ts, M3/M4 in
+ * replication.ts, M3/M5/M6 in `acceptMaster`, M2 in `propose`.
+ *
+ * Pure: no IO, no timers, nothing asynchronous (test/architecture.test.ts).
+ */
+import { Election, judgeVote } from './election.js';
+import { History, historyIdOf } from './history.js';
+import type { AppendRequest, HeartbeatRequest, HistorySnapshot, MemberInfo, NodeState, Transition, VoteRequest } from './messages.js';
+import { parseMessage, snapshotSchema, transitionSchema } from './messages.js';
+import type { QuorumPolicy } from './quorum.js';
+import { APPEND_ROUNDS, type AppendChain, missing, Replication } from './replication.js';
+
+export type Phase = 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed';
+
+export interface CoreConfig {
+  self: number;
+  candidates: readonly number[];
+  quorum: QuorumPolicy;
+  formation: 'all-candidates' | 'majority';
+  failureTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rpcTimeoutMs: number;
+  /** Test-only planted bugs (canaries.ts), read at each use. */
+  canaries?: { readonly acceptStaleTerm: boolean };
+}
+
+/** A change the master turns into a transition when its turn comes (undefined: it no longer applies). */
+export type Build = () => Omit<Transition, 'number' | 'term' | 'time'> | Transition | undefined;
+
+/** Every input carries the time: monotonic `now`, and `wall` for the transitions it stamps. */
+export interface Time {
+  now: number;
+  wall: number;
+}
+
+/** What comes in, without the time (the driver stamps it). */
+export type Message =
+  | { type: 'tick' }
+  | { type: 'vote'; id: number; from: number; req: VoteRequest }
+  | { type: 'append'; id: number; from: number; req: AppendRequest }
+  | { type: 'commit'; from: number; req: HeartbeatRequest }
+  | { type: 'heartbeat'; id: number; from: number; req: HeartbeatRequest }
+  /** The answer to call `call`, or its failure (an error code). */
+  | { type: 'answer'; call: number; value: unknown }
+  | { type: 'failed'; call: number; code: string }
+  /** Stand for election (`bootstrap`: found a cluster, no history exists yet). */
+  | { type: 'campaign'; id: number; bootstrap: boolean }
+  | { type: 'propose'; id: number; build: Build }
+  /** The effects of the last commit are performed: the next proposal's turn. */
+  | { type: 'advance' }
+  /** A term seen in an answer the driver handled (a heartbeat's). */
+  | { type: 'term'; term: number }
+  /** The driver learnt who is master (a join answer), or that none is heard. */
+  | { type: 'master'; master: number | undefined; term: number }
+  | { type: 'lose-quorum'; rule: string }
+  /** This node was declared down: a master among its roles ends. */
+  | { type: 'step-down'; why: string }
+  /** A heartbeat found `node` behind: append the last transition (with what it misses). */
+  | { type: 'catch-up-member'; node: number; term: number }
+  /** Restart or close: every proposal ends with `why`. */
+  | { type: 'reset'; why: string; history: History | undefined };
+
+export type Input = Time & Message;
+
+export type ErrorKind = 'not-master' | 'no-quorum' | 'aborted';
+
+export type Effect =
+  | { type: 'call'; call: number; to: number; method: 'vote' | 'append' | 'fetch'; args: unknown; timeoutMs: number; ifConnected?: boolean }
+  | { type: 'send'; to: number; method: 'commit'; args: HeartbeatRequest }
+  | { type: 'reply'; id: number; value: unknown }
+  | { type: 'wake'; at: number }
+  | { type: 'apply'; t: Transition; before: NodeState; info: MemberInfo }
+  | { type: 'master'; master: number | undefined; term: number }
+  | { type: 'stepped-down'; why: string }
+  | { type: 'quorum'; has: boolean; rule: string | { heard: number[]; voters: number[]; what: string } }
+  | { type: 'settle'; id: number; t?: Transition; error?: { kind: ErrorKind; message?: string } }
+  /** Heard from `node` (an append answer): its lease counts from `sentAt`. */
+  | { type: 'heard'; node: number; sentAt: number }
+  | { type: 'pre-vote'; bootstrap: boolean; voters: number[]; granted: number[]; enough: boolean; allCandidates: boolean }
+  | { type: 'elected'; term: number; bootstrap: boolean; granted: number[]; voters: number[]; hadQuorum: boolean; carried: Transition | undefined }
+  | { type: 'campaign-done'; id: number; outcome: 'refused' | 'won' | 'lost' | 'void' }
+  | { type: 'advance' };
+
+interface Proposal {
+  id: number;
+  build: Build;
+}
+
+export class Core {
+  history: History;
+  phase: Phase = 'idle';
+  /** Highest term seen (M5) and the term of the last vote given. */
+  term = 0;
+  votedIn = 0;
+  master: number | undefined;
+  /** The one appended, not yet committed transition, and the term of the master that sent it. */
+  pending: Transition | undefined;
+  pendingFrom = 0;
+  lastHeardMaster = Number.NEGATIVE_INFINITY;
+  quorumOk = false;
+  /** This process was a member once: it never bootstraps a new cluster alone. */
+  everJoined = false;
+
+  private effects: Effect[] = [];
+  private nextCall = 1;
+  private readonly proposals: Proposal[] = [];
+  private replication: Replication | undefined;
+  /** A commit's effects are being performed (the driver steps `advance` when done). */
+  private advancing = false;
+  private readonly appends = new Map<number, AppendChain>();
+  private election: { id: number; e: Election; history: History } | undefined;
+  private fetching: number | undefined;
+  private time: Time = { now: 0, wall: 0 };
+
+  constructor(
+    readonly config: CoreConfig,
+    history: History,
+  ) {
+    this.history = history;
+  }
+
+  get isMaster(): boolean {
+    return this.master === this.config.self && this.phase === 'member';
+  }
+
+  get campaigning(): boolean {
+    return this.election !== undefined;
+  }
+
+  /** The effects queued since the last call, in order. */
+  ready(): Effect[] {
+    const out = this.effects;
+    this.effects = [];
+    return out;
+  }
+
+  step(input: Input): void {
+    this.time = { now: input.now, wall: input.wall };
+    switch (input.type) {
+      case 'tick':
+        return this.onTick();
+      case 'vote':
+        return this.reply(input.id, this.onVote(input.from, input.req));
+      case 'append':
+        return this.reply(input.id, this.onAppend(input.from, input.req));
+      case 'commit':
+        if (this.acceptMaster(input.from, input.req.term, input.req.history)) this.commitUpTo(input.req.commit, input.req.term);
+        return;
+      case 'heartbeat':
+        if (this.acceptMaster(input.from, input.req.term, input.req.history)) this.commitUpTo(input.req.commit, input.req.term);
+        return this.reply(input.id, { term: this.term, last: this.history.last });
+      case 'answer':
+      case 'failed':
+        return this.onResult(input.call, input.type === 'answer' ? input.value : undefined, input.type === 'failed' ? input.code : undefined);
+      case 'campaign':
+        return this.campaign(input.id, input.bootstrap);
+      case 'propose':
+        return this.propose(input.id, input.build);
+      case 'advance':
+        this.advancing = false;
+        return this.pump();
+      case 'term':
+        return this.observeTerm(input.term);
+      case 'master':
+        return this.setMaster(input.master, input.term);
+      case 'lose-quorum':
+        return this.loseQuorum(input.rule);
+      case 'step-down':
+        if (this.isMaster) this.stepDown(input.why);
+        return;
+      case 'catch-up-member': {
+        const t = this.history.get(this.history.last) ?? this.history.since(0)[0];
+        if (t) this.appendTo(input.node, t, input.term, undefined);
+        return;
+      }
+      case 'reset':
+        return this.reset(input.why, input.history);
+    }
+  }
+
+  // ---------------------------------------------------------------- terms and masters
+
+  /** Adopt a higher term (M5): any master role of ours ends. */
+  private observeTerm(term: number): void {
+    if (term <= this.term) return;
+    const wasMaster = this.isMaster;
+    this.term = term;
+    if (wasMaster) this.stepDown('saw a higher term');
+    else if (this.master !== undefined) this.setMaster(undefined, term);
+  }
+
+  private setMaster(master: number | undefined, term: number): void {
+    if (term < this.term && master !== undefined) return;
+    if (this.master === master && this.term === term) return;
+    const changed = this.master !== master;
+    this.master = master;
+    this.term = Math.max(this.term, term);
+    if (changed) this.effects.push({ type: 'master', master, term: this.term });
+  }
+
+  private stepDown(why: string): void {
+    this.master = undefined;
+    this.effects.push({ type: 'master', master: undefined, term: this.term });
+    this.failProposals('not-master', `no longer master: ${why}`);
+    this.effects.push({ type: 'stepped-down', why });
+  }
+
+  private failProposals(kind: ErrorKind, message: string): void {
+    for (const p of this.proposals.splice(0)) this.effects.push({ type: 'settle', id: p.id, error: { kind, message } });
+  }
+
+  private loseQuorum(rule: Extract<Effect, { type: 'quorum' }>['rule']): void {
+    if (!this.quorumOk) return;
+    this.quorumOk = false;
+    this.effects.push({ type: 'quorum', has: false, rule });
+    if (this.isMaster) this.stepDown('lost quorum');
+  }
+
+  /** Voters: the Up members (the candidates before any history exists). */
+  voters(): number[] {
+    const up = this.history.nodesIn('Up');
+    return up.length > 0 ? up : [...this.config.candidates];
+  }
+
+  /** The history this node is in, or is acknowledging the first transition of; null when neither. */
+  historyWanted(): string | null {
+    return this.history.id ?? (this.pending?.number === 1 ? historyIdOf(this.pending) : null);
+  }
+
+  private reply(id: number, value: unknown): void {
+    this.effects.push({ type: 'reply', id, value });
+  }
+
+  private call(to: number, method: 'vote' | 'append' | 'fetch', args: unknown, extra: { ifConnected?: boolean } = {}): number {
+    const call = this.nextCall++;
+    this.effects.push({ type: 'call', call, to, method, args, timeoutMs: this.config.rpcTimeoutMs, ...extra });
+    return call;
+  }
+
+  // ---------------------------------------------------------------- votes and elections
+
+  private onVote(candidate: number, req: VoteRequest): { term: number; granted: boolean } {
+    const h = this.history;
+    const verdict = judgeVote(
+      {
+        self: this.config.self,
+        candidates: this.config.candidates,
+        term: this.term,
+        votedIn: this.votedIn,
+        master: this.master,
+        isMaster: this.isMaster,
+        quorumOk: this.quorumOk,
+        heardMasterAt: this.lastHeardMaster,
+        now: this.time.now,
+        failureTimeoutMs: this.config.failureTimeoutMs,
+        last: h.last,
+        lastTerm: h.lastTerm,
+        pending: this.pending,
+        historyWanted: this.historyWanted(),
+      },
+      candidate,
+      req,
+    );
+    if (verdict.kind === 'refuse') return { term: this.term, granted: false };
+    if (verdict.kind === 'pre') return { term: this.term, granted: verdict.granted };
+    this.observeTerm(req.term);
+    if (!verdict.granted) return { term: this.term, granted: false };
+    this.votedIn = req.term;
+    return { term: this.term, granted: true };
+  }
+
+  private campaign(id: number, bootstrap: boolean): void {
+    const c = this.config;
+    if (this.election || this.phase === 'closed' || !c.candidates.includes(c.self)) {
+      this.effects.push({ type: 'campaign-done', id, outcome: 'void' });
+      return;
+    }
+    const voters = bootstrap ? [...c.candidates] : this.voters();
+    // A cluster is founded only with every candidate (see docs/membership.md, "Formation").
+    const allCandidates = bootstrap && c.quorum !== 'none' && (c.formation === 'all-candidates' || this.everJoined);
+    const e = new Election({
+      self: c.self,
+      bootstrap,
+      voters,
+      quorum: c.quorum,
+      allCandidates,
+      lastNumber: this.pending?.number ?? this.history.last,
+      lastTerm: this.pending?.term ?? this.history.lastTerm,
+    });
+    this.election = { id, e, history: this.history };
+    this.askVotes('pre', this.term + 1);
+  }
+
+  private askVotes(stage: 'pre' | 'vote', term: number): void {
+    const { e } = this.election!;
+    e.beginRound(stage, term);
+    for (const n of e.targets()) {
+      // Calls are made in order and answered later: the round waits for all of them.
+      e.waiting.set(this.call(n, 'vote', e.request(this.history.id), { ifConnected: e.start.bootstrap }), n);
+    }
+    if (e.waiting.size === 0) this.roundDone();
+  }
+
+  private voteAnswered(call: number, value: unknown): void {
+    const { e } = this.election!;
+    const from = e.waiting.get(call)!;
+    e.waiting.delete(call);
+    if (value !== undefined) {
+      const r = value as { term: number; granted: boolean };
+      if (r.granted) e.granted.add(from);
+      else if (e.stage === 'vote') this.observeTerm(r.term);
+    }
+    if (e.waiting.size === 0) this.roundDone();
+  }
+
+  private roundDone(): void {
+    const { id, e, history } = this.election!;
+    const end = (outcome: 'refused' | 'won' | 'lost' | 'void'): void => {
+      this.election = undefined;
+      this.effects.push({ type: 'campaign-done', id, outcome });
+    };
+    const enough = e.enough();
+    if (e.stage === 'pre') {
+      this.effects.push({ type: 'pre-vote', bootstrap: e.start.bootstrap, voters: [...e.start.voters], granted: [...e.granted], enough, allCandidates: e.start.allCandidates });
+      if (!enough || this.phase === 'closed') return end('refused');
+      // Only a candidate that could win raises the term: one above the
+      // highest it knows now (a master heard meanwhile may own the term the
+      // pre-vote asked about).
+      const term = this.term + 1;
+      this.term = term;
+      this.votedIn = term;
+      return this.askVotes('vote', term);
+    }
+    // The votes are for the term and history we stood with.
+    if (this.term !== e.term || this.phase === 'closed' || this.phase === 'rejoining' || this.history !== history) return end('void');
+    if (!enough) return end('lost');
+    // Another candidate's founding reached us while we stood: that history is the cluster now.
+    if (e.start.bootstrap && (this.history.last > 0 || this.pending !== undefined)) return end('void');
+    this.becomeMaster(e);
+    end('won');
+  }
+
+  private becomeMaster(e: Election): void {
+    this.phase = 'member';
+    this.everJoined = true;
+    this.setMaster(this.config.self, e.term);
+    const hadQuorum = this.quorumOk;
+    this.quorumOk = true;
+    // An entry of a previous term we hold uncommitted is proposed again
+    // before anything of ours (the driver does so on `elected`). We keep
+    // holding it until it is applied: should this mastership end before it
+    // commits, a later election must still count it.
+    this.effects.push({ type: 'elected', term: e.term, bootstrap: e.start.bootstrap, granted: [...e.granted], voters: [...e.start.voters], hadQuorum, carried: this.pending });
+  }
+
+  // ---------------------------------------------------------------- master: proposals and replication
+
+  private propose(id: number, build: Build): void {
+    // Only a master queues changes: a decision begun as master and finished
+    // after stepping down must not wait for a later term of ours, where it
+    // would take the number of the entry carried from the former master (M2).
+    if (!this.isMaster) {
+      this.effects.push({ type: 'settle', id, error: { kind: 'not-master' } });
+      return;
+    }
+    this.proposals.push({ id, build });
+    this.pump();
+  }
+
+  /** Start the next proposal, when none is in flight (M4: one change at a time). */
+  private pump(): void {
+    while (!this.replication && !this.advancing && this.proposals.length > 0 && this.isMaster) {
+      const p = this.proposals.shift()!;
+      const change = p.build();
+      if (!change) {
+        this.effects.push({ type: 'settle', id: p.id });
+        continue;
+      }
+      // An entry carried over from the previous master keeps its term and
+      // time: some members may have it (and even have committed it) as is.
+      const carried = change as Partial<Transition>;
+      const t: Transition =
+        carried.number === this.history.last + 1 && carried.term !== undefined && carried.time !== undefined
+          ? (change as Transition)
+          : { ...change, number: this.history.last + 1, term: this.term, time: this.time.wall };
+      // In our own log while it replicates: deposed before it commits, we
+      // still count it when we stand again, and carry it if elected.
+      this.pending = t;
+      this.pendingFrom = this.term;
+      const voters = this.history.last === 0 ? (this.config.quorum === 'none' ? [this.config.self] : [...this.config.candidates]) : this.voters();
+      this.replication = new Replication(p.id, t, this.term, voters, this.time.now, this.config.quorum, this.config.self);
+      this.replicationRound();
+    }
+  }
+
+  /** Append to every member that has not acknowledged; done at once when a quorum has it. */
+  private replicationRound(): void {
+    const r = this.replication!;
+    r.wakeAt = undefined;
+    if (!this.stillMasterOf(r.term)) return this.finish(false);
+    if (r.committed) return this.finish(true);
+    const targets = r.targets(this.history, this.config.self);
+    r.left = targets.length;
+    r.open = true;
+    if (targets.length === 0) return this.roundEnded();
+    for (const n of targets) this.appendTo(n, r.t, r.term, r);
+  }
+
+  private stillMasterOf(term: number): boolean {
+    return this.isMaster && this.term === term;
+  }
+
+  /** One member's append ended (acknowledged or not). */
+  private appendEnded(r: Replication, node: number, ok: boolean): void {
+    if (ok) r.acks.add(node);
+    r.left--;
+    if (r.open && (r.left <= 0 || r.committed)) this.roundEnded();
+  }
+
+  private roundEnded(): void {
+    const r = this.replication!;
+    r.open = false;
+    if (!this.stillMasterOf(r.term)) return this.finish(false);
+    if (r.committed) return this.finish(true);
+    if (this.time.now - r.started > this.config.failureTimeoutMs) {
+      this.loseQuorum({ heard: [...r.acks], voters: [...r.voters], what: `transition ${r.t.number} not acknowledged within the failure timeout` });
+      return this.finish(false);
+    }
+    r.wakeAt = this.time.now + this.config.heartbeatIntervalMs;
+    this.effects.push({ type: 'wake', at: r.wakeAt });
+  }
+
+  private finish(ok: boolean): void {
+    const r = this.replication!;
+    this.replication = undefined;
+    if (ok && this.stillMasterOf(r.term)) {
+      this.applyEntry(r.t);
+      this.sendCommit(r.t.number);
+      this.effects.push({ type: 'settle', id: r.proposal, t: r.t });
+      // The next proposal is built once the driver performed this commit's effects.
+      this.advancing = true;
+      this.effects.push({ type: 'advance' });
+      return;
+    }
+    this.effects.push({ type: 'settle', id: r.proposal, error: { kind: 'no-quorum', message: `transition ${r.t.number} did not reach a quorum` } });
+    this.pump();
+  }
+
+  private onTick(): void {
+    const r = this.replication;
+    if (r?.wakeAt !== undefined && this.time.now >= r.wakeAt) this.replicationRound();
+  }
+
+  /**
+   * Send `t` (and whatever the member misses before it) to `n` as the
+   * master of `term`; never once deposed, least of all under a newer term
+   * learnt meanwhile (that would make two masters of it).
+   */
+  private appendTo(n: number, t: Transition, term: number, replication: Replication | undefined): void {
+    this.sendAppend({ to: n, t, term, round: 0, entries: [t], sentAt: 0, replication });
+  }
+
+  private sendAppend(chain: AppendChain): void {
+    if (!this.stillMasterOf(chain.term)) return this.appendDone(chain, false);
+    chain.sentAt = this.time.now;
+    const h = this.history;
+    const args = { term: chain.term, history: h.id ?? (chain.t.number === 1 ? historyIdOf(chain.t) : null), commit: h.last, entries: chain.entries };
+    this.appends.set(this.call(chain.to, 'append', args), chain);
+  }
+
+  private appendAnswered(chain: AppendChain, value: unknown): void {
+    if (value === undefined) return this.appendDone(chain, false);
+    const r = value as { term: number; ok: boolean; last: number };
+    if (r.term > this.term) {
+      this.observeTerm(r.term);
+      return this.appendDone(chain, false);
+    }
+    this.effects.push({ type: 'heard', node: chain.to, sentAt: chain.sentAt });
+    if (r.ok) return this.appendDone(chain, true);
+    // The member misses transitions: send them first, from history.
+    chain.entries = missing(this.history, r.last, chain.t);
+    if (++chain.round >= APPEND_ROUNDS) return this.appendDone(chain, false);
+    this.sendAppend(chain);
+  }
+
+  private appendDone(chain: AppendChain, ok: boolean): void {
+    if (chain.replication && chain.replication === this.replication) this.appendEnded(chain.replication, chain.to, ok);
+  }
+
+  private sendCommit(number: number): void {
+    for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown', 'GoingDown')) {
+      if (n === this.config.self) continue;
+      this.effects.push({ type: 'send', to: n, method: 'commit', args: { term: this.term, history: this.history.id, commit: number } });
+    }
+  }
+
+  // ---------------------------------------------------------------- members: receiving
+
+  /**
+   * The one gate for the master's messages. `founding`: the append carries
+   * the first transition of a history nothing is committed in yet (a
+   * cluster being formed, which asks its candidates).
+   */
+  private acceptMaster(sender: number, term: number, history: string | null, founding = false): boolean {
+    // A master of another cluster history is nobody's master here; a node in
+    // no history yet takes part only in forming one, and otherwise joins.
+    const mine = this.historyWanted();
+    if (mine !== null ? history !== mine : !founding) return false;
+    // An evicted incarnation is on its way out: it applies nothing more.
+    if (this.phase === 'rejoining' || this.phase === 'closed' || this.phase === 'idle') return false;
+    if (term < this.term && !this.config.canaries?.acceptStaleTerm) return false; // M5
+    if (!this.config.candidates.includes(sender)) return false; // M6: only candidates are masters
+    if (term > this.term || this.master !== sender) {
+      if (this.isMaster && term === this.term) return false;
+      // One master per term (M3): the first one heard for a term keeps it.
+      if (term === this.term && this.master !== undefined) return false;
+      if (this.isMaster) this.stepDown(`node ${sender} is master in term ${term}`);
+      this.term = term;
+      this.setMaster(sender, term);
+    }
+    this.lastHeardMaster = this.time.now;
+    if ((this.phase === 'member' || this.phase === 'leaving') && !this.quorumOk) {
+      this.quorumOk = true;
+      this.effects.push({ type: 'quorum', has: true, rule: `heard master ${sender}` });
+    }
+    return true;
+  }
+
+  private onAppend(from: number, a: AppendRequest): { term: number; ok: boolean; last: number } {
+    const first = a.entries[0];
+    const founding = a.commit === 0 && first?.number === 1 && a.history === historyIdOf(first);
+    if (!this.acceptMaster(from, a.term, a.history, founding)) return { term: this.term, ok: false, last: this.history.last };
+    for (const e of a.entries) {
+      if (e.number <= this.history.last) continue;
+      if (e.number !== this.history.last + 1) return { term: this.term, ok: false, last: this.history.last };
+      if (e.number <= a.commit) this.applyEntry(e);
+      else {
+        this.pending = e;
+        this.pendingFrom = a.term;
+      }
+    }
+    return { term: this.term, ok: true, last: this.history.last };
+  }
+
+  /**
+   * The master of `term` says everything up to `commit` is committed. Our
+   * pending entry counts only if that same master sent it: an entry left by
+   * an earlier master may not be the one committed at that number (log
+   * matching); then we fetch what was committed instead.
+   */
+  private commitUpTo(commit: number, term: number): void {
+    if (this.pending && this.pendingFrom === term && this.pending.number <= commit && this.pending.number === this.history.last + 1) {
+      const t = this.pending;
+      this.pending = undefined;
+      this.applyEntry(t);
+    }
+    if (commit > this.history.last && this.master !== undefined && this.master !== this.config.self && this.fetching === undefined) {
+      this.fetching = this.call(this.master, 'fetch', { after: this.history.last });
+    }
+  }
+
+  private fetched(value: unknown): void {
+    if (value === undefined) return; // the next heartbeat retries
+    const r = value as { transitions: unknown[]; snapshot: unknown };
+    try {
+      if (r.snapshot) {
+        this.history.install(parseMessage(snapshotSchema, r.snapshot) as HistorySnapshot);
+        if (this.pending && this.pending.number <= this.history.last) this.pending = undefined;
+        return;
+      }
+      for (const raw of r.transitions) {
+        const t = parseMessage(transitionSchema, raw) as Transition;
+        if (t.number === this.history.last + 1) this.applyEntry(t);
+      }
+    } catch {
+      // A malformed answer is no answer: the next heartbeat retries.
+    }
+  }
+
+  /** Commit `t` (the next number) to the history; the driver performs the rest (events, callbacks). */
+  private applyEntry(t: Transition): void {
+    if (t.number !== this.history.last + 1) return;
+    const before = this.history.stateOf(t.node);
+    if (this.pending && this.pending.number <= t.number) this.pending = undefined;
+    const info = this.history.append(t);
+    this.effects.push({ type: 'apply', t, before, info });
+    // A master record from an older term (replayed history) names nobody now.
+    if (t.kind === 'master' && t.term >= this.term) this.setMaster(t.node, t.term);
+  }
+
+  // ---------------------------------------------------------------- answers
+
+  private onResult(call: number, value: unknown, _code: string | undefined): void {
+    const chain = this.appends.get(call);
+    if (chain) {
+      this.appends.delete(call);
+      return this.appendAnswered(chain, value);
+    }
+    if (call === this.fetching) {
+      this.fetching = undefined;
+      return this.fetched(value);
+    }
+    if (this.election?.e.waiting.has(call)) return this.voteAnswered(call, value);
+    // Anything else answers a call of a former election or incarnation: dropped.
+  }
+
+  private reset(why: string, history: History | undefined): void {
+    this.failProposals('aborted', why);
+    const r = this.replication;
+    this.replication = undefined;
+    this.advancing = false;
+    if (r) this.effects.push({ type: 'settle', id: r.proposal, error: { kind: 'aborted', message: why } });
+    if (this.election) this.effects.push({ type: 'campaign-done', id: this.election.id, outcome: 'void' });
+    this.election = undefined;
+    this.appends.clear();
+    this.fetching = undefined;
+    if (history) {
+      this.history = history;
+      this.pending = undefined;
+      this.master = undefined;
+      this.quorumOk = false;
+    }
+  }
+}
