@@ -598,7 +598,8 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
         const base = median(bv);
         out.push({
           suite: 'ics-tcp',
-          name,
+          // --plain rows are kept beside the encrypted ones in results.json, not in their place.
+          name: PLAIN ? `${name} [encrypt: false]` : name,
           unit: row.unit,
           better: row.better,
           value,

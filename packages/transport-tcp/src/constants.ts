@@ -51,7 +51,8 @@ export const MAGIC = Uint8Array.of(0x43, 0x49, 0x54, 0x50);
 
 /** Protocol versions this build speaks. The handshake picks the highest common one. */
 export const PROTOCOL_VERSION_MIN = 2;
-export const PROTOCOL_VERSION_MAX = 2;
+export const PROTOCOL_VERSION_MAX = 3;
+// Version 3 differs from 2 only in the largest record (RECORD_MAX_PLAINTEXT_V3); the key schedule and its labels are v2's.
 // Version 1 is retired: its server proved first (offline guessing from one HELLO) and frames were not encrypted.
 
 export const NONCE_SIZE = 32;
@@ -123,12 +124,24 @@ export const RECORD_CIPHER = 'aes-256-gcm';
 export const RECORD_KEY_SIZE = 32;
 export const RECORD_TAG_SIZE = 16;
 export const RECORD_NONCE_SIZE = 12;
-/** Largest plaintext in one record; the receiver buffers at most one record before it can check it. */
+/** Largest plaintext in one record under protocol 2; the receiver buffers at most one record before it can check it. */
 export const RECORD_MAX_PLAINTEXT = 64 * 1024;
+/**
+ * Largest plaintext in one record under protocol 3: a write batch of up to
+ * 256 KiB (a 64 KiB frame with its header, a 256 KiB bulk chunk) is one
+ * record, so one cipher context, where protocol 2 needed two or more.
+ */
+export const RECORD_MAX_PLAINTEXT_V3 = 256 * 1024 + 1024;
+/** The record size limit of a protocol version (both directions of a link use the negotiated one). */
+export function recordMaxPlaintext(version: number): number {
+  return version >= 3 ? RECORD_MAX_PLAINTEXT_V3 : RECORD_MAX_PLAINTEXT;
+}
+/** A sealed record up to this size goes out as one buffer (header, ciphertext, tag): one socket write, not three. */
+export const RECORD_JOIN_MAX = 16 * 1024;
 export const RECORD_KEY_UPDATE_BIT = 0x8000_0000;
 /**
  * A key seals at most this many records, whatever `rekeyAfterBytes` says:
- * with counter nonces and at most 64 KiB records, this and 2^32 bytes keep
+ * with counter nonces and records of at most 257 KiB, this and 2^32 bytes keep
  * AES-GCM far inside its safe limits (NIST SP 800-38D; the TLS 1.3 record limit).
  */
 export const RECORD_MAX_PER_KEY = 2 ** 24;

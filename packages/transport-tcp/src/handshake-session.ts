@@ -1,6 +1,7 @@
 /**
  * The handshake state machines, one per side, over an established stream
- * (plain TCP, or TLS after its own handshake). Protocol version 2:
+ * (plain TCP, or TLS after its own handshake). Protocol version 2 and 3
+ * (3 allows larger records: record.ts):
  *
  *   client                                     server
  *   HELLO    magic, versions, flags, client identity, nonce, cluster name  →

@@ -1,8 +1,10 @@
 /**
  * The record layer of an encrypted link. After the handshake, the frame
  * stream of each direction (data and control frames, headers included) is
- * cut into records of at most RECORD_MAX_PLAINTEXT bytes, each sealed with
- * AES-256-GCM:
+ * cut into records of at most `maxPlaintext` bytes (64 KiB under protocol 2,
+ * 257 KiB under 3: recordMaxPlaintext), each sealed with AES-256-GCM. A
+ * write batch (every frame queued in one tick) is one record when it fits:
+ * each record costs a cipher context, the main cost of a small message.
  *
  *   [u32 header: K bit | sealed length] [ciphertext] [16-byte tag]
  *
@@ -18,12 +20,13 @@
  * - The receiver buffers at most one record, checks it, and only then hands
  *   its plaintext on: nothing unauthenticated reaches the frame decoder.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { type KeyObject, createCipheriv, createDecipheriv, createSecretKey } from 'node:crypto';
 import { type ClusterInfraError, IntegrityError, MalformedFrameError } from '@clusterinfra/core';
 import {
   HEADER_SIZE,
   LENGTH_MASK,
   RECORD_CIPHER,
+  RECORD_JOIN_MAX,
   RECORD_KEY_UPDATE_BIT,
   RECORD_MAX_PER_KEY,
   RECORD_MAX_PLAINTEXT,
@@ -42,10 +45,14 @@ function writeNonce(nonce: Buffer, counter: number): void {
 class KeyState {
   protected readonly nonce = Buffer.alloc(RECORD_NONCE_SIZE);
   protected counter = 0;
+  /** The key as a KeyObject, made once per key rather than once per record. */
+  protected cipherKey: KeyObject;
   /** Key updates so far (observability and tests). */
   updates = 0;
 
-  constructor(protected key: Uint8Array) {}
+  constructor(private key: Uint8Array) {
+    this.cipherKey = createSecretKey(key);
+  }
 
   /** The nonce of the next record; advances the counter. */
   protected nextNonce(): Buffer {
@@ -55,6 +62,7 @@ class KeyState {
 
   protected updateKey(): void {
     this.key = nextTrafficKey(this.key);
+    this.cipherKey = createSecretKey(this.key);
     this.counter = 0;
     this.updates++;
   }
@@ -63,33 +71,48 @@ class KeyState {
 export class RecordSealer extends KeyState {
   private bytesUnderKey = 0;
 
-  /** `maxRecordsPerKey` is for tests: the protocol's limit is RECORD_MAX_PER_KEY. */
+  /**
+   * `maxPlaintext` is the negotiated record limit (recordMaxPlaintext);
+   * `maxRecordsPerKey` is for tests: the protocol's limit is RECORD_MAX_PER_KEY.
+   */
   constructor(
     key: Uint8Array,
     private readonly rekeyAfterBytes: number,
     private readonly maxRecordsPerKey = RECORD_MAX_PER_KEY,
+    private readonly maxPlaintext = RECORD_MAX_PLAINTEXT,
   ) {
     super(key);
   }
 
-  /** Seal the bytes of `chunks` (in order) into records appended to `out`. */
+  /** Seal the bytes of `chunks` (in order) into as few records as the limit allows, appended to `out`. */
   seal(chunks: readonly Uint8Array[], out: Uint8Array[]): void {
     let total = 0;
     for (const c of chunks) total += c.byteLength;
     let index = 0;
     let offset = 0;
     while (total > 0) {
-      const size = Math.min(RECORD_MAX_PLAINTEXT, total);
+      const size = Math.min(this.maxPlaintext, total);
       const last = this.bytesUnderKey + size >= this.rekeyAfterBytes || this.counter + 1 >= this.maxRecordsPerKey;
-      const header = Buffer.allocUnsafe(HEADER_SIZE);
+      // A small record is written as one buffer; a large one as header, ciphertext pieces, tag (no copy).
+      const joined = size <= RECORD_JOIN_MAX ? Buffer.allocUnsafe(HEADER_SIZE + size + RECORD_TAG_SIZE) : undefined;
+      const header = joined ?? Buffer.allocUnsafe(HEADER_SIZE);
       header.writeUInt32BE(((last ? RECORD_KEY_UPDATE_BIT : 0) | (size + RECORD_TAG_SIZE)) >>> 0, 0);
-      const cipher = createCipheriv(RECORD_CIPHER, this.key, this.nextNonce(), { authTagLength: RECORD_TAG_SIZE });
-      cipher.setAAD(header);
-      out.push(header);
+      const cipher = createCipheriv(RECORD_CIPHER, this.cipherKey, this.nextNonce(), { authTagLength: RECORD_TAG_SIZE });
+      cipher.setAAD(joined ? joined.subarray(0, HEADER_SIZE) : header);
+      let at = HEADER_SIZE;
+      const emit = (sealed: Buffer): void => {
+        if (sealed.byteLength === 0) return;
+        if (joined === undefined) out.push(sealed);
+        else {
+          joined.set(sealed, at);
+          at += sealed.byteLength;
+        }
+      };
+      if (joined === undefined) out.push(header);
       for (let need = size; need > 0; ) {
         const chunk = chunks[index]!;
         const n = Math.min(need, chunk.byteLength - offset);
-        out.push(cipher.update(offset === 0 && n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n)));
+        emit(cipher.update(offset === 0 && n === chunk.byteLength ? chunk : chunk.subarray(offset, offset + n)));
         need -= n;
         offset += n;
         if (offset === chunk.byteLength) {
@@ -97,9 +120,9 @@ export class RecordSealer extends KeyState {
           offset = 0;
         }
       }
-      const rest = cipher.final();
-      if (rest.byteLength > 0) out.push(rest);
-      out.push(cipher.getAuthTag());
+      emit(cipher.final());
+      emit(cipher.getAuthTag());
+      if (joined !== undefined) out.push(joined);
       total -= size;
       this.bytesUnderKey += size;
       if (last) {
@@ -122,10 +145,15 @@ export class RecordOpener extends KeyState {
   /** Records opened so far. */
   completed = 0;
 
-  /** `maxRecordsPerKey` is for tests: the protocol's limit is RECORD_MAX_PER_KEY. */
+  /**
+   * `maxPlaintext` is the negotiated record limit (recordMaxPlaintext): a
+   * longer record is malformed. `maxRecordsPerKey` is for tests: the
+   * protocol's limit is RECORD_MAX_PER_KEY.
+   */
   constructor(
     key: Uint8Array,
     private readonly maxRecordsPerKey = RECORD_MAX_PER_KEY,
+    private readonly maxPlaintext = RECORD_MAX_PLAINTEXT,
   ) {
     super(key);
   }
@@ -158,7 +186,7 @@ export class RecordOpener extends KeyState {
         this.headerFill = 0;
         const value = this.header.readUInt32BE(0);
         const sealed = value & LENGTH_MASK;
-        if (sealed <= RECORD_TAG_SIZE || sealed > RECORD_MAX_PLAINTEXT + RECORD_TAG_SIZE)
+        if (sealed <= RECORD_TAG_SIZE || sealed > this.maxPlaintext + RECORD_TAG_SIZE)
           this.fail(new MalformedFrameError(`record of ${sealed} sealed bytes is out of range`));
         this.keyUpdate = (value & RECORD_KEY_UPDATE_BIT) !== 0;
         this.need = sealed;
@@ -186,19 +214,26 @@ export class RecordOpener extends KeyState {
     this.inBody = false;
     if (this.counter >= this.maxRecordsPerKey)
       this.fail(new IntegrityError(`record ${this.completed}: the peer sealed more than ${this.maxRecordsPerKey} records under one key without moving to the next`));
-    const decipher = createDecipheriv(RECORD_CIPHER, this.key, this.nextNonce(), { authTagLength: RECORD_TAG_SIZE });
+    const decipher = createDecipheriv(RECORD_CIPHER, this.cipherKey, this.nextNonce(), { authTagLength: RECORD_TAG_SIZE });
     // The header is still the one this record came with: the next is read only after it is opened.
     decipher.setAAD(this.header);
     const plain: Buffer[] = [];
-    const tag = Buffer.allocUnsafe(RECORD_TAG_SIZE);
-    let pos = 0;
-    for (const part of parts) {
-      const end = pos + part.byteLength;
-      if (pos < cut) plain.push(decipher.update(end <= cut ? part : part.subarray(0, cut - pos)));
-      if (end > cut) tag.set(part.subarray(Math.max(0, cut - pos)), Math.max(0, pos - cut));
-      pos = end;
+    if (parts.length === 1) {
+      // The whole record came in one socket read (the usual case for small ones): no tag copy.
+      const part = parts[0]!;
+      plain.push(decipher.update(part.subarray(0, cut)));
+      decipher.setAuthTag(part.subarray(cut));
+    } else {
+      const tag = Buffer.allocUnsafe(RECORD_TAG_SIZE);
+      let pos = 0;
+      for (const part of parts) {
+        const end = pos + part.byteLength;
+        if (pos < cut) plain.push(decipher.update(end <= cut ? part : part.subarray(0, cut - pos)));
+        if (end > cut) tag.set(part.subarray(Math.max(0, cut - pos)), Math.max(0, pos - cut));
+        pos = end;
+      }
+      decipher.setAuthTag(tag);
     }
-    decipher.setAuthTag(tag);
     try {
       decipher.final();
     } catch {

@@ -42,7 +42,7 @@ import {
 } from '@clusterinfra/core';
 import { EventEmitter } from 'eventemitter3';
 import { formatAddress, isValidHost, parseAddress } from './address.js';
-import { MAX_KNOWN_ADDRESSES } from './constants.js';
+import { MAX_KNOWN_ADDRESSES, RECORD_MAX_PER_KEY, recordMaxPlaintext } from './constants.js';
 import { type TransportCore, makeTlsError } from './core.js';
 import { validIncarnation, validNodeNum } from './handshake.js';
 import { ClientSession, type HandshakeFailure, type HandshakeResult, ServerSession } from './handshake-session.js';
@@ -323,7 +323,12 @@ export class TcpTransport implements Transport, TransportCore {
         closeTimeoutMs: this.options.closeTimeoutMs,
         onClosed: (l) => this.links.delete(l),
         ...(result.keys
-          ? { records: { sealer: new RecordSealer(result.keys.send, this.options.rekeyAfterBytes), opener: new RecordOpener(result.keys.receive) } }
+          ? {
+              records: {
+                sealer: new RecordSealer(result.keys.send, this.options.rekeyAfterBytes, RECORD_MAX_PER_KEY, recordMaxPlaintext(result.version)),
+                opener: new RecordOpener(result.keys.receive, RECORD_MAX_PER_KEY, recordMaxPlaintext(result.version)),
+              },
+            }
           : {}),
       },
     );

@@ -6,7 +6,7 @@
 import { ClusterInfraError, FrameTooLargeError, IntegrityError, MalformedFrameError } from '@clusterinfra/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAGIC, MAX_CONTROL_SIZE } from '../src/constants.js';
+import { MAGIC, MAX_CONTROL_SIZE, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, RECORD_JOIN_MAX, recordMaxPlaintext } from '../src/constants.js';
 import { type DecodedFrame, FrameDecoder, encodeControl, encodeDataFrame } from '../src/frame.js';
 import {
   type Hello,
@@ -16,6 +16,7 @@ import {
   encodeHello,
   encodeReady,
   encodeWelcome,
+  negotiateVersion,
   parseAuth,
   parseEmpty,
   parseHello,
@@ -461,6 +462,46 @@ describe('encrypted records under fuzzing', () => {
     expect(() => strict.open(late, (p) => delivered.push(...p))).toThrow(IntegrityError);
     expect(() => strict.open(late, () => {})).toThrow(/more than 4 records under one key/);
     expect(delivered).toEqual([0, 1, 2, 3]);
+  });
+
+  it('the record limit follows the negotiated version: 64 KiB under 2, 257 KiB under 3; a longer record is malformed', () => {
+    expect(negotiateVersion(PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_MAX, 2, 2)).toBe(2); // a protocol-2 peer keeps 64 KiB records
+    expect(negotiateVersion(PROTOCOL_VERSION_MIN, PROTOCOL_VERSION_MAX, 2, 3)).toBe(3);
+    const frame = encodeDataFrame(new Uint8Array(64 * 1024).fill(9)); // a 64 KiB frame with its header
+    const sealWith = (version: number): Buffer => {
+      const out: Uint8Array[] = [];
+      new RecordSealer(key, 2 ** 32, 2 ** 24, recordMaxPlaintext(version)).seal([frame], out);
+      return Buffer.concat(out);
+    };
+    const records = (wire: Buffer): number[] => {
+      const sizes: number[] = [];
+      for (let at = 0; at < wire.byteLength; at += 4 + (wire.readUInt32BE(at) & 0x7fffffff)) sizes.push(wire.readUInt32BE(at) & 0x7fffffff);
+      return sizes;
+    };
+    expect(records(sealWith(2))).toEqual([64 * 1024 + 16, 4 + 16]);
+    expect(records(sealWith(3))).toEqual([frame.byteLength + 16]);
+    const opened: Uint8Array[] = [];
+    new RecordOpener(key, 2 ** 24, recordMaxPlaintext(3)).open(sealWith(3), (p) => opened.push(p));
+    expect(same(Buffer.concat(opened), frame)).toBe(true);
+    // A protocol-2 receiver refuses the larger record before buffering its body.
+    expect(() => new RecordOpener(key, 2 ** 24, recordMaxPlaintext(2)).open(sealWith(3).subarray(0, 4), () => {})).toThrow(MalformedFrameError);
+    const limit = recordMaxPlaintext(3);
+    const tooLong = Buffer.alloc(4);
+    tooLong.writeUInt32BE(limit + 16 + 1);
+    expect(() => new RecordOpener(key, 2 ** 24, limit).open(tooLong, () => {})).toThrow(/out of range/);
+  });
+
+  it('a small batch is sealed into one buffer, a large one into pieces without a copy; both open alike', () => {
+    for (const size of [1, RECORD_JOIN_MAX, RECORD_JOIN_MAX + 1, 100_000]) {
+      const plain = new Uint8Array(size).map((_, i) => i);
+      const out: Uint8Array[] = [];
+      new RecordSealer(key, 2 ** 32, 2 ** 24, recordMaxPlaintext(3)).seal([plain.subarray(0, size >> 1), plain.subarray(size >> 1)], out);
+      if (size <= RECORD_JOIN_MAX) expect(out).toHaveLength(1);
+      else expect(out.length).toBeGreaterThan(2);
+      const opened: Uint8Array[] = [];
+      new RecordOpener(key, 2 ** 24, recordMaxPlaintext(3)).open(Buffer.concat(out), (p) => opened.push(p));
+      expect(same(Buffer.concat(opened), plain)).toBe(true);
+    }
   });
 
   it('random bytes: a typed error or a partial record, never plaintext', () => {

@@ -182,7 +182,7 @@ describe('handshake: the client proves first', () => {
     expect((r.error as HandshakeRejectedError).reason).toBe('version');
     expect(r.error.message).toMatch(/peer speaks protocol 1\.\.1.*protocol 1 is retired/);
 
-    // A new client dialling an old server: the old server refuses our 2..2 with `version`.
+    // A new client dialling an old server: the old server refuses our 2..3 with `version`.
     const old = createServer((sock) => {
       sock.on('error', () => {});
       sock.once('data', () => sock.end(rejectFrame('version')));
@@ -344,6 +344,23 @@ describe('encryption of secret links', () => {
       expect(frames[1]!.byteLength).toBe(200_000);
       expect(proxy.clientBytes().includes(MARKER)).toBe(visible);
       expect(proxy.clientBytes().includes(Buffer.alloc(1000, 0x41))).toBe(visible);
+    }
+  });
+
+  it('protocol 3: a write batch up to 257 KiB travels as one record (a 64 KiB frame with its header, a 256 KiB one)', async () => {
+    const sizes: number[] = [];
+    const { outbound, inbound } = await throughProxy({ secret: SECRET }, { secret: SECRET }, (records) => {
+      for (const r of records) sizes.push(r.byteLength);
+      return records;
+    });
+    for (const size of [64 * 1024, 256 * 1024]) {
+      sizes.length = 0;
+      const got = collect(inbound, 1);
+      outbound.send(new Uint8Array(size).fill(size >> 10));
+      const [frame] = await got;
+      expect(frame!.byteLength).toBe(size);
+      expect(frame!.every((b) => b === (size >> 10) % 256)).toBe(true);
+      expect(sizes).toEqual([4 + 4 + size + 16]); // record header, frame header, frame, tag
     }
   });
 
