@@ -26,6 +26,7 @@ import {
   detached,
   type HandlerContext,
   type Logger,
+  type Membership,
   type NodeState,
   serve,
   ServiceExistsError,
@@ -183,6 +184,21 @@ interface Outbox {
 
 const inSet = (s: NodeState): boolean => s === 'Up' || s === 'ComingUp';
 
+/**
+ * Whether a member declared one of `roles`. Roles live in member metadata
+ * under `roles` (a list of strings), the convention @clusterinfra/services
+ * sets with `withRoles` and reads with `rolesOf`; read here directly so the
+ * DLM does not depend on that package.
+ */
+const hasRole = (meta: Readonly<Record<string, unknown>>, roles: readonly string[]): boolean => {
+  const mine = meta.roles;
+  return Array.isArray(mine) && roles.some((r) => mine.includes(r));
+};
+
+/** Whether `a` (undefined: every member) names the nodes of `b`. */
+const sameNodes = (a: readonly number[] | undefined, b: readonly Member[]): boolean =>
+  a === undefined || (a.length === b.length && b.every((m) => a.includes(m.node)));
+
 export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   readonly options: ResolvedDlmOptions;
   private readonly node: ClusterNode;
@@ -214,6 +230,8 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     const onTransition = (t: Transition): void => {
       this.ensureService();
       if (t.kind === 'state' && inSet(t.from) !== inSet(t.to)) this.startRound();
+      // A member's roles changed (setInfo): a new round if that changes who masters.
+      else if (t.kind === 'meta' && this.state.round > 0 && !sameNodes(this.masters(this.node.membership()), this.state.masters)) this.startRound();
     };
     const onEvicted = (): void => this.step((s) => s.reset('DLM_ERR_LOCK_LOST', `node ${this.node.nodeNum} was declared down by the cluster`));
     // Quorum is read before every input (step); these only make a regained quorum serve at once.
@@ -260,13 +278,14 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   }
 
   /** Counters and the current round, for tools and tests. */
-  stats(): { round: number; completedRound: number; members: number[]; locks: number; mastered: number; outbound: number } {
+  stats(): { round: number; completedRound: number; members: number[]; masters: number[]; locks: number; mastered: number; outbound: number } {
     let outbound = 0;
     for (const b of this.outboxes.values()) outbound += b.queue.length;
     return {
       round: this.state.round,
       completedRound: this.state.completedRound,
       members: this.state.members.map((m) => m.node),
+      masters: this.state.masters.map((m) => m.node),
       locks: this.state.ownedLocks().length,
       mastered: this.state.masteredResources().size,
       outbound,
@@ -487,8 +506,15 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     }
     this.step((s) => {
       s.begin(incarnation);
-      s.membership(view.number, members, incarnation);
+      s.membership(view.number, members, incarnation, this.masters(view));
     });
+  }
+
+  /** The members that may master resources as of `view` (undefined: every member, no masterRoles). */
+  private masters(view: Membership): number[] | undefined {
+    const roles = this.options.masterRoles;
+    if (roles === undefined) return undefined;
+    return view.members.filter((m) => inSet(m.state) && hasRole(m.meta, roles)).map((m) => m.node);
   }
 
   /**

@@ -19,6 +19,7 @@ export const DLM_ERROR_CODES = {
   DLM_ERR_BUSY: 'Another operation on this lock (a conversion or release) has not finished yet.',
   DLM_ERR_LIMIT: 'A bounded table is full: locks on this node, or resources at the resource master.',
   DLM_ERR_CLOSED: 'The lock manager on this node is closed.',
+  DLM_ERR_NO_MASTER: 'The lock manager is restricted to roles (masterRoles) and no member has one of them: nobody can master the resource.',
 } as const;
 
 export type DlmErrorCode = keyof typeof DLM_ERROR_CODES;
@@ -117,6 +118,13 @@ export class DlmClosedError extends DlmError {
   }
 }
 
+export class NoMasterError extends DlmError {
+  override readonly name = 'NoMasterError';
+  constructor(message: string) {
+    super('DLM_ERR_NO_MASTER', message, { retryable: true });
+  }
+}
+
 /** The error for a code the protocol settled an operation with. */
 export function errorFor(code: DlmErrorCode, message: string): DlmError {
   switch (code) {
@@ -140,5 +148,7 @@ export function errorFor(code: DlmErrorCode, message: string): DlmError {
       return new DlmLimitError(message);
     case 'DLM_ERR_CLOSED':
       return new DlmClosedError(message);
+    case 'DLM_ERR_NO_MASTER':
+      return new NoMasterError(message);
   }
 }

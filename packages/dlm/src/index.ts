@@ -14,6 +14,7 @@ export {
   LockCancelledError,
   LockLostError,
   LockTimeoutError,
+  NoMasterError,
   NotHeldError,
   WouldBlockError,
   type DlmErrorCode,

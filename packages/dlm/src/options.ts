@@ -51,6 +51,13 @@ export interface DlmOptions {
    * before it lets the CLMS cleanup barrier go on. @default twice the node's failureTimeoutMs
    */
   cleanupWaitMs?: number;
+  /**
+   * Only members with at least one of these roles (their member metadata's
+   * `roles`, as @clusterinfra/services' `withRoles` sets it) master
+   * resources; every node still locks through them. Give every node the
+   * same list. @default every member masters (no restriction)
+   */
+  masterRoles?: readonly string[];
 }
 
 const schema = z.object({
@@ -66,6 +73,7 @@ const schema = z.object({
   maxValueBytes: z.number().int().min(0).max(WIRE_LIMITS.maxValueBytes).default(DLM_DEFAULTS.maxValueBytes),
   deliveryTimeoutMs: z.number().int().min(1).max(2 ** 31 - 1).default(DLM_DEFAULTS.deliveryTimeoutMs),
   cleanupWaitMs: z.number().int().min(0).max(2 ** 31 - 1).optional(),
+  masterRoles: z.array(z.string().min(1).max(64)).min(1).max(32).readonly().optional(),
 });
 
 export type ResolvedDlmOptions = Omit<z.output<typeof schema>, 'node' | 'clock' | 'logger'>;

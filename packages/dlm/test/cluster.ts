@@ -20,7 +20,10 @@ export interface DlmCluster {
   close(): Promise<void>;
 }
 
-export function dlmCluster(size: number, options: { seed?: number; dlm?: Partial<DlmOptions>; node?: Partial<ClusterNodeOptions> } = {}): DlmCluster {
+export function dlmCluster(
+  size: number,
+  options: { seed?: number; dlm?: Partial<DlmOptions>; node?: Partial<ClusterNodeOptions>; /** Member metadata per node. */ meta?: (n: number) => Record<string, unknown> } = {},
+): DlmCluster {
   const clock = new VirtualClock();
   const network = createMemoryNetwork({ seed: options.seed ?? 1, clock });
   const nodes = new Map<number, ClusterNode>();
@@ -39,6 +42,7 @@ export function dlmCluster(size: number, options: { seed?: number; dlm?: Partial
       random: seededRandom(`${options.seed ?? 1}/${n}/${incarnation++}`),
       logger: silentLogger,
       ...options.node,
+      ...(options.meta ? { meta: options.meta(n) } : {}),
     });
     // Created before start: the service is served as soon as the node has its ICS.
     const dlm = createDlm({ node, clock, ...options.dlm });

@@ -50,6 +50,21 @@ describe('rounds', () => {
     expect(w.node(2).s.round).toBe(1);
   });
 
+  it('a round restricted to masters carries them: a node adopting it from a report masters nothing', () => {
+    const limits = { maxLocks: 10, maxResources: 10 };
+    const a = new DlmState(1, limits);
+    a.begin(1);
+    a.membership(5, [{ node: 1, incarnation: 1 }, { node: 2, incarnation: 1 }], 1, [2]);
+    const report = a.take().find((e): e is Extract<Effect, { type: 'send' }> => e.type === 'send' && e.to === 2 && e.msg.t === 'report');
+    expect(report?.msg).toMatchObject({ masters: [2] });
+    const b = new DlmState(2, limits);
+    b.begin(1);
+    b.receive({ node: 1, incarnation: 1 }, report!.msg);
+    expect(b.round).toBe(5);
+    expect(b.masters.map((m) => m.node)).toEqual([2]);
+    for (const r of ['a', 'b', 'c', 'd']) expect([a.masterOf(r), b.masterOf(r)]).toEqual([2, 2]);
+  });
+
   it('a master without quorum grants nothing; it serves what it held once quorum is back', () => {
     const w = new World([1, 2]);
     w.settle();

@@ -80,6 +80,9 @@ export const messageSchema = z.discriminatedUnion('t', [
     last: z.boolean(),
     // Added later (optional): the cluster history (node.historyId) the round belongs to.
     history: z.string().max(256).optional(),
+    // Added later (optional): the members that may master resources this round, when the
+    // DLM is restricted to roles (absent: every member); a node adopting the round takes it.
+    masters: z.array(int).max(WIRE_LIMITS.maxMembers).optional(),
   }),
 ]);
 

@@ -25,6 +25,16 @@
  * grants again and serves the messages it held back. Resource masters are
  * chosen by rendezvous hashing over the members, so every node agrees on
  * them without a directory lookup.
+ *
+ * Masters by role. A round may name a subset of its members as the only
+ * ones that master resources (the driver's `masterRoles`): hashing and
+ * re-mastering choose among them, every member still reports and locks. A
+ * round with no such member is *masterless*: nothing can be granted, so
+ * requests and conversions fail (`DLM_ERR_NO_MASTER`), a release is done at
+ * once on the owner (no master keeps any state of it), granted locks stay
+ * held and are reported to the first master of a later round. Records are
+ * not kept through it: the value blocks are rebuilt from the holders, as
+ * when a master dies.
  */
 import { canaries } from '../canaries.js';
 import type { DlmErrorCode } from '../errors.js';
@@ -100,6 +110,10 @@ export class DlmState {
   /** The current round (0: not a member yet). */
   round = 0;
   members: Member[] = [];
+  /** The members that master resources this round: all of them unless the round names a subset. */
+  masters: Member[] = [];
+  /** Whether the round named its masters (then reports carry the list). */
+  private mastersListed = false;
   /** Whether this node's master side finished the current round. */
   complete = false;
   /** The last round this node finished (rebuilt its resources in). */
@@ -188,6 +202,10 @@ export class DlmState {
       this.fail(op, 0, 'DLM_ERR_LIMIT', `this node owns ${this.locks.size} locks (maxLocks)`);
       return 0;
     }
+    if (this.masterless) {
+      this.fail(op, 0, 'DLM_ERR_NO_MASTER', this.noMaster(resource));
+      return 0;
+    }
     const id = this.nextId++;
     const lock: LocalLock = { id, resource, granted: null, requested: mode, token: 0, vb: EMPTY_VALUE, phase: 'requesting', noQueue, op };
     this.locks.set(id, lock);
@@ -200,6 +218,7 @@ export class DlmState {
   convert(op: number, id: number, mode: LockMode, noQueue: boolean, value?: Uint8Array): void {
     const lock = this.idle(op, id);
     if (!lock) return;
+    if (this.masterless) return this.fail(op, id, 'DLM_ERR_NO_MASTER', this.noMaster(lock.resource));
     lock.phase = 'converting';
     lock.requested = mode;
     lock.noQueue = noQueue;
@@ -213,6 +232,7 @@ export class DlmState {
   unlock(op: number, id: number, value?: Uint8Array): void {
     const lock = this.idle(op, id, true);
     if (!lock) return;
+    if (this.masterless) return this.releasedHere(lock, op);
     lock.phase = 'releasing';
     lock.op = op;
     lock.value = value;
@@ -255,6 +275,8 @@ export class DlmState {
     this.held = [];
     this.inbox = [];
     this.members = [];
+    this.masters = [];
+    this.mastersListed = false;
     this.round = 0;
     this.complete = false;
     this.masterRound = 0;
@@ -266,9 +288,11 @@ export class DlmState {
   /**
    * The member set changed: start `round` (a CLMS transition number) with
    * `members` (the nodes Up or ComingUp at that transition). `incarnation`
-   * is this node's own. Older or repeated rounds are ignored.
+   * is this node's own. `masters` (node numbers) are the members that may
+   * master resources, when restricted (undefined: every member). Older or
+   * repeated rounds are ignored.
    */
-  membership(round: number, members: readonly Member[], incarnation: number): void {
+  membership(round: number, members: readonly Member[], incarnation: number, masters?: readonly number[]): void {
     if (round <= this.round) return;
     if (!members.some((m) => m.node === this.self && m.incarnation === incarnation)) {
       // Out of the member set: declared down. Whatever we held is released by the others.
@@ -289,6 +313,8 @@ export class DlmState {
     for (const got of this.received.values()) got.records.forEach(keep);
     this.round = round;
     this.members = [...members].sort((a, b) => a.node - b.node);
+    this.masters = masters === undefined ? this.members : this.members.filter((m) => masters.includes(m.node));
+    this.mastersListed = masters !== undefined;
     this.complete = false;
     this.masterCache.clear();
     this.received = new Map();
@@ -303,6 +329,7 @@ export class DlmState {
     this.departedInRound = departed;
     // Handed on (to ourselves too): from now on the reports hold them.
     this.resources = new Map();
+    if (this.masterless) this.settleWithoutMaster();
     this.report(records);
     this.drain();
   }
@@ -356,7 +383,38 @@ export class DlmState {
   private toMaster(lock: LocalLock, msg: Message): void {
     // Not a member yet: the lock goes to its master in the first round's report.
     if (this.round === 0) return;
-    this.send(this.masterOf(lock.resource), msg);
+    const master = this.masterOf(lock.resource);
+    if (master !== undefined) this.send(master, msg);
+  }
+
+  /** A round with members but none that may master (see the header). */
+  get masterless(): boolean {
+    return this.round > 0 && this.masters.length === 0;
+  }
+
+  private noMaster(resource: string): string {
+    return `no member may master ${JSON.stringify(resource)} in round ${this.round} (none has one of the DLM's masterRoles)`;
+  }
+
+  /** A release with no master anywhere: nobody but this owner knows the lock, so it ends here. */
+  private releasedHere(lock: LocalLock, op: number): void {
+    this.locks.delete(lock.id);
+    if (op !== 0) this.effects.push({ type: 'settle', op, id: lock.id, ok: true });
+  }
+
+  /** A masterless round starts: what waited for a master ends now; only granted locks remain. */
+  private settleWithoutMaster(): void {
+    for (const lock of [...this.locks.values()]) {
+      if (lock.phase === 'releasing') this.releasedHere(lock, lock.op);
+      else if (lock.phase === 'requesting' || lock.phase === 'converting') this.fail(lock.op, lock.id, 'DLM_ERR_NO_MASTER', this.noMaster(lock.resource));
+      if (lock.phase === 'idle' || lock.phase === 'releasing') continue;
+      if (lock.granted === null) this.locks.delete(lock.id);
+      lock.phase = 'idle';
+      lock.requested = null;
+      lock.op = 0;
+      lock.value = undefined;
+      lock.cancelCode = undefined;
+    }
   }
 
   private onAnswer(msg: Extract<Message, { t: 'grant' | 'refuse' | 'blocking' | 'relack' }>): void {
@@ -442,11 +500,12 @@ export class DlmState {
 
   // ================================================================ master side
 
-  /** The master of `resource` in the current round (rendezvous hashing, cached per round). */
-  masterOf(resource: string): number {
+  /** The master of `resource` in the current round (rendezvous hashing over `masters`, cached per round); undefined when masterless. */
+  masterOf(resource: string): number | undefined {
+    if (this.masters.length === 0) return undefined;
     let m = this.masterCache.get(resource);
     if (m === undefined) {
-      m = masterOf(resource, this.members);
+      m = masterOf(resource, this.masters);
       // Bounded: a burst of distinct names only costs recomputation.
       if (this.masterCache.size >= 4096) this.masterCache.clear();
       this.masterCache.set(resource, m);
@@ -524,9 +583,11 @@ export class DlmState {
   private report(records: Map<string, ResourceRecord>): void {
     const byMaster = new Map<number, { locks: LockReport[]; records: ResourceRecord[] }>();
     for (const m of this.members) byMaster.set(m.node, { locks: [], records: [] });
+    // Masterless, nothing goes anywhere: the locks are reported in the next round that has a master.
+    const part = (resource: string) => (this.masterless ? undefined : byMaster.get(this.masterOf(resource)!)!);
     for (const lock of this.locks.values()) {
       const phase = lock.phase === 'cancelling' ? 'cancel' : lock.phase === 'releasing' ? 'release' : 'held';
-      byMaster.get(this.masterOf(lock.resource))!.locks.push({
+      part(lock.resource)?.locks.push({
         id: lock.id,
         resource: lock.resource,
         granted: lock.granted,
@@ -538,8 +599,9 @@ export class DlmState {
         ...(phase === 'release' && lock.value ? { value: lock.value } : {}),
       });
     }
-    for (const r of records.values()) byMaster.get(this.masterOf(r.resource))!.records.push(r);
+    for (const r of records.values()) part(r.resource)?.records.push(r);
     const members = this.members.map((m) => [m.node, m.incarnation] as [number, number]);
+    const masters = this.mastersListed ? { masters: this.masters.map((m) => m.node) } : {};
     const chunk = 128;
     for (const [to, part] of byMaster) {
       const n = Math.max(1, Math.ceil(part.locks.length / chunk), Math.ceil(part.records.length / chunk));
@@ -552,6 +614,7 @@ export class DlmState {
           records: part.records.slice(i * chunk, (i + 1) * chunk),
           last: i === n - 1,
           ...(this.history !== undefined ? { history: this.history } : {}),
+          ...masters,
         });
       }
     }
@@ -574,6 +637,7 @@ export class DlmState {
         msg.round,
         msg.members.map(([node, incarnation]) => ({ node, incarnation })),
         this.incarnation,
+        msg.masters,
       );
       if (msg.round !== this.round) return;
     }
