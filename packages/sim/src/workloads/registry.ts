@@ -41,6 +41,8 @@ interface Link {
   breaks: number;
   /** Installed a snapshot and not dropped since. */
   following: boolean;
+  /** The sequencer's map when it last dropped this replica. */
+  dropped?: { history: string | null; revision: number };
   /** Epochs whose rebuild took its replica. */
   rebuiltFrom: Set<number>;
   /** The epoch and node incarnation of its last snapshot. */
@@ -99,7 +101,8 @@ export function registryWorkload(): Workload {
     links.set(reg, link);
     reg.on('synced', ({ epoch }) => {
       if (!link.rebuiltFrom.has(epoch)) link.breaks++;
-      link.following = true;
+      // A snapshot sent before the drop can arrive after it: only a newer one (a resync) follows again.
+      if (reg.history !== link.dropped?.history || reg.revision > link.dropped.revision) link.following = true;
       link.epoch = epoch;
       link.incarnation = node.incarnation;
     });
@@ -112,8 +115,10 @@ export function registryWorkload(): Workload {
     reg.on('dropped', ({ node: n, incarnation }) => {
       const other = regOf(w, n, incarnation);
       if (!other) return;
-      links.get(other)!.breaks++;
-      links.get(other)!.following = false;
+      const l = links.get(other)!;
+      l.breaks++;
+      l.following = false;
+      l.dropped = { history: reg.history, revision: reg.revision };
     });
     // RG3: the versions of a key in this node's stream of writes only grow (between resets).
     const top = new Map<string, number>();
