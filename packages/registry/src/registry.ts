@@ -49,6 +49,10 @@ export interface RegistryEvents {
   change: (e: RegistryEvent) => void;
   /** This node installed a snapshot (it started, resynced, or a new sequencer took over). */
   synced: (info: { epoch: number; seq: number }) => void;
+  /** This node, as the new sequencer of `epoch`, rebuilt the map from the replicas of `from` (its own included): the nodes whose `pullData` answer it got. */
+  rebuilt: (info: { epoch: number; from: number[] }) => void;
+  /** This node, as the sequencer of `epoch`, dropped a replica that did not apply a push (or the rebuilt map) in time: it resyncs, and writes are acknowledged without it meanwhile. */
+  dropped: (info: { epoch: number; node: number; incarnation: number }) => void;
 }
 
 export interface WriteOptions {
@@ -553,13 +557,16 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     const states: Snapshot[] = [this.replica.snapshot()];
     // The old host's hand-over (a clean leave) is one more replica, the freshest as a rule.
     const given = input.handover?.data === undefined || input.handover.data === null ? [] : [input.handover.data];
-    for (const data of [...given, ...results.values()]) {
+    const from = new Set([this.node.nodeNum]);
+    for (const [n, data] of [...given.map((d) => [undefined, d] as const), ...results.entries()]) {
       try {
         states.push(decodeSnapshot(data, this.opts.maxDepth));
+        if (n !== undefined) from.add(n);
       } catch {
         // A malformed answer counts as no answer.
       }
     }
+    this.emit('rebuilt', { epoch: ctx.epoch, from: [...from].sort((a, b) => a - b) });
     const seq = new SequencerState(ctx.epoch, freshest(states), this.opts);
     const snap = seq.snapshot();
     this.yieldTo(this.node.nodeNum, ctx.epoch, true, snap.seq);
@@ -571,6 +578,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
       for (const [n, s] of r.results) {
         const m = this.node.info(n);
         if (s.ok && s.value === true && m) seq.subscribe(n, m.incarnation);
+        else if (m) this.emit('dropped', { epoch: ctx.epoch, node: n, incarnation: m.incarnation });
       }
     }
     if (ctx.signal.aborted) return;
@@ -684,6 +692,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
       const s = r.results.get(n);
       if (s?.ok && s.value === true) continue;
       seq.unsubscribe(n, incarnation);
+      this.emit('dropped', { epoch: seq.epoch, node: n, incarnation });
       try {
         ics.trySend(n, this.address, 'resync', null);
       } catch {

@@ -14,8 +14,8 @@ import { type ClusterNode, LEGAL_MOVES, type NodeState, type Transition } from '
 
 export type InvariantId =
   | 'M1' | 'M2' | 'M4' | 'M5' | 'M6' | 'M7' | 'M8' | 'C1' | 'C2' | 'K1' | 'K2' | 'K3' | 'K4' | 'K5' | 'R1' | 'R2' | 'R7' | 'L1' | 'L3'
-  // The workloads' own (workloads/): the lock manager's D1–D4, the registry's RG1–RG4.
-  | 'D1' | 'D2' | 'D3' | 'D4' | 'RG1' | 'RG2' | 'RG3' | 'RG4';
+  // The workloads' own (workloads/): the lock manager's D1–D4, the registry's RG1–RG5.
+  | 'D1' | 'D2' | 'D3' | 'D4' | 'RG1' | 'RG2' | 'RG3' | 'RG4' | 'RG5';
 
 export interface Violation {
   invariant: InvariantId;
