@@ -259,3 +259,49 @@ describe('limits', () => {
     expect(await code(() => r.put('e', 1))).toBe('REGISTRY_ERR_CLOSED');
   });
 });
+
+describe('two cluster histories', () => {
+  it('a sequencer serves only members of its own history: a node still in the old history neither writes to nor follows the sequencer of a re-formed cluster', async () => {
+    // Node 1 is the only candidate: killed and started again, it founds a new history alone
+    // while nodes 2 and 3 still follow the old one, where node 1 (its former incarnation)
+    // hosts the key service at epoch 1, the epoch the new history's sequencer has too.
+    c = regCluster(3, { candidates: [1] });
+    await c.until(() => allReady(c!, range(3)), 30_000, 'registries started');
+    for (let i = 0; i < 6; i++) await c.settle(c.reg(2).put(`old${i}`, i));
+    await c.until(() => converged(c!, range(3)), 10_000, 'convergence before the crash');
+    const old = c.node(2).historyId;
+    expect(hostOf(c, 2)).toBe(1);
+    c.kill(1);
+    c.start(1);
+    await c.until(() => c!.ready(1) && c!.node(1).historyId !== old, 30_000, 'node 1 founds a new history');
+    expect(c.node(1).keyService('registry.svc')?.epoch).toBe(c.node(2).keyService('registry.svc')?.epoch);
+    // A map labelled with the old history holds only what the old history wrote.
+    const mixed = new Set<string>();
+    const watch = (): void => {
+      for (const n of [2, 3]) {
+        const r = c!.reg(n);
+        if (r.history === old && r.entries().some((e) => e.key.startsWith('new'))) mixed.add(`node ${n} at revision ${r.revision}`);
+      }
+    };
+    const refused: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      await c.settle(c.reg(1).put(`new${i}`, i));
+      // A write from the old history while it still follows it must not reach the new sequencer.
+      if (c.node(2).historyId === old) {
+        await c.settle(c.reg(2).put(`new-from-2-${i}`, i)).then(
+          () => undefined,
+          (err: unknown) => void refused.push(isRegistryError(err) ? err.registryCode : String(err)),
+        );
+        if (c.node(2).historyId === old && refused.length <= i) mixed.add(`node 2's write ${i} was taken by the new history's sequencer`);
+      }
+      watch();
+      await c.until(() => (watch(), false), 100).catch(() => {});
+    }
+    await c.until(() => (watch(), range(3).every((n) => c!.node(n).historyId === c!.node(1).historyId) && converged(c!, range(3))), 60_000, 'everyone in the new history');
+    expect([...mixed]).toEqual([]);
+    // The window was there: node 2 wrote from the old history, and was refused.
+    expect(refused.length).toBeGreaterThan(0);
+    expect(new Set(refused)).toEqual(new Set(['REGISTRY_ERR_NOT_SEQUENCER']));
+    expect(Object.keys(mapOf(c, 2)).some((k) => k.startsWith('old'))).toBe(false);
+  });
+});

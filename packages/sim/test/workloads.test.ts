@@ -23,6 +23,8 @@ interface Canary {
   nodes: number;
   bound: number;
   caughtBy: InvariantId[];
+  /** Why the bound or the cluster size is what it is, when that is not obvious. */
+  why?: string;
 }
 const config = JSON.parse(readFileSync(new URL('../workloads.json', import.meta.url), 'utf8')) as Record<WorkloadName, Gate> & { canaries: Canary[] };
 
