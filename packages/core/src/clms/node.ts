@@ -1126,11 +1126,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       const committed = this.propose(() => (carried.number === this.history.last + 1 ? { ...carried } : undefined));
       quiet(committed);
       // A down the former master proposed and this one commits gets a record
-      // here too: its evidence stayed with its proposer (whose own record,
-      // if any, is on that node), so this one says where it came from.
+      // here: its proposer never committed it, so holds none. Its evidence is
+      // the cause the proposer wrote; this master commits it as it stands.
+      const proposer = this.masterOfTerm(carried.term, carried.number);
       void committed.then((t) => {
         if (t?.kind === 'state' && t.to === 'GoingDown') {
-          this.record({ kind: 'down', node: t.node, term: t.term, time: this.clock.wallNow(), rule: `carried over by master ${this.nodeNum} (term ${term}) from the master of term ${t.term}: ${t.cause}`, observers: { [String(this.nodeNum)]: 'held it uncommitted when elected' } });
+          const by = proposer === undefined ? `the master of term ${t.term}` : `master ${proposer} (term ${t.term})`;
+          this.record({ kind: 'down', node: t.node, term: t.term, time: this.clock.wallNow(), rule: `proposed by ${by} on evidence "${t.cause}"; carried over and committed by master ${this.nodeNum} (term ${term}), not re-verified`, observers: { [String(this.nodeNum)]: 'held it uncommitted when elected' } });
         }
       }, () => {});
     }
@@ -1169,6 +1171,20 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       this.emit('quorum', { hasQuorum: true });
       this.broadcast({ type: 'quorum', hasQuorum: true });
     }
+  }
+
+  /**
+   * Who was master in `term`: the node of that term's master record, the
+   * first entry a master appends (searched back from `before`, as far as the
+   * history holds; undefined when pruned).
+   */
+  private masterOfTerm(term: number, before: number): number | undefined {
+    for (let n = Math.min(before - 1, this.history.last); n > 0; n--) {
+      const t = this.history.get(n);
+      if (!t || t.term < term) return undefined;
+      if (t.kind === 'master' && t.term === term) return t.node;
+    }
+    return undefined;
   }
 
   /**
