@@ -527,8 +527,10 @@ async function main(): Promise<void> {
     if (!JSON_OUT) console.log(`\n${clmsTable(registryRows)}\n\nregistry: baseline = one ICS echo call from the writer to the sequencer's node (sequential, or 64 in flight).`);
   }
   const fresh = [...icsRows, ...encryption, ...clmsRows, ...multipathRows, ...registryRows];
-  // A partial run (--only, --clms) replaces its own rows and keeps the others from the last full run.
-  const all = only || clmsOnly ? mergeRows(fresh) : fresh;
+  // Every run replaces its own rows and keeps the others: a partial run (--only, --clms) those of
+  // the last full run, a full run those that other scripts write (bench/dlm.ts, services.ts,
+  // multipath.ts, the --plain rows), which it would otherwise drop.
+  const all = mergeRows(fresh);
   writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');
   if (JSON_OUT) process.stdout.write(JSON.stringify(all, null, 2) + '\n');
   else console.log(`wrote bench/results.json (${((now() - t0) / 1000).toFixed(0)} s)`);
