@@ -169,6 +169,36 @@ describe('grants across nodes', () => {
   });
 });
 
+/** Deliver everything between nodes 1, 2 and master 3 but the master's answers to node 1 (they stay in flight). */
+function settleButAnswersTo1(w: World): void {
+  const link = (a: number, b: number) => `${a}:${w.node(a).inc}>${b}:${w.node(b).inc}`;
+  while ([link(1, 3), link(2, 3), link(3, 2)].map((k) => w.deliver(k)).some(Boolean));
+}
+
+/**
+ * On resource `r` mastered by node 3: node 1 releases EX with value [1] and the master applies it,
+ * but its relack to node 1 stays in flight; node 2 then writes [2] under EX and holds PR (and NL,
+ * which keeps the resource alive). Returns the block node 2's PR grant saw.
+ */
+function releaseOverwritten(w: World, r: string) {
+  const settleBut1 = () => settleButAnswersTo1(w);
+  const a = w.request(1, r, 'EX');
+  w.request(2, r, 'NL');
+  w.settle();
+  w.unlock(1, a.id, new Uint8Array([1]));
+  settleBut1();
+  const b = w.request(2, r, 'EX');
+  settleBut1();
+  w.unlock(2, b.id, new Uint8Array([2]));
+  settleBut1();
+  const c = w.request(2, r, 'PR');
+  settleBut1();
+  const newer = grantOf(w, 2, c.id).vb;
+  expect([newer.valid, [...(newer.value ?? [])]]).toEqual([true, [2]]);
+  expect(w.node(1).s.ownedLocks()[0]?.phase).toBe('releasing');
+  return newer;
+}
+
 describe('recovery', () => {
   it('a dead holder: its lock is dropped once by the master, the waiter is granted, its PW/EX value block is invalid', () => {
     const w = new World([1, 2, 3]);
@@ -227,7 +257,7 @@ describe('recovery', () => {
     expect(n.id).toBeGreaterThan(0);
   });
 
-  it('a release under way when the master dies is applied by the new master (with its value)', () => {
+  it('a release under way when the master dies is applied by the new master; its value is kept, marked invalid', () => {
     const w = new World([1, 2, 3]);
     w.settle();
     const r = mastered(3, [1, 2, 3]);
@@ -242,8 +272,64 @@ describe('recovery', () => {
     const c = w.request(2, r, 'EX');
     w.settle();
     const got = grantOf(w, 2, c.id);
-    // The releaser's lock was the last writer: its value is current, and valid.
-    expect([got.vb.valid, [...(got.vb.value ?? [])]]).toEqual([true, [9]]);
+    // The newest copy a survivor has; invalid, since the dead master may have applied the
+    // release and taken newer writes already (next test).
+    expect([got.vb.valid, [...(got.vb.value ?? [])]]).toEqual([false, [9]]);
+  });
+
+  it('a release the dead master applied already is not applied again: its stale value never comes back valid (sim seed 71 at 5 nodes)', () => {
+    const w = new World([1, 2, 3]);
+    w.settle();
+    const r = mastered(3, [1, 2, 3]);
+    const newer = releaseOverwritten(w, r);
+    w.crash(3);
+    w.settle();
+    const d = w.request(1, r, 'PR');
+    w.settle();
+    const got = grantOf(w, 1, d.id).vb;
+    // Node 1 reported its release (value [1], its older token): the new master cannot tell it
+    // was applied and overwritten, so it keeps the newest copy, marked invalid.
+    expect(got.version).toBeGreaterThanOrEqual(newer.version);
+    expect(got.valid).toBe(false);
+  });
+
+  it('a dead master: a PW/EX holder converting down is not taken as the current writer (the master may have written its value, and newer ones since)', () => {
+    const w = new World([1, 2, 3]);
+    w.settle();
+    const r = mastered(3, [1, 2, 3]);
+    const settleBut1 = () => settleButAnswersTo1(w);
+    const a = w.request(1, r, 'EX');
+    w.settle();
+    // The master applies the conversion down (writing [1]); its grant to node 1 stays in flight.
+    w.convert(1, a.id, 'NL', false, new Uint8Array([1]));
+    settleBut1();
+    const b = w.request(2, r, 'EX');
+    settleBut1();
+    w.convert(2, b.id, 'PR', false, new Uint8Array([2]));
+    settleBut1();
+    const newer = w.events.filter((e) => e.type === 'granted' && e.at === 2 && e.id === b.id).at(-1) as Extract<Event, { type: 'granted' }>;
+    expect([newer.mode, [...(newer.vb.value ?? [])]]).toEqual(['PR', [2]]);
+    w.crash(3);
+    w.settle();
+    const d = w.request(2, r, 'CR');
+    w.settle();
+    const got = grantOf(w, 2, d.id).vb;
+    expect(got.version).toBeGreaterThanOrEqual(newer.vb.version);
+    expect([got.valid, [...(got.value ?? [])]]).toEqual([false, [2]]);
+  });
+
+  it('a release the master applied already, reported again in the next round, is not applied again (the record does not list it)', () => {
+    const w = new World([1, 2, 3]);
+    w.settle();
+    const r = mastered(3, [1, 2, 3]);
+    const newer = releaseOverwritten(w, r);
+    // A new round, same members: the master hands its record on (to itself); node 1 reports its release again.
+    w.changeMembership();
+    w.settle();
+    const d = w.request(1, r, 'PR');
+    w.settle();
+    const got = grantOf(w, 1, d.id).vb;
+    expect([got.valid, got.version, [...(got.value ?? [])]]).toEqual([true, newer.version, [2]]);
   });
 
   it('a node that leaves the member set loses its locks; its new incarnation starts empty', () => {

@@ -26,7 +26,17 @@ interface Canary {
   /** Why the bound or the cluster size is what it is, when that is not obvious. */
   why?: string;
 }
-const config = JSON.parse(readFileSync(new URL('../workloads.json', import.meta.url), 'utf8')) as Record<WorkloadName, Gate> & { canaries: Canary[] };
+/** A seed that failed and was fixed (the diagnosis says how). */
+interface Fixed {
+  workload: WorkloadName;
+  seed: number;
+  nodes: number;
+  was: InvariantId;
+}
+const config = JSON.parse(readFileSync(new URL('../workloads.json', import.meta.url), 'utf8')) as Record<WorkloadName, Gate> & {
+  canaries: Canary[];
+  fixed: Fixed[];
+};
 
 describe('workload gate', () => {
   for (const name of ['dlm', 'registry'] as const) {
@@ -54,6 +64,17 @@ describe('workload gate', () => {
       // RG5 had acknowledged writes with a witness left to check, not only writes of ended histories.
       if (name === 'registry') expect(done.rg5Checked!).toBeGreaterThan(g.count * 10);
     }, 600_000);
+  }
+});
+
+describe('fixed workload seeds outside the gate (regressions: each must keep passing)', () => {
+  const g = (f: Fixed) => config[f.workload];
+  const outside = config.fixed.filter((f) => f.nodes !== g(f).nodes || f.seed < g(f).from || f.seed >= g(f).from + g(f).count);
+  for (const f of outside) {
+    it(`${f.workload} seed ${f.seed} at ${f.nodes} nodes (was ${f.was})`, async () => {
+      const r = await runSeed({ seed: f.seed, nodes: f.nodes, profile: g(f).profile, workload: f.workload });
+      expect(r.violation, `${r.violation?.invariant} ${r.violation?.detail}\n  replay: ${r.replay}`).toBeUndefined();
+    }, 120_000);
   }
 });
 

@@ -38,7 +38,7 @@
  */
 import { canaries } from '../canaries.js';
 import type { DlmErrorCode } from '../errors.js';
-import { type LockMode, writesValue } from '../modes.js';
+import { isDownConversion, type LockMode, writesValue } from '../modes.js';
 import { type LockReport, type Message, type ResourceRecord, WIRE_LIMITS } from './messages.js';
 import { EMPTY_VALUE, type MasterLock, Resource, type ResourceOutput, type ValueBlock } from './resource.js';
 import { masterOf } from './hash.js';
@@ -689,6 +689,10 @@ export class DlmState {
       const res = new Resource(name, () => ++this.nextToken);
       res.value = e.record ? e.record.vb : this.recoveredValue(e.locks);
       if (spoiled) res.value = { ...res.value, valid: false };
+      // A release under way is applied here only when the record lists its lock as a PW/EX holder
+      // (the former master had not applied it). Without a record the dead master may have applied
+      // it, and granted and taken newer writes since: recoveredValue counted it as a copy only.
+      const writers = new Set((e.record?.holders ?? []).filter((h) => writesValue(h[3])).map(([n, inc, id]) => key(n, inc, id)));
       const rank = new Map<string, number>();
       e.record?.order.forEach(([n, inc, id], i) => rank.set(key(n, inc, id), i));
       const order = (l: Received['locks'][number]): number => rank.get(key(l.node, l.incarnation, l.id)) ?? Number.MAX_SAFE_INTEGER;
@@ -705,7 +709,9 @@ export class DlmState {
           notified: null,
         };
         if (l.phase === 'release') {
-          if (l.value && l.granted && writesValue(l.granted)) res.value = { value: l.value, version: l.token, valid: true };
+          if (l.value && l.granted && writesValue(l.granted) && writers.has(key(l.node, l.incarnation, l.id))) {
+            res.value = { value: l.value, version: Math.max(l.token, res.value.version), valid: true };
+          }
           out.push({ kind: 'released', lock });
           continue;
         }
@@ -737,14 +743,22 @@ export class DlmState {
   /**
    * The value block of a resource whose master left without handing it on:
    * a surviving PW or EX holder's copy is current (nobody else could write
-   * since its grant); otherwise the newest copy a survivor saw, marked
-   * invalid, since the master may have had a newer one.
+   * since its grant), unless it was converting down (the master may have
+   * written its value, granted and taken newer writes since); otherwise the
+   * newest copy a survivor has, marked invalid, since the master may have had
+   * a newer one. A release under way counts as a copy (version: the token its
+   * owner knows), never as current: the dead master may have applied it.
    */
   private recoveredValue(locks: Received['locks']): ValueBlock {
-    const writer = locks.find((l) => l.granted !== null && writesValue(l.granted) && l.phase !== 'release');
+    const writes = (l: Received['locks'][number]): boolean => l.granted !== null && writesValue(l.granted);
+    const down = (l: Received['locks'][number]): boolean => l.requested !== null && l.requested !== l.granted && isDownConversion(l.granted!, l.requested);
+    const writer = locks.find((l) => l.phase !== 'release' && writes(l) && !down(l));
     if (writer) return writer.vb;
     let newest: ValueBlock = EMPTY_VALUE;
-    for (const l of locks) if (l.vb.version > newest.version) newest = l.vb;
+    for (const l of locks) {
+      if (l.vb.version > newest.version) newest = l.vb;
+      if (l.phase === 'release' && l.value && writes(l) && l.token > newest.version) newest = { value: l.value, version: l.token, valid: false };
+    }
     return { ...newest, valid: false };
   }
 
