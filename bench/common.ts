@@ -345,11 +345,24 @@ export async function closedLoopRate(seconds: number, inFlight: number, op: () =
   return done / ((performance.now() - t0) / 1000);
 }
 
-/** Write `rows` into bench/results.json in place of the rows with the same suite and name (the others stay; new ones go last). */
-export function mergeResultRows(file: string, rows: readonly ResultRow[]): void {
-  const old = JSON.parse(readFileSync(file, 'utf8')) as ResultRow[];
-  const key = (r: ResultRow): string => `${r.suite}\u0000${r.name}`;
+/**
+ * The rows of `file` (a results.json; none if it does not exist yet) with
+ * `rows` in place of those with the same suite and name; new ones go last.
+ */
+export function mergedRows<R extends { suite: string; name: string }>(file: string, rows: readonly R[]): R[] {
+  let old: R[] = [];
+  try {
+    old = JSON.parse(readFileSync(file, 'utf8')) as R[];
+  } catch {
+    /* no earlier results */
+  }
+  const key = (r: R): string => `${r.suite}\u0000${r.name}`;
   const fresh = new Map(rows.map((r) => [key(r), r]));
   const kept = new Set(old.map(key));
-  writeFileSync(file, JSON.stringify([...old.map((r) => fresh.get(key(r)) ?? r), ...rows.filter((r) => !kept.has(key(r)))], null, 2) + '\n');
+  return [...old.map((r) => fresh.get(key(r)) ?? r), ...rows.filter((r) => !kept.has(key(r)))];
+}
+
+/** Write `rows` into bench/results.json in place of the rows with the same suite and name (the others stay; new ones go last). */
+export function mergeResultRows(file: string, rows: readonly ResultRow[]): void {
+  writeFileSync(file, JSON.stringify(mergedRows(file, rows), null, 2) + '\n');
 }

@@ -24,7 +24,7 @@
  * In one process every node shares one event loop: absolute figures are
  * pessimistic next to separate processes; the ratios are what to compare.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';

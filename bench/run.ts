@@ -31,6 +31,7 @@ import {
   Kind,
   kindOf,
   median,
+  mergedRows,
   MiB1,
   oneWayRate,
   type ResultRow,
@@ -530,7 +531,7 @@ async function main(): Promise<void> {
   // Every run replaces its own rows and keeps the others: a partial run (--only, --clms) those of
   // the last full run, a full run those that other scripts write (bench/dlm.ts, services.ts,
   // multipath.ts, the --plain rows), which it would otherwise drop.
-  const all = mergeRows(fresh);
+  const all = mergedRows(`${BENCH_DIR}results.json`, fresh);
   writeFileSync(`${BENCH_DIR}results.json`, JSON.stringify(all, null, 2) + '\n');
   if (JSON_OUT) process.stdout.write(JSON.stringify(all, null, 2) + '\n');
   else console.log(`wrote bench/results.json (${((now() - t0) / 1000).toFixed(0)} s)`);
@@ -692,21 +693,6 @@ function referenceRows(rows: RowSpec[], results: Map<string, Record<System['name
     pair(`ics/grpc: ${row.name}`, r.ics, r.grpc);
   }
   return out;
-}
-
-/** `fresh` rows in place of the rows of bench/results.json with the same suite and name; new ones at the end. */
-function mergeRows(fresh: (ResultRow | ClmsRow | RegistryRow)[]): (ResultRow | ClmsRow | RegistryRow)[] {
-  let old: (ResultRow | ClmsRow)[] = [];
-  try {
-    old = JSON.parse(readFileSync(`${BENCH_DIR}results.json`, 'utf8')) as (ResultRow | ClmsRow)[];
-  } catch {
-    /* no earlier results */
-  }
-  const key = (r: { suite: string; name: string }): string => `${r.suite}\u0000${r.name}`;
-  const byKey = new Map(fresh.map((r) => [key(r), r]));
-  const out = old.map((r) => byKey.get(key(r)) ?? r);
-  const kept = new Set(old.map(key));
-  return [...out, ...fresh.filter((r) => !kept.has(key(r)))];
 }
 
 async function profile(rows: RowSpec[], systems: System[]): Promise<void> {
