@@ -620,6 +620,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       logger: this.opts.logger ?? defaultLogger(),
       peers: (n) => this.history.member(n)?.address || undefined,
       admitIncarnation: (q: { node: number; incarnation: number }) => this.admitIncarnation(q.node, q.incarnation),
+      // One death, one answer: a call in flight on a lost link waits for this node's verdict on its peer.
+      linkLossGraceMs: this.timing.failureTimeoutMs,
       ...(this.opts.ics as object),
       ...(canaries.reuseIncarnation && this.ics ? { incarnation: this.ics.incarnation } : {}),
     });

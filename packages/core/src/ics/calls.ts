@@ -482,13 +482,20 @@ export class CallTable implements CallSink {
     this.settle(p, result);
   }
 
-  /** Fail the calls to `peer` (only those that went out on `link`, when given), each with `error(p)`. */
-  failCalls(peer: Peer, link: Link | undefined, error: (p: Pending) => ClusterInfraError): void {
+  /** Fail the calls to `peer` (only those that went out on `link`, when given, and pass `only`), each with `error(p)`. */
+  failCalls(peer: Peer, link: Link | undefined, error: (p: Pending) => ClusterInfraError, only?: (p: Pending) => boolean): void {
     for (const p of [...peer.pending.values()]) {
       if (link !== undefined && p.link !== link) continue;
+      if (only !== undefined && !only(p)) continue;
       if (!p.sent) peer.lanes.remove(p);
       this.settle(p, error(p));
       this.forget(p);
     }
+  }
+
+  /** Whether a call to `peer` that went out on `link` still waits for its answer. */
+  waitsOn(peer: Peer, link: Link): boolean {
+    for (const p of peer.pending.values()) if (p.link === link) return true;
+    return false;
   }
 }

@@ -149,10 +149,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
       frame: (peer, link, bytes) => receiver!.onFrame(peer, link, bytes),
       newer: (peer, previous) => teardown!.newerIncarnation(peer, previous),
       lost: (peer, link, info) => teardown!.linkLost(peer, link, info),
+      up: (peer) => teardown!.relinked(peer),
     }));
     const calls = (this.#calls = new CallTable(env, registry, peers, flow, serving, links));
     receiver = new Receiver(env, registry, flow, serving, calls);
-    teardown = this.#teardown = new Teardown(peers, serving, links, calls);
+    teardown = this.#teardown = new Teardown(env, peers, serving, links, calls);
   }
 
   /** The address other nodes reach this one at (after `start`). */

@@ -20,6 +20,8 @@ export interface LinkHooks {
   newer(peer: Peer, previous: number): void;
   /** A link closed (it is detached already). */
   lost(peer: Peer, link: Link, info: LinkCloseInfo): void;
+  /** A link of the peer's current incarnation came up. */
+  up(peer: Peer): void;
 }
 
 export class Links {
@@ -190,6 +192,7 @@ export class Links {
       peer.link = link;
     }
     this.flow.grantWindows(peer, link);
+    this.hooks.up(peer);
     this.env.emit('link', { node, incarnation: inc, state: 'up' });
     this.flow.pump(peer);
   }

@@ -84,6 +84,8 @@ export const DEFAULTS = {
   maxBulkRefsPerMessage: 1024,
   /** Out-of-line values pending per peer. */
   maxBulkStreamsPerPeer: 4096,
+  /** How long a call in flight on a lost link waits for the node's fate (0: it fails at once). */
+  linkLossGraceMs: 0,
 } as const;
 
 /**
@@ -165,6 +167,7 @@ export const icsOptionsSchema = z.strictObject({
   receiveBudgetTotal: z.number().int().min(64 * 1024).max(2 ** 40).default(DEFAULTS.receiveBudgetTotal),
   maxBulkRefsPerMessage: z.number().int().min(1).max(1_000_000).default(DEFAULTS.maxBulkRefsPerMessage),
   maxBulkStreamsPerPeer: z.number().int().min(1).max(10_000_000).default(DEFAULTS.maxBulkStreamsPerPeer),
+  linkLossGraceMs: z.number().int().min(0).max(2 ** 31 - 1).default(DEFAULTS.linkLossGraceMs),
 });
 
 /** Options of `createIcs`. Every field with a default says so. */
@@ -245,6 +248,18 @@ export interface IcsOptions {
   maxBulkRefsPerMessage?: number;
   /** Out-of-line values pending per peer; past it messages are refused with RESOURCE_EXHAUSTED. @default 4096 */
   maxBulkStreamsPerPeer?: number;
+  /**
+   * One death, one answer: a call whose link is lost (and no other link to
+   * the node is left) waits up to this long for the node's fate. Declared
+   * down meanwhile (`nodeDown`, or a newer incarnation), it fails with
+   * `NodeDownError`; linked again, or still undecided when the grace ends,
+   * it fails with `UnavailableError` (`mayHaveRun: true`). Its deadline and
+   * cancellation work as always. CLMS sets it to its failure timeout for
+   * application channels (its own calls always fail at once). 0: a lost
+   * link fails its calls at once.
+   * @default 0
+   */
+  linkLossGraceMs?: number;
 }
 
 export type ResolvedIcsOptions = z.output<typeof icsOptionsSchema>;

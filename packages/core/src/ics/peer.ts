@@ -241,6 +241,8 @@ export class Peer {
   connecting: Promise<void> | undefined;
   reconnectTimer: TimerHandle | undefined;
   attempts = 0;
+  /** Lost links whose calls wait for the node's fate (linkLossGraceMs), with the timer that ends the wait. */
+  orphans: Map<Link, TimerHandle> | undefined;
   readonly lanes: Lanes;
   readonly throttled = new Set<number>();
   readonly wantDrain = new Set<number>();

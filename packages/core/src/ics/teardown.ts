@@ -8,10 +8,13 @@
 import { canaries } from '../canaries.js';
 import type { Link, LinkCloseInfo } from '../contracts/transport.js';
 import { CancelledError, type ClusterInfraError, NodeDownError, UnavailableError } from '../errors/index.js';
-import type { CallTable } from './calls.js';
+import type { CallTable, Pending } from './calls.js';
 import type { Links } from './links.js';
+import { BuiltinChannel } from './options.js';
 import type { Peer, PeerTable } from './peer.js';
+import { channelOf } from './registry.js';
 import type { Serving } from './serving.js';
+import type { Env } from './shared.js';
 
 /** Why a peer's work fails. */
 export type PeerFailure =
@@ -22,6 +25,7 @@ export type PeerFailure =
 
 export class Teardown {
   constructor(
+    private readonly env: Env,
     private readonly peers: PeerTable,
     private readonly serving: Serving,
     private readonly links: Links,
@@ -36,12 +40,16 @@ export class Teardown {
     const node = peer.nodeNum;
     const lost = why.link !== undefined ? why : undefined;
     const gone = why.link === undefined ? why : undefined;
-    if (gone) this.links.stopReconnecting(peer);
+    if (gone) {
+      this.links.stopReconnecting(peer);
+      this.endOrphanWaits(peer);
+    }
     // (The canary leaves pending calls unsettled on nodedown: a planted bug the simulator must catch.)
-    if (lost || !canaries.keepPendingOnNodedown) {
-      this.calls.failCalls(peer, lost?.link, (p) =>
-        gone ? gone.error(p.sent ? 'may-have-run' : 'never-sent') : new UnavailableError(`link to node ${node} lost (${lost!.reason}) during ${p.what()}`, { mayHaveRun: true }),
-      );
+    // (Even when another link is left: a dying process closes its links one
+    // by one, and the first to close must not answer for the node.)
+    if (lost && this.env.opts.linkLossGraceMs > 0 && this.env.isOpen()) this.awaitFate(peer, lost.link, lost.reason);
+    else if (lost || !canaries.keepPendingOnNodedown) {
+      this.calls.failCalls(peer, lost?.link, (p) => (gone ? gone.error(p.sent ? 'may-have-run' : 'never-sent') : linkLostError(node, lost!.reason, p)));
     }
     if (lost) {
       // Another link carries on.
@@ -72,6 +80,44 @@ export class Teardown {
     // Ids start again with the next incarnation.
     peer.seen = undefined;
     await Promise.all(running.map((s) => s.done()));
+  }
+
+  /**
+   * One death, one answer: a link to `peer` closed with calls in flight on
+   * it. Membership calls fail at once (CLMS decides the node's
+   * fate from them); the others wait up to linkLossGraceMs for that fate:
+   * NodeDownError when the node is declared down (failPeer), or
+   * UnavailableError when it links again or the grace ends undecided.
+   */
+  private awaitFate(peer: Peer, link: Link, reason: string): void {
+    const node = peer.nodeNum;
+    this.calls.failCalls(peer, link, (p) => linkLostError(node, reason, p), isMembershipCall);
+    if (!this.calls.waitsOn(peer, link)) return;
+    const grace = this.env.opts.linkLossGraceMs;
+    const timer = this.env.clock.setTimeout(() => {
+      peer.orphans?.delete(link);
+      this.calls.failCalls(peer, link, (p) => linkLostError(node, `${reason}; not declared down within ${grace} ms`, p));
+      this.peers.forgetIfIdle(peer);
+    }, grace);
+    (peer.orphans ??= new Map()).set(link, timer);
+  }
+
+  /** A link to `peer` came up: the node lives, so calls that went out on a lost link will get no answer. */
+  relinked(peer: Peer): void {
+    const orphans = peer.orphans;
+    if (!orphans) return;
+    peer.orphans = undefined;
+    for (const [link, timer] of orphans) {
+      timer.cancel();
+      this.calls.failCalls(peer, link, (p) => linkLostError(peer.nodeNum, 'the node linked again; its answer is lost', p));
+    }
+  }
+
+  /** The node's fate is known (failPeer fails the waiting calls with it). */
+  private endOrphanWaits(peer: Peer): void {
+    if (!peer.orphans) return;
+    for (const timer of peer.orphans.values()) timer.cancel();
+    peer.orphans = undefined;
   }
 
   /** A link of `peer` closed (links detached it already). */
@@ -109,4 +155,18 @@ export class Teardown {
     await this.failPeer(peer, { error: (sent) => new NodeDownError(node, sent), destroyLinks: !canaries.keepPendingOnNodedown });
     this.peers.forgetIfIdle(peer);
   }
+}
+
+/** A call that went out on a lost link, its node not declared down. */
+function linkLostError(node: number, reason: string, p: Pending): UnavailableError {
+  return new UnavailableError(`link to node ${node} lost (${reason}) during ${p.what()}`, { mayHaveRun: true });
+}
+
+/**
+ * CLMS's own calls (their failure on a lost link is what it decides from)
+ * and key-service routing's (it waits for the view to change either way).
+ */
+function isMembershipCall(p: Pending): boolean {
+  const channel = channelOf(p.service);
+  return channel === BuiltinChannel.clms || channel === BuiltinChannel.clmsProbe || channel === BuiltinChannel.keyService;
 }
