@@ -14,9 +14,9 @@ import { IcsStatusError } from '../ics/status.js';
 import type { Handler, HandlerContext } from '../ics/types.js';
 import type { Transition } from '../clms/index.js';
 import type { MoveRequest, WithdrawRequest } from './messages.js';
-import { handoverBoundMs, KS, type KeyServiceHost } from './ports.js';
+import { handoverBoundMs, historyHeaders, KS, type KeyServiceHost } from './ports.js';
 import type { Activation, Local, Registrations } from './registrations.js';
-import { notHost } from './routing.js';
+import { notHost, otherHistory } from './routing.js';
 import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHandlerContext } from './types.js';
 import type { KeyServiceView } from './view.js';
 import type { Changes } from './waits.js';
@@ -57,8 +57,12 @@ export class Hosting {
   serveMethod(l: Local, h: KeyServiceHandler, args: unknown, ctx: HandlerContext): unknown {
     const a = l.active;
     if (!this.mayAct(a) || !a.serving || a.handingOver) throw notHost(this.host.nodeNum, l.reg.name);
+    const refused = otherHistory(this.host, `${l.reg.name}.${ctx.method}`, ctx);
+    if (refused) throw refused;
     const kctx: KeyServiceHandlerContext = {
       ...ctx,
+      // A getter of the ICS context, which a spread does not copy.
+      headers: ctx.headers,
       keyService: l.reg.name,
       epoch: a.epoch,
       // The handler stops when the caller gives up or the activation ends.
@@ -199,7 +203,7 @@ export class Hosting {
           const data =
             m.node === this.host.nodeNum
               ? await l.reg.pullData!(ctx)
-              : await this.host.ics().call(m.node, KS, 'pull', { name: l.reg.name, epoch: ctx.epoch }, { timeoutMs: this.host.rpcTimeoutMs() * 10 });
+              : await this.host.ics().call(m.node, KS, 'pull', { name: l.reg.name, epoch: ctx.epoch }, { timeoutMs: this.host.rpcTimeoutMs() * 10, headers: historyHeaders(this.host) });
           results.set(m.node, data ?? null);
         } catch (err) {
           this.host.log.warn({ keyService: l.reg.name, from: m.node, err: (err as Error).message }, 'pullData failed on a survivor');
@@ -219,7 +223,7 @@ export class Hosting {
     const deadline = this.host.now() + bound;
     while (this.host.now() < deadline) {
       try {
-        const data = await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: Math.max(1, deadline - this.host.now()) });
+        const data = await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: Math.max(1, deadline - this.host.now()), headers: historyHeaders(this.host) });
         return { from, data: data ?? null };
       } catch (err) {
         const state = this.host.member(from)?.state;
@@ -330,7 +334,7 @@ export class Hosting {
       const master = this.host.master();
       try {
         if (master === this.host.nodeNum) return await this.onMaster(request, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
-        if (master !== undefined) return (await this.host.ics().call(master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4 })) as boolean;
+        if (master !== undefined) return (await this.host.ics().call(master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4, headers: historyHeaders(this.host) })) as boolean;
       } catch (err) {
         this.host.log.debug({ keyService: name, err: (err as Error).message }, `${request.method} request failed; retrying`);
       }

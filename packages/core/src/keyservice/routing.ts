@@ -5,11 +5,11 @@
  * fails at once with UnknownKeyServiceError, a halted one with
  * KeyServiceHaltedError.
  */
-import { ClusterInfraError, InvalidArgumentError, KeyServiceHaltedError, UnavailableError, UnknownKeyServiceError } from '../errors/index.js';
+import { ClusterInfraError, InvalidArgumentError, KeyServiceHaltedError, KeyServiceHistoryError, UnavailableError, UnknownKeyServiceError } from '../errors/index.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { CallOptions, HandlerContext } from '../ics/types.js';
 import type { KeyServiceInfo } from '../clms/index.js';
-import type { KeyServiceHost } from './ports.js';
+import { HISTORY_HEADER, historyHeaders, type KeyServiceHost } from './ports.js';
 import type { Local, Registrations } from './registrations.js';
 import type { KeyServiceHandler } from './types.js';
 import type { KeyServiceView } from './view.js';
@@ -23,6 +23,29 @@ export function notHost(node: number, name: string): IcsStatusError {
 function isNotHost(err: unknown): boolean {
   const details = (err as { details?: unknown } | undefined)?.details;
   return typeof details === 'object' && details !== null && (details as { notHost?: unknown }).notHost === true;
+}
+
+/**
+ * A call of another cluster history than this node's (or of none): refused
+ * before anything runs (docs/key-services.md, "Bound to one history"). A
+ * node's calls to itself are of its own history. Undefined: serve it.
+ */
+export function otherHistory(host: Pick<KeyServiceHost, 'nodeNum' | 'historyId'>, what: string, ctx: Pick<HandlerContext, 'caller' | 'headers'>): IcsStatusError | undefined {
+  if (ctx.caller.nodeNum === host.nodeNum) return undefined;
+  const theirs = ctx.headers?.[HISTORY_HEADER] ?? null;
+  const ours = host.historyId();
+  if (theirs !== null && theirs === ours) return undefined;
+  return new IcsStatusError('FAILED_PRECONDITION', `node ${host.nodeNum} follows cluster history ${ours ?? 'none'}, the caller ${theirs ?? 'none'}: ${what} refused`, {
+    otherHistory: { caller: theirs, host: ours },
+  });
+}
+
+/** The host's history from a refusal by `otherHistory`, or undefined for any other error. */
+function refusedHistory(err: unknown): { host: string | null } | undefined {
+  const details = (err as { details?: unknown } | undefined)?.details;
+  const h = typeof details === 'object' && details !== null ? (details as { otherHistory?: { host?: unknown } }).otherHistory : undefined;
+  if (typeof h !== 'object' || h === null) return undefined;
+  return { host: typeof h.host === 'string' ? h.host : null };
 }
 
 /** Runs a method on this node's activation, with the checks a remote call gets (host.ts). */
@@ -52,23 +75,30 @@ export class Router {
       const how = this.howToCall(name);
       const idempotent = options.idempotent ?? how.idempotent.includes(method);
       const remaining = Math.max(1, deadline - this.host.now());
+      // The call is bound to the history this node routed it by (see otherHistory).
+      const history = this.host.historyId();
       try {
         const l = this.local.get(name);
         if (info.host === this.host.nodeNum && l) return await this.callLocal(l, method, args);
-        return await this.host.ics().call(info.host!, { channel: 'keyservice', subservice: how.subservice }, method, args, { ...options, timeoutMs: remaining });
+        const headers = { ...options.headers, ...historyHeaders(this.host) };
+        return await this.host.ics().call(info.host!, { channel: 'keyservice', subservice: how.subservice }, method, args, { ...options, timeoutMs: remaining, headers });
       } catch (err) {
         const e = err as ClusterInfraError & { sent?: string };
         const lost = e.code === 'ICS_ERR_NODE_DOWN' || e.code === 'ICS_ERR_UNAVAILABLE';
         // Refused or unreachable before anything was sent: the host may have just died (a failover
         // follows) or be briefly out of reach, so look again soon rather than only after a failover.
         const unreachable = err instanceof UnavailableError && !err.mayHaveRun;
-        const didNotRun = isNotHost(err) || unreachable || (lost && e.sent === 'never-sent');
+        // The host follows another history: nothing ran; wait for this node's view to change.
+        const refused = refusedHistory(err);
+        const didNotRun = isNotHost(err) || refused !== undefined || unreachable || (lost && e.sent === 'never-sent');
         const retry = didNotRun || (lost && idempotent && !retried);
         if (!retry) throw err;
         if (!didNotRun) retried = true;
         const until = unreachable ? Math.min(deadline, this.host.now() + this.host.rpcTimeoutMs()) : deadline;
         await this.waitChange(info.epoch, name, until, options.signal).catch((w: unknown) => {
-          if (!unreachable || this.host.now() >= deadline || (w as ClusterInfraError).code !== 'CORE_ERR_TIMEOUT') throw w;
+          const timedOut = (w as ClusterInfraError).code === 'CORE_ERR_TIMEOUT';
+          if (refused && timedOut) throw new KeyServiceHistoryError(name, info.host!, history, refused.host);
+          if (!unreachable || this.host.now() >= deadline || !timedOut) throw w;
         });
       }
     }
@@ -123,12 +153,15 @@ export class Router {
     return !this.host.members().some((m) => m.keyServices.some((h) => h.name === name));
   }
 
-  /** Wait until the key service's epoch passes `epoch` (or it becomes ready, or halts), within the deadline. */
+  /** Wait until the key service's epoch passes `epoch` (or it becomes ready, or halts, or this node's history changes), within the deadline. */
   private waitChange(epoch: number, name: string, deadline: number, signal?: AbortSignal, readyIsChange = false): Promise<void> {
+    const history = this.host.historyId();
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
         const v = this.view.info(name);
         if (v === undefined) return false;
+        // Another history: its view names hosts afresh (epochs start again with it).
+        if (this.host.historyId() !== history) return true;
         // Placed once, now nowhere, and announced by nobody any more (unregistered everywhere): readyHost says so.
         // (A name never placed is waited for: a node that just formed the cluster may not have heard of its hosts yet.)
         return v.epoch > epoch || (readyIsChange && v.ready) || v.halted || (v.host === undefined && this.unknown(name));
