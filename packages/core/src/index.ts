@@ -63,6 +63,7 @@ export {
   NodeClosedError,
   InvalidStateError,
   UnknownKeyServiceError,
+  KeyServiceHistoryError,
   type NodeDownSent,
   type ClusterInfraErrorOptions,
   type ErrorCode,

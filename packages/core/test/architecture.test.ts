@@ -1,12 +1,13 @@
 /**
  * The directions of packages/core/src (DESIGN §3, docs/architecture.md):
  *
- * - Protocol code (clms/protocol/; in keyservice/ the view, the placement
- *   and the messages) is pure and
- *   synchronous: it imports nothing from ics/, clock/ or any other IO layer,
- *   no node:* module and no package but zod, neither directly nor through
- *   what it imports; it has no `async`, `await` or `Promise`, no timers, no
- *   clock and no randomness of its own (time and chance come in as inputs).
+ * - Protocol code (clms/protocol/; in keyservice/ the view, the placement,
+ *   the messages and the decisions of routing, hosting and the master) is
+ *   pure and synchronous: it imports nothing from ics/, clock/ or any other
+ *   IO layer, no node:* module and no package but zod, neither directly nor
+ *   through what it imports; it has no `async`, `await` or `Promise`, no
+ *   timers, no clock and no randomness of its own (time and chance come in
+ *   as inputs).
  * - The parts of an ICS endpoint (ICS_PARTS) import only the parts below
  *   them.
  * - Dependencies point one way: the driver (clms/node.ts today, clms/driver/
@@ -27,8 +28,20 @@ import { describe, expect, it } from 'vitest';
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
-/** Files held to the protocol rules. */
-const PURE_KEYSERVICE = new Set(['keyservice/view.ts', 'keyservice/placement.ts', 'keyservice/messages.ts']);
+/**
+ * Files held to the protocol rules. In keyservice/, the decisions: the view,
+ * the placement, the messages, and the rules of routing a call (route.ts),
+ * of hosting (takeover.ts) and of the master's proposals (proposals.ts),
+ * which routing.ts, host.ts and master.ts drive.
+ */
+const PURE_KEYSERVICE = new Set([
+  'keyservice/view.ts',
+  'keyservice/placement.ts',
+  'keyservice/messages.ts',
+  'keyservice/route.ts',
+  'keyservice/takeover.ts',
+  'keyservice/proposals.ts',
+]);
 const isPure = (f: string): boolean => f.startsWith('clms/protocol/') || PURE_KEYSERVICE.has(f);
 /** What pure code may import (and what those import in turn). */
 const pureMayUse = (f: string): boolean => isPure(f) || f === 'clms/types.ts' || f.startsWith('errors/');
@@ -191,6 +204,7 @@ describe('architecture: import directions', () => {
       ['clms/index.ts', "export { ClusterNode } from './node.js';\n"],
       ['clms/types.ts', 'export interface Transition { number: number }\n'],
       ['keyservice/placement.ts', "import type { MemberInfo } from '../clms/index.js';\nimport { History } from '../clms/protocol/history.js';\nexport const place = (m: MemberInfo[]): number => m.length;\n"],
+      ['keyservice/route.ts', "import { IcsStatusError } from '../ics/status.js';\nexport const r = (): Promise<void> => Promise.resolve();\n"],
       ['clock/index.ts', 'export const clock = 1;\n'],
       ['ics/ics.ts', 'export interface Ics {}\n'],
       ['ics/flow.ts', "import { CallTable } from './calls.js';\nimport type { Peer } from './peer.js';\n"],
@@ -220,6 +234,9 @@ describe('architecture: import directions', () => {
       'keyservice/messages.ts: imports keyservice/manager.ts (a protocol file uses only protocol code, clms/types.ts and errors/; the driver uses the protocol, not the reverse)',
       'keyservice/messages.ts: reaches keyservice/manager.ts through keyservice/messages.ts (not pure)',
       'keyservice/placement.ts: imports clms/protocol/history.ts (key services use CLMS through clms/index.ts only)',
+      'keyservice/route.ts: Promise (line 2) (a protocol file is synchronous and takes time and chance as inputs)',
+      'keyservice/route.ts: imports ics/status.ts (a protocol file names no IO layer, not even for a type)',
+      'keyservice/route.ts: reaches ics/status.ts through keyservice/route.ts (not pure)',
       'keyservice/view.ts: Promise (line 4) (a protocol file is synchronous and takes time and chance as inputs)',
       'keyservice/view.ts: imports clock/index.ts (a protocol file names no IO layer, not even for a type)',
       'keyservice/view.ts: reaches clock/index.ts through keyservice/view.ts (not pure)',

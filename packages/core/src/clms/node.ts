@@ -220,6 +220,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       ics: () => this.ics,
       isMaster: () => this.isMaster,
       master: () => this.masterNum,
+      historyId: () => this.history.id,
       leaseValid: () => this.keyServiceLease(),
       renewLease: () => this.renewLease(),
       fenceWaitMs: () => this.opts.keyServiceFenceWaitMs ?? (this.opts.fence ? 0 : this.timing.failureTimeoutMs),

@@ -65,6 +65,7 @@ export const ERROR_CODES = {
   CLMS_ERR_KEYSERVICE_UNKNOWN: 'No member announced a key service of that name, and the history never placed one.',
   ICS_ERR_PROTOCOL_VIOLATION: 'A peer broke the ICS protocol (more than the window granted, or a write backlog past the hard cap); its link was closed.',
   CLMS_ERR_DUPLICATE_NODE: 'Another live process has this node number: a member refused this incarnation because the one in its history still answers.',
+  CLMS_ERR_KEYSERVICE_OTHER_HISTORY: 'A key service\'s host follows another cluster history than the caller: it refused the call, which did not run.',
 } as const;
 
 /** A code of core's own catalog. */
@@ -492,6 +493,34 @@ export class UnknownKeyServiceError extends ClusterInfraError {
   constructor(keyService: string) {
     super('CLMS_ERR_KEYSERVICE_UNKNOWN', `no member announced key service ${JSON.stringify(keyService)}: check the name, or that a node registering it has joined`);
     this.keyService = keyService;
+  }
+}
+
+/**
+ * A key-service call reached a host that follows another cluster history
+ * than the caller (a re-formed cluster, where epochs start again), or the
+ * caller follows none: the host refused it and the method did not run.
+ * `callKeyService` waits (within its deadline) for the caller's view to
+ * change and tries again; this is what it rejects with when the deadline
+ * passes first. `host`: the node that refused; `callerHistory`,
+ * `hostHistory`: the two `historyId`s (null: none).
+ */
+export class KeyServiceHistoryError extends ClusterInfraError {
+  override readonly name = 'KeyServiceHistoryError';
+  readonly keyService: string;
+  readonly host: number;
+  readonly callerHistory: string | null;
+  readonly hostHistory: string | null;
+  constructor(keyService: string, host: number, callerHistory: string | null, hostHistory: string | null) {
+    super(
+      'CLMS_ERR_KEYSERVICE_OTHER_HISTORY',
+      `key service ${keyService}: node ${host} follows cluster history ${hostHistory ?? 'none'}, this node ${callerHistory ?? 'none'}; the call was refused and did not run`,
+      { retryable: true },
+    );
+    this.keyService = keyService;
+    this.host = host;
+    this.callerHistory = callerHistory;
+    this.hostHistory = hostHistory;
   }
 }
 

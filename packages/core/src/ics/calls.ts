@@ -199,6 +199,7 @@ export class CallTable implements CallSink {
       p.trace = tryTrace(() => tracer.onCall!({ node, channel: this.registry.channelName(channelOf(svc)), subservice: subserviceOf(svc), method }));
       if (p.trace?.headers) request.headers = p.trace.headers;
     }
+    if (options?.headers) request.headers = { ...request.headers, ...options.headers };
     p.id = request.id;
     if (node === env.nodeNum) return this.startLocal(p, request, deadline - now, own, inherited);
     try {

@@ -87,6 +87,10 @@ export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
     this.from = peer.nodeNum;
   }
 
+  get headers(): Readonly<Record<string, string>> | undefined {
+    return this.frame.type === FrameType.Request ? this.frame.headers : undefined;
+  }
+
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();

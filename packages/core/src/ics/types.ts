@@ -16,6 +16,8 @@ export interface HandlerContext {
   readonly priority: boolean;
   /** True for one-way messages (nobody waits for the result). */
   readonly oneWay: boolean;
+  /** The headers the Request carried (`CallOptions.headers`, a tracer's), if any. */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
 export type Handler = (args: unknown, ctx: HandlerContext) => unknown;
@@ -45,6 +47,13 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Overrides the default deadline. Inside a handler the earlier of this and the handler's deadline applies. */
   timeoutMs?: number;
+  /**
+   * Carried to the serving node in the Request's header field, next to a
+   * tracer's (these win on a shared key), and given to the handler as
+   * `ctx.headers`. Within the header limits (docs/ics.md, Tracing calls);
+   * outside them the call fails with `ICS_ERR_NOT_SERIALIZABLE`.
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
 /** Addresses a service: its id, or its channel name and subservice. */

@@ -1,12 +1,16 @@
 /**
- * Hosting: running the key services this node was given. An activation
- * starts when the history assigns a key service to this incarnation and
- * ends with a newer epoch, lost quorum, a hand-over, an eviction or close
- * (K1, K5). Taking over: collect a leaver's hand-over, run `failover`, pull
- * every survivor's data (`pullData`), give both to `failoverData`, report
- * ready; only then are methods served (K4). Answering: a survivor's `pull`,
- * and the old host's `handover` when the new host collects it (the old
- * host stops first: never two active hosts).
+ * Hosting: running the key services this node was given, the driver of
+ * takeover.ts, whose pure rules decide what each committed transition does
+ * to an activation, the steps of a takeover, each step of collecting a
+ * hand-over or asking the master, and what a `pull` or `handover` gets.
+ * Here are the callbacks, calls, waits and timers. An activation starts
+ * when the history assigns a key service to this incarnation and ends with
+ * a newer epoch, lost quorum, a hand-over, an eviction or close (K1, K5).
+ * Taking over: collect a leaver's hand-over, run `failover`, pull every
+ * survivor's data (`pullData`), give both to `failoverData`, report ready;
+ * only then are methods served (K4). Answering: a survivor's `pull`, and
+ * the old host's `handover` when the new host collects it (the old host
+ * stops first: never two active hosts).
  */
 import { UnavailableError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
@@ -14,12 +18,18 @@ import { IcsStatusError } from '../ics/status.js';
 import type { Handler, HandlerContext } from '../ics/types.js';
 import type { Transition } from '../clms/index.js';
 import type { MoveRequest, WithdrawRequest } from './messages.js';
-import { handoverBoundMs, KS, type KeyServiceHost } from './ports.js';
+import { handoverBoundMs, historyHeaders, KS, type KeyServiceHost } from './ports.js';
 import type { Activation, Local, Registrations } from './registrations.js';
-import { notHost } from './routing.js';
+import { notHost, otherHistory } from './routing.js';
 import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHandlerContext } from './types.js';
 import type { KeyServiceView } from './view.js';
 import type { Changes } from './waits.js';
+import { type ActivationFacts, applied, askNext, awaitsReady, collectNext, handoverAnswer, mayAct, mayServe, pullAnswer, stoppedHere, survivors, takeoverSteps } from './takeover.js';
+
+/** An activation as the plain facts takeover.ts decides on. */
+function factsOf(a: Activation | undefined): ActivationFacts | undefined {
+  return a && { epoch: a.epoch, ended: a.controller.signal.aborted, serving: a.serving, handingOver: a.handingOver !== undefined };
+}
 
 /** What a node asks of the master over `clms.keyservice` (messages.ts). */
 export type MasterRequest = { method: 'move'; args: MoveRequest } | { method: 'withdraw'; args: WithdrawRequest };
@@ -49,20 +59,21 @@ export class Hosting {
     ics.registerService({ channel: 'keyservice', subservice: l.reg.subservice, name: `keyservice.${l.reg.name}`, handlers });
   }
 
-  /** The activation may act now: not ended, serving, and this node holds its lease. */
-  private mayAct(a: Activation | undefined): a is Activation {
-    return a !== undefined && !a.controller.signal.aborted && this.host.leaseValid();
-  }
+  private readonly leaseValid = (): boolean => this.host.leaseValid();
 
   serveMethod(l: Local, h: KeyServiceHandler, args: unknown, ctx: HandlerContext): unknown {
     const a = l.active;
-    if (!this.mayAct(a) || !a.serving || a.handingOver) throw notHost(this.host.nodeNum, l.reg.name);
+    if (!mayServe(factsOf(a), this.leaseValid)) throw notHost(this.host.nodeNum, l.reg.name);
+    const refused = otherHistory(this.host, `${l.reg.name}.${ctx.method}`, ctx);
+    if (refused) throw refused;
     const kctx: KeyServiceHandlerContext = {
       ...ctx,
+      // A getter of the ICS context, which a spread does not copy.
+      headers: ctx.headers,
       keyService: l.reg.name,
-      epoch: a.epoch,
+      epoch: a!.epoch,
       // The handler stops when the caller gives up or the activation ends.
-      signal: AbortSignal.any([ctx.signal, a.controller.signal]),
+      signal: AbortSignal.any([ctx.signal, a!.controller.signal]),
     };
     return h(args, kctx);
   }
@@ -74,14 +85,20 @@ export class Hosting {
    * incarnation (not one replayed from a former one) starts a takeover.
    */
   applied(l: Local, t: Transition, ks: NonNullable<Transition['keyService']>, previousHost: number | undefined): void {
-    const me = this.host.nodeNum;
-    const a = l.active;
-    if (a && a.epoch < ks.epoch) {
-      if (ks.phase === 'assigned' && ks.handoverFrom === me && t.node !== me) this.beginHandover(l, a);
-      else this.deactivate(l, 'a newer epoch began');
+    const me = { node: this.host.nodeNum, incarnation: this.host.member(this.host.nodeNum)?.incarnation };
+    for (const step of applied(me, factsOf(l.active), t, ks)) {
+      switch (step.kind) {
+        case 'begin-handover':
+          this.beginHandover(l, l.active!);
+          break;
+        case 'deactivate':
+          this.deactivate(l, step.why);
+          break;
+        case 'take-over':
+          void this.takeOver(l, step.epoch, previousHost, step.handoverFrom);
+          break;
+      }
     }
-    const mine = t.node === me && t.incarnation === this.host.member(me)?.incarnation;
-    if (ks.phase === 'assigned' && mine) void this.takeOver(l, ks.epoch, previousHost, ks.handoverFrom);
   }
 
   /** Quorum lost: a node without quorum stops what it hosts at once (K5). */
@@ -97,13 +114,13 @@ export class Hosting {
    */
   placeStopped(): void {
     if (this.closed) return;
+    const me = { node: this.host.nodeNum, incarnation: this.host.member(this.host.nodeNum)?.incarnation };
     for (const l of this.local.values()) {
       const name = l.reg.name;
       const v = this.view.info(name);
-      const mine = v?.host === this.host.nodeNum && this.view.hostIncarnationOf(name) === this.host.member(this.host.nodeNum)?.incarnation;
-      if (l.active || !v || !mine || v.halted || this.asking.has(name)) continue;
+      if (!stoppedHere(v, this.view.hostIncarnationOf(name), me, l.active !== undefined, this.asking.has(name))) continue;
       this.asking.add(name);
-      void this.requestMove(name, v.epoch, false)
+      void this.requestMove(name, v!.epoch, false)
         .catch(() => false)
         .then(() => {
           this.asking.delete(name);
@@ -149,7 +166,7 @@ export class Hosting {
       previousHost: a.previousHost,
       signal: a.controller.signal,
       // A hand-over under way ends acting at once: the data it exports must not change after.
-      isActive: () => l.active === a && !a.handingOver && this.mayAct(a),
+      isActive: () => l.active === a && !a.handingOver && mayAct(factsOf(a), this.leaseValid),
     };
   }
 
@@ -165,18 +182,29 @@ export class Hosting {
     const ended = (): boolean => l.active !== a || a.controller.signal.aborted;
     try {
       const pulled = new Map<number, unknown>();
-      // The old host stops before we start: its data first, then `failover`.
-      const handover = handoverFrom !== undefined ? await this.collectHandover(l.reg.name, epoch, handoverFrom) : undefined;
-      if (ended()) return;
-      await l.reg.failover?.(ctx);
-      if (ended()) return;
-      if (l.reg.pullData) await this.pullFromSurvivors(l, ctx, handoverFrom, pulled);
-      if (ended()) return;
-      await l.reg.failoverData?.({ pulled, handover }, ctx);
-      if (ended()) return;
-      a.serving = true;
-      this.host.emitActivity({ name: l.reg.name, epoch, active: true, reason: handoverFrom !== undefined ? `hand-over from node ${handoverFrom}` : 'failover complete' });
-      this.host.reportReady(l.reg.name, epoch);
+      let handover: FailoverInput['handover'];
+      for (const step of takeoverSteps(handoverFrom, Boolean(l.reg.pullData))) {
+        switch (step.kind) {
+          case 'collect-handover':
+            handover = step.from !== undefined ? await this.collectHandover(l.reg.name, epoch, step.from) : undefined;
+            break;
+          case 'failover':
+            await l.reg.failover?.(ctx);
+            break;
+          case 'pull':
+            if (step.run) await this.pullFromSurvivors(l, ctx, step.skip, pulled);
+            break;
+          case 'failover-data':
+            await l.reg.failoverData?.({ pulled, handover }, ctx);
+            break;
+          case 'ready':
+            a.serving = true;
+            this.host.emitActivity({ name: l.reg.name, epoch, active: true, reason: step.reason });
+            this.host.reportReady(l.reg.name, epoch);
+            return;
+        }
+        if (ended()) return;
+      }
     } catch (err) {
       this.host.log.error({ keyService: l.reg.name, epoch, err: (err as Error).message }, 'key service failover failed');
       if (l.active !== a) return;
@@ -191,18 +219,16 @@ export class Hosting {
    * locally), results by node; a survivor that fails is logged and left out.
    */
   private async pullFromSurvivors(l: Local, ctx: KeyServiceContext, skip: number | undefined, results: Map<number, unknown>): Promise<void> {
-    const name = l.reg.name;
-    const survivors = this.host.members().filter((m) => m.state === 'Up' && m.node !== skip && (m.node === this.host.nodeNum || m.keyServices.some((h) => h.name === name)));
     await Promise.all(
-      survivors.map(async (m) => {
+      survivors(l.reg.name, this.host.nodeNum, skip, this.host.members()).map(async (node) => {
         try {
           const data =
-            m.node === this.host.nodeNum
+            node === this.host.nodeNum
               ? await l.reg.pullData!(ctx)
-              : await this.host.ics().call(m.node, KS, 'pull', { name: l.reg.name, epoch: ctx.epoch }, { timeoutMs: this.host.rpcTimeoutMs() * 10 });
-          results.set(m.node, data ?? null);
+              : await this.host.ics().call(node, KS, 'pull', { name: l.reg.name, epoch: ctx.epoch }, { timeoutMs: this.host.rpcTimeoutMs() * 10, headers: historyHeaders(this.host) });
+          results.set(node, data ?? null);
         } catch (err) {
-          this.host.log.warn({ keyService: l.reg.name, from: m.node, err: (err as Error).message }, 'pullData failed on a survivor');
+          this.host.log.warn({ keyService: l.reg.name, from: node, err: (err as Error).message }, 'pullData failed on a survivor');
         }
       }),
     );
@@ -215,37 +241,42 @@ export class Hosting {
    * host has stopped by itself, so two hosts are never active at once.
    */
   private async collectHandover(name: string, epoch: number, from: number): Promise<FailoverInput['handover']> {
-    const bound = handoverBoundMs(this.host);
-    const deadline = this.host.now() + bound;
-    while (this.host.now() < deadline) {
-      try {
-        const data = await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: Math.max(1, deadline - this.host.now()) });
-        return { from, data: data ?? null };
-      } catch (err) {
-        const state = this.host.member(from)?.state;
-        if (state === 'GoingDown' || state === 'ShuttingDown' || state === 'Down') {
-          // It failed or left: once Down, every node cleaned up after it and nothing runs there any more (K4).
-          await this.changes.waitFor(() => this.host.member(from)?.state === 'Down', Math.max(0, deadline - this.host.now()));
-          const gone = this.host.member(from);
-          if (gone?.state === 'Down') {
-            // Down without handing over: the others refused its links from
-            // its GoingDown or ShuttingDown on, so it renewed no lease since,
-            // but one it held then may still run (a leaver closes a little
-            // after its leave is committed; a cut-off host acts until its
-            // lease ends). Wait that out (K1).
-            const wait = this.downWaitLeft(from, gone.incarnation, this.host.failureTimeoutMs());
-            if (wait > 0) await this.changes.sleep(wait);
-            return undefined;
+    const deadline = this.host.now() + handoverBoundMs(this.host);
+    const timing = { rpcTimeoutMs: this.host.rpcTimeoutMs(), failureTimeoutMs: this.host.failureTimeoutMs() };
+    let last: Parameters<typeof collectNext>[0] = { kind: 'again' };
+    let error: unknown;
+    for (;;) {
+      const step = collectNext(last, this.host.now(), deadline, timing);
+      switch (step.kind) {
+        case 'call':
+          try {
+            const data = await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: step.timeoutMs, headers: historyHeaders(this.host) });
+            return { from, data: data ?? null };
+          } catch (err) {
+            error = err;
+            last = { kind: 'call-failed', fromState: this.host.member(from)?.state };
           }
-          continue;
+          break;
+        case 'await-down':
+          await this.changes.waitFor(() => this.host.member(from)?.state === 'Down', step.ms);
+          last = { kind: 'awaited-down', fromState: this.host.member(from)?.state };
+          break;
+        case 'retry-after':
+          this.host.log.debug({ keyService: name, from, err: (error as Error).message }, 'hand-over not collected yet');
+          await this.changes.sleep(step.ms);
+          last = { kind: 'again' };
+          break;
+        case 'down': {
+          const wait = this.downWaitLeft(from, this.host.member(from)?.incarnation, this.host.failureTimeoutMs());
+          if (wait > 0) await this.changes.sleep(wait);
+          return undefined;
         }
-        this.host.log.debug({ keyService: name, from, err: (err as Error).message }, 'hand-over not collected yet');
-        await this.changes.sleep(this.host.rpcTimeoutMs());
+        case 'give-up':
+          this.host.log.warn({ keyService: name, from }, 'hand-over data not collected: waiting for the old host to stop by itself');
+          await this.changes.sleep(step.ms);
+          return undefined;
       }
     }
-    this.host.log.warn({ keyService: name, from }, 'hand-over data not collected: waiting for the old host to stop by itself');
-    await this.changes.sleep(this.host.failureTimeoutMs());
-    return undefined;
   }
 
   /** Time left of `waitMs` since this node learnt (node, incarnation) went down (view.ts). */
@@ -257,26 +288,35 @@ export class Hosting {
   async onPull(p: { name: string; epoch: number }): Promise<unknown> {
     const l = this.local.get(p.name);
     const v = this.view.info(p.name);
-    if (!l?.reg.pullData) return null;
-    // Only for the current epoch: a stale host asking gets nothing.
-    if (v && v.epoch > p.epoch) throw new IcsStatusError('FAILED_PRECONDITION', `epoch ${p.epoch} of ${p.name} is stale`);
-    const ctx: KeyServiceContext = { name: p.name, epoch: p.epoch, node: this.host.nodeNum, previousHost: v?.host, signal: new AbortController().signal, isActive: () => false };
-    return (await l.reg.pullData(ctx)) ?? null;
+    switch (pullAnswer(Boolean(l?.reg.pullData), v, p.epoch)) {
+      case 'nothing':
+        return null;
+      case 'stale':
+        // Only for the current epoch: a stale host asking gets nothing.
+        throw new IcsStatusError('FAILED_PRECONDITION', `epoch ${p.epoch} of ${p.name} is stale`);
+      case 'serve': {
+        const ctx: KeyServiceContext = { name: p.name, epoch: p.epoch, node: this.host.nodeNum, previousHost: v?.host, signal: new AbortController().signal, isActive: () => false };
+        return (await l!.reg.pullData!(ctx)) ?? null;
+      }
+    }
   }
 
   /** The new host asks for our data: only the host the history names for that epoch, once we have seen it. */
   async onHandover(p: { name: string; epoch: number }, caller: number): Promise<unknown> {
     const l = this.local.get(p.name);
     const a = l?.active;
-    if (!l || !a || a.epoch >= p.epoch) return null; // nothing active here: nothing to hand over
-    const v = this.view.info(p.name);
-    if (!a.handingOver || v?.epoch !== p.epoch || v.host !== caller) {
-      throw new IcsStatusError('FAILED_PRECONDITION', `hand-over of ${p.name} epoch ${p.epoch} not seen here yet`);
+    switch (handoverAnswer(factsOf(a), this.view.info(p.name), p.epoch, caller)) {
+      case 'nothing':
+        return null; // nothing active here: nothing to hand over
+      case 'not-seen':
+        throw new IcsStatusError('FAILED_PRECONDITION', `hand-over of ${p.name} epoch ${p.epoch} not seen here yet`);
+      case 'serve': {
+        // Stop first, then give the data away: never two active hosts.
+        const data = await l!.reg.handover?.(this.ctx(l!, a!));
+        if (l!.active === a) this.deactivate(l!, `handed over to node ${caller}`);
+        return data ?? null;
+      }
     }
-    // Stop first, then give the data away: never two active hosts.
-    const data = await l.reg.handover?.(this.ctx(l, a));
-    if (l.active === a) this.deactivate(l, `handed over to node ${caller}`);
-    return data ?? null;
   }
 
   /**
@@ -286,8 +326,7 @@ export class Hosting {
    * learn it otherwise).
    */
   awaitsReady(name: string, epoch: number): boolean {
-    const v = this.view.info(name);
-    return v !== undefined && v.epoch === epoch && v.host === this.host.nodeNum && !v.ready && this.local.get(name)?.active?.epoch === epoch;
+    return awaitsReady(this.view.info(name), this.host.nodeNum, epoch, this.local.get(name)?.active?.epoch);
   }
 
   // ---------------------------------------------------------------- moves asked of the master
@@ -326,16 +365,16 @@ export class Hosting {
    */
   async askMaster(name: string, request: MasterRequest): Promise<boolean> {
     const deadline = this.host.now() + handoverBoundMs(this.host);
-    while (this.host.now() < deadline) {
-      const master = this.host.master();
+    for (;;) {
+      const step = askNext(this.host.nodeNum, this.host.master(), this.host.now(), deadline);
+      if (step.kind === 'give-up') return false;
       try {
-        if (master === this.host.nodeNum) return await this.onMaster(request, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
-        if (master !== undefined) return (await this.host.ics().call(master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4 })) as boolean;
+        if (step.kind === 'self') return await this.onMaster(request, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
+        if (step.kind === 'call') return (await this.host.ics().call(step.master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4, headers: historyHeaders(this.host) })) as boolean;
       } catch (err) {
         this.host.log.debug({ keyService: name, err: (err as Error).message }, `${request.method} request failed; retrying`);
       }
       await this.changes.sleep(this.host.rpcTimeoutMs());
     }
-    return false;
   }
 }

@@ -36,14 +36,14 @@
  */
 import { InvalidArgumentError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
-import type { CallOptions } from '../ics/types.js';
+import type { CallOptions, HandlerContext } from '../ics/types.js';
 import type { HostedKeyService, KeyServiceInfo, Transition } from '../clms/index.js';
 import { Hosting } from './host.js';
 import { Placer } from './master.js';
 import { moveSchema, pullSchema, withdrawSchema } from './messages.js';
 import { KS, type KeyServiceHost } from './ports.js';
 import { Registrations } from './registrations.js';
-import { Router } from './routing.js';
+import { otherHistory, Router } from './routing.js';
 import type { KeyServiceRegistration } from './types.js';
 import { Withdrawals } from './unregister.js';
 import { KeyServiceView } from './view.js';
@@ -93,15 +93,23 @@ export class KeyServiceManager {
     ics.registerService({
       ...KS,
       name: 'clms.keyservice',
+      // Each request only from a node of this node's history (routing.ts, otherHistory).
       handlers: {
-        pull: (a) => this.hosting.onPull(pullSchema.parse(a)),
-        handover: (a, ctx) => this.hosting.onHandover(pullSchema.parse(a), ctx.caller.nodeNum),
-        move: (a, ctx) => this.placer.onMove(moveSchema.parse(a), ctx.caller.nodeNum, ctx.caller.incarnation),
-        withdraw: (a, ctx) => this.placer.onWithdraw(withdrawSchema.parse(a), ctx.caller.nodeNum, ctx.caller.incarnation),
+        pull: (a, ctx) => this.ofThisHistory(ctx, () => this.hosting.onPull(pullSchema.parse(a))),
+        handover: (a, ctx) => this.ofThisHistory(ctx, () => this.hosting.onHandover(pullSchema.parse(a), ctx.caller.nodeNum)),
+        move: (a, ctx) => this.ofThisHistory(ctx, () => this.placer.onMove(moveSchema.parse(a), ctx.caller.nodeNum, ctx.caller.incarnation)),
+        withdraw: (a, ctx) => this.ofThisHistory(ctx, () => this.placer.onWithdraw(withdrawSchema.parse(a), ctx.caller.nodeNum, ctx.caller.incarnation)),
       },
     });
     this.ics = ics;
     for (const l of this.local.values()) this.hosting.serve(ics, l);
+  }
+
+  /** Run `serve` for a caller of this node's history; refuse anyone else's request (routing.ts, otherHistory). */
+  private ofThisHistory<T>(ctx: HandlerContext, serve: () => T): T {
+    const refused = otherHistory(this.host, `clms.keyservice ${ctx.method}`, ctx);
+    if (refused) throw refused;
+    return serve();
   }
 
   /** Forget the clusterwide view (view.ts); the epochs stay as a floor. */

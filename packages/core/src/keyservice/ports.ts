@@ -11,6 +11,8 @@ import type { KeyServiceActivity, KeyServiceInfo, MemberInfo, Transition } from 
 export interface KeyServiceHost {
   readonly nodeNum: number;
   readonly log: Logger;
+  /** The cluster history this node follows (`ClusterNode.historyId`), null while it has none. */
+  historyId(): string | null;
   ics(): Ics;
   isMaster(): boolean;
   master(): number | undefined;
@@ -41,3 +43,18 @@ export const handoverBoundMs = (host: KeyServiceHost): number => host.rpcTimeout
 
 /** The ICS address of the key-service protocol (`pull`, `handover`, `move`, `withdraw`): service `clms.keyservice`. */
 export const KS = { channel: 'keyservice', subservice: 0 } as const;
+
+/**
+ * The Request header that binds a key-service call to the caller's cluster
+ * history (docs/key-services.md, "Bound to one history"): every call this
+ * layer makes carries it, and a host serves only a caller of its own
+ * history. Epochs restart with a history, so without it a node still in a
+ * former history would reach the host of a new one at the "same" epoch.
+ */
+export const HISTORY_HEADER = 'clusterinfra-history';
+
+/** The headers a call of this layer carries: the caller's history (none while it has none). */
+export function historyHeaders(host: Pick<KeyServiceHost, 'historyId'>): Record<string, string> | undefined {
+  const id = host.historyId();
+  return id === null ? undefined : { [HISTORY_HEADER]: id };
+}
