@@ -35,7 +35,7 @@ it('a call’s headers reach the handler, merged with a tracer’s, to another n
   stop();
   expect(seen.at(-1)).toEqual({ traceparent: 't', 'x-tenant': 'call' });
 
-  for (const headers of [{ 'Bad Key': 'x' }, { k: 'not ascii: é' }, { k: 'x'.repeat(1025) }]) {
+  for (const headers of [{ 'Bad Key': 'x' }, { k: 'not ascii: é' }, { k: 'x'.repeat(1025) }] as Record<string, string>[]) {
     await expect(a.call(2, SVC, 'look', null, { headers })).rejects.toMatchObject({ code: 'ICS_ERR_NOT_SERIALIZABLE' });
     await expect(a.call(1, SVC, 'look', null, { headers })).rejects.toMatchObject({ code: 'ICS_ERR_NOT_SERIALIZABLE' });
   }
