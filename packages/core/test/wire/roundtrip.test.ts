@@ -82,6 +82,26 @@ describe('ICS frames round-trip', () => {
   it('leaves out object properties that are undefined', () => {
     expect(decodeBody(encodeBody({ a: 1, b: undefined }))).toEqual({ a: 1 });
     expect(Object.keys(decodeBody(encodeBody({ b: undefined })) as object)).toEqual([]);
+    // The map header counts the entries written, with 15 keys and with 16 or more.
+    const many = (n: number): Record<string, unknown> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i % 3 === 0 ? undefined : i]));
+    for (const n of [15, 16, 17, 40]) {
+      const o = many(n);
+      const back = decodeBody(encodeBody(o)) as Record<string, unknown>;
+      expect(back).toEqual(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)));
+    }
+  });
+
+  it('gives every string the smallest header, whatever its UTF-16 length guessed', () => {
+    // Short strings are written in one pass behind a guessed header: ASCII
+    // and multi-byte ones on both sides of 32 UTF-8 bytes, and of the 48
+    // UTF-16 units where the one-pass writer stops.
+    for (const s of ['', 'a', 'x'.repeat(31), 'x'.repeat(32), 'x'.repeat(47), 'x'.repeat(48), 'é'.repeat(15), 'é'.repeat(16), 'é'.repeat(31), '€'.repeat(10), '€'.repeat(11), '€'.repeat(47), '😀'.repeat(7), '😀'.repeat(8), 'a😀'.repeat(15)]) {
+      const bytes = encodeBody(s);
+      const n = Buffer.byteLength(s);
+      expect([...bytes.subarray(0, n < 32 ? 1 : 2)]).toEqual(n < 32 ? [0xa0 | n] : [0xd9, n]);
+      expect(bytes.length).toBe((n < 32 ? 1 : 2) + n);
+      expect(decodeBody(bytes)).toBe(s);
+    }
   });
 
   it('accepts null-prototype objects and returns ordinary plain objects', () => {
