@@ -85,6 +85,7 @@ async function bundle(version: Version, src: string): Promise<void> {
     format: 'esm',
     platform: 'node',
     target: 'node20',
+    sourcemap: true,
     keepNames: false,
     tsconfig: `${OUT}${version}-tsconfig.json`,
     external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3'],

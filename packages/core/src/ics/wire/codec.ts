@@ -135,17 +135,34 @@ function useBuffer(next: Uint8Array): void {
 /** The slab set aside while one oversize frame is written, and where its free room starts. */
 let spare: Uint8Array | undefined;
 let spareAt = 0;
+/** Whether `buf` is an oversize buffer that holds just the frame being written. */
+let oversize = false;
+/** Room left behind what a frame asked for when it outgrows its buffer (the rest of a frame after a large value is usually small). */
+const GROW_SLACK = 4 * 1024;
 
 function grow(need: number): void {
   const used = pos - start;
+  const size = used + need + GROW_SLACK;
+  if (!oversize && size <= SLAB_BYTES) {
+    // It fits a fresh slab: continue there (the rest of the old one is given up, as beginWrite does).
+    const slab = new Uint8Array(SLAB_BYTES);
+    slab.set(buf.subarray(start, pos), 0);
+    useBuffer(slab);
+    start = 0;
+    pos = used;
+    return;
+  }
   // Oversize buffers hold one frame each and are never handed out beyond
-  // it, so they need not be zero-filled (every byte of the frame is written).
-  const next = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, 2 * (used + need)));
+  // it, so they need not be zero-filled (every byte of the frame is
+  // written). Sized for what is asked, or doubled for a frame that keeps
+  // growing, so a large value costs one buffer of about its size.
+  const next = Buffer.allocUnsafeSlow(Math.max(size, 2 * used));
   next.set(buf.subarray(start, pos), 0);
-  if (buf.length === SLAB_BYTES && spare === undefined) {
+  if (!oversize) {
     // The frame moved out of the slab: its room there is free again.
     spare = buf;
     spareAt = start;
+    oversize = true;
   }
   useBuffer(next);
   start = 0;
@@ -170,16 +187,12 @@ export function beginWrite(): void {
 /** @internal Ends the frame and returns its bytes. */
 export function endWrite(): Uint8Array {
   const out = buf.subarray(start, pos);
-  if (buf.length > SLAB_BYTES) {
+  if (oversize) {
     // An oversize buffer served one big frame; go back to the slab.
-    if (spare !== undefined) {
-      useBuffer(spare);
-      pos = spareAt;
-      spare = undefined;
-    } else {
-      useBuffer(new Uint8Array(SLAB_BYTES));
-      pos = 0;
-    }
+    useBuffer(spare!);
+    pos = spareAt;
+    spare = undefined;
+    oversize = false;
   } else {
     pos = (pos + 7) & ~7; // keep frames 8-aligned, as msgpackr does
   }
@@ -192,6 +205,12 @@ export function endWrite(): Uint8Array {
 export function abortWrite(): void {
   pos = start;
   encoding = false;
+  if (oversize) {
+    useBuffer(spare!);
+    pos = start = spareAt;
+    spare = undefined;
+    oversize = false;
+  }
 }
 
 /** @internal */
