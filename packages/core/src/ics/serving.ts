@@ -49,6 +49,8 @@ export interface LocalCaller {
  * do, and a signal per message was the largest cost of serving one.
  */
 export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
+  /** An own property, not a getter: layers above copy a handler's context with a spread. */
+  readonly caller: { readonly nodeNum: number; readonly incarnation: number };
   readonly service: string;
   readonly method: string;
   readonly deadline: number | undefined;
@@ -65,7 +67,6 @@ export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
   private isAborted = false;
   private timer: TimerHandle | undefined;
   private waiters: (() => void)[] | undefined;
-  private callerInfo: { readonly nodeNum: number; readonly incarnation: number } | undefined = undefined;
 
   constructor(
     /** Its part; also what tells a handler context of this endpoint from another's. */
@@ -78,17 +79,13 @@ export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
     readonly handler: Handler,
     serviceName: string,
   ) {
+    this.caller = { nodeNum: peer.nodeNum, incarnation: link ? link.remote.incarnation : owner.incarnation };
     this.service = serviceName;
     this.method = frame.method;
     this.priority = frame.priority;
     this.oneWay = frame.type === FrameType.OneWay;
     this.deadline = frame.type === FrameType.Request ? owner.clock.now() + frame.timeoutMs : undefined;
     this.from = peer.nodeNum;
-  }
-
-  /** Made when a handler asks (most never do). */
-  get caller(): { readonly nodeNum: number; readonly incarnation: number } {
-    return (this.callerInfo ??= { nodeNum: this.peer.nodeNum, incarnation: this.link ? this.link.remote.incarnation : this.owner.incarnation });
   }
 
   get signal(): AbortSignal {
