@@ -111,24 +111,39 @@ export class FrameDecoder {
 
   /** The next whole frame, or undefined when more bytes are needed. Throws a typed error on bad input. */
   next(): DecodedFrame | undefined {
+    const payload = this.take();
+    if (payload === undefined) return undefined;
+    if (!this.takenControl) return { kind: 'data', data: payload };
+    return { kind: 'control', type: payload[0]!, body: payload.subarray(1) };
+  }
+
+  /** Whether the frame `take()` returned last is a control frame (its payload: type byte, then body). */
+  takenControl = false;
+
+  /**
+   * `next()` without an object per frame (the link's read loop): the next
+   * whole frame's payload, a data frame's body or a control frame's type
+   * byte and body (`takenControl` says which), or undefined when more bytes
+   * are needed. Throws a typed error on bad input.
+   */
+  take(): Uint8Array | undefined {
     if (this.failure) throw this.failure;
-    for (;;) {
-      if (!this.inBody) {
-        if (!this.readHeader()) return undefined;
-        if (this.need === 0) {
-          // Only data frames may be empty: readHeader refuses an empty control frame.
-          this.inBody = false;
-          this.completedCount++;
-          return { kind: 'data', data: EMPTY };
-        }
+    if (!this.inBody) {
+      if (!this.readHeader()) return undefined;
+      if (this.need === 0) {
+        // Only data frames may be empty: readHeader refuses an empty control frame.
+        this.inBody = false;
+        this.completedCount++;
+        this.takenControl = false;
+        return EMPTY;
       }
-      const payload = this.readBody();
-      if (payload === undefined) return undefined;
-      this.inBody = false;
-      this.completedCount++;
-      if (!this.control) return { kind: 'data', data: payload };
-      return { kind: 'control', type: payload[0]!, body: payload.subarray(1) };
     }
+    const payload = this.readBody();
+    if (payload === undefined) return undefined;
+    this.inBody = false;
+    this.completedCount++;
+    this.takenControl = this.control;
+    return payload;
   }
 
   private fail(err: ClusterInfraError): never {
@@ -188,7 +203,8 @@ export class FrameDecoder {
         this.consume(this.need);
         return view;
       }
-      this.body = new Uint8Array(this.need);
+      // Not zero-filled: it is handed out only once every byte was copied in.
+      this.body = new Uint8Array(Buffer.allocUnsafeSlow(this.need).buffer, 0, this.need);
     }
     const body = this.body;
     while (this.bodyFill < this.need) {

@@ -244,15 +244,16 @@ export class TcpLink extends LinkBase {
 
   /** Take every whole frame out of the decoder. */
   private pump(): void {
+    const decoder = this.decoder;
     try {
-      for (let f = this.decoder.next(); f !== undefined; f = this.decoder.next()) {
-        if (f.kind === 'data') {
+      for (let f = decoder.take(); f !== undefined; f = decoder.take()) {
+        if (!decoder.takenControl) {
           if (this.gotGoodbye) throw new MalformedFrameError('data frame after GOODBYE');
-          this.receive(f.data);
-        } else if (f.type === ControlType.GOODBYE && f.body.byteLength === 0 && !this.gotGoodbye) {
+          this.receive(f);
+        } else if (f[0] === ControlType.GOODBYE && f.byteLength === 1 && !this.gotGoodbye) {
           this.onGoodbye();
         } else {
-          throw new MalformedFrameError(`unexpected control frame type ${f.type}`);
+          throw new MalformedFrameError(`unexpected control frame type ${f[0]}`);
         }
         if (this.state === 'closed') return;
       }
@@ -354,8 +355,12 @@ export class TcpLink extends LinkBase {
       const sealed: Uint8Array[] = [];
       this.sealer.seal(chunks, sealed);
       this.write(sealed);
+      // The records are copies: the slab is free again (no new slab per 64 KiB sent, less for the GC).
+      this.slabStart = this.slabPos = 0;
     } else {
       this.write(chunks);
+      // Written through to the kernel at once: the slab is free again.
+      if (this.socket.writableLength === 0) this.slabStart = this.slabPos = 0;
     }
   };
 

@@ -45,8 +45,32 @@ export class Flow {
 
   /** Queue `out` for `peer` and send what may go (when it has a link: dialling is the caller's part). */
   enqueue(peer: Peer, out: Outgoing, lane: 'reply' | 'priority' | 'channel'): void {
+    // Nothing waits ahead of it: what pump would do with it at once, without
+    // the trip through the queue (the common case of a link that keeps up).
+    // Not a message with out-of-line values: pump sends their chunks next.
+    const link = peer.link;
+    if (link !== undefined && peer.lanes.queuedBytes === 0 && !peer.pumping && link.state === 'open' && out.streams === undefined) {
+      if (lane !== 'channel' || (!link.needDrain && peer.bulkOut.active.length === 0 && this.spend(peer, link, out))) {
+        this.sendOnLink(peer, link, out);
+        this.afterSending(peer, link);
+        return;
+      }
+    }
     peer.lanes.push(peer.nodeNum, out, lane);
     if (peer.link) this.pump(peer);
+  }
+
+  /** Spend the credit a channel frame needs on `link`, if it has it (as nextFromChannels does for a queued one). */
+  private spend(peer: Peer, link: Link, out: Outgoing): boolean {
+    const ls = peer.linkState.get(link);
+    if (!ls) return false;
+    const ch = out.channel!;
+    const credit = this.creditOf(ls, ch);
+    if (credit.messages < 1 || credit.bytes <= 0) return false;
+    credit.messages--;
+    credit.bytes -= costOf(out);
+    if (peer.throttled.delete(ch)) this.env.emit('throttle', { node: peer.nodeNum, channel: ch, throttled: false });
+    return true;
   }
 
   /** Write `out` to `link`: the one place frames leave. */
@@ -84,6 +108,11 @@ export class Flow {
     const ls = peer.linkState.get(link);
     if (!ls) return;
     const lanes = peer.lanes;
+    // Nothing queued and no out-of-line value under way: nothing to send.
+    if (lanes.queuedBytes === 0 && peer.bulkOut.active.length === 0) {
+      this.emitDrains(peer);
+      return;
+    }
     peer.pumping = true;
     try {
       // Replies, control frames and priority frames are never throttled:
@@ -98,9 +127,19 @@ export class Flow {
     } finally {
       peer.pumping = false;
     }
+    this.afterSending(peer, link);
+  }
+
+  /** After frames went to `link`: its backlog checked, and `drain` for the channels whose queues emptied. */
+  private afterSending(peer: Peer, link: Link): void {
     this.checkBacklog(peer, link);
+    this.emitDrains(peer);
+  }
+
+  private emitDrains(peer: Peer): void {
+    if (peer.wantDrain.size === 0) return;
     for (const ch of peer.wantDrain) {
-      if (lanes.waiting(ch) === 0) {
+      if (peer.lanes.waiting(ch) === 0) {
         peer.wantDrain.delete(ch);
         this.env.emit('drain', { node: peer.nodeNum, channel: ch });
       }

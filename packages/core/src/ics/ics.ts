@@ -61,6 +61,8 @@ import { WireStatus } from './wire/types.js';
 
 export { channelOf, serviceId, subserviceOf } from './registry.js';
 
+const NOTHING = (): void => {};
+
 /** Refused connections of one kind are logged at most this often (a misconfigured peer retries many times a second). */
 const REJECTED_LOG_EVERY_MS = 10_000;
 
@@ -264,7 +266,7 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
    */
   trySend(node: number, service: ServiceAddress, method: string, args?: unknown): boolean {
     // Nobody waits for it: a message that cannot be delivered is counted and logged, never lost silently.
-    return this.#calls.oneWay(node, service, method, args, () => {}, (err) => {
+    return this.#calls.oneWay(node, service, method, args, NOTHING, (err) => {
       this.#env.counters.oneWayDropped++;
       this.#log.warn({ node, code: err.code }, 'one-way message dropped: %s', err.message);
     });

@@ -49,6 +49,7 @@ export interface LocalCaller {
  * do, and a signal per message was the largest cost of serving one.
  */
 export class Incoming implements HandlerContext, PoolItem, HandlerContextStore {
+  /** An own property, not a getter: layers above copy a handler's context with a spread. */
   readonly caller: { readonly nodeNum: number; readonly incarnation: number };
   readonly service: string;
   readonly method: string;

@@ -9,6 +9,7 @@ import {
   FrameType,
   RefusedReason,
   type IcsFrame,
+  type OneWayFrame,
   WireStatus,
 } from '../../src/ics/wire/index.js';
 import {
@@ -82,6 +83,26 @@ describe('ICS frames round-trip', () => {
   it('leaves out object properties that are undefined', () => {
     expect(decodeBody(encodeBody({ a: 1, b: undefined }))).toEqual({ a: 1 });
     expect(Object.keys(decodeBody(encodeBody({ b: undefined })) as object)).toEqual([]);
+    // The map header counts the entries written, with 15 keys and with 16 or more.
+    const many = (n: number): Record<string, unknown> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i % 3 === 0 ? undefined : i]));
+    for (const n of [15, 16, 17, 40]) {
+      const o = many(n);
+      const back = decodeBody(encodeBody(o)) as Record<string, unknown>;
+      expect(back).toEqual(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)));
+    }
+  });
+
+  it('gives every string the smallest header, whatever its UTF-16 length guessed', () => {
+    // Short strings are written in one pass behind a guessed header: ASCII
+    // and multi-byte ones on both sides of 32 UTF-8 bytes, and of the 48
+    // UTF-16 units where the one-pass writer stops.
+    for (const s of ['', 'a', 'x'.repeat(31), 'x'.repeat(32), 'x'.repeat(47), 'x'.repeat(48), 'é'.repeat(15), 'é'.repeat(16), 'é'.repeat(31), '€'.repeat(10), '€'.repeat(11), '€'.repeat(47), '😀'.repeat(7), '😀'.repeat(8), 'a😀'.repeat(15)]) {
+      const bytes = encodeBody(s);
+      const n = Buffer.byteLength(s);
+      expect([...bytes.subarray(0, n < 32 ? 1 : 2)]).toEqual(n < 32 ? [0xa0 | n] : [0xd9, n]);
+      expect(bytes.length).toBe((n < 32 ? 1 : 2) + n);
+      expect(decodeBody(bytes)).toBe(s);
+    }
   });
 
   it('accepts null-prototype objects and returns ordinary plain objects', () => {
@@ -127,6 +148,26 @@ describe('ICS frames round-trip', () => {
       });
     }
     expect(Uint8Array.from(first)).toEqual(snapshot);
+  });
+
+  it('frames that outgrow the slab, or fail half-way in an oversize buffer, leave every frame before them intact', () => {
+    const kept: [Uint8Array, Uint8Array][] = [];
+    for (let i = 0; i < 400; i++) {
+      const size = [10, 5_000, 30_000, 70_000, 200_000][i % 5]!;
+      const body = { i, data: new Uint8Array(size).fill(i & 0xff), more: i % 3 === 0 ? new Uint8Array(size) : null };
+      if (i % 7 === 0) {
+        // Fails after its large value was written (a function is not plain data).
+        expect(() => encodeBody({ ...body, bad: () => 1 })).toThrow();
+        continue;
+      }
+      const frame = encodeFrame({ type: FrameType.OneWay, id: i + 1, channel: 1, service: 0x1_0002, method: 'm', priority: false, body });
+      kept.push([frame, Uint8Array.from(frame)]);
+      const back = decodeFrame(frame).frame as OneWayFrame;
+      expect([back.id, (back.body as { i: number }).i]).toEqual([i + 1, i]);
+    }
+    // (Buffer.compare: an element-wise toEqual of megabytes takes minutes.)
+    const changed = kept.filter(([frame, snapshot]) => Buffer.compare(frame, snapshot) !== 0).length;
+    expect(changed).toBe(0);
   });
 });
 

@@ -135,17 +135,34 @@ function useBuffer(next: Uint8Array): void {
 /** The slab set aside while one oversize frame is written, and where its free room starts. */
 let spare: Uint8Array | undefined;
 let spareAt = 0;
+/** Whether `buf` is an oversize buffer that holds just the frame being written. */
+let oversize = false;
+/** Room left behind what a frame asked for when it outgrows its buffer (the rest of a frame after a large value is usually small). */
+const GROW_SLACK = 4 * 1024;
 
 function grow(need: number): void {
   const used = pos - start;
+  const size = used + need + GROW_SLACK;
+  if (!oversize && size <= SLAB_BYTES) {
+    // It fits a fresh slab: continue there (the rest of the old one is given up, as beginWrite does).
+    const slab = new Uint8Array(SLAB_BYTES);
+    slab.set(buf.subarray(start, pos), 0);
+    useBuffer(slab);
+    start = 0;
+    pos = used;
+    return;
+  }
   // Oversize buffers hold one frame each and are never handed out beyond
-  // it, so they need not be zero-filled (every byte of the frame is written).
-  const next = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, 2 * (used + need)));
+  // it, so they need not be zero-filled (every byte of the frame is
+  // written). Sized for what is asked, or doubled for a frame that keeps
+  // growing, so a large value costs one buffer of about its size.
+  const next = Buffer.allocUnsafeSlow(Math.max(size, 2 * used));
   next.set(buf.subarray(start, pos), 0);
-  if (buf.length === SLAB_BYTES && spare === undefined) {
+  if (!oversize) {
     // The frame moved out of the slab: its room there is free again.
     spare = buf;
     spareAt = start;
+    oversize = true;
   }
   useBuffer(next);
   start = 0;
@@ -170,16 +187,12 @@ export function beginWrite(): void {
 /** @internal Ends the frame and returns its bytes. */
 export function endWrite(): Uint8Array {
   const out = buf.subarray(start, pos);
-  if (buf.length > SLAB_BYTES) {
+  if (oversize) {
     // An oversize buffer served one big frame; go back to the slab.
-    if (spare !== undefined) {
-      useBuffer(spare);
-      pos = spareAt;
-      spare = undefined;
-    } else {
-      useBuffer(new Uint8Array(SLAB_BYTES));
-      pos = 0;
-    }
+    useBuffer(spare!);
+    pos = spareAt;
+    spare = undefined;
+    oversize = false;
   } else {
     pos = (pos + 7) & ~7; // keep frames 8-aligned, as msgpackr does
   }
@@ -192,6 +205,12 @@ export function endWrite(): Uint8Array {
 export function abortWrite(): void {
   pos = start;
   encoding = false;
+  if (oversize) {
+    useBuffer(spare!);
+    pos = start = spareAt;
+    spare = undefined;
+    oversize = false;
+  }
 }
 
 /** @internal */
@@ -257,12 +276,16 @@ const SHORT_STRING = 48;
 /** @internal Writes the UTF-8 bytes of `s`, whose UTF-8 length is `n` (already checked well-formed). */
 export function writeUtf8(s: string, n: number): void {
   ensure(n);
-  if (s.length >= SHORT_STRING) {
-    pos += nodeBuf.write(s, pos, n, 'utf8');
-    return;
-  }
-  const b = buf;
-  let p = pos;
+  if (s.length >= SHORT_STRING) pos += nodeBuf.write(s, pos, n, 'utf8');
+  else pos = utf8Into(s, buf, pos);
+}
+
+/**
+ * Writes the UTF-8 bytes of the short string `s` into `b` from `p` (room
+ * for 3 bytes per UTF-16 unit is the caller's part); returns where they
+ * end. A lone surrogate (which has no UTF-8 form) throws EncodeFailure.
+ */
+function utf8Into(s: string, b: Uint8Array, p: number): number {
   for (let i = 0; i < s.length; i++) {
     let c = s.charCodeAt(i);
     if (c < 0x80) b[p++] = c;
@@ -274,14 +297,17 @@ export function writeUtf8(s: string, n: number): void {
       b[p++] = 0x80 | ((c >> 6) & 0x3f);
       b[p++] = 0x80 | (c & 0x3f);
     } else {
-      c = 0x10000 + ((c - 0xd800) << 10) + (s.charCodeAt(++i) - 0xdc00);
+      const d = c <= 0xdbff ? s.charCodeAt(i + 1) : 0;
+      if (!(d >= 0xdc00 && d <= 0xdfff)) throw new EncodeFailure('string holds a lone surrogate (not valid UTF-8)');
+      c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+      i++;
       b[p++] = 0xf0 | (c >> 18);
       b[p++] = 0x80 | ((c >> 12) & 0x3f);
       b[p++] = 0x80 | ((c >> 6) & 0x3f);
       b[p++] = 0x80 | (c & 0x3f);
     }
   }
-  pos = p;
+  return p;
 }
 
 /** Thrown inside the writer; collects the path on the way out. */
@@ -290,12 +316,8 @@ class EncodeFailure {
   constructor(readonly message: string) {}
 }
 
+/** UTF-8 length of a long string (short ones are measured as they are written). */
 function stringByteLength(s: string): number {
-  if (s.length < SHORT_STRING) {
-    const n = utf8Length(s);
-    if (n < 0) throw new EncodeFailure('string holds a lone surrogate (not valid UTF-8)');
-    return n;
-  }
   if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {
     throw new EncodeFailure('string holds a lone surrogate (not valid UTF-8)');
   }
@@ -303,9 +325,13 @@ function stringByteLength(s: string): number {
 }
 
 function writeString(s: string): void {
+  const len = s.length;
+  if (len < SHORT_STRING) {
+    writeShortString(s, len);
+    return;
+  }
   const n = stringByteLength(s);
-  if (n < 32) writeU8(0xa0 | n);
-  else if (n < 0x100) {
+  if (n < 0x100) {
     writeU8(0xd9);
     writeU8(n);
   } else if (n < 0x10000) {
@@ -316,6 +342,32 @@ function writeString(s: string): void {
     writeU32(n);
   } else throw new EncodeFailure('string longer than 4 GiB');
   writeUtf8(s, n);
+}
+
+/**
+ * A string of fewer than SHORT_STRING UTF-16 units (at most 141 UTF-8
+ * bytes) in one pass: encoded behind the header its length most likely
+ * needs, checked for lone surrogates on the way, and moved by a byte in the
+ * rare case the header guessed wrong.
+ */
+function writeShortString(s: string, len: number): void {
+  ensure(2 + 3 * len);
+  const b = buf;
+  const at = pos;
+  const guess = len < 32 ? 1 : 2;
+  let p = utf8Into(s, b, at + guess);
+  const n = p - at - guess;
+  // (A guess of 2 means 32 units or more, so 32 bytes or more: never too long.)
+  if (n < 32) b[at] = 0xa0 | n;
+  else {
+    if (guess === 1) {
+      b.copyWithin(at + 2, at + 1, p);
+      p++;
+    }
+    b[at] = 0xd9;
+    b[at + 1] = n;
+  }
+  pos = p;
 }
 
 function writeNumber(v: number): void {
@@ -465,16 +517,21 @@ function writeValue(v: unknown, depth: number, maxDepth: number): void {
   }
 }
 
-function writeArray(a: unknown[], depth: number, maxDepth: number): void {
-  const n = a.length;
-  if (n < 16) writeU8(0x90 | n);
+/** An array or map header: fix form `fix | n` below 16, else `tag16` + u16 or `tag16 + 1` + u32. */
+function writeCount(n: number, fix: number, tag16: number): void {
+  if (n < 16) writeU8(fix | n);
   else if (n < 0x10000) {
-    writeU8(0xdc);
+    writeU8(tag16);
     writeU16(n);
   } else {
-    writeU8(0xdd);
+    writeU8(tag16 + 1);
     writeU32(n);
   }
+}
+
+function writeArray(a: unknown[], depth: number, maxDepth: number): void {
+  const n = a.length;
+  writeCount(n, 0x90, 0xdc);
   let i = 0;
   try {
     for (; i < n; i++) writeValue(a[i], depth, maxDepth);
@@ -495,9 +552,12 @@ const KEY_CACHE_MAX_LENGTH = 32;
 function writeKey(key: string): void {
   const cached = keyCache.get(key);
   if (cached !== undefined) {
-    ensure(cached.length);
-    buf.set(cached, pos);
-    pos += cached.length;
+    const n = cached.length;
+    ensure(n);
+    // A few bytes: a loop beats a call into TypedArray#set.
+    const b = buf;
+    for (let i = 0; i < n; i++) b[pos + i] = cached[i]!;
+    pos += n;
     return;
   }
   if (isForbiddenKeyString(key)) throw new EncodeFailure(`the key ${JSON.stringify(key)} is refused by every decoder`);
@@ -510,20 +570,25 @@ function writeKey(key: string): void {
 
 function writeObject(o: Record<string, unknown>, depth: number, maxDepth: number): void {
   const keys = Object.keys(o);
+  const count = keys.length;
+  // Fewer than 16 properties (the usual case): one pass, the fixmap header
+  // patched with the entries actually written (those not undefined). Each
+  // property is read once, so a getter cannot make the header lie.
+  const small = count < 16;
   let n = 0;
-  for (let i = 0; i < keys.length; i++) if (o[keys[i]!] !== undefined) n++;
-  if (n < 16) writeU8(0x80 | n);
-  else if (n < 0x10000) {
-    writeU8(0xde);
-    writeU16(n);
+  if (small) {
+    ensure(1);
+    pos++;
   } else {
-    writeU8(0xdf);
-    writeU32(n);
+    for (let i = 0; i < count; i++) if (o[keys[i]!] !== undefined) n++;
+    writeCount(n, 0x80, 0xde);
   }
+  // Relative to the frame's start: a write may move the frame to a bigger buffer.
+  const header = pos - 1 - start;
   let key = '';
+  let written = 0;
   try {
-    let written = 0;
-    for (let i = 0; i < keys.length; i++) {
+    for (let i = 0; i < count; i++) {
       key = keys[i]!;
       const value = o[key];
       if (value === undefined) continue;
@@ -533,11 +598,12 @@ function writeObject(o: Record<string, unknown>, depth: number, maxDepth: number
     }
     // A getter that answered undefined on the first read but not the second
     // (or the reverse) would make the header lie.
-    if (written !== n) throw new EncodeFailure('the object changed while it was being encoded');
+    if (!small && written !== n) throw new EncodeFailure('the object changed while it was being encoded');
   } catch (e) {
     if (e instanceof EncodeFailure) e.segments.push(/^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`);
     throw e;
   }
+  if (small) buf[start + header] = 0x80 | written;
 }
 
 function toEncodeError(e: unknown, root: string): unknown {

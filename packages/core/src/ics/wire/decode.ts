@@ -318,25 +318,17 @@ function str(at: number, n: number, isKey: boolean): string {
 
 /** Short strings are built in JS when they are ASCII (cheaper than a call into C++). */
 const SHORT_ASCII = 24;
+/** One reused array of char codes per length, for String.fromCharCode.apply (no allocation per string). */
+const CODES: number[][] = Array.from({ length: SHORT_ASCII + 1 }, (_, n) => new Array<number>(n).fill(0));
 
 function shortAscii(p: number, n: number): string | undefined {
-  const e = p + n;
-  for (let i = p; i < e; i++) if (src[i]! >= 0x80) return undefined;
-  switch (n) {
-    case 0:
-      return '';
-    case 1:
-      return String.fromCharCode(src[p]!);
-    case 2:
-      return String.fromCharCode(src[p]!, src[p + 1]!);
-    case 3:
-      return String.fromCharCode(src[p]!, src[p + 1]!, src[p + 2]!);
-    case 4:
-      return String.fromCharCode(src[p]!, src[p + 1]!, src[p + 2]!, src[p + 3]!);
-    default:
-      // Buffer#latin1Slice: toString('latin1') without its argument checks (ASCII is checked above).
-      return (srcBuf as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(srcBase + p, srcBase + e);
+  const codes = CODES[n]!;
+  for (let i = 0; i < n; i++) {
+    const c = src[p + i]!;
+    if (c >= 0x80) return undefined;
+    codes[i] = c;
   }
+  return String.fromCharCode.apply(null, codes);
 }
 
 // Map keys repeat from message to message: a small cache of ASCII keys up to
