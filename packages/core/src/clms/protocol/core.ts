@@ -197,6 +197,7 @@ export class Core {
       call: (to, method, args, timeoutMs) => this.call(to, method, args, { timeoutMs }),
       propose: (build, done, first) => this.proposeInternal(build, done, first),
       reportSuspect: (node, incarnation, reason) => this.reports.send({ kind: 'suspect', node, incarnation, reason }),
+      announce: () => this.sendCommit(this.history.last),
     });
     this.reports = new Reports({
       ...common,
@@ -483,8 +484,11 @@ export class Core {
     this.setMaster(this.config.self, e.term);
     const hadQuorum = this.quorumOk;
     this.quorumOk = true;
-    // The entry of a previous term we hold uncommitted is proposed again before anything of ours.
-    if (this.pending) this.detection.commitCarried(this.pending, 'not re-verified');
+    // The entry of a previous term we hold uncommitted is proposed again
+    // before anything of ours; a GoingDown is verified first, and nothing
+    // is proposed meanwhile (docs/protocol.md, "A carried GoingDown").
+    const carried = this.pending;
+    if (carried && !this.detection.reverify(carried)) this.detection.commitCarried(carried, carried.node === this.config.self ? 'not re-verified: the node is this master' : 'not re-verified');
     // An entry of a previous term we hold uncommitted is proposed again
     // before anything of ours (the driver does so on `elected`). We keep
     // holding it until it is applied: should this mastership end before it
@@ -508,7 +512,7 @@ export class Core {
 
   /** Start the next proposal, when none is in flight (M4: one change at a time). */
   private pump(): void {
-    while (!this.replication && !this.advancing && this.proposals.length > 0 && this.isMaster) {
+    while (!this.replication && !this.advancing && this.proposals.length > 0 && this.isMaster && !this.detection.holding) {
       const p = this.proposals.shift()!;
       const change = p.build();
       if (!change) {

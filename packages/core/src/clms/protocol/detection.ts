@@ -15,7 +15,8 @@
  * gate; nothing here re-checks "is the world still the same?".
  *
  * A GoingDown a former master proposed and this one carries over is
- * committed here, first, with its decision record (`commitCarried`).
+ * verified here too before it commits (docs/protocol.md, "A carried
+ * GoingDown").
  *
  * Pure: no IO, no timers, nothing asynchronous (test/architecture.test.ts).
  */
@@ -87,6 +88,12 @@ export interface DetectionPort extends CoreView {
    * to do).
    */
   propose(build: () => Omit<Transition, 'number' | 'term' | 'time'> | Transition | undefined, done: (t: Transition | undefined) => void, first?: boolean): void;
+  /**
+   * Tell every member who is master now (a `commit` of what is committed):
+   * members serve probes only to the master they know, and a new master
+   * that holds its appends back while it verifies is not known yet.
+   */
+  announce(): void;
   /** Send a `suspect` report to the master (a member's lost link). */
   reportSuspect(node: number, incarnation: number, reason: string): void;
 }
@@ -106,6 +113,8 @@ interface Suspicion {
   deadline: number;
   refuteAgain: boolean;
   retryAt?: number;
+  /** A carried GoingDown held until this verification decides (see `reverify`). */
+  carried?: Transition;
   /** Called when this down ends, committed or not. */
   then?: (t: Transition | undefined) => void;
 }
@@ -116,6 +125,13 @@ interface CallOf {
   helper: number;
   dueAt: number;
 }
+
+/** What a carried GoingDown's record says its verification found. */
+const CARRIED_VERDICT: Record<Verdict, string> = {
+  unreachable: 're-verified: unreachable',
+  reachable: 're-verified: reachable, committed all the same (a quorum may hold it already), so the node starts again as a new incarnation',
+  unknown: 're-verified: nobody could say',
+};
 
 export class Detection {
   /** Members that reported a node unreachable, and when (evidence for a verification). */
@@ -132,6 +148,12 @@ export class Detection {
   private nextHook = 1;
 
   constructor(private readonly p: DetectionPort) {}
+
+  /** A carried GoingDown waits for its verification: the core builds no proposal meanwhile. */
+  get holding(): Transition | undefined {
+    for (const s of this.busy.values()) if (s.carried) return s.carried;
+    return undefined;
+  }
 
   /**
    * Something suggests `node` is gone (the detector, a lost link, a report):
@@ -161,7 +183,7 @@ export class Detection {
    * appended and never committed. It commits first, unchanged (Raft never
    * takes an entry back: a quorum may hold it, even have committed it).
    * A GoingDown gets a decision record saying who proposed it and on what
-   * evidence.
+   * evidence; see `reverify` for one verified before it commits.
    */
   commitCarried(t: Transition, found: string, first = this.p.now(), observers: Record<string, string> = { [String(this.p.self)]: 'held it uncommitted when elected' }, timings?: Record<string, number>): void {
     const term = this.p.term();
@@ -189,6 +211,24 @@ export class Detection {
       if (e.kind === 'master' && e.term === t.term) return `master ${e.node} (term ${t.term})`;
     }
     return `the master of term ${t.term}`;
+  }
+
+  /**
+   * The core became master carrying `t`. A GoingDown of another node is
+   * verified like any suspicion before it commits (the core builds no
+   * proposal meanwhile: `holding`), then committed unchanged whatever the
+   * verdict (`commitCarried`), its record saying what the verification
+   * found. False when `t` is no such GoingDown (the caller commits it at once).
+   */
+  reverify(t: Transition): boolean {
+    const m = this.p.history().member(t.node);
+    if (t.kind !== 'state' || t.to !== 'GoingDown' || t.node === this.p.self || !m || m.incarnation !== t.incarnation) return false;
+    const before = this.busy.get(t.node);
+    if (before) this.end(before, undefined);
+    const now = this.p.now();
+    this.p.announce();
+    this.verify({ node: t.node, incarnation: t.incarnation, reason: t.cause, observers: {}, first: now, term: this.p.term(), timings: {}, confirm: false, deadline: now + this.p.health.scale(this.p.rpcTimeoutMs), refuteAgain: true, carried: t });
+    return true;
   }
 
   /** Declare (node, incarnation) down without verifying it (the API, a restarted node); `confirm`: ask the confirmDown hook first. */
@@ -368,6 +408,12 @@ export class Detection {
     if (verdict === undefined) return;
     s.retryAt = undefined;
     s.timings.verified = this.p.now() - s.first;
+    if (s.carried) {
+      const t = s.carried;
+      // The hold ends with the verification; the entry commits first.
+      this.end(s, undefined);
+      return this.commitCarried(t, CARRIED_VERDICT[verdict], s.first, s.observers, s.timings);
+    }
     if (verdict !== 'unreachable') {
       this.p.effect({ type: 'log', level: 'info', message: verdict === 'reachable' ? 'suspicion not confirmed: the node answers' : 'suspicion left open: nobody else could say anything about the node', data: { node: s.node, observers: s.observers, verdict } });
       return this.end(s, undefined);
