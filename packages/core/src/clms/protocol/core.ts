@@ -489,10 +489,8 @@ export class Core {
     // is proposed meanwhile (docs/protocol.md, "A carried GoingDown").
     const carried = this.pending;
     if (carried && !this.detection.reverify(carried)) this.detection.commitCarried(carried, carried.node === this.config.self ? 'not re-verified: the node is this master' : 'not re-verified');
-    // An entry of a previous term we hold uncommitted is proposed again
-    // before anything of ours (the driver does so on `elected`). We keep
-    // holding it until it is applied: should this mastership end before it
-    // commits, a later election must still count it.
+    // We keep holding the carried entry until it is applied: should this
+    // mastership end before it commits, a later election must still count it.
     this.effects.push({ type: 'elected', term: e.term, bootstrap: e.start.bootstrap, granted: [...e.granted], voters: [...e.start.voters], hadQuorum, carried: this.pending });
   }
 
