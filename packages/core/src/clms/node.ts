@@ -27,7 +27,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { AlreadyStartedError, ClusterInfraError, DuplicateNodeError, InvalidArgumentError, InvalidStateError, LeaveFailedError, NoQuorumError, NotAMemberError, NotMasterError, ServiceExistsError } from '../errors/index.js';
+import { AlreadyStartedError, ClusterInfraError, DuplicateNodeError, InvalidArgumentError, InvalidStateError, LeaveFailedError, NotAMemberError, NotMasterError, ServiceExistsError } from '../errors/index.js';
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
 import { createIcs, type Ics } from '../ics/ics.js';
@@ -39,12 +39,11 @@ import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { KeyServiceManager, type KeyServiceRegistration } from '../keyservice/index.js';
 import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
-import { type Barrier, type BarrierKind, Barriers, OwedReports } from './protocol/barriers.js';
+import type { OwedReports } from './protocol/barriers.js';
 import { LocalHealth } from './protocol/awareness.js';
 import { newcomerCheck, newcomerVerdict } from './protocol/identity.js';
-import { type LostMaster, lostMasterReport, standingRank } from './protocol/failover.js';
+import { type LostMaster, standingRank } from './protocol/failover.js';
 import { Lease } from './protocol/lease.js';
-import { UnreachableReports, type Verdict, Verification } from './protocol/verification.js';
 import { type Build, Core, type Effect, type Message as CoreInput, type Phase } from './protocol/core.js';
 import { EffectLoop } from './driver/loop.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
@@ -121,8 +120,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    */
   private readonly core: Core;
   private readonly loop: EffectLoop;
-  /** The master whose link this member lost and who did not answer then (see suspectLostMaster, protocol/failover.ts). */
-  private lostMaster: LostMaster | undefined;
   /** The restart under way, if any, the incarnation it replaces, and whether the next one asked for another (see restart). */
   private restarting: Promise<void> | undefined;
   private restartingFrom: number | undefined;
@@ -145,21 +142,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Set when a member refused this node as a second process with its node number: start() rejects with it. */
   private duplicate: DuplicateNodeError | undefined;
   private readonly decisions: DecisionRecord[] = [];
-  /**
-   * Reports this node owes the master (see `report`): resent to a new
-   * master, and on ticks until the current master acknowledged them
-   * (protocol/barriers.ts).
-   */
-  private readonly owedReports = new OwedReports();
 
   // ---- master state
-  /** Nodeup and cleanup barriers (protocol/barriers.ts). */
-  private readonly barriers = new Barriers();
-  private readonly verifying = new Set<number>();
-  /** Master: members that reported a node unreachable, and when (evidence for verify()). */
-  private readonly unreachable = new UnreachableReports();
-  /** Master: a verification under way, woken by each such report. */
-  private readonly unreachableHeard = new Map<number, () => void>();
   /** Join proposals not settled yet, by node (see onJoin). */
   /** While leave() waits: settles it once this incarnation's leave is known to be committed. */
   private leaving: { resolve(): void } | undefined;
@@ -183,6 +167,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.random = this.opts.random ?? cryptoRandom;
     this.logger = this.opts.logger ?? defaultLogger();
     this.log = this.logger.child({ component: 'clms', node: this.nodeNum });
+    this.health = new LocalHealth({ intervalMs: this.timing.heartbeatIntervalMs, max: this.opts.localHealthMax });
     this.core = new Core(
       {
         self: this.nodeNum,
@@ -193,6 +178,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         heartbeatIntervalMs: this.timing.heartbeatIntervalMs,
         rpcTimeoutMs: this.timing.rpcTimeoutMs,
         canaries,
+        health: this.health,
+        hooks: { confirmDown: this.opts.confirmDown !== undefined, fence: this.opts.fence !== undefined },
       },
       new History(this.opts.historyLimit),
     );
@@ -213,7 +200,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
-    this.health = new LocalHealth({ intervalMs: this.timing.heartbeatIntervalMs, max: this.opts.localHealthMax });
     this.keys = new KeyServiceManager({
       nodeNum: this.nodeNum,
       log: this.log,
@@ -670,10 +656,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       self: this.nodeNum,
       clock: this.clock,
       timing: this.timing,
-      suspect: (node, reason) => {
-        if (this.isMaster) detached(() => void this.suspect(node, reason, { [this.detector.name]: reason }));
-        else void this.sendReport({ kind: 'suspect', node, incarnation: this.history.member(node)?.incarnation ?? 0, reason });
-      },
+      // Verified as master, reported to the master as a member (protocol/detection.ts).
+      suspect: (node, reason) => detached(() => this.step({ type: 'suspect', node, reason, observers: { [this.detector.name]: reason } })),
     });
     this.progress.begin(this.incarnation);
     this.joining = this.joinLoop();
@@ -929,7 +913,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           return { ...r, incarnation: this.incarnation, health: this.health.multiplier };
         },
         join: (a, ctx) => this.onJoin(parse(joinSchema, a), ctx),
-        report: (a, ctx) => this.onReport(parse(reportSchema, a), ctx),
+        report: (a, ctx) => this.answer({ type: 'report', from: ctx.caller.nodeNum, report: parse(reportSchema, a) }),
         fetch: (a, ctx) => {
           this.allowOnly('fetch', this.isMemberOrJoiner(ctx.caller), ctx);
           return this.onFetch(parse(fetchSchema, a));
@@ -1012,6 +996,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.core.phase = p;
   }
 
+  /** The master whose link this member lost and who did not answer then (protocol/detection.ts, failover.ts). */
+  private get lostMaster(): LostMaster | undefined {
+    return this.core.detection.lostMaster;
+  }
+
+  /** Reports this node owes the master, resent on ticks until acknowledged (protocol/reports.ts). */
+  private get owedReports(): OwedReports {
+    return this.core.reports.owed;
+  }
+
   private get everJoined(): boolean {
     return this.core.everJoined;
   }
@@ -1023,6 +1017,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Feed the core one input, then perform what it decided (driver/effects.ts). */
   private step(input: CoreInput): void {
     this.loop.step(input);
+  }
+
+  /** An input the core answers later, with `respond` (a report received, a request of ours). */
+  private answer(input: { type: 'report'; from: number; report: Report } | { type: 'ask'; report: Report }): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const id = this.loop.expect(resolve, reject);
+      this.step({ ...input, id } as CoreInput);
+    });
   }
 
   /** A request the core answers (vote, append, heartbeat): its reply. */
@@ -1071,20 +1073,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       case 'master':
         this.emit('master', { master: e.master, term: e.term });
         this.broadcast({ type: 'master', master: e.master, term: e.term });
-        if (e.master !== undefined && e.master !== this.nodeNum) {
-          // Reports owed to the old master go to the new one.
-          for (const r of this.owedReports.reports()) void this.sendReport(r);
-          // So does what we know of a master we lost: the new one's evidence for its GoingDown.
-          const lost = lostMasterReport(this.lostMaster, e.master);
-          if (lost) {
-            this.lostMaster = undefined;
-            void this.sendReport(lost);
-          }
-        }
         return;
       case 'stepped-down':
         this.log.warn({ term: this.term, why: e.why }, 'stepping down as master');
-        this.barriers.clear();
         return;
       case 'quorum': {
         const rule = typeof e.rule === 'string' ? e.rule : heardOnly(this.nodeNum, new Set(e.rule.heard), e.rule.voters, e.rule.what);
@@ -1110,8 +1101,48 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       case 'elected':
         return this.elected(e);
       default:
+        return this.performDetection(e);
+    }
+  }
+
+  /** The effects of the nodedown path and of reports (protocol/detection.ts, reports.ts). */
+  private performDetection(e: Effect): void {
+    switch (e.type) {
+      case 'consult-detector':
+        if (this.detector.linkLost(e.node, this.clock.now())) this.step({ type: 'suspect', node: e.node, reason: e.reason, observers: e.observers });
+        return;
+      case 'heard-alive':
+        return this.detector.heard(e.node, this.clock.now());
+      case 'hook':
+        return detached(() => this.runHook(e));
+      case 'record': {
+        const r = e.record;
+        return this.record({ kind: 'down', node: r.node, term: r.term, time: this.clock.wallNow(), rule: r.rule, ...(r.detector ? { detector: this.detector.name } : {}), observers: r.observers, ...(r.tookMs !== undefined ? { tookMs: r.tookMs } : {}), ...(r.timings ? { timings: r.timings } : {}) });
+      }
+      case 'log':
+        return e.level === 'error' ? this.log.error(e.data, e.message) : this.log.info(e.data, e.message);
+      case 'master-silent':
+        return this.tick();
+      case 'ready-report':
+        return this.keys.commitReady(e.keyService, e.epoch, e.from);
+      default:
         return;
     }
+  }
+
+  /** Run a policy hook (confirmDown, fence); its answer goes back to the core. */
+  private runHook(e: Extract<Effect, { type: 'hook' }>): void {
+    const confirm = this.opts.confirmDown;
+    const fence = this.opts.fence;
+    const run = async (): Promise<boolean> => {
+      if (e.hook === 'confirm-down') return Boolean(await confirm?.(e.node, e.reason));
+      await fence?.(e.node, e.incarnation);
+      return true;
+    };
+    void run().then(
+      (ok) => this.step({ type: 'hook-answer', id: e.id, ok }),
+      (err: unknown) => this.step({ type: 'hook-answer', id: e.id, ok: false, error: (err as Error)?.message }),
+    );
   }
 
   private elected(e: Extract<Effect, { type: 'elected' }>): void {
@@ -1121,24 +1152,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Silences measured in an earlier mastership of ours are stale: each member starts afresh.
     for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown')) this.detector.forget(n);
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${e.granted.join(', ')} of voters ${voters.join(', ')}` });
-    // The entry of the previous term we hold uncommitted goes first (the core keeps holding it until applied).
-    const carried = e.carried;
+    // The entry of the previous term we held uncommitted is proposed by the core already, first.
     // (Failures surface as quorum loss; nobody awaits these.)
     const quiet = (p: Promise<unknown>): void => void p.catch(() => {});
-    if (carried) {
-      const committed = this.propose(() => (carried.number === this.history.last + 1 ? { ...carried } : undefined));
-      quiet(committed);
-      // A down the former master proposed and this one commits gets a record
-      // here: its proposer never committed it, so holds none. Its evidence is
-      // the cause the proposer wrote; this master commits it as it stands.
-      const proposer = this.masterOfTerm(carried.term, carried.number);
-      void committed.then((t) => {
-        if (t?.kind === 'state' && t.to === 'GoingDown') {
-          const by = proposer === undefined ? `the master of term ${t.term}` : `master ${proposer} (term ${t.term})`;
-          this.record({ kind: 'down', node: t.node, term: t.term, time: this.clock.wallNow(), rule: `proposed by ${by} on evidence "${t.cause}"; carried over and committed by master ${this.nodeNum} (term ${term}), not re-verified`, observers: { [String(this.nodeNum)]: 'held it uncommitted when elected' } });
-        }
-      }, () => {});
-    }
     if (bootstrap) {
       // A new history: where key services lived in a former one no longer holds (their epochs go on above it).
       this.keys.reset();
@@ -1166,40 +1182,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Only now may key services ask for moves: their proposals queue behind
     // the carried entry, which a former quorum may already have committed.
     this.keys.quorumRegained();
-    // Barriers of the former master are rebuilt from the history.
-    this.rebuildBarriers();
-    this.suspectLostMaster();
+    // Barriers of the former master are rebuilt from the history; a master we lost is suspected.
+    this.step({ type: 'master-ready' });
     // Elected by a quorum: a node that had lost its quorum has it again, and says so (as a member does on hearing a master).
     if (!e.hadQuorum) {
       this.emit('quorum', { hasQuorum: true });
       this.broadcast({ type: 'quorum', hasQuorum: true });
     }
-  }
-
-  /**
-   * Who was master in `term`: the node of that term's master record, the
-   * first entry a master appends (searched back from `before`, as far as the
-   * history holds; undefined when pruned).
-   */
-  private masterOfTerm(term: number, before: number): number | undefined {
-    for (let n = Math.min(before - 1, this.history.last); n > 0; n--) {
-      const t = this.history.get(n);
-      if (!t || t.term < term) return undefined;
-      if (t.kind === 'master' && t.term === term) return t.node;
-    }
-    return undefined;
-  }
-
-  /**
-   * The former master's link broke and it did not answer (onLinkLost): that
-   * is its evidence, so its record says `link lost`, not a heartbeat timeout
-   * later. Verified like any suspicion.
-   */
-  private suspectLostMaster(): void {
-    const lost = this.lostMaster;
-    this.lostMaster = undefined;
-    if (!lost || lost.node === this.nodeNum || this.history.member(lost.node)?.incarnation !== lost.incarnation) return;
-    if (this.detector.linkLost(lost.node, this.clock.now())) void this.suspect(lost.node, 'link lost', { [String(this.nodeNum)]: 'link lost (the former master)' });
   }
 
   // ================================================================ members: serving
@@ -1254,7 +1243,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (current && current.state !== 'Down' && current.state !== 'NeverUp') {
       // A former incarnation is still a member, or its cleanup runs (C1).
       if (current.state === 'Up' || current.state === 'ComingUp') {
-        detached(() => void this.confirmAndDown(current.node, current.incarnation, 'restarted as a new incarnation', { master: 'saw a new incarnation join' }));
+        this.step({ type: 'down', node: current.node, incarnation: current.incarnation, reason: 'restarted as a new incarnation', observers: { master: 'saw a new incarnation join' } });
       }
       return { ok: false, reason: `node ${node}'s former incarnation is ${current.state}: waiting for its cleanup`, retryAfterMs: this.timing.joinRetryMs };
     }
@@ -1292,238 +1281,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return { ok: true, snapshot: this.history.snapshot() };
   }
 
-  /**
-   * A report about (node, incarnation) that this master's history is behind
-   * on: the node unknown, an older incarnation of it, or that incarnation
-   * still in one of `before` (the states before the reported transition).
-   */
-  private notAppliedYet(node: number, incarnation: number, before: MemberInfo['state'][]): boolean {
-    const m = this.history.member(node);
-    if (!m || m.incarnation < incarnation) return true;
-    return m.incarnation === incarnation && before.includes(m.state);
-  }
-
-  private async onReport(r: Report, ctx: HandlerContext): Promise<{ ok: boolean }> {
-    if (!this.isMaster) return { ok: false };
-    const from = ctx.caller.nodeNum;
-    switch (r.kind) {
-      // A report about a node this master has not applied yet (a new master
-      // still committing the entry it carried) is refused, so the member
-      // sends it again; acknowledged, it would never come back and the
-      // barrier would wait for ever.
-      // The same for a transition it has not applied yet (the node is not
-      // ComingUp, or not going down, as that incarnation here yet): its
-      // barrier does not exist, and would wait for this report for ever.
-      case 'nodeup-done':
-        if (this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Down'])) return { ok: false };
-        this.barrierDone('nodeup', r.node, r.incarnation, from);
-        return { ok: true };
-      case 'cleanup-done':
-        if (this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Up', 'ComingUp'])) return { ok: false };
-        this.barrierDone('cleanup', r.node, r.incarnation, from);
-        return { ok: true };
-      case 'suspect':
-        this.noteUnreachable(r.node, r.incarnation, from);
-        detached(() => void this.suspect(r.node, `node ${from} reports: ${r.reason ?? 'unreachable'}`, { [String(from)]: r.reason ?? 'unreachable' }));
-        return { ok: true };
-      case 'leave': {
-        if (from !== r.node) return { ok: false };
-        await this.propose(() => {
-          const m = this.history.member(r.node);
-          if (!m || m.incarnation !== r.incarnation || m.state !== 'Up') return undefined;
-          return { kind: 'state', node: r.node, incarnation: r.incarnation, from: 'Up', to: 'ShuttingDown', cause: 'left' };
-        });
-        return { ok: true };
-      }
-      case 'keyservice-ready':
-        if (from !== r.node || !r.keyService || r.epoch === undefined) return { ok: false };
-        this.keys.commitReady(r.keyService, r.epoch, from);
-        return { ok: true };
-      case 'meta': {
-        if (from !== r.node || !r.meta) return { ok: false };
-        const meta = r.meta;
-        await this.propose(() => {
-          const m = this.history.member(r.node);
-          if (!m || m.state !== 'Up' || m.incarnation !== r.incarnation) return undefined;
-          return { kind: 'meta', node: r.node, incarnation: m.incarnation, from: 'Up', to: 'Up', cause: 'metadata', meta };
-        });
-        return { ok: true };
-      }
-      case 'down': {
-        await this.commitDown(r.node, r.incarnation, r.reason ?? `declared down by node ${from}`, { api: `node ${from}` }, this.clock.now());
-        return { ok: true };
-      }
-    }
-  }
-
-  /** `from` reported for the barrier of `node` (only that barrier can open now). */
-  private barrierDone(kind: BarrierKind, node: number, incarnation: number, from: number): void {
-    if (!this.isMaster) return;
-    const b = this.barriers.report(kind, node, incarnation, from);
-    if (b) this.barrierOpened(b);
-  }
-
-  /** Drop members that went down meanwhile from every barrier, and open those every member reported for. */
-  private checkBarriers(): void {
-    if (!this.isMaster) return;
-    for (const b of this.barriers.prune(new Set(this.history.nodesIn('Up', 'ComingUp')), canaries.skipCleanupBarrier)) this.barrierOpened(b);
-  }
-
-  /** Every member reported: propose the node's Up (nodeup) or Down (cleanup). */
-  private barrierOpened(b: Barrier): void {
-    const node = b.node;
-    if (b.kind === 'nodeup') {
-      void this.propose(() => {
-        const m = this.history.member(node);
-        if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
-        return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
-      }).catch(() => {});
-    } else {
-      void this.propose(() => {
-        const m = this.history.member(node);
-        if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
-        return { kind: 'state', node, incarnation: b.incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
-      }).catch(() => {});
-    }
-  }
-
-  /** A new master rebuilds barriers from the states in the history; members re-report. */
-  private rebuildBarriers(): void {
-    this.barriers.rebuild(this.history.membersView(), this.history.nodesIn('Up', 'ComingUp'));
-    // Our own reports count at once.
-    for (const r of this.owedReports.reports()) {
-      if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
-      if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
-    }
-    this.checkBarriers();
-  }
-
-  /** Something suggests `node` is gone: verify, confirm, fence, commit GoingDown. */
-  private async suspect(node: number, reason: string, observers: Record<string, string>, deadline?: number): Promise<void> {
-    const m = this.history.member(node);
-    // A leaving node (ShuttingDown) goes silent and closes its links on
-    // purpose, and its Down follows the others' cleanup without it: nothing
-    // to suspect (the API can still declare it down).
-    if (!m || node === this.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp')) return;
-    if (this.verifying.has(node)) return;
-    this.verifying.add(node);
-    const first = this.clock.now();
-    try {
-      // Verify before suspicion: ask the node itself and a few others to reach it.
-      // While our own timers run late, the node gets at least a stretched window to answer.
-      const window = first + this.health.scale(this.timing.rpcTimeoutMs);
-      const verdict = await this.verify(node, m.incarnation, observers, deadline === undefined || this.health.score > 0 ? Math.max(deadline ?? 0, window) : deadline);
-      if (verdict !== 'unreachable') {
-        this.log.info({ node, observers, verdict }, verdict === 'reachable' ? 'suspicion not confirmed: the node answers' : 'suspicion left open: nobody else could say anything about the node');
-        return;
-      }
-      await this.confirmAndDown(node, m.incarnation, reason, observers, first, { verified: this.clock.now() - first });
-    } finally {
-      this.verifying.delete(node);
-    }
-  }
-
-  /**
-   * A member reported `node` unreachable (its link to it was lost, or its
-   * detector suspects it): evidence for a verification under way or soon.
-   */
-  private noteUnreachable(node: number, incarnation: number, from: number): void {
-    if (from === node || from === this.nodeNum || this.history.member(node)?.incarnation !== incarnation) return;
-    this.unreachable.note(node, incarnation, from, this.clock.now());
-    this.unreachableHeard.get(node)?.();
-  }
-
-  /**
-   * Is `node` reachable? Asked at once, in parallel: the node itself, and
-   * up to five other members who try to reach it (so one broken link does
-   * not kill a healthy node); the rule that decides from their answers and
-   * the members' own reports is the tally of protocol/verification.ts (a
-   * probe that never came back is no evidence). The node has until
-   * `deadline` to answer; the helpers give up on it a quarter of the time
-   * left earlier, so their answers are in by then. Our own failed `alive`
-   * is tried again every quarter heartbeat until the deadline while the
-   * tally is undecided: our links may just have been reset.
-   */
-  private verify(node: number, incarnation: number, observers: Record<string, string>, deadline: number): Promise<Verdict> {
-    const left = Math.max(1, Math.round(deadline - this.clock.now()));
-    // The tally decides (protocol/verification.ts); this makes the calls and feeds it each answer.
-    const v = new Verification({ node, incarnation, self: this.nodeNum, up: this.history.nodesIn('Up'), observers, reports: this.unreachable, failureTimeoutMs: this.timing.failureTimeoutMs, now: this.clock.now() });
-    let retry: { cancel(): void } | undefined;
-    let decide: (verdict: Verdict) => void = () => {};
-    const decided = new Promise<Verdict>((resolve) => (decide = resolve));
-    const settle = (verdict: Verdict | undefined): void => {
-      if (verdict === undefined) return;
-      retry?.cancel();
-      this.unreachableHeard.delete(node);
-      decide(verdict);
-    };
-    this.unreachableHeard.set(node, () => settle(v.reported(this.clock.now())));
-    let refuteAgain = true;
-    const askSelf = (): void => {
-      const timeoutMs = Math.max(1, Math.round(deadline - this.clock.now()));
-      const dueAt = this.clock.now() + timeoutMs;
-      void this.ics.call(node, CLMS, 'alive', null, { timeoutMs }).then(
-        () => {
-          const outcome = v.aliveAnswered();
-          // Heard from: its silence starts again (a later suspicion gets a full window, not one already past).
-          this.detector.heard(node, this.clock.now());
-          settle(outcome);
-        },
-        (err: unknown) => {
-          // Our timeout fired late (our own loop was starved): the answer may
-          // be waiting unread. Once, give the node a fresh, stretched window
-          // to answer instead of counting our lateness against it.
-          if (this.health.lateBy(this.clock.now() - dueAt) && refuteAgain && v.outcome === undefined) {
-            refuteAgain = false;
-            deadline = this.clock.now() + this.health.scale(this.timing.rpcTimeoutMs);
-            return askSelf();
-          }
-          settle(v.aliveFailed((err as ClusterInfraError).code, this.clock.now()));
-          const wait = Math.max(1, Math.round(this.timing.heartbeatIntervalMs / 4));
-          if (v.outcome === undefined && this.clock.now() + wait < deadline) retry = this.clock.setTimeout(() => v.outcome === undefined && askSelf(), wait);
-        },
-      );
-    };
-    askSelf();
-    for (const h of v.helpers) {
-      void this.ics.call(h, CLMS, 'probe', { node, timeoutMs: Math.max(1, Math.floor((left * 3) / 4)) }, { timeoutMs: left }).then(
-        (r) => settle(v.probeAnswered(h, (r as { reachable: boolean }).reachable, this.clock.now())),
-        () => settle(v.probeFailed(h, this.clock.now())),
-      );
-    }
-    return decided;
-  }
-
-  private async confirmAndDown(node: number, incarnation: number, reason: string, observers: Record<string, string>, first = this.clock.now(), timings: Record<string, number> = {}): Promise<void> {
-    if (this.opts.confirmDown && !(await this.opts.confirmDown(node, reason))) {
-      this.log.info({ node, reason }, 'nodedown not confirmed by policy');
-      return;
-    }
-    await this.commitDown(node, incarnation, reason, observers, first, timings);
-  }
-
-  private async commitDown(node: number, incarnation: number, reason: string, observers: Record<string, string>, first: number, timings: Record<string, number> = {}): Promise<void> {
-    if (this.opts.fence) {
-      try {
-        await this.opts.fence(node, incarnation);
-      } catch (err) {
-        this.log.error({ node, err: (err as Error).message }, 'fencing failed: the node is not declared down');
-        return;
-      }
-    }
-    timings.confirmed = this.clock.now() - first;
-    const t = await this.propose(() => {
-      const m = this.history.member(node);
-      if (!m || m.incarnation !== incarnation) return undefined;
-      if (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown') return undefined;
-      return { kind: 'state', node, incarnation, from: m.state, to: 'GoingDown', cause: reason };
-    }).catch(() => undefined);
-    if (t) {
-      const tookMs = this.clock.now() - first;
-      this.record({ kind: 'down', node, term: this.term, time: this.clock.wallNow(), rule: reason, detector: this.detector.name, observers, tookMs, timings: { ...timings, committed: tookMs } });
-    }
-  }
-
   // ================================================================ applying
 
   /** The core committed `t` to the history (it was `before`): events, callbacks, barriers, reports. */
@@ -1535,12 +1292,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.keys.applied(t);
     if (this.isMaster) this.keys.place();
     if (t.kind !== 'state') return;
-    // Out of ComingUp, its nodeup barrier is settled: nothing more to report for it.
-    if (t.to !== 'ComingUp') this.owedReports.settle('nodeup-done', t.node, t.incarnation);
+    // (Barriers and owed reports were settled by the core as it applied t: protocol/reports.ts.)
     if (t.node === this.nodeNum) return this.applySelf(t);
     switch (t.to) {
       case 'ComingUp':
-        if (this.isMaster) this.barriers.start('nodeup', t.node, t.incarnation, this.history.nodesIn('Up', 'ComingUp'));
         void (this.markNodeup(t.node, t.incarnation) ? this.runCallbacks('nodeup', t.node, t.incarnation, t) : Promise.resolve()).then(() =>
           this.report({ kind: 'nodeup-done', node: t.node, incarnation: t.incarnation }),
         );
@@ -1550,9 +1305,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         break;
       case 'GoingDown':
       case 'ShuttingDown':
-        if (this.isMaster) {
-          this.barriers.start('cleanup', t.node, t.incarnation, this.history.nodesIn('Up', 'ComingUp'));
-        }
         // ICS errors out the calls to the node first (synchronously, as
         // cleanup begins), so a 'nodedown' listener finds none still pending.
         void this.cleanup(t);
@@ -1560,21 +1312,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         break;
       case 'Down':
         this.detector.forget(t.node);
-        this.unreachable.forget(t.node);
-        this.owedReports.settle('cleanup-done', t.node, t.incarnation);
         break;
     }
-    // Joining and coming up take nobody out of a barrier and open none: a
-    // full scan (every barrier, every waiter) only when a member left.
-    if (this.isMaster && t.to !== 'Up' && t.to !== 'ComingUp') this.checkBarriers();
   }
 
   private applySelf(t: Transition): void {
     if (t.incarnation !== this.incarnation) return;
-    if (t.to === 'Up') {
-      this.emitNodeup(this.history.member(this.nodeNum)!);
-      this.owedReports.settle('nodeup-done', this.nodeNum, this.incarnation);
-    }
+    if (t.to === 'Up') this.emitNodeup(this.history.member(this.nodeNum)!);
     // A leaver that sees itself out is done, whichever way it went (leave() closes it).
     if ((t.to === 'ShuttingDown' || t.to === 'GoingDown') && this.leaving) return this.leaving.resolve();
     if (t.to === 'GoingDown') void this.evicted(t);
@@ -1704,10 +1448,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.step({ type: 'reset', why: 'restarting as a new incarnation', history: new History(this.opts.historyLimit) });
     // What the former incarnation hosted ends with it (K5; evicted() did so already, other restarts did not).
     this.keys.stopAll('restarting as a new incarnation');
-    this.barriers.clear();
     this.lease.forgetAcks();
-    this.unreachable.clear();
-    this.owedReports.clear();
     this.cleaned = new Set();
     this.cleanups = new Map();
     // The application's services live on in the next incarnation.
@@ -1718,61 +1459,21 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     await this.boot(carried);
   }
 
-  // ================================================================ reports
+  // ================================================================ reports (decided in protocol/reports.ts)
 
+  /** This node owes the master `r` (a barrier, a ready key service): sent until acknowledged. */
   private report(r: Report): void {
-    // A nodeup barrier exists only while its node is ComingUp (a joiner may
-    // finish nodeup for a member that is Up by then).
-    const m = r.kind === 'nodeup-done' ? this.history.member(r.node) : undefined;
-    if (r.kind === 'nodeup-done' && (m?.state !== 'ComingUp' || m.incarnation !== r.incarnation)) return;
-    this.owedReports.owe(r);
-    if (this.isMaster) {
-      // Still owed until the ready transition is applied (tick offers it again).
-      if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
-      if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.nodeNum);
-      if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.nodeNum);
-      return;
-    }
-    void this.sendReport(r);
+    this.step({ type: 'owe', report: r });
   }
 
-  private async sendReport(r: Report): Promise<void> {
-    const master = this.masterNum;
-    if (master === undefined || master === this.nodeNum) return;
-    const to = `${master}:${this.term}`;
-    const owed = this.owedReports.sending(r, to);
-    let acked = false;
-    try {
-      const ok = (await this.ics.call(master, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs })) as { ok: boolean };
-      acked = ok.ok;
-    } catch {
-      /* resent on the next tick or to the next master */
-    } finally {
-      this.owedReports.answered(r, owed, to, acked);
-    }
+  /** Send `r` to the current master now (again). */
+  private sendReport(r: Report): void {
+    this.step({ type: 'resend', report: r });
   }
 
-  /** Ask the master to do something (leave, down, meta); waits for its acknowledgement. */
+  /** Ask the master to do something (leave, down, meta); resolves once a master acknowledged it. */
   private async askMaster(r: Report): Promise<void> {
-    const deadline = this.clock.now() + this.timing.failureTimeoutMs * 10;
-    const ics = this.ics;
-    // Asked by this incarnation: a restart ends it.
-    while (this.clock.now() < deadline && this.phase !== 'closed' && this.ics === ics) {
-      if (this.isMaster) {
-        await this.onReport(r, { caller: { nodeNum: this.nodeNum, incarnation: this.incarnation } } as HandlerContext);
-        return;
-      }
-      if (this.masterNum !== undefined) {
-        try {
-          const res = (await this.ics.call(this.masterNum, CLMS, 'report', r, { timeoutMs: this.timing.rpcTimeoutMs * 4 })) as { ok: boolean };
-          if (res.ok) return;
-        } catch {
-          /* retry */
-        }
-      }
-      await this.sleep(this.timing.heartbeatIntervalMs);
-    }
-    throw new NoQuorumError('no master acknowledged the request within ten failure timeouts');
+    await this.answer({ type: 'ask', report: r });
   }
 
   // ================================================================ heartbeats and detection
@@ -1867,7 +1568,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Detection: the detector says whom to suspect.
     this.lease.expect(members, now);
     for (const s of this.detector.check(now, members, this.health.multiplier)) {
-      void this.suspect(s.node, s.reason, { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` }, s.deadline);
+      this.step({ type: 'suspect', node: s.node, reason: s.reason, observers: { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` }, deadline: s.deadline });
     }
     // Quorum: the master must hear a quorum of voters within the timeout.
     const voters = this.voters();
@@ -1920,33 +1621,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     void this.close();
   }
 
-  /** The transport lost a link: a fast hint (a killed process closes its sockets). */
+  /** The transport lost a link: a fast hint (a killed process closes its sockets); the core decides (protocol/detection.ts). */
   private onLinkLost(node: number, incarnation: number): void {
-    if (this.phase !== 'member') return;
-    const m = this.history.member(node);
-    if (!m || m.incarnation !== incarnation || (m.state !== 'Up' && m.state !== 'ComingUp' && m.state !== 'ShuttingDown')) return;
-    // A node that is leaving closes its links when its leave is committed:
-    // that is no failure (its Down follows the others' cleanup, with or
-    // without it), unless it was our master.
-    if (m.state === 'ShuttingDown' && node !== this.masterNum) return;
-    if (this.isMaster) {
-      if (this.detector.linkLost(node, this.clock.now())) void this.suspect(node, 'link lost', { [String(this.nodeNum)]: 'link lost' });
-    } else if (node === this.masterNum) {
-      // Verify the master at once: if it is gone, stand for election without waiting the timeout.
-      void this.ics
-        .call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs })
-        .then(() => {
-          this.lastHeardMaster = this.clock.now();
-        })
-        .catch(() => {
-          // Gone: as if the failure timeout had passed, so the election starts now.
-          this.lostMaster = { node, incarnation };
-          this.lastHeardMaster = Math.min(this.lastHeardMaster, this.clock.now() - this.timing.failureTimeoutMs - 1);
-          this.tick();
-        });
-    } else {
-      void this.sendReport({ kind: 'suspect', node, incarnation, reason: 'link lost' });
-    }
+    this.step({ type: 'link-lost', node, incarnation });
   }
 
   // ================================================================ helpers

@@ -1,10 +1,13 @@
 /**
  * Issue 16, 1(b): a GoingDown the master appended but never committed (it
  * could send but no longer receive), committed by the next master as part of
- * its first commit (Raft carries it over). Every committed GoingDown has a
- * decision record naming who proposed it and on what evidence.
+ * its first commit (Raft carries it over). The new master verifies the node
+ * first (docs/protocol.md, "A carried GoingDown"); every committed GoingDown
+ * has a decision record naming who proposed it, on what evidence, and what
+ * the verification found.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { DecisionRecord } from '../../src/clms/types.js';
 import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
 
 let sim: SimCluster | undefined;
@@ -14,7 +17,7 @@ afterEach(async () => {
 });
 
 describe('a GoingDown carried over by the next master', () => {
-  it('is committed with a decision record on the new master naming the proposer, its evidence, and that it was not re-verified', async () => {
+  it('of a dead node is re-verified, committed, and recorded on the new master with the proposer, its evidence and the verdict', async () => {
     const victim = 5;
     let deafened: number | undefined;
     sim = simCluster(5, {
@@ -54,7 +57,50 @@ describe('a GoingDown carried over by the next master', () => {
     const [record] = records;
     expect(record!.rule).toContain(`proposed by master ${first} (term ${down!.term})`);
     expect(record!.rule).toContain(`evidence "${down!.cause}"`);
-    expect(record!.rule).toContain('not re-verified');
-    expect(record!.observers).toEqual({ [String(newMaster)]: 'held it uncommitted when elected' });
+    expect(record!.rule).toContain('re-verified: unreachable');
+    // The new master's own alive failed, and the helpers it asked could not reach the victim.
+    expect(Object.keys(record!.observers!)).toContain(String(newMaster));
+    expect(Object.values(record!.observers!)).toContain('could not reach it');
+    expect(record!.timings?.verified).toBeGreaterThanOrEqual(0);
+  });
+
+  it('of a healthy node is re-verified as reachable before it commits; committed all the same, the node is back as a new incarnation', async () => {
+    let victim: number | undefined;
+    let deafened: number | undefined;
+    sim = simCluster(5, {
+      candidates: [1, 2, 3],
+      extra: (n) => ({
+        preset: 'lan',
+        // The master fences the healthy node it was told to declare down,
+        // then goes deaf: its append reaches everyone, no answer comes back.
+        fence: async (node) => {
+          if (node === victim && deafened === undefined) {
+            deafened = n;
+            for (const m of range(5)) if (m !== n) sim!.network.partition(`node-${m}`, `node-${n}`, { oneWay: true });
+          }
+        },
+      }),
+    });
+    await sim.until(() => allUp(sim!, range(5)) && sim!.converged(range(5)), 30_000, 'formation');
+    const first = sim.node(1).master!;
+    victim = range(5).find((n) => n !== first && !sim!.node(n).candidates.includes(n))!;
+    const before = sim.node(victim).incarnation;
+    const head = sim.node(first).lastTransition;
+    void sim.node(first).declareDown(victim, 'an operator mistake').catch(() => {});
+    await sim.until(() => deafened !== undefined, 10_000, 'the master fencing the healthy node');
+    const survivors = range(5).filter((n) => n !== victim && n !== first);
+    const next = (): number | undefined => sim!.node(survivors[0]!).master;
+    await sim.until(() => next() !== undefined && next() !== first && sim!.converged(survivors), 30_000, 'a new master');
+    const newMaster = next()!;
+    const record = (): DecisionRecord | undefined => sim!.node(newMaster).decisionRecords().find((r) => r.kind === 'down' && r.node === victim);
+    await sim.until(() => record() !== undefined, 10_000, "the victim's carried GoingDown committed and recorded");
+    const down = sim.node(newMaster).transitions(head).find((t) => t.kind === 'state' && t.node === victim && t.to === 'GoingDown');
+    expect(down?.cause).toBe('an operator mistake');
+    expect(down!.incarnation).toBe(before);
+    expect(record()!.rule).toContain(`proposed by master ${first} (term ${down!.term})`);
+    expect(record()!.rule).toContain('re-verified: reachable');
+    expect(record()!.observers?.[String(newMaster)]).toBe('answered');
+    // The node learns at once and comes back as a new incarnation.
+    await sim.until(() => sim!.node(newMaster).info(victim!)?.state === 'Up' && sim!.node(newMaster).info(victim!)?.incarnation !== before, 30_000, 'the victim back as a new incarnation');
   });
 });

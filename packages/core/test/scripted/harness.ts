@@ -131,6 +131,13 @@ export class Cluster {
         return this.propose(Number(args[0]), args[1]!, Number(args[2]));
       case 'heartbeat':
         return this.heartbeat(Number(args[0]));
+      case 'suspect':
+        // Node N's detector suspects node M.
+        this.step(this.node(args[0]), { type: 'suspect', node: Number(args[1]), reason: args.slice(2).join(' ') || 'suspected', observers: { [args[0]!]: 'suspected' } });
+        return 'ok';
+      case 'link-lost':
+        this.step(this.node(args[0]), { type: 'link-lost', node: Number(args[1]), incarnation: this.node(args[1]).incarnation });
+        return 'ok';
       case 'silence':
         // The master has not been heard for a while (a tick of the driver would lose the quorum and forget it).
         this.step(this.node(args[0]), { type: 'lose-quorum', rule: 'no master heard within the failure timeout' });
@@ -328,13 +335,22 @@ export class Cluster {
         const self = n;
         const inc = m.incarnation;
         const h = m.core.history;
-        const carried = e.carried;
-        if (carried) this.step(m, { type: 'propose', id: this.nextId++, build: () => (carried.number === h.last + 1 ? { ...carried } : undefined) });
+        // (The carried entry, if any, the core proposed itself, first.)
         if (e.bootstrap) {
           this.step(m, { type: 'propose', id: this.nextId++, build: () => ({ kind: 'state', node: self, incarnation: inc, from: h.stateOf(self), to: 'ComingUp', cause: 'formed the cluster', address: `mem:${self}` }) });
           this.step(m, { type: 'propose', id: this.nextId++, build: () => ({ kind: 'state', node: self, incarnation: inc, from: 'ComingUp', to: 'Up', cause: 'formed the cluster' }) });
         }
         this.step(m, { type: 'propose', id: this.nextId++, build: () => ({ kind: 'master', node: self, incarnation: inc, from: h.stateOf(self), to: h.stateOf(self), cause: `master for term ${e.term}` }) });
+        this.step(m, { type: 'master-ready' });
+        return;
+      }
+      case 'consult-detector':
+        // The default detector suspects on every lost link.
+        return this.step(m, { type: 'suspect', node: e.node, reason: e.reason, observers: e.observers });
+      case 'respond': {
+        const a = this.asked.get(e.id);
+        this.asked.delete(e.id);
+        if (a?.call !== undefined) this.network.push({ kind: 'answer', from: n, to: a.from, call: a.call, value: e.value ?? { error: e.error } });
         return;
       }
       default:
@@ -382,7 +398,15 @@ export class Cluster {
       this.network.push({ kind: 'answer', from: p.to, to: p.from, call: p.call, value: { transitions: dest.core.history.since(after), snapshot: null } });
       return;
     }
+    if (p.method === 'alive' || p.method === 'probe') {
+      // The driver's handlers: alive answers at once; a probe asks the target (reached unless it crashed).
+      const target = (p.args as { node?: number } | null)?.node;
+      const value = p.method === 'alive' ? { incarnation: dest.incarnation } : { reachable: target !== undefined && !this.node(String(target)).crashed };
+      this.network.push({ kind: 'answer', from: p.to, to: p.from, call: p.call, value });
+      return;
+    }
     this.asked.set(id, { from: p.from, call: p.call });
+    if (p.method === 'report') return this.step(dest, { type: 'report', id, from: p.from, report: p.args as never });
     this.step(dest, { type: p.method as 'vote' | 'append' | 'heartbeat', id, from: p.from, req: p.args as never });
   }
 
@@ -469,6 +493,22 @@ export class Cluster {
         return `campaign ${e.outcome}`;
       case 'advance':
         return 'advance';
+      case 'consult-detector':
+        return `consult detector: link to ${e.node} lost`;
+      case 'heard-alive':
+        return `heard alive ${e.node}`;
+      case 'hook':
+        return `hook ${e.hook} ${e.node}`;
+      case 'record':
+        return `record down ${e.record.node} term ${e.record.term}: ${e.record.rule} ${JSON.stringify(e.record.observers)}`;
+      case 'log':
+        return `log ${e.message}`;
+      case 'master-silent':
+        return 'master silent';
+      case 'respond':
+        return `respond to ${this.asked.get(e.id)?.from ?? '?'} ${e.error ? `error ${e.error.kind}` : JSON.stringify(e.value)}`;
+      case 'ready-report':
+        return `ready ${e.keyService}@${e.epoch} from ${e.from}`;
     }
   }
 }
@@ -483,6 +523,9 @@ function describeArgs(method: string, a: unknown): string {
   if (method === 'vote') return `term=${r.term} last=${r.lastNumber}@${r.lastTerm}${r.pre ? ' pre' : ''}${r.bootstrap ? ' bootstrap' : ''}`;
   if (method === 'append') return `term=${r.term} commit=${r.commit} entries=${(r.entries as Transition[]).map((t) => t.number).join(',') || 'none'}`;
   if (method === 'fetch') return `after=${r.after}`;
+  if (method === 'alive') return '';
+  if (method === 'probe') return `node=${r.node} timeoutMs=${r.timeoutMs}`;
+  if (method === 'report') return `${r.kind} node=${r.node}${r.reason ? ` reason=${r.reason}` : ''}`;
   return `term=${r.term} commit=${r.commit}`;
 }
 

@@ -99,6 +99,8 @@ export class EffectLoop {
         return this.settle(e.id, e.outcome);
       case 'advance':
         return this.step({ type: 'advance' });
+      case 'respond':
+        return this.settle(e.id, e.value, e.error ? ERRORS[e.error.kind](e.error.message) : undefined);
       default:
         return this.host.perform(e);
     }

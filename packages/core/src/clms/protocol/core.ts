@@ -23,6 +23,9 @@ import type { AppendRequest, HeartbeatRequest, HistorySnapshot, MemberInfo, Node
 import { parseMessage, snapshotSchema, transitionSchema } from './messages.js';
 import type { QuorumPolicy } from './quorum.js';
 import { APPEND_ROUNDS, type AppendChain, missing, Replication } from './replication.js';
+import { Detection, type DetectionEffect, type HealthView, NEVER_LATE } from './detection.js';
+import { type ReportEffect, Reports } from './reports.js';
+import type { Report } from './messages.js';
 
 export type Phase = 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed';
 
@@ -35,7 +38,11 @@ export interface CoreConfig {
   heartbeatIntervalMs: number;
   rpcTimeoutMs: number;
   /** Test-only planted bugs (canaries.ts), read at each use. */
-  canaries?: { readonly acceptStaleTerm: boolean };
+  canaries?: { readonly acceptStaleTerm: boolean; readonly skipCleanupBarrier?: boolean };
+  /** This node's own lateness (protocol/awareness.ts); never late when absent. */
+  health?: HealthView;
+  /** The policy hooks configured (their answers come back as `hook-answer`). */
+  hooks?: { confirmDown: boolean; fence: boolean };
 }
 
 /** A change the master turns into a transition when its turn comes (undefined: it no longer applies). */
@@ -72,14 +79,33 @@ export type Message =
   /** A heartbeat found `node` behind: append the last transition (with what it misses). */
   | { type: 'catch-up-member'; node: number; term: number }
   /** Restart or close: every proposal ends with `why`. */
-  | { type: 'reset'; why: string; history: History | undefined };
+  | { type: 'reset'; why: string; history: History | undefined }
+  // ---- the nodedown path (detection.ts) and reports (reports.ts)
+  /** The detector (or a source like it) suspects `node`: verified as master, reported as a member. */
+  | { type: 'suspect'; node: number; reason: string; observers: Record<string, string>; deadline?: number }
+  /** The transport lost the link to (node, incarnation). */
+  | { type: 'link-lost'; node: number; incarnation: number }
+  /** Declare (node, incarnation) down without verifying it (a new incarnation of it joins): confirmDown, fence, GoingDown. */
+  | { type: 'down'; node: number; incarnation: number; reason: string; observers: Record<string, string> }
+  /** A policy hook's answer (false also when it threw: `error`). */
+  | { type: 'hook-answer'; id: number; ok: boolean; error?: string }
+  /** A report received from `from`, answered by `respond` to `id`. */
+  | { type: 'report'; id: number; from: number; report: Report }
+  /** This node owes its master `report` (barriers, ready key services): sent until acknowledged. */
+  | { type: 'owe'; report: Report }
+  /** Send `report` to the master now (again). */
+  | { type: 'resend'; report: Report }
+  /** This node asks the master for something (leave, down, meta): `respond` to `id` when acknowledged, or failed. */
+  | { type: 'ask'; id: number; report: Report }
+  /** The driver performed what an elected master proposes first: barriers are rebuilt, a master we lost is suspected. */
+  | { type: 'master-ready' };
 
 export type Input = Time & Message;
 
 export type ErrorKind = 'not-master' | 'no-quorum' | 'aborted';
 
 export type Effect =
-  | { type: 'call'; call: number; to: number; method: 'vote' | 'append' | 'fetch'; args: unknown; timeoutMs: number; ifConnected?: boolean }
+  | { type: 'call'; call: number; to: number; method: 'vote' | 'append' | 'fetch' | 'alive' | 'probe' | 'report'; args: unknown; timeoutMs: number; ifConnected?: boolean }
   | { type: 'send'; to: number; method: 'commit'; args: HeartbeatRequest }
   | { type: 'reply'; id: number; value: unknown }
   | { type: 'wake'; at: number }
@@ -93,7 +119,9 @@ export type Effect =
   | { type: 'pre-vote'; bootstrap: boolean; voters: number[]; granted: number[]; enough: boolean; allCandidates: boolean }
   | { type: 'elected'; term: number; bootstrap: boolean; granted: number[]; voters: number[]; hadQuorum: boolean; carried: Transition | undefined }
   | { type: 'campaign-done'; id: number; outcome: 'refused' | 'won' | 'lost' | 'void' }
-  | { type: 'advance' };
+  | { type: 'advance' }
+  | DetectionEffect
+  | ReportEffect;
 
 interface Proposal {
   id: number;
@@ -125,12 +153,59 @@ export class Core {
   private election: { id: number; e: Election; history: History } | undefined;
   private fetching: number | undefined;
   private time: Time = { now: 0, wall: 0 };
+  /** The nodedown path (detection.ts) and reports and barriers (reports.ts). */
+  readonly detection: Detection;
+  readonly reports: Reports;
+  /** Proposals of the core's own (negative ids): what hears their end. */
+  private readonly internal = new Map<number, (t: Transition | undefined, failed?: string) => void>();
+  private nextInternal = 1;
+  /** Effects up to here were looked at for internal settles. */
+  private scanned = 0;
 
   constructor(
     readonly config: CoreConfig,
     history: History,
   ) {
     this.history = history;
+    // The narrow view each part gets of the core (what it reads, what it may ask for).
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const core = this;
+    const common = {
+      self: config.self,
+      rpcTimeoutMs: config.rpcTimeoutMs,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      failureTimeoutMs: config.failureTimeoutMs,
+      history: () => this.history,
+      isMaster: () => this.isMaster,
+      term: () => this.term,
+      master: () => this.master,
+      phase: () => this.phase,
+      now: () => this.time.now,
+      wake: (at: number) => void this.effects.push({ type: 'wake', at }),
+      effect: (e: DetectionEffect | ReportEffect) => void this.effects.push(e),
+    };
+    this.detection = new Detection({
+      ...common,
+      health: config.health ?? NEVER_LATE,
+      hooks: config.hooks ?? { confirmDown: false, fence: false },
+      get lastHeardMaster() {
+        return core.lastHeardMaster;
+      },
+      set lastHeardMaster(at: number) {
+        core.lastHeardMaster = at;
+      },
+      call: (to, method, args, timeoutMs) => this.call(to, method, args, { timeoutMs }),
+      propose: (build, done, first) => this.proposeInternal(build, done, first),
+      reportSuspect: (node, incarnation, reason) => this.reports.send({ kind: 'suspect', node, incarnation, reason }),
+      announce: () => this.sendCommit(this.history.last),
+    });
+    this.reports = new Reports({
+      ...common,
+      skipCleanupBarrier: () => config.canaries?.skipCleanupBarrier === true,
+      call: (to, method, args, timeoutMs) => this.call(to, method, args, { timeoutMs }),
+      propose: (build, done) => this.proposeInternal(build, done),
+      detection: this.detection,
+    });
   }
 
   get isMaster(): boolean {
@@ -143,12 +218,38 @@ export class Core {
 
   /** The effects queued since the last call, in order. */
   ready(): Effect[] {
-    const out = this.effects;
+    // The settling of the core's own proposals is heard here, not outside.
+    const out = this.effects.filter((e) => e.type !== 'settle' || e.id >= 0);
     this.effects = [];
+    this.scanned = 0;
     return out;
   }
 
   step(input: Input): void {
+    this.dispatch(input);
+    this.settleInternal();
+  }
+
+  /** Queue a change of the core's own; `done` hears its end (after the effects queued with it). */
+  private proposeInternal(build: Build, done: (t: Transition | undefined, failed?: string) => void, first = false): void {
+    const id = -this.nextInternal++;
+    this.internal.set(id, done);
+    if (!first || !this.isMaster) return this.propose(id, build);
+    this.proposals.unshift({ id, build });
+    this.pump();
+  }
+
+  private settleInternal(): void {
+    for (; this.scanned < this.effects.length; this.scanned++) {
+      const e = this.effects[this.scanned]!;
+      if (e.type !== 'settle' || e.id >= 0) continue;
+      const done = this.internal.get(e.id);
+      this.internal.delete(e.id);
+      done?.(e.t, e.error ? (e.error.message ?? e.error.kind) : undefined);
+    }
+  }
+
+  private dispatch(input: Input): void {
     this.time = { now: input.now, wall: input.wall };
     switch (input.type) {
       case 'tick':
@@ -172,6 +273,7 @@ export class Core {
         return this.propose(input.id, input.build);
       case 'advance':
         this.advancing = false;
+        this.reports.afterAdvance();
         return this.pump();
       case 'term':
         return this.observeTerm(input.term);
@@ -189,6 +291,25 @@ export class Core {
       }
       case 'reset':
         return this.reset(input.why, input.history);
+      case 'suspect':
+        return this.detection.suspect(input.node, input.reason, input.observers, input.deadline);
+      case 'link-lost':
+        return this.detection.linkLost(input.node, input.incarnation);
+      case 'down':
+        return this.detection.down(input.node, input.incarnation, input.reason, input.observers, true);
+      case 'hook-answer':
+        return this.detection.hookAnswered(input.id, input.ok, input.error);
+      case 'report':
+        return this.reports.received(input.id, input.from, input.report);
+      case 'owe':
+        return this.reports.owe(input.report);
+      case 'resend':
+        return this.reports.send(input.report);
+      case 'ask':
+        return this.reports.ask(input.id, input.report);
+      case 'master-ready':
+        this.reports.rebuild();
+        return this.detection.suspectLostMaster();
     }
   }
 
@@ -210,12 +331,15 @@ export class Core {
     this.master = master;
     this.term = Math.max(this.term, term);
     if (changed) this.effects.push({ type: 'master', master, term: this.term });
+    // Reports owed to the old master go to the new one.
+    if (changed && master !== undefined && master !== this.config.self) this.reports.newMaster(master);
   }
 
   private stepDown(why: string): void {
     this.master = undefined;
     this.effects.push({ type: 'master', master: undefined, term: this.term });
     this.failProposals('not-master', `no longer master: ${why}`);
+    this.reports.steppedDown();
     this.effects.push({ type: 'stepped-down', why });
   }
 
@@ -245,7 +369,7 @@ export class Core {
     this.effects.push({ type: 'reply', id, value });
   }
 
-  private call(to: number, method: 'vote' | 'append' | 'fetch', args: unknown, extra: { ifConnected?: boolean } = {}): number {
+  private call(to: number, method: Extract<Effect, { type: 'call' }>['method'], args: unknown, extra: { ifConnected?: boolean; timeoutMs?: number } = {}): number {
     const call = this.nextCall++;
     this.effects.push({ type: 'call', call, to, method, args, timeoutMs: this.config.rpcTimeoutMs, ...extra });
     return call;
@@ -360,10 +484,13 @@ export class Core {
     this.setMaster(this.config.self, e.term);
     const hadQuorum = this.quorumOk;
     this.quorumOk = true;
-    // An entry of a previous term we hold uncommitted is proposed again
-    // before anything of ours (the driver does so on `elected`). We keep
-    // holding it until it is applied: should this mastership end before it
-    // commits, a later election must still count it.
+    // The entry of a previous term we hold uncommitted is proposed again
+    // before anything of ours; a GoingDown is verified first, and nothing
+    // is proposed meanwhile (docs/protocol.md, "A carried GoingDown").
+    const carried = this.pending;
+    if (carried && !this.detection.reverify(carried)) this.detection.commitCarried(carried, carried.node === this.config.self ? 'not re-verified: the node is this master' : 'not re-verified');
+    // We keep holding the carried entry until it is applied: should this
+    // mastership end before it commits, a later election must still count it.
     this.effects.push({ type: 'elected', term: e.term, bootstrap: e.start.bootstrap, granted: [...e.granted], voters: [...e.start.voters], hadQuorum, carried: this.pending });
   }
 
@@ -383,7 +510,7 @@ export class Core {
 
   /** Start the next proposal, when none is in flight (M4: one change at a time). */
   private pump(): void {
-    while (!this.replication && !this.advancing && this.proposals.length > 0 && this.isMaster) {
+    while (!this.replication && !this.advancing && this.proposals.length > 0 && this.isMaster && !this.detection.holding) {
       const p = this.proposals.shift()!;
       const change = p.build();
       if (!change) {
@@ -463,6 +590,8 @@ export class Core {
   private onTick(): void {
     const r = this.replication;
     if (r?.wakeAt !== undefined && this.time.now >= r.wakeAt) this.replicationRound();
+    this.detection.tick();
+    this.reports.tick();
   }
 
   /**
@@ -597,6 +726,7 @@ export class Core {
     const before = this.history.stateOf(t.node);
     if (this.pending && this.pending.number <= t.number) this.pending = undefined;
     const info = this.history.append(t);
+    this.reports.applied(t);
     this.effects.push({ type: 'apply', t, before, info });
     // A master record from an older term (replayed history) names nobody now.
     if (t.kind === 'master' && t.term >= this.term) this.setMaster(t.node, t.term);
@@ -615,6 +745,7 @@ export class Core {
       return this.fetched(value);
     }
     if (this.election?.e.waiting.has(call)) return this.voteAnswered(call, value);
+    if (this.detection.answered(call, value, _code) || this.reports.answered(call, value, _code !== undefined)) return;
     // Anything else answers a call of a former election or incarnation: dropped.
   }
 
@@ -628,6 +759,8 @@ export class Core {
     this.election = undefined;
     this.appends.clear();
     this.fetching = undefined;
+    this.detection.reset();
+    this.reports.reset(history !== undefined);
     if (history) {
       this.history = history;
       this.pending = undefined;

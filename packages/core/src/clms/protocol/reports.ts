@@ -1,0 +1,331 @@
+/**
+ * Reports, both ways, as part of the synchronous core (docs/membership.md,
+ * C1; docs/protocol.md, `clms.report`).
+ *
+ * A member owes its master a report for each barrier it is part of
+ * (`nodeup-done`, `cleanup-done`) and each key service it made ready, until
+ * the history shows the effect; it sends its suspicions and its requests
+ * (leave, down, meta). The master answers each report: it counts it in a
+ * barrier (and proposes the node's Up or Down when the barrier opens),
+ * takes a suspicion as evidence and verifies it (detection.ts), or proposes
+ * what was asked and answers once that is settled.
+ *
+ * The bookkeeping is barriers.ts; this holds the rules. Every answer comes
+ * back as an input naming its call; what a master answers is queued as a
+ * `respond` effect for the request's id. Pure: no IO, no timers, nothing
+ * asynchronous (test/architecture.test.ts).
+ */
+import type { CoreView, Detection } from './detection.js';
+import type { History } from './history.js';
+import type { MemberInfo, Report, Transition } from './messages.js';
+import { lostMasterReport } from './failover.js';
+import { type Barrier, type BarrierKind, Barriers, OwedReports } from './barriers.js';
+
+/** The effects reports queue (part of the core's `Effect`). */
+export type ReportEffect =
+  /** The answer to request `id` (a received report, or this node's own request): a value, or an error message. */
+  | { type: 'respond'; id: number; value?: unknown; error?: { kind: 'no-quorum' | 'not-master'; message: string } }
+  /** A key service's host reported it ready at `epoch`: the key-service master commits it. */
+  | { type: 'ready-report'; keyService: string; epoch: number; from: number };
+
+export interface ReportsPort extends CoreView {
+  /** Test-only canary (canaries.ts): the cleanup barrier waits for nobody. */
+  skipCleanupBarrier(): boolean;
+  call(to: number, method: 'report', args: unknown, timeoutMs: number): number;
+  effect(e: ReportEffect): void;
+  propose(build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined, done: (t: Transition | undefined, failed?: string) => void): void;
+  readonly detection: Detection;
+}
+
+/** A request of this node's own (leave, down, meta) on its way to a master. */
+interface Ask {
+  id: number;
+  report: Report;
+  deadline: number;
+  wakeAt?: number;
+}
+
+export class Reports {
+  /** The master's barriers. */
+  readonly barriers = new Barriers();
+  /** What this member owes its master. */
+  readonly owed = new OwedReports();
+  /** Report calls under way: call id → the report, its entry and the `master:term` it went to. */
+  private readonly sends = new Map<number, { r: Report; to: string; owed: ReturnType<OwedReports['sending']> }>();
+  private readonly asks = new Map<number, Ask>();
+  private readonly askCalls = new Map<number, Ask>();
+  /** A member left the barriers' lists: check them once the commit's effects are performed (`afterAdvance`). */
+  private recheck = false;
+
+  constructor(private readonly p: ReportsPort) {}
+
+  // ---------------------------------------------------------------- member: what it owes and sends
+
+  /** This node owes its master `r`: kept until acknowledged (or settled by the history), sent now. */
+  owe(r: Report): void {
+    // A nodeup barrier exists only while its node is ComingUp (a joiner may
+    // finish nodeup for a member that is Up by then).
+    const m = r.kind === 'nodeup-done' ? this.p.history().member(r.node) : undefined;
+    if (r.kind === 'nodeup-done' && (m?.state !== 'ComingUp' || m.incarnation !== r.incarnation)) return;
+    this.owed.owe(r);
+    if (this.p.isMaster()) {
+      // Still owed until the ready transition is applied (tick offers it again).
+      if (r.kind === 'keyservice-ready' && r.keyService && r.epoch !== undefined) this.p.effect({ type: 'ready-report', keyService: r.keyService, epoch: r.epoch, from: this.p.self });
+      if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.p.self);
+      if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.p.self);
+      return;
+    }
+    this.send(r);
+  }
+
+  /** Send `r` to the current master (none, or this node: nothing to send). */
+  send(r: Report): void {
+    const master = this.p.master();
+    if (master === undefined || master === this.p.self) return;
+    const to = `${master}:${this.p.term()}`;
+    const owed = this.owed.sending(r, to);
+    this.sends.set(this.p.call(master, 'report', r, this.p.rpcTimeoutMs), { r, to, owed });
+  }
+
+  /** A new master: every report still owed goes to it, and what we know of a master we lost (its evidence for that GoingDown). */
+  newMaster(master: number): void {
+    for (const r of this.owed.reports()) this.send(r);
+    const lost = lostMasterReport(this.p.detection.lostMaster, master);
+    if (lost) {
+      this.p.detection.lostMaster = undefined;
+      this.send(lost);
+    }
+  }
+
+  /**
+   * Ask the master to do something (leave, down, meta): sent until a
+   * master acknowledges it, every heartbeat interval, for at most ten
+   * failure timeouts; `respond` to `id` then (an error when none did).
+   */
+  ask(id: number, r: Report): void {
+    const a: Ask = { id, report: r, deadline: this.p.now() + this.p.failureTimeoutMs * 10 };
+    this.asks.set(id, a);
+    this.tryAsk(a);
+  }
+
+  private tryAsk(a: Ask): void {
+    a.wakeAt = undefined;
+    if (this.p.now() >= a.deadline || this.p.phase() === 'closed') {
+      this.asks.delete(a.id);
+      this.p.effect({ type: 'respond', id: a.id, error: { kind: 'no-quorum', message: 'no master acknowledged the request within ten failure timeouts' } });
+      return;
+    }
+    if (this.p.isMaster()) {
+      this.asks.delete(a.id);
+      this.received(a.id, this.p.self, a.report);
+      return;
+    }
+    const master = this.p.master();
+    if (master !== undefined) {
+      this.askCalls.set(this.p.call(master, 'report', a.report, this.p.rpcTimeoutMs * 4), a);
+      return;
+    }
+    this.askLater(a);
+  }
+
+  private askLater(a: Ask): void {
+    a.wakeAt = this.p.now() + this.p.heartbeatIntervalMs;
+    this.p.wake(a.wakeAt);
+  }
+
+  /** The answer (or failure) of call `call`; false when it is none of ours. */
+  answered(call: number, value: unknown, failed: boolean): boolean {
+    const s = this.sends.get(call);
+    if (s) {
+      this.sends.delete(call);
+      this.owed.answered(s.r, s.owed, s.to, !failed && (value as { ok?: unknown } | undefined)?.ok === true);
+      return true;
+    }
+    const a = this.askCalls.get(call);
+    if (!a) return false;
+    this.askCalls.delete(call);
+    if (this.asks.get(a.id) !== a) return true;
+    if (!failed && (value as { ok?: unknown } | undefined)?.ok === true) {
+      this.asks.delete(a.id);
+      this.p.effect({ type: 'respond', id: a.id, value: undefined });
+      return true;
+    }
+    this.askLater(a);
+    return true;
+  }
+
+  /** A wake-up: requests whose next try is due. */
+  tick(): void {
+    const now = this.p.now();
+    for (const a of [...this.asks.values()]) if (a.wakeAt !== undefined && now >= a.wakeAt) this.tryAsk(a);
+  }
+
+  // ---------------------------------------------------------------- master: reports received
+
+  /**
+   * A report about (node, incarnation) that this master's history is behind
+   * on: the node unknown, an older incarnation of it, or that incarnation
+   * still in one of `before` (the states before the reported transition).
+   */
+  private notAppliedYet(node: number, incarnation: number, before: MemberInfo['state'][]): boolean {
+    const m = this.p.history().member(node);
+    if (!m || m.incarnation < incarnation) return true;
+    return m.incarnation === incarnation && before.includes(m.state);
+  }
+
+  /** Report `r` from `from`, answered by `respond` to `id` (at once, or once what it asked for is settled). */
+  received(id: number, from: number, r: Report): void {
+    const answer = (ok: boolean): void => this.p.effect({ type: 'respond', id, value: { ok } });
+    if (!this.p.isMaster()) return answer(false);
+    switch (r.kind) {
+      // A report about a node this master has not applied yet (a new master
+      // still committing the entry it carried) is refused, so the member
+      // sends it again; acknowledged, it would never come back and the
+      // barrier would wait for ever.
+      // The same for a transition it has not applied yet (the node is not
+      // ComingUp, or not going down, as that incarnation here yet): its
+      // barrier does not exist, and would wait for this report for ever.
+      case 'nodeup-done':
+        if (this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Down'])) return answer(false);
+        this.barrierDone('nodeup', r.node, r.incarnation, from);
+        return answer(true);
+      case 'cleanup-done':
+        if (this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Up', 'ComingUp'])) return answer(false);
+        this.barrierDone('cleanup', r.node, r.incarnation, from);
+        return answer(true);
+      case 'suspect': {
+        const d = this.p.detection;
+        d.noteUnreachable(r.node, r.incarnation, from);
+        d.suspect(r.node, `node ${from} reports: ${r.reason ?? 'unreachable'}`, { [String(from)]: r.reason ?? 'unreachable' }, undefined);
+        return answer(true);
+      }
+      case 'leave':
+        if (from !== r.node) return answer(false);
+        return this.proposeThenAnswer(id, () => {
+          const m = this.p.history().member(r.node);
+          if (!m || m.incarnation !== r.incarnation || m.state !== 'Up') return undefined;
+          return { kind: 'state', node: r.node, incarnation: r.incarnation, from: 'Up', to: 'ShuttingDown', cause: 'left' };
+        });
+      case 'keyservice-ready':
+        if (from !== r.node || !r.keyService || r.epoch === undefined) return answer(false);
+        this.p.effect({ type: 'ready-report', keyService: r.keyService, epoch: r.epoch, from });
+        return answer(true);
+      case 'meta': {
+        if (from !== r.node || !r.meta) return answer(false);
+        const meta = r.meta;
+        return this.proposeThenAnswer(id, () => {
+          const m = this.p.history().member(r.node);
+          if (!m || m.state !== 'Up' || m.incarnation !== r.incarnation) return undefined;
+          return { kind: 'meta', node: r.node, incarnation: m.incarnation, from: 'Up', to: 'Up', cause: 'metadata', meta };
+        });
+      }
+      case 'down':
+        // Declared down through the API: no verification and no confirmDown, but fenced.
+        return this.p.detection.down(r.node, r.incarnation, r.reason ?? `declared down by node ${from}`, { api: `node ${from}` }, false, () => answer(true));
+    }
+  }
+
+  /** Propose a change asked for; answer `{ ok: true }` once it is settled, an error when it did not commit. */
+  private proposeThenAnswer(id: number, build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined): void {
+    this.p.propose(build, (_t, failed) => {
+      if (failed === undefined) this.p.effect({ type: 'respond', id, value: { ok: true } });
+      else this.p.effect({ type: 'respond', id, error: { kind: 'no-quorum', message: failed } });
+    });
+  }
+
+  // ---------------------------------------------------------------- master: barriers
+
+  /** `from` reported for the barrier of `node` (only that barrier can open now). */
+  private barrierDone(kind: BarrierKind, node: number, incarnation: number, from: number): void {
+    if (!this.p.isMaster()) return;
+    const b = this.barriers.report(kind, node, incarnation, from);
+    if (b) this.opened(b);
+  }
+
+  /** Drop members that went down meanwhile from every barrier, and open those every member reported for. */
+  checkBarriers(): void {
+    if (!this.p.isMaster()) return;
+    const alive = new Set(this.p.history().nodesIn('Up', 'ComingUp'));
+    for (const b of this.barriers.prune(alive, this.p.skipCleanupBarrier())) this.opened(b);
+  }
+
+  /** Every member reported: propose the node's Up (nodeup) or Down (cleanup). */
+  private opened(b: Barrier): void {
+    const { node, incarnation } = b;
+    const h = (): History => this.p.history();
+    const ignore = (): void => {};
+    if (b.kind === 'nodeup') {
+      this.p.propose(() => {
+        const m = h().member(node);
+        if (!m || m.state !== 'ComingUp' || m.incarnation !== incarnation) return undefined;
+        return { kind: 'state', node, incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
+      }, ignore);
+    } else {
+      this.p.propose(() => {
+        const m = h().member(node);
+        if (!m || m.incarnation !== incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
+        return { kind: 'state', node, incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
+      }, ignore);
+    }
+  }
+
+  /** A new master rebuilds barriers from the states in the history; members re-report. */
+  rebuild(): void {
+    const h = this.p.history();
+    this.barriers.rebuild(h.membersView(), h.nodesIn('Up', 'ComingUp'));
+    // Our own reports count at once.
+    for (const r of this.owed.reports()) {
+      if (r.kind === 'nodeup-done') this.barrierDone('nodeup', r.node, r.incarnation, this.p.self);
+      if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.p.self);
+    }
+    this.checkBarriers();
+  }
+
+  /**
+   * `t` (state `before`) was applied: a master starts the barrier it opens;
+   * what the history now shows needs no more reports.
+   */
+  applied(t: Transition): void {
+    if (t.kind !== 'state') return;
+    // Out of ComingUp, its nodeup barrier is settled: nothing more to report for it.
+    if (t.to !== 'ComingUp') this.owed.settle('nodeup-done', t.node, t.incarnation);
+    if (t.node === this.p.self) return;
+    const alive = (): number[] => this.p.history().nodesIn('Up', 'ComingUp');
+    if (t.to === 'ComingUp' && this.p.isMaster()) this.barriers.start('nodeup', t.node, t.incarnation, alive());
+    if ((t.to === 'GoingDown' || t.to === 'ShuttingDown') && this.p.isMaster()) this.barriers.start('cleanup', t.node, t.incarnation, alive());
+    // Joining and coming up take nobody out of a barrier and open none: a
+    // full scan (every barrier, every waiter) only when a member left.
+    if (t.to !== 'Up' && t.to !== 'ComingUp' && this.p.isMaster()) this.recheck = true;
+    if (t.to === 'Down') {
+      this.p.detection.forget(t.node);
+      this.owed.settle('cleanup-done', t.node, t.incarnation);
+    }
+  }
+
+  /**
+   * The driver performed a commit's effects (the core's `advance`): the
+   * barriers are checked after what the apply queued (key-service
+   * placements), before the next proposal is built.
+   */
+  afterAdvance(): void {
+    if (!this.recheck) return;
+    this.recheck = false;
+    this.checkBarriers();
+  }
+
+  /** No barriers once this node is master no more. */
+  steppedDown(): void {
+    this.barriers.clear();
+  }
+
+  /** Restart or close: what this incarnation owed, asked or waited for ends (its requests fail). */
+  reset(restart: boolean): void {
+    for (const a of this.asks.values()) this.p.effect({ type: 'respond', id: a.id, error: { kind: 'no-quorum', message: 'no master acknowledged the request within ten failure timeouts' } });
+    this.asks.clear();
+    this.askCalls.clear();
+    this.sends.clear();
+    if (!restart) return;
+    this.barriers.clear();
+    this.owed.clear();
+  }
+}
