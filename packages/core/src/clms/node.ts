@@ -1504,8 +1504,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Owed reports are resent until the master acknowledges them (a new
     // master, or a new term, gets them again: its barriers are rebuilt).
     for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`)) void this.sendReport(r);
-    // Silence measured by a node whose own timers run late is stretched (Lifeguard).
-    const failureTimeoutMs = this.health.scale(this.timing.failureTimeoutMs);
+    // Silence is stretched when this node's own timers run late, or when the
+    // master said its own do (Lifeguard: either way the silence is no evidence).
+    const failureTimeoutMs = this.timing.failureTimeoutMs * Math.max(this.health.multiplier, this.core.masterHealth);
     if (now - this.lastHeardMaster > failureTimeoutMs * 6) {
       // Long without a master and no election won: this node may have been
       // declared down while cut off (the others then refuse its incarnation
@@ -1552,9 +1553,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private heartbeatAll(now: number): void {
     const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.nodeNum);
     const term = this.term;
+    // Our own lateness, told only when there is some (members then wait as much longer for us).
+    const health = this.health.multiplier > 1 ? { health: this.health.multiplier } : {};
     for (const n of members) {
       void this.ics
-        .call(n, CLMS, 'heartbeat', { term, history: this.history.id, commit: this.history.last }, { timeoutMs: this.timing.failureTimeoutMs })
+        .call(n, CLMS, 'heartbeat', { term, history: this.history.id, commit: this.history.last, ...health }, { timeoutMs: this.timing.failureTimeoutMs })
         .then((r) => {
           const res = r as { term: number; last: number; incarnation: number; health?: number };
           // A newer term ends this mastership (the core's gate decides).
@@ -1570,9 +1573,12 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     for (const s of this.detector.check(now, members, this.health.multiplier)) {
       this.step({ type: 'suspect', node: s.node, reason: s.reason, observers: { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` }, deadline: s.deadline });
     }
-    // Quorum: the master must hear a quorum of voters within the timeout.
+    // Quorum: the master must hear a quorum of voters within the timeout,
+    // stretched when its own timers run late (its members, told so in the
+    // heartbeats, wait as much longer for it). Its key-service lease is not
+    // stretched (keyServiceLease).
     const voters = this.voters();
-    const heard = this.lease.heard(this.nodeNum, voters, now);
+    const heard = this.lease.heard(this.nodeNum, voters, now, this.health.scale(this.timing.failureTimeoutMs));
     if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(heardOnly(this.nodeNum, heard, voters, 'no quorum heard within the failure timeout'));
   }
 

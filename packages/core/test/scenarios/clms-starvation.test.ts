@@ -139,3 +139,28 @@ describe('a starved member (the accused) under a healthy master', () => {
     expect(downs.every((d) => d.startsWith('2: no heartbeat answer'))).toBe(true);
   });
 });
+
+describe('a starved master under healthy members', () => {
+  // The master stalls 260 ms out of every 300 ms: its heartbeats come late.
+  // Once its own timers tell it so, its heartbeats say how late it runs, and
+  // its members allow it as much longer a silence before they stand for
+  // election: a starved master is slow, not gone.
+  /** Elections seen by node 2 during the starvation, and the downs committed meanwhile. */
+  async function elections(extra: Partial<ClusterNodeOptions> = {}): Promise<{ elections: number; downs: string[] }> {
+    const s = await starved(extra, [1], 260, 300);
+    sim = s.sim;
+    const term = sim.node(2).currentTerm;
+    await sim.clock.advance(STARVED_FOR + 1000);
+    return { elections: sim.node(2).currentTerm - term, downs: downsAfter(sim, 2, s.head) };
+  }
+
+  it('keeps its mastership: no election, no down', async () => {
+    expect(await elections()).toEqual({ elections: 0, downs: [] });
+    expect(sim!.node(2).master).toBe(1);
+  });
+
+  it('is deposed, or declared down, without local health (localHealthMax: 0)', async () => {
+    const off = await elections({ localHealthMax: 0 });
+    expect(off.elections + off.downs.length).toBeGreaterThan(0);
+  });
+});

@@ -27,6 +27,9 @@ import { Detection, type DetectionEffect, type HealthView, NEVER_LATE } from './
 import { type ReportEffect, Reports } from './reports.js';
 import type { Report } from './messages.js';
 
+/** The most a master's reported lateness stretches its members' patience (as the master caps theirs). */
+const MAX_MASTER_HEALTH = 65;
+
 export type Phase = 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed';
 
 export interface CoreConfig {
@@ -139,6 +142,13 @@ export class Core {
   pending: Transition | undefined;
   pendingFrom = 0;
   lastHeardMaster = Number.NEGATIVE_INFINITY;
+  /**
+   * How late the master said its own timers run (its local-health
+   * multiplier, 1 when healthy, at most MAX_MASTER_HEALTH): a member allows
+   * the master's silence that many failure timeouts before it stands for
+   * election (Lifeguard: a starved master is slow, not gone).
+   */
+  masterHealth = 1;
   quorumOk = false;
   /** This process was a member once: it never bootstraps a new cluster alone. */
   everJoined = false;
@@ -262,7 +272,10 @@ export class Core {
         if (this.acceptMaster(input.from, input.req.term, input.req.history)) this.commitUpTo(input.req.commit, input.req.term);
         return;
       case 'heartbeat':
-        if (this.acceptMaster(input.from, input.req.term, input.req.history)) this.commitUpTo(input.req.commit, input.req.term);
+        if (this.acceptMaster(input.from, input.req.term, input.req.history)) {
+          this.masterHealth = Math.min(MAX_MASTER_HEALTH, input.req.health ?? 1);
+          this.commitUpTo(input.req.commit, input.req.term);
+        }
         return this.reply(input.id, { term: this.term, last: this.history.last });
       case 'answer':
       case 'failed':
@@ -328,6 +341,7 @@ export class Core {
     if (term < this.term && master !== undefined) return;
     if (this.master === master && this.term === term) return;
     const changed = this.master !== master;
+    if (changed) this.masterHealth = 1;
     this.master = master;
     this.term = Math.max(this.term, term);
     if (changed) this.effects.push({ type: 'master', master, term: this.term });

@@ -61,10 +61,13 @@ export class Lease {
     for (const n of members) if (!this.acks.has(n)) this.acks.set(n, now);
   }
 
-  /** `self` and the voters heard within the failure timeout at `now` (never heard: counts as now). */
-  heard(self: number, voters: readonly number[], now: number): Set<number> {
+  /**
+   * `self` and the voters heard within `windowMs` (the failure timeout
+   * unless told otherwise) at `now` (never heard: counts as now).
+   */
+  heard(self: number, voters: readonly number[], now: number, windowMs = this.failureTimeoutMs): Set<number> {
     const heard = new Set<number>([self]);
-    for (const v of voters) if (now - (this.acks.get(v) ?? now) <= this.failureTimeoutMs) heard.add(v);
+    for (const v of voters) if (now - (this.acks.get(v) ?? now) <= windowMs) heard.add(v);
     return heard;
   }
 

@@ -128,7 +128,13 @@ export const appendSchema = z.strictObject({
 export type AppendRequest = z.infer<typeof appendSchema>;
 
 /** `heartbeat` and `commit`: the master of `term` has committed up to `commit`. */
-export const heartbeatSchema = z.strictObject({ term: z.number().int().min(1), history: historyIdSchema, commit: z.number().int().min(0) });
+export const heartbeatSchema = z.strictObject({
+  term: z.number().int().min(1),
+  history: historyIdSchema,
+  commit: z.number().int().min(0),
+  /** The master's local-health multiplier, sent only when above 1: its members then allow it as much longer a silence. */
+  health: z.number().int().min(2).max(1_000).optional(),
+});
 export type HeartbeatRequest = z.infer<typeof heartbeatSchema>;
 
 /** `vote`: a candidate asks for a vote (or, `pre`, whether it would get one). */
