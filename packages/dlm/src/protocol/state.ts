@@ -280,6 +280,12 @@ export class DlmState {
     this.round = 0;
     this.complete = false;
     this.masterRound = 0;
+    // The token counter starts again too. Tokens of round r lie in [r · 2^32, (r + 1) · 2^32)
+    // only while every master's counter is from its current history: after a reset this node
+    // may follow a re-formed cluster whose rounds start from 1, and a counter carried from a
+    // higher round of the old history would issue tokens that a later round's master (floored
+    // at its own, lower, round) issues again.
+    this.nextToken = 0;
     this.masterCache.clear();
   }
 
