@@ -69,7 +69,9 @@ export type Effect =
   | { type: 'granted'; id: number; resource: string; mode: LockMode; token: number; vb: ValueBlock }
   /** A departed node's lock dropped by the master that held it (exactly once). */
   | { type: 'departed'; node: number; incarnation: number; id: number; resource: string; mode: LockMode | null }
-  | { type: 'recovered'; round: number; members: readonly Member[]; resources: number; departed: number };
+  | { type: 'recovered'; round: number; members: readonly Member[]; resources: number; departed: number }
+  /** The machine reset (see `reset`): messages queued for peers before it mean nothing now. */
+  | { type: 'reset' };
 
 type Phase = 'idle' | 'requesting' | 'converting' | 'releasing' | 'cancelling';
 
@@ -287,6 +289,7 @@ export class DlmState {
     // at its own, lower, round) issues again.
     this.nextToken = 0;
     this.masterCache.clear();
+    this.effects.push({ type: 'reset' });
   }
 
   // ================================================================ inputs: membership
