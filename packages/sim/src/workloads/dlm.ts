@@ -26,8 +26,11 @@
  *   sees is no older than a valid one seen by a grant with a lower token
  *   (version 0: a resource that started again empty), and never from a
  *   later grant; and once a holder died holding PW or EX (it may have been
- *   changing the value), no later grant sees a valid block older than that
- *   holder's grant (the cluster marked it invalid).
+ *   changing the value), no later grant of a recovery round without it
+ *   sees a valid block older than that holder's grant (the cluster marked
+ *   it invalid). A grant of a round it is still a member of is exempt: no
+ *   master knows it died yet, and a compatible mode (NL, say) is granted
+ *   beside it with the block as it stands.
  */
 import type { ClusterNode } from '@clusterinfra/core';
 import {
@@ -51,7 +54,6 @@ import type { Workload } from './index.js';
 export type DlmWorkloadCanary = DlmCanaryName;
 /** `skipPrune` is caught by the DLM's protocol tests (see workloads.json, notCaughtHere). */
 export const DLM_CANARIES: readonly DlmWorkloadCanary[] = ['grantIncompatible', 'noTokenFloor', 'acceptStaleGrants'];
-
 const RESOURCES = ['a', 'b', 'c'];
 const WORKERS = 2;
 /** Scheduling slack before a request past its timeout counts as lost (as R1's). */
@@ -75,9 +77,11 @@ export function dlmWorkload(): Workload {
   /** Per `<history>/<resource>`: token → the value block its grant saw. */
   const seen = new Map<string, Map<number, ValueBlock>>();
   const departed = new Set<string>();
-  /** Each live node's PW/EX locks at the last step, and per `<history>/<resource>` the highest token of such a lock whose owner died with it. */
-  const writers = new Map<ClusterNode, Array<{ r: string; token: number }>>();
-  const spoiled = new Map<string, number>();
+  /** Each live node's PW/EX locks at the last step (`who`: node:incarnation), and per `<history>/<resource>` those whose owner died with them. */
+  const writers = new Map<ClusterNode, Array<{ r: string; token: number; who: string }>>();
+  const spoiled = new Map<string, Array<{ token: number; who: string }>>();
+  /** Per `<history>/<round>`: its members (node:incarnation), as a node that finished it reported. */
+  const rounds = new Map<string, Set<string>>();
   const requests = new Set<Request>();
   const counts = { requests: 0, grants: 0, conversions: 0, refusals: 0, departed: 0 };
   let world: World | undefined;
@@ -105,12 +109,17 @@ export function dlmWorkload(): Workload {
         }
       }
     }
-    const dead = spoiled.get(r);
-    if (dead !== undefined && dead < e.token && vb.valid && vb.version !== 0 && vb.version < dead) {
-      fail('D4', `grant ${e.token} on ${e.resource} sees a valid value block of version ${vb.version}, though a holder that died in PW/EX held it under token ${dead}`);
+    const round = Math.floor(e.token / TOKEN_ROUND_SPAN);
+    // Only a grant of a round without the dead holder owes it an invalid block: until its
+    // round, no master can know it died (a compatible grant beside it may still see its block).
+    const members = rounds.get(`${history}/${round}`);
+    for (const dead of spoiled.get(r) ?? []) {
+      if (dead.token >= e.token || members === undefined || members.has(dead.who)) continue;
+      if (vb.valid && vb.version !== 0 && vb.version < dead.token) {
+        fail('D4', `grant ${e.token} on ${e.resource} sees a valid value block of version ${vb.version}, though a holder that died in PW/EX (node ${dead.who}, not a member of round ${round}) held it under token ${dead.token}`);
+      }
     }
     tokens.set(e.token, vb);
-    const round = Math.floor(e.token / TOKEN_ROUND_SPAN);
     // A grant its owner no longer holds (released at once: it crossed a cancel; the event can
     // come after later ones when the master is the node itself) is history, not a holding.
     const own = dlm.locks().find((l) => l.id === e.id);
@@ -174,21 +183,29 @@ export function dlmWorkload(): Workload {
     }
   }
 
+  /** `node` is gone: the PW/EX locks it held at the last step owe an invalid value block (D4). */
+  function died(node: ClusterNode): void {
+    for (const { r, token, who } of writers.get(node) ?? []) spoiled.set(r, [...(spoiled.get(r) ?? []), { token, who }]);
+    writers.delete(node);
+  }
+
   /** D3: requests of live, running owners settle by their timeout (plus slack; a pause holds the owner's timers). */
   function step(w: World): void {
     const now = w.clock.now();
     // D4: a holder that dies in PW or EX may have been changing the value: the cluster must mark it invalid.
+    // One releasing its lock is not holding it: its master may have taken the release already (with
+    // the last value, or none when a grant that crossed a cancel goes back), and then rightly keeps
+    // the block valid.
     for (const [node, dlm] of dlms) {
       if (!writers.has(node)) continue;
       if (!live(node)) {
-        for (const { r, token } of writers.get(node)!) spoiled.set(r, Math.max(spoiled.get(r) ?? 0, token));
-        writers.delete(node);
+        died(node);
         continue;
       }
       const history = node.historyId ?? 'none';
       writers.set(
         node,
-        dlm.locks().flatMap((l) => (l.granted !== null && writesValue(l.granted) ? [{ r: `${history}/${l.resource}`, token: l.token }] : [])),
+        dlm.locks().flatMap((l) => (l.granted !== null && l.phase !== 'releasing' && writesValue(l.granted) ? [{ r: `${history}/${l.resource}`, token: l.token, who: `${node.nodeNum}:${node.incarnation}` }] : [])),
       );
     }
     for (const r of requests) {
@@ -243,6 +260,7 @@ export function dlmWorkload(): Workload {
         dlms.set(node, dlm);
         writers.set(node, []);
         dlm.on('granted', (e) => granted(node, dlm, e));
+        dlm.on('recovered', (e) => rounds.set(`${node.historyId ?? 'none'}/${e.round}`, new Set(e.members.map((m) => `${m.node}:${m.incarnation}`))));
         dlm.on('departed', (e) => {
           counts.departed++;
           const k = `${e.node}:${e.incarnation}:${e.id}`;
