@@ -52,8 +52,23 @@ import type { World } from '../sim.js';
 import type { Workload } from './index.js';
 
 export type DlmWorkloadCanary = DlmCanaryName;
-/** `skipPrune` is caught by the DLM's protocol tests (see workloads.json, notCaughtHere). */
 export const DLM_CANARIES: readonly DlmWorkloadCanary[] = ['grantIncompatible', 'noTokenFloor', 'acceptStaleGrants'];
+/**
+ * The `dlm-kill-holder` variant adds `skipPrune`: only there does a schedule kill a PW/EX holder
+ * while its master lives, and a master that keeps the departed lock keeps its value block valid (D4).
+ */
+export const DLM_KILL_HOLDER_CANARIES: readonly DlmWorkloadCanary[] = [...DLM_CANARIES, 'skipPrune'];
+
+/**
+ * Which DLM workload: `dlm` runs under the simulator's faults only; `dlm-kill-holder` adds a
+ * schedule of its own: 0.8–2.3 s into the fault phase, and as long after each kill, at the first
+ * step that finds one, it kills a node holding PW or EX on a resource whose written, valid value
+ * block another running node masters (granting it that lock now), sparing that master, and
+ * restarts it 0.2–2.2 s later. The simulator's own faults may still hit the master; often they
+ * do not.
+ */
+export type DlmVariant = 'dlm' | 'dlm-kill-holder';
+
 const RESOURCES = ['a', 'b', 'c'];
 const WORKERS = 2;
 /** Scheduling slack before a request past its timeout counts as lost (as R1's). */
@@ -72,7 +87,7 @@ function weaker(a: LockMode, b: LockMode): LockMode {
   return 'NL';
 }
 
-export function dlmWorkload(): Workload {
+export function dlmWorkload(variant: DlmVariant = 'dlm'): Workload {
   const dlms = new Map<ClusterNode, Dlm>();
   /** Per `<history>/<resource>`: token → the value block its grant saw. */
   const seen = new Map<string, Map<number, ValueBlock>>();
@@ -83,8 +98,11 @@ export function dlmWorkload(): Workload {
   /** Per `<history>/<round>`: its members (node:incarnation), as a node that finished it reported. */
   const rounds = new Map<string, Set<string>>();
   const requests = new Set<Request>();
-  const counts = { requests: 0, grants: 0, conversions: 0, refusals: 0, departed: 0 };
+  const counts = { requests: 0, grants: 0, conversions: 0, refusals: 0, departed: 0, holdersKilled: 0 };
   let world: World | undefined;
+  /** dlm-kill-holder: when the next holder is killed, and the schedule's own random source. */
+  let nextKill = 0;
+  let killRng: ReturnType<World['random']> | undefined;
 
   const fail = (id: 'D1' | 'D2' | 'D3' | 'D4', detail: string): void => world?.checker.fail(id, detail);
   const live = (node: ClusterNode): boolean => {
@@ -189,6 +207,33 @@ export function dlmWorkload(): Workload {
     writers.delete(node);
   }
 
+  /**
+   * dlm-kill-holder: kill a running node that holds PW or EX (not releasing it) on a resource
+   * whose master is another running node that grants it that lock now; the master is spared.
+   */
+  function killHolder(w: World): boolean {
+    const running = (node: ClusterNode): boolean => live(node) && !w.slot(node.nodeNum).clock!.paused;
+    const byNum = new Map([...dlms].filter(([node]) => running(node)).map(([node, dlm]) => [node.nodeNum, { node, dlm }]));
+    const victims: Array<{ node: ClusterNode; master: number; resource: string }> = [];
+    for (const { node, dlm } of byNum.values()) {
+      for (const l of dlm.locks()) {
+        if (l.granted === null || l.phase !== 'idle' || !writesValue(l.granted)) continue;
+        const master = dlm.masterOf(l.resource);
+        const m = master === undefined || master === node.nodeNum ? undefined : byNum.get(master);
+        // A written, valid value block: what the master must mark invalid when the holder dies.
+        const res = m?.dlm.mastered().find((r) => r.resource === l.resource);
+        if (!res || res.valueVersion === 0 || !res.valueValid) continue;
+        if (res.granted.some(([n, mode]) => n === node.nodeNum && mode === l.granted)) victims.push({ node, master: master!, resource: l.resource });
+      }
+    }
+    if (victims.length === 0) return false;
+    const v = victims[killRng!.int(victims.length)]!;
+    counts.holdersKilled++;
+    w.crashNode(v.node.nodeNum, ` (holds PW/EX on ${v.resource}, its master n${v.master} spared)`, 200 + killRng!.int(2_000));
+    died(v.node);
+    return true;
+  }
+
   /** D3: requests of live, running owners settle by their timeout (plus slack; a pause holds the owner's timers). */
   function step(w: World): void {
     const now = w.clock.now();
@@ -218,6 +263,13 @@ export function dlmWorkload(): Workload {
         fail('D3', `${r.what} on node ${r.node.nodeNum} still pending ${now - r.deadline} ms after its timeout`);
         return;
       }
+    }
+    // Last, so that the holder's locks were just recorded above (D4 needs them when it is gone).
+    if (variant === 'dlm-kill-holder' && w.isFaulting) {
+      killRng ??= w.random('dlm/kill-holder');
+      // Until a holder is found, tried again at every step.
+      if (nextKill === 0) nextKill = now + 800 + killRng.int(1_500);
+      else if (now >= nextKill && killHolder(w)) nextKill = now + 800 + killRng.int(1_500);
     }
   }
 
@@ -249,8 +301,8 @@ export function dlmWorkload(): Workload {
   }
 
   return {
-    name: 'dlm',
-    canaries: DLM_CANARIES,
+    name: variant,
+    canaries: variant === 'dlm' ? DLM_CANARIES : DLM_KILL_HOLDER_CANARIES,
     plant: (c, on) => void (__dlmCanaries[c as DlmCanaryName] = on),
     stats: () => ({ ...counts }),
     hooks: {
