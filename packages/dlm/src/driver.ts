@@ -75,8 +75,12 @@ export interface ConvertOptions {
 }
 
 export interface DlmEvents {
-  /** This node took a grant (a new lock or a conversion). */
-  granted: (info: { resource: string; id: number; mode: LockMode; token: number; value: ValueBlock }) => void;
+  /**
+   * This node took a grant (a new lock or a conversion) in recovery round `round` (the round it
+   * was granted in: an owner takes grants of its current round only, and the token lies in
+   * `[round · 2^32, (round + 1) · 2^32)`).
+   */
+  granted: (info: { resource: string; id: number; mode: LockMode; token: number; value: ValueBlock; round: number }) => void;
   /** A lock of this node blocks a waiter that wants `mode`. */
   blocking: (info: { resource: string; id: number; mode: LockMode }) => void;
   /** A lock of this node was lost: this node was declared down (or the manager closed). */
@@ -455,7 +459,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
         this.handles.get(e.id)?._granted(e.grant);
         return;
       case 'granted':
-        this.emit('granted', { resource: e.resource, id: e.id, mode: e.mode, token: e.token, value: e.vb });
+        this.emit('granted', { resource: e.resource, id: e.id, mode: e.mode, token: e.token, value: e.vb, round: e.round });
         return;
       case 'blocking': {
         const h = this.handles.get(e.id);

@@ -65,8 +65,8 @@ export type Effect =
   | { type: 'lost'; id: number; resource: string }
   /** A conversion whose operation was cancelled was granted all the same: the lock is in `grant.mode` now. */
   | { type: 'changed'; id: number; grant: GrantInfo }
-  /** This node, as owner, took a grant (the checkers' view of "who holds what"). */
-  | { type: 'granted'; id: number; resource: string; mode: LockMode; token: number; vb: ValueBlock }
+  /** This node, as owner, took a grant (the checkers' view of "who holds what") in `round`, its current round (the token's round). */
+  | { type: 'granted'; id: number; resource: string; mode: LockMode; token: number; vb: ValueBlock; round: number }
   /** A departed node's lock dropped by the master that held it (exactly once). */
   | { type: 'departed'; node: number; incarnation: number; id: number; resource: string; mode: LockMode | null }
   | { type: 'recovered'; round: number; members: readonly Member[]; resources: number; departed: number }
@@ -441,7 +441,7 @@ export class DlmState {
         lock.value = undefined;
         lock.cancelCode = undefined;
         const grant: GrantInfo = { mode: msg.mode, token: msg.token, vb: msg.vb };
-        this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant });
+        this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant, round: this.round });
         this.effects.push({ type: 'settle', op: lock.op, id: lock.id, ok: true, grant });
         return;
       }
@@ -492,7 +492,7 @@ export class DlmState {
     lock.vb = msg.vb;
     lock.cancelCode = undefined;
     const grant: GrantInfo = { mode: msg.mode, token: msg.token, vb: msg.vb };
-    this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant });
+    this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant, round: this.round });
     if (isNew) {
       lock.phase = 'releasing';
       this.toMaster(lock, { t: 'rel', round: this.round, id: lock.id, resource: lock.resource });

@@ -14,7 +14,9 @@
  *   of the same round (of one history) held at once by live owners break
  *   it. What a lock is held in is its owner's view (`dlm.locks()`): from
  *   its grant until the owner asks to release it, or loses it; under a
- *   conversion, the weaker of its two modes.
+ *   conversion, the weaker of its two modes. For that judgement to hold,
+ *   every grant carries its round: an owner takes a grant only in the
+ *   round its token is of (the `granted` event names the owner's round).
  * - D2 a departed node's lock is released exactly once: a master never
  *   drops one twice, and at the end no master still grants a lock that no
  *   live owner holds.
@@ -110,8 +112,13 @@ export function dlmWorkload(variant: DlmVariant = 'dlm'): Workload {
     return s.node === node && s.status === 'running';
   };
 
-  function granted(node: ClusterNode, dlm: Dlm, e: { resource: string; id: number; mode: LockMode; token: number; value: ValueBlock }): void {
+  function granted(node: ClusterNode, dlm: Dlm, e: { resource: string; id: number; mode: LockMode; token: number; value: ValueBlock; round: number }): void {
     counts.grants++;
+    // D1 judges grants by the round their token carries: an owner takes only a grant of its
+    // current round, and a token of round r lies in [r · 2^32, (r + 1) · 2^32).
+    if (Math.floor(e.token / TOKEN_ROUND_SPAN) !== e.round) {
+      fail('D1', `node ${node.nodeNum} took a grant on ${e.resource} in round ${e.round} whose token ${e.token} is of round ${Math.floor(e.token / TOKEN_ROUND_SPAN)}`);
+    }
     const history = node.historyId ?? 'none';
     const r = `${history}/${e.resource}`;
     const tokens = seen.get(r) ?? new Map<number, ValueBlock>();
