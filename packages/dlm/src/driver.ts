@@ -75,8 +75,12 @@ export interface ConvertOptions {
 }
 
 export interface DlmEvents {
-  /** This node took a grant (a new lock or a conversion). */
-  granted: (info: { resource: string; id: number; mode: LockMode; token: number; value: ValueBlock }) => void;
+  /**
+   * This node took a grant (a new lock or a conversion) in recovery round `round` (the round it
+   * was granted in: an owner takes grants of its current round only, and the token lies in
+   * `[round · 2^32, (round + 1) · 2^32)`).
+   */
+  granted: (info: { resource: string; id: number; mode: LockMode; token: number; value: ValueBlock; round: number }) => void;
   /** A lock of this node blocks a waiter that wants `mode`. */
   blocking: (info: { resource: string; id: number; mode: LockMode }) => void;
   /** A lock of this node was lost: this node was declared down (or the manager closed). */
@@ -173,7 +177,14 @@ interface Pending {
 }
 
 interface Outbox {
+  /** The receiver's incarnation. */
   incarnation: number;
+  /**
+   * This node's incarnation when the messages were queued: a batch goes out only under it.
+   * After an eviction the node talks through a new ICS, as a new incarnation; a retry of the
+   * former one's messages would reach the peer as the new incarnation's.
+   */
+  from: number;
   /** Sequence number of `queue[0]`. */
   seq: number;
   queue: Message[];
@@ -448,7 +459,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
         this.handles.get(e.id)?._granted(e.grant);
         return;
       case 'granted':
-        this.emit('granted', { resource: e.resource, id: e.id, mode: e.mode, token: e.token, value: e.vb });
+        this.emit('granted', { resource: e.resource, id: e.id, mode: e.mode, token: e.token, value: e.vb, round: e.round });
         return;
       case 'blocking': {
         const h = this.handles.get(e.id);
@@ -469,6 +480,10 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
       }
       case 'departed':
         this.emit('departed', { node: e.node, incarnation: e.incarnation, id: e.id, resource: e.resource, mode: e.mode });
+        return;
+      case 'reset':
+        // Whatever this node queued before it reset belongs to a life that is over.
+        for (const [to, box] of [...this.outboxes]) this.restartOutbox(to, box);
         return;
       case 'recovered':
         this.emit('recovered', { round: e.round, members: e.members, resources: e.resources, departed: e.departed });
@@ -588,9 +603,9 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     const member = this.state.members.find((m) => m.node === to);
     if (!member) return;
     let box = this.outboxes.get(to);
-    if (!box || box.incarnation !== member.incarnation) {
+    if (!box || box.incarnation !== member.incarnation || box.from !== this.node.incarnation) {
       if (box) this.dropOutbox(to);
-      box = { incarnation: member.incarnation, seq: 0, queue: [], busy: false, retryMs: DLM_DEFAULTS.retryMinMs };
+      box = { incarnation: member.incarnation, from: this.node.incarnation, seq: 0, queue: [], busy: false, retryMs: DLM_DEFAULTS.retryMinMs };
       this.outboxes.set(to, box);
     }
     box.queue.push(msg);
@@ -602,8 +617,23 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     this.outboxes.delete(to);
   }
 
+  /**
+   * Forget what waits in `box` (the state machine reset: nothing queued before means anything
+   * now) and go on from the next sequence number, so the peer, which skips numbers it saw,
+   * still takes what comes next from this incarnation. A batch in flight settles into nothing.
+   */
+  private restartOutbox(to: number, box: Outbox): void {
+    box.timer?.cancel();
+    this.outboxes.set(to, { incarnation: box.incarnation, from: box.from, seq: box.seq + box.queue.length, queue: [], busy: false, retryMs: DLM_DEFAULTS.retryMinMs });
+  }
+
   private flush(to: number, box: Outbox): void {
     if (box.busy || box.timer || box.queue.length === 0 || this.closed) return;
+    if (box.from !== this.node.incarnation) {
+      // Queued by a former incarnation of this node (evicted since): never sent as this one's.
+      this.dropOutbox(to);
+      return;
+    }
     let weight = 0;
     let n = 0;
     while (n < box.queue.length && n < WIRE_LIMITS.maxBatch) {

@@ -5,7 +5,8 @@
  * holder and of a resource master.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { isDlmError, type Lock } from '../src/index.js';
+import type { HandlerContext } from '@clusterinfra/core';
+import { type Batch, isDlmError, type Lock } from '../src/index.js';
 import { type DlmCluster, dlmCluster, resourceMasteredBy } from './cluster.js';
 
 interface Tracked<T> {
@@ -199,5 +200,35 @@ describe('recovery', () => {
     expect(other.value!.token).toBeGreaterThan(lock.token);
     await c.until(() => c.ready([1, 2, 3]), 'node 3 rejoined');
     expect(c.dlm(3).locks()).toEqual([]);
+  });
+
+  it('what a node queued for a peer before it was declared down is never sent as its new incarnation’s (sim seed 182 at 5 nodes)', async () => {
+    // Found by the simulator workload (D3, a waiter left at quiescence): node 2's request, queued
+    // for its master and retried, went out after node 2 was evicted, through its new ICS, so the
+    // master took it as the new incarnation's; after the cluster re-formed, the new history's
+    // round of that number served it, and the lock waited for ever at a master its owner never
+    // knew of. Here: what the master is delivered from node 2's new incarnation.
+    const c = await formed(3);
+    const r = resourceMasteredBy(c.dlm(2), 3);
+    const delivered: Array<{ incarnation: number; ids: number[] }> = [];
+    const master = c.dlm(3) as unknown as { onDeliver(batch: Batch, ctx: HandlerContext): unknown };
+    const deliver = master.onDeliver.bind(master);
+    master.onDeliver = (batch, ctx) => {
+      if (ctx.caller.nodeNum === 2) delivered.push({ incarnation: ctx.caller.incarnation, ids: batch.msgs.flatMap((m) => ('id' in m ? [m.id] : [])) });
+      return deliver(batch, ctx);
+    };
+    // Node 2 cannot send to node 3: its request waits in its outbox, retried.
+    c.network.partition('node-2', 'node-3', { oneWay: true });
+    const former = c.node(2).incarnation;
+    const request = track(c.dlm(2).lock(r, 'EX'));
+    const id = c.dlm(2).locks()[0]!.id;
+    await settled(c.node(1).declareDown(2));
+    await c.until(() => c.node(2).incarnation !== former, 'node 2 evicted, a new incarnation');
+    c.network.heal();
+    await c.until(() => c.ready([1, 2, 3]), 'node 2 rejoined');
+    await c.clock.advance(10_000); // past every retry of the former incarnation's queue
+    expect(request.done && isDlmError(request.error, 'DLM_ERR_LOCK_LOST')).toBe(true);
+    expect(delivered.some((d) => d.incarnation !== former)).toBe(true);
+    expect(delivered.filter((d) => d.incarnation !== former && d.ids.includes(id))).toEqual([]);
   });
 });

@@ -6,6 +6,7 @@
  * drops a node's queues. Checkers watch every effect:
  *
  * - the invariants of invariants.ts, after every step;
+ * - an owner takes a grant only in the round its token is of;
  * - departed locks: none stays at a master, and those a surviving master
  *   held are dropped;
  * - every operation settles at most once (and, at quiescence, exactly once).
@@ -13,7 +14,7 @@
 import { expect } from 'vitest';
 import type { LockMode } from '../src/modes.js';
 import type { Message } from '../src/protocol/messages.js';
-import { DlmState, type Effect, type Member } from '../src/protocol/state.js';
+import { DlmState, type Effect, type Member, TOKEN_ROUND_SPAN } from '../src/protocol/state.js';
 import { Invariants } from './invariants.js';
 
 export interface WorldNode {
@@ -209,6 +210,8 @@ export class World {
         return;
       }
       case 'granted':
+        // An owner takes a grant only in the round its token is of.
+        expect(Math.floor(e.token / TOKEN_ROUND_SPAN), `node ${n.num} took token ${e.token} in round ${e.round}`).toBe(e.round);
         this.check.granted(e);
         return;
       case 'departed':

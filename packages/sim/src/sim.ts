@@ -150,6 +150,7 @@ export class World {
   private partitioned = false;
   /** Set when healing starts: fault-undo timers still pending do nothing any more. */
   private healing = false;
+  private faulting = false;
   private logging = true;
 
   constructor(
@@ -212,6 +213,11 @@ export class World {
   /** True once the fault phase is over: workloads stop starting new work then. */
   get isHealing(): boolean {
     return this.healing;
+  }
+
+  /** True during the fault phase (after formation, before healing): when a workload's own faults may strike. */
+  get isFaulting(): boolean {
+    return this.faulting && !this.healing;
   }
 
   private pick<T>(xs: readonly T[]): T | undefined {
@@ -308,17 +314,36 @@ export class World {
   }
 
   private crash(s: Slot, why: string): void {
-    if (s.status !== 'running' || !s.node) return;
+    if (!this.stop(s, why)) return;
+    const r = this.sched.next();
+    if (r < this.rates.noRestart) return;
+    const delay = r < this.rates.noRestart + this.rates.fastRestart ? 0 : 200 + this.sched.int(6000);
+    this.after(delay, () => this.restart(s));
+  }
+
+  /** Crash the node in `s` (nothing drawn: the caller decides about a restart); false when it was not running. */
+  private stop(s: Slot, why: string): boolean {
+    if (s.status !== 'running' || !s.node) return false;
     this.note(`crash n${s.n}${why}`);
     this.network.crash(s.address);
     s.clock!.kill();
     this.keyServices.forget(s.node);
     void s.node.close().catch(() => {});
     s.status = 'crashed';
-    const r = this.sched.next();
-    if (r < this.rates.noRestart) return;
-    const delay = r < this.rates.noRestart + this.rates.fastRestart ? 0 : 200 + this.sched.int(6000);
-    this.after(delay, () => this.restart(s));
+    return true;
+  }
+
+  /**
+   * A workload's own fault (a schedule of its own, e.g. killing a lock holder and sparing its
+   * master): crash node `n` now and restart it `restartMs` later. Nothing is drawn from the
+   * simulator's streams, so a seed that never calls it keeps its trace. Ignored while healing.
+   */
+  crashNode(n: number, why: string, restartMs: number): void {
+    const s = this.slot(n);
+    if (this.healing || !this.stop(s, why)) return;
+    this.after(restartMs, () => {
+      if (!this.healing) this.restart(s);
+    });
   }
 
   private restart(s: Slot): void {
@@ -624,6 +649,7 @@ export class World {
       this.checker.fail(c.why, `the cluster did not form within 30 s: ${c.detail}`);
     }
     this.note('formed');
+    this.faulting = true;
     // Fault phase.
     const end = this.clock.now() + faultMs;
     let nextTraffic = this.clock.now();

@@ -65,11 +65,13 @@ export type Effect =
   | { type: 'lost'; id: number; resource: string }
   /** A conversion whose operation was cancelled was granted all the same: the lock is in `grant.mode` now. */
   | { type: 'changed'; id: number; grant: GrantInfo }
-  /** This node, as owner, took a grant (the checkers' view of "who holds what"). */
-  | { type: 'granted'; id: number; resource: string; mode: LockMode; token: number; vb: ValueBlock }
+  /** This node, as owner, took a grant (the checkers' view of "who holds what") in `round`, its current round (the token's round). */
+  | { type: 'granted'; id: number; resource: string; mode: LockMode; token: number; vb: ValueBlock; round: number }
   /** A departed node's lock dropped by the master that held it (exactly once). */
   | { type: 'departed'; node: number; incarnation: number; id: number; resource: string; mode: LockMode | null }
-  | { type: 'recovered'; round: number; members: readonly Member[]; resources: number; departed: number };
+  | { type: 'recovered'; round: number; members: readonly Member[]; resources: number; departed: number }
+  /** The machine reset (see `reset`): messages queued for peers before it mean nothing now. */
+  | { type: 'reset' };
 
 type Phase = 'idle' | 'requesting' | 'converting' | 'releasing' | 'cancelling';
 
@@ -280,7 +282,14 @@ export class DlmState {
     this.round = 0;
     this.complete = false;
     this.masterRound = 0;
+    // The token counter starts again too. Tokens of round r lie in [r · 2^32, (r + 1) · 2^32)
+    // only while every master's counter is from its current history: after a reset this node
+    // may follow a re-formed cluster whose rounds start from 1, and a counter carried from a
+    // higher round of the old history would issue tokens that a later round's master (floored
+    // at its own, lower, round) issues again.
+    this.nextToken = 0;
     this.masterCache.clear();
+    this.effects.push({ type: 'reset' });
   }
 
   // ================================================================ inputs: membership
@@ -432,7 +441,7 @@ export class DlmState {
         lock.value = undefined;
         lock.cancelCode = undefined;
         const grant: GrantInfo = { mode: msg.mode, token: msg.token, vb: msg.vb };
-        this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant });
+        this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant, round: this.round });
         this.effects.push({ type: 'settle', op: lock.op, id: lock.id, ok: true, grant });
         return;
       }
@@ -483,7 +492,7 @@ export class DlmState {
     lock.vb = msg.vb;
     lock.cancelCode = undefined;
     const grant: GrantInfo = { mode: msg.mode, token: msg.token, vb: msg.vb };
-    this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant });
+    this.effects.push({ type: 'granted', id: lock.id, resource: lock.resource, ...grant, round: this.round });
     if (isNew) {
       lock.phase = 'releasing';
       this.toMaster(lock, { t: 'rel', round: this.round, id: lock.id, resource: lock.resource });

@@ -14,7 +14,9 @@
  *   of the same round (of one history) held at once by live owners break
  *   it. What a lock is held in is its owner's view (`dlm.locks()`): from
  *   its grant until the owner asks to release it, or loses it; under a
- *   conversion, the weaker of its two modes.
+ *   conversion, the weaker of its two modes. For that judgement to hold,
+ *   every grant carries its round: an owner takes a grant only in the
+ *   round its token is of (the `granted` event names the owner's round).
  * - D2 a departed node's lock is released exactly once: a master never
  *   drops one twice, and at the end no master still grants a lock that no
  *   live owner holds.
@@ -26,8 +28,11 @@
  *   sees is no older than a valid one seen by a grant with a lower token
  *   (version 0: a resource that started again empty), and never from a
  *   later grant; and once a holder died holding PW or EX (it may have been
- *   changing the value), no later grant sees a valid block older than that
- *   holder's grant (the cluster marked it invalid).
+ *   changing the value), no later grant of a recovery round without it
+ *   sees a valid block older than that holder's grant (the cluster marked
+ *   it invalid). A grant of a round it is still a member of is exempt: no
+ *   master knows it died yet, and a compatible mode (NL, say) is granted
+ *   beside it with the block as it stands.
  */
 import type { ClusterNode } from '@clusterinfra/core';
 import {
@@ -49,8 +54,22 @@ import type { World } from '../sim.js';
 import type { Workload } from './index.js';
 
 export type DlmWorkloadCanary = DlmCanaryName;
-/** `skipPrune` is caught by the DLM's protocol tests (see workloads.json, notCaughtHere). */
 export const DLM_CANARIES: readonly DlmWorkloadCanary[] = ['grantIncompatible', 'noTokenFloor', 'acceptStaleGrants'];
+/**
+ * The `dlm-kill-holder` variant adds `skipPrune`: only there does a schedule kill a PW/EX holder
+ * while its master lives, and a master that keeps the departed lock keeps its value block valid (D4).
+ */
+export const DLM_KILL_HOLDER_CANARIES: readonly DlmWorkloadCanary[] = [...DLM_CANARIES, 'skipPrune'];
+
+/**
+ * Which DLM workload: `dlm` runs under the simulator's faults only; `dlm-kill-holder` adds a
+ * schedule of its own: 0.8–2.3 s into the fault phase, and as long after each kill, at the first
+ * step that finds one, it kills a node holding PW or EX on a resource whose written, valid value
+ * block another running node masters (granting it that lock now), sparing that master, and
+ * restarts it 0.2–2.2 s later. The simulator's own faults may still hit the master; often they
+ * do not.
+ */
+export type DlmVariant = 'dlm' | 'dlm-kill-holder';
 
 const RESOURCES = ['a', 'b', 'c'];
 const WORKERS = 2;
@@ -70,17 +89,22 @@ function weaker(a: LockMode, b: LockMode): LockMode {
   return 'NL';
 }
 
-export function dlmWorkload(): Workload {
+export function dlmWorkload(variant: DlmVariant = 'dlm'): Workload {
   const dlms = new Map<ClusterNode, Dlm>();
   /** Per `<history>/<resource>`: token → the value block its grant saw. */
   const seen = new Map<string, Map<number, ValueBlock>>();
   const departed = new Set<string>();
-  /** Each live node's PW/EX locks at the last step, and per `<history>/<resource>` the highest token of such a lock whose owner died with it. */
-  const writers = new Map<ClusterNode, Array<{ r: string; token: number }>>();
-  const spoiled = new Map<string, number>();
+  /** Each live node's PW/EX locks at the last step (`who`: node:incarnation), and per `<history>/<resource>` those whose owner died with them. */
+  const writers = new Map<ClusterNode, Array<{ r: string; token: number; who: string }>>();
+  const spoiled = new Map<string, Array<{ token: number; who: string }>>();
+  /** Per `<history>/<round>`: its members (node:incarnation), as a node that finished it reported. */
+  const rounds = new Map<string, Set<string>>();
   const requests = new Set<Request>();
-  const counts = { requests: 0, grants: 0, conversions: 0, refusals: 0, departed: 0 };
+  const counts = { requests: 0, grants: 0, conversions: 0, refusals: 0, departed: 0, holdersKilled: 0 };
   let world: World | undefined;
+  /** dlm-kill-holder: when the next holder is killed, and the schedule's own random source. */
+  let nextKill = 0;
+  let killRng: ReturnType<World['random']> | undefined;
 
   const fail = (id: 'D1' | 'D2' | 'D3' | 'D4', detail: string): void => world?.checker.fail(id, detail);
   const live = (node: ClusterNode): boolean => {
@@ -88,8 +112,13 @@ export function dlmWorkload(): Workload {
     return s.node === node && s.status === 'running';
   };
 
-  function granted(node: ClusterNode, dlm: Dlm, e: { resource: string; id: number; mode: LockMode; token: number; value: ValueBlock }): void {
+  function granted(node: ClusterNode, dlm: Dlm, e: { resource: string; id: number; mode: LockMode; token: number; value: ValueBlock; round: number }): void {
     counts.grants++;
+    // D1 judges grants by the round their token carries: an owner takes only a grant of its
+    // current round, and a token of round r lies in [r · 2^32, (r + 1) · 2^32).
+    if (Math.floor(e.token / TOKEN_ROUND_SPAN) !== e.round) {
+      fail('D1', `node ${node.nodeNum} took a grant on ${e.resource} in round ${e.round} whose token ${e.token} is of round ${Math.floor(e.token / TOKEN_ROUND_SPAN)}`);
+    }
     const history = node.historyId ?? 'none';
     const r = `${history}/${e.resource}`;
     const tokens = seen.get(r) ?? new Map<number, ValueBlock>();
@@ -105,12 +134,17 @@ export function dlmWorkload(): Workload {
         }
       }
     }
-    const dead = spoiled.get(r);
-    if (dead !== undefined && dead < e.token && vb.valid && vb.version !== 0 && vb.version < dead) {
-      fail('D4', `grant ${e.token} on ${e.resource} sees a valid value block of version ${vb.version}, though a holder that died in PW/EX held it under token ${dead}`);
+    const round = Math.floor(e.token / TOKEN_ROUND_SPAN);
+    // Only a grant of a round without the dead holder owes it an invalid block: until its
+    // round, no master can know it died (a compatible grant beside it may still see its block).
+    const members = rounds.get(`${history}/${round}`);
+    for (const dead of spoiled.get(r) ?? []) {
+      if (dead.token >= e.token || members === undefined || members.has(dead.who)) continue;
+      if (vb.valid && vb.version !== 0 && vb.version < dead.token) {
+        fail('D4', `grant ${e.token} on ${e.resource} sees a valid value block of version ${vb.version}, though a holder that died in PW/EX (node ${dead.who}, not a member of round ${round}) held it under token ${dead.token}`);
+      }
     }
     tokens.set(e.token, vb);
-    const round = Math.floor(e.token / TOKEN_ROUND_SPAN);
     // A grant its owner no longer holds (released at once: it crossed a cancel; the event can
     // come after later ones when the master is the node itself) is history, not a holding.
     const own = dlm.locks().find((l) => l.id === e.id);
@@ -174,21 +208,56 @@ export function dlmWorkload(): Workload {
     }
   }
 
+  /** `node` is gone: the PW/EX locks it held at the last step owe an invalid value block (D4). */
+  function died(node: ClusterNode): void {
+    for (const { r, token, who } of writers.get(node) ?? []) spoiled.set(r, [...(spoiled.get(r) ?? []), { token, who }]);
+    writers.delete(node);
+  }
+
+  /**
+   * dlm-kill-holder: kill a running node that holds PW or EX (not releasing it) on a resource
+   * whose master is another running node that grants it that lock now; the master is spared.
+   */
+  function killHolder(w: World): boolean {
+    const running = (node: ClusterNode): boolean => live(node) && !w.slot(node.nodeNum).clock!.paused;
+    const byNum = new Map([...dlms].filter(([node]) => running(node)).map(([node, dlm]) => [node.nodeNum, { node, dlm }]));
+    const victims: Array<{ node: ClusterNode; master: number; resource: string }> = [];
+    for (const { node, dlm } of byNum.values()) {
+      for (const l of dlm.locks()) {
+        if (l.granted === null || l.phase !== 'idle' || !writesValue(l.granted)) continue;
+        const master = dlm.masterOf(l.resource);
+        const m = master === undefined || master === node.nodeNum ? undefined : byNum.get(master);
+        // A written, valid value block: what the master must mark invalid when the holder dies.
+        const res = m?.dlm.mastered().find((r) => r.resource === l.resource);
+        if (!res || res.valueVersion === 0 || !res.valueValid) continue;
+        if (res.granted.some(([n, mode]) => n === node.nodeNum && mode === l.granted)) victims.push({ node, master: master!, resource: l.resource });
+      }
+    }
+    if (victims.length === 0) return false;
+    const v = victims[killRng!.int(victims.length)]!;
+    counts.holdersKilled++;
+    w.crashNode(v.node.nodeNum, ` (holds PW/EX on ${v.resource}, its master n${v.master} spared)`, 200 + killRng!.int(2_000));
+    died(v.node);
+    return true;
+  }
+
   /** D3: requests of live, running owners settle by their timeout (plus slack; a pause holds the owner's timers). */
   function step(w: World): void {
     const now = w.clock.now();
     // D4: a holder that dies in PW or EX may have been changing the value: the cluster must mark it invalid.
+    // One releasing its lock is not holding it: its master may have taken the release already (with
+    // the last value, or none when a grant that crossed a cancel goes back), and then rightly keeps
+    // the block valid.
     for (const [node, dlm] of dlms) {
       if (!writers.has(node)) continue;
       if (!live(node)) {
-        for (const { r, token } of writers.get(node)!) spoiled.set(r, Math.max(spoiled.get(r) ?? 0, token));
-        writers.delete(node);
+        died(node);
         continue;
       }
       const history = node.historyId ?? 'none';
       writers.set(
         node,
-        dlm.locks().flatMap((l) => (l.granted !== null && writesValue(l.granted) ? [{ r: `${history}/${l.resource}`, token: l.token }] : [])),
+        dlm.locks().flatMap((l) => (l.granted !== null && l.phase !== 'releasing' && writesValue(l.granted) ? [{ r: `${history}/${l.resource}`, token: l.token, who: `${node.nodeNum}:${node.incarnation}` }] : [])),
       );
     }
     for (const r of requests) {
@@ -201,6 +270,13 @@ export function dlmWorkload(): Workload {
         fail('D3', `${r.what} on node ${r.node.nodeNum} still pending ${now - r.deadline} ms after its timeout`);
         return;
       }
+    }
+    // Last, so that the holder's locks were just recorded above (D4 needs them when it is gone).
+    if (variant === 'dlm-kill-holder' && w.isFaulting) {
+      killRng ??= w.random('dlm/kill-holder');
+      // Until a holder is found, tried again at every step.
+      if (nextKill === 0) nextKill = now + 800 + killRng.int(1_500);
+      else if (now >= nextKill && killHolder(w)) nextKill = now + 800 + killRng.int(1_500);
     }
   }
 
@@ -232,8 +308,8 @@ export function dlmWorkload(): Workload {
   }
 
   return {
-    name: 'dlm',
-    canaries: DLM_CANARIES,
+    name: variant,
+    canaries: variant === 'dlm' ? DLM_CANARIES : DLM_KILL_HOLDER_CANARIES,
     plant: (c, on) => void (__dlmCanaries[c as DlmCanaryName] = on),
     stats: () => ({ ...counts }),
     hooks: {
@@ -243,6 +319,7 @@ export function dlmWorkload(): Workload {
         dlms.set(node, dlm);
         writers.set(node, []);
         dlm.on('granted', (e) => granted(node, dlm, e));
+        dlm.on('recovered', (e) => rounds.set(`${node.historyId ?? 'none'}/${e.round}`, new Set(e.members.map((m) => `${m.node}:${m.incarnation}`))));
         dlm.on('departed', (e) => {
           counts.departed++;
           const k = `${e.node}:${e.incarnation}:${e.id}`;

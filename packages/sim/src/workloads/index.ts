@@ -7,10 +7,10 @@
  * must catch (test/workloads.test.ts).
  */
 import type { SimHooks } from '../sim.js';
-import { DLM_CANARIES, dlmWorkload, type DlmWorkloadCanary } from './dlm.js';
+import { DLM_CANARIES, DLM_KILL_HOLDER_CANARIES, dlmWorkload, type DlmWorkloadCanary } from './dlm.js';
 import { REGISTRY_CANARIES, registryWorkload, type RegistryWorkloadCanary } from './registry.js';
 
-export const WORKLOADS = ['dlm', 'registry'] as const;
+export const WORKLOADS = ['dlm', 'registry', 'dlm-kill-holder'] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 export type WorkloadCanary = DlmWorkloadCanary | RegistryWorkloadCanary;
 
@@ -27,12 +27,13 @@ export interface Workload {
   close(): Promise<void>;
 }
 
-export const WORKLOAD_CANARIES: Record<WorkloadName, readonly WorkloadCanary[]> = { dlm: DLM_CANARIES, registry: REGISTRY_CANARIES };
+export const WORKLOAD_CANARIES: Record<WorkloadName, readonly WorkloadCanary[]> = { dlm: DLM_CANARIES, registry: REGISTRY_CANARIES, 'dlm-kill-holder': DLM_KILL_HOLDER_CANARIES };
 
 export function createWorkload(name: WorkloadName): Workload {
   switch (name) {
     case 'dlm':
-      return dlmWorkload();
+    case 'dlm-kill-holder':
+      return dlmWorkload(name);
     case 'registry':
       return registryWorkload();
   }
