@@ -1053,12 +1053,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     });
   }
 
-  /** Queue a change; the master commits changes one at a time (protocol/core.ts). */
-  private propose(build: Build): Promise<Transition | undefined> {
+  /**
+   * Queue a change; the master commits changes one at a time (protocol/core.ts).
+   * `node`: the change is about that node and `build` reads only its state,
+   * so it may share an append round with changes of other nodes.
+   */
+  private propose(build: Build, node?: number): Promise<Transition | undefined> {
     return new Promise((resolve, reject) => {
       const id = this.loop.expect((t) => resolve(t as Transition | undefined), reject);
       // The commit loop outlives whichever handler proposed the change.
-      detached(() => this.step({ type: 'propose', id, build }));
+      detached(() => this.step({ type: 'propose', id, build, ...(node === undefined ? {} : { node }) }));
     });
   }
 
@@ -1118,11 +1122,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     // Silences measured in an earlier mastership of ours are stale: each member starts afresh.
     for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown')) this.detector.forget(n);
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${e.granted.join(', ')} of voters ${voters.join(', ')}` });
-    // The entry of the previous term we hold uncommitted goes first (the core keeps holding it until applied).
-    const carried = e.carried;
+    // The entries of the previous term we hold uncommitted go first (the core keeps holding them until applied).
     // (Failures surface as quorum loss; nobody awaits these.)
     const quiet = (p: Promise<unknown>): void => void p.catch(() => {});
-    if (carried) {
+    for (const carried of e.carried) {
       const committed = this.propose(() => (carried.number === this.history.last + 1 ? { ...carried } : undefined));
       quiet(committed);
       // A down the former master proposed and this one commits gets a record
@@ -1269,7 +1272,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           const s = this.history.stateOf(node);
           if (s !== 'NeverUp' && s !== 'Down') return undefined;
           return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta, keyServices: j.keyServices };
-        }).catch(() => undefined),
+        }, node).catch(() => undefined),
       };
       void entry.committed.then(() => {
         if (this.joinsUnderWay.get(node) === entry) this.joinsUnderWay.delete(node);
@@ -1374,13 +1377,13 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         const m = this.history.member(node);
         if (!m || m.state !== 'ComingUp' || m.incarnation !== b.incarnation) return undefined;
         return { kind: 'state', node, incarnation: b.incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
-      }).catch(() => {});
+      }, node).catch(() => {});
     } else {
       void this.propose(() => {
         const m = this.history.member(node);
         if (!m || m.incarnation !== b.incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
         return { kind: 'state', node, incarnation: b.incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
-      }).catch(() => {});
+      }, node).catch(() => {});
     }
   }
 

@@ -231,7 +231,9 @@ export class Cluster {
     const m = this.node(String(at));
     const id = this.nextId++;
     this.proposals.set(id, `${what} ${node}`);
-    this.step(m, { type: 'propose', id, build: this.build(m, what, node) });
+    // As node.ts proposes them: a join, and the Up or Down a barrier opens, may share a round.
+    const batchable = what === 'join' || what === 'up' || what === 'gone';
+    this.step(m, { type: 'propose', id, build: this.build(m, what, node), ...(batchable ? { node } : {}) });
     return `p${id}`;
   }
 
@@ -324,12 +326,11 @@ export class Cluster {
       case 'advance':
         return this.step(m, { type: 'advance' });
       case 'elected': {
-        // What ClusterNode proposes when elected: the carried entry, the founding entries, its master record.
+        // What ClusterNode proposes when elected: the carried entries, the founding entries, its master record.
         const self = n;
         const inc = m.incarnation;
         const h = m.core.history;
-        const carried = e.carried;
-        if (carried) this.step(m, { type: 'propose', id: this.nextId++, build: () => (carried.number === h.last + 1 ? { ...carried } : undefined) });
+        for (const carried of e.carried) this.step(m, { type: 'propose', id: this.nextId++, build: () => (carried.number === h.last + 1 ? { ...carried } : undefined) });
         if (e.bootstrap) {
           this.step(m, { type: 'propose', id: this.nextId++, build: () => ({ kind: 'state', node: self, incarnation: inc, from: h.stateOf(self), to: 'ComingUp', cause: 'formed the cluster', address: `mem:${self}` }) });
           this.step(m, { type: 'propose', id: this.nextId++, build: () => ({ kind: 'state', node: self, incarnation: inc, from: 'ComingUp', to: 'Up', cause: 'formed the cluster' }) });
@@ -464,7 +465,7 @@ export class Cluster {
       case 'pre-vote':
         return `pre-vote granted by ${e.granted.join(',')} of ${e.voters.join(',')}: ${e.enough ? 'enough' : 'not enough'}`;
       case 'elected':
-        return `elected term ${e.term} by ${e.granted.join(',')}${e.carried ? `, carrying ${describe(e.carried)}` : ''}`;
+        return `elected term ${e.term} by ${e.granted.join(',')}${e.carried.length > 0 ? `, carrying ${e.carried.map(describe).join(', ')}` : ''}`;
       case 'campaign-done':
         return `campaign ${e.outcome}`;
       case 'advance':
