@@ -85,6 +85,8 @@ const CLMS = { channel: 'clms', subservice: 1 } as const;
 const TIMED_OUT = Symbol('timed out');
 /** Join handlers that may wait for their commit at once; later joins are answered 'queued' at once. */
 const MAX_JOIN_WAITERS = 64;
+/** Owed reports a member sends again per tick, at most (docs/membership.md, "Scale"). */
+const REPORTS_PER_TICK = 8;
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 
 export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDisposable {
@@ -1801,8 +1803,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const me = this.history.member(this.nodeNum);
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
     // Owed reports are resent until the master acknowledges them (a new
-    // master, or a new term, gets them again: its barriers are rebuilt).
-    for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`)) void this.sendReport(r);
+    // master, or a new term, gets them again: its barriers are rebuilt), a
+    // bounded number per tick.
+    for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`, REPORTS_PER_TICK)) void this.sendReport(r);
     // Silence measured by a node whose own timers run late is stretched (Lifeguard).
     const failureTimeoutMs = this.health.scale(this.timing.failureTimeoutMs);
     if (now - this.lastHeardMaster > failureTimeoutMs * 6) {
