@@ -192,6 +192,17 @@ describe('OwedReports', () => {
     expect([...o.reports()].map((r) => r.node)).toEqual([6, 7, 1]);
   });
 
+  it('the tick takes at most so many due reports, oldest first, skipping those under way (a join storm owes hundreds)', () => {
+    const o = new OwedReports();
+    for (let n = 1; n <= 20; n++) o.owe({ kind: 'nodeup-done', node: n, incarnation: n * 10 });
+    o.owe({ kind: 'suspect', node: 30, incarnation: 300 });
+    const first = [...o.due('1:2', 8)];
+    expect(first.map((r) => r.node)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    for (const r of first) o.sending(r, '1:2');
+    expect([...o.due('1:2', 8)].map((r) => r.node)).toEqual([9, 10, 11, 12, 13, 14, 15, 16]);
+    expect([...o.due('1:2')]).toHaveLength(12);
+  });
+
   it('requests are owed until acknowledged; a later report of the same thing replaces the earlier', () => {
     const o = new OwedReports();
     const s1: Report = { kind: 'suspect', node: 7, incarnation: 70, reason: 'link lost' };

@@ -92,6 +92,32 @@ describe('key-service view', () => {
     expect(v.formed).toBe(false);
   });
 
+  it('scans the members again only for a transition that may change formed (a key service, an announcer, a host, a new members list)', () => {
+    const v = new KeyServiceView();
+    const list = [member(1, 'Up', ['a'], true), member(2, 'Up'), member(3, 'Up')];
+    let scans = 0;
+    const members = new Proxy(list, { get: (target, p, r) => (p === Symbol.iterator && scans++, Reflect.get(target, p, r)) });
+    const of = (n: number) => list.find((m) => m.node === n);
+    apply(v, ks('a', 1, 1, 'ready'), 0, true);
+    expect(v.updateFormed(members, of, ks('a', 1, 1, 'ready'))).toBe(true);
+    expect(scans).toBe(1);
+    // Node 3 announces nothing and hosts nothing: its transitions change nothing here (a formation of hundreds).
+    list[2] = member(3, 'GoingDown');
+    expect(v.updateFormed(members, of, state(3, 'GoingDown'))).toBe(false);
+    expect(scans).toBe(1);
+    // The host of a critical key service going down: scanned, and no longer formed.
+    list[0] = member(1, 'GoingDown', ['a'], true);
+    expect(v.updateFormed(members, of, state(1, 'GoingDown'))).toBe(true);
+    expect([scans, v.formed]).toEqual([2, false]);
+    // Another members list (a snapshot installed) is scanned whatever the transition.
+    expect(v.updateFormed([...list], of, state(3, 'Down'))).toBe(false);
+    expect(scans).toBe(2);
+    // So is any list after a reset (here: nothing critical is left, so formed).
+    v.reset();
+    expect(v.updateFormed(members, of, state(2, 'Up'))).toBe(true);
+    expect(scans).toBe(3);
+  });
+
   it('a joiner announcing a key service as critical makes it critical; halted ones are reported', () => {
     const v = new KeyServiceView();
     apply(v, ks('a', 1, 1, 'ready'));

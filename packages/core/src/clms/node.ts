@@ -84,6 +84,8 @@ const CLMS = { channel: 'clms', subservice: 1 } as const;
 const TIMED_OUT = Symbol('timed out');
 /** Join handlers that may wait for their commit at once; later joins are answered 'queued' at once. */
 const MAX_JOIN_WAITERS = 64;
+/** Owed reports a member sends again per tick, at most (docs/membership.md, "Scale"). */
+const REPORTS_PER_TICK = 8;
 const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 
 export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDisposable {
@@ -1058,12 +1060,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     });
   }
 
-  /** Queue a change; the master commits changes one at a time (protocol/core.ts). */
-  private propose(build: Build): Promise<Transition | undefined> {
+  /**
+   * Queue a change; the master commits changes one at a time (protocol/core.ts).
+   * `node`: the change is about that node and `build` reads only its state,
+   * so it may share an append round with changes of other nodes.
+   */
+  private propose(build: Build, node?: number): Promise<Transition | undefined> {
     return new Promise((resolve, reject) => {
       const id = this.loop.expect((t) => resolve(t as Transition | undefined), reject);
       // The commit loop outlives whichever handler proposed the change.
-      detached(() => this.step({ type: 'propose', id, build }));
+      detached(() => this.step({ type: 'propose', id, build, ...(node === undefined ? {} : { node }) }));
     });
   }
 
@@ -1261,7 +1267,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
           const s = this.history.stateOf(node);
           if (s !== 'NeverUp' && s !== 'Down') return undefined;
           return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta, keyServices: j.keyServices };
-        }).catch(() => undefined),
+        }, node).catch(() => undefined),
       };
       void entry.committed.then(() => {
         if (this.joinsUnderWay.get(node) === entry) this.joinsUnderWay.delete(node);
@@ -1503,7 +1509,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
     // Owed reports are resent until the master acknowledges them (a new
     // master, or a new term, gets them again: its barriers are rebuilt).
-    for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`)) void this.sendReport(r);
+    for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`, REPORTS_PER_TICK)) void this.sendReport(r);
     // Silence is stretched when this node's own timers run late, or when the
     // master said its own do (Lifeguard: either way the silence is no evidence).
     const failureTimeoutMs = this.timing.failureTimeoutMs * Math.max(this.health.multiplier, this.core.masterHealth);

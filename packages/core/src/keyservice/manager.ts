@@ -138,7 +138,7 @@ export class KeyServiceManager {
   applied(t: Transition): void {
     if (t.kind === 'keyservice' && t.keyService) this.appliedKeyService(t, t.keyService);
     this.view.applyState(t, this.host.now());
-    if (this.view.updateFormed(this.host.members(), (n) => this.host.member(n))) this.host.emitFormed(this.view.formed);
+    if (this.view.updateFormed(this.host.members(), (n) => this.host.member(n), t)) this.host.emitFormed(this.view.formed);
     this.changes.wake();
     this.withdrawals.check();
   }

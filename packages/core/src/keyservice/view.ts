@@ -43,6 +43,8 @@ export class KeyServiceView {
   /** Highest epoch seen per key service in former histories (see reset). */
   private readonly epochFloor = new Map<string, number>();
   private formedState = false;
+  /** The members list `formedState` was last computed from in full (undefined: compute it again). */
+  private formedFrom: readonly MemberInfo[] | undefined;
 
   /**
    * Forget the clusterwide view (a joiner rebuilds it from the history it
@@ -56,6 +58,7 @@ export class KeyServiceView {
     this.hostIncarnation.clear();
     this.handoverSource.clear();
     this.vacatedFrom.clear();
+    this.formedFrom = undefined;
   }
 
   /** The epoch `name` is at: from the history, else the floor from former histories. */
@@ -137,7 +140,9 @@ export class KeyServiceView {
    * known from the history) has a ready host that is Up. True when that
    * changed (read `formed` for the new value).
    */
-  updateFormed(members: readonly MemberInfo[], member: (node: number) => MemberInfo | undefined): boolean {
+  updateFormed(members: readonly MemberInfo[], member: (node: number) => MemberInfo | undefined, t?: Transition): boolean {
+    if (t && members === this.formedFrom && !this.mayChangeFormed(t, member)) return false;
+    this.formedFrom = members;
     const critical = new Set<string>();
     for (const m of members) {
       if (m.state !== 'Up' && m.state !== 'ComingUp') continue;
@@ -152,6 +157,21 @@ export class KeyServiceView {
     if (formed === this.formedState) return false;
     this.formedState = formed;
     return true;
+  }
+
+  /**
+   * Whether applying `t` may have changed `formed`: it announces key
+   * services, changes the view, is about a member that announces some, or
+   * about a host. Other transitions (most joins and Ups of a large cluster)
+   * leave it as it is, so `updateFormed` skips its scan of every member,
+   * which made a formation cubic in the node count. Exact only while the
+   * members list is the one last scanned (a snapshot installed makes a new
+   * one) and every transition applied since came through here.
+   */
+  private mayChangeFormed(t: Transition, member: (node: number) => MemberInfo | undefined): boolean {
+    if (t.kind === 'keyservice' || t.keyServices !== undefined || (member(t.node)?.keyServices.length ?? 0) > 0) return true;
+    for (const v of this.view.values()) if (v.host === t.node) return true;
+    return false;
   }
 
   /** The state of the incarnation `name` was placed on (keyservice/placement.ts). */

@@ -238,7 +238,9 @@ export class Cluster {
     const m = this.node(String(at));
     const id = this.nextId++;
     this.proposals.set(id, `${what} ${node}`);
-    this.step(m, { type: 'propose', id, build: this.build(m, what, node) });
+    // As node.ts proposes them: a join, and the Up or Down a barrier opens, may share a round.
+    const batchable = what === 'join' || what === 'up' || what === 'gone';
+    this.step(m, { type: 'propose', id, build: this.build(m, what, node), ...(batchable ? { node } : {}) });
     return `p${id}`;
   }
 
@@ -331,11 +333,11 @@ export class Cluster {
       case 'advance':
         return this.step(m, { type: 'advance' });
       case 'elected': {
-        // What ClusterNode proposes when elected: the carried entry, the founding entries, its master record.
+        // What ClusterNode proposes when elected: the carried entries, the founding entries, its master record.
         const self = n;
         const inc = m.incarnation;
         const h = m.core.history;
-        // (The carried entry, if any, the core proposed itself, first.)
+        // (Carried entries the core proposed itself, first.)
         if (e.bootstrap) {
           this.step(m, { type: 'propose', id: this.nextId++, build: () => ({ kind: 'state', node: self, incarnation: inc, from: h.stateOf(self), to: 'ComingUp', cause: 'formed the cluster', address: `mem:${self}` }) });
           this.step(m, { type: 'propose', id: this.nextId++, build: () => ({ kind: 'state', node: self, incarnation: inc, from: 'ComingUp', to: 'Up', cause: 'formed the cluster' }) });
@@ -488,7 +490,7 @@ export class Cluster {
       case 'pre-vote':
         return `pre-vote granted by ${e.granted.join(',')} of ${e.voters.join(',')}: ${e.enough ? 'enough' : 'not enough'}`;
       case 'elected':
-        return `elected term ${e.term} by ${e.granted.join(',')}${e.carried ? `, carrying ${describe(e.carried)}` : ''}`;
+        return `elected term ${e.term} by ${e.granted.join(',')}${e.carried.length > 0 ? `, carrying ${e.carried.map(describe).join(', ')}` : ''}`;
       case 'campaign-done':
         return `campaign ${e.outcome}`;
       case 'advance':

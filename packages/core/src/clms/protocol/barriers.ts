@@ -145,11 +145,22 @@ export class OwedReports {
     if (!ok && o?.sentTo === to) o.sentTo = undefined;
   }
 
-  /** Barrier and ready reports not yet sent to or acknowledged by `to` (`master:term`): the tick sends these. */
-  *due(to: string): Generator<Report> {
+  /**
+   * Barrier and ready reports not yet sent to or acknowledged by `to`
+   * (`master:term`), oldest first, at most `max`: the tick sends these. The
+   * bound keeps a member that owes hundreds (a join storm) from sending
+   * them all again every tick while the master is too busy to answer, which
+   * only kept it busy.
+   */
+  *due(to: string, max = Number.POSITIVE_INFINITY): Generator<Report> {
+    let n = 0;
     for (const o of this.owed.values()) {
+      if (n >= max) return;
       const kind = o.report.kind;
-      if ((kind === 'nodeup-done' || kind === 'cleanup-done' || kind === 'keyservice-ready') && o.sentTo !== to) yield o.report;
+      if ((kind === 'nodeup-done' || kind === 'cleanup-done' || kind === 'keyservice-ready') && o.sentTo !== to) {
+        n++;
+        yield o.report;
+      }
     }
   }
 

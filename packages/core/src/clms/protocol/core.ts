@@ -22,7 +22,7 @@ import { History, historyIdOf } from './history.js';
 import type { AppendRequest, HeartbeatRequest, HistorySnapshot, MemberInfo, NodeState, Transition, VoteRequest } from './messages.js';
 import { parseMessage, snapshotSchema, transitionSchema } from './messages.js';
 import type { QuorumPolicy } from './quorum.js';
-import { APPEND_ROUNDS, type AppendChain, missing, Replication } from './replication.js';
+import { APPEND_ROUNDS, type AppendChain, batchOf, missing, Replication, sameEntry } from './replication.js';
 import { Detection, type DetectionEffect, type HealthView, NEVER_LATE } from './detection.js';
 import { type ReportEffect, Reports } from './reports.js';
 import type { Report } from './messages.js';
@@ -69,7 +69,12 @@ export type Message =
   | { type: 'failed'; call: number; code: string }
   /** Stand for election (`bootstrap`: found a cluster, no history exists yet). */
   | { type: 'campaign'; id: number; bootstrap: boolean }
-  | { type: 'propose'; id: number; build: Build }
+  /**
+   * `node`: the change is about that node only and its build reads nothing
+   * but that node's state, so it may share an append round with changes of
+   * other nodes (`batchOf` in replication.ts).
+   */
+  | { type: 'propose'; id: number; build: Build; node?: number }
   /** The effects of the last commit are performed: the next proposal's turn. */
   | { type: 'advance' }
   /** A term seen in an answer the driver handled (a heartbeat's). */
@@ -120,7 +125,7 @@ export type Effect =
   /** Heard from `node` (an append answer): its lease counts from `sentAt`. */
   | { type: 'heard'; node: number; sentAt: number }
   | { type: 'pre-vote'; bootstrap: boolean; voters: number[]; granted: number[]; enough: boolean; allCandidates: boolean }
-  | { type: 'elected'; term: number; bootstrap: boolean; granted: number[]; voters: number[]; hadQuorum: boolean; carried: Transition | undefined }
+  | { type: 'elected'; term: number; bootstrap: boolean; granted: number[]; voters: number[]; hadQuorum: boolean; carried: Transition[] }
   | { type: 'campaign-done'; id: number; outcome: 'refused' | 'won' | 'lost' | 'void' }
   | { type: 'advance' }
   | DetectionEffect
@@ -129,6 +134,7 @@ export type Effect =
 interface Proposal {
   id: number;
   build: Build;
+  node?: number | undefined;
 }
 
 export class Core {
@@ -138,9 +144,16 @@ export class Core {
   term = 0;
   votedIn = 0;
   master: number | undefined;
-  /** The one appended, not yet committed transition, and the term of the master that sent it. */
-  pending: Transition | undefined;
+  /**
+   * The appended, not yet committed transitions (consecutive from
+   * `history.last + 1`), the term of the master that last sent some, and
+   * the highest of them that master sent: a commit of that term covers the
+   * held entries up to it, never more (one it did not send may differ from
+   * what it committed at that number).
+   */
+  private held: Transition[] = [];
   pendingFrom = 0;
+  private vouched = 0;
   lastHeardMaster = Number.NEGATIVE_INFINITY;
   /**
    * How late the master said its own timers run (its local-health
@@ -161,6 +174,8 @@ export class Core {
   private advancing = false;
   private readonly appends = new Map<number, AppendChain>();
   private election: { id: number; e: Election; history: History } | undefined;
+  /** A commit the members still have to hear of: the next round's appends carry it, or commit messages when none follows. */
+  private commitOwed: { number: number; term: number } | undefined;
   private fetching: number | undefined;
   private time: Time = { now: 0, wall: 0 };
   /** The nodedown path (detection.ts) and reports and barriers (reports.ts). */
@@ -207,19 +222,34 @@ export class Core {
       call: (to, method, args, timeoutMs) => this.call(to, method, args, { timeoutMs }),
       propose: (build, done, first) => this.proposeInternal(build, done, first),
       reportSuspect: (node, incarnation, reason) => this.reports.send({ kind: 'suspect', node, incarnation, reason }),
-      announce: () => this.sendCommit(this.history.last),
+      announce: () => this.sendCommit({ number: this.history.last, term: this.term }, this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown', 'GoingDown')),
     });
     this.reports = new Reports({
       ...common,
       skipCleanupBarrier: () => config.canaries?.skipCleanupBarrier === true,
       call: (to, method, args, timeoutMs) => this.call(to, method, args, { timeoutMs }),
-      propose: (build, done) => this.proposeInternal(build, done),
+      propose: (build, done, node) => this.proposeInternal(build, done, false, node),
       detection: this.detection,
     });
   }
 
   get isMaster(): boolean {
     return this.master === this.config.self && this.phase === 'member';
+  }
+
+  /** The last appended, not yet committed transition (undefined: none). */
+  get pending(): Transition | undefined {
+    return this.held.at(-1);
+  }
+
+  set pending(t: Transition | undefined) {
+    this.held = t ? [t] : [];
+    this.vouched = t?.number ?? 0;
+  }
+
+  /** Every appended, not yet committed transition, in order. */
+  get pendingEntries(): readonly Transition[] {
+    return this.held;
   }
 
   get campaigning(): boolean {
@@ -241,10 +271,10 @@ export class Core {
   }
 
   /** Queue a change of the core's own; `done` hears its end (after the effects queued with it). */
-  private proposeInternal(build: Build, done: (t: Transition | undefined, failed?: string) => void, first = false): void {
+  private proposeInternal(build: Build, done: (t: Transition | undefined, failed?: string) => void, first = false, node?: number): void {
     const id = -this.nextInternal++;
     this.internal.set(id, done);
-    if (!first || !this.isMaster) return this.propose(id, build);
+    if (!first || !this.isMaster) return this.propose(id, build, node);
     this.proposals.unshift({ id, build });
     this.pump();
   }
@@ -283,7 +313,7 @@ export class Core {
       case 'campaign':
         return this.campaign(input.id, input.bootstrap);
       case 'propose':
-        return this.propose(input.id, input.build);
+        return this.propose(input.id, input.build, input.node);
       case 'advance':
         this.advancing = false;
         this.reports.afterAdvance();
@@ -376,7 +406,8 @@ export class Core {
 
   /** The history this node is in, or is acknowledging the first transition of; null when neither. */
   historyWanted(): string | null {
-    return this.history.id ?? (this.pending?.number === 1 ? historyIdOf(this.pending) : null);
+    const first = this.held[0];
+    return this.history.id ?? (first?.number === 1 ? historyIdOf(first) : null);
   }
 
   private reply(id: number, value: unknown): void {
@@ -498,19 +529,29 @@ export class Core {
     this.setMaster(this.config.self, e.term);
     const hadQuorum = this.quorumOk;
     this.quorumOk = true;
-    // The entry of a previous term we hold uncommitted is proposed again
-    // before anything of ours; a GoingDown is verified first, and nothing
-    // is proposed meanwhile (docs/protocol.md, "A carried GoingDown").
-    const carried = this.pending;
-    if (carried && !this.detection.reverify(carried)) this.detection.commitCarried(carried, carried.node === this.config.self ? 'not re-verified: the node is this master' : 'not re-verified');
-    // We keep holding the carried entry until it is applied: should this
-    // mastership end before it commits, a later election must still count it.
-    this.effects.push({ type: 'elected', term: e.term, bootstrap: e.start.bootstrap, granted: [...e.granted], voters: [...e.start.voters], hadQuorum, carried: this.pending });
+    // The entries of a previous term we hold uncommitted are proposed again,
+    // in order, before anything of ours (the queue is empty: only a master
+    // queues). A GoingDown first among them is verified first, and nothing
+    // is proposed meanwhile: its verdict puts it at the front (docs/protocol.md,
+    // "A carried GoingDown"). One behind another carried entry commits as it
+    // stands, its record says so.
+    const carried = [...this.held];
+    const [head, ...rest] = carried;
+    if (head && !this.detection.reverify(head)) this.proposeCarried(head, 'not re-verified');
+    for (const t of rest) this.proposeCarried(t, 'not re-verified: carried behind another entry');
+    // We keep holding them until applied: should this mastership end before
+    // they commit, a later election must still count them.
+    this.effects.push({ type: 'elected', term: e.term, bootstrap: e.start.bootstrap, granted: [...e.granted], voters: [...e.start.voters], hadQuorum, carried });
+  }
+
+  /** Propose a carried entry again, at the end of the queue. */
+  private proposeCarried(t: Transition, found: string): void {
+    this.detection.commitCarried(t, t.node === this.config.self ? 'not re-verified: the node is this master' : found, undefined, undefined, undefined, false);
   }
 
   // ---------------------------------------------------------------- master: proposals and replication
 
-  private propose(id: number, build: Build): void {
+  private propose(id: number, build: Build, node?: number): void {
     // Only a master queues changes: a decision begun as master and finished
     // after stepping down must not wait for a later term of ours, where it
     // would take the number of the entry carried from the former master (M2).
@@ -518,34 +559,60 @@ export class Core {
       this.effects.push({ type: 'settle', id, error: { kind: 'not-master' } });
       return;
     }
-    this.proposals.push({ id, build });
+    this.proposals.push({ id, build, node });
     this.pump();
   }
 
-  /** Start the next proposal, when none is in flight (M4: one change at a time). */
+  /**
+   * Start the next proposals, when none is in flight (M4: one change at a
+   * time; several changes of distinct nodes share a round when only the
+   * last of them may change the voters, see `batchOf` in replication.ts).
+   */
   private pump(): void {
     while (!this.replication && !this.advancing && this.proposals.length > 0 && this.isMaster && !this.detection.holding) {
       const p = this.proposals.shift()!;
-      const change = p.build();
-      if (!change) {
-        this.effects.push({ type: 'settle', id: p.id });
-        continue;
+      const first = this.build(p, this.history.last + 1);
+      if (!first) continue;
+      const batch = [{ proposal: p.id, t: first }];
+      // The founding entries go one by one: their voters are the candidates.
+      if (p.node !== undefined && this.history.last > 0) {
+        batchOf(batch, this.proposals, this.history, (q, number) => this.build(q, number));
       }
-      // An entry carried over from the previous master keeps its term and
-      // time: some members may have it (and even have committed it) as is.
-      const carried = change as Partial<Transition>;
-      const t: Transition =
-        carried.number === this.history.last + 1 && carried.term !== undefined && carried.time !== undefined
-          ? (change as Transition)
-          : { ...change, number: this.history.last + 1, term: this.term, time: this.time.wall };
       // In our own log while it replicates: deposed before it commits, we
-      // still count it when we stand again, and carry it if elected.
-      this.pending = t;
+      // still count it when we stand again, and carry it if elected. Entries
+      // carried from a former master that are still to be proposed stay held
+      // behind it (log matching: they go only after an entry that differs).
+      const entries = batch.map((b) => b.t);
+      const carriedOn = entries.every((t, i) => sameEntry(this.held[i], t)) ? this.held.slice(entries.length) : [];
+      this.held = [...entries, ...carriedOn];
       this.pendingFrom = this.term;
+      this.vouched = first.number + batch.length - 1;
       const voters = this.history.last === 0 ? (this.config.quorum === 'none' ? [this.config.self] : [...this.config.candidates]) : this.voters();
-      this.replication = new Replication(p.id, t, this.term, voters, this.time.now, this.config.quorum, this.config.self);
+      this.replication = new Replication(batch, this.term, voters, this.time.now, this.config.quorum, this.config.self);
+      // The appends carry the last commit to the members they go to; the others hear of it now.
+      if (this.commitOwed) this.sendCommit(this.commitOwed, this.history.nodesIn('GoingDown'));
+      this.commitOwed = undefined;
       this.replicationRound();
     }
+    if (this.commitOwed && !this.replication && !this.advancing) {
+      this.sendCommit(this.commitOwed, this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown', 'GoingDown'));
+      this.commitOwed = undefined;
+    }
+  }
+
+  /** The transition proposal `p` makes as entry `number`; undefined (and settled) when it no longer applies. */
+  private build(p: Proposal, number: number): Transition | undefined {
+    const change = p.build();
+    if (!change) {
+      this.effects.push({ type: 'settle', id: p.id });
+      return undefined;
+    }
+    // An entry carried over from the previous master keeps its term and
+    // time: some members may have it (and even have committed it) as is.
+    const carried = change as Partial<Transition>;
+    return carried.number === number && carried.term !== undefined && carried.time !== undefined
+      ? (change as Transition)
+      : { ...change, number, term: this.term, time: this.time.wall };
   }
 
   /** Append to every member that has not acknowledged; done at once when a quorum has it. */
@@ -558,7 +625,7 @@ export class Core {
     r.left = targets.length;
     r.open = true;
     if (targets.length === 0) return this.roundEnded();
-    for (const n of targets) this.appendTo(n, r.t, r.term, r);
+    for (const n of targets) this.sendAppend({ to: n, batch: r.entries, term: r.term, round: 0, entries: [...r.entries], sentAt: 0, replication: r });
   }
 
   private stillMasterOf(term: number): boolean {
@@ -589,15 +656,16 @@ export class Core {
     const r = this.replication!;
     this.replication = undefined;
     if (ok && this.stillMasterOf(r.term)) {
-      this.applyEntry(r.t);
-      this.sendCommit(r.t.number);
-      this.effects.push({ type: 'settle', id: r.proposal, t: r.t });
+      for (const t of r.entries) this.applyEntry(t);
+      // The members hear of it with the next round's appends, or by commit messages when none follows (pump).
+      this.commitOwed = { number: r.t.number, term: r.term };
+      for (const b of r.batch) this.effects.push({ type: 'settle', id: b.proposal, t: b.t });
       // The next proposal is built once the driver performed this commit's effects.
       this.advancing = true;
       this.effects.push({ type: 'advance' });
       return;
     }
-    this.effects.push({ type: 'settle', id: r.proposal, error: { kind: 'no-quorum', message: `transition ${r.t.number} did not reach a quorum` } });
+    for (const b of r.batch) this.effects.push({ type: 'settle', id: b.proposal, error: { kind: 'no-quorum', message: `transition ${b.t.number} did not reach a quorum` } });
     this.pump();
   }
 
@@ -614,14 +682,15 @@ export class Core {
    * learnt meanwhile (that would make two masters of it).
    */
   private appendTo(n: number, t: Transition, term: number, replication: Replication | undefined): void {
-    this.sendAppend({ to: n, t, term, round: 0, entries: [t], sentAt: 0, replication });
+    this.sendAppend({ to: n, batch: [t], term, round: 0, entries: [t], sentAt: 0, replication });
   }
 
   private sendAppend(chain: AppendChain): void {
     if (!this.stillMasterOf(chain.term)) return this.appendDone(chain, false);
     chain.sentAt = this.time.now;
     const h = this.history;
-    const args = { term: chain.term, history: h.id ?? (chain.t.number === 1 ? historyIdOf(chain.t) : null), commit: h.last, entries: chain.entries };
+    const first = chain.batch[0]!;
+    const args = { term: chain.term, history: h.id ?? (first.number === 1 ? historyIdOf(first) : null), commit: h.last, entries: chain.entries };
     this.appends.set(this.call(chain.to, 'append', args), chain);
   }
 
@@ -635,7 +704,7 @@ export class Core {
     this.effects.push({ type: 'heard', node: chain.to, sentAt: chain.sentAt });
     if (r.ok) return this.appendDone(chain, true);
     // The member misses transitions: send them first, from history.
-    chain.entries = missing(this.history, r.last, chain.t);
+    chain.entries = missing(this.history, r.last, chain.batch);
     if (++chain.round >= APPEND_ROUNDS) return this.appendDone(chain, false);
     this.sendAppend(chain);
   }
@@ -644,10 +713,10 @@ export class Core {
     if (chain.replication && chain.replication === this.replication) this.appendEnded(chain.replication, chain.to, ok);
   }
 
-  private sendCommit(number: number): void {
-    for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown', 'GoingDown')) {
+  private sendCommit(c: { number: number; term: number }, to: readonly number[]): void {
+    for (const n of to) {
       if (n === this.config.self) continue;
-      this.effects.push({ type: 'send', to: n, method: 'commit', args: { term: this.term, history: this.history.id, commit: number } });
+      this.effects.push({ type: 'send', to: n, method: 'commit', args: { term: c.term, history: this.history.id, commit: c.number } });
     }
   }
 
@@ -686,31 +755,50 @@ export class Core {
   private onAppend(from: number, a: AppendRequest): { term: number; ok: boolean; last: number } {
     const first = a.entries[0];
     const founding = a.commit === 0 && first?.number === 1 && a.history === historyIdOf(first);
-    if (!this.acceptMaster(from, a.term, a.history, founding)) return { term: this.term, ok: false, last: this.history.last };
+    const refuse = (): { term: number; ok: boolean; last: number } => ({ term: this.term, ok: false, last: this.history.last });
+    if (!this.acceptMaster(from, a.term, a.history, founding)) return refuse();
+    // The commit it carries covers what this master appended before (its last commit message may never come).
+    this.commitHeld(a.commit, a.term);
+    let sent = 0;
     for (const e of a.entries) {
       if (e.number <= this.history.last) continue;
-      if (e.number !== this.history.last + 1) return { term: this.term, ok: false, last: this.history.last };
-      if (e.number <= a.commit) this.applyEntry(e);
-      else {
-        this.pending = e;
-        this.pendingFrom = a.term;
+      if (e.number <= a.commit && e.number === this.history.last + 1) {
+        this.applyEntry(e);
+        continue;
       }
+      // Held entries before it must be this master's (sent now or before): it vouches for none it did not send.
+      const i = e.number - this.history.last - 1;
+      if (i > this.held.length || (i > 0 && sent === 0 && (this.pendingFrom !== a.term || this.held[i - 1]!.number > this.vouched))) return refuse();
+      // Log matching: an entry held at that number stays when it is the same, else it and what follows it go.
+      if (!sameEntry(this.held[i], e)) {
+        this.held.length = i;
+        this.held.push(e);
+      }
+      sent = e.number;
+    }
+    if (sent > 0) {
+      this.vouched = this.pendingFrom === a.term ? Math.max(this.vouched, sent) : sent;
+      this.pendingFrom = a.term;
+      this.commitHeld(a.commit, a.term);
     }
     return { term: this.term, ok: true, last: this.history.last };
   }
 
+  /** Apply the held entries the master of `term` sent and says are committed (up to `commit`). */
+  private commitHeld(commit: number, term: number): void {
+    if (this.pendingFrom !== term) return;
+    const upTo = Math.min(commit, this.vouched);
+    while (this.held.length > 0 && this.held[0]!.number <= upTo && this.held[0]!.number === this.history.last + 1) this.applyEntry(this.held[0]!);
+  }
+
   /**
    * The master of `term` says everything up to `commit` is committed. Our
-   * pending entry counts only if that same master sent it: an entry left by
+   * held entries count only if that same master sent them: an entry left by
    * an earlier master may not be the one committed at that number (log
    * matching); then we fetch what was committed instead.
    */
   private commitUpTo(commit: number, term: number): void {
-    if (this.pending && this.pendingFrom === term && this.pending.number <= commit && this.pending.number === this.history.last + 1) {
-      const t = this.pending;
-      this.pending = undefined;
-      this.applyEntry(t);
-    }
+    this.commitHeld(commit, term);
     if (commit > this.history.last && this.master !== undefined && this.master !== this.config.self && this.fetching === undefined) {
       this.fetching = this.call(this.master, 'fetch', { after: this.history.last });
     }
@@ -722,7 +810,8 @@ export class Core {
     try {
       if (r.snapshot) {
         this.history.install(parseMessage(snapshotSchema, r.snapshot) as HistorySnapshot);
-        if (this.pending && this.pending.number <= this.history.last) this.pending = undefined;
+        this.held = this.held.filter((t) => t.number > this.history.last);
+        if (this.held[0] && this.held[0].number !== this.history.last + 1) this.held = [];
         return;
       }
       for (const raw of r.transitions) {
@@ -738,7 +827,11 @@ export class Core {
   private applyEntry(t: Transition): void {
     if (t.number !== this.history.last + 1) return;
     const before = this.history.stateOf(t.node);
-    if (this.pending && this.pending.number <= t.number) this.pending = undefined;
+    // The held entry at this number goes; so does all that follows it when the committed one differs.
+    if (this.held[0] && this.held[0].number <= t.number) {
+      if (sameEntry(this.held[0], t)) this.held.shift();
+      else this.held = [];
+    }
     const info = this.history.append(t);
     this.reports.applied(t);
     this.effects.push({ type: 'apply', t, before, info });
@@ -768,16 +861,17 @@ export class Core {
     const r = this.replication;
     this.replication = undefined;
     this.advancing = false;
-    if (r) this.effects.push({ type: 'settle', id: r.proposal, error: { kind: 'aborted', message: why } });
+    for (const b of r?.batch ?? []) this.effects.push({ type: 'settle', id: b.proposal, error: { kind: 'aborted', message: why } });
     if (this.election) this.effects.push({ type: 'campaign-done', id: this.election.id, outcome: 'void' });
     this.election = undefined;
     this.appends.clear();
     this.fetching = undefined;
     this.detection.reset();
     this.reports.reset(history !== undefined);
+    this.commitOwed = undefined;
     if (history) {
       this.history = history;
-      this.pending = undefined;
+      this.held = [];
       this.master = undefined;
       this.quorumOk = false;
     }

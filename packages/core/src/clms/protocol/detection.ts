@@ -185,7 +185,7 @@ export class Detection {
    * A GoingDown gets a decision record saying who proposed it and on what
    * evidence; see `reverify` for one verified before it commits.
    */
-  commitCarried(t: Transition, found: string, first = this.p.now(), observers: Record<string, string> = { [String(this.p.self)]: 'held it uncommitted when elected' }, timings?: Record<string, number>): void {
+  commitCarried(t: Transition, found: string, first = this.p.now(), observers: Record<string, string> = { [String(this.p.self)]: 'held it uncommitted when elected' }, timings?: Record<string, number>, front = true): void {
     const term = this.p.term();
     const rule = `proposed by ${this.proposer(t)} on evidence "${t.cause}"; carried over and committed by master ${this.p.self} (term ${term}), ${found}`;
     this.p.propose(
@@ -195,7 +195,7 @@ export class Detection {
         const tookMs = this.p.now() - first;
         this.p.effect({ type: 'record', record: { node: committed.node, term: committed.term, rule, detector: false, observers, ...(timings ? { tookMs, timings: { ...timings, committed: tookMs } } : {}) } });
       },
-      true,
+      front,
     );
   }
 

@@ -13,15 +13,31 @@ import { hasQuorum, type QuorumPolicy } from './quorum.js';
 export const APPEND_ROUNDS = 3;
 
 /**
- * The transition in flight (M4: one change at a time). It commits once a
- * quorum of `voters` (the voters before the change) acknowledged it. Sent
- * in rounds: each round appends to every member that has not acknowledged
- * yet, and ends when all answered or a quorum has it; a round without a
- * quorum is tried again a heartbeat later, until the failure timeout says
- * the quorum is lost.
+ * At most this many transitions share one append round: every member
+ * reports on each join of a round at once, and the bound keeps that burst
+ * well inside the master's pool and queue for the reports.
+ */
+export const MAX_BATCH = 8;
+
+/** A proposal's entry in the round that replicates it. */
+export interface Batched {
+  readonly proposal: number;
+  readonly t: Transition;
+}
+
+/**
+ * The transitions in flight (M4: one change at a time): consecutive
+ * entries that commit together once a quorum of `voters` (the voters
+ * before the first of them) acknowledged the last. `batchOf` lets only
+ * the last of them change the voters, so each still commits with a quorum
+ * of the voters before it, as it would alone. Sent in rounds: each round
+ * appends to every member that has not acknowledged yet, and ends when
+ * all answered or a quorum has it; a round without a quorum is tried again
+ * a heartbeat later, until the failure timeout says the quorum is lost.
  */
 export class Replication {
   readonly acks: Set<number>;
+  readonly entries: readonly Transition[];
   /** Answers the current round still waits for; `open` until the round ends. */
   left = 0;
   open = false;
@@ -29,9 +45,8 @@ export class Replication {
   wakeAt: number | undefined;
 
   constructor(
-    readonly proposal: number,
-    readonly t: Transition,
-    /** The term of the master that made `t`: a master of another term never commits it. */
+    readonly batch: readonly Batched[],
+    /** The term of the master that made the entries: a master of another term never commits them. */
     readonly term: number,
     readonly voters: readonly number[],
     readonly started: number,
@@ -39,6 +54,12 @@ export class Replication {
     self: number,
   ) {
     this.acks = new Set([self]);
+    this.entries = batch.map((b) => b.t);
+  }
+
+  /** The last entry: the one a quorum must hold. */
+  get t(): Transition {
+    return this.entries.at(-1)!;
   }
 
   get committed(): boolean {
@@ -52,10 +73,48 @@ export class Replication {
   }
 }
 
-/** One member's append of `t` under `term`, resent with what it misses (up to APPEND_ROUNDS times). */
+/** Whether `t` adds a voter (an Up member) or takes one away, applied to `history`. */
+export function changesVoters(history: History, t: Transition): boolean {
+  return t.kind === 'state' && (history.stateOf(t.node) === 'Up') !== (t.to === 'Up');
+}
+
+/**
+ * Fill a round that starts with `batch[0]` from the proposals queued
+ * behind it, in order: while each is a change of its own node (`node`), of
+ * a node no earlier entry of the round touches (its build reads the
+ * history, which does not hold the earlier ones yet), and no earlier entry
+ * changes the voters, up to MAX_BATCH entries. `build` makes the entry of
+ * a proposal at a number, or settles it (undefined) when it no longer
+ * applies.
+ */
+export function batchOf<P extends { id: number; node?: number | undefined }>(
+  batch: Batched[],
+  queue: P[],
+  history: History,
+  build: (p: P, number: number) => Transition | undefined,
+): void {
+  const nodes = new Set(batch.map((b) => b.t.node));
+  while (batch.length < MAX_BATCH && !changesVoters(history, batch.at(-1)!.t)) {
+    const next = queue[0];
+    if (next?.node === undefined || nodes.has(next.node)) return;
+    queue.shift();
+    const t = build(next, batch.at(-1)!.t.number + 1);
+    if (!t) continue;
+    batch.push({ proposal: next.id, t });
+    nodes.add(t.node);
+  }
+}
+
+/** The same entry: a master makes one entry per number in its term. */
+export function sameEntry(a: Transition | undefined, b: Transition): boolean {
+  return a !== undefined && a.number === b.number && a.term === b.term && a.node === b.node && a.kind === b.kind && a.to === b.to && a.incarnation === b.incarnation;
+}
+
+/** One member's append of `batch` under `term`, resent with what it misses (up to APPEND_ROUNDS times). */
 export interface AppendChain {
   to: number;
-  t: Transition;
+  /** What is replicated: the round's entries (a member found behind by a heartbeat: the last transition). */
+  batch: readonly Transition[];
   term: number;
   round: number;
   entries: Transition[];
@@ -66,10 +125,11 @@ export interface AppendChain {
 
 /**
  * A member answered that it holds only up to `last`: what it misses, then
- * `t` (from the snapshot's end when it is behind even that). A committed
- * `t` is among what it misses already, and goes once.
+ * the uncommitted entries of `batch` (from the snapshot's end when it is
+ * behind even that). Committed entries of `batch` are among what it misses
+ * already, and go once.
  */
-export function missing(history: History, last: number, t: Transition): Transition[] {
+export function missing(history: History, last: number, batch: readonly Transition[]): Transition[] {
   const committed = history.since(last < history.first - 1 ? history.first - 1 : last);
-  return t.number > history.last ? [...committed, t] : committed;
+  return [...committed, ...batch.filter((t) => t.number > history.last)];
 }

@@ -33,7 +33,8 @@ export interface ReportsPort extends CoreView {
   skipCleanupBarrier(): boolean;
   call(to: number, method: 'report', args: unknown, timeoutMs: number): number;
   effect(e: ReportEffect): void;
-  propose(build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined, done: (t: Transition | undefined, failed?: string) => void): void;
+  /** `node`: the change is about that node only, so it may share an append round with changes of other nodes. */
+  propose(build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined, done: (t: Transition | undefined, failed?: string) => void, node?: number): void;
   readonly detection: Detection;
 }
 
@@ -259,13 +260,13 @@ export class Reports {
         const m = h().member(node);
         if (!m || m.state !== 'ComingUp' || m.incarnation !== incarnation) return undefined;
         return { kind: 'state', node, incarnation, from: 'ComingUp', to: 'Up', cause: 'every member ran its nodeup callbacks' };
-      }, ignore);
+      }, ignore, node);
     } else {
       this.p.propose(() => {
         const m = h().member(node);
         if (!m || m.incarnation !== incarnation || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) return undefined;
         return { kind: 'state', node, incarnation, from: m.state, to: 'Down', cause: 'every node finished its cleanup' };
-      }, ignore);
+      }, ignore, node);
     }
   }
 
