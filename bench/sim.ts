@@ -4,7 +4,7 @@
  * crashes, the others agree again) with its peak RSS and real time.
  *
  *   npx tsx bench/sim.ts                 # ratio rows (3, 5, 16 nodes); merges them into bench/results.json
- *   npx tsx bench/sim.ts --huge          # the 1,000-node rows only (minutes on a loaded machine)
+ *   npx tsx bench/sim.ts --huge [--seed=N]  # the 1,000-node rows only (minutes on a loaded machine)
  *   npx tsx bench/sim.ts --json          # the rows as JSON on stdout only
  *
  * The simulator runs bundled by esbuild (ESM, node20, no keepNames, as the
@@ -26,6 +26,8 @@ type Row = ResultRow<'sim'>;
 
 const JSON_ONLY = process.argv.includes('--json');
 const HUGE = process.argv.includes('--huge');
+/** `--seed=N`: the seed of the huge run. @default 1 */
+const HUGE_SEED = Number(process.argv.find((a) => a.startsWith('--seed='))?.slice('--seed='.length) ?? 1);
 const TSX = process.env.SIM_BENCH_TSX === '1';
 const BUNDLE = fileURLToPath(new URL('./.build/sim-cli.mjs', import.meta.url));
 const CLI_TS = fileURLToPath(new URL('../packages/sim/src/cli.ts', import.meta.url));
@@ -95,7 +97,7 @@ async function ratios(): Promise<Row[]> {
 }
 
 async function huge(): Promise<Row[]> {
-  const lines = await sim(['--seed', '1', '--nodes', '1000', '--profile', 'huge']);
+  const lines = await sim(['--seed', String(HUGE_SEED), '--nodes', '1000', '--profile', 'huge']);
   const seed = lines.find((l) => 'ok' in l) as SeedLine | undefined;
   const s = lines.at(-1) as unknown as Summary;
   const load = loadavg()[0]!;
@@ -104,7 +106,7 @@ async function huge(): Promise<Row[]> {
   const recovered = ms('recovered');
   const outcome = seed?.ok ? 'formed, master crashed, the others agreed again' : `failed ${seed?.violation?.invariant ?? '?'}: ${seed?.violation?.detail ?? 'no result'}`;
   log(`huge, 1000 nodes: ${outcome}; peak RSS ${s.peakRssMiB} MiB, ${s.realSeconds} s real (load ${load.toFixed(1)})`);
-  const note = `npm run sim -- --seed 1 --nodes 1000 --profile huge${TSX ? ' under tsx' : ', bundled'}: ${outcome}; formed at ${formed ? `${formed.simMs} ms simulated, ${(formed.realMs / 1000).toFixed(0)} s real` : '-'}; agreed again at ${recovered ? `${recovered.simMs} ms simulated, ${(recovered.realMs / 1000).toFixed(0)} s real` : '-'}; 1-min load average ${load.toFixed(1)} on 2 cores shared with other jobs`;
+  const note = `npm run sim -- --seed ${HUGE_SEED} --nodes 1000 --profile huge${TSX ? ' under tsx' : ', bundled'}: ${outcome}; formed at ${formed ? `${formed.simMs} ms simulated, ${(formed.realMs / 1000).toFixed(0)} s real` : '-'}; agreed again at ${recovered ? `${recovered.simMs} ms simulated, ${(recovered.realMs / 1000).toFixed(0)} s real` : '-'}; 1-min load average ${load.toFixed(1)} on 2 cores shared with other jobs`;
   return [
     { suite: 'sim', name: 'huge-1000n-peak-rss', unit: 'MiB', better: 'lower', value: s.peakRssMiB, baseline: 2048, ratio: +(s.peakRssMiB / 2048).toFixed(3), note: `${note}; baseline = the 2 GiB bound` },
     { suite: 'sim', name: 'huge-1000n-real-time', unit: 's', better: 'lower', value: s.realSeconds, baseline: 0, ratio: 0, note: `${note}; ${seed?.ok ? 'passed' : 'did not pass'} (no baseline)` },
