@@ -99,7 +99,8 @@ async function ratios(): Promise<Row[]> {
 async function huge(): Promise<Row[]> {
   const lines = await sim(['--seed', String(HUGE_SEED), '--nodes', '1000', '--profile', 'huge']);
   const seed = lines.find((l) => 'ok' in l) as SeedLine | undefined;
-  const s = lines.at(-1) as unknown as Summary;
+  const s = lines.at(-1) as unknown as Summary | undefined;
+  if (s?.peakRssMiB === undefined) throw new Error(`the huge run (seed ${HUGE_SEED}) ended without a summary (killed?)`);
   const load = loadavg()[0]!;
   const ms = (what: string) => seed?.milestones?.find((m) => m.what === what);
   const formed = ms('formed');
