@@ -13,14 +13,13 @@
  * parent's kill('SIGKILL') to the moment the node applied the transition.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ClusterNode, presets, silentLogger, type Timing, VirtualClock } from '../packages/core/src/index.js';
 import { ProcCluster } from '../packages/core/test/process/cluster.js';
 import { createMemoryNetwork, memory, type MemoryNetwork } from '../packages/transport-mem/src/index.js';
-import { median } from './common.js';
+import { bundleLikePublished, median } from './common.js';
 
 export interface ClmsRow {
   suite: 'clms';
@@ -55,21 +54,7 @@ const RUNNER_BUNDLE = `${BENCH_DIR}.build/clms-runner.mjs`;
  * two cores before the first one listens.
  */
 export async function buildRunner(): Promise<{ file: string; execArgv: string[] }> {
-  const { build } = await import('esbuild');
-  mkdirSync(`${BENCH_DIR}.build`, { recursive: true });
-  writeFileSync(`${BENCH_DIR}.build/.gitignore`, '*\n');
-  await build({
-    entryPoints: [fileURLToPath(new URL('../packages/core/test/process/node-runner.ts', import.meta.url))],
-    outfile: RUNNER_BUNDLE,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    keepNames: false,
-    tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)),
-    external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3', 'vitest'],
-    logLevel: 'warning',
-  });
+  await bundleLikePublished(fileURLToPath(new URL('../packages/core/test/process/node-runner.ts', import.meta.url)), RUNNER_BUNDLE);
   return { file: RUNNER_BUNDLE, execArgv: [] };
 }
 

@@ -15,7 +15,9 @@
  * body. Baseline bulk frame: u32 length, raw bytes (no msgpack); the ack is
  * an empty frame.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { Packr, RESERVE_START_SPACE, Unpackr } from 'msgpackr';
 
@@ -365,4 +367,29 @@ export function mergedRows<R extends { suite: string; name: string }>(file: stri
 /** Write `rows` into bench/results.json in place of the rows with the same suite and name (the others stay; new ones go last). */
 export function mergeResultRows(file: string, rows: readonly ResultRow[]): void {
   writeFileSync(file, JSON.stringify(mergedRows(file, rows), null, 2) + '\n');
+}
+
+/**
+ * Bundle `entry` (a TypeScript file) into `outfile` as the published packages
+ * are built: esbuild, ESM, node20, no keepNames (tsx's keepNames wraps every
+ * named closure); @clusterinfra/* resolve to the sources through the
+ * tsconfig paths, dependencies stay packages. Writes a .gitignore beside it.
+ */
+export async function bundleLikePublished(entry: string, outfile: string): Promise<void> {
+  const { build } = await import('esbuild');
+  const dir = dirname(outfile);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/.gitignore`, '*\n');
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    keepNames: false,
+    tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)),
+    external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3', 'vitest'],
+    logLevel: 'warning',
+  });
 }

@@ -39,6 +39,23 @@ export function transitionKey(t: Transition): string {
   return `${t.number}|${t.term}|${t.kind}|${t.node}|${t.incarnation}|${t.from}|${t.to}|${t.cause}|${t.time}|${t.address ?? ''}|${t.meta === undefined ? '' : JSON.stringify(t.meta)}`;
 }
 
+/** `transitionKey(a) === transitionKey(b)`, field by field, without building either string (M2 compares every transition of every node). */
+export function sameTransition(a: Transition, b: Transition): boolean {
+  return (
+    a.number === b.number &&
+    a.term === b.term &&
+    a.kind === b.kind &&
+    a.node === b.node &&
+    a.incarnation === b.incarnation &&
+    a.from === b.from &&
+    a.to === b.to &&
+    a.cause === b.cause &&
+    a.time === b.time &&
+    (a.address ?? '') === (b.address ?? '') &&
+    (a.meta === b.meta || (a.meta !== undefined && b.meta !== undefined && JSON.stringify(a.meta) === JSON.stringify(b.meta)))
+  );
+}
+
 export function shortTransition(t: Transition): string {
   return `#${t.number} e${t.term} ${t.kind} n${t.node}/${t.incarnation % 100000} ${t.from}->${t.to} (${t.cause})`;
 }
@@ -52,6 +69,8 @@ interface Observer {
   /** History ingested up to here. */
   cursor: number;
   gen: string | undefined;
+  /** The transition 1 object `gen` was computed from: the same object has the same key. */
+  firstSeen: Transition | undefined;
   lastTerm: number;
   /** Virtual time of its first 'transition' event: a joiner's events at that instant replay the history it installed. */
   firstEventAt: number | undefined;
@@ -61,7 +80,8 @@ interface Observer {
 
 interface Generation {
   key: string;
-  keys: string[];
+  /** The history's transitions as first seen, by number - 1. */
+  canon: Transition[];
   states: Map<number, { state: NodeState; incarnation: number }>;
   seenIncs: Map<number, Set<number>>;
   downIncs: Map<number, Set<number>>;
@@ -89,6 +109,8 @@ interface Cleanup {
 export class Checker {
   violation: Violation | undefined;
   private readonly observers = new Map<string, Observer>();
+  /** The observer each node object was last seen as (a node restarts as a new incarnation in the same object). */
+  private readonly lastObserver = new WeakMap<ClusterNode, Observer>();
   private readonly gens = new Map<string, Generation>();
   /** x:inc → observers that applied x's GoingDown/ShuttingDown live and owe its cleanup (C1, C2). */
   private readonly owed = new Map<string, Set<string>>();
@@ -113,12 +135,17 @@ export class Checker {
   }
 
   private observer(node: ClusterNode): Observer {
+    // Looked up several times per event and per step for every node: the
+    // node object's last observer answers without building the key.
+    const last = this.lastObserver.get(node);
+    if (last !== undefined && last.incarnation === node.incarnation) return last;
     const key = obsKey(node.nodeNum, node.incarnation);
     let o = this.observers.get(key);
     if (!o) {
-      o = { key, node: node.nodeNum, incarnation: node.incarnation, lastEvent: 0, cursor: 0, gen: undefined, lastTerm: 0, firstEventAt: undefined };
+      o = { key, node: node.nodeNum, incarnation: node.incarnation, lastEvent: 0, cursor: 0, gen: undefined, firstSeen: undefined, lastTerm: 0, firstEventAt: undefined };
       this.observers.set(key, o);
     }
+    this.lastObserver.set(node, o);
     return o;
   }
 
@@ -229,6 +256,9 @@ export class Checker {
     const first = node.transition(1);
     if (!first) return;
     const o = this.observer(node);
+    // Nothing new since the last look (every step looks at every node):
+    // the same history, and no transition past the cursor.
+    if (first === o.firstSeen && node.lastTransition <= o.cursor) return;
     const gk = transitionKey(first);
     if (o.gen === undefined) o.gen = gk;
     else if (o.gen !== gk) {
@@ -237,20 +267,20 @@ export class Checker {
     }
     let g = this.gens.get(gk);
     if (!g) {
-      g = { key: gk, keys: [], states: new Map(), seenIncs: new Map(), downIncs: new Map(), termMaster: new Map(), keyServices: new Map() };
+      g = { key: gk, canon: [], states: new Map(), seenIncs: new Map(), downIncs: new Map(), termMaster: new Map(), keyServices: new Map() };
       this.gens.set(gk, g);
       this.newGeneration(g, node);
     }
+    o.firstSeen = first;
     for (const t of node.transitions(o.cursor)) {
-      const k = transitionKey(t);
-      const known = g.keys[t.number - 1];
+      const known = g.canon[t.number - 1];
       if (known !== undefined) {
-        if (known !== k) this.fail('M2', `node ${node.nodeNum} has ${shortTransition(t)}; others have ${known}`);
-      } else if (t.number === g.keys.length + 1) {
-        g.keys.push(k);
+        if (!sameTransition(known, t)) this.fail('M2', `node ${node.nodeNum} has ${shortTransition(t)}; others have ${transitionKey(known)}`);
+      } else if (t.number === g.canon.length + 1) {
+        g.canon.push(t);
         this.canonical(g, t);
       } else {
-        this.fail('M1', `node ${node.nodeNum} holds transition ${t.number} but ${g.keys.length + 1} was never seen`);
+        this.fail('M1', `node ${node.nodeNum} holds transition ${t.number} but ${g.canon.length + 1} was never seen`);
       }
       o.cursor = t.number;
       if (this.violation) return;

@@ -1,5 +1,5 @@
 /**
- * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full] [--workload dlm|registry] [--canary NAME] [--json] [--stop]
+ * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload dlm|registry] [--canary NAME] [--json] [--stop]
  * npm run sim -- --check-hashes [--seeds N] [--workers W] | --record-hashes [--workers W]
  *
  * Runs seeds S, S+1, … S+N-1 (S defaults to 1; --seed S alone runs that one
@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import type { CanaryName } from '@clusterinfra/core/testing';
 import { hashCommand } from './hashes.js';
 import { runSeeds } from './run.js';
-import type { Profile, SimResult } from './sim.js';
+import { type Profile, PROFILES, type SimResult } from './sim.js';
 import { isWorkloadName, type WorkloadCanary, WORKLOADS } from './workloads/index.js';
 
 const { values } = parseArgs({
@@ -55,8 +55,8 @@ const count = values.seeds !== undefined ? Number(values.seeds) : values.seed !=
 const single = values.seed !== undefined && values.seeds === undefined;
 const profile = values.profile as Profile;
 const workload = values.workload;
-if (!Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || (profile !== 'ci' && profile !== 'full') || (workload !== undefined && !isWorkloadName(workload))) {
-  console.error(`usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--json] [--stop]`);
+if (!Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || !PROFILES.includes(profile) || (workload !== undefined && !isWorkloadName(workload))) {
+  console.error(`usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--json] [--stop]`);
   process.exit(2);
 }
 
@@ -79,9 +79,10 @@ const summary = await runSeeds({
   stopOnFailure: values.stop,
   onResult: (r) => {
     done++;
-    if (values.json) console.log(JSON.stringify({ seed: r.seed, ok: r.ok, violation: r.violation, traceHash: r.traceHash, simMs: r.simMs, realMs: Math.round(r.realMs), events: r.events }));
+    if (values.json) console.log(JSON.stringify({ seed: r.seed, ok: r.ok, violation: r.violation, traceHash: r.traceHash, simMs: r.simMs, realMs: Math.round(r.realMs), events: r.events, ...(r.milestones.length > 0 ? { milestones: r.milestones } : {}) }));
     else if (single || values.verbose) {
       console.log(`seed ${r.seed}: ${r.ok ? 'ok' : 'FAIL'}  trace hash ${r.traceHash}  sim ${r.simMs} ms in ${Math.round(r.realMs)} ms, ${r.committed} transitions, ${r.calls} calls, ${r.generations} histories${r.workloadStats ? `, ${r.workload} ${JSON.stringify(r.workloadStats)}` : ''}`);
+      for (const m of r.milestones) console.log(`  ${m.what} at ${Math.round(m.simMs)} ms simulated, ${(m.realMs / 1000).toFixed(1)} s real; ${m.links} links open, rss ${m.rssMiB} MiB, heap ${m.heapMiB} MiB`);
       if (single && r.ok) for (const l of r.tail) console.log(`    ${l}`);
     }
     if (!r.ok && !values.json) printFailure(r);
@@ -99,7 +100,10 @@ const line = {
   realSeconds: +(summary.realMs / 1000).toFixed(1),
   seedsPerSec: +summary.seedsPerSec.toFixed(2),
   simToReal: +summary.ratio.toFixed(1),
+  simToCpu: +summary.cpuRatio.toFixed(1),
   eventsPerSec: Math.round(summary.eventsPerSec),
+  /** Peak resident set of this process (the huge profile's memory bound). */
+  peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
 };
 console.log(values.json ? JSON.stringify(line) : `\nsummary: ${JSON.stringify(line, null, 1).replace(/\n\s*/g, ' ')}`);
 process.exit(summary.failed.length > 0 ? 1 : 0);

@@ -7,10 +7,14 @@ export interface Summary {
   seeds: number;
   failed: SimResult[];
   realMs: number;
+  /** CPU time of this process over the run (user + system, ms): on a shared machine it moves far less than real time. */
+  cpuMs: number;
   simMs: number;
   events: number;
   seedsPerSec: number;
   ratio: number;
+  /** Simulated ms per CPU ms. */
+  cpuRatio: number;
   eventsPerSec: number;
 }
 
@@ -31,6 +35,7 @@ export async function runSeeds(options: {
   let events = 0;
   let seeds = 0;
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let seed = options.from; seed < options.from + options.count; seed++) {
     const r = await runSeed({ seed, nodes: options.nodes, ...(options.profile ? { profile: options.profile } : {}), ...(options.canary ? { canary: options.canary } : {}), ...(options.workload ? { workload: options.workload } : {}) });
     seeds++;
@@ -43,5 +48,7 @@ export async function runSeeds(options: {
     }
   }
   const realMs = performance.now() - t0;
-  return { seeds, failed, realMs, simMs, events, seedsPerSec: seeds / (realMs / 1000), ratio: simMs / realMs, eventsPerSec: events / (realMs / 1000) };
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  return { seeds, failed, realMs, cpuMs, simMs, events, seedsPerSec: seeds / (realMs / 1000), ratio: simMs / realMs, cpuRatio: simMs / cpuMs, eventsPerSec: events / (realMs / 1000) };
 }

@@ -1,6 +1,6 @@
 /**
  * The deterministic simulator: K real ClusterNodes on one memory network,
- * each on its own pausable view of one VirtualClock, with randomness drawn
+ * each on its own pausable view of one virtual clock (clock.ts), with randomness drawn
  * from the seed only. A seed draws its fault rates, forms the cluster, runs
  * a random schedule of faults and application RPCs, then heals and checks
  * that the cluster converges. Invariants (checker.ts) are checked on every
@@ -23,16 +23,27 @@ import {
   type Logger,
   type LogFn,
   sleep,
-  VirtualClock,
 } from '@clusterinfra/core';
 import { type CanaryName, canaries } from '@clusterinfra/core/testing';
 import { createMemoryNetwork, type LinkFaults, memory, type MemoryNetwork } from '@clusterinfra/transport-mem';
 import { Checker, SUBSYSTEMS, type Violation } from './checker.js';
-import { NodeClock } from './clock.js';
+import { NodeClock, SimClock } from './clock.js';
 import { KEY_SERVICES, KeyServiceWorkload } from './keyservices.js';
 import { createWorkload, type Workload, type WorkloadCanary, type WorkloadName } from './workloads/index.js';
 
-export type Profile = 'ci' | 'full';
+/**
+ * `full`: 30 s of random faults; `ci`: 12 s (the CI gate's). `huge`: scale,
+ * not faults: the cluster forms on a clean network, its master crashes, the
+ * others must agree on a new master with the crashed node Down and run
+ * their nodedown callbacks (docs/testing.md, Scale profile; meant for
+ * `--nodes 1000`).
+ */
+export type Profile = 'ci' | 'full' | 'huge';
+
+export const PROFILES: readonly Profile[] = ['ci', 'full', 'huge'];
+
+/** Bounds of the `huge` profile, in virtual ms: formation, and agreement after the crash. */
+export const HUGE = { formMs: 180_000, recoverMs: 120_000, checkEveryMs: 100 } as const;
 
 export interface SimOptions {
   seed: number;
@@ -81,6 +92,18 @@ export interface SimResult {
   generations: number;
   tail: string[];
   replay: string;
+  /** Profile `huge`: when the cluster formed and when it agreed again after the crash. */
+  milestones: Milestone[];
+}
+
+/** A phase of the `huge` profile ended: when (virtual and real ms from the start), open links, and this process's memory then. */
+export interface Milestone {
+  what: string;
+  simMs: number;
+  realMs: number;
+  links: number;
+  rssMiB: number;
+  heapMiB: number;
 }
 
 interface Slot {
@@ -129,11 +152,11 @@ const TIMING = presets.lan;
 const APP = { channel: 'default', subservice: 77 } as const;
 
 export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: string | undefined; workload?: WorkloadName | undefined }): string {
-  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' ? ' --profile ci' : ''}${o.workload ? ` --workload ${o.workload}` : ''}${o.canary ? ` --canary ${o.canary}` : ''}`;
+  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' || o.profile === 'huge' ? ` --profile ${o.profile}` : ''}${o.workload ? ` --workload ${o.workload}` : ''}${o.canary ? ` --canary ${o.canary}` : ''}`;
 }
 
 export class World {
-  readonly clock = new VirtualClock();
+  readonly clock = new SimClock();
   readonly network: MemoryNetwork;
   readonly checker: Checker;
   readonly slots: Slot[] = [];
@@ -152,12 +175,15 @@ export class World {
   private healing = false;
   private faulting = false;
   private logging = true;
+  /** When the `huge` profile's phases ended (virtual and real ms from the start). */
+  readonly milestones: Milestone[] = [];
 
   constructor(
     readonly seed: number,
     readonly size: number,
     private readonly tailLength: number,
     private readonly hooks: SimHooks = {},
+    private readonly profile: Profile = 'full',
   ) {
     this.rng = new SeededRandom(`sim/${seed}`);
     const params = this.rng.fork('params');
@@ -166,7 +192,9 @@ export class World {
     this.network = createMemoryNetwork({ seed: `sim/${seed}/net`, clock: this.clock, traceLimit: 0 });
     // Candidates: 1 to 5 of the nodes, in a random order of preference.
     const order = shuffle(params, range(size));
-    this.candidates = order.slice(0, 1 + params.int(Math.min(size, 5)));
+    const drawn = 1 + params.int(Math.min(size, 5));
+    // At scale, five candidates (or all): the master's crash leaves a quorum.
+    this.candidates = order.slice(0, profile === 'huge' ? 5 : drawn);
     this.rates = drawRates(params);
     for (let n = 1; n <= size; n++) {
       this.slots.push({ n, address: `n${n}`, node: undefined, clock: undefined, status: 'crashed', starts: 0, lastIncarnation: -1, resumedAt: -Infinity, appIcs: undefined });
@@ -190,6 +218,16 @@ export class World {
 
   *liveNodes(): Generator<ClusterNode> {
     for (const s of this.slots) if (s.status === 'running' && s.node) yield s.node;
+  }
+
+  /**
+   * Every other node's address; at scale, the candidates' only (as a large
+   * deployment configures it: each node probes every seed when it joins, so
+   * all-to-all seeds would make a million links at 1,000 nodes).
+   */
+  private seedsOf(n: number): string[] {
+    const seeds = this.profile === 'huge' ? this.candidates.map((c) => this.slot(c)) : this.slots;
+    return seeds.filter((x) => x.n !== n).map((x) => x.address);
   }
 
   private running(): Slot[] {
@@ -238,7 +276,7 @@ export class World {
       clusterName: 'sim',
       transport: memory({ network: this.network, address: s.address }),
       candidates: this.candidates,
-      seeds: this.slots.filter((x) => x.n !== n).map((x) => x.address),
+      seeds: this.seedsOf(n),
       preset: 'lan',
       clock,
       random: seededRandom(`sim/${this.seed}/node${n}/${s.starts}`),
@@ -615,6 +653,26 @@ export class World {
     this.hooks.step?.(this);
   }
 
+  /**
+   * `converged().ok`, asked after every timer while the simulator waits for
+   * convergence: the usual answer (masters or heads still differ) is found
+   * without building the report.
+   */
+  private isConverged(): boolean {
+    let master: number | undefined;
+    let head = -1;
+    for (const s of this.slots) {
+      if (s.status !== 'running') continue;
+      const n = s.node!;
+      if (head === -1) {
+        master = n.master;
+        head = n.lastTransition;
+        if (master === undefined) return false;
+      } else if (n.master !== master || n.lastTransition !== head) return false;
+    }
+    return this.converged().ok;
+  }
+
   private converged(): { ok: boolean; why: 'L1' | 'L3'; detail: string } {
     const live = this.running().map((s) => s.node!);
     if (live.length === 0) return { ok: true, why: 'L1', detail: '' };
@@ -636,14 +694,15 @@ export class World {
     return { ok: true, why: 'L1', detail: '' };
   }
 
-  async run(profile: Profile): Promise<void> {
+  async run(profile: Profile = this.profile): Promise<void> {
+    if (profile === 'huge') return this.runHuge();
     const faultMs = profile === 'ci' ? 12_000 : 30_000;
     this.note(`seed ${this.seed}: ${this.size} nodes, candidates ${this.candidates.join(',')}, rates ${JSON.stringify(this.rates)}`);
     this.network.setDefaultFaults(this.rates.base);
     const checks = every(this.clock, 100, () => this.stepChecks());
     for (let n = 1; n <= this.size; n++) this.startNode(n);
     // Formation.
-    const formed = await this.clock.advanceUntil(() => this.checker.violation !== undefined || this.converged().ok, 30_000);
+    const formed = await this.clock.advanceUntil(() => this.checker.violation !== undefined || this.isConverged(), 30_000);
     if (!formed) {
       const c = this.converged();
       this.checker.fail(c.why, `the cluster did not form within 30 s: ${c.detail}`);
@@ -673,6 +732,76 @@ export class World {
     this.shutdown();
   }
 
+  /**
+   * The scale profile: form on a clean network, crash the master (no
+   * restart), and require that the others converge on a new master with the
+   * crashed incarnation Down, then quiescence (R1, C2). Convergence is
+   * looked at once per `HUGE.checkEveryMs` of virtual time, not after every
+   * timer: at 1,000 nodes one look reads every node.
+   */
+  private async runHuge(): Promise<void> {
+    this.note(`seed ${this.seed}: ${this.size} nodes (profile huge), candidates ${this.candidates.join(',')}`);
+    this.network.setDefaultFaults({ latencyMs: 1 });
+    const checks = every(this.clock, 100, () => this.stepChecks());
+    const t0 = performance.now();
+    for (let n = 1; n <= this.size; n++) this.startNode(n);
+    const formedAt = await this.settle(HUGE.formMs, 'the cluster did not form');
+    if (formedAt !== undefined) {
+      this.note(`formed in ${formedAt} ms`);
+      this.milestone('formed', t0);
+      const master = this.running().find((s) => s.node!.isMaster)!;
+      const victim = { n: master.n, incarnation: master.node!.incarnation };
+      this.note(`crash n${master.n} (master)`);
+      this.network.crash(master.address);
+      master.clock!.kill();
+      this.keyServices.forget(master.node!);
+      void master.node!.close().catch(() => {});
+      master.status = 'crashed';
+      const recovered = await this.settle(HUGE.recoverMs, `no agreement after the master (node ${victim.n}) crashed`, () => {
+        const m = this.running().find((s) => s.node!.isMaster)?.node;
+        const info = m?.info(victim.n);
+        return info !== undefined && info.incarnation === victim.incarnation && info.state === 'Down';
+      });
+      if (recovered !== undefined) {
+        this.note(`converged ${recovered} ms after the crash, node ${victim.n} Down`);
+        this.milestone('recovered', t0);
+        await this.clock.advance(11_000);
+        this.checkCalls(true);
+        if (!this.checker.violation) this.checker.checkCleanupsDone();
+      }
+    }
+    checks.cancel();
+    // Every process stops at once (a thousand goodbyes would only cost time and memory).
+    for (const s of this.slots) s.clock?.kill();
+    this.network.destroy();
+  }
+
+  private milestone(what: string, t0: number): void {
+    const m = process.memoryUsage();
+    const mib = (x: number): number => Math.round(x / 2 ** 20);
+    this.milestones.push({ what, simMs: this.clock.now(), realMs: performance.now() - t0, links: this.network.stats().openConnections, rssMiB: mib(m.rss), heapMiB: mib(m.heapUsed) });
+  }
+
+  /** Advance until converged (and `more()`) or a violation, looking every HUGE.checkEveryMs; ms taken, or undefined after failing L1/L3. */
+  private async settle(bound: number, what: string, more: () => boolean = () => true): Promise<number | undefined> {
+    const t0 = this.clock.now();
+    let nextLook = t0;
+    const done = (): boolean => {
+      if (this.checker.violation) return true;
+      if (this.clock.now() < nextLook) return false;
+      nextLook = this.clock.now() + HUGE.checkEveryMs;
+      return this.isConverged() && more();
+    };
+    const ok = await this.clock.advanceUntil(done, bound);
+    if (this.checker.violation) return undefined;
+    if (!ok || !this.converged().ok || !more()) {
+      const c = this.converged();
+      this.checker.fail(c.why, `${what} within ${bound} ms: ${c.ok ? 'the crashed node is not Down at the master' : c.detail}`);
+      return undefined;
+    }
+    return this.clock.now() - t0;
+  }
+
   /** Heal everything, restart every node that is gone, and require convergence (L1, L3), then quiescence (R1, R7, C2). */
   private async heal(): Promise<void> {
     this.healing = true;
@@ -688,7 +817,7 @@ export class World {
     }
     const bound = 60_000;
     const t0 = this.clock.now();
-    const ok = await this.clock.advanceUntil(() => this.checker.violation !== undefined || this.converged().ok, bound);
+    const ok = await this.clock.advanceUntil(() => this.checker.violation !== undefined || this.isConverged(), bound);
     if (this.checker.violation) return;
     if (!ok) {
       const c = this.converged();
@@ -725,7 +854,7 @@ export class World {
       // retries its master for ten failure timeouts): the cluster must
       // converge again, within the same bound.
       this.note('fell apart after converging: waiting for it to converge again');
-      const again = await this.clock.advanceUntil(() => this.checker.violation !== undefined || this.converged().ok, bound);
+      const again = await this.clock.advanceUntil(() => this.checker.violation !== undefined || this.isConverged(), bound);
       const c = this.converged();
       if (!again && !this.checker.violation) this.checker.fail(c.why, `converged, then fell apart with the network stable, and did not converge again within ${bound} ms: ${c.detail}`);
     }
@@ -770,6 +899,7 @@ export class World {
       failovers: this.keyServices.failovers,
       generations: this.checker.generations,
       tail,
+      milestones: this.milestones,
       replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary, workload: workload?.name }),
     };
   }
@@ -795,7 +925,7 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    const world = new World(options.seed, options.nodes, options.tail ?? 40, workload ? bothHooks(workload.hooks, options.hooks) : options.hooks);
+    const world = new World(options.seed, options.nodes, options.tail ?? 40, workload ? bothHooks(workload.hooks, options.hooks) : options.hooks, profile);
     await world.run(profile);
     await workload?.close();
     return world.result(profile, options.canary, performance.now() - t0, workload);

@@ -789,8 +789,9 @@ export class MemoryNetwork extends EventEmitter<MemoryNetworkEvents> implements 
   }
 
   private note(input: TraceInput, content?: Uint8Array): void {
-    const entry = this.tracer.record(this.clock.now(), input, content);
-    if (this.listenerCount('trace') > 0) this.emit('trace', entry);
+    const listening = this.listenerCount('trace') > 0;
+    const entry = this.tracer.record(this.clock.now(), input, content, listening);
+    if (listening) this.emit('trace', entry!);
   }
 }
 

@@ -85,8 +85,11 @@ export class Trace {
    * Record one entry. `content`, when given, is hashed too (not stored):
    * delivered bytes are part of what must replay identically.
    */
-  record(at: number, input: TraceInput, content?: Uint8Array): TraceEntry {
-    const entry: TraceEntry = { index: this.count, at, ...input };
+  record(at: number, input: TraceInput, content?: Uint8Array): TraceEntry;
+  /** `wanted: false`: nobody reads the entry (no ring, no listener): only hash and count it. */
+  record(at: number, input: TraceInput, content: Uint8Array | undefined, wanted: boolean): TraceEntry | undefined;
+  record(at: number, input: TraceInput, content?: Uint8Array, wanted = true): TraceEntry | undefined {
+    const entry: TraceEntry | undefined = wanted || this.limit > 0 ? { index: this.count, at, ...input } : undefined;
     // Hash input is batched in a string (one native call per 64 KiB, not per
     // entry); small contents ride along as latin1, large ones go in directly.
     this.pending += `${at}|${input.event}|${input.from ?? ''}|${input.to ?? ''}|${input.link ?? ''}|${input.frame ?? ''}|${input.size ?? ''}|${input.detail ?? ''}\n`;
@@ -99,7 +102,7 @@ export class Trace {
       }
     }
     if (this.pending.length >= FLUSH_AT) this.flush();
-    if (this.limit > 0) this.ring[this.count % this.limit] = entry;
+    if (this.limit > 0) this.ring[this.count % this.limit] = entry!;
     this.count++;
     return entry;
   }
