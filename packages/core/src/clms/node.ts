@@ -821,15 +821,22 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       }
     }
     // A late joiner starts from the master's snapshot plus its tail; it is
-    // told about every transition it had not applied yet, in order.
-    this.history.install(snapshot);
-    // An entry left pending by another history (or master) is not this one's.
-    this.pending = undefined;
-    const news = joinedAt(snapshot.tail, this.nodeNum, this.incarnation);
-    for (const t of snapshot.tail) if (t.number > had) this.notify(t, t.number < news);
-    // The key-service view is rebuilt from the tail.
-    this.keys.reset();
-    for (const t of snapshot.tail) this.keys.applied(t);
+    // told about every transition it had not applied yet, in order. An
+    // answer that comes after this node, as a follower, applied beyond its
+    // snapshot (the join answer was slow) would take its history back in
+    // time, and the transitions it already applied would come again: it
+    // keeps what it has (the entries both hold were compared above).
+    const last = snapshot.tail.at(-1)?.number ?? snapshot.number;
+    if (last > had || this.history.id !== snapshot.id) {
+      this.history.install(snapshot);
+      // An entry left pending by another history (or master) is not this one's.
+      this.pending = undefined;
+      const news = joinedAt(snapshot.tail, this.nodeNum, this.incarnation);
+      for (const t of snapshot.tail) if (t.number > had) this.notify(t, t.number < news);
+      // The key-service view is rebuilt from the tail.
+      this.keys.reset();
+      for (const t of snapshot.tail) this.keys.applied(t);
+    }
     this.phase = 'member';
     this.everJoined = true;
     this.lastHeardMaster = this.clock.now();
