@@ -18,7 +18,7 @@ import { execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { pathToFileURL, fileURLToPath } from 'node:url';
-import { BENCH_SERVICE, benchHandlers, CLIENT_NODE, closedLoopRate, CLUSTER, KiB64, median, MiB1, OneWayCounter, oneWayRate, SERVER_NODE, SMALL } from './common.js';
+import { BENCH_SERVICE, benchHandlers, bundleLikePublished, CLIENT_NODE, closedLoopRate, CLUSTER, KiB64, median, MiB1, OneWayCounter, oneWayRate, SERVER_NODE, SMALL } from './common.js';
 import type { IcsLib } from './load.js';
 
 type Ics = ReturnType<IcsLib['createIcs']>;
@@ -71,26 +71,13 @@ const ROWS: Record<string, { unit: string; run: (ics: Ics, seconds: number) => P
 
 /** Bundle the library from `src` (a tree holding packages/core and packages/transport-tcp) into OUT/<version>.mjs. */
 async function bundle(version: Version, src: string): Promise<void> {
-  const { build } = await import('esbuild');
   const entry = `${OUT}${version}-entry.ts`;
   writeFileSync(entry, `export { createIcs } from '${src}packages/core/src/index.ts';\nexport { tcp } from '${src}packages/transport-tcp/src/index.ts';\n`);
   writeFileSync(
     `${OUT}${version}-tsconfig.json`,
     JSON.stringify({ compilerOptions: { baseUrl: src, paths: { '@clusterinfra/core': ['packages/core/src/index.ts'] } } }),
   );
-  await build({
-    entryPoints: [entry],
-    outfile: `${OUT}${version}.mjs`,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    sourcemap: true,
-    keepNames: false,
-    tsconfig: `${OUT}${version}-tsconfig.json`,
-    external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3'],
-    logLevel: 'warning',
-  });
+  await bundleLikePublished(entry, `${OUT}${version}.mjs`, { tsconfig: `${OUT}${version}-tsconfig.json`, sourcemap: true });
 }
 
 const load = async (version: Version): Promise<IcsLib> => (await import(pathToFileURL(`${OUT}${version}.mjs`).href)) as IcsLib;

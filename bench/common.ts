@@ -373,9 +373,10 @@ export function mergeResultRows(file: string, rows: readonly ResultRow[]): void 
  * Bundle `entry` (a TypeScript file) into `outfile` as the published packages
  * are built: esbuild, ESM, node20, no keepNames (tsx's keepNames wraps every
  * named closure); @clusterinfra/* resolve to the sources through the
- * tsconfig paths, dependencies stay packages. Writes a .gitignore beside it.
+ * tsconfig paths (`options.tsconfig`: another tsconfig, e.g. one pointing at
+ * another source tree), dependencies stay packages. Writes a .gitignore beside it.
  */
-export async function bundleLikePublished(entry: string, outfile: string): Promise<void> {
+export async function bundleLikePublished(entry: string, outfile: string, options: { tsconfig?: string; sourcemap?: boolean } = {}): Promise<void> {
   const { build } = await import('esbuild');
   const dir = dirname(outfile);
   mkdirSync(dir, { recursive: true });
@@ -387,8 +388,9 @@ export async function bundleLikePublished(entry: string, outfile: string): Promi
     format: 'esm',
     platform: 'node',
     target: 'node20',
+    sourcemap: options.sourcemap ?? false,
     keepNames: false,
-    tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)),
+    tsconfig: options.tsconfig ?? fileURLToPath(new URL('../tsconfig.json', import.meta.url)),
     external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3', 'vitest'],
     logLevel: 'warning',
   });

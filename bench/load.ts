@@ -10,8 +10,8 @@
  * and ICS creates several closures per call. `--tsx` (or BENCH_TSX=1)
  * loads the sources under tsx anyway, to see that difference.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { bundleLikePublished } from './common.js';
 
 export type IcsLib = typeof import('./ics-lib.js');
 
@@ -22,24 +22,7 @@ export const BUNDLE = `${OUT_DIR}ics-lib.mjs`;
 /** Build bench/.build/ics-lib.mjs (the client does it once, before starting the server). */
 export async function buildLib(): Promise<void> {
   if (USE_TSX) return;
-  const { build } = await import('esbuild');
-  mkdirSync(OUT_DIR, { recursive: true });
-  writeFileSync(`${OUT_DIR}.gitignore`, '*\n');
-  await build({
-    entryPoints: [fileURLToPath(new URL('./ics-lib.ts', import.meta.url))],
-    outfile: BUNDLE,
-    bundle: true,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    sourcemap: true,
-    keepNames: false,
-    tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)),
-    // Dependencies stay packages, as in the published build; @clusterinfra/*
-    // resolves to the sources through the tsconfig paths.
-    external: ['msgpackr', 'zod', 'zod/*', 'eventemitter3', 'vitest'],
-    logLevel: 'warning',
-  });
+  await bundleLikePublished(fileURLToPath(new URL('./ics-lib.ts', import.meta.url)), BUNDLE, { sourcemap: true });
 }
 
 export async function loadLib(): Promise<IcsLib> {
