@@ -154,10 +154,23 @@ describe('hosting (takeover.ts)', () => {
   });
 
   it('asks the master: itself when it is the master, over the network otherwise, nobody while there is none, until the bound', () => {
-    expect(askNext(2, 2, 0, 10)).toEqual({ kind: 'self' });
-    expect(askNext(2, 1, 0, 10)).toEqual({ kind: 'call', master: 1 });
-    expect(askNext(2, undefined, 0, 10)).toEqual({ kind: 'no-master' });
-    expect(askNext(2, 1, 10, 10)).toEqual({ kind: 'give-up' });
+    const same = { asked: 'h1', current: 'h1' };
+    expect(askNext(2, 2, 0, 10, same)).toEqual({ kind: 'self' });
+    expect(askNext(2, 1, 0, 10, same)).toEqual({ kind: 'call', master: 1 });
+    expect(askNext(2, undefined, 0, 10, same)).toEqual({ kind: 'no-master' });
+    expect(askNext(2, 1, 10, 10, same)).toEqual({ kind: 'give-up' });
+  });
+
+  it('gives a request up once this node follows another history than the one it was made in (seed 11644)', () => {
+    // Node 2 asked "place ks.b again, I stopped it at epoch 1" in history h1,
+    // was evicted (no history), then joined h2 and runs ks.b at epoch 1 there:
+    // the request must not reach h2's master, itself or over the network.
+    expect(askNext(2, 3, 0, 10, { asked: 'h1', current: null })).toEqual({ kind: 'give-up' });
+    expect(askNext(2, 3, 0, 10, { asked: 'h1', current: 'h2' })).toEqual({ kind: 'give-up' });
+    expect(askNext(2, 2, 0, 10, { asked: 'h1', current: 'h2' })).toEqual({ kind: 'give-up' });
+    // Asked before any history: one founded or joined since is another.
+    expect(askNext(2, 2, 0, 10, { asked: null, current: 'h2' })).toEqual({ kind: 'give-up' });
+    expect(askNext(2, undefined, 0, 10, { asked: null, current: null })).toEqual({ kind: 'no-master' });
   });
 
   it('answers a pull only for the current epoch, and a hand-over only to the host the history names, once the hand-over began here', () => {

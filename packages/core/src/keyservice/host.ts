@@ -361,16 +361,20 @@ export class Hosting {
 
   /**
    * Ask the master (this node itself, or over `clms.keyservice`) until one
-   * answers or the hand-over bound passes: its answer, else false.
+   * answers, the hand-over bound passes or this node follows another
+   * cluster history than the one the request was made in (takeover.ts,
+   * askNext): its answer, else false. Every attempt carries that history.
    */
   async askMaster(name: string, request: MasterRequest): Promise<boolean> {
     const deadline = this.host.now() + handoverBoundMs(this.host);
+    const asked = this.host.historyId();
+    const headers = historyHeaders({ historyId: () => asked });
     for (;;) {
-      const step = askNext(this.host.nodeNum, this.host.master(), this.host.now(), deadline);
+      const step = askNext(this.host.nodeNum, this.host.master(), this.host.now(), deadline, { asked, current: this.host.historyId() });
       if (step.kind === 'give-up') return false;
       try {
         if (step.kind === 'self') return await this.onMaster(request, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
-        if (step.kind === 'call') return (await this.host.ics().call(step.master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4, headers: historyHeaders(this.host) })) as boolean;
+        if (step.kind === 'call') return (await this.host.ics().call(step.master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4, headers })) as boolean;
       } catch (err) {
         this.host.log.debug({ keyService: name, err: (err as Error).message }, `${request.method} request failed; retrying`);
       }

@@ -135,9 +135,18 @@ export function collectNext(
 /** Asking the master for a move or a withdrawal, until one answers or the bound passes. */
 export type AskStep = { kind: 'self' } | { kind: 'call'; master: number } | { kind: 'no-master' } | { kind: 'give-up' };
 
-/** Whom to ask now: this node when it is the master, the master over the network, or nobody yet. */
-export function askNext(me: number, master: number | undefined, now: number, deadline: number): AskStep {
-  if (now >= deadline) return { kind: 'give-up' };
+/**
+ * Whom to ask now: this node when it is the master, the master over the
+ * network, or nobody yet. A request is bound to the cluster history it was
+ * decided in (`asked`): once this node follows another one (`current`), it
+ * is given up, never carried over. Epochs start again with a history, so
+ * "node 2 stopped ks.b at epoch 1" asked in a former history would match
+ * the epoch 1 node 2 runs in the new one, and the master would place ks.b
+ * elsewhere while node 2 acts (simulator seed 11644, K1). The asker
+ * decides again from its new view (placeStopped, a withdrawal's check).
+ */
+export function askNext(me: number, master: number | undefined, now: number, deadline: number, history: { asked: string | null; current: string | null }): AskStep {
+  if (now >= deadline || history.current !== history.asked) return { kind: 'give-up' };
   if (master === me) return { kind: 'self' };
   return master === undefined ? { kind: 'no-master' } : { kind: 'call', master };
 }
