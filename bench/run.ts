@@ -76,6 +76,8 @@ const PROFILE = flag('profile') !== undefined;
 const ALS = flag('als') !== undefined;
 /** `--plain`: ICS links with `encrypt: false` on both sides (still authenticated by the secret). */
 const PLAIN = flag('plain') !== undefined;
+/** `--cpu-split`: each round's line also gives the CPU per operation of the client (user, system) and of the server. */
+const CPU_SPLIT = flag('cpu-split') !== undefined;
 /** `--no-references`: ICS and the baseline only (no Moleculer, no gRPC rows). */
 const REFERENCES = flag('no-references') === undefined;
 const JSON_OUT = flag('json') !== undefined;
@@ -586,7 +588,7 @@ async function icsMain(rows: RowSpec[], profileRows: RowSpec[]): Promise<ResultR
           await row.run(sys, round === 0 ? FIRST_WARMUP : WARMUP);
           const m = await withCpu(() => row.run(sys, SECONDS));
           results.get(row.id)![sys.name].push(m);
-          log(`  round ${round + 1} ${row.id.padEnd(16)} ${sys.name.padEnd(8)} ${fmt(row.unit, m.value)} ${row.unit}`);
+          log(`  round ${round + 1} ${row.id.padEnd(16)} ${sys.name.padEnd(8)} ${fmt(row.unit, m.value)} ${row.unit}${CPU_SPLIT ? cpuSplit(m, row.better) : ''}`);
         }
       }
     }
@@ -665,7 +667,15 @@ async function withCpu(run: () => Promise<Measured>): Promise<Measured> {
   const wallS = (now() - t0) / 1000;
   const c = process.cpuUsage(c0);
   const server = (await ask<number>('cpu')) - server0;
-  return { ...m, extra: { ...m.extra, wallS, cpuS: (c.user + c.system + server) / 1e6 } };
+  return { ...m, extra: { ...m.extra, wallS, cpuS: (c.user + c.system + server) / 1e6, clientUserUs: c.user, clientSysUs: c.system, serverUs: server } };
+}
+
+/** `--cpu-split`: CPU microseconds per operation (a call, a message, a MB; for latency rows, per call) of each process. */
+function cpuSplit(m: Measured, better: 'higher' | 'lower'): string {
+  const e = m.extra!;
+  const ops = better === 'higher' ? m.value * e.wallS! : e.calls!;
+  const per = (us: number): string => (us / ops).toFixed(2);
+  return ` | us per op: client user ${per(e.clientUserUs!)}, sys ${per(e.clientSysUs!)}; server ${per(e.serverUs!)}`;
 }
 
 type TableRow = ResultRow & { target?: number; rounds: { ics: number[]; baseline: number[] } };
@@ -689,8 +699,10 @@ function referenceRows(rows: RowSpec[], results: Map<string, Record<System['name
       out.push({ suite: 'ics-reference', name, unit: row.unit, better: row.better, value, baseline: base, ratio, target, rounds: { ics: av, baseline: bv } });
     };
     for (const lib of ['moleculer', 'grpc'] as const) pair(`${lib}: ${row.name}`, r[lib], r.baseline);
-    pair(`ics/moleculer: ${row.name}`, r.ics, r.moleculer, row.better === 'higher' ? 3 : undefined);
-    pair(`ics/grpc: ${row.name}`, r.ics, r.grpc);
+    // ICS against a library with --plain: kept beside the encrypted comparison, not in its place.
+    const mode = PLAIN ? ' [encrypt: false]' : '';
+    pair(`ics/moleculer: ${row.name}${mode}`, r.ics, r.moleculer, row.better === 'higher' ? 3 : undefined);
+    pair(`ics/grpc: ${row.name}${mode}`, r.ics, r.grpc);
   }
   return out;
 }

@@ -16,6 +16,7 @@ import { type OutStream, substituteBulk, watchStreams } from './bulk.js';
 import { handlerContext } from './context.js';
 import type { Flow } from './flow.js';
 import type { Links } from './links.js';
+import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
 import { checkCallOptions } from './options.js';
 import { bulkBytesOf, EMPTY, type Outgoing, type Peer, type PeerTable } from './peer.js';
 import { channelOf, type Registry, subserviceOf } from './registry.js';
@@ -31,7 +32,6 @@ const CANCELLED_CALL_LINGER_MS = 5_000;
 
 /** What a call needs of its table: where its deadline, aborted signals, drop from the lanes and local answer go. */
 interface CallSink {
-  expired(p: Pending): void;
   aborted(p: Pending, reason: unknown): void;
   dropped(p: Pending, err: ClusterInfraError): void;
   answeredLocally(p: Pending, error: WireError | undefined, value: unknown): void;
@@ -41,7 +41,7 @@ interface CallSink {
  * A call waiting for its Response. It is also the queued frame of its
  * request (one object per call: the hot path allocates little).
  */
-export class Pending implements Outgoing, LocalCaller {
+export class Pending implements Outgoing, LocalCaller, DeadlineEntry {
   id = 0;
   bytes: Uint8Array = EMPTY;
   /** Channel whose credit the request needs; undefined when raised to priority. */
@@ -55,7 +55,12 @@ export class Pending implements Outgoing, LocalCaller {
   charged = 0;
   /** The link it went out on; its loss fails the call. */
   link: Link | undefined = undefined;
+  /** A cancelled call's wait for its Response (its deadline is in the table's Deadlines). */
   timer: TimerHandle | undefined = undefined;
+  deadline = 0;
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlList: DeadlineList | undefined = undefined;
   /** Clock time the call started (for call observers). */
   startedAt = 0;
   /** A call to this node itself: the message serving it (no link, no frame on the wire). */
@@ -78,9 +83,6 @@ export class Pending implements Outgoing, LocalCaller {
   what(): string {
     return `${this.method} (service ${channelOf(this.service)}/${subserviceOf(this.service)})`;
   }
-
-  /** The clock calls this at the deadline. */
-  readonly onTimeout = (): void => this.table.expired(this);
 
   watch(signal: AbortSignal): void {
     this.abortListener ??= () => {
@@ -106,14 +108,14 @@ export class Pending implements Outgoing, LocalCaller {
     this.table.answeredLocally(this, error, value);
   }
 
-  /** Settle once: stop the timer, stop watching signals, resolve or reject. */
-  settle(result: Error | { value: unknown }): boolean {
+  /** Settle once: stop the timer, stop watching signals, reject with `error` or resolve with `value`. */
+  settle(error: Error | undefined, value?: unknown): boolean {
     if (this.settled) return false;
     this.settled = true;
     this.timer?.cancel();
     if (this.watched) for (const s of this.watched) s.removeEventListener('abort', this.abortListener!);
-    if (result instanceof Error) this.rejectFn(result);
-    else this.resolveFn(result.value);
+    if (error !== undefined) this.rejectFn(error);
+    else this.resolveFn(value);
     return true;
   }
 }
@@ -128,6 +130,8 @@ export class CallTable implements CallSink {
   private pendingTotal = 0;
   /** Told of every settled client call (metrics); empty in most programs. */
   private readonly observers = new Set<CallObserver>();
+  /** The deadlines of the calls waiting for their answer. */
+  private readonly deadlines: Deadlines<Pending>;
 
   constructor(
     private readonly env: Env,
@@ -136,7 +140,9 @@ export class CallTable implements CallSink {
     private readonly flow: Flow,
     private readonly serving: Serving,
     private readonly links: Links,
-  ) {}
+  ) {
+    this.deadlines = new Deadlines<Pending>(env.clock, (p) => this.expired(p));
+  }
 
   /** Calls waiting for their answer, all peers. */
   get pending(): number {
@@ -201,7 +207,7 @@ export class CallTable implements CallSink {
     }
     if (options?.headers) request.headers = { ...request.headers, ...options.headers };
     p.id = request.id;
-    if (node === env.nodeNum) return this.startLocal(p, request, deadline - now, own, inherited);
+    if (node === env.nodeNum) return this.startLocal(p, request, now, deadline - now, own, inherited);
     try {
       p.bytes = peer.encode(request);
       p.streams = peer.takeStreams();
@@ -211,7 +217,7 @@ export class CallTable implements CallSink {
       return undefined;
     }
     p.channel = inHandler ? undefined : channelOf(svc);
-    this.register(p, deadline - now, own, inherited);
+    this.register(p, now, deadline - now, own, inherited);
     try {
       this.send(peer, p, inHandler ? 'priority' : 'channel');
     } catch (err) {
@@ -222,10 +228,10 @@ export class CallTable implements CallSink {
   }
 
   /** Enter a call in the table, with its deadline and the signals that cancel it. */
-  private register(p: Pending, timeoutMs: number, own: AbortSignal | undefined, inherited: AbortSignal | undefined): void {
+  private register(p: Pending, now: number, timeoutMs: number, own: AbortSignal | undefined, inherited: AbortSignal | undefined): void {
     p.peer.pending.set(p.id, p);
     this.pendingTotal++;
-    p.timer = this.env.clock.setTimeout(p.onTimeout, timeoutMs);
+    this.deadlines.add(p, now, timeoutMs);
     if (own) p.watch(own);
     if (inherited) p.watch(inherited);
   }
@@ -235,7 +241,7 @@ export class CallTable implements CallSink {
    * the arguments and result, size limit, deadline, cancellation, handler
    * pool, priority and errors as a call to another node.
    */
-  private startLocal(p: Pending, frame: RequestFrame, timeoutMs: number, own: AbortSignal | undefined, inherited: AbortSignal | undefined): Pending | undefined {
+  private startLocal(p: Pending, frame: RequestFrame, now: number, timeoutMs: number, own: AbortSignal | undefined, inherited: AbortSignal | undefined): Pending | undefined {
     let request: { frame: RequestFrame; size: number };
     try {
       request = this.copyLocal(frame);
@@ -245,7 +251,7 @@ export class CallTable implements CallSink {
     }
     p.sent = true;
     // Armed before the handler may run (and finish) synchronously.
-    this.register(p, timeoutMs, own, inherited);
+    this.register(p, now, timeoutMs, own, inherited);
     const err = this.serving.submit(p.peer, undefined, request.frame, request.size, p);
     if (err) this.answeredLocally(p, errorToWire(err));
     return p;
@@ -282,15 +288,15 @@ export class CallTable implements CallSink {
     // Cancelled or past its deadline: settled (and forgotten) already.
     if (p.settled) return;
     this.forget(p);
-    let result: { value: unknown } | undefined;
+    let result: unknown;
     if (error === undefined) {
       try {
-        result = { value: this.copyLocal<ResponseFrame>({ type: FrameType.Response, id: p.id, status: WireStatus.OK, body: value }).frame.body };
+        result = this.copyLocal<ResponseFrame>({ type: FrameType.Response, id: p.id, status: WireStatus.OK, body: value }).frame.body;
       } catch (err) {
         error = { status: WireStatus.INTERNAL, message: `result not sendable: ${errorToWire(err).message}` };
       }
     }
-    this.settle(p, result ?? wireToError(error!.status, error, this.env.nodeNum, p.what()));
+    this.settle(p, error && wireToError(error.status, error, this.env.nodeNum, p.what()), result);
   }
 
   /**
@@ -357,13 +363,15 @@ export class CallTable implements CallSink {
 
   // ------------------------------------------------------------ settling
 
-  private settle(p: Pending, result: Error | { value: unknown }): void {
-    if (!p.settle(result)) return;
-    if (result instanceof Error) this.env.counters.callsFailed++;
+  /** Settle `p`: rejected with `error`, else resolved with `value` (no object per outcome). */
+  private settle(p: Pending, error: Error | undefined, value?: unknown): void {
+    if (!p.settle(error, value)) return;
+    this.deadlines.remove(p);
+    if (error !== undefined) this.env.counters.callsFailed++;
     else this.env.counters.callsSucceeded++;
     const trace = p.trace;
-    if (trace) tryTrace(() => trace.end(result instanceof Error ? traceOutcome(result, false) : traceOutcome(undefined, true)));
-    if (this.observers.size > 0) this.notify(p, result);
+    if (trace) tryTrace(() => trace.end(error !== undefined ? traceOutcome(error, false) : traceOutcome(undefined, true)));
+    if (this.observers.size > 0) this.notify(p, error);
   }
 
   /** Be told of every call settled; returns the function that stops it. */
@@ -373,13 +381,13 @@ export class CallTable implements CallSink {
   }
 
   /** Tell the call observers how `p` ended. */
-  private notify(p: Pending, result: Error | { value: unknown }): void {
+  private notify(p: Pending, error: Error | undefined): void {
     const record: CallRecord = {
       node: p.peer.nodeNum,
       channel: this.registry.channelName(channelOf(p.service)),
       subservice: subserviceOf(p.service),
       method: p.method,
-      status: result instanceof Error ? ((result as { code?: unknown }).code as string | undefined) ?? 'UNKNOWN' : 'OK',
+      status: error !== undefined ? ((error as { code?: unknown }).code as string | undefined) ?? 'UNKNOWN' : 'OK',
       durationMs: Math.max(0, this.env.clock.now() - p.startedAt),
     };
     for (const observe of this.observers) {
@@ -407,7 +415,7 @@ export class CallTable implements CallSink {
     }
   }
 
-  expired(p: Pending): void {
+  private expired(p: Pending): void {
     this.cancel(p, new DeadlineExceededError(`${p.what()} on node ${p.peer.nodeNum} exceeded its deadline`), WireStatus.DEADLINE_EXCEEDED);
   }
 
@@ -466,7 +474,8 @@ export class CallTable implements CallSink {
       dropped(this.env, peer.nodeNum, 'response to a call not sent yet');
       return;
     }
-    this.end(p, frame.status === WireStatus.OK ? { value: frame.body } : wireToError(frame.status, frame.body, peer.nodeNum, p.what()));
+    if (frame.status === WireStatus.OK) this.end(p, undefined, frame.body);
+    else this.end(p, wireToError(frame.status, frame.body, peer.nodeNum, p.what()));
     this.flow.pump(peer);
   }
 
@@ -477,10 +486,10 @@ export class CallTable implements CallSink {
   }
 
   /** Its answer came: out of the table, the request's credit back, settled. */
-  private end(p: Pending, result: Error | { value: unknown }): void {
+  private end(p: Pending, error: Error | undefined, value?: unknown): void {
     this.forget(p);
     if (p.charged > 0 && p.link) this.flow.returnCredit(p.peer, p.link, channelOf(p.service), p.charged);
-    this.settle(p, result);
+    this.settle(p, error, value);
   }
 
   /** Fail the calls to `peer` (only those that went out on `link`, when given, and pass `only`), each with `error(p)`. */

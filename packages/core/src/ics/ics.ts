@@ -212,10 +212,31 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
 
   /** Synchronous RPC: resolves with the result, rejects with a typed error. */
   call<T = unknown>(node: number, service: ServiceAddress, method: string, args?: unknown, options?: CallOptions): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#calls.start(node, service, method, args, options, resolve as (v: unknown) => void, reject);
-    });
+    const c = this.#nextCall;
+    c.node = node;
+    c.service = service;
+    c.method = method;
+    c.args = args;
+    c.options = options;
+    return new Promise<T>(this.#startCall);
   }
+
+  /** The arguments of the call being started: `call` hands them to `#startCall` without a closure per call. */
+  readonly #nextCall: { node: number; service: ServiceAddress; method: string; args: unknown; options: CallOptions | undefined } = {
+    node: 0,
+    service: 0,
+    method: '',
+    args: undefined,
+    options: undefined,
+  };
+
+  /** The executor of every `call`'s promise: it takes its arguments first (nothing before it can start another call). */
+  readonly #startCall = (resolve: (v: never) => void, reject: (e: Error) => void): void => {
+    const c = this.#nextCall;
+    const { node, service, method, args, options } = c;
+    c.args = c.options = undefined; // not kept alive by the endpoint
+    this.#calls.start(node, service, method, args, options, resolve as (v: unknown) => void, reject);
+  };
 
   /**
    * Asynchronous request/response: the request is sent now; the handle's

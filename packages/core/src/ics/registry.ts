@@ -110,11 +110,10 @@ export class Registry {
     return serviceId(this.channelInfo(address.channel).number, address.subservice);
   }
 
-  /** The service and handler a message is for, or the NotFoundError to answer it with. */
-  handlerOf(frame: RequestFrame | OneWayFrame): { svc: ServiceEntry; handler: Handler } | NotFoundError {
+  /** The service a message is for, which has a handler for its method (`handlers[frame.method]`), or the NotFoundError to answer it with. */
+  handlerOf(frame: RequestFrame | OneWayFrame): ServiceEntry | NotFoundError {
     const svc = this.services.get(frame.service);
-    const handler = svc !== undefined && Object.hasOwn(svc.handlers, frame.method) ? svc.handlers[frame.method] : undefined;
-    if (svc && handler) return { svc, handler };
+    if (svc !== undefined && Object.hasOwn(svc.handlers, frame.method) && svc.handlers[frame.method]) return svc;
     const what = svc ? `method ${frame.method} of service ${svc.name}` : `service ${channelOf(frame.service)}/${subserviceOf(frame.service)}`;
     return new NotFoundError(`no ${what} on node ${this.nodeNum}`);
   }

@@ -322,10 +322,9 @@ export class Serving implements IncomingOwner {
    * there is no such handler or the pool refuses it; the caller answers.
    */
   submit(peer: Peer, link: Link | undefined, frame: RequestFrame | OneWayFrame, size: number, local?: LocalCaller, charge = 0): ClusterInfraError | undefined {
-    const found = this.registry.handlerOf(frame);
-    if (found instanceof NotFoundError) return found;
-    const { svc, handler } = found;
-    const inc = new Incoming(this, peer, link, frame, size, handler, svc.name);
+    const svc = this.registry.handlerOf(frame);
+    if (svc instanceof NotFoundError) return svc;
+    const inc = new Incoming(this, peer, link, frame, size, svc.handlers[frame.method]!, svc.name);
     inc.charged = charge;
     if (local) {
       inc.local = local;
