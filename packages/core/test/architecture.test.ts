@@ -30,9 +30,12 @@ const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
 /**
  * Files held to the protocol rules. In keyservice/, the decisions: the view,
- * the placement, the messages, and the rules of routing a call (route.ts),
- * of hosting (takeover.ts) and of the master's proposals (proposals.ts),
- * which routing.ts, host.ts and master.ts drive.
+ * the placement, the messages, the rules of routing a call (route.ts), of
+ * hosting (takeover.ts) and of the master's proposals (proposals.ts), and
+ * the state machines on those rules (step(input), ready(): effects) of a
+ * call by name (calling.ts), a takeover (activation.ts), collecting a
+ * hand-over (collect.ts) and asking the master (ask.ts), with what they
+ * share (machine.ts), which routing.ts, host.ts and master.ts drive.
  */
 const PURE_KEYSERVICE = new Set([
   'keyservice/view.ts',
@@ -41,6 +44,11 @@ const PURE_KEYSERVICE = new Set([
   'keyservice/route.ts',
   'keyservice/takeover.ts',
   'keyservice/proposals.ts',
+  'keyservice/calling.ts',
+  'keyservice/activation.ts',
+  'keyservice/collect.ts',
+  'keyservice/ask.ts',
+  'keyservice/machine.ts',
 ]);
 const isPure = (f: string): boolean => f.startsWith('clms/protocol/') || PURE_KEYSERVICE.has(f);
 /** What pure code may import (and what those import in turn). */
@@ -205,6 +213,8 @@ describe('architecture: import directions', () => {
       ['clms/types.ts', 'export interface Transition { number: number }\n'],
       ['keyservice/placement.ts', "import type { MemberInfo } from '../clms/index.js';\nimport { History } from '../clms/protocol/history.js';\nexport const place = (m: MemberInfo[]): number => m.length;\n"],
       ['keyservice/route.ts', "import { IcsStatusError } from '../ics/status.js';\nexport const r = (): Promise<void> => Promise.resolve();\n"],
+      ['keyservice/ask.ts', "import { Changes } from './waits.js';\nexport class AskMaster {\n  async step(c: Changes): Promise<void> {\n    await c.sleep(1);\n  }\n}\n"],
+      ['keyservice/waits.ts', 'export class Changes { sleep(ms: number): void {} }\n'],
       ['clock/index.ts', 'export const clock = 1;\n'],
       ['ics/ics.ts', 'export interface Ics {}\n'],
       ['ics/flow.ts', "import { CallTable } from './calls.js';\nimport type { Peer } from './peer.js';\n"],
@@ -230,6 +240,11 @@ describe('architecture: import directions', () => {
       'ics/calls.ts: imports ics/ics.ts (an ICS part uses only the parts below it)',
       'ics/flow.ts: imports ics/calls.ts (an ICS part uses only the parts below it)',
       'ics/peer.ts: imports ics/links.ts (an ICS part uses only the parts below it)',
+      'keyservice/ask.ts: Promise (line 3) (a protocol file is synchronous and takes time and chance as inputs)',
+      'keyservice/ask.ts: async (line 3) (a protocol file is synchronous and takes time and chance as inputs)',
+      'keyservice/ask.ts: await (line 4) (a protocol file is synchronous and takes time and chance as inputs)',
+      'keyservice/ask.ts: imports keyservice/waits.ts (a protocol file uses only protocol code, clms/types.ts and errors/; the driver uses the protocol, not the reverse)',
+      'keyservice/ask.ts: reaches keyservice/waits.ts through keyservice/ask.ts (not pure)',
       'keyservice/manager.ts: imports clms/node.ts (key services use CLMS through clms/index.ts only)',
       'keyservice/messages.ts: imports keyservice/manager.ts (a protocol file uses only protocol code, clms/types.ts and errors/; the driver uses the protocol, not the reverse)',
       'keyservice/messages.ts: reaches keyservice/manager.ts through keyservice/messages.ts (not pure)',

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { KeyServiceInfo, MemberInfo, NodeState } from '@clusterinfra/core';
 import { afterFailure, afterWait, changedSince, howToCall, isUnknown, route, type CallFailure } from '../src/keyservice/route.js';
 import { applied, askNext, awaitsReady, collectNext, handoverAnswer, mayServe, pullAnswer, stoppedHere, survivors, takeoverSteps, type ActivationFacts } from '../src/keyservice/takeover.js';
-import { announces, hostChange, moveAsked, moveChange, readyChange, stillCritical, vacancyChange, withdrawChange } from '../src/keyservice/proposals.js';
+import { afterWithdraw, announces, hostChange, moveAsked, moveChange, moveTarget, readyChange, stillCritical, vacancyChange, withdrawChange, withdrawStart } from '../src/keyservice/proposals.js';
 
 function member(node: number, state: NodeState, ks: string[] = [], incarnation = node * 10): MemberInfo {
   return { node, state, incarnation, address: `n${node}`, meta: {}, since: 1, keyServices: ks.map((k) => ({ name: k.replace('!', ''), critical: k.endsWith('!'), subservice: 7, idempotent: ['get'] })) };
@@ -236,6 +236,29 @@ describe('the master’s proposals (proposals.ts)', () => {
     expect(moveChange({ ...p, handover: false }, 2, 'Up', 3, member(3, 'Up'), 3)!.keyService).not.toHaveProperty('handoverFrom');
     expect(moveChange(p, 2, 'GoingDown', 3, member(3, 'Up'), 3)).toBeUndefined();
     expect(moveChange(p, 2, 'Up', 3, member(3, 'ShuttingDown'), 3)).toBeUndefined();
+  });
+
+  it('a move goes to the node that registers it first, not the leaver on a hand-over; none when not asked by the host', () => {
+    const p = { name: 'a', epoch: 3, handover: true };
+    const members = [member(1, 'Up', ['b', 'a']), member(2, 'Up', ['a']), member(3, 'Up', ['a'])];
+    expect(moveTarget(info(), 20, p, 2, 20, members)).toBe(3);
+    // Placed again (it stopped): it may get it back itself.
+    expect(moveTarget(info(), 20, { ...p, handover: false }, 2, 20, members)).toBe(2);
+    expect(moveTarget(info(), 20, p, 2, 21, members)).toBeUndefined();
+    expect(moveTarget(info(), 20, p, 2, 20, [member(2, 'Up', ['a'])])).toBeUndefined();
+  });
+
+  it('a withdrawal of the recorded host places the name elsewhere, or nowhere; another incarnation asking is refused', () => {
+    const m = member(2, 'Up', ['a']);
+    expect(withdrawStart(m, 'a', 20)).toBe('drop');
+    expect(withdrawStart(m, 'b', 20)).toBe('dropped');
+    expect(withdrawStart(m, 'a', 21)).toBe('refuse');
+    expect(withdrawStart(undefined, 'a', 20)).toBe('refuse');
+    expect(afterWithdraw(info(), 20, 'a', 2, 20, [member(2, 'Up'), member(4, 'Up', ['a'])])).toEqual({ kind: 'assign', name: 'a', node: 4, since: 9, previousHost: 2, handoverFrom: undefined });
+    expect(afterWithdraw(info(), 20, 'a', 2, 20, [member(2, 'Up'), member(5, 'Down', ['a!'])])).toEqual({ kind: 'vacate', name: 'a', critical: true, since: 9 });
+    // Not its host (any more), or another incarnation: nothing to place.
+    expect(afterWithdraw(info({ host: 3 }), 20, 'a', 2, 20, [member(4, 'Up', ['a'])])).toBeUndefined();
+    expect(afterWithdraw(info(), 19, 'a', 2, 20, [member(4, 'Up', ['a'])])).toBeUndefined();
   });
 
   it('a withdrawal drops the name from what that incarnation announced, while it does', () => {

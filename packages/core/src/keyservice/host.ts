@@ -16,7 +16,7 @@ import { UnavailableError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { Handler, HandlerContext } from '../ics/types.js';
-import type { Transition } from '../clms/index.js';
+import type { NodeState, Transition } from '../clms/index.js';
 import type { MoveRequest, WithdrawRequest } from './messages.js';
 import { handoverBoundMs, historyHeaders, KS, type KeyServiceHost } from './ports.js';
 import type { Activation, Local, Registrations } from './registrations.js';
@@ -24,7 +24,10 @@ import { notHost, otherHistory } from './routing.js';
 import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHandlerContext } from './types.js';
 import type { KeyServiceView } from './view.js';
 import type { Changes } from './waits.js';
-import { type ActivationFacts, applied, askNext, awaitsReady, collectNext, handoverAnswer, mayAct, mayServe, pullAnswer, stoppedHere, survivors, takeoverSteps } from './takeover.js';
+import { type ActivationFacts, applied, awaitsReady, handoverAnswer, mayAct, mayServe, pullAnswer, stoppedHere, survivors } from './takeover.js';
+import { Takeover } from './activation.js';
+import { AskMaster, type AskInput } from './ask.js';
+import { CollectHandover } from './collect.js';
 
 /** An activation as the plain facts takeover.ts decides on. */
 function factsOf(a: Activation | undefined): ActivationFacts | undefined {
@@ -170,47 +173,67 @@ export class Hosting {
     };
   }
 
-  /** This node was assigned: collect a hand-over, fail over, pull data, report ready. */
+  /**
+   * This node was assigned: collect a hand-over, fail over, pull data,
+   * report ready, as activation.ts (`Takeover`) says, step by step.
+   */
   private async takeOver(l: Local, epoch: number, previousHost: number | undefined, handoverFrom: number | undefined): Promise<void> {
-    if (l.active?.epoch === epoch) return;
-    if (l.active) this.deactivate(l, 'reassigned');
-    const a: Activation = { epoch, controller: new AbortController(), previousHost: previousHost ?? handoverFrom, serving: false, handingOver: undefined };
-    l.active = a;
-    // A lease of our own by the time we serve (a master holds one already).
-    this.host.renewLease();
-    const ctx = this.ctx(l, a);
-    const ended = (): boolean => l.active !== a || a.controller.signal.aborted;
-    try {
-      const pulled = new Map<number, unknown>();
-      let handover: FailoverInput['handover'];
-      for (const step of takeoverSteps(handoverFrom, Boolean(l.reg.pullData))) {
-        switch (step.kind) {
-          case 'collect-handover':
-            handover = step.from !== undefined ? await this.collectHandover(l.reg.name, epoch, step.from) : undefined;
-            break;
-          case 'failover':
-            await l.reg.failover?.(ctx);
-            break;
-          case 'pull':
-            if (step.run) await this.pullFromSurvivors(l, ctx, step.skip, pulled);
-            break;
-          case 'failover-data':
-            await l.reg.failoverData?.({ pulled, handover }, ctx);
-            break;
-          case 'ready':
-            a.serving = true;
-            this.host.emitActivity({ name: l.reg.name, epoch, active: true, reason: step.reason });
-            this.host.reportReady(l.reg.name, epoch);
+    const m = new Takeover(epoch, handoverFrom, Boolean(l.reg.pullData));
+    let a: Activation | undefined;
+    let ctx: KeyServiceContext | undefined;
+    const pulled = new Map<number, unknown>();
+    let handover: FailoverInput['handover'];
+    const ended = (): boolean => l.active !== a || a!.controller.signal.aborted;
+    m.step({ kind: 'start', activeEpoch: l.active?.epoch });
+    for (;;) {
+      for (const e of m.ready()) {
+        switch (e.kind) {
+          case 'finished':
             return;
+          case 'deactivate':
+            this.deactivate(l, e.why);
+            continue;
+          case 'activate':
+            a = { epoch, controller: new AbortController(), previousHost: previousHost ?? handoverFrom, serving: false, handingOver: undefined };
+            l.active = a;
+            // A lease of our own by the time we serve (a master holds one already).
+            this.host.renewLease();
+            ctx = this.ctx(l, a);
+            continue;
+          case 'failed':
+            this.host.log.error({ keyService: l.reg.name, epoch, err: e.error }, 'key service failover failed');
+            continue;
+          case 'place-again-later':
+            this.host.timer(this.host.failureTimeoutMs(), () => this.placeStopped());
+            continue;
         }
-        if (ended()) return;
+        try {
+          switch (e.kind) {
+            case 'collect-handover':
+              handover = await this.collectHandover(l.reg.name, epoch, e.from);
+              break;
+            case 'failover':
+              await l.reg.failover?.(ctx!);
+              break;
+            case 'pull':
+              await this.pullFromSurvivors(l, ctx!, e.skip, pulled);
+              break;
+            case 'failover-data':
+              await l.reg.failoverData?.({ pulled, handover }, ctx!);
+              break;
+            case 'check':
+              break;
+            case 'ready':
+              a!.serving = true;
+              this.host.emitActivity({ name: l.reg.name, epoch, active: true, reason: e.reason });
+              this.host.reportReady(l.reg.name, epoch);
+              continue;
+          }
+          m.step({ kind: 'done', ended: ended() });
+        } catch (err) {
+          m.step({ kind: 'failed', error: (err as Error).message, current: l.active === a });
+        }
       }
-    } catch (err) {
-      this.host.log.error({ keyService: l.reg.name, epoch, err: (err as Error).message }, 'key service failover failed');
-      if (l.active !== a) return;
-      this.deactivate(l, `failover failed: ${(err as Error).message}`);
-      // Try again (a new epoch) after a while rather than leave it assigned to nobody.
-      this.host.timer(this.host.failureTimeoutMs(), () => this.placeStopped());
     }
   }
 
@@ -236,45 +259,46 @@ export class Hosting {
 
   /**
    * Ask the old host for its data, until it answers or the hand-over bound
-   * passes. Without an answer we wait the bound out (plus the failure
-   * timeout, after which a cut-off host has lost its lease): by then the old
-   * host has stopped by itself, so two hosts are never active at once.
+   * passes, as collect.ts (`CollectHandover`) says: without an answer wait
+   * the bound out (plus the failure timeout, after which a cut-off host
+   * has lost its lease), or what is left of its lease once it is Down, so
+   * two hosts are never active at once.
    */
   private async collectHandover(name: string, epoch: number, from: number): Promise<FailoverInput['handover']> {
-    const deadline = this.host.now() + handoverBoundMs(this.host);
-    const timing = { rpcTimeoutMs: this.host.rpcTimeoutMs(), failureTimeoutMs: this.host.failureTimeoutMs() };
-    let last: Parameters<typeof collectNext>[0] = { kind: 'again' };
-    let error: unknown;
+    const m = new CollectHandover(this.host.now() + handoverBoundMs(this.host), { rpcTimeoutMs: this.host.rpcTimeoutMs(), failureTimeoutMs: this.host.failureTimeoutMs() });
+    const fromState = (): NodeState | undefined => this.host.member(from)?.state;
+    m.step({ kind: 'look', now: this.host.now() });
     for (;;) {
-      const step = collectNext(last, this.host.now(), deadline, timing);
-      switch (step.kind) {
-        case 'call':
-          try {
-            const data = await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: step.timeoutMs, headers: historyHeaders(this.host) });
-            return { from, data: data ?? null };
-          } catch (err) {
-            error = err;
-            last = { kind: 'call-failed', fromState: this.host.member(from)?.state };
-          }
-          break;
-        case 'await-down':
-          await this.changes.waitFor(() => this.host.member(from)?.state === 'Down', step.ms);
-          last = { kind: 'awaited-down', fromState: this.host.member(from)?.state };
-          break;
-        case 'retry-after':
-          this.host.log.debug({ keyService: name, from, err: (error as Error).message }, 'hand-over not collected yet');
-          await this.changes.sleep(step.ms);
-          last = { kind: 'again' };
-          break;
-        case 'down': {
-          const wait = this.downWaitLeft(from, this.host.member(from)?.incarnation, this.host.failureTimeoutMs());
-          if (wait > 0) await this.changes.sleep(wait);
-          return undefined;
+      for (const e of m.ready()) {
+        switch (e.kind) {
+          case 'settle':
+            return e.handover && { from, data: e.handover.data };
+          case 'call':
+            try {
+              const data = await this.host.ics().call(from, KS, 'handover', { name, epoch }, { timeoutMs: e.timeoutMs, headers: historyHeaders(this.host) });
+              m.step({ kind: 'answered', data });
+            } catch (err) {
+              m.step({ kind: 'failed', error: (err as Error).message, now: this.host.now(), fromState: fromState() });
+            }
+            break;
+          case 'await-down':
+            await this.changes.waitFor(() => fromState() === 'Down', e.ms);
+            m.step({ kind: 'awaited-down', now: this.host.now(), fromState: fromState() });
+            break;
+          case 'down-wait':
+            m.step({ kind: 'down-wait-left', ms: this.downWaitLeft(from, this.host.member(from)?.incarnation, this.host.failureTimeoutMs()) });
+            break;
+          case 'not-yet':
+            this.host.log.debug({ keyService: name, from, err: e.error }, 'hand-over not collected yet');
+            break;
+          case 'gave-up':
+            this.host.log.warn({ keyService: name, from }, 'hand-over data not collected: waiting for the old host to stop by itself');
+            break;
+          case 'sleep':
+            await this.changes.sleep(e.ms);
+            m.step({ kind: 'slept', now: this.host.now() });
+            break;
         }
-        case 'give-up':
-          this.host.log.warn({ keyService: name, from }, 'hand-over data not collected: waiting for the old host to stop by itself');
-          await this.changes.sleep(step.ms);
-          return undefined;
       }
     }
   }
@@ -362,23 +386,42 @@ export class Hosting {
   /**
    * Ask the master (this node itself, or over `clms.keyservice`) until one
    * answers, the hand-over bound passes or this node follows another
-   * cluster history than the one the request was made in (takeover.ts,
-   * askNext): its answer, else false. Every attempt carries that history.
+   * cluster history than the one the request was made in, as ask.ts
+   * (`AskMaster`) says: its answer, else false. Every attempt carries that
+   * history.
    */
   async askMaster(name: string, request: MasterRequest): Promise<boolean> {
-    const deadline = this.host.now() + handoverBoundMs(this.host);
     const asked = this.host.historyId();
     const headers = historyHeaders({ historyId: () => asked });
+    const m = new AskMaster(this.host.nodeNum, asked, this.host.now() + handoverBoundMs(this.host), this.host.rpcTimeoutMs());
+    const look = (): AskInput => ({ kind: 'look', now: this.host.now(), master: this.host.master(), history: this.host.historyId() });
+    m.step(look());
     for (;;) {
-      const step = askNext(this.host.nodeNum, this.host.master(), this.host.now(), deadline, { asked, current: this.host.historyId() });
-      if (step.kind === 'give-up') return false;
-      try {
-        if (step.kind === 'self') return await this.onMaster(request, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0);
-        if (step.kind === 'call') return (await this.host.ics().call(step.master, KS, request.method, request.args, { timeoutMs: this.host.rpcTimeoutMs() * 4, headers })) as boolean;
-      } catch (err) {
-        this.host.log.debug({ keyService: name, err: (err as Error).message }, `${request.method} request failed; retrying`);
+      for (const e of m.ready()) {
+        switch (e.kind) {
+          case 'settle':
+            return e.value;
+          case 'ask-self':
+          case 'call':
+            try {
+              const value =
+                e.kind === 'ask-self'
+                  ? await this.onMaster(request, this.host.nodeNum, this.host.member(this.host.nodeNum)?.incarnation ?? 0)
+                  : ((await this.host.ics().call(e.master, KS, request.method, request.args, { timeoutMs: e.timeoutMs, headers })) as boolean);
+              m.step({ kind: 'answered', value });
+            } catch (err) {
+              m.step({ kind: 'failed', error: (err as Error).message });
+            }
+            break;
+          case 'retrying':
+            this.host.log.debug({ keyService: name, err: e.error }, `${request.method} request failed; retrying`);
+            break;
+          case 'sleep':
+            await this.changes.sleep(e.ms);
+            m.step(look());
+            break;
+        }
       }
-      await this.changes.sleep(this.host.rpcTimeoutMs());
     }
   }
 }

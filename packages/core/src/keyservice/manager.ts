@@ -8,8 +8,10 @@
  *   function of the view, the members and the time, carried out by the
  *   master as `keyservice` transitions;
  * - host.ts: running what this node was given (takeover with pulled data,
- *   hand-over, stop);
- * - routing.ts: calling a key service by name, wherever it lives;
+ *   hand-over, stop), the driver of the state machines activation.ts,
+ *   collect.ts and ask.ts (pure: step(input), ready(): effects);
+ * - routing.ts: calling a key service by name, wherever it lives, the
+ *   driver of calling.ts (pure, likewise);
  * - registrations.ts: what this node registers; unregister.ts: what it
  *   stops registering while it runs.
  *

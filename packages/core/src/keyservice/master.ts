@@ -12,9 +12,9 @@ import { canaries } from '../canaries.js';
 import type { TimerHandle } from '../clock/index.js';
 import { IcsStatusError } from '../ics/status.js';
 import type { MoveRequest, WithdrawRequest } from './messages.js';
-import { eligibleHost, placement, type PlacementStep } from './placement.js';
+import { placement, type PlacementStep } from './placement.js';
 import type { KeyServiceHost } from './ports.js';
-import { announces, type Change, hostChange, moveAsked, moveChange, readyChange, readyWanted, stillCritical, vacancyChange, withdrawChange } from './proposals.js';
+import { afterWithdraw, type Change, hostChange, moveChange, moveTarget, readyChange, readyWanted, vacancyChange, withdrawChange, withdrawStart } from './proposals.js';
 import type { KeyServiceView } from './view.js';
 
 export class Placer {
@@ -104,15 +104,14 @@ export class Placer {
     void this.host.propose(() => (this.view.unchangedSince(name, since) ? build() : undefined)).catch(() => {});
   }
 
-  /** On the master: the host of `name` at `epoch` asks for a new placement. */
+  /** On the master: the host of `name` at `epoch` asks for a new placement (proposals.ts, moveTarget). */
   async onMove(p: MoveRequest, from: number, incarnation: number): Promise<boolean> {
     if (!this.host.isMaster()) throw new IcsStatusError('FAILED_PRECONDITION', 'not the master');
     const v = this.view.info(p.name);
-    if (!moveAsked(v, this.view.hostIncarnationOf(p.name), p, from, incarnation)) return false;
-    const target = eligibleHost(p.name, this.host.members(), p.handover ? from : undefined);
+    const target = moveTarget(v, this.view.hostIncarnationOf(p.name), p, from, incarnation, this.host.members());
     if (target === undefined) return false;
     const t = await this.host.propose(() =>
-      this.view.unchangedSince(p.name, v.since) ? moveChange(p, from, this.host.member(from)?.state, target, this.host.member(target), v.epoch) : undefined,
+      this.view.unchangedSince(p.name, v!.since) ? moveChange(p, from, this.host.member(from)?.state, target, this.host.member(target), v!.epoch) : undefined,
     );
     return t !== undefined;
   }
@@ -122,23 +121,25 @@ export class Placer {
    * (unregister.ts). Drop it from what `from` announced (a `meta`
    * transition); then, when `from` is still its recorded host (it stopped
    * its activation before asking), place it on another node that registers
-   * it, or nowhere. True once the history no longer lists it for `from`.
+   * it, or nowhere (proposals.ts, withdrawStart and afterWithdraw). True
+   * once the history no longer lists it for `from`.
    */
   async onWithdraw(p: WithdrawRequest, from: number, incarnation: number): Promise<boolean> {
     if (!this.host.isMaster()) throw new IcsStatusError('FAILED_PRECONDITION', 'not the master');
-    if (announces(this.host.member(from), p.name, incarnation)) {
-      const t = await this.host.propose(() => withdrawChange(from, this.host.member(from), p.name, incarnation));
-      if (!t) return false;
-    } else if (this.host.member(from)?.incarnation !== incarnation) {
-      return false;
+    switch (withdrawStart(this.host.member(from), p.name, incarnation)) {
+      case 'refuse':
+        return false;
+      case 'drop': {
+        const t = await this.host.propose(() => withdrawChange(from, this.host.member(from), p.name, incarnation));
+        if (!t) return false;
+        break;
+      }
+      case 'dropped':
+        break;
     }
-    const v = this.view.info(p.name);
-    if (v && v.host === from && this.view.hostIncarnationOf(p.name) === incarnation) {
-      const node = eligibleHost(p.name, this.host.members());
-      const critical = stillCritical(p.name, this.host.members());
-      if (node === undefined) this.proposeVacancy(p.name, critical, v.since);
-      else this.proposeHost({ kind: 'assign', name: p.name, node, since: v.since, previousHost: from, handoverFrom: undefined });
-    }
+    const step = afterWithdraw(this.view.info(p.name), this.view.hostIncarnationOf(p.name), p.name, from, incarnation, this.host.members());
+    if (step?.kind === 'vacate') this.proposeVacancy(step.name, step.critical, step.since);
+    else if (step) this.proposeHost(step);
     return true;
   }
 

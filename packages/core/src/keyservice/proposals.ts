@@ -11,6 +11,7 @@
  */
 import type { KeyServiceInfo, MemberInfo, NodeState, Transition } from '../clms/index.js';
 import type { MoveRequest } from './messages.js';
+import { eligibleHost, type PlacementStep } from './placement.js';
 
 /** A transition as the master proposes it (the history numbers and stamps it). */
 export type Change = Omit<Transition, 'number' | 'term' | 'time'>;
@@ -66,6 +67,17 @@ export function moveAsked(v: KeyServiceInfo | undefined, hostIncarnation: number
 }
 
 /**
+ * Where the move `p` asked by `from` (that incarnation) goes: the node that
+ * registers it first, but `from` when it hands over (it leaves). None when
+ * the move is not asked by the host the history names (`moveAsked`), or no
+ * node can take it.
+ */
+export function moveTarget(v: KeyServiceInfo | undefined, hostIncarnation: number | undefined, p: MoveRequest, from: number, incarnation: number, members: readonly MemberInfo[]): number | undefined {
+  if (!moveAsked(v, hostIncarnation, p, from, incarnation)) return undefined;
+  return eligibleHost(p.name, members, p.handover ? from : undefined);
+}
+
+/**
  * The move `p` of `from` to `target` (its record: `m`), at the epoch after
  * `epoch`. Undefined when `from` went down meanwhile (failed over after its
  * Down instead, K4) or the target is not Up.
@@ -94,6 +106,37 @@ export function withdrawChange(node: number, m: MemberInfo | undefined, name: st
   if (!announces(m, name, incarnation)) return undefined;
   const keyServices = m.keyServices.filter((h) => h.name !== name);
   return { kind: 'meta', node, incarnation, from: m.state, to: m.state, cause: `key service ${name} unregistered`, keyServices };
+}
+
+/**
+ * What a withdrawal of `name` by `from` (that incarnation; its record:
+ * `m`) asks first: drop it from what `from` announced (`drop`, a `meta`
+ * transition), nothing to drop any more (`dropped`), or nothing at all
+ * (`refuse`: another incarnation of `from` is the member now).
+ */
+export function withdrawStart(m: MemberInfo | undefined, name: string, incarnation: number): 'drop' | 'dropped' | 'refuse' {
+  if (m?.incarnation !== incarnation) return 'refuse';
+  return announces(m, name, incarnation) ? 'drop' : 'dropped';
+}
+
+/**
+ * Once `from` (that incarnation) no longer announces `name`: when it is
+ * still the recorded host (it stopped its activation before asking), place
+ * `name` on another node that registers it, or nowhere (halted when still
+ * critical). Undefined when `from` is not its host.
+ */
+export function afterWithdraw(
+  v: KeyServiceInfo | undefined,
+  hostIncarnation: number | undefined,
+  name: string,
+  from: number,
+  incarnation: number,
+  members: readonly MemberInfo[],
+): Extract<PlacementStep, { kind: 'assign' | 'vacate' }> | undefined {
+  if (!v || v.host !== from || hostIncarnation !== incarnation) return undefined;
+  const node = eligibleHost(name, members);
+  if (node === undefined) return { kind: 'vacate', name, critical: stillCritical(name, members), since: v.since };
+  return { kind: 'assign', name, node, since: v.since, previousHost: from, handoverFrom: undefined };
 }
 
 /** Halted only while a member (a Down one too: it may come back) still announces `name` as critical. */

@@ -1,7 +1,8 @@
 /**
  * Calling a key service by name (docs/key-services.md, "Using it"): the
- * driver of route.ts, whose pure rules decide where a call goes, what a
- * failure means and when a waiting call looks again. Here are the calls
+ * driver of calling.ts (`CallByName`), whose state machine, on route.ts's
+ * rules, decides where a call goes, what a failure means and when a
+ * waiting call looks again. Here are the calls
  * (to the host's node, or here without the network), the waits and the
  * errors: a name nobody knows fails at once with UnknownKeyServiceError, a
  * halted one with KeyServiceHaltedError, one whose host follows another
@@ -13,7 +14,8 @@ import type { CallOptions, HandlerContext } from '../ics/types.js';
 import type { KeyServiceInfo } from '../clms/index.js';
 import { HISTORY_HEADER, historyHeaders, type KeyServiceHost } from './ports.js';
 import type { Local, Registrations } from './registrations.js';
-import { afterFailure, afterWait, type CallFailure, changedSince, howToCall, isUnknown, route, type WaitStart } from './route.js';
+import { CallByName } from './calling.js';
+import { type CallFailure, changedSince, howToCall, isUnknown, type WaitStart } from './route.js';
 import type { KeyServiceHandler } from './types.js';
 import type { KeyServiceView } from './view.js';
 import type { Changes } from './waits.js';
@@ -77,35 +79,34 @@ export class Router {
    * host, and only for a method marked idempotent.
    */
   async call(name: string, method: string, args: unknown, options: CallOptions & { idempotent?: boolean } = {}): Promise<unknown> {
-    const deadline = this.host.now() + (options.timeoutMs ?? 30_000);
-    let retried = false;
+    const m = new CallByName(this.host.now() + (options.timeoutMs ?? 30_000));
     for (;;) {
-      const info = await this.readyHost(name, deadline, options.signal);
+      const info = await this.readyHost(m, name, options.signal);
       const l = this.local.get(name);
       const how = howToCall(name, l?.reg, this.host.members());
       const idempotent = options.idempotent ?? how.idempotent.includes(method);
-      const remaining = Math.max(1, deadline - this.host.now());
+      const remaining = Math.max(1, m.deadline - this.host.now());
       // The call is bound to the history this node routed it by (see otherHistory).
       const history = this.host.historyId();
+      m.step({ kind: 'attempt', me: this.host.nodeNum, registeredHere: l !== undefined });
+      const local = m.ready().some((e) => e.kind === 'call' && e.local);
       try {
-        if (info.host === this.host.nodeNum && l) return await this.callLocal(l, method, args);
+        if (local) return await this.callLocal(l!, method, args);
         const headers = { ...options.headers, ...historyHeaders(this.host) };
         return await this.host.ics().call(info.host!, { channel: 'keyservice', subservice: how.subservice }, method, args, { ...options, timeoutMs: remaining, headers });
       } catch (err) {
-        const failure = failureOf(err);
-        const next = afterFailure(failure, { idempotent, retried, now: this.host.now(), deadline, rpcTimeoutMs: this.host.rpcTimeoutMs() });
-        if (next.kind === 'throw') throw err;
-        retried = next.retried;
-        await this.waitChange(info.epoch, name, next.until, options.signal).catch((w: unknown) => {
-          switch (afterWait(next.onTimeout, (w as ClusterInfraError).code === 'CORE_ERR_TIMEOUT', this.host.now(), deadline)) {
-            case 'history':
-              throw new KeyServiceHistoryError(name, info.host!, history, failure.otherHistory?.host ?? null);
-            case 'rethrow':
-              throw w;
-            case 'again':
-              return;
-          }
-        });
+        m.step({ kind: 'failed', failure: failureOf(err), idempotent, now: this.host.now(), rpcTimeoutMs: this.host.rpcTimeoutMs() });
+        for (const e of m.ready()) {
+          if (e.kind === 'throw') throw err;
+          if (e.kind !== 'wait') continue;
+          await this.waitChange(e.epoch, name, e.until, options.signal, e.readyIsChange).catch((w: unknown) => {
+            m.step({ kind: 'wait-failed', timedOut: (w as ClusterInfraError).code === 'CORE_ERR_TIMEOUT', now: this.host.now() });
+            for (const f of m.ready()) {
+              if (f.kind === 'history') throw new KeyServiceHistoryError(name, f.host, history, f.hostHistory);
+              if (f.kind === 'rethrow') throw w;
+            }
+          });
+        }
       }
     }
   }
@@ -126,18 +127,27 @@ export class Router {
     return this.serveMethod(l, h, args, ctx);
   }
 
-  private async readyHost(name: string, deadline: number, signal?: AbortSignal): Promise<KeyServiceInfo> {
+  /** Route `m` until it has a ready host (calling.ts): wait while there is none, fail a halted or unknown key service. */
+  private async readyHost(m: CallByName, name: string, signal?: AbortSignal): Promise<KeyServiceInfo> {
     for (;;) {
-      const step = route(this.view.info(name), () => this.unknown(name));
-      switch (step.kind) {
-        case 'call':
-          return step.info;
-        case 'halted':
-          throw new KeyServiceHaltedError(name, step.reason);
-        case 'unknown':
-          throw new UnknownKeyServiceError(name);
-        case 'wait':
-          await this.waitChange(step.epoch, name, deadline, signal, true);
+      m.step({ kind: 'look', info: this.view.info(name), unknown: () => this.unknown(name) });
+      for (const e of m.ready()) {
+        switch (e.kind) {
+          case 'host-ready':
+            return e.info;
+          case 'halted':
+            throw new KeyServiceHaltedError(name, e.reason);
+          case 'unknown':
+            throw new UnknownKeyServiceError(name);
+          case 'wait':
+            try {
+              await this.waitChange(e.epoch, name, e.until, signal, e.readyIsChange);
+            } catch (w) {
+              // A wait for a ready host that fails (the deadline, a cancellation) is the caller's: calling.ts says `rethrow`.
+              m.step({ kind: 'wait-failed', timedOut: (w as ClusterInfraError).code === 'CORE_ERR_TIMEOUT', now: this.host.now() });
+              throw w;
+            }
+        }
       }
     }
   }
