@@ -48,6 +48,10 @@ import { type AdmissionPort, Admissions } from './driver/admission.js';
 import { boot, type BootPort } from './driver/boot.js';
 import { type JoinPort, Joiner } from './driver/join.js';
 import { CLMS } from './driver/serve.js';
+import { type ApplyPort, applied } from './driver/apply.js';
+import { Callbacks } from './driver/callbacks.js';
+import { Events } from './driver/events.js';
+import { Incarnations } from './driver/restart.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import { heardOnly } from './reasons.js';
 import { JoinTracker, type RefusedHandshake } from './progress.js';
@@ -59,14 +63,12 @@ import type {
   KeyServiceInfo,
   MemberInfo,
   Membership,
-  NodeEvent,
   NodeState,
   Subsystem,
   Transition,
   TransitionKind,
   WatchEvent,
 } from './types.js';
-import { LEGAL_MOVES } from './types.js';
 import type { Report } from './protocol/messages.js';
 
 /** Owed reports a member sends again per tick, at most (docs/membership.md, "Scale"). */
@@ -97,6 +99,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** How late this node's own timers run (Lifeguard's self-awareness): stretches its own waits. */
   private readonly health: LocalHealth;
   private readonly keys: KeyServiceManager;
+  /** The driver's parts: events and records, subsystem callbacks, what a commit does here, restarts. */
+  private readonly events: Events;
+  private readonly callbacks: Callbacks;
+  private readonly applying: ApplyPort;
+  private readonly incarnations: Incarnations;
 
   private ics!: Ics;
   /**
@@ -106,28 +113,18 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    */
   private readonly core: Core;
   private readonly loop: EffectLoop;
-  /** The restart under way, if any, the incarnation it replaces, and whether the next one asked for another (see restart). */
-  private restarting: Promise<void> | undefined;
-  private restartingFrom: number | undefined;
-  private restartAgain = false;
   /** Sleeps under way (see sleep). */
   private readonly sleepers = new Set<() => void>();
   /** Key-service leases, as a member and as a master (protocol/lease.ts). */
   private readonly lease: Lease;
-  private readonly subsystems: Required<Subsystem>[] = [];
   private timers: TimerHandle[] = [];
   private closeController = new AbortController();
-  /** (node, incarnation) pairs whose nodedown callbacks this incarnation ran (C2: exactly once). */
-  private cleaned = new Set<string>();
-  private cleanups = new Map<string, Promise<void>>();
   private electionPlanned = false;
   private nextElectionAt = 0;
-  private readonly decisions: DecisionRecord[] = [];
 
   // ---- master state
   /** While leave() waits: settles it once this incarnation's leave is known to be committed. */
   private leaving: { resolve(): void } | undefined;
-  private readonly watchers = new Set<(e: WatchEvent) => void>();
   /** What joining waits for (the `joining` event), and handshakes refused lately. */
   private readonly progress: JoinTracker;
   /** What `communication` returns: follows the endpoint across incarnations. */
@@ -183,6 +180,19 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
+    this.events = new Events({ emitter: this, log: this.log });
+    this.callbacks = new Callbacks({
+      nodeNum: this.nodeNum,
+      maxSubsystems: this.opts.maxSubsystems,
+      log: this.log,
+      emitter: this,
+      signal: this.closeController.signal,
+      incarnation: () => this.incarnation,
+      history: () => this.history,
+      term: () => this.term,
+      nodeDown: (node, incarnation) => this.ics.nodeDown(node, incarnation),
+      report: (r) => this.report(r),
+    });
     this.keys = new KeyServiceManager({
       nodeNum: this.nodeNum,
       log: this.log,
@@ -215,6 +225,40 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       failureTimeoutMs: () => this.timing.failureTimeoutMs,
       now: () => this.clock.now(),
       timer: (ms, fn) => this.clock.setTimeout(fn, ms),
+    });
+    this.applying = {
+      nodeNum: this.nodeNum,
+      log: this.log,
+      emitter: this,
+      events: this.events,
+      callbacks: this.callbacks,
+      keys: this.keys,
+      incarnation: () => this.incarnation,
+      isMaster: () => this.isMaster,
+      history: () => this.history,
+      forget: (node) => this.detector.forget(node),
+      leaving: () => this.leaving,
+      evicted: (t) => this.evicted(t),
+      report: (r) => this.report(r),
+    };
+    this.incarnations = new Incarnations({
+      nodeNum: this.nodeNum,
+      log: this.log,
+      emitter: this,
+      callbacks: this.callbacks,
+      keys: this.keys,
+      autoRejoin: this.opts.autoRejoin,
+      historyLimit: this.opts.historyLimit,
+      incarnation: () => this.incarnation,
+      phase: () => this.phase,
+      setPhase: (phase) => (this.phase = phase),
+      history: () => this.history,
+      step: (input) => this.step(input),
+      stopTimers: () => this.stopTimers(),
+      forgetAcks: () => this.lease.forgetAcks(),
+      ics: () => this.ics,
+      boot: (carried) => this.boot(carried),
+      close: () => this.close(),
     });
     this.ports = {
       nodeNum: this.nodeNum,
@@ -259,12 +303,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       grantsLease: (node, incarnation) => this.grantsLease(node, incarnation),
       leaving: () => this.leaving,
       evicted: (t) => this.evicted(t),
-      markNodeup: (node, incarnation) => this.markNodeup(node, incarnation),
       ranNodeup: (node, incarnation) => this.ranNodeup(node, incarnation),
       markCleaned: (node, incarnation) => this.markCleaned(node, incarnation),
-      runCallbacks: (phase, node, incarnation, t) => this.runCallbacks(phase, node, incarnation, t),
       cleanup: (t) => this.cleanup(t),
-      emitNodeup: (info) => this.emitNodeup(info),
+      runOwnNodeup: (me) => this.runOwnNodeup(me),
     };
     this.admissions = new Admissions(this.ports);
     this.joiner = new Joiner(this.ports);
@@ -502,7 +544,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** Why nodes went down, quorum was lost, masters changed (bounded, newest last). */
   decisionRecords(): readonly DecisionRecord[] {
-    return this.decisions;
+    return this.events.decisions;
   }
 
   /** Replace this node's metadata; replicated as a `meta` transition. */
@@ -511,20 +553,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   registerSubsystem(s: Subsystem): () => void {
-    if (this.subsystems.length >= this.opts.maxSubsystems) {
-      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `at most ${this.opts.maxSubsystems} subsystems (maxSubsystems)`);
-    }
-    if (this.subsystems.some((x) => x.name === s.name)) {
-      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `a subsystem named ${s.name} is registered already`);
-    }
-    const entry: Required<Subsystem> = { name: s.name, band: s.band ?? 0, nodeup: s.nodeup ?? (() => {}), nodedown: s.nodedown ?? (() => {}) };
-    this.subsystems.push(entry);
-    // Stable sort: by band, then registration order.
-    this.subsystems.sort((a, b) => a.band - b.band);
-    return () => {
-      const i = this.subsystems.indexOf(entry);
-      if (i >= 0) this.subsystems.splice(i, 1);
-    };
+    return this.callbacks.register(s);
   }
 
   /**
@@ -548,7 +577,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       }
       push(e);
     };
-    this.watchers.add(listener);
+    this.events.watchers.add(listener);
     const signal = options.signal;
     const onAbort = (): void => wake?.();
     signal?.addEventListener('abort', onAbort);
@@ -562,7 +591,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         yield queue.shift()!;
       }
     } finally {
-      this.watchers.delete(listener);
+      this.events.watchers.delete(listener);
       signal?.removeEventListener('abort', onAbort);
     }
   }
@@ -621,7 +650,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.keys.close();
     this.stopTimers();
     this.step({ type: 'reset', why: 'node closed', history: undefined });
-    for (const w of this.watchers) w({ type: 'quorum', hasQuorum: false });
+    for (const w of this.events.watchers) w({ type: 'quorum', hasQuorum: false });
     await this.ics?.close();
   }
 
@@ -638,7 +667,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** This node's own nodeup, once it is ComingUp in its history (driver/join.ts). */
   private runOwnNodeup(me: MemberInfo): Promise<void> {
-    return this.joiner.runOwnNodeup(me);
+    return this.callbacks.runOwnNodeup(me);
   }
 
   // ---- the protocol core (protocol/core.ts): its state, read here; its decisions, made there
@@ -761,7 +790,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         return this.lease.ack(e.node, e.sentAt);
       case 'apply':
         // Effects (callbacks, cleanup, reports) outlive the message that committed t.
-        return detached(() => this.applied(e.t, e.before, e.info));
+        return detached(() => applied(this.applying, e.t, e.before, e.info));
       case 'pre-vote':
         if (e.bootstrap) {
           const rule = e.allCandidates ? 'all-candidates' : this.opts.quorum === 'majority' ? this.opts.formation : 'quorum';
@@ -861,182 +890,26 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  // ================================================================ applying
+  // ================================================================ applying, callbacks, restarts (driver/apply.ts, callbacks.ts, restart.ts)
 
-  /** The core committed `t` to the history (it was `before`): events, callbacks, barriers, reports. */
-  private applied(t: Transition, before: NodeState, info: MemberInfo): void {
-    if (t.kind === 'state' && !LEGAL_MOVES[before].includes(t.to) && before !== t.to) {
-      this.log.error({ t, before }, 'illegal transition from the master: applied anyway to stay in step');
-    }
-    this.notify(t);
-    this.keys.applied(t);
-    if (this.isMaster) this.keys.place();
-    if (t.kind !== 'state') return;
-    // (Barriers and owed reports were settled by the core as it applied t: protocol/reports.ts.)
-    if (t.node === this.nodeNum) return this.applySelf(t);
-    switch (t.to) {
-      case 'ComingUp':
-        void (this.markNodeup(t.node, t.incarnation) ? this.runCallbacks('nodeup', t.node, t.incarnation, t) : Promise.resolve()).then(() =>
-          this.report({ kind: 'nodeup-done', node: t.node, incarnation: t.incarnation }),
-        );
-        break;
-      case 'Up':
-        this.emitNodeup(info);
-        break;
-      case 'GoingDown':
-      case 'ShuttingDown':
-        // ICS errors out the calls to the node first (synchronously, as
-        // cleanup begins), so a 'nodedown' listener finds none still pending.
-        void this.cleanup(t);
-        this.emit('nodedown', info);
-        break;
-      case 'Down':
-        this.detector.forget(t.node);
-        break;
-    }
+  private cleanup(t: Transition): Promise<void> {
+    return this.callbacks.cleanup(t);
   }
 
-  private applySelf(t: Transition): void {
-    if (t.incarnation !== this.incarnation) return;
-    if (t.to === 'Up') this.emitNodeup(this.history.member(this.nodeNum)!);
-    // A leaver that sees itself out is done, whichever way it went (leave() closes it).
-    if ((t.to === 'ShuttingDown' || t.to === 'GoingDown') && this.leaving) return this.leaving.resolve();
-    if (t.to === 'GoingDown') void this.evicted(t);
-    if (t.to === 'ShuttingDown') this.report({ kind: 'cleanup-done', node: this.nodeNum, incarnation: this.incarnation });
-  }
-
-  /**
-   * Error out ICS for the node, run nodedown callbacks by band, report (C2).
-   * A second trigger for the same (node, incarnation), e.g. ShuttingDown then
-   * GoingDown, waits for the first cleanup and reports again: callbacks run
-   * once, the master hears as often as it asks.
-   */
-  private async cleanup(t: Transition): Promise<void> {
-    const key = `${t.node}:${t.incarnation}`;
-    const incarnation = this.incarnation;
-    const before = this.cleanups.get(key);
-    // Registered before anything is awaited, ICS error-out included: a
-    // restart that begins meanwhile waits for all of it (callbacks never
-    // straddle two incarnations).
-    const running = (async (): Promise<void> => {
-      // ICS error-out every time (calls made since the last one settle too).
-      await this.ics.nodeDown(t.node, t.incarnation);
-      if (before) await before;
-      else if (this.markCleaned(t.node, t.incarnation)) await this.runCallbacks('nodedown', t.node, t.incarnation, t);
-    })();
-    this.cleanups.set(key, running);
-    await running;
-    // A report of a former incarnation's cleanup means nothing to the new one's master.
-    if (this.incarnation === incarnation) this.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
-  }
-
-  /** True the first time this incarnation runs nodeup callbacks for (node, incarnation). */
-  private markNodeup(node: number, incarnation: number): boolean {
-    if (this.ranNodeup(node, incarnation)) return false;
-    this.cleaned.add(`up:${node}:${incarnation}`);
-    return true;
-  }
-
-  /** This incarnation ran (or is running) nodeup callbacks for (node, incarnation). */
   private ranNodeup(node: number, incarnation: number): boolean {
-    return this.cleaned.has(`up:${node}:${incarnation}`);
+    return this.callbacks.ranNodeup(node, incarnation);
   }
 
-  /** True the first time (node, incarnation) is cleaned up by this incarnation. */
   private markCleaned(node: number, incarnation: number): boolean {
-    const key = `${node}:${incarnation}`;
-    if (this.cleaned.has(key)) return false;
-    this.cleaned.add(key);
-    return true;
+    return this.callbacks.markCleaned(node, incarnation);
   }
 
-  private async runCallbacks(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {
-    const event: NodeEvent = { node, incarnation, transition: t, signal: this.closeController.signal };
-    for (const s of [...this.subsystems]) {
-      try {
-        await s[phase](event);
-      } catch (error) {
-        // A failing callback is reported; the barrier waits for nothing more from it.
-        this.log.error({ subsystem: s.name, phase, node, err: (error as Error)?.message }, 'subsystem callback failed');
-        this.emit('callback-error', { subsystem: s.name, phase, node, error });
-      }
-    }
+  private evicted(t: Transition): Promise<void> {
+    return this.incarnations.evicted(t);
   }
 
-  /** We were declared down: stop acting as a member, clean up, rejoin as a new incarnation. */
-  private async evicted(t: Transition): Promise<void> {
-    if (this.phase === 'closed' || this.phase === 'rejoining') return;
-    this.log.warn({ term: t.term }, 'declared down by the cluster: rejoining as a new incarnation');
-    // A master that commits its own down (a carried entry) is master no more:
-    // its queued proposals fail now (handlers awaiting them must end before
-    // our cleanups can, and the restart waits for those).
-    this.step({ type: 'step-down', why: 'declared down by the cluster' });
-    this.phase = 'rejoining';
-    this.keys.stopAll('this node was declared down');
-    this.emit('evicted', { incarnation: this.incarnation });
-    // Every member is gone for this incarnation: their nodedown callbacks run
-    // side by side, each member's in band order (C2), as when members go down
-    // one by one. One after another, 31 members' slow callbacks kept a node of
-    // a 32-node cluster from rejoining for minutes (sim seed 2 at 32 nodes, L1).
-    const gone = this.history.members().filter((m) => m.node !== this.nodeNum && (m.state === 'Up' || m.state === 'ComingUp' || m.state === 'ShuttingDown'));
-    await Promise.all(gone.filter((m) => this.markCleaned(m.node, m.incarnation)).map((m) => this.runCallbacks('nodedown', m.node, m.incarnation, t)));
-    if (!this.opts.autoRejoin) {
-      await this.close();
-      return;
-    }
-    await this.restart();
-  }
-
-  /**
-   * Start again as a new incarnation. One restart at a time: several paths
-   * can ask at once (an eviction, a dead history, a history that differs),
-   * and two would each start a new incarnation on the same address. Never
-   * rejects: a restart that fails (the address taken) is logged and the
-   * node closes, rather than an unhandled rejection in the application.
-   */
   private restart(): Promise<void> {
-    if (this.restarting) {
-      // Asked by the new incarnation (its join found a dead history): once more after this one.
-      if (this.incarnation !== this.restartingFrom) this.restartAgain = true;
-      return this.restarting;
-    }
-    this.restarting = (async () => {
-      try {
-        do {
-          this.restartAgain = false;
-          this.restartingFrom = this.incarnation;
-          await this.doRestart();
-        } while (this.restartAgain && this.currentPhase() !== 'closed');
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'could not start again as a new incarnation: closing');
-        await this.close().catch(() => {});
-      } finally {
-        this.restarting = undefined;
-      }
-    })();
-    return this.restarting;
-  }
-
-  private async doRestart(): Promise<void> {
-    // Nodedown callbacks under way finish as this incarnation's, in band
-    // order, before the next one starts (it begins with no cleanups of its own).
-    await Promise.all([...this.cleanups.values()]);
-    if (this.currentPhase() === 'closed') return;
-    this.stopTimers();
-    const old = this.ics;
-    // Nothing the former incarnation meant to commit may reach the new history.
-    this.step({ type: 'reset', why: 'restarting as a new incarnation', history: new History(this.opts.historyLimit) });
-    // What the former incarnation hosted ends with it (K5; evicted() did so already, other restarts did not).
-    this.keys.stopAll('restarting as a new incarnation');
-    this.lease.forgetAcks();
-    this.cleaned = new Set();
-    this.cleanups = new Map();
-    // The application's services live on in the next incarnation.
-    const carried = old.registrations();
-    await old.close();
-    if (this.phase === 'closed') return;
-    this.phase = 'idle';
-    await this.boot(carried);
+    return this.incarnations.restart();
   }
 
   // ================================================================ reports (decided in protocol/reports.ts)
@@ -1169,30 +1042,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ helpers
 
-  /** `replayed`: history a late joiner receives with its join, not a transition as it commits (docs/membership.md). */
   private notify(t: Transition, replayed = false): void {
-    const e = replayed ? { ...t, replayed: true } : t;
-    this.emit('transition', e);
-    this.broadcast({ type: 'transition', transition: e });
-  }
-
-  /** The `nodeup` event, once per (node, incarnation) in this incarnation: live, or for members already Up when we joined. */
-  private emitNodeup(info: MemberInfo): void {
-    const key = `event:${info.node}:${info.incarnation}`;
-    if (this.cleaned.has(key) || info.state !== 'Up') return;
-    this.cleaned.add(key);
-    this.emit('nodeup', info);
+    this.events.notify(t, replayed);
   }
 
   private broadcast(e: WatchEvent): void {
-    for (const w of this.watchers) w(e);
+    this.events.broadcast(e);
   }
 
   private record(r: DecisionRecord): void {
-    this.decisions.push(r);
-    if (this.decisions.length > 256) this.decisions.shift();
-    this.log.info({ decision: r }, `decision: ${r.kind}${r.node !== undefined ? ` node ${r.node}` : ''}: ${r.rule}`);
-    this.emit('decision', r);
+    this.events.record(r);
   }
 
   /** The phase, read fresh (it changes across awaits; TypeScript's narrowing does not know). */

@@ -2,9 +2,9 @@
  * Joining, the joiner's side (docs/membership.md, "Forming a cluster" and
  * "Joining: progress and timeouts"): the loop that looks for a master and
  * asks it to join, or, as a candidate nobody answers, stands for election
- * to form the cluster; installing the history the master answers with; and
- * this node's own nodeup (callbacks for every member it found, then its
- * reports). One loop per incarnation.
+ * to form the cluster; and installing the history the master answers with
+ * (then this node's own nodeup begins: driver/callbacks.ts). One loop per
+ * incarnation.
  */
 import type { Clock } from '../../clock/index.js';
 import type { RandomSource } from '../../random/index.js';
@@ -13,6 +13,7 @@ import type { Message as CoreInput } from '../protocol/core.js';
 import type { HistorySnapshot } from '../protocol/history.js';
 import { type HostedKeyService, parseMessage as parse, type Report, snapshotSchema } from '../protocol/messages.js';
 import type { MemberInfo, Transition } from '../types.js';
+import { syntheticTransition } from './callbacks.js';
 import { findMaster, type SeedsPort } from './seeds.js';
 import { CLMS } from './serve.js';
 
@@ -35,13 +36,12 @@ export interface JoinPort extends SeedsPort {
   notify(t: Transition, replayed: boolean): void;
   /** This node owes the master `r`. */
   report(r: Report): void;
-  // The subsystem callbacks, each at most once per (node, incarnation) in this incarnation.
-  markNodeup(node: number, incarnation: number): boolean;
+  // The subsystem callbacks (driver/callbacks.ts), each at most once per (node, incarnation) in this incarnation.
   ranNodeup(node: number, incarnation: number): boolean;
   markCleaned(node: number, incarnation: number): boolean;
-  runCallbacks(phase: 'nodeup', node: number, incarnation: number, t: Transition): Promise<void>;
   cleanup(t: Transition): Promise<void>;
-  emitNodeup(info: MemberInfo): void;
+  /** This node's own nodeup: callbacks for every member it found, then its reports. */
+  runOwnNodeup(me: MemberInfo): Promise<void>;
 }
 
 /** What a master answers to `join` (driver/admission.ts). */
@@ -54,9 +54,6 @@ interface Reply {
 }
 
 export class Joiner {
-  /** The incarnation whose own nodeup (callbacks for every member, then the report) was started. */
-  private ownNodeupFor: number | undefined;
-
   constructor(private readonly port: JoinPort) {}
 
   /** Probe seeds until a master admits us, or (as a candidate) form the cluster. */
@@ -193,7 +190,7 @@ export class Joiner {
     port.step({ type: 'master', master, term: Math.max(core.term, snapshot.tail.at(-1)?.term ?? snapshot.term) });
     // Our ComingUp is in the history: run nodeup for every member, then report.
     const me = core.history.member(nodeNum);
-    if (me?.state === 'ComingUp' && me.incarnation === port.ics().incarnation) void this.runOwnNodeup(me);
+    if (me?.state === 'ComingUp' && me.incarnation === port.ics().incarnation) void port.runOwnNodeup(me);
     // Members already on their way down when we joined wait for every member's
     // cleanup, ours included. Those we never saw up have nothing to call
     // back, but their links are refused and the master hears we are done;
@@ -206,35 +203,6 @@ export class Joiner {
     }
     return 'joined';
   }
-
-  /**
-   * A node that joined runs nodeup for every member it found in the history
-   * it installed: the Up ones, and the ones still ComingUp (their barrier
-   * counts this node too: it was ComingUp when they were admitted), then
-   * reports for each and for itself.
-   */
-  async runOwnNodeup(me: MemberInfo): Promise<void> {
-    const { port } = this;
-    const { core, nodeNum } = port;
-    if (this.ownNodeupFor === port.ics().incarnation) return;
-    this.ownNodeupFor = port.ics().incarnation;
-    const t = core.history.get(me.since);
-    for (const m of core.history.members()) {
-      if (m.node === nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp')) continue;
-      if (port.markNodeup(m.node, m.incarnation)) {
-        await port.runCallbacks('nodeup', m.node, m.incarnation, core.history.get(m.since) ?? t ?? syntheticTransition(m, core.term));
-      }
-      // Up before we joined: its Up came in the history, not live, so the event is ours to give (after our callbacks, as for any member).
-      if (m.state === 'Up' && this.ownNodeupFor === port.ics().incarnation) port.emitNodeup(core.history.member(m.node) ?? m);
-      if (m.state === 'ComingUp') port.report({ kind: 'nodeup-done', node: m.node, incarnation: m.incarnation });
-    }
-    port.report({ kind: 'nodeup-done', node: nodeNum, incarnation: port.ics().incarnation });
-  }
-}
-
-/** A transition for a member the history holds without its own (it came in a snapshot): what its callbacks are given. */
-function syntheticTransition(m: MemberInfo, term: number): Transition {
-  return { number: m.since, term, kind: 'state', node: m.node, incarnation: m.incarnation, from: 'ComingUp', to: m.state, cause: 'joined', time: 0 };
 }
 
 /** Number of this incarnation's ComingUp in a join snapshot's tail (what came before it is history to the joiner). */
