@@ -10,8 +10,10 @@
  *   as inputs).
  * - The parts of an ICS endpoint (ICS_PARTS) import only the parts below
  *   them.
- * - Dependencies point one way: the driver (clms/node.ts today, clms/driver/
- *   later) uses the protocol, never the reverse; keyservice/ uses CLMS only
+ * - Dependencies point one way: the driver (clms/node.ts and clms/driver/)
+ *   uses the protocol, never the reverse; a part in clms/driver/ gets a
+ *   narrow port of what it needs from its node, never the ClusterNode
+ *   itself (it imports no clms/node.ts); keyservice/ uses CLMS only
  *   through its public surface, clms/index.ts; CLMS reaches key services
  *   only where the ClusterNode wires the layer in (node.ts, through
  *   keyservice/index.ts).
@@ -153,6 +155,7 @@ export function findViolations(files: ReadonlyMap<string, string>): string[] {
           out.push(`${f}: imports ${target} (a protocol file uses only protocol code, clms/types.ts and errors/; the driver uses the protocol, not the reverse)`);
         }
       }
+      if (f.startsWith('clms/driver/') && target === 'clms/node.ts') out.push(`${f}: imports ${target} (a driver part gets a port, not the ClusterNode)`);
       if (f.startsWith('keyservice/') && target.startsWith('clms/') && target !== 'clms/index.ts') out.push(`${f}: imports ${target} (key services use CLMS through clms/index.ts only)`);
       if (f.startsWith('clms/') && target.startsWith('keyservice/') && !WIRING.has(`${f} -> ${target}`)) out.push(`${f}: imports ${target} (CLMS does not depend on key services)`);
       const part = ICS_PARTS.indexOf(f);
@@ -205,6 +208,7 @@ describe('architecture: import directions', () => {
       ['clms/helper.ts', "import { clock } from '../clock/index.js';\nexport const helper = clock;\n"],
       ['clms/node.ts', "import { f } from './protocol/ok.js';\nimport { place } from '../keyservice/placement.js';\nimport { Manager } from '../keyservice/index.js';\nexport class ClusterNode {}\n"],
       ['clms/keyservices.ts', "import { place } from '../keyservice/index.js';\n"],
+      ['clms/driver/join.ts', "import type { ClusterNode } from '../node.js';\nimport type { Core } from '../protocol/ok.js';\n"],
       ['keyservice/index.ts', "export { place } from './placement.js';\nexport { Manager } from './manager.js';\n"],
       ['keyservice/manager.ts', "import type { Ics } from '../ics/ics.js';\nimport type { ClusterNode } from '../clms/node.js';\nexport class Manager { run(): Promise<void> { return Promise.resolve(); } }\n"],
       ['keyservice/view.ts', "import type { Transition } from '../clms/index.js';\nimport { clock } from '../clock/index.js';\nimport { place } from './placement.js';\nexport const v = (t: Transition): Promise<number> => Promise.resolve(place([]) + clock);\n"],
@@ -222,6 +226,7 @@ describe('architecture: import directions', () => {
       ['ics/calls.ts', "import type { Ics } from './ics.js';\n"],
     ]);
     expect(findViolations(tree)).toEqual([
+      'clms/driver/join.ts: imports clms/node.ts (a driver part gets a port, not the ClusterNode)',
       'clms/keyservices.ts: imports keyservice/index.ts (CLMS does not depend on key services)',
       'clms/node.ts: imports keyservice/placement.ts (CLMS does not depend on key services)',
       'clms/protocol/driverish.ts: imports clms/helper.ts (a protocol file uses only protocol code, clms/types.ts and errors/; the driver uses the protocol, not the reverse)',

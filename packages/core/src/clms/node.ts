@@ -25,27 +25,33 @@
  *   after its Down: the cleanup barrier (C1).
  */
 import { EventEmitter } from 'eventemitter3';
-import { type Clock, every, realClock, type TimerHandle } from '../clock/index.js';
+import { type Clock, realClock, type TimerHandle } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { AlreadyStartedError, ClusterInfraError, DuplicateNodeError, InvalidArgumentError, InvalidStateError, LeaveFailedError, NotAMemberError, NotMasterError, ServiceExistsError } from '../errors/index.js';
+import { AlreadyStartedError, ClusterInfraError, InvalidArgumentError, InvalidStateError, LeaveFailedError, NotAMemberError, NotMasterError } from '../errors/index.js';
 import { canaries } from '../canaries.js';
 import { detached } from '../ics/context.js';
-import { createIcs, type Ics } from '../ics/ics.js';
+import type { Ics } from '../ics/ics.js';
 import { checkCallOptions } from '../ics/options.js';
-import { IcsStatusError } from '../ics/status.js';
-import type { HandlerContext, ServiceRegistration } from '../ics/types.js';
+import type { ServiceRegistration } from '../ics/types.js';
 import { defaultLogger, type Logger } from '../logging/index.js';
 import { cryptoRandom, type RandomSource } from '../random/index.js';
 import { heartbeatDetector, type NodedownDetector } from './detector.js';
 import { KeyServiceManager, type KeyServiceRegistration } from '../keyservice/index.js';
-import { type HistorySnapshot, History, historyIdOf } from './protocol/history.js';
+import { History, historyIdOf } from './protocol/history.js';
 import type { OwedReports } from './protocol/barriers.js';
 import { LocalHealth } from './protocol/awareness.js';
-import { newcomerCheck, newcomerVerdict } from './protocol/identity.js';
 import { type LostMaster, standingRank } from './protocol/failover.js';
 import { Lease } from './protocol/lease.js';
 import { type Build, Core, type Effect, type Message as CoreInput, type Phase } from './protocol/core.js';
 import { EffectLoop } from './driver/loop.js';
+import { type AdmissionPort, Admissions } from './driver/admission.js';
+import { boot, type BootPort } from './driver/boot.js';
+import { type JoinPort, Joiner } from './driver/join.js';
+import { CLMS } from './driver/serve.js';
+import { type ApplyPort, applied } from './driver/apply.js';
+import { Callbacks } from './driver/callbacks.js';
+import { Events } from './driver/events.js';
+import { Incarnations } from './driver/restart.js';
 import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import { heardOnly } from './reasons.js';
 import { JoinTracker, type RefusedHandshake } from './progress.js';
@@ -57,36 +63,16 @@ import type {
   KeyServiceInfo,
   MemberInfo,
   Membership,
-  NodeEvent,
   NodeState,
   Subsystem,
   Transition,
   TransitionKind,
   WatchEvent,
 } from './types.js';
-import { LEGAL_MOVES } from './types.js';
-import {
-  appendSchema,
-  fetchSchema,
-  heartbeatSchema,
-  joinSchema,
-  type JoinRequest,
-  parseMessage as parse,
-  probeTargetSchema,
-  type Report,
-  reportSchema,
-  snapshotSchema,
-  voteSchema,
-} from './protocol/messages.js';
+import type { Report } from './protocol/messages.js';
 
-const CLMS = { channel: 'clms', subservice: 1 } as const;
-
-const TIMED_OUT = Symbol('timed out');
-/** Join handlers that may wait for their commit at once; later joins are answered 'queued' at once. */
-const MAX_JOIN_WAITERS = 64;
 /** Owed reports a member sends again per tick, at most (docs/membership.md, "Scale"). */
 const REPORTS_PER_TICK = 8;
-const PROBE = { channel: 'clms-probe', subservice: 1 } as const;
 
 export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDisposable {
   readonly nodeNum: number;
@@ -113,6 +99,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** How late this node's own timers run (Lifeguard's self-awareness): stretches its own waits. */
   private readonly health: LocalHealth;
   private readonly keys: KeyServiceManager;
+  /** The driver's parts: events and records, subsystem callbacks, what a commit does here, restarts. */
+  private readonly events: Events;
+  private readonly callbacks: Callbacks;
+  private readonly applying: ApplyPort;
+  private readonly incarnations: Incarnations;
 
   private ics!: Ics;
   /**
@@ -122,41 +113,28 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    */
   private readonly core: Core;
   private readonly loop: EffectLoop;
-  /** The restart under way, if any, the incarnation it replaces, and whether the next one asked for another (see restart). */
-  private restarting: Promise<void> | undefined;
-  private restartingFrom: number | undefined;
-  private restartAgain = false;
   /** Sleeps under way (see sleep). */
   private readonly sleepers = new Set<() => void>();
   /** Key-service leases, as a member and as a master (protocol/lease.ts). */
   private readonly lease: Lease;
-  private readonly subsystems: Required<Subsystem>[] = [];
   private timers: TimerHandle[] = [];
   private closeController = new AbortController();
-  /** (node, incarnation) pairs whose nodedown callbacks this incarnation ran (C2: exactly once). */
-  private cleaned = new Set<string>();
-  private cleanups = new Map<string, Promise<void>>();
   private electionPlanned = false;
   private nextElectionAt = 0;
-  /** The incarnation whose own nodeup (callbacks for every member, then the report) was started. */
-  private ownNodeupFor: number | undefined;
-  private joining: Promise<void> | undefined;
-  /** Set when a member refused this node as a second process with its node number: start() rejects with it. */
-  private duplicate: DuplicateNodeError | undefined;
-  private readonly decisions: DecisionRecord[] = [];
 
   // ---- master state
-  /** Join proposals not settled yet, by node (see onJoin). */
   /** While leave() waits: settles it once this incarnation's leave is known to be committed. */
   private leaving: { resolve(): void } | undefined;
-  /** Join handlers waiting for their commit (at most MAX_JOIN_WAITERS). */
-  private joinWaiters = 0;
-  private readonly joinsUnderWay = new Map<number, { incarnation: number; committed: Promise<Transition | undefined> }>();
-  private readonly watchers = new Set<(e: WatchEvent) => void>();
   /** What joining waits for (the `joining` event), and handshakes refused lately. */
   private readonly progress: JoinTracker;
   /** What `communication` returns: follows the endpoint across incarnations. */
   private readonly handle = new CommunicationHandle();
+  /** What the driver's parts need of this node, each seeing only its own port (driver/boot.ts, join.ts, serve.ts, admission.ts). */
+  private readonly ports: BootPort & JoinPort & AdmissionPort;
+  /** The master's join handler, and this node's answers to refusals of its own link (driver/admission.ts). */
+  private readonly admissions: Admissions;
+  /** The join loop and this node's own nodeup (driver/join.ts). */
+  private readonly joiner: Joiner;
 
   constructor(options: ClusterNodeOptions) {
     super();
@@ -202,6 +180,19 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
+    this.events = new Events({ emitter: this, log: this.log });
+    this.callbacks = new Callbacks({
+      nodeNum: this.nodeNum,
+      maxSubsystems: this.opts.maxSubsystems,
+      log: this.log,
+      emitter: this,
+      signal: this.closeController.signal,
+      incarnation: () => this.incarnation,
+      history: () => this.history,
+      term: () => this.term,
+      nodeDown: (node, incarnation) => this.ics.nodeDown(node, incarnation),
+      report: (r) => this.report(r),
+    });
     this.keys = new KeyServiceManager({
       nodeNum: this.nodeNum,
       log: this.log,
@@ -235,6 +226,90 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       now: () => this.clock.now(),
       timer: (ms, fn) => this.clock.setTimeout(fn, ms),
     });
+    this.applying = {
+      nodeNum: this.nodeNum,
+      log: this.log,
+      emitter: this,
+      events: this.events,
+      callbacks: this.callbacks,
+      keys: this.keys,
+      incarnation: () => this.incarnation,
+      isMaster: () => this.isMaster,
+      history: () => this.history,
+      forget: (node) => this.detector.forget(node),
+      leaving: () => this.leaving,
+      evicted: (t) => this.evicted(t),
+      report: (r) => this.report(r),
+    };
+    this.incarnations = new Incarnations({
+      nodeNum: this.nodeNum,
+      log: this.log,
+      emitter: this,
+      callbacks: this.callbacks,
+      keys: this.keys,
+      autoRejoin: this.opts.autoRejoin,
+      historyLimit: this.opts.historyLimit,
+      incarnation: () => this.incarnation,
+      phase: () => this.phase,
+      setPhase: (phase) => (this.phase = phase),
+      history: () => this.history,
+      step: (input) => this.step(input),
+      stopTimers: () => this.stopTimers(),
+      forgetAcks: () => this.lease.forgetAcks(),
+      ics: () => this.ics,
+      boot: (carried) => this.boot(carried),
+      close: () => this.close(),
+    });
+    this.ports = {
+      nodeNum: this.nodeNum,
+      clusterName: this.clusterName,
+      candidates: this.candidates,
+      core: this.core,
+      loop: this.loop,
+      clock: this.clock,
+      random: this.random,
+      log: this.log,
+      timing: this.timing,
+      opts: this.opts,
+      maxNodes: this.opts.maxNodes,
+      health: this.health,
+      detector: this.detector,
+      progress: this.progress,
+      keys: this.keys,
+      ics: () => this.ics,
+      setIcs: (ics) => (this.ics = ics),
+      attach: (ics) => {
+        this.keys.attach(ics);
+        this.handle.attach(ics);
+      },
+      step: (input) => this.step(input),
+      propose: (build, node) => this.propose(build, node),
+      elect: (bootstrap) => this.elect(bootstrap),
+      restart: () => this.restart(),
+      close: () => this.close(),
+      sleep: (ms) => this.sleep(ms),
+      addTimer: (t) => void this.timers.push(t),
+      tick: () => this.tick(),
+      joinLoop: () => this.joiner.loop(),
+      record: (r) => this.record(r),
+      notify: (t, replayed) => this.notify(t, replayed),
+      report: (r) => this.report(r),
+      reportReceived: (from, report) => this.answer({ type: 'report', from, report }),
+      onJoin: (j, caller) => this.admissions.join(j, caller),
+      isJoining: (node, incarnation) => this.admissions.isJoining(node, incarnation),
+      admitIncarnation: (node, incarnation) => this.admissions.admitIncarnation(node, incarnation),
+      onRefused: (node, reason) => this.admissions.refused(node, reason),
+      onLinkLost: (node, incarnation) => this.onLinkLost(node, incarnation),
+      grantsLease: (node, incarnation) => this.grantsLease(node, incarnation),
+      leaving: () => this.leaving,
+      evicted: (t) => this.evicted(t),
+      ranNodeup: (node, incarnation) => this.ranNodeup(node, incarnation),
+      markCleaned: (node, incarnation) => this.markCleaned(node, incarnation),
+      cleanup: (t) => this.cleanup(t),
+      runOwnNodeup: (me) => this.runOwnNodeup(me),
+    };
+    this.admissions = new Admissions(this.ports);
+    this.joiner = new Joiner(this.ports);
   }
 
   // ================================================================ key services
@@ -341,8 +416,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     const booting = this.boot();
     if (o.timeoutMs === undefined && o.signal === undefined) await booting;
     else await giveUpAfter(booting, { ...o, clock: this.clock, nodeNum: this.nodeNum, reasons: () => this.progress.reasons(), close: () => this.close() });
-    // Closed because another live process has our node number (see onRefused).
-    if (this.duplicate) throw this.duplicate;
+    // Closed because another live process has our node number (see Admissions.refused).
+    if (this.admissions.duplicate) throw this.admissions.duplicate;
     return this;
   }
 
@@ -469,7 +544,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   /** Why nodes went down, quorum was lost, masters changed (bounded, newest last). */
   decisionRecords(): readonly DecisionRecord[] {
-    return this.decisions;
+    return this.events.decisions;
   }
 
   /** Replace this node's metadata; replicated as a `meta` transition. */
@@ -478,20 +553,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   }
 
   registerSubsystem(s: Subsystem): () => void {
-    if (this.subsystems.length >= this.opts.maxSubsystems) {
-      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `at most ${this.opts.maxSubsystems} subsystems (maxSubsystems)`);
-    }
-    if (this.subsystems.some((x) => x.name === s.name)) {
-      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `a subsystem named ${s.name} is registered already`);
-    }
-    const entry: Required<Subsystem> = { name: s.name, band: s.band ?? 0, nodeup: s.nodeup ?? (() => {}), nodedown: s.nodedown ?? (() => {}) };
-    this.subsystems.push(entry);
-    // Stable sort: by band, then registration order.
-    this.subsystems.sort((a, b) => a.band - b.band);
-    return () => {
-      const i = this.subsystems.indexOf(entry);
-      if (i >= 0) this.subsystems.splice(i, 1);
-    };
+    return this.callbacks.register(s);
   }
 
   /**
@@ -515,7 +577,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       }
       push(e);
     };
-    this.watchers.add(listener);
+    this.events.watchers.add(listener);
     const signal = options.signal;
     const onAbort = (): void => wake?.();
     signal?.addEventListener('abort', onAbort);
@@ -529,7 +591,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         yield queue.shift()!;
       }
     } finally {
-      this.watchers.delete(listener);
+      this.events.watchers.delete(listener);
       signal?.removeEventListener('abort', onAbort);
     }
   }
@@ -588,7 +650,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.keys.close();
     this.stopTimers();
     this.step({ type: 'reset', why: 'node closed', history: undefined });
-    for (const w of this.watchers) w({ type: 'quorum', hasQuorum: false });
+    for (const w of this.events.watchers) w({ type: 'quorum', hasQuorum: false });
     await this.ics?.close();
   }
 
@@ -598,369 +660,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ boot and join
 
-  /** `carried`: services the application registered on the former incarnation's ICS. */
-  private async boot(carried: ServiceRegistration[] = []): Promise<void> {
-    this.ics = createIcs({
-      transport: this.opts.transport,
-      clusterName: this.clusterName,
-      nodeNum: this.nodeNum,
-      clock: this.clock,
-      random: this.random,
-      logger: this.opts.logger ?? defaultLogger(),
-      peers: (n) => this.history.member(n)?.address || undefined,
-      admitIncarnation: (q: { node: number; incarnation: number }) => this.admitIncarnation(q.node, q.incarnation),
-      // One death, one answer: a call in flight on a lost link waits for this node's verdict on its peer.
-      linkLossGraceMs: this.timing.failureTimeoutMs,
-      ...(this.opts.ics as object),
-      ...(canaries.reuseIncarnation && this.ics ? { incarnation: this.ics.incarnation } : {}),
-    });
-    this.registerServices();
-    this.keys.attach(this.ics);
-    this.handle.attach(this.ics);
-    for (const reg of carried) {
-      try {
-        this.ics.registerService(reg);
-      } catch (err) {
-        // CLMS and key services registered theirs again already.
-        if (!(err instanceof ServiceExistsError)) throw err;
-      }
-    }
-    this.ics.on('link', (e) => {
-      if (e.state === 'down') this.onLinkLost(e.node, e.incarnation);
-    });
-    this.ics.on('refused', (e) => this.onRefused(e.node, e.reason));
-    this.ics.on('rejected', (info) => {
-      // This very node dialling itself (its own address among the seeds) is no news.
-      if (info.remote?.nodeNum !== this.nodeNum || info.remote.incarnation !== this.incarnation) this.progress.refusedInbound(info.remoteAddress, info.error, info.remote?.nodeNum);
-    });
-    try {
-      await this.ics.start();
-    } catch (err) {
-      // Closed while this incarnation began: nothing to start.
-      if (this.currentPhase() === 'closed') return;
-      throw err;
-    }
-    if (this.currentPhase() === 'closed') {
-      await this.ics.close();
-      return;
-    }
-    this.phase = 'joining';
-    let due = this.clock.now() + this.timing.heartbeatIntervalMs;
-    this.timers.push(
-      every(this.clock, this.timing.heartbeatIntervalMs, () => {
-        // Our own lateness first: the tick then judges silences with it.
-        this.health.tick(due, this.clock.now());
-        this.tick();
-        due = this.clock.now() + this.timing.heartbeatIntervalMs;
-      }),
-    );
-    this.detector.start?.({
-      self: this.nodeNum,
-      clock: this.clock,
-      timing: this.timing,
-      // Verified as master, reported to the master as a member (protocol/detection.ts).
-      suspect: (node, reason) => detached(() => this.step({ type: 'suspect', node, reason, observers: { [this.detector.name]: reason } })),
-    });
-    this.progress.begin(this.incarnation);
-    this.joining = this.joinLoop();
-    await this.joining;
+  /** Begin an incarnation (driver/boot.ts); `carried`: services the application registered on the former one. */
+  private boot(carried: ServiceRegistration[] = []): Promise<void> {
+    return boot(this.ports, carried);
   }
 
-  /** Probe seeds until a master admits us, or (as a candidate) form the cluster. */
-  private async joinLoop(): Promise<void> {
-    const index = this.candidates.indexOf(this.nodeNum);
-    const began = this.clock.now();
-    const ics = this.ics;
-    let attempts = 0;
-    // Rounds in a row in which no master answered: a node that cannot stand
-    // for election probes less and less often (up to the failure timeout),
-    // so hundreds of nodes started at once do not drown the candidates in
-    // probes while they elect the first master.
-    let unanswered = 0;
-    // A master that queued our join: asked again directly, without probing.
-    let queuedAt: number | undefined;
-    // When this incarnation last asked a master to join, and since when no master answers.
-    let asked = false;
-    let lastFound = began;
-    // One loop per incarnation: a former incarnation's loop (woken by the restart) ends.
-    while ((this.phase === 'joining' || this.phase === 'rejoining') && this.ics === ics) {
-      attempts++;
-      let wait = this.timing.joinRetryMs;
-      const master = queuedAt ?? (await this.findMaster());
-      queuedAt = undefined;
-      unanswered = master === undefined && index < 0 ? unanswered + 1 : 0;
-      if (unanswered > 1) wait = Math.min(this.timing.failureTimeoutMs, this.timing.joinRetryMs * 2 ** Math.min(unanswered - 1, 16));
-      if (master !== undefined) lastFound = this.clock.now();
-      if (master === undefined && asked && this.clock.now() - lastFound > this.timing.failureTimeoutMs * 10) {
-        // We asked a master to join, then nobody answers any more: the join
-        // may have been committed and this incarnation declared down since,
-        // and the others refuse its links, so they cannot even tell us.
-        this.log.warn({ silentMs: this.clock.now() - lastFound }, 'no master answers since we asked to join: starting again as a new incarnation');
-        void this.restart();
-        return;
-      }
-      if (master !== undefined && master !== this.nodeNum) {
-        asked = true;
-        const r = await this.tryJoin(master);
-        if (r === 'joined') return;
-        if (r === 'queued') queuedAt = master;
-      } else if ((this.history.last > 0 || this.pending !== undefined) && this.clock.now() - Math.max(began, this.lastHeardMaster) > this.timing.failureTimeoutMs * 6) {
-        // We acknowledged the first transitions of a cluster as a candidate
-        // (committed or not), then its master went before we joined, and
-        // nobody we can reach holds that history: start again as a new
-        // incarnation, empty (a pending founding entry would otherwise refuse
-        // every other founding for ever).
-        this.log.warn({ last: this.history.last }, 'the cluster we were joining has no master left: starting again');
-        void this.restart();
-        return;
-      } else if (index >= 0 && this.history.last === 0 && this.pending === undefined && attempts > 1 + index) {
-        // Nobody answers as master: stand for election with the other candidates.
-        await this.elect(true);
-        if (this.isMaster || this.currentPhase() === 'member') return;
-      }
-      if (this.phase !== 'joining' && this.phase !== 'rejoining') return;
-      this.progress.publish();
-      await this.sleep(wait + this.random.int(wait));
-    }
-  }
-
-  /** Addresses from the configured discovery, bounded; a failing source counts as none. */
-  private async discovered(): Promise<string[]> {
-    if (!this.opts.discovery) return [];
-    try {
-      const found = await this.opts.discovery.addresses();
-      return Array.isArray(found) ? found.filter((a) => typeof a === 'string' && a.length > 0).slice(0, this.opts.maxNodes) : [];
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'discovery failed; probing the static seeds only');
-      return [];
-    }
-  }
-
-  /** Ask every seed (and known member) who the master is. */
-  private async findMaster(): Promise<number | undefined> {
-    const addresses = new Set(this.opts.seeds);
-    for (const a of await this.discovered()) addresses.add(a);
-    for (const m of this.history.members()) if (m.address && m.node !== this.nodeNum) addresses.add(m.address);
-    // Seeds often list every node, this one too: it has nothing to say to itself.
-    if (this.ics.address) addresses.delete(this.ics.address);
-    const failures = new Map<string, unknown>();
-    let answered = 0;
-    const answers = await Promise.all(
-      [...addresses].map(async (address) => {
-        try {
-          const node = await this.ics.connectAddress(address, { timeoutMs: this.timing.rpcTimeoutMs });
-          if (node === this.nodeNum) return undefined;
-          const r = (await this.ics.call(node, PROBE, 'whoIsMaster', null, { timeoutMs: this.timing.rpcTimeoutMs })) as {
-            master: number | null;
-            term: number;
-            address: string | null;
-          };
-          answered++;
-          return r.master === null ? undefined : r;
-        } catch (err) {
-          failures.set(address, err);
-          return undefined;
-        }
-      }),
-    );
-    let best: { master: number | null; term: number; address: string | null } | undefined;
-    for (const a of answers) if (a && (!best || a.term > best.term)) best = a;
-    this.progress.probed({ tried: addresses.size, answered, failures, master: best?.master ?? undefined }, this.candidates.includes(this.nodeNum), this.candidates);
-    if (!best || best.master === null || best.master === this.nodeNum) return undefined;
-    if (best.address) {
-      try {
-        await this.ics.connectAddress(best.address, { timeoutMs: this.timing.rpcTimeoutMs });
-      } catch {
-        return undefined;
-      }
-    }
-    return best.master;
-  }
-
-  /** 'queued': the master has our join in its queue; ask it again. */
-  private async tryJoin(master: number): Promise<'joined' | 'queued' | 'failed'> {
-    let r: { ok: boolean; reason?: string; evicted?: boolean; queued?: boolean; snapshot?: unknown };
-    try {
-      r = (await this.ics.call(
-        master,
-        CLMS,
-        'join',
-        { incarnation: this.incarnation, address: this.ics.address ?? '', meta: this.opts.meta, keyServices: this.keys.hosted() },
-        { timeoutMs: this.timing.rpcTimeoutMs * 4 },
-      )) as typeof r;
-    } catch (err) {
-      this.log.debug({ master, err: (err as Error).message }, 'join failed');
-      this.progress.joinAnswer(master, `no answer (${(err as Error).message})`);
-      return 'failed';
-    }
-    this.progress.joinAnswer(master, r.ok || r.queued === true ? undefined : r.reason ?? 'no reason given');
-    if (!r.ok && r.evicted === true) {
-      this.log.warn({ master, reason: r.reason }, 'this incarnation was declared down: starting again as a new one');
-      void this.restart();
-      return 'joined';
-    }
-    if (!r.ok && r.queued === true) return 'queued';
-    if (!r.ok || !r.snapshot) {
-      this.log.info({ master, reason: r.reason }, 'join refused for now');
-      return 'failed';
-    }
-    const snapshot = parse(snapshotSchema, r.snapshot) as HistorySnapshot;
-    const had = this.history.last;
-    if (had > 0) {
-      // What we applied before (e.g. bootstrap appends) must be the master's
-      // history too; a node holding another history cannot be reconciled and
-      // starts again as a new incarnation.
-      for (const t of snapshot.tail) {
-        if (t.number > had) break;
-        const mine = this.history.get(t.number);
-        if (mine && (mine.term !== t.term || mine.node !== t.node || mine.kind !== t.kind || mine.to !== t.to || mine.incarnation !== t.incarnation)) {
-          this.log.warn({ number: t.number }, 'my history differs from the master\'s: starting again as a new incarnation');
-          void this.restart();
-          return 'joined';
-        }
-      }
-    }
-    // A late joiner starts from the master's snapshot plus its tail; it is
-    // told about every transition it had not applied yet, in order. An
-    // answer that comes after this node, as a follower, applied beyond its
-    // snapshot (the join answer was slow) would take its history back in
-    // time, and the transitions it already applied would come again: it
-    // keeps what it has (the entries both hold were compared above).
-    const last = snapshot.tail.at(-1)?.number ?? snapshot.number;
-    if (last > had || this.history.id !== snapshot.id) {
-      this.history.install(snapshot);
-      // An entry left pending by another history (or master) is not this one's.
-      this.pending = undefined;
-      const news = joinedAt(snapshot.tail, this.nodeNum, this.incarnation);
-      for (const t of snapshot.tail) if (t.number > had) this.notify(t, t.number < news);
-      // The key-service view is rebuilt from the tail.
-      this.keys.reset();
-      for (const t of snapshot.tail) this.keys.applied(t);
-    }
-    this.phase = 'member';
-    this.everJoined = true;
-    this.lastHeardMaster = this.clock.now();
-    this.setMaster(master, Math.max(this.term, snapshot.tail.at(-1)?.term ?? snapshot.term));
-    // Our ComingUp is in the history: run nodeup for every member, then report.
-    const me = this.history.member(this.nodeNum);
-    if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
-    // Members already on their way down when we joined wait for every member's
-    // cleanup, ours included. Those we never saw up have nothing to call
-    // back, but their links are refused and the master hears we are done;
-    // those we ran nodeup for (we applied their ComingUp as a follower before
-    // our join was answered) get their nodedown callbacks like anywhere else.
-    for (const m of this.history.members()) {
-      if (m.node === this.nodeNum || (m.state !== 'GoingDown' && m.state !== 'ShuttingDown')) continue;
-      if (!this.ranNodeup(m.node, m.incarnation)) this.markCleaned(m.node, m.incarnation);
-      void this.cleanup(this.history.get(m.since) ?? this.syntheticTransition(m));
-    }
-    return 'joined';
-  }
-
-  /**
-   * A node that joined runs nodeup for every member it found in the history
-   * it installed: the Up ones, and the ones still ComingUp (their barrier
-   * counts this node too: it was ComingUp when they were admitted), then
-   * reports for each and for itself.
-   */
-  private async runOwnNodeup(me: MemberInfo): Promise<void> {
-    if (this.ownNodeupFor === this.incarnation) return;
-    this.ownNodeupFor = this.incarnation;
-    const t = this.history.get(me.since);
-    for (const m of this.history.members()) {
-      if (m.node === this.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp')) continue;
-      if (this.markNodeup(m.node, m.incarnation)) {
-        await this.runCallbacks('nodeup', m.node, m.incarnation, this.history.get(m.since) ?? t ?? this.syntheticTransition(m));
-      }
-      // Up before we joined: its Up came in the history, not live, so the event is ours to give (after our callbacks, as for any member).
-      if (m.state === 'Up' && this.ownNodeupFor === this.incarnation) this.emitNodeup(this.history.member(m.node) ?? m);
-      if (m.state === 'ComingUp') this.report({ kind: 'nodeup-done', node: m.node, incarnation: m.incarnation });
-    }
-    this.report({ kind: 'nodeup-done', node: this.nodeNum, incarnation: this.incarnation });
-  }
-
-  private syntheticTransition(m: MemberInfo): Transition {
-    return { number: m.since, term: this.term, kind: 'state', node: m.node, incarnation: m.incarnation, from: 'ComingUp', to: m.state, cause: 'joined', time: 0 };
-  }
-
-  // ================================================================ services
-
-  private registerServices(): void {
-    this.ics.registerService({
-      ...PROBE,
-      name: 'clms.probe',
-      handlers: {
-        whoIsMaster: () => {
-          // Only a master we heard lately, as a member, is worth naming: a stale
-          // name sends joiners knocking on a door that no longer opens.
-          const fresh = this.isMaster || (this.phase === 'member' && this.clock.now() - this.lastHeardMaster <= this.timing.failureTimeoutMs);
-          const master = fresh ? this.masterNum : undefined;
-          return {
-            master: master ?? null,
-            term: this.term,
-            address: master !== undefined ? (this.history.member(master)?.address ?? (master === this.nodeNum ? (this.ics.address ?? null) : null)) : null,
-          };
-        },
-      },
-    });
-    this.ics.registerService({
-      ...CLMS,
-      name: 'clms',
-      // A join waits for its commit (bounded, see onJoin): up to one handler
-      // per joining node, so room for every node and the reports besides.
-      pool: { max: Math.max(256, this.opts.maxNodes + 64), queue: 4096, priorityReserve: 64 },
-      handlers: {
-        vote: (a, ctx) => this.request({ type: 'vote', id: this.loop.id(), from: ctx.caller.nodeNum, req: parse(voteSchema, a) }),
-        append: (a, ctx) => this.request({ type: 'append', id: this.loop.id(), from: ctx.caller.nodeNum, req: parse(appendSchema, a) }),
-        commit: (a, ctx) => {
-          this.step({ type: 'commit', from: ctx.caller.nodeNum, req: parse(heartbeatSchema, a) });
-          return null;
-        },
-        heartbeat: (a, ctx) => {
-          const r = this.request({ type: 'heartbeat', id: this.loop.id(), from: ctx.caller.nodeNum, req: parse(heartbeatSchema, a) }) as { term: number; last: number };
-          // `health`: our local-health multiplier, so the master gives a starved member as much longer to answer.
-          return { ...r, incarnation: this.incarnation, health: this.health.multiplier };
-        },
-        join: (a, ctx) => this.onJoin(parse(joinSchema, a), ctx),
-        report: (a, ctx) => this.answer({ type: 'report', from: ctx.caller.nodeNum, report: parse(reportSchema, a) }),
-        fetch: (a, ctx) => {
-          this.allowOnly('fetch', this.isMemberOrJoiner(ctx.caller), ctx);
-          return this.onFetch(parse(fetchSchema, a));
-        },
-        alive: () => ({ incarnation: this.incarnation }),
-        lease: (_a, ctx) => ({ granted: this.grantsLease(ctx.caller.nodeNum, ctx.caller.incarnation) }),
-        probe: (a, ctx) => {
-          this.allowOnly('probe', this.isCurrentMaster(ctx.caller), ctx);
-          return this.onProbe(parse(probeTargetSchema, a));
-        },
-      },
-    });
-  }
-
-  // ---- who may ask what
-
-  /**
-   * Any peer that knows the secret can call these services; a membership
-   * request that makes this node work or wait on someone's behalf (probe:
-   * a call to a third node, held up to a failure timeout; fetch: the whole
-   * history) is served only to those the protocol sends it: refused at once
-   * otherwise, so a rogue or confused peer holds no handler slot.
-   */
-  private allowOnly(what: string, allowed: boolean, ctx: HandlerContext): void {
-    if (allowed) return;
-    throw new IcsStatusError('PERMISSION_DENIED', `clms.${what} is not served to node ${ctx.caller.nodeNum} (incarnation ${ctx.caller.incarnation})`);
-  }
-
-  /** The master of the current term, as this node knows it (probes are its verification). */
-  private isCurrentMaster(caller: HandlerContext['caller']): boolean {
-    return caller.nodeNum === this.masterNum && caller.nodeNum !== this.nodeNum && this.history.member(caller.nodeNum)?.incarnation === caller.incarnation;
-  }
-
-  /** A member of this history (any state but Down), or a node whose join is under way here. */
-  private isMemberOrJoiner(caller: HandlerContext['caller']): boolean {
-    const m = this.history.member(caller.nodeNum);
-    if (m && m.incarnation === caller.incarnation && m.state !== 'Down') return true;
-    return this.joinsUnderWay.get(caller.nodeNum)?.incarnation === caller.incarnation;
+  /** This node's own nodeup, once it is ComingUp in its history (driver/join.ts). */
+  private runOwnNodeup(me: MemberInfo): Promise<void> {
+    return this.callbacks.runOwnNodeup(me);
   }
 
   // ---- the protocol core (protocol/core.ts): its state, read here; its decisions, made there
@@ -975,14 +682,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   private get masterNum(): number | undefined {
     return this.core.master;
-  }
-
-  private get pending(): Transition | undefined {
-    return this.core.pending;
-  }
-
-  private set pending(t: Transition | undefined) {
-    this.core.pending = t;
   }
 
   private get lastHeardMaster(): number {
@@ -1015,14 +714,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return this.core.reports.owed;
   }
 
-  private get everJoined(): boolean {
-    return this.core.everJoined;
-  }
-
-  private set everJoined(v: boolean) {
-    this.core.everJoined = v;
-  }
-
   /** Feed the core one input, then perform what it decided (driver/effects.ts). */
   private step(input: CoreInput): void {
     this.loop.step(input);
@@ -1034,11 +725,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       const id = this.loop.expect(resolve, reject);
       this.step({ ...input, id } as CoreInput);
     });
-  }
-
-  /** A request the core answers (vote, append, heartbeat): its reply. */
-  private request(input: CoreInput & { id: number }): unknown {
-    return this.loop.request(input);
   }
 
   private setMaster(master: number | undefined, term: number): void {
@@ -1104,7 +790,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         return this.lease.ack(e.node, e.sentAt);
       case 'apply':
         // Effects (callbacks, cleanup, reports) outlive the message that committed t.
-        return detached(() => this.applied(e.t, e.before, e.info));
+        return detached(() => applied(this.applying, e.t, e.before, e.info));
       case 'pre-vote':
         if (e.bootstrap) {
           const rule = e.allCandidates ? 'all-candidates' : this.opts.quorum === 'majority' ? this.opts.formation : 'quorum';
@@ -1204,272 +890,26 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     }
   }
 
-  // ================================================================ members: serving
+  // ================================================================ applying, callbacks, restarts (driver/apply.ts, callbacks.ts, restart.ts)
 
-  private onFetch(f: { after: number }): { transitions: Transition[]; snapshot: HistorySnapshot | null } {
-    if (f.after < this.history.first - 1) return { transitions: [], snapshot: this.history.snapshot() };
-    return { transitions: this.history.since(f.after, 10_000), snapshot: null };
+  private cleanup(t: Transition): Promise<void> {
+    return this.callbacks.cleanup(t);
   }
 
-  private async onProbe(p: { node: number; timeoutMs?: number | undefined }): Promise<{ reachable: boolean }> {
-    const timeoutMs = Math.min(p.timeoutMs ?? this.timing.rpcTimeoutMs, this.timing.failureTimeoutMs);
-    const dueAt = this.clock.now() + timeoutMs;
-    try {
-      await this.ics.call(p.node, CLMS, 'alive', null, { timeoutMs });
-      return { reachable: true };
-    } catch (err) {
-      // Our timeout fired late: our own loop was slow, and the answer may be
-      // waiting unread. That is no evidence against the node (the master
-      // counts a failed probe as none).
-      if (this.health.lateBy(this.clock.now() - dueAt)) throw err;
-      return { reachable: false };
-    }
-  }
-
-  // ================================================================ master: joins, reports, downs
-
-  private async onJoin(
-    j: JoinRequest,
-    ctx: HandlerContext,
-  ): Promise<{ ok: boolean; reason?: string; retryAfterMs?: number; evicted?: boolean; queued?: boolean; snapshot?: HistorySnapshot }> {
-    const node = ctx.caller.nodeNum;
-    if (!this.isMaster) return { ok: false, reason: 'not the master', retryAfterMs: this.timing.joinRetryMs };
-    if (ctx.caller.incarnation !== j.incarnation) return { ok: false, reason: 'incarnation does not match the link' };
-    const refuse = (reason: string): { ok: false; reason: string } => {
-      this.record({ kind: 'refused-join', node, term: this.term, time: this.clock.wallNow(), rule: reason });
-      return { ok: false, reason };
-    };
-    if (this.opts.allow?.nodes && !this.opts.allow.nodes.includes(node)) return refuse(`node ${node} is not on the allow-list`);
-    if (this.opts.allow?.addresses && !this.opts.allow.addresses.includes(j.address)) return refuse(`address ${j.address} is not on the allow-list`);
-    if (this.opts.admit) {
-      const verdict = await this.opts.admit({ node, incarnation: j.incarnation, address: j.address, meta: j.meta });
-      if (verdict !== true) return refuse(typeof verdict === 'string' ? verdict : 'refused by the admission policy');
-    }
-    const current = this.history.member(node);
-    if (current && current.incarnation === j.incarnation && (current.state === 'ComingUp' || current.state === 'Up')) {
-      return { ok: true, snapshot: this.history.snapshot() };
-    }
-    if (current && current.incarnation === j.incarnation) {
-      // This incarnation went down (M8): it may come back only as a new one.
-      return { ok: false, reason: `incarnation ${j.incarnation} of node ${node} is ${current.state}: start again as a new incarnation`, evicted: true };
-    }
-    if (current && current.state !== 'Down' && current.state !== 'NeverUp') {
-      // A former incarnation is still a member, or its cleanup runs (C1).
-      if (current.state === 'Up' || current.state === 'ComingUp') {
-        this.step({ type: 'down', node: current.node, incarnation: current.incarnation, reason: 'restarted as a new incarnation', observers: { master: 'saw a new incarnation join' } });
-      }
-      return { ok: false, reason: `node ${node}'s former incarnation is ${current.state}: waiting for its cleanup`, retryAfterMs: this.timing.joinRetryMs };
-    }
-    if (this.history.nodesIn('ComingUp', 'Up', 'ShuttingDown', 'GoingDown').length >= this.opts.maxNodes) return refuse('the cluster has maxNodes members');
-    // One proposal per joining incarnation: a joiner that asks again waits
-    // on the same one. The wait is shorter than the joiner's own timeout: in
-    // a join storm (hundreds of nodes started at once) the queue is long,
-    // and a handler that outlives its caller only holds a pool slot that
-    // the reports of the members need. The joiner asks again ('queued').
-    let join = this.joinsUnderWay.get(node);
-    if (!join || join.incarnation !== j.incarnation) {
-      const entry = {
-        incarnation: j.incarnation,
-        committed: this.propose(() => {
-          const s = this.history.stateOf(node);
-          if (s !== 'NeverUp' && s !== 'Down') return undefined;
-          return { kind: 'state', node, incarnation: j.incarnation, from: s, to: 'ComingUp', cause: 'joined', address: j.address, meta: j.meta, keyServices: j.keyServices };
-        }, node).catch(() => undefined),
-      };
-      void entry.committed.then(() => {
-        if (this.joinsUnderWay.get(node) === entry) this.joinsUnderWay.delete(node);
-      });
-      this.joinsUnderWay.set(node, entry);
-      join = entry;
-    }
-    // At most MAX_JOIN_WAITERS handlers wait for a commit: the others answer
-    // 'queued' at once, so joins (which anyone who knows the secret can send,
-    // under any node number) never fill the pool that appends, heartbeats and
-    // reports are served from.
-    if (this.joinWaiters >= MAX_JOIN_WAITERS) return { ok: false, reason: 'the join is queued', queued: true, retryAfterMs: this.timing.joinRetryMs };
-    this.joinWaiters++;
-    const t = await this.within(join.committed, this.timing.rpcTimeoutMs * 2).finally(() => this.joinWaiters--);
-    if (t === TIMED_OUT) return { ok: false, reason: 'the join is queued', queued: true, retryAfterMs: this.timing.joinRetryMs };
-    if (!t) return { ok: false, reason: 'could not commit the join', retryAfterMs: this.timing.joinRetryMs };
-    return { ok: true, snapshot: this.history.snapshot() };
-  }
-
-  // ================================================================ applying
-
-  /** The core committed `t` to the history (it was `before`): events, callbacks, barriers, reports. */
-  private applied(t: Transition, before: NodeState, info: MemberInfo): void {
-    if (t.kind === 'state' && !LEGAL_MOVES[before].includes(t.to) && before !== t.to) {
-      this.log.error({ t, before }, 'illegal transition from the master: applied anyway to stay in step');
-    }
-    this.notify(t);
-    this.keys.applied(t);
-    if (this.isMaster) this.keys.place();
-    if (t.kind !== 'state') return;
-    // (Barriers and owed reports were settled by the core as it applied t: protocol/reports.ts.)
-    if (t.node === this.nodeNum) return this.applySelf(t);
-    switch (t.to) {
-      case 'ComingUp':
-        void (this.markNodeup(t.node, t.incarnation) ? this.runCallbacks('nodeup', t.node, t.incarnation, t) : Promise.resolve()).then(() =>
-          this.report({ kind: 'nodeup-done', node: t.node, incarnation: t.incarnation }),
-        );
-        break;
-      case 'Up':
-        this.emitNodeup(info);
-        break;
-      case 'GoingDown':
-      case 'ShuttingDown':
-        // ICS errors out the calls to the node first (synchronously, as
-        // cleanup begins), so a 'nodedown' listener finds none still pending.
-        void this.cleanup(t);
-        this.emit('nodedown', info);
-        break;
-      case 'Down':
-        this.detector.forget(t.node);
-        break;
-    }
-  }
-
-  private applySelf(t: Transition): void {
-    if (t.incarnation !== this.incarnation) return;
-    if (t.to === 'Up') this.emitNodeup(this.history.member(this.nodeNum)!);
-    // A leaver that sees itself out is done, whichever way it went (leave() closes it).
-    if ((t.to === 'ShuttingDown' || t.to === 'GoingDown') && this.leaving) return this.leaving.resolve();
-    if (t.to === 'GoingDown') void this.evicted(t);
-    if (t.to === 'ShuttingDown') this.report({ kind: 'cleanup-done', node: this.nodeNum, incarnation: this.incarnation });
-  }
-
-  /**
-   * Error out ICS for the node, run nodedown callbacks by band, report (C2).
-   * A second trigger for the same (node, incarnation), e.g. ShuttingDown then
-   * GoingDown, waits for the first cleanup and reports again: callbacks run
-   * once, the master hears as often as it asks.
-   */
-  private async cleanup(t: Transition): Promise<void> {
-    const key = `${t.node}:${t.incarnation}`;
-    const incarnation = this.incarnation;
-    const before = this.cleanups.get(key);
-    // Registered before anything is awaited, ICS error-out included: a
-    // restart that begins meanwhile waits for all of it (callbacks never
-    // straddle two incarnations).
-    const running = (async (): Promise<void> => {
-      // ICS error-out every time (calls made since the last one settle too).
-      await this.ics.nodeDown(t.node, t.incarnation);
-      if (before) await before;
-      else if (this.markCleaned(t.node, t.incarnation)) await this.runCallbacks('nodedown', t.node, t.incarnation, t);
-    })();
-    this.cleanups.set(key, running);
-    await running;
-    // A report of a former incarnation's cleanup means nothing to the new one's master.
-    if (this.incarnation === incarnation) this.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
-  }
-
-  /** True the first time this incarnation runs nodeup callbacks for (node, incarnation). */
-  private markNodeup(node: number, incarnation: number): boolean {
-    if (this.ranNodeup(node, incarnation)) return false;
-    this.cleaned.add(`up:${node}:${incarnation}`);
-    return true;
-  }
-
-  /** This incarnation ran (or is running) nodeup callbacks for (node, incarnation). */
   private ranNodeup(node: number, incarnation: number): boolean {
-    return this.cleaned.has(`up:${node}:${incarnation}`);
+    return this.callbacks.ranNodeup(node, incarnation);
   }
 
-  /** True the first time (node, incarnation) is cleaned up by this incarnation. */
   private markCleaned(node: number, incarnation: number): boolean {
-    const key = `${node}:${incarnation}`;
-    if (this.cleaned.has(key)) return false;
-    this.cleaned.add(key);
-    return true;
+    return this.callbacks.markCleaned(node, incarnation);
   }
 
-  private async runCallbacks(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {
-    const event: NodeEvent = { node, incarnation, transition: t, signal: this.closeController.signal };
-    for (const s of [...this.subsystems]) {
-      try {
-        await s[phase](event);
-      } catch (error) {
-        // A failing callback is reported; the barrier waits for nothing more from it.
-        this.log.error({ subsystem: s.name, phase, node, err: (error as Error)?.message }, 'subsystem callback failed');
-        this.emit('callback-error', { subsystem: s.name, phase, node, error });
-      }
-    }
+  private evicted(t: Transition): Promise<void> {
+    return this.incarnations.evicted(t);
   }
 
-  /** We were declared down: stop acting as a member, clean up, rejoin as a new incarnation. */
-  private async evicted(t: Transition): Promise<void> {
-    if (this.phase === 'closed' || this.phase === 'rejoining') return;
-    this.log.warn({ term: t.term }, 'declared down by the cluster: rejoining as a new incarnation');
-    // A master that commits its own down (a carried entry) is master no more:
-    // its queued proposals fail now (handlers awaiting them must end before
-    // our cleanups can, and the restart waits for those).
-    this.step({ type: 'step-down', why: 'declared down by the cluster' });
-    this.phase = 'rejoining';
-    this.keys.stopAll('this node was declared down');
-    this.emit('evicted', { incarnation: this.incarnation });
-    // Every member is gone for this incarnation: their nodedown callbacks run
-    // side by side, each member's in band order (C2), as when members go down
-    // one by one. One after another, 31 members' slow callbacks kept a node of
-    // a 32-node cluster from rejoining for minutes (sim seed 2 at 32 nodes, L1).
-    const gone = this.history.members().filter((m) => m.node !== this.nodeNum && (m.state === 'Up' || m.state === 'ComingUp' || m.state === 'ShuttingDown'));
-    await Promise.all(gone.filter((m) => this.markCleaned(m.node, m.incarnation)).map((m) => this.runCallbacks('nodedown', m.node, m.incarnation, t)));
-    if (!this.opts.autoRejoin) {
-      await this.close();
-      return;
-    }
-    await this.restart();
-  }
-
-  /**
-   * Start again as a new incarnation. One restart at a time: several paths
-   * can ask at once (an eviction, a dead history, a history that differs),
-   * and two would each start a new incarnation on the same address. Never
-   * rejects: a restart that fails (the address taken) is logged and the
-   * node closes, rather than an unhandled rejection in the application.
-   */
   private restart(): Promise<void> {
-    if (this.restarting) {
-      // Asked by the new incarnation (its join found a dead history): once more after this one.
-      if (this.incarnation !== this.restartingFrom) this.restartAgain = true;
-      return this.restarting;
-    }
-    this.restarting = (async () => {
-      try {
-        do {
-          this.restartAgain = false;
-          this.restartingFrom = this.incarnation;
-          await this.doRestart();
-        } while (this.restartAgain && this.currentPhase() !== 'closed');
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'could not start again as a new incarnation: closing');
-        await this.close().catch(() => {});
-      } finally {
-        this.restarting = undefined;
-      }
-    })();
-    return this.restarting;
-  }
-
-  private async doRestart(): Promise<void> {
-    // Nodedown callbacks under way finish as this incarnation's, in band
-    // order, before the next one starts (it begins with no cleanups of its own).
-    await Promise.all([...this.cleanups.values()]);
-    if (this.currentPhase() === 'closed') return;
-    this.stopTimers();
-    const old = this.ics;
-    // Nothing the former incarnation meant to commit may reach the new history.
-    this.step({ type: 'reset', why: 'restarting as a new incarnation', history: new History(this.opts.historyLimit) });
-    // What the former incarnation hosted ends with it (K5; evicted() did so already, other restarts did not).
-    this.keys.stopAll('restarting as a new incarnation');
-    this.lease.forgetAcks();
-    this.cleaned = new Set();
-    this.cleanups = new Map();
-    // The application's services live on in the next incarnation.
-    const carried = old.registrations();
-    await old.close();
-    if (this.phase === 'closed') return;
-    this.phase = 'idle';
-    await this.boot(carried);
+    return this.incarnations.restart();
   }
 
   // ================================================================ reports (decided in protocol/reports.ts)
@@ -1595,51 +1035,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(heardOnly(this.nodeNum, heard, voters, 'no quorum heard within the failure timeout'));
   }
 
-  /**
-   * A node refused this incarnation's link because it applied this
-   * incarnation's GoingDown or ShuttingDown: a committed fact, said by a
-   * member of our history (or our master). A leaver is done; a member was
-   * declared down and starts again as a new incarnation at once, instead of
-   * waiting six failure timeouts without a master to find out.
-   */
-  private onRefused(node: number, reason: 'incarnation-down' | 'newer-incarnation' | 'node-number-in-use'): void {
-    if (reason === 'node-number-in-use') return this.refusedAsDuplicate(node);
-    if (reason !== 'incarnation-down' || node === this.nodeNum) return;
-    const m = this.history.member(node);
-    if (node !== this.masterNum && m?.state !== 'Up' && m?.state !== 'ComingUp') return;
-    if (this.leaving) return this.leaving.resolve();
-    if (this.phase !== 'member') return;
-    void this.evicted({ number: this.history.last, term: this.term, kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'Up', to: 'GoingDown', cause: `node ${node} refused this incarnation: it was declared down`, time: this.clock.wallNow() });
-  }
-
-  /**
-   * A node dials in as another incarnation of `node` than the one our
-   * history holds: a restart, or a second process given the same number.
-   * The held incarnation is asked first (protocol/identity.ts); while it
-   * answers, the newcomer is refused (it learns why and gives up) and the
-   * refusal is recorded. ICS holds the newcomer's link until then.
-   */
-  private admitIncarnation(node: number, incarnation: number): boolean | Promise<boolean> {
-    const held = this.history.member(node);
-    if (!held || newcomerCheck(held, incarnation) === 'admit') return true;
-    return this.ics.call(node, CLMS, 'alive', null, { timeoutMs: this.timing.rpcTimeoutMs }).then(
-      (r) => (r as { incarnation?: unknown }).incarnation,
-      () => undefined,
-    ).then((answered) => {
-      if (newcomerVerdict(held, typeof answered === 'number' ? answered : undefined) === 'admit') return true;
-      this.record({ kind: 'refused-join', node, term: this.term, time: this.clock.wallNow(), rule: `incarnation ${incarnation} of node ${node} refused: node number in use by incarnation ${held.incarnation} at ${held.address ?? 'its address'}, which answers` });
-      return false;
-    });
-  }
-
-  /** A member refused this incarnation: its node number is in use by another live process. A joining node gives up. */
-  private refusedAsDuplicate(by: number): void {
-    if (this.phase !== 'joining' && this.phase !== 'rejoining') return;
-    this.duplicate ??= new DuplicateNodeError(this.nodeNum, by);
-    this.log.error({ refusedBy: by }, this.duplicate.message);
-    void this.close();
-  }
-
   /** The transport lost a link: a fast hint (a killed process closes its sockets); the core decides (protocol/detection.ts). */
   private onLinkLost(node: number, incarnation: number): void {
     this.step({ type: 'link-lost', node, incarnation });
@@ -1647,46 +1042,21 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ helpers
 
-  /** `replayed`: history a late joiner receives with its join, not a transition as it commits (docs/membership.md). */
   private notify(t: Transition, replayed = false): void {
-    const e = replayed ? { ...t, replayed: true } : t;
-    this.emit('transition', e);
-    this.broadcast({ type: 'transition', transition: e });
-  }
-
-  /** The `nodeup` event, once per (node, incarnation) in this incarnation: live, or for members already Up when we joined. */
-  private emitNodeup(info: MemberInfo): void {
-    const key = `event:${info.node}:${info.incarnation}`;
-    if (this.cleaned.has(key) || info.state !== 'Up') return;
-    this.cleaned.add(key);
-    this.emit('nodeup', info);
+    this.events.notify(t, replayed);
   }
 
   private broadcast(e: WatchEvent): void {
-    for (const w of this.watchers) w(e);
+    this.events.broadcast(e);
   }
 
   private record(r: DecisionRecord): void {
-    this.decisions.push(r);
-    if (this.decisions.length > 256) this.decisions.shift();
-    this.log.info({ decision: r }, `decision: ${r.kind}${r.node !== undefined ? ` node ${r.node}` : ''}: ${r.rule}`);
-    this.emit('decision', r);
+    this.events.record(r);
   }
 
   /** The phase, read fresh (it changes across awaits; TypeScript's narrowing does not know). */
   private currentPhase(): typeof this.phase {
     return this.phase;
-  }
-
-  /** `p`, or TIMED_OUT when it has not settled within `ms` (p must not reject). */
-  private within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
-    return new Promise((resolve) => {
-      const timer = this.clock.setTimeout(() => resolve(TIMED_OUT), ms);
-      void p.then((v) => {
-        timer.cancel();
-        resolve(v);
-      });
-    });
   }
 
   /**
@@ -1712,11 +1082,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.timers = [];
     for (const wake of [...this.sleepers]) wake();
   }
-}
-
-/** Number of this incarnation's ComingUp in a join snapshot's tail (what came before it is history to the joiner). */
-function joinedAt(tail: readonly Transition[], node: number, incarnation: number): number {
-  return tail.find((t) => t.node === node && t.incarnation === incarnation && t.to === 'ComingUp')?.number ?? Number.POSITIVE_INFINITY;
 }
 
 /** Create a cluster node; `await node.start()` joins (or forms) the cluster. */

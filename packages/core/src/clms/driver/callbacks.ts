@@ -1,0 +1,166 @@
+/**
+ * Subsystem callbacks (docs/membership.md, "Subsystems"): nodeup and
+ * nodedown callbacks run by band, then in registration order, exactly once
+ * per (node, incarnation) in each incarnation of this node (C2), and the
+ * report the master's barrier waits for once they are done. A callback
+ * that throws is reported (`callback-error`) and the next one runs.
+ *
+ * What ran is kept per incarnation of this node: a restart begins with
+ * none (`newIncarnation`), after every cleanup of the former one ended
+ * (`settled`), so callbacks never straddle two incarnations.
+ */
+import type { EventEmitter } from 'eventemitter3';
+import { ClusterInfraError } from '../../errors/index.js';
+import type { Logger } from '../../logging/index.js';
+import type { History } from '../protocol/history.js';
+import type { Report } from '../protocol/messages.js';
+import type { ClusterEvents, MemberInfo, NodeEvent, Subsystem, Transition } from '../types.js';
+
+export interface CallbacksPort {
+  readonly nodeNum: number;
+  readonly maxSubsystems: number;
+  readonly log: Logger;
+  readonly emitter: Pick<EventEmitter<ClusterEvents>, 'emit'>;
+  /** Aborts when the node closes; every callback gets it. */
+  readonly signal: AbortSignal;
+  incarnation(): number;
+  history(): History;
+  term(): number;
+  /** ICS errors out every call to (node, incarnation) and refuses it from now on. */
+  nodeDown(node: number, incarnation: number): Promise<void>;
+  /** This node owes the master `r` (sent until acknowledged). */
+  report(r: Report): void;
+}
+
+/** The transition a member's callbacks get when the history no longer holds the one that made it what it is. */
+export function syntheticTransition(m: MemberInfo, term: number): Transition {
+  return { number: m.since, term, kind: 'state', node: m.node, incarnation: m.incarnation, from: 'ComingUp', to: m.state, cause: 'joined', time: 0 };
+}
+
+export class Callbacks {
+  private readonly subsystems: Required<Subsystem>[] = [];
+  /** (node, incarnation) pairs whose callbacks (and nodeup event) this incarnation ran. */
+  private cleaned = new Set<string>();
+  private cleanups = new Map<string, Promise<void>>();
+  /** The incarnation whose own nodeup (callbacks for every member, then the report) was started. */
+  private ownNodeupFor: number | undefined;
+
+  constructor(private readonly p: CallbacksPort) {}
+
+  register(s: Subsystem): () => void {
+    if (this.subsystems.length >= this.p.maxSubsystems) {
+      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `at most ${this.p.maxSubsystems} subsystems (maxSubsystems)`);
+    }
+    if (this.subsystems.some((x) => x.name === s.name)) {
+      throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `a subsystem named ${s.name} is registered already`);
+    }
+    const entry: Required<Subsystem> = { name: s.name, band: s.band ?? 0, nodeup: s.nodeup ?? (() => {}), nodedown: s.nodedown ?? (() => {}) };
+    this.subsystems.push(entry);
+    // Stable sort: by band, then registration order.
+    this.subsystems.sort((a, b) => a.band - b.band);
+    return () => {
+      const i = this.subsystems.indexOf(entry);
+      if (i >= 0) this.subsystems.splice(i, 1);
+    };
+  }
+
+  /** Resolves when every cleanup this incarnation began has ended. */
+  settled(): Promise<unknown> {
+    return Promise.all([...this.cleanups.values()]);
+  }
+
+  /** A new incarnation of this node: it has run no callbacks yet. */
+  newIncarnation(): void {
+    this.cleaned = new Set();
+    this.cleanups = new Map();
+  }
+
+  /**
+   * Error out ICS for the node, run nodedown callbacks by band, report (C2).
+   * A second trigger for the same (node, incarnation), e.g. ShuttingDown then
+   * GoingDown, waits for the first cleanup and reports again: callbacks run
+   * once, the master hears as often as it asks.
+   */
+  async cleanup(t: Transition): Promise<void> {
+    const key = `${t.node}:${t.incarnation}`;
+    const incarnation = this.p.incarnation();
+    const before = this.cleanups.get(key);
+    // Registered before anything is awaited, ICS error-out included: a
+    // restart that begins meanwhile waits for all of it (callbacks never
+    // straddle two incarnations).
+    const running = (async (): Promise<void> => {
+      // ICS error-out every time (calls made since the last one settle too).
+      await this.p.nodeDown(t.node, t.incarnation);
+      if (before) await before;
+      else if (this.markCleaned(t.node, t.incarnation)) await this.runCallbacks('nodedown', t.node, t.incarnation, t);
+    })();
+    this.cleanups.set(key, running);
+    await running;
+    // A report of a former incarnation's cleanup means nothing to the new one's master.
+    if (this.p.incarnation() === incarnation) this.p.report({ kind: 'cleanup-done', node: t.node, incarnation: t.incarnation });
+  }
+
+  /**
+   * A node that joined runs nodeup for every member it found in the history
+   * it installed: the Up ones, and the ones still ComingUp (their barrier
+   * counts this node too: it was ComingUp when they were admitted), then
+   * reports for each and for itself.
+   */
+  async runOwnNodeup(me: MemberInfo): Promise<void> {
+    const p = this.p;
+    if (this.ownNodeupFor === p.incarnation()) return;
+    this.ownNodeupFor = p.incarnation();
+    const t = p.history().get(me.since);
+    for (const m of p.history().members()) {
+      if (m.node === p.nodeNum || (m.state !== 'Up' && m.state !== 'ComingUp')) continue;
+      if (this.markNodeup(m.node, m.incarnation)) {
+        await this.runCallbacks('nodeup', m.node, m.incarnation, p.history().get(m.since) ?? t ?? syntheticTransition(m, p.term()));
+      }
+      // Up before we joined: its Up came in the history, not live, so the event is ours to give (after our callbacks, as for any member).
+      if (m.state === 'Up' && this.ownNodeupFor === p.incarnation()) this.emitNodeup(p.history().member(m.node) ?? m);
+      if (m.state === 'ComingUp') p.report({ kind: 'nodeup-done', node: m.node, incarnation: m.incarnation });
+    }
+    p.report({ kind: 'nodeup-done', node: p.nodeNum, incarnation: p.incarnation() });
+  }
+
+  /** The `nodeup` event, once per (node, incarnation) in this incarnation: live, or for members already Up when we joined. */
+  emitNodeup(info: MemberInfo): void {
+    const key = `event:${info.node}:${info.incarnation}`;
+    if (this.cleaned.has(key) || info.state !== 'Up') return;
+    this.cleaned.add(key);
+    this.p.emitter.emit('nodeup', info);
+  }
+
+  /** True the first time this incarnation runs nodeup callbacks for (node, incarnation). */
+  markNodeup(node: number, incarnation: number): boolean {
+    if (this.ranNodeup(node, incarnation)) return false;
+    this.cleaned.add(`up:${node}:${incarnation}`);
+    return true;
+  }
+
+  /** This incarnation ran (or is running) nodeup callbacks for (node, incarnation). */
+  ranNodeup(node: number, incarnation: number): boolean {
+    return this.cleaned.has(`up:${node}:${incarnation}`);
+  }
+
+  /** True the first time (node, incarnation) is cleaned up by this incarnation. */
+  markCleaned(node: number, incarnation: number): boolean {
+    const key = `${node}:${incarnation}`;
+    if (this.cleaned.has(key)) return false;
+    this.cleaned.add(key);
+    return true;
+  }
+
+  async runCallbacks(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {
+    const event: NodeEvent = { node, incarnation, transition: t, signal: this.p.signal };
+    for (const s of [...this.subsystems]) {
+      try {
+        await s[phase](event);
+      } catch (error) {
+        // A failing callback is reported; the barrier waits for nothing more from it.
+        this.p.log.error({ subsystem: s.name, phase, node, err: (error as Error)?.message }, 'subsystem callback failed');
+        this.p.emitter.emit('callback-error', { subsystem: s.name, phase, node, error });
+      }
+    }
+  }
+}
