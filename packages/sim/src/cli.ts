@@ -21,29 +21,50 @@ import { runSeeds } from './run.js';
 import { type Profile, PROFILES, type SimResult } from './sim.js';
 import { isWorkloadName, type WorkloadCanary, WORKLOADS } from './workloads/index.js';
 
-const { values } = parseArgs({
-  options: {
-    seeds: { type: 'string' },
-    seed: { type: 'string' },
-    nodes: { type: 'string', default: '5' },
-    profile: { type: 'string', default: 'full' },
-    canary: { type: 'string' },
-    workload: { type: 'string' },
-    json: { type: 'boolean', default: false },
-    stop: { type: 'boolean', default: false },
-    verbose: { type: 'boolean', short: 'v', default: false },
-    'check-hashes': { type: 'boolean', default: false },
-    'record-hashes': { type: 'boolean', default: false },
-    workers: { type: 'string' },
-  },
-});
+const OPTIONS = {
+  seeds: { type: 'string' },
+  seed: { type: 'string' },
+  nodes: { type: 'string', default: '5' },
+  profile: { type: 'string', default: 'full' },
+  canary: { type: 'string' },
+  workload: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  stop: { type: 'boolean', default: false },
+  verbose: { type: 'boolean', short: 'v', default: false },
+  'check-hashes': { type: 'boolean', default: false },
+  'record-hashes': { type: 'boolean', default: false },
+  workers: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+const USAGE = [
+  `usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--workers W] [--json] [--stop] [--verbose]`,
+  '       npm run sim -- --seed S [--nodes K] ...          one seed, its trace and violations',
+  '       npm run sim -- --check-hashes [--seeds N] [--workers W] | --record-hashes [--workers W]',
+].join('\n');
+
+const parsed = (() => {
+  try {
+    return parseArgs({ options: OPTIONS });
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+})();
+if (parsed.values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const { values } = parsed;
+
+
 
 if (values['check-hashes'] || values['record-hashes']) {
   const workers = values.workers !== undefined ? Number(values.workers) : undefined;
   const limit = values.seeds !== undefined ? Number(values.seeds) : undefined;
   const bad = (x: number | undefined): boolean => x !== undefined && (!Number.isInteger(x) || x < 1);
   if (bad(workers) || bad(limit) || (limit !== undefined && values['record-hashes'])) {
-    console.error('usage: npm run sim -- --check-hashes [--seeds N] [--workers W] | --record-hashes [--workers W]');
+    console.error(USAGE);
     process.exit(2);
   }
   process.exit(await hashCommand(values['record-hashes'] ? 'record' : 'check', { ...(workers !== undefined ? { workers } : {}), ...(limit !== undefined ? { limit } : {}) }));
@@ -56,7 +77,7 @@ const single = values.seed !== undefined && values.seeds === undefined;
 const profile = values.profile as Profile;
 const workload = values.workload;
 if (!Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || !PROFILES.includes(profile) || (workload !== undefined && !isWorkloadName(workload))) {
-  console.error(`usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--json] [--stop]`);
+  console.error(USAGE);
   process.exit(2);
 }
 
