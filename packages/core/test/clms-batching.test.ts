@@ -27,7 +27,7 @@ function formed(): History {
 
 /** Node 2 of that cluster, a member that heard master 1 in term 1. */
 function member(): Core {
-  const c = new Core({ self: 2, candidates: [1, 2, 3], quorum: 'majority', formation: 'majority', failureTimeoutMs: 1000, heartbeatIntervalMs: 100, rpcTimeoutMs: 500 }, formed());
+  const c = new Core({ self: 2, candidates: [1, 2, 3], quorum: 'majority', formation: 'majority', failureTimeoutMs: 1000, heartbeatIntervalMs: 100, rpcTimeoutMs: 500, electionStaggerMs: 200, random: { int: () => 0 } }, formed());
   c.phase = 'member';
   c.everJoined = true;
   c.term = 1;

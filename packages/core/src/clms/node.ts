@@ -40,7 +40,6 @@ import { KeyServiceManager, type KeyServiceRegistration } from '../keyservice/in
 import { History, historyIdOf } from './protocol/history.js';
 import type { OwedReports } from './protocol/barriers.js';
 import { LocalHealth } from './protocol/awareness.js';
-import { type LostMaster, standingRank } from './protocol/failover.js';
 import { Lease } from './protocol/lease.js';
 import { type Build, Core, type Effect, type Message as CoreInput, type Phase } from './protocol/core.js';
 import { EffectLoop } from './driver/loop.js';
@@ -52,7 +51,7 @@ import { type ApplyPort, applied } from './driver/apply.js';
 import { Callbacks } from './driver/callbacks.js';
 import { Events } from './driver/events.js';
 import { Incarnations } from './driver/restart.js';
-import { type ClusterNodeOptions, clusterNodeOptionsSchema, hasQuorum, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
+import { type ClusterNodeOptions, clusterNodeOptionsSchema, presets, type ResolvedClusterNodeOptions, type Timing } from './options.js';
 import { heardOnly } from './reasons.js';
 import { JoinTracker, type RefusedHandshake } from './progress.js';
 import { CommunicationHandle } from './communication.js';
@@ -71,8 +70,6 @@ import type {
 } from './types.js';
 import type { Report } from './protocol/messages.js';
 
-/** Owed reports a member sends again per tick, at most (docs/membership.md, "Scale"). */
-const REPORTS_PER_TICK = 8;
 
 export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDisposable {
   readonly nodeNum: number;
@@ -115,12 +112,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private readonly loop: EffectLoop;
   /** Sleeps under way (see sleep). */
   private readonly sleepers = new Set<() => void>();
-  /** Key-service leases, as a member and as a master (protocol/lease.ts). */
-  private readonly lease: Lease;
   private timers: TimerHandle[] = [];
   private closeController = new AbortController();
-  private electionPlanned = false;
-  private nextElectionAt = 0;
 
   // ---- master state
   /** While leave() waits: settles it once this incarnation's leave is known to be committed. */
@@ -157,6 +150,8 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         failureTimeoutMs: this.timing.failureTimeoutMs,
         heartbeatIntervalMs: this.timing.heartbeatIntervalMs,
         rpcTimeoutMs: this.timing.rpcTimeoutMs,
+        electionStaggerMs: this.timing.electionStaggerMs,
+        random: this.random,
         canaries,
         health: this.health,
         hooks: { confirmDown: this.opts.confirmDown !== undefined, fence: this.opts.fence !== undefined },
@@ -176,7 +171,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       },
       perform: (e) => this.perform(e),
     });
-    this.lease = new Lease(this.timing.failureTimeoutMs, this.opts.quorum);
     this.progress = new JoinTracker({ now: () => this.clock.now(), log: this.log, emit: (p) => this.emit('joining', p) });
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
@@ -255,7 +249,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       history: () => this.history,
       step: (input) => this.step(input),
       stopTimers: () => this.stopTimers(),
-      forgetAcks: () => this.lease.forgetAcks(),
       ics: () => this.ics,
       boot: (carried) => this.boot(carried),
       close: () => this.close(),
@@ -704,9 +697,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.core.phase = p;
   }
 
-  /** The master whose link this member lost and who did not answer then (protocol/detection.ts, failover.ts). */
-  private get lostMaster(): LostMaster | undefined {
-    return this.core.detection.lostMaster;
+  /** Key-service leases, as a member and as a master (protocol/lease.ts; the master's quorum check reads them). */
+  private get lease(): Lease {
+    return this.core.lease;
   }
 
   /** Reports this node owes the master, resent on ticks until acknowledged (protocol/reports.ts). */
@@ -729,10 +722,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   private setMaster(master: number | undefined, term: number): void {
     this.step({ type: 'master', master, term });
-  }
-
-  private loseQuorum(rule: string): void {
-    this.step({ type: 'lose-quorum', rule });
   }
 
   /** Voters: the Up members (the candidates before any history exists). */
@@ -786,8 +775,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         this.broadcast({ type: 'quorum', hasQuorum: e.has });
         return;
       }
-      case 'heard':
-        return this.lease.ack(e.node, e.sentAt);
       case 'apply':
         // Effects (callbacks, cleanup, reports) outlive the message that committed t.
         return detached(() => applied(this.applying, e.t, e.before, e.info));
@@ -811,7 +798,16 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
         if (this.detector.linkLost(e.node, this.clock.now())) this.step({ type: 'suspect', node: e.node, reason: e.reason, observers: e.observers });
         return;
       case 'heard-alive':
-        return this.detector.heard(e.node, this.clock.now());
+        return this.detector.heard(e.node, this.clock.now(), e.health);
+      case 'check-detector': {
+        const observer = String(this.nodeNum);
+        const found = this.detector.check(this.clock.now(), e.members, this.health.multiplier);
+        return this.step({ type: 'detector-checked', suspects: found.map((s) => ({ node: s.node, reason: s.reason, observers: { [observer]: `${this.detector.name}: ${s.reason}` }, deadline: s.deadline })) });
+      }
+      case 'stand':
+        return void this.elect(false).then((outcome) => this.step({ type: 'stood', refused: outcome === 'refused' }));
+      case 'evicted':
+        return void this.evicted({ number: this.history.last, term: this.term, kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'Up', to: 'GoingDown', cause: e.cause, time: this.clock.wallNow() });
       case 'hook':
         return detached(() => this.runHook(e));
       case 'record': {
@@ -847,7 +843,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   private elected(e: Extract<Effect, { type: 'elected' }>): void {
     const { term, bootstrap, voters } = e;
     this.log.info({ term, votes: e.granted }, 'elected master');
-    this.lease.elected(voters, this.clock.now());
     // Silences measured in an earlier mastership of ours are stale: each member starts afresh.
     for (const n of this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown')) this.detector.forget(n);
     this.record({ kind: 'master', node: this.nodeNum, term, time: this.clock.wallNow(), rule: `elected with votes from ${e.granted.join(', ')} of voters ${voters.join(', ')}` });
@@ -919,11 +914,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     this.step({ type: 'owe', report: r });
   }
 
-  /** Send `r` to the current master now (again). */
-  private sendReport(r: Report): void {
-    this.step({ type: 'resend', report: r });
-  }
-
   /** Ask the master to do something (leave, down, meta); resolves once a master acknowledged it. */
   private async askMaster(r: Report): Promise<void> {
     await this.answer({ type: 'ask', report: r });
@@ -931,10 +921,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
 
   // ================================================================ heartbeats and detection
 
-  /** Every heartbeat interval: masters heartbeat, members watch the master. */
+  /**
+   * Every heartbeat interval: what the driver keeps (ready reports of key
+   * services, a member's key-service lease and its own nodeup), then the
+   * core's `interval` (protocol/core.ts): heartbeats and the quorum as
+   * master, the master's silence and elections as member.
+   */
   private tick(): void {
     if (this.phase === 'closed') return;
-    const now = this.clock.now();
     // Ready reports: dropped once the history says ready (or the epoch
     // ended); a master offers its own to itself again.
     for (const r of this.owedReports.reports()) {
@@ -942,97 +936,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
       if (!this.keys.awaitsReady(r.keyService, r.epoch)) this.owedReports.forget(r);
       else if (this.isMaster) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
     }
-    if (this.isMaster) {
-      // A master hears itself: its silence clock starts when it stops being master.
-      this.lastHeardMaster = now;
-      this.heartbeatAll(now);
-      return;
+    if (!this.isMaster && this.phase === 'member') {
+      // A host keeps its key-service lease fresh.
+      if (this.keys.hostsAny()) this.renewLease();
+      // A founder deposed before it committed its own Up finishes joining as any joiner does.
+      const me = this.history.member(this.nodeNum);
+      if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
     }
-    if (this.phase !== 'member') return;
-    // A host keeps its key-service lease fresh.
-    if (this.keys.hostsAny()) this.renewLease();
-    // A founder deposed before it committed its own Up finishes joining as any joiner does.
-    const me = this.history.member(this.nodeNum);
-    if (me?.state === 'ComingUp' && me.incarnation === this.incarnation) void this.runOwnNodeup(me);
-    // Owed reports are resent until the master acknowledges them (a new
-    // master, or a new term, gets them again: its barriers are rebuilt).
-    for (const r of this.owedReports.due(`${this.masterNum}:${this.term}`, REPORTS_PER_TICK)) void this.sendReport(r);
-    // Silence is stretched when this node's own timers run late, or when the
-    // master said its own do (Lifeguard: either way the silence is no evidence).
-    const failureTimeoutMs = this.timing.failureTimeoutMs * Math.max(this.health.multiplier, this.core.masterHealth);
-    if (now - this.lastHeardMaster > failureTimeoutMs * 6) {
-      // Long without a master and no election won: this node may have been
-      // declared down while cut off (the others then refuse its incarnation
-      // and it cannot even hear so). Start again as a new incarnation: if it
-      // was still a member, the master retires the old one when the new one
-      // joins.
-      void this.evicted({ number: this.history.last, term: this.term, kind: 'state', node: this.nodeNum, incarnation: this.incarnation, from: 'Up', to: 'GoingDown', cause: 'no master for too long', time: this.clock.wallNow() });
-      return;
-    }
-    if (now - this.lastHeardMaster > failureTimeoutMs) {
-      if (this.quorumOk) this.loseQuorum('no master heard within the failure timeout');
-      if (this.masterNum !== undefined) this.setMaster(undefined, this.term);
-      const index = this.candidates.indexOf(this.nodeNum);
-      if (index >= 0 && this.history.stateOf(this.nodeNum) === 'Up' && !this.electionPlanned && now >= this.nextElectionAt) {
-        // Candidates stand in order: the first at once, the next a stagger
-        // later. After a lost election a candidate waits a random while, so
-        // that two of them do not keep splitting the votes.
-        // A master this node found gone keeps no place in the line (protocol/failover.ts).
-        const wait = standingRank(this.candidates, this.nodeNum, this.lostMaster?.node) * this.timing.electionStaggerMs + this.random.int(Math.max(1, this.timing.electionStaggerMs / 2));
-        this.electionPlanned = true;
-        this.timers.push(
-          this.clock.setTimeout(() => {
-            this.electionPlanned = false;
-            if (this.masterNum !== undefined || this.phase !== 'member') return;
-            void this.elect(false).then((outcome) => {
-              if (this.masterNum !== undefined) return;
-              // A refused pre-vote raised no term: stand again soon, so the
-              // first candidate to lose its master does not hand the
-              // election to a later one that lost it a moment after (the
-              // voters still heard the master when asked). A lost vote
-              // backs off at random, so that two candidates stop splitting it.
-              this.nextElectionAt =
-                this.clock.now() +
-                (outcome === 'refused'
-                  ? Math.max(1, this.timing.electionStaggerMs / 2)
-                  : this.timing.electionStaggerMs * this.candidates.length + this.random.int(this.timing.failureTimeoutMs));
-            });
-          }, wait),
-        );
-      }
-    }
-  }
-
-  private heartbeatAll(now: number): void {
-    const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.nodeNum);
-    const term = this.term;
-    // Our own lateness, told only when there is some (members then wait as much longer for us).
-    const health = this.health.multiplier > 1 ? { health: this.health.multiplier } : {};
-    for (const n of members) {
-      void this.ics
-        .call(n, CLMS, 'heartbeat', { term, history: this.history.id, commit: this.history.last, ...health }, { timeoutMs: this.timing.failureTimeoutMs })
-        .then((r) => {
-          const res = r as { term: number; last: number; incarnation: number; health?: number };
-          // A newer term ends this mastership (the core's gate decides).
-          if (res.term > this.term) return this.step({ type: 'term', term: res.term });
-          this.lease.ack(n, now);
-          this.detector.heard(n, this.clock.now(), res.health);
-          if (res.last < this.history.last) this.step({ type: 'catch-up-member', node: n, term });
-        })
-        .catch(() => {});
-    }
-    // Detection: the detector says whom to suspect.
-    this.lease.expect(members, now);
-    for (const s of this.detector.check(now, members, this.health.multiplier)) {
-      this.step({ type: 'suspect', node: s.node, reason: s.reason, observers: { [String(this.nodeNum)]: `${this.detector.name}: ${s.reason}` }, deadline: s.deadline });
-    }
-    // Quorum: the master must hear a quorum of voters within the timeout,
-    // stretched when its own timers run late (its members, told so in the
-    // heartbeats, wait as much longer for it). Its key-service lease is not
-    // stretched (keyServiceLease).
-    const voters = this.voters();
-    const heard = this.lease.heard(this.nodeNum, voters, now, this.health.scale(this.timing.failureTimeoutMs));
-    if (!hasQuorum(this.opts.quorum, heard, voters)) this.loseQuorum(heardOnly(this.nodeNum, heard, voters, 'no quorum heard within the failure timeout'));
+    this.step({ type: 'interval' });
   }
 
   /** The transport lost a link: a fast hint (a killed process closes its sockets); the core decides (protocol/detection.ts). */

@@ -5,7 +5,8 @@
  * the protocol is shown step by step, in milliseconds, without timers,
  * sockets or processes. The harness plays the driver: it performs the
  * effects a real node leaves to ClusterNode (proposing what an elected
- * master proposes, answering heartbeats) the way clms/node.ts does.
+ * master proposes, running the campaign a `stand` asks for) the way
+ * clms/node.ts does.
  *
  * A script is a list of blocks, each a command line, `----`, and the
  * expected output up to the next blank line (etcd-io/raft's datadriven
@@ -82,8 +83,6 @@ type Packet = Call | Send | Answer;
 interface Asked {
   from: number;
   call: number | undefined;
-  /** Heartbeats are answered by the harness's driver code, not as a core call. */
-  heartbeat?: { term: number };
 }
 
 interface Member {
@@ -102,9 +101,10 @@ export class Cluster {
   private network: Packet[] = [];
   private nextId = 1;
   private readonly asked = new Map<number, Asked>();
-  /** Heartbeat calls of the harness (by node): the driver half of heartbeatAll. */
-  private readonly heartbeats = new Map<string, { term: number }>();
-  private nextHeartbeat = 1_000_000;
+  /** Call numbers of injected messages (no core made those calls). */
+  private nextInjected = 1_000_000;
+  /** Campaigns the harness began for a `stand` effect: their end goes back as `stood`. */
+  private readonly stands = new Set<number>();
   private candidates: number[] = [];
   private quorum: QuorumPolicy = 'majority';
   private readonly proposals = new Map<number, string>();
@@ -118,8 +118,14 @@ export class Cluster {
       case 'bootstrap':
         return this.bootstrap(args.map(Number));
       case 'tick':
+        // `tick N [time] [election]`: a wake-up of node N (the planned election's, with `election`).
         if (args[1] !== undefined) this.now = Number(args[1]);
-        this.step(this.node(args[0]), { type: 'tick' });
+        this.step(this.node(args[0]), args[2] === 'election' ? { type: 'tick', what: 'election' } : { type: 'tick' });
+        return 'ok';
+      case 'interval':
+        // `interval N [time]`: node N's heartbeat interval elapses (as master it heartbeats; as member it judges the master's silence).
+        if (args[1] !== undefined) this.now = Number(args[1]);
+        this.step(this.node(args[0]), { type: 'interval' });
         return 'ok';
       case 'time':
         this.now = Number(args[0]);
@@ -129,8 +135,6 @@ export class Cluster {
         return 'ok';
       case 'propose':
         return this.propose(Number(args[0]), args[1]!, Number(args[2]));
-      case 'heartbeat':
-        return this.heartbeat(Number(args[0]));
       case 'suspect':
         // Node N's detector suspects node M.
         this.step(this.node(args[0]), { type: 'suspect', node: Number(args[1]), reason: args.slice(2).join(' ') || 'suspected', observers: { [args[0]!]: 'suspected' } });
@@ -185,7 +189,18 @@ export class Cluster {
     this.quorum = q === undefined || q === 'majority' || q === 'none' ? (q ?? 'majority') : { size: Number(q) };
     for (let n = 1; n <= count; n++) {
       const core = new Core(
-        { self: n, candidates: this.candidates, quorum: this.quorum, formation: opts.get('formation') === 'all-candidates' ? 'all-candidates' : 'majority', failureTimeoutMs: 1000, heartbeatIntervalMs: 100, rpcTimeoutMs: 500 },
+        {
+          self: n,
+          candidates: this.candidates,
+          quorum: this.quorum,
+          formation: opts.get('formation') === 'all-candidates' ? 'all-candidates' : 'majority',
+          failureTimeoutMs: 1000,
+          heartbeatIntervalMs: 100,
+          rpcTimeoutMs: 500,
+          electionStaggerMs: 200,
+          // No jitter: a script's times are exact (the staggers still order the candidates).
+          random: { int: () => 0 },
+        },
         new History(1000),
       );
       core.phase = 'joining';
@@ -289,21 +304,9 @@ export class Cluster {
         : method === 'append'
           ? { term, history, commit: Number(f.get('commit') ?? dest.history.last), entries: [] }
           : { term, history, commit: Number(f.get('commit') ?? dest.history.last) };
-    const call = this.nextHeartbeat++;
+    const call = this.nextInjected++;
     this.network.push(method === 'commit' ? { kind: 'send', from, to, method, args } : { kind: 'call', from, to, call, method, args });
     return `queued ${from}->${to} ${method} ${describeArgs(method, args)}`;
-  }
-
-  /** The master's heartbeat to every member (the driver's heartbeatAll). */
-  private heartbeat(at: number): string {
-    const c = this.node(String(at)).core;
-    const members = c.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== at);
-    for (const to of members) {
-      const call = this.nextHeartbeat++;
-      this.heartbeats.set(`${at}:${call}`, { term: c.term });
-      this.network.push({ kind: 'call', from: at, to, call, method: 'heartbeat', args: { term: c.term, history: c.history.id, commit: c.history.last } });
-    }
-    return members.length > 0 ? `heartbeat -> ${members.join(', ')}` : 'nobody to heartbeat';
   }
 
   /** Process node `n`'s effects: print them, put calls and sends on the network, perform the driver's part. */
@@ -349,6 +352,18 @@ export class Cluster {
       case 'consult-detector':
         // The default detector suspects on every lost link.
         return this.step(m, { type: 'suspect', node: e.node, reason: e.reason, observers: e.observers });
+      case 'check-detector':
+        // Silence suspects nobody here: a script suspects with `suspect`.
+        return this.step(m, { type: 'detector-checked', suspects: [] });
+      case 'stand': {
+        // As ClusterNode does: the campaign, and its end back as `stood`.
+        const id = this.nextId++;
+        this.stands.add(id);
+        return this.step(m, { type: 'campaign', id, bootstrap: false });
+      }
+      case 'campaign-done':
+        if (this.stands.delete(e.id)) this.step(m, { type: 'stood', refused: e.outcome === 'refused' });
+        return;
       case 'respond': {
         const a = this.asked.get(e.id);
         this.asked.delete(e.id);
@@ -413,19 +428,11 @@ export class Cluster {
   }
 
   private answered(p: Answer): void {
-    const m = this.node(String(p.to));
-    const hb = this.heartbeats.get(`${p.to}:${p.call}`);
-    if (!hb) return this.step(m, { type: 'answer', call: p.call, value: p.value });
-    // The driver's half of a heartbeat answer (node.ts heartbeatAll).
-    this.heartbeats.delete(`${p.to}:${p.call}`);
-    const r = p.value as { term: number; last: number };
-    if (r.term > m.core.term) return this.step(m, { type: 'term', term: r.term });
-    if (r.last < m.core.history.last) this.step(m, { type: 'catch-up-member', node: p.from, term: hb.term });
+    this.step(this.node(String(p.to)), { type: 'answer', call: p.call, value: p.value });
   }
 
   private fail(p: Call, out: string[]): void {
     out.push(`${p.to}->${p.from} failed #${p.call} (${CALL_TIMEOUT})`);
-    if (this.heartbeats.delete(`${p.from}:${p.call}`)) return;
     this.step(this.node(String(p.from)), { type: 'failed', call: p.call, code: CALL_TIMEOUT });
   }
 
@@ -437,7 +444,7 @@ export class Cluster {
       if (p.kind === 'call') this.fail(p, out);
       else if (p.kind === 'answer' && !this.node(String(p.to)).crashed) {
         out.push(`${p.from}->${p.to} failed #${p.call} (${CALL_TIMEOUT})`);
-        if (!this.heartbeats.delete(`${p.to}:${p.call}`)) this.step(this.node(String(p.to)), { type: 'failed', call: p.call, code: CALL_TIMEOUT });
+        this.step(this.node(String(p.to)), { type: 'failed', call: p.call, code: CALL_TIMEOUT });
       }
     }
     return out.join('\n') || 'nothing to drop';
@@ -471,7 +478,13 @@ export class Cluster {
       case 'reply':
         return `reply to ${this.asked.get(e.id)?.from ?? '?'} ${JSON.stringify(e.value)}`;
       case 'wake':
-        return `wake at ${e.at}`;
+        return `wake at ${e.at}${e.what ? ` (${e.what})` : ''}`;
+      case 'check-detector':
+        return `check detector: ${e.members.join(', ') || 'nobody'}`;
+      case 'stand':
+        return 'stand for election';
+      case 'evicted':
+        return `evicted: ${e.cause}`;
       case 'apply':
         return `apply ${describe(e.t)}`;
       case 'master':
@@ -485,8 +498,6 @@ export class Cluster {
         if (e.error) return `settle p${e.id} (${what}): ${e.error.kind}${e.error.message ? ` (${e.error.message})` : ''}`;
         return `settle p${e.id} (${what}): ${e.t ? `committed #${e.t.number}` : 'nothing to do'}`;
       }
-      case 'heard':
-        return `heard ${e.node}`;
       case 'pre-vote':
         return `pre-vote granted by ${e.granted.join(',')} of ${e.voters.join(',')}: ${e.enough ? 'enough' : 'not enough'}`;
       case 'elected':

@@ -92,7 +92,7 @@ export class EffectLoop {
       case 'reply':
         return void this.replies.set(e.id, e.value);
       case 'wake':
-        return void this.host.timer(Math.max(0, e.at - this.host.clock.now()), () => this.step({ type: 'tick' }));
+        return void this.host.timer(Math.max(0, e.at - this.host.clock.now()), () => this.step(e.what ? { type: 'tick', what: e.what } : { type: 'tick' }));
       case 'settle':
         return this.settle(e.id, e.t, e.error ? ERRORS[e.error.kind](e.error.message) : undefined);
       case 'campaign-done':

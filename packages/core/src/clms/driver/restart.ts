@@ -30,8 +30,6 @@ export interface RestartPort {
   step(input: CoreInput): void;
   /** Cancel every timer of this incarnation and end its sleeps. */
   stopTimers(): void;
-  /** The master's lease acknowledgements belong to the former incarnation. */
-  forgetAcks(): void;
   /** The endpoint of the current incarnation. */
   ics(): Ics;
   /** Begin the next incarnation with the application's services of the former one. */
@@ -115,7 +113,6 @@ export class Incarnations {
     p.step({ type: 'reset', why: 'restarting as a new incarnation', history: new History(p.historyLimit) });
     // What the former incarnation hosted ends with it (K5; evicted() did so already, other restarts did not).
     p.keys.stopAll('restarting as a new incarnation');
-    p.forgetAcks();
     p.callbacks.newIncarnation();
     // The application's services live on in the next incarnation.
     const carried = old.registrations();

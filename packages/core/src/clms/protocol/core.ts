@@ -21,7 +21,9 @@ import { Election, judgeVote } from './election.js';
 import { History, historyIdOf } from './history.js';
 import type { AppendRequest, HeartbeatRequest, HistorySnapshot, MemberInfo, NodeState, Transition, VoteRequest } from './messages.js';
 import { parseMessage, snapshotSchema, transitionSchema } from './messages.js';
-import type { QuorumPolicy } from './quorum.js';
+import { hasQuorum, type QuorumPolicy } from './quorum.js';
+import { Lease } from './lease.js';
+import { standingRank } from './failover.js';
 import { APPEND_ROUNDS, type AppendChain, batchOf, missing, Replication, sameEntry } from './replication.js';
 import { Detection, type DetectionEffect, type HealthView, NEVER_LATE } from './detection.js';
 import { type ReportEffect, Reports } from './reports.js';
@@ -29,6 +31,8 @@ import type { Report } from './messages.js';
 
 /** The most a master's reported lateness stretches its members' patience (as the master caps theirs). */
 const MAX_MASTER_HEALTH = 65;
+/** Owed reports a member sends again per interval, at most (docs/membership.md, "Scale"). */
+const REPORTS_PER_TICK = 8;
 
 export type Phase = 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed';
 
@@ -40,6 +44,10 @@ export interface CoreConfig {
   failureTimeoutMs: number;
   heartbeatIntervalMs: number;
   rpcTimeoutMs: number;
+  /** How long each candidate in the line waits after the one before it stands for election. */
+  electionStaggerMs: number;
+  /** Draws for the election's jitter and back-off (the node's injected random source). */
+  random: { int(maxExclusive: number): number };
   /** Test-only planted bugs (canaries.ts), read at each use. */
   canaries?: { readonly acceptStaleTerm: boolean; readonly skipCleanupBarrier?: boolean };
   /** This node's own lateness (protocol/awareness.ts); never late when absent. */
@@ -59,7 +67,18 @@ export interface Time {
 
 /** What comes in, without the time (the driver stamps it). */
 export type Message =
-  | { type: 'tick' }
+  /** A wake-up asked for by a `wake` effect (`what`: the planned election's). */
+  | { type: 'tick'; what?: 'election' }
+  /**
+   * The heartbeat interval elapsed (the driver's periodic timer): a master
+   * heartbeats its members and checks its quorum, a member judges its
+   * master's silence (etcd raft's tickHeartbeat and tickElection).
+   */
+  | { type: 'interval' }
+  /** The detector's verdict asked for by `check-detector`: whom it suspects. */
+  | { type: 'detector-checked'; suspects: { node: number; reason: string; observers: Record<string, string>; deadline?: number | undefined }[] }
+  /** The campaign a `stand` effect asked for ended (`refused`: at the pre-vote). */
+  | { type: 'stood'; refused: boolean }
   | { type: 'vote'; id: number; from: number; req: VoteRequest }
   | { type: 'append'; id: number; from: number; req: AppendRequest }
   | { type: 'commit'; from: number; req: HeartbeatRequest }
@@ -77,15 +96,12 @@ export type Message =
   | { type: 'propose'; id: number; build: Build; node?: number }
   /** The effects of the last commit are performed: the next proposal's turn. */
   | { type: 'advance' }
-  /** A term seen in an answer the driver handled (a heartbeat's). */
-  | { type: 'term'; term: number }
   /** The driver learnt who is master (a join answer), or that none is heard. */
   | { type: 'master'; master: number | undefined; term: number }
+  /** No master heard: quorum lost (what `interval` decides from the time; scripts state it directly). */
   | { type: 'lose-quorum'; rule: string }
   /** This node was declared down: a master among its roles ends. */
   | { type: 'step-down'; why: string }
-  /** A heartbeat found `node` behind: append the last transition (with what it misses). */
-  | { type: 'catch-up-member'; node: number; term: number }
   /** Restart or close: every proposal ends with `why`. */
   | { type: 'reset'; why: string; history: History | undefined }
   // ---- the nodedown path (detection.ts) and reports (reports.ts)
@@ -101,8 +117,6 @@ export type Message =
   | { type: 'report'; id: number; from: number; report: Report }
   /** This node owes its master `report` (barriers, ready key services): sent until acknowledged. */
   | { type: 'owe'; report: Report }
-  /** Send `report` to the master now (again). */
-  | { type: 'resend'; report: Report }
   /** This node asks the master for something (leave, down, meta): `respond` to `id` when acknowledged, or failed. */
   | { type: 'ask'; id: number; report: Report }
   /** The driver performed what an elected master proposes first: barriers are rebuilt, a master we lost is suspected. */
@@ -113,17 +127,22 @@ export type Input = Time & Message;
 export type ErrorKind = 'not-master' | 'no-quorum' | 'aborted';
 
 export type Effect =
-  | { type: 'call'; call: number; to: number; method: 'vote' | 'append' | 'fetch' | 'alive' | 'probe' | 'report'; args: unknown; timeoutMs: number; ifConnected?: boolean }
+  | { type: 'call'; call: number; to: number; method: 'vote' | 'append' | 'heartbeat' | 'fetch' | 'alive' | 'probe' | 'report'; args: unknown; timeoutMs: number; ifConnected?: boolean }
   | { type: 'send'; to: number; method: 'commit'; args: HeartbeatRequest }
   | { type: 'reply'; id: number; value: unknown }
-  | { type: 'wake'; at: number }
+  /** Step `tick` (with `what`) at `at`. */
+  | { type: 'wake'; at: number; what?: 'election' }
+  /** Ask the pluggable detector whom of `members` it suspects now; step `detector-checked` with its answer. */
+  | { type: 'check-detector'; members: number[] }
+  /** The planned election is due: campaign (as `campaign`), then step `stood`. */
+  | { type: 'stand' }
+  /** No master heard for six failure timeouts: this node may have been declared down unheard; start again as a new incarnation. */
+  | { type: 'evicted'; cause: string }
   | { type: 'apply'; t: Transition; before: NodeState; info: MemberInfo }
   | { type: 'master'; master: number | undefined; term: number }
   | { type: 'stepped-down'; why: string }
   | { type: 'quorum'; has: boolean; rule: string | { heard: number[]; voters: number[]; what: string } }
   | { type: 'settle'; id: number; t?: Transition; error?: { kind: ErrorKind; message?: string } }
-  /** Heard from `node` (an append answer): its lease counts from `sentAt`. */
-  | { type: 'heard'; node: number; sentAt: number }
   | { type: 'pre-vote'; bootstrap: boolean; voters: number[]; granted: number[]; enough: boolean; allCandidates: boolean }
   | { type: 'elected'; term: number; bootstrap: boolean; granted: number[]; voters: number[]; hadQuorum: boolean; carried: Transition[] }
   | { type: 'campaign-done'; id: number; outcome: 'refused' | 'won' | 'lost' | 'void' }
@@ -165,6 +184,18 @@ export class Core {
   quorumOk = false;
   /** This process was a member once: it never bootstraps a new cluster alone. */
   everJoined = false;
+  /** Key-service leases and the master's table of who answered when (lease.ts); its quorum check reads it. */
+  readonly lease: Lease;
+  /**
+   * An election is planned (its wake-up is armed), and the earliest time
+   * the next may be planned (after a lost or refused one). Both outlive a
+   * restart, as they did in node.ts (kept for the trace hashes): a restart
+   * cancels the armed wake-up, so a flag set then stays set.
+   */
+  private electionPlanned = false;
+  private nextElectionAt = 0;
+  /** The heartbeats out: whom, as the master of which term, sent when. */
+  private readonly heartbeats = new Map<number, { node: number; term: number; sentAt: number }>();
 
   private effects: Effect[] = [];
   private nextCall = 1;
@@ -192,6 +223,7 @@ export class Core {
     history: History,
   ) {
     this.history = history;
+    this.lease = new Lease(config.failureTimeoutMs, config.quorum);
     // The narrow view each part gets of the core (what it reads, what it may ask for).
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const core = this;
@@ -293,7 +325,13 @@ export class Core {
     this.time = { now: input.now, wall: input.wall };
     switch (input.type) {
       case 'tick':
-        return this.onTick();
+        return input.what === 'election' ? this.electionDue() : this.onTick();
+      case 'interval':
+        return this.onInterval();
+      case 'detector-checked':
+        return this.detected(input.suspects);
+      case 'stood':
+        return this.stood(input.refused);
       case 'vote':
         return this.reply(input.id, this.onVote(input.from, input.req));
       case 'append':
@@ -318,8 +356,6 @@ export class Core {
         this.advancing = false;
         this.reports.afterAdvance();
         return this.pump();
-      case 'term':
-        return this.observeTerm(input.term);
       case 'master':
         return this.setMaster(input.master, input.term);
       case 'lose-quorum':
@@ -327,11 +363,6 @@ export class Core {
       case 'step-down':
         if (this.isMaster) this.stepDown(input.why);
         return;
-      case 'catch-up-member': {
-        const t = this.history.get(this.history.last) ?? this.history.since(0)[0];
-        if (t) this.appendTo(input.node, t, input.term, undefined);
-        return;
-      }
       case 'reset':
         return this.reset(input.why, input.history);
       case 'suspect':
@@ -346,8 +377,6 @@ export class Core {
         return this.reports.received(input.id, input.from, input.report);
       case 'owe':
         return this.reports.owe(input.report);
-      case 'resend':
-        return this.reports.send(input.report);
       case 'ask':
         return this.reports.ask(input.id, input.report);
       case 'master-ready':
@@ -541,6 +570,8 @@ export class Core {
     for (const t of rest) this.proposeCarried(t, 'not re-verified: carried behind another entry');
     // We keep holding them until applied: should this mastership end before
     // they commit, a later election must still count them.
+    // Every voter counts as heard now (they just voted).
+    this.lease.elected(e.start.voters, this.time.now);
     this.effects.push({ type: 'elected', term: e.term, bootstrap: e.start.bootstrap, granted: [...e.granted], voters: [...e.start.voters], hadQuorum, carried });
   }
 
@@ -676,6 +707,127 @@ export class Core {
     this.reports.tick();
   }
 
+  // ---------------------------------------------------------------- the heartbeat interval
+
+  /** Run `decide`, then hear the end of the core's own proposals it settled (as a step of its own would). */
+  private part(decide: () => void): void {
+    decide();
+    this.settleInternal();
+  }
+
+  /**
+   * Every heartbeat interval (etcd raft's tickHeartbeat and tickElection).
+   * A master heartbeats its members, then asks the detector whom it
+   * suspects and checks its quorum (`detected`). A member resends what it
+   * owes its master, and judges the master's silence, stretched when its
+   * own timers run late or when the master said its own do (Lifeguard:
+   * either way the silence is no evidence): past the failure timeout it
+   * loses its quorum and forgets the master, and a candidate plans to
+   * stand; past six, it starts again as a new incarnation.
+   */
+  private onInterval(): void {
+    const now = this.time.now;
+    if (this.isMaster) {
+      // A master hears itself: its silence clock starts when it stops being master.
+      this.lastHeardMaster = now;
+      return this.heartbeatAll(now);
+    }
+    if (this.phase !== 'member') return;
+    // Owed reports are resent until the master acknowledges them (a new
+    // master, or a new term, gets them again: its barriers are rebuilt).
+    for (const r of this.reports.owed.due(`${this.master}:${this.term}`, REPORTS_PER_TICK)) this.part(() => this.reports.send(r));
+    const health = this.config.health ?? NEVER_LATE;
+    const patience = this.config.failureTimeoutMs * Math.max(health.score + 1, this.masterHealth);
+    if (now - this.lastHeardMaster > patience * 6) {
+      // Long without a master and no election won: this node may have been
+      // declared down while cut off (the others then refuse its incarnation
+      // and it cannot even hear so). Start again as a new incarnation: if it
+      // was still a member, the master retires the old one when the new one
+      // joins.
+      this.effects.push({ type: 'evicted', cause: 'no master for too long' });
+      return;
+    }
+    if (now - this.lastHeardMaster <= patience) return;
+    if (this.quorumOk) this.part(() => this.loseQuorum('no master heard within the failure timeout'));
+    if (this.master !== undefined) this.part(() => this.setMaster(undefined, this.term));
+    this.planElection(now);
+  }
+
+  /** Heartbeat every member but ourselves; the detector is asked next. */
+  private heartbeatAll(now: number): void {
+    const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.config.self);
+    const term = this.term;
+    // Our own lateness, told only when there is some (members then wait as much longer for us).
+    const multiplier = (this.config.health ?? NEVER_LATE).score + 1;
+    const health = multiplier > 1 ? { health: multiplier } : {};
+    for (const n of members) {
+      const call = this.call(n, 'heartbeat', { term, history: this.history.id, commit: this.history.last, ...health }, { timeoutMs: this.config.failureTimeoutMs });
+      this.heartbeats.set(call, { node: n, term, sentAt: now });
+    }
+    // Members not heard of before get a whole timeout from now.
+    this.lease.expect(members, now);
+    this.effects.push({ type: 'check-detector', members });
+  }
+
+  /**
+   * The detector's verdict on this interval: each suspect is verified
+   * (detection.ts); then the quorum: the master must hear a quorum of
+   * voters within the failure timeout, stretched when its own timers run
+   * late (its members, told so in the heartbeats, wait as much longer for
+   * it). Its key-service lease is not stretched.
+   */
+  private detected(suspects: Extract<Message, { type: 'detector-checked' }>['suspects']): void {
+    for (const s of suspects) this.part(() => this.detection.suspect(s.node, s.reason, s.observers, s.deadline));
+    const voters = this.voters();
+    const heard = this.lease.heard(this.config.self, voters, this.time.now, (this.config.health ?? NEVER_LATE).scale(this.config.failureTimeoutMs));
+    if (!hasQuorum(this.config.quorum, heard, voters)) this.loseQuorum({ heard: [...heard], voters, what: 'no quorum heard within the failure timeout' });
+  }
+
+  private heartbeatAnswered(h: { node: number; term: number; sentAt: number }, value: unknown): void {
+    if (value === undefined) return;
+    const r = value as { term: number; last: number; health?: number };
+    // A newer term ends this mastership (the gate).
+    if (r.term > this.term) return this.observeTerm(r.term);
+    this.lease.ack(h.node, h.sentAt);
+    this.effects.push({ type: 'heard-alive', node: h.node, health: r.health });
+    // Behind: append the last transition (with what it misses), as the master of the heartbeat's term only.
+    const t = r.last < this.history.last ? (this.history.get(this.history.last) ?? this.history.since(0)[0]) : undefined;
+    if (t) this.appendTo(h.node, t, h.term, undefined);
+  }
+
+  /**
+   * Candidates stand in order: the first at once, the next a stagger
+   * later, and a master this node found gone keeps no place in the line
+   * (failover.ts). After a lost election a candidate waits a random while,
+   * so that two of them do not keep splitting the votes (`stood`).
+   */
+  private planElection(now: number): void {
+    const c = this.config;
+    if (!c.candidates.includes(c.self) || this.history.stateOf(c.self) !== 'Up' || this.electionPlanned || now < this.nextElectionAt) return;
+    const wait = standingRank(c.candidates, c.self, this.detection.lostMaster?.node) * c.electionStaggerMs + c.random.int(Math.max(1, c.electionStaggerMs / 2));
+    this.electionPlanned = true;
+    this.effects.push({ type: 'wake', at: now + wait, what: 'election' });
+  }
+
+  private electionDue(): void {
+    this.electionPlanned = false;
+    if (this.master !== undefined || this.phase !== 'member') return;
+    this.effects.push({ type: 'stand' });
+  }
+
+  /**
+   * The planned campaign ended without a master. A refused pre-vote raised
+   * no term: stand again soon, so the first candidate to lose its master
+   * does not hand the election to a later one that lost it a moment after
+   * (the voters still heard the master when asked). A lost vote backs off
+   * at random, so that two candidates stop splitting it.
+   */
+  private stood(refused: boolean): void {
+    if (this.master !== undefined) return;
+    const c = this.config;
+    this.nextElectionAt = this.time.now + (refused ? Math.max(1, c.electionStaggerMs / 2) : c.electionStaggerMs * c.candidates.length + c.random.int(c.failureTimeoutMs));
+  }
+
   /**
    * Send `t` (and whatever the member misses before it) to `n` as the
    * master of `term`; never once deposed, least of all under a newer term
@@ -701,7 +853,7 @@ export class Core {
       this.observeTerm(r.term);
       return this.appendDone(chain, false);
     }
-    this.effects.push({ type: 'heard', node: chain.to, sentAt: chain.sentAt });
+    this.lease.ack(chain.to, chain.sentAt);
     if (r.ok) return this.appendDone(chain, true);
     // The member misses transitions: send them first, from history.
     chain.entries = missing(this.history, r.last, chain.batch);
@@ -842,6 +994,11 @@ export class Core {
   // ---------------------------------------------------------------- answers
 
   private onResult(call: number, value: unknown, _code: string | undefined): void {
+    const heartbeat = this.heartbeats.get(call);
+    if (heartbeat) {
+      this.heartbeats.delete(call);
+      return this.heartbeatAnswered(heartbeat, value);
+    }
     const chain = this.appends.get(call);
     if (chain) {
       this.appends.delete(call);
@@ -874,6 +1031,8 @@ export class Core {
       this.held = [];
       this.master = undefined;
       this.quorumOk = false;
+      // A new incarnation: acknowledgements were given to the former one.
+      this.lease.forgetAcks();
     }
   }
 }

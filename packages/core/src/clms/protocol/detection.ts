@@ -51,13 +51,13 @@ export interface DownRecord {
 export type DetectionEffect =
   /** Ask the pluggable detector whether a lost link is reason to suspect (`linkLost`); yes: step `suspect` with these. */
   | { type: 'consult-detector'; node: number; reason: string; observers: Record<string, string> }
-  /** The node answered `alive`: the detector heard it (its silence starts again). */
-  | { type: 'heard-alive'; node: number }
+  /** The node answered `alive` or a heartbeat (with its own lateness, `health`): the detector heard it (its silence starts again). */
+  | { type: 'heard-alive'; node: number; health?: number | undefined }
   /** Run a policy hook; its answer comes back as `hook-answer` with this id. */
   | { type: 'hook'; id: number; hook: 'confirm-down' | 'fence'; node: number; incarnation: number; reason: string }
   | { type: 'record'; record: DownRecord }
   | { type: 'log'; level: 'info' | 'error'; message: string; data: Record<string, unknown> }
-  /** The master this member lost did not answer: the driver's tick runs now (an election may start). */
+  /** The master this member lost did not answer: the driver's tick runs now, and the core's `interval` with it (an election may start). */
   | { type: 'master-silent' };
 
 /** What a part of the core reads of it (its configuration and state, the time) and the wake-up it may ask for. */
