@@ -164,6 +164,19 @@ export class Cluster {
         m.outbox = [];
         return 'ok';
       }
+      case 'restart': {
+        // `restart N [time]`: node N starts again as a new incarnation (the
+        // driver cancels its timers, resets the core) and rejoins the same
+        // history at once, as a join would install it.
+        if (args[1] !== undefined) this.now = Number(args[1]);
+        const m = this.node(args[0]);
+        const held = m.core.history.since(0);
+        this.step(m, { type: 'reset', why: 'restarting as a new incarnation', history: new History(1000) });
+        for (const t of held) m.core.history.append(t);
+        m.core.phase = 'member';
+        m.core.lastHeardMaster = this.now;
+        return 'ok';
+      }
       case 'inject':
         return this.inject(args[0]!, args[1]!, args.slice(2));
       case 'stabilize':

@@ -188,9 +188,9 @@ export class Core {
   readonly lease: Lease;
   /**
    * An election is planned (its wake-up is armed), and the earliest time
-   * the next may be planned (after a lost or refused one). Both outlive a
-   * restart, as they did in node.ts (kept for the trace hashes): a restart
-   * cancels the armed wake-up, so a flag set then stays set.
+   * the next may be planned (after a lost or refused one). A restart
+   * cancels the armed wake-up, so it clears the flag too (`reset`); the
+   * back-off time outlives it.
    */
   private electionPlanned = false;
   private nextElectionAt = 0;
@@ -1033,6 +1033,9 @@ export class Core {
       this.quorumOk = false;
       // A new incarnation: acknowledgements were given to the former one.
       this.lease.forgetAcks();
+      // Its timers were stopped, the planned election's wake-up with them:
+      // a flag left set would keep this candidate from ever standing again.
+      this.electionPlanned = false;
     }
   }
 }
