@@ -577,7 +577,7 @@ export class Core {
 
   /** Propose a carried entry again, at the end of the queue. */
   private proposeCarried(t: Transition, found: string): void {
-    this.detection.commitCarried(t, t.node === this.config.self ? 'not re-verified: the node is this master' : found, undefined, undefined, undefined, false);
+    this.detection.commitCarried(t, t.node === this.config.self ? 'not re-verified: the node is this master' : found, { front: false });
   }
 
   // ---------------------------------------------------------------- master: proposals and replication

@@ -185,7 +185,11 @@ export class Detection {
    * A GoingDown gets a decision record saying who proposed it and on what
    * evidence; see `reverify` for one verified before it commits.
    */
-  commitCarried(t: Transition, found: string, first = this.p.now(), observers: Record<string, string> = { [String(this.p.self)]: 'held it uncommitted when elected' }, timings?: Record<string, number>, front = true): void {
+  commitCarried(
+    t: Transition,
+    found: string,
+    { first = this.p.now(), observers = { [String(this.p.self)]: 'held it uncommitted when elected' }, timings, front = true }: { first?: number; observers?: Record<string, string>; timings?: Record<string, number>; front?: boolean } = {},
+  ): void {
     const term = this.p.term();
     const rule = `proposed by ${this.proposer(t)} on evidence "${t.cause}"; carried over and committed by master ${this.p.self} (term ${term}), ${found}`;
     this.p.propose(
@@ -412,7 +416,7 @@ export class Detection {
       const t = s.carried;
       // The hold ends with the verification; the entry commits first.
       this.end(s, undefined);
-      return this.commitCarried(t, CARRIED_VERDICT[verdict], s.first, s.observers, s.timings);
+      return this.commitCarried(t, CARRIED_VERDICT[verdict], { first: s.first, observers: s.observers, timings: s.timings });
     }
     if (verdict !== 'unreachable') {
       this.p.effect({ type: 'log', level: 'info', message: verdict === 'reachable' ? 'suspicion not confirmed: the node answers' : 'suspicion left open: nobody else could say anything about the node', data: { node: s.node, observers: s.observers, verdict } });
