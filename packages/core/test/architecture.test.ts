@@ -15,8 +15,8 @@
  *   narrow port of what it needs from its node, never the ClusterNode
  *   itself (it imports no clms/node.ts); keyservice/ uses CLMS only
  *   through its public surface, clms/index.ts; CLMS reaches key services
- *   only where the ClusterNode wires the layer in (node.ts, through
- *   keyservice/index.ts).
+ *   only where the ClusterNode wires the layer in (node.ts and
+ *   driver/runtime.ts, through keyservice/index.ts).
  *
  * `findViolations` reads sources with the TypeScript parser; the first test
  * feeds it a tree with planted violations, so the rules are shown to bite.
@@ -62,11 +62,12 @@ const PURE_PACKAGES = new Set(['zod']);
 /** Names pure code must not use: asynchrony, timers, the clock, chance, the process. */
 const IMPURE_NAMES = new Set(['Promise', 'PromiseLike', 'setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'Date', 'performance', 'process']);
 /**
- * The one import from clms/ into keyservice/: the ClusterNode facade holds a
- * KeyServiceManager (its key-service API is part of the node's), through
- * the layer's door. Nothing else in CLMS knows key services.
+ * The imports from clms/ into keyservice/, through the layer's door: the
+ * node's runtime (driver/runtime.ts) holds a KeyServiceManager, and the
+ * ClusterNode facade names its types (its key-service API is part of the
+ * node's). Nothing else in CLMS knows key services.
  */
-const WIRING = new Set(['clms/node.ts -> keyservice/index.ts']);
+const WIRING = new Set(['clms/node.ts -> keyservice/index.ts', 'clms/driver/runtime.ts -> keyservice/index.ts']);
 /**
  * The parts of an ICS endpoint, lowest first (ics/ics.ts, the endpoint,
  * wires them): a part imports only parts before it, so none can reach the

@@ -1,7 +1,8 @@
 /**
  * What the key-service layer needs from the node it runs on: a narrow
- * interface (the ClusterNode implements it in clms/node.ts), so the layer
- * sees CLMS only through this and the public types of clms/index.ts.
+ * interface (the node's runtime implements it in clms/driver/runtime.ts),
+ * so the layer sees CLMS only through this and the public types of
+ * clms/index.ts.
  */
 import type { TimerHandle } from '../clock/index.js';
 import type { Ics } from '../ics/ics.js';

@@ -31,7 +31,7 @@ export interface AdmissionPort {
   /** The endpoint of the current incarnation. */
   ics(): Ics;
   step(input: CoreInput): void;
-  /** Queue a change about `node` (see ClusterNode.propose). */
+  /** Queue a change about `node` (see NodeRuntime.propose). */
   propose(build: Build, node?: number): Promise<Transition | undefined>;
   record(r: DecisionRecord): void;
   /** Set while leave() waits for this incarnation's leave to be committed. */

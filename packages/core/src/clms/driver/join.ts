@@ -26,7 +26,7 @@ export interface JoinPort extends SeedsPort {
   /** The key services this node may host, announced with the join; the view rebuilt from an installed history. */
   readonly keys: { hosted(): HostedKeyService[]; reset(): void; applied(t: Transition): void };
   step(input: CoreInput): void;
-  /** Stand for election (see ClusterNode.elect). */
+  /** Stand for election (see NodeRuntime.elect). */
   elect(bootstrap: boolean): Promise<'refused' | undefined>;
   /** Start again as a new incarnation. */
   restart(): Promise<void>;

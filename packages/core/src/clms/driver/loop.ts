@@ -3,7 +3,7 @@
  * an input goes in stamped with the time, the core decides synchronously,
  * and its effects come out here, in order. This performs the generic ones
  * (calls, sends, replies, wake-ups, settling what callers wait for) and
- * hands the others to its owner (ClusterNode: events, callbacks, records).
+ * hands the others to its owner (effects.ts: events, callbacks, records).
  * What a call returns, or how it fails, is fed back as one more input; the
  * core checks it against its state as it is then.
  *

@@ -35,7 +35,7 @@ export interface ServePort {
   readonly maxNodes: number;
   /** The endpoint of the current incarnation. */
   ics(): Ics;
-  /** A report received, answered by the core later (see ClusterNode.answer). */
+  /** A report received, answered by the core later (see NodeRuntime.answer). */
   reportReceived(from: number, report: Report): Promise<unknown>;
   /** The master's join handler (driver/admission.ts). */
   onJoin(j: JoinRequest, caller: HandlerContext['caller']): Promise<JoinReply>;
