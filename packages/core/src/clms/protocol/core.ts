@@ -2,7 +2,7 @@
  * The raft-like core of CLMS as one synchronous state machine: terms,
  * votes, the master, the pending entry, replication and commit. It does no
  * IO: `step(input)` changes its state and queues effects, `ready()` hands
- * them to the driver (clms/node.ts), which performs them and feeds what
+ * them to the driver (clms/driver/: runtime.ts, loop.ts, effects.ts), which performs them and feeds what
  * comes back (answers, failures, wake-ups) in as new inputs.
  *
  * The gate: every answer names the call it answers; a call this machine no

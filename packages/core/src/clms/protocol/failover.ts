@@ -1,7 +1,7 @@
 /**
  * A killed master (issue 16, fault 5). Its process closes its sockets, so
  * every member sees the link break at once and asks it `alive`; a member it
- * does not answer knows the master is gone (`lostMaster` in node.ts). Two
+ * does not answer knows the master is gone (`lostMaster` in detection.ts). Two
  * things then make its GoingDown as fast as a killed member's:
  * - the candidates stand in order without waiting a stagger for a master
  *   they found gone (the first candidate after it stands at once);
