@@ -71,6 +71,8 @@ interface Observer {
   gen: string | undefined;
   /** The transition 1 object `gen` was computed from: the same object has the same key. */
   firstSeen: Transition | undefined;
+  /** The history's name, for a node whose bounded history no longer holds transition 1. */
+  historyId?: string;
   lastTerm: number;
   /** Virtual time of its first 'transition' event: a joiner's events at that instant replay the history it installed. */
   firstEventAt: number | undefined;
@@ -112,6 +114,8 @@ export class Checker {
   /** The observer each node object was last seen as (a node restarts as a new incarnation in the same object). */
   private readonly lastObserver = new WeakMap<ClusterNode, Observer>();
   private readonly gens = new Map<string, Generation>();
+  /** A history's name (ClusterNode.historyId) → its generation's key. */
+  private readonly genById = new Map<string, string>();
   /** x:inc → observers that applied x's GoingDown/ShuttingDown live and owe its cleanup (C1, C2). */
   private readonly owed = new Map<string, Set<string>>();
   /** obs|x:inc → callbacks seen (C2). */
@@ -254,24 +258,41 @@ export class Checker {
 
   private ingest(node: ClusterNode): void {
     const first = node.transition(1);
-    if (!first) return;
-    const o = this.observer(node);
-    // Nothing new since the last look (every step looks at every node):
-    // the same history, and no transition past the cursor.
-    if (first === o.firstSeen && node.lastTransition <= o.cursor) return;
-    const gk = transitionKey(first);
+    let gk: string;
+    let o: Observer;
+    if (first) {
+      o = this.observer(node);
+      // Nothing new since the last look (every step looks at every node):
+      // the same history, and no transition past the cursor.
+      if (first === o.firstSeen && node.lastTransition <= o.cursor) return;
+      gk = transitionKey(first);
+    } else {
+      // A bounded history (the huge profile keeps the default historyLimit)
+      // no longer holds transition 1: its name says which history it is,
+      // and the transitions it still holds are compared as any others.
+      const id = node.historyId;
+      if (id === null) return;
+      o = this.observer(node);
+      if (id === o.historyId && node.lastTransition <= o.cursor) return;
+      const known = this.genById.get(id);
+      // A history never seen from its first transition: nothing to compare with.
+      if (known === undefined) return;
+      o.historyId = id;
+      gk = known;
+    }
     if (o.gen === undefined) o.gen = gk;
     else if (o.gen !== gk) {
-      this.fail('M2', `node ${node.nodeNum} (incarnation ${o.incarnation}) replaced its history: transition 1 is now ${shortTransition(first)}`);
+      this.fail('M2', `node ${node.nodeNum} (incarnation ${o.incarnation}) replaced its history: ${first ? `transition 1 is now ${shortTransition(first)}` : `it now follows history ${node.historyId}`}`);
       return;
     }
     let g = this.gens.get(gk);
     if (!g) {
       g = { key: gk, canon: [], states: new Map(), seenIncs: new Map(), downIncs: new Map(), termMaster: new Map(), keyServices: new Map() };
       this.gens.set(gk, g);
+      if (node.historyId !== null) this.genById.set(node.historyId, gk);
       this.newGeneration(g, node);
     }
-    o.firstSeen = first;
+    if (first) o.firstSeen = first;
     for (const t of node.transitions(o.cursor)) {
       const known = g.canon[t.number - 1];
       if (known !== undefined) {

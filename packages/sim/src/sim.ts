@@ -281,7 +281,12 @@ export class World {
       clock,
       random: seededRandom(`sim/${this.seed}/node${n}/${s.starts}`),
       logger: process.env.SIM_LOG ? simLogger(this.clock, `n${n}`) : silentLogger,
-      historyLimit: 1_000_000,
+      // Every transition kept, so the checker compares all of them; at scale
+      // the product's default bound (1,000), as a large deployment runs: a
+      // thousand nodes each holding the whole formation history (two
+      // transitions per node, decoded apart on every node) was the bulk of
+      // the heap, growing with the square of the size.
+      ...(this.profile === 'huge' ? {} : { historyLimit: 1_000_000 }),
     });
     this.keyServices.register(node);
     s.starts++;
