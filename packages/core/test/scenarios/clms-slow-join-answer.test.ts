@@ -37,12 +37,12 @@ describe('a join answer older than what the node applied as a follower', () => {
     const incarnations = range(6).map((n) => s.node(n).incarnation);
     // The candidates' first join answer is held (as a slow network would)
     // until the node applied more than its snapshot holds, bounded in
-    // virtual time. The answer itself is the master's, unchanged. (The ICS
-    // instance is private to ClusterNode; boot() made it synchronously in
-    // start(), before any join.)
+    // virtual time. The answer itself is the master's, unchanged. (The
+    // incarnation's ICS endpoint, `currentCommunication`, was made
+    // synchronously in start(), before any join.)
     const held: { node: number; snapshot: number; appliedBefore: number }[] = [];
     for (const n of CANDIDATES) {
-      const ics = (s.node(n) as unknown as { ics: Ics }).ics;
+      const ics = s.node(n).currentCommunication;
       const call = ics.call.bind(ics);
       let first = true;
       ics.call = (async (...args: Parameters<Ics['call']>) => {
