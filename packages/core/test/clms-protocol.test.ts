@@ -203,6 +203,59 @@ describe('OwedReports', () => {
     expect([...o.due('1:2')]).toHaveLength(12);
   });
 
+  it('due answers as a walk over every entry would, whatever was owed, sent, answered, settled or forgotten (its counts skip the walk)', () => {
+    // A model of the rules kept naively: key -> { report, sentTo }, in insertion order.
+    const o = new OwedReports();
+    type Entry = { r: Report; sentTo?: string | undefined };
+    const model = new Map<string, Entry>();
+    const kinds = ['nodeup-done', 'cleanup-done', 'keyservice-ready', 'suspect'] as const;
+    const keyOf = (r: Report): string => `${r.kind}:${r.node}:${r.incarnation}${r.keyService ? `:${r.keyService}:${r.epoch}` : ''}`;
+    const masters = ['1:1', '2:2', '1:3'];
+    let seed = 7;
+    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const made: Report[] = [];
+    const inFlight: { r: Report; owed: ReturnType<OwedReports['sending']>; entry: Entry | undefined; to: string }[] = [];
+    for (let step = 0; step < 3000; step++) {
+      const op = rnd(6);
+      const to = masters[rnd(masters.length)]!;
+      if (op === 0 || made.length === 0) {
+        const kind = kinds[rnd(kinds.length)]!;
+        const node = 1 + rnd(6);
+        const r: Report = kind === 'keyservice-ready' ? { kind, node, incarnation: node * 10, keyService: 'ks', epoch: rnd(2) } : { kind, node, incarnation: node * 10 };
+        made.push(r);
+        o.owe(r);
+        model.set(keyOf(r), { r });
+      } else if (op === 1) {
+        const r = made[rnd(made.length)]!;
+        const entry = model.get(keyOf(r));
+        inFlight.push({ r, owed: o.sending(r, to), entry, to });
+        if (entry?.r === r) entry.sentTo = to;
+      } else if (op === 2 && inFlight.length > 0) {
+        const f = inFlight.splice(rnd(inFlight.length), 1)[0]!;
+        const ok = rnd(2) === 0;
+        o.answered(f.r, f.owed, f.to, ok);
+        if (ok && (f.r.kind === 'suspect' || f.r.kind === 'leave' || f.r.kind === 'down')) model.delete(keyOf(f.r));
+        if (!ok && f.entry?.sentTo === f.to) f.entry.sentTo = undefined;
+      } else if (op === 3) {
+        const node = 1 + rnd(6);
+        const kind = rnd(2) === 0 ? 'nodeup-done' : 'cleanup-done';
+        o.settle(kind, node, node * 10);
+        model.delete(`${kind}:${node}:${node * 10}`);
+      } else if (op === 4) {
+        const r = made[rnd(made.length)]!;
+        o.forget(r);
+        model.delete(keyOf(r));
+      } else if (rnd(50) === 0) {
+        o.clear();
+        model.clear();
+      }
+      for (const m of masters) {
+        const want = [...model.values()].filter((e) => e.r.kind !== 'suspect' && e.sentTo !== m).map((e) => e.r);
+        expect([...o.due(m)]).toEqual(want);
+      }
+    }
+  });
+
   it('requests are owed until acknowledged; a later report of the same thing replaces the earlier', () => {
     const o = new OwedReports();
     const s1: Report = { kind: 'suspect', node: 7, incarnation: 70, reason: 'link lost' };

@@ -118,6 +118,30 @@ describe('key-service view', () => {
     expect(scans).toBe(3);
   });
 
+  it('a join announcing no key services (`[]`) is scanned only when an earlier incarnation of the node announced some', () => {
+    const v = new KeyServiceView();
+    // Node 2 announced critical 'b', which has no host: not formed.
+    const list = [member(1, 'Up'), member(2, 'Up', ['b'], true), member(3, 'Up')];
+    let scans = 0;
+    const members = new Proxy(list, { get: (target, p, r) => (p === Symbol.iterator && scans++, Reflect.get(target, p, r)) });
+    const of = (n: number) => list.find((m) => m.node === n);
+    expect(v.updateFormed(members, of)).toBe(false);
+    expect([scans, v.formed]).toEqual([1, false]);
+    // Node 3 joins again announcing nothing, as hundreds of joiners do: no scan.
+    list[2] = member(3, 'ComingUp');
+    expect(v.updateFormed(members, of, state(3, 'ComingUp', []))).toBe(false);
+    expect(scans).toBe(1);
+    // Node 2 comes back as a new incarnation announcing nothing: 'b' is no
+    // longer announced by anyone, so the cluster is formed (a scan saw it).
+    list[1] = member(2, 'ComingUp');
+    expect(v.updateFormed(members, of, state(2, 'ComingUp', []))).toBe(true);
+    expect([scans, v.formed]).toEqual([2, true]);
+    // From then on node 2 announces nothing either: no scan.
+    list[1] = member(2, 'Up');
+    expect(v.updateFormed(members, of, state(2, 'Up'))).toBe(false);
+    expect(scans).toBe(2);
+  });
+
   it('a joiner announcing a key service as critical makes it critical; halted ones are reported', () => {
     const v = new KeyServiceView();
     apply(v, ks('a', 1, 1, 'ready'));

@@ -45,6 +45,8 @@ export class KeyServiceView {
   private formedState = false;
   /** The members list `formedState` was last computed from in full (undefined: compute it again). */
   private formedFrom: readonly MemberInfo[] | undefined;
+  /** The nodes that announced key services (any state) when `formedFrom` was scanned. */
+  private announcers = new Set<number>();
 
   /**
    * Forget the clusterwide view (a joiner rebuilds it from the history it
@@ -144,7 +146,9 @@ export class KeyServiceView {
     if (t && members === this.formedFrom && !this.mayChangeFormed(t, member)) return false;
     this.formedFrom = members;
     const critical = new Set<string>();
+    this.announcers.clear();
     for (const m of members) {
+      if (m.keyServices.length > 0) this.announcers.add(m.node);
       if (m.state !== 'Up' && m.state !== 'ComingUp') continue;
       for (const h of m.keyServices) if (h.critical) critical.add(h.name);
     }
@@ -164,12 +168,14 @@ export class KeyServiceView {
    * services, changes the view, is about a member that announces some, or
    * about a host. Other transitions (most joins and Ups of a large cluster)
    * leave it as it is, so `updateFormed` skips its scan of every member,
-   * which made a formation cubic in the node count. Exact only while the
+   * which made a formation cubic in the node count. A join announces its
+   * key services, most often none (`[]`): that changes nothing unless an
+   * earlier incarnation of the node announced some. Exact only while the
    * members list is the one last scanned (a snapshot installed makes a new
    * one) and every transition applied since came through here.
    */
   private mayChangeFormed(t: Transition, member: (node: number) => MemberInfo | undefined): boolean {
-    if (t.kind === 'keyservice' || t.keyServices !== undefined || (member(t.node)?.keyServices.length ?? 0) > 0) return true;
+    if (t.kind === 'keyservice' || (t.keyServices?.length ?? 0) > 0 || this.announcers.has(t.node) || (member(t.node)?.keyServices.length ?? 0) > 0) return true;
     for (const v of this.view.values()) if (v.host === t.node) return true;
     return false;
   }

@@ -112,24 +112,40 @@ export interface Owed {
   sentTo?: string | undefined;
 }
 
+/** Barrier and ready reports: sent again until the history shows their effect (`due`). */
+function resent(r: Report): boolean {
+  return r.kind === 'nodeup-done' || r.kind === 'cleanup-done' || r.kind === 'keyservice-ready';
+}
+
 /** The reports a member owes the master, by key. */
 export class OwedReports {
   private readonly owed = new Map<string, Owed>();
+  /**
+   * Of the entries `due` considers (`resent`): how many there are, and how
+   * many are marked sent to each `master:term`. When the two are equal
+   * `due` has nothing to yield and skips its walk over every entry (a
+   * member owes hundreds in a join storm, and the tick asks every interval).
+   */
+  private resendable = 0;
+  private readonly sentCount = new Map<string, number>();
 
   /** `r` is owed from now on (replacing an older report of the same thing). */
   owe(r: Report): void {
-    this.owed.set(reportKey(r), { report: r });
+    const key = reportKey(r);
+    this.drop(this.owed.get(key));
+    this.owed.set(key, { report: r });
+    if (resent(r)) this.resendable++;
   }
 
   /** The history shows the effect of (kind, node, incarnation): nothing more to report. */
   settle(kind: 'nodeup-done' | 'cleanup-done', node: number, incarnation: number): void {
-    this.owed.delete(`${kind}:${node}:${incarnation}`);
+    this.delete(`${kind}:${node}:${incarnation}`);
   }
 
   /** A send of `r` to `to` (`master:term`) begins: the entry of `r`, marked, if `r` itself is still what is owed. */
   sending(r: Report, to: string): Owed | undefined {
     const o = this.owed.get(reportKey(r));
-    if (o?.report === r) o.sentTo = to;
+    if (o?.report === r) this.mark(o, to);
     return o;
   }
 
@@ -141,8 +157,8 @@ export class OwedReports {
    * made again on the next tick.
    */
   answered(r: Report, o: Owed | undefined, to: string, ok: boolean): void {
-    if (ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.owed.delete(reportKey(r));
-    if (!ok && o?.sentTo === to) o.sentTo = undefined;
+    if (ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.delete(reportKey(r));
+    if (!ok && o?.sentTo === to) this.mark(o, undefined);
   }
 
   /**
@@ -153,11 +169,11 @@ export class OwedReports {
    * only kept it busy.
    */
   *due(to: string, max = Number.POSITIVE_INFINITY): Generator<Report> {
+    if (this.resendable === (this.sentCount.get(to) ?? 0)) return;
     let n = 0;
     for (const o of this.owed.values()) {
       if (n >= max) return;
-      const kind = o.report.kind;
-      if ((kind === 'nodeup-done' || kind === 'cleanup-done' || kind === 'keyservice-ready') && o.sentTo !== to) {
+      if (resent(o.report) && o.sentTo !== to) {
         n++;
         yield o.report;
       }
@@ -171,10 +187,37 @@ export class OwedReports {
 
   /** Forget `r` (a ready report whose epoch is over or is ready in the history). */
   forget(r: Report): void {
-    this.owed.delete(reportKey(r));
+    this.delete(reportKey(r));
   }
 
   clear(): void {
     this.owed.clear();
+    this.resendable = 0;
+    this.sentCount.clear();
+  }
+
+  private delete(key: string): void {
+    this.drop(this.owed.get(key));
+    this.owed.delete(key);
+  }
+
+  /** `o` leaves the books (deleted or replaced): its share of the counts goes. */
+  private drop(o: Owed | undefined): void {
+    if (!o || !resent(o.report)) return;
+    this.resendable--;
+    this.mark(o, undefined);
+  }
+
+  private mark(o: Owed, to: string | undefined): void {
+    if (o.sentTo === to) return;
+    if (resent(o.report)) {
+      if (o.sentTo !== undefined) {
+        const left = this.sentCount.get(o.sentTo)! - 1;
+        if (left === 0) this.sentCount.delete(o.sentTo);
+        else this.sentCount.set(o.sentTo, left);
+      }
+      if (to !== undefined) this.sentCount.set(to, (this.sentCount.get(to) ?? 0) + 1);
+    }
+    o.sentTo = to;
   }
 }
