@@ -203,7 +203,7 @@ describe('OwedReports', () => {
     expect([...o.due('1:2')]).toHaveLength(12);
   });
 
-  it('due answers as a walk over every entry would, whatever was owed, sent, answered, settled or forgotten (its counts skip the walk)', () => {
+  it('due and reports(kind) answer as a walk over every entry would, whatever was owed, sent, answered, settled or forgotten (its counts skip the walk)', () => {
     // A model of the rules kept naively: key -> { report, sentTo }, in insertion order.
     const o = new OwedReports();
     type Entry = { r: Report; sentTo?: string | undefined };
@@ -253,6 +253,8 @@ describe('OwedReports', () => {
         const want = [...model.values()].filter((e) => e.r.kind !== 'suspect' && e.sentTo !== m).map((e) => e.r);
         expect([...o.due(m)]).toEqual(want);
       }
+      for (const kind of kinds) expect([...o.reports(kind)]).toEqual([...model.values()].filter((e) => e.r.kind === kind).map((e) => e.r));
+      expect([...o.reports()]).toEqual([...model.values()].map((e) => e.r));
     }
   });
 

@@ -389,8 +389,8 @@ export class NodeRuntime {
     if (this.phase === 'closed') return;
     // Ready reports: dropped once the history says ready (or the epoch
     // ended); a master offers its own to itself again.
-    for (const r of this.core.reports.owed.reports()) {
-      if (r.kind !== 'keyservice-ready' || !r.keyService || r.epoch === undefined) continue;
+    for (const r of this.core.reports.owed.reports('keyservice-ready')) {
+      if (!r.keyService || r.epoch === undefined) continue;
       if (!this.keys.awaitsReady(r.keyService, r.epoch)) this.core.reports.owed.forget(r);
       else if (this.isMaster) this.keys.commitReady(r.keyService, r.epoch, this.nodeNum);
     }

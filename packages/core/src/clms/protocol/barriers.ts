@@ -128,12 +128,15 @@ export class OwedReports {
    */
   private resendable = 0;
   private readonly sentCount = new Map<string, number>();
+  /** Entries per kind: `reports(kind)` of a kind owed nowhere walks nothing. */
+  private readonly kinds = new Map<Report['kind'], number>();
 
   /** `r` is owed from now on (replacing an older report of the same thing). */
   owe(r: Report): void {
     const key = reportKey(r);
     this.drop(this.owed.get(key));
     this.owed.set(key, { report: r });
+    this.kinds.set(r.kind, (this.kinds.get(r.kind) ?? 0) + 1);
     if (resent(r)) this.resendable++;
   }
 
@@ -180,9 +183,10 @@ export class OwedReports {
     }
   }
 
-  /** Every report owed, oldest first. */
-  *reports(): Generator<Report> {
-    for (const o of this.owed.values()) yield o.report;
+  /** Every report owed (of `kind` only, when given), oldest first. */
+  *reports(kind?: Report['kind']): Generator<Report> {
+    if (kind !== undefined && !this.kinds.has(kind)) return;
+    for (const o of this.owed.values()) if (kind === undefined || o.report.kind === kind) yield o.report;
   }
 
   /** Forget `r` (a ready report whose epoch is over or is ready in the history). */
@@ -192,6 +196,7 @@ export class OwedReports {
 
   clear(): void {
     this.owed.clear();
+    this.kinds.clear();
     this.resendable = 0;
     this.sentCount.clear();
   }
@@ -203,7 +208,11 @@ export class OwedReports {
 
   /** `o` leaves the books (deleted or replaced): its share of the counts goes. */
   private drop(o: Owed | undefined): void {
-    if (!o || !resent(o.report)) return;
+    if (!o) return;
+    const left = this.kinds.get(o.report.kind)! - 1;
+    if (left === 0) this.kinds.delete(o.report.kind);
+    else this.kinds.set(o.report.kind, left);
+    if (!resent(o.report)) return;
     this.resendable--;
     this.mark(o, undefined);
   }
