@@ -6,6 +6,7 @@
  * the API makes of the core (propose, elect, ask the master, report). The
  * facade holds one and delegates to it; no part here imports the facade.
  */
+import { setMaxListeners } from 'node:events';
 import type { EventEmitter } from 'eventemitter3';
 import { type Clock, realClock, type TimerHandle } from '../../clock/index.js';
 import { parseOptions } from '../../config/index.js';
@@ -132,6 +133,10 @@ export class NodeRuntime {
     const d = this.opts.detector ?? heartbeatDetector();
     this.detector = typeof d === 'function' ? d(this.timing) : d;
     this.events = new Events({ emitter, log: this.log });
+    // Every subsystem callback gets this signal, and the callbacks of every
+    // member may run at once (an eviction runs them side by side): that many
+    // abort listeners is expected, not the leak Node warns of past 10.
+    setMaxListeners(Math.max(10, this.opts.maxNodes * this.opts.maxSubsystems), this.closeController.signal);
     this.callbacks = new Callbacks({
       nodeNum: this.nodeNum,
       maxSubsystems: this.opts.maxSubsystems,
