@@ -112,6 +112,15 @@ describe('decoder against msgpackr', () => {
     expect(decodeBody(Uint8Array.from(encodeBody({ héllo: 1, hello: 2 })))).toEqual({ héllo: 1, hello: 2 });
   });
 
+  it('short string values repeated across bodies come back right (the value cache checks every byte)', () => {
+    // Values of one length whose cache slots collide, in turn and mixed with non-ASCII ones of the same byte length.
+    const values = Array.from({ length: 5000 }, (_, i) => `v${i.toString(36).padStart(5, '0')}`);
+    for (let round = 0; round < 2; round++) {
+      for (const v of values) expect(decodeBody(Uint8Array.from(encodeBody({ a: v, b: [v, 'é'.padEnd(5, 'x')] })))).toEqual({ a: v, b: [v, 'éxxxx'] });
+    }
+    expect(decodeBody(Uint8Array.from(encodeBody(['', 'x', '', 'y'])))).toEqual(['', 'x', '', 'y']);
+  });
+
   it('lists the BulkRefs of a frame in document order, and none of a refused one', () => {
     fc.assert(
       fc.property(plain, (body) => {

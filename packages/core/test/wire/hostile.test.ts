@@ -135,6 +135,12 @@ describe('keys', () => {
     expect(({} as Record<string, unknown>).b).toBeUndefined();
   });
 
+  it.each(['__proto__', 'constructor', 'prototype'])('%s decoded as a value first is still refused as a key (values have their own cache)', (k) => {
+    const word = concat([0xa0 | k.length], Buffer.from(k));
+    for (let i = 0; i < 3; i++) expect(decodeBody(concat(hex('81 a1 76'), word))).toEqual({ v: k });
+    refused(concat([0x81], word, [0x01]), 'key');
+  });
+
   it('non-string keys are refused: int, nil, bin, array, map, float, ext', () => {
     for (const k of ['01', 'c0', 'c4 01 61', '91 01', '80', 'cb 3ff0000000000000', 'd4 00 00']) {
       refused(hex(`81 ${k} 01`), 'key');

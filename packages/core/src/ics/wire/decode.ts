@@ -303,7 +303,19 @@ function str(at: number, n: number, isKey: boolean): string {
       return cached;
     }
   }
-  let s: string | undefined = n <= SHORT_ASCII ? shortAscii(p, n) : undefined;
+  let s: string | undefined;
+  if (!isKey && n <= SHORT_ASCII) {
+    // Short values repeat as much as keys do (states, reasons, addresses,
+    // names): one copy of each, not one per message (the 1,000-node
+    // simulator held a million copies of the same few strings).
+    s = cachedValue(p, n);
+    if (s !== undefined) {
+      pos += n;
+      return s;
+    }
+    s = shortAscii(p, n);
+    if (s !== undefined) valueCache[keySlot(p, n)] = s;
+  } else if (n <= SHORT_ASCII) s = shortAscii(p, n);
   if (s === undefined) {
     if (!isWellFormedUtf8(src, p, n)) throw new IcsDecodeError('utf8', at, 'string is not well-formed UTF-8');
     s = srcBuf.toString('utf8', srcBase + p, srcBase + p + n);
@@ -349,6 +361,17 @@ function cachedKey(p: number, n: number): string | undefined {
   if (k === undefined || k.length !== n) return undefined;
   for (let i = 0; i < n; i++) if (k.charCodeAt(i) !== src[p + i]) return undefined;
   return k;
+}
+
+/** The same for short ASCII values; a table of its own, so a value never skips the key checks. */
+const valueCache: (string | undefined)[] = new Array<string | undefined>(KEY_SLOTS).fill(undefined);
+
+function cachedValue(p: number, n: number): string | undefined {
+  if (n === 0) return '';
+  const v = valueCache[keySlot(p, n)];
+  if (v === undefined || v.length !== n) return undefined;
+  for (let i = 0; i < n; i++) if (v.charCodeAt(i) !== src[p + i]) return undefined;
+  return v;
 }
 
 function rememberKey(p: number, n: number, s: string): void {
