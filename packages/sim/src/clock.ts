@@ -3,9 +3,9 @@
  *
  * `SimClock` is the one virtual clock of a world: the same contract as
  * core's `VirtualClock` (timers fire in order of due time, then of
- * setting; `advance`/`advanceUntil` let every promise continuation settle
- * after each timer, through one macrotask), so a seed's trace is the same
- * under either. It is built for the simulator's load: a timer is one
+ * setting; `advance`/`advanceUntil` are core's own `advanceSteps` loops,
+ * which let every promise continuation settle after each timer through one
+ * macrotask), so a seed's trace is the same under either. It is built for the simulator's load: a timer is one
  * object that is its own handle (no closures per timer), a cancelled timer
  * leaves the heap at once (ICS arms and cancels a deadline per call, so
  * lazily dropped timers used to pile up), and a node's timers sit in the
@@ -18,7 +18,8 @@
  * settle in between, as in a real event loop). `kill()` drops every timer
  * for good: a crashed process runs nothing any more.
  */
-import { type Clock, flushMicrotasks, type TimerHandle } from '@clusterinfra/core';
+import { type Clock, type TimerHandle } from '@clusterinfra/core';
+import { advanceSteps, advanceStepsUntil } from '@clusterinfra/core/testing';
 
 /** Wall-clock time at virtual time 0, as core's VirtualClock: 2026-01-01T00:00:00Z. */
 const START_WALL_TIME = 1_767_225_600_000;
@@ -52,6 +53,9 @@ export class SimClock implements Clock {
   private seq = 0;
   private readonly heap: Timer[] = [];
   private firedCount = 0;
+  private readonly moveTo = (t: number): void => {
+    this.current = t;
+  };
 
   now(): number {
     return this.current;
@@ -99,32 +103,13 @@ export class SimClock implements Clock {
   }
 
   /** Move time forward by `ms`, firing every timer due on the way, in order, settling continuations after each. */
-  async advance(ms: number): Promise<void> {
-    const target = this.current + Math.max(0, ms);
-    await flushMicrotasks();
-    for (;;) {
-      const due = this.nextDue();
-      if (due === undefined || due > target) break;
-      this.step();
-      await flushMicrotasks();
-    }
-    this.current = target;
+  advance(ms: number): Promise<void> {
+    return advanceSteps(this, ms, this.moveTo);
   }
 
   /** Advance timer by timer until `predicate()` holds or `maxMs` of virtual time passed; whether it held. */
-  async advanceUntil(predicate: () => boolean, maxMs = 60_000): Promise<boolean> {
-    const limit = this.current + maxMs;
-    await flushMicrotasks();
-    while (!predicate()) {
-      const due = this.nextDue();
-      if (due === undefined || due > limit) {
-        this.current = Math.max(this.current, limit);
-        return predicate();
-      }
-      this.step();
-      await flushMicrotasks();
-    }
-    return true;
+  advanceUntil(predicate: () => boolean, maxMs = 60_000): Promise<boolean> {
+    return advanceStepsUntil(this, predicate, maxMs, this.moveTo);
   }
 
   // ------------------------------------------------------------ the heap, ordered by (at, seq)

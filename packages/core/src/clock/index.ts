@@ -126,6 +126,10 @@ export class VirtualClock implements Clock {
   private readonly startWallTime: number;
   private firedCount = 0;
 
+  private readonly moveTo = (t: number): void => {
+    this.current = t;
+  };
+
   constructor(options: VirtualClockOptions = {}) {
     this.startWallTime = options.startWallTime ?? 1_767_225_600_000;
   }
@@ -187,16 +191,8 @@ export class VirtualClock implements Clock {
    * Move time forward by `ms`, firing every timer due on the way, in order,
    * and letting promise continuations settle after each one.
    */
-  async advance(ms: number): Promise<void> {
-    const target = this.current + Math.max(0, ms);
-    await flushMicrotasks();
-    for (;;) {
-      const due = this.nextDue();
-      if (due === undefined || due > target) break;
-      this.step();
-      await flushMicrotasks();
-    }
-    this.current = target;
+  advance(ms: number): Promise<void> {
+    return advanceSteps(this, ms, this.moveTo);
   }
 
   /**
@@ -221,19 +217,8 @@ export class VirtualClock implements Clock {
    * Advance timer by timer until `predicate()` holds or `maxMs` of virtual
    * time passed; returns whether the predicate held.
    */
-  async advanceUntil(predicate: () => boolean, maxMs = 60_000): Promise<boolean> {
-    const limit = this.current + maxMs;
-    await flushMicrotasks();
-    while (!predicate()) {
-      const due = this.nextDue();
-      if (due === undefined || due > limit) {
-        this.current = Math.max(this.current, limit);
-        return predicate();
-      }
-      this.step();
-      await flushMicrotasks();
-    }
-    return true;
+  advanceUntil(predicate: () => boolean, maxMs = 60_000): Promise<boolean> {
+    return advanceStepsUntil(this, predicate, maxMs, this.moveTo);
   }
 
   private dropCancelledTop(): void {
@@ -276,6 +261,57 @@ export class VirtualClock implements Clock {
     }
     return top;
   }
+}
+
+/**
+ * A clock whose timers its owner fires one at a time: what the virtual
+ * clocks (`VirtualClock`, the simulator's) give `advanceSteps` and
+ * `advanceStepsUntil`, so both move time by the same rules.
+ */
+export interface SteppedClock {
+  /** Due time of the next live timer, or undefined when none is pending. */
+  nextDue(): number | undefined;
+  /** Fire the next timer (moving time to it); false when none is pending. */
+  step(): boolean;
+  now(): number;
+}
+
+/**
+ * Move `clock` forward by `ms`, firing every timer due on the way in order
+ * and letting promise continuations settle after each (one macrotask);
+ * `moveTo` sets the clock's time (never earlier, no timer due before it).
+ */
+export async function advanceSteps(clock: SteppedClock, ms: number, moveTo: (t: number) => void): Promise<void> {
+  const target = clock.now() + Math.max(0, ms);
+  await flushMicrotasks();
+  for (;;) {
+    const due = clock.nextDue();
+    if (due === undefined || due > target) break;
+    clock.step();
+    await flushMicrotasks();
+  }
+  moveTo(target);
+}
+
+/** Fire `clock`'s timers one by one until `predicate()` holds or `maxMs` passed; whether it held. */
+export async function advanceStepsUntil(
+  clock: SteppedClock,
+  predicate: () => boolean,
+  maxMs: number,
+  moveTo: (t: number) => void,
+): Promise<boolean> {
+  const limit = clock.now() + maxMs;
+  await flushMicrotasks();
+  while (!predicate()) {
+    const due = clock.nextDue();
+    if (due === undefined || due > limit) {
+      moveTo(Math.max(clock.now(), limit));
+      return predicate();
+    }
+    clock.step();
+    await flushMicrotasks();
+  }
+  return true;
 }
 
 /**
