@@ -213,7 +213,7 @@ export class MemoryNetwork extends EventEmitter<MemoryNetworkEvents> implements 
     this.seed = o.seed ?? DEFAULT_SEED;
     this.random = new SeededRandom(this.seed);
     this.defaultFaults = resolveFaults('memory network: faults', o.faults);
-    this.tracer = new Trace(o.traceLimit ?? DEFAULT_TRACE_LIMIT);
+    this.tracer = new Trace(o.traceLimit ?? DEFAULT_TRACE_LIMIT, o.traceHash ?? true);
   }
 
   // ---------------------------------------------------------------- observing
@@ -231,7 +231,8 @@ export class MemoryNetwork extends EventEmitter<MemoryNetworkEvents> implements 
   /**
    * A hex SHA-256 over the whole trace so far (every entry, including the
    * bytes of every delivered frame). Two runs with the same seed, a
-   * VirtualClock and the same program give the same hash.
+   * VirtualClock and the same program give the same hash. Throws
+   * InvalidOptionError on a network made with `traceHash: false`.
    */
   traceHash(): string {
     return this.tracer.digest();

@@ -5,6 +5,7 @@
  * string however long they ran.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { InvalidOptionError } from '@clusterinfra/core';
 
 /**
  * What happened. Frame events: `deliver` (handed to the receiving link),
@@ -72,7 +73,11 @@ export class Trace {
   /** Hash input not yet handed to `hash`. */
   private pending = '';
 
-  constructor(private readonly limit: number) {
+  /** `hashed: false`: no running hash (digest() throws), only entries and the count. */
+  constructor(
+    private readonly limit: number,
+    private readonly hashed = true,
+  ) {
     this.ring = new Array<TraceEntry | undefined>(limit);
   }
 
@@ -90,6 +95,13 @@ export class Trace {
   record(at: number, input: TraceInput, content: Uint8Array | undefined, wanted: boolean): TraceEntry | undefined;
   record(at: number, input: TraceInput, content?: Uint8Array, wanted = true): TraceEntry | undefined {
     const entry: TraceEntry | undefined = wanted || this.limit > 0 ? { index: this.count, at, ...input } : undefined;
+    if (this.hashed) this.hashInput(at, input, content);
+    if (this.limit > 0) this.ring[this.count % this.limit] = entry!;
+    this.count++;
+    return entry;
+  }
+
+  private hashInput(at: number, input: TraceInput, content: Uint8Array | undefined): void {
     // Hash input is batched in a string (one native call per 64 KiB, not per
     // entry); small contents ride along as latin1, large ones go in directly.
     this.pending += `${at}|${input.event}|${input.from ?? ''}|${input.to ?? ''}|${input.link ?? ''}|${input.frame ?? ''}|${input.size ?? ''}|${input.detail ?? ''}\n`;
@@ -102,9 +114,6 @@ export class Trace {
       }
     }
     if (this.pending.length >= FLUSH_AT) this.flush();
-    if (this.limit > 0) this.ring[this.count % this.limit] = entry!;
-    this.count++;
-    return entry;
   }
 
   /** The kept entries, oldest first. */
@@ -117,6 +126,7 @@ export class Trace {
 
   /** Hex SHA-256 over every entry recorded so far. */
   digest(): string {
+    if (!this.hashed) throw new InvalidOptionError('traceHash', 'memory network: traceHash() needs the option traceHash: true (this network was made with traceHash: false)');
     this.flush();
     return this.hash.copy().digest('hex');
   }

@@ -7,9 +7,11 @@ import { frame, seqOf, settle, world } from './helpers.js';
  * network with latency, jitter, loss, duplication and reordering, through a
  * partition, a one-way partition, a pause and a heal.
  */
-async function scenario(seed: number) {
+async function scenario(seed: number, traceHash = true) {
   const w = world({
     seed,
+    traceHash,
+    traceLimit: 100_000,
     faults: { latencyMs: 5, jitterMs: 15, dropRate: 0.05, duplicateRate: 0.05, reorderRate: 0.1 },
   });
   const deliveries: string[] = [];
@@ -49,7 +51,7 @@ async function scenario(seed: number) {
     await w.clock.advance(7);
   }
   await w.clock.advance(1000);
-  return { hash: w.network.traceHash(), deliveries, stats: w.network.stats() };
+  return { hash: traceHash ? w.network.traceHash() : undefined, trace: w.network.trace, deliveries, stats: w.network.stats(), network: w.network };
 }
 
 describe('determinism', () => {
@@ -85,5 +87,16 @@ describe('determinism', () => {
     };
     expect(await run(1)).toBe(await run(1));
     expect(await run(1)).not.toBe(await run(2));
+  });
+
+  it('traceHash: false keeps the same trace, deliveries and counters, and traceHash() says it was turned off', async () => {
+    const hashed = await scenario(42);
+    const plain = await scenario(42, false);
+    expect(plain.trace.length).toBeGreaterThan(500);
+    expect(plain.trace).toEqual(hashed.trace);
+    expect(plain.deliveries).toEqual(hashed.deliveries);
+    expect(plain.stats).toEqual(hashed.stats);
+    expect(() => plain.network.traceHash()).toThrow(expect.objectContaining({ name: 'InvalidOptionError', code: 'CONFIG_ERR_INVALID_OPTION', path: 'traceHash' }));
+    expect(() => world({ traceHash: 'no' as unknown as boolean })).toThrow(expect.objectContaining({ code: 'CONFIG_ERR_INVALID_OPTION' }));
   });
 });
