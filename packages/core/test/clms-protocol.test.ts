@@ -59,6 +59,36 @@ describe('History', () => {
     late.install(s);
     expect([late.id, late.first, late.last, late.lastTerm]).toEqual([h.id, 3, 4, 2]);
     expect(late.members()).toEqual(h.members());
+    // No key service compacted: the snapshot says nothing of them (as before the field existed).
+    expect('keyServices' in s).toBe(false);
+  });
+
+  it('its snapshot keeps the last keyservice transition of each key service it compacted; a late joiner installs them', () => {
+    number = 0;
+    const ks = (node: number, name: string, epoch: number, phase: 'assigned' | 'ready') =>
+      tr(node, 'Up', 'Up', { kind: 'keyservice', keyService: { name, epoch, phase }, cause: 'placed' });
+    const h = new History(2);
+    h.append(tr(1, 'NeverUp', 'ComingUp', { address: 'n1' }));
+    h.append(ks(1, 'a', 1, 'assigned'));
+    h.append(ks(1, 'a', 1, 'ready'));
+    h.append(ks(1, 'b', 1, 'assigned'));
+    h.append(ks(1, 'a', 2, 'assigned'));
+    h.append(tr(2, 'NeverUp', 'ComingUp', { address: 'n2' }));
+    h.append(tr(2, 'ComingUp', 'Up'));
+    // #1-#5 compacted: a's last is #5 (epoch 2), b's is #4; #2 and #3 were superseded.
+    expect(h.first).toBe(6);
+    expect(h.keyServiceBase().map((t) => [t.number, t.keyService?.name, t.keyService?.epoch])).toEqual([[4, 'b', 1], [5, 'a', 2]]);
+    const s = h.snapshot();
+    expect(s.keyServices?.map((t) => t.number)).toEqual([4, 5]);
+    const late = new History(100);
+    late.install(s);
+    expect(late.keyServiceBase()).toEqual(h.keyServiceBase());
+    // What it compacts later goes on from there.
+    late.append(ks(2, 'b', 2, 'assigned'));
+    const tight = new History(1);
+    tight.install(late.snapshot());
+    tight.append(tr(2, 'Up', 'Up', { kind: 'meta', meta: {} }));
+    expect(tight.keyServiceBase().map((t) => [t.keyService?.name, t.keyService?.epoch])).toEqual([['a', 2], ['b', 2]]);
   });
 });
 

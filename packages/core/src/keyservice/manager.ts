@@ -119,6 +119,32 @@ export class KeyServiceManager {
     this.view.reset();
   }
 
+  /**
+   * The view of an installed history, from scratch: the last `keyservice`
+   * transition of each key service its snapshot covers (`base`), then its
+   * tail; those up to `appliedUpTo` this node applied before, and go into
+   * the view only. Without `base`, a joiner of a history longer than its
+   * bound would not know where key services live, and as master would
+   * place them again at an epoch already used (K2).
+   */
+  rebuild(base: readonly Transition[], tail: readonly Transition[], appliedUpTo = 0): void {
+    this.view.reset();
+    for (const t of [...base, ...tail]) {
+      if (t.number > appliedUpTo) this.applied(t);
+      else this.replayed(t);
+    }
+  }
+
+  /**
+   * A transition this node applied before (`rebuild` after a member fell
+   * behind and installed a snapshot): into the view only. Applied again,
+   * an assignment to this node would start a second takeover.
+   */
+  private replayed(t: Transition): void {
+    if (t.kind === 'keyservice' && t.keyService) this.view.applyKeyService(t, t.keyService, this.host.now(), this.isCritical(t.keyService.name));
+    this.view.applyState(t, this.host.now());
+  }
+
   info(name: string): KeyServiceInfo | undefined {
     return this.view.info(name);
   }

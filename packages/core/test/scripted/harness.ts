@@ -482,7 +482,7 @@ export class Cluster {
     return `${n}: term=${c.term} voted=${c.votedIn} master=${master} phase=${c.phase} last=${c.history.last} pending=${p} quorum=${c.quorumOk ? 'yes' : 'no'}${m.crashed ? ' crashed' : ''}`;
   }
 
-  private describeEffect(_n: number, e: Effect): string {
+  private describeEffect(n: number, e: Effect): string {
     switch (e.type) {
       case 'call':
         return `call #${e.call} -> ${e.to} ${e.method} ${describeArgs(e.method, e.args)}`;
@@ -500,6 +500,8 @@ export class Cluster {
         return `evicted: ${e.cause}`;
       case 'apply':
         return `apply ${describe(e.t)}`;
+      case 'installed':
+        return `installed the master's snapshot at #${this.node(String(n)).core.history.first - 1}`;
       case 'master':
         return `master ${e.master ?? 'none'} term ${e.term}`;
       case 'stepped-down':

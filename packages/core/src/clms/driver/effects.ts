@@ -28,7 +28,14 @@ export interface EffectsPort {
   readonly emitter: Pick<EventEmitter<ClusterEvents>, 'emit'>;
   readonly events: Pick<Events, 'record' | 'broadcast'>;
   /** Key services (CLMS does not import them: docs/architecture.md). */
-  readonly keys: { quorumRegained(): void; quorumLost(): void; commitReady(name: string, epoch: number, from: number): void; reset(): void; hosted(): HostedKeyService[] };
+  readonly keys: {
+    quorumRegained(): void;
+    quorumLost(): void;
+    commitReady(name: string, epoch: number, from: number): void;
+    reset(): void;
+    rebuild(base: readonly Transition[], tail: readonly Transition[], appliedUpTo?: number): void;
+    hosted(): HostedKeyService[];
+  };
   readonly progress: Pick<JoinTracker, 'electionWaits'>;
   readonly detector: NodedownDetector;
   readonly health: LocalHealth;
@@ -75,6 +82,10 @@ export class Effects {
       case 'apply':
         // Effects (callbacks, cleanup, reports) outlive the message that committed t.
         return detached(() => applied(p.applying, e.t, e.before, e.info));
+      case 'installed': {
+        const h = p.history();
+        return p.keys.rebuild(h.keyServiceBase(), h.since(0), e.had);
+      }
       case 'pre-vote':
         if (e.bootstrap) {
           const rule = e.allCandidates ? 'all-candidates' : p.opts.quorum === 'majority' ? p.opts.formation : 'quorum';

@@ -24,7 +24,7 @@ export interface JoinPort extends SeedsPort {
   readonly timing: Pick<Timing, 'rpcTimeoutMs' | 'joinRetryMs' | 'failureTimeoutMs'>;
   readonly opts: SeedsPort['opts'] & { readonly meta: Record<string, unknown> };
   /** The key services this node may host, announced with the join; the view rebuilt from an installed history. */
-  readonly keys: { hosted(): HostedKeyService[]; reset(): void; applied(t: Transition): void };
+  readonly keys: { hosted(): HostedKeyService[]; rebuild(base: readonly Transition[], tail: readonly Transition[], appliedUpTo?: number): void };
   step(input: CoreInput): void;
   /** Stand for election (see NodeRuntime.elect). */
   elect(bootstrap: boolean): Promise<'refused' | undefined>;
@@ -175,14 +175,15 @@ export class Joiner {
     // keeps what it has (the entries both hold were compared above).
     const last = snapshot.tail.at(-1)?.number ?? snapshot.number;
     if (last > had || core.history.id !== snapshot.id) {
+      // What this node applied counts only if it was of this history.
+      const applied = core.history.id === snapshot.id ? had : 0;
       core.history.install(snapshot);
       // An entry left pending by another history (or master) is not this one's.
       core.pending = undefined;
       const news = joinedAt(snapshot.tail, nodeNum, port.ics().incarnation);
-      for (const t of snapshot.tail) if (t.number > had) port.notify(t, t.number < news);
-      // The key-service view is rebuilt from the tail.
-      port.keys.reset();
-      for (const t of snapshot.tail) port.keys.applied(t);
+      for (const t of snapshot.tail) if (t.number > applied) port.notify(t, t.number < news);
+      // The key-service view is rebuilt from what the snapshot says of key services, then the tail.
+      port.keys.rebuild(core.history.keyServiceBase(), snapshot.tail, applied);
     }
     core.phase = 'member';
     core.everJoined = true;

@@ -139,6 +139,8 @@ export type Effect =
   /** No master heard for six failure timeouts: this node may have been declared down unheard; start again as a new incarnation. */
   | { type: 'evicted'; cause: string }
   | { type: 'apply'; t: Transition; before: NodeState; info: MemberInfo }
+  /** A member that fell further behind than the master's history holds (it had applied up to `had`) installed its snapshot: views built from transitions start again from it. */
+  | { type: 'installed'; had: number }
   | { type: 'master'; master: number | undefined; term: number }
   | { type: 'stepped-down'; why: string }
   | { type: 'quorum'; has: boolean; rule: string | { heard: number[]; voters: number[]; what: string } }
@@ -961,9 +963,11 @@ export class Core {
     const r = value as { transitions: unknown[]; snapshot: unknown };
     try {
       if (r.snapshot) {
+        const had = this.history.last;
         this.history.install(parseMessage(snapshotSchema, r.snapshot) as HistorySnapshot);
         this.held = this.held.filter((t) => t.number > this.history.last);
         if (this.held[0] && this.held[0].number !== this.history.last + 1) this.held = [];
+        this.effects.push({ type: 'installed', had });
         return;
       }
       for (const raw of r.transitions) {

@@ -48,6 +48,8 @@ export class History {
   private snapshotNumber = 0;
   private snapshotTerm = 0;
   private snapshotMembers = new Map<number, MemberInfo>();
+  /** The last `keyservice` transition of each key service compacted into the snapshot. */
+  private snapshotKeyServices = new Map<string, Transition>();
   private readonly current = new Map<number, MemberInfo>();
   /**
    * `current` ordered by node number, kept in step with it: the membership
@@ -124,13 +126,24 @@ export class History {
   }
 
   snapshot(): HistorySnapshot {
+    const keyServices = this.keyServiceBase();
     return {
       id: this.historyId,
       number: this.snapshotNumber,
       term: this.snapshotTerm,
       members: [...this.snapshotMembers.values()],
       tail: [...this.items],
+      ...(keyServices.length > 0 ? { keyServices } : {}),
     };
+  }
+
+  /**
+   * The last `keyservice` transition of each key service that is no longer
+   * in memory (compacted into the snapshot), by number: with the tail,
+   * what the key-service view is rebuilt from.
+   */
+  keyServiceBase(): Transition[] {
+    return [...this.snapshotKeyServices.values()].sort((a, b) => a.number - b.number);
   }
 
   /** Start from another node's snapshot (a late joiner). */
@@ -140,6 +153,7 @@ export class History {
     this.snapshotNumber = s.number;
     this.snapshotTerm = s.term;
     this.snapshotMembers = new Map(s.members.map((m) => [m.node, m]));
+    this.snapshotKeyServices = new Map((s.keyServices ?? []).flatMap((t) => (t.keyService ? [[t.keyService.name, t] as const] : [])));
     this.current.clear();
     this.sorted = [];
     for (const m of s.members) this.setCurrent(m);
@@ -167,6 +181,7 @@ export class History {
     // copies of the whole membership).
     const now = this.current.get(t.node);
     this.snapshotMembers.set(t.node, now?.since === t.number ? now : memberAfter(t, this.snapshotMembers.get(t.node)));
+    if (t.keyService) this.snapshotKeyServices.set(t.keyService.name, t);
     this.snapshotNumber = t.number;
     this.snapshotTerm = t.term;
   }

@@ -113,6 +113,14 @@ export const snapshotSchema = z.strictObject({
   members: z.array(memberSchema).max(65_535),
   /** Transitions after `number`, in order. */
   tail: z.array(transitionSchema).max(10_000_000),
+  /**
+   * The last `keyservice` transition of each key service among those the
+   * snapshot covers (numbers up to `number`), by number: where each key
+   * service lives and at which epoch survives the history's bound, so a
+   * joiner's view (and, as master, its next epoch) starts from it. Absent
+   * when the snapshot covers none.
+   */
+  keyServices: z.array(transitionSchema).max(100_000).optional(),
 });
 export type HistorySnapshot = Frozen<z.infer<typeof snapshotSchema>>;
 
