@@ -20,6 +20,7 @@
 import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { HUGE as HUGE_PROFILE, HUGE_HEAP_LIMIT_MIB } from '../packages/sim/src/sim.js';
 import { bundleLikePublished, mergeResultRows, type ResultRow } from './common.js';
 
 type Row = ResultRow<'sim'>;
@@ -57,8 +58,8 @@ async function bundle(): Promise<void> {
 }
 
 /** Run the simulator CLI with `args` (plus --json); its JSON lines. */
-function sim(args: string[]): Promise<Record<string, unknown>[]> {
-  const argv = TSX ? ['--import', 'tsx', CLI_TS, ...args, '--json'] : [BUNDLE, ...args, '--json'];
+function sim(args: string[], nodeFlags: string[] = []): Promise<Record<string, unknown>[]> {
+  const argv = [...nodeFlags, ...(TSX ? ['--import', 'tsx', CLI_TS, ...args, '--json'] : [BUNDLE, ...args, '--json'])];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
@@ -97,7 +98,7 @@ async function ratios(): Promise<Row[]> {
 }
 
 async function huge(): Promise<Row[]> {
-  const lines = await sim(['--seed', String(HUGE_SEED), '--nodes', '1000', '--profile', 'huge']);
+  const lines = await sim(['--seed', String(HUGE_SEED), '--nodes', '1000', '--profile', 'huge'], [`--max-old-space-size=${HUGE_HEAP_LIMIT_MIB}`]);
   const seed = lines.find((l) => 'ok' in l) as SeedLine | undefined;
   const s = lines.at(-1) as unknown as Summary | undefined;
   if (s?.peakRssMiB === undefined) throw new Error(`the huge run (seed ${HUGE_SEED}) ended without a summary (killed?)`);
@@ -107,7 +108,7 @@ async function huge(): Promise<Row[]> {
   const recovered = ms('recovered');
   const outcome = seed?.ok ? 'formed, master crashed, the others agreed again' : `failed ${seed?.violation?.invariant ?? '?'}: ${seed?.violation?.detail ?? 'no result'}`;
   log(`huge, 1000 nodes: ${outcome}; peak RSS ${s.peakRssMiB} MiB, ${s.realSeconds} s real (load ${load.toFixed(1)})`);
-  const note = `npm run sim -- --seed ${HUGE_SEED} --nodes 1000 --profile huge${TSX ? ' under tsx' : ', bundled'}: ${outcome}; formed at ${formed ? `${formed.simMs} ms simulated, ${(formed.realMs / 1000).toFixed(0)} s real` : '-'}; agreed again at ${recovered ? `${recovered.simMs} ms simulated, ${(recovered.realMs / 1000).toFixed(0)} s real` : '-'}; 1-min load average ${load.toFixed(1)} on 2 cores shared with other jobs`;
+  const note = `NODE_OPTIONS=--max-old-space-size=${HUGE_HEAP_LIMIT_MIB} npm run sim -- --seed ${HUGE_SEED} --nodes 1000 --profile huge (historyLimit ${HUGE_PROFILE.historyLimit})${TSX ? ' under tsx' : ', bundled'}: ${outcome}; formed at ${formed ? `${formed.simMs} ms simulated, ${(formed.realMs / 1000).toFixed(0)} s real` : '-'}; agreed again at ${recovered ? `${recovered.simMs} ms simulated, ${(recovered.realMs / 1000).toFixed(0)} s real` : '-'}; 1-min load average ${load.toFixed(1)} on 2 cores shared with other jobs`;
   return [
     { suite: 'sim', name: 'huge-1000n-peak-rss', unit: 'MiB', better: 'lower', value: s.peakRssMiB, baseline: 2048, ratio: +(s.peakRssMiB / 2048).toFixed(3), note: `${note}; baseline = the 2 GiB bound` },
     { suite: 'sim', name: 'huge-1000n-real-time', unit: 's', better: 'lower', value: s.realSeconds, baseline: 0, ratio: 0, note: `${note}; ${seed?.ok ? 'passed' : 'did not pass'} (no baseline)` },

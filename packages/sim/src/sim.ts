@@ -42,8 +42,15 @@ export type Profile = 'ci' | 'full' | 'huge';
 
 export const PROFILES: readonly Profile[] = ['ci', 'full', 'huge'];
 
-/** Bounds of the `huge` profile, in virtual ms: formation, and agreement after the crash. */
-export const HUGE = { formMs: 180_000, recoverMs: 120_000, checkEveryMs: 100 } as const;
+/**
+ * Bounds of the `huge` profile, in virtual ms: formation, and agreement
+ * after the crash; and each node's `historyLimit` (transitions held in
+ * memory before a snapshot of the members; the product's default is 1,000).
+ */
+export const HUGE = { formMs: 180_000, recoverMs: 120_000, checkEveryMs: 100, historyLimit: 256 } as const;
+
+/** The V8 old-space cap the huge profile's 2 GiB bound is measured with (`--max-old-space-size`). */
+export const HUGE_HEAP_LIMIT_MIB = 1536;
 
 export interface SimOptions {
   seed: number;
@@ -282,11 +289,11 @@ export class World {
       random: seededRandom(`sim/${this.seed}/node${n}/${s.starts}`),
       logger: process.env.SIM_LOG ? simLogger(this.clock, `n${n}`) : silentLogger,
       // Every transition kept, so the checker compares all of them; at scale
-      // the product's default bound (1,000), as a large deployment runs: a
-      // thousand nodes each holding the whole formation history (two
-      // transitions per node, decoded apart on every node) was the bulk of
-      // the heap, growing with the square of the size.
-      ...(this.profile === 'huge' ? {} : { historyLimit: 1_000_000 }),
+      // a bound (HUGE.historyLimit): a thousand nodes each holding its own
+      // decoded copy of the formation history (two transitions per node)
+      // was the bulk of one process's heap, growing with the square of the
+      // size, where a deployment holds one copy per process.
+      historyLimit: this.profile === 'huge' ? HUGE.historyLimit : 1_000_000,
     });
     this.keyServices.register(node);
     s.starts++;
