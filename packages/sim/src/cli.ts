@@ -1,5 +1,5 @@
 /**
- * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload dlm|registry] [--canary NAME] [--json] [--stop]
+ * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload dlm|registry] [--canary NAME] [--history-limit N] [--json] [--stop]
  * npm run sim -- --check-hashes [--seeds N] [--workers W] | --record-hashes [--workers W]
  *
  * Runs seeds S, S+1, … S+N-1 (S defaults to 1; --seed S alone runs that one
@@ -35,11 +35,12 @@ const OPTIONS = {
   'check-hashes': { type: 'boolean', default: false },
   'record-hashes': { type: 'boolean', default: false },
   workers: { type: 'string' },
+  'history-limit': { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
 const USAGE = [
-  `usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--workers W] [--json] [--stop] [--verbose]`,
+  `usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--history-limit N] [--workers W] [--json] [--stop] [--verbose]`,
   '       npm run sim -- --seed S [--nodes K] ...          one seed, its trace and violations',
   '       npm run sim -- --check-hashes [--seeds N] [--workers W] | --record-hashes [--workers W]',
 ].join('\n');
@@ -77,7 +78,8 @@ const count = values.seeds !== undefined ? Number(values.seeds) : values.seed !=
 const single = values.seed !== undefined && values.seeds === undefined;
 const profile = values.profile as Profile;
 const workload = values.workload;
-if (!Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || !PROFILES.includes(profile) || (workload !== undefined && !isWorkloadName(workload))) {
+const historyLimit = values['history-limit'] !== undefined ? Number(values['history-limit']) : undefined;
+if ((historyLimit !== undefined && (!Number.isInteger(historyLimit) || historyLimit < 16)) || !Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || !PROFILES.includes(profile) || (workload !== undefined && !isWorkloadName(workload))) {
   console.error(USAGE);
   process.exit(2);
 }
@@ -106,6 +108,7 @@ const summary = await runSeeds({
   profile,
   ...(values.canary ? { canary: values.canary as CanaryName | WorkloadCanary } : {}),
   ...(workload !== undefined && isWorkloadName(workload) ? { workload } : {}),
+  ...(historyLimit !== undefined ? { historyLimit } : {}),
   stopOnFailure: values.stop,
   onResult: (r) => {
     done++;

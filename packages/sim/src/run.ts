@@ -26,6 +26,8 @@ export async function runSeeds(options: {
   canary?: CanaryName | WorkloadCanary;
   /** A service workload on every node (workloads/). */
   workload?: WorkloadName;
+  /** Every node's historyLimit (SimOptions.historyLimit). */
+  historyLimit?: number;
   /** Stop at the first failing seed. */
   stopOnFailure?: boolean;
   onResult?: (r: SimResult) => void;
@@ -37,7 +39,7 @@ export async function runSeeds(options: {
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   for (let seed = options.from; seed < options.from + options.count; seed++) {
-    const r = await runSeed({ seed, nodes: options.nodes, ...(options.profile ? { profile: options.profile } : {}), ...(options.canary ? { canary: options.canary } : {}), ...(options.workload ? { workload: options.workload } : {}) });
+    const r = await runSeed({ seed, nodes: options.nodes, ...(options.profile ? { profile: options.profile } : {}), ...(options.canary ? { canary: options.canary } : {}), ...(options.workload ? { workload: options.workload } : {}), ...(options.historyLimit !== undefined ? { historyLimit: options.historyLimit } : {}) });
     seeds++;
     simMs += r.simMs;
     events += r.events;

@@ -59,6 +59,12 @@ export interface SimOptions {
   profile?: Profile;
   /** Plant a known bug (test-only): a CLMS canary, or one of the workload's. */
   canary?: CanaryName | WorkloadCanary;
+  /**
+   * Every node's `historyLimit` (min 16): compaction, snapshots and late
+   * joiners from bounded histories under the profile's faults.
+   * @default 1,000,000 (every transition kept); the huge profile: HUGE.historyLimit
+   */
+  historyLimit?: number;
   /** Run a service workload on every node, with its invariants (workloads/). */
   workload?: WorkloadName;
   /** Lines of trace kept for the report. @default 40 */
@@ -158,8 +164,8 @@ const ACTIONS: Action[] = ['crash', 'pause', 'partition', 'linkFaults', 'spike',
 const TIMING = presets.lan;
 const APP = { channel: 'default', subservice: 77 } as const;
 
-export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: string | undefined; workload?: WorkloadName | undefined }): string {
-  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' || o.profile === 'huge' ? ` --profile ${o.profile}` : ''}${o.workload ? ` --workload ${o.workload}` : ''}${o.canary ? ` --canary ${o.canary}` : ''}`;
+export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: string | undefined; workload?: WorkloadName | undefined; historyLimit?: number | undefined }): string {
+  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' || o.profile === 'huge' ? ` --profile ${o.profile}` : ''}${o.workload ? ` --workload ${o.workload}` : ''}${o.canary ? ` --canary ${o.canary}` : ''}${o.historyLimit !== undefined ? ` --history-limit ${o.historyLimit}` : ''}`;
 }
 
 export class World {
@@ -191,6 +197,8 @@ export class World {
     private readonly tailLength: number,
     private readonly hooks: SimHooks = {},
     private readonly profile: Profile = 'full',
+    /** Every node's historyLimit when set (SimOptions.historyLimit). */
+    private readonly historyLimit?: number,
   ) {
     this.rng = new SeededRandom(`sim/${seed}`);
     const params = this.rng.fork('params');
@@ -293,7 +301,7 @@ export class World {
       // decoded copy of the formation history (two transitions per node)
       // was the bulk of one process's heap, growing with the square of the
       // size, where a deployment holds one copy per process.
-      historyLimit: this.profile === 'huge' ? HUGE.historyLimit : 1_000_000,
+      historyLimit: this.historyLimit ?? (this.profile === 'huge' ? HUGE.historyLimit : 1_000_000),
     });
     this.keyServices.register(node);
     s.starts++;
@@ -912,7 +920,7 @@ export class World {
       generations: this.checker.generations,
       tail,
       milestones: this.milestones,
-      replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary, workload: workload?.name }),
+      replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary, workload: workload?.name, historyLimit: this.historyLimit }),
     };
   }
 
@@ -937,7 +945,7 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    const world = new World(options.seed, options.nodes, options.tail ?? 40, workload ? bothHooks(workload.hooks, options.hooks) : options.hooks, profile);
+    const world = new World(options.seed, options.nodes, options.tail ?? 40, workload ? bothHooks(workload.hooks, options.hooks) : options.hooks, profile, options.historyLimit);
     await world.run(profile);
     await workload?.close();
     return world.result(profile, options.canary, performance.now() - t0, workload);
