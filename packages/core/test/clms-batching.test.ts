@@ -165,3 +165,52 @@ describe('batchOf: which queued changes share a round', () => {
     expect(r.left).toHaveLength(6);
   });
 });
+
+describe('a member fetching from a bounded history', () => {
+  /** The master's history: `count` transitions kept to `limit`, as its fetch answer carries it. */
+  function masterSnapshot(count: number, limit: number) {
+    const h = formed();
+    const m = new History(limit);
+    m.install(h.snapshot());
+    for (let n = 8; n <= count; n++) m.append(join(n, n));
+    return m.snapshot();
+  }
+
+  /** Commit `commit` from master 1, then answer the fetch that asks for with `snapshot`. */
+  function fetchAnswered(c: Core, commit: number, snapshot: unknown): Effect[] {
+    c.step({ type: 'commit', from: 1, req: { term: 1, history: c.history.id, commit }, now: 0, wall: 0 });
+    const call = c.ready().find((e) => e.type === 'call' && e.method === 'fetch');
+    if (call?.type !== 'call') throw new Error('no fetch');
+    c.step({ type: 'answer', call: call.call, value: { transitions: [], snapshot }, now: 0, wall: 0 });
+    return c.ready();
+  }
+
+  it('an answer whose snapshot reaches back to what it holds (a fetch asked before it caught up): the tail is applied entry by entry', () => {
+    const c = member();
+    // The master keeps 8 transitions: its snapshot is at #12, its tail #13-#20; this member holds #1-#7,
+    // then catches up to #12 before the answer comes.
+    const snapshot = masterSnapshot(20, 8);
+    expect(snapshot.number).toBe(12);
+    c.step({ type: 'commit', from: 1, req: { term: 1, history: c.history.id, commit: 20 }, now: 0, wall: 0 });
+    const call = c.ready().find((e) => e.type === 'call' && e.method === 'fetch');
+    append(c, 1, 1, 12, [8, 9, 10, 11, 12].map((n) => join(n, n)));
+    expect(c.history.last).toBe(12);
+    c.step({ type: 'answer', call: call?.type === 'call' ? call.call : -1, value: { transitions: [], snapshot }, now: 0, wall: 0 });
+    const effects = c.ready();
+    expect(effects.some((e) => e.type === 'installed')).toBe(false);
+    expect(applied(effects)).toEqual([13, 14, 15, 16, 17, 18, 19, 20]);
+    expect([c.history.first, c.history.last]).toEqual([1, 20]);
+  });
+
+  it('a gap no transition bridges: it starts from the snapshot (installed, with what it had applied), then applies the tail', () => {
+    const c = member();
+    const snapshot = masterSnapshot(20, 8);
+    const effects = fetchAnswered(c, 20, snapshot);
+    const installed = effects.find((e) => e.type === 'installed');
+    expect(installed).toMatchObject({ type: 'installed', had: 7, base: [] });
+    expect(effects.indexOf(installed!)).toBeLessThan(effects.findIndex((e) => e.type === 'apply'));
+    expect(applied(effects)).toEqual([13, 14, 15, 16, 17, 18, 19, 20]);
+    expect([c.history.first, c.history.last]).toEqual([13, 20]);
+    expect(c.history.member(12)?.state).toBe('ComingUp');
+  });
+});

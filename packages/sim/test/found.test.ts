@@ -20,8 +20,9 @@ describe.runIf(regressions.found.length > 0)('found CLMS bugs (expected to fail 
 
 describe('fixed CLMS bugs (regression tests: each seed must keep passing)', () => {
   for (const f of regressions.fixed) {
-    it(`seed ${f.seed} (${f.nodes} nodes, ${f.profile}) passes (it violated ${f.was})`, async () => {
-      const r = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile });
+    const limit = 'historyLimit' in f && typeof f.historyLimit === 'number' ? f.historyLimit : undefined;
+    it(`seed ${f.seed} (${f.nodes} nodes, ${f.profile}${limit !== undefined ? `, historyLimit ${limit}` : ''}) passes (it violated ${f.was})`, async () => {
+      const r = await runSeed({ seed: f.seed, nodes: f.nodes, profile: f.profile, ...(limit !== undefined ? { historyLimit: limit } : {}) });
       expect(r.violation, `${f.diagnosis}\nreplay: ${r.replay}`).toBeUndefined();
     });
   }

@@ -82,10 +82,8 @@ export class Effects {
       case 'apply':
         // Effects (callbacks, cleanup, reports) outlive the message that committed t.
         return detached(() => applied(p.applying, e.t, e.before, e.info));
-      case 'installed': {
-        const h = p.history();
-        return p.keys.rebuild(h.keyServiceBase(), h.since(0), e.had);
-      }
+      case 'installed':
+        return p.keys.rebuild(e.base, [], e.had);
       case 'pre-vote':
         if (e.bootstrap) {
           const rule = e.allCandidates ? 'all-candidates' : p.opts.quorum === 'majority' ? p.opts.formation : 'quorum';

@@ -139,8 +139,13 @@ export type Effect =
   /** No master heard for six failure timeouts: this node may have been declared down unheard; start again as a new incarnation. */
   | { type: 'evicted'; cause: string }
   | { type: 'apply'; t: Transition; before: NodeState; info: MemberInfo }
-  /** A member that fell further behind than the master's history holds (it had applied up to `had`) installed its snapshot: views built from transitions start again from it. */
-  | { type: 'installed'; had: number }
+  /**
+   * A member that fell further behind than the master's history holds (it
+   * had applied up to `had`) started again from the master's snapshot:
+   * views built from transitions start again from its key-service `base`;
+   * the snapshot's tail follows as `apply` effects.
+   */
+  | { type: 'installed'; had: number; base: Transition[] }
   | { type: 'master'; master: number | undefined; term: number }
   | { type: 'stepped-down'; why: string }
   | { type: 'quorum'; has: boolean; rule: string | { heard: number[]; voters: number[]; what: string } }
@@ -963,11 +968,20 @@ export class Core {
     const r = value as { transitions: unknown[]; snapshot: unknown };
     try {
       if (r.snapshot) {
-        const had = this.history.last;
-        this.history.install(parseMessage(snapshotSchema, r.snapshot) as HistorySnapshot);
+        const snapshot = parseMessage(snapshotSchema, r.snapshot) as HistorySnapshot;
+        // Only a gap no transition bridges (or another history) starts us
+        // from the snapshot's members: what lies between is not announced
+        // here. An answer to a fetch asked before we caught up (by a join
+        // answer, say) reaches back to what we hold: its tail is applied
+        // entry by entry, as appends are, with events and callbacks.
+        if (snapshot.id !== this.history.id || this.history.last < snapshot.number) {
+          const had = this.history.last;
+          this.history.install({ ...snapshot, tail: [] });
+          this.effects.push({ type: 'installed', had, base: this.history.keyServiceBase() });
+        }
+        for (const t of snapshot.tail) if (t.number === this.history.last + 1) this.applyEntry(t);
         this.held = this.held.filter((t) => t.number > this.history.last);
         if (this.held[0] && this.held[0].number !== this.history.last + 1) this.held = [];
-        this.effects.push({ type: 'installed', had });
         return;
       }
       for (const raw of r.transitions) {
