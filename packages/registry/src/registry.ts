@@ -539,6 +539,16 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   }
 
   private onPull(ctx: KeyServiceContext): Uint8Array {
+    // A map of a former cluster history: its (epoch, seq) mean nothing in
+    // this one (epochs start again with a history), yet compared as they
+    // are they could beat the current history's replicas in the rebuild and
+    // undo its acknowledged writes. Its position is forgotten (a reset, as
+    // when we yield to a new history), so it answers (0, 0) and the later
+    // install applies here as usual.
+    if (this.replica.installed && this.mapHistory !== this.node.historyId) {
+      this.replica.rebase();
+      this.resetCount++;
+    }
     // From now on nothing from an older sequencer is applied here.
     this.replica.raiseFence(ctx.epoch);
     this.settleWaiters();
