@@ -296,34 +296,23 @@ function str(at: number, n: number, isKey: boolean): string {
     throw new IcsDecodeError('string-length', at, `string of ${n} bytes exceeds maxStringBytes ${lim.maxStringBytes}`);
   }
   const p = pos;
-  if (isKey) {
-    const cached = cachedKey(p, n);
-    if (cached !== undefined) {
+  const short = n > 0 && n <= SHORT_ASCII;
+  const table = isKey ? keyCache : valueCache;
+  const slot = short ? slotOf(p, n) : 0;
+  if (short) {
+    const hit = cached(table, slot, p, n);
+    if (hit !== undefined) {
       pos += n;
-      return cached;
+      return hit;
     }
   }
-  let s: string | undefined;
-  if (!isKey && n <= SHORT_ASCII) {
-    // Short values repeat as much as keys do (states, reasons, addresses,
-    // names): one copy of each, not one per message (the 1,000-node
-    // simulator held a million copies of the same few strings).
-    s = cachedValue(p, n);
-    if (s !== undefined) {
-      pos += n;
-      return s;
-    }
-    s = shortAscii(p, n);
-    if (s !== undefined) valueCache[keySlot(p, n)] = s;
-  } else if (n <= SHORT_ASCII) s = shortAscii(p, n);
+  let s = short ? shortAscii(p, n) : undefined;
   if (s === undefined) {
     if (!isWellFormedUtf8(src, p, n)) throw new IcsDecodeError('utf8', at, 'string is not well-formed UTF-8');
     s = srcBuf.toString('utf8', srcBase + p, srcBase + p + n);
   }
-  if (isKey) {
-    if (isForbiddenKey(src, p, n)) throw new IcsDecodeError('key', at, 'map key __proto__, constructor or prototype is refused');
-    rememberKey(p, n, s);
-  }
+  if (isKey && isForbiddenKey(src, p, n)) throw new IcsDecodeError('key', at, 'map key __proto__, constructor or prototype is refused');
+  if (short && s.length === n) table[slot] = s; // ASCII only: one byte per char
   pos += n;
   return s;
 }
@@ -343,40 +332,28 @@ function shortAscii(p: number, n: number): string | undefined {
   return String.fromCharCode.apply(null, codes);
 }
 
-// Map keys repeat from message to message: a small cache of ASCII keys up to
-// KEY_MAX bytes, checked byte by byte against the input before it is used.
-const KEY_MAX = 24;
-const KEY_SLOTS = 4096;
-const keyCache: (string | undefined)[] = new Array<string | undefined>(KEY_SLOTS).fill(undefined);
+// Map keys repeat from message to message, and so do short values (states,
+// reasons, addresses, names: the 1,000-node simulator held a million copies
+// of the same few). Two small caches of ASCII strings up to SHORT_ASCII
+// bytes, each entry checked byte by byte against the input before it is
+// used; keys and values have a table each, so a value never skips the key
+// checks.
+const SLOTS = 4096;
+const keyCache: (string | undefined)[] = new Array<string | undefined>(SLOTS).fill(undefined);
+const valueCache: (string | undefined)[] = new Array<string | undefined>(SLOTS).fill(undefined);
 
-function keySlot(p: number, n: number): number {
+function slotOf(p: number, n: number): number {
   let h = n;
   for (let i = p, e = p + n; i < e; i++) h = (Math.imul(h, 31) + src[i]!) | 0;
-  return (h ^ (h >>> 15)) & (KEY_SLOTS - 1);
+  return (h ^ (h >>> 15)) & (SLOTS - 1);
 }
 
-function cachedKey(p: number, n: number): string | undefined {
-  if (n > KEY_MAX || n === 0) return undefined;
-  const k = keyCache[keySlot(p, n)];
+/** The string in `table[slot]` when it is the `n` input bytes at `p`. */
+function cached(table: (string | undefined)[], slot: number, p: number, n: number): string | undefined {
+  const k = table[slot];
   if (k === undefined || k.length !== n) return undefined;
   for (let i = 0; i < n; i++) if (k.charCodeAt(i) !== src[p + i]) return undefined;
   return k;
-}
-
-/** The same for short ASCII values; a table of its own, so a value never skips the key checks. */
-const valueCache: (string | undefined)[] = new Array<string | undefined>(KEY_SLOTS).fill(undefined);
-
-function cachedValue(p: number, n: number): string | undefined {
-  if (n === 0) return '';
-  const v = valueCache[keySlot(p, n)];
-  if (v === undefined || v.length !== n) return undefined;
-  for (let i = 0; i < n; i++) if (v.charCodeAt(i) !== src[p + i]) return undefined;
-  return v;
-}
-
-function rememberKey(p: number, n: number, s: string): void {
-  if (n > KEY_MAX || n === 0 || s.length !== n) return; // ASCII only: one byte per char
-  keyCache[keySlot(p, n)] = s;
 }
 
 function bin(at: number, n: number): Uint8Array {
