@@ -16,7 +16,7 @@
 import { History } from '../../src/clms/protocol/history.js';
 import { Core, type Build, type Effect, type Message } from '../../src/clms/protocol/core.js';
 import type { QuorumPolicy } from '../../src/clms/protocol/quorum.js';
-import type { NodeState, Transition } from '../../src/clms/protocol/messages.js';
+import type { NodeState, Report, Transition } from '../../src/clms/protocol/messages.js';
 
 export interface Block {
   /** 1-based line of the command. */
@@ -437,6 +437,7 @@ export class Cluster {
     }
     this.asked.set(id, { from: p.from, call: p.call });
     if (p.method === 'report') return this.step(dest, { type: 'report', id, from: p.from, report: p.args as never });
+    if (p.method === 'reports') return this.step(dest, { type: 'reports', id, from: p.from, reports: (p.args as { reports: never[] }).reports });
     this.step(dest, { type: p.method as 'vote' | 'append' | 'heartbeat', id, from: p.from, req: p.args as never });
   }
 
@@ -554,6 +555,7 @@ function describeArgs(method: string, a: unknown): string {
   if (method === 'alive') return '';
   if (method === 'probe') return `node=${r.node} timeoutMs=${r.timeoutMs}`;
   if (method === 'report') return `${r.kind} node=${r.node}${r.reason ? ` reason=${r.reason}` : ''}`;
+  if (method === 'reports') return (r.reports as Report[]).map((x) => `${x.kind} node=${x.node}`).join(', ');
   return `term=${r.term} commit=${r.commit}`;
 }
 

@@ -14,7 +14,7 @@ import type { Timing } from '../options.js';
 import type { LocalHealth } from '../protocol/awareness.js';
 import type { Core } from '../protocol/core.js';
 import type { HistorySnapshot } from '../protocol/history.js';
-import { appendSchema, fetchSchema, heartbeatSchema, joinSchema, type JoinRequest, parseMessage as parse, probeTargetSchema, type Report, reportSchema, voteSchema } from '../protocol/messages.js';
+import { appendSchema, fetchSchema, heartbeatSchema, joinSchema, type JoinRequest, parseMessage as parse, probeTargetSchema, type Report, reportSchema, reportsSchema, voteSchema } from '../protocol/messages.js';
 import type { Transition } from '../types.js';
 import type { JoinReply } from './admission.js';
 import type { EffectLoop } from './loop.js';
@@ -85,6 +85,7 @@ export function registerServices(port: ServePort, ics: Ics): void {
       },
       join: (a, ctx) => port.onJoin(parse(joinSchema, a), ctx.caller),
       report: (a, ctx) => port.reportReceived(ctx.caller.nodeNum, parse(reportSchema, a)),
+      reports: (a, ctx) => loop.request({ type: 'reports', id: loop.id(), from: ctx.caller.nodeNum, reports: parse(reportsSchema, a).reports }),
       fetch: (a, ctx) => {
         allowOnly('fetch', isMemberOrJoiner(port, ctx.caller), ctx);
         return onFetch(core, parse(fetchSchema, a));

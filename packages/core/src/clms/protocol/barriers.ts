@@ -145,6 +145,11 @@ export class OwedReports {
     this.delete(`${kind}:${node}:${incarnation}`);
   }
 
+  /** Whether `r` itself is still what is owed (not settled, not replaced). */
+  isOwed(r: Report): boolean {
+    return this.owed.get(reportKey(r))?.report === r;
+  }
+
   /** A send of `r` to `to` (`master:term`) begins: the entry of `r`, marked, if `r` itself is still what is owed. */
   sending(r: Report, to: string): Owed | undefined {
     const o = this.owed.get(reportKey(r));

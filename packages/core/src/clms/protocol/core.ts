@@ -24,7 +24,7 @@ import { parseMessage, snapshotSchema, transitionSchema } from './messages.js';
 import { hasQuorum, type QuorumPolicy } from './quorum.js';
 import { Lease } from './lease.js';
 import { standingRank } from './failover.js';
-import { APPEND_ROUNDS, type AppendChain, batchOf, missing, Replication, sameEntry } from './replication.js';
+import { APPEND_ROUNDS, type AppendChain, batchOf, MemberProgress, missing, Replication, sameEntry } from './replication.js';
 import { Detection, type DetectionEffect, type HealthView, NEVER_LATE } from './detection.js';
 import { type ReportEffect, Reports } from './reports.js';
 import type { Report } from './messages.js';
@@ -115,6 +115,8 @@ export type Message =
   | { type: 'hook-answer'; id: number; ok: boolean; error?: string }
   /** A report received from `from`, answered by `respond` to `id`. */
   | { type: 'report'; id: number; from: number; report: Report }
+  /** Barrier reports received from `from` (`clms.reports`), answered by `reply` to `id` with a flag each. */
+  | { type: 'reports'; id: number; from: number; reports: readonly Report[] }
   /** This node owes its master `report` (barriers, ready key services): sent until acknowledged. */
   | { type: 'owe'; report: Report }
   /** This node asks the master for something (leave, down, meta): `respond` to `id` when acknowledged, or failed. */
@@ -127,7 +129,7 @@ export type Input = Time & Message;
 export type ErrorKind = 'not-master' | 'no-quorum' | 'aborted';
 
 export type Effect =
-  | { type: 'call'; call: number; to: number; method: 'vote' | 'append' | 'heartbeat' | 'fetch' | 'alive' | 'probe' | 'report'; args: unknown; timeoutMs: number; ifConnected?: boolean }
+  | { type: 'call'; call: number; to: number; method: 'vote' | 'append' | 'heartbeat' | 'fetch' | 'alive' | 'probe' | 'report' | 'reports'; args: unknown; timeoutMs: number; ifConnected?: boolean }
   | { type: 'send'; to: number; method: 'commit'; args: HeartbeatRequest }
   | { type: 'reply'; id: number; value: unknown }
   /** Step `tick` (with `what`) at `at`. */
@@ -211,6 +213,8 @@ export class Core {
   /** A commit's effects are being performed (the driver steps `advance` when done). */
   private advancing = false;
   private readonly appends = new Map<number, AppendChain>();
+  /** What this master has sent each member in its term (replication.ts). */
+  private readonly progress = new MemberProgress();
   private election: { id: number; e: Election; history: History } | undefined;
   /** A commit the members still have to hear of: the next round's appends carry it, or commit messages when none follows. */
   private commitOwed: { number: number; term: number } | undefined;
@@ -382,6 +386,8 @@ export class Core {
         return this.detection.hookAnswered(input.id, input.ok, input.error);
       case 'report':
         return this.reports.received(input.id, input.from, input.report);
+      case 'reports':
+        return this.reply(input.id, { ok: this.reports.receivedBatch(input.from, input.reports) });
       case 'owe':
         return this.reports.owe(input.report);
       case 'ask':
@@ -663,7 +669,13 @@ export class Core {
     r.left = targets.length;
     r.open = true;
     if (targets.length === 0) return this.roundEnded();
-    for (const n of targets) this.sendAppend({ to: n, batch: r.entries, term: r.term, round: 0, entries: [...r.entries], sentAt: 0, replication: r });
+    for (const n of targets) this.sendAppend({ to: n, batch: r.entries, term: r.term, round: 0, entries: this.entriesFor(n, r), sentAt: 0, replication: r });
+  }
+
+  /** What a round's append to `n` carries: the round's entries, after those committed since what was last sent to `n` (MemberProgress). */
+  private entriesFor(n: number, r: Replication): Transition[] {
+    const sent = this.progress.sentUpTo(r.term, n);
+    return sent === undefined || sent >= r.entries[0]!.number - 1 ? [...r.entries] : missing(this.history, sent, r.entries);
   }
 
   private stillMasterOf(term: number): boolean {
@@ -799,7 +811,7 @@ export class Core {
     this.effects.push({ type: 'heard-alive', node: h.node, health: r.health });
     // Behind: append the last transition (with what it misses), as the master of the heartbeat's term only.
     const t = r.last < this.history.last ? (this.history.get(this.history.last) ?? this.history.since(0)[0]) : undefined;
-    if (t) this.appendTo(h.node, t, h.term, undefined);
+    if (t && !this.progress.busy(h.term, h.node)) this.appendTo(h.node, t, h.term, undefined);
   }
 
   /**
@@ -851,11 +863,13 @@ export class Core {
     const first = chain.batch[0]!;
     const args = { term: chain.term, history: h.id ?? (first.number === 1 ? historyIdOf(first) : null), commit: h.last, entries: chain.entries };
     this.appends.set(this.call(chain.to, 'append', args), chain);
+    this.progress.sending(chain.term, chain.to, chain.entries.at(-1)?.number ?? 0);
   }
 
   private appendAnswered(chain: AppendChain, value: unknown): void {
-    if (value === undefined) return this.appendDone(chain, false);
-    const r = value as { term: number; ok: boolean; last: number };
+    const r = value as { term: number; ok: boolean; last: number } | undefined;
+    this.progress.ended(chain.term, chain.to, r === undefined || r.term > this.term ? 'failed' : r.ok ? 'ok' : { holds: r.last });
+    if (r === undefined) return this.appendDone(chain, false);
     if (r.term > this.term) {
       this.observeTerm(r.term);
       return this.appendDone(chain, false);
@@ -1040,6 +1054,7 @@ export class Core {
     if (this.election) this.effects.push({ type: 'campaign-done', id: this.election.id, outcome: 'void' });
     this.election = undefined;
     this.appends.clear();
+    this.progress.clear();
     this.fetching = undefined;
     this.detection.reset();
     this.reports.reset(history !== undefined);

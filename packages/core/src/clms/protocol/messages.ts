@@ -178,6 +178,23 @@ export const reportSchema = z.strictObject({
 });
 export type Report = z.infer<typeof reportSchema>;
 
+/** Barrier reports one `reports` call carries at most. */
+export const MAX_REPORTS_PER_CALL = 256;
+
+/**
+ * `reports`: a member tells the master it is done with several barriers
+ * (`nodeup-done`, `cleanup-done`) at once. A member has one such call under
+ * way to its master at a time; the reports it comes to owe meanwhile go
+ * together in the next, so a join storm costs each member a call per
+ * answer rather than one per joiner. Answered `{ ok }`, one flag per report.
+ */
+export const reportsSchema = z.strictObject({
+  reports: z
+    .array(reportSchema.extend({ kind: z.enum(['nodeup-done', 'cleanup-done']) }))
+    .min(1)
+    .max(MAX_REPORTS_PER_CALL),
+});
+
 /** `fetch`: committed transitions after `after` (or a snapshot when they are no longer held). */
 export const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
 

@@ -133,3 +133,67 @@ export function missing(history: History, last: number, batch: readonly Transiti
   const committed = history.since(last < history.first - 1 ? history.first - 1 : last);
   return [...committed, ...batch.filter((t) => t.number > history.last)];
 }
+
+/**
+ * What the master of a term has on its way to each member (etcd raft's
+ * per-follower Progress, optimistic): the highest entry number sent to it,
+ * and how many appends to it are under way. A round's append then carries
+ * everything after what was sent, so a member a round behind (slower than
+ * the quorum that committed the last entry) catches up with the next
+ * append instead of refusing it: an append that went out before the
+ * resend of what it missed would arrive first, be refused too, and keep
+ * the member one round behind for good, at twice the appends. And a
+ * heartbeat finding it behind appends only when nothing is under way to it.
+ * Bounded by the members; forgotten with the term.
+ */
+export class MemberProgress {
+  private term = 0;
+  private readonly sent = new Map<number, number>();
+  private readonly inFlight = new Map<number, number>();
+
+  /** The highest entry number sent to `n` in `term` (undefined: none, or not known). */
+  sentUpTo(term: number, n: number): number | undefined {
+    return term === this.term ? this.sent.get(n) : undefined;
+  }
+
+  /** Whether an append to `n` of `term` is under way. */
+  busy(term: number, n: number): boolean {
+    return term === this.term && (this.inFlight.get(n) ?? 0) > 0;
+  }
+
+  /** An append of `term` carrying entries up to `last` (0: none) goes to `n`. */
+  sending(term: number, n: number, last: number): void {
+    this.forTerm(term);
+    if (last > (this.sent.get(n) ?? 0)) this.sent.set(n, last);
+    this.inFlight.set(n, (this.inFlight.get(n) ?? 0) + 1);
+  }
+
+  /**
+   * An append of `term` to `n` ended: `holds` is what the member said it
+   * holds when it refused (what was sent after it is not known to be
+   * there), undefined when it failed (nothing is known), and nothing is
+   * changed when it was accepted.
+   */
+  ended(term: number, n: number, outcome: 'ok' | 'failed' | { holds: number }): void {
+    if (term !== this.term) return;
+    const left = (this.inFlight.get(n) ?? 1) - 1;
+    if (left > 0) this.inFlight.set(n, left);
+    else this.inFlight.delete(n);
+    if (outcome === 'failed') this.sent.delete(n);
+    else if (outcome !== 'ok') this.sent.set(n, outcome.holds);
+  }
+
+  /** Appends under way are forgotten (a restart): nothing is known of any member. */
+  clear(): void {
+    this.term = 0;
+    this.sent.clear();
+    this.inFlight.clear();
+  }
+
+  private forTerm(term: number): void {
+    if (term === this.term) return;
+    this.term = term;
+    this.sent.clear();
+    this.inFlight.clear();
+  }
+}

@@ -17,7 +17,7 @@
  */
 import type { CoreView, Detection } from './detection.js';
 import type { History } from './history.js';
-import type { MemberInfo, Report, Transition } from './messages.js';
+import { MAX_REPORTS_PER_CALL, type MemberInfo, type Report, type Transition } from './messages.js';
 import { lostMasterReport } from './failover.js';
 import { type Barrier, type BarrierKind, Barriers, OwedReports } from './barriers.js';
 
@@ -31,7 +31,7 @@ export type ReportEffect =
 export interface ReportsPort extends CoreView {
   /** Test-only canary (canaries.ts): the cleanup barrier waits for nobody. */
   skipCleanupBarrier(): boolean;
-  call(to: number, method: 'report', args: unknown, timeoutMs: number): number;
+  call(to: number, method: 'report' | 'reports', args: unknown, timeoutMs: number): number;
   effect(e: ReportEffect): void;
   /** `node`: the change is about that node only, so it may share an append round with changes of other nodes. */
   propose(build: () => Omit<Transition, 'number' | 'term' | 'time'> | undefined, done: (t: Transition | undefined, failed?: string) => void, node?: number): void;
@@ -46,6 +46,16 @@ interface Ask {
   wakeAt?: number;
 }
 
+/** Barrier reports on their way to one master (`to`: `master:term`). */
+interface BarrierBatch {
+  readonly to: string;
+  readonly master: number;
+  /** The `reports` call under way. */
+  call: number | undefined;
+  /** Owed since it was made: they go together once it is answered. */
+  queued: Report[];
+}
+
 export class Reports {
   /** The master's barriers. */
   readonly barriers = new Barriers();
@@ -53,6 +63,13 @@ export class Reports {
   readonly owed = new OwedReports();
   /** Report calls under way: call id → the report, its entry and the `master:term` it went to. */
   private readonly sends = new Map<number, { r: Report; to: string; owed: ReturnType<OwedReports['sending']> }>();
+  /**
+   * Barrier reports (`reports`): the `master:term` they go to, the one call
+   * under way there, and those owed since, which go together once it is
+   * answered (docs/protocol.md, `clms.reports`).
+   */
+  private barrierBatch: BarrierBatch | undefined;
+  private readonly batchCalls = new Map<number, { rs: Report[]; to: string; owed: ReturnType<OwedReports['sending']>[] }>();
   private readonly asks = new Map<number, Ask>();
   private readonly askCalls = new Map<number, Ask>();
   /** A member left the barriers' lists: check them once the commit's effects are performed (`afterAdvance`). */
@@ -84,8 +101,30 @@ export class Reports {
     const master = this.p.master();
     if (master === undefined || master === this.p.self) return;
     const to = `${master}:${this.p.term()}`;
+    if (isBarrier(r)) return this.sendBarrier(r, master, to);
     const owed = this.owed.sending(r, to);
     this.sends.set(this.p.call(master, 'report', r, this.p.rpcTimeoutMs), { r, to, owed });
+  }
+
+  /** A barrier report: with the call under way to `to`, or in one of its own when none is. */
+  private sendBarrier(r: Report, master: number, to: string): void {
+    let b = this.barrierBatch;
+    if (b?.to !== to) b = this.barrierBatch = { to, master, call: undefined, queued: [] };
+    if (!b.queued.includes(r)) b.queued.push(r);
+    if (b.call === undefined) this.flushBarriers(b);
+  }
+
+  /** Send what `b` holds that is still owed (at most MAX_REPORTS_PER_CALL; the rest after the answer). */
+  private flushBarriers(b: BarrierBatch): void {
+    const rs: Report[] = [];
+    while (b.queued.length > 0 && rs.length < MAX_REPORTS_PER_CALL) {
+      const r = b.queued.shift()!;
+      if (this.owed.isOwed(r)) rs.push(r);
+    }
+    if (rs.length === 0) return;
+    const owed = rs.map((r) => this.owed.sending(r, b.to));
+    b.call = this.p.call(b.master, 'reports', { reports: rs }, this.p.rpcTimeoutMs);
+    this.batchCalls.set(b.call, { rs, to: b.to, owed });
   }
 
   /** A new master: every report still owed goes to it, and what we know of a master we lost (its evidence for that GoingDown). */
@@ -136,6 +175,18 @@ export class Reports {
 
   /** The answer (or failure) of call `call`; false when it is none of ours. */
   answered(call: number, value: unknown, failed: boolean): boolean {
+    const batch = this.batchCalls.get(call);
+    if (batch) {
+      this.batchCalls.delete(call);
+      const ok = failed ? undefined : (value as { ok?: unknown } | undefined)?.ok;
+      batch.rs.forEach((r, i) => this.owed.answered(r, batch.owed[i], batch.to, Array.isArray(ok) && ok[i] === true));
+      const b = this.barrierBatch;
+      if (b?.call === call) {
+        b.call = undefined;
+        this.flushBarriers(b);
+      }
+      return true;
+    }
     const s = this.sends.get(call);
     if (s) {
       this.sends.delete(call);
@@ -234,6 +285,17 @@ export class Reports {
     });
   }
 
+  /** Barrier reports `rs` from `from` (`clms.reports`): one flag each, as `received` answers them one by one. */
+  receivedBatch(from: number, rs: readonly Report[]): boolean[] {
+    return rs.map((r) => {
+      if (!this.p.isMaster()) return false;
+      if (r.kind === 'nodeup-done' && !this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Down'])) this.barrierDone('nodeup', r.node, r.incarnation, from);
+      else if (r.kind === 'cleanup-done' && !this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Up', 'ComingUp'])) this.barrierDone('cleanup', r.node, r.incarnation, from);
+      else return false;
+      return true;
+    });
+  }
+
   // ---------------------------------------------------------------- master: barriers
 
   /** `from` reported for the barrier of `node` (only that barrier can open now). */
@@ -325,8 +387,15 @@ export class Reports {
     this.asks.clear();
     this.askCalls.clear();
     this.sends.clear();
+    this.batchCalls.clear();
+    this.barrierBatch = undefined;
     if (!restart) return;
     this.barriers.clear();
     this.owed.clear();
   }
+}
+
+/** Barrier reports travel in `reports` calls, several at once. */
+function isBarrier(r: Report): boolean {
+  return r.kind === 'nodeup-done' || r.kind === 'cleanup-done';
 }
