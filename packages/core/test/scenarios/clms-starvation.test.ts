@@ -130,3 +130,52 @@ describe('every node starved (its timers and IO late): local health', () => {
     expect(downs.length).toBeGreaterThan(0);
   });
 });
+
+describe('a starved member (the accused) under a healthy master', () => {
+  // Stalls of 260 ms out of every 300 ms: longer than the 237 ms pause the
+  // `local` timeout tolerates. The first stall of a node that was healthy
+  // until then looks like a failure to a healthy master (nothing told it
+  // otherwise yet); after that, the member's heartbeat answers say how late
+  // its own timers run, and the master gives it as much longer.
+  it('is declared down at most once, at the onset, not again and again', async () => {
+    const s = await starved({}, [2], 260, 300);
+    sim = s.sim;
+    await sim.clock.advance(STARVED_FOR + 1000);
+    expect(downsAfter(sim, 1, s.head).length).toBeLessThanOrEqual(1);
+    expect(allUp(sim, range(3))).toBe(true);
+  });
+
+  it('is declared down again and again without local health (localHealthMax: 0)', async () => {
+    const s = await starved({ localHealthMax: 0 }, [2], 260, 300);
+    sim = s.sim;
+    await sim.clock.advance(STARVED_FOR + 1000);
+    const downs = downsAfter(sim, 1, s.head);
+    expect(downs.length).toBeGreaterThan(5);
+    expect(downs.every((d) => d.startsWith('2: no heartbeat answer'))).toBe(true);
+  });
+});
+
+describe('a starved master under healthy members', () => {
+  // The master stalls 260 ms out of every 300 ms: its heartbeats come late.
+  // Once its own timers tell it so, its heartbeats say how late it runs, and
+  // its members allow it as much longer a silence before they stand for
+  // election: a starved master is slow, not gone.
+  /** Elections seen by node 2 during the starvation, and the downs committed meanwhile. */
+  async function elections(extra: Partial<ClusterNodeOptions> = {}): Promise<{ elections: number; downs: string[] }> {
+    const s = await starved(extra, [1], 260, 300);
+    sim = s.sim;
+    const term = sim.node(2).currentTerm;
+    await sim.clock.advance(STARVED_FOR + 1000);
+    return { elections: sim.node(2).currentTerm - term, downs: downsAfter(sim, 2, s.head) };
+  }
+
+  it('keeps its mastership: no election, no down', async () => {
+    expect(await elections()).toEqual({ elections: 0, downs: [] });
+    expect(sim!.node(2).master).toBe(1);
+  });
+
+  it('is deposed, or declared down, without local health (localHealthMax: 0)', async () => {
+    const off = await elections({ localHealthMax: 0 });
+    expect(off.elections + off.downs.length).toBeGreaterThan(0);
+  });
+});
