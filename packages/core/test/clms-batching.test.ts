@@ -8,33 +8,14 @@
 import { describe, expect, it } from 'vitest';
 import { Core, type Effect } from '../src/clms/protocol/core.js';
 import { History } from '../src/clms/protocol/history.js';
-import type { AppendRequest, NodeState, Transition } from '../src/clms/protocol/messages.js';
+import type { AppendRequest, Transition } from '../src/clms/protocol/messages.js';
 import { type Batched, batchOf, MAX_BATCH } from '../src/clms/protocol/replication.js';
+import { formedHistory, memberCore, stateChange } from './clms-fixtures.js';
 
-const base = (number: number, node: number, from: NodeState, to: NodeState, term = 1): Transition => ({ number, term, kind: 'state', node, incarnation: node * 10, from, to, cause: 'test', time: 0 });
+const base = stateChange;
 
-/** Nodes 1, 2, 3 Up (7 transitions), master 1 in term 1. */
-function formed(): History {
-  const h = new History(1000);
-  let n = 0;
-  for (const node of [1, 2, 3]) {
-    h.append(base(++n, node, 'NeverUp', 'ComingUp'));
-    h.append(base(++n, node, 'ComingUp', 'Up'));
-    if (node === 1) h.append({ ...base(++n, 1, 'Up', 'Up'), kind: 'master' });
-  }
-  return h;
-}
-
-/** Node 2 of that cluster, a member that heard master 1 in term 1. */
-function member(): Core {
-  const c = new Core({ self: 2, candidates: [1, 2, 3], quorum: 'majority', formation: 'majority', failureTimeoutMs: 1000, heartbeatIntervalMs: 100, rpcTimeoutMs: 500, electionStaggerMs: 200, random: { int: () => 0 } }, formed());
-  c.phase = 'member';
-  c.everJoined = true;
-  c.term = 1;
-  c.master = 1;
-  c.quorumOk = true;
-  return c;
-}
+/** Node 2 of the formed cluster, a member that heard master 1 in term 1. */
+const member = (): Core => memberCore(2, formedHistory());
 
 const join = (number: number, node: number, term = 1): Transition => base(number, node, 'NeverUp', 'ComingUp', term);
 
@@ -122,7 +103,7 @@ describe('a master carrying several entries', () => {
 });
 
 describe('batchOf: which queued changes share a round', () => {
-  const history = formed();
+  const history = formedHistory();
   interface P {
     id: number;
     node?: number;
@@ -169,7 +150,7 @@ describe('batchOf: which queued changes share a round', () => {
 describe('a member fetching from a bounded history', () => {
   /** The master's history: `count` transitions kept to `limit`, as its fetch answer carries it. */
   function masterSnapshot(count: number, limit: number) {
-    const h = formed();
+    const h = formedHistory();
     const m = new History(limit);
     m.install(h.snapshot());
     for (let n = 8; n <= count; n++) m.append(join(n, n));

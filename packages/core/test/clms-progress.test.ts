@@ -10,36 +10,24 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Core, type Effect, type Message } from '../src/clms/protocol/core.js';
-import { History } from '../src/clms/protocol/history.js';
-import { type NodeState, type Report, reportsSchema, type Transition } from '../src/clms/protocol/messages.js';
+import type { History } from '../src/clms/protocol/history.js';
+import { type Report, reportsSchema, type Transition } from '../src/clms/protocol/messages.js';
 import { OwedReports } from '../src/clms/protocol/barriers.js';
 import { MemberProgress } from '../src/clms/protocol/replication.js';
+import { formedHistory, memberCore, stateChange } from './clms-fixtures.js';
 
-const t = (number: number, node: number, from: NodeState, to: NodeState): Transition => ({ number, term: 1, kind: 'state', node, incarnation: node * 10, from, to, cause: 'test', time: 0 });
+const t = stateChange;
 
-/** Nodes 1, 2, 3 Up, master 1 in term 1 (#1-#7); then nodes 4, 5, 6 ComingUp (#8-#10) and, with `gone`, 4 GoingDown (#11). */
+/** The formed cluster; then nodes 4, 5, 6 ComingUp (#8-#10) and, with `gone`, 4 GoingDown (#11). */
 function history(gone = false): History {
-  const h = new History(1000);
-  let n = 0;
-  for (const node of [1, 2, 3]) {
-    h.append(t(++n, node, 'NeverUp', 'ComingUp'));
-    h.append(t(++n, node, 'ComingUp', 'Up'));
-    if (node === 1) h.append({ ...t(++n, 1, 'Up', 'Up'), kind: 'master' });
-  }
+  const h = formedHistory();
+  let n = h.last;
   for (const node of [4, 5, 6]) h.append(t(++n, node, 'NeverUp', 'ComingUp'));
   if (gone) h.append(t(++n, 4, 'ComingUp', 'GoingDown'));
   return h;
 }
 
-function core(self: number, h: History): Core {
-  const c = new Core({ self, candidates: [1, 2, 3], quorum: 'majority', formation: 'majority', failureTimeoutMs: 1000, heartbeatIntervalMs: 100, rpcTimeoutMs: 500, electionStaggerMs: 200, random: { int: () => 0 } }, h);
-  c.phase = 'member';
-  c.everJoined = true;
-  c.term = 1;
-  c.master = 1;
-  c.quorumOk = true;
-  return c;
-}
+const core = memberCore;
 
 let clock = 0;
 function step(c: Core, m: Message): Effect[] {
