@@ -73,6 +73,8 @@ export class MemoryLink extends LinkBase {
   private closingLocally = false;
   /** A graceful end that waits until `arrivals` has been consumed. */
   private deferredFinish: LinkCloseInfo | undefined;
+  /** This end's node crashed: the reset went to the peer and nothing more leaves (see `silence`). */
+  private silenced = false;
 
   /** @internal Links are made by the network during the simulated handshake. */
   constructor(init: MemoryLinkInit) {
@@ -94,6 +96,8 @@ export class MemoryLink extends LinkBase {
   }
 
   protected sendFrame(frame: Uint8Array): boolean {
+    // A crashed node sends nothing more, even from what its own links' ends make it do.
+    if (this.silenced) return true;
     this.buffered += this.wire.transmitFrame(this, frame);
     return this.buffered < this.highWaterMark;
   }
@@ -169,10 +173,23 @@ export class MemoryLink extends LinkBase {
     this.finish({ reason: 'reset', error: new LinkResetError(`link ${this.id} killed: ${detail}`) });
   }
 
-  /** @internal This end's node crashed: the peer gets a reset signal, this end resets at once. */
+  /**
+   * @internal This end's node crashed: the peer gets a reset signal, and
+   * nothing this end sends from now on leaves. The node's links are all
+   * silenced before any of them ends (`crash`), so what the node does on
+   * hearing its first links end (a suspicion reported over another one)
+   * goes nowhere, as nothing leaves a killed process.
+   */
+  silence(): void {
+    if (this.state === 'closed' || this.silenced) return;
+    this.wire.transmitSignal(this, 'rst');
+    this.silenced = true;
+  }
+
+  /** @internal This end's node crashed: the peer gets a reset signal (unless `silence` sent it), this end resets at once. */
   crash(): void {
     if (this.state === 'closed') return;
-    this.wire.transmitSignal(this, 'rst');
+    this.silence();
     this.finish({ reason: 'reset', error: new LinkResetError(`link ${this.id} lost: local node crashed`) });
   }
 

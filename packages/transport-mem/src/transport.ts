@@ -287,11 +287,17 @@ export class MemoryTransport implements Transport {
     if (this.phase === 'closed' && this.links.size === 0 && this.attempts.size === 0) return;
     this.phase = 'closed';
     this.listener?.stop();
+    // Every link falls silent first (resets sent), then each ends: the node
+    // reacts to the first ends while others are still open, and nothing it
+    // sends then may leave a crashed process.
+    const links = [...this.links];
+    for (const link of links) link.silence();
+    for (const attempt of [...this.attempts]) attempt.link?.silence();
     for (const attempt of [...this.attempts]) {
       attempt.link?.crash();
       attempt.fail(new TransportClosedError());
     }
-    for (const link of [...this.links]) link.crash();
+    for (const link of links) link.crash();
     this.network.detach(this);
   }
 

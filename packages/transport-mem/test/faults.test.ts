@@ -317,6 +317,30 @@ describe('crash', () => {
     expect(p.in.remote.nodeNum).toBe(2);
   });
 
+  it('sends nothing more once crashed, even what the node does on hearing its first links end', async () => {
+    const { w, p12, p13 } = await triangle();
+    const at2 = record(p12.out);
+    const at3 = record(p13.out);
+    // Node 1's stack reacts to each link's end with a frame on every other
+    // link still open (as CLMS reports a lost link to its master).
+    let tried = 0;
+    for (const end of [p12.in, p13.in]) {
+      end.on('close', () => {
+        for (const other of [p12.in, p13.in]) {
+          if (other.state !== 'open') continue;
+          tried++;
+          other.send(frame(9));
+        }
+      });
+    }
+    w.network.crash('node-1');
+    await w.clock.advance(1000);
+    expect(tried).toBe(1);
+    expect([at2, at3]).toEqual([[], []]);
+    expect((await p12.out.closed).reason).toBe('reset');
+    expect((await p13.out.closed).reason).toBe('reset');
+  });
+
   it('across a partition leaves the peer half-open', async () => {
     const { w, p12 } = await triangle();
     w.network.partition('node-1', 'node-2');
