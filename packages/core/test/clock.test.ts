@@ -70,6 +70,31 @@ describe('VirtualClock', () => {
     expect(clock.nextDue()).toBeUndefined();
   });
 
+  it('keeps cancelled timers bounded (timeouts set far ahead and cancelled), and fires the live ones in order', async () => {
+    const clock = new VirtualClock();
+    const heapSize = (): number => (clock as unknown as { heap: unknown[] }).heap.length;
+    const fired: number[] = [];
+    let peak = 0;
+    // A call's timeout an hour ahead, cancelled when it is answered; every 100th is left to fire.
+    for (let i = 0; i < 50_000; i++) {
+      const t = clock.setTimeout(() => fired.push(i), 3_600_000 + (i % 7));
+      if (i % 100 !== 0) t.cancel();
+      peak = Math.max(peak, heapSize());
+    }
+    expect(clock.pending).toBe(500);
+    expect(peak).toBeLessThan(3_000);
+    // Cancelling a timer that fired already changes nothing.
+    const done = clock.setTimeout(() => fired.push(-1), 0);
+    await clock.advance(0);
+    done.cancel();
+    expect(clock.pending).toBe(500);
+    await clock.advance(3_600_010);
+    expect(clock.pending).toBe(0);
+    const live = Array.from({ length: 500 }, (_, k) => k * 100);
+    const expected = [...live].sort((a, b) => (a % 7) - (b % 7) || a - b);
+    expect(fired).toEqual([-1, ...expected]);
+  });
+
   it('runUntilIdle is bounded for periodic work', async () => {
     const clock = new VirtualClock();
     let ticks = 0;

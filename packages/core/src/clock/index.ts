@@ -107,7 +107,12 @@ interface VirtualTimer {
   seq: number;
   fn: () => void;
   cancelled: boolean;
+  /** Fired already: cancelling it now changes nothing. */
+  fired?: boolean;
 }
+
+/** VirtualClock rebuilds its heap once at least this many cancelled timers are half of it. */
+const COMPACT_AT = 1024;
 
 export interface VirtualClockOptions {
   /** Wall-clock time at virtual time 0. @default 1_767_225_600_000 (2026-01-01T00:00:00Z) */
@@ -122,9 +127,11 @@ export interface VirtualClockOptions {
 export class VirtualClock implements Clock {
   private current = 0;
   private seq = 0;
-  private readonly heap: VirtualTimer[] = [];
+  private heap: VirtualTimer[] = [];
   private readonly startWallTime: number;
   private firedCount = 0;
+  /** Cancelled timers still in the heap (dropped when they reach its top, or all at once when they are most of it). */
+  private cancelledCount = 0;
 
   private readonly moveTo = (t: number): void => {
     this.current = t;
@@ -149,9 +156,7 @@ export class VirtualClock implements Clock {
 
   /** Timers scheduled and not yet fired or cancelled. */
   get pending(): number {
-    let n = 0;
-    for (const t of this.heap) if (!t.cancelled) n++;
-    return n;
+    return this.heap.length - this.cancelledCount;
   }
 
   /** Due time of the next live timer, or undefined when none is pending. */
@@ -165,7 +170,10 @@ export class VirtualClock implements Clock {
     this.push(timer);
     const handle: TimerHandle = {
       cancel: () => {
+        if (timer.cancelled || timer.fired) return;
         timer.cancelled = true;
+        this.cancelledCount++;
+        this.compactIfMostlyCancelled();
       },
       unref: () => handle,
     };
@@ -183,6 +191,7 @@ export class VirtualClock implements Clock {
     if (!timer) return false;
     this.current = Math.max(this.current, timer.at);
     this.firedCount++;
+    timer.fired = true;
     timer.fn();
     return true;
   }
@@ -222,7 +231,25 @@ export class VirtualClock implements Clock {
   }
 
   private dropCancelledTop(): void {
-    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
+    while (this.heap.length > 0 && this.heap[0]!.cancelled) {
+      this.pop();
+      this.cancelledCount--;
+    }
+  }
+
+  /**
+   * Cancelled timers wait in the heap until they reach its top; timers set
+   * far ahead and cancelled (a call's timeout, answered long before) would
+   * pile up for as long. Once they are most of a heap of some size, rebuild
+   * it from the live ones: the heap stays within twice the live timers.
+   * Order is by (at, seq), so the rebuild changes nothing that fires.
+   */
+  private compactIfMostlyCancelled(): void {
+    if (this.cancelledCount < COMPACT_AT || this.cancelledCount * 2 < this.heap.length) return;
+    const live = this.heap.filter((t) => !t.cancelled);
+    this.heap = [];
+    this.cancelledCount = 0;
+    for (const t of live) this.push(t);
   }
 
   private less(a: VirtualTimer, b: VirtualTimer): boolean {
