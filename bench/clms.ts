@@ -540,11 +540,15 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
   const want = (id: string): boolean => !options.only || options.only.some((p) => id.startsWith(p));
   const runner = await buildRunner();
 
+  // Master failovers: 5 and 7, so the median holds against the failovers
+  // that take a lost vote's backoff (about 500 ms at 16 processes with the
+  // local preset, one in four on 2 shared cores, before and after
+  // December 2026's CLMS changes alike: three of them made a median of 519).
   for (const [size, preset, reps, failoverReps, stopReps] of [
-    [3, 'lan', 4, 2, 3],
-    [3, 'local', 4, 2, 3],
-    [16, 'lan', 8, 3, 2],
-    [16, 'local', 8, 3, 2],
+    [3, 'lan', 4, 5, 3],
+    [3, 'local', 4, 5, 3],
+    [16, 'lan', 8, 7, 2],
+    [16, 'local', 8, 7, 2],
   ] as const) {
     if (!want(`kill-${size}p-${preset}`)) continue;
     log(`clms: ${size} processes, ${preset}: SIGKILL of a non-master x${reps}, of the master x${failoverReps}; SIGSTOP x${stopReps}`);
