@@ -171,6 +171,8 @@ export class Core {
   /** Highest term seen (M5) and the term of the last vote given. */
   term = 0;
   votedIn = 0;
+  /** Whom this node voted for in `votedIn`, and when (stickiness to a master in the making: election.ts). */
+  private votedFor: { node: number; at: number } | undefined;
   master: number | undefined;
   /**
    * The appended, not yet committed transitions (consecutive from
@@ -472,6 +474,7 @@ export class Core {
         candidates: this.config.candidates,
         term: this.term,
         votedIn: this.votedIn,
+        votedFor: this.votedFor,
         master: this.master,
         isMaster: this.isMaster,
         quorumOk: this.quorumOk,
@@ -491,6 +494,7 @@ export class Core {
     this.observeTerm(req.term);
     if (!verdict.granted) return { term: this.term, granted: false };
     this.votedIn = req.term;
+    this.votedFor = { node: candidate, at: this.time.now };
     return { term: this.term, granted: true };
   }
 
@@ -554,6 +558,7 @@ export class Core {
       const term = this.term + 1;
       this.term = term;
       this.votedIn = term;
+      this.votedFor = { node: this.config.self, at: this.time.now };
       return this.askVotes('vote', term);
     }
     // The votes are for the term and history we stood with.
