@@ -540,13 +540,14 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
   const want = (id: string): boolean => !options.only || options.only.some((p) => id.startsWith(p));
   const runner = await buildRunner();
 
-  // Master failovers: 5 and 7, so the median holds against the slow ones:
-  // at 16 processes with the local preset on 2 shared cores, 4 of 10
-  // failovers ran two elections (a candidate whose pre-vote was refused
-  // stood again 20 ms later and won the term after the one another
-  // candidate had just won), and about one in four took 250-580 ms, with
-  // the code before December 2026's CLMS changes as with the code after;
-  // a median of 3 once came out at 519 ms.
+  // Master failovers: 5 and 7, so the median holds against a slow one.
+  // At 16 processes with the local preset on 2 shared cores, 4 of 10
+  // failovers used to run two elections (a candidate whose pre-vote was
+  // refused stood again 20 ms later and won the term after the one another
+  // candidate had just won) and about one in four took 250-580 ms; a
+  // median of 3 once came out at 519 ms. Since a vote given counts as a
+  // master heard for other candidates' pre-votes (docs/membership.md, M6),
+  // 0 of 10 did.
   for (const [size, preset, reps, failoverReps, stopReps] of [
     [3, 'lan', 4, 5, 3],
     [3, 'local', 4, 5, 3],
