@@ -923,6 +923,9 @@ export class Core {
       this.setMaster(sender, term);
     }
     this.lastHeardMaster = this.time.now;
+    // The master of the term we voted in is heard: the vote has done its
+    // part (stickiness goes by the master heard from now on, election.ts).
+    if (this.votedFor && term >= this.votedIn) this.votedFor = undefined;
     if ((this.phase === 'member' || this.phase === 'leaving') && !this.quorumOk) {
       this.quorumOk = true;
       this.effects.push({ type: 'quorum', has: true, rule: `heard master ${sender}` });

@@ -59,7 +59,8 @@ export function judgeVote(v: VoterView, candidate: number, req: VoteRequest): Vo
   // A vote just given is a master in the making, heard of as much as a
   // master heard: a pre-vote from any other candidate waits, as it would
   // for that master, until the failure timeout from the vote (the master
-  // elected may still be sending its first append). Without it a candidate
+  // elected may still be sending its first append) or until a master of
+  // that term is heard (core.ts forgets the vote then). Without it a candidate
   // whose pre-vote came too early stood again a moment later and won the
   // next term right after another had won this one: two elections for one
   // failover (4 in 10 at 16 processes on 2 cores, bench/clms.ts).
