@@ -192,8 +192,7 @@ export class MemberProgress {
 
   private forTerm(term: number): void {
     if (term === this.term) return;
+    this.clear();
     this.term = term;
-    this.sent.clear();
-    this.inFlight.clear();
   }
 }

@@ -238,13 +238,8 @@ export class Reports {
       // ComingUp, or not going down, as that incarnation here yet): its
       // barrier does not exist, and would wait for this report for ever.
       case 'nodeup-done':
-        if (this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Down'])) return answer(false);
-        this.barrierDone('nodeup', r.node, r.incarnation, from);
-        return answer(true);
       case 'cleanup-done':
-        if (this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Up', 'ComingUp'])) return answer(false);
-        this.barrierDone('cleanup', r.node, r.incarnation, from);
-        return answer(true);
+        return answer(this.countBarrier(from, r));
       case 'suspect': {
         const d = this.p.detection;
         d.noteUnreachable(r.node, r.incarnation, from);
@@ -287,13 +282,15 @@ export class Reports {
 
   /** Barrier reports `rs` from `from` (`clms.reports`): one flag each, as `received` answers them one by one. */
   receivedBatch(from: number, rs: readonly Report[]): boolean[] {
-    return rs.map((r) => {
-      if (!this.p.isMaster()) return false;
-      if (r.kind === 'nodeup-done' && !this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Down'])) this.barrierDone('nodeup', r.node, r.incarnation, from);
-      else if (r.kind === 'cleanup-done' && !this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Up', 'ComingUp'])) this.barrierDone('cleanup', r.node, r.incarnation, from);
-      else return false;
-      return true;
-    });
+    return rs.map((r) => this.p.isMaster() && this.countBarrier(from, r));
+  }
+
+  /** A barrier report from `from` counted in its barrier: false (to be sent again) when this master has not applied its transition yet, or it is no barrier report. */
+  private countBarrier(from: number, r: Report): boolean {
+    if (r.kind === 'nodeup-done' && !this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Down'])) this.barrierDone('nodeup', r.node, r.incarnation, from);
+    else if (r.kind === 'cleanup-done' && !this.notAppliedYet(r.node, r.incarnation, ['NeverUp', 'Up', 'ComingUp'])) this.barrierDone('cleanup', r.node, r.incarnation, from);
+    else return false;
+    return true;
   }
 
   // ---------------------------------------------------------------- master: barriers
