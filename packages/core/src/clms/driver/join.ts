@@ -71,6 +71,8 @@ export class Joiner {
     let unanswered = 0;
     // A master that queued our join: asked again directly, without probing.
     let queuedAt: number | undefined;
+    // The master found last round did not take our join: ask every address this round.
+    let wide = false;
     // When this incarnation last asked a master to join, and since when no master answers.
     let asked = false;
     let lastFound = began;
@@ -79,8 +81,9 @@ export class Joiner {
     while (joining() && port.ics() === ics) {
       attempts++;
       let wait = timing.joinRetryMs;
-      const master = queuedAt ?? (await findMaster(port));
+      const master = queuedAt ?? (await findMaster(port, attempts, wide));
       queuedAt = undefined;
+      wide = false;
       unanswered = master === undefined && index < 0 ? unanswered + 1 : 0;
       if (unanswered > 1) wait = Math.min(timing.failureTimeoutMs, timing.joinRetryMs * 2 ** Math.min(unanswered - 1, 16));
       if (master !== undefined) lastFound = clock.now();
@@ -97,6 +100,7 @@ export class Joiner {
         const r = await this.tryJoin(master);
         if (r === 'joined') return;
         if (r === 'queued') queuedAt = master;
+        if (r === 'failed') wide = true;
       } else if ((core.history.last > 0 || core.pending !== undefined) && clock.now() - Math.max(began, core.lastHeardMaster) > timing.failureTimeoutMs * 6) {
         // We acknowledged the first transitions of a cluster as a candidate
         // (committed or not), then its master went before we joined, and
