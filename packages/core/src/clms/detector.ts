@@ -35,7 +35,8 @@ export interface NodedownDetector {
   start?(ctx: DetectorContext): void;
   stop?(): void;
   /**
-   * Something was heard from `node` (a heartbeat answer, on the master).
+   * Something was heard from `node` (on the master: an answer to a
+   * heartbeat or to an append, which stands for the next heartbeat).
    * `stretch`: the node's own local-health multiplier as it reported it
    * (above 1 when its timers run late: give it as much longer to answer).
    */
@@ -55,7 +56,7 @@ export interface NodedownDetector {
 
 /**
  * The default detector: a member silent for `timeoutMs` (default: the
- * preset's failure timeout) since its last heartbeat answer is declared
+ * preset's failure timeout) since its last heartbeat (or append) answer is declared
  * down by then, not a verification later: it is suspected a verification
  * window earlier (the RPC timeout, at most half the timeout), and
  * verification waits for its answer until a quarter heartbeat interval

@@ -73,7 +73,11 @@ export function registerServices(port: ServePort, ics: Ics): void {
     pool: { max: Math.max(256, port.maxNodes + 64), queue: 4096, priorityReserve: 64 },
     handlers: {
       vote: (a, ctx) => loop.request({ type: 'vote', id: loop.id(), from: ctx.caller.nodeNum, req: parse(voteSchema, a) }),
-      append: (a, ctx) => loop.request({ type: 'append', id: loop.id(), from: ctx.caller.nodeNum, req: parse(appendSchema, a) }),
+      append: (a, ctx) => {
+        const r = loop.request({ type: 'append', id: loop.id(), from: ctx.caller.nodeNum, req: parse(appendSchema, a) }) as object;
+        // `health`, as in a heartbeat's answer: the master counts this answer as the heartbeat's.
+        return { ...r, health: port.health.multiplier };
+      },
       commit: (a, ctx) => {
         loop.step({ type: 'commit', from: ctx.caller.nodeNum, req: parse(heartbeatSchema, a) });
         return null;

@@ -207,6 +207,12 @@ export class Core {
   private nextElectionAt = 0;
   /** The heartbeats out: whom, as the master of which term, sent when. */
   private readonly heartbeats = new Map<number, { node: number; term: number; sentAt: number }>();
+  /**
+   * Members that answered an append since the last heartbeat round, with
+   * the term and send time of the latest such append: that answer stands
+   * for the next heartbeat (heartbeatAll). Emptied every round.
+   */
+  private readonly appendAnswers = new Map<number, { term: number; sentAt: number }>();
 
   private effects: Effect[] = [];
   private nextCall = 1;
@@ -777,20 +783,35 @@ export class Core {
     this.planElection(now);
   }
 
-  /** Heartbeat every member but ourselves; the detector is asked next. */
+  /**
+   * Heartbeat every member but ourselves; the detector is asked next. A
+   * member that answered an append sent within the last interval, in this
+   * term, is not heartbeaten: the answer told what a heartbeat's would (it
+   * is alive, its health, how far it holds the history; the lease counted
+   * it), and the append carried the commit and our own health. A join
+   * storm's appends thus replace its heartbeats instead of doubling them.
+   */
   private heartbeatAll(now: number): void {
     const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.config.self);
     const term = this.term;
-    // Our own lateness, told only when there is some (members then wait as much longer for us).
-    const multiplier = (this.config.health ?? NEVER_LATE).score + 1;
-    const health = multiplier > 1 ? { health: multiplier } : {};
+    const health = this.ownHealth();
+    const since = now - this.config.heartbeatIntervalMs;
     for (const n of members) {
+      const answered = this.appendAnswers.get(n);
+      if (answered && answered.term === term && answered.sentAt > since) continue;
       const call = this.call(n, 'heartbeat', { term, history: this.history.id, commit: this.history.last, ...health }, { timeoutMs: this.config.failureTimeoutMs });
       this.heartbeats.set(call, { node: n, term, sentAt: now });
     }
+    this.appendAnswers.clear();
     // Members not heard of before get a whole timeout from now.
     this.lease.expect(members, now);
     this.effects.push({ type: 'check-detector', members });
+  }
+
+  /** Our own lateness, for heartbeats and appends, told only when there is some (members then wait as much longer for us). */
+  private ownHealth(): { health?: number } {
+    const multiplier = (this.config.health ?? NEVER_LATE).score + 1;
+    return multiplier > 1 ? { health: multiplier } : {};
   }
 
   /**
@@ -866,13 +887,14 @@ export class Core {
     chain.sentAt = this.time.now;
     const h = this.history;
     const first = chain.batch[0]!;
-    const args = { term: chain.term, history: h.id ?? (first.number === 1 ? historyIdOf(first) : null), commit: h.last, entries: chain.entries };
+    // Our lateness, as a heartbeat tells it: the append stands for the member's next heartbeat.
+    const args = { term: chain.term, history: h.id ?? (first.number === 1 ? historyIdOf(first) : null), commit: h.last, entries: chain.entries, ...this.ownHealth() };
     this.appends.set(this.call(chain.to, 'append', args), chain);
     this.progress.sending(chain.term, chain.to, chain.entries.at(-1)?.number ?? 0);
   }
 
   private appendAnswered(chain: AppendChain, value: unknown): void {
-    const r = value as { term: number; ok: boolean; last: number } | undefined;
+    const r = value as { term: number; ok: boolean; last: number; health?: number } | undefined;
     this.progress.ended(chain.term, chain.to, r === undefined || r.term > this.term ? 'failed' : r.ok ? 'ok' : { holds: r.last });
     if (r === undefined) return this.appendDone(chain, false);
     if (r.term > this.term) {
@@ -880,6 +902,10 @@ export class Core {
       return this.appendDone(chain, false);
     }
     this.lease.ack(chain.to, chain.sentAt);
+    // Heard, as a heartbeat's answer would tell (heartbeatAll skips the member's next heartbeat).
+    this.effects.push({ type: 'heard-alive', node: chain.to, health: r.health });
+    const before = this.appendAnswers.get(chain.to);
+    if (!before || before.term !== chain.term || before.sentAt < chain.sentAt) this.appendAnswers.set(chain.to, { term: chain.term, sentAt: chain.sentAt });
     if (r.ok) return this.appendDone(chain, true);
     // The member misses transitions: send them first, from history.
     chain.entries = missing(this.history, r.last, chain.batch);
@@ -938,6 +964,7 @@ export class Core {
     const founding = a.commit === 0 && first?.number === 1 && a.history === historyIdOf(first);
     const refuse = (): { term: number; ok: boolean; last: number } => ({ term: this.term, ok: false, last: this.history.last });
     if (!this.acceptMaster(from, a.term, a.history, founding)) return refuse();
+    this.masterHealth = Math.min(MAX_MASTER_HEALTH, a.health ?? 1);
     // The commit it carries covers what this master appended before (its last commit message may never come).
     this.commitHeld(a.commit, a.term);
     let sent = 0;

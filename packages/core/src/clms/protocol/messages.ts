@@ -132,6 +132,8 @@ export const appendSchema = z.strictObject({
   history: historyIdSchema,
   commit: z.number().int().min(0),
   entries: z.array(transitionSchema).max(100_000),
+  /** The master's local-health multiplier, as in `heartbeat` (an append stands for the member's next heartbeat). */
+  health: z.number().int().min(2).max(1_000).optional(),
 });
 export type AppendRequest = z.infer<typeof appendSchema>;
 
