@@ -6,7 +6,8 @@
  * (`MemberProgress`), so a round's append carries what a member was not
  * sent yet and a heartbeat finding it behind appends only when no append
  * to it is under way (test/scripted/heartbeat-waits-for-append.txt shows
- * that one step by step).
+ * that one step by step). An append also stands for the member's next
+ * heartbeat, and carries what that heartbeat would (the master's health).
  */
 import { describe, expect, it } from 'vitest';
 import { Core, type Effect, type Message } from '../src/clms/protocol/core.js';
@@ -169,5 +170,25 @@ describe('ready reports', () => {
     expect([...owed.due('2:7')]).toEqual([ready]);
     owed.forget(ready);
     expect([...owed.due('2:7')]).toEqual([]);
+  });
+});
+
+describe('an append stands for the next heartbeat (heartbeatAll)', () => {
+  // The master skips the heartbeat of a member that answered an append sent
+  // within the last interval (test/scripted/heartbeat-skipped-after-append.txt),
+  // so the append tells the member what that heartbeat would have: the
+  // master's own lateness, which stretches the member's patience.
+  const silentFor = (health: number | undefined): Effect[] => {
+    const m = core(2, formedHistory());
+    clock = 10_000;
+    step(m, { type: 'append', id: 1, from: 1, req: { term: 1, history: m.history.id, commit: 7, entries: [], ...(health !== undefined ? { health } : {}) } });
+    clock += 2_500; // two and a half failure timeouts of silence
+    return step(m, { type: 'interval' });
+  };
+  const lostQuorum = (effects: Effect[]): boolean => effects.some((e) => e.type === 'quorum' && !e.has);
+
+  it("a member allows a master that said it runs 4 times late 4 failure timeouts of silence, as after that master's heartbeat", () => {
+    expect(lostQuorum(silentFor(4))).toBe(false);
+    expect(lostQuorum(silentFor(undefined))).toBe(true);
   });
 });
