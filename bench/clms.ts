@@ -16,7 +16,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { ClusterNode, presets, silentLogger, type Timing, VirtualClock } from '../packages/core/src/index.js';
+import { ClusterNode, presets, silentLogger, type Timing, VirtualClock, type VoterRule } from '../packages/core/src/index.js';
 import { ProcCluster } from '../packages/core/test/process/cluster.js';
 import { createMemoryNetwork, memory, type MemoryNetwork } from '../packages/transport-mem/src/index.js';
 import { bundleLikePublished, median } from './common.js';
@@ -348,7 +348,7 @@ async function procFormation(runner: { file: string; execArgv: string[] }, size:
  * all `size` Up, names the same master and has the same history head.
  * `timing` overrides the preset's timers (see the call).
  */
-async function memFormation(size: number, preset: Preset, timeoutMs: number, timing: Partial<Timing> = {}): Promise<{ ms: number | null; up: number; head: number; msgs: number; lagMs: number }> {
+async function memFormation(size: number, preset: Preset, timeoutMs: number, timing: Partial<Timing> = {}, voters: VoterRule = 'members'): Promise<{ ms: number | null; up: number; head: number; msgs: number; lagMs: number }> {
   // Nothing here compares runs by trace hash: no hashing, no kept entries.
   const network = createMemoryNetwork({ seed: 1, traceHash: false, traceLimit: 0 });
   const candidates = [1, 2, 3].filter((n) => n <= size);
@@ -363,6 +363,7 @@ async function memFormation(size: number, preset: Preset, timeoutMs: number, tim
         seeds: candidates.filter((m) => m !== n).map((m) => `node-${m}`),
         preset,
         timing,
+        voters,
         logger: silentLogger,
       }),
     );
@@ -483,7 +484,7 @@ async function framesPerTransition(size: number, cycles: number, wallLimitMs: nu
 // ------------------------------------------------------------------ the suite
 
 /** The parts of the suite, by id (`--clms=<id prefix>,...` runs those only). */
-export const CLMS_PARTS = ['kill-3p-lan', 'kill-3p-local', 'kill-16p-lan', 'kill-16p-local', 'keyservice-lan', 'keyservice-local', 'formation-32p', 'formation-256', 'frames-3', 'frames-16', 'frames-256', 'starvation', 'master-kill-3p-lan', 'master-kill-16p-lan'] as const;
+export const CLMS_PARTS = ['kill-3p-lan', 'kill-3p-local', 'kill-16p-lan', 'kill-16p-local', 'keyservice-lan', 'keyservice-local', 'formation-32p', 'formation-256', 'formation-256-candidates', 'frames-3', 'frames-16', 'frames-256', 'starvation', 'master-kill-3p-lan', 'master-kill-16p-lan'] as const;
 
 /**
  * Starvation (issue 16, fault 6): 3 processes, `local`, for `minutes` while
@@ -645,6 +646,21 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
         (m256.ms === null ? `not formed within ${limit / 1000} s: every node sees at least ${m256.up} Up, highest head ${m256.head}` : `${r1(m256.ms)} ms, head ${m256.head}`) +
         `, ${m256.msgs} frames sent; longest event-loop stall ${Math.round(m256.lagMs)} ms; memory network without trace hash`,
     );
+    log(`  ${notes.at(-1)}`);
+  }
+
+  if (want('formation-256-candidates')) {
+    // The same formation with voters: 'candidates' (docs/membership.md, "Voters"): the
+    // Ups of non-candidates change no voter, so several go in one append round.
+    const timing = { failureTimeoutMs: presets.lan.failureTimeoutMs, rpcTimeoutMs: presets.lan.rpcTimeoutMs };
+    const limit = 90_000;
+    log(`clms: formation of 256 in-process nodes with voters 'candidates' (local timers, lan timeouts, real clock), baseline the same with every member voting`);
+    const members = await memFormation(256, 'local', limit, timing);
+    const cands = await memFormation(256, 'local', limit, timing, 'candidates');
+    rows.push(row('formation-256-mem-local-voters-candidates', 'ms', cands.ms, members.ms ?? 1));
+    rows.push(row('formation-256-mem-local-voters-candidates-up', 'nodes', cands.up, 256, 'higher'));
+    const said = (m: typeof cands): string => (m.ms === null ? `not formed within ${limit / 1000} s (every node sees at least ${m.up} Up)` : `${r1(m.ms)} ms, head ${m.head}, ${m.msgs} frames`);
+    notes.push(`formation of 256 with voters 'candidates' (transport-mem, local timers, lan timeouts, real clock, back to back): ${said(cands)}; every member voting: ${said(members)}`);
     log(`  ${notes.at(-1)}`);
   }
 

@@ -167,6 +167,7 @@ export {
   type NodeEvent,
   type NodeState,
   type QuorumPolicy,
+  type VoterRule,
   type Subsystem,
   type Timing,
   type Transition,

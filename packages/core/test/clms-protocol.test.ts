@@ -8,7 +8,8 @@ import { Barriers, OwedReports } from '../src/clms/protocol/barriers.js';
 import { History, historyIdOf } from '../src/clms/protocol/history.js';
 import { Lease } from '../src/clms/protocol/lease.js';
 import type { MemberInfo, NodeState, Report, Transition } from '../src/clms/protocol/messages.js';
-import { hasQuorum } from '../src/clms/protocol/quorum.js';
+import { hasQuorum, isVoter, votersOf } from '../src/clms/protocol/quorum.js';
+import { changesVoters } from '../src/clms/protocol/replication.js';
 import { UnreachableReports, Verification } from '../src/clms/protocol/verification.js';
 
 let number = 0;
@@ -120,6 +121,29 @@ describe('quorum', () => {
     expect(hasQuorum({ tieBreaker: 2 }, new Set([3, 4]), four)).toBe(false);
     expect(hasQuorum({ tieBreaker: 2 }, new Set([1, 3, 4]), four)).toBe(true);
     expect(hasQuorum({ tieBreaker: 9 }, new Set([1, 9]), [1, 2])).toBe(false);
+  });
+
+  it("voters: every Up member, or (voters 'candidates') the Up candidates; every candidate while none of them is Up", () => {
+    expect(votersOf([1, 2, 4, 5], [1, 2, 3], 'members')).toEqual([1, 2, 4, 5]);
+    expect(votersOf([1, 2, 4, 5], [1, 2, 3], 'candidates')).toEqual([1, 2]);
+    expect(votersOf([4, 5], [1, 2, 3], 'candidates')).toEqual([1, 2, 3]);
+    expect(votersOf([], [1, 2, 3], 'members')).toEqual([1, 2, 3]);
+    expect([isVoter('members', [1, 2, 3], 7), isVoter('candidates', [1, 2, 3], 7), isVoter('candidates', [1, 2, 3], 2)]).toEqual([true, false, true]);
+  });
+
+  it("an Up of a node that does not vote changes no voter (batching goes on past it); a candidate's Up or down does", () => {
+    number = 0;
+    const h = new History(100);
+    for (const node of [1, 2, 3]) {
+      h.append(tr(node, 'NeverUp', 'ComingUp'));
+      h.append(tr(node, 'ComingUp', 'Up'));
+    }
+    h.append(tr(7, 'NeverUp', 'ComingUp'));
+    const up7 = { ...tr(7, 'ComingUp', 'Up'), number: h.last + 1 };
+    const down2 = { ...tr(2, 'Up', 'GoingDown'), number: h.last + 1 };
+    const candidatesVote = (n: number): boolean => isVoter('candidates', [1, 2, 3], n);
+    expect([changesVoters(h, up7), changesVoters(h, up7, candidatesVote)]).toEqual([true, false]);
+    expect([changesVoters(h, down2), changesVoters(h, down2, candidatesVote)]).toEqual([true, true]);
   });
 });
 

@@ -1,5 +1,5 @@
 /**
- * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload dlm|registry] [--canary NAME] [--history-limit N] [--json] [--stop]
+ * npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload dlm|registry] [--canary NAME] [--history-limit N] [--voters members|candidates] [--json] [--stop]
  * npm run sim -- --check-hashes [--seeds N] [--workers W] | --record-hashes [--workers W]
  *
  * Runs seeds S, S+1, … S+N-1 (S defaults to 1; --seed S alone runs that one
@@ -36,11 +36,12 @@ const OPTIONS = {
   'record-hashes': { type: 'boolean', default: false },
   workers: { type: 'string' },
   'history-limit': { type: 'string' },
+  voters: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
 const USAGE = [
-  `usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--history-limit N] [--workers W] [--json] [--stop] [--verbose]`,
+  `usage: npm run sim -- --seeds N [--seed S] [--nodes K] [--profile ci|full|huge] [--workload ${WORKLOADS.join('|')}] [--canary NAME] [--history-limit N] [--voters members|candidates] [--workers W] [--json] [--stop] [--verbose]`,
   '       npm run sim -- --seed S [--nodes K] ...          one seed, its trace and violations',
   '       npm run sim -- --check-hashes [--seeds N] [--workers W] | --record-hashes [--workers W]',
 ].join('\n');
@@ -79,7 +80,8 @@ const single = values.seed !== undefined && values.seeds === undefined;
 const profile = values.profile as Profile;
 const workload = values.workload;
 const historyLimit = values['history-limit'] !== undefined ? Number(values['history-limit']) : undefined;
-if ((historyLimit !== undefined && (!Number.isInteger(historyLimit) || historyLimit < 16)) || !Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || !PROFILES.includes(profile) || (workload !== undefined && !isWorkloadName(workload))) {
+const voters = values.voters;
+if ((voters !== undefined && voters !== 'members' && voters !== 'candidates') || (historyLimit !== undefined && (!Number.isInteger(historyLimit) || historyLimit < 16)) || !Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(from) || !Number.isInteger(count) || count < 1 || !PROFILES.includes(profile) || (workload !== undefined && !isWorkloadName(workload))) {
   console.error(USAGE);
   process.exit(2);
 }
@@ -109,6 +111,7 @@ const summary = await runSeeds({
   ...(values.canary ? { canary: values.canary as CanaryName | WorkloadCanary } : {}),
   ...(workload !== undefined && isWorkloadName(workload) ? { workload } : {}),
   ...(historyLimit !== undefined ? { historyLimit } : {}),
+  ...(voters === 'members' || voters === 'candidates' ? { voters } : {}),
   stopOnFailure: values.stop,
   onResult: (r) => {
     done++;
@@ -128,6 +131,8 @@ const line = {
   nodes,
   profile,
   ...(workload !== undefined ? { workload } : {}),
+  ...(historyLimit !== undefined ? { historyLimit } : {}),
+  ...(voters !== undefined ? { voters } : {}),
   violations: summary.failed.length,
   failedSeeds: summary.failed.map((r) => ({ seed: r.seed, invariant: r.violation!.invariant })),
   realSeconds: +(summary.realMs / 1000).toFixed(1),

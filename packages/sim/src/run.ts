@@ -1,4 +1,5 @@
 /** Run a range of seeds and summarise: violations, seeds/s, simulated-to-real ratio, events/s. */
+import type { VoterRule } from '@clusterinfra/core';
 import type { CanaryName } from '@clusterinfra/core/testing';
 import { type Profile, runSeed, type SimResult } from './sim.js';
 import type { WorkloadCanary, WorkloadName } from './workloads/index.js';
@@ -28,6 +29,8 @@ export async function runSeeds(options: {
   workload?: WorkloadName;
   /** Every node's historyLimit (SimOptions.historyLimit). */
   historyLimit?: number;
+  /** Every node's voters rule (SimOptions.voters). */
+  voters?: VoterRule;
   /** Stop at the first failing seed. */
   stopOnFailure?: boolean;
   onResult?: (r: SimResult) => void;
@@ -39,7 +42,7 @@ export async function runSeeds(options: {
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   for (let seed = options.from; seed < options.from + options.count; seed++) {
-    const r = await runSeed({ seed, nodes: options.nodes, ...(options.profile ? { profile: options.profile } : {}), ...(options.canary ? { canary: options.canary } : {}), ...(options.workload ? { workload: options.workload } : {}), ...(options.historyLimit !== undefined ? { historyLimit: options.historyLimit } : {}) });
+    const r = await runSeed({ seed, nodes: options.nodes, ...(options.profile ? { profile: options.profile } : {}), ...(options.canary ? { canary: options.canary } : {}), ...(options.workload ? { workload: options.workload } : {}), ...(options.historyLimit !== undefined ? { historyLimit: options.historyLimit } : {}), ...(options.voters ? { voters: options.voters } : {}) });
     seeds++;
     simMs += r.simMs;
     events += r.events;

@@ -23,6 +23,7 @@ import {
   type Logger,
   type LogFn,
   sleep,
+  type VoterRule,
 } from '@clusterinfra/core';
 import { type CanaryName, canaries } from '@clusterinfra/core/testing';
 import { createMemoryNetwork, type LinkFaults, memory, type MemoryNetwork } from '@clusterinfra/transport-mem';
@@ -65,6 +66,8 @@ export interface SimOptions {
    * @default 1,000,000 (every transition kept); the huge profile: HUGE.historyLimit
    */
   historyLimit?: number;
+  /** Every node's `voters` (ClusterNodeOptions.voters). @default 'members' */
+  voters?: VoterRule;
   /** Run a service workload on every node, with its invariants (workloads/). */
   workload?: WorkloadName;
   /** Lines of trace kept for the report. @default 40 */
@@ -164,8 +167,8 @@ const ACTIONS: Action[] = ['crash', 'pause', 'partition', 'linkFaults', 'spike',
 const TIMING = presets.lan;
 const APP = { channel: 'default', subservice: 77 } as const;
 
-export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: string | undefined; workload?: WorkloadName | undefined; historyLimit?: number | undefined }): string {
-  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' || o.profile === 'huge' ? ` --profile ${o.profile}` : ''}${o.workload ? ` --workload ${o.workload}` : ''}${o.canary ? ` --canary ${o.canary}` : ''}${o.historyLimit !== undefined ? ` --history-limit ${o.historyLimit}` : ''}`;
+export function replayCommand(o: { seed: number; nodes: number; profile?: Profile; canary?: string | undefined; workload?: WorkloadName | undefined; historyLimit?: number | undefined; voters?: VoterRule | undefined }): string {
+  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodes}${o.profile === 'ci' || o.profile === 'huge' ? ` --profile ${o.profile}` : ''}${o.workload ? ` --workload ${o.workload}` : ''}${o.canary ? ` --canary ${o.canary}` : ''}${o.historyLimit !== undefined ? ` --history-limit ${o.historyLimit}` : ''}${o.voters ? ` --voters ${o.voters}` : ''}`;
 }
 
 export class World {
@@ -199,6 +202,8 @@ export class World {
     private readonly profile: Profile = 'full',
     /** Every node's historyLimit when set (SimOptions.historyLimit). */
     private readonly historyLimit?: number,
+    /** Every node's voters rule when set (SimOptions.voters). */
+    private readonly voters?: VoterRule,
   ) {
     this.rng = new SeededRandom(`sim/${seed}`);
     const params = this.rng.fork('params');
@@ -302,6 +307,7 @@ export class World {
       // was the bulk of one process's heap, growing with the square of the
       // size, where a deployment holds one copy per process.
       historyLimit: this.historyLimit ?? (this.profile === 'huge' ? HUGE.historyLimit : 1_000_000),
+      ...(this.voters ? { voters: this.voters } : {}),
     });
     this.keyServices.register(node);
     s.starts++;
@@ -920,7 +926,7 @@ export class World {
       generations: this.checker.generations,
       tail,
       milestones: this.milestones,
-      replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary, workload: workload?.name, historyLimit: this.historyLimit }),
+      replay: replayCommand({ seed: this.seed, nodes: this.size, profile, canary, workload: workload?.name, historyLimit: this.historyLimit, voters: this.voters }),
     };
   }
 
@@ -945,7 +951,7 @@ export async function runSeed(options: SimOptions): Promise<SimResult> {
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    const world = new World(options.seed, options.nodes, options.tail ?? 40, workload ? bothHooks(workload.hooks, options.hooks) : options.hooks, profile, options.historyLimit);
+    const world = new World(options.seed, options.nodes, options.tail ?? 40, workload ? bothHooks(workload.hooks, options.hooks) : options.hooks, profile, options.historyLimit, options.voters);
     await world.run(profile);
     await workload?.close();
     return world.result(profile, options.canary, performance.now() - t0, workload);

@@ -6,7 +6,7 @@ import type { IcsOptions } from '../ics/options.js';
 import type { Logger } from '../logging/index.js';
 import type { RandomSource } from '../random/index.js';
 import type { NodedownDetector } from './detector.js';
-import type { QuorumPolicy } from './protocol/quorum.js';
+import type { QuorumPolicy, VoterRule } from './protocol/quorum.js';
 
 /** Timers of the membership protocol. */
 export interface Timing {
@@ -32,7 +32,7 @@ export const presets = {
   local: { heartbeatIntervalMs: 50, failureTimeoutMs: 300, rpcTimeoutMs: 150, electionStaggerMs: 40, joinRetryMs: 50 },
 } as const satisfies Record<string, Timing>;
 
-export { hasQuorum, type QuorumPolicy } from './protocol/quorum.js';
+export { hasQuorum, type QuorumPolicy, type VoterRule } from './protocol/quorum.js';
 
 /**
  * A source of seed addresses besides the static list: DNS, a service
@@ -69,6 +69,16 @@ export interface ClusterNodeOptions {
   preset?: keyof typeof presets;
   timing?: Partial<Timing>;
   quorum?: QuorumPolicy;
+  /**
+   * Who votes in elections and acknowledges commits: `members` (default),
+   * every Up member; `candidates`, only the Up candidates (the others still
+   * receive every transition). With `candidates` an Up of a non-candidate
+   * changes no voter, so a join storm's Ups go several to an append round
+   * and a cluster of hundreds forms far faster; but the cluster decides
+   * only while a quorum of the candidates is up and reachable. Every node
+   * of a cluster must use the same value. @default 'members'
+   */
+  voters?: VoterRule;
   /**
    * Who must agree to found a cluster (no history anywhere yet):
    * `all-candidates` (default) is safe when nodes restart with no memory;
@@ -152,6 +162,7 @@ export const clusterNodeOptionsSchema = z
     preset: z.enum(['lan', 'local']).default('lan'),
     timing: timingSchema.partial().default({}),
     quorum: quorumSchema.default('majority'),
+    voters: z.enum(['members', 'candidates']).default('members'),
     formation: z.enum(['all-candidates', 'majority']).default('all-candidates'),
     allow: z.strictObject({ nodes: z.array(z.number().int().min(1)).optional(), addresses: z.array(z.string()).optional() }).optional(),
     admit: z.custom<NonNullable<ClusterNodeOptions['admit']>>((v) => typeof v === 'function').optional(),

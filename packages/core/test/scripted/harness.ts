@@ -206,6 +206,7 @@ export class Cluster {
           self: n,
           candidates: this.candidates,
           quorum: this.quorum,
+          voters: opts.get('voters') === 'candidates' ? 'candidates' : 'members',
           formation: opts.get('formation') === 'all-candidates' ? 'all-candidates' : 'majority',
           failureTimeoutMs: 1000,
           heartbeatIntervalMs: 100,

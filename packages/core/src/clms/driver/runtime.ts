@@ -104,6 +104,7 @@ export class NodeRuntime {
         self: this.nodeNum,
         candidates: this.candidates,
         quorum: this.opts.quorum,
+        voters: this.opts.voters,
         formation: this.opts.formation,
         failureTimeoutMs: this.timing.failureTimeoutMs,
         heartbeatIntervalMs: this.timing.heartbeatIntervalMs,

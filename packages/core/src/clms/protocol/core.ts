@@ -21,7 +21,7 @@ import { Election, judgeVote } from './election.js';
 import { History, historyIdOf } from './history.js';
 import type { AppendRequest, HeartbeatRequest, HistorySnapshot, MemberInfo, NodeState, Transition, VoteRequest } from './messages.js';
 import { parseMessage, snapshotSchema, transitionSchema } from './messages.js';
-import { hasQuorum, type QuorumPolicy } from './quorum.js';
+import { hasQuorum, isVoter, type QuorumPolicy, type VoterRule, votersOf } from './quorum.js';
 import { Lease } from './lease.js';
 import { standingRank } from './failover.js';
 import { APPEND_ROUNDS, type AppendChain, batchOf, MemberProgress, missing, Replication, sameEntry } from './replication.js';
@@ -40,6 +40,8 @@ export interface CoreConfig {
   self: number;
   candidates: readonly number[];
   quorum: QuorumPolicy;
+  /** Who votes and acknowledges (quorum.ts `votersOf`): every Up member (default) or the Up candidates only. */
+  voters?: VoterRule;
   formation: 'all-candidates' | 'majority';
   failureTimeoutMs: number;
   heartbeatIntervalMs: number;
@@ -450,8 +452,7 @@ export class Core {
 
   /** Voters: the Up members (the candidates before any history exists). */
   voters(): number[] {
-    const up = this.history.nodesIn('Up');
-    return up.length > 0 ? up : [...this.config.candidates];
+    return votersOf(this.history.nodesIn('Up'), this.config.candidates, this.config.voters ?? 'members');
   }
 
   /** The history this node is in, or is acknowledging the first transition of; null when neither. */
@@ -631,7 +632,7 @@ export class Core {
       const batch = [{ proposal: p.id, t: first }];
       // The founding entries go one by one: their voters are the candidates.
       if (p.node !== undefined && this.history.last > 0) {
-        batchOf(batch, this.proposals, this.history, (q, number) => this.build(q, number));
+        batchOf(batch, this.proposals, this.history, (q, number) => this.build(q, number), (node) => isVoter(this.config.voters ?? 'members', this.config.candidates, node));
       }
       // In our own log while it replicates: deposed before it commits, we
       // still count it when we stand again, and carry it if elected. Entries

@@ -73,9 +73,9 @@ export class Replication {
   }
 }
 
-/** Whether `t` adds a voter (an Up member) or takes one away, applied to `history`. */
-export function changesVoters(history: History, t: Transition): boolean {
-  return t.kind === 'state' && (history.stateOf(t.node) === 'Up') !== (t.to === 'Up');
+/** Whether `t` adds a voter (an Up member that `votes`) or takes one away, applied to `history`. */
+export function changesVoters(history: History, t: Transition, votes: (node: number) => boolean = () => true): boolean {
+  return t.kind === 'state' && votes(t.node) && (history.stateOf(t.node) === 'Up') !== (t.to === 'Up');
 }
 
 /**
@@ -83,7 +83,8 @@ export function changesVoters(history: History, t: Transition): boolean {
  * behind it, in order: while each is a change of its own node (`node`), of
  * a node no earlier entry of the round touches (its build reads the
  * history, which does not hold the earlier ones yet), and no earlier entry
- * changes the voters, up to MAX_BATCH entries. `build` makes the entry of
+ * changes the voters (`votes`: whether a node votes once Up; every node
+ * when absent), up to MAX_BATCH entries. `build` makes the entry of
  * a proposal at a number, or settles it (undefined) when it no longer
  * applies.
  */
@@ -92,9 +93,10 @@ export function batchOf<P extends { id: number; node?: number | undefined }>(
   queue: P[],
   history: History,
   build: (p: P, number: number) => Transition | undefined,
+  votes?: (node: number) => boolean,
 ): void {
   const nodes = new Set(batch.map((b) => b.t.node));
-  while (batch.length < MAX_BATCH && !changesVoters(history, batch.at(-1)!.t)) {
+  while (batch.length < MAX_BATCH && !changesVoters(history, batch.at(-1)!.t, votes)) {
     const next = queue[0];
     if (next?.node === undefined || nodes.has(next.node)) return;
     queue.shift();
