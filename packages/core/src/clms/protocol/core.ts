@@ -210,11 +210,16 @@ export class Core {
   /** The heartbeats out: whom, as the master of which term, sent when. */
   private readonly heartbeats = new Map<number, { node: number; term: number; sentAt: number }>();
   /**
-   * Members that answered an append since the last heartbeat round, with
-   * the term and send time of the latest such append: that answer stands
-   * for the next heartbeat (heartbeatAll). Emptied every round.
+   * When the master last asked each member something whose answer tells
+   * the detector it is alive (an append or a heartbeat), and in what term.
+   * A member is heartbeaten one interval after that, not at every
+   * interval (heartbeatAll, heartbeatDeferred). Pruned to the members.
    */
-  private readonly appendAnswers = new Map<number, { term: number; sentAt: number }>();
+  private readonly lastAsked = new Map<number, { term: number; at: number }>();
+  /** Members whose heartbeat waits for one interval after they were last asked. */
+  private readonly deferred = new Set<number>();
+  /** When the wake-up for deferred heartbeats is due (one is armed when it is in the future). */
+  private deferredWakeAt = Number.NEGATIVE_INFINITY;
 
   private effects: Effect[] = [];
   private nextCall = 1;
@@ -734,6 +739,7 @@ export class Core {
   private onTick(): void {
     const r = this.replication;
     if (r?.wakeAt !== undefined && this.time.now >= r.wakeAt) this.replicationRound();
+    if (this.isMaster && this.deferred.size > 0) this.heartbeatDeferred(this.time.now);
     this.detection.tick();
     this.reports.tick();
   }
@@ -786,27 +792,66 @@ export class Core {
 
   /**
    * Heartbeat every member but ourselves; the detector is asked next. A
-   * member that answered an append sent within the last interval, in this
-   * term, is not heartbeaten: the answer told what a heartbeat's would (it
-   * is alive, its health, how far it holds the history; the lease counted
-   * it), and the append carried the commit and our own health. A join
-   * storm's appends thus replace its heartbeats instead of doubling them.
+   * member asked something within the last interval (an append, in a join
+   * storm) is heartbeaten only one interval after that (heartbeatDeferred),
+   * if nothing else was asked of it meanwhile: an append's answer tells
+   * what a heartbeat's would (it is alive, its health, how far it holds the
+   * history; the lease counts it), and the append carries the commit and
+   * our own health. So a member is still asked something at least every
+   * interval, as with a heartbeat at every interval (what the detector's
+   * timing and the pause a member may take rest on), and a join storm's
+   * appends replace its heartbeats instead of doubling them.
    */
   private heartbeatAll(now: number): void {
     const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.config.self);
     const term = this.term;
     const health = this.ownHealth();
-    const since = now - this.config.heartbeatIntervalMs;
+    this.deferred.clear();
     for (const n of members) {
-      const answered = this.appendAnswers.get(n);
-      if (answered && answered.term === term && answered.sentAt > since) continue;
-      const call = this.call(n, 'heartbeat', { term, history: this.history.id, commit: this.history.last, ...health }, { timeoutMs: this.config.failureTimeoutMs });
-      this.heartbeats.set(call, { node: n, term, sentAt: now });
+      if (this.askedWithin(n, now)) this.deferred.add(n);
+      else this.heartbeat(n, term, now, health);
     }
-    this.appendAnswers.clear();
+    if (this.lastAsked.size > members.length) {
+      const keep = new Set(members);
+      for (const n of this.lastAsked.keys()) if (!keep.has(n)) this.lastAsked.delete(n);
+    }
+    this.armDeferred(now);
     // Members not heard of before get a whole timeout from now.
     this.lease.expect(members, now);
     this.effects.push({ type: 'check-detector', members });
+  }
+
+  /** The deferred heartbeats now due: each member not asked anything for an interval. */
+  private heartbeatDeferred(now: number): void {
+    const health = this.ownHealth();
+    for (const n of [...this.deferred]) {
+      if (this.askedWithin(n, now)) continue;
+      this.deferred.delete(n);
+      const state = this.history.stateOf(n);
+      if (state === 'Up' || state === 'ComingUp' || state === 'ShuttingDown') this.heartbeat(n, this.term, now, health);
+    }
+    this.armDeferred(now);
+  }
+
+  /** Whether `n` was asked something in this term less than an interval before `now`. */
+  private askedWithin(n: number, now: number): boolean {
+    const asked = this.lastAsked.get(n);
+    return asked !== undefined && asked.term === this.term && asked.at > now - this.config.heartbeatIntervalMs;
+  }
+
+  private heartbeat(n: number, term: number, now: number, health: { health?: number }): void {
+    const call = this.call(n, 'heartbeat', { term, history: this.history.id, commit: this.history.last, ...health }, { timeoutMs: this.config.failureTimeoutMs });
+    this.heartbeats.set(call, { node: n, term, sentAt: now });
+    this.lastAsked.set(n, { term, at: now });
+  }
+
+  /** Wake up when the first deferred heartbeat is due (unless a wake-up at or before it is armed already). */
+  private armDeferred(now: number): void {
+    let next = Number.POSITIVE_INFINITY;
+    for (const n of this.deferred) next = Math.min(next, (this.lastAsked.get(n)?.at ?? now) + this.config.heartbeatIntervalMs);
+    if (next === Number.POSITIVE_INFINITY || (this.deferredWakeAt > now && this.deferredWakeAt <= next)) return;
+    this.deferredWakeAt = next;
+    this.effects.push({ type: 'wake', at: next });
   }
 
   /** Our own lateness, for heartbeats and appends, told only when there is some (members then wait as much longer for us). */
@@ -891,6 +936,7 @@ export class Core {
     // Our lateness, as a heartbeat tells it: the append stands for the member's next heartbeat.
     const args = { term: chain.term, history: h.id ?? (first.number === 1 ? historyIdOf(first) : null), commit: h.last, entries: chain.entries, ...this.ownHealth() };
     this.appends.set(this.call(chain.to, 'append', args), chain);
+    this.lastAsked.set(chain.to, { term: chain.term, at: chain.sentAt });
     this.progress.sending(chain.term, chain.to, chain.entries.at(-1)?.number ?? 0);
   }
 
@@ -903,10 +949,8 @@ export class Core {
       return this.appendDone(chain, false);
     }
     this.lease.ack(chain.to, chain.sentAt);
-    // Heard, as a heartbeat's answer would tell (heartbeatAll skips the member's next heartbeat).
+    // Heard, as a heartbeat's answer would tell (the append stood for the member's next heartbeat).
     this.effects.push({ type: 'heard-alive', node: chain.to, health: r.health });
-    const before = this.appendAnswers.get(chain.to);
-    if (!before || before.term !== chain.term || before.sentAt < chain.sentAt) this.appendAnswers.set(chain.to, { term: chain.term, sentAt: chain.sentAt });
     if (r.ok) return this.appendDone(chain, true);
     // The member misses transitions: send them first, from history.
     chain.entries = missing(this.history, r.last, chain.batch);
