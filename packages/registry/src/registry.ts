@@ -103,6 +103,12 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private waiting = 0;
   private syncing: Promise<void> | undefined;
   private syncAgain = false;
+  /**
+   * The last sync failed (its answer did not come in time). The sequencer
+   * subscribed this replica when it answered, so `status` says subscribed
+   * while the snapshot never arrived: the check loop syncs again.
+   */
+  private syncFailed = false;
   private checking = false;
   private resetCount = 0;
   /** Set on eviction to the evicted incarnation: the new one's first snapshot from its current sequencer installs whatever its numbers. */
@@ -464,12 +470,15 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
           this.installed(this.sequencer.snapshot());
           continue;
         }
+        // Failed until a snapshot is installed (a call that timed out, a malformed answer).
+        this.syncFailed = true;
         const bytes = await this.node.callKeyService(this.keyService, 'sync', null, { timeoutMs: this.opts.pushTimeoutMs * 2 });
         if (this.phase === 'closed') return;
         const snap = decodeSnapshot(bytes, this.opts.maxDepth);
         const host = this.node.keyService(this.keyService)?.host;
         if (host !== undefined) this.yieldTo(host, snap.epoch, false, snap.seq);
         this.installed(snap);
+        this.syncFailed = false;
       } while (this.syncAgain && this.phase !== 'closed');
     };
     this.syncing = detached(run).finally(() => (this.syncing = undefined));
@@ -491,7 +500,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     }
     const info = this.node.keyService(this.keyService);
     if (!info?.ready) return;
-    if (!this.replica.installed || this.replica.epoch < info.epoch) {
+    if (!this.replica.installed || this.replica.epoch < info.epoch || this.syncFailed) {
       void this.resync();
       return;
     }

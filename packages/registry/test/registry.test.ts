@@ -57,6 +57,27 @@ describe('replication', () => {
   });
 });
 
+describe('a sync that failed', () => {
+  it('a replica whose sync answer came too late (the sequencer subscribed it all the same) syncs again once the link is back, with no write left to push', async () => {
+    c = regCluster(3, { options: { pushTimeoutMs: 20, checkIntervalMs: 200 } });
+    await c.until(() => allReady(c!, range(3)), 30_000, 'registries started');
+    const host = hostOf(c, 1);
+    const slow = range(3).find((n) => n !== host)!;
+    // Slow both ways: the pushes to `slow` time out (it is dropped and told to resync), and so do its syncs (40 ms).
+    const link = (faults: { latencyMs: number } | null): void => {
+      c!.network.setLinkFaults(`node-${host}`, `node-${slow}`, faults);
+      c!.network.setLinkFaults(`node-${slow}`, `node-${host}`, faults);
+    };
+    link({ latencyMs: 60 });
+    for (let i = 0; i < 5; i++) await c.settle(c.reg(host).put(`k${i}`, i));
+    await c.clock.advance(1_000);
+    expect(c.reg(slow).revision).toBeLessThan(c.reg(host).revision);
+    link(null);
+    // No write comes any more: only the replica's check loop can bring it up to date.
+    await c.until(() => converged(c!, range(3)), 10_000, 'the slow replica caught up');
+  });
+});
+
 describe('compare-and-set and delete', () => {
   it('a put with expectVersion applies only at that version; a conflict says what the sequencer has', async () => {
     c = regCluster(3);
