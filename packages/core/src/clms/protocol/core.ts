@@ -455,9 +455,13 @@ export class Core {
     if (this.isMaster) this.stepDown('lost quorum');
   }
 
-  /** Voters: the Up members (the candidates before any history exists). */
+  /** Voters: the Up members, or only the Up candidates with `voters: 'candidates'` (every candidate while none of them is Up). */
   voters(): number[] {
-    return votersOf(this.history.nodesIn('Up'), this.config.candidates, this.config.voters ?? 'members');
+    return votersOf(this.history.nodesIn('Up'), this.config.candidates, this.voterRule);
+  }
+
+  private get voterRule(): VoterRule {
+    return this.config.voters ?? 'members';
   }
 
   /** The history this node is in, or is acknowledging the first transition of; null when neither. */
@@ -637,7 +641,7 @@ export class Core {
       const batch = [{ proposal: p.id, t: first }];
       // The founding entries go one by one: their voters are the candidates.
       if (p.node !== undefined && this.history.last > 0) {
-        batchOf(batch, this.proposals, this.history, (q, number) => this.build(q, number), (node) => isVoter(this.config.voters ?? 'members', this.config.candidates, node));
+        batchOf(batch, this.proposals, this.history, (q, number) => this.build(q, number), (node) => isVoter(this.voterRule, this.config.candidates, node));
       }
       // In our own log while it replicates: deposed before it commits, we
       // still count it when we stand again, and carry it if elected. Entries
