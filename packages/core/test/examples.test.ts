@@ -9,6 +9,7 @@ import { main as helloRpc } from '../../../examples/hello-rpc/main.js';
 import { main as keyServiceFailover } from '../../../examples/key-service-failover.js';
 import { main as ledger } from '../../../examples/ledger/main.js';
 import { main as singleNode } from '../../../examples/single-node.js';
+import { main as largeCluster } from '../../../examples/large-cluster.js';
 import { main as membershipWatch } from '../../../examples/membership-watch.js';
 import { main as registryExample } from '../../../examples/registry.js';
 import { main as runLevelsExample } from '../../../examples/runlevels.js';
@@ -181,4 +182,15 @@ it('runlevels: the cluster moves through phases as a whole; a late joiner counts
   expect(r.draining).toEqual({ 1: 'draining', 2: 'draining', 3: 'draining', 4: 'draining' });
   expect(r.node4).toEqual(['enter starting', 'enter serving', 'enter draining', 'leave draining', 'leave serving', 'leave starting']);
   expect(lines.at(-1)).toContain('all nodes closed');
+}, 60_000);
+
+it("large-cluster: 24 nodes form with every member voting and with voters 'candidates'; losing two of three candidates stops only the latter (transport-mem)", async () => {
+  const lines: string[] = [];
+  const [members, candidates] = await largeCluster(24, 'memory', (l) => lines.push(l));
+  expect([members!.voters, candidates!.voters]).toEqual(['members', 'candidates']);
+  expect(members!.frames).toBeGreaterThan(0);
+  expect(candidates!.frames).toBeGreaterThan(0);
+  expect(members!.decidedAfterLosingTwoCandidates).toBe(true);
+  expect(candidates!.decidedAfterLosingTwoCandidates).toBe(false);
+  expect(lines.filter((l) => l.startsWith('voters:'))).toHaveLength(2);
 }, 60_000);
