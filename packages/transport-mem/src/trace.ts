@@ -63,8 +63,8 @@ export interface TraceEntry {
 const INLINE_CONTENT = 256;
 /** Hand the batched hash input over once it is this long. */
 const FLUSH_AT = 64 * 1024;
-/** Room for one entry's fixed part: a tag byte, a flags byte, four float64s, three string references. */
-const ENTRY_ROOM = 2 + 4 * 8 + 3 * 5;
+/** Room for one entry's fixed part: an event byte, a flags byte, four float64s, three string references, the content's length. */
+const ENTRY_ROOM = 2 + 4 * 8 + 3 * 5 + 4;
 /** Strings (addresses, mostly) given a number on first sight; past this many, the rest are written out in full each time. */
 const MAX_INTERNED = 4096;
 

@@ -61,6 +61,18 @@ describe('Trace hash', () => {
     expect(ab).toBe(digestOf([[0, deliver()], [1, deliver()], [2, deliver({ from: 'node-2', to: 'node-1' })]]));
   });
 
+  it('an entry with every field and the largest inline content fits wherever the batch stands (up to its flush size)', () => {
+    // Every offset an entry can start at just below the flush size is reached by some first entry's padding.
+    const e: TraceInput = { event: 'deliver', from: 'a', to: 'b', link: 1, frame: 1, size: 256, detail: 'd' };
+    const full = new Uint8Array(256).fill(1);
+    for (let pad = 0; pad < 320; pad++) {
+      const t = new Trace(0);
+      t.record(0, e, new Uint8Array(pad));
+      for (let i = 0; i < 260; i++) t.record(i, e, full);
+      expect(t.digest()).toMatch(/^[0-9a-f]{64}$/);
+    }
+  });
+
   it('hashes large contents whole, batches across its flush size, and keeps its string table bounded', () => {
     const big = (fill: number) => new Uint8Array(100_000).fill(7).map((x, i) => (i === 99_999 ? fill : x));
     expect(digestOf([[0, deliver(), big(1)]])).not.toBe(digestOf([[0, deliver(), big(2)]]));
