@@ -179,6 +179,12 @@ export class Cluster {
       }
       case 'inject':
         return this.inject(args[0]!, args[1]!, args.slice(2));
+      case 'owe': {
+        // `owe N nodeup-done|cleanup-done M`: node N ran its callbacks for node M (what the driver steps then).
+        const about = Number(args[2]);
+        this.step(this.node(args[0]), { type: 'owe', report: { kind: args[1] as 'nodeup-done' | 'cleanup-done', node: about, incarnation: this.node(String(about)).incarnation } });
+        return 'ok';
+      }
       case 'stabilize':
         return this.stabilize(out);
       case 'status':
@@ -536,7 +542,7 @@ export class Cluster {
       case 'master-silent':
         return 'master silent';
       case 'respond':
-        return `respond to ${this.asked.get(e.id)?.from ?? '?'} ${e.error ? `error ${e.error.kind}` : JSON.stringify(e.value)}`;
+        return `respond to ${this.asked.get(e.id)?.from ?? '?'} ${e.error ? `error ${e.error.kind}` : JSON.stringify(e.value, describeValue)}`;
       case 'ready-report':
         return `ready ${e.keyService}@${e.epoch} from ${e.from}`;
     }
@@ -551,7 +557,7 @@ function describe(t: Transition): string {
 function describeArgs(method: string, a: unknown): string {
   const r = a as Record<string, unknown>;
   if (method === 'vote') return `term=${r.term} last=${r.lastNumber}@${r.lastTerm}${r.pre ? ' pre' : ''}${r.bootstrap ? ' bootstrap' : ''}`;
-  if (method === 'append') return `term=${r.term} commit=${r.commit} entries=${(r.entries as Transition[]).map((t) => t.number).join(',') || 'none'}`;
+  if (method === 'append') return `term=${r.term} commit=${r.commit} entries=${(r.entries as Transition[]).map((t) => t.number).join(',') || 'none'}${r.reports ? ' reports' : ''}`;
   if (method === 'fetch') return `after=${r.after}`;
   if (method === 'alive') return '';
   if (method === 'probe') return `node=${r.node} timeoutMs=${r.timeoutMs}`;
@@ -560,7 +566,13 @@ function describeArgs(method: string, a: unknown): string {
   return `term=${r.term} commit=${r.commit}`;
 }
 
+/** JSON of an answer: transitions by number, reports as `kind:node`. */
+function describeValue(key: string, v: unknown): unknown {
+  if (!Array.isArray(v) || v.length === 0 || typeof v[0] !== 'object') return v;
+  return key === 'reports' ? (v as Report[]).map((r) => `${r.kind}:${r.node}`) : (v as Transition[]).map((t) => t.number);
+}
+
 function describePacket(p: Packet): string {
-  if (p.kind === 'answer') return `answer #${p.call} ${JSON.stringify(p.value, (_k, v: unknown) => (Array.isArray(v) && v.length > 0 && typeof v[0] === 'object' ? (v as Transition[]).map((t) => t.number) : v))}`;
+  if (p.kind === 'answer') return `answer #${p.call} ${JSON.stringify(p.value, describeValue)}`;
   return `${p.method}${p.kind === 'call' ? ` #${p.call}` : ''} ${describeArgs(p.method, p.args)}`;
 }

@@ -63,6 +63,25 @@ export class EffectLoop {
     return value;
   }
 
+  /**
+   * Step a request the core may answer later: its reply when given within
+   * the step, else a promise of what `respond` gives (a learner's append
+   * answer held for its barrier reports, protocol/reports.ts).
+   */
+  requestOrLater(message: Message & { id: number }): unknown {
+    let resolveLater!: (value: unknown) => void;
+    const later = new Promise<unknown>((resolve) => {
+      resolveLater = resolve;
+    });
+    this.waiters.set(message.id, { resolve: resolveLater });
+    this.step(message);
+    if (!this.replies.has(message.id)) return later;
+    this.waiters.delete(message.id);
+    const value = this.replies.get(message.id);
+    this.replies.delete(message.id);
+    return value;
+  }
+
   /** A fresh id for a request, a proposal or a campaign whose end `resolve` (or `reject`) hears. */
   expect(resolve: (value: unknown) => void, reject?: (err: Error) => void): number {
     const id = this.nextId++;

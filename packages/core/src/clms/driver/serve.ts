@@ -74,9 +74,10 @@ export function registerServices(port: ServePort, ics: Ics): void {
     handlers: {
       vote: (a, ctx) => loop.request({ type: 'vote', id: loop.id(), from: ctx.caller.nodeNum, req: parse(voteSchema, a) }),
       append: (a, ctx) => {
-        const r = loop.request({ type: 'append', id: loop.id(), from: ctx.caller.nodeNum, req: parse(appendSchema, a) }) as object;
+        const r = loop.requestOrLater({ type: 'append', id: loop.id(), from: ctx.caller.nodeNum, req: parse(appendSchema, a) }) as object | Promise<object>;
         // `health`, as in a heartbeat's answer: the master counts this answer as the heartbeat's.
-        return { ...r, health: port.health.multiplier };
+        const withHealth = (v: object): object => ({ ...v, health: port.health.multiplier });
+        return r instanceof Promise ? r.then(withHealth) : withHealth(r);
       },
       commit: (a, ctx) => {
         loop.step({ type: 'commit', from: ctx.caller.nodeNum, req: parse(heartbeatSchema, a) });

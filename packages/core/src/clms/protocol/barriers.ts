@@ -175,6 +175,12 @@ export class OwedReports {
     if ((!ok || r.kind === 'keyservice-ready') && o?.sentTo === to) this.mark(o, undefined);
   }
 
+  /** `r`, marked sent to `to` without an answer to tell (it went in an append's answer), is due again. */
+  resend(r: Report, to: string): void {
+    const o = this.owed.get(reportKey(r));
+    if (o?.report === r && o.sentTo === to) this.mark(o, undefined);
+  }
+
   /**
    * Barrier and ready reports not yet sent to or acknowledged by `to`
    * (`master:term`), oldest first, at most `max`: the tick sends these. The

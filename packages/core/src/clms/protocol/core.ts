@@ -27,6 +27,7 @@ import { standingRank } from './failover.js';
 import { APPEND_ROUNDS, type AppendChain, batchOf, MemberProgress, missing, Replication, sameEntry } from './replication.js';
 import { Detection, type DetectionEffect, type HealthView, NEVER_LATE } from './detection.js';
 import { type ReportEffect, Reports } from './reports.js';
+import { reportKey } from './barriers.js';
 import type { Report } from './messages.js';
 
 /** The most a master's reported lateness stretches its members' patience (as the master caps theirs). */
@@ -232,7 +233,7 @@ export class Core {
   private readonly progress = new MemberProgress();
   private election: { id: number; e: Election; history: History } | undefined;
   /** A commit the members still have to hear of: the next round's appends carry it, or commit messages when none follows. */
-  private commitOwed: { number: number; term: number } | undefined;
+  private commitOwed: { number: number; term: number; heard?: ReadonlySet<number> } | undefined;
   private fetching: number | undefined;
   private time: Time = { now: 0, wall: 0 };
   /** The nodedown path (detection.ts) and reports and barriers (reports.ts). */
@@ -360,8 +361,14 @@ export class Core {
         return this.stood(input.refused);
       case 'vote':
         return this.reply(input.id, this.onVote(input.from, input.req));
-      case 'append':
-        return this.reply(input.id, this.onAppend(input.from, input.req));
+      case 'append': {
+        const had = this.history.last;
+        const answer = this.onAppend(input.from, input.req);
+        // Committed entries sent to a learner: answered with the barrier reports they make it owe, or at the deadline.
+        const deadline = this.time.now + Math.min(this.config.heartbeatIntervalMs, this.config.rpcTimeoutMs / 2);
+        if (input.req.reports && answer.ok && this.reports.holdAnswer(input.id, answer, this.reportsOwedFor(had), deadline)) return;
+        return this.reply(input.id, answer);
+      }
       case 'commit':
         if (this.acceptMaster(input.from, input.req.term, input.req.history)) this.commitUpTo(input.req.commit, input.req.term);
         return;
@@ -686,7 +693,7 @@ export class Core {
     r.wakeAt = undefined;
     if (!this.stillMasterOf(r.term)) return this.finish(false);
     if (r.committed) return this.finish(true);
-    const targets = r.targets(this.history, this.config.self);
+    const targets = r.targets(this.history, this.config.self, this.learnersHearCommitted);
     r.left = targets.length;
     r.open = true;
     if (targets.length === 0) return this.roundEnded();
@@ -697,6 +704,35 @@ export class Core {
   private entriesFor(n: number, r: Replication): Transition[] {
     const sent = this.progress.sentUpTo(r.term, n);
     return sent === undefined || sent >= r.entries[0]!.number - 1 ? [...r.entries] : missing(this.history, sent, r.entries);
+  }
+
+  /**
+   * `voters: 'candidates'`: the members that vote on nothing are sent the
+   * entries only once committed, and answer with their barrier reports
+   * (docs/protocol.md, "Reports in the append's answer"). With every
+   * member voting, every member is sent them as they are appended.
+   */
+  private get learnersHearCommitted(): boolean {
+    return this.voterRule === 'candidates';
+  }
+
+  /**
+   * The barrier reports (keys) the entries applied after `had` make this
+   * member owe: nodeup for each joiner still ComingUp, cleanup for each
+   * node still going down or leaving (a member catching up from far
+   * behind owes nothing for barriers long closed).
+   */
+  private reportsOwedFor(had: number): string[] {
+    const keys: string[] = [];
+    for (let n = had + 1; n <= this.history.last; n++) {
+      const t = this.history.get(n);
+      if (t?.kind !== 'state' || t.node === this.config.self) continue;
+      const m = this.history.member(t.node);
+      if (m?.incarnation !== t.incarnation || m.state !== t.to) continue;
+      const kind = t.to === 'ComingUp' ? 'nodeup-done' : t.to === 'GoingDown' || t.to === 'ShuttingDown' ? 'cleanup-done' : undefined;
+      if (kind) keys.push(reportKey({ kind, node: t.node, incarnation: t.incarnation }));
+    }
+    return keys;
   }
 
   private stillMasterOf(term: number): boolean {
@@ -727,9 +763,12 @@ export class Core {
     const r = this.replication!;
     this.replication = undefined;
     if (ok && this.stillMasterOf(r.term)) {
+      const learners = this.learnersHearCommitted ? r.learnersOf(this.history, this.config.self) : [];
       for (const t of r.entries) this.applyEntry(t);
-      // The members hear of it with the next round's appends, or by commit messages when none follows (pump).
-      this.commitOwed = { number: r.t.number, term: r.term };
+      // Learners get the entries now, committed (docs/protocol.md, "Reports in the append's answer").
+      for (const n of learners) this.sendAppend({ to: n, batch: r.entries, term: r.term, round: 0, entries: this.entriesFor(n, r), sentAt: 0, replication: undefined, withReports: true });
+      // The other members hear of it with the next round's appends, or by commit messages when none follows (pump).
+      this.commitOwed = { number: r.t.number, term: r.term, heard: new Set(learners) };
       for (const b of r.batch) this.effects.push({ type: 'settle', id: b.proposal, t: b.t });
       // The next proposal is built once the driver performed this commit's effects.
       this.advancing = true;
@@ -776,6 +815,7 @@ export class Core {
     if (this.phase !== 'member') return;
     // Owed reports are resent until the master acknowledges them (a new
     // master, or a new term, gets them again: its barriers are rebuilt).
+    this.reports.expireCarried();
     for (const r of this.reports.owed.due(`${this.master}:${this.term}`, REPORTS_PER_TICK)) this.part(() => this.reports.send(r));
     const health = this.config.health ?? NEVER_LATE;
     const patience = this.config.failureTimeoutMs * Math.max(health.score + 1, this.masterHealth);
@@ -938,14 +978,21 @@ export class Core {
     const h = this.history;
     const first = chain.batch[0]!;
     // Our lateness, as a heartbeat tells it: the append stands for the member's next heartbeat.
-    const args = { term: chain.term, history: h.id ?? (first.number === 1 ? historyIdOf(first) : null), commit: h.last, entries: chain.entries, ...this.ownHealth() };
+    const args = {
+      term: chain.term,
+      history: h.id ?? (first.number === 1 ? historyIdOf(first) : null),
+      commit: h.last,
+      entries: chain.entries,
+      ...this.ownHealth(),
+      ...(chain.withReports ? { reports: true } : {}),
+    };
     this.appends.set(this.call(chain.to, 'append', args), chain);
     this.lastAsked.set(chain.to, { term: chain.term, at: chain.sentAt });
     this.progress.sending(chain.term, chain.to, chain.entries.at(-1)?.number ?? 0);
   }
 
   private appendAnswered(chain: AppendChain, value: unknown): void {
-    const r = value as { term: number; ok: boolean; last: number; health?: number } | undefined;
+    const r = value as { term: number; ok: boolean; last: number; health?: number; reports?: unknown } | undefined;
     this.progress.ended(chain.term, chain.to, r === undefined || r.term > this.term ? 'failed' : r.ok ? 'ok' : { holds: r.last });
     if (r === undefined) return this.appendDone(chain, false);
     if (r.term > this.term) {
@@ -955,7 +1002,11 @@ export class Core {
     this.lease.ack(chain.to, chain.sentAt);
     // Heard, as a heartbeat's answer would tell (the append stood for the member's next heartbeat).
     this.effects.push({ type: 'heard-alive', node: chain.to, health: r.health });
-    if (r.ok) return this.appendDone(chain, true);
+    if (r.ok) {
+      // A learner's barrier reports, carried in its answer (counted as a `reports` call's are).
+      if (r.reports !== undefined) this.reports.receivedCarried(chain.to, r.reports);
+      return this.appendDone(chain, true);
+    }
     // The member misses transitions: send them first, from history.
     chain.entries = missing(this.history, r.last, chain.batch);
     if (++chain.round >= APPEND_ROUNDS) return this.appendDone(chain, false);
@@ -966,9 +1017,9 @@ export class Core {
     if (chain.replication && chain.replication === this.replication) this.appendEnded(chain.replication, chain.to, ok);
   }
 
-  private sendCommit(c: { number: number; term: number }, to: readonly number[]): void {
+  private sendCommit(c: { number: number; term: number; heard?: ReadonlySet<number> }, to: readonly number[]): void {
     for (const n of to) {
-      if (n === this.config.self) continue;
+      if (n === this.config.self || c.heard?.has(n)) continue;
       this.effects.push({ type: 'send', to: n, method: 'commit', args: { term: c.term, history: this.history.id, commit: c.number } });
     }
   }

@@ -134,6 +134,13 @@ export const appendSchema = z.strictObject({
   entries: z.array(transitionSchema).max(100_000),
   /** The master's local-health multiplier, as in `heartbeat` (an append stands for the member's next heartbeat). */
   health: z.number().int().min(2).max(1_000).optional(),
+  /**
+   * The entries are committed and sent to a member that votes on none
+   * (`voters: 'candidates'`): it answers once it owes the barrier reports
+   * they make it owe, carrying them (bounded wait; docs/protocol.md,
+   * "Reports in the append's answer").
+   */
+  reports: z.literal(true).optional(),
 });
 export type AppendRequest = z.infer<typeof appendSchema>;
 
@@ -196,6 +203,9 @@ export const reportsSchema = z.strictObject({
     .min(1)
     .max(MAX_REPORTS_PER_CALL),
 });
+
+/** The barrier reports a learner's append answer carries (`reports`), checked as a `reports` call's are. */
+export const appendAnswerReportsSchema = reportsSchema.shape.reports;
 
 /** `fetch`: committed transitions after `after` (or a snapshot when they are no longer held). */
 export const fetchSchema = z.strictObject({ after: z.number().int().min(0) });

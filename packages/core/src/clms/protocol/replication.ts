@@ -66,10 +66,26 @@ export class Replication {
     return hasQuorum(this.quorum, this.acks, this.voters);
   }
 
-  /** Members to append to in the next round: every member and voter that has not acknowledged. */
-  targets(history: History, self: number): number[] {
-    const all = new Set([...history.nodesIn('Up', 'ComingUp', 'ShuttingDown'), ...this.voters]);
+  /**
+   * Members to append to in the next round: every member and voter that
+   * has not acknowledged; only the voters when `learners` hear the entries
+   * once committed (`learnersOf`).
+   */
+  targets(history: History, self: number, learners: boolean): number[] {
+    const all = learners ? new Set(this.voters) : new Set([...history.nodesIn('Up', 'ComingUp', 'ShuttingDown'), ...this.voters]);
     return [...all].filter((n) => n !== self && !this.acks.has(n));
+  }
+
+  /**
+   * The members that vote on none of these entries (`voters: 'candidates'`):
+   * they are sent them only once committed, in an append whose answer
+   * carries the barrier reports they make the member owe (docs/protocol.md,
+   * "Reports in the append's answer"). Read before the entries are applied:
+   * the members the round would have appended to.
+   */
+  learnersOf(history: History, self: number): number[] {
+    const voters = new Set(this.voters);
+    return history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== self && !voters.has(n));
   }
 }
 
@@ -123,6 +139,8 @@ export interface AppendChain {
   sentAt: number;
   /** The replication it answers for (a member found behind by a heartbeat has none). */
   replication: Replication | undefined;
+  /** Committed entries sent to a learner: it answers with the barrier reports they make it owe. */
+  withReports?: boolean;
 }
 
 /**

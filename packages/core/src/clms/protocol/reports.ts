@@ -17,9 +17,9 @@
  */
 import type { CoreView, Detection } from './detection.js';
 import type { History } from './history.js';
-import { MAX_REPORTS_PER_CALL, type MemberInfo, type Report, type Transition } from './messages.js';
+import { appendAnswerReportsSchema, MAX_REPORTS_PER_CALL, type MemberInfo, type Report, type Transition } from './messages.js';
 import { lostMasterReport } from './failover.js';
-import { type Barrier, type BarrierKind, Barriers, OwedReports } from './barriers.js';
+import { type Barrier, type BarrierKind, Barriers, OwedReports, reportKey } from './barriers.js';
 
 /** The effects reports queue (part of the core's `Effect`). */
 export type ReportEffect =
@@ -44,6 +44,23 @@ interface Ask {
   report: Report;
   deadline: number;
   wakeAt?: number;
+}
+
+/**
+ * An answer to a master's append of committed entries (`reports: true`)
+ * that this member holds back for the barrier reports those entries make
+ * it owe (docs/protocol.md, "Reports in the append's answer"): given
+ * when none is still `expected`, at `deadline`, or when anything else
+ * comes first (another append, a new master, a restart).
+ */
+interface HeldAnswer {
+  readonly id: number;
+  readonly value: object;
+  /** The `master:term` it answers. */
+  readonly to: string;
+  readonly expected: Set<string>;
+  readonly carried: Report[];
+  readonly deadline: number;
 }
 
 /** Barrier reports on their way to one master (`to`: `master:term`). */
@@ -74,6 +91,14 @@ export class Reports {
   private readonly askCalls = new Map<number, Ask>();
   /** A member left the barriers' lists: check them once the commit's effects are performed (`afterAdvance`). */
   private recheck = false;
+  /** The append answer held for reports (at most one: another append gives it). */
+  private heldAnswer: HeldAnswer | undefined;
+  /**
+   * Reports that went in an append's answer, and when: no answer says the
+   * master got them, so one the history does not show done an interval
+   * later goes again (`expireCarried`). Bounded by the reports owed.
+   */
+  private readonly carried = new Map<string, { r: Report; to: string; at: number }>();
 
   constructor(private readonly p: ReportsPort) {}
 
@@ -93,7 +118,60 @@ export class Reports {
       if (r.kind === 'cleanup-done') this.barrierDone('cleanup', r.node, r.incarnation, this.p.self);
       return;
     }
+    if (this.carry(r)) return;
     this.send(r);
+  }
+
+  // ---------------------------------------------------------------- member: reports in an append's answer
+
+  /**
+   * Hold the answer `value` to append `id` until this member owes the
+   * reports `expected` (keys, see `reportKey`), at most until `deadline`;
+   * false (answer now) when nothing is expected. An answer held before is
+   * given first.
+   */
+  holdAnswer(id: number, value: object, expected: readonly string[], deadline: number): boolean {
+    this.giveAnswer();
+    const master = this.p.master();
+    if (expected.length === 0 || master === undefined || master === this.p.self) return false;
+    this.heldAnswer = { id, value, to: `${master}:${this.p.term()}`, expected: new Set(expected), carried: [], deadline };
+    this.p.wake(deadline);
+    return true;
+  }
+
+  /** A barrier report owed to the master whose append answer is held: it goes in that answer (given once none is expected any more). */
+  private carry(r: Report): boolean {
+    const h = this.heldAnswer;
+    if (!h || !isBarrier(r) || h.to !== `${this.p.master()}:${this.p.term()}`) return false;
+    const key = reportKey(r);
+    h.carried.push(r);
+    this.owed.sending(r, h.to);
+    this.carried.set(key, { r, to: h.to, at: this.p.now() });
+    h.expected.delete(key);
+    if (h.expected.size === 0) this.giveAnswer();
+    return true;
+  }
+
+  /** Give the held answer, with the reports it carries. */
+  giveAnswer(): void {
+    const h = this.heldAnswer;
+    if (!h) return;
+    this.heldAnswer = undefined;
+    this.p.effect({ type: 'respond', id: h.id, value: h.carried.length > 0 ? { ...h.value, reports: h.carried } : h.value });
+  }
+
+  /**
+   * Reports carried in an answer an interval ago that the history does not
+   * show done yet: the answer may never have arrived (no answer to it says
+   * so), so they go again with the next resends (`owed.due`).
+   */
+  expireCarried(): void {
+    const before = this.p.now() - this.p.heartbeatIntervalMs;
+    for (const [key, c] of this.carried) {
+      if (c.at > before) continue;
+      this.carried.delete(key);
+      this.owed.resend(c.r, c.to);
+    }
   }
 
   /** Send `r` to the current master (none, or this node: nothing to send). */
@@ -129,6 +207,7 @@ export class Reports {
 
   /** A new master: every report still owed goes to it, and what we know of a master we lost (its evidence for that GoingDown). */
   newMaster(master: number): void {
+    this.giveAnswer();
     for (const r of this.owed.reports()) this.send(r);
     const lost = lostMasterReport(this.p.detection.lostMaster, master);
     if (lost) {
@@ -209,6 +288,7 @@ export class Reports {
   /** A wake-up: requests whose next try is due. */
   tick(): void {
     const now = this.p.now();
+    if (this.heldAnswer && now >= this.heldAnswer.deadline) this.giveAnswer();
     for (const a of [...this.asks.values()]) if (a.wakeAt !== undefined && now >= a.wakeAt) this.tryAsk(a);
   }
 
@@ -278,6 +358,12 @@ export class Reports {
       if (failed === undefined) this.p.effect({ type: 'respond', id, value: { ok: true } });
       else this.p.effect({ type: 'respond', id, error: { kind: 'no-quorum', message: failed } });
     });
+  }
+
+  /** Barrier reports a learner carried in its answer to an append (`appendAnswerReportsSchema`): counted as a `reports` call's; a malformed list is ignored. */
+  receivedCarried(from: number, value: unknown): void {
+    const rs = appendAnswerReportsSchema.safeParse(value);
+    if (rs.success) this.receivedBatch(from, rs.data);
   }
 
   /** Barrier reports `rs` from `from` (`clms.reports`): one flag each, as `received` answers them one by one. */
@@ -380,6 +466,8 @@ export class Reports {
 
   /** Restart or close: what this incarnation owed, asked or waited for ends (its requests fail). */
   reset(restart: boolean): void {
+    this.giveAnswer();
+    this.carried.clear();
     for (const a of this.asks.values()) this.p.effect({ type: 'respond', id: a.id, error: { kind: 'no-quorum', message: 'no master acknowledged the request within ten failure timeouts' } });
     this.asks.clear();
     this.askCalls.clear();
