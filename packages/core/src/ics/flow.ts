@@ -36,6 +36,7 @@ export class Flow {
       bulkCredit: INITIAL_BULK_WINDOW,
       granted: new Map(),
       bulkGranted: this.env.opts.bulkWindow,
+      bulkWindowSent: false,
       unanswered: new Map(),
       held: [],
       heldPriorityBytes: 0,
@@ -244,17 +245,24 @@ export class Flow {
 
   // ------------------------------------------------------------ receiving side
 
-  /** Tell the peer how much more than the initial window our channels allow. */
-  grantWindows(peer: Peer, link: Link): void {
-    const bulk = this.env.opts.bulkWindow - INITIAL_BULK_WINDOW;
-    if (bulk > 0) this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel: BULK_LANE, messages: 0, bytes: bulk }));
-    for (const c of this.registry.allChannels()) {
-      const messages = c.window.messages - INITIAL_WINDOW.messages;
-      const bytes = c.window.bytes - INITIAL_WINDOW.bytes;
-      if (messages > 0 || bytes > 0) {
-        this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel: c.number, messages, bytes }));
-      }
+  /**
+   * Tell the peer how much more than the initial window `channel` allows
+   * (the bulk lane: its bytes), the first time it sends on it over this
+   * link: a link that carries one service's traffic costs one Credit frame
+   * a side, not one per channel of every service registered. Until then
+   * the peer sends within the initial window, which our mirror (`granted`,
+   * the whole window) allows.
+   */
+  private grantWindow(peer: Peer, link: Link, channel: number): void {
+    if (channel === BULK_LANE) {
+      const bulk = this.env.opts.bulkWindow - INITIAL_BULK_WINDOW;
+      if (bulk > 0) this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel: BULK_LANE, messages: 0, bytes: bulk }));
+      return;
     }
+    const w = this.registry.windowOf(channel);
+    const messages = w.messages - INITIAL_WINDOW.messages;
+    const bytes = w.bytes - INITIAL_WINDOW.bytes;
+    if (messages > 0 || bytes > 0) this.sendControl(peer, link, encodeFrame({ type: FrameType.Credit, channel, messages, bytes }));
   }
 
   /** The receiver's mirror of the peer's credit on `channel`. */
@@ -276,7 +284,9 @@ export class Flow {
   takeCredit(peer: Peer, link: Link, frame: RequestFrame | OneWayFrame, size: number): boolean {
     const ls = peer.linkState.get(link);
     if (!ls) return false;
+    const first = !ls.granted.has(frame.channel);
     const g = this.grantedOf(ls, frame.channel);
+    if (first) this.grantWindow(peer, link, frame.channel);
     if (g.messages < 1 || g.bytes <= 0) {
       this.violation(peer, link, `node ${peer.nodeNum} sent more than the window granted on channel ${frame.channel}`);
       return false;
@@ -291,6 +301,10 @@ export class Flow {
   takeBulkCredit(peer: Peer, link: Link, bytes: number): boolean {
     const ls = peer.linkState.get(link);
     if (!ls) return false;
+    if (!ls.bulkWindowSent) {
+      ls.bulkWindowSent = true;
+      this.grantWindow(peer, link, BULK_LANE);
+    }
     if (ls.bulkGranted <= 0) {
       this.violation(peer, link, `node ${peer.nodeNum} sent more out-of-line bytes than the bulk window granted`);
       return false;

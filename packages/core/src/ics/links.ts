@@ -191,7 +191,6 @@ export class Links {
     if (!peer.link || peer.link.state !== 'open' || dialer(link) < dialer(peer.link)) {
       peer.link = link;
     }
-    this.flow.grantWindows(peer, link);
     this.hooks.up(peer);
     this.env.emit('link', { node, incarnation: inc, state: 'up' });
     this.flow.pump(peer);

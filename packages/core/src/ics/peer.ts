@@ -82,6 +82,8 @@ export interface LinkState {
   granted: Map<number, Window>;
   /** Bulk bytes the peer may still send us. */
   bulkGranted: number;
+  /** Whether the bulk window's grant went (with the first chunk the peer sent: `Flow.grantWindow`). */
+  bulkWindowSent: boolean;
   /** Requests that spent credit and are not answered yet: their credit comes back with the answer (or a Cancel). */
   unanswered: Map<number, { channel: number; size: number }>;
   /** Messages held unserved while the link's write backlog is past linkBacklogHighWater, in arrival order. */

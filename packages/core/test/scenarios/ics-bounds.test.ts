@@ -142,6 +142,27 @@ describe('ICS bounds: the window is enforced on receipt', () => {
     expect(running).toBe(16);
   });
 
+  it("grants a channel's window the first time the peer sends on it, and the bulk lane's with its first chunk: one Credit each, none at link-up", async () => {
+    const t = await target({ window: { messages: 1024, bytes: 8 * 1024 * 1024 }, bulkWindow: 4 * 1024 * 1024 });
+    const a = await attacker(t, 50);
+    const credits = (): { channel: number; messages: number; bytes: number }[] =>
+      a.frames.filter((f) => f.type === FrameType.Credit).map((f) => ({ channel: f.channel, messages: f.messages, bytes: f.bytes }));
+    request(a, 1, 1, 'put', [1]);
+    await answered(a, 1);
+    // Nothing for the channels the peer never used (the builtins, each with the same window), nor for the bulk lane yet.
+    expect(credits()).toEqual([{ channel: 16, messages: 1024 - 16, bytes: 8 * 1024 * 1024 - 256 * 1024 }]);
+    request(a, 2, 1, 'put', [2]);
+    await answered(a, 2);
+    expect(credits()).toHaveLength(1);
+    a.bulkMessage({ id: 3, service: onDefault(1), refs: 1, firstStream: 1 });
+    a.chunk(1, new Uint8Array([7]));
+    await answered(a, 3);
+    expect(credits()).toEqual([
+      { channel: 16, messages: 1024 - 16, bytes: 8 * 1024 * 1024 - 256 * 1024 },
+      { channel: 0, messages: 0, bytes: 3 * 1024 * 1024 },
+    ]);
+  });
+
   it('counts bytes by the sender rule: a message may go while a byte of credit is left', async () => {
     const t = await target({ window: { messages: 1024, bytes: 256 * 1024 } });
     let running = 0;
