@@ -409,7 +409,7 @@ async function memFormation(size: number, preset: Preset, timeoutMs: number, tim
  * transitions each), counting every ICS frame every node sent meanwhile
  * (heartbeats of the virtual time that passed included).
  */
-async function framesPerTransition(size: number, cycles: number, wallLimitMs: number): Promise<{ value: number | null; note: string }> {
+async function framesPerTransition(size: number, cycles: number, wallLimitMs: number, voters: VoterRule = 'members'): Promise<{ value: number | null; note: string }> {
   const clock = new VirtualClock();
   const network: MemoryNetwork = createMemoryNetwork({ seed: 1, clock });
   const candidates = [1, 2, 3].filter((n) => n <= size);
@@ -423,6 +423,7 @@ async function framesPerTransition(size: number, cycles: number, wallLimitMs: nu
       candidates,
       seeds: candidates.filter((m) => m !== n).map((m) => `node-${m}`),
       preset: 'local',
+      voters,
       clock,
       logger: silentLogger,
     });
@@ -470,7 +471,7 @@ async function framesPerTransition(size: number, cycles: number, wallLimitMs: nu
     const sent = frames() - f0;
     return {
       value: sent / transitions,
-      note: `${size} nodes: ${sent} frames for ${transitions} transitions over ${Math.round(clock.now() - v0)} virtual ms (${cycles} crash-and-rejoin cycles; heartbeats included)`,
+      note: `${size} nodes${voters === 'members' ? '' : `, voters '${voters}'`}: ${sent} frames for ${transitions} transitions over ${Math.round(clock.now() - v0)} virtual ms (${cycles} crash-and-rejoin cycles; heartbeats included)`,
     };
   } catch (err) {
     return { value: null, note: (err as Error).message };
@@ -668,10 +669,17 @@ export async function runClmsBench(options: { only?: readonly string[] } = {}): 
     if (!want(`frames-${size}`)) continue;
     log(`clms: ICS frames per membership transition, ${size} nodes (transport-mem, virtual clock, local)`);
     // Wall limits: 256 nodes on one event loop take ~20 s to form even on the virtual clock.
-    const r = await framesPerTransition(size, 2, size > 16 ? 90_000 : 10_000);
+    const limit = size > 16 ? 90_000 : 10_000;
+    const r = await framesPerTransition(size, 2, limit);
     rows.push(row(`frames-per-transition-${size}`, 'frames', r.value, 3 * (size - 1)));
     notes.push(r.note);
     log(`  ${r.note}`);
+    if (size < 16) continue;
+    // The learners' path (docs/protocol.md, "Reports in the append's answer"): the baseline is 2(N-1).
+    const c = await framesPerTransition(size, 2, limit, 'candidates');
+    rows.push(row(`frames-per-transition-${size}-voters-candidates`, 'frames', c.value, 2 * (size - 1)));
+    notes.push(c.note);
+    log(`  ${c.note}`);
   }
   notes.push(`clms suite took ${Math.round((performance.now() - t0) / 1000)} s`);
   return { rows, notes };

@@ -700,6 +700,25 @@ export class Core {
     for (const n of targets) this.sendAppend({ to: n, batch: r.entries, term: r.term, round: 0, entries: this.entriesFor(n, r), sentAt: 0, replication: r });
   }
 
+  /**
+   * Send learner `n` what is committed after what it was sent (`batch`,
+   * the round just committed, when that is not known), unless an append
+   * to it is under way: its answer sends the rest then. One append at a
+   * time per learner: the rounds go at the voters' pace, and a learner
+   * slower than that gets several rounds' entries in one append instead of
+   * an append per round piling up behind (at 256 nodes in one process
+   * those piled up past the 10,000 calls ICS lets be pending).
+   */
+  private toLearner(n: number, term: number, batch: readonly Transition[]): void {
+    if (this.progress.busy(term, n)) return;
+    const state = this.history.stateOf(n);
+    if (state !== 'Up' && state !== 'ComingUp' && state !== 'ShuttingDown') return;
+    const sent = this.progress.sentUpTo(term, n);
+    const entries = sent === undefined ? [...batch] : missing(this.history, sent, []);
+    if (entries.length === 0) return;
+    this.sendAppend({ to: n, batch: entries, term, round: 0, entries, sentAt: 0, replication: undefined, withReports: true });
+  }
+
   /** What a round's append to `n` carries: the round's entries, after those committed since what was last sent to `n` (MemberProgress). */
   private entriesFor(n: number, r: Replication): Transition[] {
     const sent = this.progress.sentUpTo(r.term, n);
@@ -766,7 +785,7 @@ export class Core {
       const learners = this.learnersHearCommitted ? r.learnersOf(this.history, this.config.self) : [];
       for (const t of r.entries) this.applyEntry(t);
       // Learners get the entries now, committed (docs/protocol.md, "Reports in the append's answer").
-      for (const n of learners) this.sendAppend({ to: n, batch: r.entries, term: r.term, round: 0, entries: this.entriesFor(n, r), sentAt: 0, replication: undefined, withReports: true });
+      for (const n of learners) this.toLearner(n, r.term, r.entries);
       // The other members hear of it with the next round's appends, or by commit messages when none follows (pump).
       this.commitOwed = { number: r.t.number, term: r.term, heard: new Set(learners) };
       for (const b of r.batch) this.effects.push({ type: 'settle', id: b.proposal, t: b.t });
@@ -1005,7 +1024,10 @@ export class Core {
     if (r.ok) {
       // A learner's barrier reports, carried in its answer (counted as a `reports` call's are).
       if (r.reports !== undefined) this.reports.receivedCarried(chain.to, r.reports);
-      return this.appendDone(chain, true);
+      this.appendDone(chain, true);
+      // What was committed while this one was under way.
+      if (chain.withReports && this.stillMasterOf(chain.term) && (this.progress.sentUpTo(chain.term, chain.to) ?? 0) < this.history.last) this.toLearner(chain.to, chain.term, []);
+      return;
     }
     // The member misses transitions: send them first, from history.
     chain.entries = missing(this.history, r.last, chain.batch);
