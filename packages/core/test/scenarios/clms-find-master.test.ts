@@ -5,7 +5,7 @@
  * master, in the same round. Memory network, virtual clock.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ClusterNode, Ics, presets, seededRandom, silentLogger } from '@clusterinfra/core';
+import { type AdmissionRequest, ClusterNode, Ics, presets, seededRandom, silentLogger } from '@clusterinfra/core';
 import { memory } from '@clusterinfra/transport-mem';
 import { FIRST_WAVE } from '../../src/clms/driver/seeds.js';
 import { range, type SimCluster, simCluster } from './clms-harness.js';
@@ -59,6 +59,46 @@ describe('finding the master', () => {
     const total = [...asked.values()].reduce((a, b) => a + b, 0);
     expect(total).toBeGreaterThan(0);
     expect(total).toBeLessThanOrEqual(FIRST_WAVE);
+    await close(cluster, joiner);
+  });
+
+  it('after a master that did not take the join, the next round asks every address at once', async () => {
+    // Every master refuses node 13's first join (the admit hook), then admits it.
+    let refusals = 0;
+    const admit = (r: AdmissionRequest): boolean | string => (r.node === 13 && refusals++ === 0 ? 'not yet' : true);
+    cluster = simCluster(12, { extra: () => ({ admit }) });
+    await cluster.until(() => cluster!.converged(range(12)) && range(12).every((n) => up(cluster!.node(n))), 30_000, 'formation');
+    const rounds: number[] = [];
+    const asked = countProbes(13);
+    const joiner = new ClusterNode({
+      nodeNum: 13,
+      clusterName: 'sim',
+      transport: memory({ network: cluster.network, address: 'node-13' }),
+      candidates: [1, 2, 3],
+      seeds: range(12).map((n) => `node-${n}`),
+      preset: 'local',
+      clock: cluster.clock,
+      random: seededRandom('find-master/13-wide'),
+      logger: silentLogger,
+    });
+    let seen = 0;
+    void joiner.start().catch(() => {});
+    await cluster.until(
+      () => {
+        const total = [...asked.values()].reduce((a, b) => a + b, 0);
+        if (total !== seen) {
+          rounds.push(total - seen);
+          seen = total;
+        }
+        return up(joiner);
+      },
+      10_000,
+      'the join after a refusal',
+    );
+    expect(refusals).toBeGreaterThanOrEqual(2);
+    // The first round asks a few; the round after the refusal asks all twelve.
+    expect(rounds[0]).toBeLessThanOrEqual(FIRST_WAVE);
+    expect([...asked.keys()].sort((a, b) => a - b)).toEqual(range(12));
     await close(cluster, joiner);
   });
 
