@@ -30,6 +30,23 @@ function countProbes(nodeNum: number): Map<number, number> {
 
 const up = (node: ClusterNode): boolean => node.info(node.nodeNum)?.state === 'Up';
 
+/** Start node `n` (not a candidate) joining `c` with `seeds`, on the cluster's clock. */
+function startJoiner(c: SimCluster, n: number, seeds: string[], seed: string): ClusterNode {
+  const joiner = new ClusterNode({
+    nodeNum: n,
+    clusterName: 'sim',
+    transport: memory({ network: c.network, address: `node-${n}` }),
+    candidates: [1, 2, 3],
+    seeds,
+    preset: 'local',
+    clock: c.clock,
+    random: seededRandom(seed),
+    logger: silentLogger,
+  });
+  void joiner.start().catch(() => {});
+  return joiner;
+}
+
 /** Close `node`, moving the virtual clock while it leaves. */
 async function close(c: SimCluster, node: ClusterNode): Promise<void> {
   let done = false;
@@ -43,18 +60,7 @@ describe('finding the master', () => {
     cluster = simCluster(12);
     await cluster.until(() => cluster!.converged(range(12)) && range(12).every((n) => up(cluster!.node(n))), 30_000, 'formation');
     const asked = countProbes(13);
-    const joiner = new ClusterNode({
-      nodeNum: 13,
-      clusterName: 'sim',
-      transport: memory({ network: cluster.network, address: 'node-13' }),
-      candidates: [1, 2, 3],
-      seeds: range(12).map((n) => `node-${n}`),
-      preset: 'local',
-      clock: cluster.clock,
-      random: seededRandom('find-master/13'),
-      logger: silentLogger,
-    });
-    void joiner.start().catch(() => {});
+    const joiner = startJoiner(cluster, 13, range(12).map((n) => `node-${n}`), 'find-master/13');
     await cluster.until(() => up(joiner), 10_000, 'the join');
     const total = [...asked.values()].reduce((a, b) => a + b, 0);
     expect(total).toBeGreaterThan(0);
@@ -70,19 +76,8 @@ describe('finding the master', () => {
     await cluster.until(() => cluster!.converged(range(12)) && range(12).every((n) => up(cluster!.node(n))), 30_000, 'formation');
     const rounds: number[] = [];
     const asked = countProbes(13);
-    const joiner = new ClusterNode({
-      nodeNum: 13,
-      clusterName: 'sim',
-      transport: memory({ network: cluster.network, address: 'node-13' }),
-      candidates: [1, 2, 3],
-      seeds: range(12).map((n) => `node-${n}`),
-      preset: 'local',
-      clock: cluster.clock,
-      random: seededRandom('find-master/13-wide'),
-      logger: silentLogger,
-    });
+    const joiner = startJoiner(cluster, 13, range(12).map((n) => `node-${n}`), 'find-master/13-wide');
     let seen = 0;
-    void joiner.start().catch(() => {});
     await cluster.until(
       () => {
         const total = [...asked.values()].reduce((a, b) => a + b, 0);
@@ -111,19 +106,8 @@ describe('finding the master', () => {
       vi.restoreAllMocks();
       const n = 20 + rotation;
       const asked = countProbes(n);
-      const joiner = new ClusterNode({
-        nodeNum: n,
-        clusterName: 'sim',
-        transport: memory({ network: cluster.network, address: `node-${n}` }),
-        candidates: [1, 2, 3],
-        seeds: [...dead.slice(0, rotation * 2), 'node-2', ...dead.slice(rotation * 2)],
-        preset: 'local',
-        clock: cluster.clock,
-        random: seededRandom(`find-master/${n}`),
-        logger: silentLogger,
-      });
       const began = cluster.clock.now();
-      void joiner.start().catch(() => {});
+      const joiner = startJoiner(cluster, n, [...dead.slice(0, rotation * 2), 'node-2', ...dead.slice(rotation * 2)], `find-master/${n}`);
       await cluster.until(() => up(joiner), 10_000, `the join of node ${n}`);
       // One round: found before the first retry was due.
       expect(cluster.clock.now() - began).toBeLessThan(presets.local.joinRetryMs);
