@@ -365,7 +365,7 @@ export class Core {
         const had = this.history.last;
         const answer = this.onAppend(input.from, input.req);
         // Committed entries sent to a learner: answered with the barrier reports they make it owe, or at the deadline.
-        const deadline = this.time.now + Math.min(this.config.heartbeatIntervalMs, this.config.rpcTimeoutMs / 2);
+        const deadline = this.time.now + Math.min(this.config.heartbeatIntervalMs / 4, this.config.rpcTimeoutMs / 2);
         if (input.req.reports && answer.ok && this.reports.holdAnswer(input.id, answer, this.reportsOwedFor(had), deadline)) return;
         return this.reply(input.id, answer);
       }
