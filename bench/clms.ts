@@ -381,12 +381,19 @@ async function memFormation(size: number, preset: Preset, timeoutMs: number, tim
   for (const node of nodes) void node.start().catch(() => {});
   const agreed = (): boolean => new Set(nodes.map((n) => n.lastTransition)).size === 1 && new Set(nodes.map((n) => n.master)).size === 1 && nodes[0]!.master !== undefined;
   try {
+    const allUp = (node: ClusterNode): boolean => {
+      const ms = node.membership().members;
+      return ms.length === size && ms.every((m) => m.state === 'Up');
+    };
     while (performance.now() - t0 < timeoutMs) {
       await new Promise((r) => setTimeout(r, 25));
+      // No member sees every node Up before the master that committed the last Up does, so
+      // the others are looked at only once a candidate does: the measurement then takes
+      // almost nothing from the formation it measures (looking at 256 views of 256 members
+      // every 100 ms took 4 % of a formation's CPU in a profile; this looked every 25 ms).
+      if (!nodes.some((n) => candidates.includes(n.nodeNum) && allUp(n))) continue;
       for (const node of nodes) {
-        if (upAt.has(node.nodeNum)) continue;
-        const ms = node.membership().members;
-        if (ms.length === size && ms.every((m) => m.state === 'Up')) upAt.set(node.nodeNum, performance.now() - t0);
+        if (!upAt.has(node.nodeNum) && allUp(node)) upAt.set(node.nodeNum, performance.now() - t0);
       }
       if (upAt.size === size && agreed()) break;
     }
