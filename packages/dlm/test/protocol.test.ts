@@ -199,6 +199,28 @@ function releaseOverwritten(w: World, r: string) {
   return newer;
 }
 
+/**
+ * On resource `r` mastered by node 3: node 1 holds `held` (node 2 holds NL, which keeps the
+ * resource alive) and converts down to `to` writing [5]; `overtake` runs before anything is
+ * delivered. Returns node 1's grant token and what node 2's PR grant afterwards saw.
+ */
+function convertDownOvertaken(held: LockMode, to: LockMode, overtake: (w: World) => void) {
+  const w = new World([1, 2, 3]);
+  w.settle();
+  const r = mastered(3, [1, 2, 3]);
+  const a = w.request(1, r, held);
+  w.request(2, r, 'NL');
+  w.settle();
+  const token = grantOf(w, 1, a.id).token;
+  const op = w.convert(1, a.id, to, false, new Uint8Array([5]));
+  overtake(w);
+  w.settle();
+  const c = w.request(2, r, 'PR');
+  w.settle();
+  const vb = grantOf(w, 2, c.id).vb;
+  return { w, op, token, seen: [vb.valid, vb.version, [...(vb.value ?? [])]] };
+}
+
 describe('recovery', () => {
   it('a dead holder: its lock is dropped once by the master, the waiter is granted, its PW/EX value block is invalid', () => {
     const w = new World([1, 2, 3]);
@@ -330,6 +352,20 @@ describe('recovery', () => {
     w.settle();
     const got = grantOf(w, 1, d.id).vb;
     expect([got.valid, got.version, [...(got.value ?? [])]]).toEqual([true, newer.version, [2]]);
+  });
+
+  it('a conversion down from PW/EX that a new round overtook writes its value at the rebuild (sim seed 2615 at 5 nodes, voters candidates, D4)', () => {
+    // A new round, same members, before the master takes the conversion: it ignores the request
+    // of the former round, and node 1 reports the conversion in the new round instead.
+    const { w, op, token, seen } = convertDownOvertaken('PW', 'CR', (x) => x.changeMembership());
+    expect(settledOk(w.events, op)).toBe(true);
+    // The block node 1 wrote under its PW token, valid: not the one from before its write.
+    expect(seen).toEqual([true, token, [5]]);
+  });
+
+  it('a dead master: a conversion down under way counts as a copy of the value block, never as current', () => {
+    const { token, seen } = convertDownOvertaken('EX', 'NL', (x) => x.crash(3));
+    expect(seen).toEqual([false, token, [5]]);
   });
 
   it('a node that leaves the member set loses its locks; its new incarnation starts empty', () => {

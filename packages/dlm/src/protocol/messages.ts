@@ -44,7 +44,7 @@ export const lockReportSchema = z.object({
   vb: valueBlockSchema,
   /** `held`: as it stands; `cancel`: its request or conversion is being cancelled; `release`: being released. */
   phase: z.enum(['held', 'cancel', 'release']),
-  /** For `release`: the value written (when held in PW or EX). */
+  /** For `release`, or a conversion down from PW or EX under way: the value written. */
   value: value.optional(),
 });
 

@@ -605,7 +605,8 @@ export class DlmState {
         noQueue: lock.noQueue,
         vb: lock.vb,
         phase,
-        ...(phase === 'release' && lock.value ? { value: lock.value } : {}),
+        // A release's value, and a conversion's (down from PW or EX): the master may not have it yet.
+        ...((phase === 'release' || lock.phase === 'converting') && lock.value ? { value: lock.value } : {}),
       });
     }
     for (const r of records.values()) part(r.resource)?.records.push(r);
@@ -706,6 +707,8 @@ export class DlmState {
       e.record?.order.forEach(([n, inc, id], i) => rank.set(key(n, inc, id), i));
       const order = (l: Received['locks'][number]): number => rank.get(key(l.node, l.incarnation, l.id)) ?? Number.MAX_SAFE_INTEGER;
       const sorted = [...e.locks].sort((a, b) => order(a) - order(b) || a.node - b.node || a.id - b.id);
+      /** Conversions down, granted at once after the others are in place (as `Resource.convert` does). */
+      const downs: Array<{ lock: MasterLock; mode: LockMode; value?: Uint8Array }> = [];
       for (const l of sorted) {
         const lock: MasterLock = {
           node: l.node,
@@ -729,10 +732,21 @@ export class DlmState {
           if (l.granted === null) continue;
           lock.requested = null;
         }
+        if (lock.granted !== null && lock.requested !== null && isDownConversion(lock.granted, lock.requested)) {
+          // Its value is written only when the record still lists the lock as a PW/EX holder (the
+          // former master had not taken the conversion): else it may be written already, and newer
+          // writes taken since. A new round that overtook the conversion lost it otherwise, and the
+          // block stayed valid at a version older than the holder's grant (simulator seed 2615 at
+          // 5 nodes, voters 'candidates', D4).
+          const value = l.value && writers.has(key(l.node, l.incarnation, l.id)) ? l.value : undefined;
+          downs.push({ lock, mode: lock.requested, ...(value ? { value } : {}) });
+          lock.requested = null;
+        }
         if (lock.granted !== null) res.granted.push(lock);
         if (lock.granted !== null && lock.requested !== null) res.converting.push(lock);
         if (lock.granted === null) res.waiting.push(lock);
       }
+      for (const d of downs) out.push(...res.convert(d.lock, d.mode, d.lock.noQueue, d.value));
       res.pass(out);
       if (!res.empty) this.resources.set(name, res);
     }
@@ -755,8 +769,9 @@ export class DlmState {
    * since its grant), unless it was converting down (the master may have
    * written its value, granted and taken newer writes since); otherwise the
    * newest copy a survivor has, marked invalid, since the master may have had
-   * a newer one. A release under way counts as a copy (version: the token its
-   * owner knows), never as current: the dead master may have applied it.
+   * a newer one. A release or a conversion down under way counts as a copy
+   * (version: the token its owner knows), never as current: the dead master
+   * may have applied it.
    */
   private recoveredValue(locks: Received['locks']): ValueBlock {
     const writes = (l: Received['locks'][number]): boolean => l.granted !== null && writesValue(l.granted);
@@ -766,7 +781,7 @@ export class DlmState {
     let newest: ValueBlock = EMPTY_VALUE;
     for (const l of locks) {
       if (l.vb.version > newest.version) newest = l.vb;
-      if (l.phase === 'release' && l.value && writes(l) && l.token > newest.version) newest = { value: l.value, version: l.token, valid: false };
+      if (writes(l) && (l.phase === 'release' || down(l)) && l.value && l.token > newest.version) newest = { value: l.value, version: l.token, valid: false };
     }
     return { ...newest, valid: false };
   }
