@@ -540,6 +540,17 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     return m !== undefined && m.incarnation === o.incarnation && (m.state === 'Up' || m.state === 'ComingUp');
   }
 
+  /**
+   * The membership has the caller's incarnation declared down. The
+   * sequencer subscribes it no more and refuses its writes, as it does once
+   * its nodedown ran here (SequencerState.wentDown): its nodedown
+   * unsubscribed it, or will, so a write would be acknowledged without it.
+   */
+  private declaredDown(c: Owner): boolean {
+    const m = this.node.info(c.node);
+    return m !== undefined && m.incarnation === c.incarnation && (m.state === 'GoingDown' || m.state === 'Down');
+  }
+
   private onFailover(ctx: KeyServiceContext): void {
     this.sequencer = undefined;
     ctx.signal.addEventListener('abort', () => {
@@ -629,7 +640,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     if (!seq) return { ok: false, code: 'REGISTRY_ERR_NOT_SEQUENCER', message: this.notSequencing(ctx) };
     const op = parseWrite(args);
     const caller = { node: ctx.caller.nodeNum, incarnation: ctx.caller.incarnation };
-    const r = seq.write(op, caller, op.kind === 'put' && op.owned === true ? this.live(caller) : true);
+    const r = seq.write(op, caller, op.kind === 'put' && op.owned === true ? this.live(caller) : true, this.declaredDown(caller));
     if (!r.ok) return { ok: false, code: r.code, message: r.message, ...(r.current !== undefined ? { current: r.current } : {}) };
     await this.publish(seq, [r.change]);
     return { ok: true, version: r.entry?.version ?? revision(r.change.epoch, r.change.seq), existed: r.existed };
@@ -638,6 +649,8 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   private onSync(ctx: KeyServiceHandlerContext): Uint8Array {
     const seq = this.gate(ctx);
     if (!seq) throw new RegistryError('REGISTRY_ERR_NOT_SEQUENCER', this.notSequencing(ctx));
+    const caller = { node: ctx.caller.nodeNum, incarnation: ctx.caller.incarnation };
+    if (seq.wentDown(caller) || this.declaredDown(caller)) throw new RegistryError('REGISTRY_ERR_OWNER_DOWN', `node ${caller.node} incarnation ${caller.incarnation} was declared down: it follows the map as its next incarnation`);
     return encodeSnapshot(seq.subscribe(ctx.caller.nodeNum, ctx.caller.incarnation));
   }
 
