@@ -13,7 +13,7 @@ export const REGISTRY_ERROR_CODES = {
   REGISTRY_ERR_INVALID_VALUE: 'The value is not plain data (null, boolean, finite number, string, array, plain object) within the nesting limit.',
   REGISTRY_ERR_ENTRY_TOO_LARGE: 'The key and value together are larger than the entry size limit.',
   REGISTRY_ERR_FULL: 'The write would take the map past its entry count or byte limit.',
-  REGISTRY_ERR_OWNER_DOWN: 'An owned write came from an incarnation the membership no longer has Up.',
+  REGISTRY_ERR_OWNER_DOWN: 'An owned write came from an incarnation the membership no longer has Up, or a write or sync from an incarnation declared down.',
   REGISTRY_ERR_TOO_MANY_WATCHERS: 'This node already has as many watchers on the map as it allows.',
   REGISTRY_ERR_WATCH_OVERFLOW: 'A watcher fell behind by more events than its queue holds; it was ended.',
   REGISTRY_ERR_NOT_STARTED: 'The registry was used before start() (or before the node joined).',

@@ -83,6 +83,15 @@ export class ReplicaState {
     this.buffer.clear();
   }
 
+  /**
+   * Forget the changes waiting in the buffer: they were sent to a former
+   * incarnation of this node, maybe in a former cluster history, where the
+   * same (epoch, seq) named another change (see Registry).
+   */
+  dropBuffered(): void {
+    this.buffer.clear();
+  }
+
   /** A new sequencer of `epoch` pulls our data: from now on, nothing older is applied. */
   raiseFence(epoch: number): void {
     if (epoch <= this.fence) return;

@@ -107,6 +107,20 @@ describe('SequencerState', () => {
     expect([...s.entries.keys()].sort()).toEqual(['next', 'plain']);
   });
 
+  it('refuses every write of an incarnation declared down: by its nodedown here, or as the membership says', () => {
+    const s = new SequencerState(1, empty, { ...limits, maxEntries: 10 });
+    s.subscribe(2, 7);
+    s.nodeDown(2, 7);
+    expect(s.wentDown({ node: 2, incarnation: 7 })).toBe(true);
+    expect(s.write({ kind: 'put', key: 'k', value: 1 }, { node: 2, incarnation: 7 }, true)).toMatchObject({ ok: false, code: 'REGISTRY_ERR_OWNER_DOWN' });
+    expect(s.write({ kind: 'delete', key: 'k' }, { node: 2, incarnation: 7 }, true)).toMatchObject({ ok: false, code: 'REGISTRY_ERR_OWNER_DOWN' });
+    // Its next incarnation writes; so does one the membership has not declared down.
+    expect(s.wentDown({ node: 2, incarnation: 8 })).toBe(false);
+    expect(s.write({ kind: 'put', key: 'k', value: 2 }, { node: 2, incarnation: 8 }, true).ok).toBe(true);
+    expect(s.write({ kind: 'put', key: 'k', value: 3 }, { node: 3, incarnation: 1 }, true, true)).toMatchObject({ ok: false, code: 'REGISTRY_ERR_OWNER_DOWN' });
+    expect(s.seq).toBe(1);
+  });
+
   it('the rebuild takes the highest (epoch, seq); a newer epoch beats any seq of an older one, and its versions start above them', () => {
     const a = { epoch: 1, seq: 90, entries: [{ key: 'x', value: 1, version: revision(1, 90) }] };
     const b = { epoch: 2, seq: 3, entries: [] };
