@@ -74,9 +74,13 @@ export function registerServices(port: ServePort, ics: Ics): void {
     handlers: {
       vote: (a, ctx) => loop.request({ type: 'vote', id: loop.id(), from: ctx.caller.nodeNum, req: parse(voteSchema, a) }),
       append: (a, ctx) => {
-        const r = loop.requestOrLater({ type: 'append', id: loop.id(), from: ctx.caller.nodeNum, req: parse(appendSchema, a) }) as object | Promise<object>;
+        const req = parse(appendSchema, a);
         // `health`, as in a heartbeat's answer: the master counts this answer as the heartbeat's.
         const withHealth = (v: object): object => ({ ...v, health: port.health.multiplier });
+        const input = { type: 'append', id: loop.id(), from: ctx.caller.nodeNum, req } as const;
+        // Only a learner's append (`reports`) may be answered later (protocol/reports.ts, holdAnswer).
+        if (!req.reports) return withHealth(loop.request(input) as object);
+        const r = loop.requestOrLater(input) as object | Promise<object>;
         return r instanceof Promise ? r.then(withHealth) : withHealth(r);
       },
       commit: (a, ctx) => {

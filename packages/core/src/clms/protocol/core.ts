@@ -18,7 +18,7 @@
  * Pure: no IO, no timers, nothing asynchronous (test/architecture.test.ts).
  */
 import { Election, judgeVote } from './election.js';
-import { History, historyIdOf } from './history.js';
+import { FOLLOWER_STATES, History, historyIdOf } from './history.js';
 import type { AppendRequest, HeartbeatRequest, HistorySnapshot, MemberInfo, NodeState, Transition, VoteRequest } from './messages.js';
 import { parseMessage, snapshotSchema, transitionSchema } from './messages.js';
 import { hasQuorum, isVoter, type QuorumPolicy, type VoterRule, votersOf } from './quorum.js';
@@ -711,8 +711,7 @@ export class Core {
    */
   private toLearner(n: number, term: number, batch: readonly Transition[]): void {
     if (this.progress.busy(term, n)) return;
-    const state = this.history.stateOf(n);
-    if (state !== 'Up' && state !== 'ComingUp' && state !== 'ShuttingDown') return;
+    if (!FOLLOWER_STATES.includes(this.history.stateOf(n))) return;
     const sent = this.progress.sentUpTo(term, n);
     const entries = sent === undefined ? [...batch] : missing(this.history, sent, []);
     if (entries.length === 0) return;
@@ -787,7 +786,7 @@ export class Core {
       // Learners get the entries now, committed (docs/protocol.md, "Reports in the append's answer").
       for (const n of learners) this.toLearner(n, r.term, r.entries);
       // The other members hear of it with the next round's appends, or by commit messages when none follows (pump).
-      this.commitOwed = { number: r.t.number, term: r.term, heard: new Set(learners) };
+      this.commitOwed = { number: r.t.number, term: r.term, ...(learners.length > 0 ? { heard: new Set(learners) } : {}) };
       for (const b of r.batch) this.effects.push({ type: 'settle', id: b.proposal, t: b.t });
       // The next proposal is built once the driver performed this commit's effects.
       this.advancing = true;
@@ -866,7 +865,7 @@ export class Core {
    * appends replace its heartbeats instead of doubling them.
    */
   private heartbeatAll(now: number): void {
-    const members = this.history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== this.config.self);
+    const members = this.history.nodesIn(...FOLLOWER_STATES).filter((n) => n !== this.config.self);
     const term = this.term;
     const health = this.ownHealth();
     this.deferred.clear();
@@ -890,8 +889,7 @@ export class Core {
     for (const n of [...this.deferred]) {
       if (this.askedWithin(n, now)) continue;
       this.deferred.delete(n);
-      const state = this.history.stateOf(n);
-      if (state === 'Up' || state === 'ComingUp' || state === 'ShuttingDown') this.heartbeat(n, this.term, now, health);
+      if (FOLLOWER_STATES.includes(this.history.stateOf(n))) this.heartbeat(n, this.term, now, health);
     }
     this.armDeferred(now);
   }

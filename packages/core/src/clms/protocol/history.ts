@@ -11,6 +11,9 @@
  */
 import type { HistorySnapshot, MemberInfo, NodeState, Transition } from './messages.js';
 
+/** The states of the members a master appends to and heartbeats (it follows them; a node going down or out of the history gets neither). */
+export const FOLLOWER_STATES: readonly NodeState[] = ['Up', 'ComingUp', 'ShuttingDown'];
+
 export type { HistorySnapshot } from './messages.js';
 
 /**
@@ -97,7 +100,7 @@ export class History {
   }
 
   /** Nodes whose state is in `states`. */
-  nodesIn(...states: NodeState[]): number[] {
+  nodesIn(...states: readonly NodeState[]): number[] {
     const out: number[] = [];
     for (const m of this.sorted) if (states.includes(m.state)) out.push(m.node);
     return out;

@@ -5,7 +5,7 @@
  *
  * Pure: no IO, no timers, nothing asynchronous (test/architecture.test.ts).
  */
-import type { History } from './history.js';
+import { FOLLOWER_STATES, type History } from './history.js';
 import type { Transition } from './messages.js';
 import { hasQuorum, type QuorumPolicy } from './quorum.js';
 
@@ -72,7 +72,7 @@ export class Replication {
    * once committed (`learnersOf`).
    */
   targets(history: History, self: number, learners: boolean): number[] {
-    const all = learners ? new Set(this.voters) : new Set([...history.nodesIn('Up', 'ComingUp', 'ShuttingDown'), ...this.voters]);
+    const all = learners ? new Set(this.voters) : new Set([...history.nodesIn(...FOLLOWER_STATES), ...this.voters]);
     return [...all].filter((n) => n !== self && !this.acks.has(n));
   }
 
@@ -85,7 +85,7 @@ export class Replication {
    */
   learnersOf(history: History, self: number): number[] {
     const voters = new Set(this.voters);
-    return history.nodesIn('Up', 'ComingUp', 'ShuttingDown').filter((n) => n !== self && !voters.has(n));
+    return history.nodesIn(...FOLLOWER_STATES).filter((n) => n !== self && !voters.has(n));
   }
 }
 
