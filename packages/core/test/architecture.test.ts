@@ -52,7 +52,7 @@ const PURE_KEYSERVICE = new Set([
   'keyservice/ask.ts',
   'keyservice/machine.ts',
 ]);
-const isPure = (f: string): boolean => f.startsWith('clms/protocol/') || PURE_KEYSERVICE.has(f);
+const isPure = (f: string): boolean => f.startsWith('clms/protocol/') || f.startsWith('schema/') || PURE_KEYSERVICE.has(f);
 /** What pure code may import (and what those import in turn). */
 const pureMayUse = (f: string): boolean => isPure(f) || f === 'clms/types.ts' || f.startsWith('errors/');
 /** IO layers no pure file may name, even for a type. */

@@ -7,6 +7,7 @@
  */
 import type { z } from 'zod';
 import { InvalidArgumentError, RemoteInternalError } from '../errors/index.js';
+import { safeParse } from '../schema/check.js';
 import type { Ics } from './ics.js';
 import type { PoolConfig } from './options.js';
 import type { CallOptions, HandlerContext, RegisteredService, RequestHandle } from './types.js';
@@ -87,7 +88,7 @@ export function validatedHandler<C>(
   fn: (args: unknown, ctx: C) => unknown,
 ): (args: unknown, ctx: C) => Promise<unknown> {
   return async (args, ctx) => {
-    const parsed = method.input.safeParse(args);
+    const parsed = safeParse(method.input, args);
     if (!parsed.success) {
       throw new InvalidArgumentError(`invalid arguments for ${service}.${name}`, { details: issues(parsed.error) });
     }
@@ -104,7 +105,7 @@ export function validatedHandler<C>(
 
 /** A method's result as received: a value that fails `output` is the serving node's bug (INTERNAL). */
 export function parseResult(service: string, name: string, method: RpcMethod, value: unknown, from: string): unknown {
-  const out = method.output.safeParse(value);
+  const out = safeParse(method.output, value);
   if (!out.success) throw new RemoteInternalError(`${from} answered ${service}.${name} with a value that does not match its output schema`);
   return out.data;
 }

@@ -10,6 +10,7 @@
  */
 import { z } from 'zod';
 import { InvalidArgumentError } from '../../errors/index.js';
+import { safeParse } from '../../schema/check.js';
 
 /** What a schema infers, read-only all the way down (arrays included). */
 export type Frozen<T> = T extends readonly (infer U)[] ? readonly Frozen<U>[] : T extends object ? { readonly [K in keyof T]: Frozen<T[K]> } : T;
@@ -213,9 +214,13 @@ export const fetchSchema = z.strictObject({ after: z.number().int().min(0) });
 /** `probe`: can you reach `node`? (a master verifying a suspicion asks other members). */
 export const probeTargetSchema = z.strictObject({ node: z.number().int().min(1), timeoutMs: z.number().int().min(1).max(3_600_000).optional() });
 
-/** Validate a membership message: its value, or INVALID_ARGUMENT naming what is wrong. */
+/**
+ * Validate a membership message: its value (the decoded value itself when
+ * it is plain data the schema accepts, not a copy: schema/check.ts), or
+ * INVALID_ARGUMENT naming what is wrong.
+ */
 export function parseMessage<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  const r = schema.safeParse(value);
+  const r = safeParse(schema, value);
   if (!r.success) throw new InvalidArgumentError('malformed membership message', { details: r.error.issues.map((i) => i.message) });
   return r.data;
 }

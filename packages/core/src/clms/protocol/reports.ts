@@ -20,6 +20,7 @@ import type { History } from './history.js';
 import { appendAnswerReportsSchema, MAX_REPORTS_PER_CALL, type MemberInfo, type Report, type Transition } from './messages.js';
 import { lostMasterReport } from './failover.js';
 import { type Barrier, type BarrierKind, Barriers, OwedReports, reportKey } from './barriers.js';
+import { safeParse } from '../../schema/check.js';
 
 /** The effects reports queue (part of the core's `Effect`). */
 export type ReportEffect =
@@ -362,7 +363,7 @@ export class Reports {
 
   /** Barrier reports a learner carried in its answer to an append (`appendAnswerReportsSchema`): counted as a `reports` call's; a malformed list is ignored. */
   receivedCarried(from: number, value: unknown): void {
-    const rs = appendAnswerReportsSchema.safeParse(value);
+    const rs = safeParse(appendAnswerReportsSchema, value);
     if (rs.success) this.receivedBatch(from, rs.data);
   }
 
