@@ -557,7 +557,7 @@ function describe(t: Transition): string {
 function describeArgs(method: string, a: unknown): string {
   const r = a as Record<string, unknown>;
   if (method === 'vote') return `term=${r.term} last=${r.lastNumber}@${r.lastTerm}${r.pre ? ' pre' : ''}${r.bootstrap ? ' bootstrap' : ''}`;
-  if (method === 'append') return `term=${r.term} commit=${r.commit} entries=${(r.entries as Transition[]).map((t) => t.number).join(',') || 'none'}${r.reports ? ' reports' : ''}`;
+  if (method === 'append') return `term=${r.term} commit=${r.commit} entries=${(r.entries as Transition[]).map((t) => t.number).join(',') || 'none'}${r.reports ? ' reports' : ''}${r.heard !== undefined ? ` heard=${String(r.heard)}` : ''}`;
   if (method === 'fetch') return `after=${r.after}`;
   if (method === 'alive') return '';
   if (method === 'probe') return `node=${r.node} timeoutMs=${r.timeoutMs}`;

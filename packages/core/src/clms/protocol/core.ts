@@ -364,6 +364,8 @@ export class Core {
       case 'append': {
         const had = this.history.last;
         const answer = this.onAppend(input.from, input.req);
+        // The master got our answer numbered `heard`: the reports it carried go no more.
+        if (input.req.heard !== undefined && this.master === input.from && this.term === input.req.term) this.reports.heardCarried(input.req.heard);
         // Committed entries sent to a learner: answered with the barrier reports they make it owe, or at the deadline.
         const deadline = this.time.now + Math.min(this.config.heartbeatIntervalMs / 4, this.config.rpcTimeoutMs / 2);
         if (input.req.reports && answer.ok && this.reports.holdAnswer(input.id, answer, this.reportsOwedFor(had), deadline)) return;
@@ -995,6 +997,7 @@ export class Core {
     const h = this.history;
     const first = chain.batch[0]!;
     // Our lateness, as a heartbeat tells it: the append stands for the member's next heartbeat.
+    const heard = chain.withReports ? this.progress.heardFrom(chain.term, chain.to) : undefined;
     const args = {
       term: chain.term,
       history: h.id ?? (first.number === 1 ? historyIdOf(first) : null),
@@ -1002,6 +1005,7 @@ export class Core {
       entries: chain.entries,
       ...this.ownHealth(),
       ...(chain.withReports ? { reports: true } : {}),
+      ...(heard !== undefined ? { heard } : {}),
     };
     this.appends.set(this.call(chain.to, 'append', args), chain);
     this.lastAsked.set(chain.to, { term: chain.term, at: chain.sentAt });
@@ -1009,7 +1013,7 @@ export class Core {
   }
 
   private appendAnswered(chain: AppendChain, value: unknown): void {
-    const r = value as { term: number; ok: boolean; last: number; health?: number; reports?: unknown } | undefined;
+    const r = value as { term: number; ok: boolean; last: number; health?: number; reports?: unknown; seq?: unknown } | undefined;
     this.progress.ended(chain.term, chain.to, r === undefined || r.term > this.term ? 'failed' : r.ok ? 'ok' : { holds: r.last });
     if (r === undefined) return this.appendDone(chain, false);
     if (r.term > this.term) {
@@ -1021,7 +1025,10 @@ export class Core {
     this.effects.push({ type: 'heard-alive', node: chain.to, health: r.health });
     if (r.ok) {
       // A learner's barrier reports, carried in its answer (counted as a `reports` call's are).
-      if (r.reports !== undefined) this.reports.receivedCarried(chain.to, r.reports);
+      // Its number goes back in the next append (`heard`): those reports arrived.
+      if (r.reports !== undefined && this.reports.receivedCarried(chain.to, r.reports) && Number.isSafeInteger(r.seq) && (r.seq as number) > 0) {
+        this.progress.heardAnswer(chain.term, chain.to, r.seq as number);
+      }
       this.appendDone(chain, true);
       // What was committed while this one was under way.
       if (chain.withReports && this.stillMasterOf(chain.term) && (this.progress.sentUpTo(chain.term, chain.to) ?? 0) < this.history.last) this.toLearner(chain.to, chain.term, []);

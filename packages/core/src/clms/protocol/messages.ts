@@ -142,6 +142,12 @@ export const appendSchema = z.strictObject({
    * "Reports in the append's answer").
    */
   reports: z.literal(true).optional(),
+  /**
+   * With `reports`: the `seq` of the last answer carrying reports this
+   * master got from the member in its term. Those reports arrived and go
+   * no more (docs/protocol.md, "Reports in the append's answer").
+   */
+  heard: z.number().int().min(1).optional(),
 });
 export type AppendRequest = z.infer<typeof appendSchema>;
 

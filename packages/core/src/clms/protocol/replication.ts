@@ -170,6 +170,18 @@ export class MemberProgress {
   private term = 0;
   private readonly sent = new Map<number, number>();
   private readonly inFlight = new Map<number, number>();
+  /** Per learner: the `seq` of the last answer with carried reports heard from it (an append's `heard`). */
+  private readonly heard = new Map<number, number>();
+
+  /** The `seq` of the last answer with carried reports heard from `n` in `term`. */
+  heardFrom(term: number, n: number): number | undefined {
+    return term === this.term ? this.heard.get(n) : undefined;
+  }
+
+  /** `n` answered an append of `term` with reports, in its answer numbered `seq`. */
+  heardAnswer(term: number, n: number, seq: number): void {
+    if (term === this.term) this.heard.set(n, seq);
+  }
 
   /** The highest entry number sent to `n` in `term` (undefined: none, or not known). */
   sentUpTo(term: number, n: number): number | undefined {
@@ -208,6 +220,7 @@ export class MemberProgress {
     this.term = 0;
     this.sent.clear();
     this.inFlight.clear();
+    this.heard.clear();
   }
 
   private forTerm(term: number): void {

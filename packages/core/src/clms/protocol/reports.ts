@@ -62,6 +62,8 @@ interface HeldAnswer {
   readonly expected: Set<string>;
   readonly carried: Report[];
   readonly deadline: number;
+  /** The answer's number, sent with the reports it carries: the master's next append says it got them (`heard`). */
+  readonly seq: number;
 }
 
 /** Barrier reports on their way to one master (`to`: `master:term`). */
@@ -99,7 +101,9 @@ export class Reports {
    * master got them, so one the history does not show done an interval
    * later goes again (`expireCarried`). Bounded by the reports owed.
    */
-  private readonly carried = new Map<string, { r: Report; to: string; at: number }>();
+  private readonly carried = new Map<string, { r: Report; to: string; at: number; seq: number }>();
+  /** The last held answer's number (`HeldAnswer.seq`). */
+  private answerSeq = 0;
 
   constructor(private readonly p: ReportsPort) {}
 
@@ -135,7 +139,7 @@ export class Reports {
     this.giveAnswer();
     const master = this.p.master();
     if (expected.length === 0 || master === undefined || master === this.p.self) return false;
-    this.heldAnswer = { id, value, to: `${master}:${this.p.term()}`, expected: new Set(expected), carried: [], deadline };
+    this.heldAnswer = { id, value, to: `${master}:${this.p.term()}`, expected: new Set(expected), carried: [], deadline, seq: ++this.answerSeq };
     this.p.wake(deadline);
     return true;
   }
@@ -147,7 +151,7 @@ export class Reports {
     const key = reportKey(r);
     h.carried.push(r);
     this.owed.sending(r, h.to);
-    this.carried.set(key, { r, to: h.to, at: this.p.now() });
+    this.carried.set(key, { r, to: h.to, at: this.p.now(), seq: h.seq });
     h.expected.delete(key);
     if (h.expected.size === 0) this.giveAnswer();
     return true;
@@ -158,7 +162,18 @@ export class Reports {
     const h = this.heldAnswer;
     if (!h) return;
     this.heldAnswer = undefined;
-    this.p.effect({ type: 'respond', id: h.id, value: h.carried.length > 0 ? { ...h.value, reports: h.carried } : h.value });
+    this.p.effect({ type: 'respond', id: h.id, value: h.carried.length > 0 ? { ...h.value, reports: h.carried, seq: h.seq } : h.value });
+  }
+
+  /**
+   * The master (`master:term` as this member follows it) says, in an
+   * append's `heard`, that it got the answer numbered `seq`: the reports
+   * that answer carried arrived and are not sent again (still owed, as an
+   * acknowledged `clms.reports` call's are, until the history shows them).
+   */
+  heardCarried(seq: number): void {
+    const to = `${this.p.master()}:${this.p.term()}`;
+    for (const [key, c] of this.carried) if (c.seq === seq && c.to === to) this.carried.delete(key);
   }
 
   /**
@@ -362,9 +377,10 @@ export class Reports {
   }
 
   /** Barrier reports a learner carried in its answer to an append (`appendAnswerReportsSchema`): counted as a `reports` call's; a malformed list is ignored. */
-  receivedCarried(from: number, value: unknown): void {
+  receivedCarried(from: number, value: unknown): boolean {
     const rs = safeParse(appendAnswerReportsSchema, value);
     if (rs.success) this.receivedBatch(from, rs.data);
+    return rs.success;
   }
 
   /** Barrier reports `rs` from `from` (`clms.reports`): one flag each, as `received` answers them one by one. */
