@@ -14,7 +14,7 @@ import type { Logger } from '../../logging/index.js';
 import type { ResolvedClusterNodeOptions, Timing } from '../options.js';
 import { type Admission, comingUp, hookVerdict, type JoinAnswer, JoinQueue, placeJoin, queued, screenJoin, waitedJoin } from '../protocol/admission.js';
 import type { Build, Core, Message as CoreInput } from '../protocol/core.js';
-import type { HistorySnapshot } from '../protocol/history.js';
+import { type SharedSnapshot, sharedSnapshot } from './wire.js';
 import { newcomerCheck, newcomerVerdict } from '../protocol/identity.js';
 import type { JoinRequest } from '../protocol/messages.js';
 import type { DecisionRecord, Transition } from '../types.js';
@@ -42,7 +42,7 @@ export interface AdmissionPort {
 }
 
 /** The answer to a join request, on the wire. */
-export type JoinReply = JoinAnswer & { readonly snapshot?: HistorySnapshot };
+export type JoinReply = JoinAnswer & { readonly snapshot?: SharedSnapshot };
 
 const TIMED_OUT = Symbol('timed out');
 
@@ -89,7 +89,7 @@ export class Admissions {
     if (!this.queue.mayWait()) return queued(retryAfterMs);
     const t = await within(this.port.clock, committed, this.port.timing.rpcTimeoutMs * 2).finally(() => this.queue.waitEnded());
     const a = waitedJoin(t === TIMED_OUT ? 'timed-out' : t ? 'committed' : 'failed', retryAfterMs);
-    return a === 'member' ? { ok: true, snapshot: this.port.core.history.snapshot() } : a;
+    return a === 'member' ? { ok: true, snapshot: sharedSnapshot(this.port.core.history.snapshot()) } : a;
   }
 
   /** Carry out a screen's verdict other than `pass`. */
@@ -99,7 +99,7 @@ export class Admissions {
       case 'answer':
         return a.answer;
       case 'member':
-        return { ok: true, snapshot: core.history.snapshot() };
+        return { ok: true, snapshot: sharedSnapshot(core.history.snapshot()) };
       case 'retire':
         this.port.step({ type: 'down', node: a.node, incarnation: a.incarnation, reason: 'restarted as a new incarnation', observers: { master: 'saw a new incarnation join' } });
         return a.answer;

@@ -17,6 +17,7 @@ import { detached } from '../../ics/context.js';
 import type { Ics } from '../../ics/ics.js';
 import type { Logger } from '../../logging/index.js';
 import type { Core, Effect, ErrorKind, Message } from '../protocol/core.js';
+import { sharedAppend } from './wire.js';
 
 export interface LoopHost {
   readonly core: Core;
@@ -130,7 +131,7 @@ export class EffectLoop {
     const failed = (err: unknown): void => this.step({ type: 'failed', call: e.call, code: (err as ClusterInfraError | undefined)?.code ?? 'CORE_ERR_UNKNOWN' });
     if (e.ifConnected && !ics.isConnected(e.to)) return failed(undefined);
     ics
-      .call(e.to, this.host.service, e.method, e.args, { timeoutMs: e.timeoutMs })
+      .call(e.to, this.host.service, e.method, e.method === 'append' ? sharedAppend(e.args) : e.args, { timeoutMs: e.timeoutMs })
       .then((value) => this.step({ type: 'answer', call: e.call, value }), failed)
       .catch((err: unknown) => this.host.log.error({ err: (err as Error)?.message, method: e.method }, 'an effect of a CLMS answer failed'));
   }

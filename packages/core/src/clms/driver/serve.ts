@@ -18,6 +18,7 @@ import { appendSchema, fetchSchema, heartbeatSchema, joinSchema, type JoinReques
 import type { Transition } from '../types.js';
 import type { JoinReply } from './admission.js';
 import type { EffectLoop } from './loop.js';
+import { sharedEntries, sharedSnapshot } from './wire.js';
 
 /** The membership service (channel 8). */
 export const CLMS = { channel: 'clms', subservice: 1 } as const;
@@ -97,7 +98,8 @@ export function registerServices(port: ServePort, ics: Ics): void {
       reports: (a, ctx) => loop.request({ type: 'reports', id: loop.id(), from: ctx.caller.nodeNum, reports: parse(reportsSchema, a).reports }),
       fetch: (a, ctx) => {
         allowOnly('fetch', isMemberOrJoiner(port, ctx.caller), ctx);
-        return onFetch(core, parse(fetchSchema, a));
+        const r = onFetch(core, parse(fetchSchema, a));
+        return { transitions: sharedEntries(r.transitions), snapshot: r.snapshot && sharedSnapshot(r.snapshot) };
       },
       alive: () => ({ incarnation: port.ics().incarnation }),
       lease: (_a, ctx) => ({ granted: port.grantsLease(ctx.caller.nodeNum, ctx.caller.incarnation) }),

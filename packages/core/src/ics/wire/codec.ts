@@ -512,6 +512,9 @@ function writeValue(v: unknown, depth: number, maxDepth: number): void {
     writeU8(BULK_EXT_TYPE);
     writeU32(stream);
     writeU64(length);
+  } else if (v instanceof Encoded) {
+    if (depth + v.depth > maxDepth) throw new EncodeFailure(`nesting deeper than ${maxDepth} levels`);
+    writeBytes(v.bytes);
   } else {
     throw new EncodeFailure(`${describe(v)} is not plain data`);
   }
@@ -646,6 +649,75 @@ export function encodeBody(value: unknown, options?: EncodeOptions): Uint8Array 
     throw e;
   }
   return endWrite();
+}
+
+// ---------------------------------------------------------------------------
+// Values encoded once
+
+/**
+ * A value encoded once, written as those bytes wherever it appears in a
+ * body: the same bytes the writer would have made of the value there, so
+ * a frame holding it is byte for byte the frame holding the value. For
+ * immutable data that goes out many times: a CLMS master sends each
+ * transition to every member, and the whole history to every joiner.
+ * The receiver decodes plain data, as ever.
+ */
+export class Encoded {
+  /** @internal Use `encodeOnce`. */
+  constructor(
+    readonly bytes: Uint8Array,
+    /** Levels of nesting the value takes (a plain object of scalars: 1). */
+    readonly depth: number,
+  ) {}
+}
+
+const encodedOnce = new WeakMap<object, Encoded | null>();
+
+/**
+ * `value` as an `Encoded`, made the first time and kept as long as `value`
+ * lives: the caller promises never to change `value` afterwards. A value
+ * that holds bytes (a Uint8Array, which a body may take out of line) or
+ * that the writer refuses is handed back as it is, so the call that sends
+ * it behaves (and fails) as it would have.
+ */
+export function encodeOnce<T extends object>(value: T): T | Encoded {
+  let e = encodedOnce.get(value);
+  if (e === undefined) {
+    const depth = plainDepth(value, 0);
+    e = null;
+    if (depth !== undefined && depth <= DEFAULT_DECODE_LIMITS.maxDepth && !encoding) {
+      try {
+        e = new Encoded(encodeBody(value).slice(), depth);
+      } catch {
+        e = null;
+      }
+    }
+    encodedOnce.set(value, e);
+  }
+  return e ?? value;
+}
+
+/** The nesting of plain data `v` (0 for a scalar), or undefined when it holds bytes or anything else the writer treats specially. */
+function plainDepth(v: unknown, level: number): number | undefined {
+  if (typeof v !== 'object' || v === null) return level;
+  if (level > DEFAULT_DECODE_LIMITS.maxDepth) return undefined;
+  const proto: unknown = Object.getPrototypeOf(v);
+  let deepest = level + 1;
+  if (proto === Array.prototype) {
+    for (const x of v as unknown[]) {
+      const d = plainDepth(x, level + 1);
+      if (d === undefined) return undefined;
+      if (d > deepest) deepest = d;
+    }
+    return deepest;
+  }
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  for (const k of Object.keys(v)) {
+    const d = plainDepth((v as Record<string, unknown>)[k], level + 1);
+    if (d === undefined) return undefined;
+    if (d > deepest) deepest = d;
+  }
+  return deepest;
 }
 
 // ---------------------------------------------------------------------------

@@ -24,6 +24,6 @@ export {
   type WireStatusName,
 } from './types.js';
 export { DEFAULT_DECODE_LIMITS, HEADER_LIMITS, MAX_DEPTH_LIMIT, MAX_METHOD_BYTES } from './constants.js';
-export { decodeBody, encodeBody, resolveDecodeLimits, type EncodeOptions } from './codec.js';
+export { decodeBody, encodeBody, Encoded, encodeOnce, resolveDecodeLimits, type EncodeOptions } from './codec.js';
 export { decodeFrame, type DecodedFrame, encodeBulkChunkHeader, encodeFrame, FRAME_HEADER_BYTES } from './frame.js';
 export { IcsDecodeError, IcsEncodeError, type IcsDecodeReason } from './errors.js';
