@@ -37,10 +37,37 @@ export function syntheticTransition(m: MemberInfo, term: number): Transition {
   return { number: m.since, term, kind: 'state', node: m.node, incarnation: m.incarnation, from: 'ComingUp', to: m.state, cause: 'joined', time: 0 };
 }
 
+/** What this incarnation did for a (node, incarnation): ran its nodeup callbacks, gave its nodeup event, cleaned it up. */
+const RAN_NODEUP = 1;
+const GAVE_EVENT = 2;
+const CLEANED = 4;
+
+/**
+ * Flags per (node, incarnation), without a string key per question (a
+ * formation asks N² of them: every member about every joiner).
+ */
+class Marks {
+  private readonly byNode = new Map<number, Map<number, number>>();
+
+  has(node: number, incarnation: number, flag: number): boolean {
+    return ((this.byNode.get(node)?.get(incarnation) ?? 0) & flag) !== 0;
+  }
+
+  /** Set `flag`; true when it was not set before. */
+  add(node: number, incarnation: number, flag: number): boolean {
+    let m = this.byNode.get(node);
+    if (m === undefined) this.byNode.set(node, (m = new Map()));
+    const had = m.get(incarnation) ?? 0;
+    if ((had & flag) !== 0) return false;
+    m.set(incarnation, had | flag);
+    return true;
+  }
+}
+
 export class Callbacks {
   private readonly subsystems: Required<Subsystem>[] = [];
   /** (node, incarnation) pairs whose callbacks (and nodeup event) this incarnation ran. */
-  private cleaned = new Set<string>();
+  private marks = new Marks();
   private cleanups = new Map<string, Promise<void>>();
   /** The incarnation whose own nodeup (callbacks for every member, then the report) was started. */
   private ownNodeupFor: number | undefined;
@@ -71,7 +98,7 @@ export class Callbacks {
 
   /** A new incarnation of this node: it has run no callbacks yet. */
   newIncarnation(): void {
-    this.cleaned = new Set();
+    this.marks = new Marks();
     this.cleanups = new Map();
   }
 
@@ -125,30 +152,23 @@ export class Callbacks {
 
   /** The `nodeup` event, once per (node, incarnation) in this incarnation: live, or for members already Up when we joined. */
   emitNodeup(info: MemberInfo): void {
-    const key = `event:${info.node}:${info.incarnation}`;
-    if (this.cleaned.has(key) || info.state !== 'Up') return;
-    this.cleaned.add(key);
+    if (info.state !== 'Up' || !this.marks.add(info.node, info.incarnation, GAVE_EVENT)) return;
     this.p.emitter.emit('nodeup', info);
   }
 
   /** True the first time this incarnation runs nodeup callbacks for (node, incarnation). */
   markNodeup(node: number, incarnation: number): boolean {
-    if (this.ranNodeup(node, incarnation)) return false;
-    this.cleaned.add(`up:${node}:${incarnation}`);
-    return true;
+    return this.marks.add(node, incarnation, RAN_NODEUP);
   }
 
   /** This incarnation ran (or is running) nodeup callbacks for (node, incarnation). */
   ranNodeup(node: number, incarnation: number): boolean {
-    return this.cleaned.has(`up:${node}:${incarnation}`);
+    return this.marks.has(node, incarnation, RAN_NODEUP);
   }
 
   /** True the first time (node, incarnation) is cleaned up by this incarnation. */
   markCleaned(node: number, incarnation: number): boolean {
-    const key = `${node}:${incarnation}`;
-    if (this.cleaned.has(key)) return false;
-    this.cleaned.add(key);
-    return true;
+    return this.marks.add(node, incarnation, CLEANED);
   }
 
   async runCallbacks(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {

@@ -117,9 +117,27 @@ function resent(r: Report): boolean {
   return r.kind === 'nodeup-done' || r.kind === 'cleanup-done' || r.kind === 'keyservice-ready';
 }
 
-/** The reports a member owes the master, by key. */
+/** An owed report's place in the order: a report that replaces another takes it. */
+interface Slot {
+  o: Owed;
+}
+
+/** Whether `a` and `b` report the same thing (`reportKey` equal): a later one replaces an earlier. */
+function sameThing(a: Report, b: Report): boolean {
+  return a.kind === b.kind && a.node === b.node && a.incarnation === b.incarnation && a.keyService === b.keyService && (a.keyService === undefined || a.epoch === b.epoch);
+}
+
+/**
+ * The reports a member owes the master, one per thing reported (see
+ * `reportKey`), oldest first. Found by node, without a string key per
+ * lookup: a formation settles a report for every member about every
+ * joiner, and building and hashing those keys was a twentieth of its CPU.
+ */
 export class OwedReports {
-  private readonly owed = new Map<string, Owed>();
+  /** A slot per thing reported, in the order first owed: a report that replaces another takes its slot. */
+  private readonly owed = new Set<Slot>();
+  /** The slots about each node: a handful at most (its incarnation's barriers, its key services' ready reports). */
+  private readonly byNode = new Map<number, Slot[]>();
   /**
    * Of the entries `due` considers (`resent`): how many there are, and how
    * many are marked sent to each `master:term`. When the two are equal
@@ -133,26 +151,40 @@ export class OwedReports {
 
   /** `r` is owed from now on (replacing an older report of the same thing). */
   owe(r: Report): void {
-    const key = reportKey(r);
-    this.drop(this.owed.get(key));
-    this.owed.set(key, { report: r });
+    const o: Owed = { report: r };
+    const slot = this.find(r);
+    if (slot) {
+      this.drop(slot.o);
+      slot.o = o;
+    } else {
+      const fresh = { o };
+      this.owed.add(fresh);
+      const list = this.byNode.get(r.node);
+      if (list) list.push(fresh);
+      else this.byNode.set(r.node, [fresh]);
+    }
     this.kinds.set(r.kind, (this.kinds.get(r.kind) ?? 0) + 1);
     if (resent(r)) this.resendable++;
   }
 
   /** The history shows the effect of (kind, node, incarnation): nothing more to report. */
   settle(kind: 'nodeup-done' | 'cleanup-done', node: number, incarnation: number): void {
-    this.delete(`${kind}:${node}:${incarnation}`);
+    const list = this.byNode.get(node);
+    if (list === undefined) return;
+    for (const slot of list) {
+      const r = slot.o.report;
+      if (r.kind === kind && r.incarnation === incarnation && r.keyService === undefined) return this.remove(slot);
+    }
   }
 
   /** Whether `r` itself is still what is owed (not settled, not replaced). */
   isOwed(r: Report): boolean {
-    return this.owed.get(reportKey(r))?.report === r;
+    return this.find(r)?.o.report === r;
   }
 
   /** A send of `r` to `to` (`master:term`) begins: the entry of `r`, marked, if `r` itself is still what is owed. */
   sending(r: Report, to: string): Owed | undefined {
-    const o = this.owed.get(reportKey(r));
+    const o = this.find(r)?.o;
     if (o?.report === r) this.mark(o, to);
     return o;
   }
@@ -165,7 +197,7 @@ export class OwedReports {
    * made again on the next tick; a ready report, acknowledged or not.
    */
   answered(r: Report, o: Owed | undefined, to: string, ok: boolean): void {
-    if (ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.delete(reportKey(r));
+    if (ok && (r.kind === 'suspect' || r.kind === 'leave' || r.kind === 'down')) this.remove(this.find(r));
     // A ready report goes again every tick, acknowledged or not, until the
     // history shows it ready: a new master may get it before it applied the
     // assignment (its key-service view is still at the epoch before) and
@@ -177,7 +209,7 @@ export class OwedReports {
 
   /** `r`, marked sent to `to` without an answer to tell (it went in an append's answer), is due again. */
   resend(r: Report, to: string): void {
-    const o = this.owed.get(reportKey(r));
+    const o = this.find(r)?.o;
     if (o?.report === r && o.sentTo === to) this.mark(o, undefined);
   }
 
@@ -191,7 +223,7 @@ export class OwedReports {
   *due(to: string, max = Number.POSITIVE_INFINITY): Generator<Report> {
     if (this.resendable === (this.sentCount.get(to) ?? 0)) return;
     let n = 0;
-    for (const o of this.owed.values()) {
+    for (const { o } of this.owed) {
       if (n >= max) return;
       if (resent(o.report) && o.sentTo !== to) {
         n++;
@@ -203,29 +235,41 @@ export class OwedReports {
   /** Every report owed (of `kind` only, when given), oldest first. */
   *reports(kind?: Report['kind']): Generator<Report> {
     if (kind !== undefined && !this.kinds.has(kind)) return;
-    for (const o of this.owed.values()) if (kind === undefined || o.report.kind === kind) yield o.report;
+    for (const { o } of this.owed) if (kind === undefined || o.report.kind === kind) yield o.report;
   }
 
   /** Forget `r` (a ready report whose epoch is over or is ready in the history). */
   forget(r: Report): void {
-    this.delete(reportKey(r));
+    this.remove(this.find(r));
   }
 
   clear(): void {
     this.owed.clear();
+    this.byNode.clear();
     this.kinds.clear();
     this.resendable = 0;
     this.sentCount.clear();
   }
 
-  private delete(key: string): void {
-    this.drop(this.owed.get(key));
-    this.owed.delete(key);
+  /** The slot of the thing `r` reports. */
+  private find(r: Report): Slot | undefined {
+    const list = this.byNode.get(r.node);
+    if (list !== undefined) for (const slot of list) if (sameThing(slot.o.report, r)) return slot;
+    return undefined;
   }
 
-  /** `o` leaves the books (deleted or replaced): its share of the counts goes. */
-  private drop(o: Owed | undefined): void {
-    if (!o) return;
+  /** `slot` leaves the books (settled, answered or forgotten). */
+  private remove(slot: Slot | undefined): void {
+    if (!slot || !this.owed.delete(slot)) return;
+    const node = slot.o.report.node;
+    const list = this.byNode.get(node)!;
+    if (list.length === 1) this.byNode.delete(node);
+    else list.splice(list.indexOf(slot), 1);
+    this.drop(slot.o);
+  }
+
+  /** `o` leaves the books (removed or replaced): its share of the counts goes. */
+  private drop(o: Owed): void {
     const left = this.kinds.get(o.report.kind)! - 1;
     if (left === 0) this.kinds.delete(o.report.kind);
     else this.kinds.set(o.report.kind, left);

@@ -104,6 +104,11 @@ export class Reports {
   private readonly carried = new Map<string, { r: Report; to: string; at: number; seq: number }>();
   /** The last held answer's number (`HeldAnswer.seq`). */
   private answerSeq = 0;
+  /**
+   * The keys each answer carried, by its number, for `heardCarried`: the
+   * last 64 answers (older ones' reports have long expired or been heard).
+   */
+  private readonly carriedBySeq = new Map<number, string[]>();
 
   constructor(private readonly p: ReportsPort) {}
 
@@ -152,6 +157,12 @@ export class Reports {
     h.carried.push(r);
     this.owed.sending(r, h.to);
     this.carried.set(key, { r, to: h.to, at: this.p.now(), seq: h.seq });
+    const keys = this.carriedBySeq.get(h.seq);
+    if (keys) keys.push(key);
+    else {
+      this.carriedBySeq.set(h.seq, [key]);
+      if (this.carriedBySeq.size > 64) this.carriedBySeq.delete(this.carriedBySeq.keys().next().value!);
+    }
     h.expected.delete(key);
     if (h.expected.size === 0) this.giveAnswer();
     return true;
@@ -173,7 +184,11 @@ export class Reports {
    */
   heardCarried(seq: number): void {
     const to = `${this.p.master()}:${this.p.term()}`;
-    for (const [key, c] of this.carried) if (c.seq === seq && c.to === to) this.carried.delete(key);
+    for (const key of this.carriedBySeq.get(seq) ?? []) {
+      const c = this.carried.get(key);
+      if (c?.seq === seq && c.to === to) this.carried.delete(key);
+    }
+    this.carriedBySeq.delete(seq);
   }
 
   /**
@@ -485,6 +500,7 @@ export class Reports {
   reset(restart: boolean): void {
     this.giveAnswer();
     this.carried.clear();
+    this.carriedBySeq.clear();
     for (const a of this.asks.values()) this.p.effect({ type: 'respond', id: a.id, error: { kind: 'no-quorum', message: 'no master acknowledged the request within ten failure timeouts' } });
     this.asks.clear();
     this.askCalls.clear();
