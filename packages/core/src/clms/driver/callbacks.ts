@@ -37,6 +37,9 @@ export function syntheticTransition(m: MemberInfo, term: number): Transition {
   return { number: m.since, term, kind: 'state', node: m.node, incarnation: m.incarnation, from: 'ComingUp', to: m.state, cause: 'joined', time: 0 };
 }
 
+/** `runCallbacks` with no subsystem registered. */
+const RAN_NONE: Promise<void> = Promise.resolve();
+
 /** What this incarnation did for a (node, incarnation): ran its nodeup callbacks, gave its nodeup event, cleaned it up. */
 const RAN_NODEUP = 1;
 const GAVE_EVENT = 2;
@@ -171,7 +174,18 @@ export class Callbacks {
     return this.marks.add(node, incarnation, CLEANED);
   }
 
-  async runCallbacks(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {
+  /**
+   * Run every subsystem's `phase` callback for (node, incarnation), by band.
+   * With no subsystem it allocates nothing: a formation asks this of every
+   * member about every joiner. (The promise it then returns is already
+   * resolved, as the async path's would be: what awaits it goes on in the
+   * same turn either way.)
+   */
+  runCallbacks(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {
+    return this.subsystems.length === 0 ? RAN_NONE : this.runEach(phase, node, incarnation, t);
+  }
+
+  private async runEach(phase: 'nodeup' | 'nodedown', node: number, incarnation: number, t: Transition): Promise<void> {
     const event: NodeEvent = { node, incarnation, transition: t, signal: this.p.signal };
     for (const s of [...this.subsystems]) {
       try {

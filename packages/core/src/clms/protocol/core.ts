@@ -35,6 +35,9 @@ const MAX_MASTER_HEALTH = 65;
 /** Owed reports a member sends again per interval, at most (docs/membership.md, "Scale"). */
 const REPORTS_PER_TICK = 8;
 
+/** The settling of one of the core's own proposals: heard inside the core (`settleInternal`), never handed out. */
+const isInternalSettle = (e: Effect): boolean => e.type === 'settle' && e.id < 0;
+
 export type Phase = 'idle' | 'joining' | 'member' | 'rejoining' | 'leaving' | 'closed';
 
 export interface CoreConfig {
@@ -235,7 +238,8 @@ export class Core {
   /** A commit the members still have to hear of: the next round's appends carry it, or commit messages when none follows. */
   private commitOwed: { number: number; term: number; heard?: ReadonlySet<number> } | undefined;
   private fetching: number | undefined;
-  private time: Time = { now: 0, wall: 0 };
+  /** The time of the input being stepped (one object, updated in place). */
+  private readonly time: Time = { now: 0, wall: 0 };
   /** The nodedown path (detection.ts) and reports and barriers (reports.ts). */
   readonly detection: Detection;
   readonly reports: Reports;
@@ -318,10 +322,10 @@ export class Core {
   /** The effects queued since the last call, in order. */
   ready(): Effect[] {
     // The settling of the core's own proposals is heard here, not outside.
-    const out = this.effects.filter((e) => e.type !== 'settle' || e.id >= 0);
+    const out = this.effects;
     this.effects = [];
     this.scanned = 0;
-    return out;
+    return out.some(isInternalSettle) ? out.filter((e) => !isInternalSettle(e)) : out;
   }
 
   step(input: Input): void {
@@ -349,7 +353,8 @@ export class Core {
   }
 
   private dispatch(input: Input): void {
-    this.time = { now: input.now, wall: input.wall };
+    this.time.now = input.now;
+    this.time.wall = input.wall;
     switch (input.type) {
       case 'tick':
         return input.what === 'election' ? this.electionDue() : this.onTick();
