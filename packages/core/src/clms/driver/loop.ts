@@ -52,7 +52,7 @@ export class EffectLoop {
 
   step(message: Message): void {
     const { core, clock } = this.host;
-    core.step({ ...message, now: clock.now(), wall: clock.wallNow() });
+    core.stepAt(message, clock.now(), clock.wallNow());
     for (const e of core.ready()) this.perform(e);
   }
 

@@ -329,7 +329,14 @@ export class Core {
   }
 
   step(input: Input): void {
-    this.dispatch(input);
+    this.stepAt(input, input.now, input.wall);
+  }
+
+  /** `step`, the time given apart (the driver's loop: no copy of the message to stamp it). */
+  stepAt(message: Message, now: number, wall: number): void {
+    this.time.now = now;
+    this.time.wall = wall;
+    this.dispatch(message);
     this.settleInternal();
   }
 
@@ -352,9 +359,7 @@ export class Core {
     }
   }
 
-  private dispatch(input: Input): void {
-    this.time.now = input.now;
-    this.time.wall = input.wall;
+  private dispatch(input: Message): void {
     switch (input.type) {
       case 'tick':
         return input.what === 'election' ? this.electionDue() : this.onTick();
