@@ -50,19 +50,26 @@ const CLEANED = 4;
  * formation asks N² of them: every member about every joiner).
  */
 class Marks {
-  private readonly byNode = new Map<number, Map<number, number>>();
+  /** By node (a small integer key), its incarnations' flags: one or two incarnations each, found by a scan. */
+  private readonly byNode = new Map<number, { incarnation: number; flags: number }[]>();
 
   has(node: number, incarnation: number, flag: number): boolean {
-    return ((this.byNode.get(node)?.get(incarnation) ?? 0) & flag) !== 0;
+    const list = this.byNode.get(node);
+    if (list !== undefined) for (const m of list) if (m.incarnation === incarnation) return (m.flags & flag) !== 0;
+    return false;
   }
 
   /** Set `flag`; true when it was not set before. */
   add(node: number, incarnation: number, flag: number): boolean {
-    let m = this.byNode.get(node);
-    if (m === undefined) this.byNode.set(node, (m = new Map()));
-    const had = m.get(incarnation) ?? 0;
-    if ((had & flag) !== 0) return false;
-    m.set(incarnation, had | flag);
+    let list = this.byNode.get(node);
+    if (list === undefined) this.byNode.set(node, (list = []));
+    for (const m of list) {
+      if (m.incarnation !== incarnation) continue;
+      if ((m.flags & flag) !== 0) return false;
+      m.flags |= flag;
+      return true;
+    }
+    list.push({ incarnation, flags: flag });
     return true;
   }
 }

@@ -70,17 +70,22 @@ export class EffectLoop {
    * answer held for its barrier reports, protocol/reports.ts).
    */
   requestOrLater(message: Message & { id: number }): unknown {
-    let resolveLater!: (value: unknown) => void;
-    const later = new Promise<unknown>((resolve) => {
-      resolveLater = resolve;
-    });
-    this.waiters.set(message.id, { resolve: resolveLater });
+    // The promise is made only for an answer that is not given within the
+    // step (most are): until then the waiter keeps what `respond` gives.
+    let later: ((value: unknown) => void) | undefined;
+    let given: { value: unknown } | undefined;
+    this.waiters.set(message.id, { resolve: (value) => (later ? later(value) : (given = { value })) });
     this.step(message);
-    if (!this.replies.has(message.id)) return later;
-    this.waiters.delete(message.id);
-    const value = this.replies.get(message.id);
-    this.replies.delete(message.id);
-    return value;
+    if (this.replies.has(message.id)) {
+      this.waiters.delete(message.id);
+      const value = this.replies.get(message.id);
+      this.replies.delete(message.id);
+      return value;
+    }
+    if (given) return Promise.resolve(given.value);
+    return new Promise<unknown>((resolve) => {
+      later = resolve;
+    });
   }
 
   /** A fresh id for a request, a proposal or a campaign whose end `resolve` (or `reject`) hears. */
