@@ -24,7 +24,7 @@ import { parseMessage, snapshotSchema, transitionSchema } from './messages.js';
 import { hasQuorum, isVoter, type QuorumPolicy, type VoterRule, votersOf } from './quorum.js';
 import { Lease } from './lease.js';
 import { standingRank } from './failover.js';
-import { APPEND_ROUNDS, type AppendChain, batchOf, MemberProgress, missing, Replication, sameEntry } from './replication.js';
+import { APPEND_ROUNDS, type AppendChain, batchOf, MAX_BATCH, MAX_BATCH_LEARNERS, MemberProgress, missing, Replication, sameEntry } from './replication.js';
 import { Detection, type DetectionEffect, type HealthView, NEVER_LATE } from './detection.js';
 import { type ReportEffect, Reports } from './reports.js';
 import { reportKey } from './barriers.js';
@@ -660,7 +660,14 @@ export class Core {
       const batch = [{ proposal: p.id, t: first }];
       // The founding entries go one by one: their voters are the candidates.
       if (p.node !== undefined && this.history.last > 0) {
-        batchOf(batch, this.proposals, this.history, (q, number) => this.build(q, number), (node) => isVoter(this.voterRule, this.config.candidates, node));
+        batchOf(
+          batch,
+          this.proposals,
+          this.history,
+          (q, number) => this.build(q, number),
+          (node) => isVoter(this.voterRule, this.config.candidates, node),
+          this.learnersHearCommitted ? MAX_BATCH_LEARNERS : MAX_BATCH,
+        );
       }
       // In our own log while it replicates: deposed before it commits, we
       // still count it when we stand again, and carry it if elected. Entries
