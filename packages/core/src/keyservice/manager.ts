@@ -39,7 +39,7 @@
 import { InvalidArgumentError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
 import type { CallOptions, HandlerContext } from '../ics/types.js';
-import type { HostedKeyService, KeyServiceInfo, Transition } from '../clms/index.js';
+import type { HostedKeyService, KeyServiceInfo, MemberInfo, Transition } from '../clms/index.js';
 import { Hosting } from './host.js';
 import { Placer } from './master.js';
 import { moveSchema, pullSchema, withdrawSchema } from './messages.js';
@@ -55,6 +55,8 @@ export class KeyServiceManager {
   private readonly local = new Registrations();
   private readonly view = new KeyServiceView();
   private readonly changes: Changes;
+  /** `host.member`, one closure for every transition applied. */
+  private readonly memberOf = (n: number): MemberInfo | undefined => this.host.member(n);
   private readonly hosting: Hosting;
   private readonly placer: Placer;
   private readonly router: Router;
@@ -166,7 +168,7 @@ export class KeyServiceManager {
   applied(t: Transition): void {
     if (t.kind === 'keyservice' && t.keyService) this.appliedKeyService(t, t.keyService);
     this.view.applyState(t, this.host.now());
-    if (this.view.updateFormed(this.host.members(), (n) => this.host.member(n), t)) this.host.emitFormed(this.view.formed);
+    if (this.view.updateFormed(this.host.members(), this.memberOf, t)) this.host.emitFormed(this.view.formed);
     this.changes.wake();
     this.withdrawals.check();
   }

@@ -12,6 +12,7 @@ export class Changes {
 
   /** Something changed: every waiter checks again. */
   wake(): void {
+    if (this.waiters.size === 0) return;
     for (const w of [...this.waiters]) w();
   }
 

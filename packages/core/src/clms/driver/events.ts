@@ -12,7 +12,7 @@ import type { ClusterEvents, DecisionRecord, Transition, WatchEvent } from '../t
 const MAX_DECISIONS = 256;
 
 export interface EventsPort {
-  readonly emitter: Pick<EventEmitter<ClusterEvents>, 'emit'>;
+  readonly emitter: Pick<EventEmitter<ClusterEvents>, 'emit' | 'listenerCount'>;
   readonly log: Logger;
 }
 
@@ -25,6 +25,8 @@ export class Events {
 
   /** `replayed`: history a late joiner receives with its join, not a transition as it commits (docs/membership.md). */
   notify(t: Transition, replayed = false): void {
+    // Nobody to tell: no copy marked `replayed` (a joiner is told the whole history it installs).
+    if (this.watchers.size === 0 && this.p.emitter.listenerCount('transition') === 0) return;
     const e = replayed ? { ...t, replayed: true } : t;
     this.p.emitter.emit('transition', e);
     this.broadcast({ type: 'transition', transition: e });
