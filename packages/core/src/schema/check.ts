@@ -6,7 +6,7 @@
  * all waste (the decoder already made fresh plain data nobody else holds),
  * and on the membership hot path it was most of zod's cost: a formation of
  * 256 nodes applies 131 k transitions, and each arrived inside an append
- * that zod copied whole (bench/README.md, "Validation").
+ * that zod copied whole (docs/membership.md, "Scale": session 13).
  *
  * `safeParse` here answers as zod does, from the same schema (the schemas
  * stay the one source of truth): for plain data (plain objects, arrays,
