@@ -45,11 +45,16 @@ const RAN_NODEUP = 1;
 const GAVE_EVENT = 2;
 const CLEANED = 4;
 
+/** Incarnations of one node whose marks are kept: a node restarted more often than this forgets the oldest. */
+const MARKED_INCARNATIONS = 8;
+
 /**
  * Flags per (node, incarnation), without a string key per question (a
- * formation asks N² of them: every member about every joiner).
+ * formation asks N² of them: every member about every joiner). Bounded: the
+ * last MARKED_INCARNATIONS incarnations of each node (nothing asks about an
+ * older one: its transitions were applied long before, each once).
  */
-class Marks {
+export class Marks {
   /** By node (a small integer key), its incarnations' flags: one or two incarnations each, found by a scan. */
   private readonly byNode = new Map<number, { incarnation: number; flags: number }[]>();
 
@@ -70,6 +75,7 @@ class Marks {
       return true;
     }
     list.push({ incarnation, flags: flag });
+    if (list.length > MARKED_INCARNATIONS) list.shift();
     return true;
   }
 }
