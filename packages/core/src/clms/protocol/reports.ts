@@ -112,6 +112,17 @@ export class Reports {
 
   constructor(private readonly p: ReportsPort) {}
 
+  /** `master:term` as this member follows them: the key reports are marked sent to (made once per master and term). */
+  private masterKey(): string {
+    const master = this.p.master();
+    const term = this.p.term();
+    const k = this.key;
+    if (k.master !== master || k.term !== term) this.key = { master, term, text: `${master}:${term}` };
+    return this.key.text;
+  }
+
+  private key: { master: number | undefined; term: number; text: string } = { master: undefined, term: -1, text: '' };
+
   // ---------------------------------------------------------------- member: what it owes and sends
 
   /** This node owes its master `r`: kept until acknowledged (or settled by the history), sent now. */
@@ -144,7 +155,7 @@ export class Reports {
     this.giveAnswer();
     const master = this.p.master();
     if (expected.length === 0 || master === undefined || master === this.p.self) return false;
-    this.heldAnswer = { id, value, to: `${master}:${this.p.term()}`, expected: new Set(expected), carried: [], deadline, seq: ++this.answerSeq };
+    this.heldAnswer = { id, value, to: this.masterKey(), expected: new Set(expected), carried: [], deadline, seq: ++this.answerSeq };
     this.p.wake(deadline);
     return true;
   }
@@ -152,7 +163,7 @@ export class Reports {
   /** A barrier report owed to the master whose append answer is held: it goes in that answer (given once none is expected any more). */
   private carry(r: Report): boolean {
     const h = this.heldAnswer;
-    if (!h || !isBarrier(r) || h.to !== `${this.p.master()}:${this.p.term()}`) return false;
+    if (!h || !isBarrier(r) || h.to !== this.masterKey()) return false;
     const key = reportKey(r);
     h.carried.push(r);
     this.owed.sending(r, h.to);
@@ -183,7 +194,7 @@ export class Reports {
    * acknowledged `clms.reports` call's are, until the history shows them).
    */
   heardCarried(seq: number): void {
-    const to = `${this.p.master()}:${this.p.term()}`;
+    const to = this.masterKey();
     for (const key of this.carriedBySeq.get(seq) ?? []) {
       const c = this.carried.get(key);
       if (c?.seq === seq && c.to === to) this.carried.delete(key);
@@ -209,7 +220,7 @@ export class Reports {
   send(r: Report): void {
     const master = this.p.master();
     if (master === undefined || master === this.p.self) return;
-    const to = `${master}:${this.p.term()}`;
+    const to = this.masterKey();
     if (isBarrier(r)) return this.sendBarrier(r, master, to);
     const owed = this.owed.sending(r, to);
     this.sends.set(this.p.call(master, 'report', r, this.p.rpcTimeoutMs), { r, to, owed });
