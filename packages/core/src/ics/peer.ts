@@ -252,8 +252,8 @@ export class Peer {
   readonly pending = new Map<number, Pending>();
   /** Requests from this peer queued or running asynchronously, by id (for Cancel and nodedown; serving's). */
   readonly serving = new Map<number, Incoming>();
-  /** Message ids seen recently, at `id % size` (R4); allocated at the first message. */
-  seen: Uint32Array | undefined;
+  /** Message ids seen recently (R4); made at the first message, dropped for a new incarnation (`forgetIds`). */
+  private seen: DedupWindow | undefined;
   /** Ids whose out-of-line values are still arriving. */
   readonly awaitingBulk = new Set<number>();
   pumping = false;
@@ -314,11 +314,49 @@ export class Peer {
    * last `window` ids in O(1) and without allocation.
    */
   firstSight(id: number): boolean {
-    const seen = (this.seen ??= new Uint32Array(this.config.dedupWindow));
-    const slot = id % seen.length;
-    if (seen[slot] === id) return false;
-    seen[slot] = id;
+    return (this.seen ??= new DedupWindow(this.config.dedupWindow)).firstSight(id);
+  }
+
+  /** Ids start again (the peer's next incarnation). */
+  forgetIds(): void {
+    this.seen = undefined;
+  }
+}
+
+/**
+ * The last `window` message ids of one sender, one slot per `id % window`.
+ * The slots grow with the ids (from 64, doubling, up to `window`), so a
+ * peer that sent a few messages holds a few slots, not `window` of them
+ * (a node in a formation of 256 sees a few dozen messages from most of
+ * its peers). Every id held is below the slot count until the slots reach
+ * `window`, so each sits where a full array would hold it: the answers are
+ * those of a `window`-slot array from the first id on.
+ */
+export class DedupWindow {
+  private slots: Uint32Array;
+
+  constructor(private readonly window: number) {
+    this.slots = new Uint32Array(Math.min(64, window));
+  }
+
+  /** Record `id`; false when it was seen within the window. */
+  firstSight(id: number): boolean {
+    let slots = this.slots;
+    if (id >= slots.length && slots.length < this.window) slots = this.grow(id);
+    const slot = id % slots.length;
+    if (slots[slot] === id) return false;
+    slots[slot] = id;
     return true;
+  }
+
+  /** Slots enough for `id` (or `window` of them), the ids held kept in place. */
+  private grow(id: number): Uint32Array {
+    let n = this.slots.length;
+    while (n <= id && n < this.window) n *= 2;
+    const grown = new Uint32Array(Math.min(n, this.window));
+    for (const held of this.slots) if (held !== 0) grown[held % grown.length] = held;
+    this.slots = grown;
+    return grown;
   }
 }
 

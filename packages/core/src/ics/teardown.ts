@@ -78,7 +78,7 @@ export class Teardown {
       peer.incarnation = undefined;
     }
     // Ids start again with the next incarnation.
-    peer.seen = undefined;
+    peer.forgetIds();
     await Promise.all(running.map((s) => s.done()));
   }
 
