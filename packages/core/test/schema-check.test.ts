@@ -23,6 +23,9 @@ type Def = {
 };
 const defOf = (s: z.ZodType): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
 
+/** A numeric TypeScript enum as it compiles: names to numbers and numbers back to names. */
+const NUMERIC = { Low: 0, High: 1, 0: 'Low', 1: 'High' } as unknown as Record<string, number>;
+
 /** Any plain data, as a decoder could make it. */
 const anyPlain: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom(null, undefined, true, false, 0, -0, 1, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, -(2 ** 53), '', 'x'),
@@ -54,7 +57,7 @@ function near(schema: z.ZodType, depth = 0): fc.Arbitrary<unknown> {
       case 'string':
         return lengthNear(def).chain((n) => fc.string({ minLength: n, maxLength: n, unit: fc.constantFrom('a', 'é', '😀') }));
       case 'enum':
-        return fc.oneof(fc.constantFrom(...Object.values(def.entries!)), fc.string({ maxLength: 3 }));
+        return fc.oneof(fc.constantFrom(...Object.values(def.entries!), ...Object.keys(def.entries!)), fc.string({ maxLength: 3 }));
       case 'literal':
         return fc.oneof(fc.constantFrom(...def.values!), fc.constantFrom(false, 1, 'true'));
       case 'optional':
@@ -117,6 +120,7 @@ const kinds: [string, z.ZodType][] = [
   ['string with bounds', z.string().min(1).max(5)],
   ['string of one length', z.string().length(3)],
   ['enum', z.enum(['NeverUp', 'Up', 'Down'])],
+  ['enum of a numeric TypeScript enum', z.enum(NUMERIC)],
   ['literal', z.literal(true)],
   ['optional', z.number().int().optional()],
   ['nullable', z.string().max(4).nullable()],

@@ -37,8 +37,6 @@ interface Def {
   readonly element?: z.ZodType;
   readonly keyType?: z.ZodType;
   readonly valueType?: z.ZodType;
-  readonly entries?: Readonly<Record<string, unknown>>;
-  readonly values?: readonly unknown[];
 }
 
 interface CheckDef {
@@ -54,6 +52,13 @@ interface CheckDef {
 }
 
 const defOf = (schema: z.ZodType): Def => (schema as unknown as { _zod: { def: Def } })._zod.def;
+
+/** The values an enum or a literal accepts, as zod holds them. */
+function valuesOf(schema: z.ZodType): ReadonlySet<unknown> {
+  const values = (schema as unknown as { _zod: { values?: unknown } })._zod.values;
+  if (!(values instanceof Set)) throw new Unsupported('enum or literal without its values');
+  return values as ReadonlySet<unknown>;
+}
 
 /** Thrown inside the compiler for a kind it does not know: the schema is then always zod's. */
 class Unsupported extends Error {}
@@ -111,14 +116,12 @@ function compile(schema: z.ZodType): Check {
       return numberCheck(def);
     case 'string':
       return lengthChecked(def, (v) => typeof v === 'string', codePoints);
-    case 'enum': {
-      noChecks(def);
-      const values = new Set(Object.values(def.entries ?? {}));
-      return (v) => values.has(v);
-    }
+    case 'enum':
     case 'literal': {
       noChecks(def);
-      const values = new Set(def.values ?? []);
+      // zod's own set of the values it accepts (for an enum made from a
+      // TypeScript numeric enum, the numbers only, not the reverse-mapped names).
+      const values = valuesOf(schema);
       return (v) => values.has(v);
     }
     case 'optional': {
