@@ -128,6 +128,7 @@ const kinds: [string, z.ZodType][] = [
   ['record', z.record(z.string(), z.unknown())],
   ['strict object', z.strictObject({ a: z.number(), b: z.string().optional(), c: z.array(z.boolean()).max(3) })],
   ['stripping object', z.object({ a: z.number(), b: z.enum(['x', 'y']).optional() })],
+  ['object of anything', z.strictObject({ a: z.unknown(), b: z.any().optional(), c: z.number().optional() })],
   ['extended object', z.strictObject({ a: z.number(), k: z.string() }).extend({ k: z.enum(['p', 'q']) })],
   ['boolean', z.boolean()],
   ['unknown', z.unknown()],

@@ -269,9 +269,15 @@ function objectCheck(def: Def): Check {
   const keys = Object.keys(shape);
   const known = new Set(keys);
   const checks = keys.map((k) => compile(shape[k]!));
+  // zod wants a key that is not optional present and defined, even when its
+  // schema takes anything (`z.unknown()`, `z.any()`).
+  const required = keys.map((k) => defOf(shape[k]!).type !== 'optional');
   return (v) => {
     if (!isPlainObject(v)) return false;
-    for (let i = 0; i < keys.length; i++) if (!checks[i]!(v[keys[i]!])) return false;
+    for (let i = 0; i < keys.length; i++) {
+      const x = v[keys[i]!];
+      if ((x === undefined && required[i]) || !checks[i]!(x)) return false;
+    }
     for (const k in v) if (!known.has(k)) return false;
     return true;
   };
