@@ -14,11 +14,11 @@ import type { Logger } from '../../logging/index.js';
 import type { ResolvedClusterNodeOptions, Timing } from '../options.js';
 import { type Admission, comingUp, hookVerdict, type JoinAnswer, JoinQueue, placeJoin, queued, screenJoin, waitedJoin } from '../protocol/admission.js';
 import type { Build, Core, Message as CoreInput } from '../protocol/core.js';
-import { type SharedSnapshot, sharedSnapshot } from './wire.js';
 import { newcomerCheck, newcomerVerdict } from '../protocol/identity.js';
 import type { JoinRequest } from '../protocol/messages.js';
 import type { DecisionRecord, Transition } from '../types.js';
 import { CLMS } from './serve.js';
+import { type SharedSnapshot, sharedSnapshot } from './wire.js';
 
 /** What admission needs of its node. */
 export interface AdmissionPort {

@@ -66,6 +66,8 @@ export function registerServices(port: ServePort, ics: Ics): void {
       },
     },
   });
+  // An append's answer gets `health`, as a heartbeat's does: the master counts it as the heartbeat's.
+  const withHealth = (v: object): object => ({ ...v, health: port.health.multiplier });
   ics.registerService({
     ...CLMS,
     name: 'clms',
@@ -76,8 +78,6 @@ export function registerServices(port: ServePort, ics: Ics): void {
       vote: (a, ctx) => loop.request({ type: 'vote', id: loop.id(), from: ctx.caller.nodeNum, req: parse(voteSchema, a) }),
       append: (a, ctx) => {
         const req = parse(appendSchema, a);
-        // `health`, as in a heartbeat's answer: the master counts this answer as the heartbeat's.
-        const withHealth = (v: object): object => ({ ...v, health: port.health.multiplier });
         const input = { type: 'append', id: loop.id(), from: ctx.caller.nodeNum, req } as const;
         // Only a learner's append (`reports`) may be answered later (protocol/reports.ts, holdAnswer).
         if (!req.reports) return withHealth(loop.request(input) as object);

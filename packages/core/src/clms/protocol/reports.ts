@@ -109,6 +109,8 @@ export class Reports {
    * last 64 answers (older ones' reports have long expired or been heard).
    */
   private readonly carriedBySeq = new Map<number, string[]>();
+  /** `masterKey()`'s last answer, and the master and term it was made for. */
+  private key: { master: number | undefined; term: number; text: string } = { master: undefined, term: -1, text: '' };
 
   constructor(private readonly p: ReportsPort) {}
 
@@ -120,8 +122,6 @@ export class Reports {
     if (k.master !== master || k.term !== term) this.key = { master, term, text: `${master}:${term}` };
     return this.key.text;
   }
-
-  private key: { master: number | undefined; term: number; text: string } = { master: undefined, term: -1, text: '' };
 
   // ---------------------------------------------------------------- member: what it owes and sends
 

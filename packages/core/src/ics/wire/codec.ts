@@ -681,11 +681,13 @@ const encodedOnce = new WeakMap<object, Encoded | null>();
  * it behaves (and fails) as it would have.
  */
 export function encodeOnce<T extends object>(value: T): T | Encoded {
+  // Asked from inside a write (a getter of the value being encoded): plain, and nothing kept.
+  if (encoding) return value;
   let e = encodedOnce.get(value);
   if (e === undefined) {
     const depth = plainDepth(value, 0);
     e = null;
-    if (depth !== undefined && depth <= DEFAULT_DECODE_LIMITS.maxDepth && !encoding) {
+    if (depth !== undefined && depth <= DEFAULT_DECODE_LIMITS.maxDepth) {
       try {
         e = new Encoded(encodeBody(value).slice(), depth);
       } catch {
