@@ -160,7 +160,7 @@ export class Reports {
     return true;
   }
 
-  /** A barrier report owed to the master whose append answer is held: it goes in that answer (given once none is expected any more). */
+  /** A barrier report owed to the master whose append answer is held: it goes in that answer (given once none is expected any more, or full). */
   private carry(r: Report): boolean {
     const h = this.heldAnswer;
     if (!h || !isBarrier(r) || h.to !== this.masterKey()) return false;
@@ -175,7 +175,10 @@ export class Reports {
       if (this.carriedBySeq.size > 64) this.carriedBySeq.delete(this.carriedBySeq.keys().next().value!);
     }
     h.expected.delete(key);
-    if (h.expected.size === 0) this.giveAnswer();
+    // A full answer goes now: the master takes at most MAX_REPORTS_PER_CALL
+    // in one (more and it refuses the whole list); the rest, owed without an
+    // answer to carry them, go in `clms.reports` calls.
+    if (h.expected.size === 0 || h.carried.length >= MAX_REPORTS_PER_CALL) this.giveAnswer();
     return true;
   }
 
