@@ -147,6 +147,7 @@ export {
   hasQuorum,
   heartbeatDetector,
   LEGAL_MOVES,
+  MAX_META_BYTES,
   NODE_STATES,
   presets,
   type AdmissionRequest,

@@ -1,5 +1,5 @@
 export { ClusterNode, createClusterNode } from './node.js';
-export { hasQuorum, presets, type AdmissionRequest, type ClusterNodeOptions, type Discovery, type QuorumPolicy, type Timing, type VoterRule } from './options.js';
+export { hasQuorum, MAX_META_BYTES, presets, type AdmissionRequest, type ClusterNodeOptions, type Discovery, type QuorumPolicy, type Timing, type VoterRule } from './options.js';
 export { compareHistoryIds, History, type HistorySnapshot } from './protocol/history.js';
 export { DNS_DISCOVERY_DEFAULTS, dnsDiscovery, type DnsDiscoveryOptions } from './discovery.js';
 export { heartbeatDetector, type DetectorContext, type NodedownDetector, type Suspicion } from './detector.js';

@@ -27,13 +27,13 @@
 import { EventEmitter } from 'eventemitter3';
 import type { Clock } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
-import { AlreadyStartedError, InvalidStateError, NotAMemberError } from '../errors/index.js';
+import { AlreadyStartedError, InvalidArgumentError, InvalidStateError, NodeClosedError, NotAMemberError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
 import { checkCallOptions } from '../ics/options.js';
 import type { Logger } from '../logging/index.js';
 import type { KeyServiceRegistration } from '../keyservice/index.js';
 import { NodeRuntime } from './driver/runtime.js';
-import type { ClusterNodeOptions, Timing } from './options.js';
+import { type ClusterNodeOptions, metaProblem, type Timing } from './options.js';
 import type { RefusedHandshake } from './progress.js';
 import { giveUpAfter, startOptionsSchema, type StartOptions, waitForUp } from './lifecycle.js';
 import type {
@@ -203,12 +203,14 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return this.rt.ics;
   }
 
+  /** This node's incarnation: a new one after each rejoin; 0 before `start()`. */
   get incarnation(): number {
-    return this.rt.ics.incarnation;
+    return this.rt.ics?.incarnation ?? 0;
   }
 
+  /** The address this node listens on (undefined before `start()`). */
   get address(): string | undefined {
-    return this.rt.ics.address;
+    return this.rt.ics?.address;
   }
 
   get master(): number | undefined {
@@ -284,9 +286,23 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return this.rt.events.decisions;
   }
 
-  /** Replace this node's metadata; replicated as a `meta` transition. */
+  /**
+   * Replace this node's metadata; replicated as a `meta` transition.
+   * Rejects at once with InvalidArgumentError when `meta` is not a plain
+   * object that encodes within MAX_META_BYTES, NotAMemberError before
+   * `start()`, NodeClosedError once closed.
+   */
   async setInfo(meta: Record<string, unknown>): Promise<void> {
+    const problem = metaProblem(meta);
+    if (problem) throw new InvalidArgumentError(`setInfo(meta): meta ${problem}`);
+    this.mayAsk('setInfo()');
     await this.rt.askMaster({ kind: 'meta', node: this.nodeNum, incarnation: this.incarnation, meta });
+  }
+
+  /** A request to the master (setInfo, declareDown) needs a node that started and did not close. */
+  private mayAsk(what: string): void {
+    if (this.rt.phase === 'closed') throw new NodeClosedError(`${what} on a closed node`);
+    if (this.rt.phase === 'idle') throw new NotAMemberError(this.nodeNum, `${what}: node ${this.nodeNum} has not started (await start() first)`);
   }
 
   registerSubsystem(s: Subsystem): () => void {
@@ -315,8 +331,17 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
     return this.rt.leave();
   }
 
-  /** Ask the master to declare `node` down (API-driven membership). */
+  /**
+   * Ask the master to declare `node` down (API-driven membership).
+   * Rejects at once with InvalidArgumentError for a node number that is not
+   * a positive integer or a reason over 1000 characters, NotAMemberError
+   * before `start()` or for a node this node's history does not hold,
+   * NodeClosedError once closed.
+   */
   async declareDown(node: number, reason = 'declared down by API'): Promise<void> {
+    if (!Number.isSafeInteger(node) || node < 1) throw new InvalidArgumentError(`declareDown(node): node must be a positive integer, not ${String(node)}`);
+    if (typeof reason !== 'string' || (reason.length > 1000 && Array.from(reason).length > 1000)) throw new InvalidArgumentError('declareDown(node, reason): reason must be a string of at most 1000 characters');
+    this.mayAsk('declareDown()');
     const info = this.rt.history.member(node);
     if (!info) throw new NotAMemberError(node);
     await this.rt.askMaster({ kind: 'down', node, incarnation: info.incarnation, reason });

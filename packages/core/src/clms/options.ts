@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Clock } from '../clock/index.js';
 import type { TransportFactory } from '../contracts/transport.js';
 import type { IcsOptions } from '../ics/options.js';
+import { encodeBody } from '../ics/wire/codec.js';
 import type { Logger } from '../logging/index.js';
 import type { RandomSource } from '../random/index.js';
 import type { NodedownDetector } from './detector.js';
@@ -173,7 +174,13 @@ export const clusterNodeOptionsSchema = z
     confirmDown: z.custom<NonNullable<ClusterNodeOptions['confirmDown']>>((v) => typeof v === 'function').optional(),
     fence: z.custom<NonNullable<ClusterNodeOptions['fence']>>((v) => typeof v === 'function').optional(),
     keyServiceFenceWaitMs: z.number().int().min(0).max(3_600_000).optional(),
-    meta: z.record(z.string(), z.unknown()).default({}),
+    meta: z
+      .record(z.string(), z.unknown())
+      .default({})
+      .superRefine((meta, ctx) => {
+        const problem = metaProblem(meta);
+        if (problem) ctx.addIssue({ code: 'custom', message: `meta ${problem}` });
+      }),
     historyLimit: z.number().int().min(16).max(10_000_000).default(1000),
     maxNodes: z.number().int().min(1).max(65_535).default(1024),
     maxSubsystems: z.number().int().min(1).max(1000).default(15),
@@ -197,3 +204,21 @@ export const clusterNodeOptionsSchema = z
   });
 
 export type ResolvedClusterNodeOptions = z.output<typeof clusterNodeOptionsSchema>;
+
+/**
+ * The most a node's metadata may take, encoded: it travels with the join,
+ * in every `meta` transition and in the snapshot every joiner receives.
+ */
+export const MAX_META_BYTES = 64 * 1024;
+
+/** Why `meta` cannot be a node's metadata (`meta` option, `setInfo`), or undefined when it can: a plain object that encodes within MAX_META_BYTES. */
+export function metaProblem(meta: unknown): string | undefined {
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return 'must be a plain object';
+  let bytes: number;
+  try {
+    bytes = encodeBody(meta).byteLength;
+  } catch (err) {
+    return `cannot be encoded: ${(err as Error).message.replace(/^body/, 'meta')}`;
+  }
+  return bytes > MAX_META_BYTES ? `takes ${bytes} bytes encoded, more than ${MAX_META_BYTES}` : undefined;
+}

@@ -534,8 +534,8 @@ export class AlreadyStartedError extends ClusterInfraError {
 export class NotAMemberError extends ClusterInfraError {
   override readonly name = 'NotAMemberError';
   readonly node: number;
-  constructor(node: number) {
-    super('CLMS_ERR_NOT_MEMBER', `node ${node} is not a member`);
+  constructor(node: number, message = `node ${node} is not a member`) {
+    super('CLMS_ERR_NOT_MEMBER', message);
     this.node = node;
   }
 }

@@ -10,7 +10,7 @@
  * (`settled`), so callbacks never straddle two incarnations.
  */
 import type { EventEmitter } from 'eventemitter3';
-import { ClusterInfraError } from '../../errors/index.js';
+import { ClusterInfraError, InvalidArgumentError } from '../../errors/index.js';
 import type { Logger } from '../../logging/index.js';
 import type { History } from '../protocol/history.js';
 import type { Report } from '../protocol/messages.js';
@@ -91,6 +91,14 @@ export class Callbacks {
   constructor(private readonly p: CallbacksPort) {}
 
   register(s: Subsystem): () => void {
+    if (typeof s !== 'object' || s === null || typeof s.name !== 'string' || s.name.length === 0 || s.name.length > 200) {
+      throw new InvalidArgumentError('registerSubsystem: name must be a string of 1–200 characters');
+    }
+    // A band that is not a number would leave the band order undefined (C1).
+    if (s.band !== undefined && !Number.isFinite(s.band)) throw new InvalidArgumentError(`registerSubsystem ${s.name}: band must be a finite number`);
+    for (const phase of ['nodeup', 'nodedown'] as const) {
+      if (s[phase] !== undefined && typeof s[phase] !== 'function') throw new InvalidArgumentError(`registerSubsystem ${s.name}: ${phase} must be a function`);
+    }
     if (this.subsystems.length >= this.p.maxSubsystems) {
       throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `at most ${this.p.maxSubsystems} subsystems (maxSubsystems)`);
     }
