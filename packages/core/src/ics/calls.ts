@@ -17,7 +17,7 @@ import { handlerContext } from './context.js';
 import type { Flow } from './flow.js';
 import type { Links } from './links.js';
 import { type DeadlineEntry, type DeadlineList, Deadlines } from './deadlines.js';
-import { checkCallOptions } from './options.js';
+import { checkCallOptions, checkNode, checkServiceAddress } from './options.js';
 import { bulkBytesOf, EMPTY, type Outgoing, type Peer, type PeerTable } from './peer.js';
 import { channelOf, type Registry, subserviceOf } from './registry.js';
 import { callerGaveUp, type Incoming, type LocalCaller, type Serving } from './serving.js';
@@ -164,6 +164,8 @@ export class CallTable implements CallSink {
     let svc: number;
     try {
       if (!env.isOpen()) throw new IcsClosedError();
+      checkNode(node);
+      checkServiceAddress(service);
       checkCallOptions(options);
       svc = typeof service === 'number' ? service : this.registry.serviceId(service);
     } catch (err) {
@@ -307,6 +309,8 @@ export class CallTable implements CallSink {
   oneWay(node: number, service: ServiceAddress, method: string, args: unknown, onSent: () => void, onDrop: (err: ClusterInfraError) => void): boolean {
     const { env } = this;
     if (!env.isOpen()) throw new IcsClosedError();
+    checkNode(node);
+    checkServiceAddress(service);
     const svc = this.registry.serviceId(service);
     const inHandler = this.serving.owns(handlerContext.getStore());
     const peer = this.peers.get(node);

@@ -301,7 +301,11 @@ export class Ics extends EventEmitter<IcsEvents> implements AsyncDisposable {
     args?: unknown,
     options: MulticastOptions = {},
   ): Promise<MulticastResult<T>> {
+    if (typeof nodes !== 'object' || nodes === null || typeof (nodes as Iterable<number>)[Symbol.iterator] !== 'function') {
+      throw new InvalidArgumentError('multicast: nodes must be an array of node numbers', { details: [{ path: 'nodes', message: 'must be an array' }] });
+    }
     const until = options.until ?? 'all';
+    if (until !== 'all' && until !== 'first' && until !== 'majority') throw new InvalidArgumentError(`multicast: until must be 'all', 'first' or 'majority', got ${String(until)}`, { details: [{ path: 'until', message: 'must be all, first or majority' }] });
     const results = new Map<number, Settled<T>>();
     const unique = [...new Set(nodes)];
     const need = until === 'first' ? 1 : until === 'majority' ? Math.floor(unique.length / 2) + 1 : unique.length;

@@ -269,11 +269,37 @@ export type ResolvedIcsOptions = z.output<typeof icsOptionsSchema>;
  * non-finite `timeoutMs` is refused (it used to give a deadline in the past,
  * or never). Plain checks, not zod: this runs on every call.
  */
-export function checkCallOptions(options: { timeoutMs?: number } | undefined): void {
-  const t = options?.timeoutMs;
+export function checkCallOptions(options: { timeoutMs?: number; signal?: unknown; headers?: unknown } | undefined): void {
+  if (options === undefined) return;
+  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('call options must be an object', { details: [{ path: '(root)', message: 'must be an object' }] });
+  const t = options.timeoutMs;
   if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 0)) {
     throw new InvalidArgumentError(`timeoutMs must be a finite number >= 0, got ${String(t)}`, { details: [{ path: 'timeoutMs', message: 'must be >= 0' }] });
   }
+  // Anything else would be listened to, and fail when the call settles (possibly at close, off any caller's path).
+  if (options.signal !== undefined && !isAbortSignal(options.signal)) throw new InvalidArgumentError('signal must be an AbortSignal', { details: [{ path: 'signal', message: 'must be an AbortSignal' }] });
+  const h = options.headers;
+  if (h !== undefined && (typeof h !== 'object' || h === null || Array.isArray(h))) throw new InvalidArgumentError('headers must be an object of strings', { details: [{ path: 'headers', message: 'must be an object' }] });
+}
+
+/** An AbortSignal, from this realm or another (a signal from a worker or a vm context is not `instanceof` this one's). */
+export function isAbortSignal(s: unknown): s is AbortSignal {
+  if (s instanceof AbortSignal) return true;
+  const o = s as { aborted?: unknown; addEventListener?: unknown; removeEventListener?: unknown } | null;
+  return typeof o === 'object' && o !== null && typeof o.aborted === 'boolean' && typeof o.addEventListener === 'function' && typeof o.removeEventListener === 'function';
+}
+
+/** The node a call or message goes to: a positive integer. */
+export function checkNode(node: unknown): void {
+  if (!Number.isSafeInteger(node) || (node as number) < 1) {
+    throw new InvalidArgumentError(`node must be a positive integer, got ${typeof node === 'string' ? JSON.stringify(node) : String(node)}`, { details: [{ path: 'node', message: 'must be a positive integer' }] });
+  }
+}
+
+/** A service address: a service id, or `{ channel?, subservice }` (its subservice is checked when resolved). */
+export function checkServiceAddress(service: unknown): void {
+  if (typeof service === 'number' ? Number.isSafeInteger(service) && service >= 0 && service <= 0xffff_ffff : typeof service === 'object' && service !== null) return;
+  throw new InvalidArgumentError(`service must be a service id or { channel, subservice }, got ${String(service)}`, { details: [{ path: 'service', message: 'must be a service address' }] });
 }
 
 /** A service address's subservice: an integer 0–65535 (−1 used to address another channel's service). */

@@ -3,7 +3,7 @@
  * channel's window, each service's handlers and pool.
  */
 import { parseOptions } from '../config/index.js';
-import { ClusterInfraError, NotFoundError, ServiceExistsError, UnknownChannelError } from '../errors/index.js';
+import { ClusterInfraError, InvalidOptionError, NotFoundError, ServiceExistsError, UnknownChannelError } from '../errors/index.js';
 import { checkSubservice, INITIAL_WINDOW, poolSchema } from './options.js';
 import { HandlerPool } from './pool.js';
 import type { Handler, RegisteredService, ServiceAddress, ServiceRegistration } from './types.js';
@@ -74,6 +74,7 @@ export class Registry {
   }
 
   register(reg: ServiceRegistration): RegisteredService {
+    checkRegistration(reg);
     const channel = this.channelInfo(reg.channel ?? 'default');
     if (!Number.isInteger(reg.subservice) || reg.subservice < 0 || reg.subservice > 0xffff) {
       throw new ClusterInfraError('CONFIG_ERR_INVALID_OPTION', `subservice must be an integer 0–65535, got ${reg.subservice}`);
@@ -121,5 +122,16 @@ export class Registry {
   /** Drop the work from `node` waiting in every service's pool. */
   dropWorkFrom(node: number): void {
     for (const svc of this.services.values()) svc.pool.dropFrom(node);
+  }
+}
+
+/** A registration's shape (the subservice and the pool are checked where they are used). */
+function checkRegistration(reg: ServiceRegistration): void {
+  if (typeof reg !== 'object' || reg === null) throw new InvalidOptionError('(root)', 'registerService: expected { name, subservice, handlers, channel?, pool? }');
+  if (typeof reg.name !== 'string' || reg.name.length === 0 || reg.name.length > 200) throw new InvalidOptionError('name', 'registerService: name must be a string of 1–200 characters');
+  if (reg.channel !== undefined && typeof reg.channel !== 'string') throw new InvalidOptionError('channel', `registerService ${reg.name}: channel must be a channel's name`);
+  if (typeof reg.handlers !== 'object' || reg.handlers === null) throw new InvalidOptionError('handlers', `registerService ${reg.name}: handlers must be an object of functions`);
+  for (const [method, h] of Object.entries(reg.handlers)) {
+    if (h !== undefined && typeof h !== 'function') throw new InvalidOptionError(`handlers.${method}`, `registerService ${reg.name}: handler ${method} is not a function`);
   }
 }

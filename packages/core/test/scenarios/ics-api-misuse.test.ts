@@ -1,0 +1,106 @@
+/**
+ * ICS used wrongly from JavaScript (or past the types): a node number that
+ * is no positive integer, a service address that is no address, call
+ * options whose signal is no AbortSignal, a registration without a name or
+ * with handlers that are not functions. Each fails at once with a typed
+ * error and a stable code, nothing is left pending (a signal that is no
+ * AbortSignal used to be kept by the pending call and crash the process
+ * with a TypeError when the endpoint closed), and the endpoint goes on
+ * serving. Memory network, virtual clock.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ServiceAddress } from '@clusterinfra/core';
+import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
+
+const svc: ServiceAddress = { channel: 'default', subservice: 7 };
+
+/** The { name, code } `p` rejects with; it must settle without virtual time passing. */
+async function failure(p: Promise<unknown>): Promise<{ name: string; code: unknown } | undefined> {
+  let settled = false;
+  const out = p.then(
+    () => undefined,
+    (e: Error & { code?: unknown }) => ({ name: e.name, code: e.code }),
+  );
+  void out.then(() => (settled = true));
+  for (let i = 0; i < 5 && !settled; i++) await new Promise((r) => setImmediate(r));
+  expect(settled).toBe(true);
+  return out;
+}
+
+function thrown(f: () => unknown): { name: string; code: unknown } | undefined {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    return { name: (e as Error).name, code: (e as { code?: unknown }).code };
+  }
+}
+
+/** What `p` resolves to, moving virtual time until it settles. */
+async function value<T>(p: Promise<T>): Promise<T> {
+  let settled = false;
+  void p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await s!.until(() => settled, 10_000, 'the call');
+  return p;
+}
+
+let s: SimCluster | undefined;
+
+const invalidArgument = { name: 'InvalidArgumentError', code: 'ICS_ERR_INVALID_ARGUMENT' };
+const invalidOption = { name: 'InvalidOptionError', code: 'CONFIG_ERR_INVALID_OPTION' };
+
+describe('ICS misuse', () => {
+  afterEach(async () => {
+    await s?.close();
+    s = undefined;
+  });
+
+  async function formed(): Promise<SimCluster> {
+    s = simCluster(3);
+    await s.until(() => allUp(s!, range(3)), 30_000, 'formation');
+    s.node(2).communication.registerService({ name: 'echo', channel: 'default', subservice: 7, handlers: { echo: (x) => x } });
+    return s;
+  }
+
+  it('calls, requests, one-way messages and multicasts to no node number, or to no service address, are refused at once', async () => {
+    const ics = (await formed()).node(1).communication;
+    for (const node of [0, -2, 1.5, Number.NaN, '2', null]) {
+      expect(await failure(ics.call(node as number, svc, 'echo', 1))).toEqual(invalidArgument);
+      expect(await failure(ics.request(node as number, svc, 'echo', 1).result())).toEqual(invalidArgument);
+      expect(await failure(ics.send(node as number, svc, 'echo', 1))).toEqual(invalidArgument);
+      expect(thrown(() => ics.trySend(node as number, svc, 'echo', 1))).toEqual(invalidArgument);
+    }
+    for (const service of [null, 'default', -1, 2 ** 40]) expect(await failure(ics.call(2, service as unknown as ServiceAddress, 'echo', 1))).toEqual(invalidArgument);
+    expect(await failure(ics.multicast('23' as unknown as number[], svc, 'echo', 1))).toEqual(invalidArgument);
+    expect(await failure(ics.multicast([2], svc, 'echo', 1, { until: 'most' as 'all' }))).toEqual(invalidArgument);
+    // The endpoint still serves, and nothing was left pending.
+    expect(await value(ics.call(2, svc, 'echo', 'still'))).toBe('still');
+    expect(ics.stats().pendingCalls).toBe(0);
+  });
+
+  it('call options that are not an object, a signal that is no AbortSignal or headers that are no object are refused, and closing is clean', async () => {
+    const ics = (await formed()).node(1).communication;
+    for (const options of [5, { signal: 5 }, { signal: {} }, { headers: 'x' }, { headers: ['a'] }]) {
+      expect(await failure(ics.call(2, svc, 'echo', 1, options as never))).toEqual(invalidArgument);
+    }
+    // A signal from another realm (a worker, a vm context) is an AbortSignal all the same.
+    const foreign = new AbortController().signal;
+    const lookalike = { aborted: false, reason: undefined, addEventListener: foreign.addEventListener.bind(foreign), removeEventListener: foreign.removeEventListener.bind(foreign) };
+    expect(await value(ics.call(2, svc, 'echo', 'ok', { signal: lookalike as unknown as AbortSignal }))).toBe('ok');
+    // Closing settles nothing that was refused: no uncaught error (vitest fails the run on one).
+    await s!.close();
+    s = undefined;
+  });
+
+  it('a registration without a name, with handlers that are not functions, or that is no object, is refused', async () => {
+    const ics = (await formed()).node(3).communication;
+    const regs = [null, 5, { subservice: 8, handlers: {} }, { name: '', subservice: 8, handlers: {} }, { name: 'x', subservice: 8 }, { name: 'x', subservice: 8, handlers: { m: 5 } }, { name: 'x', channel: 7, subservice: 8, handlers: {} }];
+    for (const reg of regs) expect(thrown(() => ics.registerService(reg as never))).toEqual(invalidOption);
+    // None of them took the name or the subservice.
+    expect(thrown(() => ics.registerService({ name: 'x', subservice: 8, handlers: { m: () => 'm' } }))).toBeUndefined();
+    expect(await value(s!.node(1).communication.call(3, { channel: 'default', subservice: 8 }, 'm'))).toBe('m');
+  });
+});
