@@ -8,29 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterNode, MAX_META_BYTES, silentLogger, VirtualClock } from '@clusterinfra/core';
 import { createMemoryNetwork, memory } from '@clusterinfra/transport-mem';
 import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
+import { failure, thrown } from './refusals.js';
 
-/** What `p` rejects with, as { name, code } (undefined when it resolves); `p` must settle without time moving. */
-async function failure(p: Promise<unknown>): Promise<{ name: string; code: unknown; node?: unknown } | undefined> {
-  let settled = false;
-  const out = p.then(
-    () => undefined,
-    (e: Error & { code?: unknown; node?: unknown }) => ({ name: e.name, code: e.code, ...(e.node !== undefined ? { node: e.node } : {}) }),
-  );
-  void out.then(() => (settled = true));
-  // No virtual time passes: a refusal is immediate, not a timeout.
-  for (let i = 0; i < 5 && !settled; i++) await new Promise((r) => setImmediate(r));
-  expect(settled).toBe(true);
-  return out;
-}
-
-function thrown(f: () => unknown): { name: string; code: unknown } | undefined {
-  try {
-    f();
-    return undefined;
-  } catch (e) {
-    return { name: (e as Error).name, code: (e as { code?: unknown }).code };
-  }
-}
 
 const lone = (extra: Record<string, unknown> = {}): ClusterNode => {
   const network = createMemoryNetwork({ seed: 1, clock: new VirtualClock() });

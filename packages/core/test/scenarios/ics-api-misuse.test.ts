@@ -11,30 +11,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ServiceAddress } from '@clusterinfra/core';
 import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
+import { failure, thrown } from './refusals.js';
 
 const svc: ServiceAddress = { channel: 'default', subservice: 7 };
 
-/** The { name, code } `p` rejects with; it must settle without virtual time passing. */
-async function failure(p: Promise<unknown>): Promise<{ name: string; code: unknown } | undefined> {
-  let settled = false;
-  const out = p.then(
-    () => undefined,
-    (e: Error & { code?: unknown }) => ({ name: e.name, code: e.code }),
-  );
-  void out.then(() => (settled = true));
-  for (let i = 0; i < 5 && !settled; i++) await new Promise((r) => setImmediate(r));
-  expect(settled).toBe(true);
-  return out;
-}
-
-function thrown(f: () => unknown): { name: string; code: unknown } | undefined {
-  try {
-    f();
-    return undefined;
-  } catch (e) {
-    return { name: (e as Error).name, code: (e as { code?: unknown }).code };
-  }
-}
 
 /** What `p` resolves to, moving virtual time until it settles. */
 async function value<T>(p: Promise<T>): Promise<T> {
