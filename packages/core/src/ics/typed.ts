@@ -6,10 +6,10 @@
  * they leave; `client` gives typed methods.
  */
 import type { z } from 'zod';
-import { InvalidArgumentError, RemoteInternalError } from '../errors/index.js';
+import { InvalidArgumentError, InvalidOptionError, RemoteInternalError } from '../errors/index.js';
 import { safeParse } from '../schema/check.js';
 import type { Ics } from './ics.js';
-import type { PoolConfig } from './options.js';
+import { checkNode, type PoolConfig } from './options.js';
 import type { CallOptions, HandlerContext, RegisteredService, RequestHandle } from './types.js';
 
 export interface RpcMethod<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.ZodType> {
@@ -42,9 +42,37 @@ export interface ServiceDescriptor<M extends Record<string, MethodDescriptor> = 
   methods: M;
 }
 
-/** Identity function that keeps the literal types of a descriptor. */
+/** Keeps the literal types of a descriptor; throws InvalidOptionError when it is not one (checkDescriptor). */
 export function defineService<const M extends Record<string, MethodDescriptor>>(d: ServiceDescriptor<M>): ServiceDescriptor<M> {
+  checkDescriptor(d);
   return d;
+}
+
+const isSchema = (s: unknown): boolean => typeof (s as { safeParse?: unknown } | null)?.safeParse === 'function';
+
+/**
+ * A descriptor's shape, for descriptors written by hand (or past the
+ * types): a name of 1–200 characters, a subservice 0–65535, a channel name
+ * when given, and methods each of kind `rpc` (with `input` and `output`
+ * schemas) or `oneway` (with `input`). InvalidOptionError naming what is wrong.
+ */
+export function checkDescriptor(d: ServiceDescriptor): void {
+  if (typeof d !== 'object' || d === null) throw new InvalidOptionError('(root)', 'a service descriptor must be { name, subservice, methods, channel? }');
+  if (typeof d.name !== 'string' || d.name.length === 0 || d.name.length > 200) throw new InvalidOptionError('name', 'service descriptor: name must be a string of 1–200 characters');
+  if (!Number.isInteger(d.subservice) || d.subservice < 0 || d.subservice > 0xffff) throw new InvalidOptionError('subservice', `service ${d.name}: subservice must be an integer 0–65535, got ${String(d.subservice)}`);
+  if (d.channel !== undefined && typeof d.channel !== 'string') throw new InvalidOptionError('channel', `service ${d.name}: channel must be a channel's name`);
+  if (typeof d.methods !== 'object' || d.methods === null) throw new InvalidOptionError('methods', `service ${d.name}: methods must be an object`);
+  for (const [name, m] of Object.entries(d.methods)) {
+    const kind = (m as { kind?: unknown } | null)?.kind;
+    if (kind !== 'rpc' && kind !== 'oneway') throw new InvalidOptionError(`methods.${name}.kind`, `service ${d.name}: method ${name} must be of kind 'rpc' or 'oneway'`);
+    if (!isSchema(m.input)) throw new InvalidOptionError(`methods.${name}.input`, `service ${d.name}: method ${name} needs an input schema`);
+    if (kind === 'rpc' && !isSchema((m as RpcMethod).output)) throw new InvalidOptionError(`methods.${name}.output`, `service ${d.name}: rpc method ${name} needs an output schema`);
+  }
+}
+
+/** The endpoint `serve` and `client` are given: an ICS (node.communication), not something else. */
+function checkEndpoint(ics: Ics, what: string): void {
+  if (typeof (ics as { registerService?: unknown } | null)?.registerService !== 'function') throw new InvalidArgumentError(`${what}: the first argument must be an ICS endpoint (node.communication)`);
 }
 
 type MaybePromise<T> = T | Promise<T>;
@@ -117,10 +145,13 @@ export function serve<M extends Record<string, MethodDescriptor>>(
   impl: ServiceImpl<M>,
   options: { pool?: PoolConfig } = {},
 ): RegisteredService {
+  checkEndpoint(ics, 'serve');
+  checkDescriptor(descriptor);
+  if (typeof impl !== 'object' || impl === null) throw new InvalidOptionError('impl', `serve ${descriptor.name}: the implementation must be an object of functions`);
   const handlers: Record<string, (args: unknown, ctx: HandlerContext) => Promise<unknown>> = {};
   for (const [name, method] of Object.entries(descriptor.methods)) {
     const fn = (impl as Record<string, ((args: unknown, ctx: HandlerContext) => unknown) | undefined>)[name];
-    if (typeof fn !== 'function') throw new TypeError(`serve ${descriptor.name}: no implementation for method ${name}`);
+    if (typeof fn !== 'function') throw new InvalidOptionError(`impl.${name}`, `serve ${descriptor.name}: no implementation for method ${name}`);
     handlers[name] = validatedHandler(descriptor.name, name, method, fn);
   }
   return ics.registerService({
@@ -134,12 +165,15 @@ export function serve<M extends Record<string, MethodDescriptor>>(
 
 /** A typed client of `descriptor` on node `node`. */
 export function client<M extends Record<string, MethodDescriptor>>(ics: Ics, descriptor: ServiceDescriptor<M>, node: number): ServiceClient<M> {
+  checkEndpoint(ics, 'client');
+  checkDescriptor(descriptor);
+  checkNode(node);
   const address = { channel: descriptor.channel ?? 'default', subservice: descriptor.subservice };
   const parsed = (name: string, method: RpcMethod, value: unknown): unknown => parseResult(descriptor.name, name, method, value, `node ${node}`);
   const result: Record<string, unknown> = {
     $request: (name: string, args: unknown, options?: CallOptions) => {
-      const method = descriptor.methods[name];
-      if (!method || method.kind !== 'rpc') throw new TypeError(`${descriptor.name}.${name} is not an rpc method`);
+      const method = Object.hasOwn(descriptor.methods, name) ? descriptor.methods[name] : undefined;
+      if (!method || method.kind !== 'rpc') throw new InvalidArgumentError(`${descriptor.name}.${name} is not an rpc method`);
       const handle = ics.request(node, address, name, args, options);
       return {
         node,

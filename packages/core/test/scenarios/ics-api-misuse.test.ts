@@ -9,7 +9,8 @@
  * serving. Memory network, virtual clock.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ServiceAddress } from '@clusterinfra/core';
+import { z } from 'zod';
+import { client, defineService, serve, type ServiceAddress, type ServiceDescriptor } from '@clusterinfra/core';
 import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
 import { failure, thrown } from './refusals.js';
 
@@ -82,5 +83,57 @@ describe('ICS misuse', () => {
     // None of them took the name or the subservice.
     expect(thrown(() => ics.registerService({ name: 'x', subservice: 8, handlers: { m: () => 'm' } }))).toBeUndefined();
     expect(await value(s!.node(1).communication.call(3, { channel: 'default', subservice: 8 }, 'm'))).toBe('m');
+  });
+});
+
+describe('typed services misused', () => {
+  afterEach(async () => {
+    await s?.close();
+    s = undefined;
+  });
+
+  const Kv = defineService({
+    name: 'kv.Store',
+    subservice: 9,
+    methods: { put: { kind: 'rpc', input: z.object({ key: z.string() }), output: z.object({ ok: z.boolean() }) }, note: { kind: 'oneway', input: z.string() } },
+  });
+
+  it('a descriptor that is not one is refused by defineService, serve and client alike', async () => {
+    s = simCluster(3);
+    await s.until(() => allUp(s!, range(3)), 30_000, 'formation');
+    const ics = s.node(1).communication;
+    const bad = [
+      null,
+      { subservice: 9, methods: {} },
+      { name: 'x', subservice: -1, methods: {} },
+      { name: 'x', subservice: 9, channel: 5, methods: {} },
+      { name: 'x', subservice: 9 },
+      { name: 'x', subservice: 9, methods: { m: { kind: 'stream', input: z.string() } } },
+      { name: 'x', subservice: 9, methods: { m: { kind: 'rpc', input: z.string() } } },
+      { name: 'x', subservice: 9, methods: { m: { kind: 'oneway' } } },
+    ] as unknown as ServiceDescriptor[];
+    for (const d of bad) {
+      expect(thrown(() => defineService(d))).toEqual(invalidOption);
+      expect(thrown(() => serve(ics, d, {}))).toEqual(invalidOption);
+      expect(thrown(() => client(ics, d, 2))).toEqual(invalidOption);
+    }
+  });
+
+  it('serve wants an endpoint and an implementation of every method; client an endpoint and a node number; $request an rpc method', async () => {
+    s = simCluster(3);
+    await s.until(() => allUp(s!, range(3)), 30_000, 'formation');
+    const ics = s.node(2).communication;
+    expect(thrown(() => serve(null as never, Kv, { put: () => ({ ok: true }), note: () => {} }))).toEqual(invalidArgument);
+    expect(thrown(() => serve(ics, Kv, { put: () => ({ ok: true }) } as never))).toEqual(invalidOption);
+    expect(thrown(() => serve(ics, Kv, { put: 5, note: () => {} } as never))).toEqual(invalidOption);
+    expect(thrown(() => serve(ics, Kv, null as never))).toEqual(invalidOption);
+    expect(thrown(() => client({} as never, Kv, 2))).toEqual(invalidArgument);
+    for (const node of [0, 1.5, '2']) expect(thrown(() => client(ics, Kv, node as number))).toEqual(invalidArgument);
+    // None of the refused serves registered anything: the service is served once it is given whole.
+    serve(ics, Kv, { put: ({ key }) => ({ ok: key === 'a' }), note: () => {} });
+    const kv = client(s.node(1).communication, Kv, 2);
+    expect(thrown(() => kv.$request('note' as 'put', { key: 'a' }))).toEqual(invalidArgument);
+    expect(thrown(() => kv.$request('toString' as 'put', { key: 'a' }))).toEqual(invalidArgument);
+    expect(await value(kv.put({ key: 'a' }))).toEqual({ ok: true });
   });
 });
