@@ -101,6 +101,7 @@ export {
   ICS_DEFAULTS,
   IcsStatusError,
   INITIAL_WINDOW,
+  isAbortSignal,
   serve,
   serviceId,
   statusName,

@@ -25,6 +25,7 @@ import {
   defineService,
   detached,
   type HandlerContext,
+  isAbortSignal,
   type Logger,
   type Membership,
   type NodeState,
@@ -354,6 +355,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     try {
       this.checkResource(resource);
       this.checkMode(mode);
+      checkOptions(options);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -367,6 +369,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   /** @internal */
   _convert(lock: Lock, mode: LockMode, options: ConvertOptions): Promise<unknown> {
     try {
+      checkOptions(options);
       this.checkMode(mode);
       this.checkValue(options.value);
     } catch (err) {
@@ -394,6 +397,8 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
    */
   private operate<T>(options: { signal?: AbortSignal; timeoutMs?: number }, start: (op: number) => number, done: (grant: GrantInfo | undefined, id: number) => T): Promise<T> {
     if (this.closed) return Promise.reject(new DlmClosedError());
+    // A signal that is no AbortSignal would be listened to, and fail only once the lock is granted or given up.
+    if (options.signal !== undefined && !isAbortSignal(options.signal)) return Promise.reject(new DlmInvalidArgumentError('signal must be an AbortSignal'));
     if (options.signal?.aborted) return Promise.reject(new LockCancelledError('aborted before the request was sent', { cause: options.signal.reason }));
     if (options.timeoutMs !== undefined && (!Number.isFinite(options.timeoutMs) || options.timeoutMs < 0)) {
       return Promise.reject(new DlmInvalidArgumentError(`timeoutMs must be a non-negative number, got ${options.timeoutMs}`));
@@ -734,4 +739,9 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
 /** A lock manager on `options.node`. Create it before or right after `node.start()`, on every node of the cluster. */
 export function createDlm(options: DlmOptions): Dlm {
   return new Dlm(options);
+}
+
+/** Options of lock, tryLock and convert: an object (or nothing). */
+function checkOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null) throw new DlmInvalidArgumentError('options must be an object');
 }

@@ -114,6 +114,16 @@ describe('locking across nodes', () => {
     await settled((held.value as Lock).unlock());
     await expect(c.dlm(2).lock('', 'EX')).rejects.toMatchObject({ code: 'DLM_ERR_INVALID_ARGUMENT' });
     await expect(c.dlm(2).lock('x', 'XX' as never)).rejects.toMatchObject({ code: 'DLM_ERR_INVALID_ARGUMENT' });
+    // Options that are no object, or a signal that is no AbortSignal, are refused before anything is asked
+    // (the signal threw a TypeError from inside the request, and the lock manager granted nothing after it).
+    await expect(c.dlm(2).lock('x', 'EX', null as never)).rejects.toMatchObject({ code: 'DLM_ERR_INVALID_ARGUMENT' });
+    await expect(c.dlm(2).lock('x', 'EX', { signal: 5 } as never)).rejects.toMatchObject({ code: 'DLM_ERR_INVALID_ARGUMENT' });
+    await expect(c.dlm(2).tryLock('x', 'EX', { signal: {} } as never)).rejects.toMatchObject({ code: 'DLM_ERR_INVALID_ARGUMENT' });
+    const after = track(c.dlm(2).lock('x', 'EX'));
+    await c.until(() => after.done, 'a lock after the refusals');
+    expect(after.error).toBeUndefined();
+    await expect(settled((after.value as Lock).convert('PR', null as never))).rejects.toMatchObject({ code: 'DLM_ERR_INVALID_ARGUMENT' });
+    await settled((after.value as Lock).unlock());
   });
 
   it('a request still waiting after deadlockTimeoutMs fails with DeadlockError (two nodes, two resources, crossed)', async () => {
