@@ -29,7 +29,7 @@ import type { Clock } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
 import { AlreadyStartedError, InvalidArgumentError, InvalidStateError, NodeClosedError, NotAMemberError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
-import { checkCallOptions } from '../ics/options.js';
+import { checkCallOptions, checkNode } from '../ics/options.js';
 import type { Logger } from '../logging/index.js';
 import type { KeyServiceRegistration } from '../keyservice/index.js';
 import { NodeRuntime } from './driver/runtime.js';
@@ -339,7 +339,7 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * NodeClosedError once closed.
    */
   async declareDown(node: number, reason = 'declared down by API'): Promise<void> {
-    if (!Number.isSafeInteger(node) || node < 1) throw new InvalidArgumentError(`declareDown(node): node must be a positive integer, not ${String(node)}`);
+    checkNode(node);
     if (typeof reason !== 'string' || (reason.length > 1000 && Array.from(reason).length > 1000)) throw new InvalidArgumentError('declareDown(node, reason): reason must be a string of at most 1000 characters');
     this.mayAsk('declareDown()');
     const info = this.rt.history.member(node);
