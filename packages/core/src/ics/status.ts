@@ -56,11 +56,35 @@ const CODE_TO_STATUS: Partial<Record<string, WireStatusName>> = {
   ICS_ERR_CLOSED: 'UNAVAILABLE',
 };
 
+/**
+ * A zod validation failure (from any copy of zod): a handler that parses
+ * its arguments with a schema refused them, which is the caller's mistake.
+ */
+export function isSchemaError(err: unknown): err is Error & { issues: unknown[] } {
+  return err instanceof Error && err.name === 'ZodError' && Array.isArray((err as { issues?: unknown }).issues);
+}
+
+/** A schema failure's issues as plain details: where and what, never the input. */
+function schemaIssues(err: Error & { issues: unknown[] }): { path: unknown; message: unknown; code: unknown }[] {
+  return err.issues.slice(0, 16).map((i) => {
+    const x = (typeof i === 'object' && i !== null ? i : {}) as { path?: unknown; message?: unknown; code?: unknown };
+    return { path: Array.isArray(x.path) ? x.path.map((p) => (typeof p === 'number' ? p : String(p))) : [], message: String(x.message ?? ''), code: String(x.code ?? '') };
+  });
+}
+
+/** A handler's schema failure as the InvalidArgumentError its caller gets (the same locally as through the wire). */
+export function schemaErrorToInvalidArgument(err: Error & { issues: unknown[] }, what: string): InvalidArgumentError {
+  return new InvalidArgumentError(`${what}: invalid arguments`, { details: schemaIssues(err) });
+}
+
 /** What a handler's failure looks like on the wire. */
 export function errorToWire(err: unknown): WireError {
   if (err instanceof IcsStatusError) {
     return { status: WireStatus[err.status], message: err.message, details: err.details };
   }
+  // A handler that parsed its arguments with zod and refused them: the
+  // caller sent something wrong (INVALID_ARGUMENT), not an internal failure.
+  if (isSchemaError(err)) return { status: WireStatus.INVALID_ARGUMENT, message: 'invalid arguments', details: schemaIssues(err) };
   if (err instanceof ClusterInfraError) {
     const name = CODE_TO_STATUS[err.code] ?? 'INTERNAL';
     const details = err instanceof InvalidArgumentError ? err.details : undefined;

@@ -9,7 +9,8 @@
  * cluster history, after the deadline, with KeyServiceHistoryError.
  */
 import { ClusterInfraError, KeyServiceHaltedError, KeyServiceHistoryError, UnavailableError, UnknownKeyServiceError } from '../errors/index.js';
-import { IcsStatusError } from '../ics/status.js';
+import { IcsStatusError, isSchemaError, schemaErrorToInvalidArgument, wireToError } from '../ics/status.js';
+import { WireStatus } from '../ics/wire/types.js';
 import type { CallOptions, HandlerContext } from '../ics/types.js';
 import type { KeyServiceInfo } from '../clms/index.js';
 import { HISTORY_HEADER, historyHeaders, type KeyServiceHost } from './ports.js';
@@ -111,20 +112,28 @@ export class Router {
     }
   }
 
-  /** This node is the host: run the method here (no network, same checks). */
+  /** This node is the host: run the method here (no network, same checks, and the error a remote caller would get). */
   private async callLocal(l: Local, method: string, args: unknown): Promise<unknown> {
-    const h = l.reg.handlers && Object.hasOwn(l.reg.handlers, method) ? l.reg.handlers[method] : undefined;
-    if (!h) throw new IcsStatusError('NOT_FOUND', `key service ${l.reg.name} has no method ${method}`);
-    const ctx: HandlerContext = {
-      caller: { nodeNum: this.host.nodeNum, incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0 },
-      service: `keyservice.${l.reg.name}`,
-      method,
-      signal: new AbortController().signal,
-      deadline: undefined,
-      priority: false,
-      oneWay: false,
-    };
-    return this.serveMethod(l, h, args, ctx);
+    try {
+      const h = l.reg.handlers && Object.hasOwn(l.reg.handlers, method) ? l.reg.handlers[method] : undefined;
+      if (!h) throw new IcsStatusError('NOT_FOUND', `key service ${l.reg.name} has no method ${method}`);
+      const ctx: HandlerContext = {
+        caller: { nodeNum: this.host.nodeNum, incarnation: this.host.member(this.host.nodeNum)?.incarnation ?? 0 },
+        service: `keyservice.${l.reg.name}`,
+        method,
+        signal: new AbortController().signal,
+        deadline: undefined,
+        priority: false,
+        oneWay: false,
+      };
+      return await this.serveMethod(l, h, args, ctx);
+    } catch (err) {
+      // As errorToWire and wireToError make it for a remote caller: a status
+      // the handler (or the method lookup) chose, or its schema's refusal.
+      if (err instanceof IcsStatusError) throw wireToError(WireStatus[err.status], { message: err.message, details: err.details }, this.host.nodeNum, `${method} (key service ${l.reg.name})`);
+      if (isSchemaError(err)) throw schemaErrorToInvalidArgument(err, `${method} (key service ${l.reg.name}) on node ${this.host.nodeNum}`);
+      throw err;
+    }
   }
 
   /** Route `m` until it has a ready host (calling.ts): wait while there is none, fail a halted or unknown key service. */

@@ -5,7 +5,8 @@
  * (minority side, zombie host) are in keyservices-faults.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ClusterNode, isClusterInfraError, type KeyServiceActivity, type WatchEvent } from '@clusterinfra/core';
+import { z } from 'zod';
+import { type ClusterNode, IcsStatusError, isClusterInfraError, type KeyServiceActivity, type WatchEvent } from '@clusterinfra/core';
 import { type SimCluster, simCluster } from './clms-harness.js';
 import { FencedStore, Journal, range, readyElsewhere, registerCounter, settle } from './keyservices-harness.js';
 
@@ -303,5 +304,41 @@ describe('calling by name', () => {
     expect(got).toBeGreaterThan(0);
     expect(store.accepted.filter((w) => w.what === 'add 1')).toHaveLength(1);
     await sim.until(() => left, 30_000, 'leave');
+  });
+
+  it('a handler\'s refusal reaches the caller as the same typed error whether the host is another node or the caller itself', async () => {
+    sim = simCluster(3, { candidates: [1, 2, 3] });
+    const store = new FencedStore();
+    const journal = new Journal(() => sim!.clock.now());
+    const schema = z.object({ amount: z.number() });
+    for (const n of range(3)) {
+      registerCounter(sim.node(n), {
+        store,
+        journal,
+        extraHandlers: {
+          strict: (args: unknown) => schema.parse(args).amount,
+          busy: () => {
+            throw new IcsStatusError('RESOURCE_EXHAUSTED', 'come back later', { retryAfterMs: 5 });
+          },
+        },
+      });
+    }
+    await sim.until(() => allUp(sim!, range(3)) && readyElsewhere(sim!, range(3), 'counter'), 30_000, 'placement');
+    const host = sim.node(1).keyService('counter')!.host!;
+    const other = range(3).find((n) => n !== host)!;
+    const failure = async (n: number, method: string, args: unknown): Promise<{ code: unknown; name: string; details: unknown }> => {
+      const err = (await settle(sim!, sim!.node(n).callKeyService('counter', method, args)).catch((e: unknown) => e)) as { code?: unknown; name: string; details?: unknown };
+      return { code: err.code, name: err.name, details: err.details };
+    };
+    for (const n of [host, other]) {
+      // A ZodError thrown by the handler: the caller sent what the method refuses (it was INTERNAL remotely, a raw ZodError locally).
+      const refused = await failure(n, 'strict', { amount: 'x' });
+      expect(refused, `caller ${n}`).toMatchObject({ code: 'ICS_ERR_INVALID_ARGUMENT', name: 'InvalidArgumentError' });
+      expect(refused.details).toEqual([expect.objectContaining({ path: ['amount'] })]);
+      // A status the handler chose, and an unknown method (raw IcsStatusErrors without a code on the host itself).
+      expect(await failure(n, 'busy', null), `caller ${n}`).toMatchObject({ code: 'ICS_ERR_RESOURCE_EXHAUSTED', name: 'ResourceExhaustedError' });
+      expect(await failure(n, 'nope', null), `caller ${n}`).toMatchObject({ code: 'ICS_ERR_NOT_FOUND', name: 'NotFoundError' });
+    }
+    expect(await settle(sim, sim.node(host).callKeyService('counter', 'strict', { amount: 3 }))).toBe(3);
   });
 });
