@@ -19,6 +19,7 @@ export const REGISTRY_ERROR_CODES = {
   REGISTRY_ERR_NOT_STARTED: 'The registry was used before start() (or before the node joined).',
   REGISTRY_ERR_CLOSED: 'The registry on this node is closed.',
   REGISTRY_ERR_NOT_SEQUENCER: 'The write reached a node that is not (or stopped being) the sequencer of this epoch; if it stopped during the write, the write may or may not be in the map.',
+  REGISTRY_ERR_INVALID_ARGUMENT: 'A call was given something it cannot take: a node that is not a ClusterNode, options that are not an object, an expectVersion that is not a version, a signal that is not an AbortSignal, a prefix that is not a string.',
 } as const;
 
 export type RegistryErrorCode = keyof typeof REGISTRY_ERROR_CODES;

@@ -34,6 +34,7 @@ import {
   type TimerHandle,
 } from '@clusterinfra/core';
 import { EventEmitter } from 'eventemitter3';
+import { checkNode, checkPrefix, checkStartOptions, checkWatchOptions, checkWriteOptions } from './args.js';
 import { registryCanaries } from './canaries.js';
 import { RegistryError } from './errors.js';
 import { type RegistryOptions, type ResolvedRegistryOptions, resolveOptions } from './options.js';
@@ -127,6 +128,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
     options: RegistryOptions,
   ) {
     super();
+    checkNode(node);
     this.opts = resolveOptions(options);
     this.name = this.opts.name;
     this.keyService = `registry.${this.name}`;
@@ -160,6 +162,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
    */
   async start(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<this> {
     if (this.phase === 'closed') throw new RegistryError('REGISTRY_ERR_CLOSED', 'registry closed');
+    checkStartOptions(options);
     if (!(this.node.communication as Ics | undefined)) throw new RegistryError('REGISTRY_ERR_NOT_STARTED', 'start the ClusterNode before the registry');
     if (this.phase === 'idle') {
       this.phase = 'started';
@@ -216,6 +219,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
 
   /** Entries whose key starts with `prefix`, by key. */
   entries(prefix = ''): Entry[] {
+    checkPrefix(prefix);
     return [...this.replica.entries.values()].filter((e) => e.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
@@ -258,6 +262,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
   /** Set `key`. Resolves with the entry once the sequencer and every replica it pushes to applied it. */
   async put(key: string, value: PlainValue, options: PutOptions = {}): Promise<Entry> {
     this.usable();
+    checkWriteOptions(options, 'put');
     checkEntry(key, value, this.opts);
     const owned = options.owned === true;
     const r = await this.write({ kind: 'put', key, value, ...(options.expectVersion !== undefined ? { expectVersion: options.expectVersion } : {}), ...(owned ? { owned } : {}) }, options);
@@ -270,6 +275,7 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
    */
   async delete(key: string, options: WriteOptions = {}): Promise<{ existed: boolean; version: number }> {
     this.usable();
+    checkWriteOptions(options, 'delete');
     checkKey(key, this.opts);
     const r = await this.write({ kind: 'delete', key, ...(options.expectVersion !== undefined ? { expectVersion: options.expectVersion } : {}) }, options);
     return { existed: r.existed, version: r.version };
@@ -295,6 +301,8 @@ export class Registry extends EventEmitter<RegistryEvents> implements AsyncDispo
    */
   watch(prefix = '', options: WatchOptions = {}): AsyncIterableIterator<RegistryEvent> {
     this.usable();
+    checkPrefix(prefix);
+    checkWatchOptions(options);
     if (this.watchers.size >= this.opts.maxWatchers) {
       throw new RegistryError('REGISTRY_ERR_TOO_MANY_WATCHERS', `this node has maxWatchers (${this.opts.maxWatchers}) watchers on ${this.name}`);
     }

@@ -4,7 +4,7 @@
  * joiners, limits.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { isRegistryError, type RegistryEvent } from '../src/index.js';
+import { createRegistry, isRegistryError, type RegistryEvent } from '../src/index.js';
 import { converged, mapOf, range, type RegCluster, regCluster } from './harness.js';
 import { staleReplicaRebuild } from './workload.js';
 
@@ -278,6 +278,48 @@ describe('limits', () => {
     ac.abort();
     await r.close();
     expect(await code(() => r.put('e', 1))).toBe('REGISTRY_ERR_CLOSED');
+  });
+});
+
+describe('misuse', () => {
+  it('a caller mistake fails at once with REGISTRY_ERR_INVALID_ARGUMENT, and nothing is written', async () => {
+    c = regCluster(2);
+    await c.until(() => allReady(c!, range(2)), 30_000, 'registries started');
+    const r = c.reg(2);
+    const code = async (f: () => unknown): Promise<string> => {
+      try {
+        await c!.settle(Promise.resolve().then(f), 20_000);
+        return 'resolved';
+      } catch (err) {
+        return isRegistryError(err) ? err.registryCode : `${(err as Error).name}: ${(err as Error).message}`;
+      }
+    };
+    const invalid = 'REGISTRY_ERR_INVALID_ARGUMENT';
+    // Each was a TypeError, a ZodError, or taken: an owned of "yes" wrote an unowned entry, a prefix of 5 watched "5…".
+    expect(await code(() => createRegistry(null as never, { name: 'x', subservice: 41 }))).toBe(invalid);
+    expect(await code(() => createRegistry({} as never, { name: 'x', subservice: 41 }))).toBe(invalid);
+    for (const options of [null, 5, [], { expectVersion: -1 }, { expectVersion: 1.5 }, { expectVersion: '3' }, { expectVersion: Number.NaN }, { owned: 'yes' }, { timeoutMs: -1 }, { signal: 5 }]) {
+      expect(await code(() => r.put('k', 1, options as never)), JSON.stringify(options)).toBe(invalid);
+    }
+    for (const options of [null, 5, { expectVersion: -1 }, { signal: {} }]) {
+      expect(await code(() => r.delete('k', options as never)), JSON.stringify(options)).toBe(invalid);
+    }
+    for (const options of [null, { signal: {} }, { initial: 'no' }]) expect(await code(() => r.watch('', options as never))).toBe(invalid);
+    expect(await code(() => r.watch(5 as never))).toBe(invalid);
+    expect(await code(() => r.entries(5 as never))).toBe(invalid);
+    for (const options of [null, { timeoutMs: -1 }, { signal: 5 }]) expect(await code(() => r.start(options as never))).toBe(invalid);
+    expect(r.size).toBe(0);
+    // A peer that skips the checks: the sequencer's schema refuses the write, and the caller gets
+    // ICS_ERR_INVALID_ARGUMENT whether the sequencer is another node or this one (not an internal error).
+    for (const n of [1, 2]) {
+      for (const args of [5, { kind: 'put', key: 'k', value: 1, expectVersion: -1 }]) {
+        const err = await c.settle(c.node(n).callKeyService('registry.svc', 'write', args)).catch((e: unknown) => e);
+        expect((err as { code?: string }).code, `node ${n}: ${String(err)}`).toBe('ICS_ERR_INVALID_ARGUMENT');
+      }
+    }
+    expect(r.size).toBe(0);
+    // Still usable.
+    expect((await c.settle(r.put('k', 1, { expectVersion: 0 }))).value).toBe(1);
   });
 });
 
