@@ -5,7 +5,7 @@
  * cluster.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { compareHistoryIds, type Logger } from '@clusterinfra/core';
+import { compareHistoryIds, InvalidArgumentError, type Logger } from '@clusterinfra/core';
 import { allUp, range, type SimCluster, simCluster } from './clms-harness.js';
 
 let sim: SimCluster | undefined;
@@ -63,7 +63,10 @@ describe('node.historyId', () => {
     expect(compareHistoryIds('2.5.100', '1.9.100')).toBeGreaterThan(0);
     expect(compareHistoryIds('1.6.100', '1.5.100')).toBeGreaterThan(0);
     expect(compareHistoryIds('1.5.100.5', '1.5.100')).toBeGreaterThan(0);
-    expect(() => compareHistoryIds('x', '1.5.100')).toThrow(TypeError);
-    expect(() => compareHistoryIds('1.5', '1.5.100')).toThrow(TypeError);
+    // A typed error with a code (it was a TypeError).
+    for (const bad of ['x', '1.5', null, 5, { toString: () => '1.5.100' }]) {
+      expect(() => compareHistoryIds(bad as string, '1.5.100')).toThrow(expect.objectContaining({ code: 'ICS_ERR_INVALID_ARGUMENT' }));
+      expect(() => compareHistoryIds('1.5.100', bad as string)).toThrow(InvalidArgumentError);
+    }
   });
 });

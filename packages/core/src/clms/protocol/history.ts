@@ -10,6 +10,7 @@
  * Pure: no IO, no timers, nothing asynchronous (test/architecture.test.ts).
  */
 import type { HistorySnapshot, MemberInfo, NodeState, Transition } from './messages.js';
+import { InvalidArgumentError } from '../../errors/index.js';
 
 /** The states of the members a master appends to and heartbeats (it follows them; a node going down or out of the history gets neither). */
 export const FOLLOWER_STATES: readonly NodeState[] = ['Up', 'ComingUp', 'ShuttingDown'];
@@ -32,7 +33,7 @@ export function historyIdOf(first: Transition): string {
  * compares higher as long as the founders' wall clocks are not further
  * apart than the gap between the two foundings (a clock set back breaks
  * this; equality never depends on clocks). A name that is not one of ours
- * is a TypeError.
+ * is an InvalidArgumentError (`ICS_ERR_INVALID_ARGUMENT`).
  */
 export function compareHistoryIds(a: string, b: string): number {
   const [x, y] = [parseHistoryId(a), parseHistoryId(b)];
@@ -40,8 +41,8 @@ export function compareHistoryIds(a: string, b: string): number {
 }
 
 function parseHistoryId(id: string): { node: number; incarnation: number; time: number } {
-  const m = /^(\d+)\.(\d+)\.(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/i.exec(id);
-  if (!m) throw new TypeError(`not a history id: ${JSON.stringify(id)}`);
+  const m = typeof id === 'string' ? /^(\d+)\.(\d+)\.(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/i.exec(id) : null;
+  if (!m) throw new InvalidArgumentError(`not a history id (node.incarnation.time, as ClusterNode.historyId): ${typeof id === 'string' ? JSON.stringify(id.slice(0, 100)) : typeof id}`);
   return { node: Number(m[1]), incarnation: Number(m[2]), time: Number(m[3]) };
 }
 
