@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type ClusterNode, silentLogger, TimeoutError } from '@clusterinfra/core';
+import { type ClusterNode, InvalidArgumentError, silentLogger, TimeoutError } from '@clusterinfra/core';
 import { z } from 'zod';
 import { AdminError } from './errors.js';
 import { EXPOSITION_CONTENT_TYPE } from './exposition.js';
@@ -51,6 +51,10 @@ const downSchema = z.strictObject({
 
 /** Open the admin endpoint of `node`. See docs/cli.md. */
 export async function serveAdmin(node: ClusterNode, options: AdminOptions): Promise<AdminServer> {
+  // Before anything listens: a node that is not a ClusterNode failed later, as a TypeError.
+  if (typeof node !== 'object' || node === null || typeof (node as { on?: unknown }).on !== 'function' || typeof (node as { membership?: unknown }).membership !== 'function') {
+    throw new InvalidArgumentError('serveAdmin takes a ClusterNode');
+  }
   const opts = resolveAdminOptions(options);
   const log = (opts.logger ?? silentLogger).child({ component: 'admin', node: node.nodeNum });
   const metrics = new NodeMetrics(node, ADMIN_DEFAULTS.maxRpcSeries);

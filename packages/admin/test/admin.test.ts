@@ -39,6 +39,12 @@ describe('options', () => {
     await expect(serveAdmin(cluster.node(1), { token: TOKEN, port: 70_000 })).rejects.toThrow(/port/);
   });
 
+  it('refuses a node that is not a ClusterNode with InvalidArgumentError, before anything listens (it was a TypeError)', async () => {
+    for (const node of [null, {}, 5]) {
+      await expect(serveAdmin(node as never, { token: TOKEN })).rejects.toThrow(expect.objectContaining({ code: 'ICS_ERR_INVALID_ARGUMENT' }));
+    }
+  });
+
   it('listens on loopback by default and reports its port', () => {
     const s = servers.get(1)!;
     expect(s.url).toBe(`http://127.0.0.1:${s.port}`);

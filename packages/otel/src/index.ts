@@ -25,6 +25,7 @@ import {
   trace,
   type Tracer,
 } from '@opentelemetry/api';
+import { InvalidArgumentError } from '@clusterinfra/core';
 import type { CallTracer, ClusterNode, Ics, KeyServiceInfo, ServeTrace, TraceOutcome, Transition } from '@clusterinfra/core';
 
 /** The name (and instrumentation scope) of the default tracer. */
@@ -169,6 +170,11 @@ function isClusterNode(target: ClusterNode | Ics): target is ClusterNode {
  * that stops it; calls under way still end their spans.
  */
 export function instrument(target: ClusterNode | Ics, options: OtelOptions = {}): () => void {
+  // A mistake fails here, typed, rather than as a TypeError from the first line that uses it.
+  if (typeof target !== 'object' || target === null || (!isClusterNode(target) && typeof (target as { instrument?: unknown }).instrument !== 'function')) {
+    throw new InvalidArgumentError('instrument takes a ClusterNode or an ICS endpoint');
+  }
+  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('instrument\'s options must be an object');
   const tracer = options.tracer ?? trace.getTracer(INSTRUMENTATION_NAME);
   const propagator = options.propagator ?? propagation;
   const calls = callTracer(tracer, propagator, target.nodeNum);

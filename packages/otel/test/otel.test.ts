@@ -10,7 +10,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ClusterNode, createIcs, type Ics, NotFoundError, seededRandom, silentLogger, VirtualClock } from '@clusterinfra/core';
+import { ClusterNode, createIcs, type Ics, InvalidArgumentError, NotFoundError, seededRandom, silentLogger, VirtualClock } from '@clusterinfra/core';
 import { createMemoryNetwork, type MemoryNetwork, memory } from '@clusterinfra/transport-mem';
 import { ATTR, instrument } from '../src/index.js';
 
@@ -161,6 +161,16 @@ function twoClusterNodes(): { clock: VirtualClock; nodes: ClusterNode[] } {
 }
 
 const bothUp = (nodes: ClusterNode[]) => (): boolean => nodes.every((n) => n.formed && n.info(1)?.state === 'Up' && n.info(2)?.state === 'Up');
+
+describe('misuse', () => {
+  it('instrument refuses what is not a ClusterNode or an ICS endpoint, and options that are not an object, with InvalidArgumentError (it was a TypeError)', async () => {
+    for (const target of [null, undefined, {}, 5]) expect(() => instrument(target as never, options)).toThrow(InvalidArgumentError);
+    const { ics } = await endpoints();
+    expect(() => instrument(ics[0]!, null as never)).toThrow(expect.objectContaining({ code: 'ICS_ERR_INVALID_ARGUMENT' }));
+    // A valid target still works.
+    instrument(ics[0]!, options)();
+  });
+});
 
 describe('membership', () => {
   it('records CLMS transitions and key-service moves, and traces the node\'s calls', async () => {
