@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AbortedError, every, sleep, VirtualClock } from '@clusterinfra/core';
+import { AbortedError, every, InvalidArgumentError, InvalidOptionError, sleep, VirtualClock } from '@clusterinfra/core';
 
 describe('VirtualClock', () => {
   it('moves only when told to', async () => {
@@ -93,6 +93,28 @@ describe('VirtualClock', () => {
     const live = Array.from({ length: 500 }, (_, k) => k * 100);
     const expected = [...live].sort((a, b) => (a % 7) - (b % 7) || a - b);
     expect(fired).toEqual([-1, ...expected]);
+  });
+
+  it('refuses what would break it with typed errors; a NaN delay counts as 0', async () => {
+    for (const o of [null, 5]) expect(() => new VirtualClock(o as never)).toThrow(InvalidOptionError);
+    for (const w of ['x', Number.NaN, Number.POSITIVE_INFINITY]) expect(() => new VirtualClock({ startWallTime: w as never })).toThrow(InvalidOptionError);
+    const clock = new VirtualClock();
+    // A timer that is not a function failed when it fired, inside advance.
+    expect(() => clock.setTimeout(null as never, 5)).toThrow(InvalidArgumentError);
+    const ticks: number[] = [];
+    every(clock, 10, () => ticks.push(clock.now()));
+    // advance(NaN) fired the periodic timer forever (no target to stop at).
+    for (const ms of [Number.NaN, 'x', Number.POSITIVE_INFINITY]) await expect(clock.advance(ms as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(clock.advanceUntil(5 as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(clock.advanceUntil(() => false, Number.NaN)).rejects.toThrow(InvalidArgumentError);
+    expect(ticks).toEqual([]);
+    // A NaN delay made a NaN due time, which broke the timers' order.
+    const order: string[] = [];
+    clock.setTimeout(() => order.push('later'), 3);
+    clock.setTimeout(() => order.push('nan'), Number.NaN);
+    await clock.advance(5);
+    expect(order).toEqual(['nan', 'later']);
+    expect(clock.now()).toBe(5);
   });
 
   it('runUntilIdle is bounded for periodic work', async () => {

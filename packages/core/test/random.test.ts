@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cryptoRandom, seededRandom } from '@clusterinfra/core';
+import { cryptoRandom, InvalidArgumentError, seededRandom } from '@clusterinfra/core';
 
 describe('random sources', () => {
   it('a seed replays exactly, and different seeds differ', () => {
@@ -10,6 +10,11 @@ describe('random sources', () => {
     expect(draw(42)).toEqual(draw(42));
     expect(draw('abc')).toEqual(draw('abc'));
     expect(draw(42)).not.toEqual(draw(43));
+  });
+
+  it('a seed is a string or a finite number: anything else is refused (every object was the seed "[object Object]")', () => {
+    for (const seed of [null, undefined, {}, [], Number.NaN, Number.POSITIVE_INFINITY, true]) expect(() => seededRandom(seed as never)).toThrow(InvalidArgumentError);
+    expect(seededRandom('x').fork('y').next()).toBe(seededRandom('x/y').next());
   });
 
   it('stays in range and is roughly uniform', () => {

@@ -3,7 +3,7 @@
  * through a `Clock`, so that a whole cluster can run on a `VirtualClock`
  * deterministically from a seed.
  */
-import { AbortedError } from '../errors/index.js';
+import { AbortedError, InvalidArgumentError, InvalidOptionError } from '../errors/index.js';
 
 export interface TimerHandle {
   /** Cancel the timer. Idempotent; cancelling a fired timer does nothing. */
@@ -138,7 +138,10 @@ export class VirtualClock implements Clock {
   };
 
   constructor(options: VirtualClockOptions = {}) {
-    this.startWallTime = options.startWallTime ?? 1_767_225_600_000;
+    if (typeof options !== 'object' || options === null) throw new InvalidOptionError('(root)', 'virtual clock: options must be an object');
+    const wall = options.startWallTime ?? 1_767_225_600_000;
+    if (typeof wall !== 'number' || !Number.isFinite(wall)) throw new InvalidOptionError('startWallTime', `virtual clock: startWallTime must be a finite number of milliseconds, got ${String(wall)}`);
+    this.startWallTime = wall;
   }
 
   now(): number {
@@ -166,7 +169,10 @@ export class VirtualClock implements Clock {
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    const timer: VirtualTimer = { at: this.current + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
+    // Refused here, not when it fires (inside whoever advances the clock).
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`setTimeout takes a function, got ${typeof fn}`);
+    // NaN (or not a number) counts as 0, as a negative delay does: a NaN due time would break the timers' order.
+    const timer: VirtualTimer = { at: this.current + (ms > 0 ? ms : 0), seq: this.seq++, fn, cancelled: false };
     this.push(timer);
     const handle: TimerHandle = {
       cancel: () => {
@@ -201,6 +207,8 @@ export class VirtualClock implements Clock {
    * and letting promise continuations settle after each one.
    */
   advance(ms: number): Promise<void> {
+    // advance(NaN) or advance(Infinity) would fire every timer forever (a periodic one never runs dry).
+    if (typeof ms !== 'number' || !Number.isFinite(ms)) return Promise.reject(new InvalidArgumentError(`advance takes a finite number of milliseconds, got ${String(ms)}`));
     return advanceSteps(this, ms, this.moveTo);
   }
 
@@ -227,6 +235,8 @@ export class VirtualClock implements Clock {
    * time passed; returns whether the predicate held.
    */
   advanceUntil(predicate: () => boolean, maxMs = 60_000): Promise<boolean> {
+    if (typeof predicate !== 'function') return Promise.reject(new InvalidArgumentError(`advanceUntil takes a predicate function, got ${typeof predicate}`));
+    if (typeof maxMs !== 'number' || !Number.isFinite(maxMs)) return Promise.reject(new InvalidArgumentError(`advanceUntil's maxMs must be a finite number of milliseconds, got ${String(maxMs)}`));
     return advanceStepsUntil(this, predicate, maxMs, this.moveTo);
   }
 

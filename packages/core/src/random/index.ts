@@ -5,6 +5,7 @@
  * that replays exactly from its seed.
  */
 import { randomBytes, randomFillSync } from 'node:crypto';
+import { InvalidArgumentError } from '../errors/index.js';
 
 export interface RandomSource {
   /** A float in [0, 1). */
@@ -59,6 +60,8 @@ export class SeededRandom implements RandomSource {
   readonly seed: number | string;
 
   constructor(seed: number | string) {
+    // Anything else would hash as its String() ("[object Object]" for every object): the same stream for different seeds.
+    if (!(typeof seed === 'string' || (typeof seed === 'number' && Number.isFinite(seed)))) throw new InvalidArgumentError(`a seed is a string or a finite number, got ${seed === null ? 'null' : typeof seed}`);
     this.seed = seed;
     let s = hashSeed(seed);
     const splitmix = (): number => {
