@@ -22,5 +22,7 @@ export const MAX_ROLE_BYTES = 64;
 export const MAX_ROLES = 32;
 /** Most groups one node announces for one topic. */
 export const MAX_GROUPS = 64;
+/** Most nodes one by-name call may try (`maxAttempts`, a call's `attempts`). */
+export const MAX_ATTEMPTS = 100;
 /** Rotation counters (round-robin per service name, per topic and group) kept at once. */
 export const MAX_CURSORS = 10_000;

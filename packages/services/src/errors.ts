@@ -3,7 +3,8 @@
  * stable `code` from the catalog below. Codes are append only and never
  * reused; docs/services.md has a row for each (a test checks it). Errors of
  * the calls themselves (a node down, a deadline, invalid arguments) are
- * core's ICS errors, passed through unchanged.
+ * core's ICS errors, passed through unchanged; a mistake in what is passed
+ * to this layer's own API is SERVICES_ERR_INVALID_ARGUMENT (src/args.ts).
  */
 import { ClusterInfraError, type ClusterInfraErrorOptions, type ErrorCode } from '@clusterinfra/core';
 
@@ -17,6 +18,7 @@ export const SERVICES_ERROR_CODES = {
   SERVICES_ERR_LIMIT: 'A bound was reached: services served, subscriptions, or by-name calls in flight on this node.',
   SERVICES_ERR_NOT_STARTED: 'The services layer was used before start() resolved.',
   SERVICES_ERR_CLOSED: 'The services layer on this node is closed.',
+  SERVICES_ERR_INVALID_ARGUMENT: 'A call was given something it cannot take: a node that is not a ClusterNode, options that are not an object, an unknown policy or delivery, a handler that is not a function, a signal that is not an AbortSignal.',
 } as const;
 
 export type ServicesErrorCode = keyof typeof SERVICES_ERROR_CODES;

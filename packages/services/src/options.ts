@@ -2,7 +2,7 @@ import { parseOptions, type PoolConfig } from '@clusterinfra/core';
 import type { Registry } from '@clusterinfra/registry';
 import { z } from 'zod';
 import { type Policy, POLICIES } from './balance.js';
-import { SERVICES_DEFAULTS as D } from './constants.js';
+import { MAX_ATTEMPTS, SERVICES_DEFAULTS as D } from './constants.js';
 
 /** Options of the services layer on one node. Every node passes the same `subservice` and `channel`. */
 export interface ServicesOptions {
@@ -31,18 +31,31 @@ export interface ServicesOptions {
 }
 
 const pos = z.number().int().positive();
+const count = (max: number) => z.number().int().min(0).max(max);
+/**
+ * The event service's pool, in ICS's bounds: ICS checks it again when it
+ * registers the service, but only in start(), after the registry started
+ * (a pool of { max: -1 } was taken here and failed there).
+ */
+const poolSchema: z.ZodType<PoolConfig> = z.strictObject({
+  min: count(100_000).optional(),
+  max: z.number().int().min(1).max(100_000).optional(),
+  queue: count(1_000_000).optional(),
+  queuePerPeer: count(1_000_000).optional(),
+  priorityReserve: count(100_000).optional(),
+});
 const schema = z.strictObject({
   registry: z.custom<Registry>((v) => typeof v === 'object' && v !== null && typeof (v as Registry).put === 'function' && typeof (v as Registry).entries === 'function', 'a Registry'),
   subservice: z.number().int().min(0).max(65535),
   channel: z.string().min(1).default(D.channel),
   policy: z.enum(POLICIES as [Policy, ...Policy[]]).default(D.policy),
-  maxAttempts: pos.max(100).default(D.maxAttempts),
+  maxAttempts: pos.max(MAX_ATTEMPTS).default(D.maxAttempts),
   maxServed: pos.default(D.maxServed),
   maxSubscriptions: pos.default(D.maxSubscriptions),
   maxQueue: pos.default(D.maxQueue),
   maxPending: pos.default(D.maxPending),
   announceIntervalMs: pos.default(D.announceIntervalMs),
-  pool: z.custom<PoolConfig>((v) => typeof v === 'object' && v !== null).default({ max: D.poolMax, queue: D.poolQueue }),
+  pool: poolSchema.default({ max: D.poolMax, queue: D.poolQueue }),
 });
 
 export type ResolvedServicesOptions = z.output<typeof schema>;

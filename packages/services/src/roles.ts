@@ -6,6 +6,7 @@
  * in what you pass (@clusterinfra/runlevels does).
  */
 import type { MemberInfo } from '@clusterinfra/core';
+import { checkMeta } from './args.js';
 import { MAX_ROLE_BYTES, MAX_ROLES } from './constants.js';
 import { ServicesError } from './errors.js';
 
@@ -24,6 +25,7 @@ export function checkRoles(roles: unknown, what = 'roles'): readonly string[] {
 
 /** Member metadata carrying `roles`: `new ClusterNode({ meta: withRoles(['frontend']) })`. */
 export function withRoles(roles: readonly string[], meta: Record<string, unknown> = {}): Record<string, unknown> {
+  checkMeta(meta);
   return { ...meta, roles: [...checkRoles(roles)] };
 }
 

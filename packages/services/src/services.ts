@@ -42,6 +42,19 @@ import type { Registry, RegistryEvent } from '@clusterinfra/registry';
 import { EventEmitter } from 'eventemitter3';
 import type { z } from 'zod';
 import { pick, type Policy } from './balance.js';
+import {
+  checkCallOptions,
+  checkDescriptor,
+  checkMethod,
+  checkNode,
+  checkNodeNumber,
+  checkProvidersOptions,
+  checkPublishOptions,
+  checkRegistration,
+  checkServeOptions,
+  checkStartOptions,
+  checkSubscribe,
+} from './args.js';
 import { MAX_CURSORS, MAX_NAME_BYTES } from './constants.js';
 import { Directory, type MethodKind, type Provider, type ProviderValue, serviceKey, topicKey, type TopicNode, type TopicValue } from './directory.js';
 import { ServicesError } from './errors.js';
@@ -222,6 +235,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
     options: ServicesOptions,
   ) {
     super();
+    checkNode(node);
     this.opts = resolveOptions(options);
     this.registry = this.opts.registry;
   }
@@ -230,6 +244,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
 
   /** Start after `node.start()`: starts the registry if needed, serves the event service, loads the directory. */
   async start(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<this> {
+    checkStartOptions(options);
     if (this.phase === 'closed') throw new ServicesError('SERVICES_ERR_CLOSED', 'services closed');
     if (this.phase === 'started') return this;
     await this.registry.start(options);
@@ -306,6 +321,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
 
   /** Node `n`'s roles, as the membership has them. */
   rolesOf(n: number): readonly string[] {
+    checkNodeNumber(n);
     return rolesOf(this.node.info(n));
   }
 
@@ -369,6 +385,12 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
 
   /** Serve `impl` under an icsgen descriptor and announce it by the descriptor's `name`. Resolves once announced clusterwide. */
   serve<M extends Record<string, MethodDescriptor>>(descriptor: ServiceDescriptor<M>, impl: ServiceImpl<M>, options: ServeOptions = {}): Promise<ServedService> {
+    try {
+      checkDescriptor(descriptor, 'serve');
+      checkServeOptions(options);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const methods: Record<string, MethodKind> = {};
     for (const [m, d] of Object.entries(descriptor.methods)) methods[m] = d.kind === 'oneway' ? 'oneway' : d.idempotent ? 'idempotent' : 'rpc';
     return this.offer(descriptor.name, { channel: descriptor.channel ?? 'default', subservice: descriptor.subservice, methods }, options, () =>
@@ -378,6 +400,12 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
 
   /** Serve plain handlers (a core ServiceRegistration) by `reg.name`; `idempotent` lists the methods safe to run twice. */
   register(reg: ServiceRegistration & { idempotent?: readonly string[] }, options: ServeOptions = {}): Promise<ServedService> {
+    try {
+      checkRegistration(reg);
+      checkServeOptions(options);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const methods: Record<string, MethodKind> = {};
     for (const m of Object.keys(reg.handlers)) methods[m] = reg.idempotent?.includes(m) ? 'idempotent' : 'rpc';
     const { idempotent: _, ...plain } = reg;
@@ -426,6 +454,8 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
 
   /** Live nodes announcing `name` (with one of `roles`), ascending. */
   providers(name: string, options: { roles?: readonly string[] } = {}): number[] {
+    checkName(name, 'service name');
+    checkProvidersOptions(options);
     return this.candidates(name, checkRoles(options.roles ?? []), undefined).map((p) => p.node);
   }
 
@@ -453,6 +483,8 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
     try {
       this.usable();
       if (!this.dir.providers.has(name)) checkName(name, 'service name');
+      checkMethod(method);
+      checkCallOptions(options);
       const roles = options.roles ? checkRoles(options.roles) : [];
       if (this.counters.pending >= this.opts.maxPending) throw new ServicesError('SERVICES_ERR_LIMIT', `maxPending (${this.opts.maxPending}) by-name calls in flight`);
       this.counters.calls++;
@@ -515,9 +547,12 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
 
   /** A typed client of `descriptor`, every method routed by the descriptor's name; results are checked against the output schema. */
   client<M extends Record<string, MethodDescriptor>>(descriptor: ServiceDescriptor<M>, defaults: ByNameCallOptions = {}): ByNameClient<M> {
+    checkDescriptor(descriptor, 'client');
+    checkCallOptions(defaults, 'client');
     const out: Record<string, unknown> = {};
     for (const [m, d] of Object.entries(descriptor.methods)) {
       out[m] = async (args: unknown, options: ByNameCallOptions = {}) => {
+        checkCallOptions(options);
         const merged = { ...defaults, ...options };
         if (d.kind === 'rpc' && merged.idempotent === undefined && d.idempotent) merged.idempotent = true;
         const value = await this.call(descriptor.name, m, args, merged);
@@ -542,7 +577,10 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
   async subscribe(topic: string, handler: EventHandler, options: SubscribeOptions = {}): Promise<Subscription> {
     this.usable();
     checkName(topic, 'topic');
+    checkSubscribe(handler, options);
     if (options.group !== undefined) checkName(options.group, 'group');
+    // An aborted signal fires no more 'abort': the subscription would never end.
+    if (options.signal?.aborted) throw new AbortedError(`subscribe ${topic} aborted`, { cause: options.signal.reason });
     if (this.subCount >= this.opts.maxSubscriptions) throw new ServicesError('SERVICES_ERR_LIMIT', `this node has maxSubscriptions (${this.opts.maxSubscriptions}) subscriptions`);
     const sub = new LocalSubscription(topic, options.group, handler, this.opts.maxQueue, (error, event) => {
       this.counters.handlerErrors++;
@@ -595,6 +633,11 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
 
   /** Live subscriber nodes of `topic`, ascending, with their groups. */
   subscribers(topic: string): TopicNode[] {
+    checkName(topic, 'topic');
+    return this.liveSubscribers(topic);
+  }
+
+  private liveSubscribers(topic: string): TopicNode[] {
     const byNode = this.dir.topics.get(topic);
     return byNode ? [...byNode.values()].filter((t) => this.live(t)).sort((a, b) => a.node - b.node) : [];
   }
@@ -608,10 +651,13 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
    */
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     let first: Promise<Sent[]>;
-    const delivery = options.delivery ?? 'broadcast';
-    const confirm = options.confirm === true;
+    let delivery: Delivery;
+    let confirm: boolean;
     try {
       this.usable();
+      checkPublishOptions(options);
+      delivery = options.delivery ?? 'broadcast';
+      confirm = options.confirm === true;
       const byNode = this.dir.topics.get(topic);
       if (!byNode) checkName(topic, 'topic');
       this.counters.published++;
@@ -619,7 +665,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
       if (delivery === 'broadcast') {
         if (byNode) for (const t of byNode.values()) if (this.live(t)) plan.set(t.node, { groups: null, solo: false });
       } else {
-        const targets = this.subscribers(topic);
+        const targets = this.liveSubscribers(topic);
         for (const t of targets) if (t.solo) plan.set(t.node, { groups: [], solo: true });
         for (const [group, nodes] of this.groupsOf(targets)) this.assign(plan, topic, group, nodes);
       }
@@ -649,7 +695,7 @@ export class Services extends EventEmitter<ServicesEvents> implements AsyncDispo
         const groups = r.groups ?? [];
         const resend = neverRan(r.error) || (confirm && nodeFailed(r.error));
         if (delivery === 'balanced' && groups.length > 0 && resend && attempt < this.opts.maxAttempts) {
-          const byGroup = this.groupsOf(this.subscribers(topic).filter((t) => !tried.has(t.node)));
+          const byGroup = this.groupsOf(this.liveSubscribers(topic).filter((t) => !tried.has(t.node)));
           for (const g of groups) {
             const others = byGroup.get(g);
             if (others) this.assign(again, topic, g, others);
