@@ -14,6 +14,7 @@
 import type { ClusterNode } from '@clusterinfra/core';
 import { type Entry, type Registry, RegistryError } from '@clusterinfra/registry';
 import { EventEmitter } from 'eventemitter3';
+import { checkArguments } from './args.js';
 
 export const TARGET_KEY = 'runlevels/target';
 export const NODE_PREFIX = 'runlevels/node/';
@@ -56,6 +57,7 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
     private readonly opts: RunLevelsOptions,
   ) {
     super();
+    checkArguments(node, registry, opts);
     if (opts.phases.length === 0 || new Set(opts.phases).size !== opts.phases.length) {
       throw new RegistryError('REGISTRY_ERR_INVALID_VALUE', 'phases must be a non-empty list of distinct names');
     }
@@ -92,8 +94,9 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
       .sort((a, b) => a - b);
   }
 
-  /** Every Up node has reached `phase`. */
+  /** Every Up node has reached `phase` (one of the phases: another is refused, as by `moveCluster`). */
   reached(phase: string): boolean {
+    this.checkPhase(phase);
     const at = this.phases();
     return this.node
       .membership()
@@ -113,8 +116,12 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
 
   /** Move the whole cluster to `phase`: every node walks there (see `reached`). */
   async moveCluster(phase: string): Promise<Entry> {
-    if (!this.opts.phases.includes(phase)) throw new RegistryError('REGISTRY_ERR_INVALID_VALUE', `unknown phase ${JSON.stringify(phase)}`);
+    this.checkPhase(phase);
     return this.registry.put(TARGET_KEY, phase);
+  }
+
+  private checkPhase(phase: unknown): void {
+    if (!this.opts.phases.includes(phase as string)) throw new RegistryError('REGISTRY_ERR_INVALID_VALUE', `unknown phase ${JSON.stringify(phase)}`);
   }
 
   /** Stop following the target where this node is (its phase stays published until it goes down or leaves). */

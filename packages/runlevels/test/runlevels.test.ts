@@ -53,6 +53,44 @@ describe('bad input', () => {
   });
 });
 
+describe('misuse', () => {
+  it('a node or registry of the wrong kind, options of the wrong shape and reached() of an unknown phase are refused at once with typed errors', async () => {
+    c = regCluster(1);
+    await c.until(() => c!.ready(1), 30_000, 'registry started');
+    const node = c.node(1);
+    const reg = c.reg(1);
+    const bad = (x: unknown) => x as never;
+    const failure = (f: () => unknown): unknown => {
+      try {
+        f();
+      } catch (e) {
+        return { code: (e as { code?: unknown }).code, path: (e as { path?: unknown }).path };
+      }
+      return undefined;
+    };
+    const argument = { code: 'REGISTRY_ERR_INVALID_ARGUMENT', path: undefined };
+    const option = (path: string) => ({ code: 'CONFIG_ERR_INVALID_OPTION', path });
+    expect(failure(() => createRunLevels(bad(null), reg, { phases: PHASES }))).toEqual(argument);
+    expect(failure(() => createRunLevels(node, bad(null), { phases: PHASES }))).toEqual(argument);
+    expect(failure(() => createRunLevels(node, bad({}), { phases: PHASES }))).toEqual(argument);
+    expect(failure(() => createRunLevels(node, reg, bad(null)))).toEqual(option('(root)'));
+    expect(failure(() => createRunLevels(node, reg, bad({ phases: PHASES, phasse: 1 })))).toEqual(option('(root)'));
+    // A string is not a list: it walked through the phases 's', 't', 'a', ….
+    expect(failure(() => createRunLevels(node, reg, { phases: bad('starting') }))).toEqual(option('phases'));
+    expect(failure(() => createRunLevels(node, reg, { phases: bad(['starting', 2]) }))).toEqual(option('phases.1'));
+    expect(failure(() => createRunLevels(node, reg, { phases: [''] }))).toEqual(option('phases.0'));
+    // It failed on the first step of start(), with a TypeError.
+    expect(failure(() => createRunLevels(node, reg, { phases: PHASES, enter: bad(5) }))).toEqual(option('enter'));
+    expect(failure(() => createRunLevels(node, reg, { phases: PHASES, leave: bad('no') }))).toEqual(option('leave'));
+    // reached() of a phase that was not declared is refused as moveCluster() is (it answered false).
+    const rl = createRunLevels(node, reg, { phases: PHASES });
+    expect(failure(() => rl.reached('sleeping'))).toEqual({ code: 'REGISTRY_ERR_INVALID_VALUE', path: undefined });
+    expect(failure(() => rl.reached(bad(undefined)))).toEqual({ code: 'REGISTRY_ERR_INVALID_VALUE', path: undefined });
+    // Nothing was written.
+    expect(reg.entries('runlevels/')).toEqual([]);
+  });
+});
+
 describe('run levels', () => {
   it('the cluster moves as a whole; a late joiner walks up to the target before it counts as up; moving back walks down', async () => {
     c = regCluster(4, { startOnly: [1, 2, 3] });
