@@ -27,6 +27,7 @@ import {
   HandshakeRejectedError,
   type HandshakeRejectReason,
   InvalidAddressError,
+  InvalidOptionError,
   type LinkCloseInfo,
   parseOptions,
   realClock,
@@ -146,6 +147,14 @@ export interface SetLinkFaultsOptions {
 
 const SEP = '\u0000';
 const key = (from: string, to: string): string => `${from}${SEP}${to}`;
+
+/** A method's options: undefined (none) or an object whose `flag` is a boolean when given. */
+function checkFlagOptions(options: unknown, method: string, flag: string): void {
+  if (options === undefined) return;
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('(root)', `memory network: ${method}: options must be an object`);
+  const v = (options as Record<string, unknown>)[flag];
+  if (v !== undefined && typeof v !== 'boolean') throw new InvalidOptionError(flag, `memory network: ${method}: ${flag} must be a boolean, got ${String(v)}`);
+}
 
 function checkAddress(address: unknown, what: string): string {
   if (typeof address !== 'string' || address.length === 0) {
@@ -272,6 +281,7 @@ export class MemoryNetwork extends EventEmitter<MemoryNetworkEvents> implements 
     checkAddress(a, 'a');
     checkAddress(b, 'b');
     if (a === b) throw new InvalidAddressError(a, 'cannot partition an address from itself');
+    checkFlagOptions(options, 'partition', 'oneWay');
     this.partitions.add(key(a, b));
     if (!options.oneWay) this.partitions.add(key(b, a));
     this.note({ event: 'partition', from: a, to: b, detail: options.oneWay ? 'one-way' : 'both' });
@@ -285,6 +295,8 @@ export class MemoryNetwork extends EventEmitter<MemoryNetworkEvents> implements 
    * Pauses and link faults are not touched (see `resume`, `setLinkFaults`).
    */
   heal(a?: string, b?: string): void {
+    if (a !== undefined) checkAddress(a, 'a');
+    if (b !== undefined) checkAddress(b, 'b');
     if (a === undefined) {
       this.partitions.clear();
       this.isolated.clear();
@@ -317,6 +329,7 @@ export class MemoryNetwork extends EventEmitter<MemoryNetworkEvents> implements 
   setLinkFaults(from: string, to: string, faults: LinkFaults | null, options: SetLinkFaultsOptions = {}): void {
     checkAddress(from, 'from');
     checkAddress(to, 'to');
+    checkFlagOptions(options, 'setLinkFaults', 'bothWays');
     const resolved = faults === null ? undefined : resolveFaults('memory network: setLinkFaults', faults);
     const directions: [string, string][] = options.bothWays ? [[from, to], [to, from]] : [[from, to]];
     for (const [f, t] of directions) {

@@ -1,4 +1,4 @@
-import { ConnectTimeoutError, type Link, type LinkCloseInfo, LinkClosedError, TransportClosedError } from '@clusterinfra/core';
+import { ConnectTimeoutError, InvalidAddressError, InvalidOptionError, type Link, type LinkCloseInfo, LinkClosedError, TransportClosedError } from '@clusterinfra/core';
 import { describe, expect, it } from 'vitest';
 import { connect, failure, frame, range, record, seqOf, settle, world } from './helpers.js';
 
@@ -121,6 +121,29 @@ describe('partition', () => {
     p12.out.send(frame(8));
     await w.clock.advance(0);
     expect(at1).toEqual([9]);
+  });
+});
+
+describe('misuse', () => {
+  it('fault calls refuse options and addresses of the wrong kind with typed errors, and change nothing', async () => {
+    const { w, p12 } = await triangle();
+    const before = w.network.traceLength;
+    // Each was a TypeError (null options, heal(5)) or taken (a oneWay of 5 cut one way).
+    expect(() => w.network.partition('node-1', 'node-2', null as never)).toThrow(InvalidOptionError);
+    expect(() => w.network.partition('node-1', 'node-2', { oneWay: 5 as never })).toThrow(expect.objectContaining({ path: 'oneWay' }));
+    expect(() => w.network.setLinkFaults('node-1', 'node-2', { latencyMs: 5 }, null as never)).toThrow(InvalidOptionError);
+    expect(() => w.network.setLinkFaults('node-1', 'node-2', { latencyMs: 5 }, { bothWays: 'yes' as never })).toThrow(expect.objectContaining({ path: 'bothWays' }));
+    expect(() => w.network.heal(5 as never)).toThrow(InvalidAddressError);
+    expect(() => w.network.heal('node-1', null as never)).toThrow(InvalidAddressError);
+    expect(w.network.traceLength).toBe(before);
+    expect(w.network.canReach('node-2', 'node-1')).toBe(true);
+    expect(w.network.faultsOf('node-1', 'node-2').latencyMs).toBe(0);
+    const at1 = record(p12.in);
+    const at2 = record(p12.out);
+    p12.out.send(frame(1));
+    p12.in.send(frame(2));
+    await w.clock.advance(10);
+    expect([at1, at2]).toEqual([[1], [2]]);
   });
 });
 
