@@ -13,7 +13,11 @@ import { MAX_PATHS } from './constants.js';
 
 const PREFIX = 'multipath:';
 
+/** `multipath:` and the path addresses; InvalidAddressError unless they are 1 to MAX_PATHS non-empty strings (else what came out would not parse). */
 export function formatMultipathAddress(paths: readonly string[]): string {
+  if (!Array.isArray(paths) || paths.length === 0 || paths.length > MAX_PATHS || !paths.every((p) => typeof p === 'string' && p.length > 0)) {
+    throw new InvalidAddressError(String(paths), `a multipath address is made of 1 to ${MAX_PATHS} path addresses, each a non-empty string`);
+  }
   return PREFIX + paths.map((p) => p.replaceAll('%', '%25').replaceAll(',', '%2C')).join(',');
 }
 

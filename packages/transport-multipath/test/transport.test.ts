@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { HandshakeRejectedError, InvalidAddressError, InvalidOptionError, type Link, type LinkCloseInfo, MalformedFrameError, seededRandom, silentLogger, VirtualClock } from '@clusterinfra/core';
 import { createMemoryNetwork, memory } from '@clusterinfra/transport-mem';
-import { multipath, type MultipathLink, type MultipathTransport } from '../src/index.js';
+import { formatMultipathAddress, multipath, type MultipathLink, type MultipathTransport, parseMultipathAddress } from '../src/index.js';
 import { decode, encodeAck, encodeHello, Kind } from '../src/wire.js';
 import { connectOn, factoryFor, linkPair, numbered, pathAddress, TEST_TIMERS, upTo, watch } from './helpers.js';
 
@@ -36,6 +36,52 @@ describe('options and addresses', () => {
     const t = factoryFor(createMemoryNetwork({ clock }), 1).create({ identity: { clusterName: 'x', nodeNum: 1, incarnation: 1 }, clock, random: seededRandom(1), logger: silentLogger });
     await expect(t.connect('n2-p0')).rejects.toBeInstanceOf(InvalidAddressError);
     t.destroy();
+  });
+});
+
+describe('misuse', () => {
+  it('listen and connect refuse options they cannot take, at once and before any path is asked; formatMultipathAddress refuses what would not parse', async () => {
+    const clock = new VirtualClock();
+    const network = createMemoryNetwork({ clock });
+    const make = (n: number): MultipathTransport =>
+      factoryFor(network, n).create({ identity: { clusterName: 'x', nodeNum: n, incarnation: 1 }, clock, random: seededRandom(n), logger: silentLogger });
+    const server = make(2);
+    const client = make(1);
+    const bad = (x: unknown) => x as never;
+    /** What `p` rejects with: its class and option path. It must settle without the clock moving. */
+    const refusal = async (p: () => Promise<unknown>): Promise<unknown> => {
+      let out: unknown = 'pending';
+      try {
+        p().then(
+          () => (out = 'resolved'),
+          (e: InvalidOptionError) => (out = { name: e.name, path: e.path }),
+        );
+      } catch (e) {
+        return { thrown: (e as Error).name };
+      }
+      for (let i = 0; i < 5 && out === 'pending'; i++) await new Promise((r) => setImmediate(r));
+      return out;
+    };
+    const option = (path: string) => ({ name: 'InvalidOptionError', path });
+    // listen ignored a signal that was not one, and threw a TypeError on null.
+    expect(await refusal(() => server.listen(bad(null)))).toEqual(option('(root)'));
+    expect(await refusal(() => server.listen({ signal: bad({}) }))).toEqual(option('signal'));
+    const listener = await server.listen();
+    // connect threw a TypeError on null (not even a rejection), and a signal of 5 failed as a TypeError inside a path.
+    expect(await refusal(() => client.connect(listener.address, bad(null)))).toEqual(option('(root)'));
+    expect(await refusal(() => client.connect(listener.address, { signal: bad(5) }))).toEqual(option('signal'));
+    expect(await refusal(() => client.connect(listener.address, { signal: bad({ aborted: false }) }))).toEqual(option('signal'));
+    expect(await refusal(() => client.connect(listener.address, { timeoutMs: -1 }))).toEqual(option('timeoutMs'));
+    // No path was dialled.
+    expect(client.health()).toEqual([]);
+    expect(server.health()).toEqual([]);
+    // An address that would not parse is refused when it is made (null and [1] threw TypeErrors, [] and [''] gave 'multipath:').
+    for (const paths of [null, 'n1-p0', [], [''], ['n1-p0', 5], Array.from({ length: 9 }, (_, i) => `p${i}`)]) {
+      expect(() => formatMultipathAddress(bad(paths)), JSON.stringify(paths)).toThrow(InvalidAddressError);
+    }
+    expect(parseMultipathAddress(formatMultipathAddress(['a,b', 'c%d']))).toEqual(['a,b', 'c%d']);
+    client.destroy();
+    server.destroy();
   });
 });
 
