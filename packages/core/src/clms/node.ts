@@ -29,7 +29,7 @@ import type { Clock } from '../clock/index.js';
 import { parseOptions } from '../config/index.js';
 import { AlreadyStartedError, InvalidArgumentError, InvalidStateError, NodeClosedError, NotAMemberError } from '../errors/index.js';
 import type { Ics } from '../ics/ics.js';
-import { checkCallOptions, checkNode } from '../ics/options.js';
+import { checkCallOptions, checkNode, isAbortSignal } from '../ics/options.js';
 import type { Logger } from '../logging/index.js';
 import type { KeyServiceRegistration } from '../keyservice/index.js';
 import { NodeRuntime } from './driver/runtime.js';
@@ -131,6 +131,9 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Call a method of key service `name` on its current host (see docs/key-services.md). */
   callKeyService<T = unknown>(name: string, method: string, args?: unknown, options?: { signal?: AbortSignal; timeoutMs?: number; idempotent?: boolean }): Promise<T> {
     try {
+      // A name or method of another type would be looked up as its String() and fail as an unknown key service.
+      if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError(`a key service's name is a non-empty string, got ${typeof name}`);
+      if (typeof method !== 'string' || method.length === 0) throw new InvalidArgumentError(`a method is a non-empty string, got ${typeof method}`);
       checkCallOptions(options);
     } catch (err) {
       return Promise.reject(err as Error);
@@ -165,6 +168,11 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * AbortedError when `signal` aborts.
    */
   whenUp(options: { signal?: AbortSignal } = {}): Promise<this> {
+    try {
+      checkSignalOption(options, 'whenUp');
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return waitForUp(this, {
       isUp: () => (this.rt.phase === 'member' || this.rt.phase === 'leaving') && this.rt.history.member(this.nodeNum)?.state === 'Up' && this.rt.history.member(this.nodeNum)?.incarnation === this.rt.ics?.incarnation,
       isClosed: () => this.rt.phase === 'closed',
@@ -314,6 +322,10 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
    * number order, each exactly once; master and quorum changes in between.
    */
   watch(options: { since?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchEvent> {
+    // Checked now, not at the first next(): a since of 'x' replayed nothing and waited.
+    checkSignalOption(options, 'watch');
+    const since = options.since;
+    if (since !== undefined && !(Number.isSafeInteger(since) && since >= 0)) throw new InvalidArgumentError(`watch's since is a transition number (an integer >= 0), got ${String(since)}`);
     return this.rt.watch(options);
   }
 
@@ -363,3 +375,10 @@ export function createClusterNode(options: ClusterNodeOptions): ClusterNode {
 }
 
 export type { NodeState, TransitionKind };
+
+/** Options of `whenUp` and `watch`: an object (or nothing) whose `signal`, when given, is an AbortSignal. */
+function checkSignalOption(options: unknown, call: string): asserts options is { signal?: AbortSignal } {
+  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`${call}'s options must be an object`);
+  const signal = (options as { signal?: unknown }).signal;
+  if (signal !== undefined && !isAbortSignal(signal)) throw new InvalidArgumentError(`${call}'s signal must be an AbortSignal`);
+}

@@ -71,6 +71,25 @@ describe('a formed cluster', () => {
     expect(thrown(() => node.registerSubsystem({ name: 's', band: 2 }))).toBeUndefined();
   });
 
+  it('watch, whenUp and callKeyService refuse options and names of the wrong kind at once', async () => {
+    s = simCluster(3);
+    await s.until(() => allUp(s!, range(3)), 30_000, 'formation');
+    const node = s.node(1);
+    const invalid = { name: 'InvalidArgumentError', code: 'ICS_ERR_INVALID_ARGUMENT' };
+    // watch(null) threw a TypeError at the first next(); a since of 'x' replayed nothing and waited for ever.
+    for (const o of [null, 5, { since: 'x' }, { since: -1 }, { since: 1.5 }, { signal: 5 }]) expect(thrown(() => node.watch(o as never)), JSON.stringify(o)).toEqual(invalid);
+    // A signal of 5 was taken (and listened to, had the node not been Up yet).
+    for (const o of [null, { signal: {} }]) expect(await failure(node.whenUp(o as never))).toEqual(invalid);
+    // A name or method that is not a string was looked up as its String(): CLMS_ERR_KEYSERVICE_UNKNOWN.
+    for (const [name, method] of [[5, 'm'], ['', 'm'], ['k', 5], ['k', '']]) expect(await failure(node.callKeyService(name as never, method as never))).toEqual(invalid);
+    // The good calls still work: a watch replays the history from 1.
+    const g = node.watch({ since: 1 });
+    const first = await g.next();
+    expect(first.value).toMatchObject({ type: 'transition', transition: { number: 1 } });
+    await g.return(undefined);
+    expect(await failure(node.whenUp())).toBeUndefined();
+  });
+
   it('after close(), setInfo and declareDown refuse with NodeClosedError', async () => {
     s = simCluster(3);
     await s.until(() => allUp(s!, range(3)), 30_000, 'formation');
