@@ -102,6 +102,7 @@ export {
   IcsStatusError,
   INITIAL_WINDOW,
   isAbortSignal,
+  poolConfigSchema,
   serve,
   serviceId,
   statusName,

@@ -1,4 +1,4 @@
-import { parseOptions, type PoolConfig } from '@clusterinfra/core';
+import { parseOptions, type PoolConfig, poolConfigSchema } from '@clusterinfra/core';
 import type { Registry } from '@clusterinfra/registry';
 import { z } from 'zod';
 import { type Policy, POLICIES } from './balance.js';
@@ -31,19 +31,9 @@ export interface ServicesOptions {
 }
 
 const pos = z.number().int().positive();
-const count = (max: number) => z.number().int().min(0).max(max);
-/**
- * The event service's pool, in ICS's bounds: ICS checks it again when it
- * registers the service, but only in start(), after the registry started
- * (a pool of { max: -1 } was taken here and failed there).
- */
-const poolSchema: z.ZodType<PoolConfig> = z.strictObject({
-  min: count(100_000).optional(),
-  max: z.number().int().min(1).max(100_000).optional(),
-  queue: count(1_000_000).optional(),
-  queuePerPeer: count(1_000_000).optional(),
-  priorityReserve: count(100_000).optional(),
-});
+// `pool` is checked by ICS's own schema (poolConfigSchema): ICS checks it again
+// when it registers the event service, but only in start(), after the registry
+// started (a pool of { max: -1 } was taken here and failed there).
 const schema = z.strictObject({
   registry: z.custom<Registry>((v) => typeof v === 'object' && v !== null && typeof (v as Registry).put === 'function' && typeof (v as Registry).entries === 'function', 'a Registry'),
   subservice: z.number().int().min(0).max(65535),
@@ -55,7 +45,7 @@ const schema = z.strictObject({
   maxQueue: pos.default(D.maxQueue),
   maxPending: pos.default(D.maxPending),
   announceIntervalMs: pos.default(D.announceIntervalMs),
-  pool: poolSchema.default({ max: D.poolMax, queue: D.poolQueue }),
+  pool: poolConfigSchema.prefault({ max: D.poolMax, queue: D.poolQueue }),
 });
 
 export type ResolvedServicesOptions = z.output<typeof schema>;

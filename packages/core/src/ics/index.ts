@@ -1,5 +1,5 @@
 export { createIcs, Ics, serviceId, channelOf, subserviceOf, ICS_DEFAULTS } from './ics.js';
-export { BuiltinChannel, FIRST_USER_CHANNEL, INITIAL_WINDOW, isAbortSignal, type ChannelDefinition, type IcsOptions, type PoolConfig } from './options.js';
+export { BuiltinChannel, FIRST_USER_CHANNEL, INITIAL_WINDOW, isAbortSignal, poolSchema as poolConfigSchema, type ChannelDefinition, type IcsOptions, type PoolConfig } from './options.js';
 export { IcsStatusError, statusName } from './status.js';
 export { detached } from './context.js';
 export {
