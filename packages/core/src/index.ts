@@ -87,7 +87,7 @@ export type {
   TransportContext,
   TransportFactory,
 } from './contracts/index.js';
-export { LinkBase, type LinkInit } from './transport/index.js';
+export { checkTransportCallOptions, LinkBase, type LinkInit } from './transport/index.js';
 export {
   BuiltinChannel,
   channelOf,

@@ -8,6 +8,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import {
   AbortedError,
+  checkTransportCallOptions,
   AddressInUseError,
   type ClusterInfraError,
   type ConnectOptions,
@@ -162,6 +163,7 @@ export class MemoryTransport implements Transport {
    * another transport (or this one) already listens there.
    */
   async listen(options: { signal?: AbortSignal } = {}): Promise<MemoryListener> {
+    checkTransportCallOptions('memory transport', 'listen', options);
     if (options.signal?.aborted) throw new AbortedError('listen aborted', { cause: options.signal.reason });
     if (this.phase !== 'open') throw new TransportClosedError();
     if (!this.network.bind(this)) throw new AddressInUseError(this.address);
@@ -184,6 +186,7 @@ export class MemoryTransport implements Transport {
     if (typeof address !== 'string' || address.length === 0) {
       throw new InvalidAddressError(String(address), 'must be a non-empty string');
     }
+    checkTransportCallOptions('memory transport', 'connect', options);
     const { signal } = options;
     if (signal?.aborted) throw new AbortedError('connect aborted', { cause: signal.reason });
     const timeoutMs = options.timeoutMs ?? this.connectTimeoutMs;

@@ -2,7 +2,7 @@
  * `MultipathOptions`, validated with zod at the edge: a bad option throws
  * InvalidOptionError naming its path.
  */
-import { InvalidOptionError, isAbortSignal, parseOptions, type TransportFactory } from '@clusterinfra/core';
+import { checkTransportCallOptions, parseOptions, type TransportFactory } from '@clusterinfra/core';
 import { z } from 'zod';
 import { MAX_PATHS, MAX_TIMER_MS, MULTIPATH_DEFAULTS } from './constants.js';
 
@@ -91,22 +91,11 @@ export function resolveOptions(options: unknown): ResolvedMultipathOptions {
   return parseOptions('multipath', multipathOptionsSchema, options);
 }
 
-function badOption(path: string, why: string): InvalidOptionError {
-  return new InvalidOptionError(path, `multipath: invalid option ${path}: ${why}`);
-}
-
 /**
  * The options of `listen` and `connect`, checked once before any path is
- * asked: the paths would each fail on them their own way (a signal of 5
- * was a TypeError from inside a path's connect, options of null a
- * TypeError thrown by connect itself; `listen` ignored a signal that was
- * not one).
+ * asked (core's checkTransportCallOptions, as every transport does): the
+ * paths would each fail on them their own way.
  */
 export function checkCallOptions(options: unknown, call: 'listen' | 'connect'): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw badOption('(root)', `${call}'s options must be an object`);
-  const { signal, timeoutMs } = options as { signal?: unknown; timeoutMs?: unknown };
-  if (signal !== undefined && !isAbortSignal(signal)) throw badOption('signal', 'must be an AbortSignal');
-  if (call === 'connect' && timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs >= 0 && timeoutMs <= MAX_TIMER_MS)) {
-    throw badOption('timeoutMs', `must be a number of ms from 0 to ${MAX_TIMER_MS}, got ${String(timeoutMs)}`);
-  }
+  checkTransportCallOptions('multipath', call, options);
 }

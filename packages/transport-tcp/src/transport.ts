@@ -17,6 +17,7 @@ import * as tls from 'node:tls';
 import {
   AbortedError,
   AddressInUseError,
+  checkTransportCallOptions,
   type ClusterInfraError,
   type Clock,
   type ConnectOptions,
@@ -146,6 +147,11 @@ export class TcpTransport implements Transport, TransportCore {
 
   listen(options: { signal?: AbortSignal } = {}): Promise<Listener> {
     if (this.state !== 'open') return Promise.reject(new TransportClosedError());
+    try {
+      checkTransportCallOptions('tcp', 'listen', options);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     if (this.listener && !this.listener.isClosed) return Promise.resolve(this.listener);
     const { host, port } = this.options;
     const wanted = formatAddress(host, port);
@@ -187,6 +193,7 @@ export class TcpTransport implements Transport, TransportCore {
     let target: { host: string; port: number };
     try {
       target = parseAddress(address);
+      checkTransportCallOptions('tcp', 'connect', options);
     } catch (err) {
       return Promise.reject(err);
     }

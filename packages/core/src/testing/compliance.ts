@@ -422,6 +422,38 @@ export function transportComplianceSuite(
       expect((err as ClusterInfraError).retryable).toBe(true);
     });
 
+    it('refuses listen and connect options it cannot take with InvalidOptionError, before anything is dialled', async () => {
+      const server = await node(1);
+      const client = await node(2);
+      const listener = await server.listen();
+      const path = async (p: Promise<unknown>): Promise<unknown> =>
+        p.then(
+          () => 'resolved',
+          (e: unknown) => (e instanceof ClusterInfraError && e.code === 'CONFIG_ERR_INVALID_OPTION' ? (e as ClusterInfraError & { path: string }).path : e),
+        );
+      for (const [options, where] of [
+        [null, '(root)'],
+        [5, '(root)'],
+        [{ signal: 5 }, 'signal'],
+        [{ signal: {} }, 'signal'],
+        [{ timeoutMs: -1 }, 'timeoutMs'],
+        [{ timeoutMs: Number.NaN }, 'timeoutMs'],
+        [{ timeoutMs: '100' }, 'timeoutMs'],
+      ] as const) {
+        expect(await path(client.connect(listener.address, options as never)), JSON.stringify(options)).toBe(where);
+      }
+      for (const [options, where] of [
+        [null, '(root)'],
+        [{ signal: 5 }, 'signal'],
+      ] as const) {
+        expect(await path(server.listen(options as never)), JSON.stringify(options)).toBe(where);
+      }
+      // The transport is still usable: a good connect goes through.
+      const accepted = nextLink(listener);
+      await client.connect(listener.address);
+      expect((await accepted).remote).toEqual(client.identity);
+    });
+
     it('closes the whole transport: links end gracefully, no new connections', async () => {
       const { server, client, listener, outbound, inbound } = await pair();
       outbound.resume();
