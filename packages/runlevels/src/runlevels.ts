@@ -47,6 +47,8 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
   private walking: Promise<void> | undefined;
   private again = false;
   private floor: string | undefined;
+  /** `onChange` is listened to (between start and close or leave): once, however often start is called. */
+  private following = false;
   private readonly onChange = (e: { key: string }): void => {
     if (e.key === TARGET_KEY) void this.walk().catch(() => {});
   };
@@ -109,7 +111,14 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
 
   /** Enter the first phase, then follow the target. Call after `registry.start()`. */
   async start(): Promise<this> {
-    this.registry.on('change', this.onChange);
+    // Again after leave(): follow the target again from the first phase. A
+    // second start() while following adds no second listener (each target
+    // change walked twice, one more listener per call).
+    this.floor = undefined;
+    if (!this.following) {
+      this.following = true;
+      this.registry.on('change', this.onChange);
+    }
     await this.walk();
     return this;
   }
@@ -126,11 +135,18 @@ export class RunLevels extends EventEmitter<RunLevelsEvents> {
 
   /** Stop following the target where this node is (its phase stays published until it goes down or leaves). */
   close(): void {
+    this.following = false;
     this.registry.off('change', this.onChange);
   }
 
   /** Walk this node down to the first phase, leave it, and stop following the target. */
   async leave(): Promise<void> {
+    // Never entered (no start(), or left already): nothing to leave. Walking
+    // to the floor would enter the first phase (running enter) only to leave it.
+    if (this.mine === undefined && !this.walking) {
+      this.close();
+      return;
+    }
     this.floor = this.opts.phases[0];
     await this.walk();
     this.close();

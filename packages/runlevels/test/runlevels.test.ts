@@ -157,4 +157,30 @@ describe('run levels', () => {
     await c.until(() => !rl.get(other)!.phases().has(victim), 30_000, `node ${victim}'s phase to vanish`);
     expect([...rl.get(other)!.phases().keys()]).toEqual([other]);
   });
+
+  it('start() twice follows the target once; leave() before start() enters nothing; start() after leave() follows again', async () => {
+    c = regCluster(2);
+    await c.until(() => range(2).every((n) => c!.ready(n)), 30_000, 'registries started');
+    const log: string[] = [];
+    const rl1 = await levels(c, 1, log);
+    // Never started: leave() resolves without entering (it entered the first phase, ran enter, and left it).
+    const idle = createRunLevels(c.node(2), c.reg(2), { phases: PHASES, enter: (p) => void log.push(`2 enter ${p}`), leave: (p) => void log.push(`2 leave ${p}`) });
+    await c.settle(idle.leave());
+    expect(log.filter((l) => l.startsWith('2 '))).toEqual([]);
+    // A second start() adds no second listener: the registry's change listeners stay as they were.
+    const listeners = c.reg(1).listenerCount('change');
+    await c.settle(rl1.start());
+    expect(c.reg(1).listenerCount('change')).toBe(listeners);
+    await c.settle(rl1.moveCluster('serving'));
+    await c.until(() => rl1.phase === 'serving', 10_000, 'node 1 serving');
+    expect(log).toEqual(['1 enter starting', '1 enter serving']);
+    // Left, then started again: it walks up to the target once more, and follows it.
+    await c.settle(rl1.leave());
+    expect(c.reg(1).listenerCount('change')).toBe(listeners - 1);
+    await c.settle(rl1.start());
+    expect(rl1.phase).toBe('serving');
+    await c.settle(rl1.moveCluster('draining'));
+    await c.until(() => rl1.phase === 'draining', 10_000, 'node 1 draining');
+    expect(log.slice(2)).toEqual(['1 leave serving', '1 leave starting', '1 enter starting', '1 enter serving', '1 enter draining']);
+  });
 });
