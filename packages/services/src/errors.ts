@@ -6,7 +6,7 @@
  * core's ICS errors, passed through unchanged; a mistake in what is passed
  * to this layer's own API is SERVICES_ERR_INVALID_ARGUMENT (src/args.ts).
  */
-import { ClusterInfraError, type ClusterInfraErrorOptions, type ErrorCode } from '@clusterinfra/core';
+import { ClusterInfraError, type ClusterInfraErrorOptions } from '@clusterinfra/core';
 
 /** The catalog of every services code, with what it means. Append only. */
 export const SERVICES_ERROR_CODES = {
@@ -23,18 +23,22 @@ export const SERVICES_ERROR_CODES = {
 
 export type ServicesErrorCode = keyof typeof SERVICES_ERROR_CODES;
 
+// The services codes join core's `ErrorCode` (core's extension point, as the
+// registry's and the lock manager's do), so `err.code` and
+// `isClusterInfraError(err, 'SERVICES_ERR_…')` type-check as for core's own.
+declare module '@clusterinfra/core' {
+  interface ErrorCodeExtensions extends Record<ServicesErrorCode, true> {}
+}
+
 const RETRYABLE = new Set<ServicesErrorCode>(['SERVICES_ERR_NO_PROVIDER', 'SERVICES_ERR_LIMIT', 'SERVICES_ERR_NOT_STARTED']);
 
 export class ServicesError extends ClusterInfraError {
   override readonly name = 'ServicesError';
-  /**
-   * The same string as `code`, typed as a services code (`code` is typed by
-   * core's closed `ErrorCode` union, which a package cannot extend).
-   */
+  /** The same string as `code`, typed as a services code only. */
   readonly servicesCode: ServicesErrorCode;
 
   constructor(code: ServicesErrorCode, message: string, options: ClusterInfraErrorOptions = {}) {
-    super(code as unknown as ErrorCode, message, { retryable: RETRYABLE.has(code), ...options });
+    super(code, message, { retryable: RETRYABLE.has(code), ...options });
     this.servicesCode = code;
   }
 }
