@@ -149,7 +149,7 @@ export class Lock {
 
   /** Release; `value` is written to the value block when the lock is held in PW or EX. */
   unlock(options: { value?: Uint8Array } = {}): Promise<void> {
-    return this.dlm._unlock(this, options.value);
+    return this.dlm._unlock(this, options);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -260,6 +260,14 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     const onEvicted = (): void => this.step((s) => s.reset('DLM_ERR_LOCK_LOST', `node ${this.node.nodeNum} was declared down by the cluster`));
     // Quorum is read before every input (step); these only make a regained quorum serve at once.
     const onQuorum = (): void => this.step(() => {});
+    // The subsystem first: it throws when this node runs a lock manager on this channel and
+    // subservice already, and nothing of this one may be left listening then (a half-built
+    // second manager followed the node's transitions and sent as the first).
+    const unregister = this.node.registerSubsystem({
+      name: `dlm.${this.options.channel}.${this.options.subservice}`,
+      band: this.options.band,
+      nodedown: (e) => this.recovered(e.node, e.incarnation, e.signal),
+    });
     this.node.on('transition', onTransition);
     this.node.on('evicted', onEvicted);
     this.node.on('quorum', onQuorum);
@@ -269,11 +277,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
       () => this.node.off('evicted', onEvicted),
       () => this.node.off('quorum', onQuorum),
       () => this.node.off('master', onQuorum),
-      this.node.registerSubsystem({
-        name: `dlm.${this.options.channel}.${this.options.subservice}`,
-        band: this.options.band,
-        nodedown: (e) => this.recovered(e.node, e.incarnation, e.signal),
-      }),
+      unregister,
     );
     this.ensureService();
     if (this.servedOn) this.startRound();
@@ -298,6 +302,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
 
   /** The master of `resource` in the current round (undefined before this node is a member). */
   masterOf(resource: string): number | undefined {
+    this.checkResource(resource);
     return this.state.round === 0 ? undefined : this.state.masterOf(resource);
   }
 
@@ -379,12 +384,14 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   }
 
   /** @internal */
-  _unlock(lock: Lock, value: Uint8Array | undefined): Promise<void> {
+  _unlock(lock: Lock, options: { value?: Uint8Array }): Promise<void> {
     try {
-      this.checkValue(value);
+      checkOptions(options);
+      this.checkValue(options.value);
     } catch (err) {
       return Promise.reject(err);
     }
+    const value = options.value;
     return this.operate({}, (op) => (this.state.unlock(op, lock.id, value), lock.id), () => {
       this.handles.delete(lock.id);
       lock._ended(false);
@@ -400,9 +407,6 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     // A signal that is no AbortSignal would be listened to, and fail only once the lock is granted or given up.
     if (options.signal !== undefined && !isAbortSignal(options.signal)) return Promise.reject(new DlmInvalidArgumentError('signal must be an AbortSignal'));
     if (options.signal?.aborted) return Promise.reject(new LockCancelledError('aborted before the request was sent', { cause: options.signal.reason }));
-    if (options.timeoutMs !== undefined && (!Number.isFinite(options.timeoutMs) || options.timeoutMs < 0)) {
-      return Promise.reject(new DlmInvalidArgumentError(`timeoutMs must be a non-negative number, got ${options.timeoutMs}`));
-    }
     const op = this.nextOp++;
     return new Promise<T>((resolve, reject) => {
       // The handle is updated at once (later effects of the same input find it); the promise
@@ -436,6 +440,8 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     if (typeof resource !== 'string' || resource.length === 0 || resource.length > WIRE_LIMITS.maxResourceLength) {
       throw new DlmInvalidArgumentError(`a resource name is a string of 1 to ${WIRE_LIMITS.maxResourceLength} characters`);
     }
+    // A lone surrogate crosses the wire as U+FFFD: two names would be one resource at a remote master.
+    if (LONE_SURROGATE.test(resource)) throw new DlmInvalidArgumentError('a resource name is well-formed Unicode (it has a lone surrogate)');
   }
 
   private checkMode(mode: unknown): void {
@@ -450,6 +456,19 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   }
 
   // ================================================================ the machine's inputs and effects
+
+  /**
+   * Emit an event; a listener that throws is logged and goes no further. Effects are performed
+   * inside `step`, and a throw there lost the rest of them: a grant's settlement (the lock
+   * held with no handle, its request never answered), sends, or a delivery half applied.
+   */
+  private notify<K extends keyof DlmEvents>(event: K, info: Parameters<DlmEvents[K]>[0]): void {
+    try {
+      (this.emit as (e: K, i: unknown) => boolean)(event, info);
+    } catch (err) {
+      this.log.warn({ err: (err as Error)?.message, event }, `a '${event}' listener threw`);
+    }
+  }
 
   /** Feed one input, then perform every effect it queued. */
   private step(input: (s: DlmState) => void): void {
@@ -476,7 +495,7 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
         this.handles.get(e.id)?._granted(e.grant);
         return;
       case 'granted':
-        this.emit('granted', { resource: e.resource, id: e.id, mode: e.mode, token: e.token, value: e.vb, round: e.round });
+        this.notify('granted', { resource: e.resource, id: e.id, mode: e.mode, token: e.token, value: e.vb, round: e.round });
         return;
       case 'blocking': {
         const h = this.handles.get(e.id);
@@ -485,25 +504,25 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
         } catch (err) {
           this.log.warn({ err: (err as Error).message, resource: e.resource }, 'onBlocking threw');
         }
-        this.emit('blocking', { resource: e.resource, id: e.id, mode: e.mode });
+        this.notify('blocking', { resource: e.resource, id: e.id, mode: e.mode });
         return;
       }
       case 'lost': {
         const h = this.handles.get(e.id);
         this.handles.delete(e.id);
         h?._ended(true);
-        this.emit('lost', { resource: e.resource, id: e.id });
+        this.notify('lost', { resource: e.resource, id: e.id });
         return;
       }
       case 'departed':
-        this.emit('departed', { node: e.node, incarnation: e.incarnation, id: e.id, resource: e.resource, mode: e.mode });
+        this.notify('departed', { node: e.node, incarnation: e.incarnation, id: e.id, resource: e.resource, mode: e.mode });
         return;
       case 'reset':
         // Whatever this node queued before it reset belongs to a life that is over.
         for (const [to, box] of [...this.outboxes]) this.restartOutbox(to, box);
         return;
       case 'recovered':
-        this.emit('recovered', { round: e.round, members: e.members, resources: e.resources, departed: e.departed });
+        this.notify('recovered', { round: e.round, members: e.members, resources: e.resources, departed: e.departed });
         for (const w of [...this.recoveryWaiters]) w();
         return;
     }
@@ -741,7 +760,18 @@ export function createDlm(options: DlmOptions): Dlm {
   return new Dlm(options);
 }
 
-/** Options of lock, tryLock and convert: an object (or nothing). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Longest timer a Node timer keeps (a longer one fires at once). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** Options of lock, tryLock, convert and unlock: an object (or nothing), each field of its type. */
 function checkOptions(options: unknown): void {
   if (typeof options !== 'object' || options === null) throw new DlmInvalidArgumentError('options must be an object');
+  const o = options as Record<string, unknown>;
+  if (o.timeoutMs !== undefined && !(typeof o.timeoutMs === 'number' && o.timeoutMs >= 0 && o.timeoutMs <= MAX_TIMEOUT_MS)) {
+    throw new DlmInvalidArgumentError(`timeoutMs must be a number of ms from 0 to ${MAX_TIMEOUT_MS}, got ${String(o.timeoutMs)}`);
+  }
+  if (o.onBlocking !== undefined && typeof o.onBlocking !== 'function') throw new DlmInvalidArgumentError('onBlocking must be a function');
+  if (o.noQueue !== undefined && typeof o.noQueue !== 'boolean') throw new DlmInvalidArgumentError(`noQueue must be a boolean, got ${String(o.noQueue)}`);
 }

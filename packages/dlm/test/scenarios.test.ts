@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HandlerContext } from '@clusterinfra/core';
-import { type Batch, isDlmError, type Lock } from '../src/index.js';
+import { type Batch, createDlm, isDlmError, type Lock } from '../src/index.js';
 import { type DlmCluster, dlmCluster, resourceMasteredBy } from './cluster.js';
 
 interface Tracked<T> {
@@ -240,5 +240,54 @@ describe('recovery', () => {
     expect(request.done && isDlmError(request.error, 'DLM_ERR_LOCK_LOST')).toBe(true);
     expect(delivered.some((d) => d.incarnation !== former)).toBe(true);
     expect(delivered.filter((d) => d.incarnation !== former && d.ids.includes(id))).toEqual([]);
+  });
+});
+
+describe('misuse', () => {
+  const invalid = { code: 'DLM_ERR_INVALID_ARGUMENT' };
+
+  it('wrong arguments to lock, tryLock, convert, unlock and masterOf are refused with DlmInvalidArgumentError; the manager keeps granting', async () => {
+    const c = await formed(2);
+    const d = c.dlm(2);
+    // A lone surrogate crosses the wire as U+FFFD: at a remote master two such names were one resource.
+    await expect(d.lock('a\ud800', 'EX')).rejects.toMatchObject(invalid);
+    // A Node timer longer than 2^31-1 ms fires at once: the request timed out at once.
+    await expect(d.lock('x', 'EX', { timeoutMs: 2 ** 31 })).rejects.toMatchObject(invalid);
+    await expect(d.lock('x', 'EX', { timeoutMs: Number.NaN })).rejects.toMatchObject(invalid);
+    await expect(d.lock('x', 'EX', { onBlocking: 5 as never })).rejects.toMatchObject(invalid);
+    expect(() => d.masterOf(undefined as never)).toThrow(expect.objectContaining(invalid));
+    expect(() => d.masterOf(7 as never)).toThrow(expect.objectContaining(invalid));
+    const held = await settled(d.lock('x', 'EX'));
+    await expect(held.convert('PR', { noQueue: 'yes' as never })).rejects.toMatchObject(invalid);
+    await expect(held.unlock(null as never)).rejects.toMatchObject(invalid);
+    await expect(held.unlock('v' as never)).rejects.toMatchObject(invalid);
+    expect(held.mode).toBe('EX');
+    await settled(held.convert('PR', { noQueue: true }));
+    await settled(held.unlock({}));
+    await expect(settled(held.unlock())).rejects.toMatchObject({ code: 'DLM_ERR_NOT_HELD' });
+    expect(d.masterOf('x')).toBeTypeOf('number');
+  });
+
+  it('a listener that throws is logged: the grant still settles and the next request on the resource is served', async () => {
+    const c = await formed(2, { dlm: { deadlockTimeoutMs: 0 } });
+    const r = resourceMasteredBy(c.dlm(2), 1);
+    // Before, the throw left the rest of the grant's effects undone: the lock was held, its promise never settled.
+    c.dlm(2).on('granted', () => {
+      throw new Error('listener bug');
+    });
+    const held = await settled(c.dlm(2).lock(r, 'EX'));
+    expect(held.mode).toBe('EX');
+    const next = track(c.dlm(1).lock(r, 'EX'));
+    await settled(held.unlock());
+    await c.until(() => next.done, 'the grant at node 1 after the release');
+    expect(next.value?.mode).toBe('EX');
+  });
+
+  it('a second lock manager on the same node, channel and subservice is refused and leaves nothing behind', async () => {
+    const c = await formed(2);
+    const listening = c.node(1).listenerCount('transition');
+    expect(() => createDlm({ node: c.node(1) })).toThrow(expect.objectContaining({ code: 'CONFIG_ERR_INVALID_OPTION' }));
+    // Before, the half-built manager stayed subscribed to the node's transitions.
+    expect(c.node(1).listenerCount('transition')).toBe(listening);
   });
 });
