@@ -11,7 +11,7 @@ import { type ClusterNode, InvalidArgumentError, silentLogger, TimeoutError } fr
 import { z } from 'zod';
 import { AdminError } from './errors.js';
 import { EXPOSITION_CONTENT_TYPE } from './exposition.js';
-import { intParam, parseJsonBody, presentedToken, readBody, sendError, sendJson, tokenMatches } from './http.js';
+import { answerClientError, intParam, presentedToken, readJsonBody, sendError, sendJson, tokenMatches } from './http.js';
 import { NodeMetrics } from './metrics.js';
 import { ADMIN_DEFAULTS, type AdminOptions, resolveAdminOptions, type ResolvedAdminOptions } from './options.js';
 import { renderPage } from './page.js';
@@ -69,6 +69,7 @@ export async function serveAdmin(node: ClusterNode, options: AdminOptions): Prom
     });
   });
   server.maxHeadersCount = 64;
+  server.on('clientError', answerClientError);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL;
@@ -187,7 +188,7 @@ function buildRoutes(node: ClusterNode, opts: ResolvedAdminOptions, metrics: Nod
     method: 'POST',
     auth: 'header',
     handle: async ({ req, res }) => {
-      const parsed = downSchema.safeParse(parseJsonBody(await readBody(req, opts.maxBodyBytes)));
+      const parsed = downSchema.safeParse(await readJsonBody(req, opts.maxBodyBytes));
       if (!parsed.success) {
         const issue = parsed.error.issues[0]!;
         throw new AdminError('ADMIN_ERR_BAD_REQUEST', `${issue.path.join('.') || 'body'}: ${issue.message}`);
@@ -203,7 +204,7 @@ function buildRoutes(node: ClusterNode, opts: ResolvedAdminOptions, metrics: Nod
     auth: 'header',
     handle: async ({ req, res }) => {
       // The body is optional; read it (bounded) so a large one is refused.
-      parseJsonBody(await readBody(req, opts.maxBodyBytes));
+      await readJsonBody(req, opts.maxBodyBytes);
       await withTimeout(node.leave(), opts.actionTimeoutMs, 'leaving the cluster');
       sendJson(res, 200, { ok: true, node: node.nodeNum });
     },

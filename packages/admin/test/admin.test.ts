@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidOptionError } from '@clusterinfra/core';
 import { type AdminServer, type HistoryView, type KeysView, type LinkHealthReport, type PathsView, serveAdmin, type StatusView } from '@clusterinfra/admin';
@@ -189,6 +190,47 @@ describe('malformed requests', () => {
     });
     expect(chunked.status).toBe(413);
     expect(JSON.parse(chunked.body)).toMatchObject({ error: { code: 'ADMIN_ERR_BODY_TOO_LARGE' } });
+    const res = await get(1, '/v1/status');
+    expect(res.status).toBe(200);
+    await res.json();
+  });
+});
+
+describe('hostile requests', () => {
+  /** Raw bytes to the endpoint; the whole answer once the server closes the connection. */
+  const raw = (text: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const u = new URL(url(1, '/'));
+      const socket = connect(Number(u.port), u.hostname);
+      let out = '';
+      socket.on('data', (d: Buffer) => (out += d.toString()));
+      socket.on('end', () => resolve(out));
+      socket.on('error', reject);
+      socket.write(text);
+    });
+
+  it('a body not declared as JSON is refused with 400 (a text/plain body acted before); no content type still works', async () => {
+    await expectError(await post(1, '/v1/down', '{"node":42}', { ...auth, 'content-type': 'text/plain' }), 400, 'ADMIN_ERR_BAD_REQUEST');
+    await expectError(await post(1, '/v1/down', 'node=3', { ...auth, 'content-type': 'application/x-www-form-urlencoded' }), 400, 'ADMIN_ERR_BAD_REQUEST');
+    await expectError(await post(1, '/v1/leave', '{}', { ...auth, 'content-type': 'text/plain' }), 400, 'ADMIN_ERR_BAD_REQUEST');
+    await expectError(await post(1, '/v1/down', '{"node":42}', { ...auth, 'content-type': 'application/json; charset=utf-8' }), 404, 'ADMIN_ERR_UNKNOWN_NODE');
+    const bare = await fetch(url(1, '/v1/down'), { method: 'POST', headers: auth, body: new Blob(['{"node":42}']) });
+    await expectError(bare, 404, 'ADMIN_ERR_UNKNOWN_NODE');
+  });
+
+  it('a query parameter given twice is refused (one of them was ignored)', async () => {
+    await expectError(await get(1, '/v1/history?since=1&since=x'), 400, 'ADMIN_ERR_BAD_REQUEST');
+    await expectError(await get(1, '/v1/watch?since=1&since=2'), 400, 'ADMIN_ERR_BAD_REQUEST');
+    await expectError(await get(1, '/v1/history?limit=1e9'), 400, 'ADMIN_ERR_BAD_REQUEST');
+  });
+
+  it('requests the HTTP parser refuses get the JSON error body (Node answered a bare status line), and the server lives on', async () => {
+    await expectError(await get(1, `/v1/status?x=${'a'.repeat(20_000)}`), 431, 'ADMIN_ERR_BAD_REQUEST');
+    await expectError(await get(1, '/v1/status', { ...auth, 'x-big': 'a'.repeat(20_000) }), 431, 'ADMIN_ERR_BAD_REQUEST');
+    const answer = await raw('GARBAGE\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toMatch(/content-type: application\/json/i);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'ADMIN_ERR_BAD_REQUEST' } });
     const res = await get(1, '/v1/status');
     expect(res.status).toBe(200);
     await res.json();
