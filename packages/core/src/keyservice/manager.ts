@@ -44,7 +44,7 @@ import { Hosting } from './host.js';
 import { Placer } from './master.js';
 import { moveSchema, pullSchema, withdrawSchema } from './messages.js';
 import { KS, type KeyServiceHost } from './ports.js';
-import { Registrations } from './registrations.js';
+import { checkKeyServiceName, Registrations } from './registrations.js';
 import { otherHistory, Router } from './routing.js';
 import type { KeyServiceRegistration } from './types.js';
 import { Withdrawals } from './unregister.js';
@@ -82,6 +82,11 @@ export class KeyServiceManager {
 
   /** Unregister the key service `name` registered here (unregister.ts). */
   unregister(name: string): Promise<void> {
+    try {
+      checkKeyServiceName(name);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const l = this.local.get(name);
     if (!l) return Promise.reject(new InvalidArgumentError(`key service ${name} is not registered on node ${this.host.nodeNum}`));
     return this.withdrawals.unregister(l, this.ics !== undefined);
@@ -147,7 +152,9 @@ export class KeyServiceManager {
     this.view.applyState(t, this.host.now());
   }
 
+  /** Where `name` lives; a name that is not a non-empty string throws (it used to read as "no such key service"). */
   info(name: string): KeyServiceInfo | undefined {
+    checkKeyServiceName(name);
     return this.view.info(name);
   }
 
@@ -243,6 +250,8 @@ export class KeyServiceManager {
 
   /** Call a key service by name (routing.ts). */
   call(name: string, method: string, args: unknown, options: CallOptions & { idempotent?: boolean } = {}): Promise<unknown> {
+    // Any other value would be read as its truthiness: a call retried after it may have run.
+    if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') return Promise.reject(new InvalidArgumentError(`idempotent must be a boolean, got ${typeof options.idempotent}`, { details: [{ path: 'idempotent', message: 'must be a boolean' }] }));
     return this.router.call(name, method, args, options);
   }
 }

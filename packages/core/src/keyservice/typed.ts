@@ -13,8 +13,10 @@
  * passed on as if it matched). `keyServiceClient` gives typed methods.
  */
 import type { z } from 'zod';
-import { RemoteInternalError } from '../errors/index.js';
-import { parseResult, type RpcMethod, validatedHandler } from '../ics/typed.js';
+import { InvalidArgumentError, InvalidOptionError, RemoteInternalError } from '../errors/index.js';
+import { checkCallOptions } from '../ics/options.js';
+import { checkDescriptor, parseResult, type RpcMethod, type ServiceDescriptor, validatedHandler } from '../ics/typed.js';
+import { MAX_KEY_SERVICE_NAME } from './registrations.js';
 import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHandlerContext, KeyServiceRegistration } from './types.js';
 
 export interface KeyServiceDescriptor<
@@ -35,11 +37,60 @@ export interface KeyServiceDescriptor<
   handover?: H;
 }
 
-/** Identity function that keeps the literal types of a descriptor. */
+/** Keeps the literal types of a descriptor; throws InvalidOptionError when it is not one (checkKeyServiceDescriptor). */
 export function defineKeyService<const M extends Record<string, RpcMethod>, P extends z.ZodType | undefined = undefined, H extends z.ZodType | undefined = undefined>(
   d: KeyServiceDescriptor<M, P, H>,
 ): KeyServiceDescriptor<M, P, H> {
+  checkKeyServiceDescriptor(d);
   return d;
+}
+
+const isSchema = (s: unknown): boolean => typeof (s as { safeParse?: unknown } | null)?.safeParse === 'function';
+
+/**
+ * A key-service descriptor's shape, for descriptors written by hand (or
+ * past the types): a service descriptor's (ics/typed.ts, checkDescriptor)
+ * with a name a key service may have, a subservice 1–65535, `rpc` methods
+ * only, and schemas for `pullData` and `handover` when given.
+ * InvalidOptionError naming what is wrong.
+ */
+export function checkKeyServiceDescriptor(d: KeyServiceDescriptor): void {
+  if (typeof d !== 'object' || d === null) throw new InvalidOptionError('(root)', 'a key-service descriptor must be { name, subservice, methods, pullData?, handover? }');
+  checkDescriptor(d as ServiceDescriptor);
+  if (d.name.length > MAX_KEY_SERVICE_NAME) throw new InvalidOptionError('name', `key-service descriptor: name must be at most ${MAX_KEY_SERVICE_NAME} characters`);
+  if (d.subservice === 0) throw new InvalidOptionError('subservice', `key service ${d.name}: subservice must be 1–65535 (0 is the key services' own)`);
+  for (const [m, method] of Object.entries(d.methods)) {
+    if ((method as { kind: string }).kind !== 'rpc') throw new InvalidOptionError(`methods.${m}.kind`, `key service ${d.name}: method ${m} must be of kind 'rpc' (a key service is called, never sent one-way messages)`);
+  }
+  for (const what of ['pullData', 'handover'] as const) {
+    if (d[what] !== undefined && !isSchema(d[what])) throw new InvalidOptionError(what, `key service ${d.name}: ${what} must be a zod schema when given`);
+  }
+}
+
+const IMPL_CALLBACKS = ['failover', 'pullData', 'failoverData', 'handover'] as const;
+
+/** `impl` fits `d`: a handler per method, each callback a function, and `pullData` / `handover` exactly when `d` has their schema. */
+function checkImpl(d: KeyServiceDescriptor, impl: unknown): void {
+  if (typeof impl !== 'object' || impl === null) throw new InvalidOptionError('impl', `serveKeyService ${d.name}: the implementation must be an object { handlers, failover?, pullData?, failoverData?, handover? }`);
+  const i = impl as Record<string, unknown>;
+  if (typeof i.handlers !== 'object' || i.handlers === null) throw new InvalidOptionError('impl.handlers', `serveKeyService ${d.name}: handlers must be an object of functions`);
+  for (const m of Object.keys(d.methods)) {
+    if (typeof (i.handlers as Record<string, unknown>)[m] !== 'function') throw new InvalidOptionError(`impl.handlers.${m}`, `serveKeyService ${d.name}: no handler for method ${m}`);
+  }
+  for (const c of IMPL_CALLBACKS) {
+    if (i[c] !== undefined && typeof i[c] !== 'function') throw new InvalidOptionError(`impl.${c}`, `serveKeyService ${d.name}: ${c} must be a function`);
+  }
+  // Without the schema the callback used to be dropped in silence; without the callback, nothing was pulled or handed over.
+  for (const c of ['pullData', 'handover'] as const) {
+    if ((d[c] === undefined) !== (i[c] === undefined)) {
+      throw new InvalidOptionError(`impl.${c}`, `serveKeyService ${d.name}: ${d[c] === undefined ? `the descriptor declares no ${c} schema, so impl.${c} would never run` : `the descriptor declares a ${c} schema: impl.${c} is required`}`);
+    }
+  }
+}
+
+/** The node `serveKeyService` and `keyServiceClient` are given: a ClusterNode, not something else. */
+function checkNodeArg(node: KeyServiceNode, what: string, method: keyof KeyServiceNode): void {
+  if (typeof (node as Partial<KeyServiceNode> | null)?.[method] !== 'function') throw new InvalidArgumentError(`${what}: the first argument must be a ClusterNode`);
 }
 
 type MaybePromise<T> = T | Promise<T>;
@@ -116,14 +167,14 @@ function producing(service: string, what: string, schema: z.ZodType, fn: (ctx: K
  * docs/key-services.md. @default { critical: false }
  */
 export function serveKeyService<D extends KeyServiceDescriptor>(node: KeyServiceNode, descriptor: D, impl: KeyServiceImpl<D>, options: { critical?: boolean } = {}): void {
+  checkNodeArg(node, 'serveKeyService', 'registerKeyService');
+  checkKeyServiceDescriptor(descriptor);
+  checkImpl(descriptor, impl);
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', `serveKeyService ${descriptor.name}: options must be an object { critical? }`);
   const name = descriptor.name;
   const handlers: Record<string, KeyServiceHandler> = {};
-  const given = impl.handlers as Record<string, ((args: unknown, ctx: KeyServiceHandlerContext) => unknown) | undefined>;
-  for (const [m, method] of Object.entries(descriptor.methods)) {
-    const fn = given[m];
-    if (typeof fn !== 'function') throw new TypeError(`serveKeyService ${name}: no handler for method ${m}`);
-    handlers[m] = validatedHandler(name, m, method, fn);
-  }
+  const given = impl.handlers as Record<string, (args: unknown, ctx: KeyServiceHandlerContext) => unknown>;
+  for (const [m, method] of Object.entries(descriptor.methods)) handlers[m] = validatedHandler(name, m, method, given[m]!);
   const { pullData: pullSchema, handover: handoverSchema } = descriptor;
   const pull = impl.pullData as ((ctx: KeyServiceContext) => unknown) | undefined;
   const handover = impl.handover as ((ctx: KeyServiceContext) => unknown) | undefined;
@@ -161,9 +212,13 @@ export function serveKeyService<D extends KeyServiceDescriptor>(node: KeyService
 
 /** A typed client of the key service `descriptor` describes, called by name through `node` (to whichever node hosts it). */
 export function keyServiceClient<D extends KeyServiceDescriptor>(node: KeyServiceNode, descriptor: D): KeyServiceClient<D> {
+  checkNodeArg(node, 'keyServiceClient', 'callKeyService');
+  checkKeyServiceDescriptor(descriptor);
   const result: Record<string, unknown> = {};
   for (const [m, method] of Object.entries(descriptor.methods)) {
     result[m] = async (args: unknown, options: KeyServiceCallOptions = {}) => {
+      // Checked before the spread below, which turned null, 5 or 'abc' into options.
+      checkCallOptions(options);
       const value = await node.callKeyService(descriptor.name, m, args, { idempotent: method.idempotent === true, ...options });
       return parseResult(descriptor.name, m, method, value, `the host of ${descriptor.name}`);
     };
