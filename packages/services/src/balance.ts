@@ -3,6 +3,8 @@
  * candidates and this node's counters, so each policy is tested by hand.
  */
 
+import { ServicesError } from './errors.js';
+
 /** How a by-name call chooses among the nodes serving a name. */
 export type Policy = 'round-robin' | 'least-outstanding' | 'prefer-local';
 
@@ -28,7 +30,9 @@ export interface PickInput {
 export function pick(policy: Policy, input: PickInput): number {
   const { candidates, cursor } = input;
   const n = candidates.length;
-  if (n === 0) throw new RangeError('pick: no candidates');
+  // Exported: an unknown policy ran as round-robin, and no candidates was a RangeError.
+  if (!POLICIES.includes(policy)) throw new ServicesError('SERVICES_ERR_INVALID_ARGUMENT', `unknown policy ${JSON.stringify(policy)}: one of ${POLICIES.join(', ')}`);
+  if (n === 0) throw new ServicesError('SERVICES_ERR_INVALID_ARGUMENT', 'pick needs at least one candidate');
   const turn = (i: number): number => candidates[(cursor + i) % n]!;
   if (policy === 'prefer-local' && candidates.includes(input.self)) return input.self;
   if (policy !== 'least-outstanding') return turn(0);

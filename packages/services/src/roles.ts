@@ -38,6 +38,8 @@ export function rolesOf(info: Pick<MemberInfo, 'meta'> | undefined): readonly st
 
 /** The member has at least one of `roles` (any member when `roles` is empty). */
 export function hasAnyRole(info: Pick<MemberInfo, 'meta'> | undefined, roles: readonly string[]): boolean {
+  // Exported: a caller's roles that are no list would throw a TypeError below (null) or match by character (a string).
+  if (!Array.isArray(roles)) throw new ServicesError('SERVICES_ERR_INVALID_ROLES', 'roles must be an array of role names');
   if (roles.length === 0) return true;
   const mine = rolesOf(info);
   return roles.some((r) => mine.includes(r));

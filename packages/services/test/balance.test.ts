@@ -20,8 +20,10 @@ describe('pick', () => {
     expect([0, 1].map((k) => pick('prefer-local', input([3, 4], k, {}, 2)))).toEqual([3, 4]);
   });
 
-  it('refuses an empty list', () => {
-    expect(() => pick('round-robin', input([], 0))).toThrow(RangeError);
+  it('refuses an empty list and an unknown policy with SERVICES_ERR_INVALID_ARGUMENT (a RangeError; an unknown policy ran as round-robin)', () => {
+    const invalid = expect.objectContaining({ code: 'SERVICES_ERR_INVALID_ARGUMENT' });
+    expect(() => pick('round-robin', input([], 0))).toThrow(invalid);
+    for (const policy of ['fastest', null, 5]) expect(() => pick(policy as never, input([2, 3], 0))).toThrow(invalid);
   });
 });
 
@@ -33,6 +35,8 @@ describe('roles', () => {
     expect(hasAnyRole({ meta: { roles: ['a'] } }, ['b', 'a'])).toBe(true);
     expect(hasAnyRole({ meta: { roles: ['a'] } }, ['b'])).toBe(false);
     expect(hasAnyRole({ meta: {} }, [])).toBe(true);
+    // Roles that are no list: a TypeError (null), or matched by character (a string).
+    for (const bad of [null, 'a', 5]) expect(() => hasAnyRole({ meta: { roles: ['a'] } }, bad as never)).toThrow(expect.objectContaining({ code: 'SERVICES_ERR_INVALID_ROLES' }));
     for (const bad of [[''], 'frontend', ['x'.repeat(65)], Array.from({ length: 33 }, (_, i) => `r${i}`)]) {
       expect(() => checkRoles(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ code: 'SERVICES_ERR_INVALID_ROLES' }));
     }
