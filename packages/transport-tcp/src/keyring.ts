@@ -29,12 +29,16 @@ const HOW =
   'generate one with `openssl rand -base64 32` or ' +
   "`node -e \"console.log(require('crypto').randomBytes(32).toString('base64'))\"`";
 
+/** The bytes of a key as given (a copy), or an InvalidOptionError at `path` when it is neither a string nor bytes. */
+function keyBytes(value: unknown, path: string): Uint8Array {
+  if (typeof value === 'string') return new Uint8Array(Buffer.from(value, 'utf8'));
+  if (value instanceof Uint8Array) return new Uint8Array(value);
+  throw new InvalidOptionError(path, `tcp: invalid option ${path}: expected a string or bytes`);
+}
+
 /** The key's bytes, or an InvalidOptionError at `path` that says what is wrong and why. */
 export function secretBytes(value: unknown, path: string): Uint8Array {
-  let bytes: Uint8Array;
-  if (typeof value === 'string') bytes = new Uint8Array(Buffer.from(value, 'utf8'));
-  else if (value instanceof Uint8Array) bytes = new Uint8Array(value);
-  else throw new InvalidOptionError(path, `tcp: invalid option ${path}: expected a string or bytes`);
+  const bytes = keyBytes(value, path);
   if (bytes.byteLength < MIN_SECRET_BYTES)
     throw new InvalidOptionError(
       path,
@@ -57,12 +61,14 @@ export class TcpKeyring {
       this.#keys = [secretBytes(init, 'secret')];
       return;
     }
-    if (typeof init !== 'object' || init === null)
+    // An array or another typed array is not a `{ primary, accept }` with odd keys: say what a secret is.
+    if (typeof init !== 'object' || init === null || Array.isArray(init) || ArrayBuffer.isView(init))
       throw new InvalidOptionError('secret', 'tcp: invalid option secret: expected a string, bytes, { primary, accept } or a TcpKeyring');
     const unknown = Object.keys(init).filter((k) => k !== 'primary' && k !== 'accept');
     if (unknown.length > 0) throw new InvalidOptionError('secret', `tcp: invalid option secret: unknown key ${unknown[0]}`);
     this.#keys = [secretBytes(init.primary, 'secret.primary')];
-    const accept = init.accept ?? [];
+    // `null` is not "no other keys": only an absent `accept` is.
+    const accept = init.accept === undefined ? [] : init.accept;
     if (!Array.isArray(accept)) throw new InvalidOptionError('secret.accept', 'tcp: invalid option secret.accept: expected an array');
     accept.forEach((k, i) => this.#insert(secretBytes(k, `secret.accept.${i}`), `secret.accept.${i}`));
   }
@@ -74,13 +80,13 @@ export class TcpKeyring {
 
   /** Whether `key` is in the ring (as primary or accepted). */
   has(key: TcpSecret): boolean {
-    const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+    const bytes = keyBytes(key, 'key');
     return this.#keys.some((k) => sameKey(k, bytes));
   }
 
   /** Whether `key` is the primary. */
   isPrimary(key: TcpSecret): boolean {
-    const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+    const bytes = keyBytes(key, 'key');
     return sameKey(this.#keys[0]!, bytes);
   }
 
@@ -105,7 +111,7 @@ export class TcpKeyring {
 
   /** Stop accepting `key` (step 3). The primary cannot be removed. No-op when absent. */
   remove(key: TcpSecret): this {
-    const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+    const bytes = keyBytes(key, 'key');
     const at = this.#keys.findIndex((k) => sameKey(k, bytes));
     if (at === 0) throw new InvalidOptionError('key', 'tcp: the primary key cannot be removed; make another key primary first (use)');
     if (at > 0) this.#keys.splice(at, 1);

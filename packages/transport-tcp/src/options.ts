@@ -4,8 +4,11 @@
  */
 import type { NodeIdentity } from '@clusterinfra/core';
 import { parseOptions } from '@clusterinfra/core';
+import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
+import { isValidHost } from './address.js';
 import { DEFAULTS, MAX_WIRE_LENGTH } from './constants.js';
 import { TcpKeyring, type TcpKeyringInit, type TcpSecret } from './keyring.js';
 
@@ -91,7 +94,12 @@ export interface TcpOptions {
   admit?: (remote: NodeIdentity, remoteAddress: string) => boolean;
 }
 
-const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::', '[::]', '0:0:0:0:0:0:0:0', '::0']);
+const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '[::]']);
+
+/** 0.0.0.0 and the IPv6 unspecified address however it is written (`::`, `0::0`, `::ffff:0.0.0.0`). */
+function isWildcard(host: string): boolean {
+  return WILDCARD_HOSTS.has(host) || (isIP(host) === 6 && /^[0:]*(?:ffff:0\.0\.0\.0)?$/i.test(host));
+}
 
 const pem = z.union([z.string().min(1), z.instanceof(Buffer)]);
 const ms = z.number().int().positive().max(2_147_483_647);
@@ -105,7 +113,57 @@ const tlsSchema = z
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).optional(),
     servername: z.string().min(1).optional(),
   })
-  .strict();
+  .strict()
+  // Node reads key, cert and ca only when the listener starts or a connect
+  // begins: a bad one threw there, outside any promise (an uncaught
+  // exception), and a ca without a certificate trusted nobody.
+  .superRefine((t, ctx) => {
+    const problem = tlsProblem(t);
+    if (problem) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+  });
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/** What to say about a value Node could not read as PEM: a path, or not PEM at all. */
+function notPem(value: string | Buffer, expected: string): string {
+  const text = typeof value === 'string' ? value : value.toString('latin1');
+  if (text.includes('-----BEGIN')) return `not a valid ${expected}`;
+  const hint = typeof value === 'string' && !/\s/.test(value) ? " (this looks like a file path: pass the file's contents, e.g. readFileSync(path))" : '';
+  return `expected a ${expected} in PEM (-----BEGIN ...)${hint}`;
+}
+
+/** Check that key, cert and ca are what Node will need, so a mistake names its option now. */
+function tlsProblem(t: { key: string | Buffer; cert: string | Buffer; ca: string | Buffer | Array<string | Buffer>; passphrase?: string | undefined }): { path: Array<string | number>; message: string } | undefined {
+  const cas = Array.isArray(t.ca) ? t.ca : [t.ca];
+  for (const [i, ca] of cas.entries()) {
+    const path = Array.isArray(t.ca) ? ['ca', i] : ['ca'];
+    const blocks = (typeof ca === 'string' ? ca : ca.toString('latin1')).match(PEM_CERT) ?? [];
+    if (blocks.length === 0) return { path, message: notPem(ca, 'CA certificate') };
+    try {
+      for (const block of blocks) new X509Certificate(block);
+    } catch {
+      return { path, message: 'not a valid CA certificate' };
+    }
+  }
+  try {
+    createSecureContext({ key: t.key, passphrase: t.passphrase });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_OSSL_BAD_DECRYPT')
+      return { path: ['passphrase'], message: 'tls.key is encrypted and this passphrase does not open it (missing or wrong)' };
+    return { path: ['key'], message: notPem(t.key, 'private key') };
+  }
+  try {
+    createSecureContext({ cert: t.cert });
+  } catch {
+    return { path: ['cert'], message: notPem(t.cert, 'certificate') };
+  }
+  try {
+    createSecureContext({ key: t.key, cert: t.cert, passphrase: t.passphrase });
+  } catch {
+    return { path: ['cert'], message: 'this certificate does not belong to tls.key (key values mismatch)' };
+  }
+  return undefined;
+}
 
 /** The schema of `TcpOptions` (exported for the docs test, not from the package entry point). */
 export const tcpOptionsSchema = z
@@ -115,7 +173,9 @@ export const tcpOptionsSchema = z
     host: z
       .string()
       .min(1)
-      .refine((h) => !WILDCARD_HOSTS.has(h), 'a wildcard (0.0.0.0, ::) is announced as is and nobody can dial it: give an address the other nodes reach')
+      .refine((h) => !isWildcard(h), 'a wildcard (0.0.0.0, ::) is announced as is and nobody can dial it: give an address the other nodes reach')
+      // Checked here, not first at listen(): `listen` would refuse it with InvalidAddressError, long after the mistake.
+      .refine((h) => isWildcard(h) || isValidHost(h), 'expected an IP address or a DNS name, without port or brackets (e.g. 10.0.0.5, ::1, node-a.example)')
       .default(DEFAULTS.host),
     port: z.number().int().min(0).max(65535).default(DEFAULTS.port),
     // Checked by TcpKeyring, whose errors say what is wrong and why (length, count).

@@ -470,6 +470,18 @@ describe('keyring', () => {
     expect(() => tcp({ secret: { primary: A, accept: [B], extra: 1 } as never })).toThrow(InvalidOptionError);
   });
 
+  it('every method refuses a key that is neither a string nor bytes with InvalidOptionError (has, isPrimary, remove threw a TypeError)', () => {
+    const ring = new TcpKeyring({ primary: A, accept: [B] });
+    for (const bad of [null, undefined, 5, {}, [A], new ArrayBuffer(32)]) {
+      for (const call of [() => ring.has(bad as never), () => ring.isPrimary(bad as never), () => ring.remove(bad as never), () => ring.add(bad as never), () => ring.use(bad as never)]) {
+        expect(call, String(bad)).toThrow(InvalidOptionError);
+        expect(call).toThrow(expect.objectContaining({ path: 'key', code: 'CONFIG_ERR_INVALID_OPTION' }));
+      }
+    }
+    expect(ring.size).toBe(2);
+    expect(ring.has(new Uint8Array(Buffer.from(B))) && ring.isPrimary(A) && !ring.has('short')).toBe(true);
+  });
+
   it('a node accepts every key of its ring and proves with its primary', async () => {
     const w = await listening({ secret: { primary: A, accept: [B] } });
     for (const key of [A, B]) expect((await linkUp(w.listener, node(2, { secret: key }))).outbound.encrypted).toBe(true);

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import {
   AbortedError,
@@ -73,6 +74,14 @@ describe('options and addresses', () => {
       [{ tls: { key: 'k', cert: 'c' } }, 'tls.ca'],
       [{ admit: 'yes' }, 'admit'],
       [{ maxPendingPerAdress: 3 }, '(root)'],
+      // Hosts listen() could never bind or that would be announced undialable: refused here, not at listen().
+      [{ host: 'a b' }, 'host'],
+      [{ host: '[::1]' }, 'host'],
+      [{ host: '127.0.0.1:4000' }, 'host'],
+      [{ host: '0::0' }, 'host'],
+      [{ host: '::ffff:0.0.0.0' }, 'host'],
+      [{ secret: { primary: SECRET, accept: null } }, 'secret.accept'],
+      [{ secret: [SECRET] }, 'secret'],
     ];
     for (const [options, path] of cases) {
       let err: unknown;
@@ -98,6 +107,10 @@ describe('options and addresses', () => {
     expect((err as Error).message).toMatch(/offline/);
     expect((err as Error).message).toMatch(/openssl rand -base64 32/);
     expect(() => tcp({ secret: 'x'.repeat(16) })).not.toThrow();
+  });
+
+  it('accepts every kind of good host', () => {
+    for (const host of ['127.0.0.1', '::1', 'localhost', 'node-a.example', 'fe80::1%lo']) expect(() => tcp({ host }), host).not.toThrow();
   });
 
   it('refuses an invalid identity', () => {
@@ -450,6 +463,40 @@ describe('TLS', () => {
 
     const plainListener = await node(3).listen();
     expect(await failure(node(4, tlsFor('node2')).connect(plainListener.address))).toBeInstanceOf(TlsError);
+  });
+
+  it('refuses TLS material Node cannot use when tcp() is called, naming the option (it threw uncaught at listen/connect)', () => {
+    const good = { ...pki.node1, ca: pki.ca };
+    const cases: Array<[unknown, string, RegExp]> = [
+      [{ ...good, key: 'garbage' }, 'tls.key', /private key in PEM/],
+      [{ ...good, key: '/etc/ssl/private/node.key' }, 'tls.key', /file path/],
+      [{ ...good, key: Buffer.alloc(0) }, 'tls.key', /private key/],
+      [{ ...good, key: pki.node1.cert }, 'tls.key', /not a valid private key/],
+      [{ ...good, cert: 'node.crt' }, 'tls.cert', /file path/],
+      [{ ...good, key: pki.node2.key }, 'tls.cert', /does not belong to tls.key/],
+      [{ ...good, ca: 'garbage' }, 'tls.ca', /CA certificate in PEM/],
+      [{ ...good, ca: pki.node1.key }, 'tls.ca', /CA certificate/],
+      [{ ...good, ca: [pki.ca, Buffer.from('not a cert')] }, 'tls.ca.1', /CA certificate/],
+    ];
+    for (const [t, path, message] of cases) {
+      let err: unknown;
+      try {
+        tcp({ tls: t as never });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, path).toBeInstanceOf(InvalidOptionError);
+      expect((err as InvalidOptionError).path, String(message)).toBe(path);
+      expect((err as Error).message).toMatch(message);
+    }
+    expect(() => tcp({ tls: { ...good, ca: [pki.ca, pki.rogueCa] } })).not.toThrow();
+  });
+
+  it('an encrypted key needs its passphrase', () => {
+    const encrypted = createPrivateKey(pki.node1.key).export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'pw' });
+    const withKey = (passphrase?: string) => tcp({ tls: { ...pki.node1, key: encrypted, ca: pki.ca, ...(passphrase ? { passphrase } : {}) } });
+    for (const wrong of [undefined, 'wrong']) expect(() => withKey(wrong)).toThrow(expect.objectContaining({ path: 'tls.passphrase' }));
+    expect(() => withKey('pw')).not.toThrow();
   });
 
   it('combines TLS with a secret', async () => {
