@@ -8,7 +8,7 @@
  * fails when the two disagree.
  */
 export const ICSGEN_ERROR_CODES = [
-  /** The text is not in the grammar; the message says what was expected. */
+  /** The text is not in the grammar (or not UTF-8); the message says what was expected. */
   'ICSGEN_ERR_SYNTAX',
   /** A type name that no enum or struct of the file or its imports declares. */
   'ICSGEN_ERR_UNKNOWN_TYPE',
@@ -22,7 +22,7 @@ export const ICSGEN_ERROR_CODES = [
   'ICSGEN_ERR_FILE_NOT_FOUND',
   /** A name that the IDL, TypeScript or the generated code reserves. */
   'ICSGEN_ERR_RESERVED_WORD',
-  /** A number or name outside what ICS accepts (subservice 0–65535, 1–65535 for a key service; channel name length). */
+  /** A number or name outside what ICS accepts (subservice 0–65535, 1–65535 for a key service; channel name length; types nested past 32 levels). */
   'ICSGEN_ERR_OUT_OF_RANGE',
   /** Two input files would generate the same output file name. */
   'ICSGEN_ERR_OUTPUT_CONFLICT',

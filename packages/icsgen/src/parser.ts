@@ -136,7 +136,9 @@ class Lexer {
         token = { kind: 'punct', value: c, pos: this.pos(line, col, 1) };
         this.advance();
       } else {
-        this.fail(`unexpected character '${c}'`, line, col);
+        // Outside printable ASCII the character may be invisible (a BOM, NUL) or look like a letter: name its code point.
+        const shown = /^[\x21-\x7e]$/.test(c) ? `'${c}'` : `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}${/\p{L}/u.test(c) ? ` '${c}' (names are ASCII letters, digits and _)` : ''}`;
+        this.fail(`unexpected character ${shown}`, line, col);
       }
       if (doc.length > 0) token.doc = doc.join('\n');
       doc = [];
@@ -164,6 +166,9 @@ function describe(t: Token): string {
 
 const BUILTINS = new Set<string>(BUILTIN_TYPES);
 
+/** The wire's nesting limit (docs/TESTING.md): a type nested deeper could not be sent. */
+const MAX_TYPE_DEPTH = 32;
+
 class Parser {
   private k = 0;
 
@@ -181,6 +186,10 @@ class Parser {
 
   private fail(expected: string, at: Token = this.t): never {
     throw new Stop(new IcsgenError('ICSGEN_ERR_SYNTAX', `expected ${expected}, found ${describe(at)}`, at.pos));
+  }
+
+  private tooDeep(at: Token): never {
+    throw new Stop(new IcsgenError('ICSGEN_ERR_OUT_OF_RANGE', `a type nests at most ${MAX_TYPE_DEPTH} levels (map<…>, […] and ?): the wire carries no deeper values`, at.pos));
   }
 
   private isPunct(p: string): boolean {
@@ -390,8 +399,10 @@ class Parser {
     return this.withDoc(m, first.doc);
   }
 
-  private type(): TypeExpr {
+  /** `depth`: the levels (map<…>, […], ?) around this type; bounded so a hostile file cannot overflow the stack. */
+  private type(depth = 1): TypeExpr {
     const t = this.t;
+    if (depth > MAX_TYPE_DEPTH) this.tooDeep(t);
     if (t.kind !== 'ident') this.fail('a type');
     let type: TypeExpr;
     if (t.value === 'void') {
@@ -399,7 +410,7 @@ class Parser {
     } else if (t.value === 'map') {
       this.next();
       this.punct('<', "'<' after 'map' (map<T> has string keys)");
-      const value = this.type();
+      const value = this.type(depth + 1);
       const close = this.punct('>', "'>' to close 'map<'");
       type = { kind: 'map', value, pos: { ...t.pos, length: close.pos.line === t.pos.line ? close.pos.col - t.pos.col + 1 : 3 } };
     } else if (BUILTINS.has(t.value)) {
@@ -410,6 +421,7 @@ class Parser {
       type = { kind: 'ref', name: t.value, pos: t.pos };
     }
     for (;;) {
+      if ((this.isPunct('[') || this.isPunct('?')) && ++depth > MAX_TYPE_DEPTH) this.tooDeep(this.t);
       if (this.isPunct('[')) {
         this.next();
         const close = this.punct(']', "']' after '['");

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname, relative, resolve as resolvePath } from 'node:path';
 import type { Decl, IcsFile, ImportDecl, Pos, ServiceDecl, TypeDecl, TypeExpr } from './ast.js';
-import { IcsgenError } from './errors.js';
+import { IcsgenError, type SourcePosition } from './errors.js';
 import { parse } from './parser.js';
 
 /** Reads a file by absolute path; `undefined` when it does not exist. */
@@ -135,7 +135,15 @@ export function loadProgram(inputs: string[], options: LoadOptions = {}): Progra
 
   const load = (abs: string, stack: string[], from?: ImportDecl): LoadedFile | null => {
     if (loaded.has(abs)) return loaded.get(abs)!;
-    const source = readFile(abs);
+    let source: string | undefined;
+    try {
+      source = readFile(abs);
+    } catch (e) {
+      if (!(e instanceof NotUtf8)) throw e;
+      errors.push(new IcsgenError('ICSGEN_ERR_SYNTAX', e.message, { ...e.at, file: show(abs) }));
+      loaded.set(abs, null);
+      return null;
+    }
     if (source === undefined) {
       const msg = `cannot read '${from ? from.path : show(abs)}'`;
       errors.push(new IcsgenError('ICSGEN_ERR_FILE_NOT_FOUND', msg, from ? at(from.pos) : wholeFile(show(abs))));
@@ -189,11 +197,47 @@ function sortByPosition(errors: IcsgenError[]): IcsgenError[] {
 }
 
 function defaultReadFile(path: string): string | undefined {
+  let bytes: Buffer;
   try {
-    return readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch {
     return undefined;
   }
+  return decodeUtf8(bytes);
+}
+
+/** A file that is not UTF-8, with where its first bad byte is. */
+class NotUtf8 extends Error {
+  constructor(
+    message: string,
+    readonly at: Omit<SourcePosition, 'file'>,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The file as text, without a leading byte-order mark. Bytes that are not
+ * UTF-8 are refused at the first one (NotUtf8), instead of becoming U+FFFD
+ * in names, strings and doc comments.
+ */
+function decodeUtf8(bytes: Buffer): string {
+  const text = bytes.toString('utf8');
+  if (Buffer.byteLength(text) === bytes.length && Buffer.from(text).equals(bytes)) return text.replace(/^\uFEFF/, '');
+  // Everything before the first bad byte decoded exactly, so offsets in bytes and in text agree up to it.
+  let offset = 0;
+  let index = 0;
+  for (const ch of text) {
+    if (ch === '\uFFFD' && !(bytes[offset] === 0xef && bytes[offset + 1] === 0xbf && bytes[offset + 2] === 0xbd)) break;
+    offset += Buffer.byteLength(ch);
+    index += ch.length;
+  }
+  const before = text.slice(0, index);
+  const line = before.split('\n').length;
+  const col = index - before.lastIndexOf('\n');
+  const sourceLine = text.split(/\r?\n/)[line - 1] ?? '';
+  const byte = `0x${bytes[offset]!.toString(16).padStart(2, '0')}`;
+  throw new NotUtf8(`the file is not UTF-8: byte ${byte} at offset ${offset} (save it as UTF-8)`, { line, col, length: 1, sourceLine });
 }
 
 function checkFile(file: LoadedFile, errors: IcsgenError[]): void {

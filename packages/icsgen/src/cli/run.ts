@@ -4,6 +4,7 @@
  * generated files (`--check`) or breaking changes (`--against`), 2 on a
  * usage error. It prints messages, never stack traces.
  */
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { checkCompatibility, checkGenerated, generate, writeGenerated } from '../api.js';
@@ -35,6 +36,15 @@ Examples:
   icsgen kv.ics --out gen --lang js    generate gen/kv.gen.js and gen/kv.gen.d.ts
   icsgen --against old/kv.ics kv.ics   list changes that break peers on old/kv.ics
 `;
+
+/** False when missing or unreadable (`a-file/sub`): writing then fails with the system's reason. */
+function isFile(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
+  } catch {
+    return false;
+  }
+}
 
 export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<number> {
   const cwd = io.cwd ?? process.cwd();
@@ -88,6 +98,9 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
 
   if (files.length === 0) return usage('no input files');
   if (flags.out === undefined) return usage('--out <dir> is required');
+  if (flags.out === '') return usage('--out needs a directory name');
+  const outDir = resolve(cwd, flags.out);
+  if (isFile(outDir)) return usage(`--out '${flags.out}' is a file, not a directory`);
   if (flags.lang !== 'ts' && flags.lang !== 'js') return usage(`--lang must be 'ts' or 'js', not '${flags.lang}'`);
   const result = generate(files, { cwd, lang: flags.lang });
   if (result.errors.length > 0) return printErrors(result.errors);
@@ -98,7 +111,14 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     io.stdout(`${result.files.length} generated file${result.files.length === 1 ? ' is' : 's are'} up to date\n`);
     return 0;
   }
-  const written = writeGenerated(resolve(cwd, flags.out), result.files);
+  let written: string[];
+  try {
+    written = writeGenerated(outDir, result.files);
+  } catch (e) {
+    // A directory in the way, no permission, a full disk: the system's reason, no stack trace.
+    io.stderr(`icsgen: cannot write to ${flags.out}: ${(e as Error).message}\n`);
+    return 1;
+  }
   io.stdout(`wrote ${written.length} file${written.length === 1 ? '' : 's'} to ${flags.out}\n`);
   return 0;
 }
