@@ -189,7 +189,13 @@ export function client<M extends Record<string, MethodDescriptor>>(ics: Ics, des
     result[name] =
       method.kind === 'rpc'
         ? (args: unknown, options?: CallOptions) => ics.call(node, address, name, args, options).then((v) => parsed(name, method, v))
-        : (args: unknown) => ics.send(node, address, name, args);
+        : (args: unknown) => {
+            // A one-way message gets no answer: arguments its schema refuses would be
+            // dropped by the serving node unseen, so they are refused here, before sending.
+            const checked = safeParse(method.input, args);
+            if (!checked.success) return Promise.reject(new InvalidArgumentError(`invalid arguments for ${descriptor.name}.${name}`, { details: issues(checked.error) }));
+            return ics.send(node, address, name, args);
+          };
   }
   return result as ServiceClient<M>;
 }

@@ -136,4 +136,19 @@ describe('typed services misused', () => {
     expect(thrown(() => kv.$request('toString' as 'put', { key: 'a' }))).toEqual(invalidArgument);
     expect(await value(kv.put({ key: 'a' }))).toEqual({ ok: true });
   });
+
+  it('a one-way method refuses arguments its schema refuses on the sending node (the serving node dropped them unseen, and the send resolved)', async () => {
+    s = simCluster(3);
+    await s.until(() => allUp(s!, range(3)), 30_000, 'formation');
+    const notes: string[] = [];
+    serve(s.node(2).communication, Kv, { put: () => ({ ok: true }), note: (text) => void notes.push(text) });
+    const kv = client(s.node(1).communication, Kv, 2);
+    const before = s.node(1).communication.stats().messagesSent;
+    for (const bad of [5, null, { text: 'x' }]) expect(await failure(kv.note(bad as never))).toEqual(invalidArgument);
+    // Nothing was sent; a good note is delivered.
+    expect(s.node(1).communication.stats().messagesSent).toBe(before);
+    await value(kv.note('hello'));
+    await s.until(() => notes.length === 1, 10_000, 'the note');
+    expect(notes).toEqual(['hello']);
+  });
 });
