@@ -25,6 +25,8 @@ export interface RestartPort {
   readonly historyLimit: number;
   incarnation(): number;
   phase(): Phase;
+  /** close() was called, ever: the phase may have been set over 'closed' since; this never goes back. */
+  closed(): boolean;
   setPhase(p: Phase): void;
   history(): History;
   step(input: CoreInput): void;
@@ -48,7 +50,7 @@ export class Incarnations {
   /** We were declared down: stop acting as a member, clean up, rejoin as a new incarnation. */
   async evicted(t: Transition): Promise<void> {
     const p = this.p;
-    if (p.phase() === 'closed' || p.phase() === 'rejoining') return;
+    if (p.closed() || p.phase() === 'rejoining') return;
     p.log.warn({ term: t.term }, 'declared down by the cluster: rejoining as a new incarnation');
     // A master that commits its own down (a carried entry) is master no more:
     // its queued proposals fail now (handlers awaiting them must end before
@@ -90,7 +92,7 @@ export class Incarnations {
           this.restartAgain = false;
           this.restartingFrom = this.p.incarnation();
           await this.doRestart();
-        } while (this.restartAgain && this.p.phase() !== 'closed');
+        } while (this.restartAgain && !this.p.closed());
       } catch (err) {
         this.p.log.error({ err: (err as Error).message }, 'could not start again as a new incarnation: closing');
         await this.p.close().catch(() => {});
@@ -106,7 +108,8 @@ export class Incarnations {
     // Nodedown callbacks under way finish as this incarnation's, in band
     // order, before the next one starts (it begins with no cleanups of its own).
     await p.callbacks.settled();
-    if (p.phase() === 'closed') return;
+    // Closed, not the phase: a phase written over 'closed' (a leave() that went on) must not start a closed node again.
+    if (p.closed()) return;
     p.stopTimers();
     const old = p.ics();
     // Nothing the former incarnation meant to commit may reach the new history.
@@ -117,7 +120,7 @@ export class Incarnations {
     // The application's services live on in the next incarnation.
     const carried = old.registrations();
     await old.close();
-    if (p.phase() === 'closed') return;
+    if (p.closed()) return;
     p.setPhase('idle');
     await p.boot(carried);
   }

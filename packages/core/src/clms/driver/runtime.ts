@@ -244,6 +244,7 @@ export class NodeRuntime {
       historyLimit: this.opts.historyLimit,
       incarnation: () => this.incarnation,
       phase: () => this.phase,
+      closed: () => this.closeController.signal.aborted,
       setPhase: (phase) => (this.phase = phase),
       history: () => this.history,
       step: (input) => this.step(input),
@@ -416,7 +417,16 @@ export class NodeRuntime {
   async leave(): Promise<void> {
     if (this.phase !== 'member') return this.close();
     // Key services this node hosts move first, with their data (bounded).
-    if (this.keys.hostsAny()) await this.keys.handOverAll();
+    if (this.keys.hostsAny()) {
+      await this.keys.handOverAll();
+      // Declared down or closed during the hand-over: this incarnation is no
+      // member to leave any more. Going on would set 'leaving' over 'closed'
+      // (or 'rejoining'), and a restart under way then saw no close and began
+      // a new incarnation on the closed node's address (sim seed 911581, L1).
+      // ('leaving': another leave() went first; this one goes on with it, as before.)
+      const phase = this.currentPhase();
+      if (phase !== 'member' && phase !== 'leaving') return this.close();
+    }
     const request = { kind: 'leave' as const, node: this.nodeNum, incarnation: this.incarnation };
     try {
       // (A leaving master commits its own ShuttingDown while still master; the
