@@ -2,7 +2,7 @@
  * `MultipathOptions`, validated with zod at the edge: a bad option throws
  * InvalidOptionError naming its path.
  */
-import { checkTransportCallOptions, parseOptions, type TransportFactory } from '@clusterinfra/core';
+import { parseOptions, type TransportFactory } from '@clusterinfra/core';
 import { z } from 'zod';
 import { MAX_PATHS, MAX_TIMER_MS, MULTIPATH_DEFAULTS } from './constants.js';
 
@@ -89,13 +89,4 @@ export function resolvePaths(paths: unknown): TransportFactory[] {
 
 export function resolveOptions(options: unknown): ResolvedMultipathOptions {
   return parseOptions('multipath', multipathOptionsSchema, options);
-}
-
-/**
- * The options of `listen` and `connect`, checked once before any path is
- * asked (core's checkTransportCallOptions, as every transport does): the
- * paths would each fail on them their own way.
- */
-export function checkCallOptions(options: unknown, call: 'listen' | 'connect'): void {
-  checkTransportCallOptions('multipath', call, options);
 }

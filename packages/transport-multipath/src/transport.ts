@@ -11,6 +11,7 @@
  */
 import {
   AbortedError,
+  checkTransportCallOptions,
   type ClusterInfraError,
   type Clock,
   type ConnectOptions,
@@ -37,7 +38,7 @@ import { EventEmitter } from 'eventemitter3';
 import { formatMultipathAddress, parseMultipathAddress } from './address.js';
 import { MULTIPATH_DEFAULTS, MULTIPATH_KIND, WIRE_VERSION } from './constants.js';
 import { type LinkHealth, type LinkHost, MultipathLink, type PathEvent, SessionUnknownError } from './link.js';
-import { checkCallOptions, type ResolvedMultipathOptions } from './options.js';
+import type { ResolvedMultipathOptions } from './options.js';
 import { DATA_HEADER, decode, encodeHello, encodeRefuse, encodeWelcome, Kind, RefuseReason, type Welcome } from './wire.js';
 
 export interface MultipathTransportEvents {
@@ -125,7 +126,8 @@ export class MultipathTransport extends EventEmitter<MultipathTransportEvents> i
    * (`multipath:<path 0>,<path 1>`): it is what peers dial.
    */
   async listen(options: { signal?: AbortSignal } = {}): Promise<MultipathListener> {
-    checkCallOptions(options, 'listen');
+    // Once, before any path is asked: the paths would each fail on them their own way.
+    checkTransportCallOptions('multipath', 'listen', options);
     if (this.phase !== 'open') throw new TransportClosedError();
     if (this.listener !== undefined) return this.listener;
     const made = await Promise.allSettled(this.paths.map((p) => p.listen(options)));
@@ -154,7 +156,7 @@ export class MultipathTransport extends EventEmitter<MultipathTransportEvents> i
     let addresses: string[];
     try {
       addresses = parseMultipathAddress(address).slice(0, this.paths.length);
-      checkCallOptions(options, 'connect');
+      checkTransportCallOptions('multipath', 'connect', options);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -131,9 +131,6 @@ export class ClusterNode extends EventEmitter<ClusterEvents> implements AsyncDis
   /** Call a method of key service `name` on its current host (see docs/key-services.md). */
   callKeyService<T = unknown>(name: string, method: string, args?: unknown, options?: { signal?: AbortSignal; timeoutMs?: number; idempotent?: boolean }): Promise<T> {
     try {
-      // A name or method of another type would be looked up as its String() and fail as an unknown key service.
-      if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError(`a key service's name is a non-empty string, got ${typeof name}`);
-      if (typeof method !== 'string' || method.length === 0) throw new InvalidArgumentError(`a method is a non-empty string, got ${typeof method}`);
       checkCallOptions(options);
     } catch (err) {
       return Promise.reject(err as Error);

@@ -48,7 +48,8 @@ export function defineService<const M extends Record<string, MethodDescriptor>>(
   return d;
 }
 
-const isSchema = (s: unknown): boolean => typeof (s as { safeParse?: unknown } | null)?.safeParse === 'function';
+/** A zod schema (anything with `safeParse`), as descriptors carry them. */
+export const isSchema = (s: unknown): boolean => typeof (s as { safeParse?: unknown } | null)?.safeParse === 'function';
 
 /**
  * A descriptor's shape, for descriptors written by hand (or past the

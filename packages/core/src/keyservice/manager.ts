@@ -250,8 +250,15 @@ export class KeyServiceManager {
 
   /** Call a key service by name (routing.ts). */
   call(name: string, method: string, args: unknown, options: CallOptions & { idempotent?: boolean } = {}): Promise<unknown> {
-    // Any other value would be read as its truthiness: a call retried after it may have run.
-    if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') return Promise.reject(new InvalidArgumentError(`idempotent must be a boolean, got ${typeof options.idempotent}`, { details: [{ path: 'idempotent', message: 'must be a boolean' }] }));
+    try {
+      // A name or method of another type would be looked up as its String() and fail as an unknown key service.
+      checkKeyServiceName(name);
+      if (typeof method !== 'string' || method.length === 0) throw new InvalidArgumentError(`a method is a non-empty string, got ${typeof method}`);
+      // Any other value would be read as its truthiness: a call retried after it may have run.
+      if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') throw new InvalidArgumentError(`idempotent must be a boolean, got ${typeof options.idempotent}`, { details: [{ path: 'idempotent', message: 'must be a boolean' }] });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.router.call(name, method, args, options);
   }
 }

@@ -36,7 +36,8 @@ const MAX_PER_NODE = 1000;
 /** Idempotent methods one registration may list, and their length: what a join announcement may carry. */
 const MAX_IDEMPOTENT = 1000;
 const MAX_METHOD_NAME = 200;
-const CALLBACKS = ['failover', 'pullData', 'failoverData', 'handover'] as const;
+/** The callbacks a registration may give, besides its handlers: each a function when given. */
+export const CALLBACKS = ['failover', 'pullData', 'failoverData', 'handover'] as const;
 
 const kind = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
 

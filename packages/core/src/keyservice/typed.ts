@@ -15,8 +15,8 @@
 import type { z } from 'zod';
 import { InvalidArgumentError, InvalidOptionError, RemoteInternalError } from '../errors/index.js';
 import { checkCallOptions } from '../ics/options.js';
-import { checkDescriptor, parseResult, type RpcMethod, type ServiceDescriptor, validatedHandler } from '../ics/typed.js';
-import { MAX_KEY_SERVICE_NAME } from './registrations.js';
+import { checkDescriptor, isSchema, parseResult, type RpcMethod, type ServiceDescriptor, validatedHandler } from '../ics/typed.js';
+import { CALLBACKS, MAX_KEY_SERVICE_NAME } from './registrations.js';
 import type { FailoverInput, KeyServiceContext, KeyServiceHandler, KeyServiceHandlerContext, KeyServiceRegistration } from './types.js';
 
 export interface KeyServiceDescriptor<
@@ -45,8 +45,6 @@ export function defineKeyService<const M extends Record<string, RpcMethod>, P ex
   return d;
 }
 
-const isSchema = (s: unknown): boolean => typeof (s as { safeParse?: unknown } | null)?.safeParse === 'function';
-
 /**
  * A key-service descriptor's shape, for descriptors written by hand (or
  * past the types): a service descriptor's (ics/typed.ts, checkDescriptor)
@@ -67,8 +65,6 @@ export function checkKeyServiceDescriptor(d: KeyServiceDescriptor): void {
   }
 }
 
-const IMPL_CALLBACKS = ['failover', 'pullData', 'failoverData', 'handover'] as const;
-
 /** `impl` fits `d`: a handler per method, each callback a function, and `pullData` / `handover` exactly when `d` has their schema. */
 function checkImpl(d: KeyServiceDescriptor, impl: unknown): void {
   if (typeof impl !== 'object' || impl === null) throw new InvalidOptionError('impl', `serveKeyService ${d.name}: the implementation must be an object { handlers, failover?, pullData?, failoverData?, handover? }`);
@@ -77,7 +73,7 @@ function checkImpl(d: KeyServiceDescriptor, impl: unknown): void {
   for (const m of Object.keys(d.methods)) {
     if (typeof (i.handlers as Record<string, unknown>)[m] !== 'function') throw new InvalidOptionError(`impl.handlers.${m}`, `serveKeyService ${d.name}: no handler for method ${m}`);
   }
-  for (const c of IMPL_CALLBACKS) {
+  for (const c of CALLBACKS) {
     if (i[c] !== undefined && typeof i[c] !== 'function') throw new InvalidOptionError(`impl.${c}`, `serveKeyService ${d.name}: ${c} must be a function`);
   }
   // Without the schema the callback used to be dropped in silence; without the callback, nothing was pulled or handed over.
