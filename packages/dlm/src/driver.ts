@@ -234,8 +234,6 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
   private readonly inbound = new Map<string, number>();
   private readonly recoveryWaiters = new Set<() => void>();
   private nextOp = 1;
-  /** The cluster history (node.historyId) the current rounds belong to. */
-  private history: string | null = null;
   private closed = false;
   private servedOn: Ics | undefined;
   /** This node's incarnation as last noticed (ensureService). */
@@ -528,29 +526,15 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     }
   }
 
-  /** The member set as of the node's history head, as a new round. */
   /**
    * Rounds are transition numbers, and a cluster that re-formed from nothing numbers them from
-   * 1 again: once this node follows another history, whatever it held or mastered means
-   * nothing. Checked before every round and every delivery, so no message of the new history
-   * meets the old state.
+   * 1 again: the state machine resets when this node follows another history than its rounds
+   * are of. Told before every round and every delivery, so no message of the new history meets
+   * the old state.
    */
   private followHistory(): void {
     const history = this.node.historyId;
-    if (this.history !== null && history !== null && history !== this.history && this.state.round > 0) {
-      this.step((s) => s.reset('DLM_ERR_LOCK_LOST', `node ${this.node.nodeNum} follows another cluster history (the cluster re-formed)`));
-    }
-    if (history !== null) {
-      this.history = history;
-      // The incarnation first: reports of this history that waited for it are taken now, and
-      // one that starts a round names this incarnation (after a restart, a report checked
-      // against the former one was dropped, and that round never completed here: simulator
-      // seed 2209 at 5 nodes, voters 'candidates', D3).
-      this.step((s) => {
-        s.begin(this.node.incarnation);
-        s.setHistory(history);
-      });
-    }
+    if (history !== null) this.step((s) => s.setHistory(history, this.node.incarnation));
   }
 
   private startRound(): void {

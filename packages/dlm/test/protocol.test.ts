@@ -412,6 +412,32 @@ describe('recovery', () => {
     expect(t.round).toBe(3);
   });
 
+  it('a round adopted from a report before this node knew its history is of that history: following another one resets it (sim seed 950004 at 5 nodes)', () => {
+    // Found by the simulator workload (D2): node 5, joining, heard of round 35 from a peer's
+    // report before its node knew the history, and was handed records holding node 2's locks.
+    // That history ended; node 5 joined the re-formed cluster with the same incarnation, and
+    // its rounds, numbered from 1 again, stayed below 35: it kept granting node 2's old locks.
+    const me = { node: 1, incarnation: 11 };
+    const peer = { node: 2, incarnation: 22 };
+    const s = new DlmState(1, { maxLocks: 10, maxResources: 10 });
+    s.begin(me.incarnation);
+    const r = mastered(1, [1, 2]);
+    const vb = { value: null, version: 0, valid: true };
+    const record = { resource: r, fromRound: 34, vb, order: [], holders: [[2, 22, 7, 'EX']] as Array<[number, number, number, LockMode]> };
+    const lock = { id: 7, resource: r, granted: 'EX' as const, requested: null, token: 34 * TOKEN_ROUND_SPAN + 1, noQueue: false, vb, phase: 'held' as const };
+    s.receive(peer, { t: 'report', round: 35, members: [[1, 11], [2, 22]], locks: [lock], records: [record], last: true, history: 'A' });
+    expect(s.round).toBe(35);
+    expect(s.masteredResources().get(r)?.granted.map((l) => `${l.node}:${l.incarnation}:${l.id}`)).toEqual(['2:22:7']);
+    s.take();
+    s.setHistory('B', me.incarnation);
+    expect(s.round).toBe(0);
+    expect(s.masteredResources().size).toBe(0);
+    expect(s.take().some((e) => e.type === 'reset')).toBe(true);
+    // The re-formed cluster's first round is taken (not ignored as older than 35).
+    s.membership(3, [me], me.incarnation);
+    expect(s.round).toBe(3);
+  });
+
   it('messages of another history are ignored: a request held from before a reset is not served when the round numbers come round again', () => {
     // Found by the simulator workload (D2): node 1 was evicted (reset) while a request of a
     // node of the old history, for a round far ahead, was on its way; the cluster re-formed
