@@ -388,8 +388,12 @@ export class Core {
         if (this.acceptMaster(input.from, input.req.term, input.req.history)) {
           this.masterHealth = Math.min(MAX_MASTER_HEALTH, input.req.health ?? 1);
           this.commitUpTo(input.req.commit, input.req.term);
+          return this.reply(input.id, { term: this.term, last: this.history.last });
         }
-        return this.reply(input.id, { term: this.term, last: this.history.last });
+        // Not following this master (another history, a new incarnation still
+        // joining, another master of the term): the answer must not count
+        // toward its quorum or lease (docs/protocol.md, "Lease").
+        return this.reply(input.id, { term: this.term, last: this.history.last, follows: false });
       case 'answer':
       case 'failed':
         return this.onResult(input.call, input.type === 'answer' ? input.value : undefined, input.type === 'failed' ? input.code : undefined);
@@ -956,9 +960,14 @@ export class Core {
 
   private heartbeatAnswered(h: { node: number; term: number; sentAt: number }, value: unknown): void {
     if (value === undefined) return;
-    const r = value as { term: number; last: number; health?: number };
+    const r = value as { term: number; last: number; health?: number; follows?: boolean };
     // A newer term ends this mastership (the gate).
     if (r.term > this.term) return this.observeTerm(r.term);
+    // A node that does not follow this master (a restarted voter that forgot
+    // its vote, say) is no acknowledgement: counted, it renewed a stale
+    // master's lease and its key-service host wrote after the next epoch
+    // began elsewhere (sim seed 949986 at 3 nodes, K3).
+    if (r.follows === false) return;
     this.lease.ack(h.node, h.sentAt);
     this.effects.push({ type: 'heard-alive', node: h.node, health: r.health });
     // Behind: append the last transition (with what it misses), as the master of the heartbeat's term only.
@@ -1030,13 +1039,15 @@ export class Core {
   }
 
   private appendAnswered(chain: AppendChain, value: unknown): void {
-    const r = value as { term: number; ok: boolean; last: number; health?: number; reports?: unknown; seq?: unknown } | undefined;
-    this.progress.ended(chain.term, chain.to, r === undefined || r.term > this.term ? 'failed' : r.ok ? 'ok' : { holds: r.last });
+    const r = value as { term: number; ok: boolean; last: number; health?: number; reports?: unknown; seq?: unknown; follows?: boolean } | undefined;
+    this.progress.ended(chain.term, chain.to, r === undefined || r.term > this.term || r.follows === false ? 'failed' : r.ok ? 'ok' : { holds: r.last });
     if (r === undefined) return this.appendDone(chain, false);
     if (r.term > this.term) {
       this.observeTerm(r.term);
       return this.appendDone(chain, false);
     }
+    // Refused by a node that does not follow this master: no acknowledgement, as for a heartbeat.
+    if (r.follows === false) return this.appendDone(chain, false);
     this.lease.ack(chain.to, chain.sentAt);
     // Heard, as a heartbeat's answer would tell (the append stood for the member's next heartbeat).
     this.effects.push({ type: 'heard-alive', node: chain.to, health: r.health });
@@ -1103,11 +1114,12 @@ export class Core {
     return true;
   }
 
-  private onAppend(from: number, a: AppendRequest): { term: number; ok: boolean; last: number } {
+  private onAppend(from: number, a: AppendRequest): { term: number; ok: boolean; last: number; follows?: false } {
     const first = a.entries[0];
     const founding = a.commit === 0 && first?.number === 1 && a.history === historyIdOf(first);
     const refuse = (): { term: number; ok: boolean; last: number } => ({ term: this.term, ok: false, last: this.history.last });
-    if (!this.acceptMaster(from, a.term, a.history, founding)) return refuse();
+    // Not following this master: refused, and said so (it must not count toward its quorum or lease).
+    if (!this.acceptMaster(from, a.term, a.history, founding)) return { ...refuse(), follows: false };
     this.masterHealth = Math.min(MAX_MASTER_HEALTH, a.health ?? 1);
     // The commit it carries covers what this master appended before (its last commit message may never come).
     this.commitHeld(a.commit, a.term);
