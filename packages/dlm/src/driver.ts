@@ -470,6 +470,13 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
 
   /** Feed one input, then perform every effect it queued. */
   private step(input: (s: DlmState) => void): void {
+    // A restart of this node is noticed before any input, an API call's too: the state's
+    // messages would otherwise go out in outboxes stamped with the new incarnation (simulator
+    // seed 953225 at 5 nodes, DLM workload: the evicted incarnation's request reached its
+    // master as the new one's, and a re-formed history's round of that number granted it to
+    // an owner that never knew the lock, D2). (ensureService's own reset step finds the
+    // incarnation noticed already.)
+    this.ensureService();
     if (!this.closed) this.state.setQuorum(this.node.hasQuorum);
     input(this.state);
     for (const e of this.state.take()) this.perform(e);

@@ -241,6 +241,30 @@ describe('recovery', () => {
     expect(delivered.some((d) => d.incarnation !== former)).toBe(true);
     expect(delivered.filter((d) => d.incarnation !== former && d.ids.includes(id))).toEqual([]);
   });
+
+  it('a request made after this node started again, before its lock manager heard of it, is not sent in the former incarnation’s round (sim seed 953225 at 5 nodes)', async () => {
+    // Found by the simulator workload (D2): node 2 started again as a new incarnation; before a
+    // transition or delivery told its lock manager, a worker asked for a lock, and the state, still
+    // in the former incarnation's round, sent the request in an outbox stamped with the new
+    // incarnation. A re-formed history's round of that number later granted it to an owner that
+    // never knew the lock. Here the node's incarnation changes under the lock manager with no
+    // event at all: the API call itself notices it.
+    const c = await formed(3);
+    const r = resourceMasteredBy(c.dlm(2), 3);
+    const node = c.node(2);
+    expect(c.dlm(2).stats().round).toBeGreaterThan(0);
+    const next = node.incarnation + 1;
+    Object.defineProperty(node, 'incarnation', { get: () => next, configurable: true });
+    try {
+      const request = track(c.dlm(2).lock(r, 'EX'));
+      // The former incarnation's round is over here: the request waits for the new one's first round.
+      expect(c.dlm(2).stats()).toMatchObject({ round: 0, outbound: 0 });
+      expect(c.dlm(2).locks()).toMatchObject([{ resource: r, granted: null, requested: 'EX' }]);
+      expect(request.done).toBe(false);
+    } finally {
+      delete (node as { incarnation?: number }).incarnation;
+    }
+  });
 });
 
 describe('misuse', () => {
