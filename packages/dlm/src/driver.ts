@@ -550,13 +550,19 @@ export class Dlm extends EventEmitter<DlmEvents> implements AsyncDisposable {
     const view = this.node.membership();
     const members = view.members.filter((m) => inSet(m.state)).map((m) => ({ node: m.node, incarnation: m.incarnation }));
     const incarnation = this.node.incarnation;
-    for (const [n, box] of this.outboxes) {
-      if (!members.some((m) => m.node === n && m.incarnation === box.incarnation)) this.dropOutbox(n);
-    }
     this.step((s) => {
       s.begin(incarnation);
       s.membership(view.number, members, incarnation, this.masters(view));
     });
+    // What waits for a peer that is no member of the state's round now is dropped: judged by the
+    // round the state is in, not by this view. A node that applies transitions late may already
+    // be in a later round (adopted from a peer's report), and the state ignores an older view;
+    // judged by that view, a peer that joined since lost this node's report of the later round,
+    // and that round never completed on it (simulator seed 1001314 at 5 nodes, DLM workload,
+    // D3: its resources were never rebuilt, and releases on them waited for ever).
+    for (const [n, box] of this.outboxes) {
+      if (!this.state.members.some((m) => m.node === n && m.incarnation === box.incarnation)) this.dropOutbox(n);
+    }
   }
 
   /** The members that may master resources as of `view` (undefined: every member, no masterRoles). */
