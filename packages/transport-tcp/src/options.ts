@@ -132,6 +132,9 @@ function notPem(value: string | Buffer, expected: string): string {
   return `expected a ${expected} in PEM (-----BEGIN ...)${hint}`;
 }
 
+/** A PEM private key under a passphrase (PKCS#8, or the traditional form's header). */
+const ENCRYPTED_KEY = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/;
+
 /** Check that key, cert and ca are what Node will need, so a mistake names its option now. */
 function tlsProblem(t: { key: string | Buffer; cert: string | Buffer; ca: string | Buffer | Array<string | Buffer>; passphrase?: string | undefined }): { path: Array<string | number>; message: string } | undefined {
   const cas = Array.isArray(t.ca) ? t.ca : [t.ca];
@@ -148,7 +151,11 @@ function tlsProblem(t: { key: string | Buffer; cert: string | Buffer; ca: string
   try {
     createSecureContext({ key: t.key, passphrase: t.passphrase });
   } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_OSSL_BAD_DECRYPT')
+    // An encrypted key that does not open is the passphrase's fault whatever OpenSSL says: a
+    // wrong passphrase usually fails the padding check (bad decrypt), but about one time in
+    // 256 the garbage passes it and fails later as a malformed key.
+    const text = typeof t.key === 'string' ? t.key : t.key.toString('latin1');
+    if ((err as { code?: string }).code === 'ERR_OSSL_BAD_DECRYPT' || ENCRYPTED_KEY.test(text))
       return { path: ['passphrase'], message: 'tls.key is encrypted and this passphrase does not open it (missing or wrong)' };
     return { path: ['key'], message: notPem(t.key, 'private key') };
   }
