@@ -180,11 +180,12 @@ export class DlmState {
    * from a peer's report before this node knew its history (see `onReport`).
    */
   setHistory(history: string, incarnation?: number): void {
-    if (history === this.history) return void (incarnation !== undefined && this.begin(incarnation));
-    if (this.history !== undefined && this.round > 0) this.reset('DLM_ERR_LOCK_LOST', `node ${this.self} follows another cluster history (the cluster re-formed)`);
+    const another = history !== this.history;
+    if (another && this.history !== undefined && this.round > 0) this.reset('DLM_ERR_LOCK_LOST', `node ${this.self} follows another cluster history (the cluster re-formed)`);
     // The incarnation before the waiting reports: one that starts a round must name this
     // incarnation (simulator seed 2209 at 5 nodes, voters 'candidates', D3).
     if (incarnation !== undefined) this.begin(incarnation);
+    if (!another) return;
     this.history = history;
     const waiting = this.foreign;
     this.foreign = [];
